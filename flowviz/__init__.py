@@ -1,0 +1,29 @@
+"""flowviz: a residual network seen as a continuous flow (Li & Shi 2017).
+
+Public surface (stable; used by the app, the command line and notebooks)::
+
+    import flowviz
+    cfg = flowviz.preset("moons")             # or flowviz.Config(dataset="rings", lift=1, ...)
+    result = flowviz.train(cfg)               # blocking; result.model, result.history, result.metrics
+    xs = result.model.trajectory(x)           # (L+1, n, d) characteristics of points x (n, 2)
+    p = result.model.predict_proba(x)         # (n, classes) = u(0, x)
+    u = result.model.transported(z, k)        # u(t_k, z) for points z (n, d) of step k
+    fine = result.model.with_steps(64)        # re-discretised (tied / continuous weights)
+"""
+
+from .config import CHOICES, LIMITS, Config
+from .data import DATASETS, Dataset, load_csv, make_dataset
+from .errors import CheckpointError, ConfigError, DataError, FlowvizError, TrainingDiverged
+from .fields import ACTIVATIONS, FIELDS
+from .model import FlowModel, build_model
+from .presets import preset, preset_names
+from .solvers import STEPPERS
+from .train import Snapshot, TrainResult, train, train_iter
+
+__all__ = [
+    "Config", "CHOICES", "LIMITS", "DATASETS", "FIELDS", "STEPPERS", "ACTIVATIONS",
+    "Dataset", "make_dataset", "load_csv", "FlowModel", "build_model", "train", "train_iter",
+    "Snapshot", "TrainResult", "preset", "preset_names",
+    "FlowvizError", "ConfigError", "DataError", "CheckpointError", "TrainingDiverged",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,261 @@
+"""One frozen, validated description of a run.
+
+Every key, its default, its allowed range and a one-line reason live in the
+field metadata below; parsing (JSON, URL query strings, ``--set KEY=VALUE``)
+and validation are driven by that single table, as in TensorFlow Playground's
+state object. The key names appear in links on lecturers' slides: never
+rename one.
+
+Hard upper limits (``n_samples`` <= 20,000, ``n_steps`` <= 256, ``width`` <=
+256, ``lift`` <= 8, ``train_steps`` <= 20,000, ...) keep a single user from
+tying up a shared server.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .errors import ConfigError
+
+__all__ = ["Config", "CHOICES", "LIMITS"]
+
+
+def _opt(default, help: str, *, choices=None, lo=None, hi=None, lo_open=False):
+    meta = {"help": help, "choices": choices, "lo": lo, "hi": hi, "lo_open": lo_open}
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class Config:
+    """A complete, validated run description (data, field, discretisation, head, training, seed, device)."""
+
+    # --- data
+    dataset: str = _opt("moons", "toy 2-D dataset",
+                        choices=("moons", "circles", "rings", "spirals", "xor", "checkerboard", "blobs", "csv"))
+    n_samples: int = _opt(1000, "number of points (train + test)", lo=4, hi=20_000)
+    noise: float = _opt(0.1, "noise level of the generator", lo=0.0, hi=2.0)
+    n_classes: int = _opt(3, "classes for spirals (arms) and blobs", lo=2, hi=8)
+    test_fraction: float = _opt(0.2, "share of points held out for testing", lo=0.0, hi=0.9)
+    seed: int = _opt(0, "seeds data, initial weights, noise and mini-batches", lo=0, hi=2**31 - 1)
+    # --- velocity field v(t, x)
+    field: str = _opt("two_layer", "velocity-field family (two_layer is the paper's eq. 2)",
+                      choices=("two_layer", "mlp", "antisymmetric"))
+    width: int = _opt(16, "hidden width of the field", lo=1, hi=256)
+    activation: str = _opt("tanh", "activation a in the field",
+                           choices=("relu", "tanh", "sigmoid", "softplus", "leaky_relu"))
+    time_mode: str = _opt("per_step", "per_step: a ResNet; tied: one field for all t; continuous: knots in t",
+                          choices=("per_step", "tied", "continuous"))
+    knots: int = _opt(8, "knots of the piecewise-linear weights (time_mode=continuous)", lo=2, hi=64)
+    lift: int = _opt(0, "extra zero coordinates p: the flow acts in R^(2+p) (paper, footnote 1)", lo=0, hi=8)
+    mlp_depth: int = _opt(2, "hidden layers of the mlp field", lo=2, hi=6)
+    time_input: bool = _opt(True, "feed t to the mlp field as an extra input")
+    gamma: float = _opt(0.1, "damping of the antisymmetric field: linear part K - K^T - gamma I", lo=0.0, hi=10.0)
+    # --- discretisation of [0, T]
+    horizon: float = _opt(1.0, "horizon T of the flow", lo=0.0, hi=100.0, lo_open=True)
+    n_steps: int = _opt(16, "number of steps (blocks) L", lo=1, hi=256)
+    partition: str = _opt("uniform", "uniform steps T/L, or geometric steps growing by partition_ratio",
+                          choices=("uniform", "geometric"))
+    partition_ratio: float = _opt(1.1, "ratio s_(k+1) / s_k of a geometric partition", lo=0.1, hi=10.0)
+    scheme: str = _opt("euler", "time stepper; plain drops the residual shortcut: x_k = V_k(x_(k-1))",
+                       choices=("euler", "midpoint", "rk4", "plain"))
+    # --- terminal function f = u(T, .)
+    head: str = _opt("learned", "learned linear softmax layer, or fixed so the flow alone must sort the classes",
+                     choices=("learned", "fixed"))
+    # --- viscosity (paper, section 4, item 1)
+    viscosity: float = _opt(0.0, "eps: stochastic characteristics dX = v dt + sqrt(2 eps) dW", lo=0.0, hi=1.0)
+    mc_samples: int = _opt(16, "Monte-Carlo samples for u(0, x) = E f(X_T) when eps > 0", lo=1, hi=256)
+    # --- training (the inverse problem)
+    optimizer: str = _opt("adam", "optimiser", choices=("adam", "sgd"))
+    lr: float = _opt(0.01, "learning rate", lo=0.0, hi=10.0, lo_open=True)
+    train_steps: int = _opt(300, "optimiser steps", lo=0, hi=20_000)
+    batch_size: int = _opt(0, "mini-batch size; 0 = full batch", lo=0, hi=20_000)
+    weight_decay: float = _opt(0.0, "L2 weight decay", lo=0.0, hi=1.0)
+    smoothness: float = _opt(0.0, "lambda of sum_k |theta_k - theta_(k-1)|^2 / s_k (paper, section 3.3)",
+                             lo=0.0, hi=100.0)
+    kinetic: float = _opt(0.0, "weight of the kinetic energy sum_k s_k |V_k(x)|^2", lo=0.0, hi=100.0)
+    device: str = _opt("auto", "auto picks cuda, then mps, then cpu", choices=("auto", "cpu", "cuda", "mps"))
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if f.type == "float" and isinstance(v, int) and not isinstance(v, bool):
+                object.__setattr__(self, f.name, float(v))  # 2 and 2.0 are one config
+            _check(f, getattr(self, f.name))
+        if self.batch_size > self.n_samples:
+            raise ConfigError(f"batch_size={self.batch_size} is larger than n_samples={self.n_samples}")
+
+    # ------------------------------------------------------------------ I/O
+    @classmethod
+    def keys(cls) -> tuple[str, ...]:
+        """All config keys, in declaration order."""
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Config":
+        """Build from a mapping of typed values (JSON). Missing keys take defaults; unknown keys are an error."""
+        if not isinstance(d, Mapping):
+            raise ConfigError(f"a config must be a JSON object of key: value, got {type(d).__name__}")
+        _reject_unknown(d)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        return cls(**{k: _coerce(fields[k], v, from_text=False) for k, v in d.items()})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict of every key."""
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Config":
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"config is not valid JSON: {e.msg} (line {e.lineno})") from None
+        return cls.from_dict(d)
+
+    @classmethod
+    def from_query(cls, q: Mapping[str, Any]) -> "Config":
+        """Build from flat URL query parameters (string values; a list takes its last value)."""
+        _reject_unknown(q)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        vals = {}
+        for k, v in q.items():
+            if isinstance(v, (list, tuple)):
+                v = v[-1] if v else ""
+            vals[k] = _coerce(fields[k], v, from_text=True)
+        return cls(**vals)
+
+    def to_query(self) -> dict[str, str]:
+        """Flat string parameters for a URL: every key, so a link means the same run next year."""
+        return {k: _to_text(v) for k, v in self.to_dict().items()}
+
+    def replace(self, **changes) -> "Config":
+        """A validated copy with some keys changed."""
+        _reject_unknown(changes)
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        return dataclasses.replace(self, **{k: _coerce(fields[k], v, from_text=False) for k, v in changes.items()})
+
+    def with_sets(self, assignments: list[str]) -> "Config":
+        """Apply command-line style ``KEY=VALUE`` strings."""
+        q = {}
+        for a in assignments:
+            if "=" not in a:
+                raise ConfigError(f"expected KEY=VALUE, got {a!r}")
+            k, v = a.split("=", 1)
+            q[k.strip()] = v.strip()
+        _reject_unknown(q)
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        return dataclasses.replace(self, **{k: _coerce(fields[k], v, from_text=True) for k, v in q.items()})
+
+    # ----------------------------------------------------------- derived
+    @property
+    def dim(self) -> int:
+        """Dimension d = 2 + p of the space the flow acts on."""
+        return 2 + self.lift
+
+    @property
+    def classes(self) -> int:
+        """Number of classes the generator makes (csv data decides its own)."""
+        return {"spirals": self.n_classes, "blobs": self.n_classes}.get(self.dataset, 2)
+
+    def key(self) -> str:
+        """A stable hash of the whole config, for caches and run registries."""
+        import hashlib
+
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    f.name: f.metadata["choices"] for f in dataclasses.fields(Config) if f.metadata["choices"]
+}
+LIMITS: dict[str, tuple[float, float]] = {
+    f.name: (f.metadata["lo"], f.metadata["hi"]) for f in dataclasses.fields(Config) if f.metadata["hi"] is not None
+}
+
+
+def _reject_unknown(d: Mapping) -> None:
+    unknown = [k for k in d if k not in Config.__dataclass_fields__]
+    if unknown:
+        raise ConfigError(f"unknown config key {unknown[0]!r}; valid keys: {', '.join(Config.keys())}")
+
+
+def _type_of(f) -> type:
+    return {"str": str, "int": int, "float": float, "bool": bool}[f.type]
+
+
+def _coerce(f, v, *, from_text: bool):
+    """Turn a JSON or text value into the key's type, or raise a ConfigError naming key and value."""
+    t = _type_of(f)
+    bad = ConfigError(f"{f.name}={v!r} is not a valid {t.__name__}")
+    if isinstance(v, str) and len(v) > 200:
+        raise ConfigError(f"{f.name}: value is too long ({len(v)} characters)")
+    if t is bool:
+        if isinstance(v, bool):
+            return v
+        if isinstance(v, str) and v.strip().lower() in ("1", "true", "yes", "on"):
+            return True
+        if isinstance(v, str) and v.strip().lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{f.name}={v!r} is not a boolean (use true or false)")
+    if t is str:
+        if not isinstance(v, str):
+            raise bad
+        return v.strip()
+    if isinstance(v, bool):
+        raise bad
+    if isinstance(v, str):
+        try:
+            num = float(v.strip()) if t is float else _parse_int(v)
+        except ValueError:
+            raise bad from None
+    elif isinstance(v, (int, float)):
+        num = v
+    else:
+        raise bad
+    if t is int:
+        if isinstance(num, float):
+            if not math.isfinite(num) or num != int(num):
+                raise ConfigError(f"{f.name}={v!r} must be a whole number")
+            num = int(num)
+        return int(num)
+    return float(num)
+
+
+def _parse_int(s: str) -> int:
+    s = s.strip()
+    try:
+        return int(s)
+    except ValueError:
+        x = float(s)  # accepts "32.0"; the caller rejects non-integers
+        return x  # type: ignore[return-value]
+
+
+def _check(f, v) -> None:
+    m = f.metadata
+    t = _type_of(f)
+    if t is float and isinstance(v, int) and not isinstance(v, bool):
+        v = float(v)
+    if not isinstance(v, t) or (t is int and isinstance(v, bool)):
+        raise ConfigError(f"{f.name}={v!r} must be of type {t.__name__}")
+    if m["choices"] and v not in m["choices"]:
+        raise ConfigError(f"{f.name}={v!r} is not one of: {', '.join(m['choices'])}")
+    if t in (int, float):
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ConfigError(f"{f.name}={v!r} must be a finite number")
+        lo, hi = m["lo"], m["hi"]
+        if lo is not None and (v < lo or (m["lo_open"] and v == lo)):
+            rel = ">" if m["lo_open"] else ">="
+            raise ConfigError(f"{f.name}={v!r} is out of range: must be {rel} {lo} and <= {hi}")
+        if hi is not None and v > hi:
+            raise ConfigError(f"{f.name}={v!r} is out of range: must be <= {hi} (hard limit)")
+
+
+def _to_text(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return repr(v) if isinstance(v, float) else str(v)

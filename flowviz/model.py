@@ -1,0 +1,230 @@
+"""The flow model: lift, velocity field, time stepping and terminal function f.
+
+F = f o Phi_(0->L) o lift, where Phi is the discrete flow of the chosen
+stepper on the partition (paper, eq. 13). The model knows nothing about
+training.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import wraps
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .config import Config
+from .errors import ConfigError
+from .fastpath import euler_two_layer
+from .fields import FIELDS
+from .solvers import STEPPERS, Tableau, integrate, reference_solution
+from .timegrid import n_slots, partition, slot_of_time, weight_matrix
+
+__all__ = ["FlowModel", "build_model"]
+
+# the plain (non-residual) net evaluates its block at t_k and drops the shortcut
+_GRID_BUFFERS = ("P", "s", "P_blocks")  # derived from the config, not learned
+_PLAIN = Tableau(c=(1.0,), a=((),), b=(1.0,), order=0)
+
+
+def _array_io(fn):
+    """Accept numpy or torch input; return the same kind (numpy float32 for numpy input)."""
+
+    @wraps(fn)
+    def wrapper(self, x, *args, **kwargs):
+        is_np = not isinstance(x, Tensor)
+        xt = torch.as_tensor(np.asarray(x, dtype=np.float32) if is_np else x).to(self.device, torch.float32)
+        with torch.no_grad():
+            out = fn(self, xt, *args, **kwargs)
+        return out.cpu().numpy() if is_np else out
+
+    return wrapper
+
+
+class FlowModel(nn.Module):
+    """A residual network read as a discretised flow on R^d, d = 2 + lift.
+
+    Use :func:`build_model` (or ``flowviz.train``) rather than constructing directly.
+    """
+
+    def __init__(self, config: Config, n_classes: int):
+        super().__init__()
+        self.config = config
+        self.n_classes = n_classes
+        self.dim = d = config.dim
+        gen = torch.Generator().manual_seed(config.seed + 1)
+        slots = n_slots(config.time_mode, config.n_steps, config.knots)
+        self.field = FIELDS[config.field](d, config.width, config.activation, slots, gen,
+                                          depth=config.mlp_depth, time_input=config.time_input, gamma=config.gamma)
+        # terminal function f(x) = softmax(Wf x + bf): learned, or fixed rows on the unit circle
+        if config.head == "learned":
+            self.head_W = nn.Parameter((torch.rand(n_classes, d, generator=gen) * 2 - 1) / math.sqrt(d))
+            self.head_b = nn.Parameter(torch.zeros(n_classes))
+        else:
+            ang = 2 * math.pi * torch.arange(n_classes) / n_classes
+            W = torch.zeros(n_classes, d)
+            W[:, 0], W[:, 1] = torch.cos(ang), torch.sin(ang)
+            self.register_buffer("head_W", 2.0 * W)
+            self.register_buffer("head_b", torch.zeros(n_classes))
+        self.times = partition(config.horizon, config.n_steps, config.partition, config.partition_ratio)
+        self.steps = np.diff(self.times)  # s_k, k = 1..L
+        self.tab = _PLAIN if config.scheme == "plain" else STEPPERS[config.scheme]
+        self.register_buffer("P", weight_matrix(config.time_mode, self.times, self.tab.c, config.knots))
+        self.register_buffer("s", torch.as_tensor(self.steps, dtype=torch.float32))
+        # weights at t_k, k = 1..L (the paper's theta_k): rows of P for the block times
+        rows = [slot_of_time(config.time_mode, t, self.times, config.knots) for t in self.times[1:]]
+        self.register_buffer("P_blocks", torch.as_tensor(np.stack(rows), dtype=torch.float32))
+        self.fast = True  # use the hand-written Euler chain where it applies (see fastpath)
+
+    # ---------------------------------------------------------------- basics
+    @property
+    def device(self) -> torch.device:
+        return self.P.device
+
+    @property
+    def L(self) -> int:
+        return self.config.n_steps
+
+    def lift(self, x: Tensor) -> Tensor:
+        """(n, 2) -> (n, 2 + p): append p zero coordinates (paper, footnote 1)."""
+        p = self.dim - x.shape[1]
+        return x if p == 0 else torch.cat([x, x.new_zeros(x.shape[0], p)], 1)
+
+    def head(self, xL: Tensor) -> Tensor:
+        """Logits of the terminal function f at points of the output space (n, d) -> (n, C)."""
+        return torch.addmm(self.head_b, xL, self.head_W.T)
+
+    def stage_weights(self) -> list[tuple[Tensor, ...]]:
+        """Weights for every stage evaluation, row k*S + i = stage i of step k+1."""
+        return self.field.weights(self.P)
+
+    def block_params(self) -> list[Tensor]:
+        """theta_k = the weights at t_k for k = 1..L, one tensor (L, ...) per parameter."""
+        return [torch.tensordot(self.P_blocks, p, dims=1) for p in self.field.slot_params()]
+
+    def fast_path_applies(self, *, training: bool = False) -> bool:
+        """True where the hand-written Euler chain computes this model exactly."""
+        c = self.config
+        ok = self.fast and c.field == "two_layer" and c.scheme == "euler"
+        return ok and not (training and (c.viscosity > 0 or c.kinetic > 0))
+
+    # ----------------------------------------------------------------- flows
+    def flow(self, x: Tensor, *, k0: int = 0, record: bool = False, noise_gen: Optional[torch.Generator] = None,
+             training: bool = False) -> Tensor:
+        """Apply blocks k0+1 .. L to points x (n, d) of the space of step k0.
+
+        Returns x_L (n, d), or with ``record`` the positions x_(k0) .. x_L: (L-k0+1, n, d).
+        ``noise_gen`` adds the viscous noise sqrt(2 eps s_k) xi after each step.
+        """
+        eps = self.config.viscosity
+        if not record and noise_gen is None and k0 == 0 and self.fast_path_applies(training=training):
+            W1, b1, W2, b2 = (torch.tensordot(self.P, p, dims=1) for p in self.field.slot_params())
+            return euler_two_layer(x, W1, b1, W2, b2, self.s, self.config.activation)
+        ws = self.stage_weights()
+        S = self.tab.stages
+        plain = self.config.scheme == "plain"
+
+        def f(k, i, t, xi):
+            v = self.field.velocity(ws[(k + k0) * S + i], t, xi)
+            return (v - xi) / float(self.steps[k + k0]) if plain else v  # plain: x + s (V - x)/s = V(x)
+
+        noise = None
+        if noise_gen is not None and eps > 0:
+            def noise(k, s, xk):
+                return math.sqrt(2 * eps * s) * torch.randn(xk.shape, generator=noise_gen, device=xk.device)
+        return integrate(f, x, self.times[k0:], self.tab, record=record, noise=noise)
+
+    def forward(self, x: Tensor, *, noise_gen: Optional[torch.Generator] = None) -> Tensor:
+        """Logits F(x) for points x (n, 2): f o Phi_(0->L) o lift."""
+        return self.head(self.flow(self.lift(x), noise_gen=noise_gen, training=self.training))
+
+    def _mc(self, fn, x: Tensor) -> Tensor:
+        """u = E f(X_T): mean over mc_samples seeded noise paths when eps > 0, else one deterministic pass."""
+        if self.config.viscosity == 0:
+            return fn(x, None)
+        gen = torch.Generator(device=self.device).manual_seed(self.config.seed + 7)
+        return torch.stack([fn(x, gen) for _ in range(self.config.mc_samples)]).mean(0)
+
+    # ------------------------------------------------------- public surface
+    @_array_io
+    def trajectory(self, x) -> Tensor:
+        """The characteristics x_0 .. x_L of points x (n, 2): shape (L+1, n, d), lift applied inside.
+
+        With viscosity eps > 0, one seeded sample path of the stochastic characteristics.
+        """
+        gen = None
+        if self.config.viscosity > 0:
+            gen = torch.Generator(device=self.device).manual_seed(self.config.seed + 7)
+        return self.flow(self.lift(x), record=True, noise_gen=gen)
+
+    @_array_io
+    def predict_proba(self, x) -> Tensor:
+        """Class probabilities F(x) = u(0, x) for points x (n, 2): shape (n, classes)."""
+        return self._mc(lambda z, g: torch.softmax(self.head(self.flow(self.lift(z), noise_gen=g)), -1), x)
+
+    @_array_io
+    def transported(self, x, k: int) -> Tensor:
+        """u(t_k, x) = f(Phi_(k->L)(x)) for points x (n, d) of the space of step k: shape (n, classes).
+
+        k = L gives f itself; k = 0 gives the decision function F (on lifted inputs).
+        """
+        if not 0 <= k <= self.L:
+            raise ConfigError(f"step k={k} is out of range: 0 <= k <= {self.L}")
+        x = self.lift(x)
+        return self._mc(lambda z, g: torch.softmax(self.head(self.flow(z, k0=k, noise_gen=g)), -1), x)
+
+    def velocity(self, x: Tensor, k: int) -> Tensor:
+        """V_k(x) = v(t_k, x) at points x (n, d), for k = 1..L (k = 0 gives v(0, x))."""
+        row = torch.as_tensor(slot_of_time(self.config.time_mode, self.times[k], self.times, self.config.knots),
+                              dtype=torch.float32, device=self.device)
+        if k == 0 and self.config.time_mode == "per_step":
+            row = torch.zeros_like(row)
+            row[0] = 1
+        w = self.field.weights(row[None])[0]
+        return self.field.velocity(w, float(self.times[k]), x)
+
+    def step_map(self, x: Tensor, k: int) -> Tensor:
+        """The map of block k (1..L): x_(k-1) -> x_k, for points (n, d)."""
+        return self.flow(x, k0=k - 1, record=True)[1]
+
+    def vector_field(self, t: float, x: Tensor) -> Tensor:
+        """v(t, x) for any t in [0, T] (per-step weights: slot k on (t_(k-1), t_k])."""
+        row = torch.as_tensor(slot_of_time(self.config.time_mode, t, self.times, self.config.knots),
+                              dtype=x.dtype, device=x.device)
+        params = [torch.tensordot(row, p.to(x.dtype), dims=1) for p in self.field.slot_params()]
+        return self.field.velocity(tuple(params), t, x)
+
+    def reference(self, x) -> np.ndarray:
+        """The continuous characteristics x(t_k) of the same field by adaptive dopri5: (L+1, n, d) float64.
+
+        Not defined for the plain net (it is no flow).
+        """
+        if self.config.scheme == "plain":
+            raise ConfigError("the plain (non-residual) net is not a flow: it has no reference solution")
+        xt = self.lift(torch.as_tensor(np.asarray(x, dtype=np.float32), device=self.device))
+        jumps = self.times[1:-1] if self.config.time_mode == "per_step" else None
+        double = self.double_copy()
+        return reference_solution(double.vector_field, xt.double(), self.times, jumps=jumps).cpu().numpy()
+
+    def double_copy(self) -> "FlowModel":
+        import copy
+
+        m = copy.deepcopy(self).double()
+        m.fast = False
+        return m
+
+    def with_steps(self, n_steps: int) -> "FlowModel":
+        """A copy re-discretised with L = n_steps (tied and continuous weights only)."""
+        if self.config.time_mode == "per_step":
+            raise ConfigError("with_steps needs time_mode tied or continuous: per_step weights are one per block, "
+                              "so there is no field to sample at other times")
+        m = FlowModel(self.config.replace(n_steps=n_steps), self.n_classes).to(self.device)
+        m.load_state_dict({k: v for k, v in self.state_dict().items() if k not in _GRID_BUFFERS}, strict=False)
+        return m
+
+
+def build_model(config: Config, n_classes: int) -> FlowModel:
+    """A freshly initialised model (seeded by ``config.seed``)."""
+    return FlowModel(config, n_classes)
