@@ -163,6 +163,11 @@ class Config:
         """Number of classes the generator makes (csv data decides its own)."""
         return {"spirals": self.n_classes, "blobs": self.n_classes}.get(self.dataset, 2)
 
+    def times_key(self) -> tuple:
+        """What fixes the partition t_0 .. t_L."""
+        ratio = self.partition_ratio if self.partition == "geometric" else 1.0
+        return (self.horizon, self.n_steps, self.partition, ratio)
+
     def key(self) -> str:
         """A stable hash of the whole config, for caches and run registries."""
         import hashlib

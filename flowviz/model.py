@@ -111,15 +111,16 @@ class FlowModel(nn.Module):
         return ok and not (training and (c.viscosity > 0 or c.kinetic > 0))
 
     # ----------------------------------------------------------------- flows
-    def flow(self, x: Tensor, *, k0: int = 0, record: bool = False, noise_gen: Optional[torch.Generator] = None,
-             training: bool = False) -> Tensor:
-        """Apply blocks k0+1 .. L to points x (n, d) of the space of step k0.
+    def flow(self, x: Tensor, *, k0: int = 0, k1: Optional[int] = None, record: bool = False,
+             noise_gen: Optional[torch.Generator] = None, training: bool = False) -> Tensor:
+        """Apply blocks k0+1 .. k1 (k1 = L by default) to points x (n, d) of the space of step k0.
 
-        Returns x_L (n, d), or with ``record`` the positions x_(k0) .. x_L: (L-k0+1, n, d).
+        Returns x_(k1) (n, d), or with ``record`` the positions x_(k0) .. x_(k1): (k1-k0+1, n, d).
         ``noise_gen`` adds the viscous noise sqrt(2 eps s_k) xi after each step.
         """
         eps = self.config.viscosity
-        if not record and noise_gen is None and k0 == 0 and self.fast_path_applies(training=training):
+        k1 = self.L if k1 is None else k1
+        if not record and noise_gen is None and (k0, k1) == (0, self.L) and self.fast_path_applies(training=training):
             W1, b1, W2, b2 = (torch.tensordot(self.P, p, dims=1) for p in self.field.slot_params())
             return euler_two_layer(x, W1, b1, W2, b2, self.s, self.config.activation)
         ws = self.stage_weights()
@@ -134,7 +135,7 @@ class FlowModel(nn.Module):
         if noise_gen is not None and eps > 0:
             def noise(k, s, xk):
                 return math.sqrt(2 * eps * s) * torch.randn(xk.shape, generator=noise_gen, device=xk.device)
-        return integrate(f, x, self.times[k0:], self.tab, record=record, noise=noise)
+        return integrate(f, x, self.times[k0:k1 + 1], self.tab, record=record, noise=noise)
 
     def forward(self, x: Tensor, *, noise_gen: Optional[torch.Generator] = None) -> Tensor:
         """Logits F(x) for points x (n, 2): f o Phi_(0->L) o lift."""
@@ -187,7 +188,7 @@ class FlowModel(nn.Module):
 
     def step_map(self, x: Tensor, k: int) -> Tensor:
         """The map of block k (1..L): x_(k-1) -> x_k, for points (n, d)."""
-        return self.flow(x, k0=k - 1, record=True)[1]
+        return self.flow(x, k0=k - 1, k1=k)
 
     def vector_field(self, t: float, x: Tensor) -> Tensor:
         """v(t, x) for any t in [0, T] (per-step weights: slot k on (t_(k-1), t_k])."""
@@ -217,11 +218,24 @@ class FlowModel(nn.Module):
 
     def with_steps(self, n_steps: int) -> "FlowModel":
         """A copy re-discretised with L = n_steps (tied and continuous weights only)."""
-        if self.config.time_mode == "per_step":
-            raise ConfigError("with_steps needs time_mode tied or continuous: per_step weights are one per block, "
-                              "so there is no field to sample at other times")
-        m = FlowModel(self.config.replace(n_steps=n_steps), self.n_classes).to(self.device)
+        return self.rediscretised(n_steps=n_steps)
+
+    def rediscretised(self, **changes) -> "FlowModel":
+        """A copy with other discretisation keys (n_steps, scheme, partition, partition_ratio), same field.
+
+        Changing n_steps needs tied or continuous weights: per-step weights are one set per block.
+        """
+        allowed = {"n_steps", "scheme", "partition", "partition_ratio"}
+        bad = sorted(set(changes) - allowed)
+        if bad:
+            raise ConfigError(f"cannot re-discretise {bad[0]}: only {', '.join(sorted(allowed))} can change")
+        cfg = self.config.replace(**changes)
+        if self.config.time_mode == "per_step" and (cfg.n_steps != self.L or cfg.times_key() != self.config.times_key()):
+            raise ConfigError("re-discretising needs time_mode tied or continuous: per_step weights are one set per "
+                              "block, so there is no field to sample at other times")
+        m = FlowModel(cfg, self.n_classes).to(self.device)
         m.load_state_dict({k: v for k, v in self.state_dict().items() if k not in _GRID_BUFFERS}, strict=False)
+        m.eval()
         return m
 
 

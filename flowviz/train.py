@@ -96,6 +96,12 @@ def evaluate(model: FlowModel, x: torch.Tensor, y: torch.Tensor) -> tuple[float,
     return float(F.nll_loss(p.log(), y)), float((p.argmax(1) == y).float().mean())
 
 
+def cpu_threads(n_points: int, width: int) -> int:
+    """Torch threads that pay at this size: below ~10^6 hidden activations per step the ops are
+    too small to split, and a second thread only adds synchronisation (see bench/train_scaling.py)."""
+    return 1 if n_points * width < 1_000_000 else torch.get_num_threads()
+
+
 def train_iter(config: Config, *, data=None, log_every: int = 10, cancel=None,
                keep_state: bool = False, model: Optional[FlowModel] = None) -> Iterator[Snapshot]:
     """Train, yielding a Snapshot every ``log_every`` steps and a last one with ``done`` set.
@@ -113,12 +119,9 @@ def train_iter(config: Config, *, data=None, log_every: int = 10, cancel=None,
     opt_cls = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}[config.optimizer]
     opt = opt_cls(params, lr=config.lr, weight_decay=config.weight_decay) if params else None
     gen = torch.Generator(device=dev).manual_seed(config.seed + 3)  # mini-batches and viscous noise
-    noisy = config.viscosity > 0
-    need_pen = config.smoothness > 0 or config.kinetic > 0
     backup = [p.detach().clone() for p in params]
     n, bs = len(xtr), config.batch_size
     t0 = time.perf_counter()
-    last_loss = float("nan")
 
     def snap(step, **kw):
         model.eval()
@@ -131,13 +134,27 @@ def train_iter(config: Config, *, data=None, log_every: int = 10, cancel=None,
                         step / el if el > 0 else 0.0, state, **kw)
 
     model.train()
+    torch.set_flush_denormal(True)  # tiny gradients near convergence are denormals: 10x slower arithmetic
+    saved_threads = torch.get_num_threads()
+    if dev.type == "cpu":
+        torch.set_num_threads(cpu_threads(bs or n, config.width))
+    try:
+        yield from _loop(config, model, opt, params, backup, gen, xtr, ytr, snap, cancel, log_every)
+    finally:
+        torch.set_num_threads(saved_threads)
+
+
+def _loop(config, model, opt, params, backup, gen, xtr, ytr, snap, cancel, log_every):
+    noisy = config.viscosity > 0
+    need_pen = config.smoothness > 0 or config.kinetic > 0
+    n, bs = len(xtr), config.batch_size
     step = 0
     for step in range(1, config.train_steps + 1):
         if cancel is not None and cancel.is_set():
             yield snap(step - 1, done=True, cancelled=True)
             return
         if bs and bs < n:
-            idx = torch.randperm(n, generator=gen, device=dev)[:bs]
+            idx = torch.randperm(n, generator=gen, device=xtr.device)[:bs]
             xb, yb = xtr[idx], ytr[idx]
         else:
             xb, yb = xtr, ytr

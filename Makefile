@@ -1,0 +1,43 @@
+# flowviz: `make run` starts the app, `make test` runs the whole suite. Both install what they need.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PORT ?= 8501
+# CPU wheels unless an NVIDIA GPU is present; override, e.g. TORCH_INDEX=https://download.pytorch.org/whl/cu128
+TORCH_INDEX ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,https://download.pytorch.org/whl/cpu)
+PIP := $(BIN)/python -m pip install -q --disable-pip-version-check
+
+.PHONY: run test install dev browser bench lint clean
+
+run: $(VENV)/.installed
+	$(BIN)/streamlit run app.py --server.port $(PORT)
+
+test: $(VENV)/.dev browser
+	$(BIN)/python -m pytest
+
+install: $(VENV)/.installed
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+
+$(VENV)/.installed: requirements.txt | $(BIN)/python
+	$(PIP) $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) "$$(grep -E '^torch==' requirements.txt)"
+	$(PIP) -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements-dev.txt $(VENV)/.installed
+	$(PIP) -r requirements-dev.txt
+	touch $@
+
+# Debian's headless Chromium for the real-browser tests (installed when we are root; else the tests say so).
+browser:
+	@sh scripts/ensure_chromium.sh
+
+bench: $(VENV)/.installed
+	$(BIN)/python bench/train_speed.py
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check flowviz tests bench app.py
+
+clean:
+	rm -rf $(VENV) test-artifacts .pytest_cache

@@ -1,0 +1,239 @@
+"""What the views show, computed from a trained model as plain numpy result objects.
+
+This is the boundary the plotting code uses: everything here is float32 (or
+float64 where noted) numpy, nothing is a tensor, and nothing imports plotly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import torch
+
+from .data import Dataset
+from .model import FlowModel
+
+__all__ = ["Characteristics", "Surfaces", "Velocity", "Diagnostics", "FlowViews", "analyse",
+           "characteristics", "deformed_grid", "transported_surfaces", "velocity_grid", "diagnostics",
+           "frame_steps", "channel_fraction"]
+
+MAX_FRAMES = 65  # views animate at most this many steps; deeper nets are shown at every ceil(L/64)-th step
+
+
+def frame_steps(L: int, max_frames: int = MAX_FRAMES) -> np.ndarray:
+    """The steps k shown as frames: all of 0..L when L + 1 <= max_frames, else evenly spaced with 0 and L."""
+    if L + 1 <= max_frames:
+        return np.arange(L + 1)
+    return np.unique(np.round(np.linspace(0, L, max_frames)).astype(int))
+
+
+@dataclass(frozen=True)
+class Characteristics:
+    """Paths x_0 .. x_L of points: x (L+1, m, d), their labels y (m,), times t (L+1,)."""
+
+    t: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    n_total: int  # points in the dataset; x holds a seeded subsample of them
+
+
+@dataclass(frozen=True)
+class Surfaces:
+    """u(t_k, .) on a square grid of the (x1, x2) plane of step k, for k in ``ks``.
+
+    u: (len(ks), res, res, C), rows along x2 and columns along x1. With a lift
+    the grid is the slice where the extra coordinates are zero.
+    """
+
+    ks: np.ndarray
+    t: np.ndarray
+    x1: np.ndarray
+    x2: np.ndarray
+    u: np.ndarray
+
+
+@dataclass(frozen=True)
+class Velocity:
+    """V_k = v(t_k, .) on a grid: v (len(ks), res, res, d) for k in ``ks`` (1..L)."""
+
+    ks: np.ndarray
+    t: np.ndarray
+    x1: np.ndarray
+    x2: np.ndarray
+    v: np.ndarray
+
+
+@dataclass(frozen=True)
+class Diagnostics:
+    """Per-step checks of the paper's section 3.3 and of invertibility.
+
+    residual_ratio (L,): mean |x_k - x_(k-1)| / |x_(k-1)| over the data (= |s_k V_k| / |x| for Euler);
+    weight_drift (L-1,): |theta_k - theta_(k-1)| of adjacent blocks;
+    min_jac_det (L,): smallest det D(step map k) over the deformed grid (< 0: the step folds the plane);
+    error (L+1,): mean |x_k - x(t_k)| against the dopri5 reference (NaN for the plain net);
+    disc_error: error[-1] = |x_L - x(T)|.
+    """
+
+    residual_ratio: np.ndarray
+    weight_drift: np.ndarray
+    min_jac_det: np.ndarray
+    error: np.ndarray
+    disc_error: float
+
+
+@dataclass(frozen=True)
+class FlowViews:
+    """Everything the app and the notebook figures show for one trained model."""
+
+    config: object
+    t: np.ndarray
+    extent: tuple
+    data: Dataset
+    characteristics: Characteristics
+    grid: np.ndarray  # deformed grid lines (len(ks), n_lines, n_pts, d)
+    grid_ks: np.ndarray
+    surfaces: Surfaces
+    velocity: Velocity
+    diagnostics: Diagnostics
+    history: list = field(default_factory=list)
+    weights: dict = field(default_factory=dict)  # name -> (L, n_weights) per-block weights, flattened
+    output_points: Optional[np.ndarray] = None  # x_L of all points (n, d)
+    head: Optional[tuple] = None  # (W (C, d), b (C,)) of the terminal function f
+
+
+def _t(x, model):
+    return torch.as_tensor(np.asarray(x, dtype=np.float32), device=model.device)
+
+
+def characteristics(model: FlowModel, x: np.ndarray, y: np.ndarray, *, max_points: int = 300,
+                    seed: int = 0) -> Characteristics:
+    """Trajectories of at most ``max_points`` points (a seeded subsample), shape (L+1, m, d)."""
+    idx = np.arange(len(x))
+    if len(x) > max_points:
+        idx = np.sort(np.random.default_rng(seed).choice(len(x), max_points, replace=False))
+    xs = model.trajectory(np.asarray(x)[idx])
+    return Characteristics(model.times.astype(np.float32), xs.astype(np.float32), np.asarray(y)[idx], len(x))
+
+
+def _box(extent, res):
+    x1 = np.linspace(extent[0], extent[1], res, dtype=np.float32)
+    x2 = np.linspace(extent[2], extent[3], res, dtype=np.float32)
+    X1, X2 = np.meshgrid(x1, x2)
+    return x1, x2, np.c_[X1.ravel(), X2.ravel()]
+
+
+def deformed_grid(model: FlowModel, extent, *, n_lines: int = 13, n_pts: int = 50,
+                  ks: Optional[np.ndarray] = None) -> np.ndarray:
+    """Images of a grid's lines under the flow: (len(ks), 2 * n_lines, n_pts, d)."""
+    a = np.linspace(extent[0], extent[1], n_lines, dtype=np.float32)
+    b = np.linspace(extent[2], extent[3], n_lines, dtype=np.float32)
+    sa = np.linspace(extent[0], extent[1], n_pts, dtype=np.float32)
+    sb = np.linspace(extent[2], extent[3], n_pts, dtype=np.float32)
+    vert = np.stack([np.c_[np.full(n_pts, v), sb] for v in a])  # x1 = const
+    horiz = np.stack([np.c_[sa, np.full(n_pts, v)] for v in b])  # x2 = const
+    pts = np.concatenate([vert, horiz]).reshape(-1, 2)
+    xs = model.trajectory(pts)  # (L+1, lines * n_pts, d)
+    ks = np.arange(model.L + 1) if ks is None else ks
+    return xs[ks].reshape(len(ks), 2 * n_lines, n_pts, -1).astype(np.float32)
+
+
+@torch.no_grad()
+def transported_surfaces(model: FlowModel, extent, *, res: int = 100, ks: Optional[np.ndarray] = None) -> Surfaces:
+    """u(t_k, x) = f(Phi_(k->L)(x)) on a res x res grid of the step-k plane, for each k in ks."""
+    ks = frame_steps(model.L) if ks is None else np.asarray(ks)
+    x1, x2, pts = _box(extent, res)
+    u = np.stack([model.transported(np.c_[pts, np.zeros((len(pts), model.dim - 2), np.float32)], int(k))
+                  for k in ks])
+    return Surfaces(ks, model.times[ks].astype(np.float32), x1, x2,
+                    u.reshape(len(ks), res, res, -1).astype(np.float32))
+
+
+@torch.no_grad()
+def velocity_grid(model: FlowModel, extent, *, res: int = 21, ks: Optional[np.ndarray] = None) -> Velocity:
+    """V_k = v(t_k, x) on a res x res grid (extra coordinates zero), for each k in ks (default: all 1..L)."""
+    ks = np.arange(1, model.L + 1) if ks is None else np.asarray(ks)
+    x1, x2, pts = _box(extent, res)
+    z = model.lift(_t(pts, model))
+    v = np.stack([model.velocity(z, int(k)).cpu().numpy() for k in ks])
+    return Velocity(ks, model.times[ks].astype(np.float32), x1, x2, v.reshape(len(ks), res, res, -1))
+
+
+def min_jacobian_det(model: FlowModel, pts_per_step: torch.Tensor) -> np.ndarray:
+    """Smallest det of the Jacobian of step map k over points (L, m, d) lying in the space of step k-1."""
+    out = np.empty(model.L)
+    for k in range(1, model.L + 1):
+        x = pts_per_step[k - 1].detach().clone().requires_grad_(True)
+        with torch.enable_grad():
+            y = model.step_map(x, k)
+            rows = [torch.autograd.grad(y[:, i].sum(), x, retain_graph=i < model.dim - 1)[0]
+                    for i in range(model.dim)]
+        J = torch.stack(rows, 1)  # (m, d, d): J[:, i, j] = d y_i / d x_j
+        out[k - 1] = float(torch.linalg.det(J.double()).min())
+    return out
+
+
+def diagnostics(model: FlowModel, x: np.ndarray, extent, *, max_points: int = 200, grid: int = 25,
+                seed: int = 0, with_reference: bool = True) -> Diagnostics:
+    """Residual ratio, weight drift, smallest Jacobian determinant and discretisation error."""
+    rng = np.random.default_rng(seed)
+    sub = x if len(x) <= max_points else x[rng.choice(len(x), max_points, replace=False)]
+    xs = model.trajectory(sub)  # (L+1, m, d)
+    step = np.linalg.norm(np.diff(xs, axis=0), axis=-1)
+    ratio = (step / np.maximum(np.linalg.norm(xs[:-1], axis=-1), 1e-6)).mean(1)
+    with torch.no_grad():
+        bp = model.block_params()
+        drift = sum((p[1:] - p[:-1]).pow(2).flatten(1).sum(1) for p in bp) if model.L > 1 else None
+    drift = np.sqrt(drift.cpu().numpy()) if drift is not None else np.zeros(0)
+    _, _, gpts = _box(extent, grid)
+    gtraj = torch.as_tensor(model.trajectory(gpts), device=model.device)
+    det = min_jacobian_det(model, gtraj[:-1])
+    if with_reference and model.config.scheme != "plain" and model.config.viscosity == 0:
+        ref = model.reference(sub)
+        err = np.linalg.norm(xs.astype(np.float64) - ref, axis=-1).mean(1)
+    else:
+        err = np.full(model.L + 1, np.nan)
+    return Diagnostics(ratio.astype(np.float32), drift.astype(np.float32), det.astype(np.float32),
+                       err, float(err[-1]))
+
+
+def flow_extent(ds: Dataset, xs: np.ndarray, margin: float = 0.1) -> tuple:
+    """A square box around the data and all its characteristics (first two coordinates)."""
+    pts = np.concatenate([ds.x, xs[..., :2].reshape(-1, 2)])
+    lo, hi = np.nanmin(pts, 0), np.nanmax(pts, 0)
+    c, r = (lo + hi) / 2, (hi - lo).max() / 2 * (1 + margin) + 1e-6
+    r = min(r, 1e3)
+    return (float(c[0] - r), float(c[0] + r), float(c[1] - r), float(c[1] + r))
+
+
+def analyse(model: FlowModel, data: Dataset, *, history=None, res: int = 100, max_points: int = 300,
+            with_reference: bool = True) -> FlowViews:
+    """All views of a trained model (the object the figures take)."""
+    model.eval()
+    ch = characteristics(model, data.x, data.y, max_points=max_points, seed=model.config.seed)
+    extent = flow_extent(data, ch.x)
+    ks = frame_steps(model.L)
+    surf = transported_surfaces(model, extent, res=res, ks=ks)
+    grid = deformed_grid(model, data.extent(), ks=ks)
+    vel = velocity_grid(model, extent, ks=ks[ks > 0] if len(ks) > 1 else None)
+    diag = diagnostics(model, data.x_train, data.extent(), with_reference=with_reference)
+    with torch.no_grad():
+        weights = {name: p.flatten(1).cpu().numpy() for name, p in zip(model.field.names, model.block_params())}
+        head = (model.head_W.detach().cpu().numpy(), model.head_b.detach().cpu().numpy())
+    out = model.trajectory(data.x)[-1]
+    return FlowViews(model.config, model.times.astype(np.float32), extent, data, ch, grid, ks, surf, vel, diag,
+                     list(history or []), weights, out, head)
+
+
+def channel_fraction(model: FlowModel, radii, *, n: int = 3600, inner_class: int = 0) -> float:
+    """Share of points on circles of the given radii that the model calls ``inner_class``.
+
+    For the rings dataset with circles inside the annulus this measures the keyhole:
+    a planar flow with a linear f must give a positive share (the inner region is
+    unbounded), a lifted model can give none.
+    """
+    a = np.linspace(0, 2 * math.pi, n, endpoint=False)
+    pts = np.concatenate([r * np.c_[np.cos(a), np.sin(a)] for r in radii]).astype(np.float32)
+    return float((model.predict_proba(pts).argmax(1) == inner_class).mean())

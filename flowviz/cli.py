@@ -1,0 +1,141 @@
+"""The command line: ``python -m flowviz {train,eval,presets}``.
+
+Bad arguments exit with status 2 and a one-line message, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+from .config import Config
+from .errors import FlowvizError, TrainingDiverged
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, status 2
+        self.exit(2, f"flowviz: error: {message}\n")
+
+
+def _config_from(args) -> Config:
+    if args.preset and args.config:
+        raise FlowvizError("give --preset or --config, not both")
+    if args.preset:
+        from .presets import preset
+
+        cfg = preset(args.preset)
+    elif args.config:
+        p = Path(args.config)
+        if not p.is_file():
+            raise FlowvizError(f"no config file at {p}")
+        cfg = Config.from_json(p.read_text())
+    else:
+        cfg = Config()
+    return cfg.with_sets(args.set or [])
+
+
+def _clean(d: dict) -> dict:
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
+
+
+def cmd_train(args) -> int:
+    from tqdm import tqdm
+
+    from .data import load_csv
+    from .runio import save_run
+    from .train import train
+
+    cfg = _config_from(args)
+    data = load_csv(args.csv) if args.csv else None
+    if cfg.dataset == "csv" and data is None:
+        raise FlowvizError("dataset=csv needs --csv FILE (columns x1, x2, label)")
+    bar = tqdm(total=cfg.train_steps, file=sys.stderr, unit="step", desc="training", dynamic_ncols=True)
+
+    def progress(s):
+        bar.update(s.step - bar.n)
+        bar.set_postfix(loss=f"{s.loss:.4f}", acc=f"{s.train_accuracy:.3f}", test=f"{s.test_accuracy:.3f}")
+
+    try:
+        result = train(cfg, data=data, progress=progress)
+    except TrainingDiverged as e:
+        bar.close()
+        save_run(e.result, args.out)
+        print(f"flowviz: {e}", file=sys.stderr)
+        return 1
+    bar.close()
+    out = save_run(result, args.out)
+    print(json.dumps(_clean(result.metrics)))
+    print(f"wrote {out}/", file=sys.stderr)
+    return 0
+
+
+def cmd_eval(args) -> int:
+    import numpy as np
+
+    from .analysis import diagnostics
+    from .runio import load_run
+
+    model, ds = load_run(args.run)
+    changes = Config().with_sets(args.set or [])
+    delta = {k: getattr(changes, k) for k in (a.split("=", 1)[0].strip() for a in (args.set or []))}
+    if delta:
+        model = model.rediscretised(**delta)
+    out = {"n_steps": model.L, "scheme": model.config.scheme}
+    for split, x, y in (("train", ds.x_train, ds.y_train), ("test", ds.x_test, ds.y_test)):
+        if len(x):
+            p = np.clip(model.predict_proba(x), 1e-12, 1)
+            out[f"{split}_accuracy"] = float((p.argmax(1) == y).mean())
+            out[f"{split}_loss"] = float(-np.log(p[np.arange(len(y)), y]).mean())
+    diag = diagnostics(model, ds.x_train, ds.extent(), max_points=100)
+    out["disc_error"] = diag.disc_error
+    out["min_jac_det"] = float(diag.min_jac_det.min())
+    print(json.dumps(_clean(out)))
+    return 0
+
+
+def cmd_presets(args) -> int:
+    from .presets import preset_info, preset_names
+
+    for name in preset_names():
+        print(f"{name:16s} {preset_info(name)['title']}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = _Parser(prog="python -m flowviz", description="A residual network seen as a continuous flow.")
+    sub = ap.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+    t = sub.add_parser("train", help="train a config and write a run directory")
+    g = t.add_argument_group("config")
+    g.add_argument("--preset", help="a named config (see: presets)")
+    g.add_argument("--config", help="a config JSON file")
+    g.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a key (repeatable)")
+    t.add_argument("--csv", help="points for dataset=csv: a CSV with columns x1, x2, label")
+    t.add_argument("--out", required=True, help="run directory to write")
+    t.set_defaults(fn=cmd_train)
+    e = sub.add_parser("eval", help="re-evaluate a saved run, re-discretised where the time mode allows")
+    e.add_argument("--run", required=True, help="run directory written by train")
+    e.add_argument("--set", action="append", metavar="KEY=VALUE", help="n_steps, scheme, partition, partition_ratio")
+    e.set_defaults(fn=cmd_eval)
+    p = sub.add_parser("presets", help="list the named configs")
+    p.set_defaults(fn=cmd_presets)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except FlowvizError as e:
+        print(f"flowviz: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"flowviz: error: {e.strerror or e}: {getattr(e, 'filename', '') or ''}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("flowviz: interrupted", file=sys.stderr)
+        return 130
