@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Optional
 
 import numpy as np
 import torch
@@ -100,8 +99,8 @@ class FlowViews:
     diagnostics: Diagnostics
     history: list = field(default_factory=list)
     weights: dict = field(default_factory=dict)  # name -> (L, n_weights) per-block weights, flattened
-    output_points: Optional[np.ndarray] = None  # x_L of all points (n, d)
-    head: Optional[tuple] = None  # (W (C, d), b (C,)) of the terminal function f
+    output_points: np.ndarray | None = None  # x_L of all points (n, d)
+    head: tuple | None = None  # (W (C, d), b (C,)) of the terminal function f
 
 
 def _t(x, model):
@@ -126,7 +125,7 @@ def _box(extent, res):
 
 
 def deformed_grid(model: FlowModel, extent, *, n_lines: int = 13, n_pts: int = 50,
-                  ks: Optional[np.ndarray] = None) -> np.ndarray:
+                  ks: np.ndarray | None = None) -> np.ndarray:
     """Images of a grid's lines under the flow: (len(ks), 2 * n_lines, n_pts, d)."""
     a = np.linspace(extent[0], extent[1], n_lines, dtype=np.float32)
     b = np.linspace(extent[2], extent[3], n_lines, dtype=np.float32)
@@ -141,7 +140,7 @@ def deformed_grid(model: FlowModel, extent, *, n_lines: int = 13, n_pts: int = 5
 
 
 @torch.no_grad()
-def transported_surfaces(model: FlowModel, extent, *, res: int = 100, ks: Optional[np.ndarray] = None) -> Surfaces:
+def transported_surfaces(model: FlowModel, extent, *, res: int = 100, ks: np.ndarray | None = None) -> Surfaces:
     """u(t_k, x) = f(Phi_(k->L)(x)) on a res x res grid of the step-k plane, for each k in ks."""
     ks = frame_steps(model.L) if ks is None else np.asarray(ks)
     x1, x2, pts = _box(extent, res)
@@ -152,7 +151,7 @@ def transported_surfaces(model: FlowModel, extent, *, res: int = 100, ks: Option
 
 
 @torch.no_grad()
-def velocity_grid(model: FlowModel, extent, *, res: int = 21, ks: Optional[np.ndarray] = None) -> Velocity:
+def velocity_grid(model: FlowModel, extent, *, res: int = 21, ks: np.ndarray | None = None) -> Velocity:
     """V_k = v(t_k, x) on a res x res grid (extra coordinates zero), for each k in ks (default: all 1..L)."""
     ks = np.arange(1, model.L + 1) if ks is None else np.asarray(ks)
     x1, x2, pts = _box(extent, res)

@@ -16,8 +16,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from .errors import ConfigError
 
@@ -95,7 +96,7 @@ class Config:
         return tuple(f.name for f in dataclasses.fields(cls))
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Config":
+    def from_dict(cls, d: Mapping[str, Any]) -> Config:
         """Build from a mapping of typed values (JSON). Missing keys take defaults; unknown keys are an error."""
         if not isinstance(d, Mapping):
             raise ConfigError(f"a config must be a JSON object of key: value, got {type(d).__name__}")
@@ -111,7 +112,7 @@ class Config:
         return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
-    def from_json(cls, text: str) -> "Config":
+    def from_json(cls, text: str) -> Config:
         try:
             d = json.loads(text)
         except json.JSONDecodeError as e:
@@ -119,7 +120,7 @@ class Config:
         return cls.from_dict(d)
 
     @classmethod
-    def from_query(cls, q: Mapping[str, Any]) -> "Config":
+    def from_query(cls, q: Mapping[str, Any]) -> Config:
         """Build from flat URL query parameters (string values; a list takes its last value)."""
         _reject_unknown(q)
         fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -134,13 +135,13 @@ class Config:
         """Flat string parameters for a URL: every key, so a link means the same run next year."""
         return {k: _to_text(v) for k, v in self.to_dict().items()}
 
-    def replace(self, **changes) -> "Config":
+    def replace(self, **changes) -> Config:
         """A validated copy with some keys changed."""
         _reject_unknown(changes)
         fields = {f.name: f for f in dataclasses.fields(self)}
         return dataclasses.replace(self, **{k: _coerce(fields[k], v, from_text=False) for k, v in changes.items()})
 
-    def with_sets(self, assignments: list[str]) -> "Config":
+    def with_sets(self, assignments: list[str]) -> Config:
         """Apply command-line style ``KEY=VALUE`` strings."""
         q = {}
         for a in assignments:

@@ -8,8 +8,8 @@ used by the config, the UI and the URL.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

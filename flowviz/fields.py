@@ -9,8 +9,8 @@ v for one evaluation's weights ``w`` at points x of shape (n, d).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -98,8 +98,9 @@ class MLPField(Field):
         sizes = [dim] + [width] * depth + [dim]
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
             setattr(self, f"W{i}", _uniform(gen, (slots, b, a), 1 / math.sqrt(a)))
-            bias = torch.zeros(slots, b) if i == depth else None
-            setattr(self, f"b{i}", nn.Parameter(bias) if bias is not None else _uniform(gen, (slots, b), 1 / math.sqrt(a)))
+            last = i == depth  # the output bias starts at zero, as b2 of the two-layer field
+            setattr(self, f"b{i}", nn.Parameter(torch.zeros(slots, b)) if last else
+                    _uniform(gen, (slots, b), 1 / math.sqrt(a)))
             names += [f"W{i}", f"b{i}"]
         if time_input:
             self.wt = _uniform(gen, (slots, width), 1.0)

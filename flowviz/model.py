@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from functools import wraps
-from typing import Optional
 
 import numpy as np
 import torch
@@ -35,7 +34,7 @@ def _array_io(fn):
     @wraps(fn)
     def wrapper(self, x, *args, **kwargs):
         is_np = not isinstance(x, Tensor)
-        xt = torch.as_tensor(np.asarray(x, dtype=np.float32) if is_np else x).to(self.device, torch.float32)
+        xt = torch.as_tensor(np.asarray(x) if is_np else x).to(self.device, self.P.dtype)
         with torch.no_grad():
             out = fn(self, xt, *args, **kwargs)
         return out.cpu().numpy() if is_np else out
@@ -71,12 +70,18 @@ class FlowModel(nn.Module):
         self.times = partition(config.horizon, config.n_steps, config.partition, config.partition_ratio)
         self.steps = np.diff(self.times)  # s_k, k = 1..L
         self.tab = _PLAIN if config.scheme == "plain" else STEPPERS[config.scheme]
-        self.register_buffer("P", weight_matrix(config.time_mode, self.times, self.tab.c, config.knots))
-        self.register_buffer("s", torch.as_tensor(self.steps, dtype=torch.float32))
-        # weights at t_k, k = 1..L (the paper's theta_k): rows of P for the block times
-        rows = [slot_of_time(config.time_mode, t, self.times, config.knots) for t in self.times[1:]]
-        self.register_buffer("P_blocks", torch.as_tensor(np.stack(rows), dtype=torch.float32))
+        self._set_grid_buffers(torch.float32)
         self.fast = True  # use the hand-written Euler chain where it applies (see fastpath)
+
+    def _set_grid_buffers(self, dtype):
+        """P (stage weights), s (steps) and P_blocks (weights at t_k), computed in float64, stored in dtype."""
+        c = self.config
+        P = weight_matrix(c.time_mode, self.times, self.tab.c, c.knots)
+        rows = np.stack([slot_of_time(c.time_mode, t, self.times, c.knots) for t in self.times[1:]])
+        dev = self.P.device if hasattr(self, "P") else None
+        self.register_buffer("P", torch.as_tensor(P, dtype=dtype, device=dev))
+        self.register_buffer("s", torch.as_tensor(self.steps, dtype=dtype, device=dev))
+        self.register_buffer("P_blocks", torch.as_tensor(rows, dtype=dtype, device=dev))
 
     # ---------------------------------------------------------------- basics
     @property
@@ -111,8 +116,8 @@ class FlowModel(nn.Module):
         return ok and not (training and (c.viscosity > 0 or c.kinetic > 0))
 
     # ----------------------------------------------------------------- flows
-    def flow(self, x: Tensor, *, k0: int = 0, k1: Optional[int] = None, record: bool = False,
-             noise_gen: Optional[torch.Generator] = None, training: bool = False) -> Tensor:
+    def flow(self, x: Tensor, *, k0: int = 0, k1: int | None = None, record: bool = False,
+             noise_gen: torch.Generator | None = None, training: bool = False) -> Tensor:
         """Apply blocks k0+1 .. k1 (k1 = L by default) to points x (n, d) of the space of step k0.
 
         Returns x_(k1) (n, d), or with ``record`` the positions x_(k0) .. x_(k1): (k1-k0+1, n, d).
@@ -137,7 +142,7 @@ class FlowModel(nn.Module):
                 return math.sqrt(2 * eps * s) * torch.randn(xk.shape, generator=noise_gen, device=xk.device)
         return integrate(f, x, self.times[k0:k1 + 1], self.tab, record=record, noise=noise)
 
-    def forward(self, x: Tensor, *, noise_gen: Optional[torch.Generator] = None) -> Tensor:
+    def forward(self, x: Tensor, *, noise_gen: torch.Generator | None = None) -> Tensor:
         """Logits F(x) for points x (n, 2): f o Phi_(0->L) o lift."""
         return self.head(self.flow(self.lift(x), noise_gen=noise_gen, training=self.training))
 
@@ -209,18 +214,19 @@ class FlowModel(nn.Module):
         double = self.double_copy()
         return reference_solution(double.vector_field, xt.double(), self.times, jumps=jumps).cpu().numpy()
 
-    def double_copy(self) -> "FlowModel":
+    def double_copy(self) -> FlowModel:
         import copy
 
         m = copy.deepcopy(self).double()
+        m._set_grid_buffers(torch.float64)  # exact interpolation weights, not float32 ones widened
         m.fast = False
         return m
 
-    def with_steps(self, n_steps: int) -> "FlowModel":
+    def with_steps(self, n_steps: int) -> FlowModel:
         """A copy re-discretised with L = n_steps (tied and continuous weights only)."""
         return self.rediscretised(n_steps=n_steps)
 
-    def rediscretised(self, **changes) -> "FlowModel":
+    def rediscretised(self, **changes) -> FlowModel:
         """A copy with other discretisation keys (n_steps, scheme, partition, partition_ratio), same field.
 
         Changing n_steps needs tied or continuous weights: per-step weights are one set per block.
@@ -230,7 +236,7 @@ class FlowModel(nn.Module):
         if bad:
             raise ConfigError(f"cannot re-discretise {bad[0]}: only {', '.join(sorted(allowed))} can change")
         cfg = self.config.replace(**changes)
-        if self.config.time_mode == "per_step" and (cfg.n_steps != self.L or cfg.times_key() != self.config.times_key()):
+        if self.config.time_mode == "per_step" and cfg.times_key() != self.config.times_key():
             raise ConfigError("re-discretising needs time_mode tied or continuous: per_step weights are one set per "
                               "block, so there is no field to sample at other times")
         m = FlowModel(cfg, self.n_classes).to(self.device)

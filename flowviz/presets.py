@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from .config import Config
@@ -14,7 +14,7 @@ __all__ = ["PRESET_DIR", "preset", "preset_names", "preset_info"]
 PRESET_DIR = Path(__file__).resolve().parent.parent / "assets" / "presets"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load_all() -> dict[str, dict]:
     out = {}
     for p in sorted(PRESET_DIR.glob("*.json")):

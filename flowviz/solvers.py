@@ -12,8 +12,9 @@ the variant torchdiffeq's ``rk4`` uses, so both agree step for step.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import torch
@@ -46,7 +47,7 @@ STEPPERS: dict[str, Tableau] = {
 # f(k, i, t, x): the velocity of stage i of step k (0-based) at time t, points x (n, d) -> (n, d)
 StageField = Callable[[int, int, float, Tensor], Tensor]
 # noise(k, s_k, x) -> increment to add after step k (stochastic characteristics), or None
-Noise = Optional[Callable[[int, float, Tensor], Tensor]]
+Noise = Optional[Callable[[int, float, Tensor], Tensor]]  # noqa: UP045
 
 
 def integrate(f: StageField, x0: Tensor, times, tab: Tableau, *, record: bool = False,

@@ -17,7 +17,6 @@ mode:
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 __all__ = ["partition", "n_slots", "weight_matrix", "slot_of_time"]
 
@@ -41,7 +40,7 @@ def n_slots(time_mode: str, n_steps: int, knots: int) -> int:
     return {"per_step": n_steps, "tied": 1, "continuous": knots}[time_mode]
 
 
-def weight_matrix(time_mode: str, times: np.ndarray, stage_c: tuple[float, ...], n_knots: int) -> torch.Tensor:
+def weight_matrix(time_mode: str, times: np.ndarray, stage_c: tuple[float, ...], n_knots: int) -> np.ndarray:
     """P of shape (L * S, K): row k*S + i gives the weights of stage i of step k+1.
 
     ``stage_c`` are the stage fractions c_i in [0, 1] of the stepper: stage i of
@@ -57,7 +56,7 @@ def weight_matrix(time_mode: str, times: np.ndarray, stage_c: tuple[float, ...],
         P = hat_matrix(t, times[-1], n_knots)
     else:
         raise ValueError(f"unknown time mode {time_mode!r}; valid: per_step, tied, continuous")
-    return torch.as_tensor(P, dtype=torch.float32)
+    return P
 
 
 def hat_matrix(t: np.ndarray, horizon: float, n_knots: int) -> np.ndarray:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -36,10 +36,10 @@ class Snapshot:
     test_loss: float
     elapsed: float
     steps_per_second: float
-    state: Optional[dict] = None
+    state: dict | None = None
     done: bool = False
     cancelled: bool = False
-    error: Optional[str] = None
+    error: str | None = None
 
     def record(self) -> dict:
         """The history row of this snapshot."""
@@ -56,7 +56,7 @@ class TrainResult:
     data: Dataset
     history: list[dict] = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
-    error: Optional[str] = None
+    error: str | None = None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -70,7 +70,7 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def penalties(model: FlowModel, x0: Optional[torch.Tensor] = None) -> torch.Tensor:
+def penalties(model: FlowModel, x0: torch.Tensor | None = None) -> torch.Tensor:
     """smoothness * sum_k |theta_k - theta_(k-1)|^2 / s_k  +  kinetic * sum_k s_k mean |V_k|^2.
 
     The kinetic term uses the step's mean velocity (x_k - x_(k-1)) / s_k, which is V_k(x_(k-1)) for Euler.
@@ -103,7 +103,7 @@ def cpu_threads(n_points: int, width: int) -> int:
 
 
 def train_iter(config: Config, *, data=None, log_every: int = 10, cancel=None,
-               keep_state: bool = False, model: Optional[FlowModel] = None) -> Iterator[Snapshot]:
+               keep_state: bool = False, model: FlowModel | None = None) -> Iterator[Snapshot]:
     """Train, yielding a Snapshot every ``log_every`` steps and a last one with ``done`` set.
 
     ``cancel``: anything with ``is_set()`` (a threading.Event), checked between steps.
@@ -181,7 +181,7 @@ def _loop(config, model, opt, params, backup, gen, xtr, ytr, snap, cancel, log_e
     yield snap(step, done=True)
 
 
-def train(config: Config, *, data=None, log_every: int = 10, progress: Optional[Callable[[Snapshot], None]] = None,
+def train(config: Config, *, data=None, log_every: int = 10, progress: Callable[[Snapshot], None] | None = None,
           cancel=None) -> TrainResult:
     """Train ``config`` to the end (blocking) and return the result.
 

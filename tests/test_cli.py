@@ -1,0 +1,61 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+
+def run(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "flowviz", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_train_writes_a_run_and_eval_rediscretises(tmp_path, root):
+    out = tmp_path / "run"
+    p = run("train", "--preset", "moons", "--set", "time_mode=continuous", "--set", "n_steps=8",
+            "--set", "train_steps=60", "--set", "lift=1", "--out", str(out), cwd=root)
+    assert p.returncode == 0, p.stderr
+    assert {f.name for f in out.iterdir()} >= {"config.json", "metrics.json", "history.csv", "model.safetensors",
+                                               "trajectories.npz"}
+    assert "loss=" in p.stderr  # the progress bar
+    metrics = json.loads(p.stdout)
+    assert metrics["train_accuracy"] > 0.8
+    z = np.load(out / "trajectories.npz")
+    assert z["t"].shape == (9,) and z["x"].shape == (9, 1000, 3) and z["y"].shape == (1000,)
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["n_steps"] == 8 and cfg["lift"] == 1
+    e = run("eval", "--run", str(out), cwd=root)
+    assert e.returncode == 0, e.stderr
+    same = json.loads(e.stdout)
+    assert same["train_accuracy"] == pytest.approx(metrics["train_accuracy"], abs=1e-6)
+    e64 = json.loads(run("eval", "--run", str(out), "--set", "n_steps=64", cwd=root).stdout)
+    assert e64["n_steps"] == 64 and e64["disc_error"] < same["disc_error"]
+
+
+def test_presets_lists_names(root):
+    p = run("presets", cwd=root)
+    assert p.returncode == 0 and "rings_lift" in p.stdout
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["train", "--set", "foo=1", "--out", "x"], "unknown config key 'foo'"),
+    (["train", "--set", "n_steps=999", "--out", "x"], "n_steps=999"),
+    (["train", "--preset", "nope", "--out", "x"], "unknown preset 'nope'"),
+    (["train", "--config", "/no/such.json", "--out", "x"], "no config file"),
+    (["train", "--set", "dataset=csv", "--out", "x"], "needs --csv"),
+    (["train"], "--out"),
+    (["eval", "--run", "/no/such/dir"], "no run directory"),
+    (["bogus"], "invalid choice"),
+])
+def test_bad_arguments_exit_2_with_one_line(args, msg, root):
+    p = run(*args, cwd=root)
+    assert p.returncode == 2
+    assert msg in p.stderr and "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_eval_refuses_to_rediscretise_per_step_weights(tmp_path, root):
+    out = tmp_path / "r"
+    assert run("train", "--set", "train_steps=5", "--set", "n_steps=4", "--out", str(out), cwd=root).returncode == 0
+    p = run("eval", "--run", str(out), "--set", "n_steps=8", cwd=root)
+    assert p.returncode == 2 and "tied or continuous" in p.stderr

@@ -1,0 +1,112 @@
+"""The model's public surface, its invariants, and the fast path against plain autograd."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from flowviz import Config, ConfigError, build_model, train
+from flowviz.fields import ACTIVATIONS
+
+X = np.random.default_rng(0).normal(size=(30, 2)).astype(np.float32)
+
+
+@pytest.mark.parametrize("scheme", ["euler", "midpoint", "rk4"])
+@pytest.mark.parametrize("time_mode", ["per_step", "tied", "continuous"])
+@pytest.mark.parametrize("lift", [0, 2])
+def test_u_is_constant_along_characteristics(scheme, time_mode, lift):
+    m = build_model(Config(scheme=scheme, time_mode=time_mode, lift=lift, n_steps=6, knots=3, head="learned"), 3)
+    xs = m.trajectory(X)  # (L+1, n, d)
+    assert xs.shape == (7, 30, 2 + lift)
+    fL = torch.softmax(m.head(torch.as_tensor(xs[-1])), -1).detach().numpy()
+    for k in range(7):
+        np.testing.assert_allclose(m.transported(xs[k], k), fL, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(m.predict_proba(X), fL, rtol=1e-5, atol=1e-6)
+
+
+def test_numpy_in_numpy_out_tensor_in_tensor_out():
+    m = build_model(Config(n_steps=4), 2)
+    assert isinstance(m.predict_proba(X), np.ndarray)
+    p = m.predict_proba(torch.as_tensor(X))
+    assert isinstance(p, torch.Tensor) and p.shape == (30, 2)
+    torch.testing.assert_close(p.sum(1), torch.ones(30))
+    with pytest.raises(ConfigError, match="out of range"):
+        m.transported(X, 9)
+
+
+def test_with_steps_needs_tied_or_continuous_weights():
+    with pytest.raises(ConfigError, match="tied or continuous"):
+        build_model(Config(time_mode="per_step"), 2).with_steps(8)
+    m = build_model(Config(time_mode="continuous", n_steps=8), 2)
+    m2 = m.with_steps(32)
+    assert m2.L == 32 and m2.trajectory(X).shape == (33, 30, 2)
+    torch.testing.assert_close(m2.field.W1, m.field.W1)
+
+
+def test_continuous_model_refined_is_closer_to_its_reference():
+    r = train(Config(dataset="moons", n_samples=300, time_mode="continuous", knots=6, n_steps=16, horizon=2.0,
+                     train_steps=150, lr=0.02))
+    x = r.data.x_train[:100]
+
+    def err(L):
+        m = r.model.with_steps(L)
+        return np.linalg.norm(m.trajectory(x)[-1] - m.reference(x)[-1], axis=1).mean()
+
+    e4, e16, e64 = err(4), err(16), err(64)
+    assert e64 < e16 < e4, (e4, e16, e64)
+
+
+def _loss_and_grads(m, x, y):
+    m.zero_grad()
+    loss = F.cross_entropy(m(x), y)
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in m.named_parameters()}
+
+
+@pytest.mark.parametrize("act", list(ACTIVATIONS))
+@pytest.mark.parametrize("time_mode", ["per_step", "tied", "continuous"])
+def test_fast_path_matches_autograd(act, time_mode):
+    cfg = Config(activation=act, time_mode=time_mode, n_steps=7, knots=3, width=6, lift=1, seed=4)
+    m = build_model(cfg, 3)
+    x, y = torch.as_tensor(X), torch.as_tensor(np.arange(30) % 3)
+    assert m.fast_path_applies(training=True)
+    l_fast, g_fast = _loss_and_grads(m, x, y)
+    m.fast = False
+    assert not m.fast_path_applies(training=True)
+    l_ref, g_ref = _loss_and_grads(m, x, y)
+    torch.testing.assert_close(l_fast, l_ref, rtol=1e-5, atol=1e-6)
+    for n in g_ref:
+        torch.testing.assert_close(g_fast[n], g_ref[n], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("kw", [dict(field="mlp"), dict(scheme="rk4"), dict(scheme="plain"), dict(viscosity=0.1),
+                                dict(kinetic=0.1)])
+def test_fast_path_falls_back_to_autograd(kw, monkeypatch):
+    import flowviz.model as fm
+
+    m = build_model(Config(n_steps=4, **kw), 2)
+    calls = []
+    monkeypatch.setattr(fm, "euler_two_layer", lambda *a: calls.append(1))
+    m.train()
+    F.cross_entropy(m(torch.as_tensor(X), noise_gen=torch.Generator().manual_seed(0) if kw.get("viscosity")
+                      else None), torch.zeros(30, dtype=torch.long)).backward()
+    assert not m.fast_path_applies(training=True) and calls == []
+    m2 = build_model(Config(n_steps=4), 2)
+    monkeypatch.setattr(fm, "euler_two_layer", lambda *a: calls.append(1) or torch.zeros(30, 2))
+    m2(torch.as_tensor(X))
+    assert calls == [1]
+
+
+def test_viscous_predictions_are_seeded_monte_carlo_means():
+    m = build_model(Config(viscosity=0.2, mc_samples=8, n_steps=5), 2)
+    p1, p2 = m.predict_proba(X), m.predict_proba(X)
+    np.testing.assert_array_equal(p1, p2)
+    m0 = build_model(Config(viscosity=0.0, n_steps=5), 2)
+    assert not np.allclose(p1, m0.predict_proba(X))
+    np.testing.assert_allclose(p1.sum(1), 1, rtol=1e-5)
+
+
+def test_lift_appends_zero_coordinates():
+    m = build_model(Config(lift=3), 2)
+    xs = m.trajectory(X)
+    assert xs.shape[-1] == 5 and np.all(xs[0, :, 2:] == 0) and np.allclose(xs[0, :, :2], X)
