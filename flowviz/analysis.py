@@ -17,7 +17,7 @@ from .model import FlowModel
 
 __all__ = ["Characteristics", "Surfaces", "Velocity", "Diagnostics", "FlowViews", "analyse",
            "characteristics", "deformed_grid", "transported_surfaces", "velocity_grid", "diagnostics",
-           "frame_steps", "channel_fraction"]
+           "frame_steps", "channel_fraction", "flow_extent"]
 
 MAX_FRAMES = 65  # views animate at most this many steps; deeper nets are shown at every ceil(L/64)-th step
 
@@ -100,7 +100,8 @@ class FlowViews:
     history: list = field(default_factory=list)
     weights: dict = field(default_factory=dict)  # name -> (L, n_weights) per-block weights, flattened
     output_points: np.ndarray | None = None  # x_L of all points (n, d)
-    head: tuple | None = None  # (W (C, d), b (C,)) of the terminal function f
+    output_surface: Surfaces | None = None  # f = u(T, .) on a box around x_L (extra coordinates zero)
+    live: bool = False  # a light version made while training (no reference solution, coarser grids)
 
 
 def _t(x, model):
@@ -124,7 +125,7 @@ def _box(extent, res):
     return x1, x2, np.c_[X1.ravel(), X2.ravel()]
 
 
-def deformed_grid(model: FlowModel, extent, *, n_lines: int = 13, n_pts: int = 50,
+def deformed_grid(model: FlowModel, extent, *, n_lines: int = 11, n_pts: int = 40,
                   ks: np.ndarray | None = None) -> np.ndarray:
     """Images of a grid's lines under the flow: (len(ks), 2 * n_lines, n_pts, d)."""
     a = np.linspace(extent[0], extent[1], n_lines, dtype=np.float32)
@@ -151,7 +152,7 @@ def transported_surfaces(model: FlowModel, extent, *, res: int = 100, ks: np.nda
 
 
 @torch.no_grad()
-def velocity_grid(model: FlowModel, extent, *, res: int = 21, ks: np.ndarray | None = None) -> Velocity:
+def velocity_grid(model: FlowModel, extent, *, res: int = 15, ks: np.ndarray | None = None) -> Velocity:
     """V_k = v(t_k, x) on a res x res grid (extra coordinates zero), for each k in ks (default: all 1..L)."""
     ks = np.arange(1, model.L + 1) if ks is None else np.asarray(ks)
     x1, x2, pts = _box(extent, res)
@@ -208,8 +209,13 @@ def flow_extent(ds: Dataset, xs: np.ndarray, margin: float = 0.1) -> tuple:
 
 
 def analyse(model: FlowModel, data: Dataset, *, history=None, res: int = 100, max_points: int = 300,
-            with_reference: bool = True) -> FlowViews:
-    """All views of a trained model (the object the figures take)."""
+            with_reference: bool = True, live: bool = False) -> FlowViews:
+    """All views of a trained model (the object the figures take).
+
+    ``live``: a lighter version for refreshing while training (coarser surfaces, no reference solution).
+    """
+    if live:
+        res, with_reference = min(res, 60), False
     model.eval()
     ch = characteristics(model, data.x, data.y, max_points=max_points, seed=model.config.seed)
     extent = flow_extent(data, ch.x)
@@ -220,10 +226,15 @@ def analyse(model: FlowModel, data: Dataset, *, history=None, res: int = 100, ma
     diag = diagnostics(model, data.x_train, data.extent(), with_reference=with_reference)
     with torch.no_grad():
         weights = {name: p.flatten(1).cpu().numpy() for name, p in zip(model.field.names, model.block_params())}
-        head = (model.head_W.detach().cpu().numpy(), model.head_b.detach().cpu().numpy())
-    out = model.trajectory(data.x)[-1]
+    out = model.trajectory(data.x)[-1].astype(np.float32)
+    out_box = flow_extent(Dataset(out[:, :2], data.y, out[:0, :2], data.y[:0], data.n_classes), out[None, :, :2])
+    x1, x2, pts = _box(out_box, res)
+    z = torch.as_tensor(np.c_[pts, np.zeros((len(pts), model.dim - 2), np.float32)], device=model.device)
+    with torch.no_grad():
+        f = torch.softmax(model.head(z), -1).cpu().numpy().reshape(1, res, res, -1)
+    osurf = Surfaces(np.array([model.L]), model.times[-1:].astype(np.float32), x1, x2, f.astype(np.float32))
     return FlowViews(model.config, model.times.astype(np.float32), extent, data, ch, grid, ks, surf, vel, diag,
-                     list(history or []), weights, out, head)
+                     list(history or []), weights, out, osurf, live)
 
 
 def channel_fraction(model: FlowModel, radii, *, n: int = 3600, inner_class: int = 0) -> float:

@@ -1,0 +1,23 @@
+"""Plotly figures built from :class:`flowviz.analysis.FlowViews`. No streamlit here, no training.
+
+Each function takes the views (or a TrainResult, which is analysed first) and
+returns a ``plotly.graph_objects.Figure``, so they work in Jupyter as they are::
+
+    r = flowviz.train(flowviz.preset("moons"))
+    flowviz.plots.characteristics(r).show()
+"""
+
+from .figures import (
+    FIGURES,
+    characteristics,
+    decision,
+    diagnostics,
+    learning_curves,
+    spacetime,
+    transport,
+    velocity,
+    weights,
+)
+
+__all__ = ["FIGURES", "characteristics", "decision", "transport", "spacetime", "velocity", "learning_curves",
+           "diagnostics", "weights"]

@@ -1,0 +1,332 @@
+"""The figures. Notation follows the paper: x_k at time t_k, u(t_k, .) the transported terminal value,
+F = u(0, .) the decision function, f = u(T, .) the output layer, V_k = v(t_k, .)."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from ..analysis import FlowViews, analyse
+
+# Okabe-Ito: distinguishable with the common colour-vision deficiencies
+PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
+FONT = dict(size=16)
+SURFACE_OPACITY = 0.55
+
+
+def _views(obj) -> FlowViews:
+    if isinstance(obj, FlowViews):
+        return obj
+    return analyse(obj.model, obj.data, history=getattr(obj, "history", None))  # a TrainResult
+
+
+def _f32(a):
+    return np.asarray(a, dtype=np.float32)
+
+
+def _layout(fig: go.Figure, title: str, height: int = 620, **kw) -> go.Figure:
+    fig.update_layout(title=dict(text=title, x=0.01, font=dict(size=20)), font=FONT, height=height,
+                      margin=dict(l=60, r=20, t=60, b=50), template="plotly_white",
+                      legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1), **kw)
+    return fig
+
+
+def _equal_axes(fig, row=None, col=None, x="x₁", y="x₂"):
+    fig.update_xaxes(title_text=x, row=row, col=col, constrain="domain")
+    fig.update_yaxes(title_text=y, row=row, col=col, scaleanchor="x" if row is None else None)
+    return fig
+
+
+def _surface_trace(views: FlowViews, u: np.ndarray, x1, x2, *, showscale=True, colorbar_x=None) -> go.Heatmap:
+    """u (res, res, C): two classes as P(class 1) on a diverging scale; more as the likeliest class."""
+    C = u.shape[-1]
+    if C == 2:  # P(class 1) quantised to bytes: 4x less to send, far finer than the eye can tell
+        z = np.round(u[..., 1] * 255).astype(np.uint8)
+        scale, zmin, zmax = [[0, PALETTE[0]], [0.5, "#ffffff"], [1, PALETTE[1]]], 0, 255
+        cb = dict(title=dict(text="u = P(class 1)", side="right"), tickvals=[0, 127.5, 255],
+                  ticktext=["0", "0.5", "1"])
+    else:
+        z = u.argmax(-1).astype(np.uint8)
+        scale = [[i / (C - 1), PALETTE[i]] for i in range(C)]
+        zmin, zmax = 0, C - 1
+        cb = dict(title=dict(text="likeliest class", side="right"), tickvals=list(range(C)))
+    cb.update(thickness=14, len=0.8)
+    if colorbar_x is not None:
+        cb["x"] = colorbar_x
+    return go.Heatmap(x=_f32(x1), y=_f32(x2), z=z, colorscale=scale, zmin=zmin, zmax=zmax,
+                      opacity=SURFACE_OPACITY, showscale=showscale, colorbar=cb, hoverinfo="skip")
+
+
+def _segments(paths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Paths (m, p, 2) -> x, y with NaN separators, for one scatter trace of many lines."""
+    m, p, _ = paths.shape
+    sep = np.full((m, 1), np.nan, np.float32)
+    return (np.concatenate([paths[..., 0], sep], 1).ravel().astype(np.float32),
+            np.concatenate([paths[..., 1], sep], 1).ravel().astype(np.float32))
+
+
+def _dims_note(views: FlowViews) -> str:
+    d = views.config.dim
+    return "" if d == 2 else f" · first two of {d} coordinates shown"
+
+
+def _frame_slider(ks, t, prefix="k"):
+    steps = [dict(method="animate", label=str(int(k)),
+                  args=[[str(int(k))], dict(mode="immediate", frame=dict(duration=0, redraw=True),
+                                            transition=dict(duration=0))]) for k in ks]
+    slider = dict(active=0, steps=steps, x=0.08, len=0.9, y=-0.02, yanchor="top",
+                  currentvalue=dict(prefix=f"{prefix} = ", font=dict(size=16)), pad=dict(t=40))
+    play = dict(type="buttons", showactive=False, x=0.0, y=-0.02, xanchor="left", yanchor="top", pad=dict(t=45),
+                buttons=[dict(label="▶", method="animate",
+                              args=[None, dict(frame=dict(duration=250, redraw=True), fromcurrent=True,
+                                               transition=dict(duration=0))]),
+                         dict(label="❚❚", method="animate",
+                              args=[[None], dict(mode="immediate", frame=dict(duration=0, redraw=False))])])
+    return [slider], [play]
+
+
+def characteristics(obj) -> go.Figure:
+    """The characteristics x_0 -> x_L over u(t_k, .), with the deformed grid; one animation frame per step k."""
+    v = _views(obj)
+    ch, s, ks = v.characteristics, v.surfaces, v.surfaces.ks
+    C = s.u.shape[-1]
+    gx = [_segments(v.grid[i][..., :2]) for i in range(len(ks))]
+    traces = [_surface_trace(v, s.u[0], s.x1, s.x2),
+              go.Scatter(x=gx[0][0], y=gx[0][1], mode="lines", line=dict(color="rgba(60,60,60,0.35)", width=1),
+                         name="deformed grid", hoverinfo="skip")]
+    cls = [ch.y == c for c in range(C)]
+    for c in range(C):  # full paths, faint
+        px, py = _segments(np.transpose(ch.x[:, cls[c], :2], (1, 0, 2)))
+        traces.append(go.Scatter(x=px, y=py, mode="lines", line=dict(color=PALETTE[c], width=1), opacity=0.3,
+                                 name=f"paths, class {c}", hoverinfo="skip", showlegend=False))
+    n_static = len(traces)
+    for c in range(C):  # where each point is at step k
+        traces.append(go.Scatter(x=_f32(ch.x[ks[0], cls[c], 0]), y=_f32(ch.x[ks[0], cls[c], 1]), mode="markers",
+                                 marker=dict(color=PALETTE[c], size=8, line=dict(color="white", width=1)),
+                                 name=f"class {c}"))
+    frames = []
+    for i, k in enumerate(ks):
+        data = [_surface_trace(v, s.u[i], s.x1, s.x2),
+                go.Scatter(x=gx[i][0], y=gx[i][1])]
+        data += [go.Scatter(x=_f32(ch.x[k, cls[c], 0]), y=_f32(ch.x[k, cls[c], 1])) for c in range(C)]
+        frames.append(go.Frame(name=str(int(k)), data=data, traces=[0, 1] + list(range(n_static, n_static + C)),
+                               layout=dict(title_text=_char_title(v, k))))
+    fig = go.Figure(data=traces, frames=frames)
+    sliders, menus = _frame_slider(ks, v.t)
+    e = v.extent
+    fig.update_xaxes(range=[e[0], e[1]])
+    fig.update_yaxes(range=[e[2], e[3]])
+    _equal_axes(fig)
+    return _layout(fig, _char_title(v, ks[0]), height=680, sliders=sliders, updatemenus=menus)
+
+
+def _char_title(v: FlowViews, k) -> str:
+    shown = len(v.characteristics.y)
+    return (f"Characteristics x_k and u(t_k, ·) at k = {int(k)}, t_k = {v.t[int(k)]:.3g}  "
+            f"({shown} of {v.characteristics.n_total} points{_dims_note(v)})")
+
+
+def decision(obj) -> go.Figure:
+    """F = u(0, .) on the input plane with train/test points (misclassified ringed), beside f on the output space."""
+    v = _views(obj)
+    ds, s, o = v.data, v.surfaces, v.output_surface
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
+                        subplot_titles=("F = u(0, ·) on the input plane", "f = u(T, ·) on the output space, x_L"))
+    fig.add_trace(_surface_trace(v, s.u[0], s.x1, s.x2, colorbar_x=1.02), 1, 1)
+    fig.add_trace(_surface_trace(v, o.u[0], o.x1, o.x2, showscale=False), 1, 2)
+    n_tr = len(ds.x_train)
+    pred = _predict_from_surface(s, ds.x)
+    for c in range(ds.n_classes):
+        for name, sl, sym in (("train", slice(0, n_tr), "circle"), ("test", slice(n_tr, None), "diamond")):
+            yy = ds.y[sl]
+            m = yy == c
+            if not m.any():
+                continue
+            fig.add_trace(go.Scatter(x=_f32(ds.x[sl][m, 0]), y=_f32(ds.x[sl][m, 1]), mode="markers",
+                                     marker=dict(color=PALETTE[c], size=7 if name == "train" else 9, symbol=sym,
+                                                 line=dict(color="white", width=0.5)),
+                                     name=f"{name}, class {c}", legendgroup=f"{c}"), 1, 1)
+            xl = v.output_points[sl][m]
+            fig.add_trace(go.Scatter(x=_f32(xl[:, 0]), y=_f32(xl[:, 1]), mode="markers", showlegend=False,
+                                     marker=dict(color=PALETTE[c], size=6, symbol=sym), legendgroup=f"{c}"), 1, 2)
+    wrong = pred != ds.y
+    if wrong.any():
+        fig.add_trace(go.Scatter(x=_f32(ds.x[wrong, 0]), y=_f32(ds.x[wrong, 1]), mode="markers",
+                                 marker=dict(symbol="circle-open", size=14, color="#d00000", line=dict(width=2)),
+                                 name=f"misclassified ({int(wrong.sum())})"), 1, 1)
+    e = ds.extent()
+    fig.update_xaxes(range=[e[0], e[1]], title_text="x₁", row=1, col=1)
+    fig.update_yaxes(range=[e[2], e[3]], title_text="x₂", scaleanchor="x", row=1, col=1)
+    fig.update_xaxes(range=[float(o.x1[0]), float(o.x1[-1])], title_text="x_L,1", row=1, col=2)
+    fig.update_yaxes(range=[float(o.x2[0]), float(o.x2[-1])], title_text="x_L,2", scaleanchor="x2", row=1, col=2)
+    return _layout(fig, "Decision: F = f ∘ Φ" + _dims_note(v), height=600)
+
+
+def _predict_from_surface(s, x):
+    """The class of the nearest grid cell of u(0, .) for points x (n, 2) (for marking, not for metrics)."""
+    i = np.clip(np.searchsorted(s.x1, x[:, 0]), 0, len(s.x1) - 1)
+    j = np.clip(np.searchsorted(s.x2, x[:, 1]), 0, len(s.x2) - 1)
+    return s.u[0][j, i].argmax(-1)
+
+
+def transport(obj, panels: int = 6) -> go.Figure:
+    """u(t_k, .) as k goes from L down to 0: the terminal value f transported back to the input (small multiples)."""
+    v = _views(obj)
+    s = v.surfaces
+    idx = np.unique(np.round(np.linspace(len(s.ks) - 1, 0, min(panels, len(s.ks)))).astype(int))[::-1]
+    cols = min(3, len(idx))
+    rows = int(np.ceil(len(idx) / cols))
+    fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.05, vertical_spacing=0.1,
+                        subplot_titles=[f"u(t_{int(s.ks[i])} = {s.t[i]:.3g}, ·)" for i in idx])
+    for j, i in enumerate(idx):
+        r, c = j // cols + 1, j % cols + 1
+        fig.add_trace(_surface_trace(v, s.u[i], s.x1, s.x2, showscale=j == 0), r, c)
+        fig.update_xaxes(title_text="x₁" if r == rows else None, row=r, col=c)
+        fig.update_yaxes(title_text="x₂" if c == 1 else None, scaleanchor=f"x{j + 1 if j else ''}", row=r, col=c)
+    for a in fig.layout.annotations:
+        a.font = dict(size=16)
+    return _layout(fig, "Transport: u(T, ·) = f carried back to u(0, ·) = F" + _dims_note(v), height=340 * rows + 40)
+
+
+def spacetime(obj) -> go.Figure:
+    """Characteristics in space-time (x1, x2, t): rotate to see the flow lines."""
+    v = _views(obj)
+    ch = v.characteristics
+    fig = go.Figure()
+    for c in range(int(ch.y.max()) + 1 if len(ch.y) else 0):
+        paths = np.transpose(ch.x[:, ch.y == c, :2], (1, 0, 2))
+        m, p, _ = paths.shape
+        t = np.broadcast_to(ch.t[None, :], (m, p))
+        sep = np.full((m, 1), np.nan, np.float32)
+        fig.add_trace(go.Scatter3d(x=_f32(np.concatenate([paths[..., 0], sep], 1).ravel()),
+                                   y=_f32(np.concatenate([paths[..., 1], sep], 1).ravel()),
+                                   z=_f32(np.concatenate([t, sep], 1).ravel()), mode="lines",
+                                   line=dict(color=PALETTE[c], width=2), opacity=0.6, name=f"class {c}"))
+    fig.update_layout(scene=dict(xaxis_title="x₁", yaxis_title="x₂", zaxis_title="t",
+                                 aspectmode="manual", aspectratio=dict(x=1, y=1, z=0.8)))
+    return _layout(fig, "Characteristics in space-time (x₁, x₂, t)" + _dims_note(v), height=640)
+
+
+def velocity(obj) -> go.Figure:
+    """V_k = v(t_k, .) as arrows over its magnitude |V_k|, with a slider over k."""
+    v = _views(obj)
+    vel = v.velocity
+    sel = np.unique(np.round(np.linspace(0, len(vel.ks) - 1, min(len(vel.ks), 17))).astype(int))
+    X1, X2 = np.meshgrid(vel.x1, vel.x2)
+    mags = np.linalg.norm(vel.v[..., :2], axis=-1)
+    vmax = float(np.nanmax(mags)) or 1.0
+    scale = 0.9 * float(vel.x1[1] - vel.x1[0]) / vmax
+
+    def arrows(i):
+        return _arrows(X1.ravel(), X2.ravel(), vel.v[i, ..., 0].ravel() * scale, vel.v[i, ..., 1].ravel() * scale)
+
+    def heat(i):
+        return go.Heatmap(x=_f32(vel.x1), y=_f32(vel.x2), z=_f32(mags[i]), colorscale="Viridis", zmin=0, zmax=vmax,
+                          colorbar=dict(title=dict(text="|V_k|", side="right"), thickness=14), opacity=0.8,
+                          zsmooth="best", hoverinfo="skip")
+
+    ax, ay = arrows(sel[0])
+    fig = go.Figure(data=[heat(sel[0]), go.Scatter(x=ax, y=ay, mode="lines", line=dict(color="#222222", width=1.5),
+                                                   name="V_k", hoverinfo="skip")])
+    frames = []
+    for i in sel:
+        k = vel.ks[i]
+        ax, ay = arrows(i)
+        frames.append(go.Frame(name=str(int(k)), data=[heat(i), go.Scatter(x=ax, y=ay)], traces=[0, 1],
+                               layout=dict(title_text=f"Velocity field V_k = v(t_k, ·) at k = {int(k)}, "
+                                                      f"t_k = {vel.t[i]:.3g}{_dims_note(v)}")))
+    fig.frames = frames
+    sliders, menus = _frame_slider(vel.ks[sel], vel.t[sel])
+    _equal_axes(fig)
+    fig.update_xaxes(range=[float(vel.x1[0]), float(vel.x1[-1])])
+    fig.update_yaxes(range=[float(vel.x2[0]), float(vel.x2[-1])])
+    return _layout(fig, f"Velocity field V_k = v(t_k, ·) at k = {int(vel.ks[0])}{_dims_note(v)}", height=660,
+                   sliders=sliders, updatemenus=menus)
+
+
+def _arrows(x, y, u, w, head: float = 0.3, angle: float = 0.45):
+    """Arrow shafts and heads as one NaN-separated polyline (what figure_factory.create_quiver draws)."""
+    ang = np.arctan2(w, u)
+    length = np.hypot(u, w) * head
+    ex, ey = x + u, y + w
+    h1x, h1y = ex - length * np.cos(ang - angle), ey - length * np.sin(ang - angle)
+    h2x, h2y = ex - length * np.cos(ang + angle), ey - length * np.sin(ang + angle)
+    nan = np.full_like(x, np.nan)
+    px = np.stack([x, ex, nan, h1x, ex, h2x, nan], 1).ravel()
+    py = np.stack([y, ey, nan, h1y, ey, h2y, nan], 1).ravel()
+    return _f32(px), _f32(py)
+
+
+def learning_curves(obj) -> go.Figure:
+    """Loss and accuracy (train and test) against the optimiser step."""
+    v = _views(obj)
+    h = v.history
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("cross-entropy loss", "accuracy"), horizontal_spacing=0.12)
+    step = _f32([r["step"] for r in h])
+    for key, name, col, color in (("loss", "train loss", 1, PALETTE[0]), ("test_loss", "test loss", 1, PALETTE[1]),
+                                  ("train_accuracy", "train accuracy", 2, PALETTE[0]),
+                                  ("test_accuracy", "test accuracy", 2, PALETTE[1])):
+        fig.add_trace(go.Scatter(x=step, y=_f32([r[key] for r in h]), name=name, mode="lines",
+                                 line=dict(color=color, width=3, dash="dot" if "test" in key else None)), 1, col)
+    fig.update_yaxes(type="log", title_text="loss", row=1, col=1)
+    fig.update_yaxes(range=[0, 1.02], title_text="accuracy", row=1, col=2)
+    fig.update_xaxes(title_text="optimiser step")
+    return _layout(fig, "Training (the inverse problem)", height=420)
+
+
+def diagnostics(obj) -> go.Figure:
+    """The paper's section 3.3 conditions per step, the folding test det D(step) > 0, and the error against x(t)."""
+    v = _views(obj)
+    d = v.diagnostics
+    L = len(d.residual_ratio)
+    k = np.arange(1, L + 1)
+    fig = make_subplots(rows=2, cols=2, vertical_spacing=0.2, horizontal_spacing=0.12, subplot_titles=(
+        "residual ratio |s_k V_k| / |x|", "weight drift |θ_k − θ_(k−1)|",
+        "smallest det D(step k) over the plane", "error |x_k − x(t_k)| vs the continuous flow"))
+    fig.add_trace(go.Bar(x=k, y=_f32(d.residual_ratio), marker_color=PALETTE[0], name="ratio"), 1, 1)
+    fig.add_trace(go.Bar(x=k[1:], y=_f32(d.weight_drift), marker_color=PALETTE[2], name="drift"), 1, 2)
+    colors = [PALETTE[5] if x < 0 else PALETTE[4] for x in d.min_jac_det]
+    fig.add_trace(go.Bar(x=k, y=_f32(d.min_jac_det), marker_color=colors, name="min det"), 2, 1)
+    fig.add_hline(y=0, line=dict(color="#d00000", width=2, dash="dash"), row=2, col=1,
+                  annotation_text="fold: det < 0", annotation_position="bottom right")
+    if np.isfinite(d.error).any():
+        fig.add_trace(go.Scatter(x=_f32(v.t), y=_f32(d.error), mode="lines+markers", marker_color=PALETTE[3],
+                                 name="error"), 2, 2)
+    else:
+        fig.add_annotation(text="no reference: plain net, viscous run, or still training", showarrow=False,
+                           xref="x4 domain", yref="y4 domain", x=0.5, y=0.5, font=dict(size=15))
+    fig.update_xaxes(title_text="block k", row=1, col=1)
+    fig.update_xaxes(title_text="block k", row=1, col=2)
+    fig.update_xaxes(title_text="block k", row=2, col=1)
+    fig.update_xaxes(title_text="t", row=2, col=2)
+    for a in fig.layout.annotations:
+        a.font = dict(size=16)
+    return _layout(fig, f"Diagnostics: is this ResNet a flow?  |x_L − x(T)| = {d.disc_error:.3g}", height=640,
+                   showlegend=False)
+
+
+def weights(obj) -> go.Figure:
+    """Heatmaps of the block weights θ_k over k (rows: weight entries; columns: blocks)."""
+    v = _views(obj)
+    names = list(v.weights)
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, horizontal_spacing=0.04)
+    for i, n in enumerate(names):
+        w = v.weights[n]
+        lim = float(np.abs(w).max()) or 1.0
+        fig.add_trace(go.Heatmap(z=_f32(w.T), x=np.arange(1, len(w) + 1), colorscale="RdBu", zmid=0, zmin=-lim,
+                                 zmax=lim, showscale=i == 0, colorbar=dict(thickness=12)), 1, i + 1)
+        fig.update_xaxes(title_text="block k", row=1, col=i + 1)
+    return _layout(fig, "Weights θ_k over the blocks (smooth in k ⇔ a discretised continuous field)", height=420)
+
+
+FIGURES = {
+    "characteristics": characteristics,
+    "decision": decision,
+    "transport": transport,
+    "spacetime": spacetime,
+    "velocity": velocity,
+    "learning_curves": learning_curves,
+    "diagnostics": diagnostics,
+    "weights": weights,
+}

@@ -1,0 +1,181 @@
+"""Runs trained outside the page's script run, shared by config.
+
+A :class:`Run` trains in a worker thread and publishes its latest snapshot;
+the page polls it, so moving a slider or switching a tab never touches
+training. The :class:`Registry` keys runs by their config (and the CSV data,
+if any): two sessions asking for the same config share one run, at most
+``max_workers`` runs train at once (the rest wait their turn), and finished
+runs are kept in a bounded least-recently-used table.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+
+import numpy as np
+
+from .analysis import FlowViews, analyse
+from .config import Config
+from .data import Dataset, make_dataset
+from .errors import FlowvizError
+from .model import build_model
+from .train import Snapshot, train_iter
+
+__all__ = ["Run", "Registry", "data_key"]
+
+log = logging.getLogger("flowviz.runs")
+LIVE_EVERY_S = 0.8  # live views are rebuilt at most this often while training
+
+
+def data_key(data: Dataset | None) -> str:
+    """A short hash of user data (empty for generated datasets)."""
+    if data is None:
+        return ""
+    h = hashlib.sha256()
+    for a in (data.x_train, data.y_train, data.x_test, data.y_test):
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:12]
+
+
+class Run:
+    """One training run in a worker thread. Read ``status``, ``latest``, ``history`` and ``views()``."""
+
+    def __init__(self, config: Config, data: Dataset, gate: threading.Semaphore):
+        self.config, self.data = config, data
+        self.key = config.key() + data_key(data if config.dataset == "csv" else None)
+        self.status = "queued"  # queued, training, done, cancelled, error
+        self.error: str | None = None
+        self.latest: Snapshot | None = None
+        self.history: list[dict] = []
+        self.cancel = threading.Event()
+        self.started = time.time()
+        self.last_seen = time.time()
+        self._gate = gate
+        self._lock = threading.Lock()
+        self._views: FlowViews | None = None
+        self._views_step = -1
+        self._views_time = 0.0
+        self._final = False
+        self._thread = threading.Thread(target=self._work, name=f"flowviz-run-{self.key[:8]}", daemon=True)
+        self._thread.start()
+
+    # -------------------------------------------------------------- worker
+    def _work(self):
+        with self._gate:
+            if self.cancel.is_set():
+                self.status = "cancelled"
+                return
+            self.status = "training"
+            try:
+                every = max(1, min(25, self.config.train_steps // 40 or 1))
+                for snap in train_iter(self.config, data=self.data, log_every=every, cancel=self.cancel,
+                                       keep_state=True):
+                    self.history.append(snap.record())
+                    self.latest = snap
+                if self.latest is not None and self.latest.error:
+                    self.error, self.status = self.latest.error, "error"
+                elif self.latest is not None and self.latest.cancelled:
+                    self.status = "cancelled"
+                else:
+                    self.status = "done"
+                self.views(final=True)  # the full picture, once, in the worker
+            except FlowvizError as e:
+                self.error, self.status = str(e), "error"
+            except Exception as e:  # never let a worker die silently; the page shows the message
+                log.exception("run %s failed", self.key)
+                self.error, self.status = f"training failed: {type(e).__name__}: {e}", "error"
+
+    # --------------------------------------------------------------- views
+    @property
+    def finished(self) -> bool:
+        return self.status in ("done", "cancelled", "error")
+
+    def views(self, *, final: bool = False) -> FlowViews | None:
+        """The views of the latest state: live (light) while training, full once finished. Shared and cached."""
+        snap = self.latest
+        if snap is None or snap.state is None:
+            return None
+        with self._lock:
+            if self._final or (self._views_step == snap.step and self._views is not None and not final):
+                return self._views
+            if not final and self._views is not None and time.time() - self._views_time < LIVE_EVERY_S:
+                return self._views
+            model = build_model(self.config, self.data.n_classes)
+            model.load_state_dict(snap.state)
+            v = analyse(model, self.data, history=list(self.history), live=not final)
+            self._views, self._views_step, self._views_time, self._final = v, snap.step, time.time(), final
+            return v
+
+    def stop(self):
+        self.cancel.set()
+
+    def join(self, timeout: float | None = None):
+        self._thread.join(timeout)
+
+
+class Registry:
+    """Runs keyed by config; bounded workers; finished runs kept least-recently-used."""
+
+    def __init__(self, max_workers: int | None = None, keep: int = 32):
+        self.max_workers = max_workers or int(os.environ.get("FLOWVIZ_WORKERS", 0)) or (os.cpu_count() or 1)
+        self.keep = keep
+        self._gate = threading.Semaphore(self.max_workers)
+        self._runs: OrderedDict[str, Run] = OrderedDict()
+        self._lock = threading.Lock()
+        self.started = 0  # runs actually started (for tests and the load benchmark)
+        atexit.register(self.shutdown)
+
+    def shutdown(self, timeout: float = 5.0):
+        """Cancel every run and wait for the workers (a thread killed inside torch aborts the process)."""
+        with self._lock:
+            runs = list(self._runs.values())
+        for r in runs:
+            r.cancel.set()
+        for r in runs:
+            r.join(timeout)
+
+    def get(self, key: str) -> Run | None:
+        with self._lock:
+            run = self._runs.get(key)
+            if run is not None:
+                self._runs.move_to_end(key)
+                run.last_seen = time.time()
+            return run
+
+    def start(self, config: Config, data: Dataset | None = None, *, restart: bool = False) -> Run:
+        """The run for this config: an existing live or finished one, or a new one."""
+        ds = data if data is not None else make_dataset(config)
+        key = config.key() + data_key(ds if config.dataset == "csv" else None)
+        with self._lock:
+            run = self._runs.get(key)
+            if run is not None and not restart and run.status != "cancelled" and run.status != "error":
+                self._runs.move_to_end(key)
+                return run
+            run = Run(config, ds, self._gate)
+            self.started += 1
+            self._runs[key] = run
+            self._runs.move_to_end(key)
+            self._evict()
+            return run
+
+    def _evict(self):
+        finished = [k for k, r in self._runs.items() if r.finished]
+        while len(self._runs) > self.keep and finished:
+            self._runs.pop(finished.pop(0), None)
+
+    def queued_before(self, run: Run) -> int:
+        """How many runs started earlier are still waiting for a worker."""
+        with self._lock:
+            return sum(1 for r in self._runs.values() if r.status == "queued" and r.started < run.started)
+
+    def active(self) -> int:
+        with self._lock:
+            return sum(1 for r in self._runs.values() if r.status == "training")
+
+

@@ -1,0 +1,125 @@
+"""The sidebar: widgets that return plain values, and the config they make."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from ..config import CHOICES, Config
+from ..errors import FlowvizError
+
+DATASET_HELP = {
+    "moons": "two interleaving half circles",
+    "circles": "two concentric circles",
+    "rings": "a disk inside an annulus: needs a lift (p ≥ 1) to avoid a keyhole",
+    "spirals": "interleaved spiral arms (choose the number of arms)",
+    "xor": "four quadrants, opposite ones alike",
+    "checkerboard": "a 4 x 4 board",
+    "blobs": "k Gaussian blobs (choose k)",
+    "csv": "your own points: upload a CSV with columns x1, x2, label",
+}
+FIELD_HELP = {
+    "two_layer": "the paper's eq. 2: v = W₂(t) a(W₁(t) x + b₁(t)) + b₂(t)",
+    "mlp": "a general MLP field with t as an input",
+    "antisymmetric": "Haber & Ruthotto: a((K − Kᵀ − γI) x + b), no growing modes",
+}
+TIME_HELP = {"per_step": "per-step: independent weights per block (a classic ResNet)",
+             "tied": "tied: one set of weights for all t (an autonomous field)",
+             "continuous": "continuous: weights piecewise linear in t through K knots"}
+
+
+def _meta(key):
+    return Config.__dataclass_fields__[key].metadata
+
+
+def _num(container, label, key, cfg, *, step=None, fmt=None, lo=None, hi=None):
+    m = _meta(key)
+    lo = m["lo"] if lo is None else lo
+    hi = m["hi"] if hi is None else hi
+    v = getattr(cfg, key)
+    if isinstance(v, int):
+        return container.number_input(label, int(lo), int(hi), int(v), step=step or 1, help=m["help"],
+                                      key=f"w_{key}")
+    lo_v = float(lo) + (1e-6 if m["lo_open"] else 0.0)
+    return container.number_input(label, lo_v, float(hi), float(v), step=step or 0.01, format=fmt or "%.4g",
+                                  help=m["help"], key=f"w_{key}")
+
+
+def _pick(container, label, key, cfg, names=None, fmt=None):
+    options = list(CHOICES[key])
+    cur = getattr(cfg, key)
+    return container.selectbox(label, options, index=options.index(cur), help=_meta(key)["help"],
+                               format_func=(lambda o: (names or {}).get(o, o)) if names else (fmt or str),
+                               key=f"w_{key}")
+
+
+def sidebar(cfg: Config, *, has_csv: bool) -> dict:
+    """Draw the grouped controls, seeded from ``cfg``; return the chosen values (not yet validated)."""
+    sb = st.sidebar
+    v: dict = {}
+    with sb.expander("Data", expanded=True):
+        v["dataset"] = _pick(st, "Dataset", "dataset", cfg, fmt=lambda o: f"{o} — {DATASET_HELP[o]}")
+        if v["dataset"] == "csv" and not has_csv:
+            st.info("Upload a CSV below to use your own points.")
+        v["n_samples"] = _num(st, "Samples", "n_samples", cfg, step=100)
+        v["noise"] = _num(st, "Noise", "noise", cfg, step=0.05)
+        if v["dataset"] in ("spirals", "blobs"):
+            v["n_classes"] = _num(st, "Classes (arms / blobs)", "n_classes", cfg)
+        v["test_fraction"] = _num(st, "Test fraction", "test_fraction", cfg, step=0.05)
+        v["seed"] = _num(st, "Seed", "seed", cfg, hi=10**6)
+    with sb.expander("Velocity field v(t, x)", expanded=True):
+        v["field"] = _pick(st, "Family", "field", cfg, fmt=lambda o: f"{o} — {FIELD_HELP[o]}")
+        v["width"] = _num(st, "Hidden width", "width", cfg)
+        v["activation"] = _pick(st, "Activation a", "activation", cfg)
+        v["time_mode"] = _pick(st, "Time dependence", "time_mode", cfg, fmt=lambda o: TIME_HELP[o])
+        if v["time_mode"] == "continuous":
+            v["knots"] = _num(st, "Knots K", "knots", cfg)
+        v["lift"] = _num(st, "Extra dimensions p (lift to R^(2+p))", "lift", cfg)
+    with sb.expander("Discretisation", expanded=True):
+        v["horizon"] = _num(st, "Horizon T", "horizon", cfg, step=0.5)
+        v["n_steps"] = _num(st, "Steps L (blocks)", "n_steps", cfg)
+        v["scheme"] = _pick(st, "Scheme", "scheme", cfg, fmt=lambda o: {
+            "euler": "euler — the paper's rule, eq. 10", "midpoint": "midpoint (order 2)",
+            "rk4": "rk4 (order 4)", "plain": "plain net — no shortcut, for contrast"}[o])
+        v["partition"] = _pick(st, "Partition", "partition", cfg)
+        if v["partition"] == "geometric":
+            v["partition_ratio"] = _num(st, "Ratio s_(k+1) / s_k", "partition_ratio", cfg, step=0.05)
+    with sb.expander("Terminal function f = u(T, ·)"):
+        v["head"] = _pick(st, "Output layer", "head", cfg, fmt=lambda o: {
+            "learned": "learned linear softmax", "fixed": "fixed: the flow alone must sort the classes"}[o])
+    with sb.expander("Training"):
+        v["optimizer"] = _pick(st, "Optimiser", "optimizer", cfg)
+        v["lr"] = _num(st, "Learning rate", "lr", cfg, step=0.005)
+        v["train_steps"] = _num(st, "Training steps", "train_steps", cfg, step=100)
+        v["batch_size"] = _num(st, "Batch size (0 = full batch)", "batch_size", cfg, step=32)
+        v["weight_decay"] = _num(st, "Weight decay", "weight_decay", cfg, step=0.001)
+        v["smoothness"] = _num(st, "Smoothness penalty λ", "smoothness", cfg, step=0.01)
+        v["kinetic"] = _num(st, "Kinetic-energy penalty", "kinetic", cfg, step=0.01)
+        v["viscosity"] = _num(st, "Viscosity ε", "viscosity", cfg, step=0.01)
+        if v["viscosity"] > 0:
+            v["mc_samples"] = _num(st, "Monte-Carlo samples M", "mc_samples", cfg)
+        v["device"] = _pick(st, "Device", "device", cfg)
+    return v
+
+
+def make_config(values: dict, base: Config) -> tuple[Config | None, str | None]:
+    """Validate the widget values on top of ``base``; (config, None) or (None, message)."""
+    try:
+        return base.replace(**values), None
+    except FlowvizError as e:
+        return None, str(e)
+
+
+def block_formula(cfg: Config) -> str:
+    """LaTeX of the chosen block, with the step size filled in."""
+    s = f"{cfg.horizon / cfg.n_steps:.4g}"
+    sk = f"s_k = T/L = {s}" if cfg.partition == "uniform" else r"s_k \text{ (geometric)}"
+    a = {"relu": r"\mathrm{relu}", "tanh": r"\tanh", "sigmoid": r"\sigma", "softplus": r"\mathrm{softplus}",
+         "leaky\\_relu": r"\mathrm{leaky}"}.get(cfg.activation, cfg.activation)
+    v = {"two_layer": rf"W^{{(2)}}_k\,{a}\!\left(W^{{(1)}}_k x_{{k-1}} + b^{{(1)}}_k\right) + b^{{(2)}}_k",
+         "mlp": rf"\mathrm{{MLP}}_k(x_{{k-1}}, t_k)",
+         "antisymmetric": rf"{a}\!\left((K_k - K_k^\top - \gamma I)\,x_{{k-1}} + b_k\right)"}[cfg.field]
+    if cfg.scheme == "plain":
+        return rf"x_k = {v}" + r"\qquad\text{(plain net: no shortcut)}"
+    if cfg.scheme == "euler":
+        return rf"x_k = x_{{k-1}} + s_k\left[{v}\right],\qquad {sk}"
+    return rf"x_k = x_{{k-1}} + s_k \sum_i b_i K_i \;\; ({cfg.scheme}),\quad K_i = v(t_{{k-1}} + c_i s_k,\,\cdot),\;{sk}"
