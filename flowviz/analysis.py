@@ -102,6 +102,7 @@ class FlowViews:
     output_points: np.ndarray | None = None  # x_L of all points (n, d)
     output_surface: Surfaces | None = None  # f = u(T, .) on a box around x_L (extra coordinates zero)
     live: bool = False  # a light version made while training (no reference solution, coarser grids)
+    predicted: np.ndarray | None = None  # the model's class for every point of data.x (n,)
 
 
 def _t(x, model):
@@ -227,6 +228,7 @@ def analyse(model: FlowModel, data: Dataset, *, history=None, res: int = 100, ma
     with torch.no_grad():
         weights = {name: p.flatten(1).cpu().numpy() for name, p in zip(model.field.names, model.block_params())}
     out = model.trajectory(data.x)[-1].astype(np.float32)
+    pred = model.predict_proba(data.x).argmax(1)
     out_box = flow_extent(Dataset(out[:, :2], data.y, out[:0, :2], data.y[:0], data.n_classes), out[None, :, :2])
     x1, x2, pts = _box(out_box, res)
     z = torch.as_tensor(np.c_[pts, np.zeros((len(pts), model.dim - 2), np.float32)], device=model.device)
@@ -234,7 +236,7 @@ def analyse(model: FlowModel, data: Dataset, *, history=None, res: int = 100, ma
         f = torch.softmax(model.head(z), -1).cpu().numpy().reshape(1, res, res, -1)
     osurf = Surfaces(np.array([model.L]), model.times[-1:].astype(np.float32), x1, x2, f.astype(np.float32))
     return FlowViews(model.config, model.times.astype(np.float32), extent, data, ch, grid, ks, surf, vel, diag,
-                     list(history or []), weights, out, osurf, live)
+                     list(history or []), weights, out, osurf, live, pred)
 
 
 def channel_fraction(model: FlowModel, radii, *, n: int = 3600, inner_class: int = 0) -> float:

@@ -11,6 +11,6 @@ os.environ.setdefault("FLOWVIZ_CACHE_DIR", str(ROOT / "test-artifacts" / "cache"
 torch.set_num_threads(1)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def root():
     return ROOT

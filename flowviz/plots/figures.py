@@ -28,11 +28,11 @@ def _f32(a):
 def _layout(fig: go.Figure, title: str, height: int = 620, **kw) -> go.Figure:
     fig.update_layout(title=dict(text=title, x=0.01, font=dict(size=20)), font=FONT, height=height,
                       margin=dict(l=60, r=20, t=60, b=50), template="plotly_white",
-                      legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1), **kw)
+                      legend=dict(orientation="h", yanchor="top", y=-0.12, xanchor="left", x=0), **kw)
     return fig
 
 
-def _equal_axes(fig, row=None, col=None, x="x₁", y="x₂"):
+def _equal_axes(fig, row=None, col=None, x="x<sub>1</sub>", y="x<sub>2</sub>"):
     fig.update_xaxes(title_text=x, row=row, col=col, constrain="domain")
     fig.update_yaxes(title_text=y, row=row, col=col, scaleanchor="x" if row is None else None)
     return fig
@@ -55,7 +55,7 @@ def _surface_trace(views: FlowViews, u: np.ndarray, x1, x2, *, showscale=True, c
     if colorbar_x is not None:
         cb["x"] = colorbar_x
     return go.Heatmap(x=_f32(x1), y=_f32(x2), z=z, colorscale=scale, zmin=zmin, zmax=zmax,
-                      opacity=SURFACE_OPACITY, showscale=showscale, colorbar=cb, hoverinfo="skip")
+                      opacity=SURFACE_OPACITY, showscale=showscale, colorbar=cb, hoverinfo="skip", zsmooth="best")
 
 
 def _segments(paths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -136,7 +136,7 @@ def decision(obj) -> go.Figure:
     fig.add_trace(_surface_trace(v, s.u[0], s.x1, s.x2, colorbar_x=1.02), 1, 1)
     fig.add_trace(_surface_trace(v, o.u[0], o.x1, o.x2, showscale=False), 1, 2)
     n_tr = len(ds.x_train)
-    pred = _predict_from_surface(s, ds.x)
+    pred = v.predicted
     for c in range(ds.n_classes):
         for name, sl, sym in (("train", slice(0, n_tr), "circle"), ("test", slice(n_tr, None), "diamond")):
             yy = ds.y[sl]
@@ -156,18 +156,11 @@ def decision(obj) -> go.Figure:
                                  marker=dict(symbol="circle-open", size=14, color="#d00000", line=dict(width=2)),
                                  name=f"misclassified ({int(wrong.sum())})"), 1, 1)
     e = ds.extent()
-    fig.update_xaxes(range=[e[0], e[1]], title_text="x₁", row=1, col=1)
-    fig.update_yaxes(range=[e[2], e[3]], title_text="x₂", scaleanchor="x", row=1, col=1)
-    fig.update_xaxes(range=[float(o.x1[0]), float(o.x1[-1])], title_text="x_L,1", row=1, col=2)
-    fig.update_yaxes(range=[float(o.x2[0]), float(o.x2[-1])], title_text="x_L,2", scaleanchor="x2", row=1, col=2)
+    fig.update_xaxes(range=[e[0], e[1]], title_text="x<sub>1</sub>", row=1, col=1)
+    fig.update_yaxes(range=[e[2], e[3]], title_text="x<sub>2</sub>", scaleanchor="x", row=1, col=1)
+    fig.update_xaxes(range=[float(o.x1[0]), float(o.x1[-1])], title_text="x<sub>L,1</sub>", row=1, col=2)
+    fig.update_yaxes(range=[float(o.x2[0]), float(o.x2[-1])], title_text="x<sub>L,2</sub>", scaleanchor="x2", row=1, col=2)
     return _layout(fig, "Decision: F = f ∘ Φ" + _dims_note(v), height=600)
-
-
-def _predict_from_surface(s, x):
-    """The class of the nearest grid cell of u(0, .) for points x (n, 2) (for marking, not for metrics)."""
-    i = np.clip(np.searchsorted(s.x1, x[:, 0]), 0, len(s.x1) - 1)
-    j = np.clip(np.searchsorted(s.x2, x[:, 1]), 0, len(s.x2) - 1)
-    return s.u[0][j, i].argmax(-1)
 
 
 def transport(obj, panels: int = 6) -> go.Figure:
@@ -182,8 +175,8 @@ def transport(obj, panels: int = 6) -> go.Figure:
     for j, i in enumerate(idx):
         r, c = j // cols + 1, j % cols + 1
         fig.add_trace(_surface_trace(v, s.u[i], s.x1, s.x2, showscale=j == 0), r, c)
-        fig.update_xaxes(title_text="x₁" if r == rows else None, row=r, col=c)
-        fig.update_yaxes(title_text="x₂" if c == 1 else None, scaleanchor=f"x{j + 1 if j else ''}", row=r, col=c)
+        fig.update_xaxes(title_text="x<sub>1</sub>" if r == rows else None, row=r, col=c)
+        fig.update_yaxes(title_text="x<sub>2</sub>" if c == 1 else None, scaleanchor=f"x{j + 1 if j else ''}", row=r, col=c)
     for a in fig.layout.annotations:
         a.font = dict(size=16)
     return _layout(fig, "Transport: u(T, ·) = f carried back to u(0, ·) = F" + _dims_note(v), height=340 * rows + 40)
@@ -203,7 +196,7 @@ def spacetime(obj) -> go.Figure:
                                    y=_f32(np.concatenate([paths[..., 1], sep], 1).ravel()),
                                    z=_f32(np.concatenate([t, sep], 1).ravel()), mode="lines",
                                    line=dict(color=PALETTE[c], width=2), opacity=0.6, name=f"class {c}"))
-    fig.update_layout(scene=dict(xaxis_title="x₁", yaxis_title="x₂", zaxis_title="t",
+    fig.update_layout(scene=dict(xaxis_title="x<sub>1</sub>", yaxis_title="x<sub>2</sub>", zaxis_title="t",
                                  aspectmode="manual", aspectratio=dict(x=1, y=1, z=0.8)))
     return _layout(fig, "Characteristics in space-time (x₁, x₂, t)" + _dims_note(v), height=640)
 

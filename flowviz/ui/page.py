@@ -76,6 +76,16 @@ def _config_from_url() -> tuple[Config, list[str]]:
         return Config(), notices + [f"The link's settings do not fit together ({e}); using the defaults."]
 
 
+def handle_upload(ss, name: str, raw: bytes, *, error, ok) -> None:
+    """Validate an uploaded CSV; on error say so and keep the previous data."""
+    ss.csv_name = name
+    try:
+        ss.csv = load_csv(raw)
+        ok(f"Loaded {len(ss.csv[0])} points from {name}; choose dataset 'csv'.")
+    except FlowvizError as e:
+        error(f"{name}: {e}. The previous data stay in place.")
+
+
 def _data_for(cfg: Config, ss) -> Dataset:
     if cfg.dataset == "csv":
         if ss.csv is None:
@@ -104,7 +114,7 @@ def main():
     st.set_page_config(page_title="flowviz: a ResNet is a flow", page_icon="〰", layout="wide",
                        initial_sidebar_state="expanded")
     ss = _state()
-    st.title("flowviz — a residual network is a flow")
+    st.markdown("#### flowviz — a residual network is a flow")
     st.caption("x_k = x_(k−1) + s_k V_k(x_(k−1)) is one Euler step of x' = v(t, x) (Li & Shi 2017). "
                "Choose data, a field and a partition; train; watch the characteristics carry the classes apart.")
     for n in ss.notices:
@@ -114,13 +124,7 @@ def main():
     up = st.sidebar.file_uploader("Your own points (CSV: x1, x2, label)", type=["csv"], key="csv_upload",
                                   help="At most 20,000 rows and 2 MB; a bad file is refused and nothing is lost.")
     if up is not None and up.name != ss.csv_name:
-        try:
-            ss.csv = load_csv(up.getvalue())
-            ss.csv_name = up.name
-            st.sidebar.success(f"Loaded {len(ss.csv[0])} points from {up.name}; choose dataset 'csv'.")
-        except FlowvizError as e:
-            st.sidebar.error(f"{up.name}: {e}. The previous data stay in place.")
-            ss.csv_name = up.name
+        handle_upload(ss, up.name, up.getvalue(), error=st.sidebar.error, ok=st.sidebar.success)
 
     cfg, err = make_config(values, ss.config)
     if err:
@@ -130,7 +134,7 @@ def main():
         ss.config = cfg
     st.query_params.from_dict(cfg.to_query())
 
-    c1, c2, c3, c4 = st.columns([1, 1, 1, 5])
+    c1, c2, c3, _ = st.columns([1, 1, 1, 4])
     if c1.button("Train", type="primary", width="stretch", help="train this config (a shared run if one exists)"):
         _start(cfg, ss, restart=False)
     if c2.button("Stop", width="stretch", help="stop training; the last state stays on screen"):
@@ -142,7 +146,7 @@ def main():
             del ss[k]
         st.query_params.clear()
         st.rerun()
-    c4.latex(block_formula(cfg))
+    st.latex(block_formula(cfg))
 
     if ss.autostart:
         ss.autostart = False

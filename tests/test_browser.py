@@ -1,0 +1,112 @@
+"""A real headless Chromium against a live `streamlit run app.py`: what a person sees."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from flowviz import Config
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+VIEWS = ["characteristics", "decision", "transport", "velocity", "diagnostics", "dictionary"]
+
+pytestmark = pytest.mark.browser
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(root):
+    if not os.path.exists(CHROMIUM):
+        msg = f"BROWSER TESTS NOT RUN: {CHROMIUM} is missing (apt-get install chromium chromium-driver)"
+        print("\n" + "!" * 80 + "\n" + msg + "\n" + "!" * 80, file=sys.stderr)
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    port = _free_port()
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                             "--server.headless", "true", "--server.address", "127.0.0.1",
+                             "--browser.gatherUsageStats", "false"], cwd=root, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(120):
+        try:
+            urllib.request.urlopen(url + "/_stcore/health", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.25)
+    else:
+        proc.kill()
+        pytest.fail("streamlit did not start")
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def _wait_final(page, timeout_ms=90_000):
+    page.wait_for_selector(".js-plotly-plot", timeout=timeout_ms)
+    page.wait_for_function("() => document.body.innerText.includes('done') && "
+                           "!document.body.innerText.includes('Live view')", timeout=timeout_ms)
+
+
+@pytest.mark.parametrize("size", [(1280, 720), (1920, 1080)])
+def test_train_and_screenshot_every_view(server, browser, root, size):
+    out = root / "test-artifacts"
+    out.mkdir(exist_ok=True)
+    cfg = Config(n_samples=400, train_steps=120, n_steps=12)
+    q = "&".join(f"{k}={v}" for k, v in cfg.to_query().items())
+    page = browser.new_page(viewport={"width": size[0], "height": size[1]})
+    page.goto(f"{server}/?{q}")
+    _wait_final(page)
+    page.get_by_role("button", name="Train").click()  # a second click shares the finished run
+    _wait_final(page)
+    time.sleep(1.0)
+    assert page.locator("[data-testid='stException']").count() == 0
+    tabs = page.get_by_role("tab")
+    assert tabs.count() == 6
+    for i, name in enumerate(VIEWS):
+        tabs.nth(i).click()
+        time.sleep(0.8)
+        page.screenshot(path=str(out / f"{name}_{size[0]}x{size[1]}.png"))
+    assert page.locator("[data-testid='stException']").count() == 0
+    tabs.nth(0).click()
+    time.sleep(0.5)
+    # scrubbing is in the browser: the characteristics figure carries its frames
+    n_frames = page.evaluate("() => document.querySelector('.js-plotly-plot')._transitionData._frames.length")
+    assert n_frames == 13
+    page.close()
+
+
+def test_bad_link_shows_a_notice_not_a_traceback(server, browser):
+    page = browser.new_page(viewport={"width": 1280, "height": 720})
+    page.goto(f"{server}/?n_steps=99999&dataset=donut&train_steps=20&n_samples=100")
+    page.wait_for_selector("text=Ignored", timeout=60_000)
+    body = page.inner_text("body")
+    assert "n_steps" in body and "dataset" in body and "Traceback" not in body
+    assert page.locator("[data-testid='stException']").count() == 0
+    page.close()
