@@ -21,8 +21,8 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 
 $(VENV)/.installed: requirements.txt | $(BIN)/python
-	$(PIP) $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) "$$(grep -E '^torch==' requirements.txt)"
-	$(PIP) -r requirements.txt
+	$(PIP) --no-deps --retries 1 $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) "$$(grep -E '^torch==' requirements.txt)"
+	$(PIP) -r requirements.txt  # torch's own dependencies come from the default index
 	touch $@
 
 $(VENV)/.dev: requirements-dev.txt $(VENV)/.installed

@@ -183,22 +183,26 @@ def transport(obj, panels: int = 6) -> go.Figure:
 
 
 def spacetime(obj) -> go.Figure:
-    """Characteristics in space-time (x1, x2, t): rotate to see the flow lines."""
+    """Characteristics in space-time (x1, x2, t); with a lift, in the first three coordinates (x1, x2, x3)."""
     v = _views(obj)
     ch = v.characteristics
+    lifted = ch.x.shape[-1] >= 3
     fig = go.Figure()
     for c in range(int(ch.y.max()) + 1 if len(ch.y) else 0):
-        paths = np.transpose(ch.x[:, ch.y == c, :2], (1, 0, 2))
+        paths = np.transpose(ch.x[:, ch.y == c, :], (1, 0, 2))  # (m, L+1, d)
         m, p, _ = paths.shape
-        t = np.broadcast_to(ch.t[None, :], (m, p))
+        third = paths[..., 2] if lifted else np.broadcast_to(ch.t[None, :], (m, p))
         sep = np.full((m, 1), np.nan, np.float32)
         fig.add_trace(go.Scatter3d(x=_f32(np.concatenate([paths[..., 0], sep], 1).ravel()),
                                    y=_f32(np.concatenate([paths[..., 1], sep], 1).ravel()),
-                                   z=_f32(np.concatenate([t, sep], 1).ravel()), mode="lines",
+                                   z=_f32(np.concatenate([third, sep], 1).ravel()), mode="lines",
                                    line=dict(color=PALETTE[c], width=2), opacity=0.6, name=f"class {c}"))
-    fig.update_layout(scene=dict(xaxis_title="x<sub>1</sub>", yaxis_title="x<sub>2</sub>", zaxis_title="t",
+    ztitle = "x<sub>3</sub>" if lifted else "t"
+    fig.update_layout(scene=dict(xaxis_title="x<sub>1</sub>", yaxis_title="x<sub>2</sub>", zaxis_title=ztitle,
                                  aspectmode="manual", aspectratio=dict(x=1, y=1, z=0.8)))
-    return _layout(fig, "Characteristics in space-time (x₁, x₂, t)" + _dims_note(v), height=640)
+    title = ("Characteristics in the first three coordinates (x₁, x₂, x₃) of R^" + str(ch.x.shape[-1])
+             if lifted else "Characteristics in space-time (x₁, x₂, t)")
+    return _layout(fig, title + " — drag to rotate", height=640)
 
 
 def velocity(obj) -> go.Figure:
