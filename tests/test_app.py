@@ -42,12 +42,22 @@ SMALL = {"n_samples": "200", "train_steps": "40", "n_steps": "6", "width": "8"}
 
 def test_page_loads_trains_the_default_and_shows_every_view():
     at = _settle(_app(SMALL).run())
-    assert [t.label for t in at.tabs] == ["Characteristics", "Decision surface", "Transport", "Velocity field",
-                                         "Diagnostics", "Dictionary"]
+    view = at.radio(key="view")
+    assert view.options == ["Characteristics", "Decision surface", "Transport", "Velocity field", "Diagnostics",
+                            "Dictionary"]
     figs = _figures(at)
-    assert len(figs) == 8
-    assert len(figs[0]["frames"]) == 7  # L + 1 animation frames of the characteristics
-    assert any("Table" in m.value or "layer k" in m.value for m in at.markdown)
+    assert len(figs) == 1 and len(figs[0]["frames"]) == 7  # L + 1 animation frames of the characteristics
+    counts = {}
+    for name in view.options:
+        at.radio(key="view").set_value(name).run()
+        assert not at.exception
+        counts[name] = len(at.get("plotly_chart"))
+    assert counts == {"Characteristics": 1, "Decision surface": 1, "Transport": 2, "Velocity field": 1,
+                      "Diagnostics": 3, "Dictionary": 0}
+    assert any("layer k" in m.value and "time t_k" in m.value for m in at.markdown)
+    at.radio(key="view").set_value("Velocity field").run()
+    vel = _figures(at)[0]
+    assert len(vel["frames"]) == 6  # V_k for k = 1..L
     assert "x_k = x_{k-1} + s_k" in at.latex[0].value and "T/L = 0.1667" in at.latex[0].value
 
 

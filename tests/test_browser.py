@@ -87,15 +87,19 @@ def test_train_and_screenshot_every_view(server, browser, root, size):
     _wait_final(page)
     time.sleep(1.0)
     assert page.locator("[data-testid='stException']").count() == 0
-    tabs = page.get_by_role("tab")
-    assert tabs.count() == 6
+    options = page.locator("[data-testid='stRadio'] [role='radiogroup'] label")
+    assert options.count() == 6
     for i, name in enumerate(VIEWS):
-        tabs.nth(i).click()
-        time.sleep(0.8)
+        options.nth(i).click()
+        page.wait_for_timeout(400)
+        if name != "dictionary":
+            page.wait_for_selector(".js-plotly-plot", timeout=30_000)
+        time.sleep(1.0)
         page.screenshot(path=str(out / f"{name}_{size[0]}x{size[1]}.png"))
     assert page.locator("[data-testid='stException']").count() == 0
-    tabs.nth(0).click()
-    time.sleep(0.5)
+    options.nth(0).click()
+    page.wait_for_selector(".js-plotly-plot", timeout=30_000)
+    time.sleep(1.0)
     # scrubbing is in the browser: the characteristics figure carries its frames
     n_frames = page.evaluate("() => document.querySelector('.js-plotly-plot')._transitionData._frames.length")
     assert n_frames == 13

@@ -20,6 +20,13 @@ from .controls import block_formula, make_config, sidebar
 log = logging.getLogger("flowviz.ui")
 
 TABS = ["Characteristics", "Decision surface", "Transport", "Velocity field", "Diagnostics", "Dictionary"]
+VIEW_FIGURES = {
+    "Characteristics": [plots.characteristics],
+    "Decision surface": [plots.decision],
+    "Transport": [plots.transport, plots.spacetime],
+    "Velocity field": [plots.velocity],
+    "Diagnostics": [plots.learning_curves, plots.diagnostics, plots.weights],
+}
 
 DICTIONARY = """
 | Neural network | Transport equation | Where to see it |
@@ -199,20 +206,18 @@ def _views_body():
         return
     if v.live:
         st.caption("Live view (coarser, refreshed about once a second); the full picture follows when training ends.")
-    tabs = st.tabs(TABS)
-    figs = [("characteristics", [plots.characteristics]), ("decision", [plots.decision]),
-            ("transport", [plots.transport, plots.spacetime]), ("velocity", [plots.velocity]),
-            ("diagnostics", [plots.learning_curves, plots.diagnostics, plots.weights])]
-    for tab, (name, fns) in zip(tabs, figs):
-        with tab:
-            for fn in fns:
-                try:
-                    st.plotly_chart(fn(v), width="stretch", theme=None, key=f"fig_{fn.__name__}")
-                except Exception:  # a figure must never take the page down
-                    log.exception("figure %s failed", fn.__name__)
-                    st.error(f"The {fn.__name__} view could not be drawn for this run.")
-    with tabs[-1]:
+    # One view at a time: the browser draws only what is shown (all six at once took seconds to render).
+    # Picking a view reruns this fragment only; training goes on in its worker.
+    choice = st.radio("View", TABS, horizontal=True, key="view", label_visibility="collapsed")
+    if choice == "Dictionary":
         st.markdown(DICTIONARY)
+        return
+    for fn in VIEW_FIGURES[choice]:
+        try:
+            st.plotly_chart(fn(v), width="stretch", theme=None, key=f"fig_{fn.__name__}")
+        except Exception:  # a figure must never take the page down
+            log.exception("figure %s failed", fn.__name__)
+            st.error(f"The {fn.__name__} view could not be drawn for this run.")
 
 
 def views(live: bool):
