@@ -58,8 +58,9 @@ def _open(browser, url) -> float:
 
 
 def main(argv=None):
-    import flowviz
     from playwright.sync_api import sync_playwright
+
+    import flowviz
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=5)

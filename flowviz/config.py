@@ -74,8 +74,8 @@ class Config:
     lr: float = _opt(0.01, "learning rate", lo=0.0, hi=10.0, lo_open=True)
     train_steps: int = _opt(300, "optimiser steps", lo=0, hi=20_000)
     batch_size: int = _opt(0, "mini-batch size; 0 = full batch", lo=0, hi=20_000)
-    weight_decay: float = _opt(0.001, "L2 weight decay (a little keeps the flow from stretching the plane without bound)",
-                               lo=0.0, hi=1.0)
+    weight_decay: float = _opt(0.001, "L2 weight decay (a little keeps the flow from stretching the plane "
+                                      "without bound)", lo=0.0, hi=1.0)
     smoothness: float = _opt(0.0, "lambda of sum_k |theta_k - theta_(k-1)|^2 / s_k (paper, section 3.3)",
                              lo=0.0, hi=100.0)
     kinetic: float = _opt(0.0, "weight of the kinetic energy sum_k s_k |V_k(x)|^2", lo=0.0, hi=100.0)

@@ -1,7 +1,6 @@
 """A real headless Chromium against a live `streamlit run app.py`: what a person sees."""
 
 import os
-import shutil
 import socket
 import subprocess
 import sys

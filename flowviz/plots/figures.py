@@ -159,7 +159,8 @@ def decision(obj) -> go.Figure:
     fig.update_xaxes(range=[e[0], e[1]], title_text="x<sub>1</sub>", row=1, col=1)
     fig.update_yaxes(range=[e[2], e[3]], title_text="x<sub>2</sub>", scaleanchor="x", row=1, col=1)
     fig.update_xaxes(range=[float(o.x1[0]), float(o.x1[-1])], title_text="x<sub>L,1</sub>", row=1, col=2)
-    fig.update_yaxes(range=[float(o.x2[0]), float(o.x2[-1])], title_text="x<sub>L,2</sub>", scaleanchor="x2", row=1, col=2)
+    fig.update_yaxes(range=[float(o.x2[0]), float(o.x2[-1])], title_text="x<sub>L,2</sub>", scaleanchor="x2",
+                     row=1, col=2)
     return _layout(fig, "Decision: F = f ∘ Φ" + _dims_note(v), height=600)
 
 
@@ -176,7 +177,8 @@ def transport(obj, panels: int = 6) -> go.Figure:
         r, c = j // cols + 1, j % cols + 1
         fig.add_trace(_surface_trace(v, s.u[i], s.x1, s.x2, showscale=j == 0), r, c)
         fig.update_xaxes(title_text="x<sub>1</sub>" if r == rows else None, row=r, col=c)
-        fig.update_yaxes(title_text="x<sub>2</sub>" if c == 1 else None, scaleanchor=f"x{j + 1 if j else ''}", row=r, col=c)
+        fig.update_yaxes(title_text="x<sub>2</sub>" if c == 1 else None, scaleanchor=f"x{j + 1 if j else ''}",
+                         row=r, col=c)
     for a in fig.layout.annotations:
         a.font = dict(size=16)
     return _layout(fig, "Transport: u(T, ·) = f carried back to u(0, ·) = F" + _dims_note(v), height=340 * rows + 40)

@@ -116,10 +116,11 @@ def block_formula(cfg: Config) -> str:
     a = {"relu": r"\mathrm{relu}", "tanh": r"\tanh", "sigmoid": r"\sigma", "softplus": r"\mathrm{softplus}",
          "leaky\\_relu": r"\mathrm{leaky}"}.get(cfg.activation, cfg.activation)
     v = {"two_layer": rf"W^{{(2)}}_k\,{a}\!\left(W^{{(1)}}_k x_{{k-1}} + b^{{(1)}}_k\right) + b^{{(2)}}_k",
-         "mlp": rf"\mathrm{{MLP}}_k(x_{{k-1}}, t_k)",
+         "mlp": r"\mathrm{MLP}_k(x_{k-1}, t_k)",
          "antisymmetric": rf"{a}\!\left((K_k - K_k^\top - \gamma I)\,x_{{k-1}} + b_k\right)"}[cfg.field]
     if cfg.scheme == "plain":
         return rf"x_k = {v}" + r"\qquad\text{(plain net: no shortcut)}"
     if cfg.scheme == "euler":
         return rf"x_k = x_{{k-1}} + s_k\left[{v}\right],\qquad {sk}"
-    return rf"x_k = x_{{k-1}} + s_k \sum_i b_i K_i \;\; ({cfg.scheme}),\quad K_i = v(t_{{k-1}} + c_i s_k,\,\cdot),\;{sk}"
+    stages = r"K_i = v(t_{k-1} + c_i s_k,\,\cdot)"
+    return rf"x_k = x_{{k-1}} + s_k \sum_i b_i K_i \;\; ({cfg.scheme}),\quad {stages},\;{sk}"
