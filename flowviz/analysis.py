@@ -217,7 +217,7 @@ def analyse(model: FlowModel, data: Dataset, *, history=None, res: int = 100, ma
     """
     if live:
         res, with_reference = min(res, 60), False
-    model.eval()
+    model.train(False)
     ch = characteristics(model, data.x, data.y, max_points=max_points, seed=model.config.seed)
     extent = flow_extent(data, ch.x)
     ks = frame_steps(model.L)

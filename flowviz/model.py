@@ -241,7 +241,7 @@ class FlowModel(nn.Module):
                               "block, so there is no field to sample at other times")
         m = FlowModel(cfg, self.n_classes).to(self.device)
         m.load_state_dict({k: v for k, v in self.state_dict().items() if k not in _GRID_BUFFERS}, strict=False)
-        m.eval()
+        m.train(False)
         return m
 
 

@@ -91,7 +91,7 @@ def model_from_bytes(raw: bytes, *, expect_config: Config | None = None) -> Flow
         if not torch.isfinite(v).all():
             raise CheckpointError(f"weight {k!r} contains NaN or infinite values")
     model.load_state_dict(tensors)
-    model.eval()
+    model.train(False)
     return model
 
 

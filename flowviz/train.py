@@ -124,7 +124,7 @@ def train_iter(config: Config, *, data=None, log_every: int = 10, cancel=None,
     t0 = time.perf_counter()
 
     def snap(step, **kw):
-        model.eval()
+        model.train(False)
         tr_loss, tr_acc = evaluate(model, xtr, ytr)
         te_loss, te_acc = evaluate(model, xte, yte)
         model.train()
@@ -197,7 +197,7 @@ def train(config: Config, *, data=None, log_every: int = 10, progress: Callable[
         history.append(last.record())
         if progress is not None:
             progress(last)
-    model.eval()
+    model.train(False)
     metrics = {"train_accuracy": last.train_accuracy, "test_accuracy": last.test_accuracy,
                "train_loss": last.loss, "test_loss": last.test_loss, "steps": last.step,
                "elapsed_s": last.elapsed, "steps_per_second": last.steps_per_second, "device": str(dev)}

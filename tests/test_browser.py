@@ -92,12 +92,12 @@ def test_train_and_screenshot_every_view(server, browser, root, size):
         options.nth(i).click()
         page.wait_for_timeout(400)
         if name != "dictionary":
-            page.wait_for_selector(".js-plotly-plot", timeout=30_000)
+            page.wait_for_selector(".js-plotly-plot", timeout=90_000)
         time.sleep(1.0)
         page.screenshot(path=str(out / f"{name}_{size[0]}x{size[1]}.png"))
     assert page.locator("[data-testid='stException']").count() == 0
     options.nth(0).click()
-    page.wait_for_selector(".js-plotly-plot", timeout=30_000)
+    page.wait_for_selector(".js-plotly-plot", timeout=90_000)
     time.sleep(1.0)
     # scrubbing is in the browser: the characteristics figure carries its frames
     n_frames = page.evaluate("() => document.querySelector('.js-plotly-plot')._transitionData._frames.length")
