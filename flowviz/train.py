@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -206,7 +205,3 @@ def train(config: Config, *, data=None, log_every: int = 10, progress: Callable[
         raise TrainingDiverged(last.error, result)
     return result
 
-
-def accuracy(model: FlowModel, x: np.ndarray, y: np.ndarray) -> float:
-    """Share of points x (n, 2) whose most likely class is y."""
-    return float((model.predict_proba(x).argmax(1) == y).mean())
