@@ -271,7 +271,9 @@ def learning_curves(obj) -> go.Figure:
     fig.update_yaxes(type="log", title_text="loss", row=1, col=1)
     fig.update_yaxes(range=[0, 1.02], title_text="accuracy", row=1, col=2)
     fig.update_xaxes(title_text="optimiser step")
-    return _layout(fig, "Training (the inverse problem)", height=420)
+    _layout(fig, "Training (the inverse problem)", height=460)
+    fig.update_layout(legend=dict(y=-0.28), margin=dict(b=110))  # below the axis titles
+    return fig
 
 
 def diagnostics(obj) -> go.Figure:
