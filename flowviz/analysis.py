@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .data import Dataset
+from .data import Dataset, square_box
 from .model import FlowModel
 
 __all__ = ["Characteristics", "Surfaces", "Velocity", "Diagnostics", "FlowViews", "analyse",
@@ -202,11 +202,7 @@ def diagnostics(model: FlowModel, x: np.ndarray, extent, *, max_points: int = 20
 
 def flow_extent(ds: Dataset, xs: np.ndarray, margin: float = 0.1) -> tuple:
     """A square box around the data and all its characteristics (first two coordinates)."""
-    pts = np.concatenate([ds.x, xs[..., :2].reshape(-1, 2)])
-    lo, hi = np.nanmin(pts, 0), np.nanmax(pts, 0)
-    c, r = (lo + hi) / 2, (hi - lo).max() / 2 * (1 + margin) + 1e-6
-    r = min(r, 1e3)
-    return (float(c[0] - r), float(c[0] + r), float(c[1] - r), float(c[1] + r))
+    return square_box(np.concatenate([ds.x, xs[..., :2].reshape(-1, 2)]), margin)
 
 
 def analyse(model: FlowModel, data: Dataset, *, history=None, res: int = 100, max_points: int = 300,

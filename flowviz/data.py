@@ -42,10 +42,14 @@ class Dataset:
 
     def extent(self, margin: float = 0.15) -> tuple[float, float, float, float]:
         """A square box (x1 min, x1 max, x2 min, x2 max) around all points, with a margin."""
-        x = self.x
-        lo, hi = x.min(0), x.max(0)
-        c, r = (lo + hi) / 2, (hi - lo).max() / 2 * (1 + margin) + 1e-6
-        return (float(c[0] - r), float(c[0] + r), float(c[1] - r), float(c[1] + r))
+        return square_box(self.x, margin)
+
+
+def square_box(pts: np.ndarray, margin: float, max_radius: float = 1e3) -> tuple[float, float, float, float]:
+    """The smallest square around points (m, 2), enlarged by ``margin`` (NaN ignored, radius capped)."""
+    lo, hi = np.nanmin(pts, 0), np.nanmax(pts, 0)
+    c, r = (lo + hi) / 2, min((hi - lo).max() / 2 * (1 + margin) + 1e-6, max_radius)
+    return (float(c[0] - r), float(c[0] + r), float(c[1] - r), float(c[1] + r))
 
 
 def _counts(n: int, k: int) -> list[int]:
