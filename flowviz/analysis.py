@@ -17,7 +17,7 @@ from .model import FlowModel
 
 __all__ = ["Characteristics", "Surfaces", "Velocity", "Diagnostics", "FlowViews", "analyse",
            "characteristics", "deformed_grid", "transported_surfaces", "velocity_grid", "diagnostics",
-           "frame_steps", "channel_fraction", "flow_extent"]
+           "frame_steps", "channel_fraction", "flow_extent", "plane_grid"]
 
 MAX_FRAMES = 65  # views animate at most this many steps; deeper nets are shown at every ceil(L/64)-th step
 
@@ -119,7 +119,8 @@ def characteristics(model: FlowModel, x: np.ndarray, y: np.ndarray, *, max_point
     return Characteristics(model.times.astype(np.float32), xs.astype(np.float32), np.asarray(y)[idx], len(x))
 
 
-def _box(extent, res):
+def plane_grid(extent, res: int):
+    """A res x res grid over a box (x1 lo, x1 hi, x2 lo, x2 hi): x1 (res,), x2 (res,), points (res*res, 2)."""
     x1 = np.linspace(extent[0], extent[1], res, dtype=np.float32)
     x2 = np.linspace(extent[2], extent[3], res, dtype=np.float32)
     X1, X2 = np.meshgrid(x1, x2)
@@ -145,7 +146,7 @@ def deformed_grid(model: FlowModel, extent, *, n_lines: int = 11, n_pts: int = 4
 def transported_surfaces(model: FlowModel, extent, *, res: int = 100, ks: np.ndarray | None = None) -> Surfaces:
     """u(t_k, x) = f(Phi_(k->L)(x)) on a res x res grid of the step-k plane, for each k in ks."""
     ks = frame_steps(model.L) if ks is None else np.asarray(ks)
-    x1, x2, pts = _box(extent, res)
+    x1, x2, pts = plane_grid(extent, res)
     u = np.stack([model.transported(np.c_[pts, np.zeros((len(pts), model.dim - 2), np.float32)], int(k))
                   for k in ks])
     return Surfaces(ks, model.times[ks].astype(np.float32), x1, x2,
@@ -156,7 +157,7 @@ def transported_surfaces(model: FlowModel, extent, *, res: int = 100, ks: np.nda
 def velocity_grid(model: FlowModel, extent, *, res: int = 15, ks: np.ndarray | None = None) -> Velocity:
     """V_k = v(t_k, x) on a res x res grid (extra coordinates zero), for each k in ks (default: all 1..L)."""
     ks = np.arange(1, model.L + 1) if ks is None else np.asarray(ks)
-    x1, x2, pts = _box(extent, res)
+    x1, x2, pts = plane_grid(extent, res)
     z = model.lift(_t(pts, model))
     v = np.stack([model.velocity(z, int(k)).cpu().numpy() for k in ks])
     return Velocity(ks, model.times[ks].astype(np.float32), x1, x2, v.reshape(len(ks), res, res, -1))
@@ -188,7 +189,7 @@ def diagnostics(model: FlowModel, x: np.ndarray, extent, *, max_points: int = 20
         bp = model.block_params()
         drift = sum((p[1:] - p[:-1]).pow(2).flatten(1).sum(1) for p in bp) if model.L > 1 else None
     drift = np.sqrt(drift.cpu().numpy()) if drift is not None else np.zeros(0)
-    _, _, gpts = _box(extent, grid)
+    _, _, gpts = plane_grid(extent, grid)
     gtraj = torch.as_tensor(model.trajectory(gpts), device=model.device)
     det = min_jacobian_det(model, gtraj[:-1])
     if with_reference and model.config.scheme != "plain" and model.config.viscosity == 0:
@@ -226,7 +227,7 @@ def analyse(model: FlowModel, data: Dataset, *, history=None, res: int = 100, ma
     out = model.trajectory(data.x)[-1].astype(np.float32)
     pred = model.predict_proba(data.x).argmax(1)
     out_box = flow_extent(Dataset(out[:, :2], data.y, out[:0, :2], data.y[:0], data.n_classes), out[None, :, :2])
-    x1, x2, pts = _box(out_box, res)
+    x1, x2, pts = plane_grid(out_box, res)
     z = torch.as_tensor(np.c_[pts, np.zeros((len(pts), model.dim - 2), np.float32)], device=model.device)
     with torch.no_grad():
         f = torch.softmax(model.head(z), -1).cpu().numpy().reshape(1, res, res, -1)

@@ -1,4 +1,4 @@
-"""The command line: ``python -m flowviz {train,eval,presets}``.
+"""The command line: ``python -m flowviz {train,eval,sweep,presets}``.
 
 Bad arguments exit with status 2 and a one-line message, never a traceback.
 """
@@ -98,6 +98,53 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from .analysis import analyse
+    from .data import load_csv
+    from .plots.sweep import coarse_to_fine_curve, side_by_side, sweep_html
+    from .sweep import coarse_to_fine, parse_vary, run_sweep
+
+    cfg = _config_from(args)
+    key, values = parse_vary(args.vary, cfg)
+    data = load_csv(args.csv) if args.csv else None
+    if cfg.dataset == "csv" and data is None:
+        raise FlowvizError("dataset=csv needs --csv FILE (columns x1, x2, label)")
+    extra_L = [int(v) for v in args.transfer_to.split(",") if v.strip()] if args.transfer_to else []
+    for v in extra_L:
+        cfg.replace(n_steps=v)  # validates each L'
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    last = [-1.0]
+
+    def progress(frac, text):
+        if frac - last[0] >= 0.1 or frac >= 1.0:
+            print(f"[{frac:4.0%}] {text}", file=sys.stderr)
+            last[0] = frac
+
+    s = run_sweep(cfg, key, values, data=data, batched=not args.sequential, progress=progress, transfer_to=extra_L)
+    extra = []
+    if len(s.members) >= 2:
+        a, b = s.members[0], s.members[-1]
+        extra.append(side_by_side(analyse(a.model, s.data, with_reference=False),
+                                  analyse(b.model, s.data, with_reference=False),
+                                  (f"{key} = {a.value}", f"{key} = {b.value}")))
+    doc = json.loads(s.to_json())
+    if args.coarse_to_fine:
+        lo, hi = (int(v) for v in args.coarse_to_fine.split(":"))
+        c = coarse_to_fine(cfg, L_start=lo, L_end=hi, data=s.data)
+        extra.append(coarse_to_fine_curve(c))
+        doc["coarse_to_fine"] = {"levels": c.levels, "jumps": c.jumps, "cost": c.cost, "wall_s": c.wall_s,
+                                 "final": _clean(c.result.metrics), "scratch_cost": c.scratch_cost,
+                                 "scratch_wall_s": c.scratch_wall_s,
+                                 "scratch_final": _clean(c.scratch.metrics) if c.scratch else None}
+    (out / "sweep.json").write_text(json.dumps(doc, indent=2))
+    (out / "sweep.html").write_text(sweep_html(s, extra))
+    for r in s.records():
+        print(json.dumps(_clean(r)))
+    print(f"wrote {out}/sweep.json and {out}/sweep.html", file=sys.stderr)
+    return 0
+
+
 def cmd_presets(args) -> int:
     from .presets import preset_info, preset_names
 
@@ -121,6 +168,19 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--run", required=True, help="run directory written by train")
     e.add_argument("--set", action="append", metavar="KEY=VALUE", help="n_steps, scheme, partition, partition_ratio")
     e.set_defaults(fn=cmd_eval)
+    w = sub.add_parser("sweep", help="train one member per value of a key and compare them")
+    g = w.add_argument_group("config")
+    g.add_argument("--preset", help="a named config (see: presets)")
+    g.add_argument("--config", help="a config JSON file")
+    g.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a key (repeatable)")
+    w.add_argument("--vary", required=True, metavar="KEY=V1,V2,...",
+                   help="n_steps, horizon, scheme, time_mode or smoothness, e.g. n_steps=1,2,4,8,16,32,64")
+    w.add_argument("--csv", help="points for dataset=csv")
+    w.add_argument("--sequential", action="store_true", help="train members one by one (default: batched)")
+    w.add_argument("--transfer-to", metavar="L1,L2", help="extra L' columns for the depth-transfer matrix")
+    w.add_argument("--coarse-to-fine", metavar="L0:L1", help="also train coarse to fine from L0 to L1")
+    w.add_argument("--out", required=True, help="directory for sweep.json and sweep.html")
+    w.set_defaults(fn=cmd_sweep)
     p = sub.add_parser("presets", help="list the named configs")
     p.set_defaults(fn=cmd_presets)
     return ap

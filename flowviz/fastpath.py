@@ -16,10 +16,18 @@ with three kernels per block in each direction and no autograd recording:
 - tanh runs as 2 sigmoid(2z) - 1 with the constants folded into the weights
   (torch's CPU tanh is several times slower than its sigmoid).
 
-Tests check it against plain autograd for every activation.
+Several chains of different depth (the members of a depth sweep) run in one
+time loop: :func:`pack_lanes` lays them end to end in "lanes" of the deepest
+member's length, and each block is one batched product over the lanes; at a
+member's first block its lane restarts from x0.
+
+Tests check it against plain autograd for every activation, and the lanes
+against members run one by one.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +35,7 @@ from torch import Tensor
 
 from .fields import LEAKY_SLOPE
 
-__all__ = ["euler_two_layer", "FAST_ACTIVATIONS"]
+__all__ = ["euler_two_layer", "euler_lanes", "fold_weights", "pack_lanes", "LanePlan", "FAST_ACTIVATIONS"]
 
 
 def _leaky_(a: Tensor) -> Tensor:
@@ -50,59 +58,113 @@ _AFFINE = {"tanh": ("sigmoid", 2.0, 2.0, -1.0)}
 FAST_ACTIVATIONS = tuple(_BASE) + tuple(_AFFINE)
 
 
-class _EulerChain(torch.autograd.Function):
+class LanePlan(NamedTuple):
+    """How members of different depth share one time loop (see :func:`pack_lanes`).
+
+    ``blocks``: J, the loop length; ``lanes``: how many chains run side by side;
+    ``starts[j]``: lanes whose next member begins at block j (j >= 1; its input is x0 again);
+    ``ends[j]``: (member, lane) pairs whose last block is j.
+    """
+
+    blocks: int
+    lanes: int
+    starts: tuple[tuple[int, ...], ...]
+    ends: tuple[tuple[tuple[int, int], ...], ...]
+    members: int
+    slots: tuple[tuple[int, int, int], ...]  # per member: (lane, first block, L)
+
+
+def pack_lanes(lengths) -> LanePlan:
+    """Pack chains of lengths L_m into lanes of the longest length, first fit by decreasing L.
+
+    For L = 1, 2, 4, ..., 64 this gives two lanes: [64] and [32, 16, 8, 4, 2, 1], so the
+    whole sweep runs as 64 batched blocks, the cost of its deepest member plus a little.
+    """
+    lengths = [int(L) for L in lengths]
+    J = max(lengths)
+    fill: list[int] = []
+    slots = [None] * len(lengths)
+    for m in sorted(range(len(lengths)), key=lambda m: (-lengths[m], m)):
+        lane = next((i for i, f in enumerate(fill) if f + lengths[m] <= J), None)
+        if lane is None:
+            lane = len(fill)
+            fill.append(0)
+        slots[m] = (lane, fill[lane], lengths[m])
+        fill[lane] += lengths[m]
+    starts = [[] for _ in range(J)]
+    ends = [[] for _ in range(J)]
+    for m, (lane, first, L) in enumerate(slots):
+        if first:
+            starts[first].append(lane)
+        ends[first + L - 1].append((m, lane))
+    return LanePlan(J, len(fill), tuple(map(tuple, starts)), tuple(map(tuple, ends)), len(lengths), tuple(slots))
+
+
+class _LaneChain(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x0, W1a, W2a, base: str):
-        # x0 (n, d); W1a (L, h, d+1) = [W1 | b1]; W2a (L, d, h+1) = s_k [W2 | b2]
-        L, h, d1 = W1a.shape
+    def forward(ctx, x0, W1a, W2a, base: str, plan: LanePlan):
+        # x0 (n, d); W1a (J, lanes, h, d+1) = [W1 | b1]; W2a (J, lanes, d, h+1) = s_k [W2 | b2]
+        J, lanes, h, d1 = W1a.shape
         d, n = d1 - 1, x0.shape[0]
         act_ = _BASE[base][0]
-        X = x0.new_empty(L + 1, d1, n)  # x_0 .. x_L, feature-major, with a ones row
-        X[:, d].fill_(1.0)
-        X[0, :d].copy_(x0.T)
-        A = x0.new_empty(L, h + 1, n)  # activations, with a ones row for the bias b2
-        A[:, h].fill_(1.0)
-        Xk, Ak, Ah = X[:, :d].unbind(0), A.unbind(0), A[:, :h].unbind(0)  # views, made once
-        W1k, W2k = W1a.unbind(0), W2a.unbind(0)
-        for k in range(L):
-            act_(torch.mm(W1k[k], X[k], out=Ah[k]))  # a(W1 x + b1): (h, n)
-            torch.addmm(Xk[k], W2k[k], Ak[k], out=Xk[k + 1])  # x + s (W2 a + b2)
+        X = x0.new_empty(J + 1, lanes, d1, n)  # block inputs, feature-major, with a ones row
+        X[:, :, d].fill_(1.0)
+        x0T = x0.T
+        X[0, :, :d].copy_(x0T)
+        A = x0.new_empty(J, lanes, h + 1, n)  # activations, with a ones row for the bias b2
+        A[:, :, h].fill_(1.0)
+        out = x0.new_empty(plan.members, n, d)  # x_L of each member
+        Xj, Xd, Aj, Ah = X.unbind(0), X[:, :, :d].unbind(0), A.unbind(0), A[:, :, :h].unbind(0)  # views, made once
+        W1j, W2j = W1a.unbind(0), W2a.unbind(0)
+        for j in range(J):
+            for lane in plan.starts[j]:
+                Xd[j][lane].copy_(x0T)  # a new member starts from the inputs
+            act_(torch.bmm(W1j[j], Xj[j], out=Ah[j]))  # a(W1 x + b1): (lanes, h, n)
+            torch.baddbmm(Xd[j], W2j[j], Aj[j], out=Xd[j + 1])  # x + s (W2 a + b2)
+            for m, lane in plan.ends[j]:
+                out[m].copy_(Xd[j + 1][lane].T)
         ctx.save_for_backward(X, A, W1a, W2a)
-        ctx.base = base
-        return X[L, :d].T
+        ctx.base, ctx.plan = base, plan
+        return out
 
     @staticmethod
     def backward(ctx, gout):
         X, A, W1a, W2a = ctx.saved_tensors
-        L, h, d1 = W1a.shape
-        d = d1 - 1
+        plan = ctx.plan
+        J, lanes, h, d1 = W1a.shape
+        d, n = d1 - 1, gout.shape[1]
         dact = _BASE[ctx.base][1]  # a'(z) from a(z)
-        W1T = W1a[:, :, :d].transpose(1, 2).contiguous()  # (L, d, h)
-        W2T = W2a[:, :, :h].transpose(1, 2).contiguous()  # (L, h, d)
-        G = X.new_empty(L, d, gout.shape[0])  # G[k] = dLoss/dx_(k+1)
-        GZ = X.new_empty(L, h, gout.shape[0])  # GZ[k] = dLoss/dz_(k+1)
-        G[L - 1].copy_(gout.T)
-        Gk, GZk, Ah = G.unbind(0), GZ.unbind(0), A[:, :h].unbind(0)
-        W1Tk, W2Tk = W1T.unbind(0), W2T.unbind(0)
-        g0 = None
-        for k in range(L - 1, -1, -1):
-            torch.mm(W2Tk[k], Gk[k], out=GZk[k]).mul_(dact(Ah[k]))
-            # through the shortcut and through W1: dLoss/dx_k = G_k + W1^T GZ_k
-            if k:
-                torch.addmm(Gk[k], W1Tk[k], GZk[k], out=Gk[k - 1])
-            else:
-                g0 = torch.addmm(Gk[0], W1Tk[0], GZk[0])
-        dW1a = torch.bmm(GZ, X[:-1].transpose(1, 2))  # (L, h, d+1): [dW1 | db1]
-        dW2a = torch.bmm(G, A.transpose(1, 2))  # (L, d, h+1)
-        return g0.T, dW1a, dW2a, None
+        need_x0 = ctx.needs_input_grad[0]
+        G = X.new_empty(J, lanes, d, n)  # G[j] = dLoss/d(output of block j)
+        GZ = X.new_empty(J, lanes, h, n)  # GZ[j] = dLoss/d(pre-activation of block j)
+        W1T = W1a[..., :d].transpose(-1, -2).contiguous()  # (J, lanes, d, h)
+        W2T = W2a[..., :h].transpose(-1, -2).contiguous()  # (J, lanes, h, d)
+        G[J - 1].zero_()  # lanes that end early carry zero through their padding
+        Gj, GZj, Ah = G.unbind(0), GZ.unbind(0), A[:, :, :h].unbind(0)
+        W1Tj, W2Tj = W1T.unbind(0), W2T.unbind(0)
+        g0 = gout.new_zeros(d, n) if need_x0 else None
+        for j in range(J - 1, -1, -1):
+            for m, lane in plan.ends[j]:
+                Gj[j][lane].copy_(gout[m].T)
+            torch.bmm(W2Tj[j], Gj[j], out=GZj[j]).mul_(dact(Ah[j]))
+            # through the shortcut and through W1: dLoss/d(input of block j) = G_j + W1^T GZ_j
+            if j:
+                torch.baddbmm(Gj[j], W1Tj[j], GZj[j], out=Gj[j - 1])
+                if need_x0:
+                    for lane in plan.starts[j]:  # that lane's input at block j was x0
+                        g0 += Gj[j - 1][lane]
+            elif need_x0:
+                g0 += torch.baddbmm(Gj[0], W1Tj[0], GZj[0]).sum(0)
+        dW1a = torch.matmul(GZ, X[:-1].transpose(-1, -2))  # (J, lanes, h, d+1): [dW1 | db1]
+        dW2a = torch.matmul(G, A.transpose(-1, -2))  # (J, lanes, d, h+1): [dW2 | db2]
+        return (g0.T if need_x0 else None), dW1a, dW2a, None, None
 
 
-def euler_two_layer(x0: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor, s: Tensor,
-                    activation: str) -> Tensor:
-    """x_L of the Euler chain of eq. 17 from x0 (n, d).
+def fold_weights(W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor, s: Tensor, activation: str):
+    """Per-block weights in the chain's form: (W1a (L, h, d+1), W2a (L, d, h+1), base activation).
 
-    Per-step weights stacked over L: W1 (L, h, d), b1 (L, h), W2 (L, d, h), b2 (L, d); steps s (L,).
-    The folding below is ordinary autograd on tiny tensors; the chain itself is one Function.
+    W2a carries the step size s_k (eq. 16: s_k V_k is again a two-layer map). The folding is
+    ordinary autograd on tiny tensors; the chain itself is one Function.
     """
     base, alpha, beta, gamma = _AFFINE.get(activation, (activation, 1.0, 1.0, 0.0))
     if alpha != 1.0:
@@ -111,4 +173,36 @@ def euler_two_layer(x0: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor, 
         b2 = b2 + gamma * W2.sum(-1)
     W1a = torch.cat([W1, b1[..., None]], -1)
     W2a = torch.cat([W2 * beta if beta != 1.0 else W2, b2[..., None]], -1) * s[:, None, None]
-    return _EulerChain.apply(x0, W1a, W2a, base)
+    return W1a, W2a, base
+
+
+def euler_lanes(x0: Tensor, folded: list[tuple[Tensor, Tensor]], base: str, plan: LanePlan) -> Tensor:
+    """x_L of every member's Euler chain from the same x0 (n, d): shape (members, n, d).
+
+    ``folded``: per member (W1a, W2a) from :func:`fold_weights`; ``plan``: :func:`pack_lanes` of their L.
+    """
+    h, d1 = folded[0][0].shape[1:]
+    d = d1 - 1
+    lanes_1, lanes_2 = [[] for _ in range(plan.lanes)], [[] for _ in range(plan.lanes)]
+    for m in sorted(range(plan.members), key=lambda m: plan.slots[m][1]):
+        lane = plan.slots[m][0]
+        lanes_1[lane].append(folded[m][0])
+        lanes_2[lane].append(folded[m][1])
+    for lane in range(plan.lanes):
+        pad = plan.blocks - sum(w.shape[0] for w in lanes_1[lane])
+        if pad:  # zero weights: the identity map, never read
+            lanes_1[lane].append(x0.new_zeros(pad, h, d1))
+            lanes_2[lane].append(x0.new_zeros(pad, d, h + 1))
+    W1a = torch.stack([torch.cat(w) if len(w) > 1 else w[0] for w in lanes_1], 1)
+    W2a = torch.stack([torch.cat(w) if len(w) > 1 else w[0] for w in lanes_2], 1)
+    return _LaneChain.apply(x0, W1a, W2a, base, plan)
+
+
+def euler_two_layer(x0: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor, s: Tensor,
+                    activation: str) -> Tensor:
+    """x_L of the Euler chain of eq. 17 from x0 (n, d).
+
+    Per-step weights stacked over L: W1 (L, h, d), b1 (L, h), W2 (L, d, h), b2 (L, d); steps s (L,).
+    """
+    W1a, W2a, base = fold_weights(W1, b1, W2, b2, s, activation)
+    return euler_lanes(x0, [(W1a, W2a)], base, pack_lanes([W1.shape[0]]))[0]

@@ -8,6 +8,7 @@ import pytest
 
 @pytest.mark.parametrize("script, args", [
     ("bench/train_speed.py", ["--reps", "1", "--steps", "3", "--n", "40", "--L", "3"]),
+    ("bench/sweep_speed.py", ["--reps", "1", "--steps", "3", "--n", "40", "--depths", "1,2,4"]),
 ])
 def test_benchmark_runs_and_prints_its_ratio(script, args, root):
     p = subprocess.run([sys.executable, script, *args], cwd=root, capture_output=True, text=True, timeout=300)

@@ -71,6 +71,9 @@ def _dims_note(views: FlowViews) -> str:
     return "" if d == 2 else f" · first two of {d} coordinates shown"
 
 
+TOP_LEGEND = dict(orientation="h", yanchor="bottom", y=1.01, xanchor="left", x=0)  # clear of the slider below
+
+
 def _frame_slider(ks, t, prefix="k"):
     steps = [dict(method="animate", label=str(int(k)),
                   args=[[str(int(k))], dict(mode="immediate", frame=dict(duration=0, redraw=True),
@@ -118,7 +121,9 @@ def characteristics(obj) -> go.Figure:
     fig.update_xaxes(range=[e[0], e[1]])
     fig.update_yaxes(range=[e[2], e[3]])
     _equal_axes(fig)
-    return _layout(fig, _char_title(v, ks[0]), height=680, sliders=sliders, updatemenus=menus)
+    _layout(fig, _char_title(v, ks[0]), height=680, sliders=sliders, updatemenus=menus)
+    fig.update_layout(legend=TOP_LEGEND, margin=dict(t=100))
+    return fig
 
 
 def _char_title(v: FlowViews, k) -> str:

@@ -1,0 +1,186 @@
+"""Train several runs that differ only in their discretisation as one batched computation.
+
+The members of a depth sweep (L = 1, 2, ..., 64 at fixed T; T at fixed L; time
+modes; smoothness penalties) share data, field family, width and optimiser.
+Their Euler chains run in one time loop (``fastpath.pack_lanes``: lanes of the
+deepest member's length, one batched product per block), their losses are
+summed (each member's gradient is that of its own loss) and one optimiser
+steps all parameters (Adam and SGD act element by element, so this is the
+same as one optimiser per member). Each member therefore follows exactly the
+trajectory it would follow alone; tests check this.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .config import Config
+from .data import Dataset, make_dataset
+from .fastpath import FAST_ACTIVATIONS, euler_lanes, fold_weights, pack_lanes
+from .model import FlowModel, build_model
+from .train import Snapshot, TrainResult, cpu_threads, penalties, resolve_device
+
+__all__ = ["BATCH_KEYS", "batch_reason", "train_batched"]
+
+# keys that may differ between members of one batch (they change the chain's length or weights, not its shape)
+BATCH_KEYS = ("n_steps", "horizon", "partition", "partition_ratio", "time_mode", "knots", "smoothness")
+
+
+def batch_reason(configs: list[Config]) -> str | None:
+    """Why these configs cannot train as one batch, or None when they can."""
+    if not configs:
+        return "no configs"
+    c0 = configs[0]
+    for c in configs:
+        if c.field != "two_layer" or c.scheme != "euler" or c.activation not in FAST_ACTIVATIONS:
+            return "only Euler steps of the two-layer field are batched (the hand-written chain)"
+        if c.viscosity > 0 or c.kinetic > 0:
+            return "viscosity and the kinetic penalty need the recorded path (plain autograd)"
+        other = {k: getattr(c, k) for k in Config.keys() if k not in BATCH_KEYS}
+        if other != {k: getattr(c0, k) for k in Config.keys() if k not in BATCH_KEYS}:
+            return "members differ in more than their discretisation: " + ", ".join(
+                sorted(k for k in other if other[k] != getattr(c0, k)))
+    return None
+
+
+class _Batch:
+    """The members' models and their joint forward pass."""
+
+    def __init__(self, models: list[FlowModel]):
+        self.models = models
+        self.plan = pack_lanes([m.L for m in models])
+
+    def logits(self, x: torch.Tensor) -> list[torch.Tensor]:
+        folded, base = [], None
+        for m in self.models:
+            W1, b1, W2, b2 = (torch.tensordot(m.P, p, dims=1) for p in m.field.slot_params())
+            W1a, W2a, base = fold_weights(W1, b1, W2, b2, m.s, m.config.activation)
+            folded.append((W1a, W2a))
+        xs = euler_lanes(self.models[0].lift(x), folded, base, self.plan)  # (M, n, d)
+        return [m.head(xs[i]) for i, m in enumerate(self.models)]
+
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> list[tuple[float, float]]:
+        """(cross-entropy, accuracy) of each member, as ``train.evaluate`` computes them."""
+        if len(x) == 0:
+            return [(math.nan, math.nan)] * len(self.models)
+        with torch.no_grad():
+            out = []
+            for z in self.logits(x):
+                p = torch.softmax(z, -1).clamp_min(1e-12)
+                out.append((float(F.nll_loss(p.log(), y)), float((p.argmax(1) == y).float().mean())))
+        return out
+
+
+def train_batched(configs: list[Config], *, data=None, log_every: int = 10, cancel=None,
+                  progress: Callable[[int, list[Snapshot | None]], None] | None = None) -> list[TrainResult]:
+    """Train every config to the end as one batched computation; one TrainResult per config, in order.
+
+    A member whose loss diverges keeps its last finite weights and stops (its result has ``error``
+    set); the others go on. ``progress(step, snapshots)`` is called every ``log_every`` steps.
+    """
+    why = batch_reason(configs)
+    if why:
+        raise ValueError(f"these configs cannot be batched: {why}")
+    c0 = configs[0]
+    dev = resolve_device(c0.device)
+    ds = data if isinstance(data, Dataset) else make_dataset(c0, data)
+    models = [build_model(c, ds.n_classes).to(dev) for c in configs]
+    batch = _Batch(models)
+    xtr, ytr = torch.as_tensor(ds.x_train, device=dev), torch.as_tensor(ds.y_train, device=dev)
+    xte, yte = torch.as_tensor(ds.x_test, device=dev), torch.as_tensor(ds.y_test, device=dev)
+    params = [[p for p in m.parameters() if p.requires_grad] for m in models]
+    opt_cls = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}[c0.optimizer]
+    opt = opt_cls([p for ps in params for p in ps], lr=c0.lr, weight_decay=c0.weight_decay)
+    gen = torch.Generator(device=dev).manual_seed(c0.seed + 3)  # the same mini-batches as each run alone
+    backup = [[p.detach().clone() for p in ps] for ps in params]
+    histories: list[list[dict]] = [[] for _ in models]
+    errors: list[str | None] = [None] * len(models)
+    last: list[Snapshot | None] = [None] * len(models)
+    active = [True] * len(models)
+    n, bs = len(xtr), c0.batch_size
+    t0 = time.perf_counter()
+
+    def snap(step, members, **kw):
+        for m in models:
+            m.train(False)
+        ev_tr, ev_te = batch.evaluate(xtr, ytr), batch.evaluate(xte, yte)
+        for m in models:
+            m.train()
+        el = time.perf_counter() - t0
+        out: list[Snapshot | None] = [None] * len(models)
+        for i in members:
+            s = Snapshot(step, c0.train_steps, ev_tr[i][0], ev_tr[i][1],
+                         ev_te[i][1], ev_te[i][0], el, step / el if el > 0 else 0.0, **kw)
+            histories[i].append(s.record())
+            last[i] = out[i] = s
+        if progress is not None:
+            progress(step, out)
+
+    for m in models:
+        m.train()
+    torch.set_flush_denormal(True)
+    saved_threads = torch.get_num_threads()
+    if dev.type == "cpu":
+        torch.set_num_threads(cpu_threads(bs or n, c0.width))
+    try:
+        step = 0
+        for step in range(1, c0.train_steps + 1):
+            live = [i for i in range(len(models)) if active[i]]
+            if not live:
+                break
+            if cancel is not None and cancel.is_set():
+                snap(step - 1, live, done=True, cancelled=True)
+                for i in live:
+                    active[i] = False
+                break
+            if bs and bs < n:
+                idx = torch.randperm(n, generator=gen, device=dev)[:bs]
+                xb, yb = xtr[idx], ytr[idx]
+            else:
+                xb, yb = xtr, ytr
+            losses = [F.cross_entropy(z, yb) for z in batch.logits(xb)]
+            losses = [lo + penalties(m) if m.config.smoothness > 0 else lo for lo, m in zip(losses, models)]
+            values = torch.stack([lo.detach() for lo in losses]).tolist()
+            for i in live:
+                if not math.isfinite(values[i]):
+                    with torch.no_grad():
+                        torch._foreach_copy_(params[i], backup[i])
+                    errors[i] = (f"training diverged at step {step}: the loss became {values[i]}. The last finite "
+                                 f"state is kept; try a smaller learning rate (lr={c0.lr}) or a smaller step size "
+                                 f"(T/L = {configs[i].horizon / configs[i].n_steps:.3g}).")
+                    active[i] = False
+                    snap(step - 1, [i], done=True, error=errors[i])
+            live = [i for i in live if active[i]]
+            if not live:
+                break
+            with torch.no_grad():
+                for i in live:
+                    torch._foreach_copy_(backup[i], params[i])
+            opt.zero_grad(set_to_none=True)
+            torch.stack([losses[i] for i in live]).sum().backward()
+            for i in range(len(models)):
+                if not active[i]:  # stopped members keep their weights: no gradient, no decay
+                    for p in params[i]:
+                        p.grad = None
+            opt.step()
+            if step % log_every == 0 and step != c0.train_steps:
+                snap(step, live)
+        live = [i for i in range(len(models)) if active[i]]
+        if live:
+            snap(step, live, done=True)
+    finally:
+        torch.set_num_threads(saved_threads)
+    results = []
+    for i, m in enumerate(models):
+        m.train(False)
+        s = last[i]
+        metrics = {"train_accuracy": s.train_accuracy, "test_accuracy": s.test_accuracy, "train_loss": s.loss,
+                   "test_loss": s.test_loss, "steps": s.step, "elapsed_s": s.elapsed,
+                   "steps_per_second": s.steps_per_second, "device": str(dev), "batched": len(models)}
+        results.append(TrainResult(configs[i], m, ds, histories[i], metrics, errors[i]))
+    return results
