@@ -27,7 +27,7 @@ from .errors import FlowvizError
 from .model import build_model
 from .train import Snapshot, train_iter
 
-__all__ = ["Run", "Registry", "data_key"]
+__all__ = ["Run", "Job", "Registry", "data_key"]
 
 log = logging.getLogger("flowviz.runs")
 LIVE_EVERY_S = 0.8  # live views are rebuilt at most this often while training
@@ -119,6 +119,53 @@ class Run:
         self._thread.join(timeout)
 
 
+class Job:
+    """A longer computation (a sweep, coarse-to-fine training) in a worker thread, shared by key.
+
+    ``fn(progress, cancel)`` returns the result; ``progress(frac, text)`` updates what the page shows.
+    """
+
+    def __init__(self, key: str, fn, gate: threading.Semaphore):
+        self.key, self._fn, self._gate = key, fn, gate
+        self.status = "queued"
+        self.fraction, self.text = 0.0, "waiting for a free worker"
+        self.result = None
+        self.error: str | None = None
+        self.cancel = threading.Event()
+        self.started = time.time()
+        self.cache: dict = {}  # derived views, shared by the sessions that watch this job
+        self._thread = threading.Thread(target=self._work, name=f"flowviz-job-{key[:8]}", daemon=True)
+        self._thread.start()
+
+    def _progress(self, frac: float, text: str):
+        self.fraction, self.text = float(frac), text
+
+    def _work(self):
+        with self._gate:
+            if self.cancel.is_set():
+                self.status = "cancelled"
+                return
+            self.status = "running"
+            try:
+                self.result = self._fn(self._progress, self.cancel)
+                self.status = "cancelled" if self.cancel.is_set() else "done"
+            except FlowvizError as e:
+                self.error, self.status = str(e), "error"
+            except Exception as e:
+                log.exception("job %s failed", self.key)
+                self.error, self.status = f"failed: {type(e).__name__}: {e}", "error"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("done", "cancelled", "error")
+
+    def stop(self):
+        self.cancel.set()
+
+    def join(self, timeout: float | None = None):
+        self._thread.join(timeout)
+
+
 class Registry:
     """Runs keyed by config; bounded workers; finished runs kept least-recently-used."""
 
@@ -127,6 +174,7 @@ class Registry:
         self.keep = keep
         self._gate = threading.Semaphore(self.max_workers)
         self._runs: OrderedDict[str, Run] = OrderedDict()
+        self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._lock = threading.Lock()
         self.started = 0  # runs actually started (for tests and the load benchmark)
         atexit.register(self.shutdown)
@@ -134,7 +182,7 @@ class Registry:
     def shutdown(self, timeout: float = 5.0):
         """Cancel every run and wait for the workers (a thread killed inside torch aborts the process)."""
         with self._lock:
-            runs = list(self._runs.values())
+            runs = list(self._runs.values()) + list(self._jobs.values())
         for r in runs:
             r.cancel.set()
         for r in runs:
@@ -163,6 +211,24 @@ class Registry:
             self._runs.move_to_end(key)
             self._evict()
             return run
+
+    def job(self, key: str, fn, *, restart: bool = False) -> Job:
+        """The job for this key (live or finished), or a new one running ``fn``."""
+        with self._lock:
+            job = self._jobs.get(key)
+            if job is not None and not restart and job.status not in ("cancelled", "error"):
+                self._jobs.move_to_end(key)
+                return job
+            job = Job(key, fn, self._gate)
+            self._jobs[key] = job
+            done = [k for k, j in self._jobs.items() if j.finished]
+            while len(self._jobs) > max(4, self.keep // 4) and done:
+                self._jobs.pop(done.pop(0), None)
+            return job
+
+    def get_job(self, key: str) -> Job | None:
+        with self._lock:
+            return self._jobs.get(key)
 
     def _evict(self):
         finished = [k for k, r in self._runs.items() if r.finished]

@@ -14,7 +14,7 @@ from flowviz import Config
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
-VIEWS = ["characteristics", "decision", "transport", "velocity", "diagnostics", "dictionary"]
+VIEWS = ["characteristics", "decision", "transport", "velocity", "diagnostics", "sweep", "dictionary"]
 
 pytestmark = pytest.mark.browser
 
@@ -87,11 +87,11 @@ def test_train_and_screenshot_every_view(server, browser, root, size):
     time.sleep(1.0)
     assert page.locator("[data-testid='stException']").count() == 0
     options = page.locator("[data-testid='stRadio'] [role='radiogroup'] label")
-    assert options.count() == 6
+    assert options.count() == 7
     for i, name in enumerate(VIEWS):
         options.nth(i).click()
         page.wait_for_timeout(400)
-        if name != "dictionary":
+        if name not in ("dictionary", "sweep"):
             page.wait_for_selector(".js-plotly-plot", timeout=90_000)
         time.sleep(1.0)
         page.screenshot(path=str(out / f"{name}_{size[0]}x{size[1]}.png"))
@@ -112,4 +112,34 @@ def test_bad_link_shows_a_notice_not_a_traceback(server, browser):
     body = page.inner_text("body")
     assert "n_steps" in body and "dataset" in body and "Traceback" not in body
     assert page.locator("[data-testid='stException']").count() == 0
+    page.close()
+
+
+def test_a_small_sweep_in_the_sweep_tab(server, browser, root):
+    out = root / "test-artifacts"
+    out.mkdir(exist_ok=True)
+    cfg = Config(n_samples=300, train_steps=60, n_steps=8, time_mode="continuous")
+    q = "&".join(f"{k}={v}" for k, v in cfg.to_query().items())
+    page = browser.new_page(viewport={"width": 1280, "height": 720})
+    page.goto(f"{server}/?{q}")
+    _wait_final(page)
+    page.locator("[data-testid='stRadio'] [role='radiogroup'] label").filter(has_text="Depth sweep").click()
+    page.wait_for_timeout(1500)
+    box = page.locator("input[aria-label='Values (comma-separated)']").last
+    box.fill("1,2,4,16")
+    box.press("Enter")
+    page.wait_for_timeout(500)
+    page.get_by_role("button", name="Run sweep").click()
+    page.wait_for_selector("text=Sweep finished", timeout=120_000)
+    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 6", timeout=90_000)
+    time.sleep(1.5)
+    assert page.locator("[data-testid='stException']").count() == 0
+    body = page.inner_text("body")
+    assert "Depth transfer" in body and "Side by side" in body
+    page.screenshot(path=str(out / "sweep_1280x720.png"))
+    plots = page.locator(".js-plotly-plot")
+    for i in range(plots.count()):  # the page scrolls inside its own container: one picture per figure
+        plots.nth(i).scroll_into_view_if_needed()
+        page.wait_for_timeout(300)
+        plots.nth(i).screenshot(path=str(out / f"sweep_figure{i}_1280x720.png"))
     page.close()

@@ -15,11 +15,13 @@ from ..config import Config
 from ..data import Dataset, load_csv, make_dataset, split
 from ..errors import FlowvizError
 from ..runs import Registry, Run
+from . import sweep_tab
 from .controls import block_formula, make_config, sidebar
 
 log = logging.getLogger("flowviz.ui")
 
-TABS = ["Characteristics", "Decision surface", "Transport", "Velocity field", "Diagnostics", "Dictionary"]
+TABS = ["Characteristics", "Decision surface", "Transport", "Velocity field", "Diagnostics", "Depth sweep",
+        "Dictionary"]
 VIEW_FIGURES = {
     "Characteristics": [plots.characteristics],
     "Decision surface": [plots.decision],
@@ -164,7 +166,8 @@ def main():
         st.info("The settings changed since this run started: the pictures show the previous settings. "
                 "Press **Train** to train the new ones.")
     progress(run is not None and not run.finished)
-    views(run is not None and not run.finished)
+    ss["_sweep_live"] = sweep_tab.running(registry(), ss)
+    views((run is not None and not run.finished) or ss["_sweep_live"])
 
 
 def _progress_body():
@@ -211,6 +214,15 @@ def _views_body():
     choice = st.radio("View", TABS, horizontal=True, key="view", label_visibility="collapsed")
     if choice == "Dictionary":
         st.markdown(DICTIONARY)
+        return
+    if choice == "Depth sweep":
+        try:
+            sweep_tab.panel(registry(), ss.config, _data_for(ss.config, ss))
+        except FlowvizError as e:
+            st.error(str(e))
+        if ss.get("_sweep_live") and not sweep_tab.running(registry(), ss):
+            ss["_sweep_live"] = False
+            st.rerun()  # the sweep has finished: turn the refresh off
         return
     for fn in VIEW_FIGURES[choice]:
         try:

@@ -1,0 +1,157 @@
+"""The depth and step-size explorer: sweep one key of the current config, compare the members.
+
+The sweep and coarse-to-fine training run as registry jobs (worker threads shared by
+sessions with the same request); this tab only reads their progress and results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+import streamlit as st
+
+from ..analysis import analyse
+from ..config import Config
+from ..data import Dataset
+from ..errors import FlowvizError
+from ..plots import sweep as sweep_plots
+from ..runs import Job, Registry
+from ..sweep import VARY_KEYS, coarse_to_fine, parse_vary, run_sweep
+
+log = logging.getLogger("flowviz.ui")
+
+DEFAULT_VALUES = {"n_steps": "1,2,4,8,16,32,64", "horizon": "0.25,0.5,1,2,4", "scheme": "euler,midpoint,rk4",
+                  "time_mode": "per_step,tied,continuous", "smoothness": "0,0.01,0.1,1"}
+KEY_LABELS = {"n_steps": "steps L (at fixed T)", "horizon": "horizon T (at fixed L)", "scheme": "scheme",
+              "time_mode": "time dependence", "smoothness": "smoothness penalty λ"}
+INTRO = ("**How do depth and step size change the result?** Deep means a fine partition and small steps, each "
+         "block making a little progress along a smooth flow (Li & Shi, section 4). Pick what to vary; every "
+         "member trains on the same data with the same seed. Members that differ only in their discretisation "
+         "train together as one batched computation.")
+
+
+def _key(*parts) -> str:
+    return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:16]
+
+
+def running(reg: Registry, ss) -> bool:
+    """True while a job this session watches is still going (the page then keeps refreshing)."""
+    return any(j is not None and not j.finished for j in (reg.get_job(k) for k in (ss.get("sweep_job"),
+                                                                                     ss.get("c2f_job")) if k))
+
+
+def panel(reg: Registry, cfg: Config, data: Dataset) -> None:
+    """The sweep tab: controls, progress, and the figures of the finished sweep."""
+    ss = st.session_state
+    st.markdown(INTRO)
+    c = st.columns([2, 3, 1, 1])
+    key = c[0].selectbox("Vary", VARY_KEYS, key="sweep_key", format_func=KEY_LABELS.get,
+                         help="the one key the members differ in; the rest comes from the sidebar")
+    text = c[1].text_input("Values (comma-separated)", DEFAULT_VALUES[key], key=f"sweep_values_{key}",
+                           help="at most 12 values, each within the key's limits")
+    c[2].markdown("<div style='height: 1.8em'></div>", unsafe_allow_html=True)
+    c[3].markdown("<div style='height: 1.8em'></div>", unsafe_allow_html=True)
+    go = c[2].button("Run sweep", type="primary", width="stretch", key="sweep_go")
+    stop = c[3].button("Stop", width="stretch", key="sweep_stop")
+    if go:
+        try:
+            k, values = parse_vary(f"{key}={text}", cfg)
+        except FlowvizError as e:
+            st.error(f"{e}. Nothing was started; the last sweep stays on screen.")
+        else:
+            jk = _key("sweep", cfg.key(), k, values, len(data.x))
+            reg.job(jk, lambda progress, cancel: run_sweep(cfg, k, values, data=data, progress=progress,
+                                                           cancel=cancel))
+            ss.sweep_job = jk
+            st.rerun()  # the page refreshes while the sweep runs
+    job = reg.get_job(ss["sweep_job"]) if ss.get("sweep_job") else None
+    if stop and job is not None:
+        job.stop()
+    if job is None:
+        st.info("Choose what to vary and press **Run sweep**.")
+        return
+    _status(job)
+    if job.result is None:
+        return
+    s = job.result
+    if s.notes:
+        st.caption(" · ".join(s.notes))
+    for fn in sweep_plots.SWEEP_FIGURES.values():
+        if fn is sweep_plots.sweep_transfer and s.transfer is None:
+            continue
+        _chart(job, fn, s)
+    _side_by_side(job, s)
+    _coarse_to_fine(reg, cfg, data)
+
+
+def _status(job: Job) -> None:
+    if job.status == "error":
+        st.error(f"The sweep failed: {job.error}")
+    elif not job.finished:
+        st.progress(min(1.0, job.fraction), text=f"{job.text}")
+    elif job.status == "cancelled":
+        st.warning("The sweep was stopped.")
+    else:
+        st.success(f"Sweep finished in {job.result.wall_s:.1f} s" +
+                   (" (one batched computation)." if job.result.batched else "."))
+
+
+def _chart(job: Job, fn, *args) -> None:
+    name = fn.__name__
+    try:
+        fig = job.cache.get(name)
+        if fig is None:
+            fig = job.cache[name] = fn(*args)
+        st.plotly_chart(fig, width="stretch", theme=None, key=f"sweep_{name}")
+    except Exception:  # a figure must never take the page down
+        log.exception("sweep figure %s failed", name)
+        st.error(f"The {name} view could not be drawn for this sweep.")
+
+
+def _side_by_side(job: Job, s) -> None:
+    st.markdown("**Side by side** — one shared slider over t in [0, T], so both panels show the same time.")
+    labels = [f"{s.key} = {m.value}" for m in s.members]
+    c = st.columns(2)
+    a = c[0].selectbox("Left", range(len(labels)), index=0, format_func=labels.__getitem__, key="sbs_a")
+    b = c[1].selectbox("Right", range(len(labels)), index=len(labels) - 1, format_func=labels.__getitem__,
+                       key="sbs_b")
+    views = job.cache.setdefault("views", {})
+    for i in (a, b):
+        if i not in views:
+            views[i] = analyse(s.members[i].model, s.data, with_reference=False)
+    ck = f"sbs_{a}_{b}"
+    if ck not in job.cache:
+        job.cache[ck] = sweep_plots.side_by_side(views[a], views[b], (labels[a], labels[b]))
+    st.plotly_chart(job.cache[ck], width="stretch", theme=None, key="sweep_side_by_side")
+
+
+def _coarse_to_fine(reg: Registry, cfg: Config, data: Dataset) -> None:
+    ss = st.session_state
+    with st.expander("Coarse to fine: train at L, double the partition, go on", expanded=bool(ss.get("c2f_job"))):
+        st.caption("Haber and Ruthotto's multilevel idea: per-step weights are carried to the finer partition "
+                   "piecewise constant in t (the same field, smaller steps); tied and continuous weights are "
+                   "re-discretised as they are. Compared with training at the finest L from scratch for the same "
+                   "number of optimiser steps.")
+        c = st.columns([1, 1, 1])
+        lo = c[0].number_input("from L", 1, 128, 4, key="c2f_lo")
+        hi = c[1].number_input("to L", 1, 256, 32, key="c2f_hi")
+        c[2].markdown("<div style='height: 1.8em'></div>", unsafe_allow_html=True)
+        if c[2].button("Train coarse to fine", key="c2f_go", width="stretch"):
+            if hi < lo:
+                st.error("'to L' must be at least 'from L'.")
+            else:
+                jk = _key("c2f", cfg.key(), lo, hi, len(data.x))
+                reg.job(jk, lambda progress, cancel: coarse_to_fine(cfg, L_start=int(lo), L_end=int(hi), data=data,
+                                                                    cancel=cancel))
+                ss.c2f_job = jk
+                st.rerun()
+        job = reg.get_job(ss["c2f_job"]) if ss.get("c2f_job") else None
+        if job is None:
+            return
+        if job.status == "error":
+            st.error(job.error)
+        elif not job.finished:
+            st.progress(0.5, text="training coarse to fine…")
+        elif job.result is not None:
+            _chart(job, sweep_plots.coarse_to_fine_curve, job.result)
