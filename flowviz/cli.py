@@ -1,4 +1,4 @@
-"""The command line: ``python -m flowviz {train,eval,sweep,presets}``.
+"""The command line: ``python -m flowviz {train,eval,sweep,prebuild,presets}``.
 
 Bad arguments exit with status 2 and a one-line message, never a traceback.
 """
@@ -145,6 +145,34 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cmd_prebuild(args) -> int:
+    import time
+
+    from . import cache
+    from .presets import preset_configs, preset_names
+    from .train import train
+
+    if cache.cache_dir() is None:
+        raise FlowvizError("the disk cache is off (FLOWVIZ_CACHE_DIR=off): nothing to prebuild into")
+    names = args.only.split(",") if args.only else preset_names()
+    for name in names:
+        for cfg in preset_configs(name.strip()):
+            if not args.force and cache.load(cfg) is not None:
+                print(f"{name:16s} {cfg.key()} cached already", file=sys.stderr)
+                continue
+            t = time.perf_counter()
+            try:
+                r = train(cfg)
+            except TrainingDiverged as e:
+                print(f"{name:16s} {cfg.key()} diverged: {e}", file=sys.stderr)
+                continue
+            cache.store(cfg, r.model, r.history, r.metrics)
+            print(f"{name:16s} {cfg.key()} trained in {time.perf_counter() - t:5.1f} s, "
+                  f"test accuracy {r.metrics['test_accuracy']:.3f}", file=sys.stderr)
+    print(f"cache: {cache.cache_dir()} ({len(cache.entries())} runs)")
+    return 0
+
+
 def cmd_presets(args) -> int:
     from .presets import preset_info, preset_names
 
@@ -181,6 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--coarse-to-fine", metavar="L0:L1", help="also train coarse to fine from L0 to L1")
     w.add_argument("--out", required=True, help="directory for sweep.json and sweep.html")
     w.set_defaults(fn=cmd_sweep)
+    b = sub.add_parser("prebuild", help="train every scenario ahead of a lecture into the disk cache")
+    b.add_argument("--only", metavar="NAME,NAME", help="just these presets")
+    b.add_argument("--force", action="store_true", help="train again even when cached")
+    b.set_defaults(fn=cmd_prebuild)
     p = sub.add_parser("presets", help="list the named configs")
     p.set_defaults(fn=cmd_presets)
     return ap

@@ -1,4 +1,10 @@
-"""Named configs: one JSON file each in assets/presets/ ({"title", "description", "config"})."""
+"""Named scenarios: one JSON file each in assets/presets/.
+
+Each file holds ``title``, ``description`` (two or three plain sentences on what
+to look at), ``config`` (the run), and optionally ``view`` (the view that shows
+the point), ``compare`` (config changes for a second run shown side by side) and
+``order`` (its place in the list) and ``side_figures`` (figures shown for both runs).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ from pathlib import Path
 from .config import Config
 from .errors import ConfigError
 
-__all__ = ["PRESET_DIR", "preset", "preset_names", "preset_info"]
+__all__ = ["PRESET_DIR", "preset", "preset_names", "preset_info", "preset_configs"]
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "assets" / "presets"
 
@@ -17,20 +23,27 @@ PRESET_DIR = Path(__file__).resolve().parent.parent / "assets" / "presets"
 @cache
 def _load_all() -> dict[str, dict]:
     out = {}
-    for p in sorted(PRESET_DIR.glob("*.json")):
+    for p in PRESET_DIR.glob("*.json"):
         info = json.loads(p.read_text())
-        info["config"] = Config.from_dict(info.get("config", {}))
+        cfg = Config.from_dict(info.get("config", {}))
+        info["config"] = cfg
+        info["compare"] = cfg.replace(**info["compare"]) if info.get("compare") else None
+        info.setdefault("view", "Characteristics")
+        info.setdefault("order", 99)
+        info.setdefault("side_figures", [])  # figures (plots.FIGURES names) shown for both runs under the pair
+        info["name"] = p.stem
         out[p.stem] = info
-    return out
+    return dict(sorted(out.items(), key=lambda kv: (kv[1]["order"], kv[0])))
 
 
 def preset_names() -> list[str]:
-    """Names of the presets, sorted."""
+    """Names of the presets, in their curated order."""
     return list(_load_all())
 
 
 def preset_info(name: str) -> dict:
-    """{"title", "description", "config": Config} of a preset."""
+    """{"title", "description", "config": Config, "compare": Config | None, "view", "order", "side_figures",
+    "name"}."""
     all_ = _load_all()
     if name not in all_:
         raise ConfigError(f"unknown preset {name!r}; valid presets: {', '.join(all_)}")
@@ -40,3 +53,9 @@ def preset_info(name: str) -> dict:
 def preset(name: str) -> Config:
     """The config of a named preset."""
     return preset_info(name)["config"]
+
+
+def preset_configs(name: str) -> list[Config]:
+    """The runs a preset shows: its config, and the compared one if any."""
+    info = preset_info(name)
+    return [info["config"]] + ([info["compare"]] if info["compare"] is not None else [])

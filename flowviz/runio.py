@@ -7,7 +7,6 @@ number of classes, so the file alone is enough) and ``trajectories.npz``.
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -18,17 +17,18 @@ from .config import Config
 from .errors import CheckpointError, FlowvizError
 from .model import FlowModel
 
-__all__ = ["save_weights", "load_weights", "weights_bytes", "model_from_bytes", "save_run", "load_run"]
+__all__ = ["save_weights", "load_weights", "weights_bytes", "model_from_bytes", "save_run", "load_run", "tensors_of",
+           "metadata_of"]
 
 FORMAT = "flowviz-run-1"
 MAX_WEIGHTS_BYTES = 64 * 1024 * 1024
 
 
-def _tensors(model: FlowModel) -> dict[str, torch.Tensor]:
+def tensors_of(model: FlowModel) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
 
 
-def _metadata(model: FlowModel) -> dict[str, str]:
+def metadata_of(model: FlowModel) -> dict[str, str]:
     return {"format": FORMAT, "config": json.dumps(model.config.to_dict()), "n_classes": str(model.n_classes)}
 
 
@@ -36,7 +36,7 @@ def weights_bytes(model: FlowModel) -> bytes:
     """The model as safetensors bytes (config and class count in the metadata)."""
     from safetensors.torch import save
 
-    return save(_tensors(model), metadata=_metadata(model))
+    return save(tensors_of(model), metadata=metadata_of(model))
 
 
 def save_weights(model: FlowModel, path) -> None:
@@ -106,20 +106,15 @@ def load_weights(path) -> FlowModel:
 
 def save_run(result, out_dir) -> Path:
     """Write a trained run to a directory (see the module docstring)."""
+    from .export import history_csv, trajectories_npz
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(result.config.to_json() + "\n")
     (out / "metrics.json").write_text(json.dumps(result.metrics, indent=2) + "\n")
-    with open(out / "history.csv", "w", newline="") as fh:
-        cols = ["step", "loss", "train_accuracy", "test_accuracy", "test_loss", "elapsed"]
-        w = csv.DictWriter(fh, fieldnames=cols)
-        w.writeheader()
-        w.writerows(result.history)
+    (out / "history.csv").write_bytes(history_csv(result.history))
     save_weights(result.model, out / "model.safetensors")
-    x, y = result.data.x, result.data.y
-    xs = result.model.trajectory(x)
-    np.savez_compressed(out / "trajectories.npz", t=result.model.times.astype(np.float32),
-                        x=xs.astype(np.float32), y=y.astype(np.int64), n_train=len(result.data.x_train))
+    (out / "trajectories.npz").write_bytes(trajectories_npz(result.model, result.data))
     return out
 
 

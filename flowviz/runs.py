@@ -20,6 +20,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from . import cache
 from .analysis import FlowViews, analyse
 from .config import Config
 from .data import Dataset, make_dataset
@@ -46,7 +47,7 @@ def data_key(data: Dataset | None) -> str:
 class Run:
     """One training run in a worker thread. Read ``status``, ``latest``, ``history`` and ``views()``."""
 
-    def __init__(self, config: Config, data: Dataset, gate: threading.Semaphore):
+    def __init__(self, config: Config, data: Dataset, gate: threading.Semaphore, *, restored=None):
         self.config, self.data = config, data
         self.key = config.key() + data_key(data if config.dataset == "csv" else None)
         self.status = "queued"  # queued, training, done, cancelled, error
@@ -62,6 +63,17 @@ class Run:
         self._views_step = -1
         self._views_time = 0.0
         self._final = False
+        self.from_cache = restored is not None
+        if restored is not None:  # (model, history, metrics) of a finished run: no worker needed
+            model, history, m = restored
+            state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            self.history = list(history)
+            self.latest = Snapshot(int(m.get("steps", config.train_steps)), config.train_steps, m["train_loss"],
+                                   m["train_accuracy"], m["test_accuracy"], m["test_loss"], m.get("elapsed_s", 0.0),
+                                   m.get("steps_per_second", 0.0), state, done=True)
+            self.status = "done"
+            self._thread = None
+            return
         self._thread = threading.Thread(target=self._work, name=f"flowviz-run-{self.key[:8]}", daemon=True)
         self._thread.start()
 
@@ -84,12 +96,25 @@ class Run:
                     self.status = "cancelled"
                 else:
                     self.status = "done"
+                    self._store()
                 self.views(final=True)  # the full picture, once, in the worker
             except FlowvizError as e:
                 self.error, self.status = str(e), "error"
             except Exception as e:  # never let a worker die silently; the page shows the message
                 log.exception("run %s failed", self.key)
                 self.error, self.status = f"training failed: {type(e).__name__}: {e}", "error"
+
+    def _store(self):
+        """Keep the finished run on disk (generated data only: uploaded points are not in the config)."""
+        if self.config.dataset == "csv" or self.latest is None:
+            return
+        s = self.latest
+        model = build_model(self.config, self.data.n_classes)
+        model.load_state_dict(s.state)
+        metrics = {"train_accuracy": s.train_accuracy, "test_accuracy": s.test_accuracy, "train_loss": s.loss,
+                   "test_loss": s.test_loss, "steps": s.step, "elapsed_s": s.elapsed,
+                   "steps_per_second": s.steps_per_second}
+        cache.store(self.config, model, self.history, metrics)
 
     # --------------------------------------------------------------- views
     @property
@@ -101,6 +126,7 @@ class Run:
         snap = self.latest
         if snap is None or snap.state is None:
             return None
+        final = final or self.finished  # a finished run (or one restored from the cache) shows the full picture
         with self._lock:
             if self._final or (self._views_step == snap.step and self._views is not None and not final):
                 return self._views
@@ -116,7 +142,8 @@ class Run:
         self.cancel.set()
 
     def join(self, timeout: float | None = None):
-        self._thread.join(timeout)
+        if self._thread is not None:
+            self._thread.join(timeout)
 
 
 class Job:
@@ -205,12 +232,31 @@ class Registry:
             if run is not None and not restart and run.status != "cancelled" and run.status != "error":
                 self._runs.move_to_end(key)
                 return run
-            run = Run(config, ds, self._gate)
-            self.started += 1
+            cached = None if restart else cache.load(config) if config.dataset != "csv" else None
+            run = Run(config, ds, self._gate, restored=cached)
+            self.started += cached is None
             self._runs[key] = run
             self._runs.move_to_end(key)
             self._evict()
             return run
+
+    def adopt(self, model, data: Dataset, *, key_suffix: str = "") -> Run:
+        """A finished run made from imported weights, evaluated on ``data``; its key includes ``key_suffix``."""
+        import torch
+
+        from .train import evaluate
+
+        dev = model.device
+        tr = evaluate(model, torch.as_tensor(data.x_train, device=dev), torch.as_tensor(data.y_train, device=dev))
+        te = evaluate(model, torch.as_tensor(data.x_test, device=dev), torch.as_tensor(data.y_test, device=dev))
+        metrics = {"train_loss": tr[0], "train_accuracy": tr[1], "test_loss": te[0], "test_accuracy": te[1],
+                   "steps": model.config.train_steps}
+        run = Run(model.config, data, self._gate, restored=(model, [], metrics))
+        run.key = f"{run.key}-import-{key_suffix}"
+        with self._lock:
+            self._runs[run.key] = run
+            self._evict()
+        return run
 
     def job(self, key: str, fn, *, restart: bool = False) -> Job:
         """The job for this key (live or finished), or a new one running ``fn``."""

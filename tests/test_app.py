@@ -44,7 +44,7 @@ def test_page_loads_trains_the_default_and_shows_every_view():
     at = _settle(_app(SMALL).run())
     view = at.radio(key="view")
     assert view.options == ["Characteristics", "Decision surface", "Transport", "Velocity field", "Diagnostics",
-                            "Dictionary"]
+                            "Depth sweep", "Dictionary"]
     figs = _figures(at)
     assert len(figs) == 1 and len(figs[0]["frames"]) == 7  # L + 1 animation frames of the characteristics
     counts = {}
@@ -53,7 +53,7 @@ def test_page_loads_trains_the_default_and_shows_every_view():
         assert not at.exception
         counts[name] = len(at.get("plotly_chart"))
     assert counts == {"Characteristics": 1, "Decision surface": 1, "Transport": 2, "Velocity field": 1,
-                      "Diagnostics": 3, "Dictionary": 0}
+                      "Diagnostics": 3, "Depth sweep": 0, "Dictionary": 0}
     assert any("layer k" in m.value and "time t_k" in m.value for m in at.markdown)
     at.radio(key="view").set_value("Velocity field").run()
     vel = _figures(at)[0]
@@ -116,3 +116,78 @@ def test_bad_widget_value_is_refused_and_the_last_good_config_kept():
     at.number_input(key="w_batch_size").set_value(500).run()  # more than the 200 samples
     assert any("batch_size=500" in e.value for e in at.sidebar.error)
     assert not at.exception
+
+
+def test_sweep_tab_runs_a_small_sweep():
+    at = _settle(_app(SMALL).run())
+    at.radio(key="view").set_value("Depth sweep").run()
+    at.text_input(key="sweep_values_n_steps").set_value("1,2,4").run()
+    at.button(key="sweep_go").click().run()
+    t = time.time()
+    while time.time() - t < 60 and not at.success:
+        time.sleep(0.3)
+        at.run()
+    assert not at.exception
+    assert any("one batched computation" in s.value for s in at.success)
+    figs = _figures(at)
+    assert len(figs) == 6  # metrics, surfaces, error, conditions, transfer, side by side
+    transfer = next(f for f in figs if "Depth transfer" in f["layout"]["title"]["text"])
+    assert transfer["data"][0]["y"] == ["1", "2", "4"]
+    at.text_input(key="sweep_values_n_steps").set_value("1,999").run()
+    at.button(key="sweep_go").click().run()
+    assert any("out of range" in e.value for e in at.error) and len(_figures(at)) == 6  # the last sweep stays
+
+
+def test_a_scenario_link_opens_its_view_and_round_trips():
+    at = _settle(_app({"scenario": "deep_vs_shallow", "train_steps": "30", "n_samples": "200"}).run())
+    assert at.radio(key="view").value == "Side by side"
+    assert any("Deep means small steps" in m.value for m in at.markdown)
+    fig = _figures(at)[0]
+    assert fig["layout"]["annotations"][0]["text"] == "n_steps = 2" and "n_steps = 64" in \
+        fig["layout"]["annotations"][1]["text"]
+    q = {k: v[-1] if isinstance(v, list) else v for k, v in at.query_params.items()}
+    assert q["scenario"] == "deep_vs_shallow" and Config.from_query(
+        {k: v for k, v in q.items() if k != "scenario"}) == at.session_state["config"]
+
+
+def test_bad_link_flags_fall_back_with_notices():
+    at = _settle(_app(dict(SMALL, scenario="nope", hide="data,bogus", present="1")).run())
+    text = " ".join(w.value for w in at.warning)
+    assert "scenario" in text and "bogus" in text
+    assert at.session_state["present"] is True and at.session_state["hidden"] == frozenset({"data"})
+    assert not any(getattr(w, "key", None) == "w_dataset" for w in at.sidebar.selectbox)  # the data group is hidden
+    fig = _figures(at)[0]
+    assert fig["layout"]["font"]["size"] == 22 and fig["layout"]["height"] <= 540  # projector style
+
+
+def test_picking_a_scenario_sets_its_config():
+    at = _settle(_app(SMALL).run())
+    at.selectbox(key="w_scenario_pick").set_value("folding").run()
+    at = _settle(at)
+    cfg = at.session_state["config"]
+    assert cfg.n_steps == 2 and cfg.horizon == 8.0
+    assert at.radio(key="view").value == "Diagnostics"
+
+
+def test_import_of_a_run_and_of_garbage():
+    import pickle
+
+    from flowviz import train
+    from flowviz.runio import weights_bytes
+    from flowviz.ui import lecture
+    from flowviz.ui.page import _data_for, registry
+
+    at = _settle(_app(SMALL).run())
+    ss = at.session_state
+    before = ss["run_key"]
+    r = train(Config(n_samples=200, n_steps=3, train_steps=10, time_mode="tied"))
+    err = lecture.import_upload(ss, "model.safetensors", pickle.dumps({"a": 1}), registry(), _data_for)
+    assert "not a safetensors file" in err and ss["run_key"] == before
+    err = lecture.import_upload(ss, "model.safetensors", weights_bytes(r.model)[:100], registry(), _data_for)
+    assert "truncated" in err and ss["run_key"] == before
+    err = lecture.import_upload(ss, "config.json", b'{"n_steps": -3}', registry(), _data_for)
+    assert "n_steps" in err and ss["run_key"] == before
+    assert lecture.import_upload(ss, "model.safetensors", weights_bytes(r.model), registry(), _data_for) is None
+    run = registry().get(ss["run_key"])
+    assert run.finished and run.config == r.config
+    assert abs(run.latest.train_accuracy - r.metrics["train_accuracy"]) < 1e-6

@@ -13,6 +13,7 @@ from .figures import (
     decision,
     diagnostics,
     learning_curves,
+    presentation,
     spacetime,
     transport,
     velocity,
@@ -20,4 +21,4 @@ from .figures import (
 )
 
 __all__ = ["FIGURES", "characteristics", "decision", "transport", "spacetime", "velocity", "learning_curves",
-           "diagnostics", "weights"]
+           "diagnostics", "weights", "presentation"]

@@ -326,6 +326,24 @@ def weights(obj) -> go.Figure:
     return _layout(fig, "Weights θ_k over the blocks (smooth in k ⇔ a discretised continuous field)", height=420)
 
 
+def presentation(fig: go.Figure, *, height: int = 540, scale: float = 1.4) -> go.Figure:
+    """Projector style: larger type, markers and lines, and at most ``height`` pixels tall (a 1280 x 720 frame)."""
+    fig.update_layout(font=dict(size=22), title_font_size=24, legend_font_size=20,
+                      height=min(int(fig.layout.height or height), height))
+    for tr in fig.data:
+        marker = getattr(tr, "marker", None)
+        if marker is not None and isinstance(getattr(marker, "size", None), (int, float)):
+            marker.size = marker.size * scale
+        line = getattr(tr, "line", None)
+        if line is not None and isinstance(getattr(line, "width", None), (int, float)):
+            line.width = line.width * scale
+    for a in fig.layout.annotations or ():
+        a.font = dict(size=20)
+    for sl in fig.layout.sliders or ():
+        sl.currentvalue.font = dict(size=22)
+    return fig
+
+
 FIGURES = {
     "characteristics": characteristics,
     "decision": decision,

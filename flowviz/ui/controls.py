@@ -52,53 +52,78 @@ def _pick(container, label, key, cfg, names=None, fmt=None):
                                key=f"w_{key}")
 
 
-def sidebar(cfg: Config, *, has_csv: bool) -> dict:
-    """Draw the grouped controls, seeded from ``cfg``; return the chosen values (not yet validated)."""
-    sb = st.sidebar
+GROUPS = ("data", "field", "discretisation", "head", "training")  # names for the ?hide= link flag
+
+
+def sidebar(cfg: Config, *, has_csv: bool, hidden: frozenset = frozenset()) -> dict:
+    """Draw the grouped controls, seeded from ``cfg``; return the chosen values (not yet validated).
+
+    Groups named in ``hidden`` (see GROUPS) are not drawn; their keys keep the values of ``cfg``.
+    """
     v: dict = {}
-    with sb.expander("Data", expanded=True):
-        v["dataset"] = _pick(st, "Dataset", "dataset", cfg, fmt=lambda o: f"{o} — {DATASET_HELP[o]}")
-        if v["dataset"] == "csv" and not has_csv:
-            st.info("Upload a CSV below to use your own points.")
-        v["n_samples"] = _num(st, "Samples", "n_samples", cfg, step=100)
-        v["noise"] = _num(st, "Noise", "noise", cfg, step=0.05)
-        if v["dataset"] in ("spirals", "blobs"):
-            v["n_classes"] = _num(st, "Classes (arms / blobs)", "n_classes", cfg)
-        v["test_fraction"] = _num(st, "Test fraction", "test_fraction", cfg, step=0.05)
-        v["seed"] = _num(st, "Seed", "seed", cfg, hi=10**6)
-    with sb.expander("Velocity field v(t, x)", expanded=True):
-        v["field"] = _pick(st, "Family", "field", cfg, fmt=lambda o: f"{o} — {FIELD_HELP[o]}")
-        v["width"] = _num(st, "Hidden width", "width", cfg)
-        v["activation"] = _pick(st, "Activation a", "activation", cfg)
-        v["time_mode"] = _pick(st, "Time dependence", "time_mode", cfg, fmt=lambda o: TIME_HELP[o])
-        if v["time_mode"] == "continuous":
-            v["knots"] = _num(st, "Knots K", "knots", cfg)
-        v["lift"] = _num(st, "Extra dimensions p (lift to R^(2+p))", "lift", cfg)
-    with sb.expander("Discretisation", expanded=True):
-        v["horizon"] = _num(st, "Horizon T", "horizon", cfg, step=0.5)
-        v["n_steps"] = _num(st, "Steps L (blocks)", "n_steps", cfg)
-        v["scheme"] = _pick(st, "Scheme", "scheme", cfg, fmt=lambda o: {
-            "euler": "euler — the paper's rule, eq. 10", "midpoint": "midpoint (order 2)",
-            "rk4": "rk4 (order 4)", "plain": "plain net — no shortcut, for contrast"}[o])
-        v["partition"] = _pick(st, "Partition", "partition", cfg)
-        if v["partition"] == "geometric":
-            v["partition_ratio"] = _num(st, "Ratio s_(k+1) / s_k", "partition_ratio", cfg, step=0.05)
-    with sb.expander("Terminal function f = u(T, ·)"):
-        v["head"] = _pick(st, "Output layer", "head", cfg, fmt=lambda o: {
-            "learned": "learned linear softmax", "fixed": "fixed: the flow alone must sort the classes"}[o])
-    with sb.expander("Training"):
-        v["optimizer"] = _pick(st, "Optimiser", "optimizer", cfg)
-        v["lr"] = _num(st, "Learning rate", "lr", cfg, step=0.005)
-        v["train_steps"] = _num(st, "Training steps", "train_steps", cfg, step=100)
-        v["batch_size"] = _num(st, "Batch size (0 = full batch)", "batch_size", cfg, step=32)
-        v["weight_decay"] = _num(st, "Weight decay", "weight_decay", cfg, step=0.001)
-        v["smoothness"] = _num(st, "Smoothness penalty λ", "smoothness", cfg, step=0.01)
-        v["kinetic"] = _num(st, "Kinetic-energy penalty", "kinetic", cfg, step=0.01)
-        v["viscosity"] = _num(st, "Viscosity ε", "viscosity", cfg, step=0.01)
-        if v["viscosity"] > 0:
-            v["mc_samples"] = _num(st, "Monte-Carlo samples M", "mc_samples", cfg)
-        v["device"] = _pick(st, "Device", "device", cfg)
+    for name, label, expanded, draw in _GROUP_TABLE:
+        if name not in hidden:
+            with st.sidebar.expander(label, expanded=expanded):
+                draw(cfg, v, has_csv)
     return v
+
+
+def _data_group(cfg, v, has_csv):
+    v["dataset"] = _pick(st, "Dataset", "dataset", cfg, fmt=lambda o: f"{o} — {DATASET_HELP[o]}")
+    if v["dataset"] == "csv" and not has_csv:
+        st.info("Upload a CSV below to use your own points.")
+    v["n_samples"] = _num(st, "Samples", "n_samples", cfg, step=100)
+    v["noise"] = _num(st, "Noise", "noise", cfg, step=0.05)
+    if v["dataset"] in ("spirals", "blobs"):
+        v["n_classes"] = _num(st, "Classes (arms / blobs)", "n_classes", cfg)
+    v["test_fraction"] = _num(st, "Test fraction", "test_fraction", cfg, step=0.05)
+    v["seed"] = _num(st, "Seed", "seed", cfg, hi=10**6)
+
+
+def _field_group(cfg, v, has_csv):
+    v["field"] = _pick(st, "Family", "field", cfg, fmt=lambda o: f"{o} — {FIELD_HELP[o]}")
+    v["width"] = _num(st, "Hidden width", "width", cfg)
+    v["activation"] = _pick(st, "Activation a", "activation", cfg)
+    v["time_mode"] = _pick(st, "Time dependence", "time_mode", cfg, fmt=lambda o: TIME_HELP[o])
+    if v["time_mode"] == "continuous":
+        v["knots"] = _num(st, "Knots K", "knots", cfg)
+    v["lift"] = _num(st, "Extra dimensions p (lift to R^(2+p))", "lift", cfg)
+
+
+def _disc_group(cfg, v, has_csv):
+    v["horizon"] = _num(st, "Horizon T", "horizon", cfg, step=0.5)
+    v["n_steps"] = _num(st, "Steps L (blocks)", "n_steps", cfg)
+    v["scheme"] = _pick(st, "Scheme", "scheme", cfg, fmt=lambda o: {
+        "euler": "euler — the paper's rule, eq. 10", "midpoint": "midpoint (order 2)",
+        "rk4": "rk4 (order 4)", "plain": "plain net — no shortcut, for contrast"}[o])
+    v["partition"] = _pick(st, "Partition", "partition", cfg)
+    if v["partition"] == "geometric":
+        v["partition_ratio"] = _num(st, "Ratio s_(k+1) / s_k", "partition_ratio", cfg, step=0.05)
+
+
+def _head_group(cfg, v, has_csv):
+    v["head"] = _pick(st, "Output layer", "head", cfg, fmt=lambda o: {
+        "learned": "learned linear softmax", "fixed": "fixed: the flow alone must sort the classes"}[o])
+
+
+def _training_group(cfg, v, has_csv):
+    v["optimizer"] = _pick(st, "Optimiser", "optimizer", cfg)
+    v["lr"] = _num(st, "Learning rate", "lr", cfg, step=0.005)
+    v["train_steps"] = _num(st, "Training steps", "train_steps", cfg, step=100)
+    v["batch_size"] = _num(st, "Batch size (0 = full batch)", "batch_size", cfg, step=32)
+    v["weight_decay"] = _num(st, "Weight decay", "weight_decay", cfg, step=0.001)
+    v["smoothness"] = _num(st, "Smoothness penalty λ", "smoothness", cfg, step=0.01)
+    v["kinetic"] = _num(st, "Kinetic-energy penalty", "kinetic", cfg, step=0.01)
+    v["viscosity"] = _num(st, "Viscosity ε", "viscosity", cfg, step=0.01)
+    if v["viscosity"] > 0:
+        v["mc_samples"] = _num(st, "Monte-Carlo samples M", "mc_samples", cfg)
+    v["device"] = _pick(st, "Device", "device", cfg)
+
+
+_GROUP_TABLE = [("data", "Data", True, _data_group), ("field", "Velocity field v(t, x)", True, _field_group),
+                ("discretisation", "Discretisation", True, _disc_group),
+                ("head", "Terminal function f = u(T, ·)", False, _head_group),
+                ("training", "Training", False, _training_group)]
 
 
 def make_config(values: dict, base: Config) -> tuple[Config | None, str | None]:

@@ -14,14 +14,16 @@ from .. import plots
 from ..config import Config
 from ..data import Dataset, load_csv, make_dataset, split
 from ..errors import FlowvizError
+from ..presets import preset_info
 from ..runs import Registry, Run
-from . import sweep_tab
+from . import lecture, sweep_tab
 from .controls import block_formula, make_config, sidebar
 
 log = logging.getLogger("flowviz.ui")
 
 TABS = ["Characteristics", "Decision surface", "Transport", "Velocity field", "Diagnostics", "Depth sweep",
         "Dictionary"]
+SIDE_BY_SIDE = "Side by side"  # shown when a scenario compares two runs
 VIEW_FIGURES = {
     "Characteristics": [plots.characteristics],
     "Decision surface": [plots.decision],
@@ -63,26 +65,31 @@ def dataset(config_json: str) -> Dataset:
 def _state():
     ss = st.session_state
     if "config" not in ss:
-        ss.config, ss.notices = _config_from_url()
+        q = {k: st.query_params.get_all(k)[-1] for k in st.query_params.keys()}
+        ss.scenario, ss.present, ss.hidden, flag_notices = lecture.link_flags(q)
+        base = preset_info(ss.scenario)["config"] if ss.scenario else Config()
+        ss.config, notices = config_from_query({k: v for k, v in q.items() if k not in lecture.UI_PARAMS}, base)
+        ss.notices = flag_notices + notices
         ss.run_key, ss.run_config, ss.csv, ss.csv_name = None, None, None, None
         ss.autostart = True
+        if ss.scenario and preset_info(ss.scenario)["view"] in TABS + [SIDE_BY_SIDE]:
+            ss.view_pick = preset_info(ss.scenario)["view"]
     return ss
 
 
-def _config_from_url() -> tuple[Config, list[str]]:
-    """The config in the URL; bad keys or values fall back to defaults, each named in a notice."""
-    q = {k: st.query_params.get_all(k)[-1] for k in st.query_params.keys()}
+def config_from_query(q: dict, base: Config) -> tuple[Config, list[str]]:
+    """The config of a link on top of ``base``; bad keys or values fall back, each named in a notice."""
     good, notices = {}, []
     for k, val in q.items():
         try:
-            Config.from_query({**good, k: val})
+            Config.from_query({**base.to_query(), **good, k: val})
             good[k] = val
         except FlowvizError as e:
-            notices.append(f"Ignored `{k}` from the link: {e}")
+            notices.append(f"Ignored `{k[:40]}` from the link: {e}")
     try:
-        return Config.from_query(good), notices
+        return Config.from_query({**base.to_query(), **good}), notices
     except FlowvizError as e:
-        return Config(), notices + [f"The link's settings do not fit together ({e}); using the defaults."]
+        return base, notices + [f"The link's settings do not fit together ({e}); using the defaults."]
 
 
 def handle_upload(ss, name: str, raw: bytes, *, error, ok) -> None:
@@ -107,10 +114,13 @@ def _data_for(cfg: Config, ss) -> Dataset:
 
 
 def _start(cfg: Config, ss, *, restart=False):
+    """Start (or join) the run for ``cfg``, and the scenario's compared run if it has one."""
     try:
         data = _data_for(cfg, ss)
         run = registry().start(cfg, data, restart=restart)
         ss.run_key, ss.run_config = run.key, cfg
+        changes = lecture.compare_changes(ss.get("scenario"))
+        ss.compare_key = registry().start(cfg.replace(**changes), data, restart=restart).key if changes else None
     except FlowvizError as e:
         st.error(str(e))
 
@@ -119,21 +129,48 @@ def _run(ss) -> Run | None:
     return registry().get(ss.run_key) if ss.run_key else None
 
 
+def _url(ss, cfg: Config) -> dict:
+    q = cfg.to_query()
+    if ss.scenario:
+        q["scenario"] = ss.scenario
+    if ss.present:
+        q["present"] = "1"
+    if ss.hidden:
+        q["hide"] = ",".join(sorted(ss.hidden))
+    return q
+
+
 def main():
+    present = str(st.query_params.get("present", "")).lower() in ("1", "true", "yes", "on")
     st.set_page_config(page_title="flowviz: a ResNet is a flow", page_icon="〰", layout="wide",
-                       initial_sidebar_state="expanded")
+                       initial_sidebar_state="collapsed" if present else "expanded")
     ss = _state()
-    st.markdown("#### flowviz — a residual network is a flow")
-    st.caption("x_k = x_(k−1) + s_k V_k(x_(k−1)) is one Euler step of x' = v(t, x) (Li & Shi 2017). "
-               "Choose data, a field and a partition; train; watch the characteristics carry the classes apart.")
+    if ss.present:
+        st.html(lecture.PRESENT_CSS)
+    else:
+        st.markdown("#### flowviz — a residual network is a flow")
+        st.caption("x_k = x_(k−1) + s_k V_k(x_(k−1)) is one Euler step of x' = v(t, x) (Li & Shi 2017). "
+                   "Choose data, a field and a partition; train; watch the characteristics carry the classes apart.")
     for n in ss.notices:
         st.warning(n)
 
-    values = sidebar(ss.config, has_csv=ss.csv is not None)
-    up = st.sidebar.file_uploader("Your own points (CSV: x1, x2, label)", type=["csv"], key="csv_upload",
-                                  help="At most 20,000 rows and 2 MB; a bad file is refused and nothing is lost.")
-    if up is not None and up.name != ss.csv_name:
-        handle_upload(ss, up.name, up.getvalue(), error=st.sidebar.error, ok=st.sidebar.success)
+    lecture.scenario_picker(ss)
+    values = sidebar(ss.config, has_csv=ss.csv is not None, hidden=ss.hidden)
+    if "upload" not in ss.hidden:
+        up = st.sidebar.file_uploader("Your own points (CSV: x1, x2, label)", type=["csv"], key="csv_upload",
+                                      help="At most 20,000 rows and 2 MB; a bad file is refused and nothing is "
+                                           "lost.")
+        if up is not None and up.name != ss.csv_name:
+            handle_upload(ss, up.name, up.getvalue(), error=st.sidebar.error, ok=st.sidebar.success)
+    with st.sidebar.expander("Import a run · presentation mode", expanded=False):
+        _import(ss)
+        on = st.toggle("Presentation mode", value=ss.present, key="w_present",
+                       help="large type, sidebar folded, figures within a 1280 x 720 projector frame; "
+                            "the link keeps it (present=1)")
+        if on != ss.present:
+            ss.present = on
+            st.query_params["present"] = "1" if on else "0"
+            st.rerun()
 
     cfg, err = make_config(values, ss.config)
     if err:
@@ -141,21 +178,23 @@ def main():
         cfg = ss.config
     elif cfg != ss.config:
         ss.config = cfg
-    st.query_params.from_dict(cfg.to_query())
+    st.query_params.from_dict(_url(ss, cfg))
+    lecture.header(ss)
 
     c1, c2, c3, _ = st.columns([1, 1, 1, 4])
     if c1.button("Train", type="primary", width="stretch", help="train this config (a shared run if one exists)"):
         _start(cfg, ss, restart=False)
     if c2.button("Stop", width="stretch", help="stop training; the last state stays on screen"):
-        run = _run(ss)
-        if run is not None:
-            run.stop()
+        for run in (_run(ss), _compare_run(ss)):
+            if run is not None:
+                run.stop()
     if c3.button("Reset", width="stretch", help="back to the default settings"):
         for k in list(ss.keys()):
             del ss[k]
         st.query_params.clear()
         st.rerun()
-    st.latex(block_formula(cfg))
+    if not ss.present:
+        st.latex(block_formula(cfg))
 
     if ss.autostart:
         ss.autostart = False
@@ -165,9 +204,28 @@ def main():
     if run is not None and ss.run_config != cfg:
         st.info("The settings changed since this run started: the pictures show the previous settings. "
                 "Press **Train** to train the new ones.")
-    progress(run is not None and not run.finished)
+    live = run is not None and not run.finished
+    cmp_run = _compare_run(ss)
+    live = live or (cmp_run is not None and not cmp_run.finished)
+    progress(live)
     ss["_sweep_live"] = sweep_tab.running(registry(), ss)
-    views((run is not None and not run.finished) or ss["_sweep_live"])
+    views(live or ss["_sweep_live"])
+
+
+def _import(ss):
+    imp = st.file_uploader("Import a run or config (model.safetensors, config.json)", type=["safetensors", "json"],
+                           key="run_import", help="files flowviz exported; never a pickle")
+    if imp is not None and imp.file_id != ss.get("_imported"):
+        ss["_imported"] = imp.file_id
+        err = lecture.import_upload(ss, imp.name, imp.getvalue(), registry(), _data_for)
+        if err:
+            st.error(err)
+        else:
+            st.rerun()
+
+
+def _compare_run(ss) -> Run | None:
+    return registry().get(ss.compare_key) if ss.get("compare_key") else None
 
 
 def _progress_body():
@@ -201,8 +259,10 @@ def _views_body():
     if run is None:
         return
     v = run.views()
-    if run.finished and st.session_state.get("_shown_final") != (run.key, run.status):
-        st.session_state["_shown_final"] = (run.key, run.status)
+    cmp_run = _compare_run(ss)
+    finished = run.finished and (cmp_run is None or cmp_run.finished)
+    if finished and ss.get("_shown_final") != (run.key, run.status, ss.get("compare_key")):
+        ss["_shown_final"] = (run.key, run.status, ss.get("compare_key"))
         st.rerun()  # turn the live refresh off
     if v is None:
         st.caption("The first picture appears after the first snapshot…")
@@ -211,7 +271,16 @@ def _views_body():
         st.caption("Live view (coarser, refreshed about once a second); the full picture follows when training ends.")
     # One view at a time: the browser draws only what is shown (all six at once took seconds to render).
     # Picking a view reruns this fragment only; training goes on in its worker.
-    choice = st.radio("View", TABS, horizontal=True, key="view", label_visibility="collapsed")
+    tabs = TABS + ([SIDE_BY_SIDE] if cmp_run is not None else [])
+    # the choice outlives runs in which the radio is not drawn (its widget state would be dropped)
+    want = ss.get("view_pick")
+    if ss.get("view") not in tabs or (want in tabs and ss.get("view") != want):
+        ss.view = want if want in tabs else tabs[0]
+
+    def picked():
+        ss.view_pick = ss.view
+
+    choice = st.radio("View", tabs, horizontal=True, key="view", label_visibility="collapsed", on_change=picked)
     if choice == "Dictionary":
         st.markdown(DICTIONARY)
         return
@@ -224,12 +293,46 @@ def _views_body():
             ss["_sweep_live"] = False
             st.rerun()  # the sweep has finished: turn the refresh off
         return
-    for fn in VIEW_FIGURES[choice]:
-        try:
-            st.plotly_chart(fn(v), width="stretch", theme=None, key=f"fig_{fn.__name__}")
-        except Exception:  # a figure must never take the page down
-            log.exception("figure %s failed", fn.__name__)
-            st.error(f"The {fn.__name__} view could not be drawn for this run.")
+    if choice == SIDE_BY_SIDE:
+        _side_by_side(ss, run, cmp_run, v)
+    else:
+        for fn in VIEW_FIGURES[choice]:
+            _chart(fn, v, ss.present)
+    if not v.live and not ss.present:
+        with st.expander("Export this run"):
+            lecture.export_panel(run, v)
+
+
+def _chart(fn, v, present: bool, key: str | None = None):
+    try:
+        st.plotly_chart(lecture.style(fn(v), present), width="stretch", theme=None, key=key or f"fig_{fn.__name__}")
+    except Exception:  # a figure must never take the page down
+        log.exception("figure %s failed", fn.__name__)
+        st.error(f"The {fn.__name__} view could not be drawn for this run.")
+
+
+def _side_by_side(ss, run, cmp_run, v):
+    from ..plots.sweep import side_by_side
+
+    w = cmp_run.views()
+    if w is None:
+        st.caption("The compared run has not published its first snapshot yet…")
+        return
+    changes = lecture.compare_changes(ss.get("scenario"))
+    right = ", ".join(f"{k} = {val}" for k, val in changes.items())
+    left = ", ".join(f"{k} = {getattr(run.config, k)}" for k in changes)
+    try:
+        fig = side_by_side(v, w, (left, right))
+        st.plotly_chart(lecture.style(fig, ss.present), width="stretch", theme=None, key="fig_side_by_side")
+    except Exception:
+        log.exception("side-by-side figure failed")
+        st.error("The side-by-side view could not be drawn.")
+    extra = preset_info(ss.scenario)["side_figures"] if ss.get("scenario") else []
+    for name in extra:  # the figures that carry this scenario's point, for both runs
+        c = st.columns(2)
+        for i, (col, vv) in enumerate(zip(c, (v, w))):
+            with col:
+                _chart(plots.FIGURES[name], vv, ss.present, key=f"fig_{name}_{i}")
 
 
 def views(live: bool):

@@ -1,0 +1,105 @@
+"""A disk cache of finished runs, keyed by the full config: survives a server restart.
+
+One safetensors file per run (``<config key>.safetensors``): the weights, and in
+its metadata the config, the history and the metrics. Written atomically
+(temporary file, then rename); a file that does not load is deleted and counts
+as a miss. The cache keeps at most ``FLOWVIZ_CACHE_ENTRIES`` files (default
+256), dropping the least recently used. Runs on uploaded CSV points are not
+cached (their data are not in the config).
+
+Settings (environment): ``FLOWVIZ_CACHE_DIR`` (default ``~/.cache/flowviz``),
+``FLOWVIZ_CACHE_ENTRIES``; ``FLOWVIZ_CACHE_DIR=off`` turns the cache off.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+from .config import Config
+from .errors import FlowvizError
+from .model import FlowModel
+
+__all__ = ["cache_dir", "cache_path", "store", "load", "entries"]
+
+log = logging.getLogger("flowviz.cache")
+
+
+def cache_dir() -> Path | None:
+    """The cache directory, or None when the cache is off."""
+    d = os.environ.get("FLOWVIZ_CACHE_DIR", "")
+    if d.lower() == "off":
+        return None
+    return Path(d) if d else Path.home() / ".cache" / "flowviz"
+
+
+def _max_entries() -> int:
+    try:
+        return max(1, int(os.environ.get("FLOWVIZ_CACHE_ENTRIES", "256")))
+    except ValueError:
+        return 256
+
+
+def cache_path(config: Config) -> Path | None:
+    d = cache_dir()
+    return None if d is None or config.dataset == "csv" else d / f"{config.key()}.safetensors"
+
+
+def store(config: Config, model: FlowModel, history: list[dict], metrics: dict) -> Path | None:
+    """Write a finished run; never raises (a full disk must not break training)."""
+    from safetensors.torch import save
+
+    from .runio import metadata_of, tensors_of
+
+    path = cache_path(config)
+    if path is None:
+        return None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = dict(metadata_of(model), history=json.dumps(history), metrics=json.dumps(metrics, default=str))
+        raw = save(tensors_of(model), metadata=meta)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(raw)
+        os.replace(tmp, path)
+        _trim(path.parent)
+        return path
+    except OSError as e:
+        log.warning("could not cache run %s: %s", config.key(), e)
+        return None
+
+
+def load(config: Config) -> tuple[FlowModel, list[dict], dict] | None:
+    """(model, history, metrics) of a cached run of exactly this config, or None."""
+    from .runio import model_from_bytes
+
+    path = cache_path(config)
+    if path is None or not path.is_file():
+        return None
+    try:
+        raw = path.read_bytes()
+        model = model_from_bytes(raw, expect_config=config)
+        if model.config != config:
+            return None
+        header = json.loads(raw[8:8 + int.from_bytes(raw[:8], "little")])["__metadata__"]
+        history, metrics = json.loads(header["history"]), json.loads(header["metrics"])
+        os.utime(path)  # recently used
+        return model, history, metrics
+    except (OSError, FlowvizError, KeyError, ValueError) as e:
+        log.warning("dropping unreadable cache entry %s: %s", path.name, e)
+        path.unlink(missing_ok=True)
+        return None
+
+
+def entries() -> list[Path]:
+    d = cache_dir()
+    return sorted(d.glob("*.safetensors")) if d is not None and d.is_dir() else []
+
+
+def _trim(d: Path) -> None:
+    files = sorted(d.glob("*.safetensors"), key=lambda p: p.stat().st_mtime)
+    for p in files[:max(0, len(files) - _max_entries())]:
+        p.unlink(missing_ok=True)
