@@ -1,0 +1,142 @@
+"""The lecture scenarios: each loads, trains, and shows what its text says; prebuild and the disk cache."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import torch
+
+import flowviz
+from flowviz import cache
+from flowviz.analysis import channel_fraction, min_jacobian_det, plane_grid
+from flowviz.data import RING_ANNULUS, load_csv
+from flowviz.export import data_csv, history_csv, metrics_json, trajectories_npz
+from flowviz.plots import FIGURES
+from flowviz.presets import PRESET_DIR, preset_configs, preset_info, preset_names
+from flowviz.runs import Registry
+from flowviz.sweep import member_diagnostics
+
+SCENARIOS = ["moons", "deep_vs_shallow", "rings", "slow_weights", "viscosity", "folding", "spirals", "blobs"]
+VIEWS = {"Characteristics", "Decision surface", "Transport", "Velocity field", "Diagnostics", "Side by side"}
+
+
+def _train_all(name):
+    return [flowviz.train(c) for c in preset_configs(name)]
+
+
+def test_every_preset_file_loads_with_a_title_a_text_and_a_view():
+    assert set(SCENARIOS) <= set(preset_names())
+    assert preset_names()[:8] == SCENARIOS  # the curated order
+    for p in PRESET_DIR.glob("*.json"):
+        raw = json.loads(p.read_text())
+        assert set(raw) <= {"title", "description", "config", "view", "compare", "order", "side_figures"}, p.name
+        info = preset_info(p.stem)
+        assert info["title"] and len(info["description"].split(". ")) >= 1 and info["view"] in VIEWS
+        assert flowviz.Config.from_query(info["config"].to_query()) == info["config"]
+        if raw.get("view") == "Side by side":
+            assert info["compare"] is not None, p.name
+        for name in info["side_figures"]:
+            assert name in FIGURES
+
+
+def test_a_resnet_is_eulers_method():
+    (r,) = _train_all("moons")
+    assert r.config.n_steps == 10 and r.config.scheme == "euler" and r.config.field == "two_layer"
+    assert r.metrics["train_accuracy"] >= 0.97  # a line separates the transported moons
+
+
+def test_deep_means_small_steps():
+    shallow, deep = _train_all("deep_vs_shallow")
+    assert (shallow.config.n_steps, deep.config.n_steps) == (2, 64)
+    e2, r2, _ = member_diagnostics(shallow.model, shallow.data.x_train)
+    e64, r64, _ = member_diagnostics(deep.model, deep.data.x_train)
+    assert r64.mean() < r2.mean() / 12  # "dozens of times smaller" residual ratio per block
+    assert e64 < e2 / 5  # and the blocks follow the continuous flow far more closely
+
+
+def test_rings_keyhole_in_the_plane_none_with_the_lift():
+    plane, lifted = _train_all("rings")
+    radii = np.linspace(RING_ANNULUS[0] + 0.1, RING_ANNULUS[1] - 0.1, 9)
+    assert plane.config.lift == 0 and lifted.config.lift == 1
+    assert channel_fraction(plane.model, radii) > 0
+    assert channel_fraction(lifted.model, radii) == 0
+    assert lifted.metrics["test_accuracy"] >= 0.97
+
+
+def test_weights_that_change_slowly():
+    per_step, smooth = _train_all("slow_weights")
+    _, _, d_ps = member_diagnostics(per_step.model, per_step.data.x_train)
+    _, _, d_sm = member_diagnostics(smooth.model, smooth.data.x_train)
+    assert d_sm.mean() < d_ps.mean() / 100  # "hundreds of times less"
+
+
+def _steepest(model, ds):
+    x1, x2, pts = plane_grid(ds.extent(), 80)
+    u = model.predict_proba(pts)[:, 1].reshape(80, 80)
+    gy, gx = np.gradient(u, x2, x1)
+    return float(np.percentile(np.hypot(gx, gy), 99))
+
+
+def test_viscosity_smooths_the_surface():
+    sharp, smooth = _train_all("viscosity")
+    assert sharp.config.viscosity == 0 and smooth.config.viscosity > 0
+    assert _steepest(smooth.model, smooth.data) < 0.85 * _steepest(sharp.model, sharp.data)
+
+
+def test_large_euler_steps_fold_the_plane():
+    (r,) = _train_all("folding")
+    _, _, g = plane_grid(r.data.extent(), 25)
+    det = min_jacobian_det(r.model, torch.as_tensor(r.model.trajectory(g))[:-1])
+    assert det.min() < 0
+
+
+def test_spirals_and_many_classes():
+    (sp,) = _train_all("spirals")
+    assert sp.metrics["test_accuracy"] >= 0.95
+    (bl,) = _train_all("blobs")
+    assert bl.data.n_classes >= 4 and bl.metrics["test_accuracy"] >= 0.9
+
+
+def test_prebuild_fills_the_disk_cache_and_a_fresh_registry_serves_it(tmp_path, root):
+    env = dict(os.environ, FLOWVIZ_CACHE_DIR=str(tmp_path))
+    cmd = [sys.executable, "-m", "flowviz", "prebuild", "--only", "folding,moons"]
+    p = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert "trained" in p.stderr and len(list(tmp_path.glob("*.safetensors"))) == 2
+    again = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert again.stderr.count("cached already") == 2
+    old = os.environ.get("FLOWVIZ_CACHE_DIR")
+    os.environ["FLOWVIZ_CACHE_DIR"] = str(tmp_path)
+    try:
+        reg = Registry(max_workers=1)  # a restarted server
+        run = reg.start(flowviz.preset("folding"))
+        assert run.finished and run.from_cache and reg.started == 0
+        v = run.views()
+        assert v is not None and not v.live
+        fresh = flowviz.train(flowviz.preset("folding"))
+        np.testing.assert_allclose(v.output_points,
+                                   fresh.model.trajectory(fresh.data.x)[-1], rtol=1e-5, atol=1e-5)
+        (tmp_path / f"{flowviz.preset('moons').key()}.safetensors").write_bytes(b"\x80\x04garbage")
+        assert cache.load(flowviz.preset("moons")) is None  # an unreadable entry is a miss, and is dropped
+        assert not (tmp_path / f"{flowviz.preset('moons').key()}.safetensors").exists()
+    finally:
+        if old is None:
+            del os.environ["FLOWVIZ_CACHE_DIR"]
+        else:
+            os.environ["FLOWVIZ_CACHE_DIR"] = old
+
+
+def test_exports_load_back():
+    r = flowviz.train(flowviz.Config(n_samples=120, n_steps=4, train_steps=10, lift=1))
+    x, y = load_csv(data_csv(r.data).decode().replace(",train", "").replace(",test", "")
+                    .replace(",split", "").encode())
+    assert len(x) == 120 and set(np.unique(y)) == {0, 1}
+    import io
+
+    with np.load(io.BytesIO(trajectories_npz(r.model, r.data)), allow_pickle=False) as z:
+        assert z["x"].shape == (5, 120, 3) and z["t"].shape == (5,) and int(z["n_train"]) == len(r.data.x_train)
+    doc = json.loads(metrics_json(r.config, r.metrics, r.history))
+    assert flowviz.Config.from_dict(doc["config"]) == r.config and len(doc["history"]) == len(r.history)
+    assert history_csv(r.history).decode().splitlines()[0] == "step,loss,train_accuracy,test_accuracy,test_loss,elapsed"
