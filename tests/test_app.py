@@ -157,7 +157,7 @@ def test_bad_link_flags_fall_back_with_notices():
     assert at.session_state["present"] is True and at.session_state["hidden"] == frozenset({"data"})
     assert not any(getattr(w, "key", None) == "w_dataset" for w in at.sidebar.selectbox)  # the data group is hidden
     fig = _figures(at)[0]
-    assert fig["layout"]["font"]["size"] == 22 and fig["layout"]["height"] <= 540  # projector style
+    assert fig["layout"]["font"]["size"] == 22 and fig["layout"]["height"] <= 500  # projector style
 
 
 def test_picking_a_scenario_sets_its_config():

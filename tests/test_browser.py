@@ -143,3 +143,22 @@ def test_a_small_sweep_in_the_sweep_tab(server, browser, root):
         page.wait_for_timeout(300)
         plots.nth(i).screenshot(path=str(out / f"sweep_figure{i}_1280x720.png"))
     page.close()
+
+
+@pytest.mark.parametrize("scenario, view", [("deep_vs_shallow", "side_by_side"), ("moons", "characteristics")])
+def test_a_scenario_link_in_presentation_mode(server, browser, root, scenario, view):
+    out = root / "test-artifacts"
+    out.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1280, "height": 720})
+    page.goto(f"{server}/?scenario={scenario}&present=1&hide=training&train_steps=120")
+    _wait_final(page)
+    page.wait_for_timeout(1500)
+    assert page.locator("[data-testid='stException']").count() == 0
+    body = page.inner_text("body")
+    from flowviz.presets import preset_info
+
+    assert preset_info(scenario)["title"] in body
+    box = page.locator(".js-plotly-plot").first.bounding_box()
+    assert box["y"] + box["height"] <= 730, box  # the figure, slider included, fits the projector frame
+    page.screenshot(path=str(out / f"present_{scenario}_1280x720.png"))
+    page.close()

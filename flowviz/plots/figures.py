@@ -326,7 +326,7 @@ def weights(obj) -> go.Figure:
     return _layout(fig, "Weights θ_k over the blocks (smooth in k ⇔ a discretised continuous field)", height=420)
 
 
-def presentation(fig: go.Figure, *, height: int = 540, scale: float = 1.4) -> go.Figure:
+def presentation(fig: go.Figure, *, height: int = 500, scale: float = 1.4) -> go.Figure:
     """Projector style: larger type, markers and lines, and at most ``height`` pixels tall (a 1280 x 720 frame)."""
     fig.update_layout(font=dict(size=22), title_font_size=24, legend_font_size=20,
                       height=min(int(fig.layout.height or height), height))

@@ -29,7 +29,7 @@ PRESENT_CSS = """
 <style>
   .block-container { padding-top: 1.2rem; padding-bottom: 0.5rem; }
   header[data-testid="stHeader"] { height: 0; min-height: 0; }
-  .stMarkdown p, .stRadio label p { font-size: 1.25rem; }
+  h5 { padding: 0 0 0.2rem 0; }
 </style>
 """
 
@@ -97,11 +97,19 @@ def scenario_picker(ss) -> None:
 
 
 def header(ss) -> None:
-    """Title and description of the open scenario."""
+    """Title and description of the open scenario (in presentation mode the text waits in a popover)."""
     if ss.get("scenario"):
         info = preset_info(ss.scenario)
         st.markdown(f"##### {info['title']}")
-        st.markdown(info["description"])
+        if not ss.present:
+            st.markdown(info["description"])
+
+
+def about(ss, container) -> None:
+    """Presentation mode: the scenario's text behind a button, so the figure keeps the screen."""
+    if ss.get("scenario") and ss.present:
+        with container.popover("What to look at", width="stretch"):
+            st.markdown(preset_info(ss.scenario)["description"])
 
 
 def style(fig, present: bool):

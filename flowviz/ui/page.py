@@ -181,7 +181,8 @@ def main():
     st.query_params.from_dict(_url(ss, cfg))
     lecture.header(ss)
 
-    c1, c2, c3, _ = st.columns([1, 1, 1, 4])
+    c1, c2, c3, c4, _ = st.columns([1, 1, 1, 1.5, 2.5])
+    lecture.about(ss, c4)
     if c1.button("Train", type="primary", width="stretch", help="train this config (a shared run if one exists)"):
         _start(cfg, ss, restart=False)
     if c2.button("Stop", width="stretch", help="stop training; the last state stays on screen"):
@@ -237,6 +238,13 @@ def _progress_body():
     snap = run.latest
     if run.status == "queued":
         st.info(f"Waiting for a free worker ({registry().queued_before(run)} runs ahead).")
+    if ss.present:  # one line, so the figure keeps the projector frame
+        if snap:
+            st.caption(f"step {snap.step} / {run.config.train_steps} · loss {snap.loss:.4f} · train accuracy "
+                       f"{snap.train_accuracy:.3f} · test accuracy {snap.test_accuracy:.3f} · {run.status}")
+        if run.error:
+            st.error(run.error)
+        return
     cols = st.columns(5)
     cols[0].metric("step", f"{snap.step if snap else 0} / {run.config.train_steps}")
     cols[1].metric("loss", f"{snap.loss:.4f}" if snap else "—")
