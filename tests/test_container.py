@@ -1,6 +1,7 @@
 """The container recipe and the server settings, checked without a Docker engine."""
 
 import re
+
 import tomllib
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
