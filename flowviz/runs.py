@@ -240,6 +240,24 @@ class Registry:
             self._evict()
             return run
 
+    def warm(self, configs: list[Config]) -> threading.Thread:
+        """In the background, load the cached runs of these configs and compute their views, so a prebuilt
+        scenario is on screen as soon as it is chosen. Configs that are not cached are skipped."""
+
+        def work():
+            for cfg in configs:
+                try:
+                    if cache.cache_path(cfg) is not None and cache.cache_path(cfg).is_file():
+                        run = self.start(cfg)
+                        if run.from_cache:
+                            run.views(final=True)
+                except Exception:  # warming is a courtesy: never fatal
+                    log.exception("warming %s failed", cfg.key())
+
+        t = threading.Thread(target=work, name="flowviz-warm", daemon=True)
+        t.start()
+        return t
+
     def adopt(self, model, data: Dataset, *, key_suffix: str = "") -> Run:
         """A finished run made from imported weights, evaluated on ``data``; its key includes ``key_suffix``."""
         import torch

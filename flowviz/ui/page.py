@@ -53,8 +53,15 @@ characteristics. Deep means a fine partition: small steps, each making a little 
 
 @st.cache_resource
 def registry() -> Registry:
-    """One run registry per server process, shared by all sessions."""
-    return Registry()
+    """One run registry per server process, shared by all sessions; prebuilt scenarios are warmed up."""
+    import os
+
+    from ..presets import preset_configs, preset_names
+
+    reg = Registry()
+    if os.environ.get("FLOWVIZ_WARM", "1") != "0":
+        reg.warm([c for name in preset_names() for c in preset_configs(name)])
+    return reg
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
