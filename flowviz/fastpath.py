@@ -35,7 +35,8 @@ from torch import Tensor
 
 from .fields import LEAKY_SLOPE
 
-__all__ = ["euler_two_layer", "euler_lanes", "fold_weights", "pack_lanes", "LanePlan", "FAST_ACTIVATIONS"]
+__all__ = ["euler_two_layer", "euler_lanes", "fold_weights", "pack_lanes", "LanePlan", "FAST_ACTIVATIONS",
+           "ACTIVATION_BUDGET"]
 
 
 def _leaky_(a: Tensor) -> Tensor:
@@ -100,6 +101,12 @@ def pack_lanes(lengths) -> LanePlan:
     return LanePlan(J, len(fill), tuple(map(tuple, starts)), tuple(map(tuple, ends)), len(lengths), tuple(slots))
 
 
+# Above this many bytes of activations the backward recomputes a(W1 x + b1) block by block from the stored
+# inputs instead of keeping them: memory O(L d n) instead of O(L h n), and for big n faster too (the stored
+# activations no longer fit any cache). bench/train_scaling.py and bench/memory.py measure both sides.
+ACTIVATION_BUDGET = 8 * 2**20
+
+
 class _LaneChain(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x0, W1a, W2a, base: str, plan: LanePlan):
@@ -107,56 +114,80 @@ class _LaneChain(torch.autograd.Function):
         J, lanes, h, d1 = W1a.shape
         d, n = d1 - 1, x0.shape[0]
         act_ = _BASE[base][0]
+        grad = any(ctx.needs_input_grad[:3])
+        keep = grad and J * lanes * (h + 1) * n * x0.element_size() <= ACTIVATION_BUDGET
         X = x0.new_empty(J + 1, lanes, d1, n)  # block inputs, feature-major, with a ones row
         X[:, :, d].fill_(1.0)
         x0T = x0.T
         X[0, :, :d].copy_(x0T)
-        A = x0.new_empty(J, lanes, h + 1, n)  # activations, with a ones row for the bias b2
+        A = x0.new_empty(J if keep else 1, lanes, h + 1, n)  # activations (all, or one block's), ones row for b2
         A[:, :, h].fill_(1.0)
         out = x0.new_empty(plan.members, n, d)  # x_L of each member
         Xj, Xd, Aj, Ah = X.unbind(0), X[:, :, :d].unbind(0), A.unbind(0), A[:, :, :h].unbind(0)  # views, made once
         W1j, W2j = W1a.unbind(0), W2a.unbind(0)
         for j in range(J):
+            i = j if keep else 0
             for lane in plan.starts[j]:
                 Xd[j][lane].copy_(x0T)  # a new member starts from the inputs
-            act_(torch.bmm(W1j[j], Xj[j], out=Ah[j]))  # a(W1 x + b1): (lanes, h, n)
-            torch.baddbmm(Xd[j], W2j[j], Aj[j], out=Xd[j + 1])  # x + s (W2 a + b2)
+            act_(torch.bmm(W1j[j], Xj[j], out=Ah[i]))  # a(W1 x + b1): (lanes, h, n)
+            torch.baddbmm(Xd[j], W2j[j], Aj[i], out=Xd[j + 1])  # x + s (W2 a + b2)
             for m, lane in plan.ends[j]:
                 out[m].copy_(Xd[j + 1][lane].T)
-        ctx.save_for_backward(X, A, W1a, W2a)
-        ctx.base, ctx.plan = base, plan
+        if grad:
+            ctx.save_for_backward(X, A if keep else None, W1a, W2a)
+        ctx.base, ctx.plan, ctx.keep = base, plan, keep
         return out
 
     @staticmethod
     def backward(ctx, gout):
         X, A, W1a, W2a = ctx.saved_tensors
-        plan = ctx.plan
+        plan, keep = ctx.plan, ctx.keep
         J, lanes, h, d1 = W1a.shape
         d, n = d1 - 1, gout.shape[1]
         dact = _BASE[ctx.base][1]  # a'(z) from a(z)
         need_x0 = ctx.needs_input_grad[0]
-        G = X.new_empty(J, lanes, d, n)  # G[j] = dLoss/d(output of block j)
-        GZ = X.new_empty(J, lanes, h, n)  # GZ[j] = dLoss/d(pre-activation of block j)
+        if not keep:  # one block's activations at a time, recomputed from the stored inputs
+            A = X.new_empty(1, lanes, h + 1, n)
+            A[:, :, h].fill_(1.0)
+        # G[j] = dLoss/d(output of block j), GZ[j] = dLoss/d(pre-activation of block j); all of them are
+        # kept for the batched weight gradients below, or two of each when recomputing
+        G = X.new_empty(J if keep else 2, lanes, d, n)
+        GZ = X.new_empty(J if keep else 1, lanes, h, n)
         W1T = W1a[..., :d].transpose(-1, -2).contiguous()  # (J, lanes, d, h)
         W2T = W2a[..., :h].transpose(-1, -2).contiguous()  # (J, lanes, h, d)
-        G[J - 1].zero_()  # lanes that end early carry zero through their padding
-        Gj, GZj, Ah = G.unbind(0), GZ.unbind(0), A[:, :, :h].unbind(0)
-        W1Tj, W2Tj = W1T.unbind(0), W2T.unbind(0)
+        dW1a = None if keep else torch.empty_like(W1a)
+        dW2a = None if keep else torch.empty_like(W2a)
+        Gj, GZj, Aj, Ah = G.unbind(0), GZ.unbind(0), A.unbind(0), A[:, :, :h].unbind(0)
+        W1Tj, W2Tj, W1j = W1T.unbind(0), W2T.unbind(0), W1a.unbind(0)
+        Xj = X.unbind(0)
+        act_ = _BASE[ctx.base][0]
+
+        def g(j):  # the buffer holding G_j
+            return Gj[j] if keep else Gj[j % 2]
+
+        g(J - 1).zero_()  # lanes that end early carry zero through their padding
         g0 = gout.new_zeros(d, n) if need_x0 else None
         for j in range(J - 1, -1, -1):
+            i = j if keep else 0
+            if not keep:
+                act_(torch.bmm(W1j[j], Xj[j], out=Ah[0]))
             for m, lane in plan.ends[j]:
-                Gj[j][lane].copy_(gout[m].T)
-            torch.bmm(W2Tj[j], Gj[j], out=GZj[j]).mul_(dact(Ah[j]))
+                g(j)[lane].copy_(gout[m].T)
+            torch.bmm(W2Tj[j], g(j), out=GZj[i]).mul_(dact(Ah[i]))
+            if not keep:
+                torch.bmm(GZj[0], Xj[j].transpose(-1, -2), out=dW1a[j])  # [dW1 | db1] of block j
+                torch.bmm(g(j), Aj[0].transpose(-1, -2), out=dW2a[j])  # [dW2 | db2]
             # through the shortcut and through W1: dLoss/d(input of block j) = G_j + W1^T GZ_j
             if j:
-                torch.baddbmm(Gj[j], W1Tj[j], GZj[j], out=Gj[j - 1])
+                torch.baddbmm(g(j), W1Tj[j], GZj[i], out=g(j - 1))
                 if need_x0:
                     for lane in plan.starts[j]:  # that lane's input at block j was x0
-                        g0 += Gj[j - 1][lane]
+                        g0 += g(j - 1)[lane]
             elif need_x0:
-                g0 += torch.baddbmm(Gj[0], W1Tj[0], GZj[0]).sum(0)
-        dW1a = torch.matmul(GZ, X[:-1].transpose(-1, -2))  # (J, lanes, h, d+1): [dW1 | db1]
-        dW2a = torch.matmul(G, A.transpose(-1, -2))  # (J, lanes, d, h+1): [dW2 | db2]
+                g0 += torch.baddbmm(g(0), W1Tj[0], GZj[i]).sum(0)
+        if keep:
+            dW1a = torch.matmul(GZ, X[:-1].transpose(-1, -2))  # (J, lanes, h, d+1): [dW1 | db1]
+            dW2a = torch.matmul(G, A.transpose(-1, -2))  # (J, lanes, d, h+1): [dW2 | db2]
         return (g0.T if need_x0 else None), dW1a, dW2a, None, None
 
 

@@ -110,3 +110,18 @@ def test_lift_appends_zero_coordinates():
     m = build_model(Config(lift=3), 2)
     xs = m.trajectory(X)
     assert xs.shape[-1] == 5 and np.all(xs[0, :, 2:] == 0) and np.allclose(xs[0, :, :2], X)
+
+
+@pytest.mark.parametrize("act", ["tanh", "relu", "softplus"])
+def test_recomputing_activations_gives_the_same_gradients(act, monkeypatch):
+    # big runs recompute a(W1 x + b1) in the backward instead of storing it (memory O(L d n)); same numbers
+    import flowviz.fastpath as fp
+
+    m = build_model(Config(n_steps=6, width=8, activation=act, time_mode="continuous", knots=3), 2)
+    x, y = torch.randn(50, 2), torch.randint(0, 2, (50,))
+    l_keep, g_keep = _loss_and_grads(m, x, y)
+    monkeypatch.setattr(fp, "ACTIVATION_BUDGET", 0)
+    l_re, g_re = _loss_and_grads(m, x, y)
+    torch.testing.assert_close(l_keep, l_re, rtol=0, atol=0)
+    for n in g_keep:
+        torch.testing.assert_close(g_keep[n], g_re[n], rtol=1e-5, atol=1e-7)

@@ -65,6 +65,18 @@ def test_batched_members_match_runs_one_by_one(key, values, extra):
             torch.testing.assert_close(pb, pa, rtol=1e-4, atol=1e-5, msg=n)
 
 
+def test_batched_lanes_that_recompute_activations_match_too(monkeypatch):
+    import flowviz.fastpath as fp
+
+    configs = [SMALL.replace(n_steps=L, train_steps=15) for L in (1, 3, 4)]
+    ds = make_dataset(SMALL)
+    kept = train_batched(configs, data=ds)
+    monkeypatch.setattr(fp, "ACTIVATION_BUDGET", 0)
+    recomputed = train_batched(configs, data=ds)
+    for a, b in zip(kept, recomputed):
+        assert a.metrics["train_loss"] == pytest.approx(b.metrics["train_loss"], rel=1e-5)
+
+
 def test_configs_that_differ_in_shape_are_not_batched():
     assert "Euler" in batch_reason([SMALL, SMALL.replace(scheme="rk4")])
     assert "width" in batch_reason([SMALL, SMALL.replace(width=4)])
