@@ -20,6 +20,7 @@ __all__ = ["Characteristics", "Surfaces", "Velocity", "Diagnostics", "FlowViews"
            "frame_steps", "channel_fraction", "flow_extent", "plane_grid"]
 
 MAX_FRAMES = 65  # views animate at most this many steps; deeper nets are shown at every ceil(L/64)-th step
+LIVE_FRAMES = 9  # frames of the live views while training (they are rebuilt and redrawn every second)
 
 
 def frame_steps(L: int, max_frames: int = MAX_FRAMES) -> np.ndarray:
@@ -145,7 +146,7 @@ def deformed_grid(model: FlowModel, extent, *, n_lines: int = 11, n_pts: int = 4
 @torch.no_grad()
 def transported_surfaces(model: FlowModel, extent, *, res: int = 100, ks: np.ndarray | None = None) -> Surfaces:
     """u(t_k, x) = f(Phi_(k->L)(x)) on a res x res grid of the step-k plane, for each k in ks."""
-    ks = frame_steps(model.L) if ks is None else np.asarray(ks)
+    ks = frame_steps(model.L, LIVE_FRAMES if live else MAX_FRAMES) if ks is None else np.asarray(ks)
     x1, x2, pts = plane_grid(extent, res)
     u = np.stack([model.transported(np.c_[pts, np.zeros((len(pts), model.dim - 2), np.float32)], int(k))
                   for k in ks])
@@ -212,12 +213,12 @@ def analyse(model: FlowModel, data: Dataset, *, history=None, res: int = 100, ma
 
     ``live``: a lighter version for refreshing while training (coarser surfaces, no reference solution).
     """
-    if live:
+    if live:  # refreshed every second while training: a few frames, coarse grids (the final picture has all)
         res, with_reference = min(res, 60), False
     model.train(False)
     ch = characteristics(model, data.x, data.y, max_points=max_points, seed=model.config.seed)
     extent = flow_extent(data, ch.x)
-    ks = frame_steps(model.L)
+    ks = frame_steps(model.L, LIVE_FRAMES if live else MAX_FRAMES)
     surf = transported_surfaces(model, extent, res=res, ks=ks)
     grid = deformed_grid(model, data.extent(), ks=ks)
     vel = velocity_grid(model, extent, ks=ks[ks > 0] if len(ks) > 1 else None)

@@ -27,11 +27,12 @@ from .data import Dataset, make_dataset
 from .errors import FlowvizError
 from .model import build_model
 from .train import Snapshot, train_iter
+from .workers import WorkerDied, WorkerPool, default_mode
 
 __all__ = ["Run", "Job", "Registry", "data_key"]
 
 log = logging.getLogger("flowviz.runs")
-LIVE_EVERY_S = 0.8  # live views are rebuilt at most this often while training
+LIVE_EVERY_S = 1.0  # live views are rebuilt at most this often while training
 
 
 def data_key(data: Dataset | None) -> str:
@@ -47,8 +48,10 @@ def data_key(data: Dataset | None) -> str:
 class Run:
     """One training run in a worker thread. Read ``status``, ``latest``, ``history`` and ``views()``."""
 
-    def __init__(self, config: Config, data: Dataset, gate: threading.Semaphore, *, restored=None):
+    def __init__(self, config: Config, data: Dataset, gate: threading.Semaphore, *, restored=None,
+                 pool: WorkerPool | None = None):
         self.config, self.data = config, data
+        self._pool = pool
         self.key = config.key() + data_key(data if config.dataset == "csv" else None)
         self.status = "queued"  # queued, training, done, cancelled, error
         self.error: str | None = None
@@ -83,11 +86,23 @@ class Run:
             if self.cancel.is_set():
                 self.status = "cancelled"
                 return
-            self.status = "training"
             try:
                 every = max(1, min(25, self.config.train_steps // 40 or 1))
-                for snap in train_iter(self.config, data=self.data, log_every=every, cancel=self.cancel,
-                                       keep_state=True):
+                if self._pool is not None:  # a worker process: its own interpreter lock, one torch thread
+
+                    def started():
+                        self.status = "training"
+
+                    snaps = self._pool.train(self.config, self.data, log_every=every, cancel=self.cancel,
+                                             started=started)
+                else:
+                    self.status = "training"
+                    snaps = train_iter(self.config, data=self.data, log_every=every, cancel=self.cancel,
+                                       keep_state=True)
+                for snap in snaps:
+                    if snap.state is None and snap.cancelled:  # cancelled before a worker took it
+                        self.status = "cancelled"
+                        return
                     self.history.append(snap.record())
                     self.latest = snap
                 if self.latest is not None and self.latest.error:
@@ -100,6 +115,9 @@ class Run:
                 self.views(final=True)  # the full picture, once, in the worker
             except FlowvizError as e:
                 self.error, self.status = str(e), "error"
+            except WorkerDied as e:
+                log.error("run %s: %s", self.key, e)
+                self.error, self.status = f"{e}; the last state is kept. Press Train to try again.", "error"
             except Exception as e:  # never let a worker die silently; the page shows the message
                 log.exception("run %s failed", self.key)
                 self.error, self.status = f"training failed: {type(e).__name__}: {e}", "error"
@@ -196,8 +214,13 @@ class Job:
 class Registry:
     """Runs keyed by config; bounded workers; finished runs kept least-recently-used."""
 
-    def __init__(self, max_workers: int | None = None, keep: int = 32):
+    def __init__(self, max_workers: int | None = None, keep: int = 32, mode: str | None = None,
+                 prestart: bool = True):
         self.max_workers = max_workers or int(os.environ.get("FLOWVIZ_WORKERS", 0)) or (os.cpu_count() or 1)
+        self.mode = mode or default_mode()
+        self.pool = WorkerPool(self.max_workers) if self.mode == "process" else None
+        if self.pool is not None and prestart:
+            self.pool.prestart(1)
         self.keep = keep
         self._gate = threading.Semaphore(self.max_workers)
         self._runs: OrderedDict[str, Run] = OrderedDict()
@@ -214,6 +237,8 @@ class Registry:
             r.cancel.set()
         for r in runs:
             r.join(timeout)
+        if self.pool is not None:
+            self.pool.shutdown()
 
     def get(self, key: str) -> Run | None:
         with self._lock:
@@ -233,7 +258,7 @@ class Registry:
                 self._runs.move_to_end(key)
                 return run
             cached = None if restart else cache.load(config) if config.dataset != "csv" else None
-            run = Run(config, ds, self._gate, restored=cached)
+            run = Run(config, ds, self._gate, restored=cached, pool=self.pool)
             self.started += cached is None
             self._runs[key] = run
             self._runs.move_to_end(key)

@@ -1,0 +1,250 @@
+"""A bounded pool of training processes.
+
+Training in a thread of the server process shares one interpreter lock with everything the server does
+(building views and figures, answering browsers): measured, a watched run trained at a quarter of its
+speed. Each worker here is a separate process with one torch thread, started once and reused.
+
+Messages are bytes, never pickles: a JSON header, and where needed a safetensors payload (the points of
+the data set going in, the weights of each snapshot coming out). A worker that dies mid-run is noticed
+(end of file on its pipe) and replaced; the run reports an error and can be retried.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing as mp
+import os
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+
+from .config import Config
+from .data import Dataset
+from .train import Snapshot
+
+__all__ = ["WorkerPool", "WorkerDied", "encode", "decode"]
+
+log = logging.getLogger("flowviz.workers")
+
+
+class WorkerDied(RuntimeError):
+    """The worker process stopped in the middle of a run."""
+
+
+def encode(header: dict, tensors: dict | None = None) -> bytes:
+    """JSON header (length-prefixed) + optional safetensors payload of numpy arrays."""
+    from safetensors.numpy import save
+
+    head = json.dumps(header).encode()
+    body = save({k: np.ascontiguousarray(v) for k, v in tensors.items()}) if tensors else b""
+    return len(head).to_bytes(4, "little") + head + body
+
+
+def decode(raw: bytes) -> tuple[dict, dict]:
+    from safetensors.numpy import load
+
+    n = int.from_bytes(raw[:4], "little")
+    header = json.loads(raw[4:4 + n])
+    body = raw[4 + n:]
+    return header, (load(body) if body else {})
+
+
+class _PipeCancel:
+    """cancel.is_set() for train_iter: a 'cancel' message on the pipe, checked between steps."""
+
+    def __init__(self, conn):
+        self.conn, self.flag = conn, False
+
+    def is_set(self) -> bool:
+        while not self.flag and self.conn.poll():
+            if self.conn.recv_bytes() == b"cancel":
+                self.flag = True
+        return self.flag
+
+
+def _worker_main(conn, threads: int) -> None:  # pragma: no cover - runs in the child process
+    import torch
+
+    from .train import train_iter
+
+    torch.set_num_threads(threads)
+    while True:
+        try:
+            raw = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        if raw == b"cancel":  # arrived after its run had ended
+            continue
+        header, arrays = decode(raw)
+        try:
+            cfg = Config.from_dict(header["config"])
+            ds = Dataset(arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
+                         int(header["n_classes"]))
+            for s in train_iter(cfg, data=ds, log_every=int(header["log_every"]), cancel=_PipeCancel(conn),
+                                keep_state=True):
+                head = {k: getattr(s, k) for k in ("step", "total_steps", "loss", "train_accuracy", "test_accuracy",
+                                                   "test_loss", "elapsed", "steps_per_second", "done", "cancelled",
+                                                   "error")}
+                conn.send_bytes(encode(head, {k: v.numpy() for k, v in s.state.items()}))
+        except Exception as e:  # report, keep serving
+            conn.send_bytes(encode({"fatal": f"{type(e).__name__}: {e}"}))
+
+
+class _Worker:
+    def __init__(self, ctx, threads: int):
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_worker_main, args=(child, threads), daemon=True, name="flowviz-worker")
+        self.proc.start()
+        child.close()
+
+    def alive(self) -> bool:
+        return self.proc.is_alive()
+
+    def stop(self):
+        try:
+            self.conn.close()
+        finally:
+            self.proc.join(2)
+            if self.proc.is_alive():
+                self.proc.kill()
+
+
+class WorkerPool:
+    """``size`` worker processes (one torch thread each); ``train`` borrows one for a run."""
+
+    def __init__(self, size: int, threads: int = 1):
+        method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+        self._ctx = mp.get_context(method)
+        if method == "forkserver":
+            self._ctx.set_forkserver_preload(["flowviz.workers", "flowviz.train"])
+        self.size, self.threads = size, threads
+        self._free: list[_Worker] = []
+        self._busy: set[_Worker] = set()
+        self._cond = threading.Condition()
+        self._started = 0
+        self.replaced = 0  # workers that died and were replaced
+
+    def _take(self, cancel) -> _Worker | None:
+        with self._cond:
+            while True:
+                if cancel is not None and cancel.is_set():
+                    return None
+                if self._free:
+                    w = self._free.pop()
+                    self._busy.add(w)
+                    return w
+                if self._started < self.size:
+                    self._started += 1
+                    break
+                self._cond.wait(0.2)
+        try:
+            w = _Worker(self._ctx, self.threads)
+        except Exception:
+            with self._cond:
+                self._started -= 1
+            raise
+        with self._cond:
+            self._busy.add(w)
+        return w
+
+    def _give(self, w: _Worker, healthy: bool):
+        with self._cond:
+            self._busy.discard(w)
+            if healthy and w.alive():
+                self._free.append(w)
+            else:
+                self._started -= 1
+                self.replaced += 1
+                w.stop()
+            self._cond.notify()
+
+    def train(self, config: Config, data: Dataset, *, log_every: int, cancel=None,
+              started=None) -> Iterator[Snapshot]:
+        """Snapshots of ``config`` trained in a worker; ``started()`` is called once a worker has the run.
+
+        Raises WorkerDied if the process stops mid-run.
+        """
+        w = self._take(cancel)
+        if w is None:
+            yield Snapshot(0, config.train_steps, float("nan"), float("nan"), float("nan"), float("nan"), 0.0, 0.0,
+                           None, done=True, cancelled=True)
+            return
+        healthy = False
+        try:
+            if started is not None:
+                started()
+            w.conn.send_bytes(encode({"config": config.to_dict(), "n_classes": data.n_classes,
+                                      "log_every": log_every},
+                                     {"x_train": data.x_train, "y_train": data.y_train, "x_test": data.x_test,
+                                      "y_test": data.y_test}))
+            sent_cancel = False
+            while True:
+                if cancel is not None and cancel.is_set() and not sent_cancel:
+                    w.conn.send_bytes(b"cancel")
+                    sent_cancel = True
+                if not w.conn.poll(0.05):
+                    if not w.alive():
+                        raise WorkerDied("the training process stopped unexpectedly")
+                    continue
+                try:
+                    head, arrays = decode(w.conn.recv_bytes())
+                except (EOFError, OSError):
+                    raise WorkerDied("the training process stopped unexpectedly") from None
+                if "fatal" in head:
+                    healthy = True
+                    raise RuntimeError(head["fatal"])
+                import torch
+
+                state = {k: torch.from_numpy(v) for k, v in arrays.items()}
+                snap = Snapshot(head["step"], head["total_steps"], head["loss"], head["train_accuracy"],
+                                head["test_accuracy"], head["test_loss"], head["elapsed"], head["steps_per_second"],
+                                state, done=head["done"], cancelled=head["cancelled"], error=head["error"])
+                yield snap
+                if snap.done:
+                    healthy = True
+                    return
+        finally:
+            self._give(w, healthy)
+
+    def prestart(self, n: int = 1) -> threading.Thread:
+        """Start up to ``n`` idle workers in the background, so the first run does not wait for one."""
+
+        def work():
+            for _ in range(n):
+                with self._cond:
+                    if self._started >= self.size:
+                        return
+                    self._started += 1
+                try:
+                    w = _Worker(self._ctx, self.threads)
+                except Exception:
+                    log.exception("could not start a worker process")
+                    with self._cond:
+                        self._started -= 1
+                    return
+                with self._cond:
+                    self._free.append(w)
+                    self._cond.notify()
+
+        t = threading.Thread(target=work, name="flowviz-prestart", daemon=True)
+        t.start()
+        return t
+
+    def busy_pids(self) -> list[int]:
+        """Process ids of the workers training right now (tests kill one to simulate a crash)."""
+        with self._cond:
+            return [w.proc.pid for w in self._busy]
+
+    def shutdown(self):
+        with self._cond:
+            free, self._free = self._free, []
+        for w in free:
+            w.stop()
+
+
+def default_mode() -> str:
+    """``process`` (default) or ``thread``: FLOWVIZ_WORKER_MODE."""
+    m = os.environ.get("FLOWVIZ_WORKER_MODE", "process").strip().lower()
+    return m if m in ("process", "thread") else "process"
