@@ -146,7 +146,7 @@ def deformed_grid(model: FlowModel, extent, *, n_lines: int = 11, n_pts: int = 4
 @torch.no_grad()
 def transported_surfaces(model: FlowModel, extent, *, res: int = 100, ks: np.ndarray | None = None) -> Surfaces:
     """u(t_k, x) = f(Phi_(k->L)(x)) on a res x res grid of the step-k plane, for each k in ks."""
-    ks = frame_steps(model.L, LIVE_FRAMES if live else MAX_FRAMES) if ks is None else np.asarray(ks)
+    ks = frame_steps(model.L) if ks is None else np.asarray(ks)
     x1, x2, pts = plane_grid(extent, res)
     u = np.stack([model.transported(np.c_[pts, np.zeros((len(pts), model.dim - 2), np.float32)], int(k))
                   for k in ks])

@@ -17,8 +17,9 @@ def _settle(at, timeout=60):
         at.run()
         assert not at.exception, at.exception
         live = any("Live view" in c.value for c in at.caption)
-        if at.get("plotly_chart") and not live and any(m.label == "step" for m in at.metric) and \
-                any("done" in str(p.proto) or "cancelled" in str(p.proto) for p in at.get("progress")):
+        finished = any("done" in str(p.proto) or "cancelled" in str(p.proto) for p in at.get("progress")) or \
+            any(c.value.endswith(("· done", "· cancelled")) for c in at.caption)  # presentation mode: one line
+        if at.get("plotly_chart") and not live and finished:
             return at
         time.sleep(0.3)
     raise AssertionError("the run did not finish in time")
