@@ -175,6 +175,7 @@ def train_batched(configs: list[Config], *, data=None, log_every: int = 10, canc
             snap(step, live, done=True)
     finally:
         torch.set_num_threads(saved_threads)
+        torch.set_flush_denormal(False)  # the thread's default again (hypothesis and numpy expect IEEE subnormals)
     results = []
     for i, m in enumerate(models):
         m.train(False)

@@ -141,6 +141,7 @@ def train_iter(config: Config, *, data=None, log_every: int = 10, cancel=None,
         yield from _loop(config, model, opt, params, backup, gen, xtr, ytr, snap, cancel, log_every)
     finally:
         torch.set_num_threads(saved_threads)
+        torch.set_flush_denormal(False)  # the thread's default again (hypothesis and numpy expect IEEE subnormals)
 
 
 def _loop(config, model, opt, params, backup, gen, xtr, ytr, snap, cancel, log_every):

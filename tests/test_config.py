@@ -3,7 +3,7 @@ import json
 import math
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flowviz import ACTIVATIONS, CHOICES, DATASETS, FIELDS, STEPPERS, Config, ConfigError, preset, preset_names
@@ -24,7 +24,7 @@ configs = st.fixed_dictionaries({f.name: _strategy(f) for f in dataclasses.field
                                  if f.name != "batch_size"}).map(lambda d: Config(**d))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(configs)
 def test_query_and_json_round_trips_are_lossless(cfg):
     q = cfg.to_query()
