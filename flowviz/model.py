@@ -26,6 +26,9 @@ __all__ = ["FlowModel", "build_model"]
 # the plain (non-residual) net evaluates its block at t_k and drops the shortcut
 _GRID_BUFFERS = ("P", "s", "P_blocks")  # derived from the config, not learned
 _PLAIN = Tableau(c=(1.0,), a=((),), b=(1.0,), order=0)
+# Above this many bytes of activations, training recomputes each step in the backward (torch.utils.checkpoint)
+# rather than keeping them: the largest configs the limits allow stay within 2 GB (bench/memory.py).
+GENERIC_BUDGET = 256 * 2**20
 
 
 def _array_io(fn):
@@ -140,7 +143,14 @@ class FlowModel(nn.Module):
         if noise_gen is not None and eps > 0:
             def noise(k, s, xk):
                 return math.sqrt(2 * eps * s) * torch.randn(xk.shape, generator=noise_gen, device=xk.device)
-        return integrate(f, x, self.times[k0:k1 + 1], self.tab, record=record, noise=noise)
+        return integrate(f, x, self.times[k0:k1 + 1], self.tab, record=record, noise=noise,
+                         checkpoint=training and self._activation_bytes(x.shape[0], k1 - k0) > GENERIC_BUDGET)
+
+    def _activation_bytes(self, n: int, steps: int) -> int:
+        """What plain autograd would keep for ``steps`` steps of n points (a rough upper estimate)."""
+        c = self.config
+        per_eval = {"two_layer": 3 * c.width, "mlp": 3 * c.width * c.mlp_depth, "antisymmetric": 4 * self.dim}
+        return 4 * n * steps * self.tab.stages * (per_eval[c.field] + 4 * self.dim)
 
     def forward(self, x: Tensor, *, noise_gen: torch.Generator | None = None) -> Tensor:
         """Logits F(x) for points x (n, 2): f o Phi_(0->L) o lift."""

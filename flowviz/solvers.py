@@ -18,6 +18,7 @@ from typing import Optional
 
 import numpy as np
 import torch
+import torch.utils.checkpoint
 from torch import Tensor
 
 __all__ = ["Tableau", "STEPPERS", "integrate", "reference_solution"]
@@ -51,15 +52,18 @@ Noise = Optional[Callable[[int, float, Tensor], Tensor]]  # noqa: UP045
 
 
 def integrate(f: StageField, x0: Tensor, times, tab: Tableau, *, record: bool = False,
-              noise: Noise = None) -> Tensor:
+              noise: Noise = None, checkpoint: bool = False) -> Tensor:
     """Solve x' = v(t, x) on the partition ``times`` (length L+1) from x0 (n, d).
 
     Returns x_L (n, d), or with ``record`` the whole trajectory (L+1, n, d).
+    ``checkpoint``: keep only x_k for the backward and recompute each step's stages there
+    (memory O(L n d) instead of O(L S n width); the noise is drawn outside, so it is not redrawn).
     """
     times = [float(t) for t in times]
     x = x0
     xs = [x0] if record else None
-    for k in range(len(times) - 1):
+
+    def step(k: int, x: Tensor) -> Tensor:
         t0, s = times[k], times[k + 1] - times[k]
         ks: list[Tensor] = []
         for i, c in enumerate(tab.c):
@@ -72,7 +76,12 @@ def integrate(f: StageField, x0: Tensor, times, tab: Tableau, *, record: bool = 
         for bi, ki in zip(tab.b, ks):
             if bi != 0.0:
                 incr = ki * (s * bi) if incr is None else incr + ki * (s * bi)
-        x = x + incr
+        return x + incr
+
+    recompute = checkpoint and torch.is_grad_enabled()
+    for k in range(len(times) - 1):
+        s = times[k + 1] - times[k]
+        x = torch.utils.checkpoint.checkpoint(step, k, x, use_reentrant=False) if recompute else step(k, x)
         if noise is not None:
             x = x + noise(k, s, x)
         if record:

@@ -81,7 +81,7 @@ def penalties(model: FlowModel, x0: torch.Tensor | None = None) -> torch.Tensor:
             d = (p[1:] - p[:-1]).pow(2).flatten(1).sum(1)  # (L-1,)
             total = total + c.smoothness * (d / model.s[1:]).sum()
     if c.kinetic > 0 and x0 is not None:
-        xs = model.flow(x0, record=True)  # (L+1, n, d)
+        xs = model.flow(x0, record=True, training=model.training)  # (L+1, n, d)
         dx2 = (xs[1:] - xs[:-1]).pow(2).sum(-1).mean(-1)  # (L,)
         total = total + c.kinetic * (dx2 / model.s).sum()
     return total

@@ -125,3 +125,32 @@ def test_recomputing_activations_gives_the_same_gradients(act, monkeypatch):
     torch.testing.assert_close(l_keep, l_re, rtol=0, atol=0)
     for n in g_keep:
         torch.testing.assert_close(g_keep[n], g_re[n], rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("kw", [dict(scheme="rk4"), dict(field="mlp"), dict(field="antisymmetric", scheme="midpoint"),
+                                dict(viscosity=0.1), dict(kinetic=0.1)])
+def test_recomputing_steps_in_the_backward_gives_the_same_gradients(kw, monkeypatch):
+    # the general path checkpoints each step when autograd's activations would be too large
+    import flowviz.model as fm
+
+    cfg = Config(n_steps=5, width=8, time_mode="continuous", knots=3, **kw)
+    x, y = torch.randn(40, 2), torch.randint(0, 2, (40,))
+
+    def loss_and_grads():
+        m = build_model(cfg, 2)
+        m.train()
+        gen = torch.Generator().manual_seed(1)
+        loss = F.cross_entropy(m(x, noise_gen=gen if cfg.viscosity else None), y)
+        if cfg.kinetic:
+            from flowviz.train import penalties
+
+            loss = loss + penalties(m, m.lift(x))
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in m.named_parameters()}
+
+    l_keep, g_keep = loss_and_grads()
+    monkeypatch.setattr(fm, "GENERIC_BUDGET", 0)
+    l_re, g_re = loss_and_grads()
+    torch.testing.assert_close(l_keep, l_re)
+    for n in g_keep:
+        torch.testing.assert_close(g_keep[n], g_re[n], rtol=1e-5, atol=1e-7)
