@@ -51,7 +51,8 @@ def main(argv=None):
         big = {"n_samples": 200, "n_steps": 8, "width": 8, "train_steps": a.steps}
     runs = {
         "reference (moons, n = 1,000, L = 32, width 16, 300 steps)":
-            {"dataset": "moons", "n_samples": 1000, "n_steps": 32, "width": 16, "train_steps": 300 if not a.small else 5},
+            {"dataset": "moons", "n_samples": 1000, "n_steps": 32, "width": 16,
+             "train_steps": 5 if a.small else 300},
         "largest two_layer / euler (hand-written chain)": dict(big, field="two_layer"),
         "largest two_layer / rk4 (autograd)": dict(big, field="two_layer", scheme="rk4"),
         "largest mlp / euler (autograd)": dict(big, field="mlp"),

@@ -61,7 +61,7 @@ def main(argv=None):
                 page.close()
                 page = browser.new_page(viewport={"width": 1280, "height": 720})
                 page.goto(link(200 + rep))
-                page.wait_for_function("() => document.body.innerText.includes('training')", timeout=60_000)
+                page.wait_for_function("() => /training|done/.test(document.body.innerText)", timeout=60_000)
                 page.close()  # nobody watches this one ...
                 time.sleep(a.steps / a.min_rate)  # ... until it has surely finished
                 page = browser.new_page(viewport={"width": 1280, "height": 720})
