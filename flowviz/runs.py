@@ -1,6 +1,12 @@
 """Runs trained outside the page's script run, shared by config.
 
-A :class:`Run` trains in a worker thread and publishes its latest snapshot;
+Settings (environment, with defaults): ``FLOWVIZ_WORKERS`` (training processes; the CPU count),
+``FLOWVIZ_WORKER_MODE`` (``process``, or ``thread`` to train inside the server), ``FLOWVIZ_UNWATCHED_S``
+(cancel a run no page has looked at for this long; 120), and the disk cache's ``FLOWVIZ_CACHE_DIR`` and
+``FLOWVIZ_CACHE_ENTRIES`` (see ``flowviz.cache``). Finished runs are kept in memory, least recently used
+first out, up to ``keep`` (32).
+
+A :class:`Run` trains in a worker process (see ``flowviz.workers``) and publishes its latest snapshot;
 the page polls it, so moving a slider or switching a tab never touches
 training. The :class:`Registry` keys runs by their config (and the CSV data,
 if any): two sessions asking for the same config share one run, at most
@@ -45,6 +51,14 @@ def data_key(data: Dataset | None) -> str:
     return h.hexdigest()[:12]
 
 
+def _out_of_memory(e: BaseException) -> bool:
+    """A CUDA out-of-memory error, raised here or reported by a worker process."""
+    import torch
+
+    return isinstance(e, torch.cuda.OutOfMemoryError) or "CUDA out of memory" in str(e) or \
+        "OutOfMemoryError" in str(e)
+
+
 class Run:
     """One training run in a worker thread. Read ``status``, ``latest``, ``history`` and ``views()``."""
 
@@ -55,6 +69,7 @@ class Run:
         self.key = config.key() + data_key(data if config.dataset == "csv" else None)
         self.status = "queued"  # queued, training, done, cancelled, error
         self.error: str | None = None
+        self.notice: str | None = None  # something the page should say (a CPU retry after a GPU ran out of memory)
         self.latest: Snapshot | None = None
         self.history: list[dict] = []
         self.cancel = threading.Event()
@@ -87,40 +102,56 @@ class Run:
                 self.status = "cancelled"
                 return
             try:
-                every = max(1, min(25, self.config.train_steps // 40 or 1))
-                if self._pool is not None:  # a worker process: its own interpreter lock, one torch thread
+                self._train(self.config)
+            except Exception as e:  # only a GPU out-of-memory error gets here
+                log.warning("run %s: %s; training again on the CPU", self.key, e)
+                self.notice = "The GPU ran out of memory for this run; it was trained again on the CPU."
+                self.history, self.latest = [], None
+                try:
+                    self._train(self.config.replace(device="cpu"))
+                except Exception as e2:
+                    log.exception("run %s failed on the CPU too", self.key)
+                    self.error, self.status = f"training failed: {type(e2).__name__}: {e2}", "error"
 
-                    def started():
-                        self.status = "training"
+    def _train(self, config: Config):
+        """Train ``config`` (in a worker process or this thread), publishing snapshots as they come."""
+        try:
+            every = max(1, min(25, config.train_steps // 40 or 1))
+            if self._pool is not None:  # a worker process: its own interpreter lock, one torch thread
 
-                    snaps = self._pool.train(self.config, self.data, log_every=every, cancel=self.cancel,
-                                             started=started)
-                else:
+                def started():
                     self.status = "training"
-                    snaps = train_iter(self.config, data=self.data, log_every=every, cancel=self.cancel,
-                                       keep_state=True)
-                for snap in snaps:
-                    if snap.state is None and snap.cancelled:  # cancelled before a worker took it
-                        self.status = "cancelled"
-                        return
-                    self.history.append(snap.record())
-                    self.latest = snap
-                if self.latest is not None and self.latest.error:
-                    self.error, self.status = self.latest.error, "error"
-                elif self.latest is not None and self.latest.cancelled:
+
+                snaps = self._pool.train(config, self.data, log_every=every, cancel=self.cancel,
+                                         started=started)
+            else:
+                self.status = "training"
+                snaps = train_iter(config, data=self.data, log_every=every, cancel=self.cancel,
+                                   keep_state=True)
+            for snap in snaps:
+                if snap.state is None and snap.cancelled:  # cancelled before a worker took it
                     self.status = "cancelled"
-                else:
-                    self.status = "done"
-                    self._store()
-                self.views(final=True)  # the full picture, once, in the worker
-            except FlowvizError as e:
-                self.error, self.status = str(e), "error"
-            except WorkerDied as e:
-                log.error("run %s: %s", self.key, e)
-                self.error, self.status = f"{e}; the last state is kept. Press Train to try again.", "error"
-            except Exception as e:  # never let a worker die silently; the page shows the message
-                log.exception("run %s failed", self.key)
-                self.error, self.status = f"training failed: {type(e).__name__}: {e}", "error"
+                    return
+                self.history.append(snap.record())
+                self.latest = snap
+            if self.latest is not None and self.latest.error:
+                self.error, self.status = self.latest.error, "error"
+            elif self.latest is not None and self.latest.cancelled:
+                self.status = "cancelled"
+            else:
+                self.status = "done"
+                self._store()
+            self.views(final=True)  # the full picture, once, in the worker
+        except FlowvizError as e:
+            self.error, self.status = str(e), "error"
+        except WorkerDied as e:
+            log.error("run %s: %s", self.key, e)
+            self.error, self.status = f"{e}; the last state is kept. Press Train to try again.", "error"
+        except Exception as e:  # never let a worker die silently; the page shows the message
+            if _out_of_memory(e):
+                raise  # _work retries on the CPU
+            log.exception("run %s failed", self.key)
+            self.error, self.status = f"training failed: {type(e).__name__}: {e}", "error"
 
     def _store(self):
         """Keep the finished run on disk (generated data only: uploaded points are not in the config)."""
@@ -190,6 +221,20 @@ class Job:
             if self.cancel.is_set():
                 self.status = "cancelled"
                 return
+            try:
+                self._train(self.config)
+            except Exception as e:  # only a GPU out-of-memory error gets here
+                log.warning("run %s: %s; training again on the CPU", self.key, e)
+                self.notice = "The GPU ran out of memory for this run; it was trained again on the CPU."
+                self.history, self.latest = [], None
+                try:
+                    self._train(self.config.replace(device="cpu"))
+                except Exception as e2:
+                    log.exception("run %s failed on the CPU too", self.key)
+                    self.error, self.status = f"training failed: {type(e2).__name__}: {e2}", "error"
+
+    def _train(self, config: Config):
+        if True:
             self.status = "running"
             try:
                 self.result = self._fn(self._progress, self.cancel)
@@ -215,10 +260,16 @@ class Registry:
     """Runs keyed by config; bounded workers; finished runs kept least-recently-used."""
 
     def __init__(self, max_workers: int | None = None, keep: int = 32, mode: str | None = None,
-                 prestart: bool = True):
+                 prestart: bool = True, unwatched_s: float | None = None):
         self.max_workers = max_workers or int(os.environ.get("FLOWVIZ_WORKERS", 0)) or (os.cpu_count() or 1)
         self.mode = mode or default_mode()
         self.pool = WorkerPool(self.max_workers) if self.mode == "process" else None
+        # a run that no page has asked about for this long is cancelled (a closed tab must not hold a worker)
+        self.unwatched_s = float(unwatched_s if unwatched_s is not None else
+                                 os.environ.get("FLOWVIZ_UNWATCHED_S", "120"))
+        self.cancelled_unwatched = 0
+        self._stop = threading.Event()
+        threading.Thread(target=self._reap, name="flowviz-reaper", daemon=True).start()
         if self.pool is not None and prestart:
             self.pool.prestart(1)
         self.keep = keep
@@ -229,8 +280,20 @@ class Registry:
         self.started = 0  # runs actually started (for tests and the load benchmark)
         atexit.register(self.shutdown)
 
+    def _reap(self):
+        while not self._stop.wait(min(5.0, max(0.1, self.unwatched_s / 4))):
+            now = time.time()
+            with self._lock:
+                idle = [r for r in self._runs.values()
+                        if not r.finished and not r.cancel.is_set() and now - r.last_seen > self.unwatched_s]
+            for r in idle:
+                log.info("cancelling run %s: nobody has watched it for %.0f s", r.key, now - r.last_seen)
+                r.cancel.set()
+                self.cancelled_unwatched += 1
+
     def shutdown(self, timeout: float = 5.0):
         """Cancel every run and wait for the workers (a thread killed inside torch aborts the process)."""
+        self._stop.set()
         with self._lock:
             runs = list(self._runs.values()) + list(self._jobs.values())
         for r in runs:

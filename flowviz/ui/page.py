@@ -245,6 +245,8 @@ def _progress_body():
     snap = run.latest
     if run.status == "queued":
         st.info(f"Waiting for a free worker ({registry().queued_before(run)} runs ahead).")
+    if run.notice:
+        st.info(run.notice)
     if ss.present:  # one line, so the figure keeps the projector frame
         if snap:
             st.caption(f"step {snap.step} / {run.config.train_steps} · loss {snap.loss:.4f} · train accuracy "

@@ -1,0 +1,199 @@
+"""The bad-input catalogue: each case gets a clear message, and what was there before stays."""
+
+import io
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+import flowviz
+from flowviz import Config, TrainingDiverged
+from flowviz.errors import CheckpointError, DataError
+from flowviz.runio import model_from_bytes, weights_bytes
+from flowviz.ui import lecture
+from flowviz.ui.page import config_from_query, handle_upload
+
+# ---------------------------------------------------------------- links: query parameters
+QUERY_CASES = [
+    ({"bogus": "1"}, "bogus", "unknown config key"),
+    ({"n_steps": "abc"}, "n_steps", "not a valid int"),
+    ({"n_steps": "3.5"}, "n_steps", "whole number"),
+    ({"lr": "nan"}, "lr", "finite"),
+    ({"horizon": "inf"}, "horizon", "finite"),
+    ({"n_samples": "-5"}, "n_samples", "out of range"),
+    ({"n_steps": "1e9"}, "n_steps", "out of range"),
+    ({"width": "100000"}, "width", "hard limit"),
+    ({"dataset": "donut"}, "dataset", "not one of"),
+    ({"scheme": "heun"}, "scheme", "not one of"),
+    ({"time_input": "maybe"}, "time_input", "boolean"),
+    ({"dataset": "x" * 5000}, "dataset", "too long"),
+    ({"horizon": "0"}, "horizon", "out of range"),
+    ({"batch_size": "5000", "n_samples": "100"}, "batch_size", "larger than n_samples"),
+]
+
+
+@pytest.mark.parametrize("q, key, msg", QUERY_CASES, ids=[c[1] + "-" + c[2][:12] for c in QUERY_CASES])
+def test_bad_link_values_fall_back_with_a_notice(q, key, msg):
+    cfg, notices = config_from_query(q, Config())
+    text = " ".join(notices)
+    assert key in text and msg in text, text
+    if key in Config.keys():
+        assert getattr(cfg, key) == getattr(Config(), key)  # the default stays for the bad key
+    rest = {k: v for k, v in q.items() if k != key}
+    assert cfg == Config.from_query(rest)  # the good keys of the link still apply, nothing else changed
+
+
+def test_link_flags_that_are_not_ours_are_named():
+    scenario, present, hidden, notices = lecture.link_flags({"scenario": "nope", "hide": "data,evil", "present": "1"})
+    assert scenario is None and present and hidden == {"data"}
+    assert any("scenario" in n for n in notices) and any("evil" in n for n in notices)
+
+
+# ---------------------------------------------------------------- CSV uploads
+GOOD = (np.array([[0, 0], [1, 1], [2, 2], [3, 3]], np.float32), np.array([0, 1, 0, 1]))
+CSV_CASES = [
+    (b"", "empty"),
+    (b"a,b,c\n1,2,0\n2,3,1\n3,4,0\n4,5,1\n", "header must be x1,x2,label"),
+    (b"x1,x2,label\n1,two,0\n2,3,1\n3,4,0\n4,5,1\n", "not a number"),
+    (b"x1,x2,label\nnan,2,0\n2,3,1\n3,4,0\n4,5,1\n", "NaN or infinite"),
+    (b"x1,x2,label\ninf,2,0\n2,3,1\n3,4,0\n4,5,1\n", "NaN or infinite"),
+    (b"x1,x2,label\n1,2,0\n2,3,0\n3,4,0\n4,5,0\n", "single class"),
+    (b"x1,x2,label\n" + b"1,2,0\n2,3,1\n" * 10_001, "at most"),
+    (b"\x00\x01\x02binary\xff\xfe" * 100, "binary"),
+    (b"x1,x2,label\n" + b"1.0,2.0,1\n" * 300_000, "too large"),
+    (b"x1,x2,label\n1,2\n2,3,1\n3,4,0\n4,5,1\n", "expected 3 values"),
+    (b"x1,x2,label\n1,2,0.5\n2,3,1\n3,4,0\n4,5,1\n", "whole numbers"),
+    (b"x1,x2,label\n1,2,0\n2,3,1\n", "at least 4"),
+]
+
+
+@pytest.mark.parametrize("raw, msg", CSV_CASES, ids=[c[1] for c in CSV_CASES])
+def test_bad_csv_uploads_are_refused_and_the_previous_points_kept(raw, msg):
+    ss = {"csv": GOOD, "csv_name": None}
+
+    class SS(dict):
+        __getattr__ = dict.__getitem__
+        __setattr__ = dict.__setitem__
+
+    state = SS(ss)
+    errors, oks = [], []
+    handle_upload(state, "points.csv", raw, error=errors.append, ok=oks.append)
+    assert errors and not oks and msg in errors[0], errors
+    assert "previous data stay" in errors[0] and state["csv"] is GOOD
+
+
+# ---------------------------------------------------------------- run imports
+@pytest.fixture(scope="module")
+def trained():
+    return flowviz.train(Config(n_samples=100, n_steps=3, width=4, train_steps=5, time_mode="tied"))
+
+
+def _import(name, raw):
+    class SS(dict):
+        __getattr__ = dict.__getitem__
+        __setattr__ = dict.__setitem__
+
+    ss = SS(config=Config(), run_key="before", scenario=None, autostart=False)
+    err = lecture.import_upload(ss, name, raw, registry=None, data_for=None)
+    return err, ss
+
+
+IMPORT_CASES = [
+    ("model.safetensors", lambda r: pickle.dumps(r.model.state_dict()), "not a safetensors file"),
+    ("model.safetensors", lambda r: weights_bytes(r.model)[:60], "truncated"),
+    ("model.safetensors", lambda r: b"", "not a safetensors file"),
+    ("model.safetensors", lambda r: _torch_zip(r), "not a safetensors file"),
+    ("model.safetensors", lambda r: _foreign(), "not written by flowviz"),
+    ("model.safetensors", lambda r: _wrong_shapes(r), "shape"),
+    ("model.safetensors", lambda r: _other_family(r), "do not fit"),
+    ("model.safetensors", lambda r: _bad_config(r), "config is not valid"),
+    ("config.json", lambda r: b'{"n_steps": -3}', "n_steps"),
+    ("config.json", lambda r: b"not json at all", "not valid JSON"),
+    ("config.json", lambda r: b'{"config": {"dataset": "donut"}}', "dataset"),
+    ("run.pkl", lambda r: pickle.dumps({"a": 1}), "safetensors or a config.json"),
+]
+
+
+def _torch_zip(r):
+    buf = io.BytesIO()
+    torch.save(r.model.state_dict(), buf)
+    return buf.getvalue()
+
+
+def _foreign():
+    from safetensors.torch import save
+
+    return save({"w": torch.zeros(3)})
+
+
+def _meta(r, **over):
+    d = {"format": "flowviz-run-1", "config": r.config.to_json(), "n_classes": "2"}
+    d.update(over)
+    return d
+
+
+def _wrong_shapes(r):
+    from safetensors.torch import save
+
+    sd = {k: v.contiguous() for k, v in r.model.state_dict().items()}
+    sd["field.W1"] = torch.zeros(1, 3, 3)
+    return save(sd, metadata=_meta(r))
+
+
+def _other_family(r):
+    from safetensors.torch import save
+
+    sd = {k: v.contiguous() for k, v in r.model.state_dict().items()}
+    return save(sd, metadata=_meta(r, config=r.config.replace(field="antisymmetric").to_json()))
+
+
+def _bad_config(r):
+    from safetensors.torch import save
+
+    sd = {k: v.contiguous() for k, v in r.model.state_dict().items()}
+    return save(sd, metadata=_meta(r, config='{"width": 99999}'))
+
+
+@pytest.mark.parametrize("name, make, msg", IMPORT_CASES, ids=[f"{c[0]}-{c[2][:16]}" for c in IMPORT_CASES])
+def test_bad_imports_are_refused_and_nothing_changes(trained, name, make, msg):
+    err, ss = _import(name, make(trained))
+    assert err is not None and msg in err, err
+    assert "Nothing was changed" in err and ss["run_key"] == "before" and ss["config"] == Config()
+
+
+def test_a_good_import_gives_identical_predictions(trained):
+    m = model_from_bytes(weights_bytes(trained.model))
+    np.testing.assert_array_equal(m.predict_proba(trained.data.x), trained.model.predict_proba(trained.data.x))
+
+
+# ---------------------------------------------------------------- numerical trouble
+def test_a_diverging_learning_rate_keeps_the_last_finite_state():
+    cfg = Config(n_samples=200, optimizer="sgd", lr=10.0, horizon=50.0, n_steps=2, train_steps=50)
+    with pytest.raises(TrainingDiverged, match="smaller learning rate") as e:
+        flowviz.train(cfg)
+    r = e.value.result
+    assert all(torch.isfinite(p).all() for p in r.model.parameters())
+    assert np.isfinite(r.model.predict_proba(r.data.x)).all()
+
+
+def test_a_step_size_that_overflows_is_reported_in_a_run():
+    from flowviz.runs import Registry
+
+    reg = Registry(max_workers=1, mode="thread")
+    try:
+        run = reg.start(Config(n_samples=200, optimizer="sgd", lr=5.0, horizon=100.0, n_steps=1, train_steps=200,
+                               weight_decay=0.0))
+        run.join(60)
+        assert run.status == "error" and "diverged" in run.error and "step size" in run.error
+        assert run.latest is not None and np.isfinite(run.latest.loss) or run.latest.step == 0
+        assert run.views() is not None  # the last good picture stays on screen
+    finally:
+        reg.shutdown()
+
+
+def test_direct_api_errors_are_typed():
+    with pytest.raises(DataError):
+        flowviz.load_csv(b"x1,x2,label\n")
+    with pytest.raises(CheckpointError):
+        model_from_bytes(b"garbage-bytes")

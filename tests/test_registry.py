@@ -1,0 +1,133 @@
+"""The run registry: sharing, the worker bound, eviction, the disk cache, unwatched runs, faults."""
+
+import os
+import signal
+import time
+
+import pytest
+import torch
+
+import flowviz
+from flowviz.runs import Registry
+
+TINY = flowviz.Config(n_samples=120, n_steps=4, width=8, train_steps=30)
+
+
+def _wait(pred, timeout=60):
+    t = time.time()
+    while time.time() - t < timeout:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture
+def reg():
+    r = Registry(max_workers=2, mode="thread")
+    yield r
+    r.shutdown()
+
+
+def test_two_sessions_with_one_config_share_one_run(reg):
+    a = reg.start(TINY.replace(seed=11))
+    b = reg.start(TINY.replace(seed=11))
+    assert a is b and reg.started == 1
+    a.join(60)
+    assert reg.start(TINY.replace(seed=11)) is a and reg.started == 1  # finished results are shared too
+
+
+def test_the_worker_bound_holds_under_a_burst(reg):
+    runs = [reg.start(TINY.replace(seed=100 + i, train_steps=300)) for i in range(8)]
+    peak = 0
+    while not all(r.finished for r in runs):
+        peak = max(peak, reg.active())
+        assert sum(r.status == "queued" for r in runs) >= 0
+        time.sleep(0.01)
+    assert 1 <= peak <= reg.max_workers
+    assert all(r.status == "done" for r in runs) and reg.started == 8
+
+
+def test_finished_runs_are_evicted_least_recently_used_first():
+    reg = Registry(max_workers=1, keep=3, mode="thread")
+    try:
+        runs = [reg.start(TINY.replace(seed=200 + i, train_steps=5)) for i in range(3)]
+        for r in runs:
+            r.join(30)
+        reg.get(runs[0].key)  # recently used
+        extra = reg.start(TINY.replace(seed=299, train_steps=5))
+        extra.join(30)
+        assert reg.get(runs[0].key) is not None and reg.get(runs[1].key) is None
+    finally:
+        reg.shutdown()
+
+
+def test_disk_cache_survives_a_restart(tmp_path, monkeypatch):
+    monkeypatch.setenv("FLOWVIZ_CACHE_DIR", str(tmp_path))
+    cfg = TINY.replace(seed=300)
+    first = Registry(max_workers=1, mode="thread")
+    run = first.start(cfg)
+    run.join(60)
+    first.shutdown()
+    second = Registry(max_workers=1, mode="thread")  # a restarted server
+    again = second.start(cfg)
+    assert again.from_cache and again.finished and second.started == 0
+    x = run.data.x
+    assert abs(again.latest.train_accuracy - run.latest.train_accuracy) < 1e-9
+    va, vb = run.views(), again.views()
+    assert (va.predicted == vb.predicted).all() and va.output_points.shape == vb.output_points.shape == (len(x), 2)
+    second.shutdown()
+
+
+def test_a_run_nobody_watches_is_cancelled():
+    reg = Registry(max_workers=1, mode="thread", unwatched_s=0.5)
+    try:
+        run = reg.start(TINY.replace(seed=400, train_steps=20000, n_samples=1000))
+        assert _wait(lambda: run.finished, timeout=30)
+        assert run.status == "cancelled" and reg.cancelled_unwatched == 1 and run.latest.step < 20000
+        watched = reg.start(TINY.replace(seed=401, train_steps=400))
+        while not watched.finished:  # a page polling it keeps it alive
+            reg.get(watched.key)
+            time.sleep(0.1)
+        assert watched.status == "done"
+    finally:
+        reg.shutdown()
+
+
+def test_a_gpu_out_of_memory_error_retries_on_the_cpu(monkeypatch):
+    import flowviz.runs as runs_mod
+
+    real = runs_mod.train_iter
+    calls = []
+
+    def flaky(config, **kw):
+        calls.append(config.device)
+        if config.device != "cpu":
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (simulated)")
+        return real(config, **kw)
+
+    monkeypatch.setattr(runs_mod, "train_iter", flaky)
+    reg = Registry(max_workers=1, mode="thread")
+    try:
+        run = reg.start(TINY.replace(seed=500, device="auto"))
+        run.join(60)
+        assert calls == ["auto", "cpu"] and run.status == "done"
+        assert "ran out of memory" in run.notice and run.error is None
+    finally:
+        reg.shutdown()
+
+
+def test_a_killed_worker_process_is_an_error_and_the_pool_recovers():
+    reg = Registry(max_workers=1, mode="process")
+    try:
+        run = reg.start(TINY.replace(seed=600, train_steps=20000, n_samples=1000))
+        assert _wait(lambda: run.latest is not None and reg.pool.busy_pids(), timeout=60)
+        os.kill(reg.pool.busy_pids()[0], signal.SIGKILL)
+        assert _wait(lambda: run.finished, timeout=30)
+        assert run.status == "error" and "stopped unexpectedly" in run.error and "Train" in run.error
+        assert run.latest is not None  # the last state stays on screen
+        retry = reg.start(TINY.replace(seed=600, train_steps=60, n_samples=1000))
+        retry.join(120)
+        assert retry.status == "done" and reg.pool.replaced == 1
+    finally:
+        reg.shutdown()
