@@ -323,6 +323,8 @@ class Registry:
             cached = None if restart else cache.load(config) if config.dataset != "csv" else None
             run = Run(config, ds, self._gate, restored=cached, pool=self.pool)
             self.started += cached is None
+            log.info("run %s %s (runs started: %d)", run.key, "from the disk cache" if cached else "started",
+                     self.started)
             self._runs[key] = run
             self._runs.move_to_end(key)
             self._evict()

@@ -134,6 +134,7 @@ class WorkerPool:
                 if self._free:
                     w = self._free.pop()
                     self._busy.add(w)
+                    log.info("workers busy: %d of %d", len(self._busy), self.size)
                     return w
                 if self._started < self.size:
                     self._started += 1
@@ -147,6 +148,7 @@ class WorkerPool:
             raise
         with self._cond:
             self._busy.add(w)
+            log.info("workers busy: %d of %d", len(self._busy), self.size)
         return w
 
     def _give(self, w: _Worker, healthy: bool):

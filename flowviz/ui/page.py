@@ -21,6 +21,16 @@ from .controls import block_formula, make_config, sidebar
 
 log = logging.getLogger("flowviz.ui")
 
+
+def _server_logging():
+    """flowviz's own messages (runs started, workers busy, faults) go to the server's stderr."""
+    root = logging.getLogger("flowviz")
+    if not root.handlers:
+        h = logging.StreamHandler()
+        h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(h)
+        root.setLevel(logging.INFO)
+
 TABS = ["Characteristics", "Decision surface", "Transport", "Velocity field", "Diagnostics", "Depth sweep",
         "Dictionary"]
 SIDE_BY_SIDE = "Side by side"  # shown when a scenario compares two runs
@@ -58,6 +68,7 @@ def registry() -> Registry:
 
     from ..presets import preset_configs, preset_names
 
+    _server_logging()
     reg = Registry()
     if os.environ.get("FLOWVIZ_WARM", "1") != "0":
         reg.warm([c for name in preset_names() for c in preset_configs(name)])

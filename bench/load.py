@@ -1,0 +1,166 @@
+"""A lecture hall on one server: many concurrent sessions in real headless Chromium pages, loopback only.
+
+Starts the real server (an empty run cache) and runs three phases, each bounded in time:
+
+1. S pages open the same scenario at once: time to the finished picture (p50, p95), errors, and how many
+   training runs the server started (the registry logs each): the target is exactly one;
+2. S pages open S distinct configs at once: every one completes, and the most workers busy at any moment
+   (the pool logs it) never exceeds the pool size;
+3. 200 pages are opened and closed in turn: the server's resident memory afterwards against before
+   (target: within 100 MB).
+
+The server's peak resident memory is printed; the last line gives the phase-1 p95 and the ratio of
+runs started to runs needed.
+
+    python bench/load.py [--sessions 30] [--cycles 200] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+from first_picture import ARGS, DONE, _port  # noqa: E402
+
+
+def _rss_mb(pid: int) -> float:
+    """Resident memory of the server and its worker processes, in MB."""
+    total = 0.0
+    for p in [pid] + _children(pid):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) / 1024
+        except OSError:
+            pass
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    try:
+        for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            out += [int(c)] + _children(int(c))
+    except OSError:
+        pass
+    return out
+
+
+def main(argv=None):
+    from playwright.sync_api import sync_playwright
+
+    import flowviz
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sessions", type=int, default=30)
+    ap.add_argument("--cycles", type=int, default=200)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=150, help="training steps of each run")
+    ap.add_argument("--timeout", type=float, default=600, help="seconds allowed per phase")
+    a = ap.parse_args(argv)
+    tmp = tempfile.mkdtemp()
+    port = _port()
+    log_path = Path(tmp) / "server.log"
+    env = dict(os.environ, FLOWVIZ_CACHE_DIR=str(Path(tmp) / "cache"), FLOWVIZ_WORKERS=str(a.workers))
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                               "--server.headless", "true", "--server.address", "127.0.0.1"], cwd=ROOT, env=env,
+                              stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
+    peak = [0.0]
+    stop = threading.Event()
+
+    def sample():
+        while not stop.wait(0.5):
+            peak[0] = max(peak[0], _rss_mb(server.pid))
+
+    threading.Thread(target=sample, daemon=True).start()
+    base = flowviz.Config(n_samples=300, train_steps=a.steps, n_steps=8)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(url + "/_stcore/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+
+            def wave(links):
+                pages, t0 = [], time.perf_counter()
+                for link in links:
+                    p = browser.new_page(viewport={"width": 1024, "height": 700})
+                    p.goto(link, wait_until="commit")
+                    pages.append(p)
+                times, errors = [], 0
+                for p in pages:
+                    left = max(1.0, a.timeout - (time.perf_counter() - t0))
+                    try:
+                        p.wait_for_function(DONE, timeout=left * 1000)
+                        times.append(time.perf_counter() - t0)
+                        if p.locator("[data-testid='stException']").count():
+                            errors += 1
+                    except Exception:
+                        errors += 1
+                for p in pages:
+                    p.close()
+                return times, errors
+
+            def q(cfg):
+                return url + "/?" + "&".join(f"{k}={v}" for k, v in cfg.to_query().items())
+
+            # 1. the same preset for everybody
+            same = base.replace(seed=1)
+            t1, e1 = wave([q(same)] * a.sessions)
+            started_1 = len(re.findall(r"runs started: \d+", log_path.read_text()))
+            # 2. a different config each
+            t2, e2 = wave([q(base.replace(seed=1000 + i)) for i in range(a.sessions)])
+            busy = [int(m) for m in re.findall(r"workers busy: (\d+) of", log_path.read_text())]
+            started = [int(m) for m in re.findall(r"runs started: (\d+)", log_path.read_text())]
+            # 3. open and close pages in turn
+            time.sleep(2)
+            before = _rss_mb(server.pid)
+            t0 = time.perf_counter()
+            for i in range(a.cycles):
+                if time.perf_counter() - t0 > a.timeout:
+                    break
+                p = browser.new_page(viewport={"width": 1024, "height": 700})
+                p.goto(q(same))
+                p.wait_for_function(DONE, timeout=60_000)
+                p.close()
+            cycles = i + 1
+            time.sleep(3)
+            after = _rss_mb(server.pid)
+            browser.close()
+    finally:
+        stop.set()
+        server.terminate()
+        server.wait(10)
+
+    def pct(v, p):
+        return statistics.quantiles(v, n=100)[p - 1] if len(v) >= 2 else (v[0] if v else float("nan"))
+
+    print(f"phase 1: {a.sessions} sessions, one preset: p50 {pct(t1, 50):.1f} s, p95 {pct(t1, 95):.1f} s to the "
+          f"finished picture; errors {e1}; training runs started {started_1} (target 1)")
+    print(f"phase 2: {a.sessions} distinct configs: p50 {pct(t2, 50):.1f} s, p95 {pct(t2, 95):.1f} s; errors {e2}; "
+          f"runs started {max(started) - started_1 if started else 0}; most workers busy at once "
+          f"{max(busy) if busy else 0} (pool {a.workers})")
+    print(f"phase 3: {cycles} sessions opened and closed: server memory {before:.0f} MB before, {after:.0f} MB "
+          f"after ({after - before:+.0f} MB; target within 100 MB)")
+    print(f"server peak resident memory (with its workers): {peak[0]:.0f} MB")
+    print(f"phase-1 p95 {pct(t1, 95):.1f} s; ratio of runs started to runs needed = {started_1 / 1:.2f}")
+
+
+if __name__ == "__main__":
+    main()
