@@ -131,15 +131,13 @@ def main(argv=None):
             # 3. open and close pages in turn
             time.sleep(2)
             before = _rss_mb(server.pid)
-            t0 = time.perf_counter()
-            for i in range(a.cycles):
-                if time.perf_counter() - t0 > a.timeout:
-                    break
+            t0, cycles = time.perf_counter(), 0
+            while cycles < a.cycles and time.perf_counter() - t0 < a.timeout:
                 p = browser.new_page(viewport={"width": 1024, "height": 700})
                 p.goto(q(same))
                 p.wait_for_function(DONE, timeout=60_000)
                 p.close()
-            cycles = i + 1
+                cycles += 1
             time.sleep(3)
             after = _rss_mb(server.pid)
             browser.close()
