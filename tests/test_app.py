@@ -192,3 +192,18 @@ def test_import_of_a_run_and_of_garbage():
     run = registry().get(ss["run_key"])
     assert run.finished and run.config == r.config
     assert abs(run.latest.train_accuracy - r.metrics["train_accuracy"]) < 1e-6
+
+
+def test_export_buttons_and_the_offline_characteristics_file():
+    import re
+
+    from flowviz import plots
+    from flowviz.ui.page import registry
+
+    at = _settle(_app(SMALL).run())
+    labels = [str(e.proto.label) for e in at.get("download_button")]
+    assert sorted(labels) == sorted(["characteristics.html", "model.safetensors", "config.json", "data.csv",
+                                     "trajectories.npz", "metrics.json"])
+    run = registry().get(at.session_state["run_key"])
+    html = plots.characteristics(run.views()).to_html(include_plotlyjs=True, auto_play=False)
+    assert not re.search(r"<script[^>]+src=", html) and "Plotly.addFrames" in html  # offline, animated
