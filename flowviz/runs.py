@@ -221,20 +221,6 @@ class Job:
             if self.cancel.is_set():
                 self.status = "cancelled"
                 return
-            try:
-                self._train(self.config)
-            except Exception as e:  # only a GPU out-of-memory error gets here
-                log.warning("run %s: %s; training again on the CPU", self.key, e)
-                self.notice = "The GPU ran out of memory for this run; it was trained again on the CPU."
-                self.history, self.latest = [], None
-                try:
-                    self._train(self.config.replace(device="cpu"))
-                except Exception as e2:
-                    log.exception("run %s failed on the CPU too", self.key)
-                    self.error, self.status = f"training failed: {type(e2).__name__}: {e2}", "error"
-
-    def _train(self, config: Config):
-        if True:
             self.status = "running"
             try:
                 self.result = self._fn(self._progress, self.cancel)
