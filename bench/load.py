@@ -18,21 +18,18 @@ runs started to runs needed.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from first_picture import ARGS, DONE, _port  # noqa: E402
+from first_picture import ARGS, DONE, _port, _serve  # noqa: E402
 
 
 def _rss_mb(pid: int) -> float:
@@ -73,10 +70,7 @@ def main(argv=None):
     tmp = tempfile.mkdtemp()
     port = _port()
     log_path = Path(tmp) / "server.log"
-    env = dict(os.environ, FLOWVIZ_CACHE_DIR=str(Path(tmp) / "cache"), FLOWVIZ_WORKERS=str(a.workers))
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                               "--server.headless", "true", "--server.address", "127.0.0.1"], cwd=ROOT, env=env,
-                              stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
+    server = _serve(port, Path(tmp) / "cache", env={"FLOWVIZ_WORKERS": str(a.workers)}, log=log_path)
     peak = [0.0]
     stop = threading.Event()
 
@@ -88,12 +82,6 @@ def main(argv=None):
     base = flowviz.Config(n_samples=300, train_steps=a.steps, n_steps=8)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(url + "/_stcore/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
 
