@@ -1,8 +1,17 @@
-"""flowviz web app: `streamlit run app.py` (or `make run`)."""
+"""flowviz web app: `streamlit run app.py` (or `make run`).
 
-from flowviz.ui import main
+Streamlit runs this file once per visit to draw the page (``__main__``). `streamlit run` also finds the
+``st.App`` below and serves it: its start-up hook loads flowviz and starts a training process before the
+first visitor arrives (flowviz/ui/server.py).
+"""
 
-# Streamlit runs this file as __main__; the guard keeps worker processes (which re-import the main module
-# under another name) from starting a page of their own.
-if __name__ == "__main__":
+if __name__ == "__main__":  # a visitor's page (and streamlit.testing's AppTest)
+    from flowviz.ui import main
+
     main()
+elif __name__ != "__mp_main__":  # the server imports `app` (training processes import nothing here)
+    import streamlit as st
+
+    from flowviz.ui.server import lifespan
+
+    app = st.App(__file__, lifespan=lifespan)

@@ -39,6 +39,14 @@ __all__ = ["Run", "Job", "Registry", "data_key"]
 
 log = logging.getLogger("flowviz.runs")
 LIVE_EVERY_S = 1.0  # live views are rebuilt at most this often while training
+FIRST_LIVE_ETA_S = 1.0  # no first live view for a run this close to its end (its full views come next)
+
+
+def _eta(snap: Snapshot) -> float:
+    """Seconds of training left, from the snapshot's own speed (infinite before there is one)."""
+    if snap.steps_per_second <= 0:
+        return float("inf")
+    return (snap.total_steps - snap.step) / snap.steps_per_second
 
 
 def data_key(data: Dataset | None) -> str:
@@ -181,6 +189,8 @@ class Run:
                 return self._views
             if not final and self._views is not None and time.time() - self._views_time < LIVE_EVERY_S:
                 return self._views
+            if not final and (snap.done or (self._views is None and _eta(snap) < FIRST_LIVE_ETA_S)):
+                return self._views  # the full picture is about to come: a live one now would only delay it
             model = build_model(self.config, self.data.n_classes)
             model.load_state_dict(snap.state)
             v = analyse(model, self.data, history=list(self.history), live=not final)
@@ -256,8 +266,14 @@ class Registry:
         self.cancelled_unwatched = 0
         self._stop = threading.Event()
         threading.Thread(target=self._reap, name="flowviz-reaper", daemon=True).start()
-        if self.pool is not None and prestart:
-            self.pool.prestart(1)
+        self._prestart = self.pool.prestart(1) if self.pool is not None and prestart else None
+        if self.pool is not None:
+            # the cores belong to the training processes (and, on one machine, the browsers): the server's own
+            # torch work (views of a run) uses one thread. With two, its threads spun against busy cores:
+            # the full views of the reference run took 2.4 s instead of 0.4 s (FLOWVIZ_SERVER_THREADS).
+            import torch
+
+            torch.set_num_threads(max(1, int(os.environ.get("FLOWVIZ_SERVER_THREADS", "1"))))
         self.keep = keep
         self._gate = threading.Semaphore(self.max_workers)
         self._runs: OrderedDict[str, Run] = OrderedDict()
@@ -265,6 +281,13 @@ class Registry:
         self._lock = threading.Lock()
         self.started = 0  # runs actually started (for tests and the load benchmark)
         atexit.register(self.shutdown)
+
+    def ready(self, timeout: float | None = None) -> bool:
+        """Wait until the first training process has started (at most ``timeout`` s); True if it has."""
+        if self._prestart is not None:
+            self._prestart.join(timeout)
+            return not self._prestart.is_alive()
+        return True
 
     def _reap(self):
         while not self._stop.wait(min(5.0, max(0.1, self.unwatched_s / 4))):

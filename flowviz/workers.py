@@ -118,7 +118,8 @@ class WorkerPool:
         method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
         self._ctx = mp.get_context(method)
         if method == "forkserver":
-            self._ctx.set_forkserver_preload(["flowviz.workers", "flowviz.train"])
+            # torch._dynamo: torch.optim imports it on the first optimiser (1.4 s here); once, in the server
+            self._ctx.set_forkserver_preload(["flowviz.workers", "flowviz.train", "torch._dynamo"])
         self.size, self.threads = size, threads
         self._free: list[_Worker] = []
         self._busy: set[_Worker] = set()

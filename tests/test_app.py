@@ -207,3 +207,18 @@ def test_export_buttons_and_the_offline_characteristics_file():
     run = registry().get(at.session_state["run_key"])
     html = plots.characteristics(run.views()).to_html(include_plotlyjs=True, auto_play=False)
     assert not re.search(r"<script[^>]+src=", html) and "Plotly.addFrames" in html  # offline, animated
+
+
+def test_the_samples_figure_drawn_while_a_run_starts_shows_every_point_by_class_and_split():
+    import numpy as np
+
+    from flowviz import make_dataset, plots
+
+    data = make_dataset(Config(dataset="blobs", n_classes=3, n_samples=300, test_fraction=0.2))
+    fig = plots.samples(data)
+    for c in range(3):
+        for name, x, y in (("train", data.x_train, data.y_train), ("test", data.x_test, data.y_test)):
+            tr = [t for t in fig.data if t.name == f"{name}, class {c}"]
+            assert len(tr) == 1 and np.allclose(np.c_[tr[0].x, tr[0].y], x[y == c])
+    assert sum(len(t.x) for t in fig.data) == 300
+    assert fig.layout.yaxis.scaleanchor == "x" and "x<sub>1</sub>" in fig.layout.xaxis.title.text

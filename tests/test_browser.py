@@ -70,7 +70,8 @@ def browser():
 def _wait_final(page, timeout_ms=90_000):
     page.wait_for_selector(".js-plotly-plot", timeout=timeout_ms)
     page.wait_for_function("() => document.body.innerText.includes('done') && "
-                           "!document.body.innerText.includes('Live view')", timeout=timeout_ms)
+                           "!document.body.innerText.includes('Live view') && "
+                           "!document.body.innerText.includes('first picture appears')", timeout=timeout_ms)
 
 
 @pytest.mark.parametrize("size", [(1280, 720), (1920, 1080)])

@@ -132,3 +132,45 @@ def test_a_killed_worker_process_is_an_error_and_the_pool_recovers():
         assert retry.status == "done" and reg.pool.replaced == 1
     finally:
         reg.shutdown()
+
+
+def test_a_process_mode_server_keeps_one_torch_thread_for_itself():
+    saved = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        r = Registry(max_workers=1, mode="process", prestart=False)
+        assert torch.get_num_threads() == 1  # the cores belong to the workers (and the browsers)
+        r.shutdown()
+        torch.set_num_threads(2)
+        Registry(max_workers=1, mode="thread").shutdown()
+        assert torch.get_num_threads() == 2  # training in the server's own threads keeps its setting
+    finally:
+        torch.set_num_threads(saved)
+
+
+def test_no_first_live_view_for_a_run_about_to_finish_and_none_after_its_last_step():
+    """A live picture that would arrive after the full one only delays it (in the browser, too)."""
+    from flowviz.data import make_dataset
+    from flowviz.train import Snapshot, train
+
+    r = train(TINY)
+    reg = Registry(max_workers=1, mode="thread")
+    try:
+        run = reg.adopt(r.model, make_dataset(TINY), key_suffix="live-test")
+        state = {k: v.clone() for k, v in r.model.state_dict().items()}
+        run.status, run._final, run._views = "training", False, None  # as if still training
+
+        def snap(step, sps, done=False):
+            return Snapshot(step, 300, 0.5, 0.5, 0.5, 0.5, step / sps, sps, state, done=done)
+
+        run.latest = snap(290, 300.0)  # 10 steps left at 300 steps/s: the full views are 1/30 s away
+        assert run.views() is None
+        run.latest = snap(30, 100.0)  # 2.7 s left: a live view now
+        v = run.views()
+        assert v is not None and v.live
+        run.latest, run._views_time = snap(300, 300.0, done=True), 0.0  # trained; full views being made
+        assert run.views() is v  # the last live view stays, no new one is computed
+        run.status = "done"
+        assert not run.views().live  # the finished run shows the full picture
+    finally:
+        reg.shutdown()

@@ -14,6 +14,7 @@ from .figures import (
     diagnostics,
     learning_curves,
     presentation,
+    samples,
     spacetime,
     transport,
     velocity,
@@ -21,4 +22,4 @@ from .figures import (
 )
 
 __all__ = ["FIGURES", "characteristics", "decision", "transport", "spacetime", "velocity", "learning_curves",
-           "diagnostics", "weights", "presentation"]
+           "diagnostics", "weights", "presentation", "samples"]

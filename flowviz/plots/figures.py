@@ -132,6 +132,27 @@ def _char_title(v: FlowViews, k) -> str:
             f"({shown} of {v.characteristics.n_total} points{_dims_note(v)})")
 
 
+def samples(data, height: int = 680) -> go.Figure:
+    """The data set before training: the points x_0 coloured by class, train and test (drawn while the first
+    picture of a run is on its way, so the page is never empty)."""
+    fig = go.Figure()
+    n_tr = len(data.x_train)
+    for c in range(data.n_classes):
+        for name, x, y, sym in (("train", data.x_train, data.y_train, "circle"),
+                                ("test", data.x_test, data.y_test, "diamond")):
+            m = y == c
+            if m.any():
+                fig.add_trace(go.Scatter(x=_f32(x[m, 0]), y=_f32(x[m, 1]), mode="markers", name=f"{name}, class {c}",
+                                         marker=dict(color=PALETTE[c], size=7 if name == "train" else 9, symbol=sym,
+                                                     line=dict(color="white", width=0.5))))
+    e = data.extent()
+    fig.update_xaxes(range=[e[0], e[1]])
+    fig.update_yaxes(range=[e[2], e[3]])
+    _equal_axes(fig)
+    _layout(fig, f"The samples x_0: {n_tr} to train on, {len(data.x_test)} to test; training…", height=height)
+    return fig.update_layout(legend=TOP_LEGEND, margin=dict(t=100))
+
+
 def decision(obj) -> go.Figure:
     """F = u(0, .) on the input plane with train/test points (misclassified ringed), beside f on the output space."""
     v = _views(obj)

@@ -15,21 +15,13 @@ from ..config import Config
 from ..data import Dataset, load_csv, make_dataset, split
 from ..errors import FlowvizError
 from ..presets import preset_info
-from ..runs import Registry, Run
+from ..runs import Run
 from . import lecture, sweep_tab
 from .controls import block_formula, make_config, sidebar
+from .server import registry
 
 log = logging.getLogger("flowviz.ui")
 
-
-def _server_logging():
-    """flowviz's own messages (runs started, workers busy, faults) go to the server's stderr."""
-    root = logging.getLogger("flowviz")
-    if not root.handlers:
-        h = logging.StreamHandler()
-        h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        root.addHandler(h)
-        root.setLevel(logging.INFO)
 
 TABS = ["Characteristics", "Decision surface", "Transport", "Velocity field", "Diagnostics", "Depth sweep",
         "Dictionary"]
@@ -59,20 +51,6 @@ A residual block x_k = x_(k-1) + s_k V_k(x_(k-1)) is one forward-Euler step of t
 u is constant along each path, so the colour under a point never changes as it moves: that is the method of
 characteristics. Deep means a fine partition: small steps, each making a little progress along a smooth flow.
 """
-
-
-@st.cache_resource
-def registry() -> Registry:
-    """One run registry per server process, shared by all sessions; prebuilt scenarios are warmed up."""
-    import os
-
-    from ..presets import preset_configs, preset_names
-
-    _server_logging()
-    reg = Registry()
-    if os.environ.get("FLOWVIZ_WARM", "1") != "0":
-        reg.warm([c for name in preset_names() for c in preset_configs(name)])
-    return reg
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -253,6 +231,7 @@ def _progress_body():
     if run is None:
         st.info("Press **Train** to start.")
         return
+    _rerun_when_finished(ss, run)
     snap = run.latest
     if run.status == "queued":
         st.info(f"Waiting for a free worker ({registry().queued_before(run)} runs ahead).")
@@ -277,6 +256,16 @@ def _progress_body():
         st.error(run.error)
 
 
+def _rerun_when_finished(ss, run: Run) -> None:
+    """Once the run (and a compared one) has finished, rerun the page: the live refresh stops and the full
+    views are drawn. Both fragments check, so the picture follows within half a second."""
+    cmp_run = _compare_run(ss)
+    finished = run.finished and (cmp_run is None or cmp_run.finished)
+    if finished and ss.get("_shown_final") != (run.key, run.status, ss.get("compare_key")):
+        ss["_shown_final"] = (run.key, run.status, ss.get("compare_key"))
+        st.rerun()
+
+
 def progress(live: bool):
     st.fragment(run_every=0.5 if live else None)(_progress_body)()
 
@@ -288,12 +277,14 @@ def _views_body():
         return
     v = run.views()
     cmp_run = _compare_run(ss)
-    finished = run.finished and (cmp_run is None or cmp_run.finished)
-    if finished and ss.get("_shown_final") != (run.key, run.status, ss.get("compare_key")):
-        ss["_shown_final"] = (run.key, run.status, ss.get("compare_key"))
-        st.rerun()  # turn the live refresh off
-    if v is None:
-        st.caption("The first picture appears after the first snapshot…")
+    _rerun_when_finished(ss, run)
+    if v is None:  # the data meanwhile (and the browser loads its plotting code while the run trains)
+        try:
+            st.plotly_chart(lecture.style(plots.samples(run.data), ss.present), width="stretch", theme=None,
+                            key="fig_samples")
+        except Exception:
+            log.exception("samples figure failed")
+        st.caption("Training… the flow's first picture appears in a moment.")
         return
     if v.live:
         st.caption("Live view (coarser, refreshed about once a second); the full picture follows when training ends.")

@@ -1,0 +1,76 @@
+"""What the server process holds for all sessions, and what it does once at start-up.
+
+``streamlit run app.py`` finds the ``st.App`` in app.py and runs its ``lifespan`` before the first visitor
+can connect: the page's modules are imported (torch, plotly: about 1.5 s here), the run registry is made and
+its first training process started (which imports torch on its own core meanwhile), and prebuilt scenarios
+are loaded from the disk cache. Without this, the first visitor waited for all of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from contextlib import asynccontextmanager
+
+log = logging.getLogger("flowviz.ui")
+
+_lock = threading.Lock()
+_registry = None
+
+
+def _server_logging():
+    """flowviz's own messages (runs started, workers busy, faults) go to the server's stderr."""
+    root = logging.getLogger("flowviz")
+    if not root.handlers:
+        h = logging.StreamHandler()
+        h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(h)
+        root.setLevel(logging.INFO)
+
+
+def registry():
+    """The run registry of this server process, shared by all sessions; made on first use.
+
+    Prebuilt scenarios (``python -m flowviz prebuild``) are loaded and analysed in the background, unless
+    FLOWVIZ_WARM=0.
+    """
+    global _registry
+    with _lock:
+        if _registry is None:
+            from ..presets import preset_configs, preset_names
+            from ..runs import Registry
+
+            _server_logging()
+            _registry = Registry()
+            if os.environ.get("FLOWVIZ_WARM", "1") != "0":
+                _registry.warm([c for name in preset_names() for c in preset_configs(name)])
+        return _registry
+
+
+def start_up() -> None:
+    """Make the registry first (its training process starts importing torch at once, in parallel), then
+    import what the page needs, so that the first visitor waits for neither."""
+    import importlib
+
+    importlib.import_module("flowviz.runs")
+    reg = registry()
+    # st.cache_data checks its settings at import, and warns that no session runtime exists yet: expected here
+    quiet = logging.getLogger("streamlit.runtime.caching.cache_data_api")
+    level, quiet.level = quiet.level, logging.ERROR
+    try:
+        importlib.import_module("flowviz.ui.page")
+    finally:
+        quiet.setLevel(level)
+    started = reg.ready(timeout=60)
+    log.info("flowviz is ready%s", "" if started else " (the first training process is still starting)")
+
+
+@asynccontextmanager
+async def lifespan(app):
+    """Streamlit's start-up hook (``st.App(..., lifespan=lifespan)``): the health check answers once the
+    page's modules are loaded and a training process is waiting for the first run."""
+    import asyncio
+
+    await asyncio.to_thread(start_up)
+    yield
