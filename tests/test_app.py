@@ -17,7 +17,7 @@ def _settle(at, timeout=60):
         at.run()
         assert not at.exception, at.exception
         live = any("Live view" in c.value for c in at.caption)
-        finished = any("done" in str(p.proto) or "cancelled" in str(p.proto) for p in at.get("progress")) or \
+        finished = any(m.label == "status" and m.value in ("done", "cancelled") for m in at.metric) or \
             any(c.value.endswith(("· done", "· cancelled")) for c in at.caption)  # presentation mode: one line
         if at.get("plotly_chart") and not live and finished:
             return at

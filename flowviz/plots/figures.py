@@ -121,7 +121,7 @@ def characteristics(obj) -> go.Figure:
     fig.update_xaxes(range=[e[0], e[1]])
     fig.update_yaxes(range=[e[2], e[3]])
     _equal_axes(fig)
-    _layout(fig, _char_title(v, ks[0]), height=680, sliders=sliders, updatemenus=menus)
+    _layout(fig, _char_title(v, ks[0]), height=650, sliders=sliders, updatemenus=menus)
     fig.update_layout(legend=TOP_LEGEND, margin=dict(t=100))
     return fig
 

@@ -23,6 +23,21 @@ from .server import registry
 log = logging.getLogger("flowviz.ui")
 
 
+# On a short screen (a 1280 x 720 laptop or projector) the header, metrics and formula took 560 px and pushed
+# the figure below the fold: less padding, smaller numbers there. Tall screens keep the roomier layout.
+COMPACT_CSS = """
+<style>
+  header[data-testid="stHeader"] { background: transparent; }  /* its menu sits right of the title */
+  .block-container { padding-top: 2.6rem; }
+  [data-testid="stMetricValue"] { font-size: 1.9rem; }
+  @media (max-height: 860px) {
+    .block-container { padding-top: 0.8rem; }
+    [data-testid="stMetricValue"] { font-size: 1.5rem; }
+    .katex-display { margin: 0.1em 0 !important; }
+  }
+</style>
+"""
+
 TABS = ["Characteristics", "Decision surface", "Transport", "Velocity field", "Diagnostics", "Depth sweep",
         "Dictionary"]
 SIDE_BY_SIDE = "Side by side"  # shown when a scenario compares two runs
@@ -144,6 +159,7 @@ def main():
     if ss.present:
         st.html(lecture.PRESENT_CSS)
     else:
+        st.html(COMPACT_CSS)
         st.markdown("#### flowviz — a residual network is a flow")
         st.caption("x_k = x_(k−1) + s_k V_k(x_(k−1)) is one Euler step of x' = v(t, x) (Li & Shi 2017). "
                    "Choose data, a field and a partition; train; watch the characteristics carry the classes apart.")
@@ -244,14 +260,15 @@ def _progress_body():
         if run.error:
             st.error(run.error)
         return
-    cols = st.columns(5)
+    cols = st.columns(6)
     cols[0].metric("step", f"{snap.step if snap else 0} / {run.config.train_steps}")
     cols[1].metric("loss", f"{snap.loss:.4f}" if snap else "—")
     cols[2].metric("train accuracy", f"{snap.train_accuracy:.3f}" if snap else "—")
     cols[3].metric("test accuracy", f"{snap.test_accuracy:.3f}" if snap else "—")
     cols[4].metric("steps / s", f"{snap.steps_per_second:.0f}" if snap else "—")
+    cols[5].metric("status", run.status)
     if snap:
-        st.progress(min(1.0, snap.step / max(1, run.config.train_steps)), text=run.status)
+        st.progress(min(1.0, snap.step / max(1, run.config.train_steps)))
     if run.error:
         st.error(run.error)
 
