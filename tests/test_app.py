@@ -222,3 +222,21 @@ def test_the_samples_figure_drawn_while_a_run_starts_shows_every_point_by_class_
             assert len(tr) == 1 and np.allclose(np.c_[tr[0].x, tr[0].y], x[y == c])
     assert sum(len(t.x) for t in fig.data) == 300
     assert fig.layout.yaxis.scaleanchor == "x" and "x<sub>1</sub>" in fig.layout.xaxis.title.text
+
+
+def test_velocity_arrows_are_the_polyline_of_figure_factory_create_quiver():
+    import numpy as np
+    import plotly.figure_factory as ff
+
+    from flowviz.plots.figures import _arrows
+
+    rng = np.random.default_rng(0)
+    x, y = np.meshgrid(np.linspace(-2, 2, 7), np.linspace(-1, 1, 5))
+    x, y = x.ravel(), y.ravel()
+    u, w = rng.normal(size=x.size) * 0.2, rng.normal(size=x.size) * 0.2
+    ref = ff.create_quiver(x, y, u, w, scale=1.0).data[0]
+    ax, ay = _arrows(x, y, u, w)
+    for ours, theirs in ((ax, ref.x), (ay, ref.y)):
+        theirs = np.array([np.nan if t is None else t for t in theirs], dtype=float)
+        assert ours.shape == theirs.shape
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6, equal_nan=True)
