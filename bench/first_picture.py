@@ -6,11 +6,13 @@ too), opens the reference config by link and waits until training is done and th
 second page then opens the same link on the warm server, where the finished run is shared. Prints the
 medians; the last line gives the cold median against the 5 s target.
 
+With ``--bare``: the page is opened without a link, so the default config is trained.
+
 With ``--prebuilt``: the scenario is first trained into a disk cache (as `python -m flowviz prebuild`
 does); each repetition starts a fresh server on that cache, opens the page, then picks the scenario in
 the sidebar and times from the pick to its finished picture (target: 1 s).
 
-    python bench/first_picture.py [--reps 5] [--preset reference] [--prebuilt]
+    python bench/first_picture.py [--reps 5] [--preset reference] [--bare] [--prebuilt]
 """
 
 from __future__ import annotations
@@ -97,11 +99,12 @@ def main(argv=None):
     ap.add_argument("--preset", default="reference")
     ap.add_argument("--set", action="append", default=[], help="config overrides KEY=VALUE (tests use tiny runs)")
     ap.add_argument("--prebuilt", action="store_true", help="time a prebuilt scenario from the moment it is picked")
+    ap.add_argument("--bare", action="store_true", help="open the bare address (the default config) instead of a link")
     a = ap.parse_args(argv)
     if a.prebuilt:
         return prebuilt(a)
     cfg = flowviz.preset(a.preset).with_sets(a.set)
-    q = "&".join(f"{k}={v}" for k, v in cfg.to_query().items())
+    q = "" if a.bare else "&".join(f"{k}={v}" for k, v in cfg.to_query().items())
     cold, warm, boot = [], [], []
     with sync_playwright() as pw, tempfile.TemporaryDirectory() as tmp:
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
