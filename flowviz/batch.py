@@ -25,7 +25,7 @@ from .fastpath import FAST_ACTIVATIONS, euler_lanes, fold_weights, pack_lanes
 from .model import FlowModel, build_model
 from .train import Snapshot, TrainResult, cpu_threads, penalties, resolve_device
 
-__all__ = ["BATCH_KEYS", "batch_reason", "train_batched"]
+__all__ = ["BATCH_KEYS", "batch_reason", "lane_groups", "train_batched"]
 
 # keys that may differ between members of one batch (they change the chain's length or weights, not its shape)
 BATCH_KEYS = ("n_steps", "horizon", "partition", "partition_ratio", "time_mode", "knots", "smoothness")
@@ -46,6 +46,21 @@ def batch_reason(configs: list[Config]) -> str | None:
             return "members differ in more than their discretisation: " + ", ".join(
                 sorted(k for k in other if other[k] != getattr(c0, k)))
     return None
+
+
+def lane_groups(configs: list[Config], n: int) -> list[list[int]]:
+    """The members split into at most ``n`` groups of whole lanes (``pack_lanes``), lanes dealt round-robin.
+
+    Members are independent models (one joint optimiser acts element by element), so each group can train as
+    its own batch, in its own process, with the same numbers: a sweep L = 1..64 is two lanes of 64 blocks,
+    one per core.
+    """
+    plan = pack_lanes([c.n_steps for c in configs])
+    lanes = [[m for m, slot in enumerate(plan.slots) if slot[0] == lane] for lane in range(plan.lanes)]
+    groups: list[list[int]] = [[] for _ in range(max(1, min(n, len(lanes))))]
+    for j, lane in enumerate(lanes):
+        groups[j % len(groups)].extend(lane)
+    return [sorted(g) for g in groups if g]
 
 
 class _Batch:
@@ -95,7 +110,8 @@ def train_batched(configs: list[Config], *, data=None, log_every: int = 10, canc
     xte, yte = torch.as_tensor(ds.x_test, device=dev), torch.as_tensor(ds.y_test, device=dev)
     params = [[p for p in m.parameters() if p.requires_grad] for m in models]
     opt_cls = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}[c0.optimizer]
-    opt = opt_cls([p for ps in params for p in ps], lr=c0.lr, weight_decay=c0.weight_decay)
+    # foreach: one kernel per tensor kind for all members' tensors (the default on a CPU is one loop per tensor)
+    opt = opt_cls([p for ps in params for p in ps], lr=c0.lr, weight_decay=c0.weight_decay, foreach=True)
     gen = torch.Generator(device=dev).manual_seed(c0.seed + 3)  # the same mini-batches as each run alone
     backup = [[p.detach().clone() for p in ps] for ps in params]
     histories: list[list[dict]] = [[] for _ in models]

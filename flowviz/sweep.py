@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from .analysis import plane_grid
-from .batch import batch_reason, train_batched
+from .batch import batch_reason, lane_groups, train_batched
 from .config import Config
 from .data import Dataset, make_dataset
 from .errors import ConfigError
@@ -195,12 +195,13 @@ def depth_transfer(models: list[FlowModel], data: Dataset, evaluated: list[int])
 
 def run_sweep(base: Config, key: str, values: list, *, data=None, batched: bool = True, log_every: int = 25,
               progress: Callable[[float, str], None] | None = None, cancel=None,
-              transfer_to: list[int] | None = None) -> SweepResult:
+              transfer_to: list[int] | None = None, pool=None) -> SweepResult:
     """Train one member per value of ``key`` (other keys from ``base``) and measure each.
 
     ``batched``: train members that differ only in their discretisation as one batch (they give the
-    same numbers as one by one). ``transfer_to``: extra L' columns for the depth-transfer matrix,
-    which is computed when the sweep varies n_steps.
+    same numbers as one by one). ``pool`` (a ``workers.WorkerPool``): spread the batch's lanes over its
+    free training processes, one group of lanes each (the same numbers again). ``transfer_to``: extra L'
+    columns for the depth-transfer matrix, which is computed when the sweep varies n_steps.
     """
     if key not in VARY_KEYS:
         raise ConfigError(f"cannot sweep {key!r}; a sweep varies one of: {', '.join(VARY_KEYS)}")
@@ -217,7 +218,11 @@ def run_sweep(base: Config, key: str, values: list, *, data=None, batched: bool 
         def on_step(step, snaps):
             say(0.8 * step / max(base.train_steps, 1), f"batched training: step {step} of {base.train_steps}")
 
-        results = train_batched(configs, data=ds, log_every=log_every, cancel=cancel, progress=on_step)
+        if pool is not None and pool.size > 1 and len(lane_groups(configs, pool.size)) > 1:
+            results = pool.train_batched(configs, ds, log_every=log_every, cancel=cancel,
+                                         progress=lambda step: on_step(step, None))
+        else:
+            results = train_batched(configs, data=ds, log_every=log_every, cancel=cancel, progress=on_step)
         walls = [time.perf_counter() - t0] * len(configs)
     else:
         if batched and len(configs) > 1:

@@ -78,6 +78,9 @@ def _worker_main(conn, threads: int) -> None:  # pragma: no cover - runs in the 
         if raw == b"cancel":  # arrived after its run had ended
             continue
         header, arrays = decode(raw)
+        if "configs" in header:
+            _serve_batched(conn, header, arrays)
+            continue
         try:
             cfg = Config.from_dict(header["config"])
             ds = Dataset(arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
@@ -90,6 +93,27 @@ def _worker_main(conn, threads: int) -> None:  # pragma: no cover - runs in the 
                 conn.send_bytes(encode(head, {k: v.numpy() for k, v in s.state.items()}))
         except Exception as e:  # report, keep serving
             conn.send_bytes(encode({"fatal": f"{type(e).__name__}: {e}"}))
+
+
+def _serve_batched(conn, header: dict, arrays: dict) -> None:  # pragma: no cover - runs in the child process
+    """One group of a batched sweep: progress messages while it trains, then every member's result."""
+    from .batch import train_batched
+
+    try:
+        cfgs = [Config.from_dict(d) for d in header["configs"]]
+        ds = Dataset(arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
+                     int(header["n_classes"]))
+
+        def progress(step, snaps):
+            conn.send_bytes(encode({"progress": step}))
+
+        results = train_batched(cfgs, data=ds, log_every=int(header["log_every"]), cancel=_PipeCancel(conn),
+                                progress=progress)
+        head = {"results": [{"history": r.history, "metrics": r.metrics, "error": r.error} for r in results]}
+        conn.send_bytes(encode(head, {f"{i}/{k}": v.detach().cpu().numpy() for i, r in enumerate(results)
+                                      for k, v in r.model.state_dict().items()}))
+    except Exception as e:  # report, keep serving
+        conn.send_bytes(encode({"fatal": f"{type(e).__name__}: {e}"}))
 
 
 class _Worker:
@@ -210,6 +234,109 @@ class WorkerPool:
                     return
         finally:
             self._give(w, healthy)
+
+    def _take_upto(self, k: int, cancel) -> list[_Worker]:
+        """At least one worker (waiting for it) and up to ``k`` (those free or startable now): a caller never
+        waits while holding workers, so two sweeps cannot deadlock each other."""
+        first = self._take(cancel)
+        if first is None:
+            return []
+        got = [first]
+        while len(got) < k:
+            with self._cond:
+                if self._free:
+                    w = self._free.pop()
+                elif self._started < self.size:
+                    self._started += 1
+                    w = None
+                else:
+                    break
+                if w is not None:
+                    self._busy.add(w)
+            if w is None:
+                try:
+                    w = _Worker(self._ctx, self.threads)
+                except Exception:
+                    with self._cond:
+                        self._started -= 1
+                    break
+                with self._cond:
+                    self._busy.add(w)
+            got.append(w)
+        log.info("workers busy: %d of %d (a batched sweep on %d)", len(self._busy), self.size, len(got))
+        return got
+
+    def train_batched(self, configs: list[Config], data: Dataset, *, log_every: int = 25, cancel=None,
+                      progress=None) -> list:
+        """``batch.train_batched`` with the members' lanes spread over the free workers (one group each).
+
+        The same numbers as one batch in one process (members are independent); ``progress(step)`` reports
+        the slowest group's step. Raises WorkerDied if a process stops mid-run.
+        """
+        import torch
+
+        from .batch import lane_groups
+        from .model import build_model
+        from .train import TrainResult
+
+        workers = self._take_upto(len(lane_groups(configs, self.size)), cancel)
+        if not workers:
+            raise RuntimeError("cancelled before a worker was free")
+        groups = lane_groups(configs, len(workers))
+        for w in workers[len(groups):]:
+            self._give(w, True)
+        workers = workers[:len(groups)]
+        healthy = {id(w): False for w in workers}
+        out: dict[int, tuple] = {}
+        try:
+            for w, g in zip(workers, groups):
+                w.conn.send_bytes(encode(
+                    {"configs": [configs[i].to_dict() for i in g], "n_classes": data.n_classes,
+                     "log_every": log_every},
+                    {"x_train": data.x_train, "y_train": data.y_train, "x_test": data.x_test,
+                     "y_test": data.y_test}))
+            steps = {id(w): 0 for w in workers}
+            pending = dict(zip((id(w) for w in workers), zip(workers, groups)))
+            sent_cancel = False
+            while pending:
+                if cancel is not None and cancel.is_set() and not sent_cancel:
+                    for w, _ in pending.values():
+                        w.conn.send_bytes(b"cancel")
+                    sent_cancel = True
+                for key, (w, g) in list(pending.items()):
+                    if not w.conn.poll(0.02):
+                        if not w.alive():
+                            raise WorkerDied("a training process stopped unexpectedly")
+                        continue
+                    try:
+                        head, arrays = decode(w.conn.recv_bytes())
+                    except (EOFError, OSError):
+                        raise WorkerDied("a training process stopped unexpectedly") from None
+                    if "fatal" in head:
+                        healthy[key] = True
+                        raise RuntimeError(head["fatal"])
+                    if "progress" in head:
+                        steps[key] = int(head["progress"])
+                        if progress is not None:
+                            progress(min(steps.values()))
+                        continue
+                    healthy[key] = True
+                    for j, (i, res) in enumerate(zip(g, head["results"])):
+                        state = {k.split("/", 1)[1]: torch.from_numpy(v) for k, v in arrays.items()
+                                 if k.split("/", 1)[0] == str(j)}
+                        out[i] = (state, res)
+                    del pending[key]
+        finally:
+            for w in workers:
+                self._give(w, healthy[id(w)])
+        results = []
+        for i, cfg in enumerate(configs):
+            state, res = out[i]
+            model = build_model(cfg, data.n_classes)
+            model.load_state_dict(state)
+            model.train(False)
+            results.append(TrainResult(cfg, model, data, res["history"], res["metrics"], res["error"]))
+        return results
 
     def prestart(self, n: int = 1) -> threading.Thread:
         """Start up to ``n`` idle workers in the background, so the first run does not wait for one."""

@@ -65,6 +65,77 @@ def test_batched_members_match_runs_one_by_one(key, values, extra):
             torch.testing.assert_close(pb, pa, rtol=1e-4, atol=1e-5, msg=n)
 
 
+@pytest.fixture(scope="module")
+def pool():
+    from flowviz.workers import WorkerPool
+
+    p = WorkerPool(2)
+    yield p
+    p.shutdown()
+
+
+def test_lane_groups_keep_whole_lanes_and_every_member_once():
+    from flowviz.batch import lane_groups
+
+    cfgs = [SMALL.replace(n_steps=L) for L in (1, 2, 4, 8, 16, 32, 64)]
+    assert lane_groups(cfgs, 2) == [[6], [0, 1, 2, 3, 4, 5]]  # [64] and [32, 16, 8, 4, 2, 1]
+    assert lane_groups(cfgs, 1) == [[0, 1, 2, 3, 4, 5, 6]]
+    assert lane_groups(cfgs, 8) == lane_groups(cfgs, 2)  # no more groups than lanes
+    three = [SMALL.replace(n_steps=L) for L in (4, 4, 4, 2, 1)]  # lanes [4], [4], [4], [2, 1]
+    g = lane_groups(three, 3)
+    assert sorted(i for grp in g for i in grp) == [0, 1, 2, 3, 4] and len(g) == 3
+    assert any({3, 4} <= set(grp) for grp in g)  # the members sharing a lane stay together
+
+
+def test_a_batch_spread_over_worker_processes_gives_the_same_numbers(pool):
+    """Members are independent: each group of lanes trained as its own batch in its own process."""
+    configs = [SMALL.replace(n_steps=L, batch_size=64) for L in (1, 2, 4, 8)]
+    ds = make_dataset(SMALL)
+    one = train_batched(configs, data=ds, log_every=10)
+    steps = []
+    spread = pool.train_batched(configs, ds, log_every=10, progress=steps.append)
+    assert steps and steps == sorted(steps) and steps[-1] <= SMALL.train_steps
+    for a, b in zip(one, spread):
+        assert b.config == a.config and b.error is None
+
+        def no_clock(h):
+            return [{k: v for k, v in r.items() if k != "elapsed"} for r in h]
+
+        assert no_clock(b.history) == no_clock(a.history)
+        for (n, pa), pb in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+            torch.testing.assert_close(pb, pa, rtol=1e-5, atol=1e-6, msg=n)
+
+
+def test_two_sweeps_sharing_a_pool_of_two_both_finish(pool):
+    """Each takes the workers free at once and never waits while holding one: no deadlock."""
+    import threading
+
+    ds = make_dataset(SMALL)
+    out = {}
+
+    def sweep(name, Ls):
+        out[name] = pool.train_batched([SMALL.replace(n_steps=L, train_steps=20) for L in Ls], ds, log_every=10)
+
+    ts = [threading.Thread(target=sweep, args=(n, Ls)) for n, Ls in (("a", (1, 2, 4)), ("b", (3, 6, 9)))]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(120)
+    assert not any(t.is_alive() for t in ts)
+    assert [r.metrics["steps"] for r in out["a"] + out["b"]] == [20] * 6
+
+
+def test_run_sweep_spreads_its_lanes_over_the_pool(pool, monkeypatch):
+    calls = []
+    real = pool.train_batched
+    monkeypatch.setattr(pool, "train_batched", lambda cfgs, *a, **kw: calls.append(len(cfgs)) or real(cfgs, *a, **kw))
+    s = run_sweep(SMALL, "n_steps", [1, 2, 4], pool=pool)
+    alone = run_sweep(SMALL, "n_steps", [1, 2, 4])
+    assert calls == [3] and s.batched and all(m.batched == 3 for m in s.members)
+    for a, b in zip(s.members, alone.members):
+        assert a.result.metrics["train_loss"] == pytest.approx(b.result.metrics["train_loss"], rel=1e-5)
+
+
 def test_batched_lanes_that_recompute_activations_match_too(monkeypatch):
     import flowviz.fastpath as fp
 

@@ -1,7 +1,8 @@
 """The depth and step-size explorer: sweep one key of the current config, compare the members.
 
-The sweep and coarse-to-fine training run as registry jobs (worker threads shared by
-sessions with the same request); this tab only reads their progress and results.
+The sweep and coarse-to-fine training run as registry jobs (shared by sessions with the same request; a
+batched sweep spreads its lanes over the free training processes); this tab only reads their progress and
+results.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def panel(reg: Registry, cfg: Config, data: Dataset) -> None:
         else:
             jk = _key("sweep", cfg.key(), k, values, len(data.x))
             reg.job(jk, lambda progress, cancel: run_sweep(cfg, k, values, data=data, progress=progress,
-                                                           cancel=cancel))
+                                                           cancel=cancel, pool=reg.pool))
             ss.sweep_job = jk
             st.rerun()  # the page refreshes while the sweep runs
     job = reg.get_job(ss["sweep_job"]) if ss.get("sweep_job") else None
