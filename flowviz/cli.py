@@ -121,7 +121,19 @@ def cmd_sweep(args) -> int:
             print(f"[{frac:4.0%}] {text}", file=sys.stderr)
             last[0] = frac
 
-    s = run_sweep(cfg, key, values, data=data, batched=not args.sequential, progress=progress, transfer_to=extra_L)
+    if args.workers < 1:
+        raise FlowvizError(f"--workers must be at least 1, not {args.workers}")
+    pool = None
+    if args.workers > 1 and not args.sequential:
+        from .workers import WorkerPool
+
+        pool = WorkerPool(args.workers)
+    try:
+        s = run_sweep(cfg, key, values, data=data, batched=not args.sequential, progress=progress,
+                      transfer_to=extra_L, pool=pool)
+    finally:
+        if pool is not None:
+            pool.shutdown()
     extra = []
     if len(s.members) >= 2:
         a, b = s.members[0], s.members[-1]
@@ -205,6 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="n_steps, horizon, scheme, time_mode or smoothness, e.g. n_steps=1,2,4,8,16,32,64")
     w.add_argument("--csv", help="points for dataset=csv")
     w.add_argument("--sequential", action="store_true", help="train members one by one (default: batched)")
+    w.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="spread the batch's lanes over N training processes (one core each; starting them takes "
+                        "a few seconds, so it pays for long sweeps). Default 1: this process")
     w.add_argument("--transfer-to", metavar="L1,L2", help="extra L' columns for the depth-transfer matrix")
     w.add_argument("--coarse-to-fine", metavar="L0:L1", help="also train coarse to fine from L0 to L1")
     w.add_argument("--out", required=True, help="directory for sweep.json and sweep.html")
