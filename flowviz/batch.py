@@ -70,14 +70,24 @@ class _Batch:
         self.models = models
         self.plan = pack_lanes([m.L for m in models])
 
-    def logits(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Every member's logits at points x (n, 2): shape (M, n, C)."""
         folded, base = [], None
         for m in self.models:
-            W1, b1, W2, b2 = (torch.tensordot(m.P, p, dims=1) for p in m.field.slot_params())
+            W1, b1, W2, b2 = m.stage_params()
             W1a, W2a, base = fold_weights(W1, b1, W2, b2, m.s, m.config.activation)
             folded.append((W1a, W2a))
         xs = euler_lanes(self.models[0].lift(x), folded, base, self.plan)  # (M, n, d)
-        return [m.head(xs[i]) for i, m in enumerate(self.models)]
+        # all heads in one product (each is f(x_L) = W x_L + b of its own member)
+        Wh = torch.stack([m.head_W for m in self.models])  # (M, C, d)
+        bh = torch.stack([m.head_b for m in self.models])  # (M, C)
+        return torch.baddbmm(bh[:, None, :], xs, Wh.transpose(1, 2))
+
+    def losses(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Every member's mean cross-entropy on (x, y): shape (M,)."""
+        z = self.logits(x)
+        M, n, C = z.shape
+        return F.cross_entropy(z.reshape(M * n, C), y.repeat(M), reduction="none").view(M, n).mean(1)
 
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> list[tuple[float, float]]:
         """(cross-entropy, accuracy) of each member, as ``train.evaluate`` computes them."""
@@ -159,7 +169,7 @@ def train_batched(configs: list[Config], *, data=None, log_every: int = 10, canc
                 xb, yb = xtr[idx], ytr[idx]
             else:
                 xb, yb = xtr, ytr
-            losses = [F.cross_entropy(z, yb) for z in batch.logits(xb)]
+            losses = list(batch.losses(xb, yb).unbind(0))
             losses = [lo + penalties(m) if m.config.smoothness > 0 else lo for lo, m in zip(losses, models)]
             values = torch.stack([lo.detach() for lo in losses]).tolist()
             for i in live:

@@ -85,6 +85,8 @@ class FlowModel(nn.Module):
         self.register_buffer("P", torch.as_tensor(P, dtype=dtype, device=dev))
         self.register_buffer("s", torch.as_tensor(self.steps, dtype=dtype, device=dev))
         self.register_buffer("P_blocks", torch.as_tensor(rows, dtype=dtype, device=dev))
+        # per-step weights with one stage per step: P is the identity, and the stage weights are the slots
+        self._P_identity = P.shape[0] == P.shape[1] and bool(np.array_equal(P, np.eye(P.shape[0])))
 
     # ---------------------------------------------------------------- basics
     @property
@@ -103,6 +105,13 @@ class FlowModel(nn.Module):
     def head(self, xL: Tensor) -> Tensor:
         """Logits of the terminal function f at points of the output space (n, d) -> (n, C)."""
         return torch.addmm(self.head_b, xL, self.head_W.T)
+
+    def stage_params(self) -> list[Tensor]:
+        """The field's parameters at every stage evaluation, one tensor (L*S, ...) per kind: P @ slots
+        (the slots themselves when P is the identity, which saves a product and its gradient)."""
+        if self._P_identity:
+            return self.field.slot_params()
+        return [torch.tensordot(self.P, p, dims=1) for p in self.field.slot_params()]
 
     def stage_weights(self) -> list[tuple[Tensor, ...]]:
         """Weights for every stage evaluation, row k*S + i = stage i of step k+1."""
@@ -129,7 +138,7 @@ class FlowModel(nn.Module):
         eps = self.config.viscosity
         k1 = self.L if k1 is None else k1
         if not record and noise_gen is None and (k0, k1) == (0, self.L) and self.fast_path_applies(training=training):
-            W1, b1, W2, b2 = (torch.tensordot(self.P, p, dims=1) for p in self.field.slot_params())
+            W1, b1, W2, b2 = self.stage_params()
             return euler_two_layer(x, W1, b1, W2, b2, self.s, self.config.activation)
         ws = self.stage_weights()
         S = self.tab.stages
