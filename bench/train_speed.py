@@ -79,7 +79,9 @@ def main(argv=None):
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--L", type=int, default=32)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave torch's default)")
+    # 1 thread by default: what flowviz.train picks at this size (train.cpu_threads), and the faster setting
+    # for the baseline too; with two the figures swung by 1.7x between runs on this shared 2-core machine
+    ap.add_argument("--threads", type=int, default=1, help="torch threads for both (0: torch's default)")
     a = ap.parse_args(argv)
     torch.set_flush_denormal(True)
     if a.threads:
