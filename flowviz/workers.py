@@ -116,6 +116,10 @@ def _serve_batched(conn, header: dict, arrays: dict) -> None:  # pragma: no cove
         conn.send_bytes(encode({"fatal": f"{type(e).__name__}: {e}"}))
 
 
+def _data_arrays(data: Dataset) -> dict:
+    return {"x_train": data.x_train, "y_train": data.y_train, "x_test": data.x_test, "y_test": data.y_test}
+
+
 class _Worker:
     def __init__(self, ctx, threads: int):
         self.conn, child = ctx.Pipe()
@@ -133,6 +137,18 @@ class _Worker:
             self.proc.join(2)
             if self.proc.is_alive():
                 self.proc.kill()
+
+
+def _next_message(w: _Worker, timeout: float) -> tuple[dict, dict] | None:
+    """The next message from a busy worker, or None if none came within ``timeout`` s; WorkerDied if it died."""
+    if not w.conn.poll(timeout):
+        if not w.alive():
+            raise WorkerDied("the training process stopped unexpectedly")
+        return None
+    try:
+        return decode(w.conn.recv_bytes())
+    except (EOFError, OSError):
+        raise WorkerDied("the training process stopped unexpectedly") from None
 
 
 class WorkerPool:
@@ -203,22 +219,16 @@ class WorkerPool:
             if started is not None:
                 started()
             w.conn.send_bytes(encode({"config": config.to_dict(), "n_classes": data.n_classes,
-                                      "log_every": log_every},
-                                     {"x_train": data.x_train, "y_train": data.y_train, "x_test": data.x_test,
-                                      "y_test": data.y_test}))
+                                      "log_every": log_every}, _data_arrays(data)))
             sent_cancel = False
             while True:
                 if cancel is not None and cancel.is_set() and not sent_cancel:
                     w.conn.send_bytes(b"cancel")
                     sent_cancel = True
-                if not w.conn.poll(0.05):
-                    if not w.alive():
-                        raise WorkerDied("the training process stopped unexpectedly")
+                msg = _next_message(w, 0.05)
+                if msg is None:
                     continue
-                try:
-                    head, arrays = decode(w.conn.recv_bytes())
-                except (EOFError, OSError):
-                    raise WorkerDied("the training process stopped unexpectedly") from None
+                head, arrays = msg
                 if "fatal" in head:
                     healthy = True
                     raise RuntimeError(head["fatal"])
@@ -290,11 +300,8 @@ class WorkerPool:
         out: dict[int, tuple] = {}
         try:
             for w, g in zip(workers, groups):
-                w.conn.send_bytes(encode(
-                    {"configs": [configs[i].to_dict() for i in g], "n_classes": data.n_classes,
-                     "log_every": log_every},
-                    {"x_train": data.x_train, "y_train": data.y_train, "x_test": data.x_test,
-                     "y_test": data.y_test}))
+                w.conn.send_bytes(encode({"configs": [configs[i].to_dict() for i in g], "n_classes": data.n_classes,
+                                          "log_every": log_every}, _data_arrays(data)))
             steps = {id(w): 0 for w in workers}
             pending = dict(zip((id(w) for w in workers), zip(workers, groups)))
             sent_cancel = False
@@ -304,14 +311,10 @@ class WorkerPool:
                         w.conn.send_bytes(b"cancel")
                     sent_cancel = True
                 for key, (w, g) in list(pending.items()):
-                    if not w.conn.poll(0.02):
-                        if not w.alive():
-                            raise WorkerDied("a training process stopped unexpectedly")
+                    msg = _next_message(w, 0.02)
+                    if msg is None:
                         continue
-                    try:
-                        head, arrays = decode(w.conn.recv_bytes())
-                    except (EOFError, OSError):
-                        raise WorkerDied("a training process stopped unexpectedly") from None
+                    head, arrays = msg
                     if "fatal" in head:
                         healthy[key] = True
                         raise RuntimeError(head["fatal"])
