@@ -149,7 +149,7 @@ def samples(data, height: int = 680) -> go.Figure:
     fig.update_xaxes(range=[e[0], e[1]])
     fig.update_yaxes(range=[e[2], e[3]])
     _equal_axes(fig)
-    _layout(fig, f"The samples x_0: {n_tr} to train on, {len(data.x_test)} to test; training…", height=height)
+    _layout(fig, f"The samples x_0: {n_tr} to train on, {len(data.x_test)} to test", height=height)
     return fig.update_layout(legend=TOP_LEGEND, margin=dict(t=100))
 
 

@@ -301,7 +301,8 @@ def _views_body():
                             key="fig_samples")
         except Exception:
             log.exception("samples figure failed")
-        st.caption("Training… the flow's first picture appears in a moment.")
+        st.caption("No picture of the flow: the run stopped before its first snapshot." if run.finished else
+                   "Training… the flow's first picture appears in a moment.")
         return
     if v.live:
         st.caption("Live view (coarser, refreshed about once a second); the full picture follows when training ends.")
