@@ -28,7 +28,7 @@ NO_SCENARIO = ""
 PRESENT_CSS = """
 <style>
   .block-container { padding-top: 1.2rem; padding-bottom: 0.5rem; }
-  header[data-testid="stHeader"] { height: 0; min-height: 0; }
+  header[data-testid="stHeader"] { background: transparent; }  /* its controls stay whole, beside the title */
   h5 { padding: 0 0 0.2rem 0; }
 </style>
 """
