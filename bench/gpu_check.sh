@@ -18,6 +18,8 @@ LOG=${LOG:-bench/gpu_check.log}
   timeout 60 "$PY" bench/train_speed.py --device cuda --reps 3 --steps 300
   echo "== train_speed at L = 64 (cuda)"
   timeout 60 "$PY" bench/train_speed.py --device cuda --reps 3 --steps 300 --L 64
+  echo "== CUDA graphs against eager steps at L = 64 (cuda)"
+  timeout 60 "$PY" bench/cuda_graphs.py --reps 3 --steps 400
   echo "== train_scaling (cuda)"
   timeout 120 "$PY" bench/train_scaling.py --device cuda --reps 2 --budget 0.5
   echo "== done"

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from .config import Config
 from .data import Dataset, make_dataset
 from .errors import ConfigError, TrainingDiverged
+from .graphs import graph_loop, graphs_apply
 from .model import FlowModel, build_model
 
 __all__ = ["Snapshot", "TrainResult", "train", "train_iter", "resolve_device", "evaluate", "penalties"]
@@ -139,8 +140,10 @@ def train_iter(config: Config, *, data=None, log_every: int = 10, cancel=None,
     xtr, ytr = torch.as_tensor(ds.x_train, device=dev), torch.as_tensor(ds.y_train, device=dev)
     xte, yte = torch.as_tensor(ds.x_test, device=dev), torch.as_tensor(ds.y_test, device=dev)
     params = [p for p in model.parameters() if p.requires_grad]
+    graphed = bool(params) and graphs_apply(model, dev)
     opt_cls = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}[config.optimizer]
-    opt = opt_cls(params, lr=config.lr, weight_decay=config.weight_decay) if params else None
+    kw = {"capturable": True} if graphed and config.optimizer == "adam" else {}
+    opt = opt_cls(params, lr=config.lr, weight_decay=config.weight_decay, **kw) if params else None
     gen = torch.Generator(device=dev).manual_seed(config.seed + 3)  # mini-batches and viscous noise
     backup = [p.detach().clone() for p in params]
     n, bs = len(xtr), config.batch_size
@@ -162,10 +165,21 @@ def train_iter(config: Config, *, data=None, log_every: int = 10, cancel=None,
     if dev.type == "cpu":
         torch.set_num_threads(cpu_threads(bs or n, config.width))
     try:
-        yield from _loop(config, model, opt, params, backup, gen, xtr, ytr, snap, cancel, log_every)
+        if graphed:  # each step one CUDA graph replay (flowviz.graphs)
+            penalty = (lambda m, xb: penalties(m, None)) if config.smoothness > 0 else None
+            yield from graph_loop(config, model, opt, params, backup, gen, xtr, ytr, snap, cancel, log_every,
+                                  penalty, lambda step, value: _diverged(config, step, value))
+        else:
+            yield from _loop(config, model, opt, params, backup, gen, xtr, ytr, snap, cancel, log_every)
     finally:
         torch.set_num_threads(saved_threads)
         torch.set_flush_denormal(False)  # the thread's default again (hypothesis and numpy expect IEEE subnormals)
+
+
+def _diverged(config: Config, step: int, value: float) -> str:
+    return (f"training diverged at step {step}: the loss became {value}. The last finite state is kept; "
+            f"try a smaller learning rate (lr={config.lr}) or a smaller step size (T/L = "
+            f"{config.horizon / config.n_steps:.3g}).")
 
 
 def _loop(config, model, opt, params, backup, gen, xtr, ytr, snap, cancel, log_every):
@@ -190,10 +204,7 @@ def _loop(config, model, opt, params, backup, gen, xtr, ytr, snap, cancel, log_e
             with torch.no_grad():
                 for p, b in zip(params, backup):
                     p.copy_(b)
-            msg = (f"training diverged at step {step}: the loss became {last_loss}. The last finite state is kept; "
-                   f"try a smaller learning rate (lr={config.lr}) or a smaller step size (T/L = "
-                   f"{config.horizon / config.n_steps:.3g}).")
-            yield snap(step - 1, done=True, error=msg)
+            yield snap(step - 1, done=True, error=_diverged(config, step, last_loss))
             return
         with torch.no_grad():
             torch._foreach_copy_(backup, params)

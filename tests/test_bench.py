@@ -37,3 +37,15 @@ def test_gpu_check_script_is_one_bash_command(root):
     assert text.startswith("#!/usr/bin/env bash") and "-m gpu" in text
     assert "train_speed.py --device cuda" in text and "train_scaling.py --device cuda" in text
     assert subprocess.run(["bash", "-n", str(root / "bench" / "gpu_check.sh")]).returncode == 0  # it parses
+
+
+def test_the_cuda_graphs_benchmark_runs_where_it_can(root):
+    """On a GPU it prints its ratio at a tiny size; without one it says so and exits 0."""
+    import torch
+
+    p = subprocess.run([sys.executable, "bench/cuda_graphs.py", "--reps", "1", "--steps", "30", "--L", "4"],
+                       cwd=root, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    last = p.stdout.strip().splitlines()[-1]
+    assert ("ratio graphs/eager" in last) if torch.cuda.is_available() else ("no CUDA device here" in last)
+    assert "cuda_graphs.py" in (root / "bench" / "gpu_check.sh").read_text()
