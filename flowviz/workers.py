@@ -290,8 +290,10 @@ class WorkerPool:
         from .train import TrainResult
 
         workers = self._take_upto(len(lane_groups(configs, self.size)), cancel)
-        if not workers:
-            raise RuntimeError("cancelled before a worker was free")
+        if not workers:  # cancelled while waiting: every member ends cancelled at step 0, as in one process
+            from .batch import train_batched
+
+            return train_batched(configs, data=data, log_every=log_every, cancel=cancel)
         groups = lane_groups(configs, len(workers))
         for w in workers[len(groups):]:
             self._give(w, True)

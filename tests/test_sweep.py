@@ -125,6 +125,15 @@ def test_two_sweeps_sharing_a_pool_of_two_both_finish(pool):
     assert [r.metrics["steps"] for r in out["a"] + out["b"]] == [20] * 6
 
 
+def test_a_sweep_cancelled_while_waiting_for_workers_ends_cancelled(pool):
+    import threading
+
+    stop = threading.Event()
+    stop.set()
+    res = pool.train_batched([SMALL.replace(n_steps=L) for L in (1, 2)], make_dataset(SMALL), cancel=stop)
+    assert [r.metrics["steps"] for r in res] == [0, 0] and all(r.history[-1]["step"] == 0 for r in res)
+
+
 def test_run_sweep_spreads_its_lanes_over_the_pool(pool, monkeypatch):
     calls = []
     real = pool.train_batched
