@@ -23,7 +23,7 @@ from .config import Config
 from .data import Dataset, make_dataset
 from .fastpath import FAST_ACTIVATIONS, euler_lanes, fold_weights, pack_lanes
 from .model import FlowModel, build_model
-from .train import Snapshot, TrainResult, cpu_threads, penalties, resolve_device
+from .train import Snapshot, TrainResult, cpu_threads, diverged_message, penalties, resolve_device
 
 __all__ = ["BATCH_KEYS", "batch_reason", "lane_groups", "train_batched"]
 
@@ -176,9 +176,7 @@ def train_batched(configs: list[Config], *, data=None, log_every: int = 10, canc
                 if not math.isfinite(values[i]):
                     with torch.no_grad():
                         torch._foreach_copy_(params[i], backup[i])
-                    errors[i] = (f"training diverged at step {step}: the loss became {values[i]}. The last finite "
-                                 f"state is kept; try a smaller learning rate (lr={c0.lr}) or a smaller step size "
-                                 f"(T/L = {configs[i].horizon / configs[i].n_steps:.3g}).")
+                    errors[i] = diverged_message(configs[i], step, values[i])
                     active[i] = False
                     snap(step - 1, [i], done=True, error=errors[i])
             live = [i for i in live if active[i]]

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from .analysis import plane_grid
-from .batch import batch_reason, lane_groups, train_batched
+from .batch import batch_reason, train_batched
 from .config import Config
 from .data import Dataset, make_dataset
 from .errors import ConfigError
@@ -218,7 +218,7 @@ def run_sweep(base: Config, key: str, values: list, *, data=None, batched: bool 
         def on_step(step, snaps):
             say(0.8 * step / max(base.train_steps, 1), f"batched training: step {step} of {base.train_steps}")
 
-        if pool is not None and pool.size > 1 and len(lane_groups(configs, pool.size)) > 1:
+        if pool is not None and pool.size > 1:  # (two or more members always make two or more lanes)
             results = pool.train_batched(configs, ds, log_every=log_every, cancel=cancel,
                                          progress=lambda step: on_step(step, None))
         else:

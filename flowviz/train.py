@@ -168,7 +168,7 @@ def train_iter(config: Config, *, data=None, log_every: int = 10, cancel=None,
         if graphed:  # each step one CUDA graph replay (flowviz.graphs)
             penalty = (lambda m, xb: penalties(m, None)) if config.smoothness > 0 else None
             yield from graph_loop(config, model, opt, params, backup, gen, xtr, ytr, snap, cancel, log_every,
-                                  penalty, lambda step, value: _diverged(config, step, value))
+                                  penalty, lambda step, value: diverged_message(config, step, value))
         else:
             yield from _loop(config, model, opt, params, backup, gen, xtr, ytr, snap, cancel, log_every)
     finally:
@@ -176,7 +176,8 @@ def train_iter(config: Config, *, data=None, log_every: int = 10, cancel=None,
         torch.set_flush_denormal(False)  # the thread's default again (hypothesis and numpy expect IEEE subnormals)
 
 
-def _diverged(config: Config, step: int, value: float) -> str:
+def diverged_message(config: Config, step: int, value: float) -> str:
+    """What a run says when its loss at ``step`` became ``value`` (NaN or inf)."""
     return (f"training diverged at step {step}: the loss became {value}. The last finite state is kept; "
             f"try a smaller learning rate (lr={config.lr}) or a smaller step size (T/L = "
             f"{config.horizon / config.n_steps:.3g}).")
@@ -204,7 +205,7 @@ def _loop(config, model, opt, params, backup, gen, xtr, ytr, snap, cancel, log_e
             with torch.no_grad():
                 for p, b in zip(params, backup):
                     p.copy_(b)
-            yield snap(step - 1, done=True, error=_diverged(config, step, last_loss))
+            yield snap(step - 1, done=True, error=diverged_message(config, step, last_loss))
             return
         with torch.no_grad():
             torch._foreach_copy_(backup, params)

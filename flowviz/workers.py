@@ -167,7 +167,8 @@ class WorkerPool:
         self._started = 0
         self.replaced = 0  # workers that died and were replaced
 
-    def _take(self, cancel) -> _Worker | None:
+    def _take(self, cancel, *, wait: bool = True) -> _Worker | None:
+        """A free worker, or a new one while fewer than ``size`` run; else wait (or, without ``wait``, None)."""
         with self._cond:
             while True:
                 if cancel is not None and cancel.is_set():
@@ -180,6 +181,8 @@ class WorkerPool:
                 if self._started < self.size:
                     self._started += 1
                     break
+                if not wait:
+                    return None
                 self._cond.wait(0.2)
         try:
             w = _Worker(self._ctx, self.threads)
@@ -253,27 +256,14 @@ class WorkerPool:
             return []
         got = [first]
         while len(got) < k:
-            with self._cond:
-                if self._free:
-                    w = self._free.pop()
-                elif self._started < self.size:
-                    self._started += 1
-                    w = None
-                else:
-                    break
-                if w is not None:
-                    self._busy.add(w)
+            try:
+                w = self._take(None, wait=False)
+            except Exception:  # a process that would not start: go on with those we have
+                log.exception("could not start another worker process")
+                break
             if w is None:
-                try:
-                    w = _Worker(self._ctx, self.threads)
-                except Exception:
-                    with self._cond:
-                        self._started -= 1
-                    break
-                with self._cond:
-                    self._busy.add(w)
+                break
             got.append(w)
-        log.info("workers busy: %d of %d (a batched sweep on %d)", len(self._busy), self.size, len(got))
         return got
 
     def train_batched(self, configs: list[Config], data: Dataset, *, log_every: int = 25, cancel=None,
