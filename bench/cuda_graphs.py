@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import flowviz  # noqa: E402
-from flowviz.data import make_dataset  # noqa: E402
+from flowviz.core.data import make_dataset  # noqa: E402
 
 
 def rate(cfg, ds, graphs: bool) -> float:

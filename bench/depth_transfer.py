@@ -17,7 +17,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import flowviz  # noqa: E402
-from flowviz.sweep import run_sweep  # noqa: E402
+from flowviz.training.sweep import run_sweep  # noqa: E402
 
 
 def main(argv=None):

@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import flowviz  # noqa: E402
-from flowviz.analysis import analyse  # noqa: E402
 from flowviz.plots import FIGURES  # noqa: E402
+from flowviz.training.analysis import analyse  # noqa: E402
 
 
 def main(argv=None):

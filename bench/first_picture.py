@@ -133,9 +133,9 @@ def prebuilt(a):
     from playwright.sync_api import sync_playwright
 
     import flowviz
-    from flowviz import cache
-    from flowviz.presets import preset_configs, preset_info
-    from flowviz.train import train
+    from flowviz.serve import cache
+    from flowviz.core.presets import preset_configs, preset_info
+    from flowviz.training.train import train
 
     name = a.preset if a.preset != "reference" else "moons"
     title = preset_info(name)["title"]

@@ -5,7 +5,7 @@ The sweep: L in 1, 2, 4, 8, 16, 32, 64 at T = 1 on the reference config (moons,
 repetition times, interleaved: the batched sweep as the app runs it (its lanes
 spread over a warm pool of training processes, one per core, as the server has;
 ``WorkerPool.train_batched``), the same batch in this one process
-(flowviz.batch.train_batched), the seven runs one after another (flowviz.train)
+(flowviz.training.batch.train_batched), the seven runs one after another (flowviz.train)
 and the deepest run alone, all with one torch thread per process. The last line
 prints the medians and the two ratios the targets are about, for the app's way:
 batched / deepest (target <= 1.5) and sequential / batched (target >= 3).
@@ -26,9 +26,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import flowviz  # noqa: E402
-from flowviz.batch import train_batched  # noqa: E402
-from flowviz.data import make_dataset  # noqa: E402
-from flowviz.workers import WorkerPool  # noqa: E402
+from flowviz.core.data import make_dataset  # noqa: E402
+from flowviz.serve.workers import WorkerPool  # noqa: E402
+from flowviz.training.batch import train_batched  # noqa: E402
 
 
 def timed(fn) -> float:

@@ -22,8 +22,8 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import flowviz  # noqa: E402
-from flowviz.data import make_dataset  # noqa: E402
-from flowviz.model import build_model  # noqa: E402
+from flowviz.core.data import make_dataset  # noqa: E402
+from flowviz.core.model import build_model  # noqa: E402
 
 
 class Block(nn.Module):

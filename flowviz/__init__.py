@@ -11,14 +11,14 @@ Public surface (stable; used by the app, the command line and notebooks)::
     fine = result.model.with_steps(64)        # re-discretised (tied / continuous weights)
 """
 
-from .config import CHOICES, LIMITS, Config
-from .data import DATASETS, Dataset, load_csv, make_dataset
-from .errors import CheckpointError, ConfigError, DataError, FlowvizError, TrainingDiverged
-from .fields import ACTIVATIONS, FIELDS
-from .model import FlowModel, build_model
-from .presets import preset, preset_names
-from .solvers import STEPPERS
-from .train import Snapshot, TrainResult, train, train_iter
+from .core.config import CHOICES, LIMITS, Config
+from .core.data import DATASETS, Dataset, load_csv, make_dataset
+from .core.errors import CheckpointError, ConfigError, DataError, FlowvizError, TrainingDiverged
+from .core.fields import ACTIVATIONS, FIELDS
+from .core.model import FlowModel, build_model
+from .core.presets import preset, preset_names
+from .core.solvers import STEPPERS
+from .training.train import Snapshot, TrainResult, train, train_iter
 
 __all__ = [
     "Config", "CHOICES", "LIMITS", "DATASETS", "FIELDS", "STEPPERS", "ACTIVATIONS",

@@ -11,8 +11,8 @@ import math
 import sys
 from pathlib import Path
 
-from .config import Config
-from .errors import FlowvizError, TrainingDiverged
+from .core.config import Config
+from .core.errors import FlowvizError, TrainingDiverged
 
 __all__ = ["main"]
 
@@ -26,7 +26,7 @@ def _config_from(args) -> Config:
     if args.preset and args.config:
         raise FlowvizError("give --preset or --config, not both")
     if args.preset:
-        from .presets import preset
+        from .core.presets import preset
 
         cfg = preset(args.preset)
     elif args.config:
@@ -46,9 +46,9 @@ def _clean(d: dict) -> dict:
 def cmd_train(args) -> int:
     from tqdm import tqdm
 
-    from .data import load_csv
-    from .runio import save_run
-    from .train import train
+    from .core.data import load_csv
+    from .serve.runio import save_run
+    from .training.train import train
 
     cfg = _config_from(args)
     data = load_csv(args.csv) if args.csv else None
@@ -77,8 +77,8 @@ def cmd_train(args) -> int:
 def cmd_eval(args) -> int:
     import numpy as np
 
-    from .analysis import diagnostics
-    from .runio import load_run
+    from .serve.runio import load_run
+    from .training.analysis import diagnostics
 
     model, ds = load_run(args.run)
     changes = Config().with_sets(args.set or [])
@@ -99,10 +99,10 @@ def cmd_eval(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from .analysis import analyse
-    from .data import load_csv
+    from .core.data import load_csv
     from .plots.sweep import coarse_to_fine_curve, side_by_side, sweep_html
-    from .sweep import coarse_to_fine, parse_vary, run_sweep
+    from .training.analysis import analyse
+    from .training.sweep import coarse_to_fine, parse_vary, run_sweep
 
     cfg = _config_from(args)
     key, values = parse_vary(args.vary, cfg)
@@ -125,7 +125,7 @@ def cmd_sweep(args) -> int:
         raise FlowvizError(f"--workers must be at least 1, not {args.workers}")
     pool = None
     if args.workers > 1 and not args.sequential:
-        from .workers import WorkerPool
+        from .serve.workers import WorkerPool
 
         pool = WorkerPool(args.workers)
     try:
@@ -160,9 +160,9 @@ def cmd_sweep(args) -> int:
 def cmd_prebuild(args) -> int:
     import time
 
-    from . import cache
-    from .presets import preset_configs, preset_names
-    from .train import train
+    from .core.presets import preset_configs, preset_names
+    from .serve import cache
+    from .training.train import train
 
     if cache.cache_dir() is None:
         raise FlowvizError("the disk cache is off (FLOWVIZ_CACHE_DIR=off): nothing to prebuild into")
@@ -186,7 +186,7 @@ def cmd_prebuild(args) -> int:
 
 
 def cmd_presets(args) -> int:
-    from .presets import preset_info, preset_names
+    from .core.presets import preset_info, preset_names
 
     for name in preset_names():
         print(f"{name:16s} {preset_info(name)['title']}")
@@ -235,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    from .serve.process import tune_malloc
+
+    tune_malloc()
     try:
         return args.fn(args)
     except FlowvizError as e:

@@ -174,7 +174,7 @@ def test_import_of_a_run_and_of_garbage():
     import pickle
 
     from flowviz import train
-    from flowviz.runio import weights_bytes
+    from flowviz.serve.runio import weights_bytes
     from flowviz.ui import lecture
     from flowviz.ui.page import _data_for, registry
 

@@ -9,8 +9,8 @@ import torch
 
 import flowviz
 from flowviz import Config, TrainingDiverged
-from flowviz.errors import CheckpointError, DataError
-from flowviz.runio import model_from_bytes, weights_bytes
+from flowviz.core.errors import CheckpointError, DataError
+from flowviz.serve.runio import model_from_bytes, weights_bytes
 from flowviz.ui import lecture
 from flowviz.ui.page import config_from_query, handle_upload
 
@@ -178,7 +178,7 @@ def test_a_diverging_learning_rate_keeps_the_last_finite_state():
 
 
 def test_a_step_size_that_overflows_is_reported_in_a_run():
-    from flowviz.runs import Registry
+    from flowviz.serve.runs import Registry
 
     reg = Registry(max_workers=1, mode="thread")
     try:

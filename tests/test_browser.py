@@ -156,7 +156,7 @@ def test_a_scenario_link_in_presentation_mode(server, browser, root, scenario, v
     page.wait_for_timeout(1500)
     assert page.locator("[data-testid='stException']").count() == 0
     body = page.inner_text("body")
-    from flowviz.presets import preset_info
+    from flowviz.core.presets import preset_info
 
     assert preset_info(scenario)["title"] in body
     box = page.locator(".js-plotly-plot").first.bounding_box()

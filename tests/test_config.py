@@ -118,7 +118,7 @@ def test_presets_load_and_validate():
 
 
 def test_geometric_partition_sums_to_the_horizon():
-    from flowviz.timegrid import partition
+    from flowviz.core.timegrid import partition
 
     t = partition(2.0, 10, "geometric", 1.5)
     s = t[1:] - t[:-1]

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from flowviz import Config, DataError, load_csv, make_dataset
-from flowviz.data import RING_ANNULUS, RING_INNER
+from flowviz.core.data import RING_ANNULUS, RING_INNER
 
 
 @pytest.mark.parametrize("name", ["moons", "circles", "rings", "spirals", "xor", "checkerboard", "blobs"])

@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 
 import flowviz
-from flowviz.batch import train_batched
-from flowviz.data import make_dataset
-from flowviz.model import build_model
+from flowviz.core.data import make_dataset
+from flowviz.core.model import build_model
+from flowviz.training.batch import train_batched
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")]
 

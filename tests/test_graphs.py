@@ -1,4 +1,4 @@
-"""The CUDA-graph training loop (flowviz.graphs). Its bookkeeping (warm-up, the buffers a divergence restores,
+"""The CUDA-graph training loop (flowviz.training.graphs). Its bookkeeping (warm-up, the buffers a divergence restores,
 mini-batches copied into fixed inputs, cancelling, snapshots) runs here on the CPU with the capture replaced by
 an eager call; the capture itself is checked against eager training on a GPU (tests/test_gpu.py)."""
 
@@ -10,11 +10,11 @@ import pytest
 import torch
 
 import flowviz
-import flowviz.graphs as graphs
-from flowviz.data import make_dataset
-from flowviz.model import build_model
+import flowviz.training.graphs as graphs
+from flowviz.core.data import make_dataset
+from flowviz.core.model import build_model
 
-train_mod = importlib.import_module("flowviz.train")  # the module (flowviz.train is also the function)
+train_mod = importlib.import_module("flowviz.training.train")  # the module (flowviz.train is the function)
 BASE = flowviz.Config(n_samples=200, n_steps=6, width=8, train_steps=25, optimizer="sgd", lr=0.2, seed=4)
 
 

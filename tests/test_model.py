@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from flowviz import Config, ConfigError, build_model, train
-from flowviz.fields import ACTIVATIONS
+from flowviz.core.fields import ACTIVATIONS
 
 X = np.random.default_rng(0).normal(size=(30, 2)).astype(np.float32)
 
@@ -82,7 +82,7 @@ def test_fast_path_matches_autograd(act, time_mode):
 @pytest.mark.parametrize("kw", [dict(field="mlp"), dict(scheme="rk4"), dict(scheme="plain"), dict(viscosity=0.1),
                                 dict(kinetic=0.1)])
 def test_fast_path_falls_back_to_autograd(kw, monkeypatch):
-    import flowviz.model as fm
+    import flowviz.core.model as fm
 
     m = build_model(Config(n_steps=4, **kw), 2)
     calls = []
@@ -115,7 +115,7 @@ def test_lift_appends_zero_coordinates():
 @pytest.mark.parametrize("act", ["tanh", "relu", "softplus"])
 def test_recomputing_activations_gives_the_same_gradients(act, monkeypatch):
     # big runs recompute a(W1 x + b1) in the backward instead of storing it (memory O(L d n)); same numbers
-    import flowviz.fastpath as fp
+    import flowviz.core.fastpath as fp
 
     m = build_model(Config(n_steps=6, width=8, activation=act, time_mode="continuous", knots=3), 2)
     x, y = torch.randn(50, 2), torch.randint(0, 2, (50,))
@@ -131,7 +131,7 @@ def test_recomputing_activations_gives_the_same_gradients(act, monkeypatch):
                                 dict(viscosity=0.1), dict(kinetic=0.1)])
 def test_recomputing_steps_in_the_backward_gives_the_same_gradients(kw, monkeypatch):
     # the general path checkpoints each step when autograd's activations would be too large
-    import flowviz.model as fm
+    import flowviz.core.model as fm
 
     cfg = Config(n_steps=5, width=8, time_mode="continuous", knots=3, **kw)
     x, y = torch.randn(40, 2), torch.randint(0, 2, (40,))
@@ -142,7 +142,7 @@ def test_recomputing_steps_in_the_backward_gives_the_same_gradients(kw, monkeypa
         gen = torch.Generator().manual_seed(1)
         loss = F.cross_entropy(m(x, noise_gen=gen if cfg.viscosity else None), y)
         if cfg.kinetic:
-            from flowviz.train import penalties
+            from flowviz.training.train import penalties
 
             loss = loss + penalties(m, m.lift(x))
         loss.backward()

@@ -6,8 +6,8 @@ import torch
 from torchdiffeq import odeint
 
 from flowviz import Config, build_model
-from flowviz.fields import ACTIVATIONS
-from flowviz.solvers import STEPPERS, integrate
+from flowviz.core.fields import ACTIVATIONS
+from flowviz.core.solvers import STEPPERS, integrate
 
 NP_ACT = {
     "relu": lambda z: np.maximum(z, 0),

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import flowviz
-from flowviz.runs import Registry
+from flowviz.serve.runs import Registry
 
 TINY = flowviz.Config(n_samples=120, n_steps=4, width=8, train_steps=30)
 
@@ -96,7 +96,7 @@ def test_a_run_nobody_watches_is_cancelled():
 
 
 def test_a_gpu_out_of_memory_error_retries_on_the_cpu(monkeypatch):
-    import flowviz.runs as runs_mod
+    import flowviz.serve.runs as runs_mod
 
     real = runs_mod.train_iter
     calls = []
@@ -150,8 +150,8 @@ def test_a_process_mode_server_keeps_one_torch_thread_for_itself():
 
 def test_no_first_live_view_for_a_run_about_to_finish_and_none_after_its_last_step():
     """A live picture that would arrive after the full one only delays it (in the browser, too)."""
-    from flowviz.data import make_dataset
-    from flowviz.train import Snapshot, train
+    from flowviz.core.data import make_dataset
+    from flowviz.training.train import Snapshot, train
 
     r = train(TINY)
     reg = Registry(max_workers=1, mode="thread")

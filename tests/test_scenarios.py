@@ -10,14 +10,14 @@ import numpy as np
 import torch
 
 import flowviz
-from flowviz import cache
-from flowviz.analysis import channel_fraction, min_jacobian_det, plane_grid
-from flowviz.data import RING_ANNULUS, load_csv
-from flowviz.export import data_csv, history_csv, metrics_json, trajectories_npz
+from flowviz.serve import cache
+from flowviz.core.data import RING_ANNULUS, load_csv
+from flowviz.core.presets import PRESET_DIR, preset_configs, preset_info, preset_names
 from flowviz.plots import FIGURES
-from flowviz.presets import PRESET_DIR, preset_configs, preset_info, preset_names
-from flowviz.runs import Registry
-from flowviz.sweep import member_diagnostics
+from flowviz.serve.export import data_csv, history_csv, metrics_json, trajectories_npz
+from flowviz.serve.runs import Registry
+from flowviz.training.analysis import channel_fraction, min_jacobian_det, plane_grid
+from flowviz.training.sweep import member_diagnostics
 
 SCENARIOS = ["moons", "deep_vs_shallow", "rings", "slow_weights", "viscosity", "folding", "spirals", "blobs"]
 VIEWS = {"Characteristics", "Decision surface", "Transport", "Velocity field", "Diagnostics", "Side by side"}

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from flowviz import preset, train
-from flowviz.analysis import channel_fraction, diagnostics
-from flowviz.data import RING_ANNULUS
+from flowviz.core.data import RING_ANNULUS
+from flowviz.training.analysis import channel_fraction, diagnostics
 
 RADII = np.linspace(RING_ANNULUS[0] + 0.1, RING_ANNULUS[1] - 0.1, 9)
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from flowviz import Config, TrainingDiverged, train, train_iter
-from flowviz.train import penalties
+from flowviz.training.train import penalties
 
 SMALL = Config(n_samples=200, n_steps=6, width=8, train_steps=60)
 

@@ -1,4 +1,4 @@
-"""Plotly figures built from :class:`flowviz.analysis.FlowViews`. No streamlit here, no training.
+"""Plotly figures built from :class:`flowviz.training.analysis.FlowViews`. No streamlit here, no training.
 
 Each function takes the views (or a TrainResult, which is analysed first) and
 returns a ``plotly.graph_objects.Figure``, so they work in Jupyter as they are::

@@ -1,4 +1,4 @@
-"""Figures of a depth / step-size sweep (:class:`flowviz.sweep.SweepResult`) and of coarse-to-fine training.
+"""Figures of a depth / step-size sweep (:class:`flowviz.training.sweep.SweepResult`) and of coarse-to-fine training.
 
 Plain functions from results to Plotly figures, as in ``figures``; ``sweep_html``
 writes them all into one self-contained page.
@@ -13,8 +13,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..analysis import FlowViews
-from ..sweep import ORDERS, CoarseToFine, SweepResult
+from ..training.analysis import FlowViews
+from ..training.sweep import ORDERS, CoarseToFine, SweepResult
 from .figures import PALETTE, _equal_axes, _f32, _layout, _segments, _surface_trace
 
 __all__ = ["SWEEP_FIGURES", "sweep_metrics", "sweep_surfaces", "sweep_error", "sweep_conditions", "sweep_transfer",

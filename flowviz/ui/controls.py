@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ..config import CHOICES, Config
-from ..errors import FlowvizError
+from ..core.config import CHOICES, Config
+from ..core.errors import FlowvizError
 
 DATASET_HELP = {
     "moons": "two interleaving half circles",

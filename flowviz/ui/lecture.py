@@ -14,11 +14,12 @@ import json
 
 import streamlit as st
 
-from .. import export, plots
-from ..config import Config
-from ..errors import FlowvizError
-from ..presets import preset_info, preset_names
-from ..runio import model_from_bytes, weights_bytes
+from .. import plots
+from ..core.config import Config
+from ..core.errors import FlowvizError
+from ..core.presets import preset_info, preset_names
+from ..serve import export
+from ..serve.runio import model_from_bytes, weights_bytes
 from .controls import GROUPS
 
 UI_PARAMS = ("scenario", "present", "hide")
@@ -127,7 +128,7 @@ def export_panel(run, views) -> None:
         return
 
     def model():
-        from ..model import build_model
+        from ..core.model import build_model
 
         m = build_model(cfg, run.data.n_classes)
         m.load_state_dict(model_state)

@@ -1,6 +1,6 @@
 """The page: sidebar controls, Train / Stop / Reset, live progress and the views.
 
-Training runs in a worker (flowviz.runs); the page polls the run's latest
+Training runs in a worker (flowviz.serve.runs); the page polls the run's latest
 snapshot from fragments, so sliders and tabs never interrupt it.
 """
 
@@ -11,11 +11,11 @@ import logging
 import streamlit as st
 
 from .. import plots
-from ..config import Config
-from ..data import Dataset, load_csv, make_dataset, split
-from ..errors import FlowvizError
-from ..presets import preset_info
-from ..runs import Run
+from ..core.config import Config
+from ..core.data import Dataset, load_csv, make_dataset, split
+from ..core.errors import FlowvizError
+from ..core.presets import preset_info
+from ..serve.runs import Run
 from . import lecture, sweep_tab
 from .controls import block_formula, make_config, sidebar
 from .server import registry

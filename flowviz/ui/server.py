@@ -52,9 +52,11 @@ def registry():
     global _registry
     with _lock:
         if _registry is None:
-            from ..presets import preset_configs, preset_names
-            from ..runs import Registry
+            from ..core.presets import preset_configs, preset_names
+            from ..serve.process import tune_malloc
+            from ..serve.runs import Registry
 
+            tune_malloc()  # the server trains too in thread mode, and analyses runs in any mode
             _server_logging()
             _registry = Registry()
             threading.Thread(target=_collect_garbage, args=(GC_EVERY_S,), name="flowviz-gc", daemon=True).start()
@@ -68,7 +70,7 @@ def start_up() -> None:
     import what the page needs, so that the first visitor waits for neither."""
     import importlib
 
-    importlib.import_module("flowviz.runs")
+    importlib.import_module("flowviz.serve.runs")
     reg = registry()
     # st.cache_data checks its settings at import, and warns that no session runtime exists yet: expected here
     quiet = logging.getLogger("streamlit.runtime.caching.cache_data_api")

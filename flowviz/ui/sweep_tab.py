@@ -12,13 +12,13 @@ import logging
 
 import streamlit as st
 
-from ..analysis import analyse
-from ..config import Config
-from ..data import Dataset
-from ..errors import FlowvizError
+from ..core.config import Config
+from ..core.data import Dataset
+from ..core.errors import FlowvizError
 from ..plots import sweep as sweep_plots
-from ..runs import Job, Registry
-from ..sweep import VARY_KEYS, coarse_to_fine, parse_vary, run_sweep
+from ..serve.runs import Job, Registry
+from ..training.analysis import analyse
+from ..training.sweep import VARY_KEYS, coarse_to_fine, parse_vary, run_sweep
 
 log = logging.getLogger("flowviz.ui")
 

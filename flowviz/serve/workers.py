@@ -20,13 +20,13 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from .config import Config
-from .data import Dataset
-from .train import Snapshot
+from ..core.config import Config
+from ..core.data import Dataset
+from ..training.train import Snapshot
 
 __all__ = ["WorkerPool", "WorkerDied", "encode", "decode"]
 
-log = logging.getLogger("flowviz.workers")
+log = logging.getLogger("flowviz.serve.workers")
 
 
 class WorkerDied(RuntimeError):
@@ -67,8 +67,10 @@ class _PipeCancel:
 def _worker_main(conn, threads: int) -> None:  # pragma: no cover - runs in the child process
     import torch
 
-    from .train import train_iter
+    from ..training.train import train_iter
+    from .process import tune_malloc
 
+    tune_malloc()
     torch.set_num_threads(threads)
     while True:
         try:
@@ -97,7 +99,7 @@ def _worker_main(conn, threads: int) -> None:  # pragma: no cover - runs in the 
 
 def _serve_batched(conn, header: dict, arrays: dict) -> None:  # pragma: no cover - runs in the child process
     """One group of a batched sweep: progress messages while it trains, then every member's result."""
-    from .batch import train_batched
+    from ..training.batch import train_batched
 
     try:
         cfgs = [Config.from_dict(d) for d in header["configs"]]
@@ -159,7 +161,7 @@ class WorkerPool:
         self._ctx = mp.get_context(method)
         if method == "forkserver":
             # torch._dynamo: torch.optim imports it on the first optimiser (1.4 s here); once, in the server
-            self._ctx.set_forkserver_preload(["flowviz.workers", "flowviz.train", "torch._dynamo"])
+            self._ctx.set_forkserver_preload(["flowviz.serve.workers", "flowviz.training.train", "torch._dynamo"])
         self.size, self.threads = size, threads
         self._free: list[_Worker] = []
         self._busy: set[_Worker] = set()
@@ -275,13 +277,13 @@ class WorkerPool:
         """
         import torch
 
-        from .batch import lane_groups
-        from .model import build_model
-        from .train import TrainResult
+        from ..core.model import build_model
+        from ..training.batch import lane_groups
+        from ..training.train import TrainResult
 
         workers = self._take_upto(len(lane_groups(configs, self.size)), cancel)
         if not workers:  # cancelled while waiting: every member ends cancelled at step 0, as in one process
-            from .batch import train_batched
+            from ..training.batch import train_batched
 
             return train_batched(configs, data=data, log_every=log_every, cancel=cancel)
         groups = lane_groups(configs, len(workers))

@@ -12,9 +12,9 @@ import math
 
 import numpy as np
 
-from .config import Config
-from .data import Dataset
-from .model import FlowModel
+from ..core.config import Config
+from ..core.data import Dataset
+from ..core.model import FlowModel
 
 __all__ = ["data_csv", "trajectories_npz", "history_csv", "metrics_json", "HISTORY_COLUMNS"]
 

@@ -19,13 +19,13 @@ import os
 import tempfile
 from pathlib import Path
 
-from .config import Config
-from .errors import FlowvizError
-from .model import FlowModel
+from ..core.config import Config
+from ..core.errors import FlowvizError
+from ..core.model import FlowModel
 
 __all__ = ["cache_dir", "cache_path", "store", "load", "entries"]
 
-log = logging.getLogger("flowviz.cache")
+log = logging.getLogger("flowviz.serve.cache")
 
 
 def cache_dir() -> Path | None:

@@ -3,7 +3,7 @@
 A sweep varies one key of a base config (L at fixed T, T at fixed L, the
 scheme, the time dependence or the smoothness penalty) and trains every member
 on the same data with the same seed. Members that differ only in their
-discretisation train as one batched computation (``flowviz.batch``); the rest
+discretisation train as one batched computation (``flowviz.training.batch``); the rest
 train one after another. Each member is then measured: its discretisation
 error |x_L - x(T)| against its own field's dopri5 solution, the residual ratio
 |s_k V_k| / |x| of section 3.3 and the weight drift between adjacent blocks.
@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..core.config import Config
+from ..core.data import Dataset, make_dataset
+from ..core.errors import ConfigError
+from ..core.model import FlowModel, build_model
 from .analysis import plane_grid
 from .batch import batch_reason, train_batched
-from .config import Config
-from .data import Dataset, make_dataset
-from .errors import ConfigError
-from .model import FlowModel, build_model
 from .train import TrainResult, evaluate, train, train_iter
 
 __all__ = ["VARY_KEYS", "MAX_MEMBERS", "Member", "Transfer", "SweepResult", "parse_vary", "run_sweep",

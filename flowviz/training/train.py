@@ -7,10 +7,7 @@
 
 from __future__ import annotations
 
-import ctypes
 import math
-import os
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -18,34 +15,13 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from .config import Config
-from .data import Dataset, make_dataset
-from .errors import ConfigError, TrainingDiverged
+from ..core.config import Config
+from ..core.data import Dataset, make_dataset
+from ..core.errors import ConfigError, TrainingDiverged
+from ..core.model import FlowModel, build_model
 from .graphs import graph_loop, graphs_apply
-from .model import FlowModel, build_model
 
 __all__ = ["Snapshot", "TrainResult", "train", "train_iter", "resolve_device", "evaluate", "penalties"]
-
-
-def _fixed_mmap_threshold(threshold: int = 4 * 2**20) -> None:
-    """Give tensors of 4 MB and more back to the OS when freed (Linux, glibc).
-
-    glibc raises its mmap threshold after every large free (up to 32 MB); from then on big tensors come from
-    the heap, whose fragments are not returned, and a long run's resident memory grows by about one
-    activation per step (measured: the largest rk4 run peaked at 22.9 GB, 0.5 GB with a fixed threshold).
-    FLOWVIZ_MALLOPT=0 leaves malloc alone.
-    """
-    if not sys.platform.startswith("linux") or os.environ.get("FLOWVIZ_MALLOPT", "1") == "0":
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, threshold)  # M_MMAP_THRESHOLD; setting it also stops the adjusting
-        libc.mallopt(-1, 64 * 2**20)  # M_TRIM_THRESHOLD: keep the heap's top, or every step would fault it back in
-    except (OSError, AttributeError):
-        pass
-
-
-_fixed_mmap_threshold()
 
 
 @dataclass(frozen=True)
@@ -165,7 +141,7 @@ def train_iter(config: Config, *, data=None, log_every: int = 10, cancel=None,
     if dev.type == "cpu":
         torch.set_num_threads(cpu_threads(bs or n, config.width))
     try:
-        if graphed:  # each step one CUDA graph replay (flowviz.graphs)
+        if graphed:  # each step one CUDA graph replay (flowviz.training.graphs)
             penalty = (lambda m, xb: penalties(m, None)) if config.smoothness > 0 else None
             yield from graph_loop(config, model, opt, params, backup, gen, xtr, ytr, snap, cancel, log_every,
                                   penalty, lambda step, value: diverged_message(config, step, value))

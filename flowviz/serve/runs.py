@@ -3,10 +3,10 @@
 Settings (environment, with defaults): ``FLOWVIZ_WORKERS`` (training processes; the CPU count),
 ``FLOWVIZ_WORKER_MODE`` (``process``, or ``thread`` to train inside the server), ``FLOWVIZ_UNWATCHED_S``
 (cancel a run no page has looked at for this long; 120), and the disk cache's ``FLOWVIZ_CACHE_DIR`` and
-``FLOWVIZ_CACHE_ENTRIES`` (see ``flowviz.cache``). Finished runs are kept in memory, least recently used
+``FLOWVIZ_CACHE_ENTRIES`` (see ``flowviz.serve.cache``). Finished runs are kept in memory, least recently used
 first out, up to ``keep`` (32).
 
-A :class:`Run` trains in a worker process (see ``flowviz.workers``) and publishes its latest snapshot;
+A :class:`Run` trains in a worker process (see ``flowviz.serve.workers``) and publishes its latest snapshot;
 the page polls it, so moving a slider or switching a tab never touches
 training. The :class:`Registry` keys runs by their config (and the CSV data,
 if any): two sessions asking for the same config share one run, at most
@@ -26,18 +26,18 @@ from collections import OrderedDict
 
 import numpy as np
 
+from ..core.config import Config
+from ..core.data import Dataset, make_dataset
+from ..core.errors import FlowvizError
+from ..core.model import build_model
+from ..training.analysis import FlowViews, analyse
+from ..training.train import Snapshot, train_iter
 from . import cache
-from .analysis import FlowViews, analyse
-from .config import Config
-from .data import Dataset, make_dataset
-from .errors import FlowvizError
-from .model import build_model
-from .train import Snapshot, train_iter
 from .workers import WorkerDied, WorkerPool, default_mode
 
 __all__ = ["Run", "Job", "Registry", "data_key"]
 
-log = logging.getLogger("flowviz.runs")
+log = logging.getLogger("flowviz.serve.runs")
 LIVE_EVERY_S = 1.0  # live views are rebuilt at most this often while training
 FIRST_LIVE_ETA_S = 1.0  # no first live view for a run this close to its end (its full views come next)
 
@@ -361,7 +361,7 @@ class Registry:
         """A finished run made from imported weights, evaluated on ``data``; its key includes ``key_suffix``."""
         import torch
 
-        from .train import evaluate
+        from ..training.train import evaluate
 
         dev = model.device
         tr = evaluate(model, torch.as_tensor(data.x_train, device=dev), torch.as_tensor(data.y_train, device=dev))

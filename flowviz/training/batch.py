@@ -19,10 +19,10 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from .config import Config
-from .data import Dataset, make_dataset
-from .fastpath import FAST_ACTIVATIONS, euler_lanes, fold_weights, pack_lanes
-from .model import FlowModel, build_model
+from ..core.config import Config
+from ..core.data import Dataset, make_dataset
+from ..core.fastpath import FAST_ACTIVATIONS, euler_lanes, fold_weights, pack_lanes
+from ..core.model import FlowModel, build_model
 from .train import Snapshot, TrainResult, cpu_threads, diverged_message, penalties, resolve_device
 
 __all__ = ["BATCH_KEYS", "batch_reason", "lane_groups", "train_batched"]

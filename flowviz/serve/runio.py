@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import Config
-from .errors import CheckpointError, FlowvizError
-from .model import FlowModel
+from ..core.config import Config
+from ..core.errors import CheckpointError, FlowvizError
+from ..core.model import FlowModel
 
 __all__ = ["save_weights", "load_weights", "weights_bytes", "model_from_bytes", "save_run", "load_run", "tensors_of",
            "metadata_of"]
@@ -120,7 +120,7 @@ def save_run(result, out_dir) -> Path:
 
 def load_run(run_dir):
     """(model, dataset) of a saved run directory; the data come from trajectories.npz (x_0 and labels)."""
-    from .data import Dataset
+    from ..core.data import Dataset
 
     d = Path(run_dir)
     if not d.is_dir():

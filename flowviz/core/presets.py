@@ -17,7 +17,7 @@ from .errors import ConfigError
 
 __all__ = ["PRESET_DIR", "preset", "preset_names", "preset_info", "preset_configs"]
 
-PRESET_DIR = Path(__file__).resolve().parent.parent / "assets" / "presets"
+PRESET_DIR = Path(__file__).resolve().parents[2] / "assets" / "presets"
 
 
 @cache

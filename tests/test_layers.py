@@ -1,0 +1,84 @@
+"""The tree is the architecture: each sub-package imports only the layers below it, and importing
+flowviz changes nothing process-wide. Each check runs in a fresh interpreter, so earlier tests'
+imports cannot hide a violation."""
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+# what each layer may import of flowviz (besides itself): the one direction of DESIGN.md section 3
+ALLOWED = {
+    "core": set(),
+    "training": {"core"},
+    "serve": {"core", "training"},
+    "plots": {"core", "training"},
+    "ui": {"core", "training", "serve", "plots"},
+}
+
+
+def _loaded_after(stmt: str) -> set[str]:
+    code = f"import sys, json; {stmt}; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize("package", ["flowviz.core", "flowviz.training"])
+def test_core_and_training_load_no_streamlit_plotly_or_serving(package):
+    mods = _loaded_after(f"import {package}; import {package}.model" if package == "flowviz.core"
+                         else f"import {package}.train, {package}.sweep, {package}.analysis, {package}.batch")
+    bad = sorted(m for m in mods if m.split(".")[0] in ("streamlit", "plotly")
+                 or m.startswith(("flowviz.serve", "flowviz.ui", "flowviz.plots")))
+    assert not bad, bad
+
+
+def test_import_flowviz_loads_no_ui_and_changes_no_process_setting():
+    code = """
+import json, sys
+import torch
+before = (torch.get_num_threads(), torch.is_grad_enabled(), torch.get_default_dtype(), sys.getrecursionlimit())
+import flowviz
+after = (torch.get_num_threads(), torch.is_grad_enabled(), torch.get_default_dtype(), sys.getrecursionlimit())
+print(json.dumps({"same": before == after, "mods": sorted(sys.modules)}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["same"]
+    assert not [m for m in res["mods"] if m.startswith(("streamlit", "plotly", "flowviz.serve", "flowviz.ui"))]
+    # the malloc tuning lives in flowviz.serve.process, called by workers, the server and the CLI only
+    src = "\n".join(p.read_text() for p in (ROOT / "flowviz").rglob("*.py") if p.name != "process.py")
+    assert "mallopt" not in src
+
+
+def _flowviz_imports(path: Path, package_parts: tuple[str, ...]) -> set[str]:
+    """The flowviz sub-packages a module imports (relative imports resolved)."""
+    tree = ast.parse(path.read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = list(package_parts[: len(package_parts) - node.level + 1])
+                parts = base + (node.module.split(".") if node.module else [])
+                names = [parts + [a.name] for a in node.names] if not node.module else [parts]
+            else:
+                names = [(node.module or "").split(".")]
+        elif isinstance(node, ast.Import):
+            names = [a.name.split(".") for a in node.names]
+        else:
+            continue
+        for parts in names:
+            if parts[0] == "flowviz" and len(parts) > 1:
+                found.add(parts[1])
+    return found
+
+
+def test_every_layer_imports_only_the_layers_below_it():
+    for layer, allowed in ALLOWED.items():
+        for path in (ROOT / "flowviz" / layer).rglob("*.py"):
+            pkg = ("flowviz",) + path.relative_to(ROOT / "flowviz").parent.parts
+            used = _flowviz_imports(path, pkg) - {layer}
+            assert used <= allowed, f"{path.relative_to(ROOT)} imports {sorted(used - allowed)}"
