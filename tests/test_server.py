@@ -2,6 +2,7 @@
 before the first visitor; training processes that re-import the main module get nothing from it."""
 
 import asyncio
+import os
 import runpy
 import sys
 
@@ -31,14 +32,23 @@ def test_streamlit_finds_the_app_in_app_py():
 def test_the_lifespan_loads_the_page_and_starts_a_training_process():
     from flowviz.ui import server
 
-    async def enter():
-        async with server.lifespan(None):
-            return server.registry()
-
-    reg = asyncio.run(enter())
-    assert "flowviz.ui.page" in sys.modules
     from flowviz.ui.page import registry
 
-    assert registry() is reg  # the page uses the registry the start-up made
-    if reg.mode == "process":  # a worker process is already waiting for the first run
-        assert reg.ready(timeout=0) and reg.executor.idle() + reg.executor.busy() >= 1
+    async def serve():
+        async with server.lifespan(None):
+            reg = server.registry()
+            assert "flowviz.ui.page" in sys.modules
+            assert registry() is reg  # the page uses the registry the start-up made
+            if reg.mode == "process":  # a worker process is already waiting for the first run
+                assert reg.ready(timeout=0) and reg.executor.idle() + reg.executor.busy() >= 1
+            return reg, reg.executor.pids() if reg.mode == "process" else []
+
+    reg, pids = asyncio.run(serve())
+    # the server stopped: its workers are gone, and a later start-up makes a fresh registry
+    assert all(not os.path.exists(f"/proc/{p}") or _zombie(p) for p in pids) and registry() is not reg
+    registry().shutdown()
+
+
+def _zombie(pid: int) -> bool:
+    with open(f"/proc/{pid}/stat") as fh:
+        return fh.read().rsplit(")", 1)[1].split()[0] == "Z"

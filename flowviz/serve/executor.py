@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from ..core.config import Config
 from ..core.data import Dataset
 from ..training.train import Snapshot
-from .protocol import WorkerDied, decode, request, snapshot_from
+from .protocol import TaskFailed, WorkerDied, decode, request, snapshot_from
 from .settings import Settings
 
 __all__ = ["Lease", "Executor", "ThreadExecutor", "EXECUTORS", "make_executor", "WorkerDied"]
@@ -56,9 +56,19 @@ class Lease(ABC):
 
 
 class Executor(ABC):
-    """Lends up to ``size`` workers; trains runs and batched sweeps on them."""
+    """Lends up to ``size`` workers; trains runs and batched sweeps on them.
+
+    Two lanes: a long task (by estimate) takes a worker through :meth:`take` with ``long`` set, and long tasks
+    together hold at most ``size - 1`` workers, so one always stays for short runs (with one worker, none).
+    """
 
     size: int
+
+    def __init__(self, size: int):
+        self.size = size
+        self._long_slots = threading.BoundedSemaphore(max(1, size - 1))
+        self._long_leases: set[int] = set()
+        self._lanes_lock = threading.Lock()
 
     @abstractmethod
     def acquire(self, cancel=None, *, wait: bool = True) -> Lease | None:
@@ -82,10 +92,39 @@ class Executor(ABC):
         return None
 
     @abstractmethod
-    def shutdown(self) -> None:
-        """End every worker (tasks in hand are cut short)."""
+    def shutdown(self, timeout: float = 2.0) -> None:
+        """End every worker within about ``timeout`` s (tasks in hand are cut short)."""
 
     # ------------------------------------------------------------------ shared by every executor
+    def take(self, cancel=None, *, long: bool = False, wait: bool = True) -> Lease | None:
+        """:meth:`acquire` in the lane of a ``long`` or a short task; give it back with :meth:`give`."""
+        if long:
+            while not self._long_slots.acquire(timeout=0.2 if wait else 0):
+                if not wait or (cancel is not None and cancel.is_set()):
+                    return None
+        try:
+            lease = self.acquire(cancel, wait=wait)
+        except BaseException:
+            if long:
+                self._long_slots.release()
+            raise
+        if long:
+            if lease is None:
+                self._long_slots.release()
+            else:
+                with self._lanes_lock:
+                    self._long_leases.add(id(lease))
+        return lease
+
+    def give(self, lease: Lease, healthy: bool) -> None:
+        """Give back a worker from :meth:`take`."""
+        with self._lanes_lock:
+            long = id(lease) in self._long_leases
+            self._long_leases.discard(id(lease))
+        self.release(lease, healthy)
+        if long:
+            self._long_slots.release()
+
     def stream(self, lease: Lease, raw: bytes, cancel=None, *, idle: bool = False) -> Iterator:
         """Send ``raw`` on ``lease`` and yield its decoded replies (header, arrays) up to a ``result`` or a
         ``done`` snapshot; ``cancel`` (``is_set()``) is passed on once. A ``fatal`` reply raises RuntimeError.
@@ -103,19 +142,20 @@ class Executor(ABC):
                 continue
             head, arrays = decode(got)
             if head.get("kind") == "fatal":
-                raise _TaskFailed(head["fatal"])
+                raise TaskFailed(head["fatal"])
             yield head, arrays
             if head.get("kind") == "result" or head.get("done"):
                 return
 
     def train(self, config: Config, data: Dataset, *, log_every: int, cancel=None,
-              started: Callable[[], None] | None = None) -> Iterator[Snapshot]:
-        """Snapshots of ``config`` trained by a worker; ``started()`` is called once a worker has the run.
+              started: Callable[[], None] | None = None, long: bool = False) -> Iterator[Snapshot]:
+        """Snapshots of ``config`` trained by a worker (in the lane of ``long`` runs if set); ``started()`` is
+        called once a worker has the run.
 
         Raises WorkerDied if the worker is lost mid-run, RuntimeError with the worker's message if the run
         failed there.
         """
-        lease = self.acquire(cancel)
+        lease = self.take(cancel, long=long)
         if lease is None:
             yield Snapshot(0, config.train_steps, float("nan"), float("nan"), float("nan"), float("nan"), 0.0, 0.0,
                            None, done=True, cancelled=True)
@@ -129,22 +169,23 @@ class Executor(ABC):
                 snap = snapshot_from(head, arrays)
                 healthy = snap.done
                 yield snap
-        except _TaskFailed:
+        except TaskFailed:
             healthy = True  # the task failed, the worker is fine
             raise
         finally:
-            self.release(lease, healthy)
+            self.give(lease, healthy)
 
     def acquire_upto(self, k: int, cancel=None) -> list[Lease]:
-        """At least one worker (waiting for it) and up to ``k`` (those free now): a caller never waits while
-        holding workers, so two sweeps cannot deadlock each other."""
-        first = self.acquire(cancel)
+        """At least one worker (waiting for it) and up to ``k`` (those free now), in the short lane (a long
+        sweep spreads over the free workers and each group is short): a caller never waits while holding
+        workers, so two sweeps cannot deadlock each other."""
+        first = self.take(cancel)
         if first is None:
             return []
         got = [first]
         while len(got) < k:
             try:
-                lease = self.acquire(None, wait=False)
+                lease = self.take(None, wait=False)
             except Exception:  # a worker that would not start: go on with those we have
                 log.exception("could not start another worker")
                 break
@@ -171,7 +212,7 @@ class Executor(ABC):
             return train_batched(configs, data=data, log_every=log_every, cancel=cancel)
         groups = lane_groups(configs, len(leases))
         for lease in leases[len(groups):]:
-            self.release(lease, True)
+            self.give(lease, True)
         leases = leases[:len(groups)]
         streams = [self.stream(lease, request("batch", data, configs=[configs[i] for i in g], log_every=log_every),
                                cancel, idle=True) for lease, g in zip(leases, groups)]
@@ -186,12 +227,12 @@ class Executor(ABC):
                 done[i] = True
                 for j, (m, res) in enumerate(zip(groups[i], head["results"])):
                     out[m] = ({k.split("/", 1)[1]: v for k, v in arrays.items() if k.split("/", 1)[0] == str(j)}, res)
-        except _TaskFailed:
+        except TaskFailed:
             done = [True] * len(leases)  # the task failed in the worker; the workers are fine
             raise
         finally:
             for lease, ok in zip(leases, done):
-                self.release(lease, ok)
+                self.give(lease, ok)
         import torch
 
         results = []
@@ -216,10 +257,6 @@ def _merged(streams: list) -> Iterator[tuple[int, dict, dict]]:
                 continue
             if got is not None:
                 yield i, *got
-
-
-class _TaskFailed(RuntimeError):
-    """A task ended with a ``fatal`` reply (the worker itself is fine)."""
 
 
 # ---------------------------------------------------------------------------------------------- threads
@@ -263,7 +300,7 @@ class ThreadExecutor(Executor):
     """``size`` tasks at once, each in a thread of this process (debugging; shares the server's interpreter)."""
 
     def __init__(self, size: int, threads: int = 1, limit_mb: float = 0.0):
-        self.size = size
+        super().__init__(size)
         self._slots = threading.BoundedSemaphore(size)
         self._busy: set[_ThreadLease] = set()
         self._lock = threading.Lock()
@@ -291,13 +328,13 @@ class ThreadExecutor(Executor):
         with self._lock:
             return len(self._busy)
 
-    def shutdown(self) -> None:
+    def shutdown(self, timeout: float = 2.0) -> None:
         with self._lock:
             busy = list(self._busy)
         for lease in busy:
             lease.cancel()
-        for lease in busy:
-            lease.join(5.0)
+        for lease in busy:  # a thread cannot be killed: it stops at its next step
+            lease.join(timeout)
 
 
 # name -> "module:class", imported only when chosen (a distributed executor's library costs nothing unused);
@@ -316,4 +353,4 @@ def make_executor(settings: Settings, *, size: int | None = None, name: str | No
         chosen = "process"
     module, cls = EXECUTORS[chosen].split(":")
     return getattr(importlib.import_module(module), cls)(size or settings.worker_count(), threads=1,
-                                                          limit_mb=0.0)
+                                                          limit_mb=settings.worker_mb)

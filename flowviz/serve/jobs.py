@@ -41,11 +41,11 @@ class Job:
         self.fraction, self.text = float(frac), text
 
     def _work(self):
-        lease = self._executor.acquire(self.cancel) if self._holds else None
+        lease = self._executor.take(self.cancel, long=True) if self._holds else None
         if self.cancel.is_set() or (self._holds and lease is None):
             self.status = RunStatus.CANCELLED
             if lease is not None:
-                self._executor.release(lease, True)
+                self._executor.give(lease, True)
             return
         self.status = RunStatus.TRAINING
         try:
@@ -58,7 +58,7 @@ class Job:
             self.error, self.status = f"failed: {type(e).__name__}: {e}", RunStatus.ERROR
         finally:
             if lease is not None:
-                self._executor.release(lease, True)
+                self._executor.give(lease, True)
 
     @property
     def finished(self) -> bool:

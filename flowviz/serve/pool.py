@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import threading
+import time
 
 from .executor import Executor, Lease
 from .protocol import CANCEL, WorkerDied
@@ -19,6 +20,8 @@ from .protocol import CANCEL, WorkerDied
 __all__ = ["ProcessPool"]
 
 log = logging.getLogger("flowviz.serve.pool")
+_open: set[int] = set()  # the pools of this process not shut down yet
+_open_lock = threading.Lock()
 
 
 class _Worker(Lease):
@@ -81,7 +84,10 @@ class ProcessPool(Executor):
             # torch._dynamo: torch.optim imports it on the first optimiser (1.4 s here); once, in the server
             self._ctx.set_forkserver_preload(["flowviz.serve.worker_main", "flowviz.training.train",
                                               "torch._dynamo"])
-        self.size, self.threads, self.limit_mb = size, threads, limit_mb
+        super().__init__(size)
+        self.threads, self.limit_mb = threads, limit_mb
+        with _open_lock:
+            _open.add(id(self))
         self._free: list[_Worker] = []
         self._busy: set[_Worker] = set()
         self._cond = threading.Condition()
@@ -171,12 +177,48 @@ class ProcessPool(Executor):
         return t
 
     def shutdown(self, timeout: float = 2.0) -> None:
-        """End every worker, idle and busy (a busy one is killed if it does not stop within ``timeout`` s)."""
+        """End every worker, idle and busy, within about ``timeout`` s (a busy one that does not stop by then is
+        killed), then the forkserver and the resource tracker that multiprocessing started for them."""
         with self._cond:
             workers, self._free = self._free + list(self._busy), []
             self._busy.clear()
             self._started = 0
         for w in workers:
             w.cancel()
+            w.conn.close()  # end of file: an idle worker returns at once, a busy one after its step
+        deadline = time.monotonic() + timeout
         for w in workers:
-            w.stop(timeout)
+            w.proc.join(max(0.0, deadline - time.monotonic()))
+        for w in workers:
+            if w.proc.is_alive():
+                w.proc.kill()
+                w.proc.join(1.0)
+        with _open_lock:
+            last = id(self) in _open and len(_open) == 1
+            _open.discard(id(self))
+        if last:  # no other pool of this process needs them
+            stop_helper_processes()
+
+
+def stop_helper_processes() -> None:
+    """Stop multiprocessing's forkserver and resource tracker of this process, if they run (they would outlive
+    a server that exits on a signal). Python offers no public call for this; its own tests use these.
+
+    The forkserver is killed first: it only forks workers, and with torch preloaded its own exit at end of file
+    could wait on torch's threads (seen here: a shutdown that never returned).
+    """
+    import os
+    import signal
+    from multiprocessing import forkserver, resource_tracker
+
+    pid = getattr(forkserver._forkserver, "_forkserver_pid", None)
+    if pid:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    for stop in (forkserver._forkserver._stop, resource_tracker._resource_tracker._stop):
+        try:
+            stop()
+        except Exception:  # not running, or already stopping
+            log.debug("stopping a multiprocessing helper failed", exc_info=True)

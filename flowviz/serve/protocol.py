@@ -19,7 +19,7 @@ from ..core.config import Config
 from ..core.data import Dataset
 from ..training.train import Snapshot
 
-__all__ = ["WorkerDied", "CANCEL", "encode", "decode", "request", "dataset_from", "snapshot_message",
+__all__ = ["WorkerDied", "TaskFailed", "CANCEL", "encode", "decode", "request", "dataset_from", "snapshot_message",
            "snapshot_from", "fatal_message", "SNAPSHOT_FIELDS"]
 
 CANCEL = b"cancel"  # the one message that is not encoded: stop the task in hand, between two steps
@@ -31,6 +31,10 @@ SNAPSHOT_FIELDS = ("step", "total_steps", "loss", "train_accuracy", "test_accura
 
 class WorkerDied(RuntimeError):
     """The worker stopped in the middle of a task (killed, out of memory, its machine gone)."""
+
+
+class TaskFailed(RuntimeError):
+    """A task ended with a ``fatal`` reply: its text names the exception; the worker itself is fine."""
 
 
 def encode(header: dict, tensors: dict | None = None) -> bytes:

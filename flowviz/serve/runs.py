@@ -13,187 +13,23 @@ once (runs and jobs wait for a worker), and finished runs are kept in a bounded 
 from __future__ import annotations
 
 import atexit
-import hashlib
 import logging
 import threading
 import time
 from collections import OrderedDict
 
-import numpy as np
-
 from ..core.config import Config
 from ..core.data import Dataset, make_dataset
-from ..core.errors import FlowvizError
-from ..core.model import build_model
-from ..training.analysis import FlowViews, analyse
-from ..training.train import Snapshot
-from . import cache
-from .executor import Executor, make_executor
+from . import budget, cache
+from .executor import make_executor
 from .jobs import Job
-from .protocol import WorkerDied
+from .run import Run, data_key
 from .settings import Settings
 from .status import RunStatus
 
 __all__ = ["Run", "Job", "Registry", "RunStatus", "data_key"]
 
 log = logging.getLogger("flowviz.serve.runs")
-LIVE_EVERY_S = 1.0  # live views are rebuilt at most this often while training
-FIRST_LIVE_ETA_S = 1.0  # no first live view for a run this close to its end (its full views come next)
-
-
-def _eta(snap: Snapshot) -> float:
-    """Seconds of training left, from the snapshot's own speed (infinite before there is one)."""
-    if snap.steps_per_second <= 0:
-        return float("inf")
-    return (snap.total_steps - snap.step) / snap.steps_per_second
-
-
-def data_key(data: Dataset | None) -> str:
-    """A short hash of user data (empty for generated datasets)."""
-    if data is None:
-        return ""
-    h = hashlib.sha256()
-    for a in (data.x_train, data.y_train, data.x_test, data.y_test):
-        h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()[:12]
-
-
-def _out_of_memory(e: BaseException) -> bool:
-    """A CUDA out-of-memory error, raised here or reported by a worker process."""
-    import torch
-
-    return isinstance(e, torch.cuda.OutOfMemoryError) or "CUDA out of memory" in str(e) or \
-        "OutOfMemoryError" in str(e)
-
-
-class Run:
-    """One training run, driven from a thread of the server, trained on a worker of ``executor``.
-    Read ``status`` (a :class:`RunStatus`), ``latest``, ``history`` and ``views()``."""
-
-    def __init__(self, config: Config, data: Dataset, executor: Executor | None, *, restored=None,
-                 settings: Settings | None = None):
-        self.config, self.data = config, data
-        self._executor, self._settings = executor, settings
-        self.key = config.key() + data_key(data if config.dataset == "csv" else None)
-        self.status = RunStatus.QUEUED
-        self.error: str | None = None
-        self.notice: str | None = None  # something the page should say (a CPU retry after a GPU ran out of memory)
-        self.latest: Snapshot | None = None
-        self.history: list[dict] = []
-        self.cancel = threading.Event()
-        self.started = time.time()
-        self.last_seen = time.time()
-        self._lock = threading.Lock()
-        self._views: FlowViews | None = None
-        self._views_step = -1
-        self._views_time = 0.0
-        self._final = False
-        self.from_cache = restored is not None
-        if restored is not None:  # (model, history, metrics) of a finished run: no worker needed
-            model, history, m = restored
-            state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            self.history = list(history)
-            self.latest = Snapshot(int(m.get("steps", config.train_steps)), config.train_steps, m["train_loss"],
-                                   m["train_accuracy"], m["test_accuracy"], m["test_loss"], m.get("elapsed_s", 0.0),
-                                   m.get("steps_per_second", 0.0), state, done=True)
-            self.status = RunStatus.DONE
-            self._thread = None
-            return
-        self._thread = threading.Thread(target=self._work, name=f"flowviz-run-{self.key[:8]}", daemon=True)
-        self._thread.start()
-
-    # -------------------------------------------------------------- worker
-    def _work(self):
-        if self.cancel.is_set():
-            self.status = RunStatus.CANCELLED
-            return
-        try:
-            self._train(self.config)
-        except Exception as e:  # only a GPU out-of-memory error gets here
-            log.warning("run %s: %s; training again on the CPU", self.key, e)
-            self.notice = "The GPU ran out of memory for this run; it was trained again on the CPU."
-            self.history, self.latest = [], None
-            try:
-                self._train(self.config.replace(device="cpu"))
-            except Exception as e2:
-                log.exception("run %s failed on the CPU too", self.key)
-                self.error, self.status = f"training failed: {type(e2).__name__}: {e2}", RunStatus.ERROR
-
-    def _started(self):
-        self.status = RunStatus.TRAINING
-
-    def _train(self, config: Config):
-        """Train ``config`` on a worker, publishing snapshots as they come."""
-        try:
-            every = max(1, min(25, config.train_steps // 40 or 1))
-            for snap in self._executor.train(config, self.data, log_every=every, cancel=self.cancel,
-                                             started=self._started):
-                if snap.state is None and snap.cancelled:  # cancelled before a worker took it
-                    self.status = RunStatus.CANCELLED
-                    return
-                self.history.append(snap.record())
-                self.latest = snap
-            if self.latest is not None and self.latest.error:
-                self.error, self.status = self.latest.error, RunStatus.ERROR
-            elif self.latest is not None and self.latest.cancelled:
-                self.status = RunStatus.CANCELLED
-            else:
-                self.status = RunStatus.DONE
-                self._store()
-            self.views(final=True)  # the full picture, once, in the worker
-        except FlowvizError as e:
-            self.error, self.status = str(e), RunStatus.ERROR
-        except WorkerDied as e:
-            log.error("run %s: %s", self.key, e)
-            self.error, self.status = f"{e}; the last state is kept. Press Train to try again.", RunStatus.ERROR
-        except Exception as e:  # never let a worker die silently; the page shows the message
-            if _out_of_memory(e):
-                raise  # _work retries on the CPU
-            log.exception("run %s failed", self.key)
-            self.error, self.status = f"training failed: {type(e).__name__}: {e}", RunStatus.ERROR
-
-    def _store(self):
-        """Keep the finished run on disk (generated data only: uploaded points are not in the config)."""
-        if self.config.dataset == "csv" or self.latest is None:
-            return
-        s = self.latest
-        model = build_model(self.config, self.data.n_classes)
-        model.load_state_dict(s.state)
-        metrics = {"train_accuracy": s.train_accuracy, "test_accuracy": s.test_accuracy, "train_loss": s.loss,
-                   "test_loss": s.test_loss, "steps": s.step, "elapsed_s": s.elapsed,
-                   "steps_per_second": s.steps_per_second}
-        cache.store(self.config, model, self.history, metrics, settings=self._settings)
-
-    # --------------------------------------------------------------- views
-    @property
-    def finished(self) -> bool:
-        return RunStatus(self.status).finished
-
-    def views(self, *, final: bool = False) -> FlowViews | None:
-        """The views of the latest state: live (light) while training, full once finished. Shared and cached."""
-        snap = self.latest
-        if snap is None or snap.state is None:
-            return None
-        final = final or self.finished  # a finished run (or one restored from the cache) shows the full picture
-        with self._lock:
-            if self._final or (self._views_step == snap.step and self._views is not None and not final):
-                return self._views
-            if not final and self._views is not None and time.time() - self._views_time < LIVE_EVERY_S:
-                return self._views
-            if not final and (snap.done or (self._views is None and _eta(snap) < FIRST_LIVE_ETA_S)):
-                return self._views  # the full picture is about to come: a live one now would only delay it
-            model = build_model(self.config, self.data.n_classes)
-            model.load_state_dict(snap.state)
-            v = analyse(model, self.data, history=list(self.history), live=not final)
-            self._views, self._views_step, self._views_time, self._final = v, snap.step, time.time(), final
-            return v
-
-    def stop(self):
-        self.cancel.set()
-
-    def join(self, timeout: float | None = None):
-        if self._thread is not None:
-            self._thread.join(timeout)
 
 
 class Registry:
@@ -227,6 +63,8 @@ class Registry:
         self._runs: OrderedDict[str, Run] = OrderedDict()
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._lock = threading.Lock()
+        self._claims: dict[str, set[str]] = {}  # session -> the keys of the one job it holds
+        self.replaced = 0  # runs and jobs cancelled because their session started another
         self.started = 0  # runs actually started (for tests and the load benchmark)
         atexit.register(self.shutdown)
 
@@ -248,16 +86,20 @@ class Registry:
                 r.cancel.set()
                 self.cancelled_unwatched += 1
 
-    def shutdown(self, timeout: float = 5.0):
-        """Cancel every run and wait for the workers (a thread killed inside torch aborts the process)."""
+    def shutdown(self, timeout: float = 2.0):
+        """Cancel every run and job, end the workers (killed after ``timeout`` s if busy) and wait briefly for
+        the threads that drove them: the whole takes about ``timeout`` + 1 s, whatever trains."""
+        if self._stop.is_set():
+            return
         self._stop.set()
         with self._lock:
             runs = list(self._runs.values()) + list(self._jobs.values())
         for r in runs:
             r.cancel.set()
+        self.executor.shutdown(timeout)
+        deadline = time.monotonic() + 1.0
         for r in runs:
-            r.join(timeout)
-        self.executor.shutdown()
+            r.join(max(0.0, deadline - time.monotonic()))
 
     def get(self, key: str) -> Run | None:
         with self._lock:
@@ -268,7 +110,11 @@ class Registry:
             return run
 
     def start(self, config: Config, data: Dataset | None = None, *, restart: bool = False) -> Run:
-        """The run for this config: an existing live or finished one, or a new one."""
+        """The run for this config: an existing live or finished one, or a new one.
+
+        Raises OverBudget (a ConfigError naming the cost and the keys that drive it) for a new run estimated
+        over the server's budget.
+        """
         ds = data if data is not None else make_dataset(config)
         key = config.key() + data_key(ds if config.dataset == "csv" else None)
         with self._lock:
@@ -277,7 +123,9 @@ class Registry:
                 self._runs.move_to_end(key)
                 return run
             cached = None if restart or config.dataset == "csv" else cache.load(config, settings=self.settings)
-            run = Run(config, ds, self.executor, restored=cached, settings=self.settings)
+            costs = None if cached else budget.check([config], len(ds.x_train), self.settings)
+            run = Run(config, ds, self.executor, restored=cached, settings=self.settings,
+                      cost=costs[0] if costs else None)
             self.started += cached is None
             log.info("run %s %s (runs started: %d)", run.key, "from the disk cache" if cached else "started",
                      self.started)
@@ -346,6 +194,46 @@ class Registry:
         finished = [k for k, r in self._runs.items() if r.finished]
         while len(self._runs) > self.keep and finished:
             self._runs.pop(finished.pop(0), None)
+
+    def check_budget(self, configs: list[Config], data: Dataset, *, what: str = "This run") -> None:
+        """OverBudget if ``configs`` trained one after the other are over the server's budget."""
+        budget.check(configs, len(data.x_train), self.settings, what=what)
+
+    def claim(self, session: str, keys) -> None:
+        """``session`` now holds the runs or jobs of ``keys`` (a run, a scenario's pair, a sweep) and nothing
+        else: what it held before and no other session holds is cancelled if it is still going."""
+        keys = {k for k in keys if k}
+        with self._lock:
+            dropped = self._claims.get(session, set()) - keys
+            self._claims[session] = keys
+            held = set().union(*self._claims.values())
+            gone = [w for k in dropped - held for w in (self._runs.get(k), self._jobs.get(k))
+                    if w is not None and not w.finished]
+        for w in gone:
+            log.info("cancelling %s: its session started something else", w.key)
+            w.cancel.set()
+            self.replaced += 1
+
+    def queue_place(self, run: Run) -> tuple[int, float | None]:
+        """(place in the queue from 1, estimated seconds until a worker takes it, or None if unknown).
+
+        The estimate plays the queue forward: each worker is free when its run's time left is over, and each
+        run ahead takes the first free worker for its estimated time.
+        """
+        import heapq
+
+        with self._lock:
+            ahead = sorted((r for r in self._runs.values() if RunStatus(r.status).waiting and r.started < run.started),
+                           key=lambda r: r.started)
+            busy = [r.remaining_s() for r in self._runs.values() if RunStatus(r.status).active]
+        free = busy + [0.0] * max(0, self.max_workers - len(busy))
+        times = [r.remaining_s() for r in ahead]
+        if None in free or None in times or not free:
+            return len(ahead) + 1, None
+        heapq.heapify(free)
+        for t in times:
+            heapq.heapreplace(free, free[0] + t)
+        return len(ahead) + 1, free[0]
 
     def queued_before(self, run: Run) -> int:
         """How many runs started earlier are still waiting for a worker."""

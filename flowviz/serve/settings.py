@@ -47,6 +47,15 @@ class Settings:
                                    "in process mode")
     cuda_graphs: bool = _setting("FLOWVIZ_CUDA_GRAPHS", False, "1: on a CUDA GPU, replay each training step from a "
                                  "CUDA graph (off until measured; read by `flowviz.training.graphs`)", _flag)
+    max_run_seconds: float = _setting("FLOWVIZ_MAX_RUN_SECONDS", 600.0, "a run estimated to take longer (on one "
+                                      "CPU thread) is refused before it starts, with the keys that drive it")
+    max_run_mb: float = _setting("FLOWVIZ_MAX_RUN_MB", 4096.0, "a run estimated to need more memory at its peak is "
+                                 "refused the same way")
+    worker_mb: float = _setting("FLOWVIZ_WORKER_MB", 6144.0, "each worker process's memory cap above a fresh "
+                                "worker (address space; 0: none): a run over it ends as an error, the last "
+                                "state kept")
+    long_run_s: float = _setting("FLOWVIZ_LONG_RUN_S", 30.0, "runs estimated longer than this never take the last "
+                                 "free worker: it stays for short runs")
     unwatched_s: float = _setting("FLOWVIZ_UNWATCHED_S", 120.0, "a run no page has looked at for this long is "
                                   "cancelled")
     cache_dir: str = _setting("FLOWVIZ_CACHE_DIR", "", "disk cache of finished runs (`off` disables it)",

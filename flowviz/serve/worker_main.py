@@ -63,6 +63,14 @@ def batch_task(header: dict, arrays: dict, cancel) -> Iterator[bytes]:
 TASKS: dict[str, Callable[[dict, dict, object], Iterator[bytes]]] = {"run": run_task, "batch": batch_task}
 
 
+LIMIT_MB = 0.0  # this worker's memory cap above its start (main sets it); named in an over-limit error
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    """An allocation refused under the worker's memory cap (torch's CPU allocator, or Python's own)."""
+    return isinstance(e, MemoryError) or (isinstance(e, RuntimeError) and "can't allocate memory" in str(e))
+
+
 def handle(raw: bytes, cancel) -> Iterator[bytes]:
     """The replies to one request; a failure (an unknown task included) is one ``fatal`` reply."""
     try:
@@ -71,9 +79,11 @@ def handle(raw: bytes, cancel) -> Iterator[bytes]:
         if task is None:
             raise ValueError(f"unknown task {header.get('task')!r}; valid: {', '.join(TASKS)}")
         yield from task(header, arrays, cancel)
-    except MemoryError as e:
-        yield fatal_message(MemoryError(f"the worker's memory limit was reached ({e or 'allocation refused'})"))
     except Exception as e:  # report, keep serving
+        if _out_of_memory(e):
+            cap = f" of {LIMIT_MB:.0f} MB (FLOWVIZ_WORKER_MB)" if LIMIT_MB > 0 else ""
+            e = MemoryError(f"the run needed more memory than a worker's limit{cap}; the last state is kept. "
+                            "Make the keys that drive its cost smaller")
         yield fatal_message(e)
 
 
@@ -96,8 +106,11 @@ def main(conn, threads: int, limit_mb: float = 0.0) -> None:  # pragma: no cover
 
     from .process import limit_memory, tune_malloc
 
+    global LIMIT_MB
+
     tune_malloc()
     limit_memory(limit_mb)
+    LIMIT_MB = limit_mb
     torch.set_num_threads(threads)
     while True:
         try:

@@ -18,7 +18,7 @@ from ..core.presets import preset_info
 from ..serve.runs import Run
 from . import lecture, sweep_tab
 from .controls import block_formula, make_config, sidebar
-from .server import registry
+from .server import registry, session_id, waiting_text
 
 log = logging.getLogger("flowviz.ui")
 
@@ -132,6 +132,7 @@ def _start(cfg: Config, ss, *, restart=False):
         ss.run_key, ss.run_config = run.key, cfg
         changes = lecture.compare_changes(ss.get("scenario"))
         ss.compare_key = registry().start(cfg.replace(**changes), data, restart=restart).key if changes else None
+        registry().claim(session_id(), {run.key, ss.compare_key})  # one training job per session
     except FlowvizError as e:
         st.error(str(e))
 
@@ -250,7 +251,7 @@ def _progress_body():
     _rerun_when_finished(ss, run)
     snap = run.latest
     if run.status == "queued":
-        st.info(f"Waiting for a free worker ({registry().queued_before(run)} runs ahead).")
+        st.info(waiting_text(registry(), run))
     if run.notice:
         st.info(run.notice)
     if ss.present:  # one line, so the figure keeps the projector frame

@@ -66,6 +66,26 @@ def registry():
         return _registry
 
 
+def session_id() -> str:
+    """The id of the browser session running this script (the key of its one training job)."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    return ctx.session_id if ctx is not None else "no-session"
+
+
+def waiting_text(reg, run) -> str:
+    """What a page waiting for a worker says: its place in the queue, the estimated wait and its own cost."""
+    from ..serve.budget import duration
+
+    place, wait = reg.queue_place(run)
+    text = f"Waiting for a free worker: place {place} in the queue"
+    text += f", about {duration(wait)} to wait." if wait is not None else "."
+    if run.cost is not None:
+        text += f" This run will take {run.cost.describe()}."
+    return text
+
+
 def start_up() -> None:
     """Make the registry first (its training process starts importing torch at once, in parallel), then
     import what the page needs, so that the first visitor waits for neither."""
@@ -92,3 +112,15 @@ async def lifespan(app):
 
     await asyncio.to_thread(start_up)
     yield
+    await asyncio.to_thread(shut_down)
+
+
+def shut_down() -> None:
+    """The server is stopping (SIGTERM, SIGINT): cancel every run, end the workers, the forkserver and the
+    resource tracker, within a few seconds whatever trains."""
+    global _registry
+    with _lock:
+        reg, _registry = _registry, None
+    if reg is not None:
+        log.info("flowviz is stopping: cancelling runs and ending the training processes")
+        reg.shutdown()

@@ -20,6 +20,7 @@ from ..serve.runs import Job, Registry, data_key
 from ..training.analysis import analyse
 from ..training.batch import batch_reason
 from ..training.sweep import VARY_KEYS, coarse_to_fine, parse_vary, run_sweep
+from .server import session_id
 
 log = logging.getLogger("flowviz.ui")
 
@@ -67,9 +68,15 @@ def panel(reg: Registry, cfg: Config, data: Dataset) -> None:
             jk = job_key("sweep", cfg, data, k, values)
             batched = batch_reason([cfg.replace(**{k: v}) for v in values]) is None
             # a batched sweep trains on the executor's workers; one trained member by member holds one
+            try:
+                reg.check_budget([cfg.replace(**{k: v}) for v in values], data, what="This sweep")
+            except FlowvizError as e:
+                st.error(str(e))
+                return
             reg.job(jk, lambda progress, cancel: run_sweep(cfg, k, values, data=data, progress=progress,
                                                            cancel=cancel, pool=reg.executor),
                     holds_worker=not batched)
+            reg.claim(session_id(), {jk})  # a sweep replaces the session's run (one training job each)
             ss.sweep_job = jk
             st.rerun()  # the page refreshes while the sweep runs
     job = reg.get_job(ss["sweep_job"]) if ss.get("sweep_job") else None
@@ -149,6 +156,7 @@ def _coarse_to_fine(reg: Registry, cfg: Config, data: Dataset) -> None:
                 st.error("'to L' must be at least 'from L'.")
             else:
                 jk = job_key("c2f", cfg, data, lo, hi)
+                reg.claim(session_id(), {jk})
                 reg.job(jk, lambda progress, cancel: coarse_to_fine(cfg, L_start=int(lo), L_end=int(hi), data=data,
                                                                     cancel=cancel))
                 ss.c2f_job = jk
