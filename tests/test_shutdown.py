@@ -8,10 +8,9 @@ import time
 import urllib.request
 
 import pytest
+from test_browser import ARGS, CHROMIUM, _free_port
 
 from flowviz import Config
-
-from test_browser import ARGS, CHROMIUM, _free_port
 
 pytestmark = pytest.mark.browser
 
