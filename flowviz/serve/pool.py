@@ -164,11 +164,15 @@ class ProcessPool(Executor):
                 try:
                     w = self._new()
                 except Exception:
-                    log.exception("could not start a worker process")
+                    if id(self) in _open:  # (a pool shut down meanwhile has stopped the forkserver)
+                        log.exception("could not start a worker process")
                     with self._cond:
                         self._started -= 1
                     return
                 with self._cond:
+                    if id(self) not in _open:  # shut down while it started
+                        w.stop()
+                        return
                     self._free.append(w)
                     self._cond.notify()
 

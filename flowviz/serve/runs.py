@@ -226,6 +226,7 @@ class Registry:
             ahead = sorted((r for r in self._runs.values() if RunStatus(r.status).waiting and r.started < run.started),
                            key=lambda r: r.started)
             busy = [r.remaining_s() for r in self._runs.values() if RunStatus(r.status).active]
+            busy += [None for j in self._jobs.values() if j.status.active]  # a job's time left is unknown
         free = busy + [0.0] * max(0, self.max_workers - len(busy))
         times = [r.remaining_s() for r in ahead]
         if None in free or None in times or not free:

@@ -1,0 +1,147 @@
+"""Serving a lecture hall safely: the budget, the worker memory cap, one job per session, two lanes, the queue.
+
+The cost model (flowviz.core.cost.estimate) is stood in for by a table here: these tests are about what the
+server does with an estimate, not about the estimate.
+"""
+
+import threading
+import time
+from dataclasses import dataclass
+
+import pytest
+
+import flowviz
+from flowviz.core.data import make_dataset
+from flowviz.serve import budget
+from flowviz.serve.budget import OverBudget
+from flowviz.serve.executor import ThreadExecutor
+from flowviz.serve.runs import Registry, RunStatus
+from flowviz.serve.settings import Settings
+
+TINY = flowviz.Config(n_samples=120, n_steps=4, width=8, train_steps=30)
+HEAVY = flowviz.Config(n_samples=20000, n_steps=256, width=256, train_steps=20000)  # case 7's hard-limit link
+
+
+@dataclass(frozen=True)
+class _Cost:
+    seconds: float
+    peak_mb: float
+    drivers: tuple
+
+    def describe(self):
+        return f"about {self.seconds:.0f} s and {self.peak_mb:.0f} MB, driven by {', '.join(self.drivers)}"
+
+
+def _estimate(config, n_train=None):
+    """Stand-in: hard-limit keys cost hours and gigabytes; train_steps scale the rest."""
+    heavy = config.n_steps >= 256 and config.width >= 256
+    return _Cost(7200.0 if heavy else config.train_steps / 100, 14000.0 if heavy else 300.0,
+                 ("n_steps", "width", "n_samples") if heavy else ("train_steps",))
+
+
+@pytest.fixture
+def costed(monkeypatch):
+    monkeypatch.setattr(budget, "estimate", _estimate)
+
+
+def _wait(pred, timeout=60):
+    t = time.time()
+    while time.time() - t < timeout:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_a_run_over_the_budget_is_refused_before_it_starts_naming_its_keys(costed):
+    reg = Registry(max_workers=1, mode="thread", settings=Settings(max_run_seconds=600, max_run_mb=4096))
+    try:
+        with pytest.raises(OverBudget) as e:
+            reg.start(HEAVY.replace(n_samples=400), make_dataset(TINY))
+        msg = str(e.value)
+        assert "not started" in msg and "7200 s" in msg and "n_steps, width or n_samples" in msg
+        assert "10 min of training" in msg and "4.0 GB of memory" in msg and reg.started == 0
+        assert reg.start(TINY).cost.seconds == pytest.approx(0.3)  # a light run goes on, with its estimate
+        with pytest.raises(OverBudget, match="This sweep was not started"):  # members add up
+            reg.check_budget([TINY.replace(train_steps=20000, n_steps=L) for L in range(1, 5)], make_dataset(TINY),
+                             what="This sweep")
+    finally:
+        reg.shutdown()
+
+
+def test_an_over_budget_link_shows_a_notice_and_the_page_stays(costed):
+    from test_app import _app
+
+    q = {k: str(v) for k, v in HEAVY.replace(n_samples=400).to_query().items()}
+    at = _app(q).run()  # a link starts its run at once
+    assert not at.exception
+    errors = " ".join(e.value for e in at.error)
+    assert "not started" in errors and "n_steps" in errors and "width" in errors
+    assert any(b.label == "Train" for b in at.button)
+
+
+def test_a_worker_over_its_memory_cap_ends_the_run_as_an_error_and_the_pool_goes_on():
+    reg = Registry(max_workers=1, mode="process", settings=Settings(worker_mb=150))
+    try:
+        big = flowviz.Config(n_samples=4000, n_steps=64, width=256, train_steps=5, batch_size=0, field="mlp",
+                             mlp_depth=4, seed=5)
+        run = reg.start(big)
+        run.join(120)
+        assert run.status == RunStatus.ERROR and "memory" in run.error and "150 MB" in run.error
+        assert "last state is kept" in run.error and reg.executor.replaced == 0  # the worker itself lived
+        small = reg.start(TINY.replace(seed=6))
+        small.join(120)
+        assert small.status == RunStatus.DONE
+    finally:
+        reg.shutdown()
+
+
+def test_a_session_holds_one_training_job_and_starting_another_replaces_its_own():
+    reg = Registry(max_workers=2, mode="thread")
+    try:
+        first = reg.start(TINY.replace(seed=11, train_steps=20000, n_samples=400))
+        shared = reg.start(TINY.replace(seed=12, train_steps=20000, n_samples=400))
+        reg.claim("a", {first.key})
+        reg.claim("b", {shared.key})
+        reg.claim("a", {shared.key})  # session a moves on: its first run goes, the one b watches stays
+        assert _wait(lambda: first.finished, 30) and first.status == RunStatus.CANCELLED
+        reg.claim("a", set())
+        time.sleep(0.3)
+        assert not shared.finished and reg.replaced == 1  # b still holds it
+        shared.stop()
+    finally:
+        reg.shutdown()
+
+
+def test_long_runs_never_take_the_last_worker():
+    ex = ThreadExecutor(2)
+    a = ex.take(long=True)
+    assert a is not None and ex.take(long=True, wait=False) is None  # a second long one waits...
+    b = ex.take(wait=False)
+    assert b is not None  # ...while a short one gets the worker kept for it
+    ex.give(a, True)
+    c = ex.take(long=True, wait=False)
+    assert c is not None
+    ex.give(b, True)
+    ex.give(c, True)
+    assert ex.busy() == 0
+
+
+def test_the_queue_gives_each_waiting_run_its_place_and_an_estimated_wait(costed):
+    reg = Registry(max_workers=1, mode="thread")
+    hold = threading.Event()
+    try:
+        blocker = reg.job("hold", lambda p, c: hold.wait(30))  # the one worker is busy
+        assert _wait(lambda: blocker.status == RunStatus.TRAINING)
+        runs = [reg.start(TINY.replace(seed=20 + i, train_steps=1000 * (i + 1))) for i in range(3)]
+        places = [reg.queue_place(r) for r in runs]
+        assert [p for p, _ in places] == [1, 2, 3]
+        # the job's time left is unknown, so no wait is promised; without it, waits are the estimates ahead
+        assert all(w is None for _, w in places)
+        hold.set()
+        assert _wait(lambda: runs[0].status != RunStatus.QUEUED)
+        place, wait = reg.queue_place(runs[2])
+        assert place <= 2 and (wait is None or wait >= 0)
+    finally:
+        hold.set()
+        reg.shutdown()
