@@ -131,3 +131,28 @@ def test_two_sessions_with_same_length_csvs_never_share_a_sweep_or_coarse_to_fin
         assert jobs[1].result == pytest.approx(float(b.x.sum()))  # each session sees its own points' result
     finally:
         reg.shutdown()
+
+
+@pytest.mark.parametrize("name", sorted(EXECUTORS))
+def test_the_final_pictures_made_by_a_worker_are_the_ones_made_here(name):
+    from flowviz.training.analysis import analyse
+    from flowviz.training.train import train
+
+    r = train(TINY.replace(seed=31))
+    here = analyse(r.model, r.data, history=r.history)
+    ex = make_executor(Settings(), size=1, name=name)
+    try:
+        there, metrics = ex.analyse(r.model, r.data, history=r.history, metrics=True)
+    finally:
+        ex.shutdown()
+    assert type(there) is type(here) and there.config == here.config and not there.live
+    assert np.array_equal(there.predicted, here.predicted) and there.history == here.history
+    np.testing.assert_allclose(there.surfaces.u, here.surfaces.u, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(there.diagnostics.residual_ratio, here.diagnostics.residual_ratio, rtol=1e-5)
+    assert metrics["train_accuracy"] == pytest.approx(r.metrics["train_accuracy"])
+
+
+def test_a_message_rebuilds_only_the_result_types_it_knows():
+    tree = {"@dc": "Popen", "f": {"args": "sh"}}
+    with pytest.raises(KeyError):
+        protocol.unpack(tree, {})

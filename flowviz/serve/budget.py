@@ -30,13 +30,16 @@ def duration(seconds: float) -> str:
     return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60)} min"
 
 
-def check(configs: list[Config], n_train: int | None, settings: Settings, *, what: str = "This run"):
+def check(configs: list[Config], n_train: int | None, settings: Settings, *, what: str = "This run",
+          analysis_only: bool = False):
     """The estimated costs of ``configs`` (a run, a scenario's pair or a sweep's members, trained one after the
-    other); OverBudget if their total time or memory is over ``settings``' budget. None without a cost model."""
+    other); OverBudget if their total time or memory is over ``settings``' budget. None without a cost model.
+    ``analysis_only``: count only the final pictures' time (an imported run is not trained again)."""
     if estimate is None:
         return None
     costs = [estimate(c, n_train) for c in configs]
-    seconds, mb = sum(c.seconds for c in costs), sum(c.peak_mb for c in costs)
+    mb = sum(c.peak_mb for c in costs)
+    seconds = sum(c.part("analysis") if analysis_only and hasattr(c, "part") else c.seconds for c in costs)
     over = []
     if seconds > settings.max_run_seconds:
         over.append(f"{duration(settings.max_run_seconds)} of training")
@@ -45,8 +48,8 @@ def check(configs: list[Config], n_train: int | None, settings: Settings, *, wha
     if not over:
         return costs
     drivers = list(dict.fromkeys(k for c in costs for k in c.drivers))
-    what_costs = costs[0].describe() if len(costs) == 1 else \
-        f"about {duration(seconds)} and {mb / 1024:.1f} GB in all ({len(costs)} members)"
+    what_costs = costs[0].describe() if len(costs) == 1 and not analysis_only else \
+        f"about {duration(seconds)} and {mb / 1024:.1f} GB in all, driven by {', '.join(costs[0].drivers)}"
     raise OverBudget(f"{what} was not started: it would take {what_costs}, over this server's limit of "
                      f"{' and '.join(over)} per run. Make {_listed(drivers[:3]) or 'the run'} smaller.")
 

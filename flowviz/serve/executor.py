@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from ..core.config import Config
 from ..core.data import Dataset
 from ..training.train import Snapshot
-from .protocol import TaskFailed, WorkerDied, decode, request, snapshot_from
+from .protocol import TaskFailed, WorkerDied, decode, encode, request, snapshot_from
 from .settings import Settings
 
 __all__ = ["Lease", "Executor", "ThreadExecutor", "EXECUTORS", "make_executor", "WorkerDied"]
@@ -174,6 +174,39 @@ class Executor(ABC):
             raise
         finally:
             self.give(lease, healthy)
+
+    def call(self, raw: bytes, cancel=None) -> tuple[dict, dict]:
+        """The ``result`` reply of one task (an analysis). A task that cannot stop between steps is cut short
+        when ``cancel`` is set: its worker is given back as unhealthy (a process is ended and replaced)."""
+        lease = self.take(cancel)
+        if lease is None:
+            raise TaskFailed("cancelled before a worker took it")
+        healthy = False
+        try:
+            for head, arrays in self.stream(lease, raw, cancel):
+                if head.get("kind") == "result":
+                    healthy = True
+                    return head, arrays
+                if cancel is not None and cancel.is_set():
+                    raise TaskFailed("cancelled")
+            raise TaskFailed("the task ended without a result")
+        except TaskFailed:
+            healthy = healthy or not (cancel is not None and cancel.is_set())
+            raise
+        finally:
+            self.give(lease, healthy)
+
+    def analyse(self, model, data: Dataset, *, history=None, live: bool = False, metrics: bool = False,
+                cancel=None) -> tuple:
+        """(FlowViews, metrics or None) of ``model`` on ``data``, made by a worker."""
+        from .protocol import unpack
+
+        weights = {f"w/{k}": v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+        raw = request("analyse", data, config=model.config, history=list(history or []), live=live,
+                      metrics=metrics)
+        head0, arrays0 = decode(raw)
+        head, arrays = self.call(encode(head0, {**arrays0, **weights}), cancel)
+        return unpack(head["views"], arrays), head.get("metrics")
 
     def acquire_upto(self, k: int, cancel=None) -> list[Lease]:
         """At least one worker (waiting for it) and up to ``k`` (those free now), in the short lane (a long

@@ -88,3 +88,53 @@ def snapshot_from(head: dict, arrays: dict) -> Snapshot:
 def fatal_message(e: BaseException) -> bytes:
     """The task failed with ``e``; the text names the exception (a GPU out-of-memory error is recognised by it)."""
     return encode({"kind": "fatal", "fatal": f"{type(e).__name__}: {e}"})
+
+
+# ------------------------------------------------------------------ result objects (views) as JSON + arrays
+def _types() -> dict:
+    """The result types a message may rebuild, by name: nothing else is ever constructed from a message."""
+    from ..training.analysis import Characteristics, Diagnostics, FlowViews, Surfaces, Velocity
+
+    return {t.__name__: t for t in (FlowViews, Characteristics, Surfaces, Velocity, Diagnostics, Dataset)}
+
+
+def pack(obj, arrays: dict, path: str = "v"):
+    """A JSON tree for ``obj`` (dataclasses of ``_types``, Config, dicts, lists, numbers, text), its numpy
+    arrays moved into ``arrays`` under their paths."""
+    import dataclasses
+
+    if isinstance(obj, np.ndarray):
+        arrays[path] = obj
+        return {"@a": path}
+    if isinstance(obj, Config):
+        return {"@config": obj.to_dict()}
+    if dataclasses.is_dataclass(obj) and type(obj).__name__ in _types():
+        return {"@dc": type(obj).__name__,
+                "f": {f.name: pack(getattr(obj, f.name), arrays, f"{path}.{f.name}") for f in dataclasses.fields(obj)}}
+    if isinstance(obj, dict):
+        return {"@d": {str(k): pack(v, arrays, f"{path}[{k}]") for k, v in obj.items()}}
+    if isinstance(obj, (list, tuple)):
+        return {"@t" if isinstance(obj, tuple) else "@l": [pack(v, arrays, f"{path}[{i}]") for i, v in enumerate(obj)]}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"cannot send a {type(obj).__name__} in a message")
+
+
+def unpack(tree, arrays: dict):
+    """The object :func:`pack` described (only whitelisted types are built)."""
+    if not isinstance(tree, dict):
+        return tree
+    if "@a" in tree:
+        return arrays[tree["@a"]]
+    if "@config" in tree:
+        return Config.from_dict(tree["@config"])
+    if "@dc" in tree:
+        cls = _types()[tree["@dc"]]  # KeyError for any other name
+        return cls(**{k: unpack(v, arrays) for k, v in tree["f"].items()})
+    if "@d" in tree:
+        return {k: unpack(v, arrays) for k, v in tree["@d"].items()}
+    if "@t" in tree:
+        return tuple(unpack(v, arrays) for v in tree["@t"])
+    return [unpack(v, arrays) for v in tree["@l"]]

@@ -186,9 +186,24 @@ class Run:
                 return self._views  # the full picture is about to come: a live one now would only delay it
             model = build_model(self.config, self.data.n_classes)
             model.load_state_dict(snap.state)
-            v = analyse(model, self.data, history=list(self.history), live=not final)
+            if final and self._executor is not None:  # the full pictures are heavy: a worker makes them
+                try:
+                    v, _ = self._executor.analyse(model, self.data, history=list(self.history))
+                except (TaskFailed, WorkerDied) as e:
+                    log.error("run %s: final views failed: %s", self.key, e)
+                    self.notice = f"The final pictures could not be made ({e}); the last live ones stay."
+                    self._final = True
+                    return self._views
+            else:  # live views while training are light (subsampled, no reference solution)
+                v = analyse(model, self.data, history=list(self.history), live=not final)
             self._views, self._views_step, self._views_time, self._final = v, snap.step, time.time(), final
             return v
+
+    def set_views(self, views: FlowViews) -> None:
+        """Full views made elsewhere (an imported run's, by a worker)."""
+        with self._lock:
+            self._views, self._final = views, True
+            self._views_step = self.latest.step if self.latest is not None else -1
 
     def stop(self):
         self.cancel.set()

@@ -154,17 +154,14 @@ class Registry:
         return t
 
     def adopt(self, model, data: Dataset, *, key_suffix: str = "") -> Run:
-        """A finished run made from imported weights, evaluated on ``data``; its key includes ``key_suffix``."""
-        import torch
-
-        from ..training.train import evaluate
-
-        dev = model.device
-        tr = evaluate(model, torch.as_tensor(data.x_train, device=dev), torch.as_tensor(data.y_train, device=dev))
-        te = evaluate(model, torch.as_tensor(data.x_test, device=dev), torch.as_tensor(data.y_test, device=dev))
-        metrics = {"train_loss": tr[0], "train_accuracy": tr[1], "test_loss": te[0], "test_accuracy": te[1],
-                   "steps": model.config.train_steps}
-        run = Run(model.config, data, self.executor, restored=(model, [], metrics))
+        """A finished run made from imported weights, evaluated and analysed on ``data`` by a worker (an import
+        can be as heavy as the largest run: its cost is checked against the budget first); its key includes
+        ``key_suffix``."""
+        budget.check([model.config], len(data.x_train), self.settings, what="Analysing this run",
+                     analysis_only=True)
+        views, metrics = self.executor.analyse(model, data, metrics=True)
+        run = Run(model.config, data, self.executor, restored=(model, [], metrics), settings=self.settings)
+        run.set_views(views)
         run.key = f"{run.key}-import-{key_suffix}"
         with self._lock:
             self._runs[run.key] = run

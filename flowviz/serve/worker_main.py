@@ -59,8 +59,36 @@ def batch_task(header: dict, arrays: dict, cancel) -> Iterator[bytes]:
                         for k, v in r.model.state_dict().items()})
 
 
+def analyse_task(header: dict, arrays: dict, cancel) -> Iterator[bytes]:
+    """The views of a trained model (weights ``w/<name>``), and with ``metrics`` its losses and accuracies on
+    the data (an imported run): the heavy pictures of a run, made here and not in the server."""
+    import torch
+
+    from ..core.model import build_model
+    from ..training.analysis import analyse
+    from ..training.train import evaluate
+    from .protocol import pack
+
+    cfg = Config.from_dict(header["config"])
+    ds = dataset_from(header, arrays)
+    model = build_model(cfg, ds.n_classes)
+    model.load_state_dict({k[2:]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("w/")})
+    model.train(False)
+    head: dict = {"kind": "result"}
+    if header.get("metrics"):
+        tr = evaluate(model, torch.as_tensor(ds.x_train), torch.as_tensor(ds.y_train))
+        te = evaluate(model, torch.as_tensor(ds.x_test), torch.as_tensor(ds.y_test))
+        head["metrics"] = {"train_loss": tr[0], "train_accuracy": tr[1], "test_loss": te[0], "test_accuracy": te[1],
+                           "steps": cfg.train_steps}
+    out: dict = {}
+    head["views"] = pack(analyse(model, ds, history=header.get("history") or [], live=bool(header.get("live"))),
+                         out)
+    yield encode(head, out)
+
+
 # task name -> handler(header, arrays, cancel) yielding encoded replies
-TASKS: dict[str, Callable[[dict, dict, object], Iterator[bytes]]] = {"run": run_task, "batch": batch_task}
+TASKS: dict[str, Callable[[dict, dict, object], Iterator[bytes]]] = {"run": run_task, "batch": batch_task,
+                                                                     "analyse": analyse_task}
 
 
 LIMIT_MB = 0.0  # this worker's memory cap above its start (main sets it); named in an over-limit error
