@@ -7,12 +7,16 @@ Starts the real server (an empty run cache) and runs three phases, each bounded 
 2. S pages open S distinct configs at once: every one completes, and the most workers busy at any moment
    (the pool logs it) never exceeds the pool size;
 3. 200 pages are opened and closed in turn: the server's resident memory afterwards against before
-   (target: within 100 MB).
+   (target: within 100 MB);
+4. (its own server, the run budget lifted so that they are admitted) two pages open links at the hard
+   limits (issue 17, case 7; seeds 11 and 12) and, once both train, a third visitor opens a light run: its
+   finished picture must come within 30 s (the long runs never take the last worker). With the budget on
+   (``--heavy-budget``), the two links are refused at once instead, which the phase reports.
 
 The server's peak resident memory is printed; the last line gives the phase-1 p95 and the ratio of
 runs started to runs needed.
 
-    python bench/load.py [--sessions 30] [--cycles 200] [--workers 2]
+    python bench/load.py [--sessions 30] [--cycles 200] [--workers 2] [--phases 1,2,3,4] [--heavy-budget]
 """
 
 from __future__ import annotations
@@ -66,7 +70,14 @@ def main(argv=None):
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--steps", type=int, default=150, help="training steps of each run")
     ap.add_argument("--timeout", type=float, default=600, help="seconds allowed per phase")
+    ap.add_argument("--phases", default="1,2,3,4", help="which phases to run (phase 3 needs phase 1's link)")
+    ap.add_argument("--heavy-budget", action="store_true", help="phase 4 with the server's default run budget")
     a = ap.parse_args(argv)
+    phases = {int(p) for p in a.phases.split(",") if p.strip()}
+    if 4 in phases:
+        heavy_phase(a)
+    if not phases & {1, 2, 3}:
+        return
     tmp = tempfile.mkdtemp()
     port = _port()
     log_path = Path(tmp) / "server.log"
@@ -146,6 +157,59 @@ def main(argv=None):
           f"after ({after - before:+.0f} MB; target within 100 MB)")
     print(f"server peak resident memory (with its workers): {peak[0]:.0f} MB")
     print(f"phase-1 p95 {pct(t1, 95):.1f} s; ratio of runs started to runs needed = {started_1 / 1:.2f}")
+
+
+HARD_LIMITS = {"n_samples": 20000, "n_steps": 256, "width": 256, "train_steps": 20000}
+
+
+def heavy_phase(a) -> float:
+    """Phase 4: seconds from a light link to its finished picture while two hard-limit runs hold workers."""
+    from playwright.sync_api import sync_playwright
+
+    import flowviz
+
+    tmp = tempfile.mkdtemp()
+    port, log_path = _port(), Path(tmp) / "heavy.log"
+    env = {"FLOWVIZ_WORKERS": str(a.workers), "FLOWVIZ_WARM": "0"}
+    if not a.heavy_budget:
+        env.update(FLOWVIZ_MAX_RUN_SECONDS="1e9", FLOWVIZ_MAX_RUN_MB="1e9")
+    server = _serve(port, Path(tmp) / "cache", env=env, log=log_path)
+    url = f"http://127.0.0.1:{port}"
+
+    def q(cfg):
+        return url + "/?" + "&".join(f"{k}={v}" for k, v in cfg.to_query().items())
+
+    light_s, refused = float("nan"), 0
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+            heavy = []
+            for seed in (11, 12):
+                p = browser.new_page(viewport={"width": 1024, "height": 700})
+                p.goto(q(flowviz.Config(seed=seed, **HARD_LIMITS)), wait_until="commit")
+                heavy.append(p)
+            t0 = time.perf_counter()
+            while time.perf_counter() - t0 < 120:  # both heavy runs hold a worker, or were refused
+                text = log_path.read_text()
+                refused = sum("not started" in p.inner_text("body") for p in heavy)
+                if len(re.findall(r"runs started: \d+", text)) + refused >= 2:
+                    break
+                time.sleep(0.5)
+            light = browser.new_page(viewport={"width": 1024, "height": 700})
+            t1 = time.perf_counter()
+            light.goto(q(flowviz.Config(n_samples=300, train_steps=a.steps, n_steps=8, seed=13)))
+            try:
+                light.wait_for_function(DONE, timeout=a.timeout * 1000)
+                light_s = time.perf_counter() - t1
+            except Exception:
+                pass
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(10)
+    print(f"phase 4: two hard-limit links open ({refused} refused by the budget); a third visitor's light run "
+          f"finished in {light_s:.1f} s (target within 30 s)")
+    return light_s
 
 
 if __name__ == "__main__":
