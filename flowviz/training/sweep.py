@@ -199,8 +199,9 @@ def run_sweep(base: Config, key: str, values: list, *, data=None, batched: bool 
     """Train one member per value of ``key`` (other keys from ``base``) and measure each.
 
     ``batched``: train members that differ only in their discretisation as one batch (they give the
-    same numbers as one by one). ``pool`` (a ``workers.WorkerPool``): spread the batch's lanes over its
-    free training processes, one group of lanes each (the same numbers again). ``transfer_to``: extra L'
+    same numbers as one by one). ``pool`` (an executor: the local ``WorkerPool`` or the Ray executor): spread
+    the batch's lanes over its workers, one group of lanes each, or the members that cannot be batched, one
+    each (the same numbers again). ``transfer_to``: extra L'
     columns for the depth-transfer matrix, which is computed when the sweep varies n_steps.
     """
     if key not in VARY_KEYS:
@@ -228,7 +229,13 @@ def run_sweep(base: Config, key: str, values: list, *, data=None, batched: bool 
         if batched and len(configs) > 1:
             notes.append(f"trained one after another: {why}")
         results, walls = [], []
-        for i, c in enumerate(configs):
+        if pool is not None:  # every member at once, spread over the executor's workers
+            def finished(k, n):
+                say(0.8 * k / n, f"member {k} of {n} finished")
+
+            results = pool.train_members(configs, ds, log_every=log_every, cancel=cancel, progress=finished)
+            walls = [r.metrics.get("elapsed_s", float("nan")) for r in results]
+        for i, c in enumerate(configs if pool is None else []):
             say(0.8 * i / len(configs), f"training member {i + 1} of {len(configs)} ({key}={values[i]})")
             t = time.perf_counter()
             try:
