@@ -27,13 +27,6 @@ def executor():
     ray.shutdown()
 
 
-def _final(snaps):
-    last = None
-    for last in snaps:
-        pass
-    return last
-
-
 def test_a_run_on_ray_gives_the_same_weights_as_the_local_pool(executor):
     ds = make_dataset(SMALL)
     snaps = list(executor.train(SMALL, ds, log_every=10))

@@ -25,7 +25,13 @@ _init_lock = threading.Lock()
 
 def ray_started(num_cpus: int | None = None):
     """The ``ray`` module, connected: to ``RAY_ADDRESS`` if set, else to a local cluster started here."""
-    import ray
+    try:
+        import ray
+    except ImportError:
+        from ..core.errors import FlowvizError
+
+        raise FlowvizError("the Ray executor needs the ray extra: pip install -r requirements-ray.txt "
+                           "(or pip install 'flowviz[ray]')") from None
 
     with _init_lock:
         if not ray.is_initialized():

@@ -229,13 +229,14 @@ def run_sweep(base: Config, key: str, values: list, *, data=None, batched: bool 
         if batched and len(configs) > 1:
             notes.append(f"trained one after another: {why}")
         results, walls = [], []
-        if pool is not None:  # every member at once, spread over the executor's workers
+        spread = getattr(pool, "train_members", None)  # an executor that trains members side by side (Ray)
+        if spread is not None:
             def finished(k, n):
                 say(0.8 * k / n, f"member {k} of {n} finished")
 
-            results = pool.train_members(configs, ds, log_every=log_every, cancel=cancel, progress=finished)
+            results = spread(configs, ds, log_every=log_every, cancel=cancel, progress=finished)
             walls = [r.metrics.get("elapsed_s", float("nan")) for r in results]
-        for i, c in enumerate(configs if pool is None else []):
+        for i, c in enumerate(configs if spread is None else []):
             say(0.8 * i / len(configs), f"training member {i + 1} of {len(configs)} ({key}={values[i]})")
             t = time.perf_counter()
             try:
