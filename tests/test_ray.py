@@ -1,5 +1,6 @@
 """The Ray executor on a local cluster started by the tests: the same numbers as the local pool."""
 
+import json
 import os
 import signal
 import subprocess
@@ -109,3 +110,44 @@ def test_import_flowviz_and_the_app_start_up_import_no_ray():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=os.path.dirname(os.path.dirname(__file__)))
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_a_sweep_of_200_members_completes_on_two_cpus_with_the_local_structure(executor):
+    from flowviz.training.sweep import run_sweep
+
+    tiny = SMALL.replace(n_samples=60, train_steps=4, n_steps=2, width=4)
+    values = [round(0.001 * i, 3) for i in range(200)]
+    ds = make_dataset(tiny)
+    finished = []
+    s = run_sweep(tiny, "smoothness", values, data=ds, batched=False, pool=executor,
+                  progress=lambda f, t: finished.append(t))
+    assert [m.value for m in s.members] == values and len(s.members) == 200
+    assert "member 200 of 200 finished" in finished  # progress as members finish
+    local = run_sweep(tiny, "smoothness", values[:2], data=ds, batched=False)
+
+    def shape(d):  # the structure of sweep.json: keys all the way down, not the numbers
+        if isinstance(d, dict):
+            return {k: shape(v) for k, v in d.items()}
+        if isinstance(d, list):
+            return [shape(d[0])] if d else []
+        return type(d).__name__
+
+    import json
+
+    assert shape(json.loads(s.to_json())) == shape(json.loads(local.to_json()))
+    for k, v in local.members[1].result.model.state_dict().items():  # the same numbers as here
+        assert torch.equal(s.members[1].result.model.state_dict()[k], v), k
+
+
+def test_the_command_line_sweeps_on_the_cluster_at_ray_address(executor, tmp_path):
+    address = ray.get_runtime_context().gcs_address
+    root = os.path.dirname(os.path.dirname(__file__))
+    env = dict(os.environ, RAY_ADDRESS=address)
+    p = subprocess.run([sys.executable, "-m", "flowviz", "sweep", "--executor", "ray", "--set", "n_samples=100",
+                        "--set", "train_steps=10", "--vary", "n_steps=1,2,4", "--out", str(tmp_path)],
+                       cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+
+    doc = json.loads((tmp_path / "sweep.json").read_text())
+    assert [m["n_steps"] for m in doc["members"]] == [1, 2, 4]
+    assert (tmp_path / "sweep.html").exists()
