@@ -145,6 +145,7 @@ class RayExecutor:
         }
         self._pids: dict[int, int] = {}  # id(task) -> pid of the Ray worker running it (last message's)
         self._lock = threading.Lock()
+        self._running = 0  # runs whose first snapshot has arrived and whose last has not
 
     @property
     def size(self) -> int:
@@ -164,7 +165,11 @@ class RayExecutor:
             started()
         last = None
         try:
+            first = True
             for head, arrays in self._messages(gen, cancel):
+                if first:  # it trains now (Ray may have queued it for a free CPU): counted as the pool counts
+                    first = False
+                    self._busy(+1)
                 snap = snapshot_of(head, arrays)
                 last = snap
                 yield snap
@@ -174,6 +179,14 @@ class RayExecutor:
         finally:
             with self._lock:
                 self._pids.pop(id(gen), None)
+            if not first:
+                self._busy(-1)
+
+    def _busy(self, change: int) -> None:
+        with self._lock:
+            self._running += change
+            if change > 0:  # the line bench/load.py reads, in the local pool's words
+                log.info("workers busy: %d of %d", self._running, self.size)
 
     def _messages(self, gen, cancel) -> Iterator[tuple[dict, dict]]:
         """Decoded messages of a streaming task until it ends, or until ``cancel`` is set (then the task is
