@@ -125,13 +125,14 @@ def cmd_sweep(args) -> int:
         raise FlowvizError(f"--workers must be at least 1, not {args.workers}")
     pool = None
     if args.executor == "ray":  # the cluster at RAY_ADDRESS, or a local one of --workers CPUs
-        from .serve.ray_executor import RayExecutor
+        from .serve.ray_executor import RayExecutor, ray_started
 
-        pool = RayExecutor(num_cpus=args.workers if args.workers > 1 else None)
+        ray_started(num_cpus=args.workers if args.workers > 1 else None)
+        pool = RayExecutor()
     elif args.workers > 1 and not args.sequential:
-        from .serve.workers import WorkerPool
+        from .serve.pool import ProcessPool
 
-        pool = WorkerPool(args.workers)
+        pool = ProcessPool(args.workers)
     try:
         s = run_sweep(cfg, key, values, data=data, batched=not args.sequential, progress=progress,
                       transfer_to=extra_L, pool=pool)

@@ -21,10 +21,13 @@ SMALL = flowviz.Config(dataset="moons", n_samples=200, width=8, train_steps=40, 
 
 @pytest.fixture(scope="module")
 def executor():
-    from flowviz.serve.ray_executor import RayExecutor
+    from flowviz.serve.ray_executor import RayExecutor, ray_started
 
-    ex = RayExecutor(num_cpus=2)  # one local cluster for this module: Ray's start-up costs seconds
+    ray_started(num_cpus=2)  # one local cluster for this module: Ray's start-up costs seconds
+    ex = RayExecutor()
+    assert ex.size == 2  # the cluster's CPUs bound what trains at once
     yield ex
+    ex.shutdown()
     ray.shutdown()
 
 
@@ -57,7 +60,7 @@ def test_cancel_ends_a_run_within_a_second_and_keeps_its_last_state(executor):
 
 
 def test_a_killed_ray_worker_becomes_an_error_with_the_last_state_kept(executor):
-    from flowviz.serve.workers import WorkerDied
+    from flowviz.serve.protocol import WorkerDied
 
     cfg = SMALL.replace(train_steps=20_000, seed=7)
     ds = make_dataset(cfg)
@@ -151,3 +154,25 @@ def test_the_command_line_sweeps_on_the_cluster_at_ray_address(executor, tmp_pat
     doc = json.loads((tmp_path / "sweep.json").read_text())
     assert [m["n_steps"] for m in doc["members"]] == [1, 2, 4]
     assert (tmp_path / "sweep.html").exists()
+
+
+def test_the_server_trains_on_the_cluster_with_flowviz_executor_ray(executor, monkeypatch):
+    from flowviz.serve.runs import Registry
+    from flowviz.serve.settings import Settings
+
+    monkeypatch.setenv("FLOWVIZ_EXECUTOR", "ray")
+    monkeypatch.setenv("FLOWVIZ_CACHE_DIR", "off")
+    reg = Registry(settings=Settings.from_env(), prestart=False)
+    try:
+        assert type(reg.executor).__name__ == "RayExecutor" and reg.max_workers == 2  # the cluster's CPUs
+        runs = [reg.start(SMALL.replace(seed=40 + i)) for i in range(3)]
+        peak = 0
+        while not all(r.finished for r in runs):
+            peak = max(peak, reg.active())
+            time.sleep(0.02)
+        assert all(r.status == "done" for r in runs) and 1 <= peak <= 2  # never more than the cluster's CPUs
+        here = flowviz.train(SMALL.replace(seed=40), log_every=10).model.state_dict()
+        for k, v in here.items():
+            assert torch.equal(runs[0].latest.state[k], v), k
+    finally:
+        reg.shutdown()

@@ -1,8 +1,12 @@
-"""flowviz's messages between the server and its training processes, local or on a cluster.
+"""The wire protocol between the server and its training workers: bytes that can cross a machine.
 
-Each message is bytes: a length-prefixed JSON header and, where arrays travel (the points going in, the
-weights coming out), a safetensors payload. Never a pickle, so a message can cross a machine and nothing
-a user sent is ever unpickled.
+A message is a JSON header (length-prefixed) and, where needed, a safetensors payload of numpy arrays:
+the points of the data set going in, the weights of each snapshot coming out. Nothing is ever pickled, so a
+worker on another machine (or a message replayed by an attacker) can at worst send wrong numbers.
+
+Requests carry ``task`` (a name in ``flowviz.serve.worker_main.TASKS``); replies are one of
+``snapshot`` (a run's progress, weights attached), ``progress`` (a step count), ``result`` (a task's answer)
+or ``fatal`` (the task failed; the worker keeps serving).
 """
 
 from __future__ import annotations
@@ -13,9 +17,20 @@ import numpy as np
 
 from ..core.config import Config
 from ..core.data import Dataset
+from ..training.train import Snapshot
 
-SNAPSHOT_KEYS = ("step", "total_steps", "loss", "train_accuracy", "test_accuracy", "test_loss", "elapsed",
-                 "steps_per_second", "done", "cancelled", "error")
+__all__ = ["WorkerDied", "CANCEL", "encode", "decode", "request", "dataset_from", "snapshot_message",
+           "snapshot_from", "fatal_message", "SNAPSHOT_FIELDS"]
+
+CANCEL = b"cancel"  # the one message that is not encoded: stop the task in hand, between two steps
+
+# the scalar fields of a Snapshot, in the order of its constructor (the weights travel as arrays)
+SNAPSHOT_FIELDS = ("step", "total_steps", "loss", "train_accuracy", "test_accuracy", "test_loss", "elapsed",
+                   "steps_per_second", "done", "cancelled", "error")
+
+
+class WorkerDied(RuntimeError):
+    """The worker stopped in the middle of a task (killed, out of memory, its machine gone)."""
 
 
 def encode(header: dict, tensors: dict | None = None) -> bytes:
@@ -28,6 +43,7 @@ def encode(header: dict, tensors: dict | None = None) -> bytes:
 
 
 def decode(raw: bytes) -> tuple[dict, dict]:
+    """(header, arrays) of an encoded message."""
     from safetensors.numpy import load
 
     n = int.from_bytes(raw[:4], "little")
@@ -36,66 +52,35 @@ def decode(raw: bytes) -> tuple[dict, dict]:
     return header, (load(body) if body else {})
 
 
-# ------------------------------------------------------------------ going out: work
-def data_arrays(data: Dataset) -> dict:
-    return {"x_train": data.x_train, "y_train": data.y_train, "x_test": data.x_test, "y_test": data.y_test}
+def request(task: str, data: Dataset, **header) -> bytes:
+    """A task for a worker on ``data`` (its points travel as arrays; configs as their dicts)."""
+    for k, v in list(header.items()):
+        if isinstance(v, Config):
+            header[k] = v.to_dict()
+        elif isinstance(v, (list, tuple)) and v and isinstance(v[0], Config):
+            header[k] = [c.to_dict() for c in v]
+    arrays = {"x_train": data.x_train, "y_train": data.y_train, "x_test": data.x_test, "y_test": data.y_test}
+    return encode(dict(header, task=task, n_classes=data.n_classes), arrays)
 
 
-def dataset_of(header: dict, arrays: dict) -> Dataset:
+def dataset_from(header: dict, arrays: dict) -> Dataset:
+    """The data set a request carries."""
     return Dataset(arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
                    int(header["n_classes"]))
 
 
-def run_message(config: Config, data: Dataset, log_every: int) -> bytes:
-    """Train one run, a snapshot every ``log_every`` steps."""
-    return encode({"config": config.to_dict(), "n_classes": data.n_classes, "log_every": log_every},
-                  data_arrays(data))
+def snapshot_message(s: Snapshot) -> bytes:
+    head = {k: getattr(s, k) for k in SNAPSHOT_FIELDS}
+    return encode(dict(head, kind="snapshot"), {k: v.numpy() for k, v in (s.state or {}).items()})
 
 
-member_message = run_message  # a sweep member trained to the end: the same request, one result back
-
-
-def batch_message(configs: list[Config], data: Dataset, log_every: int) -> bytes:
-    """Train a lane group of a batched sweep."""
-    return encode({"configs": [c.to_dict() for c in configs], "n_classes": data.n_classes,
-                   "log_every": log_every}, data_arrays(data))
-
-
-# ------------------------------------------------------------------ coming back: snapshots and results
-def snapshot_message(s, **extra) -> bytes:
-    """A :class:`~flowviz.training.train.Snapshot` with its weights."""
-    head = {k: getattr(s, k) for k in SNAPSHOT_KEYS} | extra
-    return encode(head, {k: v.numpy() for k, v in s.state.items()})
-
-
-def snapshot_of(head: dict, arrays: dict):
+def snapshot_from(head: dict, arrays: dict) -> Snapshot:
     import torch
-
-    from ..training.train import Snapshot
 
     state = {k: torch.from_numpy(v) for k, v in arrays.items()}
-    return Snapshot(**{k: head[k] for k in SNAPSHOT_KEYS}, state=state)
+    return Snapshot(**{k: head[k] for k in SNAPSHOT_FIELDS}, state=state)
 
 
-def batched_results_message(results: list) -> bytes:
-    """Finished members (``TrainResult``): history, metrics, error, and the weights of each."""
-    head = {"results": [{"history": r.history, "metrics": r.metrics, "error": r.error} for r in results]}
-    return encode(head, {f"{i}/{k}": v.detach().cpu().numpy() for i, r in enumerate(results)
-                         for k, v in r.model.state_dict().items()})
-
-
-def results_of(head: dict, arrays: dict, configs: list[Config], data: Dataset) -> list:
-    """The ``TrainResult`` of each member of a results message."""
-    import torch
-
-    from ..core.model import build_model
-    from ..training.train import TrainResult
-
-    out = []
-    for j, (cfg, res) in enumerate(zip(configs, head["results"])):
-        state = {k.split("/", 1)[1]: torch.from_numpy(v) for k, v in arrays.items() if k.split("/", 1)[0] == str(j)}
-        model = build_model(cfg, data.n_classes)
-        model.load_state_dict(state)
-        model.train(False)
-        out.append(TrainResult(cfg, model, data, res["history"], res["metrics"], res["error"]))
-    return out
+def fatal_message(e: BaseException) -> bytes:
+    """The task failed with ``e``; the text names the exception (a GPU out-of-memory error is recognised by it)."""
+    return encode({"kind": "fatal", "fatal": f"{type(e).__name__}: {e}"})

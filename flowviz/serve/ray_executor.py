@@ -1,14 +1,16 @@
-"""Training on a Ray cluster: the same runs and batched sweeps as the local pool, on many machines.
+"""Training on a Ray cluster: the :class:`~flowviz.serve.executor.Executor` whose workers are Ray tasks.
 
 Chosen with ``FLOWVIZ_EXECUTOR=ray`` (the server) or ``--executor ray`` (the command line); Ray's own
-``RAY_ADDRESS`` names the cluster (unset: a local one is started). Nothing here is imported, and Ray is
-not started, unless it is chosen.
+``RAY_ADDRESS`` names the cluster (unset: a local one is started). Nothing here is imported, and Ray is not
+started, unless it is chosen.
 
-Each run is one Ray task that streams its snapshots back as a generator (``num_returns="streaming"``).
-What crosses the cluster is flowviz's own messages, bytes of a JSON header and a safetensors payload
-(:mod:`flowviz.serve.protocol`), so nothing a user sent is ever unpickled; Ray pickles only those bytes
-objects. A task asks for one CPU, and one GPU when its config trains on CUDA, so a mixed cluster places
-it right. Results come back through the executor: Ray workers never write the disk cache.
+A lease is one Ray task that runs :func:`flowviz.serve.worker_main.handle`, the same handler a local worker
+process runs, and streams its replies back as a Ray generator. What crosses the cluster is flowviz's own
+messages, bytes of a JSON header and a safetensors payload (:mod:`flowviz.serve.protocol`): nothing a user
+sent is ever unpickled, and Ray pickles only those bytes. A task asks for one CPU, and one GPU when its config
+trains on CUDA, so a mixed cluster places it right. Cancelling sets a flag in a small Ray actor that the task
+reads between steps (at most every 0.2 s), so a cancelled run ends as a local one does: its last snapshot
+comes back, marked cancelled. Results come back through the executor: Ray workers write no files.
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
+import uuid
 from collections.abc import Iterator
+
+from .executor import Executor, Lease
+from .protocol import WorkerDied, decode
+
+__all__ = ["RayExecutor", "ray_started"]
 
 log = logging.getLogger("flowviz.serve.ray")
 
@@ -32,7 +41,6 @@ def ray_started(num_cpus: int | None = None):
 
         raise FlowvizError("the Ray executor needs the ray extra: pip install -r requirements-ray.txt "
                            "(or pip install 'flowviz[ray]')") from None
-
     with _init_lock:
         if not ray.is_initialized():
             address = os.environ.get("RAY_ADDRESS") or None
@@ -42,312 +50,152 @@ def ray_started(num_cpus: int | None = None):
 
 
 # ------------------------------------------------------------------ on a Ray worker
-def _run_stream(payload: bytes) -> Iterator[bytes]:
-    """One run: a message per snapshot (a task body; runs in a Ray worker process)."""
-    from ..training.train import train_iter
-    from .protocol import dataset_of, decode, encode, snapshot_message
+class _Flags:
+    """A Ray actor: which tasks are asked to stop, and which process runs each (tests kill one)."""
 
-    _one_thread()
-    try:
-        header, arrays = decode(payload)
-        cfg, ds = _config_of(header), dataset_of(header, arrays)
-        for s in train_iter(cfg, data=ds, log_every=int(header["log_every"]), keep_state=True):
-            yield snapshot_message(s, pid=os.getpid())
-    except Exception as e:  # reported as the pool's workers report it
-        yield encode({"fatal": f"{type(e).__name__}: {e}"})
+    def __init__(self):
+        self.cancelled: set[str] = set()
+        self.pids: dict[str, int] = {}
 
+    def cancel(self, key: str) -> None:
+        self.cancelled.add(key)
 
-def _batched_stream(payload: bytes) -> Iterator[bytes]:
-    """One lane group of a batched sweep: progress messages while it trains, then every member's result.
+    def is_cancelled(self, key: str) -> bool:
+        return key in self.cancelled
 
-    The batch trains in a thread of the task so that its progress can stream; a cancelled task sets the
-    batch's cancel flag on its way out, so nothing trains on in the reused worker process.
-    """
-    import queue
+    def started(self, key: str, pid: int) -> None:
+        self.pids[key] = pid
 
-    from ..training.batch import train_batched
-    from .protocol import batched_results_message, dataset_of, decode, encode
+    def pid(self, key: str) -> int | None:
+        return self.pids.get(key)
 
-    _one_thread()
-    header, arrays = decode(payload)
-    out: queue.Queue = queue.Queue()
-    stop = threading.Event()
-
-    def work():
-        try:
-            cfgs = [_config_of({"config": d}) for d in header["configs"]]
-            res = train_batched(cfgs, data=dataset_of(header, arrays), log_every=int(header["log_every"]),
-                                cancel=stop, progress=lambda step, snaps: out.put(("progress", step)))
-            out.put(("done", res))
-        except Exception as e:
-            out.put(("fatal", f"{type(e).__name__}: {e}"))
-
-    threading.Thread(target=work, name="flowviz-batch", daemon=True).start()
-    try:
-        while True:
-            kind, value = out.get()
-            if kind == "progress":
-                yield encode({"progress": value, "pid": os.getpid()})
-            elif kind == "done":
-                yield batched_results_message(value)
-                return
-            else:
-                yield encode({"fatal": value})
-                return
-    finally:
-        stop.set()
+    def forget(self, key: str) -> None:
+        self.cancelled.discard(key)
+        self.pids.pop(key, None)
 
 
-def _member(payload: bytes) -> bytes:
-    """One member of a sweep that cannot be batched, trained to the end as ``flowviz.train`` does."""
-    from ..core.errors import TrainingDiverged
-    from ..training.train import train
-    from .protocol import batched_results_message, dataset_of, decode
+class _ActorCancel:
+    """cancel.is_set() for a task on the cluster: the flag in the actor, read at most every ``every`` s."""
 
-    _one_thread()
-    header, arrays = decode(payload)
-    cfg = _config_of(header)
-    try:
-        r = train(cfg, data=dataset_of(header, arrays), log_every=int(header["log_every"]))
-    except TrainingDiverged as e:  # the last finite state, as the local sweep keeps it
-        r = e.result
-    return batched_results_message([r])
+    def __init__(self, flags, key: str, every: float = 0.2):
+        self.flags, self.key, self.every = flags, key, every
+        self._next, self._set = 0.0, False
 
+    def is_set(self) -> bool:
+        if not self._set and time.monotonic() >= self._next:
+            import ray
 
-def _config_of(header: dict):
-    from ..core.config import Config
-
-    return Config.from_dict(header["config"])
+            self._set = bool(ray.get(self.flags.is_cancelled.remote(self.key)))
+            self._next = time.monotonic() + self.every
+        return self._set
 
 
-def _one_thread():
+def _task(raw: bytes, key: str, flags) -> Iterator[bytes]:
+    """A lease's task: the local worker's handler, its replies streamed back (runs in a Ray worker)."""
     import torch
 
+    from .process import tune_malloc
+    from .worker_main import handle
+
+    tune_malloc()
     torch.set_num_threads(1)
+    flags.started.remote(key, os.getpid())
+    yield from handle(raw, _ActorCancel(flags, key))
 
 
 # ------------------------------------------------------------------ on the server
-class RayExecutor:
-    """Runs and batched sweeps as Ray tasks; the same calls and messages as the local process pool.
+class _RayLease(Lease):
+    def __init__(self, executor: RayExecutor):
+        self._ex = executor
+        self._gen = None
+        self.key = uuid.uuid4().hex
 
-    ``size`` is the cluster's CPU count (the bound on concurrent trainings, which Ray's scheduler keeps:
-    each task holds one CPU). A task whose worker dies mid-run raises :class:`WorkerDied`, as a dead local
-    worker does, and the run keeps its last snapshot.
-    """
+    def send(self, raw: bytes) -> None:
+        head, _ = decode(raw)
+        gpus = 1 if _wants_gpu(head, self._ex.ray) else 0
+        task = self._ex.task.options(num_gpus=gpus) if gpus else self._ex.task
+        self._gen = task.remote(raw, self.key, self._ex.flags)
 
-    def __init__(self, num_cpus: int | None = None):
-        ray = ray_started(num_cpus)
-        self._ray = ray
-        self._remote = {
-            "run": ray.remote(num_returns="streaming", max_retries=0, num_cpus=1)(_run_stream),
-            "batch": ray.remote(num_returns="streaming", max_retries=0, num_cpus=1)(_batched_stream),
-            "member": ray.remote(max_retries=0, num_cpus=1)(_member),
-        }
-        self._pids: dict[int, int] = {}  # id(task) -> pid of the Ray worker running it (last message's)
-        self._lock = threading.Lock()
-        self._running = 0  # runs whose first snapshot has arrived and whose last has not
-
-    @property
-    def size(self) -> int:
-        return max(1, int(self._ray.cluster_resources().get("CPU", 1)))
-
-    def _options(self, kind: str, config) -> object:
-        gpus = 1 if _wants_gpu(config, self._ray) else 0
-        return self._remote[kind].options(num_gpus=gpus) if gpus else self._remote[kind]
-
-    # -- one run
-    def train(self, config, data, *, log_every: int, cancel=None, started=None) -> Iterator:
-        """Snapshots of ``config`` trained in a Ray task. Raises WorkerDied if its worker dies mid-run."""
-        from .protocol import run_message, snapshot_of
-
-        gen = self._options("run", config).remote(run_message(config, data, log_every))
-        if started is not None:
-            started()
-        last = None
+    def receive(self, timeout: float) -> bytes | None:
+        ray = self._ex.ray
+        ready, _ = ray.wait([self._gen], timeout=timeout)
+        if not ready:
+            return None
         try:
-            first = True
-            for head, arrays in self._messages(gen, cancel):
-                if first:  # it trains now (Ray may have queued it for a free CPU): counted as the pool counts
-                    first = False
-                    self._busy(+1)
-                snap = snapshot_of(head, arrays)
-                last = snap
-                yield snap
-                if snap.done:
-                    return
-            yield _cancelled(config, last)  # cancelled: the last state stays, as a cancelled local run's does
-        finally:
-            with self._lock:
-                self._pids.pop(id(gen), None)
-            if not first:
-                self._busy(-1)
+            return ray.get(next(self._gen))
+        except StopIteration:
+            raise WorkerDied("the training task ended without its last reply") from None
+        except ray.exceptions.RayTaskError as e:  # the handler reports failures itself; this is Ray's own
+            raise WorkerDied(f"the training task failed on the cluster ({type(e.cause).__name__})") from None
+        except ray.exceptions.RayError as e:  # its worker process or node was lost
+            raise WorkerDied(f"the training process stopped unexpectedly ({type(e).__name__})") from None
 
-    def _busy(self, change: int) -> None:
-        with self._lock:
-            self._running += change
-            if change > 0:  # the line bench/load.py reads, in the local pool's words
-                log.info("workers busy: %d of %d", self._running, self.size)
+    def cancel(self) -> None:
+        self._ex.flags.cancel.remote(self.key)
 
-    def _messages(self, gen, cancel) -> Iterator[tuple[dict, dict]]:
-        """Decoded messages of a streaming task until it ends, or until ``cancel`` is set (then the task is
-        cancelled and this returns within about 0.1 s). Raises WorkerDied / RuntimeError for failures."""
-        from .protocol import decode
-        from .workers import WorkerDied
+    def pid(self) -> int | None:
+        return self._ex.ray.get(self._ex.flags.pid.remote(self.key))
 
-        ray = self._ray
+    def close(self, unfinished: bool = True) -> None:
+        if unfinished and self._gen is not None:
+            self._ex.ray.cancel(self._gen)  # a task given back unfinished does not train on
+        self._ex.flags.forget.remote(self.key)
+
+
+class RayExecutor(Executor):
+    """Up to ``size`` tasks at once on the Ray cluster (default: its CPU count): the server's one concurrency
+    limit, as the local pool's size is; Ray places each task on a node with a free CPU (and GPU)."""
+
+    def __init__(self, size: int | None = None, threads: int = 1, limit_mb: float = 0.0):
+        ray = ray_started()
+        self.ray = ray
+        self.size = size or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        self.task = ray.remote(num_returns="streaming", max_retries=0, num_cpus=1)(_task)
+        self.flags = ray.remote(num_cpus=0)(_Flags).remote()
+        self._slots = threading.BoundedSemaphore(self.size)
+        self._busy: set[_RayLease] = set()
+        self._lock = threading.Lock()
+
+    def acquire(self, cancel=None, *, wait: bool = True) -> Lease | None:
         while True:
             if cancel is not None and cancel.is_set():
-                ray.cancel(gen)
-                return
-            ready, _ = ray.wait([gen], timeout=0.1)
-            if not ready:
-                continue
-            try:
-                ref = next(gen)
-            except StopIteration:
-                return
-            try:
-                head, arrays = decode(ray.get(ref))
-            except ray.exceptions.TaskCancelledError:
-                return
-            except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
-                    ray.exceptions.RayActorError) as e:
-                raise WorkerDied(f"the training process stopped unexpectedly ({type(e).__name__})") from None
-            except ray.exceptions.RayTaskError as e:
-                raise RuntimeError(str(e.cause)) from None
-            if "fatal" in head:
-                raise RuntimeError(head["fatal"])
-            if "pid" in head:
-                with self._lock:
-                    self._pids[id(gen)] = int(head["pid"])
-            yield head, arrays
+                return None
+            if self._slots.acquire(timeout=0.2) if wait else self._slots.acquire(blocking=False):
+                break
+            if not wait:
+                return None
+        lease = _RayLease(self)
+        with self._lock:
+            self._busy.add(lease)
+            log.info("workers busy: %d of %d", len(self._busy), self.size)
+        return lease
 
-    # -- a batched sweep
-    def train_batched(self, configs: list, data, *, log_every: int = 25, cancel=None, progress=None) -> list:
-        """``batch.train_batched`` with the members' lanes spread over the cluster (one task per group):
-        the same numbers as one batch in one process."""
-        from ..training.batch import lane_groups, train_batched
-        from .protocol import batch_message, results_of
+    def release(self, lease: Lease, healthy: bool) -> None:
+        lease.close(unfinished=not healthy)
+        with self._lock:
+            self._busy.discard(lease)
+        self._slots.release()
 
-        groups = lane_groups(configs, self.size)
-        gens = [self._options("batch", configs[g[0]]).remote(batch_message([configs[i] for i in g], data,
-                                                                            log_every)) for g in groups]
-        steps = [0] * len(gens)
-        out: dict[int, object] = {}
-        done = threading.Event()
-        errors: list[BaseException] = []
-
-        def follow(j, gen):
-            try:
-                for head, arrays in self._messages(gen, _Either(cancel, done)):
-                    if "progress" in head:
-                        steps[j] = int(head["progress"])
-                        if progress is not None:
-                            progress(min(steps))
-                        continue
-                    for i, r in zip(groups[j], results_of(head, arrays, [configs[i] for i in groups[j]], data)):
-                        out[i] = r
-            except BaseException as e:  # the first failure cancels the other groups
-                errors.append(e)
-                done.set()
-
-        threads = [threading.Thread(target=follow, args=(j, g), daemon=True) for j, g in enumerate(gens)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        if errors:
-            raise errors[0]
-        if len(out) < len(configs):  # cancelled: every member ends cancelled at step 0, as in one process
-            return train_batched(configs, data=data, log_every=log_every, cancel=_Set())
-        return [out[i] for i in range(len(configs))]
-
-    # -- members that cannot be batched
-    def train_members(self, configs: list, data, *, log_every: int = 25, cancel=None, progress=None) -> list:
-        """Each config trained to the end by ``flowviz.train`` in its own task, all submitted at once and
-        spread over the cluster; ``progress(done, total)`` as members finish. Diverged members keep their
-        last finite state."""
-        from .protocol import member_message, results_of
-
-        ray = self._ray
-        refs = [self._options("member", c).remote(member_message(c, data, log_every)) for c in configs]
-        index = {r: i for i, r in enumerate(refs)}
-        out: dict[int, object] = {}
-        pending = list(refs)
-        while pending:
-            if cancel is not None and cancel.is_set():
-                for r in pending:
-                    ray.cancel(r)
-                raise _cancelled_error()
-            ready, pending = ray.wait(pending, num_returns=1, timeout=0.2)
-            for ref in ready:
-                i = index[ref]
-                head, arrays = _decode_result(ray, ref)
-                out[i] = results_of(head, arrays, [configs[i]], data)[0]
-                if progress is not None:
-                    progress(len(out), len(configs))
-        return [out[i] for i in range(len(configs))]
-
-    # -- the rest of the pool's interface
-    def prestart(self, n: int = 1):
-        return None  # the cluster's workers are Ray's to start
+    def busy(self) -> int:
+        with self._lock:
+            return len(self._busy)
 
     def busy_pids(self) -> list[int]:
-        """Process ids of the Ray workers running this executor's runs (tests kill one)."""
         with self._lock:
-            return list(self._pids.values())
+            busy = list(self._busy)
+        return [p for p in (lease.pid() for lease in busy) if p is not None]
 
-    def shutdown(self):
-        """Leave the cluster alone (other servers share it); a local cluster ends with this process."""
-
-
-class _Either:
-    """is_set() of either flag."""
-
-    def __init__(self, a, b):
-        self.a, self.b = a, b
-
-    def is_set(self) -> bool:
-        return bool((self.a is not None and self.a.is_set()) or self.b.is_set())
+    def shutdown(self) -> None:
+        """Cancel this executor's tasks; the cluster stays (other replicas share it)."""
+        with self._lock:
+            busy = list(self._busy)
+        for lease in busy:
+            lease.close()
 
 
-class _Set:
-    def is_set(self) -> bool:
-        return True
-
-
-def _cancelled(config, last):
-    """The final snapshot of a run cancelled on the cluster: the last state received, marked cancelled."""
-    import dataclasses
-
-    from ..training.train import Snapshot
-
-    if last is None:
-        return Snapshot(0, config.train_steps, float("nan"), float("nan"), float("nan"), float("nan"), 0.0, 0.0,
-                        None, done=True, cancelled=True)
-    return dataclasses.replace(last, done=True, cancelled=True)
-
-
-def _cancelled_error():
-    from ..core.errors import FlowvizError
-
-    return FlowvizError("the sweep was cancelled")
-
-
-def _decode_result(ray, ref):
-    from .protocol import decode
-    from .workers import WorkerDied
-
-    try:
-        return decode(ray.get(ref))
-    except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError) as e:
-        raise WorkerDied(f"the training process stopped unexpectedly ({type(e).__name__})") from None
-    except ray.exceptions.RayTaskError as e:
-        raise RuntimeError(str(e.cause)) from None
-
-
-def _wants_gpu(config, ray) -> bool:
+def _wants_gpu(head: dict, ray) -> bool:
     """device=cuda, or auto on a cluster that has GPUs: the task asks for one, so Ray places it on a GPU node."""
-    if config.device == "cuda":
+    devices = [c.get("device", "auto") for c in ([head["config"]] if "config" in head else head.get("configs", []))]
+    if "cuda" in devices:
         return True
-    return config.device == "auto" and ray.cluster_resources().get("GPU", 0) > 0
+    return "auto" in devices and ray.cluster_resources().get("GPU", 0) > 0
