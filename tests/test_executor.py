@@ -10,9 +10,10 @@ import torch
 import flowviz
 from flowviz.core.data import load_csv, make_dataset
 from flowviz.serve import protocol
-from flowviz.serve.executor import EXECUTORS, ThreadExecutor, make_executor
+from flowviz.serve.executor import EXECUTORS, make_executor
 from flowviz.serve.runs import Registry, RunStatus
 from flowviz.serve.settings import Settings
+from flowviz.serve.threads import ThreadExecutor
 from flowviz.serve.worker_main import handle
 from flowviz.training.train import train_iter
 

@@ -31,7 +31,6 @@ def test_streamlit_finds_the_app_in_app_py():
 
 def test_the_lifespan_loads_the_page_and_starts_a_training_process():
     from flowviz.ui import server
-
     from flowviz.ui.page import registry
 
     async def serve():

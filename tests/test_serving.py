@@ -14,9 +14,9 @@ import flowviz
 from flowviz.core.data import make_dataset
 from flowviz.serve import budget
 from flowviz.serve.budget import OverBudget
-from flowviz.serve.executor import ThreadExecutor
 from flowviz.serve.runs import Registry, RunStatus
 from flowviz.serve.settings import Settings
+from flowviz.serve.threads import ThreadExecutor
 
 TINY = flowviz.Config(n_samples=120, n_steps=4, width=8, train_steps=30)
 HEAVY = flowviz.Config(n_samples=20000, n_steps=256, width=256, train_steps=20000)  # case 7's hard-limit link

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import queue
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
@@ -30,7 +29,7 @@ from ..training.train import Snapshot
 from .protocol import TaskFailed, WorkerDied, decode, encode, request, snapshot_from
 from .settings import Settings
 
-__all__ = ["Lease", "Executor", "ThreadExecutor", "EXECUTORS", "make_executor", "WorkerDied"]
+__all__ = ["Lease", "Executor", "EXECUTORS", "make_executor", "WorkerDied"]
 
 log = logging.getLogger("flowviz.serve.executor")
 
@@ -278,6 +277,46 @@ class Executor(ABC):
         return results
 
 
+    def train_members(self, configs: list[Config], data: Dataset, *, log_every: int = 25, cancel=None,
+                      progress: Callable[[int, int], None] | None = None) -> list:
+        """Each config trained to the end by a worker of its own, as many at once as the executor lends (the
+        members of a sweep that cannot be batched): the same numbers as ``flowviz.train`` one by one.
+
+        ``progress(finished, total)`` as members finish. A member that diverged keeps its last finite state
+        and says so in its ``error``, as the one-by-one sweep keeps it. Raises WorkerDied if a worker is lost.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        finished = [0]
+        lock = threading.Lock()
+
+        def one(cfg: Config):
+            snaps = list(self.train(cfg, data, log_every=log_every, cancel=cancel))
+            with lock:
+                finished[0] += 1
+                if progress is not None:
+                    progress(finished[0], len(configs))
+            return _result_of(cfg, data, snaps)
+
+        with ThreadPoolExecutor(max_workers=max(1, min(self.size, len(configs))),
+                                thread_name_prefix="flowviz-member") as threads:
+            return list(threads.map(one, configs))
+
+def _result_of(config: Config, data: Dataset, snaps: list[Snapshot]):
+    """The ``TrainResult`` of a run streamed from a worker: its history, its last weights, its metrics."""
+    from ..core.model import build_model
+    from ..training.train import TrainResult
+
+    last = snaps[-1]
+    model = build_model(config, data.n_classes)
+    if last.state is not None:
+        model.load_state_dict(last.state)
+    model.train(False)
+    metrics = {"train_accuracy": last.train_accuracy, "test_accuracy": last.test_accuracy, "train_loss": last.loss,
+               "test_loss": last.test_loss, "steps": last.step, "elapsed_s": last.elapsed,
+               "steps_per_second": last.steps_per_second}
+    return TrainResult(config, model, data, [s.record() for s in snaps], metrics, last.error)
+
 def _merged(streams: list) -> Iterator[tuple[int, dict, dict]]:
     """(index, header, arrays) of several lease streams, interleaved as their replies come."""
     live = dict(enumerate(streams))
@@ -292,90 +331,16 @@ def _merged(streams: list) -> Iterator[tuple[int, dict, dict]]:
                 yield i, *got
 
 
-# ---------------------------------------------------------------------------------------------- threads
-class _ThreadLease(Lease):
-    """A task run by ``worker_main.handle`` in a thread of this process; replies through a queue."""
-
-    def __init__(self):
-        self._replies: queue.SimpleQueue = queue.SimpleQueue()
-        self._cancel = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def send(self, raw: bytes) -> None:
-        from .worker_main import handle
-
-        self._cancel.clear()
-
-        def work():
-            for reply in handle(raw, self._cancel):
-                self._replies.put(reply)
-
-        self._thread = threading.Thread(target=work, name="flowviz-task", daemon=True)
-        self._thread.start()
-
-    def receive(self, timeout: float) -> bytes | None:
-        try:
-            return self._replies.get(timeout=timeout)
-        except queue.Empty:
-            if self._thread is not None and not self._thread.is_alive() and self._replies.empty():
-                raise WorkerDied("the training thread stopped unexpectedly") from None
-            return None
-
-    def cancel(self) -> None:
-        self._cancel.set()
-
-    def join(self, timeout: float | None = None) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-
-class ThreadExecutor(Executor):
-    """``size`` tasks at once, each in a thread of this process (debugging; shares the server's interpreter)."""
-
-    def __init__(self, size: int, threads: int = 1, limit_mb: float = 0.0):
-        super().__init__(size)
-        self._slots = threading.BoundedSemaphore(size)
-        self._busy: set[_ThreadLease] = set()
-        self._lock = threading.Lock()
-
-    def acquire(self, cancel=None, *, wait: bool = True) -> Lease | None:
-        while True:
-            if cancel is not None and cancel.is_set():
-                return None
-            if self._slots.acquire(timeout=0.2) if wait else self._slots.acquire(blocking=False):
-                break
-            if not wait:
-                return None
-        lease = _ThreadLease()
-        with self._lock:
-            self._busy.add(lease)
-        return lease
-
-    def release(self, lease: Lease, healthy: bool) -> None:
-        lease.cancel()  # a task given back unfinished stops at its next step
-        with self._lock:
-            self._busy.discard(lease)
-        self._slots.release()
-
-    def busy(self) -> int:
-        with self._lock:
-            return len(self._busy)
-
-    def shutdown(self, timeout: float = 2.0) -> None:
-        with self._lock:
-            busy = list(self._busy)
-        for lease in busy:
-            lease.cancel()
-        for lease in busy:  # a thread cannot be killed: it stops at its next step
-            lease.join(timeout)
-
-
 # name -> "module:class", imported only when chosen (a distributed executor's library costs nothing unused);
 # each class is made as cls(size, threads=..., limit_mb=...)
 EXECUTORS: dict[str, str] = {
     "process": "flowviz.serve.pool:ProcessPool",
-    "thread": "flowviz.serve.executor:ThreadExecutor",
+    "thread": "flowviz.serve.threads:ThreadExecutor",
+    "ray": "flowviz.serve.ray_executor:RayExecutor",  # a Ray cluster (RAY_ADDRESS); the ray extra
 }
+
+
+CLUSTER_EXECUTORS = {"ray"}  # their size is, by default, their cluster's CPU count
 
 
 def make_executor(settings: Settings, *, size: int | None = None, name: str | None = None) -> Executor:
@@ -385,5 +350,6 @@ def make_executor(settings: Settings, *, size: int | None = None, name: str | No
         log.warning("unknown executor %r (valid: %s); using the process pool", chosen, ", ".join(EXECUTORS))
         chosen = "process"
     module, cls = EXECUTORS[chosen].split(":")
-    return getattr(importlib.import_module(module), cls)(size or settings.worker_count(), threads=1,
-                                                          limit_mb=settings.worker_mb)
+    # a cluster knows its own size (its CPUs) unless FLOWVIZ_WORKERS says; a machine's pool defaults to its CPUs
+    default = (settings.workers or None) if chosen in CLUSTER_EXECUTORS else settings.worker_count()
+    return getattr(importlib.import_module(module), cls)(size or default, threads=1, limit_mb=settings.worker_mb)

@@ -67,7 +67,8 @@ def panel(reg: Registry, cfg: Config, data: Dataset) -> None:
         else:
             jk = job_key("sweep", cfg, data, k, values)
             batched = batch_reason([cfg.replace(**{k: v}) for v in values]) is None
-            # a batched sweep trains on the executor's workers; one trained member by member holds one
+            # a sweep trains on the executor's workers (a batch spread over them, or one member per worker);
+            # only a batch on a one-worker executor trains in the job's own thread, which then holds the worker
             try:
                 reg.check_budget([cfg.replace(**{k: v}) for v in values], data, what="This sweep")
             except FlowvizError as e:
@@ -75,7 +76,7 @@ def panel(reg: Registry, cfg: Config, data: Dataset) -> None:
                 return
             reg.job(jk, lambda progress, cancel: run_sweep(cfg, k, values, data=data, progress=progress,
                                                            cancel=cancel, pool=reg.executor),
-                    holds_worker=not batched)
+                    holds_worker=batched and reg.executor.size <= 1)
             reg.claim(session_id(), {jk})  # a sweep replaces the session's run (one training job each)
             ss.sweep_job = jk
             st.rerun()  # the page refreshes while the sweep runs
