@@ -145,3 +145,61 @@ def test_the_queue_gives_each_waiting_run_its_place_and_an_estimated_wait(costed
     finally:
         hold.set()
         reg.shutdown()
+
+
+CASE_8 = flowviz.Config(dataset="blobs", n_samples=20000, n_classes=8, noise=2, test_fraction=0.9, field="mlp",
+                        mlp_depth=6, width=256, lift=8, knots=64, time_mode="continuous", horizon=100, n_steps=256,
+                        scheme="rk4", viscosity=1, mc_samples=256, train_steps=20000, batch_size=2000, lr=10,
+                        smoothness=100, kinetic=100, gamma=10, weight_decay=1, seed=999999)
+
+
+def test_case_8_the_14_gb_link_is_refused_before_any_worker_starts(costed):
+    reg = Registry(max_workers=1, mode="process", prestart=False, settings=Settings())
+    try:
+        with pytest.raises(OverBudget, match="n_steps"):
+            reg.start(CASE_8, make_dataset(TINY))
+        assert reg.executor.busy() + reg.executor.idle() == 0 and reg.started == 0
+    finally:
+        reg.shutdown()
+
+
+def test_case_7_two_long_runs_leave_a_worker_for_a_third_visitors_light_run(costed):
+    reg = Registry(max_workers=2, mode="thread")
+    try:
+        long_runs = [reg.start(TINY.replace(seed=s, train_steps=20000, n_samples=400)) for s in (11, 12)]
+        assert all(r.long for r in long_runs)  # 200 s by estimate, over long_run_s
+        assert _wait(lambda: any(r.status == RunStatus.TRAINING for r in long_runs))
+        light = reg.start(TINY.replace(seed=13))
+        assert not light.long
+        light.join(60)
+        assert light.status == RunStatus.DONE
+        assert sum(r.status == RunStatus.TRAINING for r in long_runs) == 1  # the other long one still waits
+        assert [reg.queue_place(r)[0] for r in long_runs if r.status == RunStatus.QUEUED] == [1]
+    finally:
+        reg.shutdown()
+
+
+def test_case_6_imports_and_final_pictures_are_analysed_in_a_worker_process(monkeypatch):
+    """The server process computes no full pictures: here its analyse refuses, and the views still come."""
+    import flowviz.serve.run as run_mod
+    from flowviz.training.train import train
+
+    def not_here(*a, **kw):
+        if not kw.get("live"):
+            raise AssertionError("full views computed in the server process")
+        return real(*a, **kw)
+
+    real = run_mod.analyse
+    monkeypatch.setattr(run_mod, "analyse", not_here)
+    reg = Registry(max_workers=1, mode="process")
+    try:
+        r = train(TINY.replace(seed=41))
+        imported = reg.adopt(r.model, r.data, key_suffix="case6")
+        v = imported.views()
+        assert v is not None and not v.live and imported.latest.train_accuracy == pytest.approx(
+            r.metrics["train_accuracy"])
+        run = reg.start(TINY.replace(seed=42))
+        run.join(120)
+        assert run.status == RunStatus.DONE and not run.views().live
+    finally:
+        reg.shutdown()
