@@ -20,7 +20,7 @@ BASE = flowviz.Config(n_samples=200, n_steps=6, width=8, train_steps=25, optimiz
 
 @pytest.fixture
 def eager_graphs(monkeypatch):
-    """graph_loop with a 'graph' that runs its step eagerly at each replay (no CUDA here)."""
+    """GraphEngine with a 'graph' that runs its step eagerly at each replay (no CUDA here)."""
     captured = []
 
     def capture(fn):

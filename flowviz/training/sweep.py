@@ -356,9 +356,7 @@ def coarse_to_fine(config: Config, *, L_start: int, L_end: int, steps_per_level:
     wall = time.perf_counter() - t0
     dev_model.train(False)
     final_cfg = config.replace(n_steps=dev_model.L, train_steps=done)
-    metrics = {"train_accuracy": last.train_accuracy, "test_accuracy": last.test_accuracy, "train_loss": last.loss,
-               "test_loss": last.test_loss, "steps": done, "elapsed_s": wall}
-    result = TrainResult(final_cfg, dev_model, ds, history, metrics, last.error)
+    result = TrainResult(final_cfg, dev_model, ds, history, last.metrics(steps=done, elapsed=wall), last.error)
     cost = sum(spl * L for L in levels)
     scratch, s_wall, s_cost = None, 0.0, 0
     if compare:
