@@ -25,6 +25,18 @@ def _f32(a):
     return np.asarray(a, dtype=np.float32)
 
 
+# Plotly's JSON escapes each "/" as "\\u002f" (six bytes for one), and base64 writes "/" for every 6-bit group of
+# ones: a byte >= 252 makes one, and so do odd bytes in some positions. Saturated probabilities (byte 255) made
+# a third of the page's bytes escapes. Even bytes below 252 never make one (tests/test_figure_weight.py checks all
+# triples), so a probability is sent as one of these 126 levels: steps of 0.008 in u, under one colour unit.
+PROB_TOP = 250
+
+
+def _prob_bytes(p) -> np.ndarray:
+    """Probabilities in [0, 1] -> bytes 0, 2, ..., PROB_TOP (linear in p; no "/" in their base64)."""
+    return (2 * np.round(np.clip(np.asarray(p, dtype=np.float64), 0, 1) * (PROB_TOP // 2))).astype(np.uint8)
+
+
 def _layout(fig: go.Figure, title: str, height: int = 620, **kw) -> go.Figure:
     fig.update_layout(title=dict(text=title, x=0.01, font=dict(size=20)), font=FONT, height=height,
                       margin=dict(l=60, r=20, t=60, b=50), template="plotly_white",
@@ -41,13 +53,12 @@ def _equal_axes(fig, row=None, col=None, x="x<sub>1</sub>", y="x<sub>2</sub>"):
 def _surface_trace(views: FlowViews, u: np.ndarray, x1, x2, *, showscale=True, colorbar_x=None) -> go.Heatmap:
     """u (res, res, C): two classes as P(class 1) on a diverging scale; more as the likeliest class."""
     C = u.shape[-1]
-    if C == 2:  # P(class 1) quantised to bytes: 4x less to send, far finer than the eye can tell
-        z = np.round(u[..., 1] * 255).astype(np.uint8)
-        scale, zmin, zmax = [[0, PALETTE[0]], [0.5, "#ffffff"], [1, PALETTE[1]]], 0, 255
-        cb = dict(title=dict(text="u = P(class 1)", side="right"), tickvals=[0, 127.5, 255],
+    z = _surface_z(u)
+    if C == 2:  # P(class 1) quantised to bytes: 4x less to send, finer than the eye can tell
+        scale, zmin, zmax = [[0, PALETTE[0]], [0.5, "#ffffff"], [1, PALETTE[1]]], 0, PROB_TOP
+        cb = dict(title=dict(text="u = P(class 1)", side="right"), tickvals=[0, PROB_TOP / 2, PROB_TOP],
                   ticktext=["0", "0.5", "1"])
     else:
-        z = u.argmax(-1).astype(np.uint8)
         scale = [[i / (C - 1), PALETTE[i]] for i in range(C)]
         zmin, zmax = 0, C - 1
         cb = dict(title=dict(text="likeliest class", side="right"), tickvals=list(range(C)))
@@ -56,6 +67,11 @@ def _surface_trace(views: FlowViews, u: np.ndarray, x1, x2, *, showscale=True, c
         cb["x"] = colorbar_x
     return go.Heatmap(x=_f32(x1), y=_f32(x2), z=z, colorscale=scale, zmin=zmin, zmax=zmax,
                       opacity=SURFACE_OPACITY, showscale=showscale, colorbar=cb, hoverinfo="skip", zsmooth="best")
+
+
+def _surface_z(u: np.ndarray) -> np.ndarray:
+    """The bytes a surface trace shows for u (res, res, C): P(class 1) for two classes, else the likeliest class."""
+    return _prob_bytes(u[..., 1]) if u.shape[-1] == 2 else u.argmax(-1).astype(np.uint8)
 
 
 def _segments(paths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -110,8 +126,8 @@ def characteristics(obj) -> go.Figure:
                                  name=f"class {c}"))
     frames = []
     for i, k in enumerate(ks):
-        data = [_surface_trace(v, s.u[i], s.x1, s.x2),
-                go.Scatter(x=gx[i][0], y=gx[i][1])]
+        # a frame carries only what changes: the surface's z (its axes, scale and colour bar stay)
+        data = [go.Heatmap(z=_surface_z(s.u[i])), go.Scatter(x=gx[i][0], y=gx[i][1])]
         data += [go.Scatter(x=_f32(ch.x[k, cls[c], 0]), y=_f32(ch.x[k, cls[c], 1])) for c in range(C)]
         frames.append(go.Frame(name=str(int(k)), data=data, traces=[0, 1] + list(range(n_static, n_static + C)),
                                layout=dict(title_text=_char_title(v, k))))
@@ -258,7 +274,8 @@ def velocity(obj) -> go.Figure:
     for i in sel:
         k = vel.ks[i]
         ax, ay = arrows(i)
-        frames.append(go.Frame(name=str(int(k)), data=[heat(i), go.Scatter(x=ax, y=ay)], traces=[0, 1],
+        frames.append(go.Frame(name=str(int(k)), data=[go.Heatmap(z=_f32(mags[i])), go.Scatter(x=ax, y=ay)],
+                               traces=[0, 1],
                                layout=dict(title_text=f"Velocity field V_k = v(t_k, ·) at k = {int(k)}, "
                                                       f"t_k = {vel.t[i]:.3g}{_dims_note(v)}")))
     fig.frames = frames
