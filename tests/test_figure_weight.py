@@ -15,7 +15,8 @@ from plotly.colors import hex_to_rgb
 
 import flowviz
 from flowviz.plots import figures
-from flowviz.plots.figures import PROB_TOP, SURFACE_OPACITY, _prob_bytes
+from flowviz.plots.encoding import PROB_TOP, prob_bytes, simplify
+from flowviz.plots.figures import SURFACE_OPACITY
 from flowviz.training.analysis import analyse
 
 WIDTH, HEIGHT = 1920, 1080
@@ -32,11 +33,11 @@ def test_even_bytes_below_252_never_make_a_slash_in_base64():
 
 def test_prob_bytes_are_even_monotone_and_within_one_level():
     p = np.linspace(0, 1, 10_001)
-    z = _prob_bytes(p)
+    z = prob_bytes(p)
     assert z.dtype == np.uint8 and z.min() == 0 and z.max() == PROB_TOP and (z % 2 == 0).all()
     assert (np.diff(z.astype(int)) >= 0).all()
     assert np.abs(z / PROB_TOP - p).max() <= 1 / PROB_TOP + 1e-12  # half a level of 2 / PROB_TOP
-    assert (_prob_bytes([-0.5, 1.5]) == [0, PROB_TOP]).all()  # clipped, never wraps
+    assert (prob_bytes([-0.5, 1.5]) == [0, PROB_TOP]).all()  # clipped, never wraps
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +64,7 @@ def _pixels_per_unit(fig):
     w = WIDTH - lay.margin.l - lay.margin.r
     h = (lay.height or HEIGHT) - lay.margin.t - lay.margin.b
     xr, yr = lay.xaxis.range, lay.yaxis.range
-    return max(w / (xr[1] - xr[0]), h / (yr[1] - yr[0]))
+    return min(w / (xr[1] - xr[0]), h / (yr[1] - yr[0]))
 
 
 def test_characteristics_keep_their_colours_and_positions(views):
@@ -98,3 +99,51 @@ def test_no_surface_byte_is_escaped_in_the_json_the_page_receives(views):
     raw = fig.to_json()
     for z in zs:
         assert z["bdata"] in raw  # sent as it is, no "\u002f" in it
+
+
+def _dist_to_polyline(pts, line):
+    """Distance of each point (k, D) to the polyline (q, D)."""
+    a, b = line[:-1][None], line[1:][None]
+    ab, ap = b - a, pts[:, None] - a
+    t = np.clip((ap * ab).sum(-1) / np.maximum((ab * ab).sum(-1), 1e-300), 0, 1)
+    return np.linalg.norm(ap - t[..., None] * ab, axis=-1).min(1)
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_simplify_keeps_every_vertex_within_tol_and_drops_the_straight_ones(dim):
+    rng = np.random.default_rng(0)
+    t = np.linspace(0, 1, 40)[None, :, None]
+    smooth = np.sin(t * rng.uniform(0.5, 2, (30, 1, dim)) + rng.uniform(0, 6, (30, 1, dim)))
+    jagged = np.cumsum(rng.normal(size=(30, 40, dim)), 1)
+    paths = np.concatenate([smooth, jagged])
+    tol = 1e-2
+    keep = simplify(paths, tol)
+    assert keep[:, 0].all() and keep[:, -1].all()
+    for P, k in zip(paths, keep):
+        assert _dist_to_polyline(P, P[k]).max() <= tol + 1e-12
+    assert keep[:30].sum() < keep[30:].sum() / 2  # smooth lines need far fewer vertices than random walks
+    straight = np.broadcast_to(t * np.ones(dim), (1, 40, dim))
+    assert simplify(straight, tol).sum() == 2
+    with_nan = paths[:1].copy()
+    with_nan[0, 5] = np.nan
+    assert simplify(with_nan, tol).all()  # a broken line is sent whole
+
+
+def test_characteristics_lines_stay_within_half_a_pixel(views):
+    """Grid and paths keep original vertices only, and pass within half a pixel of every dropped one."""
+    fig = figures.characteristics(views)
+    ppu = _pixels_per_unit(fig)
+    e = views.extent
+    full = min((WIDTH - 80) / (e[1] - e[0]), (HEIGHT - 150) / (e[3] - e[2]))  # the tightest screen checked
+    ch = views.characteristics
+    lines = [(fig.data[1], views.grid[0][..., :2])]
+    lines += [(fig.data[2 + c], np.transpose(ch.x[:, ch.y == c, :2], (1, 0, 2))) for c in range(2)]
+    lines += [(f.data[1], views.grid[i][..., :2]) for i, f in enumerate(fig.frames)]
+    for tr, paths in lines:
+        x, y = np.asarray(tr.x, float), np.asarray(tr.y, float)
+        breaks = np.flatnonzero(np.isnan(x))
+        assert len(breaks) == len(paths)  # one drawn line per path
+        for P, seg in zip(paths.astype(np.float32).astype(float), np.split(np.stack([x, y], 1), breaks[:-1] + 1)):
+            seg = seg[~np.isnan(seg[:, 0])]
+            assert (seg[:, None] == P[None]).all(-1).any(1).all()  # drawn vertices are the float32 ones
+            assert _dist_to_polyline(P, seg).max() * max(ppu, full) <= 0.5 + 1e-6

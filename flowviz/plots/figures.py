@@ -8,6 +8,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..training.analysis import FlowViews, analyse
+from .encoding import FULL_HD, PROB_TOP, half_pixel, prob_bytes, simplify
+from .encoding import segments as _segments
 
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
@@ -23,18 +25,6 @@ def _views(obj) -> FlowViews:
 
 def _f32(a):
     return np.asarray(a, dtype=np.float32)
-
-
-# Plotly's JSON escapes each "/" as "\\u002f" (six bytes for one), and base64 writes "/" for every 6-bit group of
-# ones: a byte >= 252 makes one, and so do odd bytes in some positions. Saturated probabilities (byte 255) made
-# a third of the page's bytes escapes. Even bytes below 252 never make one (tests/test_figure_weight.py checks all
-# triples), so a probability is sent as one of these 126 levels: steps of 0.008 in u, under one colour unit.
-PROB_TOP = 250
-
-
-def _prob_bytes(p) -> np.ndarray:
-    """Probabilities in [0, 1] -> bytes 0, 2, ..., PROB_TOP (linear in p; no "/" in their base64)."""
-    return (2 * np.round(np.clip(np.asarray(p, dtype=np.float64), 0, 1) * (PROB_TOP // 2))).astype(np.uint8)
 
 
 def _layout(fig: go.Figure, title: str, height: int = 620, **kw) -> go.Figure:
@@ -71,15 +61,7 @@ def _surface_trace(views: FlowViews, u: np.ndarray, x1, x2, *, showscale=True, c
 
 def _surface_z(u: np.ndarray) -> np.ndarray:
     """The bytes a surface trace shows for u (res, res, C): P(class 1) for two classes, else the likeliest class."""
-    return _prob_bytes(u[..., 1]) if u.shape[-1] == 2 else u.argmax(-1).astype(np.uint8)
-
-
-def _segments(paths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Paths (m, p, 2) -> x, y with NaN separators, for one scatter trace of many lines."""
-    m, p, _ = paths.shape
-    sep = np.full((m, 1), np.nan, np.float32)
-    return (np.concatenate([paths[..., 0], sep], 1).ravel().astype(np.float32),
-            np.concatenate([paths[..., 1], sep], 1).ravel().astype(np.float32))
+    return prob_bytes(u[..., 1]) if u.shape[-1] == 2 else u.argmax(-1).astype(np.uint8)
 
 
 def _dims_note(views: FlowViews) -> str:
@@ -110,13 +92,15 @@ def characteristics(obj) -> go.Figure:
     v = _views(obj)
     ch, s, ks = v.characteristics, v.surfaces, v.surfaces.ks
     C = s.u.shape[-1]
-    gx = [_segments(v.grid[i][..., :2]) for i in range(len(ks))]
+    e = v.extent
+    tol = half_pixel(e[1] - e[0], e[3] - e[2])  # lines drawn to within half a pixel at 1920 x 1080
+    gx = [_segments(v.grid[i][..., :2], tol) for i in range(len(ks))]
     traces = [_surface_trace(v, s.u[0], s.x1, s.x2),
               go.Scatter(x=gx[0][0], y=gx[0][1], mode="lines", line=dict(color="rgba(60,60,60,0.35)", width=1),
                          name="deformed grid", hoverinfo="skip")]
     cls = [ch.y == c for c in range(C)]
     for c in range(C):  # full paths, faint
-        px, py = _segments(np.transpose(ch.x[:, cls[c], :2], (1, 0, 2)))
+        px, py = _segments(np.transpose(ch.x[:, cls[c], :2], (1, 0, 2)), tol)
         traces.append(go.Scatter(x=px, y=py, mode="lines", line=dict(color=PALETTE[c], width=1), opacity=0.3,
                                  name=f"paths, class {c}", hoverinfo="skip", showlegend=False))
     n_static = len(traces)
@@ -133,7 +117,6 @@ def characteristics(obj) -> go.Figure:
                                layout=dict(title_text=_char_title(v, k))))
     fig = go.Figure(data=traces, frames=frames)
     sliders, menus = _frame_slider(ks, v.t)
-    e = v.extent
     fig.update_xaxes(range=[e[0], e[1]])
     fig.update_yaxes(range=[e[2], e[3]])
     _equal_axes(fig)
@@ -232,18 +215,23 @@ def spacetime(obj) -> go.Figure:
     ch = v.characteristics
     lifted = ch.x.shape[-1] >= 3
     fig = go.Figure()
+    xyz = np.concatenate([ch.x[..., :2], ch.x[..., 2:3] if lifted else np.broadcast_to(
+        ch.t[:, None, None], ch.x.shape[:2] + (1,))], -1)  # (L+1, n, 3)
+    span = np.nanmax(xyz, (0, 1)) - np.nanmin(xyz, (0, 1))
+    aspect = np.array([1.0, 1.0, 0.8])
+    # in the scene's own units (each axis spans its aspect): half a pixel of a 1080-pixel-high cube
+    normed = xyz * (aspect / np.where(span > 0, span, 1.0))
     for c in range(int(ch.y.max()) + 1 if len(ch.y) else 0):
-        paths = np.transpose(ch.x[:, ch.y == c, :], (1, 0, 2))  # (m, L+1, d)
+        paths = np.transpose(xyz[:, ch.y == c, :], (1, 0, 2))  # (m, L+1, 3)
         m, p, _ = paths.shape
-        third = paths[..., 2] if lifted else np.broadcast_to(ch.t[None, :], (m, p))
-        sep = np.full((m, 1), np.nan, np.float32)
-        fig.add_trace(go.Scatter3d(x=_f32(np.concatenate([paths[..., 0], sep], 1).ravel()),
-                                   y=_f32(np.concatenate([paths[..., 1], sep], 1).ravel()),
-                                   z=_f32(np.concatenate([third, sep], 1).ravel()), mode="lines",
+        keep = np.concatenate([simplify(np.transpose(normed[:, ch.y == c], (1, 0, 2)), 0.5 / FULL_HD[1]),
+                               np.ones((m, 1), bool)], 1)
+        line = np.concatenate([paths, np.full((m, 1, 3), np.nan)], 1)[keep]  # kept vertices, NaN between paths
+        fig.add_trace(go.Scatter3d(x=_f32(line[:, 0]), y=_f32(line[:, 1]), z=_f32(line[:, 2]), mode="lines",
                                    line=dict(color=PALETTE[c], width=2), opacity=0.6, name=f"class {c}"))
     ztitle = "x<sub>3</sub>" if lifted else "t"
     fig.update_layout(scene=dict(xaxis_title="x<sub>1</sub>", yaxis_title="x<sub>2</sub>", zaxis_title=ztitle,
-                                 aspectmode="manual", aspectratio=dict(x=1, y=1, z=0.8)))
+                                 aspectmode="manual", aspectratio=dict(zip("xyz", aspect.tolist()))))
     title = ("Characteristics in the first three coordinates (x₁, x₂, x₃) of R^" + str(ch.x.shape[-1])
              if lifted else "Characteristics in space-time (x₁, x₂, t)")
     return _layout(fig, title + " — drag to rotate", height=640)
