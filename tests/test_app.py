@@ -228,7 +228,7 @@ def test_velocity_arrows_are_the_polyline_of_figure_factory_create_quiver():
     import numpy as np
     import plotly.figure_factory as ff
 
-    from flowviz.plots.figures import _arrows
+    from flowviz.plots.field import _arrows
 
     rng = np.random.default_rng(0)
     x, y = np.meshgrid(np.linspace(-2, 2, 7), np.linspace(-1, 1, 5))
