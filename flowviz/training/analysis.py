@@ -290,7 +290,7 @@ def analyse(model: FlowModel, data: Dataset, *, history=None, res: int = 100, ma
 def _lifted(model, ch: Characteristics, ks: np.ndarray, pu: np.ndarray, live: bool) -> LiftedSpace:
     ks3 = frame_steps(model.L, min(len(ks), FRAMES_3D))
     same = len(ks3) == len(ks) and bool((ks3 == ks).all())
-    return lifted_space(model, ch.x, ch.y, ks3, point_u=pu if same else None, res=14 if live else GRID_3D)
+    return lifted_space(model, ch.x, ch.y, ks3, point_u=pu if same else None, res=10 if live else GRID_3D)
 
 
 def fold_points(model: FlowModel, x: np.ndarray, extent, *, grid: int = 25, max_points: int = 200,

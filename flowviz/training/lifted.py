@@ -16,10 +16,11 @@ import numpy as np
 
 from ..core.model import FlowModel
 
-__all__ = ["LiftedSpace", "lifted_space", "point_values", "boundary_fields", "slice_name", "GRID_3D", "FRAMES_3D"]
+__all__ = ["LiftedSpace", "lifted_space", "point_values", "boundary_fields", "slice_name", "grid_axes", "GRID_3D",
+           "FRAMES_3D"]
 
-# The 3-D grid is transported from every frame's step to L: its cost is res^3 * sum_k (L - k) block evaluations.
-GRID_3D = 20  # grid points per axis: 20^3 = 8,000 values a frame (one byte each), fewer than a 100 x 100 surface
+# The 3-D grid is transported from every frame's step to L: its cost is (nodes) * sum_k (L - k) block evaluations.
+GRID_3D = 16  # grid nodes per axis across the input's box, about half as many beyond (rings_lift: 22 x 23 x 19)
 FRAMES_3D = 33  # at most this many frames (all of k = 0..L up to L = 32)
 
 
@@ -80,26 +81,47 @@ def _box(xs3: np.ndarray, margin: float = 0.12) -> list[np.ndarray]:
     return [lo - pad, hi + pad]
 
 
+def grid_axes(xs3: np.ndarray, res: int = GRID_3D) -> tuple[np.ndarray, ...]:
+    """Grid nodes of each of the first three axes, for points xs3 (F, m, 3) of all frames: one box around them
+    all (so the axes stay put while k moves), with ``res`` nodes across the input's own box (frame 0, where the
+    boundary around the data is finest; x_3 over the same width about 0, with the input plane x_3 = 0 a node)
+    and about res / 2 across the rest."""
+    lo, hi = _box(xs3)
+    lo0, hi0 = _box(xs3[:1])
+    half = float(max(hi0[:2] - lo0[:2])) / 2
+    lo0[2], hi0[2] = -half, half
+    axes = []
+    for i in range(3):
+        a, b = max(lo[i], lo0[i]), min(hi[i], hi0[i])
+        n = res + 1 - res % 2 if i == 2 else res  # x_3: an odd count, so the input plane x_3 = 0 is a node
+        fine = np.linspace(a, b, n) if i < 2 or a > 0 or b < 0 else np.linspace(-half, half, n)
+        coarse = np.linspace(lo[i], hi[i], max(2, res // 2))
+        step = (b - a) / (n - 1)
+        outside = coarse[(coarse < a - step / 2) | (coarse > b + step / 2)]
+        axes.append(np.sort(np.r_[fine, outside, lo[i], hi[i]]).astype(np.float32))
+        axes[-1] = np.unique(axes[-1])
+    return tuple(axes)
+
+
 def lifted_space(model: FlowModel, xs: np.ndarray, y: np.ndarray, ks: np.ndarray, *,
                  point_u: np.ndarray | None = None, res: int = GRID_3D) -> LiftedSpace:
     """The 3-D view's numbers for a lifted model (d >= 3): xs (L+1, m, d) the shown characteristics.
 
     ``point_u`` (F, m, C): u(t_k, x_k) if already computed (:func:`point_values`).
 
-    The grid is one box around all the shown points of all frames (so the camera and axes stay put), with
-    ``res`` points per axis; coordinates beyond the third are zero on it.
+    The grid (:func:`grid_axes`) covers all the shown points of all frames; coordinates beyond the third are zero
+    on it.
     """
     if model.dim < 3:
         raise ValueError("the 3-D view needs a lift: lift >= 1")
     ks = np.asarray(ks)
-    lo, hi = _box(xs[..., :3])
-    axes = tuple(np.linspace(lo[i], hi[i], res, dtype=np.float32) for i in range(3))
-    Z, Y, X = np.meshgrid(axes[2], axes[1], axes[0], indexing="ij")  # (r, r, r) indexed [z, y, x]
-    pts = np.zeros((res**3, model.dim), np.float32)
+    axes = grid_axes(xs[..., :3], res)
+    Z, Y, X = np.meshgrid(axes[2], axes[1], axes[0], indexing="ij")  # (nz, ny, nx) indexed [z, y, x]
+    pts = np.zeros((X.size, model.dim), np.float32)
     pts[:, 0], pts[:, 1], pts[:, 2] = X.ravel(), Y.ravel(), Z.ravel()
     fields = []
     for k in ks:
-        u = model.transported(pts, int(k)).reshape(res, res, res, -1)
+        u = model.transported(pts, int(k)).reshape(*X.shape, -1)
         fields.append(np.round(boundary_fields(u) * 255).clip(0, 255).astype(np.uint8))
     pu = point_values(model, xs, ks) if point_u is None else point_u
     pc = pu.argmax(-1).astype(np.int8)
