@@ -37,7 +37,7 @@ def _surfaces(ls: LiftedSpace, i: int, *, first: bool) -> list[go.Isosurface]:
             Z, Y, X = np.meshgrid(gz, gy, gx, indexing="ij")
             tr.update(x=_f32(X.ravel()), y=_f32(Y.ravel()), z=_f32(Z.ravel()), isomin=LEVEL, isomax=LEVEL,
                       surface_count=1, caps=dict(x_show=False, y_show=False, z_show=False),
-                      colorscale=[[0, BOUNDARY_COLOR], [1, BOUNDARY_COLOR]], showscale=False, opacity=0.45,
+                      colorscale=[[0, BOUNDARY_COLOR], [1, BOUNDARY_COLOR]], showscale=False, opacity=0.35,
                       name="boundary u = 1/2" if ls.fields.shape[1] == 1 else "boundary (top two classes tie)",
                       showlegend=b == 0, legendgroup="boundary", hoverinfo="skip", flatshading=False)
         out.append(tr)
@@ -80,7 +80,7 @@ def lifted(obj) -> go.Figure:
     rng = [[float(a[0]), float(a[-1])] for a in (gx, gy, gz)]
     fig.update_layout(scene=dict(xaxis=dict(title="x₁", range=rng[0]), yaxis=dict(title="x₂", range=rng[1]),
                                  zaxis=dict(title="x₃", range=rng[2]), aspectmode="data",
-                                 camera=dict(eye=dict(x=1.5, y=-1.5, z=0.9))),
+                                 camera=dict(eye=dict(x=1.3, y=-1.3, z=0.8))),
                       uirevision="lifted")
     _layout(fig, lifted_title(ls, 0), height=680, sliders=sliders, updatemenus=menus)
     return fig.update_layout(legend=TOP_LEGEND, margin=dict(t=110, l=10, r=10))
