@@ -140,7 +140,7 @@ def characteristics(obj) -> go.Figure:
     fig.update_yaxes(range=[e[2], e[3]])
     _equal_axes(fig)
     _layout(fig, _char_title(v, ks[0]), height=650, sliders=sliders, updatemenus=menus)
-    fig.update_layout(legend=TOP_LEGEND, margin=dict(t=100))
+    fig.update_layout(legend=TOP_LEGEND, margin=dict(t=130 if v.config.dim > 2 else 100))  # lifted: two lines
     return fig
 
 

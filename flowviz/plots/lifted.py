@@ -24,8 +24,7 @@ def lifted_title(ls: LiftedSpace, i: int) -> str:
     k = int(ls.ks[i])
     where = "" if ls.dim == 3 else (f"<br>first three of d = {ls.dim} coordinates; the surface is on the slice "
                                     f"{slice_name(ls.dim, 4)}")
-    return (f"Lifted space R^{ls.dim}: points x_k and the boundary {{u(t_k, ·) = 1/2}} at k = {k}, "
-            f"t_k = {float(ls.t[i]):.3g}{where}")
+    return f"R^{ls.dim}: points x_k and the boundary {{u(t_k, ·) = 1/2}}, k = {k}, t_k = {float(ls.t[i]):.3g}{where}"
 
 
 def _surfaces(ls: LiftedSpace, i: int, *, first: bool) -> list[go.Isosurface]:
