@@ -11,7 +11,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from ..training.lifted import LiftedSpace, slice_name
-from .figures import PALETTE, TOP_LEGEND, _f32, _frame_slider, _layout, _views
+from .figures import PALETTE, _f32, _frame_slider, _layout, _views
 
 __all__ = ["lifted", "lifted_title"]
 
@@ -77,9 +77,12 @@ def lifted(obj) -> go.Figure:
     sliders, menus = _frame_slider(ls.ks, v.t)
     gx, gy, gz = ls.axes
     rng = [[float(a[0]), float(a[-1])] for a in (gx, gy, gz)]
-    fig.update_layout(scene=dict(xaxis=dict(title="x₁", range=rng[0]), yaxis=dict(title="x₂", range=rng[1]),
-                                 zaxis=dict(title="x₃", range=rng[2]), aspectmode="data",
-                                 camera=dict(eye=dict(x=1.3, y=-1.3, z=0.8))),
+    # fonts of the scene set here, so presentation mode's larger page type does not pile up the 3-D tick labels
+    ax = dict(tickfont=dict(size=12), title_font=dict(size=18))
+    fig.update_layout(scene=dict(xaxis=dict(title="x₁", range=rng[0], **ax), yaxis=dict(title="x₂", range=rng[1], **ax),
+                                 zaxis=dict(title="x₃", range=rng[2], **ax), aspectmode="data",
+                                 camera=dict(eye=dict(x=1.15, y=-1.15, z=0.7))),
                       uirevision="lifted")
     _layout(fig, lifted_title(ls, 0), height=680, sliders=sliders, updatemenus=menus)
-    return fig.update_layout(legend=TOP_LEGEND, margin=dict(t=110, l=10, r=10))
+    legend = dict(orientation="v", x=0, y=1, xanchor="left", yanchor="top", bgcolor="rgba(255,255,255,0.7)")
+    return fig.update_layout(legend=legend, margin=dict(t=60 if ls.dim == 3 else 90, l=10, r=10, b=40))
