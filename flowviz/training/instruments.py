@@ -17,8 +17,8 @@ from ..core.errors import ConfigError
 from ..core.model import FlowModel
 from ..core.transport import block_velocity
 
-__all__ = ["ProbeData", "StabilityData", "AdjointData", "STABILITY_POLYNOMIALS", "amplification",
-           "jacobian", "flow_paths", "velocity_jacobians", "step_jacobians", "probe_data", "stability_data", "adjoint_data",
+__all__ = ["ProbeData", "StabilityData", "AdjointData", "STABILITY_POLYNOMIALS", "amplification", "jacobian",
+           "flow_paths", "velocity_jacobians", "step_jacobians", "probe_data", "stability_data", "adjoint_data",
            "adjoint_recursion", "continuous_adjoint"]
 
 # R(z) of each scheme on y' = lambda y, z = s lambda: coefficients of 1, z, z^2, ... Every explicit s-stage RK
