@@ -56,14 +56,15 @@ def divergence_integral(model: FlowModel, x: np.ndarray, *, rtol: float = 1e-7, 
 def class_densities(xs: np.ndarray, y: np.ndarray, n_classes: int, ks, *, res: int = 50):
     """A Gaussian KDE (Scott's bandwidth) of each class's points x_k (first two coordinates) at the steps ks.
 
-    xs (L+1, m, d), y (m,). Returns boxes (K, 4) and densities (K, C, res, res) (rows x2, columns x1), each
-    class's density integrating to 1 over the plane.
+    xs (L+1, m, d), y (m,). Returns the box (4,) around all the x_k shown and the densities (K, C, res, res)
+    (rows x2, columns x1) on one res x res grid over it, each class's density integrating to 1 over the plane.
     """
-    boxes, dens = [], []
+    box = square_box(xs[list(ks), :, :2].reshape(-1, 2), 0.25)
+    _, _, pts = plane_grid(box, res)
+    pts = pts.astype(np.float64)
+    dens = []
     for k in ks:
         p = xs[k, :, :2].astype(np.float64)
-        box = square_box(p, 0.25)
-        g1, g2, pts = plane_grid(box, res)
         per = []
         for c in range(n_classes):
             q = p[y == c]
@@ -74,16 +75,15 @@ def class_densities(xs: np.ndarray, y: np.ndarray, n_classes: int, ks, *, res: i
             r = (pts[:, None, :] - q[None]) / bw
             kde = np.exp(-0.5 * (r ** 2).sum(-1)).mean(1) / (2 * np.pi * bw.prod())
             per.append(kde.reshape(res, res))
-        boxes.append(box)
         dens.append(per)
-    return np.asarray(boxes, np.float32), np.asarray(dens, np.float32)
+    return np.asarray(box, np.float32), np.asarray(dens, np.float32)
 
 
 @dataclass(frozen=True)
 class VolumeData:
     """logdet, integral (K, res, res): the discrete sum and the divergence integral at steps ks (K,) over the
     input grid x1, x2; Ls, diff: mean |sum - integral| at T for the discretisations L' (the run's own L for
-    per-step weights); boxes (K, 4) and density (K, C, r, r): the classes pushed forward to step k."""
+    per-step weights); box (4,) and density (K, C, r, r): the classes pushed forward to step k."""
 
     ks: np.ndarray
     t: np.ndarray
@@ -93,7 +93,7 @@ class VolumeData:
     integral: np.ndarray
     Ls: np.ndarray
     diff: np.ndarray
-    boxes: np.ndarray
+    box: np.ndarray
     density: np.ndarray
 
 
@@ -115,7 +115,7 @@ def volume_data(model: FlowModel, data, *, extent=None, res: int = 30, max_frame
     if len(x) > max_points:
         idx = np.sort(np.random.default_rng(seed).choice(len(x), max_points, replace=False))
         x, y = x[idx], y[idx]
-    boxes, dens = class_densities(flow_paths(model, x).cpu().numpy(), y, data.n_classes, ks)
+    box, dens = class_densities(flow_paths(model, x).cpu().numpy(), y, data.n_classes, ks)
     shape = (len(ks), res, res)
     return VolumeData(ks, model.times[ks].astype(np.float32), x1, x2, disc[ks].reshape(shape).astype(np.float32),
-                      cont[ks].reshape(shape).astype(np.float32), Ls, diff, boxes, dens)
+                      cont[ks].reshape(shape).astype(np.float32), Ls, diff, box, dens)
