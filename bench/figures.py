@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import flowviz  # noqa: E402
-from flowviz.plots import FIGURES  # noqa: E402
+from flowviz.plots import FIGURES, INSTRUMENTS  # noqa: E402
 from flowviz.training.analysis import analyse  # noqa: E402
 
 
@@ -48,6 +48,40 @@ def main(argv=None):
         print(f"{name:18s} {ms:12.1f} {size:12,d}")
     print(f"total {total / 1e6:.2f} MB, slowest figure {worst:.0f} ms; ratio to the targets: "
           f"{total / 3e6:.2f} of 3 MB, {worst / 200:.2f} of 200 ms")
+    instruments(r, a.reps, base=statistics.median(_times(lambda: FIGURES["characteristics"](v), a.reps)))
+
+
+def _times(fn, reps):
+    out = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        out.append(1e3 * (time.perf_counter() - t))
+    return out
+
+
+def instruments(r, reps: int, base: float):
+    """Issue 15's instruments: the computation behind each (done once per run, the probe once per click) and the
+    figure's build from it, in ms (medians), and the bytes sent. Target: the figure within 300 ms of the click."""
+    from flowviz.training import instruments as ins
+    from flowviz.training import volume as vol
+
+    m, d = r.model, r.data
+    compute = {"probe": lambda: ins.probe_data(m, (0.5, 0.25)), "stability": lambda: ins.stability_data(m, d.x, d.y),
+               "volume": lambda: vol.volume_data(m, d), "transport_grid": lambda: ins.transport_comparison(m, d.extent()),
+               "adjoint": lambda: ins.adjoint_data(m, d.x, d.y, with_continuous=True)}
+    print(f"{'instrument':18s} {'compute ms':>11s} {'build ms':>9s} {'bytes':>10s}   (characteristics builds in "
+          f"{base:.0f} ms in this run)")
+    worst = 0.0
+    for name, fn in INSTRUMENTS.items():
+        obj = compute[name]()
+        tc = statistics.median(_times(compute[name], max(1, reps // 2)))
+        tb = statistics.median(_times(lambda: fn(obj), reps))
+        size = len(fn(obj).to_json().encode())
+        worst = max(worst, tb + (tc if name == "probe" else 0))
+        print(f"{name:18s} {tc:11.0f} {tb:9.0f} {size:10,d}")
+    print(f"instruments: slowest click-to-figure {worst:.0f} ms; {worst / 300:.2f} of 300 ms, "
+          f"{worst / base:.2f} x the characteristics figure")
 
 
 if __name__ == "__main__":

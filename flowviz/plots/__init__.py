@@ -20,6 +20,7 @@ from .figures import (
     velocity,
     weights,
 )
+from .instruments import INSTRUMENTS, adjoint, probe, stability, transport_grid, volume
 
-__all__ = ["FIGURES", "characteristics", "decision", "transport", "spacetime", "velocity", "learning_curves",
+__all__ = ["INSTRUMENTS", "probe", "stability", "volume", "transport_grid", "adjoint","FIGURES", "characteristics", "decision", "transport", "spacetime", "velocity", "learning_curves",
            "diagnostics", "weights", "presentation", "samples"]

@@ -180,8 +180,8 @@ def continuous_adjoint(model: FlowModel, x0: np.ndarray, y: np.ndarray, *, rtol:
 
     class Field(torch.nn.Module):
         def forward(self, t, x):
-            k = int(np.clip(np.searchsorted(m.times[1:], float(t), side="left"), 0, m.L - 1))
-            return vf[k](float(t), x)
+            k = int(np.clip(np.searchsorted(m.times[1:], float(t.detach()), side="left"), 0, m.L - 1))
+            return vf[k](float(t.detach()), x)
 
     jumps = m.times[1:-1] if m.config.time_mode == "per_step" else []
     opts = {"jump_t": torch.as_tensor(np.asarray(jumps, np.float64))} if len(jumps) else {}
