@@ -67,8 +67,9 @@ def instruments(r, reps: int, base: float):
     from flowviz.training import volume as vol
 
     m, d = r.model, r.data
-    compute = {"probe": lambda: ins.probe_data(m, (0.5, 0.25)), "stability": lambda: ins.stability_data(m, d.x, d.y),
-               "volume": lambda: vol.volume_data(m, d), "transport_grid": lambda: ins.transport_comparison(m, d.extent()),
+    compute = {"probe": lambda: ins.probe_data(m, (0.5, 0.25)),
+               "stability": lambda: ins.stability_data(m, d.x, d.y), "volume": lambda: vol.volume_data(m, d),
+               "transport_grid": lambda: ins.transport_comparison(m, d.extent()),
                "adjoint": lambda: ins.adjoint_data(m, d.x, d.y, with_continuous=True)}
     print(f"{'instrument':18s} {'compute ms':>11s} {'build ms':>9s} {'bytes':>10s}   (characteristics builds in "
           f"{base:.0f} ms in this run)")

@@ -22,5 +22,6 @@ from .figures import (
 )
 from .instruments import INSTRUMENTS, adjoint, probe, stability, transport_grid, volume
 
-__all__ = ["INSTRUMENTS", "probe", "stability", "volume", "transport_grid", "adjoint","FIGURES", "characteristics", "decision", "transport", "spacetime", "velocity", "learning_curves",
+__all__ = ["INSTRUMENTS", "probe", "stability", "volume", "transport_grid", "adjoint",
+           "FIGURES", "characteristics", "decision", "transport", "spacetime", "velocity", "learning_curves",
            "diagnostics", "weights", "presentation", "samples"]

@@ -3,7 +3,8 @@
 Discrete: log |det D Phi_(0->k)(x)| = sum_(j<=k) log |det D(block j)(x_(j-1))|, with D(block j) = I + s_j DV_j
 for Euler. Continuous (Jacobi's formula): d/dt log det D Phi_(0->t)(x) = div v(t, x(t)), so along the exact
 characteristic log det D Phi_(0->t)(x) = int_0^t div v ds, solved with torchdiffeq on the augmented state
-(x, l), l' = div v (a fine fixed-grid rk4: far finer than the discretisations it is compared with). The two agree as the steps shrink (Euler: at order 1).
+(x, l), l' = div v (a fine fixed-grid rk4, far finer than the discretisations it is compared with).
+The two agree as the steps shrink (Euler: at order 1).
 """
 
 from __future__ import annotations
