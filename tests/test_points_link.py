@@ -49,3 +49,13 @@ def test_encoder_limits():
         encode_points(np.array([[9.0, 0.0]]), [0])
     with pytest.raises(DataError, match="classes 0 to 7"):
         encode_points(np.zeros((1, 2)), [8])
+
+
+def test_probe_parameter():
+    from flowviz.core.points import format_probe, parse_probe
+
+    assert parse_probe(format_probe((0.123456, -2.5))) == (0.1235, -2.5)
+    for bad, msg in (("1", "two numbers"), ("a,b", "two numbers"), ("nan,0", "finite"), ("1e9,0", "within"),
+                     ("1,2,3", "two numbers")):
+        with pytest.raises(DataError, match=msg):
+            parse_probe(bad)

@@ -16,7 +16,7 @@ import numpy as np
 from .data import load_csv
 from .errors import DataError
 
-__all__ = ["MAX_POINTS", "RANGE", "encode_points", "decode_points"]
+__all__ = ["MAX_POINTS", "RANGE", "encode_points", "decode_points", "parse_probe", "format_probe"]
 
 MAX_POINTS = 500
 RANGE = 8.0
@@ -70,3 +70,22 @@ def decode_points(text: str) -> tuple[np.ndarray, np.ndarray]:
     x = q / _Q * (2 * RANGE) - RANGE
     csv = "x1,x2,label\n" + "\n".join(f"{float(a)!r},{float(b)!r},{int(c)}" for (a, b), c in zip(x, y))
     return load_csv(csv)  # the same checks and limits as an uploaded file
+
+
+def parse_probe(text: str, *, limit: float = 1e3) -> tuple[float, float]:
+    """The ``probe=x1,x2`` text -> (x1, x2): two finite numbers within [-limit, limit]; DataError otherwise."""
+    parts = str(text).split(",")
+    if len(parts) != 2:
+        raise DataError(f"probe must be two numbers x1,x2; got {str(text)[:40]!r}")
+    try:
+        x = tuple(float(p) for p in parts)
+    except ValueError:
+        raise DataError(f"probe must be two numbers x1,x2; got {str(text)[:40]!r}") from None
+    if not all(np.isfinite(x)) or max(abs(x[0]), abs(x[1])) > limit:
+        raise DataError(f"probe coordinates must be finite and within [-{limit:g}, {limit:g}]")
+    return x
+
+
+def format_probe(x) -> str:
+    """(x1, x2) -> the ``probe=`` text (4 significant digits: a click's precision)."""
+    return f"{float(x[0]):.4g},{float(x[1]):.4g}"

@@ -16,7 +16,7 @@ from ..core.data import Dataset, load_csv, make_dataset, split
 from ..core.errors import FlowvizError
 from ..core.presets import preset_info
 from ..serve.runs import Run
-from . import lecture, sweep_tab
+from . import instruments_tab, lecture, sweep_tab
 from .controls import block_formula, make_config, sidebar
 from .server import registry
 
@@ -38,8 +38,8 @@ COMPACT_CSS = """
 </style>
 """
 
-TABS = ["Characteristics", "Decision surface", "Transport", "Velocity field", "Diagnostics", "Depth sweep",
-        "Dictionary"]
+TABS = ["Characteristics", "Decision surface", "Transport", "Velocity field", "Diagnostics", "Instruments",
+        "Depth sweep", "Dictionary"]
 SIDE_BY_SIDE = "Side by side"  # shown when a scenario compares two runs
 VIEW_FIGURES = {
     "Characteristics": [plots.characteristics],
@@ -79,9 +79,11 @@ def _state():
         q = {k: st.query_params.get_all(k)[-1] for k in st.query_params.keys()}
         ss.scenario, ss.present, ss.hidden, flag_notices = lecture.link_flags(q)
         base = preset_info(ss.scenario)["config"] if ss.scenario else Config()
-        ss.config, notices = config_from_query({k: v for k, v in q.items() if k not in lecture.UI_PARAMS}, base)
+        ss.config, notices = config_from_query({k: v for k, v in q.items()
+                                                if k not in lecture.UI_PARAMS + instruments_tab.LINK_PARAMS}, base)
         ss.notices = flag_notices + notices
         ss.run_key, ss.run_config, ss.csv, ss.csv_name = None, None, None, None
+        ss.notices += instruments_tab.link_state(ss, q)  # probe=, points= (drawn points become the csv data)
         ss.autostart = True
         if ss.scenario and preset_info(ss.scenario)["view"] in TABS + [SIDE_BY_SIDE]:
             ss.view_pick = preset_info(ss.scenario)["view"]
@@ -148,6 +150,7 @@ def _url(ss, cfg: Config) -> dict:
         q["present"] = "1"
     if ss.hidden:
         q["hide"] = ",".join(sorted(ss.hidden))
+    q.update(instruments_tab.link_params(ss))
     return q
 
 
@@ -320,6 +323,9 @@ def _views_body():
     choice = st.radio("View", tabs, horizontal=True, key="view", label_visibility="collapsed", on_change=picked)
     if choice == "Dictionary":
         st.markdown(DICTIONARY)
+        return
+    if choice == "Instruments":
+        instruments_tab.panel(ss, run, v, start=lambda cfg: _start(cfg, ss))
         return
     if choice == "Depth sweep":
         try:
