@@ -19,6 +19,7 @@ from .. import plots
 from ..core.errors import FlowvizError
 from ..core.model import build_model
 from ..core.points import MAX_POINTS, RANGE, decode_points, encode_points, format_probe, parse_probe
+from ..core.presets import preset_info
 from ..plots.clickplane import click_plane
 from ..training import instruments as ins
 from ..training import volume as vol
@@ -53,6 +54,8 @@ def link_state(ss, q: dict) -> list[str]:
     """Read ``probe=`` and ``points=`` from the link into the session; a bad value is dropped with a notice."""
     notices = []
     ss.probe, ss.drawn = None, []
+    if ss.get("scenario") and preset_info(ss.scenario).get("instrument") in SUBVIEWS:
+        ss["instrument"] = preset_info(ss.scenario)["instrument"]
     if q.get("probe"):
         try:
             ss.probe = parse_probe(q["probe"])
