@@ -52,4 +52,4 @@ def click_plane(extent, *, data=None, surface=None, drawn=None, probe_path=None,
     fig.update_yaxes(range=[extent[2], extent[3]])
     _equal_axes(fig)
     _layout(fig, title, height=height, dragmode=drag, clickmode="event+select")
-    return fig.update_layout(legend=dict(orientation="h", yanchor="bottom", y=1.01, x=0), margin=dict(t=90))
+    return fig.update_layout(legend=dict(orientation="v", yanchor="top", y=1, x=1.02), margin=dict(t=60))

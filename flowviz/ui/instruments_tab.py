@@ -189,17 +189,14 @@ def _probe(ss, model, views):
     s = views.surfaces
     e = views.extent
     path = ins.flow_paths(model, np.asarray([ss.probe], np.float32))[:, 0].cpu().numpy() if ss.probe else None
-    left, right = st.columns([0.42, 0.58])
-    with left:
-        fig = click_plane(e, data=views.data, surface=(s.x1, s.x2, s.u[0]), probe_path=path,
-                          title="Click any point of the plane to probe it")
-        st.plotly_chart(lecture.style(fig, ss.present), width="stretch", theme=None, key="probe_plane",
-                        on_select=_on_probe, selection_mode="points")
-    with right:
-        if ss.probe is None:
-            st.info("Click a point on the plane (or give `probe=x1,x2` in the link) to follow its characteristic.")
-            return
-        _show(plots.probe(ins.probe_data(model, ss.probe), data_points=None), ss, "fig_probe")
+    fig = click_plane(e, data=views.data, surface=(s.x1, s.x2, s.u[0]), probe_path=path, height=470,
+                      title="Click any point of the plane to probe it")
+    st.plotly_chart(lecture.style(fig, ss.present), width="stretch", theme=None, key="probe_plane",
+                    on_select=_on_probe, selection_mode="points")
+    if ss.probe is None:
+        st.info("Click a point on the plane (or give `probe=x1,x2` in the link) to follow its characteristic.")
+        return
+    _show(plots.probe(ins.probe_data(model, ss.probe), data_points=None), ss, "fig_probe")
 
 
 def _draw(ss, views, start):
@@ -213,10 +210,10 @@ def _draw(ss, views, start):
         ss.drawn = []
     c4.button("Train on these points", type="primary", width="stretch", key="draw_train", on_click=_train_drawn,
               args=(ss,))
-    c5.caption(f"{len(ss.drawn)} drawn points (≤ {MAX_POINTS}); click adds one, box or lasso adds a cluster.")
+    c5.caption(f"{len(ss.drawn)} drawn points (≤ {MAX_POINTS}); a click adds one, a box or lasso a cluster.")
     res = 41
-    fig = click_plane(e, drawn=_drawn_arrays(ss.drawn) if ss.drawn else None, res=res, drag="select",
-                      title="Draw your own data: click, or drag a box or lasso")
+    fig = click_plane(e, drawn=_drawn_arrays(ss.drawn) if ss.drawn else None, res=res, height=520,
+                      title="Draw your own data: click, or pick box or lasso select in the toolbar and drag")
     st.plotly_chart(lecture.style(fig, ss.present), width="stretch", theme=None, key="draw_plane",
                     on_select=partial(_on_draw, e, res), selection_mode=("points", "box", "lasso"))
     if ss.get("_draw_note"):
