@@ -10,7 +10,9 @@ from flowviz import Config
 from flowviz.core.points import decode_points
 
 pytestmark = pytest.mark.browser
-SUBS = ["Probe", "Stability region", "Volume and density", "Grid solver", "Adjoint", "Draw points"]
+SUBS = {"Probe": "Probe at", "Stability region": "Stability, block", "Volume and density": "Volume at",
+        "Grid solver": "The transport equation on a grid", "Adjoint": "Backpropagation is the adjoint flow",
+        "Draw points": "Draw your own data"}  # sub-view -> its figure's title
 
 
 def _radio(page, label):
@@ -47,10 +49,9 @@ def test_probe_and_draw_by_clicks_and_screenshot_each_instrument(server, browser
     time.sleep(1.5)
     assert "probe" in _query(page)
     assert page.locator("[data-testid='stException']").count() == 0
-    for sub in SUBS:
+    for sub, title in SUBS.items():
         _radio(page, sub)
-        page.wait_for_timeout(500)
-        page.wait_for_selector(".js-plotly-plot", timeout=120_000)
+        page.wait_for_selector(f".js-plotly-plot >> text={title}", timeout=120_000)
         time.sleep(2.0)
         name = f"instrument_{sub.split()[0].lower()}"
         page.screenshot(path=str(out / f"{name}_{size[0]}x{size[1]}.png"))

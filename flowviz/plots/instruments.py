@@ -69,8 +69,8 @@ def probe(obj, x0=None, *, data_points=None) -> go.Figure:
     L, C = len(pr.ratio), pr.u.shape[1]
     k = np.arange(L + 1)
     fig = _subplots(rows=2, cols=3, horizontal_spacing=0.08, vertical_spacing=0.16, subplot_titles=(
-        "path x_0 → x_L", "u(t_k, x_k) (solid) and f(x_k) (dotted)", "residual ratio |x_k − x_(k−1)| / |x_(k−1)|",
-        "eigenvalues of D(block k) at x_(k−1)", "coordinates of x_k", ""))
+        "path x_k", "u(t_k, x_k) ─ and f(x_k) ┄", "|x_k − x_(k−1)| / |x_(k−1)|",
+        "eig D(block k)(x_(k−1))", "coordinates of x_k", ""))
     if data_points is not None:
         for c in range(int(data_points.n_classes)):
             m = data_points.y == c
@@ -109,7 +109,7 @@ def probe(obj, x0=None, *, data_points=None) -> go.Figure:
     fig.update_yaxes(range=[-0.02, 1.02], row=1, col=2)
     fold = int(((np.abs(ev.imag) < 1e-9) & (ev.real < 0)).sum())  # = a real eigenvalue of s_k DV_k < -1 (Euler)
     drift = float(np.abs(pr.u - pr.u[-1]).max())
-    title = (f"Probe at x_0 = ({pr.x0[0]:.3g}, {pr.x0[1]:.3g}): max |u(t_k, x_k) − u(T, x_L)| = {drift:.1e}"
+    title = (f"Probe at x_0 = ({pr.x0[0]:.3g}, {pr.x0[1]:.3g}): max_k |u(t_k, x_k) − f(x_L)| = {drift:.1e}"
              + (f" · {fold} real eigenvalue(s) < 0: a fold" if fold else ""))
     _layout(fig, title, height=640)
     return fig.update_layout(legend=dict(orientation="v", x=0.72, y=0.42, yanchor="top"))
@@ -138,7 +138,7 @@ def stability(obj) -> go.Figure:
                         specs=[[{"rowspan": 2}, {}], [None, {}]], subplot_titles=(
                             f"spectrum of s_k DV_k over the {st.scheme} region |R(z)| ≤ 1",
                             "fraction of eigenvalues outside", "largest |s_k λ|"))
-    fig.add_trace(go.Contour(x=_f32(re), y=_f32(im), z=_f32(R), contours=dict(type="constraint", operation="<=",
+    fig.add_trace(go.Contour(x=_f32(re), y=_f32(im), z=_f32(R), contours=dict(type="constraint", operation=">=",
                                                                                value=1.0),
                              fillcolor="rgba(86,180,233,0.35)", line=dict(color=PALETTE[4], width=2),
                              name="stable: |R(z)| ≤ 1", showlegend=True, hoverinfo="skip"), 1, 1)
@@ -198,12 +198,14 @@ def volume(obj) -> go.Figure:
     def dens(i):
         top = float(vd.density[i].max()) or 1.0
         return [go.Contour(x=_f32(g1), y=_f32(g2), z=_f32(vd.density[i, c]), showscale=False,
+                           colorscale=[[0, PALETTE[c]], [1, PALETTE[c]]],
                            contours=dict(coloring="lines", start=0.1 * top, end=top, size=0.15 * top),
                            line=dict(color=PALETTE[c], width=2), name=f"class {c}", **FAST) for c in range(C)]
 
-    fig.add_trace(heat(vd.logdet[0], True), 1, 1)
-    fig.add_trace(heat(vd.integral[0], False), 1, 2)
-    for tr in dens(0):
+    last = len(vd.ks) - 1  # open at k = L: the whole flow's effect
+    fig.add_trace(heat(vd.logdet[last], True), 1, 1)
+    fig.add_trace(heat(vd.integral[last], False), 1, 2)
+    for tr in dens(last):
         fig.add_trace(tr, 2, 1)
     fig.add_trace(go.Scatter(x=vd.Ls, y=_f32(vd.diff), mode="lines+markers", marker=dict(size=9),
                              line=dict(color=PALETTE[3], width=3), name="|sum − integral|"), 2, 2)
@@ -225,7 +227,8 @@ def volume(obj) -> go.Figure:
               for i, k in enumerate(vd.ks)]
     fig.frames = frames
     sliders, menus = _frame_slider(vd.ks, vd.t)
-    _layout(fig, title(0), height=760, sliders=sliders, updatemenus=menus)
+    sliders[0]["active"] = last
+    _layout(fig, title(last), height=760, sliders=sliders, updatemenus=menus)
     return fig.update_layout(showlegend=False)
 
 
