@@ -147,3 +147,18 @@ def test_discrete_adjoint_converges_to_odeint_adjoint():
     ad = adjoint_data(m, PTS, y, with_continuous=True)
     np.testing.assert_allclose(ad.continuous[1][0], errs[0], rtol=1e-3)  # the same number the view shows
     assert list(ad.continuous[0]) == [8, 16, 32, 64]
+
+
+@pytest.mark.parametrize("act", ["tanh", "relu", "softplus"])
+def test_closed_form_divergence_of_the_papers_field_is_the_jacobians_trace(act):
+    from flowviz.training.volume import _divergence
+
+    m = random_model(activation=act, time_mode="continuous").double_copy()
+    z = torch.as_tensor(PTS, dtype=torch.float64)
+    v, div = _divergence(m, 0.7, z)
+    J = torch.func.vmap(torch.func.jacrev(lambda p: m.vector_field(0.7, p[None])[0]))(z)
+    torch.testing.assert_close(v, m.vector_field(0.7, z))
+    torch.testing.assert_close(div, J.diagonal(dim1=1, dim2=2).sum(-1))
+    mlp = random_model(field="mlp").double_copy()  # any other field: by autograd
+    torch.testing.assert_close(_divergence(mlp, 0.3, z)[1], torch.func.vmap(torch.func.jacrev(
+        lambda p: mlp.vector_field(0.3, p[None])[0]))(z).diagonal(dim1=1, dim2=2).sum(-1))

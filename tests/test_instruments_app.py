@@ -56,7 +56,7 @@ def test_probe_from_the_link_and_a_click():
 def test_drawn_points_by_clicks_and_a_box_go_to_the_link_and_train():
     at = _settle(_app(SMALL).run())
     _instruments(at, "Draw points")
-    for i, (x, y, c) in enumerate([(0.0, 0.0, 0), (1.0, 1.0, 1), (-1.0, 0.5, 1)]):
+    for x, y, c in [(0.0, 0.0, 0), (1.0, 1.0, 1), (-1.0, 0.5, 1)]:
         at.radio(key="draw_class").set_value(c).run()
         _select(at, "draw_plane", [(x, y)])
     assert at.session_state["drawn"] == [(0.0, 0.0, 0), (1.0, 1.0, 1), (-1.0, 0.5, 1)]

@@ -213,7 +213,7 @@ def _draw(ss, views, start):
     c5.caption(f"{len(ss.drawn)} drawn points (≤ {MAX_POINTS}); a click adds one, a box or lasso a cluster.")
     res = 41
     fig = click_plane(e, drawn=_drawn_arrays(ss.drawn) if ss.drawn else None, res=res, height=520,
-                      title="Draw your own data: click, or pick box or lasso select in the toolbar and drag")
+                      title="Draw your own data (click; box or lasso from the toolbar)")
     st.plotly_chart(lecture.style(fig, ss.present), width="stretch", theme=None, key="draw_plane",
                     on_select=partial(_on_draw, e, res), selection_mode=("points", "box", "lasso"))
     if ss.get("_draw_note"):
