@@ -11,7 +11,7 @@ lift): the grid is the plane itself.
 Schemes (``GRID_SCHEMES``):
 
 - ``semi_lagrangian``: over each block, u(t_(k-1), x) = u(t_k, X(x)) with X(x) the position at t_k of the
-  characteristic from x at t_(k-1) (RK4 on the same field, ``substeps`` per block), u(t_k, .) read off the grid
+  characteristic from x at t_(k-1) (RK4 on the same field), u(t_k, .) read off the grid
   by bilinear interpolation: error O(L h^2), order 2 in the grid spacing h.
 - ``upwind``: first-order upwind finite differences, explicit, with a CFL-limited step: order 1 in h.
 
@@ -129,12 +129,14 @@ def _diffuse(U: Tensor, eps: float, s: float, h: tuple) -> Tensor:
 
 @torch.no_grad()
 def solve_transport(model, resolution: int = 128, scheme: str = "semi_lagrangian", *,
-                    extent: tuple = (-2.5, 2.5, -2.5, 2.5), substeps: int = 4, viscosity: float | None = None,
+                    extent: tuple = (-2.5, 2.5, -2.5, 2.5), substeps: int | None = None,
+                    viscosity: float | None = None,
                     dtype: torch.dtype = torch.float32) -> GridSolution:
     """u(0, .) of the transport problem of a trained ``model`` on a resolution x resolution grid over
     ``extent`` = (x1 lo, x1 hi, x2 lo, x2 hi), solved backward from u(T, .) = f with a grid scheme.
 
-    ``viscosity`` defaults to the model's eps. Lifted models (p > 0) are refused: the grid is the plane.
+    ``viscosity`` defaults to the model's eps; ``substeps``: RK4 steps per block for the departure points
+    (default max(1, ceil(16 s_k / T))). Lifted models (p > 0) are refused: the grid is the plane.
     """
     if scheme not in GRID_SCHEMES:
         raise ConfigError(f"unknown grid scheme {scheme!r}; valid: {', '.join(GRID_SCHEMES)}")
@@ -159,7 +161,8 @@ def solve_transport(model, resolution: int = 128, scheme: str = "semi_lagrangian
         t0, s = float(m.times[k - 1]), float(m.steps[k - 1])
         v = block_velocity(m, k)
         if scheme == "semi_lagrangian":
-            U = _bilinear(U, _rk4(v, t0, s, pts, substeps), lo, h).reshape(-1, N, N)
+            n = substeps or max(1, math.ceil(16 * s / float(m.times[-1])))
+            U = _bilinear(U, _rk4(v, t0, s, pts, n), lo, h).reshape(-1, N, N)
         else:
             U = _upwind_block(U, v, t0, s, pts, h)
         if eps > 0:

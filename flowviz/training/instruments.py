@@ -170,8 +170,8 @@ def adjoint_recursion(model: FlowModel, xs: Tensor, y: Tensor) -> tuple[Tensor, 
     return torch.stack(ps[::-1]), loss.detach()
 
 
-def continuous_adjoint(model: FlowModel, x0: np.ndarray, y: np.ndarray, *, rtol: float = 1e-7,
-                       atol: float = 1e-9) -> np.ndarray:
+def continuous_adjoint(model: FlowModel, x0: np.ndarray, y: np.ndarray, *, rtol: float = 1e-6,
+                       atol: float = 1e-8) -> np.ndarray:
     """p_0 = dl/dx_0 through the continuous flow x' = v(t, x), by torchdiffeq's odeint_adjoint (float64)."""
     from torchdiffeq import odeint_adjoint
 

@@ -48,7 +48,7 @@ def _divergence(m: FlowModel, t: float, z: torch.Tensor) -> tuple[torch.Tensor, 
     return v.detach(), div.detach()
 
 
-def divergence_integral(model: FlowModel, x: np.ndarray, *, per_unit: int = 128, min_sub: int = 4) -> np.ndarray:
+def divergence_integral(model: FlowModel, x: np.ndarray, *, per_unit: int = 64, min_sub: int = 2) -> np.ndarray:
     """int_0^(t_k) div v(t, x(t)) dt along the continuous characteristics of x (m, 2), k = 0..L: (L+1, m).
 
     torchdiffeq's fixed-grid rk4 on the augmented state (x, l), l' = div v (Jacobi's formula), in float64,
