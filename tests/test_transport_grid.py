@@ -58,6 +58,21 @@ def test_grid_solution_converges_at_the_schemes_order(scheme):
     np.testing.assert_allclose(orders, GRID_SCHEMES[scheme], atol=0.3)
 
 
+def test_grid_with_the_networks_blocks_converges_to_F_at_order_2():
+    """time_steps='blocks': departure points from the Euler blocks, so the limit is F = f((I + sA)^L x)."""
+    m = linear_model(A, T=1.0, L=4)
+    errs = []
+    for N in (33, 65, 129):
+        sol = solve_transport(m, resolution=N, extent=(-2, 2, -2, 2), time_steps="blocks", dtype=torch.float64)
+        X1, X2 = np.meshgrid(sol.x1.astype(np.float64), sol.x2.astype(np.float64))
+        inner = X1 ** 2 + X2 ** 2 <= 1.0
+        F = m.predict_proba(np.c_[X1[inner], X2[inner]].astype(np.float32))[:, 1]
+        errs.append(np.abs(sol.u[..., 1][inner] - F).max())
+    np.testing.assert_allclose(np.log2(np.array(errs[:-1]) / np.array(errs[1:])), 2.0, atol=0.3)
+    with pytest.raises(ConfigError, match="time_steps"):
+        solve_transport(m, scheme="upwind", time_steps="blocks")
+
+
 def test_heat_equation_without_a_field():
     """v = 0, eps > 0: u(0, .) = f * heat kernel; for the linear logit l(x) the exact answer is E sigmoid(l(x) +
     sqrt(2 eps T) |w| Z); compare at the centre of a large box against Gauss-Hermite quadrature."""

@@ -243,7 +243,8 @@ def transport_grid(obj, *, scheme: str = "semi_lagrangian") -> go.Figure:
         tc = transport_comparison(model, data.extent(), scheme=scheme)
     fig = _subplots(rows=2, cols=3, horizontal_spacing=0.06, vertical_spacing=0.14, row_heights=[0.65, 0.35],
                         specs=[[{}, {}, {}], [{"colspan": 3}, None, None]], subplot_titles=(
-                            f"grid solver ({tc.scheme}, {int(tc.res[-1])}²)", "F from the characteristics",
+                            f"grid solver ({tc.scheme.replace('_', '-')}, {int(tc.res[-1])}²)",
+                            "F from the characteristics",
                             "difference (grid − F)", "mean |grid − F| against the resolution"))
     fig.add_trace(_surface_trace(None, tc.grid, tc.x1, tc.x2, colorbar_x=1.0), 1, 1)
     fig.add_trace(_surface_trace(None, tc.F, tc.x1, tc.x2, showscale=False), 1, 2)

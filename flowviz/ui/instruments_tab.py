@@ -205,9 +205,9 @@ def _draw(ss, views, start):
     c1.radio("Class of new points", list(range(8)), horizontal=True, key="draw_class",
              format_func=lambda c: f"{c}")
     if c2.button("Undo", width="stretch", disabled=not ss.drawn, key="draw_undo"):
-        ss.drawn = ss.drawn[:-1]
+        ss.drawn, ss._draw_seen = ss.drawn[:-1], None  # the same spot may be clicked again
     if c3.button("Clear", width="stretch", disabled=not ss.drawn, key="draw_clear"):
-        ss.drawn = []
+        ss.drawn, ss._draw_seen = [], None
     c4.button("Train on these points", type="primary", width="stretch", key="draw_train", on_click=_train_drawn,
               args=(ss,))
     c5.caption(f"{len(ss.drawn)} drawn points (≤ {MAX_POINTS}); a click adds one, a box or lasso a cluster.")
