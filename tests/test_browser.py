@@ -14,7 +14,7 @@ from flowviz import Config
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
-VIEWS = ["characteristics", "decision", "transport", "velocity", "diagnostics", "sweep", "dictionary"]
+VIEWS = ["characteristics", "decision", "transport", "velocity", "diagnostics", "instruments", "sweep", "dictionary"]
 
 pytestmark = pytest.mark.browser
 
@@ -88,7 +88,7 @@ def test_train_and_screenshot_every_view(server, browser, root, size):
     time.sleep(1.0)
     assert page.locator("[data-testid='stException']").count() == 0
     options = page.locator("[data-testid='stRadio'] [role='radiogroup'] label")
-    assert options.count() == 7
+    assert options.count() == 8
     for i, name in enumerate(VIEWS):
         options.nth(i).click()
         page.wait_for_timeout(400)

@@ -19,6 +19,7 @@ from .figures import (
     transport,
     weights,
 )
+from .instruments import INSTRUMENTS, adjoint, probe, stability, transport_grid, volume
 from .lifted import lifted
 
 FIGURES = {  # every view by name (scenario files name them in side_figures)
@@ -34,6 +35,7 @@ FIGURES = {  # every view by name (scenario files name them in side_figures)
     "folding": folding,
 }
 
-__all__ = ["FIGURES", "characteristics", "decision", "transport", "spacetime", "velocity", "learning_curves",
+__all__ = ["INSTRUMENTS", "probe", "stability", "volume", "transport_grid", "adjoint",
+           "FIGURES", "characteristics", "decision", "transport", "spacetime", "velocity", "learning_curves",
            "diagnostics", "weights", "presentation", "samples", "lifted",
            "folding"]

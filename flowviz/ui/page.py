@@ -16,7 +16,7 @@ from ..core.data import Dataset, load_csv, make_dataset, split
 from ..core.errors import FlowvizError
 from ..core.presets import preset_info
 from ..serve.runs import Run
-from . import lecture, sweep_tab
+from . import instruments_tab, lecture, sweep_tab
 from .controls import block_formula, make_config, sidebar
 from .dictionary import dictionary
 from .server import registry
@@ -39,8 +39,8 @@ COMPACT_CSS = """
 </style>
 """
 
-TABS = ["Characteristics", "Decision surface", "Transport", "Velocity field", "Diagnostics", "Depth sweep",
-        "Dictionary"]
+TABS = ["Characteristics", "Decision surface", "Transport", "Velocity field", "Diagnostics", "Instruments",
+        "Depth sweep", "Dictionary"]
 SIDE_BY_SIDE = "Side by side"  # shown when a scenario compares two runs
 LIFTED = "Lifted space"  # shown for runs with a lift (p >= 1): the points and the boundary in 3-D
 VIEW_FIGURES = {
@@ -63,9 +63,11 @@ def _state():
         q = {k: st.query_params.get_all(k)[-1] for k in st.query_params.keys()}
         ss.scenario, ss.present, ss.hidden, flag_notices = lecture.link_flags(q)
         base = preset_info(ss.scenario)["config"] if ss.scenario else Config()
-        ss.config, notices = config_from_query({k: v for k, v in q.items() if k not in lecture.UI_PARAMS}, base)
+        ss.config, notices = config_from_query({k: v for k, v in q.items()
+                                                if k not in lecture.UI_PARAMS + instruments_tab.LINK_PARAMS}, base)
         ss.notices = flag_notices + notices
         ss.run_key, ss.run_config, ss.csv, ss.csv_name = None, None, None, None
+        ss.notices += instruments_tab.link_state(ss, q)  # probe=, points= (drawn points become the csv data)
         ss.autostart = True
         if ss.scenario and preset_info(ss.scenario)["view"] in TABS + [SIDE_BY_SIDE, LIFTED]:
             ss.view_pick = preset_info(ss.scenario)["view"]
@@ -132,6 +134,7 @@ def _url(ss, cfg: Config) -> dict:
         q["present"] = "1"
     if ss.hidden:
         q["hide"] = ",".join(sorted(ss.hidden))
+    q.update(instruments_tab.link_params(ss))
     return q
 
 
@@ -305,6 +308,9 @@ def _views_body():
     choice = st.radio("View", tabs, horizontal=True, key="view", label_visibility="collapsed", on_change=picked)
     if choice == "Dictionary":
         st.markdown(dictionary(run.config))
+        return
+    if choice == "Instruments":
+        instruments_tab.panel(ss, run, v, start=lambda cfg: _start(cfg, ss))
         return
     if choice == "Depth sweep":
         try:
