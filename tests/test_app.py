@@ -45,7 +45,7 @@ def test_page_loads_trains_the_default_and_shows_every_view():
     at = _settle(_app(SMALL).run())
     view = at.radio(key="view")
     assert view.options == ["Characteristics", "Decision surface", "Transport", "Velocity field", "Diagnostics",
-                            "Depth sweep", "Dictionary"]
+                            "Instruments", "Depth sweep", "Dictionary"]
     figs = _figures(at)
     assert len(figs) == 1 and len(figs[0]["frames"]) == 7  # L + 1 animation frames of the characteristics
     counts = {}
@@ -54,7 +54,7 @@ def test_page_loads_trains_the_default_and_shows_every_view():
         assert not at.exception
         counts[name] = len(at.get("plotly_chart"))
     assert counts == {"Characteristics": 1, "Decision surface": 1, "Transport": 2, "Velocity field": 1,
-                      "Diagnostics": 3, "Depth sweep": 0, "Dictionary": 0}
+                      "Diagnostics": 4, "Instruments": 1, "Depth sweep": 0, "Dictionary": 0}
     assert any("layer k" in m.value and "time t_k" in m.value for m in at.markdown)
     at.radio(key="view").set_value("Velocity field").run()
     vel = _figures(at)[0]
@@ -228,7 +228,7 @@ def test_velocity_arrows_are_the_polyline_of_figure_factory_create_quiver():
     import numpy as np
     import plotly.figure_factory as ff
 
-    from flowviz.plots.figures import _arrows
+    from flowviz.plots.field import _arrows
 
     rng = np.random.default_rng(0)
     x, y = np.meshgrid(np.linspace(-2, 2, 7), np.linspace(-1, 1, 5))

@@ -16,8 +16,9 @@ from ..core.data import Dataset, load_csv, make_dataset, split
 from ..core.errors import FlowvizError
 from ..core.presets import preset_info
 from ..serve.runs import Run
-from . import lecture, sweep_tab
+from . import instruments_tab, lecture, sweep_tab
 from .controls import block_formula, make_config, sidebar
+from .dictionary import dictionary
 from .server import registry
 
 log = logging.getLogger("flowviz.ui")
@@ -38,35 +39,18 @@ COMPACT_CSS = """
 </style>
 """
 
-TABS = ["Characteristics", "Decision surface", "Transport", "Velocity field", "Diagnostics", "Depth sweep",
-        "Dictionary"]
+TABS = ["Characteristics", "Decision surface", "Transport", "Velocity field", "Diagnostics", "Instruments",
+        "Depth sweep", "Dictionary"]
 SIDE_BY_SIDE = "Side by side"  # shown when a scenario compares two runs
+LIFTED = "Lifted space"  # shown for runs with a lift (p >= 1): the points and the boundary in 3-D
 VIEW_FIGURES = {
     "Characteristics": [plots.characteristics],
     "Decision surface": [plots.decision],
     "Transport": [plots.transport, plots.spacetime],
     "Velocity field": [plots.velocity],
-    "Diagnostics": [plots.learning_curves, plots.diagnostics, plots.weights],
+    "Diagnostics": [plots.learning_curves, plots.diagnostics, plots.folding, plots.weights],
+    LIFTED: [plots.lifted],
 }
-
-DICTIONARY = """
-| Neural network | Transport equation | Where to see it |
-|---|---|---|
-| layer k | time t_k | the step slider of **Characteristics** and **Velocity field** |
-| weights W_k, biases b_k, activation a | velocity field v(t, x) | **Velocity field**; the weight heatmaps in **Diagnostics** |
-| output function f | terminal value u(T, ·) = f | right panel of **Decision surface** |
-| prediction map F | initial value u(0, ·) | left panel of **Decision surface** |
-| label y | initial value u(0, X) = F(X) | the coloured points on F |
-| feed-forward | solving the characteristic IVP x' = v(t, x) | the paths in **Characteristics** and the 3-D view in **Transport** |
-| prediction | solving the transport TVP ∂_t u + v·∇u = 0 | **Transport**: u(t_k, ·) from k = L down to 0 |
-| supervised learning | the inverse problem: find v carrying the samples to their labels | the learning curves in **Diagnostics** |
-
-A residual block x_k = x_(k-1) + s_k V_k(x_(k-1)) is one forward-Euler step of the ODE x' = v(t, x) (Li & Shi
-2017, eq. 10); with the paper's field (eq. 2) it is exactly the two-layer block of eq. 17. The transported value
-u is constant along each path, so the colour under a point never changes as it moves: that is the method of
-characteristics. Deep means a fine partition: small steps, each making a little progress along a smooth flow.
-"""
-
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def dataset(config_json: str) -> Dataset:
@@ -79,11 +63,13 @@ def _state():
         q = {k: st.query_params.get_all(k)[-1] for k in st.query_params.keys()}
         ss.scenario, ss.present, ss.hidden, flag_notices = lecture.link_flags(q)
         base = preset_info(ss.scenario)["config"] if ss.scenario else Config()
-        ss.config, notices = config_from_query({k: v for k, v in q.items() if k not in lecture.UI_PARAMS}, base)
+        ss.config, notices = config_from_query({k: v for k, v in q.items()
+                                                if k not in lecture.UI_PARAMS + instruments_tab.LINK_PARAMS}, base)
         ss.notices = flag_notices + notices
         ss.run_key, ss.run_config, ss.csv, ss.csv_name = None, None, None, None
+        ss.notices += instruments_tab.link_state(ss, q)  # probe=, points= (drawn points become the csv data)
         ss.autostart = True
-        if ss.scenario and preset_info(ss.scenario)["view"] in TABS + [SIDE_BY_SIDE]:
+        if ss.scenario and preset_info(ss.scenario)["view"] in TABS + [SIDE_BY_SIDE, LIFTED]:
             ss.view_pick = preset_info(ss.scenario)["view"]
     return ss
 
@@ -148,6 +134,7 @@ def _url(ss, cfg: Config) -> dict:
         q["present"] = "1"
     if ss.hidden:
         q["hide"] = ",".join(sorted(ss.hidden))
+    q.update(instruments_tab.link_params(ss))
     return q
 
 
@@ -308,7 +295,8 @@ def _views_body():
         st.caption("Live view (coarser, refreshed about once a second); the full picture follows when training ends.")
     # One view at a time: the browser draws only what is shown (all six at once took seconds to render).
     # Picking a view reruns this fragment only; training goes on in its worker.
-    tabs = TABS + ([SIDE_BY_SIDE] if cmp_run is not None else [])
+    tabs = TABS[:1] + ([LIFTED] if run.config.lift > 0 else []) + TABS[1:] + \
+        ([SIDE_BY_SIDE] if cmp_run is not None else [])
     # the choice outlives runs in which the radio is not drawn (its widget state would be dropped)
     want = ss.get("view_pick")
     if ss.get("view") not in tabs or (want in tabs and ss.get("view") != want):
@@ -319,7 +307,10 @@ def _views_body():
 
     choice = st.radio("View", tabs, horizontal=True, key="view", label_visibility="collapsed", on_change=picked)
     if choice == "Dictionary":
-        st.markdown(DICTIONARY)
+        st.markdown(dictionary(run.config))
+        return
+    if choice == "Instruments":
+        instruments_tab.panel(ss, run, v, start=lambda cfg: _start(cfg, ss))
         return
     if choice == "Depth sweep":
         try:
