@@ -11,8 +11,8 @@ import flowviz
 from flowviz import Config, TrainingDiverged
 from flowviz.core.errors import CheckpointError, DataError
 from flowviz.serve.runio import model_from_bytes, weights_bytes
-from flowviz.ui import lecture
-from flowviz.ui.page import config_from_query, handle_upload
+from flowviz.ui.links import config_from_query, parse_link
+from flowviz.ui.state import PageState
 
 # ---------------------------------------------------------------- links: query parameters
 QUERY_CASES = [
@@ -45,9 +45,9 @@ def test_bad_link_values_fall_back_with_a_notice(q, key, msg):
 
 
 def test_link_flags_that_are_not_ours_are_named():
-    scenario, present, hidden, notices = lecture.link_flags({"scenario": "nope", "hide": "data,evil", "present": "1"})
-    assert scenario is None and present and hidden == {"data"}
-    assert any("scenario" in n for n in notices) and any("evil" in n for n in notices)
+    link = parse_link({"scenario": "nope", "hide": "data,evil", "present": "1"})
+    assert link.flags == {"scenario": None, "present": True, "hide": {"data"}}
+    assert any("scenario" in n for n in link.notices) and any("evil" in n for n in link.notices)
 
 
 # ---------------------------------------------------------------- CSV uploads
@@ -70,17 +70,10 @@ CSV_CASES = [
 
 @pytest.mark.parametrize("raw, msg", CSV_CASES, ids=[c[1] for c in CSV_CASES])
 def test_bad_csv_uploads_are_refused_and_the_previous_points_kept(raw, msg):
-    ss = {"csv": GOOD, "csv_name": None}
-
-    class SS(dict):
-        __getattr__ = dict.__getitem__
-        __setattr__ = dict.__setitem__
-
-    state = SS(ss)
-    errors, oks = [], []
-    handle_upload(state, "points.csv", raw, error=errors.append, ok=oks.append)
-    assert errors and not oks and msg in errors[0], errors
-    assert "previous data stay" in errors[0] and state["csv"] is GOOD
+    state = PageState(csv=GOOD)
+    ok, text = state.upload_csv("points.csv", raw)
+    assert not ok and msg in text, text
+    assert "previous data stay" in text and state.csv is GOOD
 
 
 # ---------------------------------------------------------------- run imports
@@ -90,13 +83,9 @@ def trained():
 
 
 def _import(name, raw):
-    class SS(dict):
-        __getattr__ = dict.__getitem__
-        __setattr__ = dict.__setitem__
-
-    ss = SS(config=Config(), run_key="before", scenario=None, autostart=False)
-    err = lecture.import_upload(ss, name, raw, registry=None, data_for=None)
-    return err, ss
+    state = PageState(run_key="before", autostart=False)
+    err = state.import_file(name, raw, registry=None, data_for=None)
+    return err, state
 
 
 IMPORT_CASES = [
@@ -157,9 +146,10 @@ def _bad_config(r):
 
 @pytest.mark.parametrize("name, make, msg", IMPORT_CASES, ids=[f"{c[0]}-{c[2][:16]}" for c in IMPORT_CASES])
 def test_bad_imports_are_refused_and_nothing_changes(trained, name, make, msg):
-    err, ss = _import(name, make(trained))
+    err, state = _import(name, make(trained))
     assert err is not None and msg in err, err
-    assert "Nothing was changed" in err and ss["run_key"] == "before" and ss["config"] == Config()
+    assert "Nothing was changed" in err and state.run_key == "before" and state.config == Config()
+    assert state == PageState(run_key="before", autostart=False)  # nothing else changed either
 
 
 def test_a_good_import_gives_identical_predictions(trained):
