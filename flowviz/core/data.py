@@ -208,7 +208,8 @@ def load_csv(source, *, max_rows: int = MAX_CSV_ROWS, max_bytes: int = MAX_CSV_B
         bad = int(np.nonzero(~np.isfinite(data).all(1))[0][0]) + 2
         raise DataError(f"CSV line {bad}: NaN or infinite values are not allowed")
     # checked in float32, the dtype training uses: 1e300 is finite in float64 and inf in float32
-    x = data[:, :2].astype(np.float32)
+    with np.errstate(over="ignore"):
+        x = data[:, :2].astype(np.float32)
     big = ~(np.abs(x) <= MAX_COORD).all(1)
     if big.any():
         i = int(np.nonzero(big)[0][0])
