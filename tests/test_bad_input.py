@@ -16,7 +16,7 @@ from flowviz.ui.state import PageState
 
 # ---------------------------------------------------------------- links: query parameters
 QUERY_CASES = [
-    ({"bogus": "1"}, "bogus", "unknown config key"),
+    ({"bogus": "1"}, "bogus", "not a setting"),
     ({"n_steps": "abc"}, "n_steps", "not a valid int"),
     ({"n_steps": "3.5"}, "n_steps", "whole number"),
     ({"lr": "nan"}, "lr", "finite"),

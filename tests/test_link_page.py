@@ -142,5 +142,5 @@ def test_the_issues_hostile_link_is_echoed_literally():
     _renders(at)
     text = [shown(a.value) for a in at.warning]
     assert any("n_steps='[Login here](https://evil.example/phish)' is not a valid int" in t for t in text)
-    assert any("### Your session has expired. [Sign in again](https://e" in t for t in text)
+    assert any("### Your session has expired. [Sign" in t for t in text)
     assert any("hide='a`b'" in t for t in text) and any("'![x](https://evil.example/t.png)'" in t for t in text)

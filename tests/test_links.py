@@ -60,7 +60,8 @@ def test_a_link_is_read_into_config_flags_and_notices():
 def test_a_key_ten_thousand_characters_long_is_echoed_cut():
     link = links.parse_link({"k" * 10_000: "1", "n_steps": "x" * 10_000})
     assert len(link.notices) == 2 and all(len(n) < 800 for n in link.notices)  # not 20,000
-    assert "10002 characters" in link.notices[0] and "too long" in link.notices[1]
+    assert "10002 characters" in link.notices[0] and "not a setting" in link.notices[0]
+    assert "too long" in link.notices[1]
 
 
 def test_a_new_link_flag_is_one_row_of_the_table(monkeypatch):

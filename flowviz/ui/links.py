@@ -118,7 +118,13 @@ MAX_NOTICES = 8  # a link with 1,000 bad keys gets eight notices and a count, no
 def config_from_query(q: Mapping[str, str], base: Config) -> tuple[Config, list[str]]:
     """The config of a link on top of ``base``; bad keys or values fall back, each named in a notice."""
     good, notices = {}, []
+    unknown = [k for k in q if k not in Config.keys()]
+    if unknown:  # one notice for all of them (each would list every valid key)
+        names = ", ".join(echo(k, 40) for k in unknown[:3]) + (f" and {len(unknown) - 3} more" if unknown[3:] else "")
+        notices.append(f"Ignored {names} from the link: not a setting; valid keys: {', '.join(Config.keys())}")
     for k, val in q.items():
+        if k in unknown:
+            continue
         try:
             Config.from_query({**base.to_query(), **good, k: val})
             good[k] = val
