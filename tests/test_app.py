@@ -217,7 +217,8 @@ def test_export_buttons_and_the_offline_characteristics_file():
     labels = [str(e.proto.label) for e in at.get("download_button")]
     assert sorted(labels) == sorted(["characteristics.html", "model.safetensors", "config.json", "data.csv",
                                      "trajectories.npz", "metrics.json"])
-    run = registry().get(at.session_state["run_key"])
+    run = registry().start(_config(at))  # the page's run: runs are shared by config
+    assert run.finished
     html = plots.characteristics(run.views()).to_html(include_plotlyjs=True, auto_play=False)
     assert not re.search(r"<script[^>]+src=", html) and "Plotly.addFrames" in html  # offline, animated
 
