@@ -86,6 +86,7 @@ def test_every_key_at_its_bounds_renders_through_a_link(name):
         assert "horizon" in notices and "float32" in notices  # 1e-300 / 2: no float32 step can be that small
     if name == "open bounds":
         assert cfg.lr == 5e-324 and cfg.horizon == 1e-30
+        assert r"s_k = T/L = 3.333 \times 10^{-31}" in at.latex[0].value  # a tiny step written as a power of ten
 
 
 # ---------------------------------------------------------------- the property: any link renders, inert

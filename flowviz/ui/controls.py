@@ -134,6 +134,9 @@ def make_config(values: dict, base: Config) -> tuple[Config | None, str | None]:
 def block_formula(cfg: Config) -> str:
     """LaTeX of the chosen block, with the step size filled in."""
     s = f"{cfg.horizon / cfg.n_steps:.4g}"
+    if "e" in s:  # 2.5e-31 as 2.5 x 10^-31 (LaTeX set "e-31" as a subtraction)
+        m, e = s.split("e")
+        s = rf"{m} \times 10^{{{int(e)}}}"
     sk = f"s_k = T/L = {s}" if cfg.partition == "uniform" else r"s_k \text{ (geometric)}"
     a = {"relu": r"\mathrm{relu}", "tanh": r"\tanh", "sigmoid": r"\sigma", "softplus": r"\mathrm{softplus}",
          "leaky\\_relu": r"\mathrm{leaky}"}.get(cfg.activation, cfg.activation)
