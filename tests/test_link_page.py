@@ -86,7 +86,12 @@ def test_every_key_at_its_bounds_renders_through_a_link(name):
         assert "horizon" in notices and "float32" in notices  # 1e-300 / 2: no float32 step can be that small
     if name == "open bounds":
         assert cfg.lr == 5e-324 and cfg.horizon == 1e-30
-        assert r"s_k = T/L = 3.333 \times 10^{-31}" in at.latex[0].value  # a tiny step written as a power of ten
+
+
+def test_a_tiny_horizon_renders_its_step_as_a_power_of_ten():
+    at = _page({"horizon": "1e-30", "n_steps": "3"})
+    _renders(at)
+    assert r"s_k = T/L = 3.333 \times 10^{-31}" in at.latex[0].value  # not "3.333e-31", set as a subtraction
 
 
 # ---------------------------------------------------------------- the property: any link renders, inert
