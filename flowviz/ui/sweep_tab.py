@@ -97,7 +97,7 @@ def _status(job: Job) -> None:
     if job.status == "error":
         notice(f"The sweep failed: {job.error}", "error")
     elif not job.finished:
-        st.progress(min(1.0, job.fraction), text=f"{job.text}")
+        st.progress(min(1.0, job.fraction), text=literal(job.text))
     elif job.status == "cancelled":
         st.warning("The sweep was stopped.")
     else:
