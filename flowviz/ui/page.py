@@ -167,9 +167,8 @@ def import_ui(state: PageState) -> None:
     """The import box: a run (.safetensors) or a config (.json) flowviz exported; never a pickle."""
     imp = st.file_uploader("Import a run or config (model.safetensors, config.json)", type=["safetensors", "json"],
                            key="run_import", help="files flowviz exported; never a pickle")
-    if imp is None or imp.file_id == state.imported:
+    if imp is None or not state.first_sight(imp.file_id):
         return
-    state.imported = imp.file_id
     try:
         err = state.import_file(imp.name, imp.getvalue(), registry(), data_for)
     except Exception:  # whatever a file does, the page stays

@@ -135,6 +135,11 @@ class PageState:
             return False, f"{echo(name)}: {e}. The previous data stay in place."
         return True, f"Loaded {len(self.csv[0])} points from {echo(name)}; choose dataset 'csv'."
 
+    def first_sight(self, file_id: str) -> bool:
+        """True the first time the import box holds this file (it keeps the file across reruns)."""
+        new, self.imported = file_id != self.imported, file_id
+        return new
+
     def import_file(self, name: str, raw: bytes, registry, data_for: Callable) -> str | None:
         """Open an exported run (.safetensors) or config (.json); an error message, or None.
 
