@@ -64,7 +64,7 @@ def test_page_loads_trains_the_default_and_shows_every_view():
         assert not at.exception
         counts[name] = len(at.get("plotly_chart"))
     assert counts == {"Characteristics": 1, "Decision surface": 1, "Transport": 2, "Velocity field": 1,
-                      "Diagnostics": 3, "Depth sweep": 0, "Dictionary": 0}
+                      "Diagnostics": 4, "Depth sweep": 0, "Dictionary": 0}
     assert any("layer k" in m.value and "time t_k" in m.value for m in at.markdown)
     at.radio(key="view").set_value("Velocity field").run()
     vel = _figures(at)[0]
@@ -242,7 +242,7 @@ def test_velocity_arrows_are_the_polyline_of_figure_factory_create_quiver():
     import numpy as np
     import plotly.figure_factory as ff
 
-    from flowviz.plots.figures import _arrows
+    from flowviz.plots.field import _arrows
 
     rng = np.random.default_rng(0)
     x, y = np.meshgrid(np.linspace(-2, 2, 7), np.linspace(-1, 1, 5))

@@ -20,7 +20,8 @@ from flowviz.training.analysis import channel_fraction, min_jacobian_det, plane_
 from flowviz.training.sweep import member_diagnostics
 
 SCENARIOS = ["moons", "deep_vs_shallow", "rings", "slow_weights", "viscosity", "folding", "spirals", "blobs"]
-VIEWS = {"Characteristics", "Decision surface", "Transport", "Velocity field", "Diagnostics", "Side by side"}
+VIEWS = {"Characteristics", "Lifted space", "Decision surface", "Transport", "Velocity field", "Diagnostics",
+         "Side by side"}
 
 
 def _train_all(name):

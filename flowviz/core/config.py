@@ -51,7 +51,9 @@ class Config:
     time_mode: str = _opt("per_step", "per_step: a ResNet; tied: one field for all t; continuous: knots in t",
                           choices=("per_step", "tied", "continuous"))
     knots: int = _opt(8, "knots of the piecewise-linear weights (time_mode=continuous)", lo=2, hi=64)
-    lift: int = _opt(0, "extra zero coordinates p: the flow acts in R^(2+p) (paper, footnote 1)", lo=0, hi=8)
+    lift: int = _opt(0, "extra zero coordinates p: the flow acts in R^(2+p). Nested rings need p >= 1 (augmented "
+                        "neural ODEs, Dupont, Doucet & Teh 2019); the paper's footnote 1 only embeds equal widths",
+                     lo=0, hi=8)
     mlp_depth: int = _opt(2, "hidden layers of the mlp field", lo=2, hi=6)
     time_input: bool = _opt(True, "feed t to the mlp field as an extra input")
     gamma: float = _opt(0.1, "damping of the antisymmetric field: linear part K - K^T - gamma I", lo=0.0, hi=10.0)
@@ -61,13 +63,17 @@ class Config:
     partition: str = _opt("uniform", "uniform steps T/L, or geometric steps growing by partition_ratio",
                           choices=("uniform", "geometric"))
     partition_ratio: float = _opt(1.1, "ratio s_(k+1) / s_k of a geometric partition", lo=0.1, hi=10.0)
-    scheme: str = _opt("euler", "time stepper; plain drops the residual shortcut: x_k = V_k(x_(k-1))",
+    scheme: str = _opt("euler", "time stepper (euler: the field at time t_k and point x_(k-1), eq. 10); plain drops "
+                                "the shortcut: x_k = V_k(x_(k-1)), a map, not a small step",
                        choices=("euler", "midpoint", "rk4", "plain"))
     # --- terminal function f = u(T, .)
-    head: str = _opt("learned", "learned linear softmax layer, or fixed so the flow alone must sort the classes",
+    head: str = _opt("learned", "learned: training also fits the linear softmax f; fixed: f = u(T, .) is given, the "
+                                "paper's inverse problem, so the flow alone must sort the classes",
                      choices=("learned", "fixed"))
-    # --- viscosity (paper, section 4, item 1)
-    viscosity: float = _opt(0.0, "eps: stochastic characteristics dX = v dt + sqrt(2 eps) dW", lo=0.0, hi=1.0)
+    # --- viscosity: flowviz's reading of the paper's section 4, item 1 (the paper gives no equation)
+    viscosity: float = _opt(0.0, "eps in d_t u + v.grad u + eps Lap u = 0 (flowviz's reading of the paper's "
+                                 "section 4, item 1): stochastic characteristics dX = v dt + sqrt(2 eps) dW, "
+                                 "u(0, x) = E f(X_T)", lo=0.0, hi=1.0)
     mc_samples: int = _opt(16, "Monte-Carlo samples for u(0, x) = E f(X_T) when eps > 0", lo=1, hi=256)
     # --- training (the inverse problem)
     optimizer: str = _opt("adam", "optimiser", choices=("adam", "sgd"))

@@ -21,6 +21,7 @@ from ..core.presets import preset_info
 from ..serve.runs import Run
 from . import lecture, links, sweep_tab
 from .controls import block_formula, make_config, sidebar
+from .dictionary import dictionary
 from .notices import notice
 from .server import registry
 from .state import PageState
@@ -33,31 +34,15 @@ ASSETS = Path(__file__).resolve().parents[2] / "assets"
 TABS = ["Characteristics", "Decision surface", "Transport", "Velocity field", "Diagnostics", "Depth sweep",
         "Dictionary"]
 SIDE_BY_SIDE = "Side by side"  # shown when a scenario compares two runs
+LIFTED = "Lifted space"  # shown for runs with a lift (p >= 1): the points and the boundary in 3-D
 VIEW_FIGURES = {
     "Characteristics": [plots.characteristics],
     "Decision surface": [plots.decision],
     "Transport": [plots.transport, plots.spacetime],
     "Velocity field": [plots.velocity],
-    "Diagnostics": [plots.learning_curves, plots.diagnostics, plots.weights],
+    "Diagnostics": [plots.learning_curves, plots.diagnostics, plots.folding, plots.weights],
+    LIFTED: [plots.lifted],
 }
-
-DICTIONARY = """
-| Neural network | Transport equation | Where to see it |
-|---|---|---|
-| layer k | time t_k | the step slider of **Characteristics** and **Velocity field** |
-| weights W_k, biases b_k, activation a | velocity field v(t, x) | **Velocity field**; the weight heatmaps in **Diagnostics** |
-| output function f | terminal value u(T, ·) = f | right panel of **Decision surface** |
-| prediction map F | initial value u(0, ·) | left panel of **Decision surface** |
-| label y | initial value u(0, X) = F(X) | the coloured points on F |
-| feed-forward | solving the characteristic IVP x' = v(t, x) | the paths in **Characteristics** and the 3-D view in **Transport** |
-| prediction | solving the transport TVP ∂_t u + v·∇u = 0 | **Transport**: u(t_k, ·) from k = L down to 0 |
-| supervised learning | the inverse problem: find v carrying the samples to their labels | the learning curves in **Diagnostics** |
-
-A residual block x_k = x_(k-1) + s_k V_k(x_(k-1)) is one forward-Euler step of the ODE x' = v(t, x) (Li & Shi
-2017, eq. 10); with the paper's field (eq. 2) it is exactly the two-layer block of eq. 17. The transported value
-u is constant along each path, so the colour under a point never changes as it moves: that is the method of
-characteristics. Deep means a fine partition: small steps, each making a little progress along a smooth flow.
-"""
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -285,9 +270,11 @@ def _views_body():
         return
     if v.live:
         st.caption("Live view (coarser, refreshed about once a second); the full picture follows when training ends.")
-    choice = view_ui(state, TABS + ([SIDE_BY_SIDE] if cmp_run is not None else []))
+    tabs = TABS[:1] + ([LIFTED] if run.config.lift > 0 else []) + TABS[1:] + \
+        ([SIDE_BY_SIDE] if cmp_run is not None else [])
+    choice = view_ui(state, tabs)
     if choice == "Dictionary":
-        st.markdown(DICTIONARY)
+        st.markdown(dictionary(run.config))
         return
     if choice == "Depth sweep":
         try:
