@@ -116,6 +116,33 @@ def test_bad_link_shows_a_notice_not_a_traceback(server, browser):
     page.close()
 
 
+HOSTILE_LINK = {"n_steps": "[Login here](https://evil.example/phish)",
+                "x' ### Your session has expired. [Sign in again](https://evil.example/login) '": "1",
+                "![x](https://evil.example/t.png)": "1", "hide": "a`b", "scenario": "<b>www.evil.example</b>",
+                "train_steps": "20", "n_samples": "100"}
+
+
+def test_a_hostile_link_is_shown_as_plain_text(server, browser, root):
+    """Streamlit's alerts render markdown; the page's notices must show a link's text as its characters:
+    no link, image, heading or code element, and every character there for the reader."""
+    from urllib.parse import urlencode
+
+    page = browser.new_page(viewport={"width": 1280, "height": 720})
+    page.goto(f"{server}/?{urlencode(HOSTILE_LINK)}")
+    page.wait_for_selector("text=Ignored", timeout=60_000)
+    time.sleep(1.0)
+    alerts = page.locator("[data-testid='stAlert']")
+    text = " ".join(alerts.all_inner_texts()).replace("\u2060", "")
+    assert "n_steps='[Login here](https://evil.example/phish)' is not a valid int" in text
+    assert "### Your session has expired. [Sign" in text and "hide='a`b'" in text
+    assert "'![x](https://evil.example/t.png)'" in text and "scenario='<b>www.evil.example</b>'" in text
+    for tag in ("a", "img", "h1", "h2", "h3", "h4", "h5", "h6", "code", "strong", "em", "b"):
+        assert alerts.locator(tag).count() == 0, tag
+    assert page.locator("a[href*='evil'], img[src*='evil']").count() == 0
+    page.screenshot(path=str(root / "test-artifacts" / "hostile_link_1280x720.png"))
+    page.close()
+
+
 def test_a_small_sweep_in_the_sweep_tab(server, browser, root):
     out = root / "test-artifacts"
     out.mkdir(exist_ok=True)

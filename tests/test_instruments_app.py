@@ -7,6 +7,7 @@ from streamlit.proto.WidgetStates_pb2 import WidgetState
 from test_app import SMALL, _app, _figures, _settle
 
 from flowviz.core.points import decode_points, encode_points
+from flowviz.ui.plaintext import shown
 
 
 def _chart(at, key_part):
@@ -48,7 +49,7 @@ def test_probe_from_the_link_and_a_click():
     assert at.query_params["probe"] == ["0.5,0.25"] or at.query_params["probe"] == "0.5,0.25"
     _select(at, "probe_plane", [(0.1, -0.2)])
     at.run()
-    assert at.session_state["probe"] == (0.1, -0.2)
+    assert at.session_state["page"].probe == (0.1, -0.2)
     assert "0.1,-0.2" in str(at.query_params["probe"])
     assert _figures(at)[1]["layout"]["title"]["text"].startswith("Probe at x_0 = (0.1, -0.2)")
 
@@ -59,19 +60,19 @@ def test_drawn_points_by_clicks_and_a_box_go_to_the_link_and_train():
     for x, y, c in [(0.0, 0.0, 0), (1.0, 1.0, 1), (-1.0, 0.5, 1)]:
         at.radio(key="draw_class").set_value(c).run()
         _select(at, "draw_plane", [(x, y)])
-    assert at.session_state["drawn"] == [(0.0, 0.0, 0), (1.0, 1.0, 1), (-1.0, 0.5, 1)]
+    assert list(at.session_state["page"].drawn) == [(0.0, 0.0, 0), (1.0, 1.0, 1), (-1.0, 0.5, 1)]
     at.radio(key="draw_class").set_value(0).run()
     box = [(0.1 * i, -0.1 * j) for i in range(6) for j in range(6)]  # 36 grid points inside a box
     _select(at, "draw_plane", box, box=True)
-    drawn = at.session_state["drawn"]
+    drawn = at.session_state["page"].drawn
     assert len(drawn) == 3 + 25  # a cluster: 25 of the points inside, jittered
     x, y = decode_points(str(at.query_params["points"]).strip("[]'"))
     np.testing.assert_allclose(x, np.array(drawn)[:, :2], atol=3e-4)
     at.button(key="draw_undo").click().run()
-    assert len(at.session_state["drawn"]) == 27
+    assert len(at.session_state["page"].drawn) == 27
     at.button(key="draw_train").click().run()
     assert not at.exception
-    assert at.session_state["config"].dataset == "csv" and len(at.session_state["csv"][0]) == 27
+    assert at.session_state["page"].config.dataset == "csv" and len(at.session_state["page"].csv[0]) == 27
 
 
 def test_points_in_the_link_train_as_csv_data():
@@ -80,15 +81,15 @@ def test_points_in_the_link_train_as_csv_data():
     text = encode_points(pts, (pts[:, 0] > 0).astype(int))
     at = _settle(_app(dict(SMALL, dataset="csv", points=text)).run())
     assert not at.warning
-    assert len(at.session_state["drawn"]) == 40 and at.session_state["csv_name"] == "drawn points"
+    assert len(at.session_state["page"].drawn) == 40 and at.session_state["page"].csv_name == "drawn points"
 
 
 def test_bad_probe_and_points_in_the_link_give_notices():
     at = _app(dict(SMALL, probe="1,abc", points="!!notbase64")).run()
     assert not at.exception
-    texts = [w.value for w in at.warning]
-    assert any("Ignored `probe`" in t and "two numbers" in t for t in texts)
-    assert any("Ignored `points`" in t and "base64" in t for t in texts)
+    texts = [shown(w.value) for w in at.warning]
+    assert any("Ignored probe=" in t and "two numbers" in t for t in texts)
+    assert any("Ignored points" in t and "base64" in t for t in texts)
     big = encode_points(np.zeros((500, 2)), np.r_[np.zeros(250, int), np.ones(250, int)]) + "AAAA"
     at = _app(dict(SMALL, points=big)).run()
-    assert any("Ignored `points`" in w.value and "too long" in w.value for w in at.warning)
+    assert any("Ignored points" in shown(w.value) and "too long" in shown(w.value) for w in at.warning)

@@ -20,9 +20,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, FlowvizError, echo
 
-__all__ = ["Config", "CHOICES", "LIMITS"]
+__all__ = ["Config", "CHOICES", "LIMITS", "value_range"]
 
 
 def _opt(default, help: str, *, choices=None, lo=None, hi=None, lo_open=False):
@@ -95,6 +95,11 @@ class Config:
             _check(f, getattr(self, f.name))
         if self.batch_size > self.n_samples:
             raise ConfigError(f"batch_size={self.batch_size} is larger than n_samples={self.n_samples}")
+        from .timegrid import unresolved_step
+
+        why = unresolved_step(*self.times_key())
+        if why:
+            raise ConfigError(f"horizon={self.horizon!r}, n_steps={self.n_steps}, partition={self.partition}: {why}")
 
     # ------------------------------------------------------------------ I/O
     @classmethod
@@ -119,11 +124,14 @@ class Config:
         return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
-    def from_json(cls, text: str) -> Config:
+    def from_json(cls, text: str | bytes) -> Config:
+        """Build from JSON text (size, nesting and number lengths bounded before parsing)."""
+        from .safejson import load_json
+
         try:
-            d = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"config is not valid JSON: {e.msg} (line {e.lineno})") from None
+            d = load_json(text, what="the config", max_chars=100_000)
+        except FlowvizError as e:
+            raise ConfigError(str(e)) from None
         return cls.from_dict(d)
 
     @classmethod
@@ -153,7 +161,7 @@ class Config:
         q = {}
         for a in assignments:
             if "=" not in a:
-                raise ConfigError(f"expected KEY=VALUE, got {a!r}")
+                raise ConfigError(f"expected KEY=VALUE, got {echo(a)}")
             k, v = a.split("=", 1)
             q[k.strip()] = v.strip()
         _reject_unknown(q)
@@ -194,7 +202,17 @@ LIMITS: dict[str, tuple[float, float]] = {
 def _reject_unknown(d: Mapping) -> None:
     unknown = [k for k in d if k not in Config.__dataclass_fields__]
     if unknown:
-        raise ConfigError(f"unknown config key {unknown[0]!r}; valid keys: {', '.join(Config.keys())}")
+        raise ConfigError(f"unknown config key {echo(unknown[0])}; valid keys: {', '.join(Config.keys())}")
+
+
+def value_range(key: str) -> tuple[float, float] | tuple[int, int]:
+    """The inclusive range of a numeric key, from its field metadata: what the config accepts, and so what
+    the page's widget allows. An open lower bound (lo < v) becomes the next representable number above lo."""
+    f = Config.__dataclass_fields__[key]
+    lo, hi = f.metadata["lo"], f.metadata["hi"]
+    if _type_of(f) is int:
+        return int(lo), int(hi)
+    return (math.nextafter(float(lo), math.inf) if f.metadata["lo_open"] else float(lo)), float(hi)
 
 
 def _type_of(f) -> type:
@@ -204,7 +222,7 @@ def _type_of(f) -> type:
 def _coerce(f, v, *, from_text: bool):
     """Turn a JSON or text value into the key's type, or raise a ConfigError naming key and value."""
     t = _type_of(f)
-    bad = ConfigError(f"{f.name}={v!r} is not a valid {t.__name__}")
+    bad = ConfigError(f"{f.name}={echo(v)} is not a valid {t.__name__}")
     if isinstance(v, str) and len(v) > 200:
         raise ConfigError(f"{f.name}: value is too long ({len(v)} characters)")
     if t is bool:
@@ -214,7 +232,7 @@ def _coerce(f, v, *, from_text: bool):
             return True
         if isinstance(v, str) and v.strip().lower() in ("0", "false", "no", "off"):
             return False
-        raise ConfigError(f"{f.name}={v!r} is not a boolean (use true or false)")
+        raise ConfigError(f"{f.name}={echo(v)} is not a boolean (use true or false)")
     if t is str:
         if not isinstance(v, str):
             raise bad
@@ -233,7 +251,7 @@ def _coerce(f, v, *, from_text: bool):
     if t is int:
         if isinstance(num, float):
             if not math.isfinite(num) or num != int(num):
-                raise ConfigError(f"{f.name}={v!r} must be a whole number")
+                raise ConfigError(f"{f.name}={echo(v)} must be a whole number")
             num = int(num)
         return int(num)
     return float(num)
@@ -254,18 +272,18 @@ def _check(f, v) -> None:
     if t is float and isinstance(v, int) and not isinstance(v, bool):
         v = float(v)
     if not isinstance(v, t) or (t is int and isinstance(v, bool)):
-        raise ConfigError(f"{f.name}={v!r} must be of type {t.__name__}")
+        raise ConfigError(f"{f.name}={echo(v)} must be of type {t.__name__}")
     if m["choices"] and v not in m["choices"]:
-        raise ConfigError(f"{f.name}={v!r} is not one of: {', '.join(m['choices'])}")
+        raise ConfigError(f"{f.name}={echo(v)} is not one of: {', '.join(m['choices'])}")
     if t in (int, float):
         if isinstance(v, float) and not math.isfinite(v):
-            raise ConfigError(f"{f.name}={v!r} must be a finite number")
+            raise ConfigError(f"{f.name}={echo(v)} must be a finite number")
         lo, hi = m["lo"], m["hi"]
         if lo is not None and (v < lo or (m["lo_open"] and v == lo)):
             rel = ">" if m["lo_open"] else ">="
-            raise ConfigError(f"{f.name}={v!r} is out of range: must be {rel} {lo} and <= {hi}")
+            raise ConfigError(f"{f.name}={echo(v)} is out of range: must be {rel} {lo} and <= {hi}")
         if hi is not None and v > hi:
-            raise ConfigError(f"{f.name}={v!r} is out of range: must be <= {hi} (hard limit)")
+            raise ConfigError(f"{f.name}={echo(v)} is out of range: must be <= {hi} (hard limit)")
 
 
 def _to_text(v) -> str:

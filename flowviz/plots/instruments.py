@@ -27,7 +27,8 @@ from ..training.instruments import (
     transport_comparison,
 )
 from ..training.volume import VolumeData, volume_data
-from .figures import PALETTE, _arrows, _f32, _frame_slider, _layout, _surface_trace
+from .field import _arrows
+from .figures import PALETTE, _f32, _frame_slider, _layout, _surface_trace
 
 __all__ = ["probe", "stability", "volume", "transport_grid", "adjoint", "INSTRUMENTS"]
 

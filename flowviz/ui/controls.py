@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ..core.config import CHOICES, Config
+from ..core.config import CHOICES, Config, value_range
 from ..core.errors import FlowvizError
 
 DATASET_HELP = {
@@ -32,17 +32,15 @@ def _meta(key):
     return Config.__dataclass_fields__[key].metadata
 
 
-def _num(container, label, key, cfg, *, step=None, fmt=None, lo=None, hi=None):
-    m = _meta(key)
-    lo = m["lo"] if lo is None else lo
-    hi = m["hi"] if hi is None else hi
+def _num(container, label, key, cfg, *, step=None, fmt=None):
+    """A number box whose range is the config's own (``value_range``: one place for both)."""
+    lo, hi = value_range(key)
     v = getattr(cfg, key)
     if isinstance(v, int):
-        return container.number_input(label, int(lo), int(hi), int(v), step=step or 1, help=m["help"],
-                                      key=f"w_{key}")
-    lo_v = float(lo) + (1e-6 if m["lo_open"] else 0.0)
-    return container.number_input(label, lo_v, float(hi), float(v), step=step or 0.01, format=fmt or "%.4g",
-                                  help=m["help"], key=f"w_{key}")
+        return container.number_input(label, lo, hi, v, step=step or 1, help=_meta(key)["help"], key=f"w_{key}")
+    # %g shows 1e-09 and 5e-324 as such (a fixed number of decimals showed them as 0)
+    return container.number_input(label, lo, hi, float(v), step=step or 0.01, format=fmt or "%.4g",
+                                  help=_meta(key)["help"], key=f"w_{key}")
 
 
 def _pick(container, label, key, cfg, names=None, fmt=None):
@@ -53,13 +51,12 @@ def _pick(container, label, key, cfg, names=None, fmt=None):
                                key=f"w_{key}")
 
 
-GROUPS = ("data", "field", "discretisation", "head", "training")  # names for the ?hide= link flag
 
 
 def sidebar(cfg: Config, *, has_csv: bool, hidden: frozenset = frozenset()) -> dict:
     """Draw the grouped controls, seeded from ``cfg``; return the chosen values (not yet validated).
 
-    Groups named in ``hidden`` (see GROUPS) are not drawn; their keys keep the values of ``cfg``.
+    Groups named in ``hidden`` (see ``links.GROUPS``) are not drawn; their keys keep the values of ``cfg``.
     """
     v: dict = {}
     for name, label, expanded, draw in _GROUP_TABLE:
@@ -78,7 +75,7 @@ def _data_group(cfg, v, has_csv):
     if v["dataset"] in ("spirals", "blobs"):
         v["n_classes"] = _num(st, "Classes (arms / blobs)", "n_classes", cfg)
     v["test_fraction"] = _num(st, "Test fraction", "test_fraction", cfg, step=0.05)
-    v["seed"] = _num(st, "Seed", "seed", cfg, hi=10**6)
+    v["seed"] = _num(st, "Seed", "seed", cfg)
 
 
 def _field_group(cfg, v, has_csv):
@@ -148,6 +145,9 @@ def block_formula(cfg: Config) -> str:
     """LaTeX of the chosen block, with the step size filled in; with viscosity, the noise term and the viscous
     equation it discretises."""
     s = f"{cfg.horizon / cfg.n_steps:.4g}"
+    if "e" in s:  # 2.5e-31 as 2.5 x 10^-31 (LaTeX set "e-31" as a subtraction)
+        m, e = s.split("e")
+        s = rf"{m} \times 10^{{{int(e)}}}"
     sk = f"s_k = T/L = {s}" if cfg.partition == "uniform" else r"s_k \text{ (geometric)}"
     a = ACTIVATION_TEX[cfg.activation]
     v = {"two_layer": rf"W^{{(2)}}_k\,{a}\!\left(W^{{(1)}}_k x_{{k-1}} + b^{{(1)}}_k\right) + b^{{(2)}}_k",
