@@ -3,12 +3,12 @@
 import time
 
 import pytest
+import tiny
 from streamlit.testing.v1 import AppTest
+from tiny import ROOT, link
 
 from flowviz import Config
 from flowviz.ui.plaintext import shown
-
-ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
 
 
 def _settle(at, timeout=60):
@@ -48,7 +48,7 @@ def _figures(at):
     return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
 
 
-SMALL = {"n_samples": "200", "train_steps": "40", "n_steps": "6", "width": "8"}
+SMALL = link(tiny.SMALL.replace(train_steps=40))  # n_samples, n_steps, width, train_steps
 
 
 def test_page_loads_trains_the_default_and_shows_every_view():

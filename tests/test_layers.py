@@ -5,11 +5,10 @@ imports cannot hide a violation."""
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from tiny import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 from import_graph import imports_of  # noqa: E402  (the same reading the note's import graph uses)
 

@@ -7,13 +7,12 @@ import sys
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tiny import ROOT
 
 from flowviz import Config, preset
 from flowviz.ui import links
 from flowviz.ui.plaintext import NOTICE_LIMIT, clip, is_inert, literal, shown
 from flowviz.ui.state import PageState
-
-ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
 
 
 def test_link_parsing_and_page_state_load_no_streamlit():
