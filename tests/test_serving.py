@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 
 import pytest
+from tiny import TINY
 
 import flowviz
 from flowviz.core.data import make_dataset
@@ -18,7 +19,6 @@ from flowviz.serve.runs import Registry, RunStatus
 from flowviz.serve.settings import Settings
 from flowviz.serve.threads import ThreadExecutor
 
-TINY = flowviz.Config(n_samples=120, n_steps=4, width=8, train_steps=30)
 HEAVY = flowviz.Config(n_samples=20000, n_steps=256, width=256, train_steps=20000)  # case 7's hard-limit link
 
 

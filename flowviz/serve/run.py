@@ -161,10 +161,7 @@ class Run:
         s = self.latest
         model = build_model(self.config, self.data.n_classes)
         model.load_state_dict(s.state)
-        metrics = {"train_accuracy": s.train_accuracy, "test_accuracy": s.test_accuracy, "train_loss": s.loss,
-                   "test_loss": s.test_loss, "steps": s.step, "elapsed_s": s.elapsed,
-                   "steps_per_second": s.steps_per_second}
-        cache.store(self.config, model, self.history, metrics, settings=self._settings)
+        cache.store(self.config, model, self.history, s.metrics(), settings=self._settings)
 
     # --------------------------------------------------------------- views
     @property

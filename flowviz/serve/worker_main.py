@@ -66,7 +66,7 @@ def analyse_task(header: dict, arrays: dict, cancel) -> Iterator[bytes]:
 
     from ..core.model import build_model
     from ..training.analysis import analyse
-    from ..training.train import evaluate
+    from ..training.train import evaluate, run_metrics
     from .protocol import pack
 
     cfg = Config.from_dict(header["config"])
@@ -78,8 +78,7 @@ def analyse_task(header: dict, arrays: dict, cancel) -> Iterator[bytes]:
     if header.get("metrics"):
         tr = evaluate(model, torch.as_tensor(ds.x_train), torch.as_tensor(ds.y_train))
         te = evaluate(model, torch.as_tensor(ds.x_test), torch.as_tensor(ds.y_test))
-        head["metrics"] = {"train_loss": tr[0], "train_accuracy": tr[1], "test_loss": te[0], "test_accuracy": te[1],
-                           "steps": cfg.train_steps}
+        head["metrics"] = run_metrics(train=tr, test=te, steps=cfg.train_steps)
     out: dict = {}
     head["views"] = pack(analyse(model, ds, history=header.get("history") or [], live=bool(header.get("live"))),
                          out)
