@@ -92,10 +92,15 @@ def fatal_message(e: BaseException) -> bytes:
 
 # ------------------------------------------------------------------ result objects (views) as JSON + arrays
 def _types() -> dict:
-    """The result types a message may rebuild, by name: nothing else is ever constructed from a message."""
-    from ..training.analysis import Characteristics, Diagnostics, FlowViews, Surfaces, Velocity
+    """The result types a message may rebuild, by name: the data set and the dataclasses that
+    ``flowviz.training.analysis`` defines for its views; nothing else is ever constructed from a message."""
+    import dataclasses
 
-    return {t.__name__: t for t in (FlowViews, Characteristics, Surfaces, Velocity, Diagnostics, Dataset)}
+    from ..training import analysis
+
+    found = {n: t for n, t in vars(analysis).items()
+             if isinstance(t, type) and dataclasses.is_dataclass(t) and t.__module__ == analysis.__name__}
+    return dict(found, Dataset=Dataset)
 
 
 def pack(obj, arrays: dict, path: str = "v"):

@@ -32,8 +32,9 @@ class _ThreadLease(Lease):
             for reply in handle(raw, self._cancel):
                 self._replies.put(reply)
 
-        self._thread = threading.Thread(target=work, name="flowviz-task", daemon=True)
-        self._thread.start()
+        t = threading.Thread(target=work, name="flowviz-task", daemon=True)
+        t.start()
+        self._thread = t  # (set once started: shutdown may join it from another thread)
 
     def receive(self, timeout: float) -> bytes | None:
         try:
