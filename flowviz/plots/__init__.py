@@ -7,6 +7,7 @@ returns a ``plotly.graph_objects.Figure``, so they work in Jupyter as they are::
     flowviz.plots.characteristics(r).show()
 """
 
+from .convergence import convergence
 from .figures import (
     FIGURES,
     characteristics,
@@ -22,4 +23,4 @@ from .figures import (
 )
 
 __all__ = ["FIGURES", "characteristics", "decision", "transport", "spacetime", "velocity", "learning_curves",
-           "diagnostics", "weights", "presentation", "samples"]
+           "diagnostics", "weights", "presentation", "samples", "convergence"]

@@ -28,15 +28,18 @@ from ..core.config import Config
 from ..core.data import Dataset, make_dataset
 from ..core.errors import ConfigError
 from ..core.model import FlowModel, build_model
-from .analysis import plane_grid
+from ..core.solvers import STEPPERS
+from .analysis import plane_grid, residual_ratio, weight_drift
 from .batch import batch_reason, train_batched
+from .convergence import Convergence, convergence
 from .train import TrainResult, evaluate, train, train_iter
 
 __all__ = ["VARY_KEYS", "MAX_MEMBERS", "Member", "Transfer", "SweepResult", "parse_vary", "run_sweep",
-           "member_diagnostics", "depth_transfer", "ORDERS", "refine", "coarse_to_fine", "CoarseToFine"]
+           "member_diagnostics", "depth_transfer", "ORDERS", "refine", "coarse_to_fine", "CoarseToFine",
+           "one_field_order"]
 
 VARY_KEYS = ("n_steps", "horizon", "scheme", "time_mode", "smoothness")
-ORDERS = {"euler": 1, "midpoint": 2, "rk4": 4}  # convergence order of each stepper
+ORDERS = {name: tab.order for name, tab in STEPPERS.items()}  # each stepper's order on a smooth field
 MAX_MEMBERS = 12
 
 
@@ -69,20 +72,14 @@ def member_diagnostics(model: FlowModel, x: np.ndarray, *, max_points: int = 200
     """
     rng = np.random.default_rng(seed)
     sub = x if len(x) <= max_points else x[rng.choice(len(x), max_points, replace=False)]
-    xs = model.trajectory(sub)  # (L+1, m, d) float32
-    step = np.linalg.norm(np.diff(xs, axis=0), axis=-1)
-    ratio = (step / np.maximum(np.linalg.norm(xs[:-1], axis=-1), 1e-6)).mean(1)  # |s_k V_k| / |x|
-    with torch.no_grad():
-        bp = model.block_params()
-        drift = (sum((p[1:] - p[:-1]).pow(2).flatten(1).sum(1) for p in bp).sqrt().cpu().numpy()
-                 if model.L > 1 else np.zeros(0))
+    ratio, drift = residual_ratio(model, sub), weight_drift(model)  # the one definition (analysis)
     err = math.nan
     if model.config.scheme != "plain" and model.config.viscosity == 0:
         double = model.double_copy()
         xd = double.trajectory(torch.as_tensor(sub, dtype=torch.float64, device=model.device))[-1]
         ref = model.reference(sub)[-1]
         err = float(np.linalg.norm(xd.cpu().numpy() - ref, axis=-1).mean())
-    return err, ratio.astype(np.float32), drift.astype(np.float32)
+    return err, ratio, drift
 
 
 @dataclass
@@ -154,6 +151,8 @@ class SweepResult:
     batched: bool
     transfer: Transfer | None = None
     notes: list[str] = field(default_factory=list)
+    convergence: Convergence | None = None  # the order on ONE field (depth sweeps of tied / continuous weights)
+    convergence_note: str = ""  # why there is none, or which member's field it is
 
     def records(self) -> list[dict]:
         return [m.record(self.key) for m in self.members]
@@ -168,7 +167,8 @@ class SweepResult:
         return json.dumps({"key": self.key, "values": self.values, "base": self.base.to_dict(),
                            "wall_s": self.wall_s, "batched": self.batched, "members": self.records(),
                            "transfer": self.transfer.to_dict() if self.transfer else None,
-                           "notes": self.notes}, indent=2)
+                           "convergence": self.convergence.to_dict() if self.convergence else None,
+                           "convergence_note": self.convergence_note, "notes": self.notes}, indent=2)
 
 
 def _accuracy(model: FlowModel, ds: Dataset) -> float:
@@ -243,13 +243,31 @@ def run_sweep(base: Config, key: str, values: list, *, data=None, batched: bool 
         say(0.8 + 0.15 * i / len(values), f"measuring member {i + 1} of {len(values)}")
         err, ratio, drift = member_diagnostics(r.model, ds.x_train, seed=base.seed)
         members.append(Member(v, r, walls[i], len(configs) if why is None else 1, err, ratio, drift))
-    transfer = None
+    transfer, conv, conv_note = None, None, ""
     if key == "n_steps":
         say(0.95, "depth transfer")
         cols = sorted(set(values) | set(transfer_to or []))
         transfer = depth_transfer([m.model for m in members], ds, cols)
+        say(0.97, "order of convergence on one field")
+        conv, conv_note = one_field_order(members[-1])
     say(1.0, "done")
-    return SweepResult(base, key, list(values), members, ds, time.perf_counter() - t0, why is None, transfer, notes)
+    return SweepResult(base, key, list(values), members, ds, time.perf_counter() - t0, why is None, transfer, notes,
+                       conv, conv_note)
+
+
+def one_field_order(member: Member) -> tuple[Convergence | None, str]:
+    """The true order of convergence on the field of one member (the deepest of a depth sweep), or why none."""
+    c = member.config
+    if c.time_mode == "per_step":
+        return None, ("per-step weights: there is no field between the blocks to refine, so no order on one field "
+                      "(sweep with time_mode tied or continuous)")
+    if c.scheme == "plain":
+        return None, "the plain net is not a flow: no order of convergence"
+    try:
+        conv = convergence(member.result)
+    except ConfigError as e:
+        return None, str(e)
+    return conv, f"the field of the member L = {c.n_steps}, re-discretised at L = {', '.join(map(str, conv.n_steps))}"
 
 
 # ---------------------------------------------------------------- coarse to fine

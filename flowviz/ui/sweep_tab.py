@@ -79,8 +79,8 @@ def panel(reg: Registry, cfg: Config, data: Dataset) -> None:
     if s.notes:
         st.caption(" · ".join(s.notes))
     for fn in sweep_plots.SWEEP_FIGURES.values():
-        if fn is sweep_plots.sweep_transfer and s.transfer is None:
-            continue
+        if fn in (sweep_plots.sweep_transfer, sweep_plots.sweep_convergence) and s.key != "n_steps":
+            continue  # both belong to the Depth sweep (a sweep over L)
         _chart(job, fn, s)
     _side_by_side(job, s)
     _coarse_to_fine(reg, cfg, data)
