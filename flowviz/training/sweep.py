@@ -36,7 +36,7 @@ from .train import TrainResult, evaluate, train, train_iter
 
 __all__ = ["VARY_KEYS", "MAX_MEMBERS", "Member", "Transfer", "SweepResult", "parse_vary", "run_sweep",
            "member_diagnostics", "depth_transfer", "ORDERS", "refine", "coarse_to_fine", "CoarseToFine",
-           "one_field_order"]
+           "one_field_order", "refined_config"]
 
 VARY_KEYS = ("n_steps", "horizon", "scheme", "time_mode", "smoothness")
 ORDERS = {name: tab.order for name, tab in STEPPERS.items()}  # each stepper's order on a smooth field
@@ -292,17 +292,30 @@ def _prolongation(old_times: np.ndarray, new_times: np.ndarray, kind: str = "con
     raise ConfigError(f"unknown refinement {kind!r}; valid: {', '.join(REFINE_KINDS)}")
 
 
+def refined_config(config: Config) -> Config:
+    """The config of the partition with twice the steps that refines ``config``'s: every old t_k is a new t_(2k).
+
+    Uniform: L -> 2L. Geometric with ratio r: 2L steps with ratio sqrt(r), since
+    t_k = T (r^k - 1) / (r^L - 1) = T (sqrt(r)^(2k) - 1) / (sqrt(r)^(2L) - 1): each old step splits into two
+    with the ratio sqrt(r). (2L steps with the same ratio r would not contain the old points.)
+    """
+    if config.partition == "geometric" and config.partition_ratio != 1.0:
+        return config.replace(n_steps=2 * config.n_steps, partition_ratio=math.sqrt(config.partition_ratio))
+    return config.replace(n_steps=2 * config.n_steps)
+
+
 def refine(model: FlowModel, kind: str = "constant") -> FlowModel:
-    """The same flow on a partition with twice the steps.
+    """The same flow on a partition with twice the steps that refines the old one (:func:`refined_config`).
 
     Tied and continuous weights are already functions of t: the model is re-discretised as is.
-    Per-step weights are carried over by ``kind`` (see :func:`_prolongation`); the default keeps the
-    field exactly, so the first evaluation at 2L differs from the last at L only by the smaller steps.
+    Per-step weights are carried over by ``kind`` (see :func:`_prolongation`); with ``constant`` (the default)
+    every new block lies inside one old block, so the field v(t, x) is exactly unchanged and the first
+    evaluation at 2L differs from the last at L only by the smaller steps. (A geometric partition therefore
+    gets the ratio sqrt(r); ``linear`` changes the field by design.)
     """
-    L2 = 2 * model.L
+    cfg = refined_config(model.config)
     if model.config.time_mode != "per_step":
-        return model.with_steps(L2)
-    cfg = model.config.replace(n_steps=L2)
+        return model.rediscretised(n_steps=cfg.n_steps, partition_ratio=cfg.partition_ratio)
     fine = build_model(cfg, model.n_classes).to(model.device)
     M = torch.as_tensor(_prolongation(model.times, fine.times, kind), dtype=torch.float32, device=model.device)
     with torch.no_grad():
@@ -354,12 +367,13 @@ def coarse_to_fine(config: Config, *, L_start: int, L_end: int, steps_per_level:
     done = 0
     last = None
     for li, L in enumerate(levels):
-        cfg = config.replace(n_steps=L, train_steps=spl)
         if dev_model is None:
+            cfg = config.replace(n_steps=L, train_steps=spl)
             dev_model = build_model(cfg, ds.n_classes)
         else:
             before = history[-1]
             dev_model = refine(dev_model, kind)
+            cfg = dev_model.config.replace(train_steps=spl)
             x = torch.as_tensor(ds.x_train, device=dev_model.device)
             y = torch.as_tensor(ds.y_train, device=dev_model.device)
             loss, acc = evaluate(dev_model, x, y)
@@ -373,14 +387,14 @@ def coarse_to_fine(config: Config, *, L_start: int, L_end: int, steps_per_level:
             break
     wall = time.perf_counter() - t0
     dev_model.train(False)
-    final_cfg = config.replace(n_steps=dev_model.L, train_steps=done)
+    final_cfg = dev_model.config.replace(train_steps=done)  # (a refined geometric partition has ratio r^(1/2^j))
     metrics = {"train_accuracy": last.train_accuracy, "test_accuracy": last.test_accuracy, "train_loss": last.loss,
                "test_loss": last.test_loss, "steps": done, "elapsed_s": wall}
     result = TrainResult(final_cfg, dev_model, ds, history, metrics, last.error)
     cost = sum(spl * L for L in levels)
     scratch, s_wall, s_cost = None, 0.0, 0
     if compare:
-        sc = config.replace(n_steps=levels[-1], train_steps=spl * len(levels))
+        sc = final_cfg.replace(train_steps=spl * len(levels))  # the same finest partition, from scratch
         t = time.perf_counter()
         try:
             scratch = train(sc, data=ds, log_every=log_every, cancel=cancel)
