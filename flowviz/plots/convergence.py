@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 
 import numpy as np
 import plotly.graph_objects as go
@@ -41,21 +42,23 @@ def convergence(conv: Convergence) -> go.Figure:
     slope_guides(fig, c.step_size, c.errors, 1, 1)
     fig.add_hline(y=c.floor, line=dict(color="#d00000", width=2, dash="dash"), row=1, col=1,
                   annotation_text=f"reference floor {c.floor:.1e}", annotation_position="bottom right")
-    fig.add_trace(go.Scatter(x=[int(L) for L in c.n_steps], y=c.decision_max_diff, mode="lines+markers",
-                             name="max |F_L − F|", line=dict(color=PALETTE[2], width=3), marker=dict(size=9)), 1, 2)
-    fig.add_trace(go.Scatter(x=[int(L) for L in c.n_steps], y=np.maximum(c.decision_mismatch, 1e-6),
-                             mode="lines+markers",
-                             name="share of the plane with another class", line=dict(color=PALETTE[5], width=3),
-                             marker=dict(size=9)), 1, 2)
+    share = [f"{v:.1%}" for v in c.decision_mismatch]
+    fig.add_trace(go.Scatter(x=[int(L) for L in c.n_steps], y=c.decision_max_diff, mode="lines+markers+text",
+                             text=share, textposition="top center", name="max |F_L − F| (labels: share of the grid "
+                             "where argmax F_L ≠ argmax F)", line=dict(color=PALETTE[2], width=3), marker=dict(size=9)),
+                  1, 2)
+    fig.add_hline(y=c.decision_floor, line=dict(color="#d00000", width=2, dash="dash"), row=1, col=2,
+                  annotation_text=f"floor of F {c.decision_floor:.0e}", annotation_position="bottom right")
     fig.update_xaxes(type="log", title_text="step size h = max s_k", row=1, col=1)
     fig.update_yaxes(type="log", exponentformat="power", title_text="error", row=1, col=1)
     fig.update_xaxes(type="log", title_text="steps L", row=1, col=2)
-    fig.update_yaxes(type="log", title_text="max |F_L − F|, share (0 drawn at 1e-6)", row=1, col=2)
+    fig.update_yaxes(type="log", exponentformat="power", title_text="max |F_L − F|", row=1, col=2)
     slope = "no slope (fewer than two errors above the floor)" if math.isnan(c.slope) else f"slope {c.slope:.2f}"
-    expected = (f"expected {c.expected}: {c.reason}" if c.expected is not None else c.reason)
+    expected = "<br>".join(textwrap.wrap(f"expected {c.expected}: {c.reason}" if c.expected is not None
+                                         else c.reason, 150))
     for a in fig.layout.annotations:
         a.font = dict(size=15)
     _layout(fig, f"Order of convergence on one field ({c.time_mode} weights): {slope}<br><sup>{expected}</sup>",
-            height=540)
-    fig.update_layout(legend=dict(y=-0.25), margin=dict(t=110, b=110))
+            height=560)
+    fig.update_layout(legend=dict(y=-0.25), margin=dict(t=110 + 24 * expected.count("<br>"), b=110))
     return fig

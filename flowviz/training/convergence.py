@@ -53,7 +53,8 @@ class Convergence:
     expected: the order that holds for this field and these partitions, and ``reason`` why (None: no order stated);
     floor: the estimated error of the reference x(T) itself (marked on the plot);
     decision_mismatch (J,): share of a res x res grid of the input plane where argmax F_L != argmax F, F = f(x(T))
-    the exact u(0, .); decision_max_diff (J,): max |F_L - F| over that grid and the classes.
+    the exact u(0, .); decision_max_diff (J,): max |F_L - F| over that grid and the classes (down to
+    decision_floor, the error of F itself).
     """
 
     n_steps: np.ndarray
@@ -72,6 +73,7 @@ class Convergence:
     knots: int
     n_points: int
     grid_res: int
+    decision_floor: float = 0.0  # the estimated error of F itself (the grid's reference), marked on the plot
 
     def to_dict(self) -> dict:
         """Plain JSON-ready numbers (sweep.json)."""
@@ -86,7 +88,7 @@ class Convergence:
                 "decision_mismatch": [float(v) for v in self.decision_mismatch],
                 "decision_max_diff": [float(v) for v in self.decision_max_diff], "aligned": self.aligned,
                 "time_mode": self.time_mode, "knots": self.knots, "n_points": self.n_points,
-                "grid_res": self.grid_res}
+                "grid_res": self.grid_res, "decision_floor": float(self.decision_floor)}
 
 
 def _knots_on_partition(model: FlowModel, n_steps: int) -> bool:
@@ -191,8 +193,10 @@ def convergence(model, n_steps: Sequence[int] | None = None, scheme: str | None 
     n = len(pts)
     head = one.double_copy()
     W, b = head.head_W.cpu().numpy(), head.head_b.cpu().numpy()
-    # the decision-level errors are 1e-6 and up: the views' tolerance is ample for the grid's reference
-    F = _softmax(one.reference(grid)[-1] @ W.T + b)
+    # the grid's reference at 1e-10 (many points: cheaper), its own error bounded against the 1e-9 solution
+    F = _softmax(one.reference(grid, rtol=10 * TIGHT_RTOL, atol=10 * TIGHT_ATOL)[-1] @ W.T + b)
+    F_check = _softmax(one.reference(grid, rtol=100 * TIGHT_RTOL, atol=100 * TIGHT_ATOL)[-1] @ W.T + b)
+    decision_floor = max(float(np.abs(F_check - F).max()), 1e-15)
     x0 = torch.as_tensor(np.concatenate([pts, grid]), device=model.device).double()
     seen: dict[int, tuple[float, float, float, float]] = {}
 
@@ -218,4 +222,4 @@ def convergence(model, n_steps: Sequence[int] | None = None, scheme: str | None 
         reason += (f"; {int(len(Ls) - fitted.sum())} of {len(Ls)} errors lie within {FLOOR_FACTOR:g}x the "
                    f"reference's own error {floor:.1e} and are left out of the fit")
     return Convergence(np.array(Ls), h, errs, slope, expected, reason, scheme, floor, fitted, mism, maxd, aligned,
-                       c.time_mode, c.knots, n, res)
+                       c.time_mode, c.knots, n, res, decision_floor)

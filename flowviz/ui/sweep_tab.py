@@ -133,8 +133,8 @@ def _coarse_to_fine(reg: Registry, cfg: Config, data: Dataset) -> None:
         st.caption("Haber and Ruthotto's multilevel idea: per-step weights are carried to the finer partition "
                    "piecewise constant in t (the same field, smaller steps; a geometric partition with ratio r is "
                    "split in the ratio √r, so that every old t_k stays a point of the new one); tied and continuous "
-                   "weights are re-discretised as they are. Compared with training at the finest L from scratch for the same "
-                   "number of optimiser steps.")
+                   "weights are re-discretised as they are. Compared with training at the finest L from scratch "
+                   "for the same number of optimiser steps.")
         c = st.columns([1, 1, 1])
         lo = c[0].number_input("from L", 1, 128, 4, key="c2f_lo")
         hi = c[1].number_input("to L", 1, 256, 32, key="c2f_hi")
