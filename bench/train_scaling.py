@@ -23,11 +23,10 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from flowviz.training.train import cpu_threads  # noqa: E402
-
 import flowviz  # noqa: E402
 from flowviz.core.data import make_dataset  # noqa: E402
 from flowviz.core.model import build_model  # noqa: E402
+from flowviz.training.train import cpu_threads  # noqa: E402
 
 
 def sync(dev):
