@@ -35,7 +35,8 @@ from ..core.model import FlowModel
 from ..core.solvers import STEPPERS, TIGHT_ATOL, TIGHT_RTOL
 from .analysis import plane_grid
 
-__all__ = ["Convergence", "convergence", "expected_order", "aligned_steps", "KINK_REASON", "FLOOR_FACTOR"]
+__all__ = ["Convergence", "convergence", "expected_order", "aligned_steps", "one_field_order", "KINK_REASON",
+           "FLOOR_FACTOR"]
 
 KINK_REASON = "order limited to 2 by the kinks of the piecewise-linear weights"
 NONSMOOTH_ACTIVATIONS = ("relu", "leaky_relu")  # v is only piecewise smooth in x
@@ -223,3 +224,19 @@ def convergence(model, n_steps: Sequence[int] | None = None, scheme: str | None 
                    f"reference's own error {floor:.1e} and are left out of the fit")
     return Convergence(np.array(Ls), h, errs, slope, expected, reason, scheme, floor, fitted, mism, maxd, aligned,
                        c.time_mode, c.knots, n, res, decision_floor)
+
+
+def one_field_order(member) -> tuple[Convergence | None, str]:
+    """The true order of convergence on the field of one sweep member (``sweep.Member``: the deepest of a depth
+    sweep), or why there is none."""
+    c = member.config
+    if c.time_mode == "per_step":
+        return None, ("per-step weights: there is no field between the blocks to refine, so no order on one field "
+                      "(sweep with time_mode tied or continuous)")
+    if c.scheme == "plain":
+        return None, "the plain net is not a flow: no order of convergence"
+    try:
+        conv = convergence(member.result)
+    except ConfigError as e:
+        return None, str(e)
+    return conv, f"the field of the member L = {c.n_steps}, re-discretised at L = {', '.join(map(str, conv.n_steps))}"

@@ -28,18 +28,15 @@ from ..core.config import Config
 from ..core.data import Dataset, make_dataset
 from ..core.errors import ConfigError
 from ..core.model import FlowModel, build_model
-from ..core.solvers import STEPPERS
 from .analysis import plane_grid, residual_ratio, weight_drift
 from .batch import batch_reason, train_batched
-from .convergence import Convergence, convergence
+from .convergence import Convergence, one_field_order
 from .train import TrainResult, evaluate, train, train_iter
 
 __all__ = ["VARY_KEYS", "MAX_MEMBERS", "Member", "Transfer", "SweepResult", "parse_vary", "run_sweep",
-           "member_diagnostics", "depth_transfer", "ORDERS", "refine", "coarse_to_fine", "CoarseToFine",
-           "one_field_order", "refined_config"]
+           "member_diagnostics", "depth_transfer", "refine", "refined_config", "coarse_to_fine", "CoarseToFine"]
 
 VARY_KEYS = ("n_steps", "horizon", "scheme", "time_mode", "smoothness")
-ORDERS = {name: tab.order for name, tab in STEPPERS.items()}  # each stepper's order on a smooth field
 MAX_MEMBERS = 12
 
 
@@ -263,21 +260,6 @@ def run_sweep(base: Config, key: str, values: list, *, data=None, batched: bool 
     say(1.0, "done")
     return SweepResult(base, key, list(values), members, ds, time.perf_counter() - t0, why is None, transfer, notes,
                        conv, conv_note)
-
-
-def one_field_order(member: Member) -> tuple[Convergence | None, str]:
-    """The true order of convergence on the field of one member (the deepest of a depth sweep), or why none."""
-    c = member.config
-    if c.time_mode == "per_step":
-        return None, ("per-step weights: there is no field between the blocks to refine, so no order on one field "
-                      "(sweep with time_mode tied or continuous)")
-    if c.scheme == "plain":
-        return None, "the plain net is not a flow: no order of convergence"
-    try:
-        conv = convergence(member.result)
-    except ConfigError as e:
-        return None, str(e)
-    return conv, f"the field of the member L = {c.n_steps}, re-discretised at L = {', '.join(map(str, conv.n_steps))}"
 
 
 # ---------------------------------------------------------------- coarse to fine
