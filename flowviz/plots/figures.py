@@ -199,7 +199,8 @@ def decision(obj) -> go.Figure:
     title = "Decision: F = f ∘ Φ" + _dims_note(v)
     if mc_note(v):
         title += "<br><sup>" + mc_note(v)[3:] + "</sup>"
-    return _layout(fig, title, height=600)
+    _layout(fig, title, height=600)
+    return fig.update_layout(margin=dict(t=105)) if mc_note(v) else fig
 
 
 def transport(obj, panels: int = 6) -> go.Figure:

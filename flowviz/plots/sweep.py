@@ -247,6 +247,8 @@ def side_by_side(a: FlowViews, b: FlowViews, titles: tuple[str, str] | None = No
     _layout(fig, "Side by side at the same time t (each panel shows its step nearest t)", height=600,
             sliders=[slider], updatemenus=[play])
     fig.update_layout(legend=dict(orientation="v", x=1.01, y=1, yanchor="top", xanchor="left"))
+    if any(mc_note(v) for v in views):
+        fig.update_layout(margin=dict(t=110))  # room for the Monte-Carlo line under a panel's title
     return fig
 
 
