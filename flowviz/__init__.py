@@ -19,13 +19,15 @@ from .core.fields import ACTIVATIONS, FIELDS
 from .core.model import FlowModel, build_model
 from .core.presets import preset, preset_names
 from .core.solvers import STEPPERS
+from .core.transport import GridSolution, solve_transport
 from .training.convergence import Convergence, convergence
 from .training.train import Snapshot, TrainResult, train, train_iter
 
 __all__ = [
     "Config", "CHOICES", "LIMITS", "DATASETS", "FIELDS", "STEPPERS", "ACTIVATIONS",
     "Dataset", "make_dataset", "load_csv", "FlowModel", "build_model", "train", "train_iter",
-    "Snapshot", "TrainResult", "preset", "preset_names", "convergence", "Convergence",
+    "Snapshot", "TrainResult", "preset", "preset_names", "solve_transport", "GridSolution",
+    "convergence", "Convergence",
     "FlowvizError", "ConfigError", "DataError", "CheckpointError", "TrainingDiverged",
 ]
 __version__ = "0.1.0"

@@ -26,7 +26,7 @@ import torch
 
 from ..core.config import Config
 from ..core.data import Dataset, make_dataset
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, echo
 from ..core.model import FlowModel, build_model
 from .analysis import plane_grid, residual_ratio, weight_drift
 from .batch import batch_reason, train_batched
@@ -44,10 +44,10 @@ def parse_vary(text: str, base: Config | None = None) -> tuple[str, list]:
     """``"n_steps=1,2,4"`` -> ("n_steps", [1, 2, 4]), each value validated as that key of ``base``."""
     base = base or Config()
     if "=" not in text:
-        raise ConfigError(f"--vary wants KEY=V1,V2,...; got {text!r}")
+        raise ConfigError(f"--vary wants KEY=V1,V2,...; got {echo(text)}")
     key, raw = (s.strip() for s in text.split("=", 1))
     if key not in VARY_KEYS:
-        raise ConfigError(f"cannot sweep {key!r}; a sweep varies one of: {', '.join(VARY_KEYS)}")
+        raise ConfigError(f"cannot sweep {echo(key)}; a sweep varies one of: {', '.join(VARY_KEYS)}")
     parts = [p.strip() for p in raw.split(",") if p.strip()]
     if not parts:
         raise ConfigError(f"--vary {key}= has no values")
@@ -202,7 +202,7 @@ def run_sweep(base: Config, key: str, values: list, *, data=None, batched: bool 
     columns for the depth-transfer matrix, which is computed when the sweep varies n_steps.
     """
     if key not in VARY_KEYS:
-        raise ConfigError(f"cannot sweep {key!r}; a sweep varies one of: {', '.join(VARY_KEYS)}")
+        raise ConfigError(f"cannot sweep {echo(key)}; a sweep varies one of: {', '.join(VARY_KEYS)}")
     configs = [base.replace(**{key: v}) for v in values]
     ds = data if isinstance(data, Dataset) else make_dataset(base, data)
     say = progress or (lambda frac, text: None)
@@ -380,9 +380,7 @@ def coarse_to_fine(config: Config, *, L_start: int, L_end: int, steps_per_level:
     wall = time.perf_counter() - t0
     dev_model.train(False)
     final_cfg = dev_model.config.replace(train_steps=done)  # (a refined geometric partition has ratio r^(1/2^j))
-    metrics = {"train_accuracy": last.train_accuracy, "test_accuracy": last.test_accuracy, "train_loss": last.loss,
-               "test_loss": last.test_loss, "steps": done, "elapsed_s": wall}
-    result = TrainResult(final_cfg, dev_model, ds, history, metrics, last.error)
+    result = TrainResult(final_cfg, dev_model, ds, history, last.metrics(steps=done, elapsed=wall), last.error)
     cost = sum(spl * L for L in levels)
     scratch, s_wall, s_cost = None, 0.0, 0
     if compare:
