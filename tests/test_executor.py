@@ -153,6 +153,6 @@ def test_the_final_pictures_made_by_a_worker_are_the_ones_made_here(name):
 
 
 def test_a_message_rebuilds_only_the_result_types_it_knows():
-    tree = {"@dc": "Popen", "f": {"args": "sh"}}
-    with pytest.raises(KeyError):
-        protocol.unpack(tree, {})
+    for name in ("Popen", "subprocess:Popen", "flowviz.training.train:evaluate", "flowviz.training.x:__class__"):
+        with pytest.raises(KeyError):
+            protocol.unpack({"@dc": name, "f": {"args": "sh"}}, {})

@@ -91,16 +91,35 @@ def fatal_message(e: BaseException) -> bytes:
 
 
 # ------------------------------------------------------------------ result objects (views) as JSON + arrays
-def _types() -> dict:
-    """The result types a message may rebuild, by name: the data set and the dataclasses that
-    ``flowviz.training.analysis`` defines for its views; nothing else is ever constructed from a message."""
+def _result_type(name: str):
+    """The result type ``module:Class`` a message may rebuild: the data set, or a dataclass that a module of
+    ``flowviz.training`` defines (the views and their parts); nothing else is ever constructed from a message."""
+    import dataclasses
+    import importlib
+
+    module, _, cls = name.partition(":")
+    if name == "Dataset":
+        return Dataset
+    if not module.startswith("flowviz.training.") or not cls.isidentifier():
+        raise KeyError(name)
+    try:
+        t = getattr(importlib.import_module(module), cls, None)
+    except ImportError:
+        raise KeyError(name) from None
+    if not (isinstance(t, type) and dataclasses.is_dataclass(t) and t.__module__ == module):
+        raise KeyError(name)
+    return t
+
+
+def _type_name(obj) -> str | None:
     import dataclasses
 
-    from ..training import analysis
-
-    found = {n: t for n, t in vars(analysis).items()
-             if isinstance(t, type) and dataclasses.is_dataclass(t) and t.__module__ == analysis.__name__}
-    return dict(found, Dataset=Dataset)
+    t = type(obj)
+    if t is Dataset:
+        return "Dataset"
+    if dataclasses.is_dataclass(obj) and t.__module__.startswith("flowviz.training."):
+        return f"{t.__module__}:{t.__name__}"
+    return None
 
 
 def pack(obj, arrays: dict, path: str = "v"):
@@ -113,8 +132,8 @@ def pack(obj, arrays: dict, path: str = "v"):
         return {"@a": path}
     if isinstance(obj, Config):
         return {"@config": obj.to_dict()}
-    if dataclasses.is_dataclass(obj) and type(obj).__name__ in _types():
-        return {"@dc": type(obj).__name__,
+    if _type_name(obj) is not None:
+        return {"@dc": _type_name(obj),
                 "f": {f.name: pack(getattr(obj, f.name), arrays, f"{path}.{f.name}") for f in dataclasses.fields(obj)}}
     if isinstance(obj, dict):
         return {"@d": {str(k): pack(v, arrays, f"{path}[{k}]") for k, v in obj.items()}}
@@ -136,7 +155,7 @@ def unpack(tree, arrays: dict):
     if "@config" in tree:
         return Config.from_dict(tree["@config"])
     if "@dc" in tree:
-        cls = _types()[tree["@dc"]]  # KeyError for any other name
+        cls = _result_type(tree["@dc"])  # KeyError for any other name
         return cls(**{k: unpack(v, arrays) for k, v in tree["f"].items()})
     if "@d" in tree:
         return {k: unpack(v, arrays) for k, v in tree["@d"].items()}
