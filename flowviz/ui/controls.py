@@ -159,7 +159,7 @@ def block_formula(cfg: Config) -> str:
     elif cfg.scheme == "euler":
         block = rf"x_k = x_{{k-1}} + s_k\left[{v}\right]{noise},\qquad {sk}"
     else:
-        stages = r"K_i = v(t_{k-1} + c_i s_k,\,\cdot)"
+        stages = r"K_i = v\big(t_{k-1} + c_i s_k,\; x_{k-1} + s_k \textstyle\sum_{j<i} a_{ij} K_j\big)"
         block = rf"x_k = x_{{k-1}} + s_k \sum_i b_i K_i{noise} \;\; ({cfg.scheme}),\quad {stages},\;{sk}"
     if cfg.viscosity == 0:
         return block
