@@ -232,6 +232,9 @@ def test_the_dictionary_block_sentence_is_the_runs_own_scheme_and_one_step_match
     assert "c = (0, 1/2), a_21 = 1/2, b = (0, 1)" in d["midpoint"]
     assert "Kutta's 3/8 rule (order 4)" in d["rk4"] and "b = (1/8, 3/8, 3/8, 1/8)" in d["rk4"]
     assert r"x_{k-1} + s_k \textstyle\sum_{j<i} a_{ij} K_j" in block_formula(flowviz.Config(scheme="midpoint"))
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())  # the conventions paragraph
+    assert "the one-stage case c_1 = 1 of the Runge–Kutta step" in readme and stage in readme
+    assert "every stage of step k uses block k's weights" in readme  # the per_step case below
     per_step = "limit from inside the step, v(t_(k-1)⁺, ·)"
     assert per_step in d["midpoint"] and per_step not in dictionary(flowviz.Config(scheme="rk4", time_mode="tied"))
     x = torch.randn(12, 2, generator=torch.Generator().manual_seed(0))
