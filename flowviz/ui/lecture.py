@@ -167,6 +167,7 @@ def import_upload(ss, name: str, raw: bytes, registry, data_for) -> str | None:
                 raise FlowvizError("a config file is a few hundred bytes; this one is too large")
             text = raw.decode("utf-8", errors="strict")
             cfg = Config.from_json(text) if '"config"' not in text else Config.from_dict(json.loads(text)["config"])
+            cfg.check_server_limits()  # the page is a server's: its limits hold for imports too
             ss.config, ss.scenario = cfg, None
             clear_widgets(ss)
             ss.autostart = True
