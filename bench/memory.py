@@ -108,15 +108,23 @@ for line in sys.stdin:
 """
 
 
-def measure_many(configs: list[dict], *, steps: int = 3, analysis: bool = True, timeout: float = 1800) -> list[dict]:
+def measure_many(configs: list[dict], *, steps: int = 3, analysis: bool = True, timeout: float = 1800,
+                 log=None) -> list[dict]:
     """Measure each config (a dict of config keys) in a forked child of one measuring process."""
     specs = "".join(json.dumps({"config": {k: v for k, v in c.items() if k != "analysis"}, "steps": steps,
                                 "analysis": analysis and c.get("analysis", True)}) + "\n" for c in configs)
-    p = subprocess.run([sys.executable, "-c", PARENT.format(root=str(ROOT))], input=specs, capture_output=True,
-                       text=True, timeout=timeout)
-    if p.returncode != 0:
-        raise RuntimeError(p.stderr.strip()[-2000:])
-    return [json.loads(line) for line in p.stdout.strip().splitlines()]
+    p = subprocess.Popen([sys.executable, "-c", PARENT.format(root=str(ROOT))], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+    p.stdin.write(specs)
+    p.stdin.close()
+    out = []
+    for line in p.stdout:  # one line per config, as each child ends (progress on stderr with --verbose)
+        out.append(json.loads(line))
+        if log is not None:
+            print(json.dumps({"config": configs[len(out) - 1], **out[-1]}), file=log, flush=True)
+    if p.wait(timeout) != 0:
+        raise RuntimeError(f"the measuring process ended with status {p.returncode}")
+    return out
 
 
 def measured_vs_estimated(configs: list[dict], results: list[dict]) -> list[dict]:
@@ -164,37 +172,55 @@ TABLE = {
 }
 
 
-def fit(rows: list[dict]) -> None:
-    """Refit the time constants on log ratios (scipy, bench only) and print them."""
+TIME_KEYS = ["dispatch", "mac", "elem", "train", "fast_block", "fast_elem", "adam"]
+MEMORY_KEYS = ["base_mb", "act_mb", "eval_mb"]
+PHASES = {"step_s": "step", "snapshot_s": "snapshot", "analysis_s": "analysis"}
+
+
+def fit(rows: list[dict], *, min_s: float = 0.002) -> dict:
+    """Refit the cost model's constants on measured rows ({"config": ..., "step_s": ..., "peak_mb": ...}):
+    least squares of log(estimate / measurement), Nelder-Mead (scipy: bench only). Returns the constants."""
+    import warnings
+
     import numpy as np
     from scipy.optimize import minimize
 
     from flowviz.core import cost
+    from flowviz.core.config import Config
 
-    names = ["dispatch", "mac", "elem", "train", "fast_block", "fast_elem", "adam"]
-    x0 = np.log([cost.K[k] for k in names])
-    meas = [(r, k) for r in rows if "error" not in r for k in ("step_s", "snapshot_s", "analysis_s") if k in r]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cfgs = [cost._values(Config.from_dict({k: v for k, v in r["config"].items() if k != "analysis"}).to_dict())
+                for r in rows]
+    pairs = [(c, PHASES[k], r[k]) for c, r in zip(cfgs, rows) for k in PHASES if r.get(k, 0) > min_s]
 
-    def loss(x):
+    def loss(x, names, phases):
         cost.K.update({k: float(v) for k, v in zip(names, np.exp(x))})
         err = []
-        for r, k in meas:
-            from flowviz.core.config import Config
-
-            e = cost.estimate(Config.from_dict({k: v for k, v in r["config"].items() if k != "analysis"}))
-            err.append(math.log(e.part(k[:-2]) / max(r[k], 1e-6)))
+        for c, r in zip(cfgs, rows):
+            _, peak, parts = cost._cost(c, None, None)
+            parts = dict(parts)
+            if "peak" in phases:
+                err.append(math.log(peak / r["peak_mb"]))
+            err += [math.log(parts[p] / m) for cc, p, m in pairs if cc is c and p in phases]
         return float(np.sum(np.square(err)))
 
-    res = minimize(loss, x0, method="Nelder-Mead", options={"maxiter": 600})
-    loss(res.x)
-    print("fitted:", {k: float(f"{cost.K[k]:.3g}") for k in names})
+    for names, phases in ((TIME_KEYS, ("step", "snapshot", "analysis")), (MEMORY_KEYS, ("peak",))):
+        res = minimize(loss, np.log([cost.K[k] for k in names]), args=(names, phases), method="Nelder-Mead",
+                       options={"maxiter": 3000, "xatol": 1e-3, "fatol": 1e-6})
+        loss(res.x, names, phases)
+    fitted = {k: float(f"{cost.K[k]:.3g}") for k in TIME_KEYS + MEMORY_KEYS}
+    print("fitted constants:", fitted)
+    return fitted
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--small", action="store_true", help="tiny sizes (the test suite checks the script runs)")
-    ap.add_argument("--fit", action="store_true", help="refit the cost model's time constants on the table")
+    ap.add_argument("--fit", action="store_true", help="refit the cost model's constants on the table")
+    ap.add_argument("--log", nargs="*", default=(), help="with --fit: also fit on these logs (JSON lines on stderr "
+                                                          "of this script and of train_scaling.py --keys)")
     ap.add_argument("--only", default="", help="comma-separated numbers of the table's rows (0-based)")
     a = ap.parse_args(argv)
     table = dict(TABLE)
@@ -205,10 +231,11 @@ def main(argv=None):
         keep = {int(i) for i in a.only.split(",")}
         table = {k: v for i, (k, v) in enumerate(table.items()) if i in keep}
     cfgs = [dict(v, train_steps=a.steps + 1) for v in table.values()]
-    rows = measured_vs_estimated(cfgs, measure_many(cfgs, steps=a.steps))
+    measured = measure_many(cfgs, steps=a.steps, log=sys.stderr)
     if a.fit:
-        fit(rows)
-        rows = measured_vs_estimated(cfgs, [{k: v for k, v in r.items() if not k.startswith("est_")} for r in rows])
+        logged = [json.loads(line) for f in a.log for line in Path(f).read_text().splitlines() if line.strip()]
+        fit([{"config": c, **r} for c, r in zip(cfgs, measured)] + [r for r in logged if "error" not in r])
+    rows = measured_vs_estimated(cfgs, measured)
     print(f"{'config':70s} {'step s':>15s} {'snapshot s':>15s} {'analysis s':>15s} {'peak MB':>13s}"
           "   (measured / estimated)")
     worst_t, worst_m = 1.0, 1.0
@@ -225,7 +252,6 @@ def main(argv=None):
         worst_m = max(worst_m, r["peak_mb"] / r["est_peak_mb"], r["est_peak_mb"] / r["peak_mb"])
         mem = f"{r['peak_mb']:6.0f}/{r['est_peak_mb']:<6.0f}"
         print(f"{name:70s} {cells[0]:>15s} {cells[1]:>15s} {cells[2]:>15s} {mem}")
-        print(json.dumps(r), file=sys.stderr)
     print(f"largest ratio of estimate to measurement: time {worst_t:.2f}, memory {worst_m:.2f}")
 
 

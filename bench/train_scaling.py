@@ -92,7 +92,7 @@ def key_sweeps(steps: int) -> None:
         for v in values:
             cfgs.append(dict(KEY_BASE, **extra, **{key: v}, train_steps=steps + 1))
             labels.append((key, v, what))
-    rows = measured_vs_estimated(cfgs, measure_many(cfgs, steps=steps, analysis=False))
+    rows = measured_vs_estimated(cfgs, measure_many(cfgs, steps=steps, analysis=False, log=sys.stderr))
     worst = 1.0
     print(f"{'key':12s} {'value':>10s} {'what':>9s} {'measured s':>11s} {'estimate s':>11s} {'ratio':>6s}")
     for (key, v, what), r in zip(labels, rows):
