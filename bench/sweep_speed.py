@@ -4,7 +4,7 @@ The sweep: L in 1, 2, 4, 8, 16, 32, 64 at T = 1 on the reference config (moons,
 1,000 points, two-layer field of width 16, Euler, Adam, full batch). Each
 repetition times, interleaved: the batched sweep as the app runs it (its lanes
 spread over a warm pool of training processes, one per core, as the server has;
-``WorkerPool.train_batched``), the same batch in this one process
+``ProcessPool.train_batched``), the same batch in this one process
 (flowviz.training.batch.train_batched), the seven runs one after another (flowviz.train)
 and the deepest run alone, all with one torch thread per process. The last line
 prints the medians and the two ratios the targets are about, for the app's way:
@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import flowviz  # noqa: E402
 from flowviz.core.data import make_dataset  # noqa: E402
-from flowviz.serve.workers import WorkerPool  # noqa: E402
+from flowviz.serve.pool import ProcessPool  # noqa: E402
 from flowviz.training.batch import train_batched  # noqa: E402
 
 
@@ -53,7 +53,7 @@ def main(argv=None):
     ds = make_dataset(base)
     print(f"device={a.device} n={a.n} depths={depths} steps={a.steps} reps={a.reps} torch={torch.__version__}")
     torch.set_num_threads(1)  # as in the server's training processes
-    pool = WorkerPool(a.workers) if a.workers > 1 and a.device == "cpu" else None
+    pool = ProcessPool(a.workers) if a.workers > 1 and a.device == "cpu" else None
     if pool is not None:
         pool.prestart(a.workers).join()
         pool.train_batched(cfgs, ds, log_every=a.steps)  # warm-up (the server's workers are warm too)

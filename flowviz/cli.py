@@ -147,9 +147,9 @@ def cmd_sweep(args) -> int:
         raise FlowvizError(f"--workers must be at least 1, not {args.workers}")
     pool = None
     if args.workers > 1 and not args.sequential:
-        from .serve.workers import WorkerPool
+        from .serve.pool import ProcessPool
 
-        pool = WorkerPool(args.workers)
+        pool = ProcessPool(args.workers)
     try:
         s = run_sweep(cfg, key, values, data=data, batched=not args.sequential, progress=progress,
                       transfer_to=extra_L, pool=pool)

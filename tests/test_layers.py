@@ -2,7 +2,6 @@
 flowviz changes nothing process-wide. Each check runs in a fresh interpreter, so earlier tests'
 imports cannot hide a violation."""
 
-import ast
 import json
 import subprocess
 import sys
@@ -11,6 +10,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+from import_graph import imports_of  # noqa: E402  (the same reading the note's import graph uses)
+
 # what each layer may import of flowviz (besides itself): the one direction of DESIGN.md section 3
 ALLOWED = {
     "core": set(),
@@ -54,31 +56,8 @@ print(json.dumps({"same": before == after, "mods": sorted(sys.modules)}))
     assert "mallopt" not in src
 
 
-def _flowviz_imports(path: Path, package_parts: tuple[str, ...]) -> set[str]:
-    """The flowviz sub-packages a module imports (relative imports resolved)."""
-    tree = ast.parse(path.read_text())
-    found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = list(package_parts[: len(package_parts) - node.level + 1])
-                parts = base + (node.module.split(".") if node.module else [])
-                names = [parts + [a.name] for a in node.names] if not node.module else [parts]
-            else:
-                names = [(node.module or "").split(".")]
-        elif isinstance(node, ast.Import):
-            names = [a.name.split(".") for a in node.names]
-        else:
-            continue
-        for parts in names:
-            if parts[0] == "flowviz" and len(parts) > 1:
-                found.add(parts[1])
-    return found
-
-
 def test_every_layer_imports_only_the_layers_below_it():
     for layer, allowed in ALLOWED.items():
         for path in (ROOT / "flowviz" / layer).rglob("*.py"):
-            pkg = ("flowviz",) + path.relative_to(ROOT / "flowviz").parent.parts
-            used = _flowviz_imports(path, pkg) - {layer}
+            used = imports_of(path) - {layer}
             assert used <= allowed, f"{path.relative_to(ROOT)} imports {sorted(used - allowed)}"

@@ -96,9 +96,9 @@ def test_a_run_nobody_watches_is_cancelled():
 
 
 def test_a_gpu_out_of_memory_error_retries_on_the_cpu(monkeypatch):
-    import flowviz.serve.runs as runs_mod
+    import flowviz.serve.worker_main as worker_mod
 
-    real = runs_mod.train_iter
+    real = worker_mod.train_iter
     calls = []
 
     def flaky(config, **kw):
@@ -107,7 +107,7 @@ def test_a_gpu_out_of_memory_error_retries_on_the_cpu(monkeypatch):
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (simulated)")
         return real(config, **kw)
 
-    monkeypatch.setattr(runs_mod, "train_iter", flaky)
+    monkeypatch.setattr(worker_mod, "train_iter", flaky)  # thread mode: the worker's task runs in this process
     reg = Registry(max_workers=1, mode="thread")
     try:
         run = reg.start(TINY.replace(seed=500, device="auto"))

@@ -40,5 +40,5 @@ def test_the_lifespan_loads_the_page_and_starts_a_training_process():
     from flowviz.ui.page import registry
 
     assert registry() is reg  # the page uses the registry the start-up made
-    if reg.pool is not None:  # process mode: a worker is already waiting for the first run
-        assert reg.ready(timeout=0) and len(reg.pool._free) + len(reg.pool._busy) >= 1
+    if reg.mode == "process":  # a worker process is already waiting for the first run
+        assert reg.ready(timeout=0) and reg.executor.idle() + reg.executor.busy() >= 1

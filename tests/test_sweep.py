@@ -67,9 +67,9 @@ def test_batched_members_match_runs_one_by_one(key, values, extra):
 
 @pytest.fixture(scope="module")
 def pool():
-    from flowviz.serve.workers import WorkerPool
+    from flowviz.serve.pool import ProcessPool
 
-    p = WorkerPool(2)
+    p = ProcessPool(2)
     yield p
     p.shutdown()
 

@@ -7,8 +7,10 @@ as a miss. The cache keeps at most ``FLOWVIZ_CACHE_ENTRIES`` files (default
 256), dropping the least recently used. Runs on uploaded CSV points are not
 cached (their data are not in the config).
 
-Settings (environment): ``FLOWVIZ_CACHE_DIR`` (default ``~/.cache/flowviz``),
-``FLOWVIZ_CACHE_ENTRIES``; ``FLOWVIZ_CACHE_DIR=off`` turns the cache off.
+Settings: ``FLOWVIZ_CACHE_DIR`` (default ``~/.cache/flowviz``), ``FLOWVIZ_CACHE_ENTRIES``;
+``FLOWVIZ_CACHE_DIR=off`` turns the cache off. Every function takes the server's
+:class:`~flowviz.serve.settings.Settings`; without them (the CLI, a notebook) they are read from the
+environment.
 """
 
 from __future__ import annotations
@@ -22,39 +24,35 @@ from pathlib import Path
 from ..core.config import Config
 from ..core.errors import FlowvizError
 from ..core.model import FlowModel
+from .settings import Settings
 
 __all__ = ["cache_dir", "cache_path", "store", "load", "entries"]
 
 log = logging.getLogger("flowviz.serve.cache")
 
 
-def cache_dir() -> Path | None:
+def cache_dir(settings: Settings | None = None) -> Path | None:
     """The cache directory, or None when the cache is off."""
-    d = os.environ.get("FLOWVIZ_CACHE_DIR", "")
+    d = (settings or Settings.from_env()).cache_dir
     if d.lower() == "off":
         return None
     return Path(d) if d else Path.home() / ".cache" / "flowviz"
 
 
-def _max_entries() -> int:
-    try:
-        return max(1, int(os.environ.get("FLOWVIZ_CACHE_ENTRIES", "256")))
-    except ValueError:
-        return 256
-
-
-def cache_path(config: Config) -> Path | None:
-    d = cache_dir()
+def cache_path(config: Config, settings: Settings | None = None) -> Path | None:
+    d = cache_dir(settings)
     return None if d is None or config.dataset == "csv" else d / f"{config.key()}.safetensors"
 
 
-def store(config: Config, model: FlowModel, history: list[dict], metrics: dict) -> Path | None:
+def store(config: Config, model: FlowModel, history: list[dict], metrics: dict, *,
+          settings: Settings | None = None) -> Path | None:
     """Write a finished run; never raises (a full disk must not break training)."""
     from safetensors.torch import save
 
     from .runio import metadata_of, tensors_of
 
-    path = cache_path(config)
+    settings = settings or Settings.from_env()
+    path = cache_path(config, settings)
     if path is None:
         return None
     try:
@@ -65,18 +63,18 @@ def store(config: Config, model: FlowModel, history: list[dict], metrics: dict) 
         with os.fdopen(fd, "wb") as fh:
             fh.write(raw)
         os.replace(tmp, path)
-        _trim(path.parent)
+        _trim(path.parent, max(1, settings.cache_entries))
         return path
     except OSError as e:
         log.warning("could not cache run %s: %s", config.key(), e)
         return None
 
 
-def load(config: Config) -> tuple[FlowModel, list[dict], dict] | None:
+def load(config: Config, *, settings: Settings | None = None) -> tuple[FlowModel, list[dict], dict] | None:
     """(model, history, metrics) of a cached run of exactly this config, or None."""
     from .runio import model_from_bytes
 
-    path = cache_path(config)
+    path = cache_path(config, settings)
     if path is None or not path.is_file():
         return None
     try:
@@ -94,12 +92,12 @@ def load(config: Config) -> tuple[FlowModel, list[dict], dict] | None:
         return None
 
 
-def entries() -> list[Path]:
-    d = cache_dir()
+def entries(settings: Settings | None = None) -> list[Path]:
+    d = cache_dir(settings)
     return sorted(d.glob("*.safetensors")) if d is not None and d.is_dir() else []
 
 
-def _trim(d: Path) -> None:
+def _trim(d: Path, keep: int) -> None:
     files = sorted(d.glob("*.safetensors"), key=lambda p: p.stat().st_mtime)
-    for p in files[:max(0, len(files) - _max_entries())]:
+    for p in files[:max(0, len(files) - keep)]:
         p.unlink(missing_ok=True)

@@ -1,17 +1,13 @@
 """Runs trained outside the page's script run, shared by config.
 
-Settings (environment, with defaults): ``FLOWVIZ_WORKERS`` (training processes; the CPU count),
-``FLOWVIZ_WORKER_MODE`` (``process``, or ``thread`` to train inside the server), ``FLOWVIZ_UNWATCHED_S``
-(cancel a run no page has looked at for this long; 120), and the disk cache's ``FLOWVIZ_CACHE_DIR`` and
-``FLOWVIZ_CACHE_ENTRIES`` (see ``flowviz.serve.cache``). Finished runs are kept in memory, least recently used
-first out, up to ``keep`` (32).
+Settings come from one :class:`~flowviz.serve.settings.Settings` object, read once when the registry is made.
+Finished runs are kept in memory, least recently used first out, up to ``keep`` (32).
 
-A :class:`Run` trains in a worker process (see ``flowviz.serve.workers``) and publishes its latest snapshot;
-the page polls it, so moving a slider or switching a tab never touches
-training. The :class:`Registry` keys runs by their config (and the CSV data,
-if any): two sessions asking for the same config share one run, at most
-``max_workers`` runs train at once (the rest wait their turn), and finished
-runs are kept in a bounded least-recently-used table.
+A :class:`Run` trains on a worker of the registry's executor (``flowviz.serve.executor``: the local process
+pool by default) and publishes its latest snapshot; the page polls it, so moving a slider or switching a tab
+never touches training. The :class:`Registry` keys runs by their config (and the CSV data, if any): two
+sessions asking for the same config share one run; the executor's size is the one bound on what trains at
+once (runs and jobs wait for a worker), and finished runs are kept in a bounded least-recently-used table.
 """
 
 from __future__ import annotations
@@ -19,7 +15,6 @@ from __future__ import annotations
 import atexit
 import hashlib
 import logging
-import os
 import threading
 import time
 from collections import OrderedDict
@@ -31,11 +26,15 @@ from ..core.data import Dataset, make_dataset
 from ..core.errors import FlowvizError
 from ..core.model import build_model
 from ..training.analysis import FlowViews, analyse
-from ..training.train import Snapshot, train_iter
+from ..training.train import Snapshot
 from . import cache
-from .workers import WorkerDied, WorkerPool, default_mode
+from .executor import Executor, make_executor
+from .jobs import Job
+from .protocol import WorkerDied
+from .settings import Settings
+from .status import RunStatus
 
-__all__ = ["Run", "Job", "Registry", "data_key"]
+__all__ = ["Run", "Job", "Registry", "RunStatus", "data_key"]
 
 log = logging.getLogger("flowviz.serve.runs")
 LIVE_EVERY_S = 1.0  # live views are rebuilt at most this often while training
@@ -68,14 +67,15 @@ def _out_of_memory(e: BaseException) -> bool:
 
 
 class Run:
-    """One training run in a worker thread. Read ``status``, ``latest``, ``history`` and ``views()``."""
+    """One training run, driven from a thread of the server, trained on a worker of ``executor``.
+    Read ``status`` (a :class:`RunStatus`), ``latest``, ``history`` and ``views()``."""
 
-    def __init__(self, config: Config, data: Dataset, gate: threading.Semaphore, *, restored=None,
-                 pool: WorkerPool | None = None):
+    def __init__(self, config: Config, data: Dataset, executor: Executor | None, *, restored=None,
+                 settings: Settings | None = None):
         self.config, self.data = config, data
-        self._pool = pool
+        self._executor, self._settings = executor, settings
         self.key = config.key() + data_key(data if config.dataset == "csv" else None)
-        self.status = "queued"  # queued, training, done, cancelled, error
+        self.status = RunStatus.QUEUED
         self.error: str | None = None
         self.notice: str | None = None  # something the page should say (a CPU retry after a GPU ran out of memory)
         self.latest: Snapshot | None = None
@@ -83,7 +83,6 @@ class Run:
         self.cancel = threading.Event()
         self.started = time.time()
         self.last_seen = time.time()
-        self._gate = gate
         self._lock = threading.Lock()
         self._views: FlowViews | None = None
         self._views_step = -1
@@ -97,7 +96,7 @@ class Run:
             self.latest = Snapshot(int(m.get("steps", config.train_steps)), config.train_steps, m["train_loss"],
                                    m["train_accuracy"], m["test_accuracy"], m["test_loss"], m.get("elapsed_s", 0.0),
                                    m.get("steps_per_second", 0.0), state, done=True)
-            self.status = "done"
+            self.status = RunStatus.DONE
             self._thread = None
             return
         self._thread = threading.Thread(target=self._work, name=f"flowviz-run-{self.key[:8]}", daemon=True)
@@ -105,61 +104,53 @@ class Run:
 
     # -------------------------------------------------------------- worker
     def _work(self):
-        with self._gate:
-            if self.cancel.is_set():
-                self.status = "cancelled"
-                return
+        if self.cancel.is_set():
+            self.status = RunStatus.CANCELLED
+            return
+        try:
+            self._train(self.config)
+        except Exception as e:  # only a GPU out-of-memory error gets here
+            log.warning("run %s: %s; training again on the CPU", self.key, e)
+            self.notice = "The GPU ran out of memory for this run; it was trained again on the CPU."
+            self.history, self.latest = [], None
             try:
-                self._train(self.config)
-            except Exception as e:  # only a GPU out-of-memory error gets here
-                log.warning("run %s: %s; training again on the CPU", self.key, e)
-                self.notice = "The GPU ran out of memory for this run; it was trained again on the CPU."
-                self.history, self.latest = [], None
-                try:
-                    self._train(self.config.replace(device="cpu"))
-                except Exception as e2:
-                    log.exception("run %s failed on the CPU too", self.key)
-                    self.error, self.status = f"training failed: {type(e2).__name__}: {e2}", "error"
+                self._train(self.config.replace(device="cpu"))
+            except Exception as e2:
+                log.exception("run %s failed on the CPU too", self.key)
+                self.error, self.status = f"training failed: {type(e2).__name__}: {e2}", RunStatus.ERROR
+
+    def _started(self):
+        self.status = RunStatus.TRAINING
 
     def _train(self, config: Config):
-        """Train ``config`` (in a worker process or this thread), publishing snapshots as they come."""
+        """Train ``config`` on a worker, publishing snapshots as they come."""
         try:
             every = max(1, min(25, config.train_steps // 40 or 1))
-            if self._pool is not None:  # a worker process: its own interpreter lock, one torch thread
-
-                def started():
-                    self.status = "training"
-
-                snaps = self._pool.train(config, self.data, log_every=every, cancel=self.cancel,
-                                         started=started)
-            else:
-                self.status = "training"
-                snaps = train_iter(config, data=self.data, log_every=every, cancel=self.cancel,
-                                   keep_state=True)
-            for snap in snaps:
+            for snap in self._executor.train(config, self.data, log_every=every, cancel=self.cancel,
+                                             started=self._started):
                 if snap.state is None and snap.cancelled:  # cancelled before a worker took it
-                    self.status = "cancelled"
+                    self.status = RunStatus.CANCELLED
                     return
                 self.history.append(snap.record())
                 self.latest = snap
             if self.latest is not None and self.latest.error:
-                self.error, self.status = self.latest.error, "error"
+                self.error, self.status = self.latest.error, RunStatus.ERROR
             elif self.latest is not None and self.latest.cancelled:
-                self.status = "cancelled"
+                self.status = RunStatus.CANCELLED
             else:
-                self.status = "done"
+                self.status = RunStatus.DONE
                 self._store()
             self.views(final=True)  # the full picture, once, in the worker
         except FlowvizError as e:
-            self.error, self.status = str(e), "error"
+            self.error, self.status = str(e), RunStatus.ERROR
         except WorkerDied as e:
             log.error("run %s: %s", self.key, e)
-            self.error, self.status = f"{e}; the last state is kept. Press Train to try again.", "error"
+            self.error, self.status = f"{e}; the last state is kept. Press Train to try again.", RunStatus.ERROR
         except Exception as e:  # never let a worker die silently; the page shows the message
             if _out_of_memory(e):
                 raise  # _work retries on the CPU
             log.exception("run %s failed", self.key)
-            self.error, self.status = f"training failed: {type(e).__name__}: {e}", "error"
+            self.error, self.status = f"training failed: {type(e).__name__}: {e}", RunStatus.ERROR
 
     def _store(self):
         """Keep the finished run on disk (generated data only: uploaded points are not in the config)."""
@@ -171,12 +162,12 @@ class Run:
         metrics = {"train_accuracy": s.train_accuracy, "test_accuracy": s.test_accuracy, "train_loss": s.loss,
                    "test_loss": s.test_loss, "steps": s.step, "elapsed_s": s.elapsed,
                    "steps_per_second": s.steps_per_second}
-        cache.store(self.config, model, self.history, metrics)
+        cache.store(self.config, model, self.history, metrics, settings=self._settings)
 
     # --------------------------------------------------------------- views
     @property
     def finished(self) -> bool:
-        return self.status in ("done", "cancelled", "error")
+        return RunStatus(self.status).finished
 
     def views(self, *, final: bool = False) -> FlowViews | None:
         """The views of the latest state: live (light) while training, full once finished. Shared and cached."""
@@ -205,77 +196,34 @@ class Run:
             self._thread.join(timeout)
 
 
-class Job:
-    """A longer computation (a sweep, coarse-to-fine training) in a worker thread, shared by key.
+class Registry:
+    """Runs keyed by config; one executor bounds what trains at once; finished runs kept least-recently-used.
 
-    ``fn(progress, cancel)`` returns the result; ``progress(frac, text)`` updates what the page shows.
+    ``settings`` (read from the environment when not given) hold the defaults of ``max_workers`` (the
+    executor's size), ``mode`` (the executor's name in ``EXECUTORS``) and ``unwatched_s``.
     """
 
-    def __init__(self, key: str, fn, gate: threading.Semaphore):
-        self.key, self._fn, self._gate = key, fn, gate
-        self.status = "queued"
-        self.fraction, self.text = 0.0, "waiting for a free worker"
-        self.result = None
-        self.error: str | None = None
-        self.cancel = threading.Event()
-        self.started = time.time()
-        self.cache: dict = {}  # derived views, shared by the sessions that watch this job
-        self._thread = threading.Thread(target=self._work, name=f"flowviz-job-{key[:8]}", daemon=True)
-        self._thread.start()
-
-    def _progress(self, frac: float, text: str):
-        self.fraction, self.text = float(frac), text
-
-    def _work(self):
-        with self._gate:
-            if self.cancel.is_set():
-                self.status = "cancelled"
-                return
-            self.status = "running"
-            try:
-                self.result = self._fn(self._progress, self.cancel)
-                self.status = "cancelled" if self.cancel.is_set() else "done"
-            except FlowvizError as e:
-                self.error, self.status = str(e), "error"
-            except Exception as e:
-                log.exception("job %s failed", self.key)
-                self.error, self.status = f"failed: {type(e).__name__}: {e}", "error"
-
-    @property
-    def finished(self) -> bool:
-        return self.status in ("done", "cancelled", "error")
-
-    def stop(self):
-        self.cancel.set()
-
-    def join(self, timeout: float | None = None):
-        self._thread.join(timeout)
-
-
-class Registry:
-    """Runs keyed by config; bounded workers; finished runs kept least-recently-used."""
-
     def __init__(self, max_workers: int | None = None, keep: int = 32, mode: str | None = None,
-                 prestart: bool = True, unwatched_s: float | None = None):
-        self.max_workers = max_workers or int(os.environ.get("FLOWVIZ_WORKERS", 0)) or (os.cpu_count() or 1)
-        self.mode = mode or default_mode()
-        self.pool = WorkerPool(self.max_workers) if self.mode == "process" else None
+                 prestart: bool = True, unwatched_s: float | None = None, settings: Settings | None = None):
+        self.settings = settings or Settings.from_env()
+        self.max_workers = max_workers or self.settings.worker_count()
+        self.mode = mode or self.settings.executor or self.settings.worker_mode
+        self.executor = make_executor(self.settings, size=self.max_workers, name=self.mode)
+        self.pool = self.executor  # the name the sweep and the tests use
         # a run that no page has asked about for this long is cancelled (a closed tab must not hold a worker)
-        self.unwatched_s = float(unwatched_s if unwatched_s is not None else
-                                 os.environ.get("FLOWVIZ_UNWATCHED_S", "120"))
+        self.unwatched_s = float(unwatched_s if unwatched_s is not None else self.settings.unwatched_s)
         self.cancelled_unwatched = 0
         self._stop = threading.Event()
         threading.Thread(target=self._reap, name="flowviz-reaper", daemon=True).start()
-        self._prestart = self.pool.prestart(1) if self.pool is not None and prestart else None
-        if self.pool is not None:
+        self._prestart = self.executor.prestart(1) if prestart else None
+        if self.mode != "thread":
             # the cores belong to the training processes (and, on one machine, the browsers): the server's own
             # torch work (views of a run) uses one thread. With two, its threads spun against busy cores:
             # the full views of the reference run took 2.4 s instead of 0.4 s (FLOWVIZ_SERVER_THREADS).
             import torch
 
-            torch.set_num_threads(max(1, int(os.environ.get("FLOWVIZ_SERVER_THREADS", "1"))))
+            torch.set_num_threads(max(1, self.settings.server_threads))
         self.keep = keep
-        self._gate = threading.Semaphore(self.max_workers)
         self._runs: OrderedDict[str, Run] = OrderedDict()
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._lock = threading.Lock()
@@ -309,8 +257,7 @@ class Registry:
             r.cancel.set()
         for r in runs:
             r.join(timeout)
-        if self.pool is not None:
-            self.pool.shutdown()
+        self.executor.shutdown()
 
     def get(self, key: str) -> Run | None:
         with self._lock:
@@ -328,11 +275,11 @@ class Registry:
         key = config.key() + data_key(ds if config.dataset == "csv" else None)
         with self._lock:
             run = self._runs.get(key)
-            if run is not None and not restart and run.status != "cancelled" and run.status != "error":
+            if run is not None and not restart and RunStatus(run.status).reusable:
                 self._runs.move_to_end(key)
                 return run
-            cached = None if restart else cache.load(config) if config.dataset != "csv" else None
-            run = Run(config, ds, self._gate, restored=cached, pool=self.pool)
+            cached = None if restart or config.dataset == "csv" else cache.load(config, settings=self.settings)
+            run = Run(config, ds, self.executor, restored=cached, settings=self.settings)
             self.started += cached is None
             log.info("run %s %s (runs started: %d)", run.key, "from the disk cache" if cached else "started",
                      self.started)
@@ -348,7 +295,8 @@ class Registry:
         def work():
             for cfg in configs:
                 try:
-                    if cache.cache_path(cfg) is not None and cache.cache_path(cfg).is_file():
+                    path = cache.cache_path(cfg, self.settings)
+                    if path is not None and path.is_file():
                         run = self.start(cfg)
                         if run.from_cache:
                             run.views(final=True)
@@ -373,21 +321,22 @@ class Registry:
         te = evaluate(model, torch.as_tensor(data.x_test, device=dev), torch.as_tensor(data.y_test, device=dev))
         metrics = {"train_loss": tr[0], "train_accuracy": tr[1], "test_loss": te[0], "test_accuracy": te[1],
                    "steps": model.config.train_steps}
-        run = Run(model.config, data, self._gate, restored=(model, [], metrics))
+        run = Run(model.config, data, self.executor, restored=(model, [], metrics))
         run.key = f"{run.key}-import-{key_suffix}"
         with self._lock:
             self._runs[run.key] = run
             self._evict()
         return run
 
-    def job(self, key: str, fn, *, restart: bool = False) -> Job:
-        """The job for this key (live or finished), or a new one running ``fn``."""
+    def job(self, key: str, fn, *, restart: bool = False, holds_worker: bool = True) -> Job:
+        """The job for this key (live or finished), or a new one running ``fn`` (see :class:`Job` for
+        ``holds_worker``)."""
         with self._lock:
             job = self._jobs.get(key)
-            if job is not None and not restart and job.status not in ("cancelled", "error"):
+            if job is not None and not restart and job.status.reusable:
                 self._jobs.move_to_end(key)
                 return job
-            job = Job(key, fn, self._gate)
+            job = Job(key, fn, self.executor, holds_worker=holds_worker)
             self._jobs[key] = job
             done = [k for k, j in self._jobs.items() if j.finished]
             while len(self._jobs) > max(4, self.keep // 4) and done:
@@ -406,10 +355,10 @@ class Registry:
     def queued_before(self, run: Run) -> int:
         """How many runs started earlier are still waiting for a worker."""
         with self._lock:
-            return sum(1 for r in self._runs.values() if r.status == "queued" and r.started < run.started)
+            return sum(1 for r in self._runs.values() if RunStatus(r.status).waiting and r.started < run.started)
 
     def active(self) -> int:
         with self._lock:
-            return sum(1 for r in self._runs.values() if r.status == "training")
+            return sum(1 for r in self._runs.values() if RunStatus(r.status).active)
 
 

@@ -199,7 +199,7 @@ def run_sweep(base: Config, key: str, values: list, *, data=None, batched: bool 
     """Train one member per value of ``key`` (other keys from ``base``) and measure each.
 
     ``batched``: train members that differ only in their discretisation as one batch (they give the
-    same numbers as one by one). ``pool`` (a ``workers.WorkerPool``): spread the batch's lanes over its
+    same numbers as one by one). ``pool`` (an executor of ``flowviz.serve``): spread the batch's lanes over its
     free training processes, one group of lanes each (the same numbers again). ``transfer_to``: extra L'
     columns for the depth-transfer matrix, which is computed when the sweep varies n_steps.
     """

@@ -9,7 +9,6 @@ are loaded from the disk cache. Without this, the first visitor waited for all o
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from contextlib import asynccontextmanager
 
@@ -55,12 +54,14 @@ def registry():
             from ..core.presets import preset_configs, preset_names
             from ..serve.process import tune_malloc
             from ..serve.runs import Registry
+            from ..serve.settings import Settings
 
-            tune_malloc()  # the server trains too in thread mode, and analyses runs in any mode
+            settings = Settings.from_env()  # the one reading of FLOWVIZ_* in this server
+            tune_malloc(enabled=settings.malloc_tuning)  # the server trains too in thread mode, and analyses runs
             _server_logging()
-            _registry = Registry()
+            _registry = Registry(settings=settings)
             threading.Thread(target=_collect_garbage, args=(GC_EVERY_S,), name="flowviz-gc", daemon=True).start()
-            if os.environ.get("FLOWVIZ_WARM", "1") != "0":
+            if settings.warm:
                 _registry.warm([c for name in preset_names() for c in preset_configs(name)])
         return _registry
 

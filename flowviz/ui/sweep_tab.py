@@ -16,8 +16,9 @@ from ..core.config import Config
 from ..core.data import Dataset
 from ..core.errors import FlowvizError
 from ..plots import sweep as sweep_plots
-from ..serve.runs import Job, Registry
+from ..serve.runs import Job, Registry, data_key
 from ..training.analysis import analyse
+from ..training.batch import batch_reason
 from ..training.sweep import VARY_KEYS, coarse_to_fine, parse_vary, run_sweep
 
 log = logging.getLogger("flowviz.ui")
@@ -32,8 +33,10 @@ INTRO = ("**How do depth and step size change the result?** Deep means a fine pa
          "train together as one batched computation.")
 
 
-def _key(*parts) -> str:
-    return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:16]
+def job_key(kind: str, cfg: Config, data: Dataset, *parts) -> str:
+    """The registry key of a sweep or coarse-to-fine job: the request and the data's own hash (two sessions
+    with different uploaded points never share a result, whatever their length)."""
+    return hashlib.sha256("|".join(map(str, (kind, cfg.key(), *parts, data_key(data)))).encode()).hexdigest()[:16]
 
 
 def running(reg: Registry, ss) -> bool:
@@ -61,9 +64,12 @@ def panel(reg: Registry, cfg: Config, data: Dataset) -> None:
         except FlowvizError as e:
             st.error(f"{e}. Nothing was started; the last sweep stays on screen.")
         else:
-            jk = _key("sweep", cfg.key(), k, values, len(data.x))
+            jk = job_key("sweep", cfg, data, k, values)
+            batched = batch_reason([cfg.replace(**{k: v}) for v in values]) is None
+            # a batched sweep trains on the executor's workers; one trained member by member holds one
             reg.job(jk, lambda progress, cancel: run_sweep(cfg, k, values, data=data, progress=progress,
-                                                           cancel=cancel, pool=reg.pool))
+                                                           cancel=cancel, pool=reg.executor),
+                    holds_worker=not batched)
             ss.sweep_job = jk
             st.rerun()  # the page refreshes while the sweep runs
     job = reg.get_job(ss["sweep_job"]) if ss.get("sweep_job") else None
@@ -142,7 +148,7 @@ def _coarse_to_fine(reg: Registry, cfg: Config, data: Dataset) -> None:
             if hi < lo:
                 st.error("'to L' must be at least 'from L'.")
             else:
-                jk = _key("c2f", cfg.key(), lo, hi, len(data.x))
+                jk = job_key("c2f", cfg, data, lo, hi)
                 reg.job(jk, lambda progress, cancel: coarse_to_fine(cfg, L_start=int(lo), L_end=int(hi), data=data,
                                                                     cancel=cancel))
                 ss.c2f_job = jk

@@ -1,0 +1,319 @@
+"""Where training runs: the ``Executor`` interface, the in-process implementation, and the table of them.
+
+An executor lends workers. A :class:`Lease` is one worker held for one task: ``send`` a request (bytes of
+``flowviz.serve.protocol``), ``receive`` its replies as they come, ``cancel`` it, and give it back with
+``release``. A worker that is lost mid-task raises ``WorkerDied`` from ``receive``: the caller keeps the last
+state it had. Only bytes cross a lease (JSON + safetensors), so a worker may live in a thread, a process or on
+another machine; nothing assumes shared memory.
+
+On top of that one primitive, every executor offers the same two things the server needs: :meth:`train`
+(a run's snapshots as they come) and :meth:`train_batched` (a batched sweep, its lane groups spread over the
+free workers). The executor's size is the server's one concurrency limit: a run, a job or a lane group
+waits for a lease.
+
+``EXECUTORS`` names the implementations: ``process`` (the local pool, ``flowviz.serve.pool``) and ``thread``
+(tasks in threads of this process). A distributed one is one more entry.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import queue
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+
+from ..core.config import Config
+from ..core.data import Dataset
+from ..training.train import Snapshot
+from .protocol import WorkerDied, decode, request, snapshot_from
+from .settings import Settings
+
+__all__ = ["Lease", "Executor", "ThreadExecutor", "EXECUTORS", "make_executor", "WorkerDied"]
+
+log = logging.getLogger("flowviz.serve.executor")
+
+
+class Lease(ABC):
+    """One worker, held for one task."""
+
+    @abstractmethod
+    def send(self, raw: bytes) -> None:
+        """Start the task ``raw`` (an encoded request)."""
+
+    @abstractmethod
+    def receive(self, timeout: float) -> bytes | None:
+        """The next reply, or None if none came within ``timeout`` s. Raises WorkerDied if the worker is lost."""
+
+    @abstractmethod
+    def cancel(self) -> None:
+        """Ask the task to stop between two steps (its last reply still comes)."""
+
+    def pid(self) -> int | None:
+        """The worker's process id where it has one of its own (tests kill it)."""
+        return None
+
+
+class Executor(ABC):
+    """Lends up to ``size`` workers; trains runs and batched sweeps on them."""
+
+    size: int
+
+    @abstractmethod
+    def acquire(self, cancel=None, *, wait: bool = True) -> Lease | None:
+        """A free worker; waits for one (or, without ``wait``, None when none is free). None if ``cancel`` is
+        set while waiting."""
+
+    @abstractmethod
+    def release(self, lease: Lease, healthy: bool) -> None:
+        """Give a worker back; one that is not ``healthy`` (lost, or a task left unfinished) is replaced."""
+
+    def busy(self) -> int:
+        """Workers lent out now."""
+        return 0
+
+    def busy_pids(self) -> list[int]:
+        """Process ids of the workers lent out now, where they have their own."""
+        return []
+
+    def prestart(self, n: int = 1) -> threading.Thread | None:
+        """Start up to ``n`` workers in the background, so the first run does not wait for one."""
+        return None
+
+    @abstractmethod
+    def shutdown(self) -> None:
+        """End every worker (tasks in hand are cut short)."""
+
+    # ------------------------------------------------------------------ shared by every executor
+    def stream(self, lease: Lease, raw: bytes, cancel=None, *, idle: bool = False) -> Iterator:
+        """Send ``raw`` on ``lease`` and yield its decoded replies (header, arrays) up to a ``result`` or a
+        ``done`` snapshot; ``cancel`` (``is_set()``) is passed on once. A ``fatal`` reply raises RuntimeError.
+        With ``idle``, None is yielded whenever no reply came for a moment (to poll several streams)."""
+        lease.send(raw)
+        sent_cancel = False
+        while True:
+            if cancel is not None and cancel.is_set() and not sent_cancel:
+                lease.cancel()
+                sent_cancel = True
+            got = lease.receive(0.02 if idle else 0.05)
+            if got is None:
+                if idle:
+                    yield None
+                continue
+            head, arrays = decode(got)
+            if head.get("kind") == "fatal":
+                raise _TaskFailed(head["fatal"])
+            yield head, arrays
+            if head.get("kind") == "result" or head.get("done"):
+                return
+
+    def train(self, config: Config, data: Dataset, *, log_every: int, cancel=None,
+              started: Callable[[], None] | None = None) -> Iterator[Snapshot]:
+        """Snapshots of ``config`` trained by a worker; ``started()`` is called once a worker has the run.
+
+        Raises WorkerDied if the worker is lost mid-run, RuntimeError with the worker's message if the run
+        failed there.
+        """
+        lease = self.acquire(cancel)
+        if lease is None:
+            yield Snapshot(0, config.train_steps, float("nan"), float("nan"), float("nan"), float("nan"), 0.0, 0.0,
+                           None, done=True, cancelled=True)
+            return
+        healthy = False
+        try:
+            if started is not None:
+                started()
+            for head, arrays in self.stream(lease, request("run", data, config=config, log_every=log_every),
+                                            cancel):
+                snap = snapshot_from(head, arrays)
+                healthy = snap.done
+                yield snap
+        except _TaskFailed:
+            healthy = True  # the task failed, the worker is fine
+            raise
+        finally:
+            self.release(lease, healthy)
+
+    def acquire_upto(self, k: int, cancel=None) -> list[Lease]:
+        """At least one worker (waiting for it) and up to ``k`` (those free now): a caller never waits while
+        holding workers, so two sweeps cannot deadlock each other."""
+        first = self.acquire(cancel)
+        if first is None:
+            return []
+        got = [first]
+        while len(got) < k:
+            try:
+                lease = self.acquire(None, wait=False)
+            except Exception:  # a worker that would not start: go on with those we have
+                log.exception("could not start another worker")
+                break
+            if lease is None:
+                break
+            got.append(lease)
+        return got
+
+    def train_batched(self, configs: list[Config], data: Dataset, *, log_every: int = 25, cancel=None,
+                      progress: Callable[[int], None] | None = None) -> list:
+        """``batch.train_batched`` with the members' lanes spread over the free workers (one group each).
+
+        The same numbers as one batch in one process (members are independent); ``progress(step)`` reports
+        the slowest group's step. Raises WorkerDied if a worker is lost mid-run.
+        """
+        from ..core.model import build_model
+        from ..training.batch import lane_groups
+        from ..training.train import TrainResult
+
+        leases = self.acquire_upto(len(lane_groups(configs, self.size)), cancel)
+        if not leases:  # cancelled while waiting: every member ends cancelled at step 0, as in one process
+            from ..training.batch import train_batched
+
+            return train_batched(configs, data=data, log_every=log_every, cancel=cancel)
+        groups = lane_groups(configs, len(leases))
+        for lease in leases[len(groups):]:
+            self.release(lease, True)
+        leases = leases[:len(groups)]
+        streams = [self.stream(lease, request("batch", data, configs=[configs[i] for i in g], log_every=log_every),
+                               cancel, idle=True) for lease, g in zip(leases, groups)]
+        steps, done, out = [0] * len(leases), [False] * len(leases), {}
+        try:
+            for i, head, arrays in _merged(streams):
+                if head["kind"] == "progress":
+                    steps[i] = int(head["progress"])
+                    if progress is not None:
+                        progress(min(steps))
+                    continue
+                done[i] = True
+                for j, (m, res) in enumerate(zip(groups[i], head["results"])):
+                    out[m] = ({k.split("/", 1)[1]: v for k, v in arrays.items() if k.split("/", 1)[0] == str(j)}, res)
+        except _TaskFailed:
+            done = [True] * len(leases)  # the task failed in the worker; the workers are fine
+            raise
+        finally:
+            for lease, ok in zip(leases, done):
+                self.release(lease, ok)
+        import torch
+
+        results = []
+        for i, cfg in enumerate(configs):
+            state, res = out[i]
+            model = build_model(cfg, data.n_classes)
+            model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
+            model.train(False)
+            results.append(TrainResult(cfg, model, data, res["history"], res["metrics"], res["error"]))
+        return results
+
+
+def _merged(streams: list) -> Iterator[tuple[int, dict, dict]]:
+    """(index, header, arrays) of several lease streams, interleaved as their replies come."""
+    live = dict(enumerate(streams))
+    while live:
+        for i, s in list(live.items()):
+            try:
+                got = next(s)
+            except StopIteration:
+                del live[i]
+                continue
+            if got is not None:
+                yield i, *got
+
+
+class _TaskFailed(RuntimeError):
+    """A task ended with a ``fatal`` reply (the worker itself is fine)."""
+
+
+# ---------------------------------------------------------------------------------------------- threads
+class _ThreadLease(Lease):
+    """A task run by ``worker_main.handle`` in a thread of this process; replies through a queue."""
+
+    def __init__(self):
+        self._replies: queue.SimpleQueue = queue.SimpleQueue()
+        self._cancel = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def send(self, raw: bytes) -> None:
+        from .worker_main import handle
+
+        self._cancel.clear()
+
+        def work():
+            for reply in handle(raw, self._cancel):
+                self._replies.put(reply)
+
+        self._thread = threading.Thread(target=work, name="flowviz-task", daemon=True)
+        self._thread.start()
+
+    def receive(self, timeout: float) -> bytes | None:
+        try:
+            return self._replies.get(timeout=timeout)
+        except queue.Empty:
+            if self._thread is not None and not self._thread.is_alive() and self._replies.empty():
+                raise WorkerDied("the training thread stopped unexpectedly") from None
+            return None
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+
+class ThreadExecutor(Executor):
+    """``size`` tasks at once, each in a thread of this process (debugging; shares the server's interpreter)."""
+
+    def __init__(self, size: int, threads: int = 1, limit_mb: float = 0.0):
+        self.size = size
+        self._slots = threading.BoundedSemaphore(size)
+        self._busy: set[_ThreadLease] = set()
+        self._lock = threading.Lock()
+
+    def acquire(self, cancel=None, *, wait: bool = True) -> Lease | None:
+        while True:
+            if cancel is not None and cancel.is_set():
+                return None
+            if self._slots.acquire(timeout=0.2) if wait else self._slots.acquire(blocking=False):
+                break
+            if not wait:
+                return None
+        lease = _ThreadLease()
+        with self._lock:
+            self._busy.add(lease)
+        return lease
+
+    def release(self, lease: Lease, healthy: bool) -> None:
+        lease.cancel()  # a task given back unfinished stops at its next step
+        with self._lock:
+            self._busy.discard(lease)
+        self._slots.release()
+
+    def busy(self) -> int:
+        with self._lock:
+            return len(self._busy)
+
+    def shutdown(self) -> None:
+        with self._lock:
+            busy = list(self._busy)
+        for lease in busy:
+            lease.cancel()
+        for lease in busy:
+            lease.join(5.0)
+
+
+# name -> "module:class", imported only when chosen (a distributed executor's library costs nothing unused);
+# each class is made as cls(size, threads=..., limit_mb=...)
+EXECUTORS: dict[str, str] = {
+    "process": "flowviz.serve.pool:ProcessPool",
+    "thread": "flowviz.serve.executor:ThreadExecutor",
+}
+
+
+def make_executor(settings: Settings, *, size: int | None = None, name: str | None = None) -> Executor:
+    """The executor named by ``name``, else ``settings.executor``, else ``settings.worker_mode``."""
+    chosen = (name or settings.executor or settings.worker_mode).strip().lower()
+    if chosen not in EXECUTORS:
+        log.warning("unknown executor %r (valid: %s); using the process pool", chosen, ", ".join(EXECUTORS))
+        chosen = "process"
+    module, cls = EXECUTORS[chosen].split(":")
+    return getattr(importlib.import_module(module), cls)(size or settings.worker_count(), threads=1,
+                                                          limit_mb=0.0)

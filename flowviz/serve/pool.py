@@ -1,0 +1,182 @@
+"""The local executor: a bounded pool of worker processes on this machine.
+
+Training in a thread of the server process shares one interpreter lock with everything the server does
+(building views and figures, answering browsers): measured, a watched run trained at a quarter of its
+speed. Each worker here is a separate process with one torch thread, started once and reused, talking over
+a pipe in the bytes of ``flowviz.serve.protocol``. A worker that dies mid-task is noticed (end of file on
+its pipe) and replaced; the task's caller gets WorkerDied and keeps its last state.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import threading
+
+from .executor import Executor, Lease
+from .protocol import CANCEL, WorkerDied
+
+__all__ = ["ProcessPool"]
+
+log = logging.getLogger("flowviz.serve.pool")
+
+
+class _Worker(Lease):
+    """One worker process and its pipe; lent as a Lease."""
+
+    def __init__(self, ctx, threads: int, limit_mb: float):
+        from .worker_main import main
+
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=main, args=(child, threads, limit_mb), daemon=True, name="flowviz-worker")
+        self.proc.start()
+        child.close()
+
+    def alive(self) -> bool:
+        return self.proc.is_alive()
+
+    def send(self, raw: bytes) -> None:
+        try:
+            self.conn.send_bytes(raw)
+        except (OSError, ValueError):
+            raise WorkerDied("the training process stopped unexpectedly") from None
+
+    def receive(self, timeout: float) -> bytes | None:
+        try:
+            if not self.conn.poll(timeout):
+                if not self.alive():
+                    raise WorkerDied("the training process stopped unexpectedly")
+                return None
+            return self.conn.recv_bytes()
+        except (EOFError, OSError):
+            raise WorkerDied("the training process stopped unexpectedly") from None
+
+    def cancel(self) -> None:
+        try:
+            self.conn.send_bytes(CANCEL)
+        except (OSError, ValueError):  # gone already: receive says so
+            pass
+
+    def pid(self) -> int | None:
+        return self.proc.pid
+
+    def stop(self, timeout: float = 2.0):
+        try:
+            self.conn.close()
+        finally:
+            self.proc.join(timeout)
+            if self.proc.is_alive():
+                self.proc.kill()
+                self.proc.join(1.0)
+
+
+class ProcessPool(Executor):
+    """``size`` worker processes (``threads`` torch threads each, address space capped ``limit_mb`` above
+    what a fresh worker maps; 0: no cap), started on demand and reused."""
+
+    def __init__(self, size: int, threads: int = 1, limit_mb: float = 0.0):
+        method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+        self._ctx = mp.get_context(method)
+        if method == "forkserver":
+            # torch._dynamo: torch.optim imports it on the first optimiser (1.4 s here); once, in the server
+            self._ctx.set_forkserver_preload(["flowviz.serve.worker_main", "flowviz.training.train",
+                                              "torch._dynamo"])
+        self.size, self.threads, self.limit_mb = size, threads, limit_mb
+        self._free: list[_Worker] = []
+        self._busy: set[_Worker] = set()
+        self._cond = threading.Condition()
+        self._started = 0
+        self.replaced = 0  # workers that died (or were given back mid-task) and were replaced
+
+    def _new(self) -> _Worker:
+        return _Worker(self._ctx, self.threads, self.limit_mb)
+
+    def acquire(self, cancel=None, *, wait: bool = True) -> _Worker | None:
+        with self._cond:
+            while True:
+                if cancel is not None and cancel.is_set():
+                    return None
+                if self._free:
+                    w = self._free.pop()
+                    self._busy.add(w)
+                    log.info("workers busy: %d of %d", len(self._busy), self.size)
+                    return w
+                if self._started < self.size:
+                    self._started += 1
+                    break
+                if not wait:
+                    return None
+                self._cond.wait(0.2)
+        try:
+            w = self._new()
+        except Exception:
+            with self._cond:
+                self._started -= 1
+            raise
+        with self._cond:
+            self._busy.add(w)
+            log.info("workers busy: %d of %d", len(self._busy), self.size)
+        return w
+
+    def release(self, lease: Lease, healthy: bool) -> None:
+        assert isinstance(lease, _Worker)
+        with self._cond:
+            self._busy.discard(lease)
+            if healthy and lease.alive():
+                self._free.append(lease)
+            else:
+                self._started -= 1
+                self.replaced += 1
+                lease.stop()
+            self._cond.notify()
+
+    def busy(self) -> int:
+        with self._cond:
+            return len(self._busy)
+
+    def idle(self) -> int:
+        """Workers started and waiting for a task."""
+        with self._cond:
+            return len(self._free)
+
+    def busy_pids(self) -> list[int]:
+        with self._cond:
+            return [w.proc.pid for w in self._busy]
+
+    def pids(self) -> list[int]:
+        """Process ids of every worker, busy or idle."""
+        with self._cond:
+            return [w.proc.pid for w in list(self._busy) + self._free]
+
+    def prestart(self, n: int = 1) -> threading.Thread:
+        def work():
+            for _ in range(n):
+                with self._cond:
+                    if self._started >= self.size:
+                        return
+                    self._started += 1
+                try:
+                    w = self._new()
+                except Exception:
+                    log.exception("could not start a worker process")
+                    with self._cond:
+                        self._started -= 1
+                    return
+                with self._cond:
+                    self._free.append(w)
+                    self._cond.notify()
+
+        t = threading.Thread(target=work, name="flowviz-prestart", daemon=True)
+        t.start()
+        return t
+
+    def shutdown(self, timeout: float = 2.0) -> None:
+        """End every worker, idle and busy (a busy one is killed if it does not stop within ``timeout`` s)."""
+        with self._cond:
+            workers, self._free = self._free + list(self._busy), []
+            self._busy.clear()
+            self._started = 0
+        for w in workers:
+            w.cancel()
+        for w in workers:
+            w.stop(timeout)

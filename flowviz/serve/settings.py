@@ -1,0 +1,84 @@
+"""The server's settings: every ``FLOWVIZ_*`` environment variable, read in one place.
+
+:meth:`Settings.from_env` is the only reader of these variables in flowviz.serve and flowviz.ui; the server
+reads them once (its :class:`~flowviz.serve.runs.Registry` holds the object) and passes values down.
+flowviz.core reads none. Each field names its variable, its default and what it does: the README's table
+of settings is tested against these fields (tests/test_settings.py).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+
+__all__ = ["Settings"]
+
+
+def _setting(env: str, default, what: str, parse=None, shown: str | None = None):
+    return field(default=default, metadata={"env": env, "what": what, "parse": parse, "shown": shown})
+
+
+def _shown(value) -> str:
+    """A default as the README's table writes it."""
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return f"`{value}`" if isinstance(value, str) else str(value)
+
+
+def _flag(text: str) -> bool:
+    return text.strip() not in ("0", "", "false", "no", "off")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Settings of a server (and of the CLI's pool), from the environment; defaults fit a 2-core, 24 GB machine
+    serving a lecture."""
+
+    workers: int = _setting("FLOWVIZ_WORKERS", 0, "training processes (the one bound on concurrent trainings "
+                            "and jobs)", shown="CPU count")
+    worker_mode: str = _setting("FLOWVIZ_WORKER_MODE", "process", "`thread` trains inside the server process "
+                                "(debugging)")
+    executor: str = _setting("FLOWVIZ_EXECUTOR", "", "where runs and sweeps train, by name (`process`, "
+                             "`thread`)", shown="`FLOWVIZ_WORKER_MODE`")
+    server_threads: int = _setting("FLOWVIZ_SERVER_THREADS", 1, "torch threads of the server's own work (views), "
+                                   "in process mode")
+    cuda_graphs: bool = _setting("FLOWVIZ_CUDA_GRAPHS", False, "1: on a CUDA GPU, replay each training step from a "
+                                 "CUDA graph (off until measured; read by `flowviz.training.graphs`)", _flag)
+    unwatched_s: float = _setting("FLOWVIZ_UNWATCHED_S", 120.0, "a run no page has looked at for this long is "
+                                  "cancelled")
+    cache_dir: str = _setting("FLOWVIZ_CACHE_DIR", "", "disk cache of finished runs (`off` disables it)",
+                              shown="`~/.cache/flowviz`")
+    cache_entries: int = _setting("FLOWVIZ_CACHE_ENTRIES", 256, "runs kept on disk, least recently used out")
+    warm: bool = _setting("FLOWVIZ_WARM", True, "load and analyse prebuilt scenarios at server start", _flag)
+    malloc_tuning: bool = _setting("FLOWVIZ_MALLOPT", True, "0: leave glibc's malloc thresholds alone (workers, "
+                             "server, CLI)", _flag)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """The settings in ``environ`` (the process environment by default); a malformed value keeps its
+        default (a server must start), as an unset one does."""
+        env = os.environ if environ is None else environ
+        values = {}
+        for f in fields(cls):
+            raw = env.get(f.metadata["env"])
+            if raw is None or not raw.strip():
+                continue
+            parse = f.metadata["parse"] or type(f.default)
+            try:
+                values[f.name] = parse(raw.strip())
+            except ValueError:
+                continue
+        return cls(**values)
+
+    @classmethod
+    def table(cls) -> list[tuple[str, str, str]]:
+        """(variable, default, what) per setting: the README's table."""
+        return [(f.metadata["env"], f.metadata["shown"] or _shown(f.default), f.metadata["what"])
+                for f in fields(cls)]
+
+    def worker_count(self) -> int:
+        """Training processes: ``workers``, or the CPU count."""
+        return self.workers if self.workers > 0 else (os.cpu_count() or 1)

@@ -1,0 +1,110 @@
+"""What a worker does with a request: a table of tasks, each turning one request into a stream of replies.
+
+The same handlers serve every executor: a worker process of the local pool (:func:`main`, reading its pipe),
+a thread of the in-process executor, and (next) a remote actor. A handler gets the decoded request and a
+``cancel`` flag (``is_set()``, checked between training steps) and yields encoded replies; an exception
+becomes a ``fatal`` reply and the worker goes on serving.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from ..core.config import Config
+from ..training.train import train_iter
+from .protocol import CANCEL, dataset_from, decode, encode, fatal_message, snapshot_message
+
+__all__ = ["TASKS", "handle", "main"]
+
+
+def run_task(header: dict, arrays: dict, cancel) -> Iterator[bytes]:
+    """One training run: a snapshot (with its weights) every ``log_every`` steps, the last one ``done``."""
+    cfg = Config.from_dict(header["config"])
+    for s in train_iter(cfg, data=dataset_from(header, arrays), log_every=int(header["log_every"]), cancel=cancel,
+                        keep_state=True):
+        yield snapshot_message(s)
+
+
+def batch_task(header: dict, arrays: dict, cancel) -> Iterator[bytes]:
+    """One group of lanes of a batched sweep: progress while it trains, then every member's result."""
+    import queue
+    import threading
+
+    from ..training.batch import train_batched
+
+    cfgs = [Config.from_dict(d) for d in header["configs"]]
+    out: queue.SimpleQueue = queue.SimpleQueue()  # progress is called inside train_batched: relay it in order
+    box: dict = {}
+
+    def work():
+        try:
+            box["results"] = train_batched(cfgs, data=dataset_from(header, arrays), log_every=int(header["log_every"]),
+                                           cancel=cancel, progress=lambda step, snaps: out.put(step))
+        except BaseException as e:  # re-raised below, in the handler's own frame
+            box["error"] = e
+        finally:
+            out.put(None)
+
+    t = threading.Thread(target=work, name="flowviz-batch", daemon=True)
+    t.start()
+    while (step := out.get()) is not None:
+        yield encode({"kind": "progress", "progress": step})
+    t.join()
+    if "error" in box:
+        raise box["error"]
+    results = box["results"]
+    head = {"kind": "result", "results": [{"history": r.history, "metrics": r.metrics, "error": r.error}
+                                          for r in results]}
+    yield encode(head, {f"{i}/{k}": v.detach().cpu().numpy() for i, r in enumerate(results)
+                        for k, v in r.model.state_dict().items()})
+
+
+# task name -> handler(header, arrays, cancel) yielding encoded replies
+TASKS: dict[str, Callable[[dict, dict, object], Iterator[bytes]]] = {"run": run_task, "batch": batch_task}
+
+
+def handle(raw: bytes, cancel) -> Iterator[bytes]:
+    """The replies to one request; a failure (an unknown task included) is one ``fatal`` reply."""
+    try:
+        header, arrays = decode(raw)
+        task = TASKS.get(header.get("task"))
+        if task is None:
+            raise ValueError(f"unknown task {header.get('task')!r}; valid: {', '.join(TASKS)}")
+        yield from task(header, arrays, cancel)
+    except MemoryError as e:
+        yield fatal_message(MemoryError(f"the worker's memory limit was reached ({e or 'allocation refused'})"))
+    except Exception as e:  # report, keep serving
+        yield fatal_message(e)
+
+
+class _PipeCancel:
+    """cancel.is_set() for a task: a CANCEL message on the pipe, checked between steps."""
+
+    def __init__(self, conn):
+        self.conn, self.flag = conn, False
+
+    def is_set(self) -> bool:
+        while not self.flag and self.conn.poll():
+            if self.conn.recv_bytes() == CANCEL:
+                self.flag = True
+        return self.flag
+
+
+def main(conn, threads: int, limit_mb: float = 0.0) -> None:  # pragma: no cover - runs in the child process
+    """A worker process: start-up settings, then serve requests from ``conn`` until it closes."""
+    import torch
+
+    from .process import limit_memory, tune_malloc
+
+    tune_malloc()
+    limit_memory(limit_mb)
+    torch.set_num_threads(threads)
+    while True:
+        try:
+            raw = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        if raw == CANCEL:  # arrived after its task had ended
+            continue
+        for reply in handle(raw, _PipeCancel(conn)):
+            conn.send_bytes(reply)

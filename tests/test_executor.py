@@ -1,0 +1,133 @@
+"""The executor interface: the wire protocol, the two local executors, the one concurrency limit, run states."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import flowviz
+from flowviz.core.data import load_csv, make_dataset
+from flowviz.serve import protocol
+from flowviz.serve.executor import EXECUTORS, ThreadExecutor, make_executor
+from flowviz.serve.runs import Registry, RunStatus
+from flowviz.serve.settings import Settings
+from flowviz.serve.worker_main import handle
+from flowviz.training.train import train_iter
+
+TINY = flowviz.Config(n_samples=120, n_steps=4, width=8, train_steps=30)
+
+
+def _wait(pred, timeout=60):
+    t = time.time()
+    while time.time() - t < timeout:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_a_request_and_a_snapshot_cross_the_wire_exactly():
+    ds = make_dataset(TINY)
+    head, arrays = protocol.decode(protocol.request("run", ds, config=TINY, log_every=5))
+    assert head["task"] == "run" and flowviz.Config.from_dict(head["config"]) == TINY
+    back = protocol.dataset_from(head, arrays)
+    for a, b in ((ds.x_train, back.x_train), (ds.y_train, back.y_train), (ds.x_test, back.x_test)):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+    snap = list(train_iter(TINY, data=ds, log_every=10, keep_state=True))[-1]
+    got = protocol.snapshot_from(*protocol.decode(protocol.snapshot_message(snap)))
+    assert {k: getattr(got, k) for k in protocol.SNAPSHOT_FIELDS} == {k: getattr(snap, k)
+                                                                      for k in protocol.SNAPSHOT_FIELDS}
+    assert all(torch.equal(got.state[k], v) for k, v in snap.state.items())
+
+
+def test_an_unknown_task_is_one_fatal_reply_naming_the_valid_ones():
+    (reply,) = list(handle(protocol.encode({"task": "rm -rf"}), threading.Event()))
+    head, _ = protocol.decode(reply)
+    assert head["kind"] == "fatal" and "'rm -rf'" in head["fatal"] and "run" in head["fatal"]
+
+
+@pytest.mark.parametrize("name", sorted(EXECUTORS))
+def test_every_executor_trains_the_same_weights_as_train_iter(name):
+    ds = make_dataset(TINY)
+    alone = list(train_iter(TINY, data=ds, log_every=10, keep_state=True))
+    ex = make_executor(Settings(), size=1, name=name)
+    try:
+        began = []
+        snaps = list(ex.train(TINY, ds, log_every=10, started=lambda: began.append(1)))
+    finally:
+        ex.shutdown()
+    assert began == [1] and [s.step for s in snaps] == [s.step for s in alone] and snaps[-1].done
+    for k, v in alone[-1].state.items():
+        torch.testing.assert_close(snaps[-1].state[k], v, rtol=1e-6, atol=1e-7, msg=k)  # same seed, same numbers
+
+
+def test_the_table_chooses_the_executor_and_falls_back_to_the_pool():
+    assert isinstance(make_executor(Settings(worker_mode="thread"), size=1), ThreadExecutor)
+    assert isinstance(make_executor(Settings(worker_mode="process", executor="thread"), size=1), ThreadExecutor)
+    pool = make_executor(Settings(executor="no-such-thing"), size=1)
+    assert type(pool).__name__ == "ProcessPool"
+    pool.shutdown()
+
+
+def test_a_cancelled_run_on_a_thread_executor_stops_between_steps():
+    ex = ThreadExecutor(1)
+    stop = threading.Event()
+    seen = []
+    for s in ex.train(TINY.replace(train_steps=20000, n_samples=400), make_dataset(TINY), log_every=5, cancel=stop):
+        seen.append(s)
+        stop.set()
+    assert seen[-1].cancelled and seen[-1].done and seen[-1].step < 20000 and ex.busy() == 0
+
+
+def test_the_executor_is_the_one_limit_for_runs_and_jobs():
+    """A job computing in the server holds a worker: with one worker, a run waits for it (and no gate elsewhere)."""
+    reg = Registry(max_workers=1, mode="thread")
+    release = threading.Event()
+    try:
+        job = reg.job("blocking", lambda progress, cancel: release.wait(30) and "ok")
+        assert _wait(lambda: job.status == RunStatus.TRAINING, 10)
+        run = reg.start(TINY.replace(seed=901))
+        time.sleep(0.5)
+        assert run.status == RunStatus.QUEUED and reg.executor.busy() == 1 and reg.queued_before(run) == 0
+        release.set()
+        run.join(60)
+        assert job.result == "ok" and run.status == RunStatus.DONE and reg.executor.busy() == 0
+    finally:
+        release.set()
+        reg.shutdown()
+
+
+def test_run_states_answer_the_questions_asked_of_them():
+    finished = {s for s in RunStatus if s.finished}
+    assert finished == {RunStatus.DONE, RunStatus.CANCELLED, RunStatus.ERROR}
+    assert {s for s in RunStatus if s.reusable} == {RunStatus.QUEUED, RunStatus.TRAINING, RunStatus.DONE}
+    assert RunStatus("done") == "done" and f"{RunStatus.TRAINING}" == "training"  # the page shows the text
+
+
+def _csv(seed):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(60, 2))
+    return "x1,x2,label\n" + "\n".join(f"{a:.6f},{b:.6f},{int(a > 0)}" for a, b in x)
+
+
+def test_two_sessions_with_same_length_csvs_never_share_a_sweep_or_coarse_to_fine_job():
+    from flowviz.ui.sweep_tab import job_key
+
+    cfg = flowviz.Config(dataset="csv", n_steps=4, width=8, train_steps=20)
+    a, b = (make_dataset(cfg, load_csv(_csv(s))) for s in (1, 2))
+    assert len(a.x) == len(b.x) and not np.array_equal(a.x, b.x)
+    for kind, parts in (("sweep", ("n_steps", [1, 2])), ("c2f", (4, 8))):
+        assert job_key(kind, cfg, a, *parts) != job_key(kind, cfg, b, *parts)
+        again = make_dataset(cfg, load_csv(_csv(1)))
+        assert job_key(kind, cfg, a, *parts) == job_key(kind, cfg, again, *parts)  # one upload, shared
+    reg = Registry(max_workers=1, mode="thread")
+    try:
+        jobs = [reg.job(job_key("sweep", cfg, d, "n_steps", [1]), lambda p, c, d=d: float(d.x.sum())) for d in (a, b)]
+        for j in jobs:
+            j.join(30)
+        assert jobs[0] is not jobs[1] and jobs[0].result == pytest.approx(float(a.x.sum()))
+        assert jobs[1].result == pytest.approx(float(b.x.sum()))  # each session sees its own points' result
+    finally:
+        reg.shutdown()
