@@ -172,7 +172,7 @@ TABLE = {
 }
 
 
-TIME_KEYS = ["dispatch", "mac", "elem", "train", "fast_block", "fast_elem", "adam"]
+TIME_KEYS = ["dispatch", "mac", "elem", "train", "fast_block", "fast_elem", "adam", "analysis", "spill", "spill_mb"]
 MEMORY_KEYS = ["base_mb", "act_mb", "eval_mb"]
 PHASES = {"step_s": "step", "snapshot_s": "snapshot", "analysis_s": "analysis"}
 

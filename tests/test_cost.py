@@ -1,7 +1,6 @@
 """The cost model (flowviz.core.cost) against real measurements, and the budget it feeds."""
 
 import importlib.util
-import math
 import warnings
 
 import pytest
@@ -45,10 +44,11 @@ MEASURED = [
      "batch_size": 250, "analysis": False},
     {"n_samples": 2000, "n_steps": 32, "field": "antisymmetric", "lift": 8, "analysis": False},
     {"n_samples": 1000, "n_steps": 16, "kinetic": 1.0, "smoothness": 1.0, "analysis": False},
+    {"n_samples": 3000, "n_steps": 16, "width": 256, "scheme": "midpoint", "analysis": False},  # 240 MB kept
     dict(C8, n_samples=400, n_steps=8, width=64, mc_samples=4, analysis=False),            # case 8, small
-    dict(C8, n_samples=100, n_steps=16, width=256, mc_samples=2, analysis=False),          # case 8, heavy weights
+    dict(C8, n_samples=100, n_steps=32, width=256, mc_samples=2, analysis=False),          # case 8, heavy weights
     {"n_samples": 300, "n_steps": 8, "width": 16, "scheme": "rk4", "lift": 2},             # with the pictures
-    {"n_samples": 300, "n_steps": 4, "width": 16, "viscosity": 0.2, "mc_samples": 4},      # noisy pictures
+    {"n_samples": 300, "n_steps": 8, "width": 16, "viscosity": 0.2, "mc_samples": 4},      # noisy pictures
 ]
 
 
@@ -57,6 +57,9 @@ def measured(root):
     bench = _bench_memory(root)
     cfgs = [dict(c, train_steps=4) for c in MEASURED]
     return list(zip(cfgs, bench.measure_many(cfgs, steps=3)))
+
+
+MIN_S = 0.005  # below 5 ms of CPU a step's time is the timer's and the load's, not the run's
 
 
 def _within(measured_value: float, estimated: float, factor: float = 2.0) -> bool:
@@ -68,19 +71,23 @@ def test_estimate_is_within_a_factor_2_of_measured_time_and_peak_memory(measured
     (median of 3), per snapshot and for the final pictures, and its peak resident memory (VmHWM), are set
     against the cost model's estimate of the same phases."""
     assert len(measured) >= 12
-    bad = []
+    bad, compared = [], 0
     for c, r in measured:
         assert "error" not in r, (c, r)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             e = estimate(Config.from_dict({k: v for k, v in c.items() if k != "analysis"}))
-        pairs = [("step", r["step_s"], e.part("step")), ("peak_mb", r["peak_mb"], e.peak_mb)]
+        pairs = [("peak_mb", r["peak_mb"], e.peak_mb)]
+        if r["step_s"] > MIN_S:
+            pairs.append(("step", r["step_s"], e.part("step")))
+            compared += 1
         if c.get("viscosity", 0) > 0:  # mc_samples multiplies every evaluation: the snapshots
             pairs.append(("snapshot", r["snapshot_s"], e.part("snapshot")))
         if "analysis_s" in r:
             pairs.append(("analysis", r["analysis_s"], e.part("analysis")))
         bad += [(c, what, round(m, 4), round(est, 4)) for what, m, est in pairs if not _within(m, est)]
     assert not bad, bad
+    assert compared >= 12  # steps long enough to time
 
 
 def test_the_heaviest_measured_config_is_heavy_in_memory_too(measured):
@@ -110,7 +117,7 @@ def test_hard_limit_link_of_case_7_is_over_the_default_budget_and_presets_are_no
     hard = Config.from_query({"n_samples": "20000", "n_steps": "256", "width": "256", "train_steps": "20000"})
     e = estimate(hard)
     assert e.seconds > 3600 and e.drivers[:1] in (("train_steps",), ("n_samples",), ("n_steps",), ("width",))
-    assert cost.over_budget(e, (cost.DEFAULT_MAX_RUN_SECONDS, cost.DEFAULT_MAX_RUN_MB))
+    assert cost.over_budget(e) is not None and cost.over_budget(e, (1e9, 1e9)) is None
     for name in flowviz.preset_names():  # a lecture's scenarios must never be refused
         e = estimate(flowviz.preset(name))
         assert e.seconds < cost.DEFAULT_MAX_RUN_SECONDS / 4 and e.peak_mb < cost.DEFAULT_MAX_RUN_MB / 4, name
@@ -138,14 +145,6 @@ def test_drivers_are_the_keys_that_multiply_largest_first():
     assert estimate(Config(viscosity=0.5, mc_samples=64)).seconds > 2 * estimate(Config(viscosity=0.5)).seconds
 
 
-def test_budget_comes_from_the_environment(monkeypatch):
-    assert cost.server_budget() == (cost.DEFAULT_MAX_RUN_SECONDS, cost.DEFAULT_MAX_RUN_MB)
-    monkeypatch.setenv("FLOWVIZ_MAX_RUN_SECONDS", "30")
-    monkeypatch.setenv("FLOWVIZ_MAX_RUN_MB", "oops")  # unreadable: the default
-    assert cost.server_budget() == (30.0, cost.DEFAULT_MAX_RUN_MB)
-    assert cost.over_budget(estimate(Config(train_steps=20_000, n_steps=128))) is not None
-
-
 def test_train_refuses_what_cannot_fit_in_memory_before_allocating_it():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FlowvizWarning)
@@ -156,22 +155,24 @@ def test_train_refuses_what_cannot_fit_in_memory_before_allocating_it():
 
 
 def test_train_warns_with_the_estimate_over_the_budget(monkeypatch):
-    monkeypatch.setenv("FLOWVIZ_MAX_RUN_SECONDS", "0.001")
+    monkeypatch.setattr(cost, "DEFAULT_MAX_RUN_SECONDS", 0.001)
     with pytest.warns(FlowvizWarning, match=r"this run will take about \d+ s and \d+ MB.*over a server's budget"):
         flowviz.train(Config(n_samples=60, width=4, n_steps=2, train_steps=2))
 
 
-def test_the_command_line_prints_one_line_with_the_estimate_before_training(tmp_path, root):
-    import os
+def test_the_command_line_prints_one_line_with_the_estimate_before_training(root):
+    """Case 7's hard-limit config: the estimate line comes before the first step; then the run is stopped."""
     import subprocess
     import sys
 
-    env = dict(os.environ, FLOWVIZ_MAX_RUN_SECONDS="0.001")
-    p = subprocess.run([sys.executable, "-m", "flowviz", "train", "--set", "n_samples=60", "--set", "width=4",
-                        "--set", "n_steps=2", "--set", "train_steps=20", "--out", str(tmp_path / "run")],
-                       cwd=root, capture_output=True, text=True, timeout=300, env=env)
-    assert p.returncode == 0, p.stderr
-    lines = [ln for ln in p.stderr.replace("\r", "\n").splitlines() if ln.strip()]
-    assert lines[0].startswith("flowviz: warning: this run will take about ")
-    assert "FLOWVIZ_MAX_RUN_SECONDS" in lines[0] and sum("will take" in ln for ln in lines) == 1
-    assert math.isfinite(estimate(Config(n_samples=60, width=4, n_steps=2, train_steps=20)).seconds)
+    args = ["--set", "n_samples=20000", "--set", "n_steps=256", "--set", "width=256", "--set", "train_steps=20000"]
+    p = subprocess.Popen([sys.executable, "-m", "flowviz", "train", *args, "--out", "unused"], cwd=root,
+                         stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    try:
+        first = p.stderr.readline()
+    finally:
+        p.kill()
+        p.wait()
+    assert first.startswith("flowviz: warning: this run will take about "), first
+    assert "driven by train_steps" in first and "FLOWVIZ_MAX_RUN_SECONDS" in first
+    assert " h" in first or "days" in first

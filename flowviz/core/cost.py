@@ -30,28 +30,32 @@ from types import SimpleNamespace
 from .config import Config
 from .errors import ConfigError, FlowvizWarning
 
-__all__ = ["Cost", "estimate", "guard", "over_budget", "server_budget", "machine_mb", "DEFAULT_MAX_RUN_SECONDS",
-           "DEFAULT_MAX_RUN_MB"]
+__all__ = ["Cost", "estimate", "guard", "over_budget", "machine_mb", "DEFAULT_MAX_RUN_SECONDS", "DEFAULT_MAX_RUN_MB"]
 
-# The server's budget per run (FLOWVIZ_MAX_RUN_SECONDS, FLOWVIZ_MAX_RUN_MB): a lecture's runs take seconds;
-# two workers of at most 4 GB each leave most of a 24 GB machine to the server and the system.
+# The server's default budget per run (its settings FLOWVIZ_MAX_RUN_SECONDS, FLOWVIZ_MAX_RUN_MB override it; the
+# core reads no environment): a lecture's runs take seconds; two workers of at most 4 GB each leave most of a
+# 24 GB machine to the server and the system. The library and the CLI warn over it; a server refuses.
 DEFAULT_MAX_RUN_SECONDS = 600.0
 DEFAULT_MAX_RUN_MB = 4096.0
 
-# Fitted on one torch thread of the development machine (bench/memory.py --fit; see bench/README.md).
+# Fitted on one torch thread of the development machine (bench/memory.py --fit; see bench/README.md): CPU seconds
+# of 45 configs (the multiplying keys alone and combined), 2026-11-30, a machine shared by many agents.
 K = {
-    "dispatch": 1.6e-5,    # s per torch op (eval, no autograd)
-    "mac": 1.0e-10,        # s per multiply-add (eval)
-    "elem": 1.5e-9,        # s per element operation (eval)
-    "train": 3.0,          # a training pass (forward + backward through autograd) / an eval pass
-    "fast_block": 2.0e-5,  # s per block of the hand-written Euler chain (training, forward + backward)
-    "fast_elem": 4.0e-9,   # s per point x hidden unit x block of the chain (training)
-    "adam": 1.5e-8,        # s per parameter per optimiser step (Adam, gradient zeroing, the backup copy)
+    "dispatch": 6.36e-06,    # s per torch op (eval, no autograd)
+    "mac": 1.44e-11,        # s per multiply-add (eval)
+    "elem": 1.47e-09,        # s per element operation (eval)
+    "train": 3.52,          # a training pass (forward + backward through autograd) / an eval pass
+    "fast_block": 0.000199,  # s per block of the hand-written Euler chain (training, forward + backward)
+    "fast_elem": 2.8e-09,   # s per point x hidden unit x block of the chain (training)
+    "adam": 1.15e-08,        # s per parameter per optimiser step (Adam, gradient zeroing, the backup copy)
+    "analysis": 1.82,       # the final pictures over the flows they run (numpy conversions, grids, Jacobians)
+    "spill": 1.71,         # element ops cost 1 + spill * log2(hidden MB / spill_mb) times more beyond the caches
+    "spill_mb": 1.81,
     "ref_evals": 12.0,     # field evaluations of dopri5 per step of the partition (reference solution)
     "setup": 0.3,          # s: data, model, first snapshot's warm-up
-    "base_mb": 330.0,      # resident memory of a worker with torch and flowviz loaded
-    "act_mb": 1.3,         # allocator and temporaries over the activations autograd keeps
-    "eval_mb": 1.5,        # same for evaluation and the analysis' recorded paths
+    "base_mb": 290.0,      # resident memory of a worker with torch and flowviz loaded
+    "act_mb": 0.794,         # allocator and temporaries over the activations autograd keeps
+    "eval_mb": 1.27,        # same for evaluation and the analysis' recorded paths
 }
 
 GENERIC_BUDGET = 256 * 2**20  # flowviz.core.model.GENERIC_BUDGET: above it each step is checkpointed
@@ -79,18 +83,6 @@ class Cost:
     def part(self, name: str) -> float:
         """Seconds of one phase: "setup", "step" (one optimiser step), "training", "snapshots", "analysis"."""
         return dict(self.parts)[name]
-
-
-def server_budget() -> tuple[float, float]:
-    """(seconds, MB) a server run may cost: FLOWVIZ_MAX_RUN_SECONDS and FLOWVIZ_MAX_RUN_MB, or the defaults."""
-    def env(name, default):
-        try:
-            v = float(os.environ.get(name, default))
-        except ValueError:
-            return default
-        return v if v > 0 and math.isfinite(v) else default
-
-    return env("FLOWVIZ_MAX_RUN_SECONDS", DEFAULT_MAX_RUN_SECONDS), env("FLOWVIZ_MAX_RUN_MB", DEFAULT_MAX_RUN_MB)
 
 
 def estimate(config: Config, n_train: int | None = None, *, log_every: int | None = None) -> Cost:
@@ -123,17 +115,18 @@ def machine_mb() -> float | None:
 
 
 def over_budget(cost: Cost, budget: tuple[float, float] | None = None) -> str | None:
-    """A plain-text sentence if ``cost`` is over a server's budget (default: server_budget()), else None."""
-    seconds, mb = budget or server_budget()
+    """A plain-text sentence if ``cost`` is over ``budget`` (seconds, MB; default the server's default budget),
+    else None."""
+    seconds, mb = budget or (DEFAULT_MAX_RUN_SECONDS, DEFAULT_MAX_RUN_MB)
     if cost.seconds <= seconds and cost.peak_mb <= mb:
         return None
     return (f"this run will take {cost.describe()}: over a server's budget of {_duration(seconds)} and "
-            f"{_size(mb)} per run (FLOWVIZ_MAX_RUN_SECONDS, FLOWVIZ_MAX_RUN_MB)")
+            f"{_size(mb)} per run (FLOWVIZ_MAX_RUN_SECONDS, FLOWVIZ_MAX_RUN_MB), which would refuse it")
 
 
 def guard(config: Config, n_train: int | None = None, *, log_every: int | None = None) -> Cost:
     """The library's check before training on a CPU: a ConfigError if the run cannot fit in this machine's
-    memory, a FlowvizWarning if it is over a server's budget (the library and the CLI only warn)."""
+    memory, a FlowvizWarning if it is over the server's default budget (the library and the CLI only warn)."""
     cost = estimate(config, n_train, log_every=log_every)
     total = machine_mb()
     if total is not None and cost.peak_mb > total:
@@ -198,11 +191,15 @@ def _eval_pass(c: Config, f: dict, n: int, steps: int, *, noisy: bool, mix: bool
     """Seconds of one no-grad flow over ``steps`` steps of n points (generic path), weights mixed first."""
     S = _stages(c)
     E = steps * S
-    t = K["dispatch"] * (E * (f["ops"] + 3) + steps) + K["mac"] * n * E * f["mac"] + K["elem"] * n * E * f["elem"]
+    # hidden layers beyond the caches stream through memory: element ops cost more (measured: 2.9x at 6.5 MB)
+    spill = 1 + K["spill"] * max(0.0, math.log2(4 * n * c.width / 2**20 / K["spill_mb"]))
+    t = (K["dispatch"] * (E * (f["ops"] + 3) + steps) + K["mac"] * n * E * f["mac"]
+         + K["elem"] * spill * n * E * f["elem"])
     if noisy:
         t += K["dispatch"] * 3 * steps + K["elem"] * 8 * n * steps * c.dim  # sqrt(2 eps s) xi after each step
-    if mix:  # field.weights(P): (L S, K) @ (K, slot) and unbinding into L S tuples
-        t += K["mac"] * c.n_steps * S * _slots(c) * f["slot"] + K["dispatch"] * c.n_steps * S * 2
+    if mix:  # field.weights(P): (L S, K) @ (K, slot), written out (memory-bound when large), unbound into L S
+        LS = c.n_steps * S
+        t += K["mac"] * LS * _slots(c) * f["slot"] + K["elem"] * LS * f["slot"] + K["dispatch"] * LS * 2
     return t
 
 
@@ -260,7 +257,7 @@ def _analysis(c: Config, f: dict, n: int) -> float:
         evals = K["ref_evals"] * (L if c.time_mode == "per_step" else 4) + 50
         t += evals * 2 * (K["dispatch"] * (f["ops"] + 6) + K["mac"] * (200 * f["mac"] + _slots(c) * f["slot"])
                           + K["elem"] * 200 * f["elem"])
-    return t + _predict(c, f, n)
+    return K["analysis"] * t + _predict(c, f, n)
 
 
 def _frame_steps(L: int) -> list[int]:
