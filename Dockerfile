@@ -8,11 +8,17 @@
 # The run cache lives in /data (mount a volume to keep prebuilt scenarios across restarts):
 #   docker run --rm -p 8501:8501 -v flowviz-cache:/data flowviz
 #   docker run --rm -v flowviz-cache:/data flowviz python -m flowviz prebuild
+#
+# With the Ray executor (replicas that train on a Ray cluster; see the README's "On a Ray cluster"):
+#   docker build -t flowviz:ray --build-arg EXTRAS=ray .
+#   docker run --rm -p 8501:8501 -e FLOWVIZ_EXECUTOR=ray -e RAY_ADDRESS=head-node:6379 flowviz:ray
 
 FROM python:3.11-slim
 
 # CPU wheels by default; pass the CUDA wheel index for a GPU image.
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# Optional extras: EXTRAS=ray installs requirements-ray.txt (the Ray executor).
+ARG EXTRAS=
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -23,9 +29,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN useradd --create-home --uid 10001 flowviz && mkdir -p /data && chown flowviz /data
 WORKDIR /app
 
-COPY requirements.txt ./
+COPY requirements.txt requirements-ray.txt ./
 RUN pip install --no-deps --index-url "${TORCH_INDEX}" "$(grep -E '^torch==' requirements.txt)" \
- && pip install -r requirements.txt
+ && pip install -r requirements.txt \
+ && if [ "${EXTRAS}" = "ray" ]; then pip install -r requirements-ray.txt; fi
 
 COPY app.py pyproject.toml ./
 COPY flowviz ./flowviz

@@ -25,8 +25,8 @@ $(VENV)/.installed: requirements.txt | $(BIN)/python
 	$(PIP) -r requirements.txt  # torch's own dependencies come from the default index
 	touch $@
 
-$(VENV)/.dev: requirements-dev.txt $(VENV)/.installed
-	$(PIP) -r requirements-dev.txt
+$(VENV)/.dev: requirements-dev.txt requirements-ray.txt $(VENV)/.installed
+	$(PIP) -r requirements-dev.txt -r requirements-ray.txt
 	touch $@
 
 # Debian's headless Chromium for the real-browser tests (installed when we are root; else the tests say so).

@@ -133,8 +133,8 @@ def prebuilt(a):
     from playwright.sync_api import sync_playwright
 
     import flowviz
-    from flowviz.serve import cache
     from flowviz.core.presets import preset_configs, preset_info
+    from flowviz.serve import cache
     from flowviz.training.train import train
 
     name = a.preset if a.preset != "reference" else "moons"

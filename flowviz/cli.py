@@ -146,7 +146,12 @@ def cmd_sweep(args) -> int:
     if args.workers < 1:
         raise FlowvizError(f"--workers must be at least 1, not {args.workers}")
     pool = None
-    if args.workers > 1 and not args.sequential:
+    if args.executor == "ray":  # the cluster at RAY_ADDRESS, or a local one of --workers CPUs
+        from .serve.ray_executor import RayExecutor, ray_started
+
+        ray_started(num_cpus=args.workers if args.workers > 1 else None)
+        pool = RayExecutor()
+    elif args.workers > 1 and not args.sequential:
         from .serve.pool import ProcessPool
 
         pool = ProcessPool(args.workers)
@@ -242,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--workers", type=int, default=1, metavar="N",
                    help="spread the batch's lanes over N training processes (one core each; starting them takes "
                         "a few seconds, so it pays for long sweeps). Default 1: this process")
+    w.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local: this machine (default); ray: a Ray cluster (RAY_ADDRESS, or a local one started "
+                        "here), members and lane groups spread over its CPUs (needs the ray extra)")
     w.add_argument("--transfer-to", metavar="L1,L2", help="extra L' columns for the depth-transfer matrix")
     w.add_argument("--coarse-to-fine", metavar="L0:L1", help="also train coarse to fine from L0 to L1")
     w.add_argument("--out", required=True, help="directory for sweep.json and sweep.html")

@@ -45,3 +45,14 @@ def test_dockerfile_is_non_root_serves_8501_with_a_healthcheck_and_copies_what_e
 def test_dockerignore_keeps_the_venv_and_artifacts_out():
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert ".venv" in ignored and "test-artifacts" in ignored
+
+
+def test_the_ray_extra_is_one_build_argument_away_and_pinned_in_one_place():
+    ins = _instructions()
+    assert any(i.startswith("ARG EXTRAS=") for i in ins)
+    run = next(i for i in ins if i.startswith("RUN pip install --no-deps"))
+    assert 'if [ "${EXTRAS}" = "ray" ]; then pip install -r requirements-ray.txt' in run
+    pin = [ln for ln in (ROOT / "requirements-ray.txt").read_text().splitlines() if ln and not ln.startswith("#")]
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["ray"]
+    assert pin == extra == ["ray==2.60.0"]
+    assert "requirements-ray.txt" in (ROOT / "Makefile").read_text()  # `make test` installs it: the suite tests it

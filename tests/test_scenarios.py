@@ -10,10 +10,10 @@ import numpy as np
 import torch
 
 import flowviz
-from flowviz.serve import cache
 from flowviz.core.data import RING_ANNULUS, load_csv
 from flowviz.core.presets import PRESET_DIR, preset_configs, preset_info, preset_names
 from flowviz.plots import FIGURES
+from flowviz.serve import cache
 from flowviz.serve.export import data_csv, history_csv, metrics_json, trajectories_npz
 from flowviz.serve.runs import Registry
 from flowviz.training.analysis import channel_fraction, min_jacobian_det, plane_grid

@@ -204,6 +204,46 @@ class Executor(ABC):
         return results
 
 
+    def train_members(self, configs: list[Config], data: Dataset, *, log_every: int = 25, cancel=None,
+                      progress: Callable[[int, int], None] | None = None) -> list:
+        """Each config trained to the end by a worker of its own, as many at once as the executor lends (the
+        members of a sweep that cannot be batched): the same numbers as ``flowviz.train`` one by one.
+
+        ``progress(finished, total)`` as members finish. A member that diverged keeps its last finite state
+        and says so in its ``error``, as the one-by-one sweep keeps it. Raises WorkerDied if a worker is lost.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        finished = [0]
+        lock = threading.Lock()
+
+        def one(cfg: Config):
+            snaps = list(self.train(cfg, data, log_every=log_every, cancel=cancel))
+            with lock:
+                finished[0] += 1
+                if progress is not None:
+                    progress(finished[0], len(configs))
+            return _result_of(cfg, data, snaps)
+
+        with ThreadPoolExecutor(max_workers=max(1, min(self.size, len(configs))),
+                                thread_name_prefix="flowviz-member") as threads:
+            return list(threads.map(one, configs))
+
+def _result_of(config: Config, data: Dataset, snaps: list[Snapshot]):
+    """The ``TrainResult`` of a run streamed from a worker: its history, its last weights, its metrics."""
+    from ..core.model import build_model
+    from ..training.train import TrainResult
+
+    last = snaps[-1]
+    model = build_model(config, data.n_classes)
+    if last.state is not None:
+        model.load_state_dict(last.state)
+    model.train(False)
+    metrics = {"train_accuracy": last.train_accuracy, "test_accuracy": last.test_accuracy, "train_loss": last.loss,
+               "test_loss": last.test_loss, "steps": last.step, "elapsed_s": last.elapsed,
+               "steps_per_second": last.steps_per_second}
+    return TrainResult(config, model, data, [s.record() for s in snaps], metrics, last.error)
+
 def _merged(streams: list) -> Iterator[tuple[int, dict, dict]]:
     """(index, header, arrays) of several lease streams, interleaved as their replies come."""
     live = dict(enumerate(streams))
@@ -305,7 +345,11 @@ class ThreadExecutor(Executor):
 EXECUTORS: dict[str, str] = {
     "process": "flowviz.serve.pool:ProcessPool",
     "thread": "flowviz.serve.executor:ThreadExecutor",
+    "ray": "flowviz.serve.ray_executor:RayExecutor",  # a Ray cluster (RAY_ADDRESS); the ray extra
 }
+
+
+CLUSTER_EXECUTORS = {"ray"}  # their size is, by default, their cluster's CPU count
 
 
 def make_executor(settings: Settings, *, size: int | None = None, name: str | None = None) -> Executor:
@@ -315,5 +359,6 @@ def make_executor(settings: Settings, *, size: int | None = None, name: str | No
         log.warning("unknown executor %r (valid: %s); using the process pool", chosen, ", ".join(EXECUTORS))
         chosen = "process"
     module, cls = EXECUTORS[chosen].split(":")
-    return getattr(importlib.import_module(module), cls)(size or settings.worker_count(), threads=1,
-                                                          limit_mb=0.0)
+    # a cluster knows its own size (its CPUs) unless FLOWVIZ_WORKERS says; a machine's pool defaults to its CPUs
+    default = (settings.workers or None) if chosen in CLUSTER_EXECUTORS else settings.worker_count()
+    return getattr(importlib.import_module(module), cls)(size or default, threads=1, limit_mb=0.0)

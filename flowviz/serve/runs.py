@@ -206,9 +206,9 @@ class Registry:
     def __init__(self, max_workers: int | None = None, keep: int = 32, mode: str | None = None,
                  prestart: bool = True, unwatched_s: float | None = None, settings: Settings | None = None):
         self.settings = settings or Settings.from_env()
-        self.max_workers = max_workers or self.settings.worker_count()
         self.mode = mode or self.settings.executor or self.settings.worker_mode
-        self.executor = make_executor(self.settings, size=self.max_workers, name=self.mode)
+        self.executor = make_executor(self.settings, size=max_workers, name=self.mode)
+        self.max_workers = self.executor.size
         self.pool = self.executor  # the name the sweep and the tests use
         # a run that no page has asked about for this long is cancelled (a closed tab must not hold a worker)
         self.unwatched_s = float(unwatched_s if unwatched_s is not None else self.settings.unwatched_s)

@@ -42,7 +42,8 @@ class Settings:
     worker_mode: str = _setting("FLOWVIZ_WORKER_MODE", "process", "`thread` trains inside the server process "
                                 "(debugging)")
     executor: str = _setting("FLOWVIZ_EXECUTOR", "", "where runs and sweeps train, by name (`process`, "
-                             "`thread`)", shown="`FLOWVIZ_WORKER_MODE`")
+                             "`thread`, `ray`: a Ray cluster at `RAY_ADDRESS`, see below)",
+                             shown="`FLOWVIZ_WORKER_MODE`")
     server_threads: int = _setting("FLOWVIZ_SERVER_THREADS", 1, "torch threads of the server's own work (views), "
                                    "in process mode")
     cuda_graphs: bool = _setting("FLOWVIZ_CUDA_GRAPHS", False, "1: on a CUDA GPU, replay each training step from a "

@@ -199,8 +199,9 @@ def run_sweep(base: Config, key: str, values: list, *, data=None, batched: bool 
     """Train one member per value of ``key`` (other keys from ``base``) and measure each.
 
     ``batched``: train members that differ only in their discretisation as one batch (they give the
-    same numbers as one by one). ``pool`` (an executor of ``flowviz.serve``): spread the batch's lanes over its
-    free training processes, one group of lanes each (the same numbers again). ``transfer_to``: extra L'
+    same numbers as one by one). ``pool`` (an executor of ``flowviz.serve``: the local pool or Ray): spread
+    the batch's lanes over its workers, one group of lanes each, or the members that cannot be batched, one
+    each (the same numbers again). ``transfer_to``: extra L'
     columns for the depth-transfer matrix, which is computed when the sweep varies n_steps.
     """
     if key not in VARY_KEYS:
@@ -224,6 +225,15 @@ def run_sweep(base: Config, key: str, values: list, *, data=None, batched: bool 
         else:
             results = train_batched(configs, data=ds, log_every=log_every, cancel=cancel, progress=on_step)
         walls = [time.perf_counter() - t0] * len(configs)
+    elif pool is not None:  # side by side, one member per worker of the executor
+        if batched and len(configs) > 1:
+            notes.append(f"trained side by side, one member per worker: {why}")
+
+        def finished(k, n):
+            say(0.8 * k / n, f"member {k} of {n} finished")
+
+        results = pool.train_members(configs, ds, log_every=log_every, cancel=cancel, progress=finished)
+        walls = [r.metrics.get("elapsed_s", float("nan")) for r in results]
     else:
         if batched and len(configs) > 1:
             notes.append(f"trained one after another: {why}")
