@@ -61,6 +61,8 @@ def panel(reg: Registry, cfg: Config, data: Dataset) -> None:
     if go:
         try:
             k, values = parse_vary(f"{key}={text}", cfg)
+            for v in values:  # the page is a server's: its limits are hard (the CLI's sweeps may go beyond)
+                cfg.replace(**{k: v}).check_server_limits()
         except FlowvizError as e:
             st.error(f"{e}. Nothing was started; the last sweep stays on screen.")
         else:
