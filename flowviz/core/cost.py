@@ -232,8 +232,11 @@ def _step(c: Config, f: dict, bs: int, n_params: int) -> float:
         t = K["train"] * _eval_pass(c, f, bs, c.n_steps, noisy=c.viscosity > 0)
         if _train_bytes(c, f, bs) > GENERIC_BUDGET:  # checkpointed: each step's stages run twice
             t += _eval_pass(c, f, bs, c.n_steps, noisy=False, mix=False)
-        if c.kinetic > 0:
-            t += K["train"] * _eval_pass(c, f, bs, c.n_steps, noisy=c.viscosity > 0)
+        if c.kinetic > 0:  # a second, recorded flow (with its stage weights) and its differences
+            t += K["train"] * (_eval_pass(c, f, bs, c.n_steps, noisy=c.viscosity > 0) + K["dispatch"] * 8
+                               + K["elem"] * 4 * bs * (c.n_steps + 1) * c.dim)
+    if c.smoothness > 0 and c.time_mode != "tied":  # sum_k |theta_k - theta_(k-1)|^2 / s_k, per parameter
+        t += K["train"] * (K["dispatch"] * 8 * (f["ops"] + 1) + K["elem"] * 4 * n_params)
     return t + K["adam"] * n_params + K["dispatch"] * 30
 
 
