@@ -15,9 +15,9 @@ LOG=${LOG:-bench/gpu_check.log}
   echo "== gpu-marked tests"
   timeout 120 "$PY" -m pytest -q -m gpu -p no:cacheprovider tests
   echo "== train_speed (cuda)"
-  timeout 60 "$PY" bench/train_speed.py --device cuda --reps 3 --steps 300
+  timeout 60 "$PY" bench/train_speed.py --device cuda --reps 3 --steps 300 --e2e-steps 300
   echo "== train_speed at L = 64 (cuda)"
-  timeout 60 "$PY" bench/train_speed.py --device cuda --reps 3 --steps 300 --L 64
+  timeout 60 "$PY" bench/train_speed.py --device cuda --reps 3 --steps 300 --e2e-steps 300 --L 64
   echo "== CUDA graphs against eager steps at L = 64 (cuda)"
   timeout 60 "$PY" bench/cuda_graphs.py --reps 3 --steps 400
   echo "== train_scaling (cuda)"

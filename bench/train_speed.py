@@ -1,16 +1,26 @@
-"""Training speed: flowviz against the obvious nn.ModuleList ResNet, measured side by side.
+"""Training speed: flowviz against the obvious nn.ModuleList ResNet, bare loop and end to end.
 
-Reference config: moons, 1,000 points, two-layer field of width 16, L = 32, Euler,
-Adam, full batch, 300 steps. Both trainers run the same number of optimiser steps
-on the same data, interleaved, for several repetitions; the last line prints the
-median steps per second of each and their ratio.
+Reference config: moons, 1,000 points (800 to train), two-layer field of width 16, L = 32, Euler, Adam,
+full batch. Three measurements, interleaved over several repetitions, one torch thread each:
 
-    python bench/train_speed.py [--reps 5] [--steps 300] [--device cpu] [--threads N]
+- bare loop: the optimiser loop alone (zero_grad, loss, backward, step) on both models, denormals flushed
+  for both (as flowviz.train does);
+- end to end: the whole ``flowviz.train(config)`` with its defaults (a snapshot with train and test
+  accuracy every 10 steps) against the obvious loop as a person writes it: build the ResNet, Adam, and log
+  ``loss.item()`` every 10 steps, with no denormal flushing. Steps per second of wall time, model and
+  optimiser construction included on both sides;
+- the page: the same config trained as the server trains it (a worker process, snapshots with weights
+  every few steps); its "steps / s" is what the page shows, compared with the end-to-end figure.
+
+The last line prints the end-to-end ratio flowviz / obvious loop (medians).
+
+    python bench/train_speed.py [--reps 3] [--steps 300] [--e2e-steps 1500] [--device cpu] [--threads N]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -72,35 +82,98 @@ def time_steps(model, x, y, steps, dev) -> float:
     return steps / (time.perf_counter() - t)
 
 
+def obvious_loop(cfg, x, y, n_classes, dev) -> float:
+    """Steps per second of the loop a person writes: model, Adam, loss printed every 10 steps."""
+    torch.set_flush_denormal(False)
+    sync(dev)
+    t = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    model = Baseline(2, cfg.width, cfg.n_steps, cfg.horizon, n_classes).to(dev)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    log = []
+    for step in range(1, cfg.train_steps + 1):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        if step % 10 == 0:
+            log.append((step, loss.item()))
+    sync(dev)
+    return cfg.train_steps / (time.perf_counter() - t)
+
+
+def flowviz_train(cfg, data) -> tuple[float, float]:
+    """(steps per second of wall time of flowviz.train with its defaults, the steps/s its result reports)."""
+    t = time.perf_counter()
+    r = flowviz.train(cfg, data=data)
+    wall = time.perf_counter() - t
+    return cfg.train_steps / wall, r.metrics["steps_per_second"]
+
+
+def page_rate(registry, cfg) -> float:
+    """The "steps / s" the page shows for cfg: the last snapshot of a run trained as the server trains it."""
+    run = registry.start(cfg, restart=True)
+    run.join(600)
+    return run.latest.steps_per_second
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=300, help="steps of the bare-loop measurement")
+    ap.add_argument("--e2e-steps", type=int, default=1500, help="train_steps of the end-to-end runs")
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--L", type=int, default=32)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--no-page", action="store_true", help="skip the server-side (page) measurement")
     # 1 thread by default: what flowviz.train picks at this size (train.cpu_threads), and the faster setting
     # for the baseline too; with two the figures swung by 1.7x between runs on this shared 2-core machine
     ap.add_argument("--threads", type=int, default=1, help="torch threads for both (0: torch's default)")
     a = ap.parse_args(argv)
-    torch.set_flush_denormal(True)
     if a.threads:
         torch.set_num_threads(a.threads)
     dev = torch.device(a.device)
-    cfg = flowviz.preset("reference").replace(n_samples=a.n, n_steps=a.L, test_fraction=0.0)
+    cfg = flowviz.preset("reference").replace(n_samples=a.n, n_steps=a.L, device=a.device)
     ds = make_dataset(cfg)
     x, y = torch.as_tensor(ds.x_train, device=dev), torch.as_tensor(ds.y_train, device=dev)
     fv = build_model(cfg, ds.n_classes).to(dev)
     base = Baseline(2, cfg.width, cfg.n_steps, cfg.horizon, ds.n_classes).to(dev)
-    print(f"device={dev} threads={torch.get_num_threads()} n={len(x)} L={cfg.n_steps} width={cfg.width} "
-          f"steps={a.steps} reps={a.reps} fast_path={fv.fast_path_applies(training=True)}")
-    r_fv, r_base = [], []
+    e2e = cfg.replace(train_steps=a.e2e_steps)
+    registry = None
+    if not a.no_page and dev.type == "cpu":
+        os.environ["FLOWVIZ_CACHE_DIR"] = "off"  # train every time, never restore from disk
+        from flowviz.serve.runs import Registry
+
+        registry = Registry(max_workers=1, mode="process")
+        registry.ready(120)
+    print(f"device={dev} threads={torch.get_num_threads()} n_train={len(x)} L={cfg.n_steps} width={cfg.width} "
+          f"bare steps={a.steps} end-to-end steps={e2e.train_steps} reps={a.reps} "
+          f"fast_path={fv.fast_path_applies(training=True)}")
+    bare_b, bare_f, e2e_b, e2e_f, e2e_rep, page = [], [], [], [], [], []
     for rep in range(a.reps):
-        r_base.append(time_steps(base, x, y, a.steps, dev))
-        r_fv.append(time_steps(fv, x, y, a.steps, dev))
-        print(f"rep {rep}: baseline {r_base[-1]:8.1f} steps/s   flowviz {r_fv[-1]:8.1f} steps/s")
-    mb, mf = statistics.median(r_base), statistics.median(r_fv)
-    print(f"median steps/s: baseline {mb:.1f}, flowviz {mf:.1f}; ratio flowviz/baseline = {mf / mb:.2f}")
+        torch.set_flush_denormal(True)
+        bare_b.append(time_steps(base, x, y, a.steps, dev))
+        bare_f.append(time_steps(fv, x, y, a.steps, dev))
+        torch.set_flush_denormal(False)
+        e2e_b.append(obvious_loop(e2e, x, y, ds.n_classes, dev))
+        wall, reported = flowviz_train(e2e, ds)
+        e2e_f.append(wall)
+        e2e_rep.append(reported)
+        line = (f"rep {rep}: bare loop  baseline {bare_b[-1]:7.1f}  flowviz {bare_f[-1]:7.1f} steps/s | end to end  "
+                f"obvious {e2e_b[-1]:7.1f}  flowviz.train {e2e_f[-1]:7.1f} (reports {e2e_rep[-1]:.1f}) steps/s")
+        if registry is not None:
+            page.append(page_rate(registry, e2e))
+            line += f" | page {page[-1]:7.1f} steps/s"
+        print(line)
+    med = statistics.median
+    print(f"bare loop (median steps/s): baseline {med(bare_b):.1f}, flowviz {med(bare_f):.1f}; "
+          f"ratio {med(bare_f) / med(bare_b):.2f}")
+    if page:
+        print(f"page 'steps / s' {med(page):.1f} against flowviz.train end to end {med(e2e_f):.1f}: "
+              f"page / benchmark = {med(page) / med(e2e_f):.2f} (target within 10 %)")
+        registry.shutdown()
+    print(f"end to end (median steps/s): obvious loop {med(e2e_b):.1f}, flowviz.train {med(e2e_f):.1f}; "
+          f"ratio flowviz/obvious = {med(e2e_f) / med(e2e_b):.2f}")
 
 
 if __name__ == "__main__":

@@ -18,12 +18,13 @@ from .core.fields import ACTIVATIONS, FIELDS
 from .core.model import FlowModel, build_model
 from .core.presets import preset, preset_names
 from .core.solvers import STEPPERS
+from .core.transport import GridSolution, solve_transport
 from .training.train import Snapshot, TrainResult, train, train_iter
 
 __all__ = [
     "Config", "CHOICES", "LIMITS", "DATASETS", "FIELDS", "STEPPERS", "ACTIVATIONS",
     "Dataset", "make_dataset", "load_csv", "FlowModel", "build_model", "train", "train_iter",
-    "Snapshot", "TrainResult", "preset", "preset_names",
+    "Snapshot", "TrainResult", "preset", "preset_names", "solve_transport", "GridSolution",
     "FlowvizError", "ConfigError", "DataError", "CheckpointError", "TrainingDiverged", "FlowvizWarning",
 ]
 __version__ = "0.1.0"

@@ -6,6 +6,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from flowviz import Config
+from flowviz.ui.plaintext import shown
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
 
@@ -32,6 +33,15 @@ def _app(query=None):
     return at
 
 
+def _link(at) -> dict:
+    """The page's own link, as a visitor would copy it."""
+    return {k: v[-1] if isinstance(v, list) else v for k, v in at.query_params.items()}
+
+
+def _config(at) -> Config:
+    return Config.from_query({k: v for k, v in _link(at).items() if k in Config.keys()})
+
+
 def _figures(at):
     import json
 
@@ -45,7 +55,7 @@ def test_page_loads_trains_the_default_and_shows_every_view():
     at = _settle(_app(SMALL).run())
     view = at.radio(key="view")
     assert view.options == ["Characteristics", "Decision surface", "Transport", "Velocity field", "Diagnostics",
-                            "Depth sweep", "Dictionary"]
+                            "Instruments", "Depth sweep", "Dictionary"]
     figs = _figures(at)
     assert len(figs) == 1 and len(figs[0]["frames"]) == 7  # L + 1 animation frames of the characteristics
     counts = {}
@@ -54,7 +64,7 @@ def test_page_loads_trains_the_default_and_shows_every_view():
         assert not at.exception
         counts[name] = len(at.get("plotly_chart"))
     assert counts == {"Characteristics": 1, "Decision surface": 1, "Transport": 2, "Velocity field": 1,
-                      "Diagnostics": 3, "Depth sweep": 0, "Dictionary": 0}
+                      "Diagnostics": 4, "Instruments": 1, "Depth sweep": 0, "Dictionary": 0}
     assert any("layer k" in m.value and "time t_k" in m.value for m in at.markdown)
     at.radio(key="view").set_value("Velocity field").run()
     vel = _figures(at)[0]
@@ -78,44 +88,45 @@ def test_each_dataset_and_field_family_leads_to_matching_figures(dataset, field,
 
 def test_url_round_trip_and_bad_values_fall_back_with_a_notice():
     at = _settle(_app(dict(SMALL, n_steps="5", scheme="rk4", bogus="1", lr="nan")).run())
-    assert any("bogus" in w.value for w in at.warning) and any("lr" in w.value for w in at.warning)
-    q = {k: v[-1] if isinstance(v, list) else v for k, v in at.query_params.items()}
-    cfg = Config.from_query(q)
+    assert any("bogus" in shown(w.value) for w in at.warning) and any("lr" in shown(w.value) for w in at.warning)
+    cfg = Config.from_query(_link(at))
     assert cfg.n_steps == 5 and cfg.scheme == "rk4" and cfg.lr == Config().lr
 
 
 def test_bad_csv_upload_shows_an_error_and_keeps_the_previous_data():
-    import numpy as np
-
-    from flowviz.ui import page
+    from flowviz.ui.page import STATE_KEY
 
     at = _settle(_app(SMALL).run())
-    good = (np.array([[0, 0], [1, 1], [2, 2], [3, 3]], np.float32), np.array([0, 1, 0, 1]))
-    at.session_state["csv"] = good
-    # AppTest has no file-uploader driver; feed the page's own handler the bytes a user would upload
-    msgs = []
-    page.handle_upload(at.session_state, "bad.csv", b"x1,x2,label\n1,2,0\n", error=msgs.append, ok=msgs.append)
-    assert "at least 4" in msgs[0] and "previous data stay" in msgs[0]
-    assert at.session_state["csv"] is good
+    state = at.session_state[STATE_KEY]
+    # AppTest has no file-uploader driver; give the page's state the bytes a user would upload
+    assert state.upload_csv("good.csv", b"x1,x2,label\n0,0,0\n1,1,1\n2,2,0\n3,3,1\n")[0]
+    good = state.csv
+    ok, msg = state.upload_csv("bad.csv", b"x1,x2,label\n1,2,0\n")
+    assert not ok and "at least 4" in msg and "previous data stay" in msg
+    assert state.csv is good
+    at.selectbox(key="w_dataset").set_value("csv").run()  # the page trains on the good points
+    at.button(key="train").click().run()
+    at = _settle(at)
+    assert _config(at).dataset == "csv" and {m.label: m.value for m in at.metric}["status"] == "done"
+    assert not at.error
 
 
 def test_stop_takes_effect_and_keeps_the_picture():
     at = _app(dict(SMALL, train_steps="20000", n_samples="2000")).run()
     time.sleep(1.0)
     at.run()
-    at.button[1].click().run()  # Stop
+    at.button(key="stop").click().run()
     at = _settle(at, timeout=30)
-    from flowviz.ui.page import registry
-
-    run = registry().get(at.session_state["run_key"])
-    assert run.status == "cancelled" and run.latest.step < 20000
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["status"] == "cancelled" and int(metrics["step"].split(" / ")[0]) < 20000
     assert at.get("plotly_chart")
 
 
 def test_bad_widget_value_is_refused_and_the_last_good_config_kept():
     at = _settle(_app(SMALL).run())
     at.number_input(key="w_batch_size").set_value(500).run()  # more than the 200 samples
-    assert any("batch_size=500" in e.value for e in at.sidebar.error)
+    assert any("batch_size=500" in shown(e.value) for e in at.sidebar.error)
+    assert _config(at).batch_size == 0  # the link keeps the last good config
     assert not at.exception
 
 
@@ -136,7 +147,7 @@ def test_sweep_tab_runs_a_small_sweep():
     assert transfer["data"][0]["y"] == ["1", "2", "4"]
     at.text_input(key="sweep_values_n_steps").set_value("1,999").run()
     at.button(key="sweep_go").click().run()
-    assert any("out of range" in e.value for e in at.error) and len(_figures(at)) == 6  # the last sweep stays
+    assert any("out of range" in shown(e.value) for e in at.error) and len(_figures(at)) == 6  # the last one stays
 
 
 def test_a_scenario_link_opens_its_view_and_round_trips():
@@ -146,16 +157,17 @@ def test_a_scenario_link_opens_its_view_and_round_trips():
     fig = _figures(at)[0]
     assert fig["layout"]["annotations"][0]["text"] == "n_steps = 2" and "n_steps = 64" in \
         fig["layout"]["annotations"][1]["text"]
-    q = {k: v[-1] if isinstance(v, list) else v for k, v in at.query_params.items()}
-    assert q["scenario"] == "deep_vs_shallow" and Config.from_query(
-        {k: v for k, v in q.items() if k != "scenario"}) == at.session_state["config"]
+    from flowviz import preset
+
+    assert _link(at)["scenario"] == "deep_vs_shallow"
+    assert _config(at) == preset("deep_vs_shallow").replace(train_steps=30, n_samples=200)
 
 
 def test_bad_link_flags_fall_back_with_notices():
     at = _settle(_app(dict(SMALL, scenario="nope", hide="data,bogus", present="1")).run())
-    text = " ".join(w.value for w in at.warning)
+    text = " ".join(shown(w.value) for w in at.warning)
     assert "scenario" in text and "bogus" in text
-    assert at.session_state["present"] is True and at.session_state["hidden"] == frozenset({"data"})
+    assert _link(at)["present"] == "1" and _link(at)["hide"] == "data" and "scenario" not in _link(at)
     assert not any(getattr(w, "key", None) == "w_dataset" for w in at.sidebar.selectbox)  # the data group is hidden
     fig = _figures(at)[0]
     assert fig["layout"]["font"]["size"] == 22 and fig["layout"]["height"] <= 500  # projector style
@@ -165,7 +177,7 @@ def test_picking_a_scenario_sets_its_config():
     at = _settle(_app(SMALL).run())
     at.selectbox(key="w_scenario_pick").set_value("folding").run()
     at = _settle(at)
-    cfg = at.session_state["config"]
+    cfg = _config(at)
     assert cfg.n_steps == 2 and cfg.horizon == 8.0
     assert at.radio(key="view").value == "Diagnostics"
 
@@ -175,23 +187,24 @@ def test_import_of_a_run_and_of_garbage():
 
     from flowviz import train
     from flowviz.serve.runio import weights_bytes
-    from flowviz.ui import lecture
-    from flowviz.ui.page import _data_for, registry
+    from flowviz.ui.page import STATE_KEY, data_for, registry
 
     at = _settle(_app(SMALL).run())
-    ss = at.session_state
-    before = ss["run_key"]
+    state = at.session_state[STATE_KEY]
+    before = _link(at)
     r = train(Config(n_samples=200, n_steps=3, train_steps=10, time_mode="tied"))
-    err = lecture.import_upload(ss, "model.safetensors", pickle.dumps({"a": 1}), registry(), _data_for)
-    assert "not a safetensors file" in err and ss["run_key"] == before
-    err = lecture.import_upload(ss, "model.safetensors", weights_bytes(r.model)[:100], registry(), _data_for)
-    assert "truncated" in err and ss["run_key"] == before
-    err = lecture.import_upload(ss, "config.json", b'{"n_steps": -3}', registry(), _data_for)
-    assert "n_steps" in err and ss["run_key"] == before
-    assert lecture.import_upload(ss, "model.safetensors", weights_bytes(r.model), registry(), _data_for) is None
-    run = registry().get(ss["run_key"])
-    assert run.finished and run.config == r.config
-    assert abs(run.latest.train_accuracy - r.metrics["train_accuracy"]) < 1e-6
+    for name, raw, msg in [("model.safetensors", pickle.dumps({"a": 1}), "not a safetensors file"),
+                           ("model.safetensors", weights_bytes(r.model)[:100], "truncated"),
+                           ("config.json", b'{"n_steps": -3}', "n_steps")]:
+        err = state.import_file(name, raw, registry(), data_for)
+        assert msg in err and "Nothing was changed" in err
+        at.run()
+        assert _link(at) == before
+    assert state.import_file("model.safetensors", weights_bytes(r.model), registry(), data_for) is None
+    at = _settle(at)
+    assert _config(at) == r.config  # the page shows the imported run: its config, its final metrics
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["status"] == "done" and metrics["train accuracy"] == f"{r.metrics['train_accuracy']:.3f}"
 
 
 def test_export_buttons_and_the_offline_characteristics_file():
@@ -204,7 +217,8 @@ def test_export_buttons_and_the_offline_characteristics_file():
     labels = [str(e.proto.label) for e in at.get("download_button")]
     assert sorted(labels) == sorted(["characteristics.html", "model.safetensors", "config.json", "data.csv",
                                      "trajectories.npz", "metrics.json"])
-    run = registry().get(at.session_state["run_key"])
+    run = registry().start(_config(at))  # the page's run: runs are shared by config
+    assert run.finished
     html = plots.characteristics(run.views()).to_html(include_plotlyjs=True, auto_play=False)
     assert not re.search(r"<script[^>]+src=", html) and "Plotly.addFrames" in html  # offline, animated
 
@@ -228,7 +242,7 @@ def test_velocity_arrows_are_the_polyline_of_figure_factory_create_quiver():
     import numpy as np
     import plotly.figure_factory as ff
 
-    from flowviz.plots.figures import _arrows
+    from flowviz.plots.field import _arrows
 
     rng = np.random.default_rng(0)
     x, y = np.meshgrid(np.linspace(-2, 2, 7), np.linspace(-1, 1, 5))

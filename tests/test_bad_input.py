@@ -11,12 +11,12 @@ import flowviz
 from flowviz import Config, TrainingDiverged
 from flowviz.core.errors import CheckpointError, DataError
 from flowviz.serve.runio import model_from_bytes, weights_bytes
-from flowviz.ui import lecture
-from flowviz.ui.page import config_from_query, handle_upload
+from flowviz.ui.links import config_from_query, parse_link
+from flowviz.ui.state import PageState
 
 # ---------------------------------------------------------------- links: query parameters
 QUERY_CASES = [
-    ({"bogus": "1"}, "bogus", "unknown config key"),
+    ({"bogus": "1"}, "bogus", "not a setting"),
     ({"n_steps": "abc"}, "n_steps", "not a valid int"),
     ({"n_steps": "3.5"}, "n_steps", "whole number"),
     ({"lr": "nan"}, "lr", "finite"),
@@ -45,9 +45,9 @@ def test_bad_link_values_fall_back_with_a_notice(q, key, msg):
 
 
 def test_link_flags_that_are_not_ours_are_named():
-    scenario, present, hidden, notices = lecture.link_flags({"scenario": "nope", "hide": "data,evil", "present": "1"})
-    assert scenario is None and present and hidden == {"data"}
-    assert any("scenario" in n for n in notices) and any("evil" in n for n in notices)
+    link = parse_link({"scenario": "nope", "hide": "data,evil", "present": "1"})
+    assert link.flags == {"scenario": None, "present": True, "hide": {"data"}}
+    assert any("scenario" in n for n in link.notices) and any("evil" in n for n in link.notices)
 
 
 # ---------------------------------------------------------------- CSV uploads
@@ -70,17 +70,10 @@ CSV_CASES = [
 
 @pytest.mark.parametrize("raw, msg", CSV_CASES, ids=[c[1] for c in CSV_CASES])
 def test_bad_csv_uploads_are_refused_and_the_previous_points_kept(raw, msg):
-    ss = {"csv": GOOD, "csv_name": None}
-
-    class SS(dict):
-        __getattr__ = dict.__getitem__
-        __setattr__ = dict.__setitem__
-
-    state = SS(ss)
-    errors, oks = [], []
-    handle_upload(state, "points.csv", raw, error=errors.append, ok=oks.append)
-    assert errors and not oks and msg in errors[0], errors
-    assert "previous data stay" in errors[0] and state["csv"] is GOOD
+    state = PageState(csv=GOOD)
+    ok, text = state.upload_csv("points.csv", raw)
+    assert not ok and msg in text, text
+    assert "previous data stay" in text and state.csv is GOOD
 
 
 # ---------------------------------------------------------------- run imports
@@ -90,13 +83,9 @@ def trained():
 
 
 def _import(name, raw):
-    class SS(dict):
-        __getattr__ = dict.__getitem__
-        __setattr__ = dict.__setitem__
-
-    ss = SS(config=Config(), run_key="before", scenario=None, autostart=False)
-    err = lecture.import_upload(ss, name, raw, registry=None, data_for=None)
-    return err, ss
+    state = PageState(run_key="before", autostart=False)
+    err = state.import_file(name, raw, registry=None, data_for=None)
+    return err, state
 
 
 IMPORT_CASES = [
@@ -157,9 +146,10 @@ def _bad_config(r):
 
 @pytest.mark.parametrize("name, make, msg", IMPORT_CASES, ids=[f"{c[0]}-{c[2][:16]}" for c in IMPORT_CASES])
 def test_bad_imports_are_refused_and_nothing_changes(trained, name, make, msg):
-    err, ss = _import(name, make(trained))
+    err, state = _import(name, make(trained))
     assert err is not None and msg in err, err
-    assert "Nothing was changed" in err and ss["run_key"] == "before" and ss["config"] == Config()
+    assert "Nothing was changed" in err and state.run_key == "before" and state.config == Config()
+    assert state == PageState(run_key="before", autostart=False)  # nothing else changed either
 
 
 def test_a_good_import_gives_identical_predictions(trained):
@@ -198,3 +188,103 @@ def test_direct_api_errors_are_typed():
         flowviz.load_csv(b"x1,x2,label\n")
     with pytest.raises(CheckpointError):
         model_from_bytes(b"garbage-bytes")
+
+
+# ---------------------------------------------------------------- issue 17: what the catalogue missed
+def _header_only(header: bytes) -> bytes:
+    """A .safetensors file that is only a header (8-byte little-endian length, then the header's bytes)."""
+    return len(header).to_bytes(8, "little") + header
+
+
+DEEP = b"[" * 49_000 + b"]" * 49_000
+IMPORT_CASES_17 = [
+    ("model.safetensors", lambda r: _header_only(b"[]"), "header is a JSON list"),
+    ("model.safetensors", lambda r: _header_only(DEEP), "nested 49000 levels deep"),
+    ("model.safetensors", lambda r: _header_only(b'{"__metadata__": [1]}'), "not a map of text to text"),
+    ("model.safetensors", lambda r: _bad_config_text(r, DEEP.decode()), "nested 49000 levels deep"),
+    ("model.safetensors", lambda r: _bad_config_text(r, '{"seed": ' + "7" * 5000 + "}"), "5000 characters"),
+    ("config.json", lambda r: DEEP, "nested 49000 levels deep"),
+    ("config.json", lambda r: b'["config"]', "holds a list"),
+    ("config.json", lambda r: b'"config"', "holds a str"),
+    ("config.json", lambda r: b'{"seed": ' + b"1" * 5000 + b"}", "5000 characters"),
+    ("config.json", lambda r: b'{"seed": 1e999}', "seed=inf must be a whole number"),
+]
+
+
+def _bad_config_text(r, text):
+    from safetensors.torch import save
+
+    sd = {k: v.contiguous() for k, v in r.model.state_dict().items()}
+    return save(sd, metadata=_meta(r, config=text))
+
+
+@pytest.mark.parametrize("name, make, msg", IMPORT_CASES_17, ids=[f"{c[0]}-{c[2][:20]}" for c in IMPORT_CASES_17])
+def test_hostile_imports_are_refused_in_plain_words(trained, name, make, msg):
+    err, state = _import(name, make(trained))
+    assert err is not None and msg in err, err
+    for python_words in ("Traceback", "list indices", "Exceeds the limit", "RecursionError", "AttributeError"):
+        assert python_words not in err
+    assert state == PageState(run_key="before", autostart=False)
+
+
+@pytest.mark.parametrize("raw, msg", [
+    (b"x1,x2,label\n1e300,2,0\n2,3,1\n3,4,0\n4,5,1\n", "line 2: coordinate 1e+300 is too large"),
+    (b"x1,x2,label\n1,2,0\n2,3,1\n3,-4e38,0\n4,5,1\n", "line 4: coordinate"),
+    (b"x1,x2,label\n1,2,0\n2,3,1e300\n3,4,-1e300\n4,5,0\n", "line 3: label 1e+300 is not a small class id"),
+    (b"x1,x2,label\n1,2,0\n2,3,1\n3,4,1001\n4,5,0\n", "line 4: label 1001.0"),
+])
+def test_csv_values_float32_cannot_hold_or_labels_that_would_merge_are_refused(raw, msg):
+    state = PageState(csv=GOOD)
+    ok, text = state.upload_csv("points.csv", raw)
+    assert not ok and msg in text and state.csv is GOOD, text
+
+
+def test_csv_at_the_bounds_loads_exactly():
+    x, y = flowviz.load_csv(b"x1,x2,label\n1e6,-1e6,-1000\n0,0,1000\n1,1,-1000\n2,2,1000\n")
+    assert x.dtype == np.float32 and np.isfinite(x).all() and x[0].tolist() == [1e6, -1e6]
+    assert y.tolist() == [0, 1, 0, 1]  # -1000 and 1000 stay two classes
+
+
+def test_a_geometric_partition_float32_cannot_resolve_is_refused_at_config_time():
+    link = {"partition": "geometric", "partition_ratio": "0.1", "n_steps": "256", "train_steps": "50"}
+    cfg, notices = config_from_query(link, Config())
+    assert len(notices) == 1 and "partition_ratio" in notices[0] and "float32" in notices[0]
+    assert cfg == Config(partition="geometric", n_steps=256, train_steps=50)  # the rest of the link applies
+    with pytest.raises(flowviz.core.errors.ConfigError, match="finer than float32 can resolve"):
+        Config(partition="geometric", partition_ratio=0.1, n_steps=256)
+    from flowviz.core.timegrid import partition
+
+    t = partition(cfg.horizon, cfg.n_steps, cfg.partition, cfg.partition_ratio).astype(np.float32)
+    assert (np.diff(t) > 0).all()
+
+
+def test_the_refused_partition_would_have_collapsed_times_and_an_accepted_one_trains():
+    """The refusal is not arbitrary: in the refused partition neighbouring float32 times are equal (what
+    made the solver fail after training); a short geometric run at the edge of what is accepted trains."""
+    from flowviz.core.timegrid import partition
+
+    t = partition(1.0, 256, "geometric", 0.1).astype(np.float32)
+    assert (np.diff(t) == 0).any()
+    r = flowviz.train(Config(partition="geometric", partition_ratio=0.5, n_steps=20, n_samples=100, width=4,
+                             train_steps=5))
+    assert np.isfinite(r.model.predict_proba(r.data.x)).all()
+
+
+HOSTILE_LINKS = [
+    {"n_steps": "[Login here](https://evil.example/phish)"},
+    {"x' ### Your session has expired. [Sign in again](https://evil.example/login) '": "1"},
+    {"![x](https://evil.example/t.png)": "1"},
+    {"hide": "data,a`b` [x](https://evil.example)"},
+    {"scenario": "<img src=https://evil.example/t.png>"},
+    {"k" * 10_000: "1"},
+]
+
+
+@pytest.mark.parametrize("q", HOSTILE_LINKS, ids=range(len(HOSTILE_LINKS)))
+def test_hostile_link_notices_are_plain_text_of_bounded_length(q):
+    from flowviz.ui.plaintext import is_inert, literal, shown
+
+    notices = parse_link(q).notices
+    assert notices
+    for n in notices:
+        assert is_inert(literal(n)) and len(shown(literal(n))) <= 800

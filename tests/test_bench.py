@@ -10,7 +10,7 @@ TINY = ["--set", "n_samples=100", "--set", "train_steps=10", "--set", "n_steps=4
 
 
 @pytest.mark.parametrize("script, args", [
-    ("bench/train_speed.py", ["--reps", "1", "--steps", "3", "--n", "40", "--L", "3"]),
+    ("bench/train_speed.py", ["--reps", "1", "--steps", "3", "--n", "40", "--L", "3", "--e2e-steps", "20"]),
     ("bench/sweep_speed.py", ["--reps", "1", "--steps", "3", "--n", "40", "--depths", "1,2,4"]),
     ("bench/train_scaling.py", ["--ns", "100,400", "--Ls", "2,4", "--reps", "1", "--budget", "0.05"]),
     ("bench/figures.py", ["--reps", "1", *TINY]),

@@ -14,7 +14,7 @@ from flowviz import Config
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
-VIEWS = ["characteristics", "decision", "transport", "velocity", "diagnostics", "sweep", "dictionary"]
+VIEWS = ["characteristics", "decision", "transport", "velocity", "diagnostics", "instruments", "sweep", "dictionary"]
 
 pytestmark = pytest.mark.browser
 
@@ -88,7 +88,7 @@ def test_train_and_screenshot_every_view(server, browser, root, size):
     time.sleep(1.0)
     assert page.locator("[data-testid='stException']").count() == 0
     options = page.locator("[data-testid='stRadio'] [role='radiogroup'] label")
-    assert options.count() == 7
+    assert options.count() == 8
     for i, name in enumerate(VIEWS):
         options.nth(i).click()
         page.wait_for_timeout(400)
@@ -113,6 +113,33 @@ def test_bad_link_shows_a_notice_not_a_traceback(server, browser):
     body = page.inner_text("body")
     assert "n_steps" in body and "dataset" in body and "Traceback" not in body
     assert page.locator("[data-testid='stException']").count() == 0
+    page.close()
+
+
+HOSTILE_LINK = {"n_steps": "[Login here](https://evil.example/phish)",
+                "x' ### Your session has expired. [Sign in again](https://evil.example/login) '": "1",
+                "![x](https://evil.example/t.png)": "1", "hide": "a`b", "scenario": "<b>www.evil.example</b>",
+                "train_steps": "20", "n_samples": "100"}
+
+
+def test_a_hostile_link_is_shown_as_plain_text(server, browser, root):
+    """Streamlit's alerts render markdown; the page's notices must show a link's text as its characters:
+    no link, image, heading or code element, and every character there for the reader."""
+    from urllib.parse import urlencode
+
+    page = browser.new_page(viewport={"width": 1280, "height": 720})
+    page.goto(f"{server}/?{urlencode(HOSTILE_LINK)}")
+    page.wait_for_selector("text=Ignored", timeout=60_000)
+    time.sleep(1.0)
+    alerts = page.locator("[data-testid='stAlert']")
+    text = " ".join(alerts.all_inner_texts()).replace("\u2060", "")
+    assert "n_steps='[Login here](https://evil.example/phish)' is not a valid int" in text
+    assert "### Your session has expired. [Sign" in text and "hide='a`b'" in text
+    assert "'![x](https://evil.example/t.png)'" in text and "scenario='<b>www.evil.example</b>'" in text
+    for tag in ("a", "img", "h1", "h2", "h3", "h4", "h5", "h6", "code", "strong", "em", "b"):
+        assert alerts.locator(tag).count() == 0, tag
+    assert page.locator("a[href*='evil'], img[src*='evil']").count() == 0
+    page.screenshot(path=str(root / "test-artifacts" / "hostile_link_1280x720.png"))
     page.close()
 
 
@@ -162,4 +189,38 @@ def test_a_scenario_link_in_presentation_mode(server, browser, root, scenario, v
     box = page.locator(".js-plotly-plot").first.bounding_box()
     assert box["y"] + box["height"] <= 730, box  # the figure, slider included, fits the projector frame
     page.screenshot(path=str(out / f"present_{scenario}_1280x720.png"))
+    page.close()
+
+
+@pytest.mark.parametrize("size", [(1280, 720), (1920, 1080)])
+@pytest.mark.parametrize("present", ["0", "1"])
+def test_rings_lift_opens_on_the_3d_view_of_the_lifted_space(server, browser, root, size, present):
+    out = root / "test-artifacts"
+    out.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": size[0], "height": size[1]})
+    page.goto(f"{server}/?scenario=rings_lift&present={present}")  # trained as the scenario says
+    _wait_final(page, timeout_ms=300_000)
+    # A lecture opens a finished (prebuilt) run: open the link again. (A session that watched the run train can
+    # show the view radio on its first entry while the page draws the scenario's view: see the report on issue 12.)
+    page.goto(f"{server}/?scenario=rings_lift&present={present}")
+    _wait_final(page, timeout_ms=300_000)
+    page.wait_for_function("() => { const gd = document.querySelector('.js-plotly-plot'); "
+                           "return gd && gd.data && gd.data.some(t => t.type === 'isosurface'); }", timeout=120_000)
+    page.wait_for_selector(".js-plotly-plot canvas", timeout=60_000)
+    page.wait_for_timeout(2500)
+    assert page.locator("[data-testid='stException']").count() == 0
+    checked = page.locator("[data-testid='stRadio'] [role='radiogroup'] label:has(input:checked)")
+    assert checked.inner_text().strip() == "Lifted space"
+    n = page.evaluate("() => document.querySelector('.js-plotly-plot')._transitionData._frames.length")
+    assert n == 33  # k = 0..L, L = 32
+    types = page.evaluate("() => document.querySelector('.js-plotly-plot').data.map(t => t.type)")
+    assert types.count("isosurface") == 1 and types.count("scatter3d") == 2
+    box = page.locator(".js-plotly-plot").first.bounding_box()
+    if present == "1":
+        assert box["y"] + box["height"] <= size[1] + 10, box
+    page.screenshot(path=str(out / f"lifted_{'present_' if present == '1' else ''}{size[0]}x{size[1]}.png"))
+    page.evaluate("() => { const gd = document.querySelector('.js-plotly-plot'); return Plotly.animate(gd, ['32'], "
+                  "{mode: 'immediate', frame: {duration: 0, redraw: true}, transition: {duration: 0}}); }")
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(out / f"lifted_k32_{'present_' if present == '1' else ''}{size[0]}x{size[1]}.png"))
     page.close()

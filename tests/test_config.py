@@ -7,6 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flowviz import ACTIVATIONS, CHOICES, DATASETS, FIELDS, STEPPERS, Config, ConfigError, preset, preset_names
+from flowviz.core.timegrid import unresolved_step
 
 
 def _strategy(f):
@@ -21,7 +22,9 @@ def _strategy(f):
 
 
 configs = st.fixed_dictionaries({f.name: _strategy(f) for f in dataclasses.fields(Config)
-                                 if f.name != "batch_size"}).map(lambda d: Config(**d))
+                                 if f.name != "batch_size"}).filter(  # partitions float32 resolves (see timegrid)
+    lambda d: unresolved_step(d["horizon"], d["n_steps"], d["partition"], d["partition_ratio"]) is None).map(
+    lambda d: Config(**d))
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

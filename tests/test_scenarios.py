@@ -20,7 +20,8 @@ from flowviz.training.analysis import channel_fraction, min_jacobian_det, plane_
 from flowviz.training.sweep import member_diagnostics
 
 SCENARIOS = ["moons", "deep_vs_shallow", "rings", "slow_weights", "viscosity", "folding", "spirals", "blobs"]
-VIEWS = {"Characteristics", "Decision surface", "Transport", "Velocity field", "Diagnostics", "Side by side"}
+VIEWS = {"Characteristics", "Lifted space", "Decision surface", "Transport", "Velocity field", "Diagnostics",
+         "Side by side", "Instruments"}
 
 
 def _train_all(name):
@@ -32,7 +33,8 @@ def test_every_preset_file_loads_with_a_title_a_text_and_a_view():
     assert preset_names()[:8] == SCENARIOS  # the curated order
     for p in PRESET_DIR.glob("*.json"):
         raw = json.loads(p.read_text())
-        assert set(raw) <= {"title", "description", "config", "view", "compare", "order", "side_figures"}, p.name
+        assert set(raw) <= {"title", "description", "config", "view", "compare", "order", "side_figures",
+                            "instrument"}, p.name
         info = preset_info(p.stem)
         assert info["title"] and info["view"] in VIEWS
         if p.stem in SCENARIOS:  # "two or three plain sentences on what to look at"

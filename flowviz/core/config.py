@@ -27,9 +27,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ConfigError, FlowvizWarning
+from .errors import ConfigError, FlowvizError, FlowvizWarning, echo
 
-__all__ = ["Config", "CHOICES", "LIMITS", "SERVER_LIMITED"]
+__all__ = ["Config", "CHOICES", "LIMITS", "SERVER_LIMITED", "value_range"]
 
 # Keys whose upper limit only bounds a server's runs (they multiply its cost); the library may go beyond.
 SERVER_LIMITED = ("n_samples", "width", "knots", "lift", "mlp_depth", "n_steps", "mc_samples", "train_steps",
@@ -62,7 +62,9 @@ class Config:
     time_mode: str = _opt("per_step", "per_step: a ResNet; tied: one field for all t; continuous: knots in t",
                           choices=("per_step", "tied", "continuous"))
     knots: int = _opt(8, "knots of the piecewise-linear weights (time_mode=continuous)", lo=2, hi=64)
-    lift: int = _opt(0, "extra zero coordinates p: the flow acts in R^(2+p) (paper, footnote 1)", lo=0, hi=8)
+    lift: int = _opt(0, "extra zero coordinates p: the flow acts in R^(2+p). Nested rings need p >= 1 (augmented "
+                        "neural ODEs, Dupont, Doucet & Teh 2019); the paper's footnote 1 only embeds equal widths",
+                     lo=0, hi=8)
     mlp_depth: int = _opt(2, "hidden layers of the mlp field", lo=2, hi=6)
     time_input: bool = _opt(True, "feed t to the mlp field as an extra input")
     gamma: float = _opt(0.1, "damping of the antisymmetric field: linear part K - K^T - gamma I", lo=0.0, hi=10.0)
@@ -72,13 +74,17 @@ class Config:
     partition: str = _opt("uniform", "uniform steps T/L, or geometric steps growing by partition_ratio",
                           choices=("uniform", "geometric"))
     partition_ratio: float = _opt(1.1, "ratio s_(k+1) / s_k of a geometric partition", lo=0.1, hi=10.0)
-    scheme: str = _opt("euler", "time stepper; plain drops the residual shortcut: x_k = V_k(x_(k-1))",
+    scheme: str = _opt("euler", "time stepper (euler: the field at time t_k and point x_(k-1), eq. 10); plain drops "
+                                "the shortcut: x_k = V_k(x_(k-1)), a map, not a small step",
                        choices=("euler", "midpoint", "rk4", "plain"))
     # --- terminal function f = u(T, .)
-    head: str = _opt("learned", "learned linear softmax layer, or fixed so the flow alone must sort the classes",
+    head: str = _opt("learned", "learned: training also fits the linear softmax f; fixed: f = u(T, .) is given, the "
+                                "paper's inverse problem, so the flow alone must sort the classes",
                      choices=("learned", "fixed"))
-    # --- viscosity (paper, section 4, item 1)
-    viscosity: float = _opt(0.0, "eps: stochastic characteristics dX = v dt + sqrt(2 eps) dW", lo=0.0, hi=1.0)
+    # --- viscosity: flowviz's reading of the paper's section 4, item 1 (the paper gives no equation)
+    viscosity: float = _opt(0.0, "eps in d_t u + v.grad u + eps Lap u = 0 (flowviz's reading of the paper's "
+                                 "section 4, item 1): stochastic characteristics dX = v dt + sqrt(2 eps) dW, "
+                                 "u(0, x) = E f(X_T)", lo=0.0, hi=1.0)
     mc_samples: int = _opt(16, "Monte-Carlo samples for u(0, x) = E f(X_T) when eps > 0", lo=1, hi=256)
     # --- training (the inverse problem)
     optimizer: str = _opt("adam", "optimiser", choices=("adam", "sgd"))
@@ -102,6 +108,11 @@ class Config:
                 beyond.append(f)
         if self.batch_size > self.n_samples:
             raise ConfigError(f"batch_size={self.batch_size} is larger than n_samples={self.n_samples}")
+        from .timegrid import unresolved_step
+
+        why = unresolved_step(*self.times_key())
+        if why:
+            raise ConfigError(f"horizon={self.horizon!r}, n_steps={self.n_steps}, partition={self.partition}: {why}")
         for f in beyond:
             warnings.warn(FlowvizWarning(
                 f"{f.name}={getattr(self, f.name)} is beyond the server's limit {f.name} <= {f.metadata['hi']} "
@@ -138,11 +149,14 @@ class Config:
         return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
-    def from_json(cls, text: str) -> Config:
+    def from_json(cls, text: str | bytes) -> Config:
+        """Build from JSON text (size, nesting and number lengths bounded before parsing)."""
+        from .safejson import load_json
+
         try:
-            d = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"config is not valid JSON: {e.msg} (line {e.lineno})") from None
+            d = load_json(text, what="the config", max_chars=100_000)
+        except FlowvizError as e:
+            raise ConfigError(str(e)) from None
         return cls.from_dict(d)
 
     @classmethod
@@ -177,7 +191,7 @@ class Config:
         q = {}
         for a in assignments:
             if "=" not in a:
-                raise ConfigError(f"expected KEY=VALUE, got {a!r}")
+                raise ConfigError(f"expected KEY=VALUE, got {echo(a)}")
             k, v = a.split("=", 1)
             q[k.strip()] = v.strip()
         _reject_unknown(q)
@@ -228,7 +242,17 @@ def _outside() -> int:
 def _reject_unknown(d: Mapping) -> None:
     unknown = [k for k in d if k not in Config.__dataclass_fields__]
     if unknown:
-        raise ConfigError(f"unknown config key {unknown[0]!r}; valid keys: {', '.join(Config.keys())}")
+        raise ConfigError(f"unknown config key {echo(unknown[0])}; valid keys: {', '.join(Config.keys())}")
+
+
+def value_range(key: str) -> tuple[float, float] | tuple[int, int]:
+    """The inclusive range of a numeric key, from its field metadata: what the config accepts, and so what
+    the page's widget allows. An open lower bound (lo < v) becomes the next representable number above lo."""
+    f = Config.__dataclass_fields__[key]
+    lo, hi = f.metadata["lo"], f.metadata["hi"]
+    if _type_of(f) is int:
+        return int(lo), int(hi)
+    return (math.nextafter(float(lo), math.inf) if f.metadata["lo_open"] else float(lo)), float(hi)
 
 
 def _type_of(f) -> type:
@@ -238,7 +262,7 @@ def _type_of(f) -> type:
 def _coerce(f, v, *, from_text: bool):
     """Turn a JSON or text value into the key's type, or raise a ConfigError naming key and value."""
     t = _type_of(f)
-    bad = ConfigError(f"{f.name}={v!r} is not a valid {t.__name__}")
+    bad = ConfigError(f"{f.name}={echo(v)} is not a valid {t.__name__}")
     if isinstance(v, str) and len(v) > 200:
         raise ConfigError(f"{f.name}: value is too long ({len(v)} characters)")
     if t is bool:
@@ -248,7 +272,7 @@ def _coerce(f, v, *, from_text: bool):
             return True
         if isinstance(v, str) and v.strip().lower() in ("0", "false", "no", "off"):
             return False
-        raise ConfigError(f"{f.name}={v!r} is not a boolean (use true or false)")
+        raise ConfigError(f"{f.name}={echo(v)} is not a boolean (use true or false)")
     if t is str:
         if not isinstance(v, str):
             raise bad
@@ -267,7 +291,7 @@ def _coerce(f, v, *, from_text: bool):
     if t is int:
         if isinstance(num, float):
             if not math.isfinite(num) or num != int(num):
-                raise ConfigError(f"{f.name}={v!r} must be a whole number")
+                raise ConfigError(f"{f.name}={echo(v)} must be a whole number")
             num = int(num)
         return int(num)
     return float(num)
@@ -290,20 +314,20 @@ def _check(f, v, *, server: bool) -> bool:
     if t is float and isinstance(v, int) and not isinstance(v, bool):
         v = float(v)
     if not isinstance(v, t) or (t is int and isinstance(v, bool)):
-        raise ConfigError(f"{f.name}={v!r} must be of type {t.__name__}")
+        raise ConfigError(f"{f.name}={echo(v)} must be of type {t.__name__}")
     if m["choices"] and v not in m["choices"]:
-        raise ConfigError(f"{f.name}={v!r} is not one of: {', '.join(m['choices'])}")
+        raise ConfigError(f"{f.name}={echo(v)} is not one of: {', '.join(m['choices'])}")
     if t in (int, float):
         if isinstance(v, float) and not math.isfinite(v):
-            raise ConfigError(f"{f.name}={v!r} must be a finite number")
+            raise ConfigError(f"{f.name}={echo(v)} must be a finite number")
         lo, hi = m["lo"], m["hi"]
         if lo is not None and (v < lo or (m["lo_open"] and v == lo)):
             rel = ">" if m["lo_open"] else ">="
-            raise ConfigError(f"{f.name}={v!r} is out of range: must be {rel} {lo} and <= {hi}")
+            raise ConfigError(f"{f.name}={echo(v)} is out of range: must be {rel} {lo} and <= {hi}")
         if hi is not None and v > hi:
             if not server and f.name in SERVER_LIMITED:
                 return True
-            raise ConfigError(f"{f.name}={v!r} is out of range: must be <= {hi} (hard limit)")
+            raise ConfigError(f"{f.name}={echo(v)} is out of range: must be <= {hi} (hard limit)")
     return False
 
 

@@ -14,12 +14,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import Config
-from .errors import DataError
+from .errors import DataError, echo
 
 __all__ = ["Dataset", "DATASETS", "make_dataset", "load_csv", "split", "MAX_CSV_ROWS", "MAX_CSV_BYTES"]
 
 MAX_CSV_ROWS = 20_000
 MAX_CSV_BYTES = 2_000_000
+MAX_COORD = 1e6  # |x1|, |x2|: float32 (what training uses) keeps 7 digits; squares stay far from overflow
+MAX_LABEL = 1000  # class ids are small integers: larger ones would merge in an int64 or float32 conversion
 
 
 @dataclass(frozen=True)
@@ -187,7 +189,7 @@ def load_csv(source, *, max_rows: int = MAX_CSV_ROWS, max_bytes: int = MAX_CSV_B
         raise DataError("CSV file is empty; expected a header x1,x2,label and rows of numbers")
     header = [h.strip().lower() for h in lines[0].split(",")]
     if header != ["x1", "x2", "label"]:
-        raise DataError(f"CSV header must be x1,x2,label; got {','.join(header)[:80]}")
+        raise DataError(f"CSV header must be x1,x2,label; got {echo(','.join(header))}")
     rows = lines[1:]
     if len(rows) > max_rows:
         raise DataError(f"CSV has {len(rows)} rows; at most {max_rows} are allowed")
@@ -201,16 +203,29 @@ def load_csv(source, *, max_rows: int = MAX_CSV_ROWS, max_bytes: int = MAX_CSV_B
         try:
             data[i - 2] = [float(c) for c in cells]
         except ValueError:
-            raise DataError(f"CSV line {i}: not a number in {ln.strip()[:60]!r}") from None
+            raise DataError(f"CSV line {i}: not a number in {echo(ln.strip())}") from None
     if not np.isfinite(data).all():
         bad = int(np.nonzero(~np.isfinite(data).all(1))[0][0]) + 2
         raise DataError(f"CSV line {bad}: NaN or infinite values are not allowed")
+    # checked in float32, the dtype training uses: 1e300 is finite in float64 and inf in float32
+    with np.errstate(over="ignore"):
+        x = data[:, :2].astype(np.float32)
+    big = ~(np.abs(x) <= MAX_COORD).all(1)
+    if big.any():
+        i = int(np.nonzero(big)[0][0])
+        raise DataError(f"CSV line {i + 2}: coordinate {echo(float(np.abs(data[i, :2]).max()))} is too large; "
+                        f"|x1| and |x2| must be at most {MAX_COORD:.0e} (training uses float32): rescale the points")
     labels = data[:, 2]
     if (labels != np.round(labels)).any():
         raise DataError("CSV labels must be whole numbers (class ids)")
+    far = ~(np.abs(labels) <= MAX_LABEL)
+    if far.any():
+        i = int(np.nonzero(far)[0][0])
+        raise DataError(f"CSV line {i + 2}: label {echo(float(labels[i]))} is not a small class id; labels must "
+                        f"be whole numbers from -{MAX_LABEL} to {MAX_LABEL}")
     classes, y = np.unique(labels.astype(np.int64), return_inverse=True)
     if len(classes) < 2:
         raise DataError(f"CSV has a single class ({int(classes[0])}); at least two are needed")
     if len(classes) > 8:
         raise DataError(f"CSV has {len(classes)} classes; at most 8 are allowed")
-    return data[:, :2].astype(np.float32), y.astype(np.int64)
+    return x, y.astype(np.int64)

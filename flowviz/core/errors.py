@@ -27,3 +27,21 @@ class TrainingDiverged(FlowvizError):
     def __init__(self, message: str, result=None):
         super().__init__(message)
         self.result = result
+
+
+ECHO_LIMIT = 60
+
+
+def echo(value, limit: int = ECHO_LIMIT) -> str:
+    """A user's value as it may appear inside a message: ``repr`` for text, cut to ``limit`` characters.
+
+    Messages quote what a user typed (a link value, a CSV cell, a file's content) so they can find it; a
+    10,000-character key must not come back whole. How the message is shown (plain text) is the UI's job.
+    """
+    try:
+        s = repr(value) if isinstance(value, str) else str(value)
+    except ValueError:  # an int of more than 4,300 digits cannot even be printed
+        return f"a number of about {int(value.bit_length() * 0.30103)} digits"
+    if len(s) > limit:
+        s = f"{s[:limit - 1]}… ({len(s)} characters)"
+    return s

@@ -157,6 +157,8 @@ class _LaneChain(torch.autograd.Function):
         W2T = W2a[..., :h].transpose(-1, -2).contiguous()  # (J, lanes, h, d)
         dW1a = None if keep else torch.empty_like(W1a)
         dW2a = None if keep else torch.empty_like(W2a)
+        # a'(z) of every kept block in one kernel (not one small kernel and allocation per block)
+        Dj = dact(A[:, :, :h]).unbind(0) if keep else None
         Gj, GZj, Aj, Ah = G.unbind(0), GZ.unbind(0), A.unbind(0), A[:, :, :h].unbind(0)
         W1Tj, W2Tj, W1j = W1T.unbind(0), W2T.unbind(0), W1a.unbind(0)
         Xj = X.unbind(0)
@@ -173,7 +175,7 @@ class _LaneChain(torch.autograd.Function):
                 act_(torch.bmm(W1j[j], Xj[j], out=Ah[0]))
             for m, lane in plan.ends[j]:
                 g(j)[lane].copy_(gout[m].T)
-            torch.bmm(W2Tj[j], g(j), out=GZj[i]).mul_(dact(Ah[i]))
+            torch.bmm(W2Tj[j], g(j), out=GZj[i]).mul_(Dj[j] if keep else dact(Ah[0]))
             if not keep:
                 torch.bmm(GZj[0], Xj[j].transpose(-1, -2), out=dW1a[j])  # [dW1 | db1] of block j
                 torch.bmm(g(j), Aj[0].transpose(-1, -2), out=dW2a[j])  # [dW2 | db2]

@@ -3,7 +3,8 @@
 Each file holds ``title``, ``description`` (two or three plain sentences on what
 to look at), ``config`` (the run), and optionally ``view`` (the view that shows
 the point), ``compare`` (config changes for a second run shown side by side) and
-``order`` (its place in the list) and ``side_figures`` (figures shown for both runs).
+``order`` (its place in the list), ``side_figures`` (figures shown for both runs) and ``instrument`` (the
+sub-view of the Instruments view that shows the point).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def _load_all() -> dict[str, dict]:
         info["compare"] = cfg.replace(**info["compare"]) if info.get("compare") else None
         info.setdefault("view", "Characteristics")
         info.setdefault("order", 99)
+        info.setdefault("instrument", None)
         info.setdefault("side_figures", [])  # figures (plots.FIGURES names) shown for both runs under the pair
         info["name"] = p.stem
         out[p.stem] = info

@@ -84,3 +84,27 @@ def slot_of_time(time_mode: str, t: float, times: np.ndarray, n_knots: int) -> n
     if time_mode == "tied":
         return np.ones(1)
     return hat_matrix(np.array([t]), times[-1], n_knots)[0]
+
+
+MIN_STEP_ULPS = 8  # a step must span at least this many float32 units in the last place at its end
+
+
+def unresolved_step(horizon: float, n_steps: int, kind: str = "uniform", ratio: float = 1.0) -> str | None:
+    """Why float32 cannot resolve this partition (None if it can).
+
+    Training stores times and steps in float32: a step s_k smaller than a few units in the last place of t_k
+    (a geometric partition with ratio 0.1 over 256 steps has s_min = 1e-255 T) makes neighbouring times
+    equal, and the solvers then fail after training. Checked at config time instead.
+    """
+    t32 = partition(horizon, n_steps, kind, ratio).astype(np.float32)
+    s = np.diff(t32.astype(np.float64))
+    need = np.maximum(MIN_STEP_ULPS * np.spacing(np.abs(t32[1:])), np.finfo(np.float32).tiny)
+    bad = np.nonzero(~(s >= need))[0]
+    if not len(bad):
+        return None
+    k = int(bad[0])
+    exact = partition(horizon, n_steps, kind, ratio)
+    step = f"{exact[k + 1] - exact[k]:.3g}"
+    return (f"step {k + 1} of this partition is {step} long at t = {exact[k + 1]:.4g}, finer than float32 can "
+            f"resolve there (at least {float(need[k]):.3g}); use fewer steps, a ratio closer to 1, or a larger "
+            f"horizon")

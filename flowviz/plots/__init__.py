@@ -7,8 +7,8 @@ returns a ``plotly.graph_objects.Figure``, so they work in Jupyter as they are::
     flowviz.plots.characteristics(r).show()
 """
 
+from .field import folding, velocity
 from .figures import (
-    FIGURES,
     characteristics,
     decision,
     diagnostics,
@@ -17,9 +17,25 @@ from .figures import (
     samples,
     spacetime,
     transport,
-    velocity,
     weights,
 )
+from .instruments import INSTRUMENTS, adjoint, probe, stability, transport_grid, volume
+from .lifted import lifted
 
-__all__ = ["FIGURES", "characteristics", "decision", "transport", "spacetime", "velocity", "learning_curves",
-           "diagnostics", "weights", "presentation", "samples"]
+FIGURES = {  # every view by name (scenario files name them in side_figures)
+    "characteristics": characteristics,
+    "decision": decision,
+    "transport": transport,
+    "spacetime": spacetime,
+    "velocity": velocity,
+    "learning_curves": learning_curves,
+    "diagnostics": diagnostics,
+    "weights": weights,
+    "lifted": lifted,
+    "folding": folding,
+}
+
+__all__ = ["INSTRUMENTS", "probe", "stability", "volume", "transport_grid", "adjoint",
+           "FIGURES", "characteristics", "decision", "transport", "spacetime", "velocity", "learning_curves",
+           "diagnostics", "weights", "presentation", "samples", "lifted",
+           "folding"]

@@ -8,6 +8,9 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..training.analysis import FlowViews, analyse
+from ..training.lifted import slice_name
+from .encoding import FULL_HD, PROB_TOP, half_pixel, prob_bytes, simplify
+from .encoding import segments as _segments
 
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
@@ -41,13 +44,12 @@ def _equal_axes(fig, row=None, col=None, x="x<sub>1</sub>", y="x<sub>2</sub>"):
 def _surface_trace(views: FlowViews, u: np.ndarray, x1, x2, *, showscale=True, colorbar_x=None) -> go.Heatmap:
     """u (res, res, C): two classes as P(class 1) on a diverging scale; more as the likeliest class."""
     C = u.shape[-1]
-    if C == 2:  # P(class 1) quantised to bytes: 4x less to send, far finer than the eye can tell
-        z = np.round(u[..., 1] * 255).astype(np.uint8)
-        scale, zmin, zmax = [[0, PALETTE[0]], [0.5, "#ffffff"], [1, PALETTE[1]]], 0, 255
-        cb = dict(title=dict(text="u = P(class 1)", side="right"), tickvals=[0, 127.5, 255],
+    z = _surface_z(u)
+    if C == 2:  # P(class 1) quantised to bytes: 4x less to send, finer than the eye can tell
+        scale, zmin, zmax = [[0, PALETTE[0]], [0.5, "#ffffff"], [1, PALETTE[1]]], 0, PROB_TOP
+        cb = dict(title=dict(text="u = P(class 1)", side="right"), tickvals=[0, PROB_TOP / 2, PROB_TOP],
                   ticktext=["0", "0.5", "1"])
     else:
-        z = u.argmax(-1).astype(np.uint8)
         scale = [[i / (C - 1), PALETTE[i]] for i in range(C)]
         zmin, zmax = 0, C - 1
         cb = dict(title=dict(text="likeliest class", side="right"), tickvals=list(range(C)))
@@ -58,17 +60,29 @@ def _surface_trace(views: FlowViews, u: np.ndarray, x1, x2, *, showscale=True, c
                       opacity=SURFACE_OPACITY, showscale=showscale, colorbar=cb, hoverinfo="skip", zsmooth="best")
 
 
-def _segments(paths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Paths (m, p, 2) -> x, y with NaN separators, for one scatter trace of many lines."""
-    m, p, _ = paths.shape
-    sep = np.full((m, 1), np.nan, np.float32)
-    return (np.concatenate([paths[..., 0], sep], 1).ravel().astype(np.float32),
-            np.concatenate([paths[..., 1], sep], 1).ravel().astype(np.float32))
+def _surface_z(u: np.ndarray) -> np.ndarray:
+    """The bytes a surface trace shows for u (res, res, C): P(class 1) for two classes, else the likeliest class."""
+    return prob_bytes(u[..., 1]) if u.shape[-1] == 2 else u.argmax(-1).astype(np.uint8)
 
 
-def _dims_note(views: FlowViews) -> str:
+def _dims_note(views: FlowViews, what: str = "u") -> str:
+    """With a lift: which coordinates are drawn, and the slice the background ``what`` lives on."""
     d = views.config.dim
-    return "" if d == 2 else f" · first two of {d} coordinates shown"
+    return "" if d == 2 else f" · first two of {d} coordinates shown, {what} on the slice {slice_name(d)}"
+
+
+def point_groups(v: FlowViews, i: int) -> tuple[list[np.ndarray], list[str]]:
+    """The shown points of each marker trace at frame i, and their names.
+
+    Without a lift, by label. With a lift the background is only a slice, so each point is coloured by its own
+    u(t_k, x_k) at its full coordinates (v.point_u): a point never wears a colour the flow does not give it.
+    """
+    ch = v.characteristics
+    C = v.surfaces.u.shape[-1]
+    if v.point_u is None:
+        return [ch.y == c for c in range(C)], [f"class {c}" for c in range(C)]
+    own = v.point_u[i].argmax(-1)
+    return [own == c for c in range(C)], [f"u(t_k, x_k) says class {c}" for c in range(C)]
 
 
 TOP_LEGEND = dict(orientation="h", yanchor="bottom", y=1.01, xanchor="left", x=0)  # clear of the slider below
@@ -94,40 +108,47 @@ def characteristics(obj) -> go.Figure:
     v = _views(obj)
     ch, s, ks = v.characteristics, v.surfaces, v.surfaces.ks
     C = s.u.shape[-1]
-    gx = [_segments(v.grid[i][..., :2]) for i in range(len(ks))]
+    e = v.extent
+    tol = half_pixel(e[1] - e[0], e[3] - e[2])  # lines drawn to within half a pixel at 1920 x 1080
+    gx = [_segments(v.grid[i][..., :2], tol) for i in range(len(ks))]
     traces = [_surface_trace(v, s.u[0], s.x1, s.x2),
               go.Scatter(x=gx[0][0], y=gx[0][1], mode="lines", line=dict(color="rgba(60,60,60,0.35)", width=1),
                          name="deformed grid", hoverinfo="skip")]
     cls = [ch.y == c for c in range(C)]
+    groups, names = point_groups(v, 0)
     for c in range(C):  # full paths, faint
-        px, py = _segments(np.transpose(ch.x[:, cls[c], :2], (1, 0, 2)))
+        px, py = _segments(np.transpose(ch.x[:, cls[c], :2], (1, 0, 2)), tol)
         traces.append(go.Scatter(x=px, y=py, mode="lines", line=dict(color=PALETTE[c], width=1), opacity=0.3,
                                  name=f"paths, class {c}", hoverinfo="skip", showlegend=False))
     n_static = len(traces)
     for c in range(C):  # where each point is at step k
-        traces.append(go.Scatter(x=_f32(ch.x[ks[0], cls[c], 0]), y=_f32(ch.x[ks[0], cls[c], 1]), mode="markers",
-                                 marker=dict(color=PALETTE[c], size=8, line=dict(color="white", width=1)),
-                                 name=f"class {c}"))
+        traces.append(go.Scatter(x=_f32(ch.x[ks[0], groups[c], 0]), y=_f32(ch.x[ks[0], groups[c], 1]),
+                                 mode="markers", name=names[c],
+                                 marker=dict(color=PALETTE[c], size=8, line=dict(color="white", width=1))))
     frames = []
     for i, k in enumerate(ks):
-        data = [_surface_trace(v, s.u[i], s.x1, s.x2),
-                go.Scatter(x=gx[i][0], y=gx[i][1])]
-        data += [go.Scatter(x=_f32(ch.x[k, cls[c], 0]), y=_f32(ch.x[k, cls[c], 1])) for c in range(C)]
+        # a frame carries only what changes: the surface's z (its axes, scale and colour bar stay)
+        data = [go.Heatmap(z=_surface_z(s.u[i])), go.Scatter(x=gx[i][0], y=gx[i][1])]
+        groups = point_groups(v, i)[0]
+        data += [go.Scatter(x=_f32(ch.x[k, groups[c], 0]), y=_f32(ch.x[k, groups[c], 1])) for c in range(C)]
         frames.append(go.Frame(name=str(int(k)), data=data, traces=[0, 1] + list(range(n_static, n_static + C)),
                                layout=dict(title_text=_char_title(v, k))))
     fig = go.Figure(data=traces, frames=frames)
     sliders, menus = _frame_slider(ks, v.t)
-    e = v.extent
     fig.update_xaxes(range=[e[0], e[1]])
     fig.update_yaxes(range=[e[2], e[3]])
     _equal_axes(fig)
     _layout(fig, _char_title(v, ks[0]), height=650, sliders=sliders, updatemenus=menus)
-    fig.update_layout(legend=TOP_LEGEND, margin=dict(t=100))
+    fig.update_layout(legend=TOP_LEGEND, margin=dict(t=130 if v.config.dim > 2 else 100))  # lifted: two lines
     return fig
 
 
 def _char_title(v: FlowViews, k) -> str:
     shown = len(v.characteristics.y)
+    if v.config.dim > 2:  # the background is a slice the points leave: say so, and what colours the points
+        return (f"Characteristics x_k at k = {int(k)}, t_k = {v.t[int(k)]:.3g} ({shown} of "
+                f"{v.characteristics.n_total} points, first two of {v.config.dim} coordinates)<br>background: "
+                f"u(t_k, ·) on the slice {slice_name(v.config.dim)}; points coloured by their own u(t_k, x_k)")
     return (f"Characteristics x_k and u(t_k, ·) at k = {int(k)}, t_k = {v.t[int(k)]:.3g}  "
             f"({shown} of {v.characteristics.n_total} points{_dims_note(v)})")
 
@@ -157,8 +178,11 @@ def decision(obj) -> go.Figure:
     """F = u(0, .) on the input plane with train/test points (misclassified ringed), beside f on the output space."""
     v = _views(obj)
     ds, s, o = v.data, v.surfaces, v.output_surface
+    right = "f = u(T, ·) on the output space, x_L"
+    if v.output_class is not None:
+        right = f"f on the slice {slice_name(v.config.dim)}; x_L coloured by its own f(x_L)"
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
-                        subplot_titles=("F = u(0, ·) on the input plane", "f = u(T, ·) on the output space, x_L"))
+                        subplot_titles=("F = u(0, ·) on the input plane", right))
     fig.add_trace(_surface_trace(v, s.u[0], s.x1, s.x2, colorbar_x=1.02), 1, 1)
     fig.add_trace(_surface_trace(v, o.u[0], o.x1, o.x2, showscale=False), 1, 2)
     n_tr = len(ds.x_train)
@@ -174,8 +198,9 @@ def decision(obj) -> go.Figure:
                                                  line=dict(color="white", width=0.5)),
                                      name=f"{name}, class {c}", legendgroup=f"{c}"), 1, 1)
             xl = v.output_points[sl][m]
+            own = PALETTE[c] if v.output_class is None else [PALETTE[j] for j in v.output_class[sl][m]]
             fig.add_trace(go.Scatter(x=_f32(xl[:, 0]), y=_f32(xl[:, 1]), mode="markers", showlegend=False,
-                                     marker=dict(color=PALETTE[c], size=6, symbol=sym), legendgroup=f"{c}"), 1, 2)
+                                     marker=dict(color=own, size=6, symbol=sym), legendgroup=f"{c}"), 1, 2)
     wrong = pred != ds.y
     if wrong.any():
         fig.add_trace(go.Scatter(x=_f32(ds.x[wrong, 0]), y=_f32(ds.x[wrong, 1]), mode="markers",
@@ -187,7 +212,7 @@ def decision(obj) -> go.Figure:
     fig.update_xaxes(range=[float(o.x1[0]), float(o.x1[-1])], title_text="x<sub>L,1</sub>", row=1, col=2)
     fig.update_yaxes(range=[float(o.x2[0]), float(o.x2[-1])], title_text="x<sub>L,2</sub>", scaleanchor="x2",
                      row=1, col=2)
-    return _layout(fig, "Decision: F = f ∘ Φ" + _dims_note(v), height=600)
+    return _layout(fig, "Decision: F = f ∘ Φ" + _dims_note(v, "f"), height=600)
 
 
 def transport(obj, panels: int = 6) -> go.Figure:
@@ -207,7 +232,8 @@ def transport(obj, panels: int = 6) -> go.Figure:
                          row=r, col=c)
     for a in fig.layout.annotations:
         a.font = dict(size=16)
-    return _layout(fig, "Transport: u(T, ·) = f carried back to u(0, ·) = F" + _dims_note(v), height=340 * rows + 40)
+    return _layout(fig, "Transport: u(T, ·) = f carried back to u(0, ·) = F" + _dims_note(v, "u(t_k, ·)"),
+                   height=340 * rows + 40)
 
 
 def spacetime(obj) -> go.Figure:
@@ -216,74 +242,26 @@ def spacetime(obj) -> go.Figure:
     ch = v.characteristics
     lifted = ch.x.shape[-1] >= 3
     fig = go.Figure()
+    xyz = np.concatenate([ch.x[..., :2], ch.x[..., 2:3] if lifted else np.broadcast_to(
+        ch.t[:, None, None], ch.x.shape[:2] + (1,))], -1)  # (L+1, n, 3)
+    span = np.nanmax(xyz, (0, 1)) - np.nanmin(xyz, (0, 1))
+    aspect = np.array([1.0, 1.0, 0.8])
+    # in the scene's own units (each axis spans its aspect): half a pixel of a 1080-pixel-high cube
+    normed = xyz * (aspect / np.where(span > 0, span, 1.0))
     for c in range(int(ch.y.max()) + 1 if len(ch.y) else 0):
-        paths = np.transpose(ch.x[:, ch.y == c, :], (1, 0, 2))  # (m, L+1, d)
+        paths = np.transpose(xyz[:, ch.y == c, :], (1, 0, 2))  # (m, L+1, 3)
         m, p, _ = paths.shape
-        third = paths[..., 2] if lifted else np.broadcast_to(ch.t[None, :], (m, p))
-        sep = np.full((m, 1), np.nan, np.float32)
-        fig.add_trace(go.Scatter3d(x=_f32(np.concatenate([paths[..., 0], sep], 1).ravel()),
-                                   y=_f32(np.concatenate([paths[..., 1], sep], 1).ravel()),
-                                   z=_f32(np.concatenate([third, sep], 1).ravel()), mode="lines",
+        keep = np.concatenate([simplify(np.transpose(normed[:, ch.y == c], (1, 0, 2)), 0.5 / FULL_HD[1]),
+                               np.ones((m, 1), bool)], 1)
+        line = np.concatenate([paths, np.full((m, 1, 3), np.nan)], 1)[keep]  # kept vertices, NaN between paths
+        fig.add_trace(go.Scatter3d(x=_f32(line[:, 0]), y=_f32(line[:, 1]), z=_f32(line[:, 2]), mode="lines",
                                    line=dict(color=PALETTE[c], width=2), opacity=0.6, name=f"class {c}"))
     ztitle = "x<sub>3</sub>" if lifted else "t"
     fig.update_layout(scene=dict(xaxis_title="x<sub>1</sub>", yaxis_title="x<sub>2</sub>", zaxis_title=ztitle,
-                                 aspectmode="manual", aspectratio=dict(x=1, y=1, z=0.8)))
+                                 aspectmode="manual", aspectratio=dict(zip("xyz", aspect.tolist()))))
     title = ("Characteristics in the first three coordinates (x₁, x₂, x₃) of R^" + str(ch.x.shape[-1])
              if lifted else "Characteristics in space-time (x₁, x₂, t)")
     return _layout(fig, title + " — drag to rotate", height=640)
-
-
-def velocity(obj) -> go.Figure:
-    """V_k = v(t_k, .) as arrows over its magnitude |V_k|, with a slider over k."""
-    v = _views(obj)
-    vel = v.velocity
-    sel = np.unique(np.round(np.linspace(0, len(vel.ks) - 1, min(len(vel.ks), 17))).astype(int))
-    X1, X2 = np.meshgrid(vel.x1, vel.x2)
-    mags = np.linalg.norm(vel.v[..., :2], axis=-1)
-    vmax = float(np.nanmax(mags)) or 1.0
-    scale = 0.9 * float(vel.x1[1] - vel.x1[0]) / vmax
-
-    def arrows(i):
-        return _arrows(X1.ravel(), X2.ravel(), vel.v[i, ..., 0].ravel() * scale, vel.v[i, ..., 1].ravel() * scale)
-
-    def heat(i):
-        return go.Heatmap(x=_f32(vel.x1), y=_f32(vel.x2), z=_f32(mags[i]), colorscale="Viridis", zmin=0, zmax=vmax,
-                          colorbar=dict(title=dict(text="|V_k|", side="right"), thickness=14), opacity=0.8,
-                          zsmooth="best", hoverinfo="skip")
-
-    ax, ay = arrows(sel[0])
-    fig = go.Figure(data=[heat(sel[0]), go.Scatter(x=ax, y=ay, mode="lines", line=dict(color="#222222", width=1.5),
-                                                   name="V_k", hoverinfo="skip")])
-    frames = []
-    for i in sel:
-        k = vel.ks[i]
-        ax, ay = arrows(i)
-        frames.append(go.Frame(name=str(int(k)), data=[heat(i), go.Scatter(x=ax, y=ay)], traces=[0, 1],
-                               layout=dict(title_text=f"Velocity field V_k = v(t_k, ·) at k = {int(k)}, "
-                                                      f"t_k = {vel.t[i]:.3g}{_dims_note(v)}")))
-    fig.frames = frames
-    sliders, menus = _frame_slider(vel.ks[sel], vel.t[sel])
-    _equal_axes(fig)
-    fig.update_xaxes(range=[float(vel.x1[0]), float(vel.x1[-1])])
-    fig.update_yaxes(range=[float(vel.x2[0]), float(vel.x2[-1])])
-    return _layout(fig, f"Velocity field V_k = v(t_k, ·) at k = {int(vel.ks[0])}{_dims_note(v)}", height=660,
-                   sliders=sliders, updatemenus=menus)
-
-
-def _arrows(x, y, u, w, head: float = 0.3, angle: float = np.pi / 9):
-    """The polyline plotly.figure_factory.create_quiver draws (scale 1, its default arrow_scale and angle):
-    all shafts [x, x + u, NaN], then all heads [p1, tip, p2, NaN]. Computed with numpy: create_quiver's own
-    loops are quadratic in the arrow count (120 ms for 441 arrows here), and this figure has a frame per k.
-    tests/test_app.py checks it point for point against create_quiver."""
-    ex, ey = x + u, y + w
-    ang = np.arctan2(w, u)
-    length = np.hypot(u, w) * head
-    p1x, p1y = ex - length * np.cos(ang + angle), ey - length * np.sin(ang + angle)
-    p2x, p2y = ex - length * np.cos(ang - angle), ey - length * np.sin(ang - angle)
-    nan = np.full_like(x, np.nan)
-    px = np.concatenate([np.stack([x, ex, nan], 1).ravel(), np.stack([p1x, ex, p2x, nan], 1).ravel()])
-    py = np.concatenate([np.stack([y, ey, nan], 1).ravel(), np.stack([p1y, ey, p2y, nan], 1).ravel()])
-    return _f32(px), _f32(py)
 
 
 def learning_curves(obj) -> go.Figure:
@@ -366,15 +344,3 @@ def presentation(fig: go.Figure, *, height: int = 500, scale: float = 1.4) -> go
     for sl in fig.layout.sliders or ():
         sl.currentvalue.font = dict(size=22)
     return fig
-
-
-FIGURES = {
-    "characteristics": characteristics,
-    "decision": decision,
-    "transport": transport,
-    "spacetime": spacetime,
-    "velocity": velocity,
-    "learning_curves": learning_curves,
-    "diagnostics": diagnostics,
-    "weights": weights,
-}

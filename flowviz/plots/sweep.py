@@ -14,8 +14,9 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..training.analysis import FlowViews
+from ..training.lifted import slice_name
 from ..training.sweep import ORDERS, CoarseToFine, SweepResult
-from .figures import PALETTE, _equal_axes, _f32, _layout, _segments, _surface_trace
+from .figures import PALETTE, _equal_axes, _f32, _layout, _segments, _surface_trace, point_groups
 
 __all__ = ["SWEEP_FIGURES", "sweep_metrics", "sweep_surfaces", "sweep_error", "sweep_conditions", "sweep_transfer",
            "side_by_side", "coarse_to_fine_curve", "sweep_html"]
@@ -177,6 +178,8 @@ def side_by_side(a: FlowViews, b: FlowViews, titles: tuple[str, str] | None = No
     """Two runs' characteristics with one shared slider over t in [0, T]: both panels show the same time."""
     views = (a, b)
     titles = titles or tuple(f"L = {v.config.n_steps}, {v.config.scheme}, T = {v.config.horizon:g}" for v in views)
+    titles = tuple(t + (f"<br>u on the slice {slice_name(v.config.dim)}; points by their own u(t, x)"
+                        if v.config.dim > 2 else "") for t, v in zip(titles, views))
     T = max(float(v.t[-1]) for v in views)
     finer = max(views, key=lambda v: len(v.surfaces.ks))
     ts = np.unique(np.concatenate([finer.surfaces.t, [0.0, T]]))
@@ -189,7 +192,8 @@ def side_by_side(a: FlowViews, b: FlowViews, titles: tuple[str, str] | None = No
         k = int(s.ks[i])
         C = s.u.shape[-1]
         data = [_surface_trace(v, s.u[i], s.x1, s.x2, showscale=False)]
-        data += [go.Scatter(x=_f32(ch.x[k, ch.y == c, 0]), y=_f32(ch.x[k, ch.y == c, 1])) for c in range(C)]
+        groups = point_groups(v, i)[0]
+        data += [go.Scatter(x=_f32(ch.x[k, groups[c], 0]), y=_f32(ch.x[k, groups[c], 1])) for c in range(C)]
         return data
 
     for col, v in enumerate(views, 1):
@@ -197,8 +201,9 @@ def side_by_side(a: FlowViews, b: FlowViews, titles: tuple[str, str] | None = No
         C = s.u.shape[-1]
         start = len(fig.data)
         fig.add_trace(_surface_trace(v, s.u[0], s.x1, s.x2, showscale=False), 1, col)
+        groups = point_groups(v, 0)[0]
         for c in range(C):
-            fig.add_trace(go.Scatter(x=_f32(ch.x[0, ch.y == c, 0]), y=_f32(ch.x[0, ch.y == c, 1]), mode="markers",
+            fig.add_trace(go.Scatter(x=_f32(ch.x[0, groups[c], 0]), y=_f32(ch.x[0, groups[c], 1]), mode="markers",
                                      marker=dict(color=PALETTE[c], size=7, line=dict(color="white", width=0.5)),
                                      name=f"class {c}", showlegend=col == 1, legendgroup=str(c)), 1, col)
         per_panel.append(list(range(start, len(fig.data))))

@@ -14,11 +14,12 @@ import numpy as np
 import torch
 
 from ..core.config import Config
-from ..core.errors import CheckpointError, FlowvizError
+from ..core.errors import CheckpointError, FlowvizError, echo
 from ..core.model import FlowModel
+from ..core.safejson import load_json
 
 __all__ = ["save_weights", "load_weights", "weights_bytes", "model_from_bytes", "save_run", "load_run", "tensors_of",
-           "metadata_of"]
+           "metadata_of", "config_from_bytes"]
 
 FORMAT = "flowviz-run-1"
 MAX_WEIGHTS_BYTES = 64 * 1024 * 1024
@@ -57,20 +58,20 @@ def model_from_bytes(raw: bytes, *, expect_config: Config | None = None) -> Flow
     if len(raw) < 8 or raw[:2] in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05") or raw[:2] == b"PK":
         raise CheckpointError("this is not a safetensors file (it looks like a pickle or zip archive); "
                               "flowviz only loads safetensors files it wrote")
+    header_len = int.from_bytes(raw[:8], "little")
+    if header_len <= 0 or header_len > len(raw) - 8:
+        raise CheckpointError("not a valid safetensors file (its header length does not fit); is it truncated?")
+    meta = _metadata(raw[8:8 + header_len])
     try:
-        header_len = int.from_bytes(raw[:8], "little")
-        if header_len <= 0 or header_len > len(raw) - 8:
-            raise ValueError("bad header length")
-        meta = json.loads(raw[8:8 + header_len]).get("__metadata__") or {}
         tensors = load(raw)
-    except (ValueError, SafetensorError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"not a valid safetensors file ({str(e)[:80]}); is it truncated?") from None
-    if meta.get("format") != FORMAT:
-        raise CheckpointError("this safetensors file was not written by flowviz (no flowviz metadata)")
+    except (ValueError, SafetensorError) as e:
+        raise CheckpointError(f"not a valid safetensors file ({echo(str(e), 80)}); is it truncated?") from None
     try:
-        config = Config.from_dict(json.loads(meta["config"]))
-        n_classes = int(meta["n_classes"])
-    except (KeyError, ValueError, json.JSONDecodeError, FlowvizError) as e:
+        config = Config.from_json(meta["config"])
+        n_classes = int(meta["n_classes"]) if len(meta["n_classes"]) < 4 else 0
+    except KeyError as e:
+        raise CheckpointError(f"the run's stored metadata has no {e} entry") from None
+    except (ValueError, FlowvizError) as e:
         raise CheckpointError(f"the run's stored config is not valid: {e}") from None
     if expect_config is not None:
         for key in ("field", "width", "lift", "time_mode", "n_steps", "knots", "mlp_depth", "time_input"):
@@ -93,6 +94,45 @@ def model_from_bytes(raw: bytes, *, expect_config: Config | None = None) -> Flow
     model.load_state_dict(tensors)
     model.train(False)
     return model
+
+
+def _metadata(header: bytes) -> dict[str, str]:
+    """The flowviz metadata of a safetensors header, its types checked: a JSON object whose ``__metadata__``
+    maps text to text (the safetensors format) and names our format."""
+    try:
+        head = load_json(header, what="the safetensors header", max_depth=4, max_chars=MAX_WEIGHTS_BYTES)
+    except FlowvizError as e:
+        raise CheckpointError(f"not a valid safetensors file: {e}") from None
+    if not isinstance(head, dict):
+        raise CheckpointError(f"not a valid safetensors file: its header is a JSON {type(head).__name__}, not an "
+                              f"object of tensors")
+    meta = head.get("__metadata__") or {}
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise CheckpointError("not a valid safetensors file: its __metadata__ is not a map of text to text")
+    if meta.get("format") != FORMAT:
+        raise CheckpointError("this safetensors file was not written by flowviz (no flowviz metadata)")
+    return meta
+
+
+def config_from_bytes(raw: bytes) -> Config:
+    """The config of an imported ``config.json`` (a bare config, or metrics.json's ``{"config": {...}}``).
+
+    Size, nesting depth and number lengths are bounded before parsing, and types checked after: a list, a
+    string or a deeply nested file is refused with a ConfigError saying what is wrong.
+    """
+    from ..core.errors import ConfigError
+
+    if len(raw) > 100_000:
+        raise ConfigError("a config file is a few hundred bytes; this one is too large")
+    try:
+        doc = load_json(raw, what="the file", max_chars=100_000)
+    except FlowvizError as e:
+        raise ConfigError(str(e)) from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"a config file holds a JSON object of key: value; this one holds a {type(doc).__name__}")
+    if "config" in doc and isinstance(doc["config"], dict):  # metrics.json: the config beside the results
+        doc = doc["config"]
+    return Config.from_dict(doc)
 
 
 def load_weights(path) -> FlowModel:

@@ -14,10 +14,12 @@ import torch
 
 from ..core.data import Dataset, square_box
 from ..core.model import FlowModel
+from .lifted import FRAMES_3D, GRID_3D, LiftedSpace, lifted_space, point_values
 
 __all__ = ["Characteristics", "Surfaces", "Velocity", "Diagnostics", "FlowViews", "analyse",
            "characteristics", "deformed_grid", "transported_surfaces", "velocity_grid", "diagnostics",
-           "frame_steps", "channel_fraction", "flow_extent", "plane_grid"]
+           "frame_steps", "channel_fraction", "flow_extent", "plane_grid", "Folding", "folding", "step_jacobian",
+           "fold_points"]
 
 MAX_FRAMES = 65  # views animate at most this many steps; deeper nets are shown at every ceil(L/64)-th step
 LIVE_FRAMES = 9  # frames of the live views while training (they are rebuilt and redrawn every second)
@@ -104,6 +106,12 @@ class FlowViews:
     output_surface: Surfaces | None = None  # f = u(T, .) on a box around x_L (extra coordinates zero)
     live: bool = False  # a light version made while training (no reference solution, coarser grids)
     predicted: np.ndarray | None = None  # the model's class for every point of data.x (n,)
+    # lifted runs (p >= 1) only: u(t_k, x_k) of the shown points at their full coordinates (len(ks), m, C),
+    # the class f gives each output point x_L (n,), and the 3-D view's numbers
+    point_u: np.ndarray | None = None
+    output_class: np.ndarray | None = None
+    lifted: LiftedSpace | None = None
+    folding: Folding | None = None  # |D(step k) - I| per step: what makes a step fold
 
 
 def _t(x, model):
@@ -168,14 +176,48 @@ def min_jacobian_det(model: FlowModel, pts_per_step: torch.Tensor) -> np.ndarray
     """Smallest det of the Jacobian of step map k over points (L, m, d) lying in the space of step k-1."""
     out = np.empty(model.L)
     for k in range(1, model.L + 1):
-        x = pts_per_step[k - 1].detach().clone().requires_grad_(True)
-        with torch.enable_grad():
-            y = model.step_map(x, k)
-            rows = [torch.autograd.grad(y[:, i].sum(), x, retain_graph=i < model.dim - 1)[0]
-                    for i in range(model.dim)]
-        J = torch.stack(rows, 1)  # (m, d, d): J[:, i, j] = d y_i / d x_j
+        J = step_jacobian(model, pts_per_step[k - 1], k)
         out[k - 1] = float(torch.linalg.det(J.double()).min())
     return out
+
+
+def step_jacobian(model: FlowModel, x: torch.Tensor, k: int) -> torch.Tensor:
+    """D(step map k) at points x (m, d) of the space of step k-1: (m, d, d), J[:, i, j] = d y_i / d x_j."""
+    x = x.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        y = model.step_map(x, k)
+        rows = [torch.autograd.grad(y[:, i].sum(), x, retain_graph=i < model.dim - 1)[0] for i in range(model.dim)]
+    return torch.stack(rows, 1)
+
+
+@dataclass(frozen=True)
+class Folding:
+    """Why a step folds: A_k = D(step k) - I (= s_k DV_k for Euler; per-step weights absorb s_k into W2, eq. 16).
+
+    det D(step k) = det(I + A_k) > 0 wherever the spectral norm |A_k| < 1, so a fold needs |A_k| >= 1; in the
+    plane det(I + A_k) < 0 exactly where A_k has one real eigenvalue below -1.
+    max_norm (L,): max over the points of |A_k|_2; min_eig (L,): min over the points of the real eigenvalues of
+    A_k (inf where all are complex: a complex pair cannot make det negative); points: how many were checked.
+    """
+
+    max_norm: np.ndarray
+    min_eig: np.ndarray
+    points: int
+
+    THRESHOLD = 1.0  # |A_k| below this at every point: no fold possible
+
+
+def folding(model: FlowModel, pts_per_step: torch.Tensor) -> Folding:
+    """The size of each step's own derivative A_k = D(step k) - I over points (L, m, d) of the spaces of k-1."""
+    norm, eig = np.empty(model.L), np.empty(model.L)
+    for k in range(1, model.L + 1):
+        A = step_jacobian(model, pts_per_step[k - 1], k).double()
+        A = A - torch.eye(model.dim, dtype=A.dtype, device=A.device)
+        norm[k - 1] = float(torch.linalg.matrix_norm(A, ord=2).max())
+        ev = torch.linalg.eigvals(A)
+        real = torch.where(ev.imag.abs() <= 1e-9 * (1 + ev.real.abs()), ev.real, torch.inf)
+        eig[k - 1] = float(real.min())
+    return Folding(norm.astype(np.float32), eig.astype(np.float32), int(pts_per_step.shape[1]))
 
 
 def diagnostics(model: FlowModel, x: np.ndarray, extent, *, max_points: int = 200, grid: int = 25,
@@ -233,8 +275,32 @@ def analyse(model: FlowModel, data: Dataset, *, history=None, res: int = 100, ma
     with torch.no_grad():
         f = torch.softmax(model.head(z), -1).cpu().numpy().reshape(1, res, res, -1)
     osurf = Surfaces(np.array([model.L]), model.times[-1:].astype(np.float32), x1, x2, f.astype(np.float32))
+    lifted = {}
+    if model.dim > 2:  # the points leave the slice x_3 = 0: what is true at their own coordinates
+        pu = point_values(model, ch.x, ks)
+        with torch.no_grad():
+            oc = model.head(torch.as_tensor(out, device=model.device)).argmax(-1).cpu().numpy()
+        lifted = dict(point_u=pu, output_class=oc,
+                      lifted=_lifted(model, ch, ks, pu, live))
+    fold = None if live else folding(model, fold_points(model, data.x_train, data.extent(), seed=model.config.seed))
     return FlowViews(model.config, model.times.astype(np.float32), extent, data, ch, grid, ks, surf, vel, diag,
-                     list(history or []), weights, out, osurf, live, pred)
+                     list(history or []), weights, out, osurf, live, pred, folding=fold, **lifted)
+
+
+def _lifted(model, ch: Characteristics, ks: np.ndarray, pu: np.ndarray, live: bool) -> LiftedSpace:
+    ks3 = frame_steps(model.L, min(len(ks), FRAMES_3D))
+    same = len(ks3) == len(ks) and bool((ks3 == ks).all())
+    return lifted_space(model, ch.x, ch.y, ks3, point_u=pu if same else None, res=10 if live else GRID_3D)
+
+
+def fold_points(model: FlowModel, x: np.ndarray, extent, *, grid: int = 25, max_points: int = 200,
+                seed: int = 0) -> torch.Tensor:
+    """Where folding is checked: a grid x grid lattice of the box and up to max_points data points, carried
+    along the flow: (L, m, d), row k-1 in the space of step k-1."""
+    rng = np.random.default_rng(seed)
+    sub = x if len(x) <= max_points else x[rng.choice(len(x), max_points, replace=False)]
+    pts = np.concatenate([plane_grid(extent, grid)[2], np.asarray(sub, np.float32)])
+    return torch.as_tensor(model.trajectory(pts)[:-1], device=model.device)
 
 
 def channel_fraction(model: FlowModel, radii, *, n: int = 3600, inner_class: int = 0) -> float:

@@ -26,7 +26,7 @@ import torch
 
 from ..core.config import Config
 from ..core.data import Dataset, make_dataset
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, echo
 from ..core.model import FlowModel, build_model
 from .analysis import plane_grid
 from .batch import batch_reason, train_batched
@@ -44,10 +44,10 @@ def parse_vary(text: str, base: Config | None = None) -> tuple[str, list]:
     """``"n_steps=1,2,4"`` -> ("n_steps", [1, 2, 4]), each value validated as that key of ``base``."""
     base = base or Config()
     if "=" not in text:
-        raise ConfigError(f"--vary wants KEY=V1,V2,...; got {text!r}")
+        raise ConfigError(f"--vary wants KEY=V1,V2,...; got {echo(text)}")
     key, raw = (s.strip() for s in text.split("=", 1))
     if key not in VARY_KEYS:
-        raise ConfigError(f"cannot sweep {key!r}; a sweep varies one of: {', '.join(VARY_KEYS)}")
+        raise ConfigError(f"cannot sweep {echo(key)}; a sweep varies one of: {', '.join(VARY_KEYS)}")
     parts = [p.strip() for p in raw.split(",") if p.strip()]
     if not parts:
         raise ConfigError(f"--vary {key}= has no values")
@@ -205,7 +205,7 @@ def run_sweep(base: Config, key: str, values: list, *, data=None, batched: bool 
     columns for the depth-transfer matrix, which is computed when the sweep varies n_steps.
     """
     if key not in VARY_KEYS:
-        raise ConfigError(f"cannot sweep {key!r}; a sweep varies one of: {', '.join(VARY_KEYS)}")
+        raise ConfigError(f"cannot sweep {echo(key)}; a sweep varies one of: {', '.join(VARY_KEYS)}")
     configs = [base.replace(**{key: v}) for v in values]
     ds = data if isinstance(data, Dataset) else make_dataset(base, data)
     say = progress or (lambda frac, text: None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ..core.config import CHOICES, Config
+from ..core.config import CHOICES, Config, value_range
 from ..core.errors import FlowvizError
 
 DATASET_HELP = {
@@ -20,7 +20,8 @@ DATASET_HELP = {
 FIELD_HELP = {
     "two_layer": "the paper's eq. 2: v = W₂(t) a(W₁(t) x + b₁(t)) + b₂(t)",
     "mlp": "a general MLP field with t as an input",
-    "antisymmetric": "Haber & Ruthotto: a((K − Kᵀ − γI) x + b), no growing modes",
+    "antisymmetric": "Haber & Ruthotto: a((K − Kᵀ − γI) x + b); the continuous flow has no growing modes, "
+                     "forward Euler with small γ can still grow (|1 + s λ| > 1)",
 }
 TIME_HELP = {"per_step": "per-step: independent weights per block (a classic ResNet)",
              "tied": "tied: one set of weights for all t (an autonomous field)",
@@ -31,17 +32,15 @@ def _meta(key):
     return Config.__dataclass_fields__[key].metadata
 
 
-def _num(container, label, key, cfg, *, step=None, fmt=None, lo=None, hi=None):
-    m = _meta(key)
-    lo = m["lo"] if lo is None else lo
-    hi = m["hi"] if hi is None else hi
+def _num(container, label, key, cfg, *, step=None, fmt=None):
+    """A number box whose range is the config's own (``value_range``: one place for both)."""
+    lo, hi = value_range(key)
     v = getattr(cfg, key)
     if isinstance(v, int):
-        return container.number_input(label, int(lo), int(hi), int(v), step=step or 1, help=m["help"],
-                                      key=f"w_{key}")
-    lo_v = float(lo) + (1e-6 if m["lo_open"] else 0.0)
-    return container.number_input(label, lo_v, float(hi), float(v), step=step or 0.01, format=fmt or "%.4g",
-                                  help=m["help"], key=f"w_{key}")
+        return container.number_input(label, lo, hi, v, step=step or 1, help=_meta(key)["help"], key=f"w_{key}")
+    # %g shows 1e-09 and 5e-324 as such (a fixed number of decimals showed them as 0)
+    return container.number_input(label, lo, hi, float(v), step=step or 0.01, format=fmt or "%.4g",
+                                  help=_meta(key)["help"], key=f"w_{key}")
 
 
 def _pick(container, label, key, cfg, names=None, fmt=None):
@@ -52,13 +51,12 @@ def _pick(container, label, key, cfg, names=None, fmt=None):
                                key=f"w_{key}")
 
 
-GROUPS = ("data", "field", "discretisation", "head", "training")  # names for the ?hide= link flag
 
 
 def sidebar(cfg: Config, *, has_csv: bool, hidden: frozenset = frozenset()) -> dict:
     """Draw the grouped controls, seeded from ``cfg``; return the chosen values (not yet validated).
 
-    Groups named in ``hidden`` (see GROUPS) are not drawn; their keys keep the values of ``cfg``.
+    Groups named in ``hidden`` (see ``links.GROUPS``) are not drawn; their keys keep the values of ``cfg``.
     """
     v: dict = {}
     for name, label, expanded, draw in _GROUP_TABLE:
@@ -77,7 +75,7 @@ def _data_group(cfg, v, has_csv):
     if v["dataset"] in ("spirals", "blobs"):
         v["n_classes"] = _num(st, "Classes (arms / blobs)", "n_classes", cfg)
     v["test_fraction"] = _num(st, "Test fraction", "test_fraction", cfg, step=0.05)
-    v["seed"] = _num(st, "Seed", "seed", cfg, hi=10**6)
+    v["seed"] = _num(st, "Seed", "seed", cfg)
 
 
 def _field_group(cfg, v, has_csv):
@@ -95,7 +93,7 @@ def _disc_group(cfg, v, has_csv):
     v["n_steps"] = _num(st, "Steps L (blocks)", "n_steps", cfg)
     v["scheme"] = _pick(st, "Scheme", "scheme", cfg, fmt=lambda o: {
         "euler": "euler — the paper's rule, eq. 10", "midpoint": "midpoint (order 2)",
-        "rk4": "rk4 (order 4)", "plain": "plain net — no shortcut, for contrast"}[o])
+        "rk4": "rk4 (order 4)", "plain": "plain net — no shortcut: each block a map x ↦ V_k(x), not a small step"}[o])
     v["partition"] = _pick(st, "Partition", "partition", cfg)
     if v["partition"] == "geometric":
         v["partition_ratio"] = _num(st, "Ratio s_(k+1) / s_k", "partition_ratio", cfg, step=0.05)
@@ -134,18 +132,36 @@ def make_config(values: dict, base: Config) -> tuple[Config | None, str | None]:
         return None, str(e)
 
 
+# LaTeX of each activation (every name in CHOICES["activation"]; an underscore left bare would render a subscript)
+ACTIVATION_TEX = {"relu": r"\mathrm{relu}", "tanh": r"\tanh", "sigmoid": r"\sigma", "softplus": r"\mathrm{softplus}",
+                  "leaky_relu": r"\mathrm{leaky\_relu}"}
+# flowviz's reading of the paper's section 4, item 1 (the paper gives no equation)
+VISCOUS_TEX = (r"\partial_t u + v\cdot\nabla u + \varepsilon\,\Delta u = 0,\; u(T,\cdot) = f;\quad "
+               r"dX = v\,dt + \sqrt{2\varepsilon}\,dW,\; u(0,x) = \mathbb{E}\,f(X_T)\;\text{(Feynman--Kac; "
+               r"flowviz's reading of the paper's \S 4, item 1)}")
+
+
 def block_formula(cfg: Config) -> str:
-    """LaTeX of the chosen block, with the step size filled in."""
+    """LaTeX of the chosen block, with the step size filled in; with viscosity, the noise term and the viscous
+    equation it discretises."""
     s = f"{cfg.horizon / cfg.n_steps:.4g}"
+    if "e" in s:  # 2.5e-31 as 2.5 x 10^-31 (LaTeX set "e-31" as a subtraction)
+        m, e = s.split("e")
+        s = rf"{m} \times 10^{{{int(e)}}}"
     sk = f"s_k = T/L = {s}" if cfg.partition == "uniform" else r"s_k \text{ (geometric)}"
-    a = {"relu": r"\mathrm{relu}", "tanh": r"\tanh", "sigmoid": r"\sigma", "softplus": r"\mathrm{softplus}",
-         "leaky\\_relu": r"\mathrm{leaky}"}.get(cfg.activation, cfg.activation)
+    a = ACTIVATION_TEX[cfg.activation]
     v = {"two_layer": rf"W^{{(2)}}_k\,{a}\!\left(W^{{(1)}}_k x_{{k-1}} + b^{{(1)}}_k\right) + b^{{(2)}}_k",
          "mlp": r"\mathrm{MLP}_k(x_{k-1}, t_k)",
          "antisymmetric": rf"{a}\!\left((K_k - K_k^\top - \gamma I)\,x_{{k-1}} + b_k\right)"}[cfg.field]
+    noise = r" + \sqrt{2\varepsilon s_k}\,\xi_k" if cfg.viscosity > 0 else ""
     if cfg.scheme == "plain":
-        return rf"x_k = {v}" + r"\qquad\text{(plain net: no shortcut)}"
-    if cfg.scheme == "euler":
-        return rf"x_k = x_{{k-1}} + s_k\left[{v}\right],\qquad {sk}"
-    stages = r"K_i = v(t_{k-1} + c_i s_k,\,\cdot)"
-    return rf"x_k = x_{{k-1}} + s_k \sum_i b_i K_i \;\; ({cfg.scheme}),\quad {stages},\;{sk}"
+        block = rf"x_k = {v}{noise}" + r"\qquad\text{(plain net: no shortcut; a block is a map, not a small step)}"
+    elif cfg.scheme == "euler":
+        block = rf"x_k = x_{{k-1}} + s_k\left[{v}\right]{noise},\qquad {sk}"
+    else:
+        stages = r"K_i = v(t_{k-1} + c_i s_k,\,\cdot)"
+        block = rf"x_k = x_{{k-1}} + s_k \sum_i b_i K_i{noise} \;\; ({cfg.scheme}),\quad {stages},\;{sk}"
+    if cfg.viscosity == 0:
+        return block
+    eps = rf"\varepsilon = {cfg.viscosity:g},\; \xi_k \sim N(0, I)"
+    return rf"\begin{{gathered}}{block},\; {eps}\\ {VISCOUS_TEX}\end{{gathered}}"

@@ -20,6 +20,8 @@ from ..serve.runs import Job, Registry, data_key
 from ..training.analysis import analyse
 from ..training.batch import batch_reason
 from ..training.sweep import VARY_KEYS, coarse_to_fine, parse_vary, run_sweep
+from .notices import notice
+from .plaintext import literal
 
 log = logging.getLogger("flowviz.ui")
 
@@ -39,15 +41,14 @@ def job_key(kind: str, cfg: Config, data: Dataset, *parts) -> str:
     return hashlib.sha256("|".join(map(str, (kind, cfg.key(), *parts, data_key(data)))).encode()).hexdigest()[:16]
 
 
-def running(reg: Registry, ss) -> bool:
+def running(reg: Registry, state) -> bool:
     """True while a job this session watches is still going (the page then keeps refreshing)."""
-    return any(j is not None and not j.finished for j in (reg.get_job(k) for k in (ss.get("sweep_job"),
-                                                                                     ss.get("c2f_job")) if k))
+    return any(j is not None and not j.finished for j in (reg.get_job(k) for k in (state.sweep_job, state.c2f_job)
+                                                           if k))
 
 
-def panel(reg: Registry, cfg: Config, data: Dataset) -> None:
-    """The sweep tab: controls, progress, and the figures of the finished sweep."""
-    ss = st.session_state
+def panel(reg: Registry, state, cfg: Config, data: Dataset) -> None:
+    """The sweep tab (``state``: the page's PageState): controls, progress, and the finished sweep's figures."""
     st.markdown(INTRO)
     c = st.columns([2, 3, 1, 1])
     key = c[0].selectbox("Vary", VARY_KEYS, key="sweep_key", format_func=KEY_LABELS.get,
@@ -64,7 +65,7 @@ def panel(reg: Registry, cfg: Config, data: Dataset) -> None:
             for v in values:  # the page is a server's: its limits are hard (the CLI's sweeps may go beyond)
                 cfg.replace(**{k: v}).check_server_limits()
         except FlowvizError as e:
-            st.error(f"{e}. Nothing was started; the last sweep stays on screen.")
+            notice(f"{e}. Nothing was started; the last sweep stays on screen.", "error")
         else:
             jk = job_key("sweep", cfg, data, k, values)
             batched = batch_reason([cfg.replace(**{k: v}) for v in values]) is None
@@ -72,9 +73,9 @@ def panel(reg: Registry, cfg: Config, data: Dataset) -> None:
             reg.job(jk, lambda progress, cancel: run_sweep(cfg, k, values, data=data, progress=progress,
                                                            cancel=cancel, pool=reg.executor),
                     holds_worker=not batched)
-            ss.sweep_job = jk
+            state.watch_sweep(jk)
             st.rerun()  # the page refreshes while the sweep runs
-    job = reg.get_job(ss["sweep_job"]) if ss.get("sweep_job") else None
+    job = reg.get_job(state.sweep_job) if state.sweep_job else None
     if stop and job is not None:
         job.stop()
     if job is None:
@@ -85,20 +86,20 @@ def panel(reg: Registry, cfg: Config, data: Dataset) -> None:
         return
     s = job.result
     if s.notes:
-        st.caption(" · ".join(s.notes))
+        st.caption(literal(" · ".join(s.notes)))
     for fn in sweep_plots.SWEEP_FIGURES.values():
         if fn is sweep_plots.sweep_transfer and s.transfer is None:
             continue
         _chart(job, fn, s)
     _side_by_side(job, s)
-    _coarse_to_fine(reg, cfg, data)
+    _coarse_to_fine(reg, state, cfg, data)
 
 
 def _status(job: Job) -> None:
     if job.status == "error":
-        st.error(f"The sweep failed: {job.error}")
+        notice(f"The sweep failed: {job.error}", "error")
     elif not job.finished:
-        st.progress(min(1.0, job.fraction), text=f"{job.text}")
+        st.progress(min(1.0, job.fraction), text=literal(job.text))
     elif job.status == "cancelled":
         st.warning("The sweep was stopped.")
     else:
@@ -135,9 +136,8 @@ def _side_by_side(job: Job, s) -> None:
     st.plotly_chart(job.cache[ck], width="stretch", theme=None, key="sweep_side_by_side")
 
 
-def _coarse_to_fine(reg: Registry, cfg: Config, data: Dataset) -> None:
-    ss = st.session_state
-    with st.expander("Coarse to fine: train at L, double the partition, go on", expanded=bool(ss.get("c2f_job"))):
+def _coarse_to_fine(reg: Registry, state, cfg: Config, data: Dataset) -> None:
+    with st.expander("Coarse to fine: train at L, double the partition, go on", expanded=bool(state.c2f_job)):
         st.caption("Haber and Ruthotto's multilevel idea: per-step weights are carried to the finer partition "
                    "piecewise constant in t (the same field, smaller steps); tied and continuous weights are "
                    "re-discretised as they are. Compared with training at the finest L from scratch for the same "
@@ -153,13 +153,13 @@ def _coarse_to_fine(reg: Registry, cfg: Config, data: Dataset) -> None:
                 jk = job_key("c2f", cfg, data, lo, hi)
                 reg.job(jk, lambda progress, cancel: coarse_to_fine(cfg, L_start=int(lo), L_end=int(hi), data=data,
                                                                     cancel=cancel))
-                ss.c2f_job = jk
+                state.watch_c2f(jk)
                 st.rerun()
-        job = reg.get_job(ss["c2f_job"]) if ss.get("c2f_job") else None
+        job = reg.get_job(state.c2f_job) if state.c2f_job else None
         if job is None:
             return
         if job.status == "error":
-            st.error(job.error)
+            notice(job.error, "error")
         elif not job.finished:
             st.progress(0.5, text="training coarse to fine…")
         elif job.result is not None:

@@ -1,0 +1,88 @@
+"""The lifted space in 3-D: the points x_k in (x_1, x_2, x_3) and the decision boundary {u(t_k, .) = 1/2}.
+
+With lift p >= 1 the flow acts in R^(2+p) (the augmented neural ODE of Dupont, Doucet & Teh 2019): the
+inner disk of the rings can rise above the annulus, and at k = L a plane (the level set of the linear f)
+separates the classes. This figure only draws what :mod:`flowviz.training.lifted` computed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+
+from ..training.lifted import LiftedSpace, slice_name
+from .figures import PALETTE, _f32, _frame_slider, _layout, _views
+
+__all__ = ["lifted", "lifted_title"]
+
+BOUNDARY_COLOR = "#6a3d9a"  # a purple apart from the class colours
+LEVEL = 127.5  # the boundary g = 1/2, on the byte scale the fields are stored in
+
+
+def lifted_title(ls: LiftedSpace, i: int) -> str:
+    """The title at frame i: what is drawn, at which k, and which coordinates (p > 1: the first three of d)."""
+    k = int(ls.ks[i])
+    where = "" if ls.dim == 3 else (f"<br>first three of d = {ls.dim} coordinates; the surface is on the slice "
+                                    f"{slice_name(ls.dim, 4)}")
+    return f"R^{ls.dim}: points x_k and the boundary {{u(t_k, ·) = 1/2}}, k = {k}, t_k = {float(ls.t[i]):.3g}{where}"
+
+
+def _surfaces(ls: LiftedSpace, i: int, *, first: bool) -> list[go.Isosurface]:
+    out = []
+    for b in range(ls.fields.shape[1]):
+        tr = go.Isosurface(value=ls.fields[i, b].ravel())  # indexed [z, y, x]: x varies fastest
+        if first:
+            gx, gy, gz = ls.axes
+            Z, Y, X = np.meshgrid(gz, gy, gx, indexing="ij")
+            tr.update(x=_f32(X.ravel()), y=_f32(Y.ravel()), z=_f32(Z.ravel()), isomin=LEVEL, isomax=LEVEL,
+                      surface_count=1, caps=dict(x_show=False, y_show=False, z_show=False),
+                      colorscale=[[0, BOUNDARY_COLOR], [1, BOUNDARY_COLOR]], showscale=False, opacity=0.35,
+                      name="boundary u = 1/2" if ls.fields.shape[1] == 1 else "boundary (top two classes tie)",
+                      showlegend=b == 0, legendgroup="boundary", hoverinfo="skip", flatshading=False)
+        out.append(tr)
+    return out
+
+
+def _points(ls: LiftedSpace, i: int, c: int, *, first: bool) -> go.Scatter3d:
+    m = ls.y == c
+    p = ls.x[i, m]
+    tr = go.Scatter3d(x=_f32(p[:, 0]), y=_f32(p[:, 1]), z=_f32(p[:, 2]))
+    if first:
+        tr.update(mode="markers", name=f"class {c}", marker=dict(color=PALETTE[c], size=3.5,
+                                                                  line=dict(color="white", width=0.5)))
+    return tr
+
+
+def lifted(obj) -> go.Figure:
+    """3-D view of a lifted run (lift >= 1): x_k in its first three coordinates over the surface {u(t_k, .) = 1/2}
+    (C > 2: where the top two classes tie), one browser-side frame per k with a slider and a play button.
+
+    At k = L the surface is the plane where the linear f changes class; at k = 0 its trace on x_3 = 0 is the
+    decision boundary on the input plane.
+    """
+    v = _views(obj)
+    ls = v.lifted
+    if ls is None:
+        fig = go.Figure()
+        fig.add_annotation(text="no lift (p = 0): the flow acts in the plane; set lift ≥ 1 to see R^(2+p)",
+                           showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper", font=dict(size=18))
+        return _layout(fig, "Lifted space", height=300)
+    classes = [c for c in range(int(ls.y.max()) + 1) if (ls.y == c).any()]
+    traces = _surfaces(ls, 0, first=True) + [_points(ls, 0, c, first=True) for c in classes]
+    frames = [go.Frame(name=str(int(k)), data=_surfaces(ls, i, first=False) +
+                       [_points(ls, i, c, first=False) for c in classes],
+                       traces=list(range(len(traces))), layout=dict(title_text=lifted_title(ls, i)))
+              for i, k in enumerate(ls.ks)]
+    fig = go.Figure(data=traces, frames=frames)
+    sliders, menus = _frame_slider(ls.ks, v.t)
+    gx, gy, gz = ls.axes
+    rng = [[float(a[0]), float(a[-1])] for a in (gx, gy, gz)]
+    # fonts of the scene set here, so presentation mode's larger page type does not pile up the 3-D tick labels
+    ax = dict(tickfont=dict(size=12), title_font=dict(size=18))
+    fig.update_layout(scene=dict(xaxis=dict(title="x₁", range=rng[0], **ax), yaxis=dict(title="x₂", range=rng[1], **ax),
+                                 zaxis=dict(title="x₃", range=rng[2], **ax), aspectmode="data",
+                                 camera=dict(eye=dict(x=1.15, y=-1.15, z=0.7))),
+                      uirevision="lifted")
+    _layout(fig, lifted_title(ls, 0), height=680, sliders=sliders, updatemenus=menus)
+    legend = dict(orientation="v", x=0, y=1, xanchor="left", yanchor="top", bgcolor="rgba(255,255,255,0.7)")
+    return fig.update_layout(legend=legend, margin=dict(t=60 if ls.dim == 3 else 90, l=10, r=10, b=40))

@@ -1,0 +1,218 @@
+"""The Instruments view: probe one characteristic, the stability region, volume and density, the grid solver,
+the adjoint flow, and points drawn by hand. Link parameters ``probe=x1,x2`` and ``points=...``.
+
+page.py calls :func:`panel` to draw the view; the link parameters are rows of ``links.FLAGS`` and the probe and
+the drawn points live in the page's ``PageState``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from functools import partial
+
+import numpy as np
+import streamlit as st
+
+from .. import plots
+from ..core.errors import FlowvizError
+from ..core.model import build_model
+from ..core.points import MAX_POINTS, RANGE
+from ..plots.clickplane import click_plane
+from ..training import instruments as ins
+from ..training import volume as vol
+from . import lecture, links
+from .notices import notice
+
+log = logging.getLogger("flowviz.ui")
+
+SUBVIEWS = ["Probe", "Stability region", "Volume and density", "Grid solver", "Adjoint", "Draw points"]
+CLUSTER = 25  # points a box or lasso adds at most (a seeded sample of the grid points inside, jittered)
+_CACHE: OrderedDict = OrderedDict()
+_LOCK = threading.Lock()
+_KEEP = 24
+
+
+def _cached(key, fn):
+    """Per-run results (models, instrument data), least recently used out; shared by sessions like the runs."""
+    with _LOCK:
+        if key in _CACHE:
+            _CACHE.move_to_end(key)
+            return _CACHE[key]
+    out = fn()
+    with _LOCK:
+        _CACHE[key] = out
+        while len(_CACHE) > _KEEP:
+            _CACHE.popitem(last=False)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- selection
+def selected_points(event, plot: str, state) -> np.ndarray | None:
+    """The (x1, x2) of a new selection event (points of any trace; box and lasso give the grid points inside),
+    or None when the event is empty or was handled before (Streamlit returns the selection on every rerun)."""
+    sel = (event or {}).get("selection") or {}
+    pts = sel.get("points") or []
+    xy = np.array([[float(p["x"]), float(p["y"])] for p in pts if "x" in p and "y" in p])
+    if not len(xy) or not state.new_selection(plot, (len(xy), round(float(xy.sum()), 6))):
+        return None
+    return xy
+
+
+def drawn_points(xy: np.ndarray, label: int, spacing: float, have: int) -> tuple[list, str | None]:
+    """The points a click (one) or a cluster (a box or lasso: a seeded sample of at most CLUSTER of the grid
+    points inside, jittered by half the grid spacing) adds to ``have`` drawn ones, and a notice past the link's
+    limit."""
+    if len(xy) > 1:
+        rng = np.random.default_rng(have)
+        xy = xy[rng.choice(len(xy), min(CLUSTER, len(xy)), replace=False)]
+        xy = xy + rng.uniform(-spacing / 2, spacing / 2, xy.shape)
+    xy = np.clip(xy, -RANGE, RANGE)
+    room = max(MAX_POINTS - have, 0)
+    new = [(float(a), float(b), int(label)) for a, b in xy[:room]]
+    return new, (f"At most {MAX_POINTS} drawn points (what a link holds); the rest were not added."
+                 if len(xy) > room else None)
+
+
+# ------------------------------------------------------------------------------------------------- panel
+def _model(run):
+    snap = run.latest
+    if snap is None or snap.state is None:
+        return None, None
+
+    def build():
+        m = build_model(run.config, run.data.n_classes)
+        m.load_state_dict(snap.state)
+        return m.train(False)
+
+    return _cached((run.key, snap.step, "model"), build), snap.step
+
+
+def panel(state, run, views) -> None:
+    """Draw the Instruments view for ``run`` (its FlowViews ``views``); ``state`` is the page's PageState."""
+    pick = state.take_instrument_pick()
+    if pick in SUBVIEWS:  # a scenario opens on its instrument
+        st.session_state["instrument"] = pick
+    sub = st.radio("Instrument", SUBVIEWS, horizontal=True, key="instrument", label_visibility="collapsed")
+    if sub == "Draw points":
+        return _draw(state, views)
+    model, step = _model(run)
+    if model is None:
+        st.caption("The instruments need the run's first snapshot…")
+        return
+    data = run.data
+    try:
+        if sub == "Probe":
+            return _probe(state, model, views)
+        if sub == "Stability region":
+            obj = _cached((run.key, step, "stability"), lambda: ins.stability_data(model, data.x, data.y))
+            _show(plots.stability(obj), state, "fig_stability")
+            k = int(np.argmax(obj.max_abs))
+            st.caption(f"Largest |s_k λ| = {obj.max_abs[k]:.3g} at block {k + 1}; {100 * obj.outside.max():.0f}% of "
+                       f"the eigenvalues of the worst block lie outside the {obj.scheme} region; "
+                       f"{int((obj.det < 0).sum())} point-blocks have det(I + s_k DV_k) < 0, each with a real "
+                       "eigenvalue of s_k DV_k below −1.")
+        elif sub == "Volume and density":
+            obj = _cached((run.key, step, "volume"), lambda: vol.volume_data(model, data, extent=views.extent))
+            _show(plots.volume(obj), state, "fig_volume")
+        elif sub == "Grid solver":
+            if model.dim != 2:
+                st.info("The grid solver works on the plane: this run is lifted (p > 0), so its transport "
+                        "equation lives in R^(2+p).")
+                return
+            obj = _cached((run.key, step, "grid"), lambda: ins.transport_comparison(model, views.extent))
+            _show(plots.transport_grid(obj), state, "fig_transport_grid")
+        elif sub == "Adjoint":
+            live = not run.finished
+            obj = _cached((run.key, step, "adjoint", live), lambda: ins.adjoint_data(
+                model, data.x_train, data.y_train, with_continuous=not live))
+            _show(plots.adjoint(obj), state, "fig_adjoint")
+            if live:
+                st.caption(f"Training: p_k of the snapshot at step {step}; the comparison with the continuous "
+                           "adjoint follows when training ends.")
+    except FlowvizError as e:
+        notice(str(e), "error")
+
+
+def _show(fig, state, key):
+    try:
+        st.plotly_chart(lecture.style(fig, state.present), width="stretch", theme=None, key=key)
+    except Exception:  # a figure must never take the page down
+        log.exception("instrument figure %s failed", key)
+        st.error("This instrument could not be drawn for this run.")
+
+
+def _probe(state, model, views):
+    s = views.surfaces
+    e = views.extent
+    probe = state.probe
+    path = ins.flow_paths(model, np.asarray([probe], np.float32))[:, 0].cpu().numpy() if probe else None
+    fig = click_plane(e, data=views.data, surface=(s.x1, s.x2, s.u[0]), probe_path=path, height=470,
+                      title="Click any point of the plane to probe it")
+    st.plotly_chart(lecture.style(fig, state.present), width="stretch", theme=None, key="probe_plane",
+                    on_select=partial(_on_probe, state), selection_mode="points")
+    if probe is None:
+        st.info("Click a point on the plane (or give probe=x1,x2 in the link) to follow its characteristic.")
+        return
+    _show(plots.probe(ins.probe_data(model, probe), data_points=None), state, "fig_probe")
+
+
+def _draw(state, views):
+    e = views.extent if views is not None else (-3, 3, -3, 3)
+    c1, c2, c3, c4, c5 = st.columns([2.2, 1, 1, 1.6, 2])
+    c1.radio("Class of new points", list(range(8)), horizontal=True, key="draw_class",
+             format_func=lambda c: f"{c}")
+    c2.button("Undo", width="stretch", disabled=not state.drawn, key="draw_undo", on_click=_changed,
+              args=(state, state.undo_drawn))
+    c3.button("Clear", width="stretch", disabled=not state.drawn, key="draw_clear", on_click=_changed,
+              args=(state, state.clear_drawn))
+    c4.button("Train on these points", type="primary", width="stretch", key="draw_train", on_click=_train_drawn,
+              args=(state,))
+    c5.caption(f"{len(state.drawn)} drawn points (≤ {MAX_POINTS}); a click adds one, a box or lasso a cluster.")
+    res = 41
+    fig = click_plane(e, drawn=links.drawn_arrays(state.drawn) if state.drawn else None, res=res, height=520,
+                      title="Draw your own data (click; box or lasso from the toolbar)")
+    st.plotly_chart(lecture.style(fig, state.present), width="stretch", theme=None, key="draw_plane",
+                    on_select=partial(_on_draw, state, e, res), selection_mode=("points", "box", "lasso"))
+    if state.draw_message is not None:
+        kind, text = state.draw_message
+        state.draw_message = None
+        notice(text, kind)
+    if state.widget_reset:  # use_drawn changed the config: the whole page reruns (sidebar shows csv, run starts)
+        st.rerun()
+
+
+def _write_link(state):
+    """The link follows the probe and the drawn points at once (a callback runs before the page writes it)."""
+    st.query_params.from_dict(state.url())
+
+
+def _changed(state, change):
+    change()
+    _write_link(state)
+
+
+def _on_probe(state):
+    """A click on the probe plane (a callback: it runs before the page, which then draws the new probe)."""
+    xy = selected_points(st.session_state.get("probe_plane"), "probe_plane", state)
+    if xy is not None:
+        state.set_probe(xy[0, 0], xy[0, 1])
+        _write_link(state)
+
+
+def _on_draw(state, extent, res):
+    """A click, box or lasso on the drawing plane (a callback, as _on_probe)."""
+    xy = selected_points(st.session_state.get("draw_plane"), "draw_plane", state)
+    if xy is not None:
+        new, note = drawn_points(xy, int(st.session_state.get("draw_class", 0)),
+                                 (extent[1] - extent[0]) / (res - 1), len(state.drawn))
+        state.add_drawn(new)
+        state.draw_message = ("warning", note) if note else None
+        _write_link(state)
+
+
+def _train_drawn(state):
+    """The Train button's callback (it runs before the page, so the sidebar's dataset can switch to csv)."""
+    error = state.use_drawn()
+    state.draw_message = ("error", error) if error else None

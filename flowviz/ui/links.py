@@ -1,0 +1,198 @@
+"""What a page's link means, as pure functions (no streamlit): tested without a page.
+
+A link's query parameters are config keys (every key of ``Config``, e.g. ``n_steps=32``) and link flags,
+the parameters that are not config keys, one row each in ``FLAGS``:
+
+- ``scenario=NAME``: open a curated scenario (its config; the link's config keys override it);
+- ``present=1``: presentation mode (sidebar collapsed, large type, figures within 1280 x 720);
+- ``hide=data,training,...``: sidebar groups to hide (``GROUPS``; ``upload`` hides the CSV box);
+- ``probe=x1,x2``: the point whose characteristic the Instruments view follows;
+- ``points=...``: up to 500 points drawn by hand, the data of ``dataset=csv`` (see ``core.points``).
+
+A new flag is one more row: how its text is read (with notices for bad text), its default, and how it is
+written back into the page's link. Bad keys or values never stop the page: each falls back to its default,
+named in a notice (plain text; the page escapes it, see ``plaintext``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..core.config import Config
+from ..core.errors import FlowvizError, echo
+from ..core.points import decode_points, encode_points, format_probe, parse_probe
+from ..core.presets import preset_info, preset_names
+
+__all__ = ["GROUPS", "HIDEABLE", "FLAGS", "Flag", "Link", "parse_link", "config_from_query", "link_of",
+           "compare_changes", "is_on", "last_values", "drawn_arrays"]
+
+GROUPS = ("data", "field", "discretisation", "head", "training")  # the sidebar's groups, for ?hide=
+HIDEABLE = GROUPS + ("upload",)
+_ON, _OFF = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
+
+
+def is_on(text) -> bool:
+    """A flag's text read as a switch (1, true, yes, on)."""
+    return str(text).strip().lower() in _ON
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A link parameter that is not a config key."""
+
+    default: Any
+    parse: Callable[[str], tuple[Any, list[str]]]  # the link's text -> (value, notices about bad text)
+    write: Callable[[Any], str | None]  # value -> the link's text; None leaves it out of the link
+    help: str
+
+
+def _scenario(text: str):
+    if not text:
+        return None, []
+    if text in preset_names():
+        return text, []
+    return None, [f"Ignored scenario={echo(text)} from the link: no such scenario; valid: {', '.join(preset_names())}"]
+
+
+def _present(text: str):
+    if text.strip().lower() in _ON + _OFF:
+        return is_on(text), []
+    return False, [f"Ignored present={echo(text)} from the link: use present=1 or present=0"]
+
+
+def _hide(text: str):
+    hidden, notices = set(), []
+    for name in (h.strip() for h in text.split(",") if h.strip()):
+        if name in HIDEABLE:
+            hidden.add(name)
+        else:
+            notices.append(f"Ignored hide={echo(name)} from the link: valid groups are {', '.join(HIDEABLE)}")
+    return frozenset(hidden), notices[:3]
+
+
+def _probe(text: str):
+    try:
+        return parse_probe(text), []
+    except FlowvizError as e:
+        return None, [f"Ignored probe={echo(text)} from the link: {e}"]
+
+
+def _points(text: str):
+    """Drawn points (``core.points``): a tuple of (x1, x2, label); they become the page's csv data."""
+    try:
+        x, y = decode_points(text)
+    except FlowvizError as e:
+        return (), [f"Ignored points from the link: {e}"]
+    return tuple((float(a), float(b), int(c)) for (a, b), c in zip(x, y)), []
+
+
+def drawn_arrays(drawn) -> tuple[np.ndarray, np.ndarray]:
+    """Drawn (x1, x2, label) triples as points (n, 2) and labels (n,)."""
+    a = np.asarray(drawn, dtype=np.float64).reshape(-1, 3)
+    return a[:, :2], a[:, 2].astype(int)
+
+
+def _write_points(drawn) -> str | None:
+    if not drawn:
+        return None
+    try:
+        return encode_points(*drawn_arrays(drawn))
+    except FlowvizError:
+        return None  # more than a link holds: the points stay in the session only
+
+
+FLAGS: dict[str, Flag] = {
+    "scenario": Flag(None, _scenario, lambda v: v, "a curated scenario; link keys override its config"),
+    "present": Flag(False, _present, lambda v: "1" if v else None, "presentation mode"),
+    "hide": Flag(frozenset(), _hide, lambda v: ",".join(sorted(v)) or None, "sidebar groups to hide"),
+    "probe": Flag(None, _probe, lambda v: None if v is None else format_probe(v),
+                  "a point x1,x2 whose characteristic the Instruments view follows"),
+    "points": Flag((), _points, _write_points, "points drawn by hand (quantised, URL-safe base64): the csv data"),
+}
+
+
+@dataclass(frozen=True)
+class Link:
+    """A parsed link: the config, every flag's value, the notices about what was ignored, and the view a
+    scenario opens with (None without one)."""
+
+    config: Config
+    flags: Mapping[str, Any]
+    notices: tuple[str, ...]
+    view: str | None = None
+
+
+def last_values(params: Mapping[str, Any]) -> dict[str, str]:
+    """One text per key: a repeated key (``?n_steps=4&n_steps=8``) takes its last value."""
+    out = {}
+    for k, v in params.items():
+        if isinstance(v, (list, tuple)):
+            v = v[-1] if v else ""
+        out[str(k)] = str(v)
+    return out
+
+
+def parse_link(params: Mapping[str, Any]) -> Link:
+    """Read a link's query parameters (text, or lists of text): never raises; bad parts become notices."""
+    q = last_values(params)
+    flags, notices = {}, []
+    for name, flag in FLAGS.items():
+        value, bad = flag.parse(q[name]) if name in q else (flag.default, [])
+        flags[name] = value
+        notices += bad
+    scenario = flags["scenario"]
+    base = preset_info(scenario)["config"] if scenario else Config()
+    config, bad = config_from_query({k: v for k, v in q.items() if k not in FLAGS}, base)
+    view = preset_info(scenario)["view"] if scenario else None
+    return Link(config, flags, tuple(notices + bad), view)
+
+
+MAX_NOTICES = 8  # a link with 1,000 bad keys gets eight notices and a count, not a wall of text
+
+
+def config_from_query(q: Mapping[str, str], base: Config) -> tuple[Config, list[str]]:
+    """The config of a link on top of ``base``; bad keys or values fall back, each named in a notice."""
+    good, notices = {}, []
+    unknown = [k for k in q if k not in Config.keys()]
+    if unknown:  # one notice for all of them (each would list every valid key)
+        names = ", ".join(echo(k, 40) for k in unknown[:3]) + (f" and {len(unknown) - 3} more" if unknown[3:] else "")
+        notices.append(f"Ignored {names} from the link: not a setting; valid keys: {', '.join(Config.keys())}")
+    for k, val in q.items():
+        if k in unknown:
+            continue
+        try:
+            Config.from_query({**base.to_query(), **good, k: val})
+            good[k] = val
+        except FlowvizError as e:
+            notices.append(f"Ignored {echo(k)} from the link: {e}")
+    if len(notices) > MAX_NOTICES:
+        notices = notices[:MAX_NOTICES - 1] + [f"... and {len(notices) - MAX_NOTICES + 1} more ignored keys"]
+    try:
+        return Config.from_query({**base.to_query(), **good}), notices
+    except FlowvizError as e:
+        return base, notices + [f"The link's settings do not fit together ({e}); using the defaults."]
+
+
+def link_of(config: Config, flags: Mapping[str, Any]) -> dict[str, str]:
+    """The query parameters of a page: every config key, then the flags that differ from their defaults."""
+    q = config.to_query()
+    for name, flag in FLAGS.items():
+        text = flag.write(flags.get(name, flag.default))
+        if text is not None:
+            q[name] = text
+    return q
+
+
+def compare_changes(name: str | None) -> dict:
+    """The config keys a scenario's second run changes (empty without one)."""
+    if not name:
+        return {}
+    info = preset_info(name)
+    if info["compare"] is None:
+        return {}
+    a, b = info["config"], info["compare"]
+    return {k: getattr(b, k) for k in Config.keys() if getattr(a, k) != getattr(b, k)}

@@ -1,0 +1,166 @@
+"""The instruments' mathematics (flowviz.training.instruments, .volume) against exact or independent answers."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from test_transport_grid import linear_model
+
+from flowviz import Config, build_model
+from flowviz.training.instruments import (
+    adjoint_data,
+    adjoint_recursion,
+    amplification,
+    continuous_adjoint,
+    flow_paths,
+    probe_data,
+    stability_data,
+)
+from flowviz.training.volume import class_densities, divergence_integral, logdet_sum
+
+RNG = np.random.default_rng(3)
+PTS = RNG.uniform(-1.5, 1.5, (40, 2)).astype(np.float32)
+
+
+def random_model(**kw):
+    cfg = Config(**{"width": 8, "n_steps": 6, "horizon": 2.0, "seed": 4, **kw})
+    m = build_model(cfg, 2)
+    with torch.no_grad():
+        m.field.b2.normal_(0, 0.3)
+    return m.train(False)
+
+
+@pytest.mark.parametrize("kw", [{}, {"scheme": "rk4"}, {"time_mode": "continuous"}, {"lift": 1}])
+def test_probe_u_is_constant_along_the_characteristic(kw):
+    m = random_model(**kw)
+    pr = probe_data(m, (0.4, -0.7))
+    assert pr.u.shape == (m.L + 1, 2) and pr.xs.shape == (m.L + 1, m.dim)
+    np.testing.assert_allclose(pr.u, np.broadcast_to(pr.u[-1], pr.u.shape), atol=2e-6)  # eps = 0: constant
+    np.testing.assert_allclose(pr.f[-1], pr.u[-1], atol=1e-6)  # u(T, .) = f
+    W, b = m.head_W.detach().numpy().astype(np.float64), m.head_b.detach().numpy().astype(np.float64)
+    logits = pr.xs.astype(np.float64) @ W.T + b  # the read-out f(x_k) = softmax(W x_k + b) at every layer
+    np.testing.assert_allclose(pr.f, np.exp(logits) / np.exp(logits).sum(1, keepdims=True), atol=1e-6)
+    assert pr.extra.shape == (m.L + 1, m.dim - 2)
+    step = np.linalg.norm(np.diff(pr.xs, axis=0), axis=1)
+    np.testing.assert_allclose(pr.ratio, step / np.linalg.norm(pr.xs[:-1], axis=1), rtol=1e-5)
+
+
+def test_probe_eigenvalues_on_a_linear_field():
+    A = np.array([[0.2, -1.0], [1.5, -0.4]])
+    m = linear_model(A, T=2.0, L=5)
+    pr = probe_data(m, (0.3, 0.2))
+    want = np.sort_complex(1 + 0.4 * np.linalg.eigvals(A))  # eig(I + s A), s = T / L
+    for e in pr.eig:
+        np.testing.assert_allclose(np.sort_complex(e), want, atol=1e-5)
+
+
+@pytest.mark.parametrize("scheme, s, outside", [
+    ("euler", 0.5, [False, False]),  # z = -1.5, -0.25: |1 + z| = 0.5, 0.75
+    ("euler", 1.0, [True, False]),  # z = -3: |1 + z| = 2
+    ("midpoint", 0.5, [False, False]),  # |1 - 1.5 + 1.125| = 0.625
+    ("midpoint", 1.0, [True, False]),  # |1 - 3 + 4.5| = 2.5
+    ("rk4", 5 / 6, [False, False]),  # z = -2.5 inside (the real interval ends near -2.785)
+    ("rk4", 1.0, [True, False]),  # z = -3: R = 1.375
+])
+def test_stability_membership_on_a_linear_field(scheme, s, outside):
+    P = np.array([[1.0, 0.4], [0.2, 1.0]])
+    A = P @ np.diag([-3.0, -0.5]) @ np.linalg.inv(P)  # eigenvalues -3 and -0.5
+    m = linear_model(A, T=s * 4, L=4, scheme=scheme)
+    st = stability_data(m, PTS)
+    z = np.sort(st.z.real, -1)
+    np.testing.assert_allclose(z, np.broadcast_to(s * np.array([-3.0, -0.5]), z.shape), atol=1e-5)
+    np.testing.assert_allclose(np.abs(st.z.imag), 0, atol=1e-6)
+    np.testing.assert_allclose(st.outside, np.mean(outside))
+    np.testing.assert_allclose(st.max_abs, 3 * s, rtol=1e-5)
+    # a real eigenvalue of s DV below -1 <=> det(I + s DV) < 0
+    np.testing.assert_array_equal(st.det < 0, st.fold_eig % 2 == 1)
+    assert ((st.det < 0).all()) == (s * 3 > 1)
+
+
+def test_complex_eigenvalues_and_the_region_boundary():
+    A = np.array([[-1.0, -2.0], [2.0, -1.0]])  # eigenvalues -1 +- 2i
+    for s, out in ((0.2, False), (0.5, True)):  # |1 + s(-1 +- 2i)|^2 = 0.8, 1.25
+        st = stability_data(linear_model(A, T=4 * s, L=4), PTS)
+        np.testing.assert_allclose(np.sort(st.z.imag, -1)[..., 1], 2 * s, atol=1e-5)
+        assert st.outside.tolist() == [float(out)] * 4
+        assert (st.fold_eig == 0).all() and (st.det > 0).all()  # complex pairs never fold
+    assert amplification(-2.0, "euler") == 1.0 and amplification(1j * 0.5, "midpoint") > 1
+
+
+def test_fold_iff_det_negative_on_a_folding_model():
+    m = random_model(n_steps=2, horizon=8.0, width=16)
+    st = stability_data(m, RNG.uniform(-2, 2, (300, 2)).astype(np.float32))
+    assert (st.det < 0).any()  # this field folds
+    np.testing.assert_array_equal(st.det < 0, st.fold_eig % 2 == 1)
+
+
+def test_logdet_sum_and_divergence_integral_exact_on_a_linear_field():
+    A = np.array([[0.3, -1.0], [0.8, -0.7]])
+    m = linear_model(A, T=1.5, L=6)
+    disc = logdet_sum(m, PTS)
+    k = np.arange(7)[:, None]
+    np.testing.assert_allclose(disc, k * np.log(abs(np.linalg.det(np.eye(2) + 0.25 * A))) * np.ones((1, 40)),
+                               atol=1e-5)
+    np.testing.assert_allclose(divergence_integral(m, PTS), k * 0.25 * np.trace(A) * np.ones((1, 40)), atol=1e-7)
+
+
+def test_eulers_logdet_sum_converges_at_order_one_on_a_tied_field():
+    m = random_model(time_mode="tied", horizon=1.0, activation="tanh", n_steps=8)
+    cont = divergence_integral(m, PTS)[-1]
+    errs = [np.abs(logdet_sum(m.with_steps(L), PTS)[-1] - cont).mean() for L in (8, 16, 32, 64)]
+    orders = np.log2(np.array(errs[:-1]) / np.array(errs[1:]))
+    np.testing.assert_allclose(orders, 1.0, atol=0.15)
+
+
+def test_class_densities_integrate_to_one():
+    xs = RNG.normal(size=(3, 200, 2))
+    y = np.r_[np.zeros(100, int), np.ones(100, int)]
+    b, dens = class_densities(xs, y, 2, [0, 2], res=80)
+    for d in dens:
+        cell = (b[1] - b[0]) / 79 * (b[3] - b[2]) / 79
+        np.testing.assert_allclose(d.sum((1, 2)) * cell, 1.0, atol=0.03)
+
+
+@pytest.mark.parametrize("kw", [{}, {"scheme": "midpoint"}, {"lift": 1, "activation": "relu"}])
+def test_adjoint_recursion_is_the_gradient_of_the_loss(kw):
+    m = random_model(**kw)
+    y = torch.as_tensor((PTS[:, 0] > 0).astype(np.int64))
+    z = [m.lift(torch.as_tensor(PTS)).requires_grad_(True)]
+    for k in range(1, m.L + 1):
+        z.append(m.step_map(z[-1], k))
+    loss = F.cross_entropy(m.head(z[-1]), y)
+    grads = torch.autograd.grad(loss, z)  # dl/dx_k for every k, by autograd through the whole net
+    p, l2 = adjoint_recursion(m, flow_paths(m, PTS), y)  # p_(k-1) = J_k^T p_k with explicit Jacobians
+    torch.testing.assert_close(p, torch.stack(grads), rtol=1e-4, atol=1e-7)
+    assert float(l2) == pytest.approx(float(loss.detach()), rel=1e-6)
+
+
+def test_discrete_adjoint_converges_to_odeint_adjoint():
+    m = random_model(time_mode="tied", horizon=1.0, n_steps=8)
+    y = (PTS[:, 1] > 0).astype(np.int64)
+    ref = continuous_adjoint(m, PTS, y)
+    errs = []
+    for L in (8, 16, 32, 64):
+        mm = m.with_steps(L)
+        p, _ = adjoint_recursion(mm, flow_paths(mm, PTS), torch.as_tensor(y))
+        errs.append(np.linalg.norm(p[0].numpy() - ref, axis=-1).mean())
+    orders = np.log2(np.array(errs[:-1]) / np.array(errs[1:]))
+    np.testing.assert_allclose(orders, 1.0, atol=0.2)
+    ad = adjoint_data(m, PTS, y, with_continuous=True)
+    np.testing.assert_allclose(ad.continuous[1][0], errs[0], rtol=1e-3)  # the same number the view shows
+    assert list(ad.continuous[0]) == [8, 16, 32, 64]
+
+
+@pytest.mark.parametrize("act", ["tanh", "relu", "softplus"])
+def test_closed_form_divergence_of_the_papers_field_is_the_jacobians_trace(act):
+    from flowviz.training.volume import _divergence
+
+    m = random_model(activation=act, time_mode="continuous").double_copy()
+    z = torch.as_tensor(PTS, dtype=torch.float64)
+    v, div = _divergence(m, 0.7, z)
+    J = torch.func.vmap(torch.func.jacrev(lambda p: m.vector_field(0.7, p[None])[0]))(z)
+    torch.testing.assert_close(v, m.vector_field(0.7, z))
+    torch.testing.assert_close(div, J.diagonal(dim1=1, dim2=2).sum(-1))
+    mlp = random_model(field="mlp").double_copy()  # any other field: by autograd
+    torch.testing.assert_close(_divergence(mlp, 0.3, z)[1], torch.func.vmap(torch.func.jacrev(
+        lambda p: mlp.vector_field(0.3, p[None])[0]))(z).diagonal(dim1=1, dim2=2).sum(-1))

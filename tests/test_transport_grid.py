@@ -1,0 +1,102 @@
+"""The grid solver of the transport equation (flowviz.core.transport) against exact solutions."""
+
+import numpy as np
+import pytest
+import torch
+
+from flowviz import Config, ConfigError, build_model, solve_transport
+from flowviz.core.transport import GRID_SCHEMES
+
+A = np.array([[-0.5, -1.0], [1.0, -0.5]])  # a contracting spiral: eigenvalues -0.5 +- i
+
+
+def linear_model(A, *, T=1.0, L=4, scheme="euler", time_mode="tied", viscosity=0.0):
+    """A two-layer relu field that is exactly v(x) = A x: W2 relu(W1 x) with W1 = [I; -I], W2 = [A, -A]
+    (relu(z) - relu(-z) = z), and a fixed head f(x) = softmax(Wf x + bf) with a smooth boundary."""
+    cfg = Config(field="two_layer", activation="relu", width=4, n_steps=L, horizon=T, scheme=scheme,
+                 time_mode=time_mode, viscosity=viscosity, head="learned")
+    m = build_model(cfg, 2)
+    At = torch.as_tensor(A, dtype=torch.float32)
+    eye = torch.eye(2)
+    with torch.no_grad():
+        m.field.W1.copy_(torch.cat([eye, -eye])[None].expand_as(m.field.W1))
+        m.field.b1.zero_()
+        m.field.W2.copy_(torch.cat([At, -At], 1)[None].expand_as(m.field.W2))
+        m.field.b2.zero_()
+        m.head_W.copy_(torch.tensor([[-1.0, -0.5], [1.0, 0.5]]))
+        m.head_b.copy_(torch.tensor([0.0, 0.3]))
+    return m
+
+
+def exact_u0(m, A, T, pts):
+    """f(e^(AT) x): the class-1 probability of the exact solution (constant along the exact characteristics)."""
+    M = torch.linalg.matrix_exp(torch.as_tensor(A * T))
+    z = torch.as_tensor(pts, dtype=torch.float64) @ M.T
+    W, b = m.head_W.detach().double(), m.head_b.detach().double()
+    return torch.softmax(z @ W.T + b, -1)[:, 1].numpy()
+
+
+def test_the_linear_model_is_linear():
+    m = linear_model(A)
+    x = torch.randn(9, 2)
+    torch.testing.assert_close(m.velocity(x, 1), x @ torch.as_tensor(A, dtype=torch.float32).T)
+
+
+@pytest.mark.parametrize("scheme", list(GRID_SCHEMES))
+def test_grid_solution_converges_at_the_schemes_order(scheme):
+    T = 1.0
+    m = linear_model(A, T=T, L=4)
+    errs = []
+    for N in (33, 65, 129):
+        sol = solve_transport(m, resolution=N, scheme=scheme, extent=(-2, 2, -2, 2), dtype=torch.float64)
+        X1, X2 = np.meshgrid(sol.x1.astype(np.float64), sol.x2.astype(np.float64))
+        inner = X1 ** 2 + X2 ** 2 <= 1.0  # away from the edges (characteristics from here stay in the box)
+        pts = np.c_[X1[inner], X2[inner]]
+        errs.append(np.abs(sol.u[..., 1][inner] - exact_u0(m, A, T, pts)).max())
+    orders = np.log2(np.array(errs[:-1]) / np.array(errs[1:]))
+    assert errs[-1] < errs[0]
+    np.testing.assert_allclose(orders, GRID_SCHEMES[scheme], atol=0.3)
+
+
+def test_grid_with_the_networks_blocks_converges_to_F_at_order_2():
+    """time_steps='blocks': departure points from the Euler blocks, so the limit is F = f((I + sA)^L x)."""
+    m = linear_model(A, T=1.0, L=4)
+    errs = []
+    for N in (33, 65, 129):
+        sol = solve_transport(m, resolution=N, extent=(-2, 2, -2, 2), time_steps="blocks", dtype=torch.float64)
+        X1, X2 = np.meshgrid(sol.x1.astype(np.float64), sol.x2.astype(np.float64))
+        inner = X1 ** 2 + X2 ** 2 <= 1.0
+        F = m.predict_proba(np.c_[X1[inner], X2[inner]].astype(np.float32))[:, 1]
+        errs.append(np.abs(sol.u[..., 1][inner] - F).max())
+    np.testing.assert_allclose(np.log2(np.array(errs[:-1]) / np.array(errs[1:])), 2.0, atol=0.3)
+    with pytest.raises(ConfigError, match="time_steps"):
+        solve_transport(m, scheme="upwind", time_steps="blocks")
+
+
+def test_heat_equation_without_a_field():
+    """v = 0, eps > 0: u(0, .) = f * heat kernel; for the linear logit l(x) the exact answer is E sigmoid(l(x) +
+    sqrt(2 eps T) |w| Z); compare at the centre of a large box against Gauss-Hermite quadrature."""
+    eps, T = 0.1, 1.0
+    m = linear_model(np.zeros((2, 2)), T=T, L=2, viscosity=eps)
+    sol = solve_transport(m, resolution=129, extent=(-4, 4, -4, 4), dtype=torch.float64)
+    w = np.array([2.0, 1.0])  # W[1] - W[0]
+    z, wt = np.polynomial.hermite_e.hermegauss(40)
+    X1, X2 = np.meshgrid(sol.x1.astype(np.float64), sol.x2.astype(np.float64))
+    inner = X1 ** 2 + X2 ** 2 <= 1.0
+    logit = X1[inner] * w[0] + X2[inner] * w[1] + 0.3
+    sd = np.sqrt(2 * eps * T) * np.linalg.norm(w)
+    exact = (1 / (1 + np.exp(-(logit[:, None] + sd * z[None])))) @ wt / wt.sum()
+    assert np.abs(sol.u[..., 1][inner] - exact).max() < 2e-3
+    plain = solve_transport(m, resolution=129, extent=(-4, 4, -4, 4), viscosity=0.0, dtype=torch.float64)
+    assert np.abs(plain.u[..., 1][inner] - sol.u[..., 1][inner]).max() > 0.02  # the diffusion did something
+
+
+def test_refusals():
+    m = linear_model(A)
+    with pytest.raises(ConfigError, match="valid: semi_lagrangian, upwind"):
+        solve_transport(m, scheme="spectral")
+    lifted = build_model(Config(lift=1), 2)
+    with pytest.raises(ConfigError, match="plane only"):
+        solve_transport(lifted)
+    with pytest.raises(ConfigError, match="resolution"):
+        solve_transport(m, resolution=4)
