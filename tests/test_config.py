@@ -177,7 +177,7 @@ def test_within_the_limits_nothing_warns_and_the_server_check_passes(recwarn):
 
 
 def test_a_link_beyond_a_limit_gets_the_notice_and_keeps_the_default():
-    from flowviz.ui.page import config_from_query
+    from flowviz.ui.links import config_from_query
 
     cfg, notices = config_from_query({"n_steps": "1024", "width": "64"}, Config())
     assert cfg.n_steps == Config().n_steps and cfg.width == 64
