@@ -209,7 +209,7 @@ class PageState:
                 return None
             if not name.endswith(".safetensors"):
                 raise FlowvizError("import a model.safetensors or a config.json written by flowviz")
-            model = model_from_bytes(raw)
+            model = model_from_bytes(raw, server=True)
             run = registry.adopt(model, data_for(model.config, self), key_suffix=hashlib.sha256(raw).hexdigest()[:12])
         except FlowvizError as e:
             return f"{echo(name)}: {e}. Nothing was changed."
