@@ -3,12 +3,12 @@
 import time
 
 import pytest
+import tiny
 from streamlit.testing.v1 import AppTest
+from tiny import ROOT, link
 
 from flowviz import Config
 from flowviz.ui.plaintext import shown
-
-ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
 
 
 def _settle(at, timeout=60):
@@ -48,7 +48,7 @@ def _figures(at):
     return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
 
 
-SMALL = {"n_samples": "200", "train_steps": "40", "n_steps": "6", "width": "8"}
+SMALL = link(tiny.SMALL.replace(train_steps=40))  # n_samples, n_steps, width, train_steps
 
 
 def test_page_loads_trains_the_default_and_shows_every_view():
@@ -142,12 +142,14 @@ def test_sweep_tab_runs_a_small_sweep():
     assert not at.exception
     assert any("one batched computation" in s.value for s in at.success)
     figs = _figures(at)
-    assert len(figs) == 6  # metrics, surfaces, error, conditions, transfer, side by side
+    assert len(figs) == 7  # metrics, surfaces, error, one-field order, conditions, transfer, side by side
     transfer = next(f for f in figs if "Depth transfer" in f["layout"]["title"]["text"])
     assert transfer["data"][0]["y"] == ["1", "2", "4"]
+    order = next(f for f in figs if "Order of convergence on one field" in f["layout"]["title"]["text"])
+    assert "no field between the blocks" in order["layout"]["annotations"][0]["text"]  # per-step weights
     at.text_input(key="sweep_values_n_steps").set_value("1,999").run()
     at.button(key="sweep_go").click().run()
-    assert any("out of range" in shown(e.value) for e in at.error) and len(_figures(at)) == 6  # the last one stays
+    assert any("out of range" in shown(e.value) for e in at.error) and len(_figures(at)) == 7  # the last one stays
 
 
 def test_a_scenario_link_opens_its_view_and_round_trips():

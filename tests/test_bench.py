@@ -5,8 +5,9 @@ import subprocess
 import sys
 
 import pytest
+import tiny
 
-TINY = ["--set", "n_samples=100", "--set", "train_steps=10", "--set", "n_steps=4"]
+TINY = tiny.cli_sets(tiny.TINY)
 
 
 @pytest.mark.parametrize("script, args", [

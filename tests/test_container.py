@@ -3,8 +3,7 @@
 import re
 
 import tomllib
-
-ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
+from tiny import ROOT
 
 
 def _instructions():

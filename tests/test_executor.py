@@ -6,6 +6,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from tiny import TINY
 
 import flowviz
 from flowviz.core.data import load_csv, make_dataset
@@ -15,8 +16,6 @@ from flowviz.serve.runs import Registry, RunStatus
 from flowviz.serve.settings import Settings
 from flowviz.serve.worker_main import handle
 from flowviz.training.train import train_iter
-
-TINY = flowviz.Config(n_samples=120, n_steps=4, width=8, train_steps=30)
 
 
 def _wait(pred, timeout=60):

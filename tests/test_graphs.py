@@ -8,19 +8,19 @@ import threading
 
 import pytest
 import torch
+from tiny import SMALL
 
-import flowviz
 import flowviz.training.graphs as graphs
 from flowviz.core.data import make_dataset
 from flowviz.core.model import build_model
 
 train_mod = importlib.import_module("flowviz.training.train")  # the module (flowviz.train is the function)
-BASE = flowviz.Config(n_samples=200, n_steps=6, width=8, train_steps=25, optimizer="sgd", lr=0.2, seed=4)
+BASE = SMALL.replace(train_steps=25, optimizer="sgd", lr=0.2, seed=4)
 
 
 @pytest.fixture
 def eager_graphs(monkeypatch):
-    """graph_loop with a 'graph' that runs its step eagerly at each replay (no CUDA here)."""
+    """GraphEngine with a 'graph' that runs its step eagerly at each replay (no CUDA here)."""
     captured = []
 
     def capture(fn):

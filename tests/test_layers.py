@@ -5,11 +5,10 @@ imports cannot hide a violation."""
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from tiny import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 from import_graph import imports_of  # noqa: E402  (the same reading the note's import graph uses)
 
@@ -61,3 +60,14 @@ def test_every_layer_imports_only_the_layers_below_it():
         for path in (ROOT / "flowviz" / layer).rglob("*.py"):
             used = imports_of(path) - {layer}
             assert used <= allowed, f"{path.relative_to(ROOT)} imports {sorted(used - allowed)}"
+
+
+def test_the_readme_layout_names_every_module():
+    readme = (ROOT / "README.md").read_text()
+    layout = readme[readme.index("## Layout"):]
+    layout = layout[: layout.find("\n## ", 5)] if "\n## " in layout[5:] else layout
+    missing = [str(p.relative_to(ROOT)) for p in sorted((ROOT / "flowviz").rglob("*.py"))
+               if p.name not in ("__init__.py", "__main__.py") and p.name not in layout]
+    assert not missing, f"README's Layout section does not name: {missing}"
+    for pkg in ("core", "training", "serve", "plots", "ui"):
+        assert f"flowviz/{pkg}/" in layout

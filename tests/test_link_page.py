@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from streamlit.testing.v1 import AppTest
+from tiny import ROOT
 
 from flowviz import Config
 from flowviz.core.config import value_range
@@ -18,7 +19,6 @@ from flowviz.ui import links
 from flowviz.ui.plaintext import is_inert, shown
 from flowviz.ui.state import PageState
 
-ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
 NUMERIC = [f.name for f in dataclasses.fields(Config) if f.type in ("int", "float")]
 ALERTS = ("warning", "error", "info", "success")
 NO_WIDGET = {"mlp_depth", "gamma"}  # keys the sidebar does not offer (links, config files and the CLI do)

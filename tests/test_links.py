@@ -7,13 +7,12 @@ import sys
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tiny import ROOT
 
 from flowviz import Config, preset
 from flowviz.ui import links
 from flowviz.ui.plaintext import NOTICE_LIMIT, clip, is_inert, literal, shown
 from flowviz.ui.state import PageState
-
-ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
 
 
 def test_link_parsing_and_page_state_load_no_streamlit():
@@ -50,7 +49,8 @@ def test_a_link_is_read_into_config_flags_and_notices():
     link = links.parse_link({"scenario": "folding", "present": ["0", "1"], "hide": "data,upload",
                              "n_steps": ["4", "3"], "bogus": "1"})
     assert link.config == preset("folding").replace(n_steps=3)  # a repeated key takes its last value
-    assert link.flags == {"scenario": "folding", "present": True, "hide": frozenset({"data", "upload"})}
+    assert link.flags == {"scenario": "folding", "present": True, "hide": frozenset({"data", "upload"}),
+                          "probe": None, "points": ()}
     assert link.view == "Diagnostics" and len(link.notices) == 1 and "bogus" in link.notices[0]
     q = links.link_of(link.config, link.flags)
     assert q["scenario"] == "folding" and q["present"] == "1" and q["hide"] == "data,upload"
@@ -65,13 +65,13 @@ def test_a_key_ten_thousand_characters_long_is_echoed_cut():
 
 
 def test_a_new_link_flag_is_one_row_of_the_table(monkeypatch):
-    flag = links.Flag(0, lambda t: (int(t), []) if t.isdigit() else (0, [f"bad probe {t!r}"]),
-                      lambda v: str(v) if v else None, "a probe point")
-    monkeypatch.setitem(links.FLAGS, "probe", flag)
-    link = links.parse_link({"probe": "7", "n_steps": "5"})
-    assert link.flags["probe"] == 7 and link.config.n_steps == 5 and not link.notices
-    assert links.link_of(link.config, link.flags)["probe"] == "7"
-    assert "probe" not in links.link_of(link.config, {**link.flags, "probe": 0})
+    flag = links.Flag(0, lambda t: (int(t), []) if t.isdigit() else (0, [f"bad level {t!r}"]),
+                      lambda v: str(v) if v else None, "a level")
+    monkeypatch.setitem(links.FLAGS, "level", flag)
+    link = links.parse_link({"level": "7", "n_steps": "5"})
+    assert link.flags["level"] == 7 and link.config.n_steps == 5 and not link.notices
+    assert links.link_of(link.config, link.flags)["level"] == "7"
+    assert "level" not in links.link_of(link.config, {**link.flags, "level": 0})
 
 
 def test_page_state_changes_through_its_methods():

@@ -10,13 +10,13 @@ import time
 
 import pytest
 import torch
+from tiny import SWEEP as SMALL
 
 import flowviz
 from flowviz.core.data import make_dataset
 
 ray = pytest.importorskip("ray", reason="the ray extra (requirements-ray.txt) is not installed")
 
-SMALL = flowviz.Config(dataset="moons", n_samples=200, width=8, train_steps=40, lr=0.02, seed=3)
 
 
 @pytest.fixture(scope="module")

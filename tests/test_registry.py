@@ -6,11 +6,9 @@ import time
 
 import pytest
 import torch
+from tiny import TINY
 
-import flowviz
 from flowviz.serve.runs import Registry
-
-TINY = flowviz.Config(n_samples=120, n_steps=4, width=8, train_steps=30)
 
 
 def _wait(pred, timeout=60):

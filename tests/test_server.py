@@ -6,8 +6,7 @@ import runpy
 import sys
 
 import streamlit as st
-
-ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
+from tiny import ROOT
 
 
 def test_app_py_declares_the_server_and_gives_worker_processes_nothing():

@@ -2,11 +2,10 @@
 
 import re
 from dataclasses import fields
-from pathlib import Path
+
+from tiny import ROOT
 
 from flowviz.serve.settings import Settings
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _readme_rows() -> dict[str, str]:

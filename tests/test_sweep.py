@@ -10,6 +10,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tiny import SWEEP as SMALL
 
 import flowviz
 from flowviz.core.data import make_dataset
@@ -17,8 +18,6 @@ from flowviz.core.errors import ConfigError
 from flowviz.core.fastpath import pack_lanes
 from flowviz.training.batch import batch_reason, train_batched
 from flowviz.training.sweep import coarse_to_fine, depth_transfer, parse_vary, refine, run_sweep
-
-SMALL = flowviz.Config(dataset="moons", n_samples=200, width=8, train_steps=40, lr=0.02, seed=3)
 
 
 @given(st.lists(st.integers(1, 64), min_size=1, max_size=10))

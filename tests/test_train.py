@@ -3,11 +3,10 @@ import threading
 import numpy as np
 import pytest
 import torch
+from tiny import SMALL
 
 from flowviz import Config, TrainingDiverged, train, train_iter
 from flowviz.training.train import penalties
-
-SMALL = Config(n_samples=200, n_steps=6, width=8, train_steps=60)
 
 
 @pytest.mark.parametrize("kw", [{}, dict(batch_size=32), dict(viscosity=0.05, mc_samples=4),

@@ -7,6 +7,7 @@ import re
 
 import numpy as np
 import torch
+from tiny import ROOT
 
 import flowviz
 from flowviz import plots
@@ -16,7 +17,6 @@ from flowviz.training.analysis import analyse, fold_points, folding, min_jacobia
 from flowviz.ui.controls import ACTIVATION_TEX, FIELD_HELP, block_formula
 from flowviz.ui.dictionary import dictionary
 
-ROOT = PRESET_DIR.parents[1]
 TINY = dict(n_samples=200, n_steps=6, width=8, train_steps=40)
 
 

@@ -239,10 +239,7 @@ def _result_of(config: Config, data: Dataset, snaps: list[Snapshot]):
     if last.state is not None:
         model.load_state_dict(last.state)
     model.train(False)
-    metrics = {"train_accuracy": last.train_accuracy, "test_accuracy": last.test_accuracy, "train_loss": last.loss,
-               "test_loss": last.test_loss, "steps": last.step, "elapsed_s": last.elapsed,
-               "steps_per_second": last.steps_per_second}
-    return TrainResult(config, model, data, [s.record() for s in snaps], metrics, last.error)
+    return TrainResult(config, model, data, [s.record() for s in snaps], last.metrics(), last.error)
 
 def _merged(streams: list) -> Iterator[tuple[int, dict, dict]]:
     """(index, header, arrays) of several lease streams, interleaved as their replies come."""

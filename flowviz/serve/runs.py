@@ -159,10 +159,7 @@ class Run:
         s = self.latest
         model = build_model(self.config, self.data.n_classes)
         model.load_state_dict(s.state)
-        metrics = {"train_accuracy": s.train_accuracy, "test_accuracy": s.test_accuracy, "train_loss": s.loss,
-                   "test_loss": s.test_loss, "steps": s.step, "elapsed_s": s.elapsed,
-                   "steps_per_second": s.steps_per_second}
-        cache.store(self.config, model, self.history, metrics, settings=self._settings)
+        cache.store(self.config, model, self.history, s.metrics(), settings=self._settings)
 
     # --------------------------------------------------------------- views
     @property
@@ -314,13 +311,12 @@ class Registry:
 
         model.config.check_server_limits()
 
-        from ..training.train import evaluate
+        from ..training.train import evaluate, run_metrics
 
         dev = model.device
         tr = evaluate(model, torch.as_tensor(data.x_train, device=dev), torch.as_tensor(data.y_train, device=dev))
         te = evaluate(model, torch.as_tensor(data.x_test, device=dev), torch.as_tensor(data.y_test, device=dev))
-        metrics = {"train_loss": tr[0], "train_accuracy": tr[1], "test_loss": te[0], "test_accuracy": te[1],
-                   "steps": model.config.train_steps}
+        metrics = run_metrics(train=tr, test=te, steps=model.config.train_steps)
         run = Run(model.config, data, self.executor, restored=(model, [], metrics))
         run.key = f"{run.key}-import-{key_suffix}"
         with self._lock:

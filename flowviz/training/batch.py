@@ -23,7 +23,8 @@ from ..core.config import Config
 from ..core.data import Dataset, make_dataset
 from ..core.fastpath import FAST_ACTIVATIONS, euler_lanes, fold_weights, pack_lanes
 from ..core.model import FlowModel, build_model
-from .train import Snapshot, TrainResult, cpu_threads, diverged_message, penalties, resolve_device
+from .engine import Engine, make_optimizer, step_settings
+from .train import Snapshot, TrainResult, data_tensors, diverged_message, penalties, resolve_device
 
 __all__ = ["BATCH_KEYS", "batch_reason", "lane_groups", "train_batched"]
 
@@ -116,96 +117,44 @@ def train_batched(configs: list[Config], *, data=None, log_every: int = 10, canc
     ds = data if isinstance(data, Dataset) else make_dataset(c0, data)
     models = [build_model(c, ds.n_classes).to(dev) for c in configs]
     batch = _Batch(models)
-    xtr, ytr = torch.as_tensor(ds.x_train, device=dev), torch.as_tensor(ds.y_train, device=dev)
-    xte, yte = torch.as_tensor(ds.x_test, device=dev), torch.as_tensor(ds.y_test, device=dev)
+    xtr, ytr, xte, yte = data_tensors(ds, dev)
     params = [[p for p in m.parameters() if p.requires_grad] for m in models]
-    opt_cls = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}[c0.optimizer]
     # foreach: one kernel per tensor kind for all members' tensors (the default on a CPU is one loop per tensor)
-    opt = opt_cls([p for ps in params for p in ps], lr=c0.lr, weight_decay=c0.weight_decay, foreach=True)
-    gen = torch.Generator(device=dev).manual_seed(c0.seed + 3)  # the same mini-batches as each run alone
-    backup = [[p.detach().clone() for p in ps] for ps in params]
+    opt = make_optimizer(c0, [p for ps in params for p in ps], foreach=True)
+
+    def losses(xb, yb, gen):
+        out = batch.losses(xb, yb).unbind(0)
+        return [lo + penalties(m) if m.config.smoothness > 0 else lo for lo, m in zip(out, models)]
+
+    # the same seed, hence the same mini-batches, as each run alone
+    engine = Engine(params, opt, losses, x=xtr, y=ytr, batch_size=c0.batch_size, seed=c0.seed)
     histories: list[list[dict]] = [[] for _ in models]
     errors: list[str | None] = [None] * len(models)
     last: list[Snapshot | None] = [None] * len(models)
-    active = [True] * len(models)
-    n, bs = len(xtr), c0.batch_size
     t0 = time.perf_counter()
-
-    def snap(step, members, **kw):
-        for m in models:
-            m.train(False)
-        ev_tr, ev_te = batch.evaluate(xtr, ytr), batch.evaluate(xte, yte)
-        for m in models:
-            m.train()
-        el = time.perf_counter() - t0
-        out: list[Snapshot | None] = [None] * len(models)
-        for i in members:
-            s = Snapshot(step, c0.train_steps, ev_tr[i][0], ev_tr[i][1],
-                         ev_te[i][1], ev_te[i][0], el, step / el if el > 0 else 0.0, **kw)
-            histories[i].append(s.record())
-            last[i] = out[i] = s
-        if progress is not None:
-            progress(step, out)
-
     for m in models:
         m.train()
-    torch.set_flush_denormal(True)
-    saved_threads = torch.get_num_threads()
-    if dev.type == "cpu":
-        torch.set_num_threads(cpu_threads(bs or n, c0.width))
-    try:
-        step = 0
-        for step in range(1, c0.train_steps + 1):
-            live = [i for i in range(len(models)) if active[i]]
-            if not live:
-                break
-            if cancel is not None and cancel.is_set():
-                snap(step - 1, live, done=True, cancelled=True)
-                for i in live:
-                    active[i] = False
-                break
-            if bs and bs < n:
-                idx = torch.randperm(n, generator=gen, device=dev)[:bs]
-                xb, yb = xtr[idx], ytr[idx]
-            else:
-                xb, yb = xtr, ytr
-            losses = list(batch.losses(xb, yb).unbind(0))
-            losses = [lo + penalties(m) if m.config.smoothness > 0 else lo for lo, m in zip(losses, models)]
-            values = torch.stack([lo.detach() for lo in losses]).tolist()
-            for i in live:
-                if not math.isfinite(values[i]):
-                    with torch.no_grad():
-                        torch._foreach_copy_(params[i], backup[i])
-                    errors[i] = diverged_message(configs[i], step, values[i])
-                    active[i] = False
-                    snap(step - 1, [i], done=True, error=errors[i])
-            live = [i for i in live if active[i]]
-            if not live:
-                break
-            with torch.no_grad():
-                for i in live:
-                    torch._foreach_copy_(backup[i], params[i])
-            opt.zero_grad(set_to_none=True)
-            torch.stack([losses[i] for i in live]).sum().backward()
-            for i in range(len(models)):
-                if not active[i]:  # stopped members keep their weights: no gradient, no decay
-                    for p in params[i]:
-                        p.grad = None
-            opt.step()
-            if step % log_every == 0 and step != c0.train_steps:
-                snap(step, live)
-        live = [i for i in range(len(models)) if active[i]]
-        if live:
-            snap(step, live, done=True)
-    finally:
-        torch.set_num_threads(saved_threads)
-        torch.set_flush_denormal(False)  # the thread's default again (hypothesis and numpy expect IEEE subnormals)
+    with step_settings(dev, c0.batch_size or len(xtr), c0.width):
+        for mark in engine.run(c0.train_steps, log_every=log_every, cancel=cancel):
+            for m in models:
+                m.train(False)
+            ev_tr, ev_te = batch.evaluate(xtr, ytr), batch.evaluate(xte, yte)
+            for m in models:
+                m.train()
+            el = time.perf_counter() - t0
+            out: list[Snapshot | None] = [None] * len(models)
+            for i in mark.members:
+                if mark.diverged is not None:
+                    errors[i] = diverged_message(configs[i], mark.step + 1, mark.diverged)
+                s = Snapshot.at(mark, total_steps=c0.train_steps, train=ev_tr[i], test=ev_te[i], elapsed=el,
+                                error=errors[i])
+                histories[i].append(s.record())
+                last[i] = out[i] = s
+            if progress is not None:
+                progress(mark.step, out)
     results = []
     for i, m in enumerate(models):
         m.train(False)
-        s = last[i]
-        metrics = {"train_accuracy": s.train_accuracy, "test_accuracy": s.test_accuracy, "train_loss": s.loss,
-                   "test_loss": s.test_loss, "steps": s.step, "elapsed_s": s.elapsed,
-                   "steps_per_second": s.steps_per_second, "device": str(dev), "batched": len(models)}
+        metrics = last[i].metrics(device=str(dev), batched=len(models))
         results.append(TrainResult(configs[i], m, ds, histories[i], metrics, errors[i]))
     return results

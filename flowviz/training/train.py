@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,9 +19,11 @@ from ..core.cost import guard
 from ..core.data import Dataset, make_dataset
 from ..core.errors import ConfigError, TrainingDiverged
 from ..core.model import FlowModel, build_model
-from .graphs import graph_loop, graphs_apply
+from .engine import Engine, Mark, cpu_threads, make_optimizer, step_settings
+from .graphs import GraphEngine, graphs_apply
 
-__all__ = ["Snapshot", "TrainResult", "train", "train_iter", "resolve_device", "evaluate", "penalties"]
+__all__ = ["Snapshot", "TrainResult", "train", "train_iter", "resolve_device", "evaluate", "penalties",
+           "run_metrics", "cpu_threads"]
 
 
 @dataclass(frozen=True)
@@ -42,10 +43,39 @@ class Snapshot:
     cancelled: bool = False
     error: str | None = None
 
+    @classmethod
+    def at(cls, mark: Mark, *, total_steps: int, train: tuple[float, float], test: tuple[float, float],
+           elapsed: float, state: dict | None = None, error: str | None = None) -> Snapshot:
+        """The snapshot at an engine's ``mark``; ``train``, ``test``: (cross-entropy, accuracy) from ``evaluate``."""
+        return cls(step=mark.step, total_steps=total_steps, loss=train[0], train_accuracy=train[1],
+                   test_accuracy=test[1], test_loss=test[0], elapsed=elapsed,
+                   steps_per_second=mark.step / elapsed if elapsed > 0 else 0.0, state=state,
+                   done=mark.done, cancelled=mark.cancelled, error=error)
+
     def record(self) -> dict:
         """The history row of this snapshot."""
         return {"step": self.step, "loss": self.loss, "train_accuracy": self.train_accuracy,
                 "test_accuracy": self.test_accuracy, "test_loss": self.test_loss, "elapsed": self.elapsed}
+
+    def metrics(self, *, steps: int | None = None, elapsed: float | None = None, **extra) -> dict:
+        """``run_metrics`` of the run whose last snapshot this is (``steps``, ``elapsed``: the run's, if other)."""
+        return run_metrics(train=(self.loss, self.train_accuracy), test=(self.test_loss, self.test_accuracy),
+                           steps=self.step if steps is None else steps,
+                           elapsed=self.elapsed if elapsed is None else elapsed, **extra)
+
+
+def run_metrics(*, train: tuple[float, float], test: tuple[float, float], steps: int,
+                elapsed: float | None = None, **extra) -> dict:
+    """A run's final metrics, as stored, exported and shown.
+
+    ``train``, ``test``: (cross-entropy, accuracy) as ``evaluate`` returns them; ``elapsed``: the wall seconds
+    of the run (adds ``elapsed_s`` and ``steps_per_second``); ``extra``: further keys (``device``, ``batched``).
+    """
+    m = {"train_accuracy": train[1], "test_accuracy": test[1], "train_loss": train[0], "test_loss": test[0],
+         "steps": steps}
+    if elapsed is not None:
+        m.update(elapsed_s=elapsed, steps_per_second=steps / elapsed if elapsed > 0 else 0.0)
+    return m | extra
 
 
 @dataclass
@@ -97,12 +127,6 @@ def evaluate(model: FlowModel, x: torch.Tensor, y: torch.Tensor) -> tuple[float,
     return float(F.nll_loss(p.log(), y)), float((p.argmax(1) == y).float().mean())
 
 
-def cpu_threads(n_points: int, width: int) -> int:
-    """Torch threads that pay at this size: below ~10^6 hidden activations per step the ops are
-    too small to split, and a second thread only adds synchronisation (see bench/train_scaling.py)."""
-    return 1 if n_points * width < 1_000_000 else torch.get_num_threads()
-
-
 def train_iter(config: Config, *, data=None, log_every: int = 10, cancel=None,
                keep_state: bool = False, model: FlowModel | None = None) -> Iterator[Snapshot]:
     """Train, yielding a Snapshot every ``log_every`` steps and a last one with ``done`` set.
@@ -116,43 +140,35 @@ def train_iter(config: Config, *, data=None, log_every: int = 10, cancel=None,
     if model is None and dev.type == "cpu":  # (train() checks before it builds the model)
         guard(config, len(ds.x_train), log_every=log_every)
     model = (model or build_model(config, ds.n_classes)).to(dev)
-    xtr, ytr = torch.as_tensor(ds.x_train, device=dev), torch.as_tensor(ds.y_train, device=dev)
-    xte, yte = torch.as_tensor(ds.x_test, device=dev), torch.as_tensor(ds.y_test, device=dev)
+    xtr, ytr, xte, yte = data_tensors(ds, dev)
     params = [p for p in model.parameters() if p.requires_grad]
-    graphed = bool(params) and graphs_apply(model, dev)
-    opt_cls = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}[config.optimizer]
-    kw = {"capturable": True} if graphed and config.optimizer == "adam" else {}
-    opt = opt_cls(params, lr=config.lr, weight_decay=config.weight_decay, **kw) if params else None
-    gen = torch.Generator(device=dev).manual_seed(config.seed + 3)  # mini-batches and viscous noise
-    backup = [p.detach().clone() for p in params]
-    n, bs = len(xtr), config.batch_size
+    graphed = bool(params) and graphs_apply(model, dev)  # each step one CUDA graph replay (flowviz.training.graphs)
+    opt = make_optimizer(config, params, **({"capturable": True} if graphed and config.optimizer == "adam" else {}))
+    noisy, kinetic = config.viscosity > 0, config.kinetic > 0
+    need_pen = config.smoothness > 0 or kinetic
+
+    def losses(xb, yb, gen):  # (the graphed runs have no noise and no kinetic term: graphs_apply)
+        loss = F.cross_entropy(model(xb, noise_gen=gen if noisy else None), yb)
+        return [loss + penalties(model, model.lift(xb) if kinetic else None) if need_pen else loss]
+
+    engine = (GraphEngine if graphed else Engine)([params], opt, losses, x=xtr, y=ytr,
+                                                  batch_size=config.batch_size, seed=config.seed)
     t0 = time.perf_counter()
-
-    def snap(step, **kw):
-        model.train(False)
-        tr_loss, tr_acc = evaluate(model, xtr, ytr)
-        te_loss, te_acc = evaluate(model, xte, yte)
-        model.train()
-        el = time.perf_counter() - t0
-        state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()} if keep_state else None
-        return Snapshot(step, config.train_steps, tr_loss, tr_acc, te_acc, te_loss, el,
-                        step / el if el > 0 else 0.0, state, **kw)
-
     model.train()
-    torch.set_flush_denormal(True)  # tiny gradients near convergence are denormals: 10x slower arithmetic
-    saved_threads = torch.get_num_threads()
-    if dev.type == "cpu":
-        torch.set_num_threads(cpu_threads(bs or n, config.width))
-    try:
-        if graphed:  # each step one CUDA graph replay (flowviz.training.graphs)
-            penalty = (lambda m, xb: penalties(m, None)) if config.smoothness > 0 else None
-            yield from graph_loop(config, model, opt, params, backup, gen, xtr, ytr, snap, cancel, log_every,
-                                  penalty, lambda step, value: diverged_message(config, step, value))
-        else:
-            yield from _loop(config, model, opt, params, backup, gen, xtr, ytr, snap, cancel, log_every)
-    finally:
-        torch.set_num_threads(saved_threads)
-        torch.set_flush_denormal(False)  # the thread's default again (hypothesis and numpy expect IEEE subnormals)
+    with step_settings(dev, config.batch_size or len(xtr), config.width):
+        for mark in engine.run(config.train_steps, log_every=log_every, cancel=cancel):
+            model.train(False)
+            tr, te = evaluate(model, xtr, ytr), evaluate(model, xte, yte)
+            model.train()
+            state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()} if keep_state else None
+            error = None if mark.diverged is None else diverged_message(config, mark.step + 1, mark.diverged)
+            yield Snapshot.at(mark, total_steps=config.train_steps, train=tr, test=te,
+                              elapsed=time.perf_counter() - t0, state=state, error=error)
+
+
+def data_tensors(ds: Dataset, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """(x_train (n, 2), y_train (n,), x_test (m, 2), y_test (m,)) of ``ds`` on ``device``."""
+    return tuple(torch.as_tensor(a, device=device) for a in (ds.x_train, ds.y_train, ds.x_test, ds.y_test))
 
 
 def diverged_message(config: Config, step: int, value: float) -> str:
@@ -160,40 +176,6 @@ def diverged_message(config: Config, step: int, value: float) -> str:
     return (f"training diverged at step {step}: the loss became {value}. The last finite state is kept; "
             f"try a smaller learning rate (lr={config.lr}) or a smaller step size (T/L = "
             f"{config.horizon / config.n_steps:.3g}).")
-
-
-def _loop(config, model, opt, params, backup, gen, xtr, ytr, snap, cancel, log_every):
-    noisy = config.viscosity > 0
-    need_pen = config.smoothness > 0 or config.kinetic > 0
-    n, bs = len(xtr), config.batch_size
-    step = 0
-    for step in range(1, config.train_steps + 1):
-        if cancel is not None and cancel.is_set():
-            yield snap(step - 1, done=True, cancelled=True)
-            return
-        if bs and bs < n:
-            idx = torch.randperm(n, generator=gen, device=xtr.device)[:bs]
-            xb, yb = xtr[idx], ytr[idx]
-        else:
-            xb, yb = xtr, ytr
-        loss = F.cross_entropy(model(xb, noise_gen=gen if noisy else None), yb)
-        if need_pen:
-            loss = loss + penalties(model, model.lift(xb) if config.kinetic > 0 else None)
-        last_loss = loss.item()
-        if not math.isfinite(last_loss):
-            with torch.no_grad():
-                for p, b in zip(params, backup):
-                    p.copy_(b)
-            yield snap(step - 1, done=True, error=diverged_message(config, step, last_loss))
-            return
-        with torch.no_grad():
-            torch._foreach_copy_(backup, params)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if step % log_every == 0 and step != config.train_steps:
-            yield snap(step)
-    yield snap(step, done=True)
 
 
 def train(config: Config, *, data=None, log_every: int = 10, progress: Callable[[Snapshot], None] | None = None,
@@ -215,10 +197,7 @@ def train(config: Config, *, data=None, log_every: int = 10, progress: Callable[
         if progress is not None:
             progress(last)
     model.train(False)
-    metrics = {"train_accuracy": last.train_accuracy, "test_accuracy": last.test_accuracy,
-               "train_loss": last.loss, "test_loss": last.test_loss, "steps": last.step,
-               "elapsed_s": last.elapsed, "steps_per_second": last.steps_per_second, "device": str(dev)}
-    result = TrainResult(config, model, ds, history, metrics, last.error)
+    result = TrainResult(config, model, ds, history, last.metrics(device=str(dev)), last.error)
     if last.error:
         raise TrainingDiverged(last.error, result)
     return result

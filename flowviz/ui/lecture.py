@@ -63,8 +63,7 @@ def export_panel(run, views) -> None:
         m.train(False)
         return m
 
-    metrics = {"step": run.latest.step, "train_loss": run.latest.loss, "train_accuracy": run.latest.train_accuracy,
-               "test_accuracy": run.latest.test_accuracy, "test_loss": run.latest.test_loss}
+    metrics = run.latest.metrics()
     files = [
         ("characteristics.html", "text/html", "the animated characteristics, interactive, works offline",
          lambda: plots.characteristics(views).to_html(include_plotlyjs=True, auto_play=False)),

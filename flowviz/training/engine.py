@@ -1,0 +1,146 @@
+"""One training step, shared by every training loop: a single run, a batched sweep, a CUDA-graph replay.
+
+An :class:`Engine` holds the members' parameters (one member for a run, several for a batched sweep), one
+optimiser over all of them, a backup of each member's weights before its last step, the generator of the
+mini-batches and the training points. :meth:`Engine.step` draws a mini-batch, computes every member's loss,
+stops each member whose loss is not finite (:meth:`Engine.restore`: its weights go back to the backup) and
+takes one optimiser step for the others. :meth:`Engine.run` drives the steps: cancelling between them, a
+:class:`Mark` every ``log_every`` steps, at a divergence and at the end; the callers turn marks into snapshots.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["Engine", "Mark", "OPTIMIZERS", "make_optimizer", "cpu_threads", "step_settings"]
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
+
+# losses(xb (b, 2), yb (b,), gen) -> one scalar loss tensor per member
+LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Generator], list[torch.Tensor]]
+
+
+def make_optimizer(config, params: list[torch.Tensor], **options) -> torch.optim.Optimizer | None:
+    """The config's optimiser over ``params`` (None when there are none); ``options`` go to its constructor."""
+    if not params:
+        return None
+    return OPTIMIZERS[config.optimizer](params, lr=config.lr, weight_decay=config.weight_decay, **options)
+
+
+def cpu_threads(n_points: int, width: int) -> int:
+    """Torch threads that pay at this size: below ~10^6 hidden activations per step the ops are
+    too small to split, and a second thread only adds synchronisation (see bench/train_scaling.py)."""
+    return 1 if n_points * width < 1_000_000 else torch.get_num_threads()
+
+
+@contextmanager
+def step_settings(device: torch.device, rows: int, width: int):
+    """While training: denormals flushed, and on a CPU the threads that pay for ``rows`` points of ``width``."""
+    torch.set_flush_denormal(True)  # tiny gradients near convergence are denormals: 10x slower arithmetic
+    saved_threads = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(cpu_threads(rows, width))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved_threads)
+        torch.set_flush_denormal(False)  # the thread's default again (hypothesis and numpy expect IEEE subnormals)
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A moment to snapshot: after ``step`` steps, for the members ``members``.
+
+    ``diverged``: the non-finite loss that stopped the (one) member at step ``step + 1``.
+    """
+
+    step: int
+    members: tuple[int, ...]
+    done: bool = False
+    cancelled: bool = False
+    diverged: float | None = None
+
+
+class Engine:
+    """The members' parameters, their optimiser, backups, mini-batch generator and training points.
+
+    ``params``: one list of trainable tensors per member; ``opt``: one optimiser over all of them (Adam and SGD
+    act element by element, so members do not interact); ``losses(xb, yb, gen)``: the members' losses on a
+    mini-batch; ``x`` (n, 2), ``y`` (n,): the training points; ``batch_size``: 0 or >= n for full batches;
+    ``seed``: seeds ``gen`` (mini-batches and viscous noise).
+    """
+
+    def __init__(self, params: list[list[torch.Tensor]], opt, losses: LossFn, *, x: torch.Tensor, y: torch.Tensor,
+                 batch_size: int, seed: int):
+        self.params, self.opt, self.losses = params, opt, losses
+        self.x, self.y, self.batch_size = x, y, batch_size
+        self.gen = torch.Generator(device=x.device).manual_seed(seed + 3)
+        self.backup = [[p.detach().clone() for p in ps] for ps in params]  # each member's weights before its step
+        self.live = tuple(range(len(params)))  # the members still training
+
+    def draw(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next mini-batch (xb (b, 2), yb (b,)): ``batch_size`` points drawn without replacement, or all."""
+        n, bs = len(self.x), self.batch_size
+        if bs and bs < n:
+            idx = torch.randperm(n, generator=self.gen, device=self.x.device)[:bs]
+            return self.x[idx], self.y[idx]
+        return self.x, self.y
+
+    def restore(self, member: int) -> None:
+        """Stop ``member`` with its backed-up weights (those before its last step: the last with a finite loss)."""
+        with torch.no_grad():
+            torch._foreach_copy_(self.params[member], self.backup[member])
+        self.live = tuple(i for i in self.live if i != member)
+
+    def step(self) -> list[tuple[int, float]]:
+        """One training step of every live member; returns (member, loss) of those stopped by a non-finite loss."""
+        losses = self.losses(*self.draw(), self.gen)
+        if len(losses) == 1:
+            values = [losses[0].item()]
+        else:
+            values = torch.stack([lo.detach() for lo in losses]).tolist()
+        stopped = [(i, values[i]) for i in self.live if not math.isfinite(values[i])]
+        for i, _ in stopped:
+            self.restore(i)
+        if self.live:
+            self._update(losses)
+        return stopped
+
+    def _update(self, losses: list[torch.Tensor]) -> None:
+        """Back up the live members' weights, then one optimiser step on the sum of their losses."""
+        with torch.no_grad():
+            for i in self.live:
+                torch._foreach_copy_(self.backup[i], self.params[i])
+        self.opt.zero_grad(set_to_none=True)
+        # the sum's gradient in each member's weights is that of its own loss
+        total = losses[0] if len(losses) == 1 else torch.stack([losses[i] for i in self.live]).sum()
+        total.backward()
+        for i in range(len(self.params)):
+            if i not in self.live:  # stopped members keep their weights: no gradient, no decay
+                for p in self.params[i]:
+                    p.grad = None
+        self.opt.step()
+
+    def run(self, total_steps: int, *, log_every: int, cancel=None) -> Iterator[Mark]:
+        """Steps 1 .. ``total_steps``, marking every ``log_every``-th (not the last), each divergence and the end.
+
+        ``cancel``: anything with ``is_set()``, checked before each step; when set, the live members are marked
+        cancelled at the step before and the run ends.
+        """
+        step = 0
+        for step in range(1, total_steps + 1):
+            if cancel is not None and cancel.is_set():
+                yield Mark(step - 1, self.live, done=True, cancelled=True)
+                return
+            for i, value in self.step():
+                yield Mark(step - 1, (i,), done=True, diverged=value)
+            if not self.live:
+                return
+            if step % log_every == 0 and step != total_steps:
+                yield Mark(step, self.live)
+        yield Mark(step, self.live, done=True)
