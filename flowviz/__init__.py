@@ -9,22 +9,25 @@ Public surface (stable; used by the app, the command line and notebooks)::
     p = result.model.predict_proba(x)         # (n, classes) = u(0, x)
     u = result.model.transported(z, k)        # u(t_k, z) for points z (n, d) of step k
     fine = result.model.with_steps(64)        # re-discretised (tied / continuous weights)
+    conv = flowviz.convergence(result, scheme="rk4")  # order of convergence on this one field
 """
 
 from .core.config import CHOICES, LIMITS, Config
 from .core.data import DATASETS, Dataset, load_csv, make_dataset
-from .core.errors import CheckpointError, ConfigError, DataError, FlowvizError, TrainingDiverged
+from .core.errors import CheckpointError, ConfigError, DataError, FlowvizError, FlowvizWarning, TrainingDiverged
 from .core.fields import ACTIVATIONS, FIELDS
 from .core.model import FlowModel, build_model
 from .core.presets import preset, preset_names
 from .core.solvers import STEPPERS
 from .core.transport import GridSolution, solve_transport
+from .training.convergence import Convergence, convergence
 from .training.train import Snapshot, TrainResult, train, train_iter
 
 __all__ = [
     "Config", "CHOICES", "LIMITS", "DATASETS", "FIELDS", "STEPPERS", "ACTIVATIONS",
     "Dataset", "make_dataset", "load_csv", "FlowModel", "build_model", "train", "train_iter",
     "Snapshot", "TrainResult", "preset", "preset_names", "solve_transport", "GridSolution",
-    "FlowvizError", "ConfigError", "DataError", "CheckpointError", "TrainingDiverged",
+    "convergence", "Convergence",
+    "FlowvizError", "ConfigError", "DataError", "CheckpointError", "TrainingDiverged", "FlowvizWarning",
 ]
 __version__ = "0.1.0"

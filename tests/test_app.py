@@ -142,12 +142,14 @@ def test_sweep_tab_runs_a_small_sweep():
     assert not at.exception
     assert any("one batched computation" in s.value for s in at.success)
     figs = _figures(at)
-    assert len(figs) == 6  # metrics, surfaces, error, conditions, transfer, side by side
+    assert len(figs) == 7  # metrics, surfaces, error, one-field order, conditions, transfer, side by side
     transfer = next(f for f in figs if "Depth transfer" in f["layout"]["title"]["text"])
     assert transfer["data"][0]["y"] == ["1", "2", "4"]
+    order = next(f for f in figs if "Order of convergence on one field" in f["layout"]["title"]["text"])
+    assert "no field between the blocks" in order["layout"]["annotations"][0]["text"]  # per-step weights
     at.text_input(key="sweep_values_n_steps").set_value("1,999").run()
     at.button(key="sweep_go").click().run()
-    assert any("out of range" in shown(e.value) for e in at.error) and len(_figures(at)) == 6  # the last one stays
+    assert any("out of range" in shown(e.value) for e in at.error) and len(_figures(at)) == 7  # the last one stays
 
 
 def test_a_scenario_link_opens_its_view_and_round_trips():

@@ -18,7 +18,7 @@ from .config import Config
 from .errors import ConfigError
 from .fastpath import euler_two_layer
 from .fields import FIELDS
-from .solvers import STEPPERS, Tableau, integrate, reference_solution
+from .solvers import REFERENCE_ATOL, REFERENCE_RTOL, STEPPERS, Tableau, integrate, reference_solution
 from .timegrid import n_slots, partition, slot_of_time, weight_matrix
 
 __all__ = ["FlowModel", "build_model"]
@@ -129,11 +129,13 @@ class FlowModel(nn.Module):
 
     # ----------------------------------------------------------------- flows
     def flow(self, x: Tensor, *, k0: int = 0, k1: int | None = None, record: bool = False,
-             noise_gen: torch.Generator | None = None, training: bool = False) -> Tensor:
+             noise_gen: torch.Generator | None = None, training: bool = False, common_noise: bool = False) -> Tensor:
         """Apply blocks k0+1 .. k1 (k1 = L by default) to points x (n, d) of the space of step k0.
 
         Returns x_(k1) (n, d), or with ``record`` the positions x_(k0) .. x_(k1): (k1-k0+1, n, d).
-        ``noise_gen`` adds the viscous noise sqrt(2 eps s_k) xi after each step.
+        ``noise_gen`` adds the viscous noise sqrt(2 eps s_k) xi after each step (Euler-Maruyama for
+        dX = v dt + sqrt(2 eps) dW); ``common_noise``: one xi per step shared by all n points, so x -> X_T(x)
+        is one sample of the stochastic flow, a continuous map of x (used for every Monte-Carlo surface).
         """
         eps = self.config.viscosity
         k1 = self.L if k1 is None else k1
@@ -150,8 +152,10 @@ class FlowModel(nn.Module):
 
         noise = None
         if noise_gen is not None and eps > 0:
-            def noise(k, s, xk):
-                return math.sqrt(2 * eps * s) * torch.randn(xk.shape, generator=noise_gen, device=xk.device)
+            def noise(k, s, xk):  # common: one increment (1, d) for every point, broadcast (common random numbers)
+                shape = (1, xk.shape[1]) if common_noise else xk.shape
+                return math.sqrt(2 * eps * s) * torch.randn(shape, generator=noise_gen, device=xk.device,
+                                                            dtype=xk.dtype)
         return integrate(f, x, self.times[k0:k1 + 1], self.tab, record=record, noise=noise,
                          checkpoint=training and self._activation_bytes(x.shape[0], k1 - k0) > GENERIC_BUDGET)
 
@@ -165,29 +169,68 @@ class FlowModel(nn.Module):
         """Logits F(x) for points x (n, 2): f o Phi_(0->L) o lift."""
         return self.head(self.flow(self.lift(x), noise_gen=noise_gen, training=self.training))
 
-    def _mc(self, fn, x: Tensor) -> Tensor:
-        """u = E f(X_T): mean over mc_samples seeded noise paths when eps > 0, else one deterministic pass."""
+    def _mc_samples(self, fn, x: Tensor) -> Tensor:
+        """f(X_T) for each of the mc_samples seeded noise paths: (M, n, C); (1, n, C) when eps = 0.
+
+        The paths are common random numbers: path m uses the same increments xi for every point, and the
+        same M paths for every call, so u(t_k, x) is a smooth function of x and does not depend on which
+        other points are evaluated with it.
+        """
         if self.config.viscosity == 0:
-            return fn(x, None)
+            return fn(x, None)[None]
         gen = torch.Generator(device=self.device).manual_seed(self.config.seed + 7)
-        return torch.stack([fn(x, gen) for _ in range(self.config.mc_samples)]).mean(0)
+        return torch.stack([fn(x, gen) for _ in range(self.config.mc_samples)])
+
+    def _mc(self, fn, x: Tensor) -> Tensor:
+        """u = E f(X_T): the mean over the Monte-Carlo paths of :meth:`_mc_samples` (one pass when eps = 0)."""
+        return self._mc_samples(fn, x).mean(0)
+
+    def _u_fn(self, k: int):
+        return lambda z, g: torch.softmax(self.head(self.flow(z, k0=k, noise_gen=g, common_noise=True)), -1)
+
+    @_array_io
+    def monte_carlo(self, x, k: int = 0) -> Tensor:
+        """u(t_k, x) and its Monte-Carlo standard error at points x (n, d) of step k: shape (2, n, classes).
+
+        Row 0 is the mean over the M = mc_samples paths (what :meth:`transported` returns), row 1 is
+        std / sqrt(M) (the sample standard deviation over the paths); both rows are exact (error 0) when eps = 0.
+        """
+        if not 0 <= k <= self.L:
+            raise ConfigError(f"step k={k} is out of range: 0 <= k <= {self.L}")
+        f = self._mc_samples(self._u_fn(k), self.lift(x))  # (M, n, C)
+        M = f.shape[0]
+        se = f.std(0) / math.sqrt(M) if M > 1 else torch.zeros_like(f[0])
+        return torch.stack([f.mean(0), se])
+
+    def trained_loss(self) -> str:
+        """Which loss training minimises, in words (the page and the README quote it).
+
+        With eps > 0 training draws one noise path per point and step, so it minimises E[CE(f(X_T), y)]; by
+        Jensen's inequality that is an upper bound on CE(E f(X_T), y), the cross-entropy of u(0, x) that
+        ``predict_proba`` and the reported losses use.
+        """
+        if self.config.viscosity == 0:
+            return "cross-entropy of f(x_L), i.e. of u(0, x) = F(x)"
+        return ("E[CE(f(X_T))]: the mean cross-entropy over noise paths (one path per point and step), an upper "
+                "bound (Jensen) on the cross-entropy of u(0, x) = E f(X_T) that the reported loss measures")
 
     # ------------------------------------------------------- public surface
     @_array_io
-    def trajectory(self, x) -> Tensor:
+    def trajectory(self, x, *, noise: bool = True) -> Tensor:
         """The characteristics x_0 .. x_L of points x (n, 2): shape (L+1, n, d), lift applied inside.
 
-        With viscosity eps > 0, one seeded sample path of the stochastic characteristics.
+        With viscosity eps > 0, one seeded sample path of the stochastic characteristics (each point its own
+        noise); ``noise=False`` gives the drift alone, x_k = Phi_k(x_(k-1)), the characteristics of v.
         """
         gen = None
-        if self.config.viscosity > 0:
+        if self.config.viscosity > 0 and noise:
             gen = torch.Generator(device=self.device).manual_seed(self.config.seed + 7)
         return self.flow(self.lift(x), record=True, noise_gen=gen)
 
     @_array_io
     def predict_proba(self, x) -> Tensor:
         """Class probabilities F(x) = u(0, x) for points x (n, 2): shape (n, classes)."""
-        return self._mc(lambda z, g: torch.softmax(self.head(self.flow(self.lift(z), noise_gen=g)), -1), x)
+        return self._mc(self._u_fn(0), self.lift(x))
 
     @_array_io
     def transported(self, x, k: int) -> Tensor:
@@ -197,8 +240,7 @@ class FlowModel(nn.Module):
         """
         if not 0 <= k <= self.L:
             raise ConfigError(f"step k={k} is out of range: 0 <= k <= {self.L}")
-        x = self.lift(x)
-        return self._mc(lambda z, g: torch.softmax(self.head(self.flow(z, k0=k, noise_gen=g)), -1), x)
+        return self._mc(self._u_fn(k), self.lift(x))
 
     def velocity(self, x: Tensor, k: int) -> Tensor:
         """V_k(x) = v(t_k, x) at points x (n, d), for k = 1..L (k = 0 gives v(0, x))."""
@@ -221,17 +263,22 @@ class FlowModel(nn.Module):
         params = [torch.tensordot(row, p.to(x.dtype), dims=1) for p in self.field.slot_params()]
         return self.field.velocity(tuple(params), t, x)
 
-    def reference(self, x) -> np.ndarray:
+    def reference(self, x, *, rtol: float = REFERENCE_RTOL, atol: float = REFERENCE_ATOL) -> np.ndarray:
         """The continuous characteristics x(t_k) of the same field by adaptive dopri5: (L+1, n, d) float64.
 
-        Not defined for the plain net (it is no flow).
+        Points x (n, 2) are rounded to float32 first (as every discrete chain sees them), then lifted.
+        The solver stops at the times where v is not smooth in t: the block boundaries of per-step weights
+        (jumps) and the knots of continuous weights (kinks). Not defined for the plain net (it is no flow).
         """
         if self.config.scheme == "plain":
             raise ConfigError("the plain (non-residual) net is not a flow: it has no reference solution")
         xt = self.lift(torch.as_tensor(np.asarray(x, dtype=np.float32), device=self.device))
-        jumps = self.times[1:-1] if self.config.time_mode == "per_step" else None
+        c = self.config
+        jumps = {"per_step": self.times[1:-1],
+                 "continuous": np.linspace(0, c.horizon, c.knots)[1:-1]}.get(c.time_mode)
         double = self.double_copy()
-        return reference_solution(double.vector_field, xt.double(), self.times, jumps=jumps).cpu().numpy()
+        return reference_solution(double.vector_field, xt.double(), self.times, jumps=jumps, rtol=rtol,
+                                  atol=atol).cpu().numpy()
 
     def double_copy(self) -> FlowModel:
         import copy

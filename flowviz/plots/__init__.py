@@ -7,6 +7,7 @@ returns a ``plotly.graph_objects.Figure``, so they work in Jupyter as they are::
     flowviz.plots.characteristics(r).show()
 """
 
+from .convergence import convergence
 from .field import folding, velocity
 from .figures import (
     characteristics,
@@ -38,4 +39,4 @@ FIGURES = {  # every view by name (scenario files name them in side_figures)
 __all__ = ["INSTRUMENTS", "probe", "stability", "volume", "transport_grid", "adjoint",
            "FIGURES", "characteristics", "decision", "transport", "spacetime", "velocity", "learning_curves",
            "diagnostics", "weights", "presentation", "samples", "lifted",
-           "folding"]
+           "folding", "convergence"]

@@ -85,6 +85,15 @@ def point_groups(v: FlowViews, i: int) -> tuple[list[np.ndarray], list[str]]:
     return [own == c for c in range(C)], [f"u(t_k, x_k) says class {c}" for c in range(C)]
 
 
+def mc_note(views: FlowViews) -> str:
+    """For eps > 0: how u was estimated and its largest Monte-Carlo standard error over the grid and frames."""
+    se = views.surfaces.mc_stderr
+    if se is None or not len(se):
+        return ""
+    return (f" · u = E f(X_T) from M = {views.config.mc_samples} noise paths shared by all grid points, "
+            f"Monte-Carlo s.e. ≤ {float(np.max(se)):.3f}")
+
+
 TOP_LEGEND = dict(orientation="h", yanchor="bottom", y=1.01, xanchor="left", x=0)  # clear of the slider below
 
 
@@ -212,7 +221,11 @@ def decision(obj) -> go.Figure:
     fig.update_xaxes(range=[float(o.x1[0]), float(o.x1[-1])], title_text="x<sub>L,1</sub>", row=1, col=2)
     fig.update_yaxes(range=[float(o.x2[0]), float(o.x2[-1])], title_text="x<sub>L,2</sub>", scaleanchor="x2",
                      row=1, col=2)
-    return _layout(fig, "Decision: F = f ∘ Φ" + _dims_note(v, "f"), height=600)
+    title = "Decision: F = f ∘ Φ" + _dims_note(v, "f")
+    if mc_note(v):
+        title += "<br><sup>" + mc_note(v)[3:] + "</sup>"
+    _layout(fig, title, height=600)
+    return fig.update_layout(margin=dict(t=105)) if mc_note(v) else fig
 
 
 def transport(obj, panels: int = 6) -> go.Figure:
@@ -291,11 +304,15 @@ def diagnostics(obj) -> go.Figure:
     k = np.arange(1, L + 1)
     fig = make_subplots(rows=2, cols=2, vertical_spacing=0.2, horizontal_spacing=0.12, subplot_titles=(
         "residual ratio |s_k V_k| / |x|", "weight drift |θ_k − θ_(k−1)|",
-        "smallest det D(step k) over the plane", "error |x_k − x(t_k)| vs the continuous flow"))
+        f"smallest det D(step k): {d.det_grid}×{d.det_grid} grid (bars), data points (◆)",
+        "error |x_k − x(t_k)| vs the continuous flow"))
     fig.add_trace(go.Bar(x=k, y=_f32(d.residual_ratio), marker_color=PALETTE[0], name="ratio"), 1, 1)
     fig.add_trace(go.Bar(x=k[1:], y=_f32(d.weight_drift), marker_color=PALETTE[2], name="drift"), 1, 2)
     colors = [PALETTE[5] if x < 0 else PALETTE[4] for x in d.min_jac_det]
-    fig.add_trace(go.Bar(x=k, y=_f32(d.min_jac_det), marker_color=colors, name="min det"), 2, 1)
+    fig.add_trace(go.Bar(x=k, y=_f32(d.min_jac_det), marker_color=colors, name="min det, grid"), 2, 1)
+    if d.min_jac_det_data is not None:
+        fig.add_trace(go.Scatter(x=k, y=_f32(d.min_jac_det_data), mode="markers", name="min det, data points",
+                                 marker=dict(symbol="diamond", size=9, color=PALETTE[7])), 2, 1)
     fig.add_hline(y=0, line=dict(color="#d00000", width=2, dash="dash"), row=2, col=1,
                   annotation_text="fold: det < 0", annotation_position="bottom right")
     if np.isfinite(d.error).any():

@@ -15,12 +15,15 @@ from plotly.subplots import make_subplots
 
 from ..training.analysis import FlowViews
 from ..training.lifted import slice_name
-from ..training.sweep import ORDERS, CoarseToFine, SweepResult
-from .figures import PALETTE, _equal_axes, _f32, _layout, _segments, _surface_trace, point_groups
+from ..training.sweep import CoarseToFine, SweepResult
+from .convergence import convergence, slope_guides
+from .figures import PALETTE, _equal_axes, _f32, _layout, _segments, _surface_trace, mc_note, point_groups
 
-__all__ = ["SWEEP_FIGURES", "sweep_metrics", "sweep_surfaces", "sweep_error", "sweep_conditions", "sweep_transfer",
+__all__ = ["SWEEP_FIGURES", "sweep_metrics", "sweep_surfaces", "sweep_error", "sweep_convergence", "sweep_conditions",
+           "sweep_transfer",
            "side_by_side", "coarse_to_fine_curve", "sweep_html"]
 
+MEMBERS_LABEL = "error of separately trained members (not an order)"
 _LABELS = {"n_steps": "steps L", "horizon": "horizon T", "scheme": "scheme", "time_mode": "time dependence",
            "smoothness": "smoothness penalty λ"}
 
@@ -97,31 +100,38 @@ def sweep_surfaces(s: SweepResult, res: int = 60) -> go.Figure:
 
 
 def sweep_error(s: SweepResult) -> go.Figure:
-    """|x_L − x(T)| of each member against its own reference, against the step size, log-log, with order guides."""
+    """|x_L − x(T)| of each member against its own reference, against the step size, log-log, with slope guides.
+
+    Each member is a different, separately trained field (per-step members even change with L), so this curve is
+    no order of convergence: that is :func:`sweep_convergence`, on one field.
+    """
     h = np.array([m.step_size for m in s.members])
     e = np.array([m.disc_error for m in s.members], dtype=float)
     ok = np.isfinite(e) & (e > 0)
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=_f32(h[ok]), y=_f32(e[ok]), mode="lines+markers+text", name="members",
+    fig.add_trace(go.Scatter(x=_f32(h[ok]), y=_f32(e[ok]), mode="lines+markers+text", name=MEMBERS_LABEL,
                              text=[_label(s, m.value) for m, o in zip(s.members, ok) if o], textposition="top center",
                              marker=dict(size=11, color=PALETTE[0]), line=dict(width=3, color=PALETTE[0])))
     if ok.sum() >= 1:
-        h0, e0 = float(np.exp(np.log(h[ok]).mean())), float(np.exp(np.log(e[ok]).mean()))
-        hs = np.array([h[ok].min(), h[ok].max()])
-        for p, dash in ((1, "dash"), (2, "dot"), (4, "dashdot")):
-            fig.add_trace(go.Scatter(x=_f32(hs), y=_f32(e0 * (hs / h0) ** p), mode="lines", name=f"slope {p}",
-                                     line=dict(color="#777777", dash=dash, width=2)))
-    if ok.sum() >= 2:
-        slope = float(np.polyfit(np.log(h[ok]), np.log(e[ok]), 1)[0])
-        title = f"Discretisation error against step size: measured slope {slope:.2f}"
-        orders = {ORDERS.get(m.config.scheme) for m in s.members}
-        if len(orders) == 1 and None not in orders:
-            title += f" (order {orders.pop()} expected for {s.members[0].config.scheme})"
-    else:
-        title = "Discretisation error against step size"
+        slope_guides(fig, h[ok], e[ok], None, None)
     fig.update_xaxes(type="log", title_text="step size s = max s_k")
     fig.update_yaxes(type="log", title_text="|x_L − x(T)|, mean over points")
-    return _layout(fig, title, height=520)
+    return _layout(fig, f"Discretisation error against step size: {MEMBERS_LABEL}", height=520)
+
+
+def sweep_convergence(s: SweepResult) -> go.Figure:
+    """The true order on one field (the deepest member's, re-discretised), or why a sweep has none."""
+    if s.convergence is not None:
+        fig = convergence(s.convergence)
+        fig.add_annotation(text=s.convergence_note, showarrow=False, xref="paper", yref="paper", x=0, y=1.12,
+                           xanchor="left", font=dict(size=13, color="#555555"))
+        return fig
+    fig = go.Figure()
+    fig.add_annotation(text=s.convergence_note or "an order on one field needs a sweep over n_steps",
+                       showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper", font=dict(size=16))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return _layout(fig, "Order of convergence on one field", height=260)
 
 
 def sweep_conditions(s: SweepResult) -> go.Figure:
@@ -180,6 +190,8 @@ def side_by_side(a: FlowViews, b: FlowViews, titles: tuple[str, str] | None = No
     titles = titles or tuple(f"L = {v.config.n_steps}, {v.config.scheme}, T = {v.config.horizon:g}" for v in views)
     titles = tuple(t + (f"<br>u on the slice {slice_name(v.config.dim)}; points by their own u(t, x)"
                         if v.config.dim > 2 else "") for t, v in zip(titles, views))
+    if any(mc_note(v) for v in views):  # a viscous panel says how its surface was estimated, and how well
+        titles = tuple(t + (f"<br><sup>{mc_note(v)[3:]}</sup>" if mc_note(v) else "") for t, v in zip(titles, views))
     T = max(float(v.t[-1]) for v in views)
     finer = max(views, key=lambda v: len(v.surfaces.ks))
     ts = np.unique(np.concatenate([finer.surfaces.t, [0.0, T]]))
@@ -240,6 +252,8 @@ def side_by_side(a: FlowViews, b: FlowViews, titles: tuple[str, str] | None = No
     _layout(fig, "Side by side at the same time t (each panel shows its step nearest t)", height=600,
             sliders=[slider], updatemenus=[play])
     fig.update_layout(legend=dict(orientation="v", x=1.01, y=1, yanchor="top", xanchor="left"))
+    if any(mc_note(v) for v in views):
+        fig.update_layout(margin=dict(t=110))  # room for the Monte-Carlo line under a panel's title
     return fig
 
 
@@ -272,6 +286,7 @@ SWEEP_FIGURES = {
     "metrics": sweep_metrics,
     "surfaces": sweep_surfaces,
     "error": sweep_error,
+    "convergence": sweep_convergence,
     "conditions": sweep_conditions,
     "transfer": sweep_transfer,
 }

@@ -265,7 +265,9 @@ class Registry:
             return run
 
     def start(self, config: Config, data: Dataset | None = None, *, restart: bool = False) -> Run:
-        """The run for this config: an existing live or finished one, or a new one."""
+        """The run for this config: an existing live or finished one, or a new one.
+        A key beyond its server limit (LIMITS) is a ConfigError: the library may go beyond, a server not."""
+        config.check_server_limits()
         ds = data if data is not None else make_dataset(config)
         key = config.key() + data_key(ds if config.dataset == "csv" else None)
         with self._lock:
@@ -303,8 +305,11 @@ class Registry:
         return t
 
     def adopt(self, model, data: Dataset, *, key_suffix: str = "") -> Run:
-        """A finished run made from imported weights, evaluated on ``data``; its key includes ``key_suffix``."""
+        """A finished run made from imported weights, evaluated on ``data``; its key includes ``key_suffix``.
+        A run beyond the server's limits (LIMITS) is refused with a ConfigError."""
         import torch
+
+        model.config.check_server_limits()
 
         from ..training.train import evaluate, run_metrics
 

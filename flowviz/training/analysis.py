@@ -19,7 +19,7 @@ from .lifted import FRAMES_3D, GRID_3D, LiftedSpace, lifted_space, point_values
 __all__ = ["Characteristics", "Surfaces", "Velocity", "Diagnostics", "FlowViews", "analyse",
            "characteristics", "deformed_grid", "transported_surfaces", "velocity_grid", "diagnostics",
            "frame_steps", "channel_fraction", "flow_extent", "plane_grid", "Folding", "folding", "step_jacobian",
-           "fold_points"]
+           "fold_points", "residual_ratio", "weight_drift", "roughness"]
 
 MAX_FRAMES = 65  # views animate at most this many steps; deeper nets are shown at every ceil(L/64)-th step
 LIVE_FRAMES = 9  # frames of the live views while training (they are rebuilt and redrawn every second)
@@ -55,6 +55,7 @@ class Surfaces:
     x1: np.ndarray
     x2: np.ndarray
     u: np.ndarray
+    mc_stderr: np.ndarray | None = None  # (len(ks),): largest Monte-Carlo standard error of u on the grid (eps > 0)
 
 
 @dataclass(frozen=True)
@@ -72,11 +73,14 @@ class Velocity:
 class Diagnostics:
     """Per-step checks of the paper's section 3.3 and of invertibility.
 
-    residual_ratio (L,): mean |x_k - x_(k-1)| / |x_(k-1)| over the data (= |s_k V_k| / |x| for Euler);
+    residual_ratio (L,): mean |Phi_k(x_(k-1)) - x_(k-1)| / |x_(k-1)| over the data along the drift
+        characteristics (= |s_k V_k| / |x| for Euler; the viscous noise is not part of it);
     weight_drift (L-1,): |theta_k - theta_(k-1)| of adjacent blocks;
-    min_jac_det (L,): smallest det D(step map k) over the deformed grid (< 0: the step folds the plane);
+    min_jac_det (L,): smallest det D(step map k) over a det_grid x det_grid grid of the data box, carried
+        along the drift (< 0: the step folds the plane);
     error (L+1,): mean |x_k - x(t_k)| against the dopri5 reference (NaN for the plain net);
-    disc_error: error[-1] = |x_L - x(T)|.
+    disc_error: error[-1] = |x_L - x(T)|;
+    min_jac_det_data (L,): the same smallest det over the (subsampled) data points themselves.
     """
 
     residual_ratio: np.ndarray
@@ -84,6 +88,8 @@ class Diagnostics:
     min_jac_det: np.ndarray
     error: np.ndarray
     disc_error: float
+    min_jac_det_data: np.ndarray | None = None
+    det_grid: int = 25
 
 
 @dataclass(frozen=True)
@@ -156,10 +162,23 @@ def transported_surfaces(model: FlowModel, extent, *, res: int = 100, ks: np.nda
     """u(t_k, x) = f(Phi_(k->L)(x)) on a res x res grid of the step-k plane, for each k in ks."""
     ks = frame_steps(model.L) if ks is None else np.asarray(ks)
     x1, x2, pts = plane_grid(extent, res)
-    u = np.stack([model.transported(np.c_[pts, np.zeros((len(pts), model.dim - 2), np.float32)], int(k))
-                  for k in ks])
+    z = np.c_[pts, np.zeros((len(pts), model.dim - 2), np.float32)]
+    if model.config.viscosity > 0:  # Monte-Carlo means over paths shared by all grid points, and their error
+        mc = [model.monte_carlo(z, int(k)) for k in ks]
+        u, se = np.stack([m[0] for m in mc]), np.array([float(m[1].max()) for m in mc], np.float32)
+    else:
+        u, se = np.stack([model.transported(z, int(k)) for k in ks]), None
     return Surfaces(ks, model.times[ks].astype(np.float32), x1, x2,
-                    u.reshape(len(ks), res, res, -1).astype(np.float32))
+                    u.reshape(len(ks), res, res, -1).astype(np.float32), se)
+
+
+def roughness(u: np.ndarray) -> float:
+    """Mean |discrete Laplacian| of a surface u (res, res) or (res, res, C) on its grid: the 5-point stencil
+    u[i+1,j] + u[i-1,j] + u[i,j+1] + u[i,j-1] - 4 u[i,j] over interior nodes (no division by h^2), mean over classes.
+    Monte-Carlo speckle raises it; a smoother surface lowers it."""
+    u = np.asarray(u, dtype=np.float64)
+    lap = u[2:, 1:-1] + u[:-2, 1:-1] + u[1:-1, 2:] + u[1:-1, :-2] - 4 * u[1:-1, 1:-1]
+    return float(np.abs(lap).mean())
 
 
 @torch.no_grad()
@@ -179,6 +198,27 @@ def min_jacobian_det(model: FlowModel, pts_per_step: torch.Tensor) -> np.ndarray
         J = step_jacobian(model, pts_per_step[k - 1], k)
         out[k - 1] = float(torch.linalg.det(J.double()).min())
     return out
+
+
+def residual_ratio(model: FlowModel, x: np.ndarray, xs: np.ndarray | None = None) -> np.ndarray:
+    """Section 3.3's first condition per step: mean over points x (n, 2) of |Phi_k(x_(k-1)) - x_(k-1)| / |x_(k-1)|,
+    shape (L,) float32 (= |s_k V_k| / |x| for Euler).
+
+    Measured along the drift characteristics (no viscous noise), so it is a property of the blocks: with eps > 0 it
+    equals the value of the same weights at eps = 0. ``xs``: those characteristics if already computed (L+1, n, d).
+    """
+    xs = model.trajectory(x, noise=False) if xs is None else xs
+    step = np.linalg.norm(np.diff(xs, axis=0), axis=-1)
+    return (step / np.maximum(np.linalg.norm(xs[:-1], axis=-1), 1e-6)).mean(1).astype(np.float32)
+
+
+def weight_drift(model: FlowModel) -> np.ndarray:
+    """Section 3.3's second condition: |theta_k - theta_(k-1)| over all weights of adjacent blocks, (L-1,) float32."""
+    if model.L < 2:
+        return np.zeros(0, np.float32)
+    with torch.no_grad():
+        d2 = sum((p[1:] - p[:-1]).pow(2).flatten(1).sum(1) for p in model.block_params())
+    return d2.sqrt().cpu().numpy().astype(np.float32)
 
 
 def step_jacobian(model: FlowModel, x: torch.Tensor, k: int) -> torch.Tensor:
@@ -222,26 +262,22 @@ def folding(model: FlowModel, pts_per_step: torch.Tensor) -> Folding:
 
 def diagnostics(model: FlowModel, x: np.ndarray, extent, *, max_points: int = 200, grid: int = 25,
                 seed: int = 0, with_reference: bool = True) -> Diagnostics:
-    """Residual ratio, weight drift, smallest Jacobian determinant and discretisation error."""
+    """Residual ratio, weight drift, smallest Jacobian determinant (grid and data) and discretisation error."""
     rng = np.random.default_rng(seed)
     sub = x if len(x) <= max_points else x[rng.choice(len(x), max_points, replace=False)]
-    xs = model.trajectory(sub)  # (L+1, m, d)
-    step = np.linalg.norm(np.diff(xs, axis=0), axis=-1)
-    ratio = (step / np.maximum(np.linalg.norm(xs[:-1], axis=-1), 1e-6)).mean(1)
-    with torch.no_grad():
-        bp = model.block_params()
-        drift = sum((p[1:] - p[:-1]).pow(2).flatten(1).sum(1) for p in bp) if model.L > 1 else None
-    drift = np.sqrt(drift.cpu().numpy()) if drift is not None else np.zeros(0)
+    xs = model.trajectory(sub, noise=False)  # (L+1, m, d): the drift characteristics
+    ratio = residual_ratio(model, sub, xs)
     _, _, gpts = plane_grid(extent, grid)
-    gtraj = torch.as_tensor(model.trajectory(gpts), device=model.device)
+    gtraj = torch.as_tensor(model.trajectory(gpts, noise=False), device=model.device)
     det = min_jacobian_det(model, gtraj[:-1])
+    det_data = min_jacobian_det(model, torch.as_tensor(xs[:-1], device=model.device))
     if with_reference and model.config.scheme != "plain" and model.config.viscosity == 0:
         ref = model.reference(sub)
         err = np.linalg.norm(xs.astype(np.float64) - ref, axis=-1).mean(1)
     else:
         err = np.full(model.L + 1, np.nan)
-    return Diagnostics(ratio.astype(np.float32), drift.astype(np.float32), det.astype(np.float32),
-                       err, float(err[-1]))
+    return Diagnostics(ratio, weight_drift(model), det.astype(np.float32), err, float(err[-1]),
+                       det_data.astype(np.float32), grid)
 
 
 def flow_extent(ds: Dataset, xs: np.ndarray, margin: float = 0.1) -> tuple:

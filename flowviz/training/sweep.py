@@ -28,15 +28,15 @@ from ..core.config import Config
 from ..core.data import Dataset, make_dataset
 from ..core.errors import ConfigError, echo
 from ..core.model import FlowModel, build_model
-from .analysis import plane_grid
+from .analysis import plane_grid, residual_ratio, weight_drift
 from .batch import batch_reason, train_batched
+from .convergence import Convergence, one_field_order
 from .train import TrainResult, evaluate, train, train_iter
 
 __all__ = ["VARY_KEYS", "MAX_MEMBERS", "Member", "Transfer", "SweepResult", "parse_vary", "run_sweep",
-           "member_diagnostics", "depth_transfer", "ORDERS", "refine", "coarse_to_fine", "CoarseToFine"]
+           "member_diagnostics", "depth_transfer", "refine", "refined_config", "coarse_to_fine", "CoarseToFine"]
 
 VARY_KEYS = ("n_steps", "horizon", "scheme", "time_mode", "smoothness")
-ORDERS = {"euler": 1, "midpoint": 2, "rk4": 4}  # convergence order of each stepper
 MAX_MEMBERS = 12
 
 
@@ -69,20 +69,14 @@ def member_diagnostics(model: FlowModel, x: np.ndarray, *, max_points: int = 200
     """
     rng = np.random.default_rng(seed)
     sub = x if len(x) <= max_points else x[rng.choice(len(x), max_points, replace=False)]
-    xs = model.trajectory(sub)  # (L+1, m, d) float32
-    step = np.linalg.norm(np.diff(xs, axis=0), axis=-1)
-    ratio = (step / np.maximum(np.linalg.norm(xs[:-1], axis=-1), 1e-6)).mean(1)  # |s_k V_k| / |x|
-    with torch.no_grad():
-        bp = model.block_params()
-        drift = (sum((p[1:] - p[:-1]).pow(2).flatten(1).sum(1) for p in bp).sqrt().cpu().numpy()
-                 if model.L > 1 else np.zeros(0))
+    ratio, drift = residual_ratio(model, sub), weight_drift(model)  # the one definition (analysis)
     err = math.nan
     if model.config.scheme != "plain" and model.config.viscosity == 0:
         double = model.double_copy()
         xd = double.trajectory(torch.as_tensor(sub, dtype=torch.float64, device=model.device))[-1]
         ref = model.reference(sub)[-1]
         err = float(np.linalg.norm(xd.cpu().numpy() - ref, axis=-1).mean())
-    return err, ratio.astype(np.float32), drift.astype(np.float32)
+    return err, ratio, drift
 
 
 @dataclass
@@ -154,6 +148,8 @@ class SweepResult:
     batched: bool
     transfer: Transfer | None = None
     notes: list[str] = field(default_factory=list)
+    convergence: Convergence | None = None  # the order on ONE field (depth sweeps of tied / continuous weights)
+    convergence_note: str = ""  # why there is none, or which member's field it is
 
     def records(self) -> list[dict]:
         return [m.record(self.key) for m in self.members]
@@ -168,7 +164,8 @@ class SweepResult:
         return json.dumps({"key": self.key, "values": self.values, "base": self.base.to_dict(),
                            "wall_s": self.wall_s, "batched": self.batched, "members": self.records(),
                            "transfer": self.transfer.to_dict() if self.transfer else None,
-                           "notes": self.notes}, indent=2)
+                           "convergence": self.convergence.to_dict() if self.convergence else None,
+                           "convergence_note": self.convergence_note, "notes": self.notes}, indent=2)
 
 
 def _accuracy(model: FlowModel, ds: Dataset) -> float:
@@ -253,13 +250,16 @@ def run_sweep(base: Config, key: str, values: list, *, data=None, batched: bool 
         say(0.8 + 0.15 * i / len(values), f"measuring member {i + 1} of {len(values)}")
         err, ratio, drift = member_diagnostics(r.model, ds.x_train, seed=base.seed)
         members.append(Member(v, r, walls[i], len(configs) if why is None else 1, err, ratio, drift))
-    transfer = None
+    transfer, conv, conv_note = None, None, ""
     if key == "n_steps":
         say(0.95, "depth transfer")
         cols = sorted(set(values) | set(transfer_to or []))
         transfer = depth_transfer([m.model for m in members], ds, cols)
+        say(0.97, "order of convergence on one field")
+        conv, conv_note = one_field_order(members[-1])
     say(1.0, "done")
-    return SweepResult(base, key, list(values), members, ds, time.perf_counter() - t0, why is None, transfer, notes)
+    return SweepResult(base, key, list(values), members, ds, time.perf_counter() - t0, why is None, transfer, notes,
+                       conv, conv_note)
 
 
 # ---------------------------------------------------------------- coarse to fine
@@ -284,17 +284,30 @@ def _prolongation(old_times: np.ndarray, new_times: np.ndarray, kind: str = "con
     raise ConfigError(f"unknown refinement {kind!r}; valid: {', '.join(REFINE_KINDS)}")
 
 
+def refined_config(config: Config) -> Config:
+    """The config of the partition with twice the steps that refines ``config``'s: every old t_k is a new t_(2k).
+
+    Uniform: L -> 2L. Geometric with ratio r: 2L steps with ratio sqrt(r), since
+    t_k = T (r^k - 1) / (r^L - 1) = T (sqrt(r)^(2k) - 1) / (sqrt(r)^(2L) - 1): each old step splits into two
+    with the ratio sqrt(r). (2L steps with the same ratio r would not contain the old points.)
+    """
+    if config.partition == "geometric" and config.partition_ratio != 1.0:
+        return config.replace(n_steps=2 * config.n_steps, partition_ratio=math.sqrt(config.partition_ratio))
+    return config.replace(n_steps=2 * config.n_steps)
+
+
 def refine(model: FlowModel, kind: str = "constant") -> FlowModel:
-    """The same flow on a partition with twice the steps.
+    """The same flow on a partition with twice the steps that refines the old one (:func:`refined_config`).
 
     Tied and continuous weights are already functions of t: the model is re-discretised as is.
-    Per-step weights are carried over by ``kind`` (see :func:`_prolongation`); the default keeps the
-    field exactly, so the first evaluation at 2L differs from the last at L only by the smaller steps.
+    Per-step weights are carried over by ``kind`` (see :func:`_prolongation`); with ``constant`` (the default)
+    every new block lies inside one old block, so the field v(t, x) is exactly unchanged and the first
+    evaluation at 2L differs from the last at L only by the smaller steps. (A geometric partition therefore
+    gets the ratio sqrt(r); ``linear`` changes the field by design.)
     """
-    L2 = 2 * model.L
+    cfg = refined_config(model.config)
     if model.config.time_mode != "per_step":
-        return model.with_steps(L2)
-    cfg = model.config.replace(n_steps=L2)
+        return model.rediscretised(n_steps=cfg.n_steps, partition_ratio=cfg.partition_ratio)
     fine = build_model(cfg, model.n_classes).to(model.device)
     M = torch.as_tensor(_prolongation(model.times, fine.times, kind), dtype=torch.float32, device=model.device)
     with torch.no_grad():
@@ -346,12 +359,13 @@ def coarse_to_fine(config: Config, *, L_start: int, L_end: int, steps_per_level:
     done = 0
     last = None
     for li, L in enumerate(levels):
-        cfg = config.replace(n_steps=L, train_steps=spl)
         if dev_model is None:
+            cfg = config.replace(n_steps=L, train_steps=spl)
             dev_model = build_model(cfg, ds.n_classes)
         else:
             before = history[-1]
             dev_model = refine(dev_model, kind)
+            cfg = dev_model.config.replace(train_steps=spl)
             x = torch.as_tensor(ds.x_train, device=dev_model.device)
             y = torch.as_tensor(ds.y_train, device=dev_model.device)
             loss, acc = evaluate(dev_model, x, y)
@@ -365,12 +379,12 @@ def coarse_to_fine(config: Config, *, L_start: int, L_end: int, steps_per_level:
             break
     wall = time.perf_counter() - t0
     dev_model.train(False)
-    final_cfg = config.replace(n_steps=dev_model.L, train_steps=done)
+    final_cfg = dev_model.config.replace(train_steps=done)  # (a refined geometric partition has ratio r^(1/2^j))
     result = TrainResult(final_cfg, dev_model, ds, history, last.metrics(steps=done, elapsed=wall), last.error)
     cost = sum(spl * L for L in levels)
     scratch, s_wall, s_cost = None, 0.0, 0
     if compare:
-        sc = config.replace(n_steps=levels[-1], train_steps=spl * len(levels))
+        sc = final_cfg.replace(train_steps=spl * len(levels))  # the same finest partition, from scratch
         t = time.perf_counter()
         try:
             scratch = train(sc, data=ds, log_every=log_every, cancel=cancel)

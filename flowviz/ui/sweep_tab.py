@@ -62,6 +62,8 @@ def panel(reg: Registry, state, cfg: Config, data: Dataset) -> None:
     if go:
         try:
             k, values = parse_vary(f"{key}={text}", cfg)
+            for v in values:  # the page is a server's: its limits are hard (the CLI's sweeps may go beyond)
+                cfg.replace(**{k: v}).check_server_limits()
         except FlowvizError as e:
             notice(f"{e}. Nothing was started; the last sweep stays on screen.", "error")
         else:
@@ -86,8 +88,8 @@ def panel(reg: Registry, state, cfg: Config, data: Dataset) -> None:
     if s.notes:
         st.caption(literal(" · ".join(s.notes)))
     for fn in sweep_plots.SWEEP_FIGURES.values():
-        if fn is sweep_plots.sweep_transfer and s.transfer is None:
-            continue
+        if fn in (sweep_plots.sweep_transfer, sweep_plots.sweep_convergence) and s.key != "n_steps":
+            continue  # both belong to the Depth sweep (a sweep over L)
         _chart(job, fn, s)
     _side_by_side(job, s)
     _coarse_to_fine(reg, state, cfg, data)
@@ -137,9 +139,10 @@ def _side_by_side(job: Job, s) -> None:
 def _coarse_to_fine(reg: Registry, state, cfg: Config, data: Dataset) -> None:
     with st.expander("Coarse to fine: train at L, double the partition, go on", expanded=bool(state.c2f_job)):
         st.caption("Haber and Ruthotto's multilevel idea: per-step weights are carried to the finer partition "
-                   "piecewise constant in t (the same field, smaller steps); tied and continuous weights are "
-                   "re-discretised as they are. Compared with training at the finest L from scratch for the same "
-                   "number of optimiser steps.")
+                   "piecewise constant in t (the same field, smaller steps; a geometric partition with ratio r is "
+                   "split in the ratio √r, so that every old t_k stays a point of the new one); tied and continuous "
+                   "weights are re-discretised as they are. Compared with training at the finest L from scratch "
+                   "for the same number of optimiser steps.")
         c = st.columns([1, 1, 1])
         lo = c[0].number_input("from L", 1, 128, 4, key="c2f_lo")
         hi = c[1].number_input("to L", 1, 256, 32, key="c2f_hi")

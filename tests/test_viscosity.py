@@ -1,0 +1,68 @@
+"""Viscosity (flowviz's reading of the paper's section 4, item 1): d_t u + v . grad u + eps Laplacian u = 0,
+u(0, x) = E f(X_T) over dX = v dt + sqrt(2 eps) dW. Monte-Carlo surfaces, their error, and what is trained."""
+
+import numpy as np
+import pytest
+import torch
+
+import flowviz
+from flowviz.core.presets import preset_info
+from flowviz.training.analysis import residual_ratio, roughness, transported_surfaces
+
+X = np.random.default_rng(0).normal(size=(60, 2)).astype(np.float32)
+
+
+def test_viscosity_smooths_the_surface_roughness():
+    """On the viscosity scenario (its keys, fewer optimiser steps), the mean |discrete Laplacian| of u(0, .) on
+    the 100 x 100 grid is no greater at eps = 0.05 than at eps = 0: common random numbers make the Monte-Carlo
+    mean a smooth function of x (measured with independent noise per grid point: about 2x rougher)."""
+    info = preset_info("viscosity")
+    sharp_cfg, smooth_cfg = (c.replace(train_steps=200) for c in (info["config"], info["compare"]))
+    assert sharp_cfg.viscosity == 0 and smooth_cfg.viscosity == 0.05 and smooth_cfg.mc_samples == 64
+    rough = []
+    for cfg in (sharp_cfg, smooth_cfg):
+        r = flowviz.train(cfg)
+        s = transported_surfaces(r.model, r.data.extent(), res=100, ks=[0])
+        rough.append(roughness(s.u[0]))
+    assert rough[1] <= rough[0], rough
+    assert s.mc_stderr is not None and 0 < s.mc_stderr[0] < 0.1  # the caption's number
+
+
+def test_monte_carlo_paths_are_common_to_all_points():
+    m = flowviz.build_model(flowviz.Config(viscosity=0.2, mc_samples=8, n_steps=5), 2)
+    p_all = m.predict_proba(X)
+    p_one = np.concatenate([m.predict_proba(X[i:i + 1]) for i in range(0, 60, 7)])
+    np.testing.assert_allclose(p_one, p_all[::7], rtol=0, atol=1e-6)  # u(x) does not depend on its neighbours
+    mean, se = m.monte_carlo(X)
+    np.testing.assert_allclose(mean, p_all, atol=1e-7)
+    f = m._mc_samples(m._u_fn(0), m.lift(torch.as_tensor(X))).detach().numpy()  # (M, n, C)
+    np.testing.assert_allclose(se, f.std(0, ddof=1) / np.sqrt(8), rtol=1e-4, atol=1e-7)
+    assert se.max() > 0
+    m0 = flowviz.build_model(flowviz.Config(n_steps=5), 2)
+    assert np.all(m0.monte_carlo(X)[1] == 0)
+
+
+def test_residual_ratio_measures_the_drift_not_the_noise():
+    cfg = flowviz.Config(viscosity=0.3, n_steps=6, time_mode="continuous", knots=3)
+    noisy = flowviz.build_model(cfg, 2)
+    clean = flowviz.build_model(cfg.replace(viscosity=0.0), 2)
+    clean.load_state_dict(noisy.state_dict())  # the same weights, eps = 0
+    np.testing.assert_array_equal(residual_ratio(noisy, X), residual_ratio(clean, X))
+    xs = noisy.trajectory(X)  # a noisy sample path: its steps include sqrt(2 eps s_k) xi
+    naive = (np.linalg.norm(np.diff(xs, axis=0), axis=-1) / np.linalg.norm(xs[:-1], axis=-1)).mean(1)
+    assert not np.allclose(naive, residual_ratio(noisy, X), rtol=0.05)
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_the_trained_loss_is_said_and_bounds_the_reported_one(eps):
+    """Training minimises E[CE(f(X_T))]; the reported loss is CE(E f(X_T)); Jensen: the first is the larger."""
+    m = flowviz.build_model(flowviz.Config(viscosity=eps, mc_samples=16, n_steps=4), 2)
+    y = torch.as_tensor((X[:, 0] > 0).astype(np.int64))
+    with torch.no_grad():
+        f = m._mc_samples(m._u_fn(0), m.lift(torch.as_tensor(X)))  # (M, n, C)
+    p_y = f.gather(2, y.view(1, -1, 1).expand(f.shape[0], -1, 1)).squeeze(2)  # (M, n): f_y on each path
+    mean_ce = -torch.log(p_y).mean()
+    ce_mean = -torch.log(f.mean(0).gather(1, y.view(-1, 1))).mean()
+    assert float(mean_ce) >= float(ce_mean) - 1e-7
+    text = m.trained_loss()
+    assert ("upper bound" in text) == (eps > 0)
