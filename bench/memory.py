@@ -1,70 +1,258 @@
-"""Peak resident memory of training: the reference run and the largest config the limits allow.
+"""Peak resident memory and time of runs, against the cost model (flowviz.core.cost).
 
-Each config trains in a fresh Python process (so one peak does not hide another) for a few steps, then
-the child reports its peak resident set size (ru_maxrss). The largest configs: 20,000 points, L = 256,
-width 256 (the hard limits) for the two-layer field with the hand-written chain, and for the general
-autograd path (rk4 over an antisymmetric field, and a 2-hidden-layer MLP field). Target: at most 2 GB each;
-the last line gives the largest peak and its ratio to 2 GB.
+One measuring process imports torch and flowviz once (one torch thread, malloc tuned as in the workers),
+then forks a child per config, so one config's peak does not hide another's and no child pays the import.
+Each child resets its peak (``/proc/self/clear_refs``), then measures:
 
-    python bench/memory.py [--steps 3]
+- step_s: the median of ``--steps`` optimiser steps of flowviz's own training loop (after one warm-up
+  step), timed between the loop's cancel checks;
+- snapshot_s: one snapshot's evaluation (train and test points; mc_samples paths each when viscosity > 0);
+- analysis_s: the final pictures (flowviz.training.analysis.analyse);
+- peak_mb: the child's peak resident set (VmHWM) over all of it: what a whole run of the config peaks at,
+  since training reaches its steady state in the first steps.
+
+Times are the process's CPU seconds (one torch thread, so the seconds an idle core would take): the
+development machine is shared by many agents (load averages of 10 to 25 on 2 cores), and wall-clock times
+there measure the queue more than the run (the ``*_wall_s`` fields keep them for comparison). Few steps,
+their median, and the run's time scaled from them.
+``--fit`` refits the cost model's constants on the table and prints them with the ratios; the last line
+gives the largest ratio of estimate to measurement (or its inverse) for time and memory.
+
+    python bench/memory.py [--steps 3] [--small] [--fit]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-CHILD = r"""
-import json, resource, sys, time
+PARENT = r"""
+import json, os, statistics, sys, time, warnings
 sys.path.insert(0, {root!r})
-import flowviz
-cfg = flowviz.Config.from_dict(json.loads({cfg!r}))
-t = time.perf_counter()
-r = flowviz.train(cfg, log_every=10**6)
-peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({{"peak_mb": peak_kb / 1024, "seconds": time.perf_counter() - t}}))
+import torch
+torch.set_num_threads(1)
+from flowviz.serve.process import tune_malloc
+tune_malloc()
+from flowviz.core.config import Config
+from flowviz.core.data import make_dataset
+from flowviz.core.model import build_model
+from flowviz.training.analysis import analyse
+from flowviz.training.train import evaluate, train_iter
+import torchdiffeq  # noqa: F401  (the reference solution's import, paid once as in a long-lived worker)
+warnings.simplefilter("ignore")
+_w = Config(n_samples=60, n_steps=2, width=4, train_steps=2)  # warm lazy initialisation, as a worker has
+analyse(build_model(_w, 2), make_dataset(_w))
+
+def kb(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field):
+            return int(line.split()[1])
+
+class Clock:  # the loop asks is_set() once before every step: the gaps are the steps
+    def __init__(self):
+        self.t = []
+    def is_set(self):
+        self.t.append(time.process_time())
+        return False
+
+def child(spec):
+    open("/proc/self/clear_refs", "w").write("5")  # peak := current resident set
+    cfg = Config.from_dict(spec["config"])
+    steps = int(spec["steps"])
+    ds = make_dataset(cfg)
+    model = build_model(cfg, ds.n_classes)
+    clock = Clock()
+    for _ in train_iter(cfg.replace(train_steps=steps + 2), data=ds, model=model, log_every=10**9, cancel=clock):
+        pass
+    gaps = [b - a for a, b in zip(clock.t[1:], clock.t[2:])]  # step 1 is the warm-up; the last is untimed
+    out = {{"step_s": statistics.median(gaps)}}
+    model.train(False)
+    xtr, ytr = torch.as_tensor(ds.x_train), torch.as_tensor(ds.y_train)
+    xte, yte = torch.as_tensor(ds.x_test), torch.as_tensor(ds.y_test)
+    t, w = time.process_time(), time.perf_counter()
+    evaluate(model, xtr, ytr), evaluate(model, xte, yte)
+    out["snapshot_s"], out["snapshot_wall_s"] = time.process_time() - t, time.perf_counter() - w
+    if spec.get("analysis", True):
+        t, w = time.process_time(), time.perf_counter()
+        analyse(model, ds)
+        out["analysis_s"], out["analysis_wall_s"] = time.process_time() - t, time.perf_counter() - w
+    out["peak_mb"] = kb("VmHWM") / 1024
+    return out
+
+for line in sys.stdin:
+    spec = json.loads(line)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        try:
+            res = child(spec)
+        except BaseException as e:
+            res = {{"error": f"{{type(e).__name__}}: {{e}}"[:300]}}
+        os.write(w, json.dumps(res).encode())
+        os._exit(0)
+    os.close(w)
+    data = b""
+    while chunk := os.read(r, 65536):
+        data += chunk
+    os.close(r)
+    _, status = os.waitpid(pid, 0)
+    print(data.decode() if data else json.dumps({{"error": f"child died (status {{status}}): out of memory?"}}),
+          flush=True)
 """
 
 
-def measure(cfg: dict) -> dict:
-    code = CHILD.format(root=str(ROOT), cfg=json.dumps(cfg))
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=1800)
-    if p.returncode != 0:
-        lines = p.stderr.strip().splitlines()
-        why = lines[-1] if lines else f"killed (exit {p.returncode}): out of memory?"
-        return {"peak_mb": float("nan"), "seconds": float("nan"), "error": why}
-    return json.loads(p.stdout.strip().splitlines()[-1])
+def measure_many(configs: list[dict], *, steps: int = 3, analysis: bool = True, timeout: float = 1800,
+                 log=None) -> list[dict]:
+    """Measure each config (a dict of config keys) in a forked child of one measuring process."""
+    specs = "".join(json.dumps({"config": {k: v for k, v in c.items() if k != "analysis"}, "steps": steps,
+                                "analysis": analysis and c.get("analysis", True)}) + "\n" for c in configs)
+    p = subprocess.Popen([sys.executable, "-c", PARENT.format(root=str(ROOT))], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+    p.stdin.write(specs)
+    p.stdin.close()
+    out = []
+    for line in p.stdout:  # one line per config, as each child ends (progress on stderr with --verbose)
+        out.append(json.loads(line))
+        if log is not None:
+            print(json.dumps({"config": configs[len(out) - 1], **out[-1]}), file=log, flush=True)
+    if p.wait(timeout) != 0:
+        raise RuntimeError(f"the measuring process ended with status {p.returncode}")
+    return out
+
+
+def measured_vs_estimated(configs: list[dict], results: list[dict]) -> list[dict]:
+    """Rows of config, measurement and the cost model's estimate of the same phases."""
+    sys.path.insert(0, str(ROOT))
+    import warnings
+
+    from flowviz.core.config import Config
+    from flowviz.core.cost import estimate
+
+    rows = []
+    for c, r in zip(configs, results):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            e = estimate(Config.from_dict({k: v for k, v in c.items() if k != "analysis"}))
+        rows.append({"config": c, **r, "est_step_s": e.part("step"), "est_snapshot_s": e.part("snapshot"),
+                     "est_analysis_s": e.part("analysis"), "est_peak_mb": e.peak_mb})
+    return rows
+
+
+BIG = {"n_samples": 20_000, "n_steps": 256, "width": 256, "test_fraction": 0.2, "analysis": False}
+CASE8 = {"dataset": "blobs", "n_samples": 2000, "n_classes": 8, "test_fraction": 0.5, "field": "mlp",
+         "mlp_depth": 6, "width": 64, "lift": 8, "knots": 64, "time_mode": "continuous", "n_steps": 16,
+         "scheme": "rk4", "viscosity": 1.0, "mc_samples": 4}
+
+# The configs of the table: the reference, the hard-limit configs, and the keys that multiply, alone and
+# combined (issue 17, case 8, at sizes that run in seconds).
+TABLE = {
+    "reference (n = 1,000, L = 32, width 16)": {"n_samples": 1000, "n_steps": 32},
+    "two_layer euler n = 20,000 L = 256 width 256 (chain)": dict(BIG),
+    "two_layer rk4, limits (autograd, checkpointed)": dict(BIG, scheme="rk4"),
+    "mlp euler, limits (autograd, checkpointed)": dict(BIG, field="mlp"),
+    "midpoint L = 64 width 64": {"n_samples": 4000, "n_steps": 64, "width": 64, "scheme": "midpoint"},
+    "rk4 lift 8 width 128": {"n_samples": 4000, "n_steps": 32, "width": 128, "lift": 8, "scheme": "rk4"},
+    "mlp depth 6 width 128": {"n_samples": 2000, "n_steps": 32, "field": "mlp", "mlp_depth": 6, "width": 128},
+    "viscosity 0.5, mc_samples 32": {"n_samples": 2000, "n_steps": 32, "viscosity": 0.5, "mc_samples": 32},
+    "viscosity rk4 mc 16 lift 4": {"n_samples": 1000, "n_steps": 16, "viscosity": 0.2, "scheme": "rk4", "lift": 4},
+    "continuous knots 64 rk4 width 128": {"n_samples": 2000, "n_steps": 64, "time_mode": "continuous", "knots": 64,
+                                          "scheme": "rk4", "width": 128},
+    "tied mlp depth 4 width 256 batch 500": {"n_samples": 10000, "n_steps": 32, "time_mode": "tied", "field": "mlp",
+                                             "mlp_depth": 4, "width": 256, "batch_size": 500},
+    "antisymmetric lift 8 L = 128": {"n_samples": 4000, "n_steps": 128, "field": "antisymmetric", "lift": 8},
+    "case 8 small (mlp 6 x 64, lift 8, rk4, continuous, viscosity, mc 4)": dict(CASE8),
+    "case 8, width 128 and L = 32": dict(CASE8, width=128, n_steps=32, mc_samples=2),
+}
+
+
+TIME_KEYS = ["dispatch", "mac", "elem", "train", "fast_block", "fast_elem", "adam", "analysis", "spill", "spill_mb"]
+MEMORY_KEYS = ["base_mb", "act_mb", "eval_mb"]
+PHASES = {"step_s": "step", "snapshot_s": "snapshot", "analysis_s": "analysis"}
+
+
+def fit(rows: list[dict], *, min_s: float = 0.002) -> dict:
+    """Refit the cost model's constants on measured rows ({"config": ..., "step_s": ..., "peak_mb": ...}):
+    least squares of log(estimate / measurement), Nelder-Mead (scipy: bench only). Returns the constants."""
+    import warnings
+
+    import numpy as np
+    from scipy.optimize import minimize
+
+    from flowviz.core import cost
+    from flowviz.core.config import Config
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cfgs = [cost._values(Config.from_dict({k: v for k, v in r["config"].items() if k != "analysis"}).to_dict())
+                for r in rows]
+    pairs = [(c, PHASES[k], r[k]) for c, r in zip(cfgs, rows) for k in PHASES if r.get(k, 0) > min_s]
+
+    def loss(x, names, phases):
+        cost.K.update({k: float(v) for k, v in zip(names, np.exp(x))})
+        err = []
+        for c, r in zip(cfgs, rows):
+            _, peak, parts = cost._cost(c, None, None)
+            parts = dict(parts)
+            if "peak" in phases:
+                err.append(math.log(peak / r["peak_mb"]))
+            err += [math.log(parts[p] / m) for cc, p, m in pairs if cc is c and p in phases]
+        return float(np.sum(np.square(err)))
+
+    for names, phases in ((TIME_KEYS, ("step", "snapshot", "analysis")), (MEMORY_KEYS, ("peak",))):
+        res = minimize(loss, np.log([cost.K[k] for k in names]), args=(names, phases), method="Nelder-Mead",
+                       options={"maxiter": 3000, "xatol": 1e-3, "fatol": 1e-6})
+        loss(res.x, names, phases)
+    fitted = {k: float(f"{cost.K[k]:.3g}") for k in TIME_KEYS + MEMORY_KEYS}
+    print("fitted constants:", fitted)
+    return fitted
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--small", action="store_true", help="tiny sizes (the test suite checks the script runs)")
+    ap.add_argument("--fit", action="store_true", help="refit the cost model's constants on the table")
+    ap.add_argument("--log", nargs="*", default=(), help="with --fit: also fit on these logs (JSON lines on stderr "
+                                                          "of this script and of train_scaling.py --keys)")
+    ap.add_argument("--only", default="", help="comma-separated numbers of the table's rows (0-based)")
     a = ap.parse_args(argv)
-    big = {"n_samples": 20_000, "n_steps": 256, "width": 256, "train_steps": a.steps, "test_fraction": 0.2}
+    table = dict(TABLE)
     if a.small:
-        big = {"n_samples": 200, "n_steps": 8, "width": 8, "train_steps": a.steps}
-    runs = {
-        "reference (moons, n = 1,000, L = 32, width 16, 300 steps)":
-            {"dataset": "moons", "n_samples": 1000, "n_steps": 32, "width": 16,
-             "train_steps": 5 if a.small else 300},
-        "largest two_layer / euler (hand-written chain)": dict(big, field="two_layer"),
-        "largest two_layer / rk4 (autograd)": dict(big, field="two_layer", scheme="rk4"),
-        "largest mlp / euler (autograd)": dict(big, field="mlp"),
-    }
-    peaks = []
-    for name, cfg in runs.items():
-        r = measure(cfg)
-        peaks.append(r["peak_mb"])
-        extra = f"  ({r['error']})" if "error" in r else ""
-        print(f"{name:55s} peak {r['peak_mb']:8.0f} MB  {r['seconds']:7.1f} s{extra}")
-    worst = max(peaks, key=lambda v: float("inf") if v != v else v)
-    print(f"largest peak {worst:.0f} MB; ratio to the 2 GB target = {worst / 2048:.2f}")
+        table = {"tiny two_layer": {"n_samples": 200, "n_steps": 8, "width": 8},
+                 "tiny case 8": dict(CASE8, n_samples=200, width=8, n_steps=4, mc_samples=2)}
+    if a.only:
+        keep = {int(i) for i in a.only.split(",")}
+        table = {k: v for i, (k, v) in enumerate(table.items()) if i in keep}
+    cfgs = [dict(v, train_steps=a.steps + 1) for v in table.values()]
+    measured = measure_many(cfgs, steps=a.steps, log=sys.stderr)
+    if a.fit:
+        logged = [json.loads(line) for f in a.log for line in Path(f).read_text().splitlines() if line.strip()]
+        fit([{"config": c, **r} for c, r in zip(cfgs, measured)] + [r for r in logged if "error" not in r])
+    rows = measured_vs_estimated(cfgs, measured)
+    print(f"{'config':70s} {'step s':>15s} {'snapshot s':>15s} {'analysis s':>15s} {'peak MB':>13s}"
+          "   (measured / estimated)")
+    worst_t, worst_m = 1.0, 1.0
+    for name, r in zip(table, rows):
+        if "error" in r:
+            print(f"{name:70s} {r['error']}")
+            continue
+        cells = []
+        for k in ("step_s", "snapshot_s", "analysis_s"):
+            m, e = r.get(k, float("nan")), r["est_" + k]
+            cells.append(f"{m:7.3g}/{e:<7.3g}")
+            if m == m and m > 0.01:  # below 10 ms the timer and the load dominate
+                worst_t = max(worst_t, m / e, e / m)
+        worst_m = max(worst_m, r["peak_mb"] / r["est_peak_mb"], r["est_peak_mb"] / r["peak_mb"])
+        mem = f"{r['peak_mb']:6.0f}/{r['est_peak_mb']:<6.0f}"
+        print(f"{name:70s} {cells[0]:>15s} {cells[1]:>15s} {cells[2]:>15s} {mem}")
+    print(f"largest ratio of estimate to measurement: time {worst_t:.2f}, memory {worst_m:.2f}")
 
 
 if __name__ == "__main__":

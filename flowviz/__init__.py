@@ -14,7 +14,7 @@ Public surface (stable; used by the app, the command line and notebooks)::
 
 from .core.config import CHOICES, LIMITS, Config
 from .core.data import DATASETS, Dataset, load_csv, make_dataset
-from .core.errors import CheckpointError, ConfigError, DataError, FlowvizError, TrainingDiverged
+from .core.errors import CheckpointError, ConfigError, DataError, FlowvizError, FlowvizWarning, TrainingDiverged
 from .core.fields import ACTIVATIONS, FIELDS
 from .core.model import FlowModel, build_model
 from .core.presets import preset, preset_names
@@ -28,6 +28,6 @@ __all__ = [
     "Dataset", "make_dataset", "load_csv", "FlowModel", "build_model", "train", "train_iter",
     "Snapshot", "TrainResult", "preset", "preset_names", "solve_transport", "GridSolution",
     "convergence", "Convergence",
-    "FlowvizError", "ConfigError", "DataError", "CheckpointError", "TrainingDiverged",
+    "FlowvizError", "ConfigError", "DataError", "CheckpointError", "TrainingDiverged", "FlowvizWarning",
 ]
 __version__ = "0.1.0"

@@ -9,6 +9,7 @@ import argparse
 import json
 import math
 import sys
+import warnings
 from pathlib import Path
 
 from .core.config import Config
@@ -54,20 +55,26 @@ def cmd_train(args) -> int:
     data = load_csv(args.csv) if args.csv else None
     if cfg.dataset == "csv" and data is None:
         raise FlowvizError("dataset=csv needs --csv FILE (columns x1, x2, label)")
-    bar = tqdm(total=cfg.train_steps, file=sys.stderr, unit="step", desc="training", dynamic_ncols=True)
+    bars = []  # made at the first snapshot, so train's warnings (limits, cost estimate) come before it
 
     def progress(s):
+        if not bars:
+            bars.append(tqdm(total=cfg.train_steps, file=sys.stderr, unit="step", desc="training",
+                             dynamic_ncols=True))
+        bar = bars[0]
         bar.update(s.step - bar.n)
         bar.set_postfix(loss=f"{s.loss:.4f}", acc=f"{s.train_accuracy:.3f}", test=f"{s.test_accuracy:.3f}")
 
     try:
         result = train(cfg, data=data, progress=progress)
     except TrainingDiverged as e:
-        bar.close()
+        for bar in bars:
+            bar.close()
         save_run(e.result, args.out)
         print(f"flowviz: {e}", file=sys.stderr)
         return 1
-    bar.close()
+    for bar in bars:
+        bar.close()
     out = save_run(result, args.out)
     print(json.dumps(_clean(result.metrics)))
     print(f"wrote {out}/", file=sys.stderr)
@@ -98,6 +105,20 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def _warn_sweep_cost(cfg: Config, key: str, values: list, data) -> None:
+    """One line with the members' estimated cost (one after another) when it is over a server's budget."""
+    from .core.cost import Cost, estimate, over_budget
+    from .core.data import make_dataset
+
+    n_train = None if data is None else len(make_dataset(cfg, data).x_train)
+    costs = [estimate(cfg.replace(**{key: v}), n_train) for v in values]
+    total = Cost(sum(c.seconds for c in costs), max(c.peak_mb for c in costs),
+                 max(costs, key=lambda c: c.seconds).drivers)
+    why = over_budget(total)
+    if why:
+        warnings.warn(why.replace("this run", f"this sweep of {len(values)} runs"), stacklevel=2)
+
+
 def cmd_sweep(args) -> int:
     from .core.data import load_csv
     from .plots.sweep import coarse_to_fine_curve, side_by_side, sweep_html
@@ -109,6 +130,7 @@ def cmd_sweep(args) -> int:
     data = load_csv(args.csv) if args.csv else None
     if cfg.dataset == "csv" and data is None:
         raise FlowvizError("dataset=csv needs --csv FILE (columns x1, x2, label)")
+    _warn_sweep_cost(cfg, key, values, data)
     extra_L = [int(v) for v in args.transfer_to.split(",") if v.strip()] if args.transfer_to else []
     for v in extra_L:
         cfg.replace(n_steps=v)  # validates each L'
@@ -246,6 +268,17 @@ def main(argv=None) -> int:
     from .serve.process import tune_malloc
 
     tune_malloc()
+    with warnings.catch_warnings():
+        # a key beyond a server's limit, a run over a server's budget (with its estimate): one line each
+        warnings.showwarning = _one_line
+        return _run(args)
+
+
+def _one_line(message, category, filename, lineno, file=None, line=None):
+    print(f"flowviz: warning: {message}", file=sys.stderr)
+
+
+def _run(args) -> int:
     try:
         return args.fn(args)
     except FlowvizError as e:

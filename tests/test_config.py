@@ -127,3 +127,109 @@ def test_geometric_partition_sums_to_the_horizon():
     s = t[1:] - t[:-1]
     assert t[0] == 0 and math.isclose(t[-1], 2.0)
     assert s[1:] / s[:-1] == pytest.approx([1.5] * 9)
+
+
+# ------------------------------------------------- limits belong to the server (issue 14, section 4)
+def _beyond(key):
+    """A config dict with ``key`` one past its server limit (batch_size needs the points to exist)."""
+    from flowviz import LIMITS
+
+    over = {key: int(LIMITS[key][1]) + 1}
+    if key == "batch_size":
+        over["n_samples"] = over["batch_size"]
+    return over
+
+
+@pytest.mark.parametrize("key", ["n_samples", "width", "knots", "lift", "mlp_depth", "n_steps", "mc_samples",
+                                 "train_steps", "batch_size"])
+def test_cost_keys_go_beyond_the_server_limit_in_python_with_a_warning_naming_it(key):
+    from flowviz import LIMITS, FlowvizWarning
+    from flowviz.core.config import SERVER_LIMITED
+
+    assert key in SERVER_LIMITED
+    over = _beyond(key)
+    with pytest.warns(FlowvizWarning) as seen:
+        cfg = Config(**over)
+    assert (f"{key}={over[key]} is beyond the server's limit {key} <= {int(LIMITS[key][1])} (flowviz.LIMITS)"
+            in [str(w.message).split(":")[0] for w in seen])
+    assert getattr(cfg, key) == over[key]
+    first = "n_samples" if key == "batch_size" else key  # (n_samples comes first and is over too)
+    with pytest.raises(ConfigError, match=rf"{first}={over[first]} is out of range: must be <= .*hard limit"):
+        cfg.check_server_limits()
+    with pytest.raises(ConfigError, match="hard limit"):  # a link is strict, and says why before building
+        Config.from_query({k: str(v) for k, v in over.items()})
+
+
+def test_other_bounds_and_lower_limits_hold_in_python_too():
+    for bad in ({"noise": 3.0}, {"n_classes": 9}, {"horizon": 101.0}, {"n_steps": 0}, {"width": 0},
+                {"seed": 2**31}, {"viscosity": 2.0}):
+        with pytest.raises(ConfigError, match="out of range"):
+            Config(**bad)
+
+
+def test_within_the_limits_nothing_warns_and_the_server_check_passes(recwarn):
+    from flowviz import LIMITS
+
+    cfg = Config(**{k: (int(hi) if isinstance(getattr(Config(), k), int) else hi) for k, (lo, hi) in LIMITS.items()
+                    if k != "batch_size"})
+    assert cfg.check_server_limits() is cfg
+    assert not [w for w in recwarn if "limit" in str(w.message)]
+
+
+def test_a_link_beyond_a_limit_gets_the_notice_and_keeps_the_default():
+    from flowviz.ui.links import config_from_query
+
+    cfg, notices = config_from_query({"n_steps": "1024", "width": "64"}, Config())
+    assert cfg.n_steps == Config().n_steps and cfg.width == 64
+    assert len(notices) == 1 and "n_steps" in notices[0] and "<= 256" in notices[0]
+
+
+def test_the_server_refuses_a_run_beyond_the_limits_that_python_accepts():
+    from flowviz import FlowvizWarning
+    from flowviz.serve.runs import Registry
+
+    with pytest.warns(FlowvizWarning):
+        cfg = Config(n_steps=300, n_samples=60, train_steps=1)
+    reg = Registry(mode="thread", prestart=False)
+    try:
+        with pytest.raises(ConfigError, match="n_steps=300 .*<= 256"):
+            reg.start(cfg)
+        assert reg.started == 0
+    finally:
+        reg.shutdown()
+
+
+def test_with_steps_beyond_the_limit_rediscretises_and_converges():
+    """The notebook's convergence study the old hard limit forbade: Euler's error against dopri5 at the
+    data points falls about 4-fold from L = 128 to L = 512 (first order)."""
+    import numpy as np
+
+    import flowviz
+    from flowviz import FlowvizWarning
+
+    r = flowviz.train(Config(n_samples=80, time_mode="tied", width=8, n_steps=8, train_steps=40, horizon=2.0))
+    x = r.data.x_train[:20]
+    errs = {}
+    for L in (128, 512):
+        if L > 256:
+            with pytest.warns(FlowvizWarning, match="n_steps <= 256"):
+                m = r.model.with_steps(L)
+        else:
+            m = r.model.with_steps(L)
+        assert m.L == L
+        errs[L] = float(np.abs(m.trajectory(x)[-1] - m.reference(x)[-1]).max())
+    assert 2.5 < errs[128] / errs[512] < 6.0, errs
+
+
+def test_the_command_line_goes_beyond_a_limit_with_a_one_line_warning(tmp_path, root):
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-m", "flowviz", "train", "--set", "n_steps=300", "--set", "n_samples=60",
+                        "--set", "width=4", "--set", "train_steps=2", "--out", str(tmp_path / "run")],
+                       cwd=root, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    lines = p.stderr.splitlines()
+    assert ("flowviz: warning: n_steps=300 is beyond the server's limit n_steps <= 256 (flowviz.LIMITS): "
+            "allowed in Python and on the command line, refused by links and the page") in lines
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["n_steps"] == 300

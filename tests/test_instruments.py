@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from test_transport_grid import linear_model
 
-from flowviz import Config, build_model
+from flowviz import Config, build_model, plots
 from flowviz.training.instruments import (
     adjoint_data,
     adjoint_recursion,
@@ -89,9 +89,35 @@ def test_complex_eigenvalues_and_the_region_boundary():
 
 def test_fold_iff_det_negative_on_a_folding_model():
     m = random_model(n_steps=2, horizon=8.0, width=16)
-    st = stability_data(m, RNG.uniform(-2, 2, (300, 2)).astype(np.float32))
+    pts = RNG.uniform(-2, 2, (300, 2)).astype(np.float32)
+    st = stability_data(m, pts, max_points=300)
     assert (st.det < 0).any()  # this field folds
     np.testing.assert_array_equal(st.det < 0, st.fold_eig % 2 == 1)
+    # the probe's title counts the blocks with det D(block k) < 0 at the probed point
+    i = int(np.flatnonzero((st.det < 0).any(0))[0])
+    pr = probe_data(m, pts[i])
+    np.testing.assert_allclose(pr.det, st.det[:, i], rtol=1e-4, atol=1e-6)
+    n = int((st.det[:, i] < 0).sum())
+    assert n >= 1 and f"{n} of 2 blocks fold here (det D(block k) < 0)" in plots.probe(pr).layout.title.text
+
+
+@pytest.mark.parametrize("eigs, det, n_below", [((-2.0, -3.0), 2.0, 2), ((-2.0, -0.5), -0.5, 1),
+                                                ((-0.5, -0.2), 0.4, 0)])
+def test_a_fold_is_an_odd_number_of_real_eigenvalues_below_minus_one(eigs, det, n_below):
+    # det(I + s DV) = prod(1 + z_i): z = -2, -3 give (-1)(-2) = +2, no fold although both lie below -1
+    P = np.array([[1.0, 0.4], [0.2, 1.0]])
+    m = linear_model(P @ np.diag(eigs) @ np.linalg.inv(P), T=4.0, L=4)  # s = 1: z = the eigenvalues
+    st = stability_data(m, PTS)
+    np.testing.assert_allclose(st.det, det, rtol=1e-5)
+    assert (st.fold_eig == n_below).all()
+    np.testing.assert_array_equal(st.det < 0, st.fold_eig % 2 == 1)
+    pr = probe_data(m, (0.3, 0.2))
+    np.testing.assert_allclose(pr.det, det, rtol=1e-5)
+    np.testing.assert_allclose(pr.det, np.prod(pr.eig, 1).real, rtol=1e-5)
+    title = plots.probe(pr).layout.title.text
+    assert ("4 of 4 blocks fold here" in title) == (det < 0)
+    legend = [tr.name for tr in plots.stability(st).data if tr.name and tr.name.startswith("Re z = −1")]
+    assert legend and "odd number" in legend[0] and "exactly one" in legend[0]
 
 
 def test_logdet_sum_and_divergence_integral_exact_on_a_linear_field():

@@ -124,7 +124,7 @@ def test_discrete_flow_converges_to_the_reference_at_first_order():
     assert 0.9 < slope < 1.1, (slope, errs)
 
 
-def test_antisymmetric_linear_part_has_no_growing_modes():
+def test_antisymmetric_linear_part_has_eigenvalues_with_real_part_minus_gamma():
     m = build_model(Config(field="antisymmetric", gamma=0.3, lift=2), 2)
     A = m.field.linear_part(m.field.K.detach())
     re = torch.linalg.eigvals(A).real

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from tiny import ROOT
 
 from flowviz import Config, ConfigError, build_model, solve_transport
 from flowviz.core.transport import GRID_SCHEMES
@@ -71,6 +72,31 @@ def test_grid_with_the_networks_blocks_converges_to_F_at_order_2():
     np.testing.assert_allclose(np.log2(np.array(errs[:-1]) / np.array(errs[1:])), 2.0, atol=0.3)
     with pytest.raises(ConfigError, match="time_steps"):
         solve_transport(m, scheme="upwind", time_steps="blocks")
+
+
+def test_default_time_steps_flow_tends_to_the_euler_error_not_to_F():
+    """README: solve_transport's default time_steps='flow' differs from F by the blocks' Euler error in the limit;
+    the instrument's time_steps='blocks' difference vanishes (at order 2, the test above)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    row = next(line for line in readme.splitlines() if line.startswith("| Grid solver"))
+    assert 'default `time_steps="flow"`' in row and "tends to the blocks' Euler error f(x(T)) − F, not to 0" in row
+    assert 'The instrument uses `time_steps="blocks"`' in row and "vanishes at order 2" in row
+    m = linear_model(A, T=1.0, L=4)
+    gap, flow_err, blocks_err = [], [], []
+    for N in (33, 65, 129):
+        sols = {ts: solve_transport(m, resolution=N, extent=(-2, 2, -2, 2), time_steps=ts, dtype=torch.float64)
+                for ts in ("flow", "blocks")}
+        X1, X2 = np.meshgrid(sols["flow"].x1.astype(np.float64), sols["flow"].x2.astype(np.float64))
+        inner = X1 ** 2 + X2 ** 2 <= 1.0
+        pts = np.c_[X1[inner], X2[inner]]
+        F = m.predict_proba(pts.astype(np.float32))[:, 1]
+        euler = exact_u0(m, A, 1.0, pts) - F  # f(x(T)) - F: the blocks' Euler error, independent of the grid
+        d = sols["flow"].u[..., 1][inner] - F
+        gap.append(np.abs(d - euler).max())
+        flow_err.append(np.abs(d).max())
+        blocks_err.append(np.abs(sols["blocks"].u[..., 1][inner] - F).max())
+    assert gap[0] > gap[1] > gap[2] and gap[2] < 0.01 * np.abs(euler).max()  # flow - F -> the Euler error
+    assert flow_err[-1] > 0.9 * np.abs(euler).max() > 100 * blocks_err[-1]  # ... which is not 0; blocks' is
 
 
 def test_heat_equation_without_a_field():

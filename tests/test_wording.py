@@ -94,6 +94,17 @@ def test_folding_is_caused_by_a_large_s_k_DV_k_and_the_view_shows_it():
     assert min_jacobian_det(short, fold_points(short, r.data.x_train, r.data.extent())).min() < 0
     fig = plots.folding(analyse(m, r.data, with_reference=False))
     assert "What folds a step" in fig.layout.title.text and len(fig.data[0].y) == m.L
+    assert any("odd number of real eigenvalues lie below −1" in a.text and "exactly one" in a.text
+               for a in fig.layout.annotations)
+
+
+def test_fold_texts_say_an_odd_number_of_real_eigenvalues_below_minus_one():
+    # the parity itself is tested in test_instruments (z = -2, -3: det = +2, no fold)
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    row = next(line for line in readme.splitlines() if line.startswith("| Stability region"))
+    for text in (preset_info("stability")["description"], row):
+        assert "odd number" in text and "exactly one" in text
+        assert "a real eigenvalue below −1 is exactly" not in text and "a real eigenvalue left of −1 are" not in text
 
 
 def test_blobs_regions_are_sectors_only_for_the_fixed_zero_bias_head():
@@ -114,16 +125,18 @@ def test_blobs_regions_are_sectors_only_for_the_fixed_zero_bias_head():
         assert (fixed.head(z).argmax(1) == fixed.head(3 * z).argmax(1)).all()  # fixed, no bias: sectors
 
 
-def test_antisymmetric_no_growing_modes_holds_for_the_flow_not_for_euler_with_small_gamma():
-    assert "continuous flow has no growing modes" in FIELD_HELP["antisymmetric"]
+def test_antisymmetric_help_linear_part_real_part_minus_gamma_and_euler_can_grow():
+    help_ = FIELD_HELP["antisymmetric"]
+    assert "its linear part K − Kᵀ − γI has eigenvalues with real part −γ" in help_
+    assert "forward Euler with small γ can still grow (|1 + sλ| > 1)" in help_
+    assert "no growing modes" not in help_  # not claimed of the nonlinear, time-varying flow
     cfg = flowviz.Config(field="antisymmetric", gamma=0.01, n_steps=4, horizon=4.0)
     m = flowviz.build_model(cfg, 2)
     with torch.no_grad():
         K = m.field.linear_part(m.field.K).double()  # (slots, d, d)
     lam = torch.linalg.eigvals(K)
-    np.testing.assert_allclose(lam.real.numpy(), -0.01, atol=1e-9)  # the linear flow: |exp(s lam)| < 1
+    np.testing.assert_allclose(lam.real.numpy(), -cfg.gamma, atol=1e-9)  # "real part −γ"
     s = float(m.steps[0])
-    assert (torch.exp(s * lam.real) < 1).all()
     assert (torch.abs(1 + s * lam) > 1).any()  # forward Euler of the same linear part: |1 + s lam| > 1, it grows
 
 
@@ -197,3 +210,42 @@ def test_lift_and_viscosity_are_attributed_in_config_scenarios_and_readme():
     assert "Dupont, Doucet & Teh (2019)" in readme and "∂_t u + v·∇u + ε Δu = 0" in readme
     assert "flowviz's reading of the paper's section 4, item 1" in readme
     assert "also exists in plain nets" in readme
+
+
+def _midpoint_by_hand(m, x, k, t_plus=0.0):
+    """x_(k-1) + s_k K_2 with K_1 = v(t_(k-1), x), K_2 = v(t_(k-1) + s_k / 2, x + (s_k / 2) K_1): the printed
+    tableau c = (0, 1/2), a_21 = 1/2, b = (0, 1), with the model's own field v(t, x) (t_plus: K_1 at
+    t_(k-1) + t_plus, the limit from inside the step for per-step weights)."""
+    t0, s = float(m.times[k - 1]), float(m.steps[k - 1])
+    K1 = m.vector_field(t0 + t_plus, x)
+    return x + s * m.vector_field(t0 + s / 2, x + (s / 2) * K1)
+
+
+def test_the_dictionary_block_sentence_is_the_runs_own_scheme_and_one_step_matches_it_by_hand():
+    d = {s: dictionary(flowviz.Config(scheme=s)) for s in ("euler", "midpoint", "rk4")}
+    stage = "K_i = v(t_(k-1) + c_i s_k, x_(k-1) + s_k Σ_(j<i) a_ij K_j)"
+    assert "is one forward-Euler step of the ODE x' = v(t, x) (eq. 10)" in d["euler"]
+    assert "one-stage case c_1 = 1, b_1 = 1" in d["euler"] and stage in d["euler"]
+    for s in ("midpoint", "rk4"):
+        assert "is one forward-Euler step" not in d[s] and stage in d[s] and "not this run's block" in d[s]
+    assert "explicit midpoint rule (order 2)" in d["midpoint"]
+    assert "c = (0, 1/2), a_21 = 1/2, b = (0, 1)" in d["midpoint"]
+    assert "Kutta's 3/8 rule (order 4)" in d["rk4"] and "b = (1/8, 3/8, 3/8, 1/8)" in d["rk4"]
+    assert r"x_{k-1} + s_k \textstyle\sum_{j<i} a_{ij} K_j" in block_formula(flowviz.Config(scheme="midpoint"))
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())  # the conventions paragraph
+    assert "the one-stage case c_1 = 1 of the Runge–Kutta step" in readme and stage in readme
+    assert "every stage of step k uses block k's weights" in readme  # the per_step case below
+    per_step = "limit from inside the step, v(t_(k-1)⁺, ·)"
+    assert per_step in d["midpoint"] and per_step not in dictionary(flowviz.Config(scheme="rk4", time_mode="tied"))
+    x = torch.randn(12, 2, generator=torch.Generator().manual_seed(0))
+    for time_mode in ("continuous", "tied", "per_step"):
+        cfg = flowviz.Config(scheme="midpoint", time_mode=time_mode, knots=4, n_steps=3, horizon=1.5, width=8)
+        m = flowviz.build_model(cfg, 2)
+        e = flowviz.build_model(cfg.replace(scheme="euler"), 2)
+        tp = 1e-6 if time_mode == "per_step" else 0.0
+        with torch.no_grad():
+            for k in (1, 2, 3):
+                torch.testing.assert_close(m.step_map(x, k), _midpoint_by_hand(m, x, k, tp), rtol=1e-5, atol=1e-6)
+                # euler: c_1 = 1, the field at t_k and the point x_(k-1)
+                want = x + float(e.steps[k - 1]) * e.vector_field(float(e.times[k]), x)
+                torch.testing.assert_close(e.step_map(x, k), want, rtol=1e-5, atol=1e-6)

@@ -6,9 +6,15 @@ and validation are driven by that single table, as in TensorFlow Playground's
 state object. The key names appear in links on lecturers' slides: never
 rename one.
 
-Hard upper limits (``n_samples`` <= 20,000, ``n_steps`` <= 256, ``width`` <=
-256, ``lift`` <= 8, ``train_steps`` <= 20,000, ...) keep a single user from
-tying up a shared server.
+The upper limits of the keys that set a run's cost (``n_samples`` <= 20,000,
+``n_steps`` <= 256, ``width`` <= 256, ``lift`` <= 8, ``train_steps`` <= 20,000,
+...: ``SERVER_LIMITED``) keep a single user from tying up a shared server. They
+are hard for links, the page and the server's runs (``Config.from_query``,
+``check_server_limits``); the Python API and the command line may go beyond
+them with a :class:`FlowvizWarning` naming the limit (a convergence study at
+L = 1024 is a notebook's business), up to what memory allows
+(``flowviz.core.cost``). Every other bound (types, choices, noise <= 2, ...)
+holds everywhere.
 """
 
 from __future__ import annotations
@@ -16,13 +22,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ConfigError, FlowvizError, echo
+from .errors import ConfigError, FlowvizError, FlowvizWarning, echo
 
-__all__ = ["Config", "CHOICES", "LIMITS", "value_range"]
+__all__ = ["Config", "CHOICES", "LIMITS", "SERVER_LIMITED", "value_range"]
+
+# Keys whose upper limit only bounds a server's runs (they multiply its cost); the library may go beyond.
+SERVER_LIMITED = ("n_samples", "width", "knots", "lift", "mlp_depth", "n_steps", "mc_samples", "train_steps",
+                  "batch_size")
 
 
 def _opt(default, help: str, *, choices=None, lo=None, hi=None, lo_open=False):
@@ -88,11 +99,13 @@ class Config:
     device: str = _opt("auto", "auto picks cuda, then mps, then cpu", choices=("auto", "cpu", "cuda", "mps"))
 
     def __post_init__(self):
+        beyond = []
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
             if f.type == "float" and isinstance(v, int) and not isinstance(v, bool):
                 object.__setattr__(self, f.name, float(v))  # 2 and 2.0 are one config
-            _check(f, getattr(self, f.name))
+            if _check(f, getattr(self, f.name), server=False):
+                beyond.append(f)
         if self.batch_size > self.n_samples:
             raise ConfigError(f"batch_size={self.batch_size} is larger than n_samples={self.n_samples}")
         from .timegrid import unresolved_step
@@ -100,6 +113,18 @@ class Config:
         why = unresolved_step(*self.times_key())
         if why:
             raise ConfigError(f"horizon={self.horizon!r}, n_steps={self.n_steps}, partition={self.partition}: {why}")
+        for f in beyond:
+            warnings.warn(FlowvizWarning(
+                f"{f.name}={getattr(self, f.name)} is beyond the server's limit {f.name} <= {f.metadata['hi']} "
+                f"(flowviz.LIMITS): allowed in Python and on the command line, refused by links and the page"),
+                stacklevel=_outside())
+
+    def check_server_limits(self) -> Config:
+        """Raise ConfigError if a key is beyond its server limit (LIMITS); links, the page and a server's
+        runs call this. Returns the config itself."""
+        for f in dataclasses.fields(self):
+            _check(f, getattr(self, f.name), server=True)
+        return self
 
     # ------------------------------------------------------------------ I/O
     @classmethod
@@ -135,8 +160,11 @@ class Config:
         return cls.from_dict(d)
 
     @classmethod
-    def from_query(cls, q: Mapping[str, Any]) -> Config:
-        """Build from flat URL query parameters (string values; a list takes its last value)."""
+    def from_query(cls, q: Mapping[str, Any], *, server: bool = True) -> Config:
+        """Build from flat URL query parameters (string values; a list takes its last value).
+
+        A link is a server's input: every limit is hard (``server=False`` lets the cost keys go beyond, with
+        a warning, as the library's own constructor does)."""
         _reject_unknown(q)
         fields = {f.name: f for f in dataclasses.fields(cls)}
         vals = {}
@@ -144,6 +172,8 @@ class Config:
             if isinstance(v, (list, tuple)):
                 v = v[-1] if v else ""
             vals[k] = _coerce(fields[k], v, from_text=True)
+            if server:
+                _check(fields[k], vals[k], server=True)
         return cls(**vals)
 
     def to_query(self) -> dict[str, str]:
@@ -197,6 +227,16 @@ CHOICES: dict[str, tuple[str, ...]] = {
 LIMITS: dict[str, tuple[float, float]] = {
     f.name: (f.metadata["lo"], f.metadata["hi"]) for f in dataclasses.fields(Config) if f.metadata["hi"] is not None
 }
+
+
+def _outside() -> int:
+    """The stack level of the first caller outside this module and the dataclass machinery (for warnings)."""
+    import sys
+
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename in (__file__, dataclasses.__file__, "<string>"):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _reject_unknown(d: Mapping) -> None:
@@ -266,7 +306,9 @@ def _parse_int(s: str) -> int:
         return x  # type: ignore[return-value]
 
 
-def _check(f, v) -> None:
+def _check(f, v, *, server: bool) -> bool:
+    """Raise ConfigError for a value of the wrong type or out of range. ``server``: the limits of
+    SERVER_LIMITED keys are hard too; otherwise a value beyond one returns True (the caller warns)."""
     m = f.metadata
     t = _type_of(f)
     if t is float and isinstance(v, int) and not isinstance(v, bool):
@@ -283,7 +325,10 @@ def _check(f, v) -> None:
             rel = ">" if m["lo_open"] else ">="
             raise ConfigError(f"{f.name}={echo(v)} is out of range: must be {rel} {lo} and <= {hi}")
         if hi is not None and v > hi:
+            if not server and f.name in SERVER_LIMITED:
+                return True
             raise ConfigError(f"{f.name}={echo(v)} is out of range: must be <= {hi} (hard limit)")
+    return False
 
 
 def _to_text(v) -> str:

@@ -5,6 +5,10 @@ class FlowvizError(ValueError):
     """Base class: a user-facing error with a clear, one-line message."""
 
 
+class FlowvizWarning(UserWarning):
+    """Allowed but worth knowing: a key beyond a server's limit, a run over a server's budget."""
+
+
 class ConfigError(FlowvizError):
     """A config key is unknown or a value is out of range."""
 

@@ -120,8 +120,9 @@ class MLPField(Field):
 class AntisymmetricField(Field):
     """Stable field after Haber & Ruthotto (2017): v = a((K - K^T - gamma I) x + b).
 
-    The linear part K - K^T - gamma I has eigenvalues with real part -gamma <= 0:
-    no growing modes. K: (K, d, d), b: (K, d).
+    The linear part K - K^T - gamma I has eigenvalues with real part -gamma <= 0 (a statement about the linear
+    part only: the field is nonlinear and time-varying, and forward Euler with small gamma can still grow,
+    |1 + s lambda| > 1). K: (K, d, d), b: (K, d).
     """
 
     names = ("K", "b")

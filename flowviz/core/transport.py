@@ -4,9 +4,9 @@
 
 solved backward from t = T with a grid method instead of the characteristics of single points. For eps > 0
 this is the backward equation of the stochastic characteristics dX = v dt + sqrt(2 eps) dW that flowviz's
-Monte-Carlo surface averages, u(0, x) = E f(X_T) (the paper writes the dissipative term as eps Laplacian u on
-the right; flowviz's reading, with the sign that makes the backward problem well posed). Only for p = 0 (no
-lift): the grid is the plane itself.
+Monte-Carlo surface averages, u(0, x) = E f(X_T). The paper (section 4, item 1) only names "adding dissipative
+terms" and gives no equation; the equation above is flowviz's reading, with +eps Laplacian u, the sign that makes
+this backward problem well posed. Only for p = 0 (no lift): the grid is the plane itself.
 
 Schemes (``GRID_SCHEMES``):
 

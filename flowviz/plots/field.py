@@ -98,7 +98,8 @@ def folding(obj) -> go.Figure:
     fig.add_hline(y=f.THRESHOLD, line=dict(color="#444444", width=2, dash="dot"),
                   annotation_text="|A_k| = 1: below it no fold is possible", annotation_position="top left")
     fig.add_hline(y=-1, line=dict(color="#d00000", width=2, dash="dash"),
-                  annotation_text="eigenvalue < −1: det(I + A_k) < 0, a fold", annotation_position="bottom left")
+                  annotation_text="det(I + A_k) < 0, a fold, exactly where an odd number of real eigenvalues "
+                                  "lie below −1 (in the plane: exactly one)", annotation_position="bottom left")
     fig.update_xaxes(title_text="block k")
     fig.update_yaxes(title_text="A_k = D(step k) − I")
     plain = v.config.scheme == "plain"

@@ -108,10 +108,10 @@ def probe(obj, x0=None, *, data_points=None) -> go.Figure:
     for r, c in ((1, 2), (1, 3), (2, 2)):
         fig.update_xaxes(title_text="k", row=r, col=c)
     fig.update_yaxes(range=[-0.02, 1.02], row=1, col=2)
-    fold = int(((np.abs(ev.imag) < 1e-9) & (ev.real < 0)).sum())  # = a real eigenvalue of s_k DV_k < -1 (Euler)
+    fold = int((pr.det < 0).sum())  # blocks with det D(block k) < 0 at this point: they fold here
     drift = float(np.abs(pr.u - pr.u[-1]).max())
     title = (f"Probe at x_0 = ({pr.x0[0]:.3g}, {pr.x0[1]:.3g}): max_k |u(t_k, x_k) − f(x_L)| = {drift:.1e}"
-             + (f" · {fold} real eigenvalue(s) < 0: a fold" if fold else ""))
+             + (f" · {fold} of {L} blocks fold here (det D(block k) < 0)" if fold else ""))
     _layout(fig, title, height=640)
     return fig.update_layout(legend=dict(orientation="v", x=0.72, y=0.42, yanchor="top"))
 
@@ -144,7 +144,8 @@ def stability(obj) -> go.Figure:
                              fillcolor="rgba(86,180,233,0.35)", line=dict(color=PALETTE[4], width=2),
                              name="stable: |R(z)| ≤ 1", showlegend=True, hoverinfo="skip"), 1, 1)
     fig.add_trace(go.Scatter(x=[-1, -1], y=[-lim, lim], mode="lines", line=dict(color="#d00000", dash="dash"),
-                             name="Re z = −1: a real z left of it folds (det < 0)"), 1, 1)
+                             name="Re z = −1: det = Π(1 + z) < 0, a fold, where an odd number of real z lie left of it "
+                                  "(in the plane: exactly one)"), 1, 1)
 
     def cloud(k):
         z = st.z[k - 1]  # (m, d)

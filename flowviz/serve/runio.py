@@ -44,10 +44,11 @@ def save_weights(model: FlowModel, path) -> None:
     Path(path).write_bytes(weights_bytes(model))
 
 
-def model_from_bytes(raw: bytes, *, expect_config: Config | None = None) -> FlowModel:
+def model_from_bytes(raw: bytes, *, expect_config: Config | None = None, server: bool = False) -> FlowModel:
     """Rebuild a model from safetensors bytes, checking that the file is ours and its shapes fit.
 
     ``expect_config``: if given, the file's field family and shape keys must match it.
+    ``server``: the stored config must keep the server's limits (checked before any weight is allocated).
     Raises CheckpointError with a clear message otherwise.
     """
     from safetensors import SafetensorError
@@ -68,6 +69,8 @@ def model_from_bytes(raw: bytes, *, expect_config: Config | None = None) -> Flow
         raise CheckpointError(f"not a valid safetensors file ({echo(str(e), 80)}); is it truncated?") from None
     try:
         config = Config.from_json(meta["config"])
+        if server:
+            config.check_server_limits()
         n_classes = int(meta["n_classes"]) if len(meta["n_classes"]) < 4 else 0
     except KeyError as e:
         raise CheckpointError(f"the run's stored metadata has no {e} entry") from None

@@ -113,8 +113,9 @@ class Registry:
         """The run for this config: an existing live or finished one, or a new one.
 
         Raises OverBudget (a ConfigError naming the cost and the keys that drive it) for a new run estimated
-        over the server's budget.
+        over the server's budget; a key beyond its server limit (LIMITS) is a ConfigError too.
         """
+        config.check_server_limits()
         ds = data if data is not None else make_dataset(config)
         key = config.key() + data_key(ds if config.dataset == "csv" else None)
         with self._lock:
@@ -155,8 +156,9 @@ class Registry:
 
     def adopt(self, model, data: Dataset, *, key_suffix: str = "") -> Run:
         """A finished run made from imported weights, evaluated and analysed on ``data`` by a worker (an import
-        can be as heavy as the largest run: its cost is checked against the budget first); its key includes
-        ``key_suffix``."""
+        can be as heavy as the largest run: its cost is checked against the budget first, a key beyond the
+        server's limits (LIMITS) is refused); its key includes ``key_suffix``."""
+        model.config.check_server_limits()
         budget.check([model.config], len(data.x_train), self.settings, what="Analysing this run",
                      analysis_only=True)
         views, metrics = self.executor.analyse(model, data, metrics=True)

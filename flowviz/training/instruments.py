@@ -71,7 +71,8 @@ class ProbeData:
 
     xs (L+1, d): x_0 .. x_L; u (L+1, C): u(t_k, x_k) (constant for eps = 0); f (L+1, C): the read-out f(x_k);
     ratio (L,): |x_k - x_(k-1)| / |x_(k-1)| (= |s_k V_k| / |x| for Euler); eig (L, d) complex: eigenvalues of
-    block k's Jacobian at x_(k-1) (I + s_k DV_k for Euler); extra (L+1, p): the lifted coordinates.
+    block k's Jacobian at x_(k-1) (I + s_k DV_k for Euler); det (L,): det D(block k)(x_(k-1)), < 0 where block
+    k folds at this point; extra (L+1, p): the lifted coordinates.
     """
 
     x0: np.ndarray
@@ -82,6 +83,7 @@ class ProbeData:
     ratio: np.ndarray
     eig: np.ndarray
     extra: np.ndarray
+    det: np.ndarray
 
 
 def probe_data(model: FlowModel, x0) -> ProbeData:
@@ -97,7 +99,7 @@ def probe_data(model: FlowModel, x0) -> ProbeData:
     eig = torch.linalg.eigvals(J).cpu().numpy()
     x = xs[:, 0].cpu().numpy()
     return ProbeData(x0[0], model.times.astype(np.float32), x, u.astype(np.float32), f.astype(np.float32),
-                     ratio.astype(np.float32), eig, x[:, 2:])
+                     ratio.astype(np.float32), eig, x[:, 2:], torch.linalg.det(J).cpu().numpy())
 
 
 @dataclass(frozen=True)

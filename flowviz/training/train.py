@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core.config import Config
+from ..core.cost import guard
 from ..core.data import Dataset, make_dataset
 from ..core.errors import ConfigError, TrainingDiverged
 from ..core.model import FlowModel, build_model
@@ -136,6 +137,8 @@ def train_iter(config: Config, *, data=None, log_every: int = 10, cancel=None,
     """
     dev = resolve_device(config.device)
     ds = data if isinstance(data, Dataset) else make_dataset(config, data)
+    if model is None and dev.type == "cpu":  # (train() checks before it builds the model)
+        guard(config, len(ds.x_train), log_every=log_every)
     model = (model or build_model(config, ds.n_classes)).to(dev)
     xtr, ytr, xte, yte = data_tensors(ds, dev)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -184,6 +187,8 @@ def train(config: Config, *, data=None, log_every: int = 10, progress: Callable[
     """
     dev = resolve_device(config.device)
     ds = data if isinstance(data, Dataset) else make_dataset(config, data)
+    if dev.type == "cpu":  # the estimate is of one CPU thread: refuse what cannot fit, warn over a server's budget
+        guard(config, len(ds.x_train), log_every=log_every)
     model = build_model(config, ds.n_classes).to(dev)
     history: list[dict] = []
     last = None

@@ -20,8 +20,8 @@ DATASET_HELP = {
 FIELD_HELP = {
     "two_layer": "the paper's eq. 2: v = W₂(t) a(W₁(t) x + b₁(t)) + b₂(t)",
     "mlp": "a general MLP field with t as an input",
-    "antisymmetric": "Haber & Ruthotto: a((K − Kᵀ − γI) x + b); the continuous flow has no growing modes, "
-                     "forward Euler with small γ can still grow (|1 + s λ| > 1)",
+    "antisymmetric": "Haber & Ruthotto: a((K − Kᵀ − γI) x + b); its linear part K − Kᵀ − γI has eigenvalues "
+                     "with real part −γ; forward Euler with small γ can still grow (|1 + sλ| > 1)",
 }
 TIME_HELP = {"per_step": "per-step: independent weights per block (a classic ResNet)",
              "tied": "tied: one set of weights for all t (an autonomous field)",
@@ -159,7 +159,7 @@ def block_formula(cfg: Config) -> str:
     elif cfg.scheme == "euler":
         block = rf"x_k = x_{{k-1}} + s_k\left[{v}\right]{noise},\qquad {sk}"
     else:
-        stages = r"K_i = v(t_{k-1} + c_i s_k,\,\cdot)"
+        stages = r"K_i = v\big(t_{k-1} + c_i s_k,\; x_{k-1} + s_k \textstyle\sum_{j<i} a_{ij} K_j\big)"
         block = rf"x_k = x_{{k-1}} + s_k \sum_i b_i K_i{noise} \;\; ({cfg.scheme}),\quad {stages},\;{sk}"
     if cfg.viscosity == 0:
         return block

@@ -1,7 +1,8 @@
 """The Dictionary view: the paper's Table 1 (assets/dictionary.md), with the sentences that depend on the run
 filled in for the current config, so each one is true of what is on the screen.
 
-Which sentence holds where (each backed by a test, tests/test_dictionary.py):
+Which sentence holds where (each backed by a test in tests/test_wording.py):
+- the block is eq. 10's forward-Euler step only for scheme = euler; midpoint and rk4 get their tableau's step;
 - u constant along a characteristic, "the colour under a point never changes": only with eps = 0 and p = 0;
 - with p > 0 it holds in R^(2+p), not on the slice x_3 = 0 that a planar picture shows;
 - with eps > 0, u(t, X_t) is a martingale along a stochastic characteristic, not a constant.
@@ -9,10 +10,12 @@ Which sentence holds where (each backed by a test, tests/test_dictionary.py):
 
 from __future__ import annotations
 
+from fractions import Fraction
 from functools import cache
 from pathlib import Path
 
 from ..core.config import Config
+from ..core.solvers import STEPPERS
 
 __all__ = ["DICTIONARY_FILE", "dictionary", "fills"]
 
@@ -29,16 +32,38 @@ LEARNING = {  # keyed by config.head
     "learned": "the inverse problem with the terminal value fitted too: this run has head = learned, so training "
                "finds v and the output layer f together (the paper's inverse problem fixes f: head = fixed)",
 }
-BLOCK = {  # keyed by "plain" or "residual"
-    "residual": "A residual block x_k = x_(k-1) + s_k V_k(x_(k-1)) is one forward-Euler step of the ODE "
-                "x' = v(t, x) (eq. 10), with V_k = v(t_k, ·): the field at time t_k and the point x_(k-1); with the "
-                "paper's field (eq. 2) it is exactly the two-layer block of eq. 17.",
+RK_STEP = "x_k = x_(k-1) + s_k Σ_i b_i K_i with stages K_i = v(t_(k-1) + c_i s_k, x_(k-1) + s_k Σ_(j<i) a_ij K_j)"
+SCHEME_NAMES = {"midpoint": "the explicit midpoint rule", "rk4": "Kutta's 3/8 rule"}
+BLOCK = {  # keyed by config.scheme; midpoint and rk4 are filled from their tableau by _rk_block
+    "euler": "A residual block x_k = x_(k-1) + s_k V_k(x_(k-1)) is one forward-Euler step of the ODE "
+             "x' = v(t, x) (eq. 10), with V_k = v(t_k, ·): the field at time t_k and the point x_(k-1); it is the "
+             f"one-stage case c_1 = 1, b_1 = 1 of the Runge–Kutta step {RK_STEP}. With the paper's field (eq. 2) "
+             "it is exactly the two-layer block of eq. 17.",
     "plain": "This run is a plain net, x_k = V_k(x_(k-1)), without the shortcut. The paper says the correspondence "
              "\"also exists in plain nets\" (section 3.4); flowviz reads it so: layer k is still time t_k, but a "
              "plain block is a map, not a small step. Written as x_k = x_(k-1) + s_k (V_k(x_(k-1)) − x_(k-1)) / s_k "
              "it is an Euler step of the field (V_k(x) − x) / s_k, whose step V_k(x) − x is not small: the "
              "**Velocity field** view draws that displacement, and section 3.3's first condition fails.",
 }
+
+
+def _num(x: float) -> str:
+    return str(Fraction(x).limit_denominator(1000))
+
+
+def _rk_block(cfg: Config) -> str:
+    """The block sentence of a multi-stage scheme, with its tableau's numbers."""
+    scheme = cfg.scheme
+    tab = STEPPERS[scheme]
+    c = ", ".join(_num(v) for v in tab.c)
+    a = ", ".join(f"a_{i + 1}{j + 1} = {_num(v)}" for i, row in enumerate(tab.a) for j, v in enumerate(row) if v)
+    b = ", ".join(_num(v) for v in tab.b)
+    return (f"This run's residual block is one step of {SCHEME_NAMES[scheme]} (order {tab.order}) for the ODE "
+            f"x' = v(t, x): {RK_STEP}, here with c = ({c}), {a}, b = ({b}): {tab.stages} evaluations of the field "
+            "per block. The paper's eq. 10, the forward-Euler block x_k = x_(k-1) + s_k V_k(x_(k-1)), is the "
+            "one-stage case c_1 = 1, b_1 = 1, not this run's block."
+            + (" With per-step weights every stage of block k uses block k's weights: at c_i = 0 the field is the "
+               "limit from inside the step, v(t_(k-1)⁺, ·)." if cfg.time_mode == "per_step" else ""))
 
 
 def _characteristics(cfg: Config) -> str:
@@ -65,7 +90,7 @@ def fills(cfg: Config) -> dict[str, str]:
         "prediction": (f"solving the viscous TVP ∂_t u + v·∇u + ε Δu = 0 with ε = {cfg.viscosity:g} (flowviz's "
                        "reading)" if viscous else "solving the transport TVP ∂_t u + v·∇u = 0"),
         "learning": LEARNING[cfg.head],
-        "block": BLOCK["plain" if cfg.scheme == "plain" else "residual"],
+        "block": BLOCK[cfg.scheme] if cfg.scheme in BLOCK else _rk_block(cfg),
         "characteristics": _characteristics(cfg),
         "viscosity": (f"Viscosity: {VISCOUS_EQUATION}; in the blocks each step adds √(2ε s_k) ξ, ξ standard normal, "
                       f"and u(0, x) is the mean over M sample paths. This is {READING}. "

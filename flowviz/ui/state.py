@@ -203,12 +203,13 @@ class PageState:
         """
         try:
             if name.endswith(".json"):
-                self._new_config(config_from_bytes(raw), autostart=True)
+                # the page is a server's: its limits hold for imported configs too (the library may go beyond)
+                self._new_config(config_from_bytes(raw).check_server_limits(), autostart=True)
                 self.flags["scenario"] = None
                 return None
             if not name.endswith(".safetensors"):
                 raise FlowvizError("import a model.safetensors or a config.json written by flowviz")
-            model = model_from_bytes(raw)
+            model = model_from_bytes(raw, server=True)
             run = registry.adopt(model, data_for(model.config, self), key_suffix=hashlib.sha256(raw).hexdigest()[:12])
         except FlowvizError as e:
             return f"{echo(name)}: {e}. Nothing was changed."

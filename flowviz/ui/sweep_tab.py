@@ -63,6 +63,8 @@ def panel(reg: Registry, state, cfg: Config, data: Dataset) -> None:
     if go:
         try:
             k, values = parse_vary(f"{key}={text}", cfg)
+            for v in values:  # the page is a server's: its limits are hard (the CLI's sweeps may go beyond)
+                cfg.replace(**{k: v}).check_server_limits()
         except FlowvizError as e:
             notice(f"{e}. Nothing was started; the last sweep stays on screen.", "error")
         else:

@@ -1,0 +1,332 @@
+"""What a run will cost before it starts: seconds and peak resident memory, from its config alone.
+
+The model counts the work that the code does (flowviz.core.model, flowviz.training.train and
+flowviz.training.analysis) in three units, each with a constant fitted to measurements on one CPU
+thread (``bench/memory.py --fit``; the table is in bench/README.md):
+
+- dispatch: one torch op called from Python (tens of microseconds, whatever its size);
+- multiply-adds: the matrix products of the field, n points x (L S) stage evaluations x MACs per evaluation,
+  plus mixing the weight slots into the weights of every stage (P @ theta, timegrid.py);
+- element operations: activations, Runge-Kutta combinations, noise, optimiser updates.
+
+The keys that multiply: the training points (n_samples, test_fraction, batch_size), the stage evaluations
+L S (n_steps; scheme: euler 1, midpoint 2, rk4 4), the Monte-Carlo samples of every evaluation when
+viscosity > 0 (mc_samples), the field's size (field, width, mlp_depth, lift), the weight slots (time_mode,
+knots), train_steps, and the final pictures (transported surfaces, Jacobians, the reference solution).
+
+Memory: a fixed base (interpreter, torch, flowviz), the parameters and their optimiser state, the weights of
+every stage, and the larger of the training step's activations (kept by autograd, or recomputed above a
+budget) and the analysis' recorded paths.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+from .config import Config
+from .errors import ConfigError, FlowvizWarning
+
+__all__ = ["Cost", "estimate", "guard", "over_budget", "machine_mb", "DEFAULT_MAX_RUN_SECONDS", "DEFAULT_MAX_RUN_MB"]
+
+# The server's default budget per run (its settings FLOWVIZ_MAX_RUN_SECONDS, FLOWVIZ_MAX_RUN_MB override it; the
+# core reads no environment): a lecture's runs take seconds; two workers of at most 4 GB each leave most of a
+# 24 GB machine to the server and the system. The library and the CLI warn over it; a server refuses.
+DEFAULT_MAX_RUN_SECONDS = 600.0
+DEFAULT_MAX_RUN_MB = 4096.0
+
+# Fitted on one torch thread of the development machine (bench/memory.py --fit; see bench/README.md): CPU seconds
+# of 45 configs (the multiplying keys alone and combined), 2026-11-30, a machine shared by many agents.
+K = {
+    "dispatch": 6.36e-06,    # s per torch op (eval, no autograd)
+    "mac": 1.44e-11,        # s per multiply-add (eval)
+    "elem": 1.47e-09,        # s per element operation (eval)
+    "train": 3.52,          # a training pass (forward + backward through autograd) / an eval pass
+    "fast_block": 0.000199,  # s per block of the hand-written Euler chain (training, forward + backward)
+    "fast_elem": 2.8e-09,   # s per point x hidden unit x block of the chain (training)
+    "adam": 1.15e-08,        # s per parameter per optimiser step (Adam, gradient zeroing, the backup copy)
+    "analysis": 1.82,       # the final pictures over the flows they run (numpy conversions, grids, Jacobians)
+    "spill": 1.71,         # element ops cost 1 + spill * log2(hidden MB / spill_mb) times more beyond the caches
+    "spill_mb": 1.81,
+    "ref_evals": 12.0,     # field evaluations of dopri5 per step of the partition (reference solution)
+    "setup": 0.3,          # s: data, model, first snapshot's warm-up
+    "base_mb": 290.0,      # resident memory of a worker with torch and flowviz loaded
+    "act_mb": 0.794,         # allocator and temporaries over the activations autograd keeps
+    "eval_mb": 1.27,        # same for evaluation and the analysis' recorded paths
+}
+
+GENERIC_BUDGET = 256 * 2**20  # flowviz.core.model.GENERIC_BUDGET: above it each step is checkpointed
+FAST_BUDGET = 8 * 2**20       # flowviz.core.fastpath.ACTIVATION_BUDGET: above it the chain recomputes
+MAX_FRAMES, SURFACE_RES = 65, 100  # flowviz.training.analysis: frames and grid of the final pictures
+DRIVER_KEYS = ("n_samples", "train_steps", "n_steps", "scheme", "viscosity", "mc_samples", "lift", "width",
+               "mlp_depth", "field", "time_mode", "knots")
+
+
+@dataclass(frozen=True)
+class Cost:
+    """An estimate of one run: ``seconds`` of one CPU thread, ``peak_mb`` resident, and the ``drivers``
+    (config keys whose values make it costly, largest first). ``parts``: seconds per phase."""
+
+    seconds: float
+    peak_mb: float
+    drivers: tuple[str, ...]
+    parts: tuple[tuple[str, float], ...] = ()
+
+    def describe(self) -> str:
+        """Plain text, e.g. "about 2 h 10 min and 14 GB, driven by mc_samples, n_steps, width, lift"."""
+        text = f"about {_duration(self.seconds)} and {_size(self.peak_mb)}"
+        return text + (f", driven by {', '.join(self.drivers)}" if self.drivers else "")
+
+    def part(self, name: str) -> float:
+        """Seconds of one phase: "setup", "step" (one optimiser step), "training", "snapshots", "analysis"."""
+        return dict(self.parts)[name]
+
+
+def estimate(config: Config, n_train: int | None = None, *, log_every: int | None = None) -> Cost:
+    """Seconds and peak memory of training ``config`` and analysing the result (the final pictures).
+
+    ``n_train``: training points, when the data decides (dataset=csv); otherwise from n_samples and
+    test_fraction. ``log_every``: steps between snapshots; default the server's cadence (flowviz.serve.runs).
+    """
+    config = _values(config.to_dict())
+    seconds, peak, parts = _cost(config, n_train, log_every)
+    drivers = []
+    base = Config()
+    for key in DRIVER_KEYS:
+        if getattr(config, key) == getattr(base, key):
+            continue
+        alt = _without(config, key, base)
+        s2, p2, _ = _cost(alt, None if n_train is None else _scaled_n(n_train, config, alt), log_every)
+        factor = max(seconds / s2, (peak - K["base_mb"]) / max(p2 - K["base_mb"], 1.0))
+        if factor >= 1.25:
+            drivers.append((factor, key))
+    return Cost(seconds, peak, tuple(k for _, k in sorted(drivers, reverse=True)), parts)
+
+
+def machine_mb() -> float | None:
+    """This machine's physical memory in MB (None where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def over_budget(cost: Cost, budget: tuple[float, float] | None = None) -> str | None:
+    """A plain-text sentence if ``cost`` is over ``budget`` (seconds, MB; default the server's default budget),
+    else None."""
+    seconds, mb = budget or (DEFAULT_MAX_RUN_SECONDS, DEFAULT_MAX_RUN_MB)
+    if cost.seconds <= seconds and cost.peak_mb <= mb:
+        return None
+    return (f"this run will take {cost.describe()}: over a server's budget of {_duration(seconds)} and "
+            f"{_size(mb)} per run (FLOWVIZ_MAX_RUN_SECONDS, FLOWVIZ_MAX_RUN_MB), which would refuse it")
+
+
+def guard(config: Config, n_train: int | None = None, *, log_every: int | None = None) -> Cost:
+    """The library's check before training on a CPU: a ConfigError if the run cannot fit in this machine's
+    memory, a FlowvizWarning if it is over the server's default budget (the library and the CLI only warn)."""
+    cost = estimate(config, n_train, log_every=log_every)
+    total = machine_mb()
+    if total is not None and cost.peak_mb > total:
+        raise ConfigError(f"this run needs {cost.describe()}, more than this machine's {_size(total)} of memory; "
+                          f"make the keys that drive it smaller")
+    why = over_budget(cost)
+    if why:
+        warnings.warn(FlowvizWarning(why), stacklevel=3)
+    return cost
+
+
+# ----------------------------------------------------------------------------------------------- the model
+def _without(config, key: str, base: Config):
+    """The config's values with ``key`` at its default, to see how much that key adds."""
+    d = {k: v for k, v in vars(config).items() if k != "dim"}
+    d[key] = getattr(base, key)
+    if key == "n_samples" and d["batch_size"] > d["n_samples"]:
+        d["batch_size"] = 0
+    return _values(d)
+
+
+def _values(d: dict) -> SimpleNamespace:
+    """A config's values as plain attributes (no validation: the model only reads them)."""
+    return SimpleNamespace(**d, dim=2 + d["lift"])
+
+
+def _scaled_n(n_train: int, config, alt) -> int:
+    return max(1, round(n_train * alt.n_samples / config.n_samples))
+
+
+def _split(config: Config, n_train: int | None) -> tuple[int, int]:
+    """(training points, test points), as flowviz.core.data.split makes them."""
+    if n_train is not None:
+        n_test = round(n_train * config.test_fraction / max(1e-9, 1 - config.test_fraction))
+        return int(n_train), int(n_test)
+    n = config.n_samples
+    n_test = min(int(round(config.test_fraction * n)), n - 2)
+    return n - n_test, n_test
+
+
+def _field(c: Config) -> dict:
+    """Per point and stage evaluation: multiply-adds, element ops, torch ops; parameters per slot."""
+    d, w, h = c.dim, c.width, c.mlp_depth
+    if c.field == "two_layer":
+        return {"mac": 2 * d * w, "elem": w + 2 * d, "ops": 3, "slot": 2 * d * w + w + d, "store": 3 * w}
+    if c.field == "mlp":
+        slot = d * w + w + (h - 1) * (w * w + w) + w * d + d + (w if c.time_input else 0)
+        return {"mac": 2 * d * w + (h - 1) * w * w, "elem": h * w + 2 * d, "ops": 2 * h + 2, "slot": slot,
+                "store": 3 * w * h}
+    return {"mac": d * d, "elem": 3 * d, "ops": 5, "slot": d * d + d, "store": 4 * d}
+
+
+def _slots(c: Config) -> int:
+    return {"per_step": c.n_steps, "tied": 1, "continuous": c.knots}[c.time_mode]
+
+
+def _stages(c: Config) -> int:
+    return {"euler": 1, "plain": 1, "midpoint": 2, "rk4": 4}[c.scheme]
+
+
+def _eval_pass(c: Config, f: dict, n: int, steps: int, *, noisy: bool, mix: bool = True) -> float:
+    """Seconds of one no-grad flow over ``steps`` steps of n points (generic path), weights mixed first."""
+    S = _stages(c)
+    E = steps * S
+    # hidden layers beyond the caches stream through memory: element ops cost more (measured: 2.9x at 6.5 MB)
+    spill = 1 + K["spill"] * max(0.0, math.log2(4 * n * c.width / 2**20 / K["spill_mb"]))
+    t = (K["dispatch"] * (E * (f["ops"] + 3) + steps) + K["mac"] * n * E * f["mac"]
+         + K["elem"] * spill * n * E * f["elem"])
+    if noisy:
+        t += K["dispatch"] * 3 * steps + K["elem"] * 8 * n * steps * c.dim  # sqrt(2 eps s) xi after each step
+    if mix:  # field.weights(P): (L S, K) @ (K, slot), written out (memory-bound when large), unbound into L S
+        LS = c.n_steps * S
+        t += K["mac"] * LS * _slots(c) * f["slot"] + K["elem"] * LS * f["slot"] + K["dispatch"] * LS * 2
+    return t
+
+
+def _fast(c: Config, *, training: bool) -> bool:
+    ok = c.field == "two_layer" and c.scheme == "euler"
+    return ok and not (training and (c.viscosity > 0 or c.kinetic > 0))
+
+
+def _predict(c: Config, f: dict, n: int) -> float:
+    """predict_proba over n points: mc_samples noisy flows when viscosity > 0, else one flow."""
+    if n == 0:
+        return 0.0
+    if c.viscosity > 0:
+        return c.mc_samples * _eval_pass(c, f, n, c.n_steps, noisy=True)
+    if _fast(c, training=False):
+        return _chain(c, n) / K["train"]
+    return _eval_pass(c, f, n, c.n_steps, noisy=False)
+
+
+def _chain(c: Config, n: int) -> float:
+    """One forward and backward of the hand-written Euler chain over n points."""
+    return K["fast_block"] * c.n_steps + K["fast_elem"] * n * c.n_steps * (c.width + 1) * (1 + 0.5 * c.dim)
+
+
+def _step(c: Config, f: dict, bs: int, n_params: int) -> float:
+    """Seconds of one optimiser step on a batch of bs points."""
+    if _fast(c, training=True):
+        t = _chain(c, bs)
+    else:
+        t = K["train"] * _eval_pass(c, f, bs, c.n_steps, noisy=c.viscosity > 0)
+        if _train_bytes(c, f, bs) > GENERIC_BUDGET:  # checkpointed: each step's stages run twice
+            t += _eval_pass(c, f, bs, c.n_steps, noisy=False, mix=False)
+        if c.kinetic > 0:  # a second, recorded flow (with its stage weights) and its differences
+            t += K["train"] * (_eval_pass(c, f, bs, c.n_steps, noisy=c.viscosity > 0) + K["dispatch"] * 8
+                               + K["elem"] * 4 * bs * (c.n_steps + 1) * c.dim)
+    if c.smoothness > 0 and c.time_mode != "tied":  # sum_k |theta_k - theta_(k-1)|^2 / s_k, per parameter
+        t += K["train"] * (K["dispatch"] * 8 * (f["ops"] + 1) + K["elem"] * 4 * n_params)
+    return t + K["adam"] * n_params + K["dispatch"] * 30
+
+
+def _analysis(c: Config, f: dict, n: int) -> float:
+    """Seconds of flowviz.training.analysis.analyse (the final pictures, full resolution)."""
+    L = c.n_steps
+    noisy = c.viscosity > 0
+    frames = _frame_steps(L)
+    mc = c.mc_samples if noisy else 1
+    t = 0.0
+    for k in frames:  # transported surfaces u(t_k, .) on a 100 x 100 grid of the step-k plane
+        t += mc * _eval_pass(c, f, SURFACE_RES ** 2, max(L - k, 0), noisy=noisy)
+    for m in (min(n, 300), 880, min(n, 200), 625, n):  # characteristics, grid, diagnostics x2, all points
+        t += _eval_pass(c, f, m, L, noisy=noisy)
+    t += len(frames) * (_eval_pass(c, f, 225, 1, noisy=False, mix=False) + K["mac"] * _slots(c) * f["slot"])
+    # smallest Jacobian determinant: per step, a one-step flow (weights mixed again) and d backward passes
+    jac = _eval_pass(c, f, 625, 1, noisy=False) + c.dim * K["train"] * _eval_pass(c, f, 625, 1, noisy=False,
+                                                                                    mix=False)
+    t += L * jac
+    if not noisy and c.scheme != "plain":  # dopri5 reference of 200 points, float64, weights mixed per call
+        evals = K["ref_evals"] * (L if c.time_mode == "per_step" else 4) + 50
+        t += evals * 2 * (K["dispatch"] * (f["ops"] + 6) + K["mac"] * (200 * f["mac"] + _slots(c) * f["slot"])
+                          + K["elem"] * 200 * f["elem"])
+    return K["analysis"] * t + _predict(c, f, n)
+
+
+def _frame_steps(L: int) -> list[int]:
+    if L + 1 <= MAX_FRAMES:
+        return list(range(L + 1))
+    return sorted({round(i * L / (MAX_FRAMES - 1)) for i in range(MAX_FRAMES)})
+
+
+def _train_bytes(c: Config, f: dict, bs: int) -> float:
+    """What autograd would keep for a whole training forward (flowviz.core.model._activation_bytes)."""
+    return 4.0 * bs * c.n_steps * _stages(c) * (f["store"] + 4 * c.dim)
+
+
+def _n_params(c: Config, f: dict) -> int:
+    return _slots(c) * f["slot"] + 8 * (c.dim + 1)
+
+
+def _memory(c: Config, f: dict, bs: int, n: int) -> float:
+    """Peak resident MB: base + parameters (value, gradient, two Adam moments, backup) + stage weights +
+    the larger of the training activations and the analysis' recorded paths."""
+    mb = 2.0 ** -20
+    L, S, d = c.n_steps, _stages(c), c.dim
+    params = 5 * 4 * _n_params(c, f)
+    if _fast(c, training=True):
+        mixed = 0 if c.time_mode == "per_step" else 2 * 4 * L * f["slot"]
+        keep = L * (c.width + 1) * bs * 4 <= FAST_BUDGET
+        act = 4 * bs * (L + 1) * (d + 1) + (4 * 2 * L * bs * (c.width + d) if keep else 4 * 3 * bs * c.width)
+        act += 2 * 4 * L * (c.width + 1) * (d + 1)  # folded weights and their gradients
+    else:
+        mixed = 2 * 4 * L * S * f["slot"]  # the stage weights and their gradient
+        act = _train_bytes(c, f, bs)
+        if act > GENERIC_BUDGET:  # checkpointed: the inputs of every step, one step's stages at a time
+            act = 4 * bs * (L + 1) * d * 2 + act / L
+    train = K["act_mb"] * act
+    # evaluation and analysis: recorded paths of all points (L+1, n, d) in torch and numpy, a few hidden layers
+    ev = 4 * (L + 1) * n * d * 2 + 4 * max(n, SURFACE_RES ** 2) * (3 * c.width + 4 * d) + 4 * L * S * f["slot"]
+    return K["base_mb"] + mb * (params + mixed + max(train, K["eval_mb"] * ev))
+
+
+def _cost(c: Config, n_train: int | None, log_every: int | None):
+    f = _field(c)
+    n_tr, n_te = _split(c, n_train)
+    bs = c.batch_size if 0 < c.batch_size < n_tr else n_tr
+    n_params = _n_params(c, f)
+    every = log_every or max(1, min(25, c.train_steps // 40 or 1))
+    step = _step(c, f, bs, n_params)
+    snap = _predict(c, f, n_tr) + _predict(c, f, n_te)
+    n_snaps = c.train_steps // every + 1
+    analysis = _analysis(c, f, n_tr + n_te)
+    parts = {"setup": K["setup"], "step": step, "training": c.train_steps * step, "snapshot": snap,
+             "snapshots": n_snaps * snap, "analysis": analysis}
+    seconds = parts["setup"] + parts["training"] + parts["snapshots"] + analysis
+    return seconds, _memory(c, f, bs, n_tr + n_te), tuple(parts.items())
+
+
+def _duration(s: float) -> str:
+    if s < 60:
+        return f"{max(s, 1):.0f} s"
+    m = round(s / 60)
+    if m < 60:
+        return f"{m} min"
+    h, m = divmod(m, 60)
+    if h >= 48:
+        return f"{h / 24:.0f} days"
+    return f"{h} h {m} min" if m else f"{h} h"
+
+
+def _size(mb: float) -> str:
+    return f"{mb:.0f} MB" if mb < 1024 else f"{mb / 1024:.0f} GB" if mb >= 10 * 1024 else f"{mb / 1024:.1f} GB"
