@@ -69,7 +69,7 @@ def test_a_run_over_the_budget_is_refused_before_it_starts_naming_its_keys(coste
         reg.shutdown()
 
 
-def test_an_over_budget_link_shows_a_notice_and_the_page_stays(costed):
+def test_an_over_budget_link_shows_a_notice_and_the_page_stays():  # the real cost model
     from test_app import _app
 
     q = {k: str(v) for k, v in HEAVY.replace(n_samples=400).to_query().items()}
@@ -153,7 +153,7 @@ CASE_8 = flowviz.Config(dataset="blobs", n_samples=20000, n_classes=8, noise=2, 
                         smoothness=100, kinetic=100, gamma=10, weight_decay=1, seed=999999)
 
 
-def test_case_8_the_14_gb_link_is_refused_before_any_worker_starts(costed):
+def test_case_8_the_14_gb_link_is_refused_before_any_worker_starts():  # the real cost model
     reg = Registry(max_workers=1, mode="process", prestart=False, settings=Settings())
     try:
         with pytest.raises(OverBudget, match="n_steps"):

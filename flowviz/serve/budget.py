@@ -6,13 +6,9 @@ the CLI only warn; limits belong to the server.
 from __future__ import annotations
 
 from ..core.config import Config
+from ..core.cost import estimate
 from ..core.errors import ConfigError
 from .settings import Settings
-
-try:  # the cost model (flowviz.core.cost: estimate(config, n_train) -> Cost)
-    from ..core.cost import estimate
-except ImportError:  # pragma: no cover - a tree without the cost model checks no budget
-    estimate = None
 
 __all__ = ["OverBudget", "check", "duration"]
 
@@ -33,13 +29,11 @@ def duration(seconds: float) -> str:
 def check(configs: list[Config], n_train: int | None, settings: Settings, *, what: str = "This run",
           analysis_only: bool = False):
     """The estimated costs of ``configs`` (a run, a scenario's pair or a sweep's members, trained one after the
-    other); OverBudget if their total time or memory is over ``settings``' budget. None without a cost model.
+    other); OverBudget if their total time or memory is over ``settings``' budget (flowviz.core.cost's estimate).
     ``analysis_only``: count only the final pictures' time (an imported run is not trained again)."""
-    if estimate is None:
-        return None
     costs = [estimate(c, n_train) for c in configs]
     mb = sum(c.peak_mb for c in costs)
-    seconds = sum(c.part("analysis") if analysis_only and hasattr(c, "part") else c.seconds for c in costs)
+    seconds = sum(c.part("analysis") if analysis_only else c.seconds for c in costs)
     over = []
     if seconds > settings.max_run_seconds:
         over.append(f"{duration(settings.max_run_seconds)} of training")
