@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import Iterator
 
-from .executor import Executor, Lease
+from .executor import Lease, SlotExecutor
 from .protocol import WorkerDied, decode
 
 __all__ = ["RayExecutor", "ray_started"]
@@ -118,6 +118,8 @@ class _RayLease(Lease):
 
     def receive(self, timeout: float) -> bytes | None:
         ray = self._ex.ray
+        if not ray.is_initialized():  # this process left the cluster (ray.shutdown): nothing more can come
+            raise WorkerDied("the connection to the Ray cluster was closed")
         ready, _ = ray.wait([self._gen], timeout=timeout)
         if not ready:
             return None
@@ -142,7 +144,7 @@ class _RayLease(Lease):
         self._ex.flags.forget.remote(self.key)
 
 
-class RayExecutor(Executor):
+class RayExecutor(SlotExecutor):
     """Up to ``size`` tasks at once on the Ray cluster (default: its CPU count): the server's one concurrency
     limit, as the local pool's size is; Ray places each task on a node with a free CPU (and GPU)."""
 
@@ -152,44 +154,19 @@ class RayExecutor(Executor):
         super().__init__(size or max(1, int(ray.cluster_resources().get("CPU", 1))))
         self.task = ray.remote(num_returns="streaming", max_retries=0, num_cpus=1)(_task)
         self.flags = ray.remote(num_cpus=0)(_Flags).remote()
-        self._slots = threading.BoundedSemaphore(self.size)
-        self._busy: set[_RayLease] = set()
-        self._lock = threading.Lock()
 
-    def acquire(self, cancel=None, *, wait: bool = True) -> Lease | None:
-        while True:
-            if cancel is not None and cancel.is_set():
-                return None
-            if self._slots.acquire(timeout=0.2) if wait else self._slots.acquire(blocking=False):
-                break
-            if not wait:
-                return None
-        lease = _RayLease(self)
-        with self._lock:
-            self._busy.add(lease)
-            log.info("workers busy: %d of %d", len(self._busy), self.size)
-        return lease
+    def new_lease(self) -> Lease:
+        return _RayLease(self)
 
-    def release(self, lease: Lease, healthy: bool) -> None:
+    def returned(self, lease: Lease, healthy: bool) -> None:
         lease.close(unfinished=not healthy)
-        with self._lock:
-            self._busy.discard(lease)
-        self._slots.release()
-
-    def busy(self) -> int:
-        with self._lock:
-            return len(self._busy)
 
     def busy_pids(self) -> list[int]:
-        with self._lock:
-            busy = list(self._busy)
-        return [p for p in (lease.pid() for lease in busy) if p is not None]
+        return [p for p in (lease.pid() for lease in self.leases()) if p is not None]
 
     def shutdown(self, timeout: float = 2.0) -> None:
         """Cancel this executor's tasks; the cluster stays (other replicas share it)."""
-        with self._lock:
-            busy = list(self._busy)
-        for lease in busy:
+        for lease in self.leases():
             lease.close()
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import queue
 import threading
 
-from .executor import Executor, Lease
+from .executor import Lease, SlotExecutor
 from .protocol import WorkerDied
 
 __all__ = ["ThreadExecutor"]
@@ -52,41 +52,20 @@ class _ThreadLease(Lease):
             self._thread.join(timeout)
 
 
-class ThreadExecutor(Executor):
+class ThreadExecutor(SlotExecutor):
     """``size`` tasks at once, each in a thread of this process (debugging; shares the server's interpreter)."""
 
     def __init__(self, size: int, threads: int = 1, limit_mb: float = 0.0):
         super().__init__(size)
-        self._slots = threading.BoundedSemaphore(size)
-        self._busy: set[_ThreadLease] = set()
-        self._lock = threading.Lock()
 
-    def acquire(self, cancel=None, *, wait: bool = True) -> Lease | None:
-        while True:
-            if cancel is not None and cancel.is_set():
-                return None
-            if self._slots.acquire(timeout=0.2) if wait else self._slots.acquire(blocking=False):
-                break
-            if not wait:
-                return None
-        lease = _ThreadLease()
-        with self._lock:
-            self._busy.add(lease)
-        return lease
+    def new_lease(self) -> Lease:
+        return _ThreadLease()
 
-    def release(self, lease: Lease, healthy: bool) -> None:
+    def returned(self, lease: Lease, healthy: bool) -> None:
         lease.cancel()  # a task given back unfinished stops at its next step
-        with self._lock:
-            self._busy.discard(lease)
-        self._slots.release()
-
-    def busy(self) -> int:
-        with self._lock:
-            return len(self._busy)
 
     def shutdown(self, timeout: float = 2.0) -> None:
-        with self._lock:
-            busy = list(self._busy)
+        busy = self.leases()
         for lease in busy:
             lease.cancel()
         for lease in busy:  # a thread cannot be killed: it stops at its next step
