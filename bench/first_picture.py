@@ -40,14 +40,15 @@ def _port():
         return s.getsockname()[1]
 
 
-def _serve(port, cache_dir, *, env=None, log=None):
-    """A fresh `streamlit run app.py` on loopback, returned once its health endpoint answers."""
+def _serve(port, cache_dir, *, env=None, log=None, wait_s: float = 60.0):
+    """A fresh `streamlit run app.py` on loopback, returned once its health endpoint answers (within wait_s)."""
     env = dict(os.environ, **(env or {}), FLOWVIZ_CACHE_DIR=str(cache_dir))
     out = open(log, "w") if log else subprocess.DEVNULL
     p = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
                           "--server.headless", "true", "--server.address", "127.0.0.1"], cwd=ROOT, env=env,
                          stdout=out, stderr=subprocess.STDOUT)
-    for _ in range(200):
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < wait_s:
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1)
             return p

@@ -17,6 +17,10 @@ The server's peak resident memory is printed; the last line gives the phase-1 p9
 runs started to runs needed.
 
     python bench/load.py [--sessions 30] [--cycles 200] [--workers 2] [--phases 1,2,3,4] [--heavy-budget]
+    python bench/load.py --executor ray      # the same phases, the server training on a local Ray cluster
+
+With ``--executor ray`` the server runs with FLOWVIZ_EXECUTOR=ray and no RAY_ADDRESS: it starts a local Ray
+cluster of ``--workers`` CPUs for itself (one machine; the README's recipe points RAY_ADDRESS at a real one).
 """
 
 from __future__ import annotations
@@ -60,10 +64,6 @@ def _children(pid: int) -> list[int]:
 
 
 def main(argv=None):
-    from playwright.sync_api import sync_playwright
-
-    import flowviz
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sessions", type=int, default=30)
     ap.add_argument("--cycles", type=int, default=200)
@@ -72,7 +72,18 @@ def main(argv=None):
     ap.add_argument("--timeout", type=float, default=600, help="seconds allowed per phase")
     ap.add_argument("--phases", default="1,2,3,4", help="which phases to run (phase 3 needs phase 1's link)")
     ap.add_argument("--heavy-budget", action="store_true", help="phase 4 with the server's default run budget")
+    ap.add_argument("--executor", choices=("local", "ray"), default="local",
+                    help="where the server trains: its own process pool, or a local Ray cluster of --workers CPUs")
     a = ap.parse_args(argv)
+    a.cluster_env = {"FLOWVIZ_EXECUTOR": "ray"} if a.executor == "ray" else {}
+    _phases(a)
+
+
+def _phases(a):
+    from playwright.sync_api import sync_playwright
+
+    import flowviz
+
     phases = {int(p) for p in a.phases.split(",") if p.strip()}
     if 4 in phases:
         heavy_phase(a)
@@ -81,7 +92,8 @@ def main(argv=None):
     tmp = tempfile.mkdtemp()
     port = _port()
     log_path = Path(tmp) / "server.log"
-    server = _serve(port, Path(tmp) / "cache", env={"FLOWVIZ_WORKERS": str(a.workers)}, log=log_path)
+    server = _serve(port, Path(tmp) / "cache", env={"FLOWVIZ_WORKERS": str(a.workers), **a.cluster_env},
+                    log=log_path, wait_s=120)
     peak = [0.0]
     stop = threading.Event()
 
@@ -170,7 +182,7 @@ def heavy_phase(a) -> float:
 
     tmp = tempfile.mkdtemp()
     port, log_path = _port(), Path(tmp) / "heavy.log"
-    env = {"FLOWVIZ_WORKERS": str(a.workers), "FLOWVIZ_WARM": "0"}
+    env = {"FLOWVIZ_WORKERS": str(a.workers), "FLOWVIZ_WARM": "0", **a.cluster_env}
     if not a.heavy_budget:
         env.update(FLOWVIZ_MAX_RUN_SECONDS="1e9", FLOWVIZ_MAX_RUN_MB="1e9")
     server = _serve(port, Path(tmp) / "cache", env=env, log=log_path)

@@ -149,7 +149,7 @@ class RayExecutor(SlotExecutor):
     limit, as the local pool's size is; Ray places each task on a node with a free CPU (and GPU)."""
 
     def __init__(self, size: int | None = None, threads: int = 1, limit_mb: float = 0.0):
-        ray = ray_started()
+        ray = ray_started(num_cpus=size)  # a local cluster (no RAY_ADDRESS) of the executor's size
         self.ray = ray
         super().__init__(size or max(1, int(ray.cluster_resources().get("CPU", 1))))
         self.task = ray.remote(num_returns="streaming", max_retries=0, num_cpus=1)(_task)
