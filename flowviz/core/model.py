@@ -21,7 +21,7 @@ from .fields import FIELDS
 from .solvers import REFERENCE_ATOL, REFERENCE_RTOL, STEPPERS, Tableau, integrate, reference_solution
 from .timegrid import n_slots, partition, slot_of_time, weight_matrix
 
-__all__ = ["FlowModel", "build_model"]
+__all__ = ["FlowModel", "build_model", "trained_loss"]
 
 # the plain (non-residual) net evaluates its block at t_k and drops the shortcut
 _GRID_BUFFERS = ("P", "s", "P_blocks")  # derived from the config, not learned
@@ -203,16 +203,8 @@ class FlowModel(nn.Module):
         return torch.stack([f.mean(0), se])
 
     def trained_loss(self) -> str:
-        """Which loss training minimises, in words (the page and the README quote it).
-
-        With eps > 0 training draws one noise path per point and step, so it minimises E[CE(f(X_T), y)]; by
-        Jensen's inequality that is an upper bound on CE(E f(X_T), y), the cross-entropy of u(0, x) that
-        ``predict_proba`` and the reported losses use.
-        """
-        if self.config.viscosity == 0:
-            return "cross-entropy of f(x_L), i.e. of u(0, x) = F(x)"
-        return ("E[CE(f(X_T))]: the mean cross-entropy over noise paths (one path per point and step), an upper "
-                "bound (Jensen) on the cross-entropy of u(0, x) = E f(X_T) that the reported loss measures")
+        """Which loss training minimises, in words (the page and the README quote it): see :func:`trained_loss`."""
+        return trained_loss(self.config)
 
     # ------------------------------------------------------- public surface
     @_array_io
@@ -314,3 +306,16 @@ class FlowModel(nn.Module):
 def build_model(config: Config, n_classes: int) -> FlowModel:
     """A freshly initialised model (seeded by ``config.seed``)."""
     return FlowModel(config, n_classes)
+
+
+def trained_loss(config: Config) -> str:
+    """Which loss training minimises, in words.
+
+    With eps > 0 training draws one noise path per point and step, so it minimises E[CE(f(X_T), y)]; by
+    Jensen's inequality that is an upper bound on CE(E f(X_T), y), the cross-entropy of u(0, x) that
+    ``predict_proba`` and the reported losses use.
+    """
+    if config.viscosity == 0:
+        return "cross-entropy of f(x_L), i.e. of u(0, x) = F(x)"
+    return ("E[CE(f(X_T))]: the mean cross-entropy over noise paths (one path per point and step), an upper "
+            "bound (Jensen) on the cross-entropy of u(0, x) = E f(X_T) that the reported loss measures")

@@ -15,6 +15,7 @@ from functools import cache
 from pathlib import Path
 
 from ..core.config import Config
+from ..core.model import trained_loss
 from ..core.solvers import STEPPERS
 
 __all__ = ["DICTIONARY_FILE", "dictionary", "fills"]
@@ -94,7 +95,7 @@ def fills(cfg: Config) -> dict[str, str]:
         "characteristics": _characteristics(cfg),
         "viscosity": (f"Viscosity: {VISCOUS_EQUATION}; in the blocks each step adds √(2ε s_k) ξ, ξ standard normal, "
                       f"and u(0, x) is the mean over M sample paths. This is {READING}. "
-                      f"This run: ε = {cfg.viscosity:g}."),
+                      f"This run: ε = {cfg.viscosity:g}. Training minimises {trained_loss(cfg)}."),
         "lift": ("Lift: the points get p extra zero coordinates and the flow acts in R^(2+p). The paper's footnote 1 "
                  "only says that layers of equal width can be embedded in one higher-dimensional space; that two "
                  "nested rings *need* the extra dimension (a planar flow is a homeomorphism, so the region a linear "
