@@ -22,8 +22,9 @@ import time
 import uuid
 from collections.abc import Iterator
 
-from .executor import Lease, SlotExecutor
+from .executor import Lease
 from .protocol import WorkerDied, decode
+from .slots import SlotExecutor
 
 __all__ = ["RayExecutor", "ray_started"]
 

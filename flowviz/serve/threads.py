@@ -9,8 +9,9 @@ from __future__ import annotations
 import queue
 import threading
 
-from .executor import Lease, SlotExecutor
+from .executor import Lease
 from .protocol import WorkerDied
+from .slots import SlotExecutor
 
 __all__ = ["ThreadExecutor"]
 
