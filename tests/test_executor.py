@@ -18,6 +18,9 @@ from flowviz.serve.threads import ThreadExecutor
 from flowviz.serve.worker_main import handle
 from flowviz.training.train import train_iter
 
+# the Ray executor starts a cluster: with the other cluster tests, after the parallel run (pyproject: alone)
+ALL_EXECUTORS = [pytest.param(n, marks=pytest.mark.alone) if n == "ray" else n for n in sorted(EXECUTORS)]
+
 
 def _wait(pred, timeout=60):
     t = time.time()
@@ -48,7 +51,7 @@ def test_an_unknown_task_is_one_fatal_reply_naming_the_valid_ones():
     assert head["kind"] == "fatal" and "'rm -rf'" in head["fatal"] and "run" in head["fatal"]
 
 
-@pytest.mark.parametrize("name", sorted(EXECUTORS))
+@pytest.mark.parametrize("name", ALL_EXECUTORS)
 def test_every_executor_trains_the_same_weights_as_train_iter(name):
     ds = make_dataset(TINY)
     alone = list(train_iter(TINY, data=ds, log_every=10, keep_state=True))
@@ -133,7 +136,7 @@ def test_two_sessions_with_same_length_csvs_never_share_a_sweep_or_coarse_to_fin
         reg.shutdown()
 
 
-@pytest.mark.parametrize("name", sorted(EXECUTORS))
+@pytest.mark.parametrize("name", ALL_EXECUTORS)
 def test_the_final_pictures_made_by_a_worker_are_the_ones_made_here(name):
     from flowviz.training.analysis import analyse
     from flowviz.training.train import train

@@ -16,6 +16,7 @@ import flowviz
 from flowviz.core.data import make_dataset
 
 ray = pytest.importorskip("ray", reason="the ray extra (requirements-ray.txt) is not installed")
+pytestmark = pytest.mark.alone  # one Ray cluster at a time: after the parallel tests
 
 
 
@@ -23,6 +24,8 @@ ray = pytest.importorskip("ray", reason="the ray extra (requirements-ray.txt) is
 def executor():
     from flowviz.serve.ray_executor import RayExecutor, ray_started
 
+    if ray.is_initialized():  # another test file's cluster in this test process: ours has two CPUs
+        ray.shutdown()
     ray_started(num_cpus=2)  # one local cluster for this module: Ray's start-up costs seconds
     ex = RayExecutor()
     assert ex.size == 2  # the cluster's CPUs bound what trains at once

@@ -68,4 +68,4 @@ def test_the_trained_loss_is_said_and_bounds_the_reported_one(eps):
     assert ("upper bound" in text) == (eps > 0)
     from flowviz.ui.dictionary import dictionary
 
-    assert (f"Training minimises {text}" in dictionary(m.config)) == (eps > 0)  # the page says it
+    assert f"Training minimises {text}" in dictionary(m.config) or eps == 0  # the page says it
