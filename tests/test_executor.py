@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from tiny import TINY
+from tiny import TINY, wait_for
 
 import flowviz
 from flowviz.core.data import load_csv, make_dataset
@@ -21,14 +21,6 @@ from flowviz.training.train import train_iter
 # the Ray executor starts a cluster: with the other cluster tests, after the parallel run (pyproject: alone)
 ALL_EXECUTORS = [pytest.param(n, marks=pytest.mark.alone) if n == "ray" else n for n in sorted(EXECUTORS)]
 
-
-def _wait(pred, timeout=60):
-    t = time.time()
-    while time.time() - t < timeout:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def test_a_request_and_a_snapshot_cross_the_wire_exactly():
@@ -90,7 +82,7 @@ def test_the_executor_is_the_one_limit_for_runs_and_jobs():
     release = threading.Event()
     try:
         job = reg.job("blocking", lambda progress, cancel: release.wait(30) and "ok")
-        assert _wait(lambda: job.status == RunStatus.TRAINING, 10)
+        assert wait_for(lambda: job.status == RunStatus.TRAINING, 10)
         run = reg.start(TINY.replace(seed=901))
         time.sleep(0.5)
         assert run.status == RunStatus.QUEUED and reg.executor.busy() == 1 and reg.queued_before(run) == 0

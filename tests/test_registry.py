@@ -6,18 +6,9 @@ import time
 
 import pytest
 import torch
-from tiny import TINY
+from tiny import TINY, wait_for
 
 from flowviz.serve.runs import Registry
-
-
-def _wait(pred, timeout=60):
-    t = time.time()
-    while time.time() - t < timeout:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.fixture
@@ -82,7 +73,7 @@ def test_a_run_nobody_watches_is_cancelled():
     reg = Registry(max_workers=1, mode="thread", unwatched_s=0.5)
     try:
         run = reg.start(TINY.replace(seed=400, train_steps=20000, n_samples=1000))
-        assert _wait(lambda: run.finished, timeout=30)
+        assert wait_for(lambda: run.finished, timeout=30)
         assert run.status == "cancelled" and reg.cancelled_unwatched == 1 and run.latest.step < 20000
         watched = reg.start(TINY.replace(seed=401, train_steps=400))
         while not watched.finished:  # a page polling it keeps it alive
@@ -120,9 +111,9 @@ def test_a_killed_worker_process_is_an_error_and_the_pool_recovers():
     reg = Registry(max_workers=1, mode="process")
     try:
         run = reg.start(TINY.replace(seed=600, train_steps=20000, n_samples=1000))
-        assert _wait(lambda: run.latest is not None and reg.pool.busy_pids(), timeout=60)
+        assert wait_for(lambda: run.latest is not None and reg.pool.busy_pids(), timeout=60)
         os.kill(reg.pool.busy_pids()[0], signal.SIGKILL)
-        assert _wait(lambda: run.finished, timeout=30)
+        assert wait_for(lambda: run.finished, timeout=30)
         assert run.status == "error" and "stopped unexpectedly" in run.error and "Train" in run.error
         assert run.latest is not None  # the last state stays on screen
         retry = reg.start(TINY.replace(seed=600, train_steps=60, n_samples=1000))

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 
 import pytest
-from tiny import TINY
+from tiny import TINY, wait_for
 
 import flowviz
 from flowviz.core.data import make_dataset
@@ -43,14 +43,6 @@ def _estimate(config, n_train=None):
 def costed(monkeypatch):
     monkeypatch.setattr(budget, "estimate", _estimate)
 
-
-def _wait(pred, timeout=60):
-    t = time.time()
-    while time.time() - t < timeout:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def test_a_run_over_the_budget_is_refused_before_it_starts_naming_its_keys(costed):
@@ -104,7 +96,7 @@ def test_a_session_holds_one_training_job_and_starting_another_replaces_its_own(
         reg.claim("a", {first.key})
         reg.claim("b", {shared.key})
         reg.claim("a", {shared.key})  # session a moves on: its first run goes, the one b watches stays
-        assert _wait(lambda: first.finished, 30) and first.status == RunStatus.CANCELLED
+        assert wait_for(lambda: first.finished, 30) and first.status == RunStatus.CANCELLED
         reg.claim("a", set())
         time.sleep(0.3)
         assert not shared.finished and reg.replaced == 1  # b still holds it
@@ -132,14 +124,14 @@ def test_the_queue_gives_each_waiting_run_its_place_and_an_estimated_wait(costed
     hold = threading.Event()
     try:
         blocker = reg.job("hold", lambda p, c: hold.wait(30))  # the one worker is busy
-        assert _wait(lambda: blocker.status == RunStatus.TRAINING)
+        assert wait_for(lambda: blocker.status == RunStatus.TRAINING)
         runs = [reg.start(TINY.replace(seed=20 + i, train_steps=1000 * (i + 1))) for i in range(3)]
         places = [reg.queue_place(r) for r in runs]
         assert [p for p, _ in places] == [1, 2, 3]
         # the job's time left is unknown, so no wait is promised; without it, waits are the estimates ahead
         assert all(w is None for _, w in places)
         hold.set()
-        assert _wait(lambda: runs[0].status != RunStatus.QUEUED)
+        assert wait_for(lambda: runs[0].status != RunStatus.QUEUED)
         place, wait = reg.queue_place(runs[2])
         assert place <= 2 and (wait is None or wait >= 0)
     finally:
@@ -168,7 +160,7 @@ def test_case_7_two_long_runs_leave_a_worker_for_a_third_visitors_light_run(cost
     try:
         long_runs = [reg.start(TINY.replace(seed=s, train_steps=20000, n_samples=400)) for s in (11, 12)]
         assert all(r.long for r in long_runs)  # 200 s by estimate, over long_run_s
-        assert _wait(lambda: any(r.status == RunStatus.TRAINING for r in long_runs))
+        assert wait_for(lambda: any(r.status == RunStatus.TRAINING for r in long_runs))
         light = reg.start(TINY.replace(seed=13))
         assert not light.long
         light.join(60)

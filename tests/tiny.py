@@ -21,3 +21,15 @@ def link(config: Config) -> dict[str, str]:
 def cli_sets(config: Config) -> list[str]:
     """``--set KEY=VALUE`` arguments for ``config``'s keys that differ from the defaults."""
     return [arg for k, v in link(config).items() for arg in ("--set", f"{k}={v}")]
+
+
+def wait_for(pred, timeout: float = 60) -> bool:
+    """True as soon as ``pred()`` is, False after ``timeout`` seconds (polled every 20 ms)."""
+    import time
+
+    t = time.time()
+    while time.time() - t < timeout:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return False
