@@ -171,7 +171,7 @@ def test_the_server_trains_on_the_cluster_with_flowviz_executor_ray(executor, mo
         runs = [reg.start(SMALL.replace(seed=40 + i)) for i in range(3)]
         peak = 0
         while not all(r.finished for r in runs):
-            peak = max(peak, reg.active())
+            peak = max(peak, reg.executor.busy())  # workers lent: trainings and final pictures
             time.sleep(0.02)
         assert all(r.status == "done" for r in runs) and 1 <= peak <= 2  # never more than the cluster's CPUs
         here = flowviz.train(SMALL.replace(seed=40), log_every=10).model.state_dict()
