@@ -2,13 +2,17 @@
 node (on this machine), the command line's sweep against the cluster, and two server replicas sharing one cache
 volume, each started with FLOWVIZ_EXECUTOR=ray RAY_ADDRESS=...
 
-The cluster lives in its own temporary directory, so no other test's ``ray.init()`` finds it, and is ended by
-ending the two ``ray start --block`` commands (never ``ray stop``, which ends every Ray process of the machine).
+Ray 2.60 turns token authentication on for a head started by `ray start --head`; the recipe sets
+RAY_AUTH_MODE=token and one token (RAY_AUTH_TOKEN here, or ~/.ray/auth_token copied to every machine) for every
+node and client, as the README says. The cluster lives in its own temporary directory, so no other test's
+``ray.init()`` finds it, and is ended by ending the two ``ray start --block`` commands (never ``ray stop``, which
+ends every Ray process of the machine).
 """
 
 import json
 import os
 import re
+import secrets
 import subprocess
 import sys
 import time
@@ -22,13 +26,15 @@ pytestmark = [pytest.mark.alone, pytest.mark.slow]  # a cluster of its own: afte
 
 RAY = str(Path(sys.executable).parent / "ray")
 CHROMIUM = "/usr/bin/chromium"
+AUTH = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}  # every node and client of the recipe
 
 
 def _nodes(address: str) -> int:
     """Alive nodes of the cluster at ``address``, asked from a separate process (this one stays unconnected)."""
     code = (f"import ray; ray.init(address={address!r}, log_to_driver=False); "
             "print(sum(n['Alive'] for n in ray.nodes()), int(ray.cluster_resources().get('CPU', 0)))")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, **AUTH))
     return tuple(int(v) for v in p.stdout.split()[-2:]) if p.returncode == 0 else (0, 0)
 
 
@@ -37,7 +43,7 @@ def cluster(tmp_path_factory):
     """(address, temp dir): a head started by `ray start --head` and a second node by `ray start --address`."""
     tmp = tmp_path_factory.mktemp("ray")
     port = free_port()
-    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", **AUTH)
     env.pop("RAY_ADDRESS", None)
     head_log = tmp / "head.log"
     head = subprocess.Popen([RAY, "start", "--head", f"--port={port}", "--num-cpus=1", "--block",
@@ -55,8 +61,9 @@ def cluster(tmp_path_factory):
                                    "--disable-usage-stats"], env=env, stdout=open(tmp / "worker.log", "w"),
                                   stderr=subprocess.STDOUT, start_new_session=True)
         procs.append(worker)
-        deadline = time.time() + 120
+        deadline = time.time() + 90
         while _nodes(address) != (2, 2):
+            assert worker.poll() is None, (tmp / "worker.log").read_text()[-2000:]
             assert time.time() < deadline, (tmp / "worker.log").read_text()[-2000:]
             time.sleep(1)
         yield address, tmp
@@ -77,14 +84,14 @@ def test_two_ray_start_nodes_form_one_cluster_of_their_cpus(cluster):
 
 def test_the_command_line_sweeps_on_the_ray_start_cluster(cluster, tmp_path, root):
     address, _ = cluster
-    env = dict(os.environ, RAY_ADDRESS=address)
+    env = dict(os.environ, RAY_ADDRESS=address, **AUTH)
     p = subprocess.run([sys.executable, "-m", "flowviz", "sweep", "--executor", "ray", *cli_sets(TINY),
-                        "--vary", "n_steps=1,2,4,8", "--out", str(tmp_path)], cwd=root, env=env,
+                        "--vary", "n_steps=1,2,4,8", "--sequential", "--out", str(tmp_path)], cwd=root, env=env,
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
     doc = json.loads((tmp_path / "sweep.json").read_text())
     assert [m["n_steps"] for m in doc["members"]] == [1, 2, 4, 8]
-    assert "member 4 of 4 finished" in p.stderr + p.stdout  # progress as members finish
+    assert "member 4 of 4 finished" in p.stderr + p.stdout  # one member per worker, progress as they finish
 
 
 @pytest.mark.browser
@@ -96,7 +103,7 @@ def test_two_replicas_on_the_cluster_share_one_cache_volume(cluster, tmp_path):
 
     address, _ = cluster
     env = {"FLOWVIZ_EXECUTOR": "ray", "RAY_ADDRESS": address, "FLOWVIZ_CACHE_DIR": str(tmp_path / "shared"),
-           "FLOWVIZ_WARM": "0"}
+           "FLOWVIZ_WARM": "0", **AUTH}
     q = "&".join(f"{k}={v}" for k, v in link(TINY).items())
     done = ("() => document.body.innerText.includes('done') && !document.body.innerText.includes('Live view') "
             "&& document.querySelector('.js-plotly-plot') !== null")
