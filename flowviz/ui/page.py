@@ -292,8 +292,9 @@ def _views_body():
     if choice == SIDE_BY_SIDE:
         _side_by_side(state, run, cmp_run, v)
     else:
+        path = instruments_tab.probe_path(state, run)  # once per (run, step, probe): every view marks it
         for fn in VIEW_FIGURES[choice]:
-            _chart(fn, v, state.present)
+            _chart(fn, v, state.present, probe_path=path)
     if not v.live and not state.present:
         with st.expander("Export this run"):
             lecture.export_panel(run, v)
@@ -310,9 +311,10 @@ def view_ui(state: PageState, tabs: list[str]) -> str:
                     on_change=lambda: state.pick_view(ss.view))
 
 
-def _chart(fn, v, present: bool, key: str | None = None):
+def _chart(fn, v, present: bool, key: str | None = None, probe_path=None):
     try:
-        st.plotly_chart(lecture.style(fn(v), present), width="stretch", theme=None, key=key or f"fig_{fn.__name__}")
+        fig = fn(v, probe_path=probe_path) if probe_path is not None and fn in plots.PROBE_VIEWS else fn(v)
+        st.plotly_chart(lecture.style(fig, present), width="stretch", theme=None, key=key or f"fig_{fn.__name__}")
     except Exception:  # a figure must never take the page down
         log.exception("figure %s failed", fn.__name__)
         st.error(f"The {fn.__name__} view could not be drawn for this run.")
