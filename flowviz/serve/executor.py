@@ -174,12 +174,15 @@ class Executor(ABC):
         finally:
             self.give(lease, healthy)
 
-    def call(self, raw: bytes, cancel=None) -> tuple[dict, dict]:
-        """The ``result`` reply of one task (an analysis). A task that cannot stop between steps is cut short
-        when ``cancel`` is set: its worker is given back as unhealthy (a process is ended and replaced)."""
+    def call(self, raw: bytes, cancel=None, *, started: Callable[[], None] | None = None) -> tuple[dict, dict]:
+        """The ``result`` reply of one task (an analysis); ``started()`` once a worker has it. A task that cannot
+        stop between steps is cut short when ``cancel`` is set: its worker is given back as unhealthy (a process
+        is ended and replaced)."""
         lease = self.take(cancel)
         if lease is None:
             raise TaskFailed("cancelled before a worker took it")
+        if started is not None:
+            started()
         healthy = False
         try:
             for head, arrays in self.stream(lease, raw, cancel):
@@ -200,12 +203,22 @@ class Executor(ABC):
         """(FlowViews, metrics or None) of ``model`` on ``data``, made by a worker."""
         from .protocol import unpack
 
-        weights = {f"w/{k}": v.detach().cpu().numpy() for k, v in model.state_dict().items()}
         raw = request("analyse", data, config=model.config, history=list(history or []), live=live,
                       metrics=metrics)
-        head0, arrays0 = decode(raw)
-        head, arrays = self.call(encode(head0, {**arrays0, **weights}), cancel)
+        head, arrays = self.call(_with_weights(raw, model), cancel)
         return unpack(head["views"], arrays), head.get("metrics")
+
+    def instruments(self, model, data: Dataset, *, extent, names=None, cancel=None,
+                    started: Callable[[], None] | None = None) -> tuple[dict, dict]:
+        """(objects by name, messages by name) of the instruments of ``model`` on ``data`` over the box
+        ``extent`` (flowviz.training.prepared), made by a worker; ``started()`` once a worker has the task. A
+        task cancelled on its way returns the instruments made before."""
+        from .protocol import unpack
+
+        raw = request("instruments", data, config=model.config, extent=[float(a) for a in extent],
+                      names=None if names is None else list(names))
+        head, arrays = self.call(_with_weights(raw, model), cancel, started=started)
+        return unpack(head["instruments"], arrays), dict(head.get("errors") or {})
 
     def acquire_upto(self, k: int, cancel=None) -> list[Lease]:
         """At least one worker (waiting for it) and up to ``k`` (those free now), in the short lane (a long
@@ -301,6 +314,13 @@ class Executor(ABC):
         with ThreadPoolExecutor(max_workers=max(1, min(self.size, len(configs))),
                                 thread_name_prefix="flowviz-member") as threads:
             return list(threads.map(one, configs))
+
+
+def _with_weights(raw: bytes, model) -> bytes:
+    """A request with the weights of ``model`` added as arrays ``w/<name>``."""
+    head, arrays = decode(raw)
+    return encode(head, {**arrays, **{f"w/{k}": v.detach().cpu().numpy() for k, v in model.state_dict().items()}})
+
 
 def _result_of(config: Config, data: Dataset, snaps: list[Snapshot]):
     """The ``TrainResult`` of a run streamed from a worker: its history, its last weights, its metrics."""

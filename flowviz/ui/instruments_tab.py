@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 from functools import partial
 
@@ -21,7 +22,7 @@ from ..core.model import build_model
 from ..core.points import MAX_POINTS, RANGE
 from ..plots.clickplane import click_plane
 from ..training import instruments as ins
-from ..training import volume as vol
+from ..training.prepared import PREPARED
 from . import lecture, links
 from .notices import notice
 
@@ -32,6 +33,7 @@ CLUSTER = 25  # points a box or lasso adds at most (a seeded sample of the grid 
 _CACHE: OrderedDict = OrderedDict()
 _LOCK = threading.Lock()
 _KEEP = 24
+WAIT_S = 60.0  # the longest wait for a worker preparing the instruments before they are computed here
 
 
 def _cached(key, fn):
@@ -89,6 +91,40 @@ def _model(run):
     return _cached((run.key, snap.step, "model"), build), snap.step
 
 
+def probe_path(state, run) -> np.ndarray | None:
+    """The probe's characteristic x_0 .. x_L (L+1, d) in the run's latest state, or None without a probe: made
+    once per (run, step, probe) and drawn by the probe plane and every view of flowviz.plots.PROBE_VIEWS."""
+    probe = state.probe
+    if probe is None or run is None:
+        return None
+    model, step = _model(run)
+    if model is None:
+        return None
+    return _cached((run.key, step, "probe", probe),
+                   lambda: ins.flow_paths(model, np.asarray([probe], np.float32))[:, 0].cpu().numpy())
+
+
+def _data(run, model, step, views, name: str):
+    """Instrument ``name``'s data (flowviz.training.prepared). A finished run's are made by a worker
+    (Run.prepare); while a worker is at them the page waits for it, in steps of 0.1 s that keep the page
+    responsive: it began earlier than a computation here would, and the server's one thread stays free for
+    every other session. Computed here (and kept) only when no worker is on them: a run still training, or a
+    task still waiting for a worker while all of them train."""
+    if run.finished:
+        obj, t0 = run.instrument(name), time.monotonic()
+        if obj is None and run.preparing():
+            note = st.empty()
+            while obj is None and run.preparing() and time.monotonic() - t0 < WAIT_S:
+                note.caption(f"A worker is preparing this run's instruments… {time.monotonic() - t0:.1f} s")
+                time.sleep(0.1)
+                obj = run.instrument(name)
+            note.empty()
+            obj = run.instrument(name)
+        if obj is not None:
+            return obj
+    return _cached((run.key, step, name), lambda: PREPARED[name](model, run.data, tuple(views.extent)))
+
+
 def panel(state, run, views) -> None:
     """Draw the Instruments view for ``run`` (its FlowViews ``views``); ``state`` is the page's PageState."""
     pick = state.take_instrument_pick()
@@ -104,9 +140,9 @@ def panel(state, run, views) -> None:
     data = run.data
     try:
         if sub == "Probe":
-            return _probe(state, model, views)
+            return _probe(state, run, model, views)
         if sub == "Stability region":
-            obj = _cached((run.key, step, "stability"), lambda: ins.stability_data(model, data.x, data.y))
+            obj = _data(run, model, step, views, "stability")
             _show(plots.stability(obj), state, "fig_stability")
             k = int(np.argmax(obj.max_abs))
             st.caption(f"Largest |s_k λ| = {obj.max_abs[k]:.3g} at block {k + 1}; {100 * obj.outside.max():.0f}% of "
@@ -114,19 +150,17 @@ def panel(state, run, views) -> None:
                        f"{int((obj.det < 0).sum())} point-blocks have det(I + s_k DV_k) < 0, each with a real "
                        "eigenvalue of s_k DV_k below −1.")
         elif sub == "Volume and density":
-            obj = _cached((run.key, step, "volume"), lambda: vol.volume_data(model, data, extent=views.extent))
-            _show(plots.volume(obj), state, "fig_volume")
+            _show(plots.volume(_data(run, model, step, views, "volume")), state, "fig_volume")
         elif sub == "Grid solver":
             if model.dim != 2:
                 st.info("The grid solver works on the plane: this run is lifted (p > 0), so its transport "
                         "equation lives in R^(2+p).")
                 return
-            obj = _cached((run.key, step, "grid"), lambda: ins.transport_comparison(model, views.extent))
-            _show(plots.transport_grid(obj), state, "fig_transport_grid")
+            _show(plots.transport_grid(_data(run, model, step, views, "grid")), state, "fig_transport_grid")
         elif sub == "Adjoint":
             live = not run.finished
             obj = _cached((run.key, step, "adjoint", live), lambda: ins.adjoint_data(
-                model, data.x_train, data.y_train, with_continuous=not live))
+                model, data.x_train, data.y_train)) if live else _data(run, model, step, views, "adjoint")
             _show(plots.adjoint(obj), state, "fig_adjoint")
             if live:
                 st.caption(f"Training: p_k of the snapshot at step {step}; the comparison with the continuous "
@@ -143,11 +177,11 @@ def _show(fig, state, key):
         st.error("This instrument could not be drawn for this run.")
 
 
-def _probe(state, model, views):
+def _probe(state, run, model, views):
     s = views.surfaces
     e = views.extent
     probe = state.probe
-    path = ins.flow_paths(model, np.asarray([probe], np.float32))[:, 0].cpu().numpy() if probe else None
+    path = probe_path(state, run)
     fig = click_plane(e, data=views.data, surface=(s.x1, s.x2, s.u[0]), probe_path=path, height=470,
                       title="Click any point of the plane to probe it")
     st.plotly_chart(lecture.style(fig, state.present), width="stretch", theme=None, key="probe_plane",
