@@ -18,7 +18,7 @@ def test_a_probe_in_the_link_is_marked_in_two_views(server, browser, root):  # n
     cfg = Config(n_samples=400, train_steps=120, n_steps=12)
     q = "&".join(f"{k}={v}" for k, v in cfg.to_query().items())
     page = browser.new_page(viewport={"width": 1280, "height": 720})
-    page.goto(f"{server}/?{q}&probe=0.5,0.25")
+    page.goto(f"{server}/?{q}&probe=-0.8,0.6")  # a point the flow carries far
     _wait_final(page)
     for view, name in (("Characteristics", "characteristics"), ("Velocity field", "velocity")):
         _radio(page, view)

@@ -38,7 +38,7 @@ def click_plane(extent, *, data=None, surface=None, drawn=None, probe_path=None,
                                      marker=dict(color=PALETTE[int(c)], size=11, symbol="diamond",
                                                  line=dict(color="black", width=1))))
     if probe_path is not None:  # drawn as every view draws it, starred at the start point x_0
-        fig.add_traces(probe_traces(probe_path, 0, label="x_0"))
+        fig.add_traces(probe_traces(probe_path, 0, label="x_0", star_legend=True))
     g1 = np.linspace(extent[0], extent[1], res)
     g2 = np.linspace(extent[2], extent[3], res)
     G1, G2 = np.meshgrid(g1, g2)

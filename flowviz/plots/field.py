@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import plotly.graph_objects as go
 
-from .figures import PALETTE, _dims_note, _equal_axes, _f32, _frame_slider, _layout, _views
+from .figures import PALETTE, TOP_LEGEND, _dims_note, _equal_axes, _f32, _frame_slider, _layout, _views
 from .probepath import probe_point, probe_traces
 
 __all__ = ["velocity", "folding"]
@@ -67,8 +67,11 @@ def velocity(obj, *, probe_path=None) -> go.Figure:
     _equal_axes(fig)
     fig.update_xaxes(range=[float(vel.x1[0]), float(vel.x1[-1])])
     fig.update_yaxes(range=[float(vel.x2[0]), float(vel.x2[-1])])
-    return _layout(fig, f"{what} at k = {int(vel.ks[0])}{_dims_note(v, name)}", height=660,
-                   sliders=sliders, updatemenus=menus)
+    _layout(fig, f"{what} at k = {int(vel.ks[0])}{_dims_note(v, name)}", height=660, sliders=sliders,
+            updatemenus=menus)
+    if probe_path is not None:  # a legend now (the field, the probe): above the plot, clear of the slider
+        fig.update_layout(legend=TOP_LEGEND, margin=dict(t=100))
+    return fig
 
 
 def _arrows(x, y, u, w, head: float = 0.3, angle: float = np.pi / 9):

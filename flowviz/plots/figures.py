@@ -228,7 +228,7 @@ def decision(obj, *, probe_path=None) -> go.Figure:
     if probe_path is not None:
         L = len(probe_path) - 1
         for col, (k, label) in enumerate(((0, "x_0"), (L, "x_L")), 1):
-            for tr in probe_traces(probe_path, k, label=label, legend=col == 1):
+            for tr in probe_traces(probe_path, k, label=label, legend=col == 1, star_legend=True):
                 fig.add_trace(tr, 1, col)
     e = ds.extent()
     fig.update_xaxes(range=[e[0], e[1]], title_text="x<sub>1</sub>", row=1, col=1)

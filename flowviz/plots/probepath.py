@@ -27,13 +27,15 @@ def _f32(a):
     return np.asarray(a, dtype=np.float32)
 
 
-def probe_traces(path: np.ndarray, k: int, *, label: str = "x_k", legend: bool = True) -> list[go.Scatter]:
-    """[the path (first two coordinates), the point path[k] as a star] for a planar panel."""
+def probe_traces(path: np.ndarray, k: int, *, label: str = "x_k", legend: bool = True,
+                 star_legend: bool = False) -> list[go.Scatter]:
+    """[the path (first two coordinates), the point path[k] as a star] for a planar panel; ``legend``: the path
+    has its legend entry (one per figure), ``star_legend``: the star has its own (hover names it anyway)."""
     p = np.asarray(path)
     return [go.Scatter(x=_f32(p[:, 0]), y=_f32(p[:, 1]), mode="lines+markers", name=PROBE, line=_LINE, marker=_MARK,
                        legendgroup=PROBE, showlegend=legend, customdata=np.arange(len(p)),
                        hovertemplate="probe x_%{customdata}: (%{x:.3g}, %{y:.3g})<extra></extra>"),
-            probe_point(p, k, label=label, legend=legend)]
+            probe_point(p, k, label=label, legend=star_legend)]
 
 
 def probe_point(path: np.ndarray, k: int, *, label: str = "x_k", legend: bool = True, full: bool = True) -> go.Scatter:
@@ -42,7 +44,7 @@ def probe_point(path: np.ndarray, k: int, *, label: str = "x_k", legend: bool = 
     tr = go.Scatter(x=_f32(p[k:k + 1, 0]), y=_f32(p[k:k + 1, 1]))
     if full:
         tr.update(mode="markers", name=f"probe {label}", marker=_STAR, legendgroup=PROBE, showlegend=legend,
-                  hoverinfo="skip")
+                  hovertemplate=f"probe {label}: (%{{x:.3g}}, %{{y:.3g}})<extra></extra>")
     return tr
 
 
