@@ -159,6 +159,26 @@ def test_the_instruments_task_of_a_run_nobody_holds_ends(monkeypatch):
         reg.shutdown()
 
 
+def test_each_instrument_reaches_the_run_as_soon_as_the_worker_has_made_it(monkeypatch):
+    """The adjoint (made last) waits here: the others are on the run meanwhile, while the task is still on."""
+    release = threading.Event()
+    real = prepared.PREPARED["adjoint"]
+    monkeypatch.setitem(prepared.PREPARED, "adjoint", lambda m, d, e: release.wait(30) and real(m, d, e))
+    reg = Registry(max_workers=1, mode="thread")
+    try:
+        run = reg.start(TINY.replace(seed=71))
+        run.join(60)
+        reg.get(run.key)
+        assert wait_for(lambda: run.instrument("grid") is not None, 30)
+        assert run.preparing() and run.instrument("stability") is not None and run.instrument("volume") is not None
+        assert run.instrument("adjoint") is None and not run.instruments_made()
+        release.set()
+        assert wait_for(run.instruments_made, 30) and run.instrument("adjoint") is not None
+    finally:
+        release.set()
+        reg.shutdown()
+
+
 def test_the_final_pictures_of_a_run_nobody_watches_are_not_made_until_it_is_shown():
     reg = Registry(max_workers=1, mode="thread", unwatched_s=0.5)
     try:

@@ -174,10 +174,12 @@ class Executor(ABC):
         finally:
             self.give(lease, healthy)
 
-    def call(self, raw: bytes, cancel=None, *, started: Callable[[], None] | None = None) -> tuple[dict, dict]:
-        """The ``result`` reply of one task (an analysis); ``started()`` once a worker has it. A task that cannot
-        stop between steps is cut short when ``cancel`` is set: its worker is given back as unhealthy (a process
-        is ended and replaced)."""
+    def call(self, raw: bytes, cancel=None, *, started: Callable[[], None] | None = None,
+             on_reply: Callable[[dict, dict], None] | None = None, stops: bool = False) -> tuple[dict, dict]:
+        """The ``result`` reply of one task (an analysis); ``started()`` once a worker has it, ``on_reply(header,
+        arrays)`` for each reply before the result. A task that cannot stop between steps is cut short when
+        ``cancel`` is set: its worker is given back as unhealthy (a process is ended and replaced); one that
+        ``stops`` by itself between its steps is waited for, and its worker kept."""
         lease = self.take(cancel)
         if lease is None:
             raise TaskFailed("cancelled before a worker took it")
@@ -189,7 +191,9 @@ class Executor(ABC):
                 if head.get("kind") == "result":
                     healthy = True
                     return head, arrays
-                if cancel is not None and cancel.is_set():
+                if on_reply is not None:
+                    on_reply(head, arrays)
+                if cancel is not None and cancel.is_set() and not stops:
                     raise TaskFailed("cancelled")
             raise TaskFailed("the task ended without a result")
         except TaskFailed:
@@ -209,16 +213,25 @@ class Executor(ABC):
         return unpack(head["views"], arrays), head.get("metrics")
 
     def instruments(self, model, data: Dataset, *, extent, names=None, cancel=None,
-                    started: Callable[[], None] | None = None) -> tuple[dict, dict]:
+                    started: Callable[[], None] | None = None,
+                    made: Callable[[str, object, str | None], None] | None = None) -> tuple[dict, dict]:
         """(objects by name, messages by name) of the instruments of ``model`` on ``data`` over the box
-        ``extent`` (flowviz.training.prepared), made by a worker; ``started()`` once a worker has the task. A
-        task cancelled on its way returns the instruments made before."""
+        ``extent`` (flowviz.training.prepared), made by a worker; ``started()`` once a worker has the task,
+        ``made(name, object, message)`` as each arrives. A task cancelled on its way returns those made before."""
         from .protocol import unpack
+
+        got, errors = {}, {}
+
+        def one(head, arrays):
+            obj = unpack(head["data"], arrays)
+            (got if head["error"] is None else errors)[head["name"]] = obj if head["error"] is None else head["error"]
+            if made is not None:
+                made(head["name"], obj, head["error"])
 
         raw = request("instruments", data, config=model.config, extent=[float(a) for a in extent],
                       names=None if names is None else list(names))
-        head, arrays = self.call(_with_weights(raw, model), cancel, started=started)
-        return unpack(head["instruments"], arrays), dict(head.get("errors") or {})
+        self.call(_with_weights(raw, model), cancel, started=started, on_reply=one, stops=True)
+        return got, errors
 
     def acquire_upto(self, k: int, cancel=None) -> list[Lease]:
         """At least one worker (waiting for it) and up to ``k`` (those free now), in the short lane (a long

@@ -238,11 +238,9 @@ class Run:
             v = self.views(final=True)  # the first picture never waits for the instruments
             if v is None or v.live or self.idle.is_set():
                 return
-            got, errors = self._executor.instruments(self._model(self.latest), self.data, extent=v.extent,
-                                                     names=self._missing(), cancel=self.idle,
-                                                     started=lambda: setattr(self, "_prep_queued", False))
-            self._instruments.update(got)
-            self._instrument_errors.update(errors)
+            self._executor.instruments(self._model(self.latest), self.data, extent=v.extent, names=self._missing(),
+                                       cancel=self.idle, started=lambda: setattr(self, "_prep_queued", False),
+                                       made=self._made)
         except (TaskFailed, WorkerDied) as e:
             if not self.idle.is_set():
                 log.error("run %s: the instruments' data could not be made: %s", self.key, e)
@@ -250,6 +248,13 @@ class Run:
             log.exception("run %s: the instruments' data could not be made", self.key)
         finally:
             self._prep_queued = False
+
+    def _made(self, name: str, obj, message: str | None) -> None:
+        """One instrument's data as the worker sends it (the page may take it at once)."""
+        if message is None:
+            self._instruments[name] = obj
+        else:
+            self._instrument_errors[name] = message
 
     def instruments_made(self) -> bool:
         """Every instrument that fits this run has its data (or its reason not to fit)."""

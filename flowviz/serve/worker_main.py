@@ -94,19 +94,21 @@ def analyse_task(header: dict, arrays: dict, cancel) -> Iterator[bytes]:
 
 def instruments_task(header: dict, arrays: dict, cancel) -> Iterator[bytes]:
     """Each instrument's data of a finished run's model (flowviz.training.prepared) on the box ``extent``, one
-    instrument after the other with ``cancel`` checked between them (a cancelled task returns those made)."""
+    ``instrument`` reply as each is made (name, data or the message why it does not fit), ``cancel`` checked
+    between them; then the ``result``."""
     import numpy as np
 
-    from ..training.prepared import prepare
+    from ..training.prepared import each
     from .protocol import pack
 
     model, ds = _model_of(header, arrays)
-    got, errors = prepare(model, ds, header["extent"], names=header.get("names"), cancel=cancel)
-    out: dict = {}
-    tree = pack(got, out)
-    # spectra as complex64: safetensors has no complex128, and the figures draw float32
-    out = {k: v.astype(np.complex64) if np.iscomplexobj(v) else v for k, v in out.items()}
-    yield encode({"kind": "result", "instruments": tree, "errors": errors, "cancelled": bool(cancel.is_set())}, out)
+    for name, obj, msg in each(model, ds, header["extent"], names=header.get("names"), cancel=cancel):
+        out: dict = {}
+        tree = pack(obj, out)
+        # spectra as complex64: safetensors has no complex128, and the figures draw float32
+        yield encode({"kind": "instrument", "name": name, "data": tree, "error": msg},
+                     {k: v.astype(np.complex64) if np.iscomplexobj(v) else v for k, v in out.items()})
+    yield encode({"kind": "result", "cancelled": bool(cancel.is_set())})
 
 
 # task name -> handler(header, arrays, cancel) yielding encoded replies

@@ -8,16 +8,18 @@ characteristic costs milliseconds.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from ..core.errors import FlowvizError
 from ..core.model import FlowModel
 from .instruments import adjoint_data, stability_data, transport_comparison
 from .volume import volume_data
 
-__all__ = ["PREPARED", "applies", "prepare"]
+__all__ = ["PREPARED", "applies", "each", "prepare"]
 
-# name -> compute(model, data, extent): extent is the box of the run's final views (x1 lo, x1 hi, x2 lo, x2 hi)
+# name -> compute(model, data, extent): extent is the box of the run's final views (x1 lo, x1 hi, x2 lo, x2 hi);
+# in the order a worker makes them: the quick ones first (reference run: stability 0.12 s, volume 0.9 s, grid
+# solver 1.5 s, adjoint with odeint_adjoint 2.3 s), each sent to the server as soon as it is made
 PREPARED: dict[str, Callable] = {
     "stability": lambda m, d, e: stability_data(m, d.x, d.y),
     "volume": lambda m, d, e: volume_data(m, d, extent=e),
@@ -31,19 +33,24 @@ def applies(name: str, config) -> bool:
     return name in PREPARED and (name != "grid" or config.dim == 2)
 
 
-def prepare(model: FlowModel, data, extent, *, names=None, cancel=None) -> tuple[dict, dict]:
-    """(objects by name, messages by name) of the instruments ``names`` (default: all that apply), one after the
-    other; ``cancel`` (``is_set()``) is checked between them, so a cancelled task ends after the one in hand
-    and returns what it has. An instrument that does not fit the run (a ``FlowvizError``, e.g. the stability
-    region of the plain net) gives its message instead of an object."""
-    names = [n for n in (PREPARED if names is None else names) if applies(n, model.config)]
-    got, errors = {}, {}
+def each(model: FlowModel, data, extent, *, names=None, cancel=None) -> Iterator[tuple[str, object, str | None]]:
+    """(name, object, None) for each of the instruments ``names`` (default: all that apply), one after the other
+    in the table's order (the quick ones first); ``cancel`` (``is_set()``) is checked between them, so a
+    cancelled task ends after the one in hand. An instrument that does not fit the run (a ``FlowvizError``,
+    e.g. the stability region of the plain net) gives (name, None, its message)."""
     extent = tuple(float(a) for a in extent)
-    for name in names:
+    for name in [n for n in (PREPARED if names is None else names) if applies(n, model.config)]:
         if cancel is not None and cancel.is_set():
-            break
+            return
         try:
-            got[name] = PREPARED[name](model, data, extent)
+            yield name, PREPARED[name](model, data, extent), None
         except FlowvizError as e:
-            errors[name] = str(e)
+            yield name, None, str(e)
+
+
+def prepare(model: FlowModel, data, extent, *, names=None, cancel=None) -> tuple[dict, dict]:
+    """(objects by name, messages by name) of :func:`each`."""
+    got, errors = {}, {}
+    for name, obj, msg in each(model, data, extent, names=names, cancel=cancel):
+        (got if msg is None else errors)[name] = obj if msg is None else msg
     return got, errors

@@ -140,7 +140,7 @@ def panel(state, run, views) -> None:
     data = run.data
     try:
         if sub == "Probe":
-            return _probe(state, run, model, views)
+            return _probe(state, run, model, step, views)
         if sub == "Stability region":
             obj = _data(run, model, step, views, "stability")
             _show(plots.stability(obj), state, "fig_stability")
@@ -177,7 +177,7 @@ def _show(fig, state, key):
         st.error("This instrument could not be drawn for this run.")
 
 
-def _probe(state, run, model, views):
+def _probe(state, run, model, step, views):
     s = views.surfaces
     e = views.extent
     probe = state.probe
@@ -189,7 +189,8 @@ def _probe(state, run, model, views):
     if probe is None:
         st.info("Click a point on the plane (or give probe=x1,x2 in the link) to follow its characteristic.")
         return
-    _show(plots.probe(ins.probe_data(model, probe), data_points=None), state, "fig_probe")
+    pr = _cached((run.key, step, "probe_data", probe), lambda: ins.probe_data(model, probe))  # once per click
+    _show(plots.probe(pr, data_points=None), state, "fig_probe")
 
 
 def _draw(state, views):
