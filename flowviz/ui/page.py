@@ -19,7 +19,7 @@ from ..core.data import Dataset, make_dataset, split
 from ..core.errors import FlowvizError
 from ..core.presets import preset_info
 from ..serve.runs import Run
-from . import instruments_tab, lecture, links, sweep_tab
+from . import figcache, instruments_tab, lecture, links, sweep_tab
 from .controls import block_formula, make_config, sidebar
 from .dictionary import dictionary
 from .notices import notice
@@ -313,8 +313,11 @@ def view_ui(state: PageState, tabs: list[str]) -> str:
 
 def _chart(fn, v, present: bool, key: str | None = None, probe_path=None):
     try:
-        fig = fn(v, probe_path=probe_path) if probe_path is not None and fn in plots.PROBE_VIEWS else fn(v)
-        st.plotly_chart(lecture.style(fig, present), width="stretch", theme=None, key=key or f"fig_{fn.__name__}")
+        # the probe's path as nested tuples: hashable, so the figure cache keys on it (every page probing it shares)
+        kw = {"probe_path": tuple(map(tuple, probe_path.tolist()))} if probe_path is not None and \
+            fn in plots.PROBE_VIEWS else {}
+        st.plotly_chart(figcache.figure(fn, v, present, **kw), width="stretch", theme=None,
+                        key=key or f"fig_{fn.__name__}")
     except Exception:  # a figure must never take the page down
         log.exception("figure %s failed", fn.__name__)
         st.error(f"The {fn.__name__} view could not be drawn for this run.")
