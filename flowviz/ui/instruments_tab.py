@@ -23,7 +23,7 @@ from ..core.points import MAX_POINTS, RANGE
 from ..plots.clickplane import click_plane
 from ..training import instruments as ins
 from ..training.prepared import PREPARED
-from . import lecture, links
+from . import figcache, lecture, links
 from .notices import notice
 
 log = logging.getLogger("flowviz.ui")
@@ -143,25 +143,25 @@ def panel(state, run, views) -> None:
             return _probe(state, run, model, step, views)
         if sub == "Stability region":
             obj = _data(run, model, step, views, "stability")
-            _show(plots.stability(obj), state, "fig_stability")
+            _show(plots.stability, obj, state, "fig_stability")
             k = int(np.argmax(obj.max_abs))
             st.caption(f"Largest |s_k λ| = {obj.max_abs[k]:.3g} at block {k + 1}; {100 * obj.outside.max():.0f}% of "
                        f"the eigenvalues of the worst block lie outside the {obj.scheme} region; "
                        f"{int((obj.det < 0).sum())} point-blocks have det(I + s_k DV_k) < 0, each with a real "
                        "eigenvalue of s_k DV_k below −1.")
         elif sub == "Volume and density":
-            _show(plots.volume(_data(run, model, step, views, "volume")), state, "fig_volume")
+            _show(plots.volume, _data(run, model, step, views, "volume"), state, "fig_volume")
         elif sub == "Grid solver":
             if model.dim != 2:
                 st.info("The grid solver works on the plane: this run is lifted (p > 0), so its transport "
                         "equation lives in R^(2+p).")
                 return
-            _show(plots.transport_grid(_data(run, model, step, views, "grid")), state, "fig_transport_grid")
+            _show(plots.transport_grid, _data(run, model, step, views, "grid"), state, "fig_transport_grid")
         elif sub == "Adjoint":
             live = not run.finished
             obj = _cached((run.key, step, "adjoint", live), lambda: ins.adjoint_data(
                 model, data.x_train, data.y_train)) if live else _data(run, model, step, views, "adjoint")
-            _show(plots.adjoint(obj), state, "fig_adjoint")
+            _show(plots.adjoint, obj, state, "fig_adjoint")
             if live:
                 st.caption(f"Training: p_k of the snapshot at step {step}; the comparison with the continuous "
                            "adjoint follows when training ends.")
@@ -169,9 +169,10 @@ def panel(state, run, views) -> None:
         notice(str(e), "error")
 
 
-def _show(fig, state, key):
+def _show(fn, obj, state, key, **kw):
+    """The figure ``fn(obj, **kw)``, built once per data object and shared by the pages (ui.figcache)."""
     try:
-        st.plotly_chart(lecture.style(fig, state.present), width="stretch", theme=None, key=key)
+        st.plotly_chart(figcache.figure(fn, obj, state.present, **kw), width="stretch", theme=None, key=key)
     except Exception:  # a figure must never take the page down
         log.exception("instrument figure %s failed", key)
         st.error("This instrument could not be drawn for this run.")
@@ -190,7 +191,7 @@ def _probe(state, run, model, step, views):
         st.info("Click a point on the plane (or give probe=x1,x2 in the link) to follow its characteristic.")
         return
     pr = _cached((run.key, step, "probe_data", probe), lambda: ins.probe_data(model, probe))  # once per click
-    _show(plots.probe(pr, data_points=None), state, "fig_probe")
+    _show(plots.probe, pr, state, "fig_probe", data_points=None)
 
 
 def _draw(state, views):
