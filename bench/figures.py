@@ -76,12 +76,15 @@ def instruments(r, v, reps: int, base: float):
     now has before any click: ``Executor.instruments``), and the time from the click to the figure: for the
     probe its computation, for the others the figure's build from the worker's object, each with the JSON the
     browser receives (medians, ms). Target: the figure within 300 ms of the click."""
+    import torch
+
     from flowviz.serve.executor import make_executor
     from flowviz.serve.settings import Settings
     from flowviz.training import instruments as ins
     from flowviz.training.prepared import PREPARED
 
     m, d = r.model, r.data
+    torch.set_num_threads(1)  # as the server's own work (FLOWVIZ_SERVER_THREADS) and each worker
     compute = {"probe": lambda: ins.probe_data(m, (0.5, 0.25)),
                **{name: (lambda f=PREPARED[key]: f(m, d, v.extent)) for name, key in PREPARED_OF.items()}}
     ex = make_executor(Settings(), size=1, name="process")
