@@ -179,6 +179,25 @@ def test_each_instrument_reaches_the_run_as_soon_as_the_worker_has_made_it(monke
         reg.shutdown()
 
 
+def test_a_failed_instruments_task_keeps_what_it_made_and_is_not_started_again(monkeypatch):
+    def broken(m, d, e):
+        raise RuntimeError("a bug in the volume")
+
+    monkeypatch.setitem(prepared.PREPARED, "volume", broken)
+    reg = Registry(max_workers=1, mode="thread")
+    try:
+        run = reg.start(TINY.replace(seed=81))
+        run.join(60)
+        reg.get(run.key)
+        first = run._prep
+        assert wait_for(lambda: not first.is_alive(), 30)
+        assert run.instrument("stability") is not None and run.instrument("volume") is None
+        reg.get(run.key)  # shown again: no second task (the page computes what is missing itself)
+        assert run._prep is first and not run.preparing()
+    finally:
+        reg.shutdown()
+
+
 def test_the_final_pictures_of_a_run_nobody_watches_are_not_made_until_it_is_shown():
     reg = Registry(max_workers=1, mode="thread", unwatched_s=0.5)
     try:

@@ -85,6 +85,7 @@ class Run:
         self._prep: threading.Thread | None = None  # the thread waiting for the instruments task
         self._prep_lock = threading.Lock()
         self._prep_queued = False  # the instruments task waits for a worker
+        self._prep_failed = False  # it failed (not cancelled): the page computes what is missing, no retries
         if restored is not None:  # (model, history, metrics) of a finished run: no worker needed
             model, history, m = restored
             state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
@@ -222,7 +223,8 @@ class Run:
         here, restored from the disk cache or imported alike). Nothing if they are made or on their way."""
         with self._prep_lock:
             if (not self.finished or self._executor is None or self.latest is None or self.latest.state is None
-                    or self.instruments_made() or (self._prep is not None and self._prep.is_alive())):
+                    or self._prep_failed or self.instruments_made()
+                    or (self._prep is not None and self._prep.is_alive())):
                 return
             self._prep_queued = True
             self._prep = threading.Thread(target=self._prepare, name=f"flowviz-instruments-{self.key[:8]}",
@@ -244,8 +246,10 @@ class Run:
         except (TaskFailed, WorkerDied) as e:
             if not self.idle.is_set():
                 log.error("run %s: the instruments' data could not be made: %s", self.key, e)
+                self._prep_failed = True
         except Exception:  # the page computes them itself then
             log.exception("run %s: the instruments' data could not be made", self.key)
+            self._prep_failed = True
         finally:
             self._prep_queued = False
 
