@@ -159,3 +159,36 @@ def test_a_link_with_probe_marks_it_in_the_default_view():
     at = _settle(_app(LINK).run())
     (spec,) = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     assert not [t for t in spec["data"] if (t.get("name") or "").startswith(PROBE)]
+
+
+def test_side_by_side_marks_each_runs_own_path_at_the_step_each_panel_shows(case):
+    from flowviz.plots.sweep import side_by_side
+
+    v, path = case
+    r = flowviz.train(SMALL.replace(lift=v.config.lift, seed=8, n_steps=3))
+    w, other = analyse(r.model, r.data, history=r.history), blocks_path(r.model, X0)
+    fig = side_by_side(v, w, probe_paths=(path, other))
+    lines, stars = _probe_traces(fig), _stars(fig)
+    assert len(lines) == len(stars) == 2
+    for i, p in zip(lines, (path, other)):
+        _close(_xy(fig.data[i]), p[:, :2])
+    for fr in fig.frames:
+        assert not set(lines) & set(fr.traces)
+        for star, vv, p in zip(stars, (v, w), (path, other)):
+            t = min(float(fr.name), float(vv.t[-1]))  # the frame's name rounds t: a tie may go either way
+            d = np.abs(vv.surfaces.t - t)
+            near = [int(k) for k, dk in zip(vv.surfaces.ks, d) if dk <= d.min() + 1e-3]
+            got = _xy(fr.data[list(fr.traces).index(star)])[0]
+            assert min(np.abs(got - p[k, :2]).max() for k in near) < 1e-5
+    assert not _probe_traces(side_by_side(v, w))
+
+
+def test_a_scenario_pair_shows_each_runs_probe_path_side_by_side():
+    from test_app import _app, _settle
+
+    at = _settle(_app({"scenario": "deep_vs_shallow", "train_steps": "30", "n_samples": "200",
+                       "probe": "0.5,0.25"}).run())
+    assert at.radio(key="view").value == "Side by side"
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    lines = [t for t in spec["data"] if t.get("name") == PROBE]
+    assert sorted(len(_arr(t["x"])) for t in lines) == [3, 65]  # x_0 .. x_L of L = 2 and of L = 64

@@ -333,8 +333,9 @@ def _side_by_side(state: PageState, run, cmp_run, v):
     changes = links.compare_changes(state.scenario)
     right = ", ".join(f"{k} = {val}" for k, val in changes.items())
     left = ", ".join(f"{k} = {getattr(run.config, k)}" for k in changes)
+    paths = (instruments_tab.probe_path(state, run), instruments_tab.probe_path(state, cmp_run))  # each run's own
     try:
-        fig = side_by_side(v, w, (left, right))
+        fig = side_by_side(v, w, (left, right), probe_paths=paths if state.probe is not None else None)
         st.plotly_chart(lecture.style(fig, state.present), width="stretch", theme=None, key="fig_side_by_side")
     except Exception:
         log.exception("side-by-side figure failed")
@@ -344,7 +345,7 @@ def _side_by_side(state: PageState, run, cmp_run, v):
         c = st.columns(2)
         for i, (col, vv) in enumerate(zip(c, (v, w))):
             with col:
-                _chart(plots.FIGURES[name], vv, state.present, key=f"fig_{name}_{i}")
+                _chart(plots.FIGURES[name], vv, state.present, key=f"fig_{name}_{i}", probe_path=paths[i])
 
 
 def views(live: bool):
