@@ -198,6 +198,26 @@ def test_a_failed_instruments_task_keeps_what_it_made_and_is_not_started_again(m
         reg.shutdown()
 
 
+def test_instruments_never_make_a_training_wait_they_take_a_free_worker_only():
+    reg = Registry(max_workers=1, mode="thread")
+    release = threading.Event()
+    try:
+        run = reg.start(TINY.replace(seed=91))
+        run.join(60)
+        job = reg.job("holds-the-worker", lambda progress, cancel: release.wait(30) and "ok")
+        assert wait_for(lambda: job.status == RunStatus.TRAINING, 10)
+        reg.get(run.key)  # shown while the one worker is busy: no task waits in the queue for it
+        assert wait_for(lambda: not run._prep.is_alive(), 10) and not run.preparing()
+        assert not run.instruments_made() and reg.executor.busy() == 1
+        release.set()
+        job.join(30)
+        reg.get(run.key)  # shown again with the worker free
+        assert wait_for(run.instruments_made, 60)
+    finally:
+        release.set()
+        reg.shutdown()
+
+
 def test_the_final_pictures_of_a_run_nobody_watches_are_not_made_until_it_is_shown():
     reg = Registry(max_workers=1, mode="thread", unwatched_s=0.5)
     try:

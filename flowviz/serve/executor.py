@@ -29,9 +29,13 @@ from ..training.train import Snapshot
 from .protocol import TaskFailed, WorkerDied, decode, encode, request, snapshot_from
 from .settings import Settings
 
-__all__ = ["Lease", "Executor", "EXECUTORS", "make_executor", "WorkerDied"]
+__all__ = ["Lease", "Executor", "EXECUTORS", "make_executor", "WorkerDied", "NoFreeWorker"]
 
 log = logging.getLogger("flowviz.serve.executor")
+
+
+class NoFreeWorker(TaskFailed):
+    """No worker was free for a task that does not wait for one (the instruments: trainings go first)."""
 
 
 class Lease(ABC):
@@ -175,13 +179,17 @@ class Executor(ABC):
             self.give(lease, healthy)
 
     def call(self, raw: bytes, cancel=None, *, started: Callable[[], None] | None = None,
-             on_reply: Callable[[dict, dict], None] | None = None, stops: bool = False) -> tuple[dict, dict]:
+             on_reply: Callable[[dict, dict], None] | None = None, stops: bool = False,
+             wait: bool = True) -> tuple[dict, dict]:
         """The ``result`` reply of one task (an analysis); ``started()`` once a worker has it, ``on_reply(header,
         arrays)`` for each reply before the result. A task that cannot stop between steps is cut short when
         ``cancel`` is set: its worker is given back as unhealthy (a process is ended and replaced); one that
-        ``stops`` by itself between its steps is waited for, and its worker kept."""
-        lease = self.take(cancel)
+        ``stops`` by itself between its steps is waited for, and its worker kept. Without ``wait`` it only takes a
+        worker that is free now (NoFreeWorker otherwise)."""
+        lease = self.take(cancel, wait=wait)
         if lease is None:
+            if not wait and not (cancel is not None and cancel.is_set()):
+                raise NoFreeWorker("no worker is free now")
             raise TaskFailed("cancelled before a worker took it")
         if started is not None:
             started()
@@ -214,10 +222,12 @@ class Executor(ABC):
 
     def instruments(self, model, data: Dataset, *, extent, names=None, cancel=None,
                     started: Callable[[], None] | None = None,
-                    made: Callable[[str, object, str | None], None] | None = None) -> tuple[dict, dict]:
+                    made: Callable[[str, object, str | None], None] | None = None,
+                    wait: bool = True) -> tuple[dict, dict]:
         """(objects by name, messages by name) of the instruments of ``model`` on ``data`` over the box
         ``extent`` (flowviz.training.prepared), made by a worker; ``started()`` once a worker has the task,
-        ``made(name, object, message)`` as each arrives. A task cancelled on its way returns those made before."""
+        ``made(name, object, message)`` as each arrives. A task cancelled on its way returns those made before;
+        without ``wait``, NoFreeWorker unless a worker is free now."""
         from .protocol import unpack
 
         got, errors = {}, {}
@@ -230,7 +240,7 @@ class Executor(ABC):
 
         raw = request("instruments", data, config=model.config, extent=[float(a) for a in extent],
                       names=None if names is None else list(names))
-        self.call(_with_weights(raw, model), cancel, started=started, on_reply=one, stops=True)
+        self.call(_with_weights(raw, model), cancel, started=started, on_reply=one, stops=True, wait=wait)
         return got, errors
 
     def acquire_upto(self, k: int, cancel=None) -> list[Lease]:

@@ -17,7 +17,7 @@ from ..training.analysis import FlowViews, analyse
 from ..training.prepared import PREPARED, applies
 from ..training.train import Snapshot
 from . import cache
-from .executor import Executor
+from .executor import Executor, NoFreeWorker
 from .protocol import TaskFailed, WorkerDied
 from .settings import Settings
 from .status import RunStatus
@@ -220,7 +220,9 @@ class Run:
     def prepare(self) -> None:
         """Have a worker make each instrument's data of the final state (flowviz.training.prepared), after the
         final views, in a thread of this run: the registry calls it whenever a finished run is shown (trained
-        here, restored from the disk cache or imported alike). Nothing if they are made or on their way."""
+        here, restored from the disk cache or imported alike). Only on a worker that is free then: trainings
+        never wait for instruments (the page computes them itself if asked meanwhile). Nothing if they are
+        made or on their way."""
         with self._prep_lock:
             if (not self.finished or self._executor is None or self.latest is None or self.latest.state is None
                     or self._prep_failed or self.instruments_made()
@@ -242,7 +244,9 @@ class Run:
                 return
             self._executor.instruments(self._model(self.latest), self.data, extent=v.extent, names=self._missing(),
                                        cancel=self.idle, started=lambda: setattr(self, "_prep_queued", False),
-                                       made=self._made)
+                                       made=self._made, wait=False)
+        except NoFreeWorker:  # every worker trains (or prepares): trainings go first; tried again when shown
+            log.info("run %s: no free worker for its instruments now", self.key)
         except (TaskFailed, WorkerDied) as e:
             if not self.idle.is_set():
                 log.error("run %s: the instruments' data could not be made: %s", self.key, e)

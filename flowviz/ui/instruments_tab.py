@@ -108,8 +108,8 @@ def _data(run, model, step, views, name: str):
     """Instrument ``name``'s data (flowviz.training.prepared). A finished run's are made by a worker
     (Run.prepare); while a worker is at them the page waits for it, in steps of 0.1 s that keep the page
     responsive: it began earlier than a computation here would, and the server's one thread stays free for
-    every other session. Computed here (and kept) only when no worker is on them: a run still training, or a
-    task still waiting for a worker while all of them train."""
+    every other session. Computed here (and kept) only when no worker is on them: a run still training, or no
+    worker was free for them (trainings go first)."""
     if run.finished:
         obj, t0 = run.instrument(name), time.monotonic()
         if obj is None and run.preparing():
