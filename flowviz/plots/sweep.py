@@ -18,6 +18,7 @@ from ..training.lifted import slice_name
 from ..training.sweep import CoarseToFine, SweepResult
 from .convergence import convergence, slope_guides
 from .figures import PALETTE, _equal_axes, _f32, _layout, _segments, _surface_trace, mc_note, point_groups
+from .probepath import probe_point, probe_traces
 
 __all__ = ["SWEEP_FIGURES", "sweep_metrics", "sweep_surfaces", "sweep_error", "sweep_convergence", "sweep_conditions",
            "sweep_transfer",
@@ -184,9 +185,13 @@ def _nearest_frame(ks_t: np.ndarray, t: float) -> int:
     return int(np.argmin(np.abs(ks_t - t)))
 
 
-def side_by_side(a: FlowViews, b: FlowViews, titles: tuple[str, str] | None = None) -> go.Figure:
-    """Two runs' characteristics with one shared slider over t in [0, T]: both panels show the same time."""
+def side_by_side(a: FlowViews, b: FlowViews, titles: tuple[str, str] | None = None, *,
+                 probe_paths: tuple | None = None) -> go.Figure:
+    """Two runs' characteristics with one shared slider over t in [0, T]: both panels show the same time.
+    With ``probe_paths`` (each run's path of one probe, (L+1, d), or None): each panel marks its run's path,
+    starred at the step it shows."""
     views = (a, b)
+    paths = tuple(probe_paths) if probe_paths is not None else (None, None)
     titles = titles or tuple(f"L = {v.config.n_steps}, {v.config.scheme}, T = {v.config.horizon:g}" for v in views)
     titles = tuple(t + (f"<br>u on the slice {slice_name(v.config.dim)}; points by their own u(t, x)"
                         if v.config.dim > 2 else "") for t, v in zip(titles, views))
@@ -199,14 +204,14 @@ def side_by_side(a: FlowViews, b: FlowViews, titles: tuple[str, str] | None = No
     static = []
     per_panel = []  # trace indices that move, per panel
 
-    def panel_data(v, i):
+    def panel_data(v, i, pp):
         ch, s = v.characteristics, v.surfaces
         k = int(s.ks[i])
         C = s.u.shape[-1]
         data = [_surface_trace(v, s.u[i], s.x1, s.x2, showscale=False)]
         groups = point_groups(v, i)[0]
         data += [go.Scatter(x=_f32(ch.x[k, groups[c], 0]), y=_f32(ch.x[k, groups[c], 1])) for c in range(C)]
-        return data
+        return data + ([probe_point(pp, k, full=False)] if pp is not None else [])
 
     for col, v in enumerate(views, 1):
         ch, s = v.characteristics, v.surfaces
@@ -219,6 +224,11 @@ def side_by_side(a: FlowViews, b: FlowViews, titles: tuple[str, str] | None = No
                                      marker=dict(color=PALETTE[c], size=7, line=dict(color="white", width=0.5)),
                                      name=f"class {c}", showlegend=col == 1, legendgroup=str(c)), 1, col)
         per_panel.append(list(range(start, len(fig.data))))
+        pp = paths[col - 1]
+        if pp is not None:  # the path stays; its star moves with the frames
+            for tr in probe_traces(pp, int(s.ks[0]), legend=col == 1 or paths[0] is None):
+                fig.add_trace(tr, 1, col)
+            per_panel[-1].append(len(fig.data) - 1)
         for c in range(C):  # faint full paths
             px, py = _segments(np.transpose(ch.x[:, ch.y == c, :2], (1, 0, 2)))
             fig.add_trace(go.Scatter(x=px, y=py, mode="lines", line=dict(color=PALETTE[c], width=1), opacity=0.25,
@@ -232,9 +242,9 @@ def side_by_side(a: FlowViews, b: FlowViews, titles: tuple[str, str] | None = No
     frames = []
     for t in ts:
         data, traces = [], []
-        for v, idx in zip(views, per_panel):
+        for v, idx, pp in zip(views, per_panel, paths):
             i = _nearest_frame(v.surfaces.t, min(t, float(v.t[-1])))
-            data += panel_data(v, i)
+            data += panel_data(v, i, pp)
             traces += idx
         frames.append(go.Frame(name=f"{t:.4g}", data=data, traces=traces))
     fig.frames = frames

@@ -29,9 +29,13 @@ from ..training.train import Snapshot
 from .protocol import TaskFailed, WorkerDied, decode, encode, request, snapshot_from
 from .settings import Settings
 
-__all__ = ["Lease", "Executor", "EXECUTORS", "make_executor", "WorkerDied"]
+__all__ = ["Lease", "Executor", "EXECUTORS", "make_executor", "WorkerDied", "NoFreeWorker"]
 
 log = logging.getLogger("flowviz.serve.executor")
+
+
+class NoFreeWorker(TaskFailed):
+    """No worker was free for a task that does not wait for one (the instruments: trainings go first)."""
 
 
 class Lease(ABC):
@@ -174,19 +178,30 @@ class Executor(ABC):
         finally:
             self.give(lease, healthy)
 
-    def call(self, raw: bytes, cancel=None) -> tuple[dict, dict]:
-        """The ``result`` reply of one task (an analysis). A task that cannot stop between steps is cut short
-        when ``cancel`` is set: its worker is given back as unhealthy (a process is ended and replaced)."""
-        lease = self.take(cancel)
+    def call(self, raw: bytes, cancel=None, *, started: Callable[[], None] | None = None,
+             on_reply: Callable[[dict, dict], None] | None = None, stops: bool = False,
+             wait: bool = True) -> tuple[dict, dict]:
+        """The ``result`` reply of one task (an analysis); ``started()`` once a worker has it, ``on_reply(header,
+        arrays)`` for each reply before the result. A task that cannot stop between steps is cut short when
+        ``cancel`` is set: its worker is given back as unhealthy (a process is ended and replaced); one that
+        ``stops`` by itself between its steps is waited for, and its worker kept. Without ``wait`` it only takes a
+        worker that is free now (NoFreeWorker otherwise)."""
+        lease = self.take(cancel, wait=wait)
         if lease is None:
+            if not wait and not (cancel is not None and cancel.is_set()):
+                raise NoFreeWorker("no worker is free now")
             raise TaskFailed("cancelled before a worker took it")
+        if started is not None:
+            started()
         healthy = False
         try:
             for head, arrays in self.stream(lease, raw, cancel):
                 if head.get("kind") == "result":
                     healthy = True
                     return head, arrays
-                if cancel is not None and cancel.is_set():
+                if on_reply is not None:
+                    on_reply(head, arrays)
+                if cancel is not None and cancel.is_set() and not stops:
                     raise TaskFailed("cancelled")
             raise TaskFailed("the task ended without a result")
         except TaskFailed:
@@ -200,12 +215,33 @@ class Executor(ABC):
         """(FlowViews, metrics or None) of ``model`` on ``data``, made by a worker."""
         from .protocol import unpack
 
-        weights = {f"w/{k}": v.detach().cpu().numpy() for k, v in model.state_dict().items()}
         raw = request("analyse", data, config=model.config, history=list(history or []), live=live,
                       metrics=metrics)
-        head0, arrays0 = decode(raw)
-        head, arrays = self.call(encode(head0, {**arrays0, **weights}), cancel)
+        head, arrays = self.call(_with_weights(raw, model), cancel)
         return unpack(head["views"], arrays), head.get("metrics")
+
+    def instruments(self, model, data: Dataset, *, extent, names=None, cancel=None,
+                    started: Callable[[], None] | None = None,
+                    made: Callable[[str, object, str | None], None] | None = None,
+                    wait: bool = True) -> tuple[dict, dict]:
+        """(objects by name, messages by name) of the instruments of ``model`` on ``data`` over the box
+        ``extent`` (flowviz.training.prepared), made by a worker; ``started()`` once a worker has the task,
+        ``made(name, object, message)`` as each arrives. A task cancelled on its way returns those made before;
+        without ``wait``, NoFreeWorker unless a worker is free now."""
+        from .protocol import unpack
+
+        got, errors = {}, {}
+
+        def one(head, arrays):
+            obj = unpack(head["data"], arrays)
+            (got if head["error"] is None else errors)[head["name"]] = obj if head["error"] is None else head["error"]
+            if made is not None:
+                made(head["name"], obj, head["error"])
+
+        raw = request("instruments", data, config=model.config, extent=[float(a) for a in extent],
+                      names=None if names is None else list(names))
+        self.call(_with_weights(raw, model), cancel, started=started, on_reply=one, stops=True, wait=wait)
+        return got, errors
 
     def acquire_upto(self, k: int, cancel=None) -> list[Lease]:
         """At least one worker (waiting for it) and up to ``k`` (those free now), in the short lane (a long
@@ -301,6 +337,13 @@ class Executor(ABC):
         with ThreadPoolExecutor(max_workers=max(1, min(self.size, len(configs))),
                                 thread_name_prefix="flowviz-member") as threads:
             return list(threads.map(one, configs))
+
+
+def _with_weights(raw: bytes, model) -> bytes:
+    """A request with the weights of ``model`` added as arrays ``w/<name>``."""
+    head, arrays = decode(raw)
+    return encode(head, {**arrays, **{f"w/{k}": v.detach().cpu().numpy() for k, v in model.state_dict().items()}})
+
 
 def _result_of(config: Config, data: Dataset, snaps: list[Snapshot]):
     """The ``TrainResult`` of a run streamed from a worker: its history, its last weights, its metrics."""
