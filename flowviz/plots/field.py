@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import plotly.graph_objects as go
 
-from .figures import PALETTE, TOP_LEGEND, _dims_note, _equal_axes, _f32, _frame_slider, _layout, _views
+from .figures import PALETTE, TOP_LEGEND, _dims_note, _equal_axes, _f32, _frame_slider, _layout, _note, _views
 from .probepath import probe_point, probe_traces
 
 __all__ = ["velocity", "folding"]
@@ -98,11 +98,9 @@ def folding(obj) -> go.Figure:
     """
     v = _views(obj)
     f = v.folding
-    fig = go.Figure()
     if f is None:
-        fig.add_annotation(text="computed once training has finished", showarrow=False, x=0.5, y=0.5,
-                           xref="paper", yref="paper", font=dict(size=16))
-        return _layout(fig, "Step size of the derivative: |s_k DV_k|", height=300)
+        return _note("computed once training has finished", "Step size of the derivative: |s_k DV_k|")
+    fig = go.Figure()
     k = np.arange(1, len(f.max_norm) + 1)
     eig = np.where(np.isfinite(f.min_eig), f.min_eig, np.nan)
     fig.add_trace(go.Bar(x=k, y=_f32(f.max_norm), name="max |A_k|₂ over the points", marker_color=PALETTE[0]))

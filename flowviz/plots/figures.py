@@ -36,6 +36,13 @@ def _layout(fig: go.Figure, title: str, height: int = 620, **kw) -> go.Figure:
     return fig
 
 
+def _note(text: str, title: str, height: int = 300, size: int = 16) -> go.Figure:
+    """A figure that only says, in its middle, why there is nothing to draw (yet)."""
+    fig = go.Figure()
+    fig.add_annotation(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper", font=dict(size=size))
+    return _layout(fig, title, height=height)
+
+
 def _equal_axes(fig, row=None, col=None, x="x<sub>1</sub>", y="x<sub>2</sub>"):
     fig.update_xaxes(title_text=x, row=row, col=col, constrain="domain")
     fig.update_yaxes(title_text=y, row=row, col=col, scaleanchor="x" if row is None else None)

@@ -11,7 +11,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from ..training.lifted import LiftedSpace, slice_name
-from .figures import PALETTE, _f32, _frame_slider, _layout, _views
+from .figures import PALETTE, _f32, _frame_slider, _layout, _note, _views
 from .probepath import probe_point_3d, probe_traces_3d
 
 __all__ = ["lifted", "lifted_title"]
@@ -65,10 +65,8 @@ def lifted(obj, *, probe_path=None) -> go.Figure:
     v = _views(obj)
     ls = v.lifted
     if ls is None:
-        fig = go.Figure()
-        fig.add_annotation(text="no lift (p = 0): the flow acts in the plane; set lift ≥ 1 to see R^(2+p)",
-                           showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper", font=dict(size=18))
-        return _layout(fig, "Lifted space", height=300)
+        return _note("no lift (p = 0): the flow acts in the plane; set lift ≥ 1 to see R^(2+p)", "Lifted space",
+                     size=18)
     classes = [c for c in range(int(ls.y.max()) + 1) if (ls.y == c).any()]
     traces = _surfaces(ls, 0, first=True) + [_points(ls, 0, c, first=True) for c in classes]
     moving = list(range(len(traces)))

@@ -17,7 +17,7 @@ from ..training.analysis import FlowViews
 from ..training.lifted import slice_name
 from ..training.sweep import CoarseToFine, SweepResult
 from .convergence import convergence, slope_guides
-from .figures import PALETTE, _equal_axes, _f32, _layout, _segments, _surface_trace, mc_note, point_groups
+from .figures import PALETTE, _equal_axes, _f32, _layout, _note, _segments, _surface_trace, mc_note, point_groups
 from .probepath import probe_point, probe_traces
 
 __all__ = ["SWEEP_FIGURES", "sweep_metrics", "sweep_surfaces", "sweep_error", "sweep_convergence", "sweep_conditions",
@@ -163,11 +163,9 @@ def sweep_conditions(s: SweepResult) -> go.Figure:
 def sweep_transfer(s: SweepResult) -> go.Figure:
     """Depth transfer: accuracy of the model trained at L (rows) evaluated at L' (columns)."""
     t = s.transfer
-    fig = go.Figure()
     if t is None:
-        fig.add_annotation(text="depth transfer needs a sweep over n_steps", showarrow=False, x=0.5, y=0.5,
-                           xref="paper", yref="paper", font=dict(size=16))
-        return _layout(fig, "Depth transfer", height=300)
+        return _note("depth transfer needs a sweep over n_steps", "Depth transfer")
+    fig = go.Figure()
     acc = t.accuracy
     text = [["—" if not np.isfinite(v) else f"{v:.3f}" for v in row] for row in acc]
     fig.add_trace(go.Heatmap(z=_f32(acc), x=[str(v) for v in t.evaluated], y=[str(v) for v in t.trained],
