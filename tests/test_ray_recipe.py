@@ -39,9 +39,13 @@ def _nodes(address: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def cluster():
     """(address, temp dir): a head started by `ray start --head` and a second node by `ray start --address`."""
-    tmp = tmp_path_factory.mktemp("ray")
+    import shutil
+    import tempfile
+
+    # a short path: Ray's sockets live below it and a socket path has at most 107 bytes (pytest's are longer)
+    tmp = Path(tempfile.mkdtemp(prefix="fvray", dir="/tmp"))
     port = free_port()
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", **AUTH)
     env.pop("RAY_ADDRESS", None)
@@ -75,6 +79,7 @@ def cluster(tmp_path_factory):
                 p.wait(30)
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, 9)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_two_ray_start_nodes_form_one_cluster_of_their_cpus(cluster):

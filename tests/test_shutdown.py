@@ -8,7 +8,8 @@ import time
 import urllib.request
 
 import pytest
-from test_browser import ARGS, CHROMIUM, _free_port
+from test_browser import ARGS, CHROMIUM
+from tiny import free_port
 
 from flowviz import Config
 
@@ -48,7 +49,7 @@ def test_a_signal_to_a_server_with_a_busy_worker_ends_every_flowviz_process_with
         pytest.skip(f"{CHROMIUM} is missing")
     from playwright.sync_api import sync_playwright
 
-    port, log = _free_port(), tmp_path / "server.log"
+    port, log = free_port(), tmp_path / "server.log"
     env = dict(os.environ, PYTHONUNBUFFERED="1", FLOWVIZ_WORKERS="1", FLOWVIZ_WARM="0",
                FLOWVIZ_CACHE_DIR=str(tmp_path / "cache"))
     with open(log, "wb") as out:

@@ -15,19 +15,19 @@ CFG = flowviz.preset("reference").replace(n_samples=200, n_steps=4, train_steps=
 
 def test_steps_per_second_is_steps_over_the_runs_wall_time_snapshots_included(monkeypatch):
     pause, calls = 0.02, []
-    real = train_mod.evaluate
+    real = train_mod.evaluate_both
 
     def slow_evaluate(*a, **k):  # a snapshot that takes a known minimum time
         calls.append(1)
         time.sleep(pause)
         return real(*a, **k)
 
-    monkeypatch.setattr(train_mod, "evaluate", slow_evaluate)
+    monkeypatch.setattr(train_mod, "evaluate_both", slow_evaluate)
     t = time.perf_counter()
     r = flowviz.train(CFG, log_every=10)
     wall = time.perf_counter() - t
     m = r.metrics
-    assert m["steps"] == CFG.train_steps and len(calls) == 2 * len(r.history)  # train and test, per snapshot
+    assert m["steps"] == CFG.train_steps and len(calls) == len(r.history)  # one pass per snapshot
     assert abs(m["steps_per_second"] * m["elapsed_s"] - CFG.train_steps) < 1e-6 * CFG.train_steps
     assert m["elapsed_s"] >= pause * len(calls)  # the snapshots' time is in the figure, as in the benchmark's
     assert m["elapsed_s"] <= wall  # and nothing outside the run is
