@@ -62,6 +62,7 @@ class Executor(ABC):
     """
 
     size: int
+    cuda_graphs: bool = False  # runs replay their steps from CUDA graphs (make_executor: Settings.cuda_graphs)
 
     def __init__(self, size: int):
         self.size = size
@@ -163,8 +164,8 @@ class Executor(ABC):
         try:
             if started is not None:
                 started()
-            for head, arrays in self.stream(lease, request("run", data, config=config, log_every=log_every),
-                                            cancel):
+            for head, arrays in self.stream(lease, request("run", data, config=config, log_every=log_every,
+                                                           cuda_graphs=self.cuda_graphs), cancel):
                 snap = snapshot_from(head, arrays)
                 healthy = snap.done
                 yield snap
@@ -174,10 +175,12 @@ class Executor(ABC):
         finally:
             self.give(lease, healthy)
 
-    def call(self, raw: bytes, cancel=None) -> tuple[dict, dict]:
-        """The ``result`` reply of one task (an analysis). A task that cannot stop between steps is cut short
+    def call(self, raw: bytes, cancel=None, *, progress: Callable[[dict], None] | None = None,
+             long: bool = False) -> tuple[dict, dict]:
+        """The ``result`` reply of one task (an analysis), ``progress(header)`` called on each ``progress`` reply
+        before it, in the lane of ``long`` tasks if set. A task that cannot stop between steps is cut short
         when ``cancel`` is set: its worker is given back as unhealthy (a process is ended and replaced)."""
-        lease = self.take(cancel)
+        lease = self.take(cancel, long=long)
         if lease is None:
             raise TaskFailed("cancelled before a worker took it")
         healthy = False
@@ -188,6 +191,8 @@ class Executor(ABC):
                     return head, arrays
                 if cancel is not None and cancel.is_set():
                     raise TaskFailed("cancelled")
+                if progress is not None and head.get("kind") == "progress":
+                    progress(head)
             raise TaskFailed("the task ended without a result")
         except TaskFailed:
             healthy = healthy or not (cancel is not None and cancel.is_set())
@@ -206,6 +211,22 @@ class Executor(ABC):
         head0, arrays0 = decode(raw)
         head, arrays = self.call(encode(head0, {**arrays0, **weights}), cancel)
         return unpack(head["views"], arrays), head.get("metrics")
+
+    def measure(self, what: str, data: Dataset, *, models=(), cancel=None,
+                progress: Callable[[float, str], None] | None = None, long: bool = False, **params):
+        """The measurement ``what`` (``flowviz.serve.measure.MEASURES``: a sweep's, coarse to fine, a member's
+        views) of ``models`` on ``data`` with ``params``, made by a worker: its result object, or None when
+        ``cancel`` was set first (the worker's task is stopped too). ``progress(fraction, text)`` as it goes."""
+        from .measure import measure_request, measure_result
+
+        said = None if progress is None else (lambda head: progress(head["progress"], head.get("text", "")))
+        try:
+            head, arrays = self.call(measure_request(what, data, models, **params), cancel, progress=said, long=long)
+        except TaskFailed:
+            if cancel is not None and cancel.is_set():
+                return None
+            raise
+        return measure_result(head, arrays, data)
 
     def acquire_upto(self, k: int, cancel=None) -> list[Lease]:
         """At least one worker (waiting for it) and up to ``k`` (those free now), in the short lane (a long
@@ -349,4 +370,6 @@ def make_executor(settings: Settings, *, size: int | None = None, name: str | No
     module, cls = EXECUTORS[chosen].split(":")
     # a cluster knows its own size (its CPUs) unless FLOWVIZ_WORKERS says; a machine's pool defaults to its CPUs
     default = (settings.workers or None) if chosen in CLUSTER_EXECUTORS else settings.worker_count()
-    return getattr(importlib.import_module(module), cls)(size or default, threads=1, limit_mb=settings.worker_mb)
+    executor = getattr(importlib.import_module(module), cls)(size or default, threads=1, limit_mb=settings.worker_mb)
+    executor.cuda_graphs = settings.cuda_graphs  # passed down with each run: training reads no environment
+    return executor

@@ -50,7 +50,6 @@ class Registry:
         self.unwatched_s = float(unwatched_s if unwatched_s is not None else self.settings.unwatched_s)
         self.cancelled_unwatched = 0
         self._stop = threading.Event()
-        threading.Thread(target=self._reap, name="flowviz-reaper", daemon=True).start()
         self._prestart = self.executor.prestart(1) if prestart else None
         if self.mode != "thread":
             # the cores belong to the training processes (and, on one machine, the browsers): the server's own
@@ -66,6 +65,7 @@ class Registry:
         self._claims: dict[str, set[str]] = {}  # session -> the keys of the one job it holds
         self.replaced = 0  # runs and jobs cancelled because their session started another
         self.started = 0  # runs actually started (for tests and the load benchmark)
+        threading.Thread(target=self._reap, name="flowviz-reaper", daemon=True).start()  # (all fields set)
         atexit.register(self.shutdown)
 
     def ready(self, timeout: float | None = None) -> bool:
@@ -78,11 +78,11 @@ class Registry:
     def _reap(self):
         while not self._stop.wait(min(5.0, max(0.1, self.unwatched_s / 4))):
             now = time.time()
-            with self._lock:
-                idle = [r for r in self._runs.values()
+            with self._lock:  # runs and jobs (a sweep: its tasks on the workers stop with it)
+                idle = [r for r in (*self._runs.values(), *self._jobs.values())
                         if not r.finished and not r.cancel.is_set() and now - r.last_seen > self.unwatched_s]
             for r in idle:
-                log.info("cancelling run %s: nobody has watched it for %.0f s", r.key, now - r.last_seen)
+                log.info("cancelling %s: nobody has watched it for %.0f s", r.key, now - r.last_seen)
                 r.cancel.set()
                 self.cancelled_unwatched += 1
 
@@ -186,8 +186,12 @@ class Registry:
             return job
 
     def get_job(self, key: str) -> Job | None:
+        """The job of ``key``, if any; asking counts as watching it (see ``unwatched_s``)."""
         with self._lock:
-            return self._jobs.get(key)
+            job = self._jobs.get(key)
+            if job is not None:
+                job.last_seen = time.time()
+            return job
 
     def _evict(self):
         finished = [k for k, r in self._runs.items() if r.finished]
