@@ -111,6 +111,7 @@ def test_estimate_is_within_a_factor_2_of_measured_time_and_peak_memory(measured
     assert compared >= 12  # steps long enough to time
 
 
+@pytest.mark.alone  # shares the measured fixture with the test above: measured once, in the alone part
 def test_the_heaviest_measured_config_is_heavy_in_memory_too(measured):
     """The test is not won by the fixed base alone: one config needs several hundred MB over it, and the
     estimate tracks that part within a factor of 2 as well."""

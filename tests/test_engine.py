@@ -9,7 +9,9 @@ import threading
 
 import pytest
 import torch
+from tiny import SMALL
 
+import flowviz
 import flowviz.training.graphs as graphs
 from flowviz.training.engine import Engine
 
@@ -138,3 +140,24 @@ def test_a_divergence_is_marked_at_the_step_before_and_the_rest_go_on():
     assert math.isnan(marks[1].diverged) and marks[0].diverged is None and marks[2].diverged is None
     single, _ = _engine(nan_at={0: 7})
     assert [(m.step, m.done) for m in single.run(10, log_every=5)] == [(5, False), (6, True)]  # nothing after
+
+
+@pytest.mark.parametrize("optimizer, weight_decay", [("adam", 0.0), ("adam", 0.01), ("sgd", 0.1)])
+def test_the_foreach_optimiser_gives_the_default_loops_weights_bit_for_bit(monkeypatch, optimizer, weight_decay):
+    """make_optimizer asks for the multi-tensor update (fewer kernels): the same numbers as torch's default."""
+    from flowviz.training import engine as eng
+    from flowviz.training import train as tr
+
+    cfg = SMALL.replace(optimizer=optimizer, weight_decay=weight_decay, lr=0.05)
+    fast = flowviz.train(cfg).model.state_dict()
+    made = []
+
+    def loop(config, params, **options):
+        made.append(eng.make_optimizer(config, params, **{**options, "foreach": False}))
+        return made[-1]
+
+    monkeypatch.setattr(tr, "make_optimizer", loop)
+    slow = flowviz.train(cfg).model.state_dict()
+    assert made and made[0].defaults["foreach"] is False  # the slow run really used the one-tensor loop
+    for k, v in fast.items():
+        assert torch.equal(v, slow[k]), k

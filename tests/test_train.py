@@ -83,3 +83,16 @@ def test_missing_device_is_a_config_error():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="device=cuda"):
             train(SMALL.replace(device="cuda"))
+
+
+@pytest.mark.parametrize("extra", [{}, {"viscosity": 0.2, "mc_samples": 4}, {"lift": 2, "scheme": "rk4"}])
+def test_one_evaluation_pass_per_snapshot_gives_the_two_separate_ones_exactly(extra):
+    """Snapshots score train and test points in one pass (train_iter's evaluate_both): the same numbers as two
+    passes, the Monte-Carlo paths included (common random numbers do not depend on the other points)."""
+    from flowviz.training.train import data_tensors, evaluate, evaluate_both
+
+    r = train(SMALL.replace(**extra))
+    xtr, ytr, xte, yte = data_tensors(r.data, torch.device("cpu"))
+    both = evaluate_both(r.model, torch.cat([xtr, xte]), ytr, yte)
+    assert both == (evaluate(r.model, xtr, ytr), evaluate(r.model, xte, yte))
+    assert r.history[-1]["test_loss"] == both[1][0] and r.history[-1]["train_accuracy"] == both[0][1]

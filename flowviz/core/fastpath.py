@@ -27,6 +27,7 @@ against members run one by one.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import torch
@@ -81,7 +82,11 @@ def pack_lanes(lengths) -> LanePlan:
     For L = 1, 2, 4, ..., 64 this gives two lanes: [64] and [32, 16, 8, 4, 2, 1], so the
     whole sweep runs as 64 batched blocks, the cost of its deepest member plus a little.
     """
-    lengths = [int(L) for L in lengths]
+    return _pack_lanes(tuple(int(L) for L in lengths))  # every forward asks again: the plan is kept
+
+
+@functools.lru_cache(maxsize=256)
+def _pack_lanes(lengths: tuple[int, ...]) -> LanePlan:
     J = max(lengths)
     fill: list[int] = []
     slots = [None] * len(lengths)

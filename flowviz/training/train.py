@@ -123,8 +123,25 @@ def evaluate(model: FlowModel, x: torch.Tensor, y: torch.Tensor) -> tuple[float,
     """(mean cross-entropy, accuracy) of the prediction map u(0, .) on points x (n, 2)."""
     if len(x) == 0:
         return float("nan"), float("nan")
-    p = model.predict_proba(x).clamp_min(1e-12)
+    return _scores(model.predict_proba(x), y)
+
+
+def _scores(p: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of probabilities p (n, classes) against labels y (n,)."""
+    if len(y) == 0:
+        return float("nan"), float("nan")
+    p = p.clamp_min(1e-12)
     return float(F.nll_loss(p.log(), y)), float((p.argmax(1) == y).float().mean())
+
+
+def evaluate_both(model: FlowModel, x_both: torch.Tensor, y_train: torch.Tensor,
+                  y_test: torch.Tensor) -> tuple[tuple[float, float], tuple[float, float]]:
+    """:func:`evaluate` on the training and the test points in one pass over ``x_both`` (n + m, 2), the
+    training points first: one chain of kernels per snapshot instead of two (u(0, .) of a point does not depend
+    on the points evaluated with it, the Monte-Carlo paths included: see FlowModel._mc_samples)."""
+    p = model.predict_proba(x_both)
+    n = len(y_train)
+    return _scores(p[:n], y_train), _scores(p[n:], y_test)
 
 
 def train_iter(config: Config, *, data=None, log_every: int = 10, cancel=None,
@@ -156,12 +173,13 @@ def train_iter(config: Config, *, data=None, log_every: int = 10, cancel=None,
 
     engine = (GraphEngine if graphed else Engine)([params], opt, losses, x=xtr, y=ytr,
                                                   batch_size=config.batch_size, seed=config.seed)
+    x_both = torch.cat([xtr, xte])  # each snapshot evaluates train and test points in one pass
     t0 = time.perf_counter()
     model.train()
     with step_settings(dev, config.batch_size or len(xtr), config.width):
         for mark in engine.run(config.train_steps, log_every=log_every, cancel=cancel):
             model.train(False)
-            tr, te = evaluate(model, xtr, ytr), evaluate(model, xte, yte)
+            tr, te = evaluate_both(model, x_both, ytr, yte)
             model.train()
             state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()} if keep_state else None
             error = None if mark.diverged is None else diverged_message(config, mark.step + 1, mark.diverged)

@@ -19,7 +19,7 @@ from ..core.data import Dataset, make_dataset, split
 from ..core.errors import FlowvizError
 from ..core.presets import preset_info
 from ..serve.runs import Run
-from . import instruments_tab, lecture, links, sweep_tab
+from . import figcache, instruments_tab, lecture, links, sweep_tab
 from .controls import block_formula, make_config, sidebar
 from .dictionary import dictionary
 from .notices import notice
@@ -314,7 +314,7 @@ def view_ui(state: PageState, tabs: list[str]) -> str:
 
 def _chart(fn, v, present: bool, key: str | None = None):
     try:
-        st.plotly_chart(lecture.style(fn(v), present), width="stretch", theme=None, key=key or f"fig_{fn.__name__}")
+        st.plotly_chart(figcache.figure(fn, v, present), width="stretch", theme=None, key=key or f"fig_{fn.__name__}")
     except Exception:  # a figure must never take the page down
         log.exception("figure %s failed", fn.__name__)
         st.error(f"The {fn.__name__} view could not be drawn for this run.")

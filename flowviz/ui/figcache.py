@@ -1,0 +1,46 @@
+"""Built figures shared by every page that shows the same views.
+
+A figure is a pure function of a run's views (and presentation mode), and building one is the largest part of a
+page's script run (Characteristics of the reference config: about 0.5 s of plotly's validation). A lecture hall
+opens one link a hundred times and each open page refreshes its live view once a second, so the figure is
+built once per views object and handed to every session. Figures are never changed after they are built here
+(``st.plotly_chart`` only reads them).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+from . import lecture
+
+KEEP = 32  # figures kept (least recently used out): a few runs x a few views x two presentation modes
+_CACHE: OrderedDict = OrderedDict()
+_LOCK = threading.Lock()
+
+
+def figure(fn, views, present: bool, **kw):
+    """``lecture.style(fn(views, **kw), present)``, built once for this very ``views`` object.
+
+    The key holds the views object itself (not only its id, which Python reuses once an object is freed), so a
+    run's new views never meet an old figure.
+    """
+    key = (id(views), getattr(fn, "__qualname__", repr(fn)), bool(present), tuple(sorted(kw.items())))
+    with _LOCK:
+        hit = _CACHE.get(key)
+        if hit is not None and hit[0] is views:
+            _CACHE.move_to_end(key)
+            return hit[1]
+    fig = lecture.style(fn(views, **kw), present)  # outside the lock: two pages may build it once each at worst
+    with _LOCK:
+        _CACHE[key] = (views, fig)
+        _CACHE.move_to_end(key)
+        while len(_CACHE) > KEEP:
+            _CACHE.popitem(last=False)
+    return fig
+
+
+def clear() -> None:
+    """Forget every figure (tests)."""
+    with _LOCK:
+        _CACHE.clear()
