@@ -12,9 +12,10 @@ PIP := $(BIN)/python -m pip install -q --disable-pip-version-check
 run: $(VENV)/.installed
 	$(BIN)/streamlit run app.py --server.port $(PORT)
 
-# two test processes (pytest-xdist, a file each), then the timing tests alone
+# two test processes (pytest-xdist: a file each, the long files spread, the Ray tests together; tests/conftest.py),
+# then the CPU-timing tests alone
 test: $(VENV)/.dev browser
-	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not alone"
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not alone"
 	$(BIN)/python -m pytest -m alone
 
 install: $(VENV)/.installed

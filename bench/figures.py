@@ -21,8 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import plotly.io as pio  # noqa: E402
 
 import flowviz  # noqa: E402
-from flowviz.plots import FIGURES, INSTRUMENTS  # noqa: E402
+from flowviz.plots import FIGURES, INSTRUMENTS, PROBE_VIEWS  # noqa: E402
 from flowviz.training.analysis import analyse  # noqa: E402
+from flowviz.training.instruments import flow_paths  # noqa: E402
 
 
 def main(argv=None):
@@ -52,7 +53,11 @@ def main(argv=None):
         total, worst = total + size, max(worst, ms)
         print(f"{name:18s} {ms:12.1f} {size:12,d} {5 * sent.count(chr(92) + 'u002f'):17,d}")
     print(f"slowest figure {worst:.0f} ms ({worst / 200:.2f} of 200 ms)")
-    instruments(r, a.reps, base=statistics.median(_times(lambda: FIGURES["characteristics"](v), a.reps)))
+    path = flow_paths(r.model, [[0.5, 0.25]])[:, 0].numpy()  # a probe (link probe=0.5,0.25): every view marks it
+    extra = {name: len(pio.to_json(fn(v, probe_path=path), validate=False).encode()) -
+             len(pio.to_json(fn(v), validate=False).encode()) for name, fn in shown.items() if fn in PROBE_VIEWS}
+    print("bytes a probe adds: " + ", ".join(f"{n} {b:,d}" for n, b in extra.items()))
+    instruments(r, v, a.reps, base=statistics.median(_times(lambda: FIGURES["characteristics"](v), a.reps)))
     print(f"total {total / 1e6:.2f} MB; ratio to the 1.5 MB target = {total / 1.5e6:.2f}")  # the page's views
 
 
@@ -65,29 +70,49 @@ def _times(fn, reps):
     return out
 
 
-def instruments(r, reps: int, base: float):
-    """Issue 15's instruments: the computation behind each (done once per run, the probe once per click) and the
-    figure's build from it, in ms (medians), and the bytes sent. Target: the figure within 300 ms of the click."""
+def instruments(r, v, reps: int, base: float):
+    """Issue 15's instruments on the finished run: the computation behind each in this process (what the page
+    did on the first click before), the same made by a worker process (what a finished run shown by a page
+    now has before any click: ``Executor.instruments``), and the time from the click to the figure: for the
+    probe its computation, for the others the figure's build from the worker's object, each with the JSON the
+    browser receives (medians, ms). Target: the figure within 300 ms of the click."""
+    import torch
+
+    from flowviz.serve.executor import make_executor
+    from flowviz.serve.settings import Settings
     from flowviz.training import instruments as ins
-    from flowviz.training import volume as vol
+    from flowviz.training.prepared import PREPARED
 
     m, d = r.model, r.data
+    torch.set_num_threads(1)  # as the server's own work (FLOWVIZ_SERVER_THREADS) and each worker
     compute = {"probe": lambda: ins.probe_data(m, (0.5, 0.25)),
-               "stability": lambda: ins.stability_data(m, d.x, d.y), "volume": lambda: vol.volume_data(m, d),
-               "transport_grid": lambda: ins.transport_comparison(m, d.extent()),
-               "adjoint": lambda: ins.adjoint_data(m, d.x, d.y, with_continuous=True)}
-    print(f"{'instrument':18s} {'compute ms':>11s} {'build ms':>9s} {'bytes':>10s}   (characteristics builds in "
-          f"{base:.0f} ms in this run)")
+               **{name: (lambda f=PREPARED[key]: f(m, d, v.extent)) for name, key in PREPARED_OF.items()}}
+    ex = make_executor(Settings(), size=1, name="process")
+    try:
+        ex.instruments(m, d, extent=v.extent, names=["stability"])  # a started worker, as a server keeps them
+        t = time.perf_counter()
+        made, _ = ex.instruments(m, d, extent=v.extent)
+        worker_s = time.perf_counter() - t
+    finally:
+        ex.shutdown()
+    print(f"{'instrument':18s} {'compute ms':>11s} {'build ms':>9s} {'click ms':>9s} {'bytes':>10s}   "
+          f"(characteristics builds in {base:.0f} ms in this run)")
     worst = 0.0
     for name, fn in INSTRUMENTS.items():
-        obj = compute[name]()
+        obj = compute[name]() if name == "probe" else made[PREPARED_OF[name]]
         tc = statistics.median(_times(compute[name], max(1, reps // 2)))
         tb = statistics.median(_times(lambda: fn(obj), reps))
+        click = (lambda: fn(compute[name]())) if name == "probe" else (lambda: fn(obj))
+        tk = statistics.median(_times(lambda: pio.to_json(click(), validate=False), reps))
         size = len(fn(obj).to_json().encode())
-        worst = max(worst, tb + (tc if name == "probe" else 0))
-        print(f"{name:18s} {tc:11.0f} {tb:9.0f} {size:10,d}")
+        worst = max(worst, tk)
+        print(f"{name:18s} {tc:11.0f} {tb:9.0f} {tk:9.0f} {size:10,d}")
+    print(f"instruments prepared by a worker process in {worker_s:.2f} s once the run is shown")
     print(f"instruments: slowest click-to-figure {worst:.0f} ms; {worst / 300:.2f} of 300 ms, "
           f"{worst / base:.2f} x the characteristics figure")
+
+
+PREPARED_OF = {"stability": "stability", "volume": "volume", "transport_grid": "grid", "adjoint": "adjoint"}
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ TINY = tiny.cli_sets(tiny.TINY)
     pytest.param("bench/first_picture.py", ["--reps", "1", *TINY], marks=pytest.mark.browser),
     pytest.param("bench/first_picture.py", ["--reps", "1", "--prebuilt", "--preset", "folding", *TINY],
                  marks=pytest.mark.browser),
+    pytest.param("bench/instrument_click.py", ["--reps", "1", *TINY], marks=pytest.mark.browser),
     # phase 4 with the default budget (both hard-limit links refused at once): with it lifted, two hard-limit runs
     # took both cores for two minutes beside the rest of the suite; bench/README.md quotes the lifted phase
     pytest.param("bench/load.py", ["--sessions", "3", "--cycles", "3", "--steps", "30", "--heavy-budget"],
@@ -28,7 +29,7 @@ TINY = tiny.cli_sets(tiny.TINY)
                                         "--set", "n_samples=100"], marks=pytest.mark.browser),
 ])
 def test_benchmark_runs_and_prints_its_ratio(script, args, root):
-    if script.endswith(("first_picture.py", "streaming.py", "load.py")):
+    if script.endswith(("first_picture.py", "streaming.py", "load.py", "instrument_click.py")):
         if not os.path.exists("/usr/bin/chromium"):  # the browser tests say so loudly; these just skip
             pytest.skip("BENCHMARK NOT RUN: /usr/bin/chromium is missing")
     p = subprocess.run([sys.executable, script, *args], cwd=root, capture_output=True, text=True, timeout=600)

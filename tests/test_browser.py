@@ -1,13 +1,11 @@
 """A real headless Chromium against a live `streamlit run app.py`: what a person sees."""
 
 import os
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 
 import pytest
+from tiny import LiveServer
 
 from flowviz import Config
 
@@ -19,12 +17,6 @@ VIEWS = ["characteristics", "decision", "transport", "velocity", "diagnostics", 
 pytestmark = pytest.mark.browser
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(root):
     if not os.path.exists(CHROMIUM):
@@ -33,28 +25,8 @@ def server(root):
         if os.environ.get("CI"):
             pytest.fail(msg)
         pytest.skip(msg)
-    port = _free_port()
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                             "--server.headless", "true", "--server.address", "127.0.0.1",
-                             "--browser.gatherUsageStats", "false"], cwd=root, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(120):
-        try:
-            urllib.request.urlopen(url + "/_stcore/health", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.25)
-    else:
-        proc.kill()
-        pytest.fail("streamlit did not start")
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    with LiveServer() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -192,8 +164,8 @@ def test_a_scenario_link_in_presentation_mode(server, browser, root, scenario, v
     page.close()
 
 
-@pytest.mark.parametrize("size", [(1280, 720), (1920, 1080)])
-@pytest.mark.parametrize("present", ["0", "1"])
+# presentation mode in the projector's 1280 x 720 frame (the tight case), the normal page at 1920 x 1080
+@pytest.mark.parametrize("size, present", [((1280, 720), "1"), ((1920, 1080), "0")])
 def test_rings_lift_opens_on_the_3d_view_of_the_lifted_space(server, browser, root, size, present):
     out = root / "test-artifacts"
     out.mkdir(exist_ok=True)

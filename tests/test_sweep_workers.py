@@ -202,9 +202,9 @@ def test_cli_sweep_json_is_the_same_with_one_or_two_worker_processes(tmp_path, r
     for workers in ("1", "2"):
         out = tmp_path / f"w{workers}"
         p = subprocess.run([sys.executable, "-m", "flowviz", "sweep", "--preset", "moons", "--set", "n_samples=150",
-                            "--set", "train_steps=15", "--vary", "n_steps=1,2,4", "--transfer-to", "8", "--coarse-to-fine", "2:4",
-                            "--workers", workers, "--out", str(out)], cwd=root, capture_output=True, text=True,
-                           timeout=300)
+                            "--set", "train_steps=15", "--vary", "n_steps=1,2,4", "--transfer-to", "8",
+                            "--coarse-to-fine", "2:4", "--workers", workers, "--out", str(out)], cwd=root,
+                           capture_output=True, text=True, timeout=300)
         assert p.returncode == 0, p.stderr
         d = json.loads((out / "sweep.json").read_text())
         d.pop("wall_s")

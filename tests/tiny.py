@@ -33,3 +33,57 @@ def wait_for(pred, timeout: float = 60) -> bool:
             return True
         time.sleep(0.02)
     return False
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    """A `streamlit run app.py` on a free loopback port (``with LiveServer(env=...) as url``), its output in
+    ``self.log``; started once its health check answers (within ``wait_s``), ended on leaving."""
+
+    def __init__(self, env: dict | None = None, wait_s: float = 60.0):
+        import tempfile
+
+        self.env, self.wait_s = env or {}, wait_s
+        self.log = Path(tempfile.mkdtemp()) / "streamlit.log"
+
+    def __enter__(self) -> str:
+        import os
+        import subprocess
+        import sys
+        import urllib.request
+
+        port = free_port()
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
+        self.proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                                      "--server.headless", "true", "--server.address", "127.0.0.1",
+                                      "--browser.gatherUsageStats", "false"], cwd=ROOT, env=env,
+                                     stdout=open(self.log, "w"), stderr=subprocess.STDOUT)
+        self.url = f"http://127.0.0.1:{port}"
+
+        def healthy():
+            try:
+                urllib.request.urlopen(self.url + "/_stcore/health", timeout=1)
+                return True
+            except OSError:
+                return self.proc.poll() is not None  # it died: stop waiting
+
+        if not wait_for(healthy, self.wait_s) or self.proc.poll() is not None:
+            self.__exit__()
+            raise RuntimeError(f"streamlit did not start: {self.log.read_text()[-2000:]}")
+        return self.url
+
+    def __exit__(self, *exc) -> None:
+        import subprocess
+
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()

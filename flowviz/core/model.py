@@ -19,6 +19,7 @@ from .errors import ConfigError
 from .fastpath import euler_two_layer
 from .fields import FIELDS
 from .solvers import REFERENCE_ATOL, REFERENCE_RTOL, STEPPERS, Tableau, integrate, reference_solution
+from .threads import threads_that_pay
 from .timegrid import n_slots, partition, slot_of_time, weight_matrix
 
 __all__ = ["FlowModel", "build_model", "trained_loss"]
@@ -269,8 +270,9 @@ class FlowModel(nn.Module):
         jumps = {"per_step": self.times[1:-1],
                  "continuous": np.linspace(0, c.horizon, c.knots)[1:-1]}.get(c.time_mode)
         double = self.double_copy()
-        return reference_solution(double.vector_field, xt.double(), self.times, jumps=jumps, rtol=rtol,
-                                  atol=atol).cpu().numpy()
+        with threads_that_pay(len(xt), c.width, self.device):  # hundreds of small float64 steps: one thread
+            return reference_solution(double.vector_field, xt.double(), self.times, jumps=jumps, rtol=rtol,
+                                      atol=atol).cpu().numpy()
 
     def double_copy(self) -> FlowModel:
         import copy

@@ -36,7 +36,11 @@ FIGURES = {  # every view by name (scenario files name them in side_figures)
     "folding": folding,
 }
 
-__all__ = ["INSTRUMENTS", "probe", "stability", "volume", "transport_grid", "adjoint",
+# the views that mark the probe's path when given ``probe_path=`` (L+1, d): those of the plane and of the lifted
+# space (the diagnostics are per block, not per point)
+PROBE_VIEWS = frozenset({characteristics, decision, transport, spacetime, velocity, lifted})
+
+__all__ = ["INSTRUMENTS", "PROBE_VIEWS", "probe", "stability", "volume", "transport_grid", "adjoint",
            "FIGURES", "characteristics", "decision", "transport", "spacetime", "velocity", "learning_curves",
            "diagnostics", "weights", "presentation", "samples", "lifted",
            "folding", "convergence"]

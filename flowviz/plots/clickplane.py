@@ -10,6 +10,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from .figures import PALETTE, _equal_axes, _f32, _layout, _surface_trace
+from .probepath import probe_traces
 
 __all__ = ["click_plane", "GRID_NAME"]
 
@@ -36,12 +37,8 @@ def click_plane(extent, *, data=None, surface=None, drawn=None, probe_path=None,
             fig.add_trace(go.Scatter(x=_f32(x[m, 0]), y=_f32(x[m, 1]), mode="markers", name=f"drawn, class {c}",
                                      marker=dict(color=PALETTE[int(c)], size=11, symbol="diamond",
                                                  line=dict(color="black", width=1))))
-    if probe_path is not None:
-        fig.add_trace(go.Scatter(x=_f32(probe_path[:, 0]), y=_f32(probe_path[:, 1]), mode="lines+markers",
-                                 name="probe path", line=dict(color="black", width=2), marker=dict(size=4)))
-        fig.add_trace(go.Scatter(x=[float(probe_path[0, 0])], y=[float(probe_path[0, 1])], mode="markers",
-                                 name="probe x_0", marker=dict(symbol="star", size=18, color=PALETTE[5],
-                                                               line=dict(color="black", width=1))))
+    if probe_path is not None:  # drawn as every view draws it, starred at the start point x_0
+        fig.add_traces(probe_traces(probe_path, 0, label="x_0", star_legend=True))
     g1 = np.linspace(extent[0], extent[1], res)
     g2 = np.linspace(extent[2], extent[3], res)
     G1, G2 = np.meshgrid(g1, g2)

@@ -8,14 +8,17 @@ from dataclasses import replace
 import numpy as np
 import plotly.graph_objects as go
 
-from .figures import PALETTE, _dims_note, _equal_axes, _f32, _frame_slider, _layout, _views
+from .figures import PALETTE, TOP_LEGEND, _dims_note, _equal_axes, _f32, _frame_slider, _layout, _note, _views
+from .probepath import probe_point, probe_traces
 
 __all__ = ["velocity", "folding"]
 
 
-def velocity(obj) -> go.Figure:
+def velocity(obj, *, probe_path=None) -> go.Figure:
     """V_k = v(t_k, .) as arrows over its magnitude |V_k|, with a slider over k.
 
+    With ``probe_path`` (L+1, d): the probe's path, starred in frame k at x_(k-1), the point block k's field
+    acts on (x_k = x_(k-1) + s_k V_k(x_(k-1)) for Euler): the arrow under the star points along the path.
     For the plain net (x_k = V_k(x_(k-1)), no shortcut) the arrows are the displacement V_k(x) - x: a plain block
     is a map that moves x to V_k(x), not a small step along a field.
     """
@@ -44,13 +47,19 @@ def velocity(obj) -> go.Figure:
     ax, ay = arrows(sel[0])
     fig = go.Figure(data=[heat(sel[0]), go.Scatter(x=ax, y=ay, mode="lines", line=dict(color="#222222", width=1.5),
                                                    name=name, hoverinfo="skip")])
+    moving = [0, 1]
+    if probe_path is not None:  # the path stays; the star marks x_(k-1), where V_k acts
+        fig.add_traces(probe_traces(probe_path, int(vel.ks[sel[0]]) - 1, label="x_(k−1)"))
+        moving.append(len(fig.data) - 1)
     frames = []
     for i in sel:
         k = vel.ks[i]
         ax, ay = arrows(i)
         # a frame carries only what changes: the heat's z and the arrows
-        frames.append(go.Frame(name=str(int(k)), data=[go.Heatmap(z=_f32(mags[i])), go.Scatter(x=ax, y=ay)],
-                               traces=[0, 1],
+        data = [go.Heatmap(z=_f32(mags[i])), go.Scatter(x=ax, y=ay)]
+        if probe_path is not None:
+            data.append(probe_point(probe_path, int(k) - 1, full=False))
+        frames.append(go.Frame(name=str(int(k)), data=data, traces=moving,
                                layout=dict(title_text=f"{what} at k = {int(k)}, "
                                                       f"t_k = {vel.t[i]:.3g}{_dims_note(v, name)}")))
     fig.frames = frames
@@ -58,8 +67,11 @@ def velocity(obj) -> go.Figure:
     _equal_axes(fig)
     fig.update_xaxes(range=[float(vel.x1[0]), float(vel.x1[-1])])
     fig.update_yaxes(range=[float(vel.x2[0]), float(vel.x2[-1])])
-    return _layout(fig, f"{what} at k = {int(vel.ks[0])}{_dims_note(v, name)}", height=660,
-                   sliders=sliders, updatemenus=menus)
+    _layout(fig, f"{what} at k = {int(vel.ks[0])}{_dims_note(v, name)}", height=660, sliders=sliders,
+            updatemenus=menus)
+    if probe_path is not None:  # a legend now (the field, the probe): above the plot, clear of the slider
+        fig.update_layout(legend=TOP_LEGEND, margin=dict(t=100))
+    return fig
 
 
 def _arrows(x, y, u, w, head: float = 0.3, angle: float = np.pi / 9):
@@ -86,11 +98,9 @@ def folding(obj) -> go.Figure:
     """
     v = _views(obj)
     f = v.folding
-    fig = go.Figure()
     if f is None:
-        fig.add_annotation(text="computed once training has finished", showarrow=False, x=0.5, y=0.5,
-                           xref="paper", yref="paper", font=dict(size=16))
-        return _layout(fig, "Step size of the derivative: |s_k DV_k|", height=300)
+        return _note("computed once training has finished", "Step size of the derivative: |s_k DV_k|")
+    fig = go.Figure()
     k = np.arange(1, len(f.max_norm) + 1)
     eig = np.where(np.isfinite(f.min_eig), f.min_eig, np.nan)
     fig.add_trace(go.Bar(x=k, y=_f32(f.max_norm), name="max |A_k|₂ over the points", marker_color=PALETTE[0]))

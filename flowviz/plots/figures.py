@@ -11,6 +11,7 @@ from ..training.analysis import FlowViews, analyse
 from ..training.lifted import slice_name
 from .encoding import FULL_HD, PROB_TOP, half_pixel, prob_bytes, simplify
 from .encoding import segments as _segments
+from .probepath import probe_point, probe_traces, probe_traces_3d
 
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
@@ -33,6 +34,13 @@ def _layout(fig: go.Figure, title: str, height: int = 620, **kw) -> go.Figure:
                       margin=dict(l=60, r=20, t=60, b=50), template="plotly_white",
                       legend=dict(orientation="h", yanchor="top", y=-0.12, xanchor="left", x=0), **kw)
     return fig
+
+
+def _note(text: str, title: str, height: int = 300, size: int = 16) -> go.Figure:
+    """A figure that only says, in its middle, why there is nothing to draw (yet)."""
+    fig = go.Figure()
+    fig.add_annotation(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper", font=dict(size=size))
+    return _layout(fig, title, height=height)
 
 
 def _equal_axes(fig, row=None, col=None, x="x<sub>1</sub>", y="x<sub>2</sub>"):
@@ -112,8 +120,9 @@ def _frame_slider(ks, t, prefix="k"):
     return [slider], [play]
 
 
-def characteristics(obj) -> go.Figure:
-    """The characteristics x_0 -> x_L over u(t_k, .), with the deformed grid; one animation frame per step k."""
+def characteristics(obj, *, probe_path=None) -> go.Figure:
+    """The characteristics x_0 -> x_L over u(t_k, .), with the deformed grid; one animation frame per step k.
+    With ``probe_path`` (L+1, d): the probe's whole path, and its point x_k in each frame (:mod:`.probepath`)."""
     v = _views(obj)
     ch, s, ks = v.characteristics, v.surfaces, v.surfaces.ks
     C = s.u.shape[-1]
@@ -134,13 +143,19 @@ def characteristics(obj) -> go.Figure:
         traces.append(go.Scatter(x=_f32(ch.x[ks[0], groups[c], 0]), y=_f32(ch.x[ks[0], groups[c], 1]),
                                  mode="markers", name=names[c],
                                  marker=dict(color=PALETTE[c], size=8, line=dict(color="white", width=1))))
+    moving = [0, 1] + list(range(n_static, n_static + C))
+    if probe_path is not None:  # the path stays; its star moves with the frames
+        traces += probe_traces(probe_path, int(ks[0]))
+        moving.append(len(traces) - 1)
     frames = []
     for i, k in enumerate(ks):
         # a frame carries only what changes: the surface's z (its axes, scale and colour bar stay)
         data = [go.Heatmap(z=_surface_z(s.u[i])), go.Scatter(x=gx[i][0], y=gx[i][1])]
         groups = point_groups(v, i)[0]
         data += [go.Scatter(x=_f32(ch.x[k, groups[c], 0]), y=_f32(ch.x[k, groups[c], 1])) for c in range(C)]
-        frames.append(go.Frame(name=str(int(k)), data=data, traces=[0, 1] + list(range(n_static, n_static + C)),
+        if probe_path is not None:
+            data.append(probe_point(probe_path, int(k), full=False))
+        frames.append(go.Frame(name=str(int(k)), data=data, traces=moving,
                                layout=dict(title_text=_char_title(v, k))))
     fig = go.Figure(data=traces, frames=frames)
     sliders, menus = _frame_slider(ks, v.t)
@@ -183,8 +198,10 @@ def samples(data, height: int = 680) -> go.Figure:
     return fig.update_layout(legend=TOP_LEGEND, margin=dict(t=100))
 
 
-def decision(obj) -> go.Figure:
-    """F = u(0, .) on the input plane with train/test points (misclassified ringed), beside f on the output space."""
+def decision(obj, *, probe_path=None) -> go.Figure:
+    """F = u(0, .) on the input plane with train/test points (misclassified ringed), beside f on the output space.
+    With ``probe_path`` (L+1, d): the probe's path on both, starred at x_0 (left) and x_L (right):
+    F(x_0) = f(x_L) for eps = 0."""
     v = _views(obj)
     ds, s, o = v.data, v.surfaces, v.output_surface
     right = "f = u(T, ·) on the output space, x_L"
@@ -215,6 +232,11 @@ def decision(obj) -> go.Figure:
         fig.add_trace(go.Scatter(x=_f32(ds.x[wrong, 0]), y=_f32(ds.x[wrong, 1]), mode="markers",
                                  marker=dict(symbol="circle-open", size=14, color="#d00000", line=dict(width=2)),
                                  name=f"misclassified ({int(wrong.sum())})"), 1, 1)
+    if probe_path is not None:
+        L = len(probe_path) - 1
+        for col, (k, label) in enumerate(((0, "x_0"), (L, "x_L")), 1):
+            for tr in probe_traces(probe_path, k, label=label, legend=col == 1, star_legend=True):
+                fig.add_trace(tr, 1, col)
     e = ds.extent()
     fig.update_xaxes(range=[e[0], e[1]], title_text="x<sub>1</sub>", row=1, col=1)
     fig.update_yaxes(range=[e[2], e[3]], title_text="x<sub>2</sub>", scaleanchor="x", row=1, col=1)
@@ -228,8 +250,10 @@ def decision(obj) -> go.Figure:
     return fig.update_layout(margin=dict(t=105)) if mc_note(v) else fig
 
 
-def transport(obj, panels: int = 6) -> go.Figure:
-    """u(t_k, .) as k goes from L down to 0: the terminal value f transported back to the input (small multiples)."""
+def transport(obj, panels: int = 6, *, probe_path=None) -> go.Figure:
+    """u(t_k, .) as k goes from L down to 0: the terminal value f transported back to the input (small multiples).
+    With ``probe_path`` (L+1, d): the probe's path on each panel, starred at its x_k (for eps = 0 and p = 0,
+    u(t_k, x_k) is one colour)."""
     v = _views(obj)
     s = v.surfaces
     idx = np.unique(np.round(np.linspace(len(s.ks) - 1, 0, min(panels, len(s.ks)))).astype(int))[::-1]
@@ -240,6 +264,11 @@ def transport(obj, panels: int = 6) -> go.Figure:
     for j, i in enumerate(idx):
         r, c = j // cols + 1, j % cols + 1
         fig.add_trace(_surface_trace(v, s.u[i], s.x1, s.x2, showscale=j == 0), r, c)
+        if probe_path is not None:  # within the surface's box (the path may leave it)
+            for tr in probe_traces(probe_path, int(s.ks[i]), legend=j == 0):
+                fig.add_trace(tr, r, c)
+            fig.update_xaxes(range=[float(s.x1[0]), float(s.x1[-1])], row=r, col=c)
+            fig.update_yaxes(range=[float(s.x2[0]), float(s.x2[-1])], row=r, col=c)
         fig.update_xaxes(title_text="x<sub>1</sub>" if r == rows else None, row=r, col=c)
         fig.update_yaxes(title_text="x<sub>2</sub>" if c == 1 else None, scaleanchor=f"x{j + 1 if j else ''}",
                          row=r, col=c)
@@ -249,8 +278,9 @@ def transport(obj, panels: int = 6) -> go.Figure:
                    height=340 * rows + 40)
 
 
-def spacetime(obj) -> go.Figure:
-    """Characteristics in space-time (x1, x2, t); with a lift, in the first three coordinates (x1, x2, x3)."""
+def spacetime(obj, *, probe_path=None) -> go.Figure:
+    """Characteristics in space-time (x1, x2, t); with a lift, in the first three coordinates (x1, x2, x3).
+    With ``probe_path`` (L+1, d): the probe's path in the same coordinates."""
     v = _views(obj)
     ch = v.characteristics
     lifted = ch.x.shape[-1] >= 3
@@ -269,6 +299,10 @@ def spacetime(obj) -> go.Figure:
         line = np.concatenate([paths, np.full((m, 1, 3), np.nan)], 1)[keep]  # kept vertices, NaN between paths
         fig.add_trace(go.Scatter3d(x=_f32(line[:, 0]), y=_f32(line[:, 1]), z=_f32(line[:, 2]), mode="lines",
                                    line=dict(color=PALETTE[c], width=2), opacity=0.6, name=f"class {c}"))
+    if probe_path is not None:
+        pp = np.asarray(probe_path)
+        for tr in probe_traces_3d(np.c_[pp[:, :2], pp[:, 2:3] if lifted else ch.t[:, None]], None):
+            fig.add_trace(tr)
     ztitle = "x<sub>3</sub>" if lifted else "t"
     fig.update_layout(scene=dict(xaxis_title="x<sub>1</sub>", yaxis_title="x<sub>2</sub>", zaxis_title=ztitle,
                                  aspectmode="manual", aspectratio=dict(zip("xyz", aspect.tolist()))))

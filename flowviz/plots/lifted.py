@@ -11,7 +11,8 @@ import numpy as np
 import plotly.graph_objects as go
 
 from ..training.lifted import LiftedSpace, slice_name
-from .figures import PALETTE, _f32, _frame_slider, _layout, _views
+from .figures import PALETTE, _f32, _frame_slider, _layout, _note, _views
+from .probepath import probe_point_3d, probe_traces_3d
 
 __all__ = ["lifted", "lifted_title"]
 
@@ -53,9 +54,10 @@ def _points(ls: LiftedSpace, i: int, c: int, *, first: bool) -> go.Scatter3d:
     return tr
 
 
-def lifted(obj) -> go.Figure:
+def lifted(obj, *, probe_path=None) -> go.Figure:
     """3-D view of a lifted run (lift >= 1): x_k in its first three coordinates over the surface {u(t_k, .) = 1/2}
     (C > 2: where the top two classes tie), one browser-side frame per k with a slider and a play button.
+    With ``probe_path`` (L+1, d): the probe's path in the same coordinates, its point x_k in each frame.
 
     At k = L the surface is the plane where the linear f changes class; at k = 0 its trace on x_3 = 0 is the
     decision boundary on the input plane.
@@ -63,15 +65,19 @@ def lifted(obj) -> go.Figure:
     v = _views(obj)
     ls = v.lifted
     if ls is None:
-        fig = go.Figure()
-        fig.add_annotation(text="no lift (p = 0): the flow acts in the plane; set lift ≥ 1 to see R^(2+p)",
-                           showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper", font=dict(size=18))
-        return _layout(fig, "Lifted space", height=300)
+        return _note("no lift (p = 0): the flow acts in the plane; set lift ≥ 1 to see R^(2+p)", "Lifted space",
+                     size=18)
     classes = [c for c in range(int(ls.y.max()) + 1) if (ls.y == c).any()]
     traces = _surfaces(ls, 0, first=True) + [_points(ls, 0, c, first=True) for c in classes]
+    moving = list(range(len(traces)))
+    pp = None if probe_path is None else np.asarray(probe_path)[:, :3]
+    if pp is not None:  # the path stays; its point x_k moves with the frames
+        traces += probe_traces_3d(pp, int(ls.ks[0]))
+        moving.append(len(traces) - 1)
     frames = [go.Frame(name=str(int(k)), data=_surfaces(ls, i, first=False) +
-                       [_points(ls, i, c, first=False) for c in classes],
-                       traces=list(range(len(traces))), layout=dict(title_text=lifted_title(ls, i)))
+                       [_points(ls, i, c, first=False) for c in classes] +
+                       ([probe_point_3d(pp, int(k), full=False)] if pp is not None else []),
+                       traces=moving, layout=dict(title_text=lifted_title(ls, i)))
               for i, k in enumerate(ls.ks)]
     fig = go.Figure(data=traces, frames=frames)
     sliders, menus = _frame_slider(ls.ks, v.t)

@@ -17,7 +17,8 @@ from ..training.analysis import FlowViews
 from ..training.lifted import slice_name
 from ..training.sweep import CoarseToFine, SweepResult
 from .convergence import convergence, slope_guides
-from .figures import PALETTE, _equal_axes, _f32, _layout, _segments, _surface_trace, mc_note, point_groups
+from .figures import PALETTE, _equal_axes, _f32, _layout, _note, _segments, _surface_trace, mc_note, point_groups
+from .probepath import probe_point, probe_traces
 
 __all__ = ["SWEEP_FIGURES", "sweep_metrics", "sweep_surfaces", "sweep_error", "sweep_convergence", "sweep_conditions",
            "sweep_transfer",
@@ -162,11 +163,9 @@ def sweep_conditions(s: SweepResult) -> go.Figure:
 def sweep_transfer(s: SweepResult) -> go.Figure:
     """Depth transfer: accuracy of the model trained at L (rows) evaluated at L' (columns)."""
     t = s.transfer
-    fig = go.Figure()
     if t is None:
-        fig.add_annotation(text="depth transfer needs a sweep over n_steps", showarrow=False, x=0.5, y=0.5,
-                           xref="paper", yref="paper", font=dict(size=16))
-        return _layout(fig, "Depth transfer", height=300)
+        return _note("depth transfer needs a sweep over n_steps", "Depth transfer")
+    fig = go.Figure()
     acc = t.accuracy
     text = [["—" if not np.isfinite(v) else f"{v:.3f}" for v in row] for row in acc]
     fig.add_trace(go.Heatmap(z=_f32(acc), x=[str(v) for v in t.evaluated], y=[str(v) for v in t.trained],
@@ -184,9 +183,13 @@ def _nearest_frame(ks_t: np.ndarray, t: float) -> int:
     return int(np.argmin(np.abs(ks_t - t)))
 
 
-def side_by_side(a: FlowViews, b: FlowViews, titles: tuple[str, str] | None = None) -> go.Figure:
-    """Two runs' characteristics with one shared slider over t in [0, T]: both panels show the same time."""
+def side_by_side(a: FlowViews, b: FlowViews, titles: tuple[str, str] | None = None, *,
+                 probe_paths: tuple | None = None) -> go.Figure:
+    """Two runs' characteristics with one shared slider over t in [0, T]: both panels show the same time.
+    With ``probe_paths`` (each run's path of one probe, (L+1, d), or None): each panel marks its run's path,
+    starred at the step it shows."""
     views = (a, b)
+    paths = tuple(probe_paths) if probe_paths is not None else (None, None)
     titles = titles or tuple(f"L = {v.config.n_steps}, {v.config.scheme}, T = {v.config.horizon:g}" for v in views)
     titles = tuple(t + (f"<br>u on the slice {slice_name(v.config.dim)}; points by their own u(t, x)"
                         if v.config.dim > 2 else "") for t, v in zip(titles, views))
@@ -199,14 +202,14 @@ def side_by_side(a: FlowViews, b: FlowViews, titles: tuple[str, str] | None = No
     static = []
     per_panel = []  # trace indices that move, per panel
 
-    def panel_data(v, i):
+    def panel_data(v, i, pp):
         ch, s = v.characteristics, v.surfaces
         k = int(s.ks[i])
         C = s.u.shape[-1]
         data = [_surface_trace(v, s.u[i], s.x1, s.x2, showscale=False)]
         groups = point_groups(v, i)[0]
         data += [go.Scatter(x=_f32(ch.x[k, groups[c], 0]), y=_f32(ch.x[k, groups[c], 1])) for c in range(C)]
-        return data
+        return data + ([probe_point(pp, k, full=False)] if pp is not None else [])
 
     for col, v in enumerate(views, 1):
         ch, s = v.characteristics, v.surfaces
@@ -219,6 +222,11 @@ def side_by_side(a: FlowViews, b: FlowViews, titles: tuple[str, str] | None = No
                                      marker=dict(color=PALETTE[c], size=7, line=dict(color="white", width=0.5)),
                                      name=f"class {c}", showlegend=col == 1, legendgroup=str(c)), 1, col)
         per_panel.append(list(range(start, len(fig.data))))
+        pp = paths[col - 1]
+        if pp is not None:  # the path stays; its star moves with the frames
+            for tr in probe_traces(pp, int(s.ks[0]), legend=col == 1 or paths[0] is None):
+                fig.add_trace(tr, 1, col)
+            per_panel[-1].append(len(fig.data) - 1)
         for c in range(C):  # faint full paths
             px, py = _segments(np.transpose(ch.x[:, ch.y == c, :2], (1, 0, 2)))
             fig.add_trace(go.Scatter(x=px, y=py, mode="lines", line=dict(color=PALETTE[c], width=1), opacity=0.25,
@@ -232,9 +240,9 @@ def side_by_side(a: FlowViews, b: FlowViews, titles: tuple[str, str] | None = No
     frames = []
     for t in ts:
         data, traces = [], []
-        for v, idx in zip(views, per_panel):
+        for v, idx, pp in zip(views, per_panel, paths):
             i = _nearest_frame(v.surfaces.t, min(t, float(v.t[-1])))
-            data += panel_data(v, i)
+            data += panel_data(v, i, pp)
             traces += idx
         frames.append(go.Frame(name=f"{t:.4g}", data=data, traces=traces))
     fig.frames = frames

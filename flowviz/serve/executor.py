@@ -26,12 +26,17 @@ from collections.abc import Callable, Iterator
 from ..core.config import Config
 from ..core.data import Dataset
 from ..training.train import Snapshot
+from .measure import measured
 from .protocol import TaskFailed, WorkerDied, decode, encode, request, snapshot_from
 from .settings import Settings
 
-__all__ = ["Lease", "Executor", "EXECUTORS", "make_executor", "WorkerDied"]
+__all__ = ["Lease", "Executor", "EXECUTORS", "make_executor", "WorkerDied", "NoFreeWorker"]
 
 log = logging.getLogger("flowviz.serve.executor")
+
+
+class NoFreeWorker(TaskFailed):
+    """No worker was free for a task that does not wait for one (the instruments: trainings go first)."""
 
 
 class Lease(ABC):
@@ -62,6 +67,7 @@ class Executor(ABC):
     """
 
     size: int
+    measure = measured  # a measurement made by a worker (flowviz.serve.measure: a sweep's, coarse to fine, views)
     cuda_graphs: bool = False  # runs replay their steps from CUDA graphs (make_executor: Settings.cuda_graphs)
 
     def __init__(self, size: int):
@@ -175,24 +181,31 @@ class Executor(ABC):
         finally:
             self.give(lease, healthy)
 
-    def call(self, raw: bytes, cancel=None, *, progress: Callable[[dict], None] | None = None,
-             long: bool = False) -> tuple[dict, dict]:
-        """The ``result`` reply of one task (an analysis), ``progress(header)`` called on each ``progress`` reply
-        before it, in the lane of ``long`` tasks if set. A task that cannot stop between steps is cut short
-        when ``cancel`` is set: its worker is given back as unhealthy (a process is ended and replaced)."""
-        lease = self.take(cancel, long=long)
+    def call(self, raw: bytes, cancel=None, *, started: Callable[[], None] | None = None,
+             on_reply: Callable[[dict, dict], None] | None = None, stops: bool = False,
+             wait: bool = True, long: bool = False) -> tuple[dict, dict]:
+        """The ``result`` reply of one task (an analysis); ``started()`` once a worker has it, ``on_reply(header,
+        arrays)`` for each reply before the result. A task that cannot stop between steps is cut short when
+        ``cancel`` is set: its worker is given back as unhealthy (a process is ended and replaced); one that
+        ``stops`` by itself between its steps is waited for, and its worker kept. Without ``wait`` it only takes a
+        worker that is free now (NoFreeWorker otherwise). ``long``: in the lane of long tasks."""
+        lease = self.take(cancel, wait=wait, long=long)
         if lease is None:
+            if not wait and not (cancel is not None and cancel.is_set()):
+                raise NoFreeWorker("no worker is free now")
             raise TaskFailed("cancelled before a worker took it")
+        if started is not None:
+            started()
         healthy = False
         try:
             for head, arrays in self.stream(lease, raw, cancel):
                 if head.get("kind") == "result":
                     healthy = True
                     return head, arrays
-                if cancel is not None and cancel.is_set():
+                if on_reply is not None:
+                    on_reply(head, arrays)
+                if cancel is not None and cancel.is_set() and not stops:
                     raise TaskFailed("cancelled")
-                if progress is not None and head.get("kind") == "progress":
-                    progress(head)
             raise TaskFailed("the task ended without a result")
         except TaskFailed:
             healthy = healthy or not (cancel is not None and cancel.is_set())
@@ -205,28 +218,33 @@ class Executor(ABC):
         """(FlowViews, metrics or None) of ``model`` on ``data``, made by a worker."""
         from .protocol import unpack
 
-        weights = {f"w/{k}": v.detach().cpu().numpy() for k, v in model.state_dict().items()}
         raw = request("analyse", data, config=model.config, history=list(history or []), live=live,
                       metrics=metrics)
-        head0, arrays0 = decode(raw)
-        head, arrays = self.call(encode(head0, {**arrays0, **weights}), cancel)
+        head, arrays = self.call(_with_weights(raw, model), cancel)
         return unpack(head["views"], arrays), head.get("metrics")
 
-    def measure(self, what: str, data: Dataset, *, models=(), cancel=None,
-                progress: Callable[[float, str], None] | None = None, long: bool = False, **params):
-        """The measurement ``what`` (``flowviz.serve.measure.MEASURES``: a sweep's, coarse to fine, a member's
-        views) of ``models`` on ``data`` with ``params``, made by a worker: its result object, or None when
-        ``cancel`` was set first (the worker's task is stopped too). ``progress(fraction, text)`` as it goes."""
-        from .measure import measure_request, measure_result
+    def instruments(self, model, data: Dataset, *, extent, names=None, cancel=None,
+                    started: Callable[[], None] | None = None,
+                    made: Callable[[str, object, str | None], None] | None = None,
+                    wait: bool = True) -> tuple[dict, dict]:
+        """(objects by name, messages by name) of the instruments of ``model`` on ``data`` over the box
+        ``extent`` (flowviz.training.prepared), made by a worker; ``started()`` once a worker has the task,
+        ``made(name, object, message)`` as each arrives. A task cancelled on its way returns those made before;
+        without ``wait``, NoFreeWorker unless a worker is free now."""
+        from .protocol import unpack
 
-        said = None if progress is None else (lambda head: progress(head["progress"], head.get("text", "")))
-        try:
-            head, arrays = self.call(measure_request(what, data, models, **params), cancel, progress=said, long=long)
-        except TaskFailed:
-            if cancel is not None and cancel.is_set():
-                return None
-            raise
-        return measure_result(head, arrays, data)
+        got, errors = {}, {}
+
+        def one(head, arrays):
+            obj = unpack(head["data"], arrays)
+            (got if head["error"] is None else errors)[head["name"]] = obj if head["error"] is None else head["error"]
+            if made is not None:
+                made(head["name"], obj, head["error"])
+
+        raw = request("instruments", data, config=model.config, extent=[float(a) for a in extent],
+                      names=None if names is None else list(names))
+        self.call(_with_weights(raw, model), cancel, started=started, on_reply=one, stops=True, wait=wait)
+        return got, errors
 
     def acquire_upto(self, k: int, cancel=None) -> list[Lease]:
         """At least one worker (waiting for it) and up to ``k`` (those free now), in the short lane (a long
@@ -297,7 +315,6 @@ class Executor(ABC):
             results.append(TrainResult(cfg, model, data, res["history"], res["metrics"], res["error"]))
         return results
 
-
     def train_members(self, configs: list[Config], data: Dataset, *, log_every: int = 25, cancel=None,
                       progress: Callable[[int, int], None] | None = None) -> list:
         """Each config trained to the end by a worker of its own, as many at once as the executor lends (the
@@ -322,6 +339,13 @@ class Executor(ABC):
         with ThreadPoolExecutor(max_workers=max(1, min(self.size, len(configs))),
                                 thread_name_prefix="flowviz-member") as threads:
             return list(threads.map(one, configs))
+
+
+def _with_weights(raw: bytes, model) -> bytes:
+    """A request with the weights of ``model`` added as arrays ``w/<name>``."""
+    head, arrays = decode(raw)
+    return encode(head, {**arrays, **{f"w/{k}": v.detach().cpu().numpy() for k, v in model.state_dict().items()}})
+
 
 def _result_of(config: Config, data: Dataset, snaps: list[Snapshot]):
     """The ``TrainResult`` of a run streamed from a worker: its history, its last weights, its metrics."""

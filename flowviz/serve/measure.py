@@ -20,7 +20,7 @@ from ..core.model import FlowModel, build_model
 from ..training.train import TrainResult
 from .protocol import dataset_from, encode, pack, request, unpack
 
-__all__ = ["MEASURES", "measure_task", "measure_request", "measure_result"]
+__all__ = ["MEASURES", "measure_task", "measure_request", "measure_result", "measured"]
 
 
 def _sweep(runs: list[TrainResult], data: Dataset, header: dict, cancel) -> Generator:
@@ -123,3 +123,23 @@ def measure_result(head: dict, arrays: dict, data: Dataset):
         runs[name] = TrainResult(cfg, _model(cfg, data.n_classes, arrays, f"run.{name}"), data, r["history"],
                                  r["metrics"], r["error"])
     return dataclasses.replace(value, **runs) if runs else value
+
+
+def measured(executor, what: str, data: Dataset, *, models=(), cancel=None,
+             progress: Callable[[float, str], None] | None = None, long: bool = False, **params):
+    """``Executor.measure``: the measurement ``what`` (MEASURES) of ``models`` on ``data`` with ``params``, made by
+    a worker of ``executor`` (in the lane of ``long`` tasks if set): its result object, or None when ``cancel`` was
+    set first (the worker's task is stopped too). ``progress(fraction, text)`` as it goes."""
+    from .protocol import TaskFailed
+
+    def said(head: dict, arrays: dict) -> None:
+        if progress is not None and head.get("kind") == "progress":
+            progress(head["progress"], head.get("text", ""))
+
+    try:
+        head, arrays = executor.call(measure_request(what, data, models, **params), cancel, on_reply=said, long=long)
+    except TaskFailed:
+        if cancel is not None and cancel.is_set():
+            return None
+        raise
+    return measure_result(head, arrays, data)

@@ -14,9 +14,10 @@ from ..core.data import Dataset
 from ..core.errors import FlowvizError
 from ..core.model import build_model
 from ..training.analysis import FlowViews, analyse
+from ..training.prepared import PREPARED, applies
 from ..training.train import Snapshot
 from . import cache
-from .executor import Executor
+from .executor import Executor, NoFreeWorker
 from .protocol import TaskFailed, WorkerDied
 from .settings import Settings
 from .status import RunStatus
@@ -77,6 +78,14 @@ class Run:
         self._views_time = 0.0
         self._final = False
         self.from_cache = restored is not None
+        # nobody watches it (the registry sets this): its final pictures and instruments are not made (issue 17)
+        self.idle = threading.Event()
+        self._instruments: dict = {}  # name -> the instrument's data of the final state, made by a worker
+        self._instrument_errors: dict = {}  # name -> why that instrument does not fit this run
+        self._prep: threading.Thread | None = None  # the thread waiting for the instruments task
+        self._prep_lock = threading.Lock()
+        self._prep_queued = False  # the instruments task waits for a worker
+        self._prep_failed = False  # it failed (not cancelled): the page computes what is missing, no retries
         if restored is not None:  # (model, history, metrics) of a finished run: no worker needed
             model, history, m = restored
             state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
@@ -159,9 +168,13 @@ class Run:
         if self.config.dataset == "csv" or self.latest is None:
             return
         s = self.latest
+        cache.store(self.config, self._model(s), self.history, s.metrics(), settings=self._settings)
+
+    def _model(self, snap: Snapshot):
+        """The model in the state of ``snap``."""
         model = build_model(self.config, self.data.n_classes)
-        model.load_state_dict(s.state)
-        cache.store(self.config, model, self.history, s.metrics(), settings=self._settings)
+        model.load_state_dict(snap.state)
+        return model.train(False)
 
     # --------------------------------------------------------------- views
     @property
@@ -181,12 +194,13 @@ class Run:
                 return self._views
             if not final and (snap.done or (self._views is None and _eta(snap) < FIRST_LIVE_ETA_S)):
                 return self._views  # the full picture is about to come: a live one now would only delay it
-            model = build_model(self.config, self.data.n_classes)
-            model.load_state_dict(snap.state)
+            model = self._model(snap)
             if final and self._executor is not None:  # the full pictures are heavy: a worker makes them
-                try:
-                    v, _ = self._executor.analyse(model, self.data, history=list(self.history))
+                try:  # not for nobody: the task stops when the run is left unwatched (made when next shown)
+                    v, _ = self._executor.analyse(model, self.data, history=list(self.history), cancel=self.idle)
                 except (TaskFailed, WorkerDied) as e:
+                    if self.idle.is_set():
+                        return self._views
                     log.error("run %s: final views failed: %s", self.key, e)
                     self.notice = f"The final pictures could not be made ({e}); the last live ones stay."
                     self._final = True
@@ -202,9 +216,84 @@ class Run:
             self._views, self._final = views, True
             self._views_step = self.latest.step if self.latest is not None else -1
 
+    # --------------------------------------------------------- instruments
+    def prepare(self) -> None:
+        """Have a worker make each instrument's data of the final state (flowviz.training.prepared), after the
+        final views, in a thread of this run: the registry calls it whenever a finished run is shown (trained
+        here, restored from the disk cache or imported alike). Only on a worker that is free then: trainings
+        never wait for instruments (the page computes them itself if asked meanwhile). Nothing if they are
+        made or on their way."""
+        with self._prep_lock:
+            if (not self.finished or self._executor is None or self.latest is None or self.latest.state is None
+                    or self._prep_failed or self.instruments_made()
+                    or (self._prep is not None and self._prep.is_alive())):
+                return
+            self._prep_queued = True
+            self._prep = threading.Thread(target=self._prepare, name=f"flowviz-instruments-{self.key[:8]}",
+                                          daemon=True)
+            self._prep.start()
+
+    def _missing(self) -> list[str]:
+        done = self._instruments.keys() | self._instrument_errors.keys()
+        return [n for n in PREPARED if applies(n, self.config) and n not in done]
+
+    def _prepare(self):
+        try:
+            v = self.views(final=True)  # the first picture never waits for the instruments
+            if v is None or v.live or self.idle.is_set():
+                return
+            self._executor.instruments(self._model(self.latest), self.data, extent=v.extent, names=self._missing(),
+                                       cancel=self.idle, started=lambda: setattr(self, "_prep_queued", False),
+                                       made=self._made, wait=False)
+        except NoFreeWorker:  # every worker trains (or prepares): trainings go first; tried again when shown
+            log.info("run %s: no free worker for its instruments now", self.key)
+        except (TaskFailed, WorkerDied) as e:
+            if not self.idle.is_set():
+                log.error("run %s: the instruments' data could not be made: %s", self.key, e)
+                self._prep_failed = True
+        except Exception:  # the page computes them itself then
+            log.exception("run %s: the instruments' data could not be made", self.key)
+            self._prep_failed = True
+        finally:
+            self._prep_queued = False
+
+    def _made(self, name: str, obj, message: str | None) -> None:
+        """One instrument's data as the worker sends it (the page may take it at once)."""
+        if message is None:
+            self._instruments[name] = obj
+        else:
+            self._instrument_errors[name] = message
+
+    def instruments_made(self) -> bool:
+        """Every instrument that fits this run has its data (or its reason not to fit)."""
+        return not self._missing()
+
+    def preparing(self) -> bool:
+        """The instruments task is on its way: its thread lives and it does not wait for a worker (the page
+        waits for it then, instead of computing the same numbers in the server)."""
+        return self._prep is not None and self._prep.is_alive() and not self._prep_queued
+
+    def instrument(self, name: str):
+        """The data of instrument ``name`` (a key of flowviz.training.prepared.PREPARED) for the final state,
+        made by a worker, or None while it is not. Raises FlowvizError with the worker's message where the
+        instrument does not fit this run."""
+        if name in self._instrument_errors:
+            raise FlowvizError(self._instrument_errors[name])
+        return self._instruments.get(name)
+
+    def watched(self) -> None:
+        """A page shows this run now: it is watched again, and once finished its instruments are prepared."""
+        self.last_seen = time.time()
+        self.idle.clear()
+        if self.finished:
+            self.prepare()
+
     def stop(self):
         self.cancel.set()
 
     def join(self, timeout: float | None = None):
-        if self._thread is not None:
-            self._thread.join(timeout)
+        """Wait for the run's thread, then for its instruments task if one is on its way."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for t in (self._thread, self._prep):
+            if t is not None:
+                t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))

@@ -78,12 +78,19 @@ class Registry:
     def _reap(self):
         while not self._stop.wait(min(5.0, max(0.1, self.unwatched_s / 4))):
             now = time.time()
-            with self._lock:  # runs and jobs (a sweep: its tasks on the workers stop with it)
-                idle = [r for r in (*self._runs.values(), *self._jobs.values())
-                        if not r.finished and not r.cancel.is_set() and now - r.last_seen > self.unwatched_s]
+            with self._lock:
+                idle = [r for r in self._runs.values() if not r.idle.is_set() and now - r.last_seen > self.unwatched_s]
+                jobs = [j for j in self._jobs.values()  # a sweep nobody asks about: its tasks on the workers stop too
+                        if not j.finished and not j.cancel.is_set() and now - j.last_seen > self.unwatched_s]
             for r in idle:
-                log.info("cancelling %s: nobody has watched it for %.0f s", r.key, now - r.last_seen)
-                r.cancel.set()
+                r.idle.set()  # its final pictures and instruments tasks stop: they are made again when it is shown
+                if not r.finished and not r.cancel.is_set():
+                    log.info("cancelling run %s: nobody has watched it for %.0f s", r.key, now - r.last_seen)
+                    r.cancel.set()
+                    self.cancelled_unwatched += 1
+            for j in jobs:
+                log.info("cancelling job %s: nobody has watched it for %.0f s", j.key, now - j.last_seen)
+                j.cancel.set()
                 self.cancelled_unwatched += 1
 
     def shutdown(self, timeout: float = 2.0):
@@ -96,6 +103,8 @@ class Registry:
             runs = list(self._runs.values()) + list(self._jobs.values())
         for r in runs:
             r.cancel.set()
+            if isinstance(r, Run):
+                r.idle.set()
         self.executor.shutdown(timeout)
         deadline = time.monotonic() + 1.0
         for r in runs:
@@ -106,7 +115,7 @@ class Registry:
             run = self._runs.get(key)
             if run is not None:
                 self._runs.move_to_end(key)
-                run.last_seen = time.time()
+                run.watched()  # and a finished run's instruments are prepared by a worker
             return run
 
     def start(self, config: Config, data: Dataset | None = None, *, restart: bool = False) -> Run:
@@ -196,7 +205,7 @@ class Registry:
     def _evict(self):
         finished = [k for k, r in self._runs.items() if r.finished]
         while len(self._runs) > self.keep and finished:
-            self._runs.pop(finished.pop(0), None)
+            self._runs.pop(finished.pop(0)).idle.set()  # dropped: its instruments task stops
 
     def check_budget(self, configs: list[Config], data: Dataset, *, what: str = "This run") -> None:
         """OverBudget if ``configs`` trained one after the other are over the server's budget."""
@@ -212,6 +221,9 @@ class Registry:
             held = set().union(*self._claims.values())
             gone = [w for k in dropped - held for w in (self._runs.get(k), self._jobs.get(k))
                     if w is not None and not w.finished]
+            for k in dropped - held:  # nobody holds these runs now: their final pictures and instruments stop
+                if k in self._runs:
+                    self._runs[k].idle.set()
         for w in gone:
             log.info("cancelling %s: its session started something else", w.key)
             w.cancel.set()

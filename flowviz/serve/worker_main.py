@@ -60,35 +60,62 @@ def batch_task(header: dict, arrays: dict, cancel) -> Iterator[bytes]:
                         for k, v in r.model.state_dict().items()})
 
 
+def _model_of(header: dict, arrays: dict):
+    """(the trained model, weights ``w/<name>``; the data set) that a request carries."""
+    import torch
+
+    from ..core.model import build_model
+
+    ds = dataset_from(header, arrays)
+    model = build_model(Config.from_dict(header["config"]), ds.n_classes)
+    model.load_state_dict({k[2:]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("w/")})
+    return model.train(False), ds
+
+
 def analyse_task(header: dict, arrays: dict, cancel) -> Iterator[bytes]:
     """The views of a trained model (weights ``w/<name>``), and with ``metrics`` its losses and accuracies on
     the data (an imported run): the heavy pictures of a run, made here and not in the server."""
     import torch
 
-    from ..core.model import build_model
     from ..training.analysis import analyse
     from ..training.train import evaluate, run_metrics
     from .protocol import pack
 
-    cfg = Config.from_dict(header["config"])
-    ds = dataset_from(header, arrays)
-    model = build_model(cfg, ds.n_classes)
-    model.load_state_dict({k[2:]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("w/")})
-    model.train(False)
+    model, ds = _model_of(header, arrays)
     head: dict = {"kind": "result"}
     if header.get("metrics"):
         tr = evaluate(model, torch.as_tensor(ds.x_train), torch.as_tensor(ds.y_train))
         te = evaluate(model, torch.as_tensor(ds.x_test), torch.as_tensor(ds.y_test))
-        head["metrics"] = run_metrics(train=tr, test=te, steps=cfg.train_steps)
+        head["metrics"] = run_metrics(train=tr, test=te, steps=model.config.train_steps)
     out: dict = {}
     head["views"] = pack(analyse(model, ds, history=header.get("history") or [], live=bool(header.get("live"))),
                          out)
     yield encode(head, out)
 
 
+def instruments_task(header: dict, arrays: dict, cancel) -> Iterator[bytes]:
+    """Each instrument's data of a finished run's model (flowviz.training.prepared) on the box ``extent``, one
+    ``instrument`` reply as each is made (name, data or the message why it does not fit), ``cancel`` checked
+    between them; then the ``result``."""
+    import numpy as np
+
+    from ..training.prepared import each
+    from .protocol import pack
+
+    model, ds = _model_of(header, arrays)
+    for name, obj, msg in each(model, ds, header["extent"], names=header.get("names"), cancel=cancel):
+        out: dict = {}
+        tree = pack(obj, out)
+        # spectra as complex64: safetensors has no complex128, and the figures draw float32
+        yield encode({"kind": "instrument", "name": name, "data": tree, "error": msg},
+                     {k: v.astype(np.complex64) if np.iscomplexobj(v) else v for k, v in out.items()})
+    yield encode({"kind": "result", "cancelled": bool(cancel.is_set())})
+
+
 # task name -> handler(header, arrays, cancel) yielding encoded replies
 TASKS: dict[str, Callable[[dict, dict, object], Iterator[bytes]]] = {"run": run_task, "batch": batch_task,
                                                                      "analyse": analyse_task,
+                                                                     "instruments": instruments_task,
                                                                      "measure": measure_task}
 
 

@@ -14,6 +14,7 @@ import torch
 
 from ..core.data import Dataset, square_box
 from ..core.model import FlowModel
+from ..core.threads import threads_that_pay
 from .lifted import FRAMES_3D, GRID_3D, LiftedSpace, lifted_space, point_values
 
 __all__ = ["Characteristics", "Surfaces", "Velocity", "Diagnostics", "FlowViews", "analyse",
@@ -291,6 +292,13 @@ def analyse(model: FlowModel, data: Dataset, *, history=None, res: int = 100, ma
 
     ``live``: a lighter version for refreshing while training (coarser surfaces, no reference solution).
     """
+    with threads_that_pay(res * res + len(data.x), model.config.width, model.device):
+        return _analyse(model, data, history=history, res=res, max_points=max_points, with_reference=with_reference,
+                        live=live)
+
+
+def _analyse(model: FlowModel, data: Dataset, *, history, res: int, max_points: int, with_reference: bool,
+             live: bool) -> FlowViews:
     if live:  # refreshed every second while training: a few frames, coarse grids (the final picture has all)
         res, with_reference = min(res, 60), False
     model.train(False)

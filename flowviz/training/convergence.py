@@ -33,6 +33,7 @@ from ..core.data import Dataset, make_dataset, square_box
 from ..core.errors import ConfigError
 from ..core.model import FlowModel
 from ..core.solvers import STEPPERS, TIGHT_ATOL, TIGHT_RTOL
+from ..core.threads import threads_that_pay
 from .analysis import plane_grid
 
 __all__ = ["Convergence", "convergence", "expected_order", "aligned_steps", "one_field_order", "KINK_REASON",
@@ -167,6 +168,13 @@ def convergence(model, n_steps: Sequence[int] | None = None, scheme: str | None 
     ``x``: the points (n, 2) the error is measured on (default: the training points of the model's data).
     Raises ConfigError for per-step weights (no field between the blocks) and for the plain net (no flow).
     """
+    m = getattr(model, "model", model)
+    width = getattr(getattr(m, "config", None), "width", 1)
+    with threads_that_pay(max_points + res * res, width, getattr(m, "device", None)):
+        return _convergence(model, n_steps, scheme, x=x, max_points=max_points, res=res, seed=seed)
+
+
+def _convergence(model, n_steps, scheme, *, x, max_points: int, res: int, seed: int) -> Convergence:
     data = getattr(model, "data", None)
     model = getattr(model, "model", model)
     if not isinstance(model, FlowModel):

@@ -17,7 +17,9 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Engine", "Mark", "OPTIMIZERS", "make_optimizer", "cpu_threads", "step_settings"]
+from ..core.threads import cpu_threads, threads_that_pay
+
+__all__ = ["Engine", "Mark", "OPTIMIZERS", "make_optimizer", "cpu_threads", "step_settings", "threads_that_pay"]
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
 
@@ -36,23 +38,14 @@ def make_optimizer(config, params: list[torch.Tensor], **options) -> torch.optim
     return OPTIMIZERS[config.optimizer](params, lr=config.lr, weight_decay=config.weight_decay, **options)
 
 
-def cpu_threads(n_points: int, width: int) -> int:
-    """Torch threads that pay at this size: below ~10^6 hidden activations per step the ops are
-    too small to split, and a second thread only adds synchronisation (see bench/train_scaling.py)."""
-    return 1 if n_points * width < 1_000_000 else torch.get_num_threads()
-
-
 @contextmanager
 def step_settings(device: torch.device, rows: int, width: int):
     """While training: denormals flushed, and on a CPU the threads that pay for ``rows`` points of ``width``."""
     torch.set_flush_denormal(True)  # tiny gradients near convergence are denormals: 10x slower arithmetic
-    saved_threads = torch.get_num_threads()
-    if device.type == "cpu":
-        torch.set_num_threads(cpu_threads(rows, width))
     try:
-        yield
+        with threads_that_pay(rows, width, device):
+            yield
     finally:
-        torch.set_num_threads(saved_threads)
         torch.set_flush_denormal(False)  # the thread's default again (hypothesis and numpy expect IEEE subnormals)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 from functools import partial
 
@@ -21,8 +22,8 @@ from ..core.model import build_model
 from ..core.points import MAX_POINTS, RANGE
 from ..plots.clickplane import click_plane
 from ..training import instruments as ins
-from ..training import volume as vol
-from . import lecture, links
+from ..training.prepared import PREPARED
+from . import figcache, lecture, links
 from .notices import notice
 
 log = logging.getLogger("flowviz.ui")
@@ -32,6 +33,7 @@ CLUSTER = 25  # points a box or lasso adds at most (a seeded sample of the grid 
 _CACHE: OrderedDict = OrderedDict()
 _LOCK = threading.Lock()
 _KEEP = 24
+WAIT_S = 60.0  # the longest wait for a worker preparing the instruments before they are computed here
 
 
 def _cached(key, fn):
@@ -89,6 +91,40 @@ def _model(run):
     return _cached((run.key, snap.step, "model"), build), snap.step
 
 
+def probe_path(state, run) -> np.ndarray | None:
+    """The probe's characteristic x_0 .. x_L (L+1, d) in the run's latest state, or None without a probe: made
+    once per (run, step, probe) and drawn by the probe plane and every view of flowviz.plots.PROBE_VIEWS."""
+    probe = state.probe
+    if probe is None or run is None:
+        return None
+    model, step = _model(run)
+    if model is None:
+        return None
+    return _cached((run.key, step, "probe", probe),
+                   lambda: ins.flow_paths(model, np.asarray([probe], np.float32))[:, 0].cpu().numpy())
+
+
+def _data(run, model, step, views, name: str):
+    """Instrument ``name``'s data (flowviz.training.prepared). A finished run's are made by a worker
+    (Run.prepare); while a worker is at them the page waits for it, in steps of 0.1 s that keep the page
+    responsive: it began earlier than a computation here would, and the server's one thread stays free for
+    every other session. Computed here (and kept) only when no worker is on them: a run still training, or no
+    worker was free for them (trainings go first)."""
+    if run.finished:
+        obj, t0 = run.instrument(name), time.monotonic()
+        if obj is None and run.preparing():
+            note = st.empty()
+            while obj is None and run.preparing() and time.monotonic() - t0 < WAIT_S:
+                note.caption(f"A worker is preparing this run's instruments… {time.monotonic() - t0:.1f} s")
+                time.sleep(0.1)
+                obj = run.instrument(name)
+            note.empty()
+            obj = run.instrument(name)
+        if obj is not None:
+            return obj
+    return _cached((run.key, step, name), lambda: PREPARED[name](model, run.data, tuple(views.extent)))
+
+
 def panel(state, run, views) -> None:
     """Draw the Instruments view for ``run`` (its FlowViews ``views``); ``state`` is the page's PageState."""
     pick = state.take_instrument_pick()
@@ -104,30 +140,28 @@ def panel(state, run, views) -> None:
     data = run.data
     try:
         if sub == "Probe":
-            return _probe(state, model, views)
+            return _probe(state, run, model, step, views)
         if sub == "Stability region":
-            obj = _cached((run.key, step, "stability"), lambda: ins.stability_data(model, data.x, data.y))
-            _show(plots.stability(obj), state, "fig_stability")
+            obj = _data(run, model, step, views, "stability")
+            _show(plots.stability, obj, state, "fig_stability")
             k = int(np.argmax(obj.max_abs))
             st.caption(f"Largest |s_k λ| = {obj.max_abs[k]:.3g} at block {k + 1}; {100 * obj.outside.max():.0f}% of "
                        f"the eigenvalues of the worst block lie outside the {obj.scheme} region; "
                        f"{int((obj.det < 0).sum())} point-blocks have det(I + s_k DV_k) < 0, each with a real "
                        "eigenvalue of s_k DV_k below −1.")
         elif sub == "Volume and density":
-            obj = _cached((run.key, step, "volume"), lambda: vol.volume_data(model, data, extent=views.extent))
-            _show(plots.volume(obj), state, "fig_volume")
+            _show(plots.volume, _data(run, model, step, views, "volume"), state, "fig_volume")
         elif sub == "Grid solver":
             if model.dim != 2:
                 st.info("The grid solver works on the plane: this run is lifted (p > 0), so its transport "
                         "equation lives in R^(2+p).")
                 return
-            obj = _cached((run.key, step, "grid"), lambda: ins.transport_comparison(model, views.extent))
-            _show(plots.transport_grid(obj), state, "fig_transport_grid")
+            _show(plots.transport_grid, _data(run, model, step, views, "grid"), state, "fig_transport_grid")
         elif sub == "Adjoint":
             live = not run.finished
             obj = _cached((run.key, step, "adjoint", live), lambda: ins.adjoint_data(
-                model, data.x_train, data.y_train, with_continuous=not live))
-            _show(plots.adjoint(obj), state, "fig_adjoint")
+                model, data.x_train, data.y_train)) if live else _data(run, model, step, views, "adjoint")
+            _show(plots.adjoint, obj, state, "fig_adjoint")
             if live:
                 st.caption(f"Training: p_k of the snapshot at step {step}; the comparison with the continuous "
                            "adjoint follows when training ends.")
@@ -135,19 +169,20 @@ def panel(state, run, views) -> None:
         notice(str(e), "error")
 
 
-def _show(fig, state, key):
+def _show(fn, obj, state, key, **kw):
+    """The figure ``fn(obj, **kw)``, built once per data object and shared by the pages (ui.figcache)."""
     try:
-        st.plotly_chart(lecture.style(fig, state.present), width="stretch", theme=None, key=key)
+        st.plotly_chart(figcache.figure(fn, obj, state.present, **kw), width="stretch", theme=None, key=key)
     except Exception:  # a figure must never take the page down
         log.exception("instrument figure %s failed", key)
         st.error("This instrument could not be drawn for this run.")
 
 
-def _probe(state, model, views):
+def _probe(state, run, model, step, views):
     s = views.surfaces
     e = views.extent
     probe = state.probe
-    path = ins.flow_paths(model, np.asarray([probe], np.float32))[:, 0].cpu().numpy() if probe else None
+    path = probe_path(state, run)
     fig = click_plane(e, data=views.data, surface=(s.x1, s.x2, s.u[0]), probe_path=path, height=470,
                       title="Click any point of the plane to probe it")
     st.plotly_chart(lecture.style(fig, state.present), width="stretch", theme=None, key="probe_plane",
@@ -155,7 +190,8 @@ def _probe(state, model, views):
     if probe is None:
         st.info("Click a point on the plane (or give probe=x1,x2 in the link) to follow its characteristic.")
         return
-    _show(plots.probe(ins.probe_data(model, probe), data_points=None), state, "fig_probe")
+    pr = _cached((run.key, step, "probe_data", probe), lambda: ins.probe_data(model, probe))  # once per click
+    _show(plots.probe, pr, state, "fig_probe", data_points=None)
 
 
 def _draw(state, views):

@@ -294,8 +294,9 @@ def _views_body():
     if choice == SIDE_BY_SIDE:
         _side_by_side(state, run, cmp_run, v)
     else:
+        path = instruments_tab.probe_path(state, run)  # once per (run, step, probe): every view marks it
         for fn in VIEW_FIGURES[choice]:
-            _chart(fn, v, state.present)
+            _chart(fn, v, state.present, probe_path=path)
     if not v.live and not state.present:
         with st.expander("Export this run"):
             lecture.export_panel(run, v)
@@ -312,9 +313,13 @@ def view_ui(state: PageState, tabs: list[str]) -> str:
                     on_change=lambda: state.pick_view(ss.view))
 
 
-def _chart(fn, v, present: bool, key: str | None = None):
+def _chart(fn, v, present: bool, key: str | None = None, probe_path=None):
     try:
-        st.plotly_chart(figcache.figure(fn, v, present), width="stretch", theme=None, key=key or f"fig_{fn.__name__}")
+        # the probe's path as nested tuples: hashable, so the figure cache keys on it (every page probing it shares)
+        kw = {"probe_path": tuple(map(tuple, probe_path.tolist()))} if probe_path is not None and \
+            fn in plots.PROBE_VIEWS else {}
+        st.plotly_chart(figcache.figure(fn, v, present, **kw), width="stretch", theme=None,
+                        key=key or f"fig_{fn.__name__}")
     except Exception:  # a figure must never take the page down
         log.exception("figure %s failed", fn.__name__)
         st.error(f"The {fn.__name__} view could not be drawn for this run.")
@@ -330,8 +335,9 @@ def _side_by_side(state: PageState, run, cmp_run, v):
     changes = links.compare_changes(state.scenario)
     right = ", ".join(f"{k} = {val}" for k, val in changes.items())
     left = ", ".join(f"{k} = {getattr(run.config, k)}" for k in changes)
+    paths = (instruments_tab.probe_path(state, run), instruments_tab.probe_path(state, cmp_run))  # each run's own
     try:
-        fig = side_by_side(v, w, (left, right))
+        fig = side_by_side(v, w, (left, right), probe_paths=paths if state.probe is not None else None)
         st.plotly_chart(lecture.style(fig, state.present), width="stretch", theme=None, key="fig_side_by_side")
     except Exception:
         log.exception("side-by-side figure failed")
@@ -341,7 +347,7 @@ def _side_by_side(state: PageState, run, cmp_run, v):
         c = st.columns(2)
         for i, (col, vv) in enumerate(zip(c, (v, w))):
             with col:
-                _chart(plots.FIGURES[name], vv, state.present, key=f"fig_{name}_{i}")
+                _chart(plots.FIGURES[name], vv, state.present, key=f"fig_{name}_{i}", probe_path=paths[i])
 
 
 def views(live: bool):

@@ -1,0 +1,32 @@
+"""The probe's path in a real Chromium: a link with probe= marks it in the Characteristics and Velocity field
+views at 1280 x 720 (test-artifacts/probe_*.png), its legend entry named probe."""
+
+import time
+
+import pytest
+from test_browser import _wait_final, browser, server  # noqa: F401  (fixtures)
+from test_instruments_browser import _radio
+
+from flowviz import Config
+
+pytestmark = pytest.mark.browser
+
+
+def test_a_probe_in_the_link_is_marked_in_two_views(server, browser, root):  # noqa: F811
+    out = root / "test-artifacts"
+    out.mkdir(exist_ok=True)
+    cfg = Config(n_samples=400, train_steps=120, n_steps=12)
+    q = "&".join(f"{k}={v}" for k, v in cfg.to_query().items())
+    page = browser.new_page(viewport={"width": 1280, "height": 720})
+    page.goto(f"{server}/?{q}&probe=-0.8,0.6")  # a point the flow carries far
+    _wait_final(page)
+    for view, name in (("Characteristics", "characteristics"), ("Velocity field", "velocity")):
+        _radio(page, view)
+        page.wait_for_selector(".js-plotly-plot .legendtext >> text=probe", timeout=60_000)
+        time.sleep(1.5)
+        plot = page.locator(".js-plotly-plot").first
+        plot.scroll_into_view_if_needed()
+        page.screenshot(path=str(out / f"probe_{name}_1280x720.png"))
+        plot.screenshot(path=str(out / f"probe_{name}_figure_1280x720.png"))
+        assert page.locator("[data-testid='stException']").count() == 0
+    page.close()
