@@ -1,9 +1,10 @@
 """CUDA graphs against eager steps on a GPU: training steps per second at L = 64 (target: at least 3x).
 
 Trains the reference config at L = 64 (moons, 1,000 points, width 16, Euler, Adam, full batch) with
-``flowviz.train``, eager (FLOWVIZ_CUDA_GRAPHS=0) and with each step replayed from a CUDA graph
-(FLOWVIZ_CUDA_GRAPHS=1), interleaved, several repetitions; steps per second from the run's own clock (one
-evaluation at the end only). On a machine without CUDA it says so and exits 0 without a ratio.
+``flowviz.train``, eager (``cuda_graphs=False``) and with each step replayed from a CUDA graph
+(``cuda_graphs=True``, what FLOWVIZ_CUDA_GRAPHS=1 makes a server pass), interleaved, several repetitions; steps
+per second from the run's own clock (one evaluation at the end only). On a machine without CUDA it says so and
+exits 0 without a ratio.
 
     python bench/cuda_graphs.py [--reps 5] [--steps 1000] [--L 64]
 """
@@ -11,7 +12,6 @@ evaluation at the end only). On a machine without CUDA it says so and exits 0 wi
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 from pathlib import Path
@@ -24,8 +24,7 @@ from flowviz.core.data import make_dataset  # noqa: E402
 
 
 def rate(cfg, ds, graphs: bool) -> float:
-    os.environ["FLOWVIZ_CUDA_GRAPHS"] = "1" if graphs else "0"
-    r = flowviz.train(cfg, data=ds, log_every=cfg.train_steps)
+    r = flowviz.train(cfg, data=ds, log_every=cfg.train_steps, cuda_graphs=graphs)
     return r.metrics["steps_per_second"]
 
 

@@ -11,14 +11,19 @@ Each child resets its peak (``/proc/self/clear_refs``), then measures:
 - peak_mb: the child's peak resident set (VmHWM) over all of it: what a whole run of the config peaks at,
   since training reaches its steady state in the first steps.
 
+Each child runs under an address-space cap (``--limit-mb``, 6000 MB above the measuring process by default, as a
+worker runs under FLOWVIZ_WORKER_MB): a config that needs more ends as an error in its child, never as a full
+machine.
+
 Times are the process's CPU seconds (one torch thread, so the seconds an idle core would take): the
 development machine is shared by many agents (load averages of 10 to 25 on 2 cores), and wall-clock times
 there measure the queue more than the run (the ``*_wall_s`` fields keep them for comparison). Few steps,
 their median, and the run's time scaled from them.
-``--fit`` refits the cost model's constants on the table and prints them with the ratios; the last line
-gives the largest ratio of estimate to measurement (or its inverse) for time and memory.
+``--fit`` refits the cost model's constants on the table and prints them with the ratios before and after; the
+last line gives the median and the largest ratio of estimate to measurement (either way) for time and memory.
+``--measured LOG`` takes the rows from an earlier run's stderr instead of measuring them again.
 
-    python bench/memory.py [--steps 3] [--small] [--fit]
+    python bench/memory.py [--steps 3] [--small] [--fit] [--limit-mb 6000] [--only 0,3]
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ import json, os, statistics, sys, time, warnings
 sys.path.insert(0, {root!r})
 import torch
 torch.set_num_threads(1)
-from flowviz.serve.process import tune_malloc
+from flowviz.serve.process import limit_memory, tune_malloc
 tune_malloc()
 from flowviz.core.config import Config
 from flowviz.core.data import make_dataset
@@ -62,6 +67,7 @@ class Clock:  # the loop asks is_set() once before every step: the gaps are the 
         return False
 
 def child(spec):
+    limit_memory(float(spec.get("limit_mb", 0)))  # over it: a MemoryError here, not a full machine
     open("/proc/self/clear_refs", "w").write("5")  # peak := current resident set
     cfg = Config.from_dict(spec["config"])
     steps = int(spec["steps"])
@@ -109,10 +115,12 @@ for line in sys.stdin:
 
 
 def measure_many(configs: list[dict], *, steps: int = 3, analysis: bool = True, timeout: float = 1800,
-                 log=None) -> list[dict]:
-    """Measure each config (a dict of config keys) in a forked child of one measuring process."""
+                 log=None, limit_mb: float = 6000.0) -> list[dict]:
+    """Measure each config (a dict of config keys) in a forked child of one measuring process, each child capped
+    at ``limit_mb`` of address space above the measuring process (0: no cap)."""
     specs = "".join(json.dumps({"config": {k: v for k, v in c.items() if k != "analysis"}, "steps": steps,
-                                "analysis": analysis and c.get("analysis", True)}) + "\n" for c in configs)
+                                "analysis": analysis and c.get("analysis", True), "limit_mb": limit_mb}) + "\n"
+                    for c in configs)
     p = subprocess.Popen([sys.executable, "-c", PARENT.format(root=str(ROOT))], stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, text=True)
     p.stdin.write(specs)
@@ -149,6 +157,7 @@ BIG = {"n_samples": 20_000, "n_steps": 256, "width": 256, "test_fraction": 0.2, 
 CASE8 = {"dataset": "blobs", "n_samples": 2000, "n_classes": 8, "test_fraction": 0.5, "field": "mlp",
          "mlp_depth": 6, "width": 64, "lift": 8, "knots": 64, "time_mode": "continuous", "n_steps": 16,
          "scheme": "rk4", "viscosity": 1.0, "mc_samples": 4}
+LINK8 = {"test_fraction": 0.9, "batch_size": 100, "kinetic": 100.0, "smoothness": 100.0, "mc_samples": 2}
 
 # The configs of the table: the reference, the hard-limit configs, and the keys that multiply, alone and
 # combined (issue 17, case 8, at sizes that run in seconds).
@@ -169,11 +178,18 @@ TABLE = {
     "antisymmetric lift 8 L = 128": {"n_samples": 4000, "n_steps": 128, "field": "antisymmetric", "lift": 8},
     "case 8 small (mlp 6 x 64, lift 8, rk4, continuous, viscosity, mc 4)": dict(CASE8),
     "case 8, width 128 and L = 32": dict(CASE8, width=128, n_steps=32, mc_samples=2),
+    # the link's other keys: kinetic (a second recorded flow with its own stage weights), smoothness (theta_k of
+    # every block and their differences), 90 % test points, mini-batches
+    "case 8 with kinetic and smoothness, L = 16": dict(CASE8, kinetic=100.0, smoothness=100.0, mc_samples=2,
+                                                       analysis=False),
+    "case 8 as the link, width 128, L = 32": dict(CASE8, **LINK8, width=128, n_steps=32, analysis=False),
+    "case 8 as the link, width 256, L = 64": dict(CASE8, **LINK8, width=256, n_steps=64, analysis=False),
+    "antisymmetric lift 8 L = 32": {"n_samples": 2000, "n_steps": 32, "field": "antisymmetric", "lift": 8},
 }
 
 
 TIME_KEYS = ["dispatch", "mac", "elem", "train", "fast_block", "fast_elem", "adam", "analysis", "spill", "spill_mb"]
-MEMORY_KEYS = ["base_mb", "act_mb", "eval_mb"]
+MEMORY_KEYS = ["base_mb", "act_mb", "eval_mb", "mix_copies", "kinetic_copies", "smooth_copies"]
 PHASES = {"step_s": "step", "snapshot_s": "snapshot", "analysis_s": "analysis"}
 
 
@@ -222,6 +238,10 @@ def main(argv=None):
     ap.add_argument("--log", nargs="*", default=(), help="with --fit: also fit on these logs (JSON lines on stderr "
                                                           "of this script and of train_scaling.py --keys)")
     ap.add_argument("--only", default="", help="comma-separated numbers of the table's rows (0-based)")
+    ap.add_argument("--limit-mb", type=float, default=6000.0, help="each child's address-space cap above the "
+                                                                   "measuring process (0: none)")
+    ap.add_argument("--measured", default="", help="rows measured before (this script's stderr, JSON lines): "
+                                                    "compare or refit without measuring again")
     a = ap.parse_args(argv)
     table = dict(TABLE)
     if a.small:
@@ -230,29 +250,45 @@ def main(argv=None):
     if a.only:
         keep = {int(i) for i in a.only.split(",")}
         table = {k: v for i, (k, v) in enumerate(table.items()) if i in keep}
-    cfgs = [dict(v, train_steps=a.steps + 1) for v in table.values()]
-    measured = measure_many(cfgs, steps=a.steps, log=sys.stderr)
+    if a.measured:  # rows measured before (this script's stderr): refit or compare without measuring again
+        got = [json.loads(line) for line in Path(a.measured).read_text().splitlines() if line.strip()]
+        table = {json.dumps(r["config"]): r["config"] for r in got}
+        cfgs, measured = list(table.values()), [{k: v for k, v in r.items() if k != "config"} for r in got]
+    else:
+        cfgs = [dict(v, train_steps=a.steps + 1) for v in table.values()]
+        measured = measure_many(cfgs, steps=a.steps, log=sys.stderr, limit_mb=a.limit_mb)
     if a.fit:
+        print("before the fit: " + _summary(measured_vs_estimated(cfgs, measured)))
         logged = [json.loads(line) for f in a.log for line in Path(f).read_text().splitlines() if line.strip()]
         fit([{"config": c, **r} for c, r in zip(cfgs, measured)] + [r for r in logged if "error" not in r])
     rows = measured_vs_estimated(cfgs, measured)
     print(f"{'config':70s} {'step s':>15s} {'snapshot s':>15s} {'analysis s':>15s} {'peak MB':>13s}"
           "   (measured / estimated)")
-    worst_t, worst_m = 1.0, 1.0
     for name, r in zip(table, rows):
         if "error" in r:
-            print(f"{name:70s} {r['error']}")
+            print(f"{name[:70]:70s} {r['error']}")
             continue
-        cells = []
-        for k in ("step_s", "snapshot_s", "analysis_s"):
-            m, e = r.get(k, float("nan")), r["est_" + k]
-            cells.append(f"{m:7.3g}/{e:<7.3g}")
-            if m == m and m > 0.01:  # below 10 ms the timer and the load dominate
-                worst_t = max(worst_t, m / e, e / m)
-        worst_m = max(worst_m, r["peak_mb"] / r["est_peak_mb"], r["est_peak_mb"] / r["peak_mb"])
+        cells = [f"{r.get(k, float('nan')):7.3g}/{r['est_' + k]:<7.3g}" for k in ("step_s", "snapshot_s", "analysis_s")]
         mem = f"{r['peak_mb']:6.0f}/{r['est_peak_mb']:<6.0f}"
-        print(f"{name:70s} {cells[0]:>15s} {cells[1]:>15s} {cells[2]:>15s} {mem}")
-    print(f"largest ratio of estimate to measurement: time {worst_t:.2f}, memory {worst_m:.2f}")
+        print(f"{name[:70]:70s} {cells[0]:>15s} {cells[1]:>15s} {cells[2]:>15s} {mem}")
+    print(_summary(rows))
+
+
+def _summary(rows: list[dict]) -> str:
+    """Median and largest ratio of estimate to measurement (either way), time (phases over 10 ms) and memory."""
+    import statistics
+
+    t, m = [], []
+    for r in rows:
+        if "error" in r:
+            continue
+        for k in ("step_s", "snapshot_s", "analysis_s"):
+            if r.get(k, 0) > 0.01:  # below 10 ms the timer and the load dominate
+                t.append(max(r[k] / r["est_" + k], r["est_" + k] / r[k]))
+        m.append(max(r["peak_mb"] / r["est_peak_mb"], r["est_peak_mb"] / r["peak_mb"]))
+    t, m = t or [1.0], m or [1.0]
+    return (f"ratio of estimate to measurement over {len(rows)} configs: time median {statistics.median(t):.2f}, "
+            f"largest {max(t):.2f}; memory median {statistics.median(m):.2f}, largest {max(m):.2f}")
 
 
 if __name__ == "__main__":

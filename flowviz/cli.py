@@ -40,6 +40,13 @@ def _config_from(args) -> Config:
     return cfg.with_sets(args.set or [])
 
 
+def _cuda_graphs() -> bool:
+    """FLOWVIZ_CUDA_GRAPHS, read by the settings (the one reader of FLOWVIZ_* variables); training is told."""
+    from .serve.settings import Settings
+
+    return Settings.from_env().cuda_graphs
+
+
 def _clean(d: dict) -> dict:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
 
@@ -66,7 +73,7 @@ def cmd_train(args) -> int:
         bar.set_postfix(loss=f"{s.loss:.4f}", acc=f"{s.train_accuracy:.3f}", test=f"{s.test_accuracy:.3f}")
 
     try:
-        result = train(cfg, data=data, progress=progress)
+        result = train(cfg, data=data, progress=progress, cuda_graphs=_cuda_graphs())
     except TrainingDiverged as e:
         for bar in bars:
             bar.close()
@@ -155,27 +162,29 @@ def cmd_sweep(args) -> int:
         from .serve.pool import ProcessPool
 
         pool = ProcessPool(args.workers)
+    if pool is not None:
+        pool.cuda_graphs = _cuda_graphs()
     try:
         s = run_sweep(cfg, key, values, data=data, batched=not args.sequential, progress=progress,
-                      transfer_to=extra_L, pool=pool)
+                      transfer_to=extra_L, pool=pool, cuda_graphs=_cuda_graphs())
+        doc, extra = json.loads(s.to_json()), []
+        if len(s.members) >= 2:  # the pictures and coarse to fine by the pool's workers too, when there is a pool
+            a, b = s.members[0], s.members[-1]
+            va, vb = ((pool.measure("views", s.data, models=[m.model]) for m in (a, b)) if pool is not None else
+                      (analyse(m.model, s.data, with_reference=False) for m in (a, b)))
+            extra.append(side_by_side(va, vb, (f"{key} = {a.value}", f"{key} = {b.value}")))
+        if args.coarse_to_fine:
+            lo, hi = (int(v) for v in args.coarse_to_fine.split(":"))
+            c = (pool.measure("coarse_to_fine", s.data, config=cfg, L_start=lo, L_end=hi) if pool is not None else
+                 coarse_to_fine(cfg, L_start=lo, L_end=hi, data=s.data))
+            extra.append(coarse_to_fine_curve(c))
+            doc["coarse_to_fine"] = {"levels": c.levels, "jumps": c.jumps, "cost": c.cost, "wall_s": c.wall_s,
+                                     "final": _clean(c.result.metrics), "scratch_cost": c.scratch_cost,
+                                     "scratch_wall_s": c.scratch_wall_s,
+                                     "scratch_final": _clean(c.scratch.metrics) if c.scratch else None}
     finally:
         if pool is not None:
             pool.shutdown()
-    extra = []
-    if len(s.members) >= 2:
-        a, b = s.members[0], s.members[-1]
-        extra.append(side_by_side(analyse(a.model, s.data, with_reference=False),
-                                  analyse(b.model, s.data, with_reference=False),
-                                  (f"{key} = {a.value}", f"{key} = {b.value}")))
-    doc = json.loads(s.to_json())
-    if args.coarse_to_fine:
-        lo, hi = (int(v) for v in args.coarse_to_fine.split(":"))
-        c = coarse_to_fine(cfg, L_start=lo, L_end=hi, data=s.data)
-        extra.append(coarse_to_fine_curve(c))
-        doc["coarse_to_fine"] = {"levels": c.levels, "jumps": c.jumps, "cost": c.cost, "wall_s": c.wall_s,
-                                 "final": _clean(c.result.metrics), "scratch_cost": c.scratch_cost,
-                                 "scratch_wall_s": c.scratch_wall_s,
-                                 "scratch_final": _clean(c.scratch.metrics) if c.scratch else None}
     (out / "sweep.json").write_text(json.dumps(doc, indent=2))
     (out / "sweep.html").write_text(sweep_html(s, extra))
     for r in s.records():
@@ -201,7 +210,7 @@ def cmd_prebuild(args) -> int:
                 continue
             t = time.perf_counter()
             try:
-                r = train(cfg)
+                r = train(cfg, cuda_graphs=_cuda_graphs())
             except TrainingDiverged as e:
                 print(f"{name:16s} {cfg.key()} diverged: {e}", file=sys.stderr)
                 continue

@@ -52,13 +52,11 @@ def test_views_of_a_cuda_model_are_numpy():
 
 
 @pytest.mark.parametrize("extra", [{}, {"batch_size": 128}, {"optimizer": "sgd", "lr": 0.2}])
-def test_cuda_graph_replays_train_like_eager_steps(monkeypatch, extra):
+def test_cuda_graph_replays_train_like_eager_steps(extra):
     cfg = flowviz.preset("moons").replace(train_steps=80, n_steps=16, device="cuda", **extra)
     ds = make_dataset(cfg)
-    monkeypatch.setenv("FLOWVIZ_CUDA_GRAPHS", "0")
     eager = flowviz.train(cfg, data=ds, log_every=20)
-    monkeypatch.setenv("FLOWVIZ_CUDA_GRAPHS", "1")
-    graphed = flowviz.train(cfg, data=ds, log_every=20)
+    graphed = flowviz.train(cfg, data=ds, log_every=20, cuda_graphs=True)
     for a, b in zip(eager.history, graphed.history):
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-3, abs=1e-5), a["step"]
     for (n, pa), pb in zip(eager.model.state_dict().items(), graphed.model.state_dict().values()):

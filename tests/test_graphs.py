@@ -8,7 +8,7 @@ import threading
 
 import pytest
 import torch
-from tiny import SMALL
+from tiny import SMALL, TINY
 
 import flowviz.training.graphs as graphs
 from flowviz.core.data import make_dataset
@@ -30,7 +30,7 @@ def eager_graphs(monkeypatch):
 
     monkeypatch.setattr(graphs, "_capture", capture)
     monkeypatch.setattr(graphs, "_side_stream", contextlib.nullcontext)
-    monkeypatch.setattr(train_mod, "graphs_apply", lambda model, dev: True)
+    monkeypatch.setattr(train_mod, "graphs_apply", lambda model, dev, enabled=False: True)
     return captured
 
 
@@ -81,10 +81,53 @@ def test_cancelling_between_replays_ends_with_a_cancelled_snapshot(eager_graphs)
 
 def test_graphs_are_off_unless_asked_for_and_on_a_gpu(monkeypatch):
     m = build_model(BASE, 2)
-    monkeypatch.delenv("FLOWVIZ_CUDA_GRAPHS", raising=False)
+    monkeypatch.setenv("FLOWVIZ_CUDA_GRAPHS", "1")  # the server's variable: training does not read it
     assert not graphs.graphs_apply(m, torch.device("cuda"))
+    assert graphs.graphs_apply(m, torch.device("cuda"), True)
+    assert not graphs.graphs_apply(m, torch.device("cpu"), True)
+    assert not graphs.graphs_apply(build_model(BASE.replace(viscosity=0.01), 2), torch.device("cuda"), True)
+    assert not graphs.graphs_apply(build_model(BASE.replace(scheme="rk4"), 2), torch.device("cuda"), True)
+
+
+def test_no_module_of_training_or_core_reads_the_environment(root):
+    """Every FLOWVIZ_* setting is read once, by flowviz.serve.settings; the library is told."""
+    for sub in ("training", "core"):
+        for path in (root / "flowviz" / sub).glob("*.py"):
+            text = path.read_text()
+            assert "os.environ" not in text and "getenv" not in text, path
+
+
+@pytest.fixture
+def graph_flags(monkeypatch):
+    """The ``enabled`` each training asks graphs_apply with (on a CPU: still eager steps)."""
+    seen = []
+    monkeypatch.setattr(train_mod, "graphs_apply", lambda model, dev, enabled=False: seen.append(enabled) and False)
+    return seen
+
+
+def test_the_server_setting_reaches_each_runs_training(graph_flags, monkeypatch):
+    from flowviz.serve.executor import make_executor
+    from flowviz.serve.settings import Settings
+
     monkeypatch.setenv("FLOWVIZ_CUDA_GRAPHS", "1")
-    assert graphs.graphs_apply(m, torch.device("cuda"))
-    assert not graphs.graphs_apply(m, torch.device("cpu"))
-    assert not graphs.graphs_apply(build_model(BASE.replace(viscosity=0.01), 2), torch.device("cuda"))
-    assert not graphs.graphs_apply(build_model(BASE.replace(scheme="rk4"), 2), torch.device("cuda"))
+    train_mod.train(TINY)  # the library: off unless asked for, whatever the environment says
+    assert graph_flags == [False]
+    for flag in (True, False):  # a server's runs: the setting travels with each run to its worker
+        ex = make_executor(Settings(cuda_graphs=flag), size=1, name="thread")
+        try:
+            snaps = list(ex.train(TINY, make_dataset(TINY), log_every=10))
+        finally:
+            ex.shutdown()
+        assert snaps[-1].done and graph_flags[-1] is flag
+    assert Settings.from_env({"FLOWVIZ_CUDA_GRAPHS": "1"}).cuda_graphs
+    assert not Settings.from_env({}).cuda_graphs
+
+
+@pytest.mark.parametrize("value, expected", [("1", True), ("0", False)])
+def test_the_command_line_passes_the_setting_down(graph_flags, monkeypatch, tmp_path, value, expected):
+    from flowviz import cli
+
+    monkeypatch.setenv("FLOWVIZ_CUDA_GRAPHS", value)
+    assert cli.main(["train", "--set", "n_samples=120", "--set", "n_steps=4", "--set", "width=8",
+                     "--set", "train_steps=5", "--out", str(tmp_path / "r")]) == 0
+    assert graph_flags == [expected]

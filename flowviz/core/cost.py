@@ -39,30 +39,35 @@ DEFAULT_MAX_RUN_SECONDS = 600.0
 DEFAULT_MAX_RUN_MB = 4096.0
 
 # Fitted on one torch thread of the development machine (bench/memory.py --fit; see bench/README.md): CPU seconds
-# of 45 configs (the multiplying keys alone and combined), 2026-11-30, a machine shared by many agents.
+# of 45 configs (the multiplying keys alone and combined), 2026-11-30, a machine shared by many agents; the time
+# constants refit on 42 configs measured at loads of 2 to 8 (the first fit's loads of 12 to 27 inflated CPU time).
 K = {
-    "dispatch": 6.36e-06,    # s per torch op (eval, no autograd)
-    "mac": 1.44e-11,        # s per multiply-add (eval)
-    "elem": 1.47e-09,        # s per element operation (eval)
-    "train": 3.52,          # a training pass (forward + backward through autograd) / an eval pass
-    "fast_block": 0.000199,  # s per block of the hand-written Euler chain (training, forward + backward)
-    "fast_elem": 2.8e-09,   # s per point x hidden unit x block of the chain (training)
-    "adam": 1.15e-08,        # s per parameter per optimiser step (Adam, gradient zeroing, the backup copy)
-    "analysis": 1.82,       # the final pictures over the flows they run (numpy conversions, grids, Jacobians)
-    "spill": 1.71,         # element ops cost 1 + spill * log2(hidden MB / spill_mb) times more beyond the caches
-    "spill_mb": 1.81,
+    "dispatch": 4.65e-06,    # s per torch op (eval, no autograd)
+    "mac": 1.41e-11,        # s per multiply-add (eval)
+    "elem": 1.26e-09,        # s per element operation (eval)
+    "train": 3.51,          # a training pass (forward + backward through autograd) / an eval pass
+    "fast_block": 0.000124,  # s per block of the hand-written Euler chain (training, forward + backward)
+    "fast_elem": 1.46e-09,   # s per point x hidden unit x block of the chain (training)
+    "adam": 8.75e-09,        # s per parameter per optimiser step (Adam, gradient zeroing, the backup copy)
+    "analysis": 1.89,       # the final pictures over the flows they run (numpy conversions, grids, Jacobians)
+    "spill": 0.611,         # element ops cost 1 + spill * log2(hidden MB / spill_mb) times more beyond the caches
+    "spill_mb": 2.58,
     "ref_evals": 12.0,     # field evaluations of dopri5 per step of the partition (reference solution)
     "setup": 0.3,          # s: data, model, first snapshot's warm-up
     "base_mb": 290.0,      # resident memory of a worker with torch and flowviz loaded
     "act_mb": 0.794,         # allocator and temporaries over the activations autograd keeps
     "eval_mb": 1.27,        # same for evaluation and the analysis' recorded paths
+    # fitted on the case-8 family (bench/memory.py, mlp 6 x 256, lift 8, rk4, continuous 64 knots, L = 16 and 64):
+    "mix_copies": 2.0,     # copies of the stage weights (all L S of them) a training step holds at its peak
+    "kinetic_copies": 1.4,  # more of them for the kinetic term's second, recorded flow (measured 1.33)
+    "smooth_copies": 2.0,  # copies of every block's weights (L of them) for the smoothness penalty (measured 1.9)
 }
 
 GENERIC_BUDGET = 256 * 2**20  # flowviz.core.model.GENERIC_BUDGET: above it each step is checkpointed
 FAST_BUDGET = 8 * 2**20       # flowviz.core.fastpath.ACTIVATION_BUDGET: above it the chain recomputes
 MAX_FRAMES, SURFACE_RES = 65, 100  # flowviz.training.analysis: frames and grid of the final pictures
 DRIVER_KEYS = ("n_samples", "train_steps", "n_steps", "scheme", "viscosity", "mc_samples", "lift", "width",
-               "mlp_depth", "field", "time_mode", "knots")
+               "mlp_depth", "field", "time_mode", "knots", "kinetic", "smoothness")
 
 
 @dataclass(frozen=True)
@@ -176,7 +181,7 @@ def _field(c: Config) -> dict:
         slot = d * w + w + (h - 1) * (w * w + w) + w * d + d + (w if c.time_input else 0)
         return {"mac": 2 * d * w + (h - 1) * w * w, "elem": h * w + 2 * d, "ops": 2 * h + 2, "slot": slot,
                 "store": 3 * w * h}
-    return {"mac": d * d, "elem": 3 * d, "ops": 5, "slot": d * d + d, "store": 4 * d}
+    return {"mac": d * d, "elem": 3 * d, "ops": 5, "slot": d * d + d, "store": 4 * d, "small": True}
 
 
 def _slots(c: Config) -> int:
@@ -193,8 +198,10 @@ def _eval_pass(c: Config, f: dict, n: int, steps: int, *, noisy: bool, mix: bool
     E = steps * S
     # hidden layers beyond the caches stream through memory: element ops cost more (measured: 2.9x at 6.5 MB)
     spill = 1 + K["spill"] * max(0.0, math.log2(4 * n * c.width / 2**20 / K["spill_mb"]))
-    t = (K["dispatch"] * (E * (f["ops"] + 3) + steps) + K["mac"] * n * E * f["mac"]
-         + K["elem"] * spill * n * E * f["elem"])
+    ops, elem = K["dispatch"] * E * (f["ops"] + 3), K["elem"] * spill * n * E * f["elem"]
+    # a field whose ops all act on (n, d) tensors (no hidden layer) costs its dispatches or its elements, whichever
+    # is more: at these sizes each op is its dispatch (antisymmetric, lift 8: 7 ms a step on 500 and 2,000 points)
+    t = K["dispatch"] * steps + K["mac"] * n * E * f["mac"] + (max(ops, elem) if f.get("small") else ops + elem)
     if noisy:
         t += K["dispatch"] * 3 * steps + K["elem"] * 8 * n * steps * c.dim  # sqrt(2 eps s) xi after each step
     if mix:  # field.weights(P): (L S, K) @ (K, slot), written out (memory-bound when large), unbound into L S
@@ -235,8 +242,10 @@ def _step(c: Config, f: dict, bs: int, n_params: int) -> float:
         if c.kinetic > 0:  # a second, recorded flow (with its stage weights) and its differences
             t += K["train"] * (_eval_pass(c, f, bs, c.n_steps, noisy=c.viscosity > 0) + K["dispatch"] * 8
                                + K["elem"] * 4 * bs * (c.n_steps + 1) * c.dim)
-    if c.smoothness > 0 and c.time_mode != "tied":  # sum_k |theta_k - theta_(k-1)|^2 / s_k, per parameter
-        t += K["train"] * (K["dispatch"] * 8 * (f["ops"] + 1) + K["elem"] * 4 * n_params)
+    if c.smoothness > 0 and c.time_mode != "tied":  # sum_k |theta_k - theta_(k-1)|^2 / s_k over theta_k =
+        L, slot = c.n_steps, f["slot"]  # P_blocks @ slots at every block: L x slots x slot multiply-adds, L x slot
+        t += K["train"] * (K["dispatch"] * 8 * (f["ops"] + 1) + K["mac"] * L * _slots(c) * slot  # elements
+                           + K["elem"] * 4 * L * slot)
     return t + K["adam"] * n_params + K["dispatch"] * 30
 
 
@@ -279,8 +288,10 @@ def _n_params(c: Config, f: dict) -> int:
 
 
 def _memory(c: Config, f: dict, bs: int, n: int) -> float:
-    """Peak resident MB: base + parameters (value, gradient, two Adam moments, backup) + stage weights +
-    the larger of the training activations and the analysis' recorded paths."""
+    """Peak resident MB: base + parameters (value, gradient, two Adam moments, backup) + the larger of a training
+    step's peak (the stage weights of each recorded flow and their gradients, the smoothness penalty's block
+    weights, the activations autograd keeps) and the evaluation's (its stage weights, the analysis' recorded
+    paths)."""
     mb = 2.0 ** -20
     L, S, d = c.n_steps, _stages(c), c.dim
     params = 5 * 4 * _n_params(c, f)
@@ -289,15 +300,20 @@ def _memory(c: Config, f: dict, bs: int, n: int) -> float:
         keep = L * (c.width + 1) * bs * 4 <= FAST_BUDGET
         act = 4 * bs * (L + 1) * (d + 1) + (4 * 2 * L * bs * (c.width + d) if keep else 4 * 3 * bs * c.width)
         act += 2 * 4 * L * (c.width + 1) * (d + 1)  # folded weights and their gradients
-    else:
-        mixed = 2 * 4 * L * S * f["slot"]  # the stage weights and their gradient
+    else:  # the stage weights (P @ theta for every stage evaluation) and, in the backward, their gradients, per
+        # recorded flow: the kinetic term records a second flow that mixes its own (issue 17's case 8: 14.3 GB)
+        flows = 2 if c.kinetic > 0 else 1
+        mixed = (K["mix_copies"] + (K["kinetic_copies"] if c.kinetic > 0 else 0.0)) * 4 * L * S * f["slot"]
         act = _train_bytes(c, f, bs)
         if act > GENERIC_BUDGET:  # checkpointed: the inputs of every step, one step's stages at a time
             act = 4 * bs * (L + 1) * d * 2 + act / L
-    train = K["act_mb"] * act
+        act *= flows
+    if c.smoothness > 0 and c.time_mode != "tied" and L > 1:  # theta_k of every block, their differences and
+        mixed += K["smooth_copies"] * 4 * L * f["slot"]  # squares, and the gradients of each (train.penalties)
+    train = mixed + K["act_mb"] * act  # (the stage weights live while the step does; an evaluation mixes its own)
     # evaluation and analysis: recorded paths of all points (L+1, n, d) in torch and numpy, a few hidden layers
     ev = 4 * (L + 1) * n * d * 2 + 4 * max(n, SURFACE_RES ** 2) * (3 * c.width + 4 * d) + 4 * L * S * f["slot"]
-    return K["base_mb"] + mb * (params + mixed + max(train, K["eval_mb"] * ev))
+    return K["base_mb"] + mb * (params + max(train, K["eval_mb"] * ev))
 
 
 def _cost(c: Config, n_train: int | None, log_every: int | None):

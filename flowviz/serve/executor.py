@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from ..core.config import Config
 from ..core.data import Dataset
 from ..training.train import Snapshot
+from .measure import measured
 from .protocol import TaskFailed, WorkerDied, decode, encode, request, snapshot_from
 from .settings import Settings
 
@@ -66,6 +67,8 @@ class Executor(ABC):
     """
 
     size: int
+    measure = measured  # a measurement made by a worker (flowviz.serve.measure: a sweep's, coarse to fine, views)
+    cuda_graphs: bool = False  # runs replay their steps from CUDA graphs (make_executor: Settings.cuda_graphs)
 
     def __init__(self, size: int):
         self.size = size
@@ -167,8 +170,8 @@ class Executor(ABC):
         try:
             if started is not None:
                 started()
-            for head, arrays in self.stream(lease, request("run", data, config=config, log_every=log_every),
-                                            cancel):
+            for head, arrays in self.stream(lease, request("run", data, config=config, log_every=log_every,
+                                                           cuda_graphs=self.cuda_graphs), cancel):
                 snap = snapshot_from(head, arrays)
                 healthy = snap.done
                 yield snap
@@ -180,13 +183,13 @@ class Executor(ABC):
 
     def call(self, raw: bytes, cancel=None, *, started: Callable[[], None] | None = None,
              on_reply: Callable[[dict, dict], None] | None = None, stops: bool = False,
-             wait: bool = True) -> tuple[dict, dict]:
+             wait: bool = True, long: bool = False) -> tuple[dict, dict]:
         """The ``result`` reply of one task (an analysis); ``started()`` once a worker has it, ``on_reply(header,
         arrays)`` for each reply before the result. A task that cannot stop between steps is cut short when
         ``cancel`` is set: its worker is given back as unhealthy (a process is ended and replaced); one that
         ``stops`` by itself between its steps is waited for, and its worker kept. Without ``wait`` it only takes a
-        worker that is free now (NoFreeWorker otherwise)."""
-        lease = self.take(cancel, wait=wait)
+        worker that is free now (NoFreeWorker otherwise). ``long``: in the lane of long tasks."""
+        lease = self.take(cancel, wait=wait, long=long)
         if lease is None:
             if not wait and not (cancel is not None and cancel.is_set()):
                 raise NoFreeWorker("no worker is free now")
@@ -312,7 +315,6 @@ class Executor(ABC):
             results.append(TrainResult(cfg, model, data, res["history"], res["metrics"], res["error"]))
         return results
 
-
     def train_members(self, configs: list[Config], data: Dataset, *, log_every: int = 25, cancel=None,
                       progress: Callable[[int, int], None] | None = None) -> list:
         """Each config trained to the end by a worker of its own, as many at once as the executor lends (the
@@ -392,4 +394,6 @@ def make_executor(settings: Settings, *, size: int | None = None, name: str | No
     module, cls = EXECUTORS[chosen].split(":")
     # a cluster knows its own size (its CPUs) unless FLOWVIZ_WORKERS says; a machine's pool defaults to its CPUs
     default = (settings.workers or None) if chosen in CLUSTER_EXECUTORS else settings.worker_count()
-    return getattr(importlib.import_module(module), cls)(size or default, threads=1, limit_mb=settings.worker_mb)
+    executor = getattr(importlib.import_module(module), cls)(size or default, threads=1, limit_mb=settings.worker_mb)
+    executor.cuda_graphs = settings.cuda_graphs  # passed down with each run: training reads no environment
+    return executor

@@ -50,7 +50,6 @@ class Registry:
         self.unwatched_s = float(unwatched_s if unwatched_s is not None else self.settings.unwatched_s)
         self.cancelled_unwatched = 0
         self._stop = threading.Event()
-        threading.Thread(target=self._reap, name="flowviz-reaper", daemon=True).start()
         self._prestart = self.executor.prestart(1) if prestart else None
         if self.mode != "thread":
             # the cores belong to the training processes (and, on one machine, the browsers): the server's own
@@ -66,6 +65,7 @@ class Registry:
         self._claims: dict[str, set[str]] = {}  # session -> the keys of the one job it holds
         self.replaced = 0  # runs and jobs cancelled because their session started another
         self.started = 0  # runs actually started (for tests and the load benchmark)
+        threading.Thread(target=self._reap, name="flowviz-reaper", daemon=True).start()  # (all fields set)
         atexit.register(self.shutdown)
 
     def ready(self, timeout: float | None = None) -> bool:
@@ -80,12 +80,18 @@ class Registry:
             now = time.time()
             with self._lock:
                 idle = [r for r in self._runs.values() if not r.idle.is_set() and now - r.last_seen > self.unwatched_s]
+                jobs = [j for j in self._jobs.values()  # a sweep nobody asks about: its tasks on the workers stop too
+                        if not j.finished and not j.cancel.is_set() and now - j.last_seen > self.unwatched_s]
             for r in idle:
                 r.idle.set()  # its final pictures and instruments tasks stop: they are made again when it is shown
                 if not r.finished and not r.cancel.is_set():
                     log.info("cancelling run %s: nobody has watched it for %.0f s", r.key, now - r.last_seen)
                     r.cancel.set()
                     self.cancelled_unwatched += 1
+            for j in jobs:
+                log.info("cancelling job %s: nobody has watched it for %.0f s", j.key, now - j.last_seen)
+                j.cancel.set()
+                self.cancelled_unwatched += 1
 
     def shutdown(self, timeout: float = 2.0):
         """Cancel every run and job, end the workers (killed after ``timeout`` s if busy) and wait briefly for
@@ -189,8 +195,12 @@ class Registry:
             return job
 
     def get_job(self, key: str) -> Job | None:
+        """The job of ``key``, if any; asking counts as watching it (see ``unwatched_s``)."""
         with self._lock:
-            return self._jobs.get(key)
+            job = self._jobs.get(key)
+            if job is not None:
+                job.last_seen = time.time()
+            return job
 
     def _evict(self):
         finished = [k for k, r in self._runs.items() if r.finished]

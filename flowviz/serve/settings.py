@@ -47,7 +47,8 @@ class Settings:
     server_threads: int = _setting("FLOWVIZ_SERVER_THREADS", 1, "torch threads of the server's own work (views), "
                                    "in process mode")
     cuda_graphs: bool = _setting("FLOWVIZ_CUDA_GRAPHS", False, "1: on a CUDA GPU, replay each training step from a "
-                                 "CUDA graph (off until measured; read by `flowviz.training.graphs`)", _flag)
+                                 "CUDA graph (off until measured; passed to each run's training as "
+                                 "`train(..., cuda_graphs=True)`, `flowviz.training.graphs`)", _flag)
     max_run_seconds: float = _setting("FLOWVIZ_MAX_RUN_SECONDS", 600.0, "a run estimated to take longer (on one "
                                       "CPU thread) is refused before it starts, with the keys that drive it")
     max_run_mb: float = _setting("FLOWVIZ_MAX_RUN_MB", 4096.0, "a run estimated to need more memory at its peak is "
@@ -57,8 +58,8 @@ class Settings:
                                 "state kept")
     long_run_s: float = _setting("FLOWVIZ_LONG_RUN_S", 30.0, "runs estimated longer than this never take the last "
                                  "free worker: it stays for short runs")
-    unwatched_s: float = _setting("FLOWVIZ_UNWATCHED_S", 120.0, "a run no page has looked at for this long is "
-                                  "cancelled")
+    unwatched_s: float = _setting("FLOWVIZ_UNWATCHED_S", 120.0, "a run or a sweep no page has looked at for this "
+                                  "long is cancelled (its tasks on the workers too)")
     cache_dir: str = _setting("FLOWVIZ_CACHE_DIR", "", "disk cache of finished runs (`off` disables it)",
                               shown="`~/.cache/flowviz`")
     cache_entries: int = _setting("FLOWVIZ_CACHE_ENTRIES", 256, "runs kept on disk, least recently used out")

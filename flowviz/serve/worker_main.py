@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 
 from ..core.config import Config
 from ..training.train import train_iter
+from .measure import measure_task
 from .protocol import CANCEL, dataset_from, decode, encode, fatal_message, snapshot_message
 
 __all__ = ["TASKS", "handle", "main"]
@@ -21,7 +22,7 @@ def run_task(header: dict, arrays: dict, cancel) -> Iterator[bytes]:
     """One training run: a snapshot (with its weights) every ``log_every`` steps, the last one ``done``."""
     cfg = Config.from_dict(header["config"])
     for s in train_iter(cfg, data=dataset_from(header, arrays), log_every=int(header["log_every"]), cancel=cancel,
-                        keep_state=True):
+                        keep_state=True, cuda_graphs=bool(header.get("cuda_graphs"))):
         yield snapshot_message(s)
 
 
@@ -114,7 +115,8 @@ def instruments_task(header: dict, arrays: dict, cancel) -> Iterator[bytes]:
 # task name -> handler(header, arrays, cancel) yielding encoded replies
 TASKS: dict[str, Callable[[dict, dict, object], Iterator[bytes]]] = {"run": run_task, "batch": batch_task,
                                                                      "analyse": analyse_task,
-                                                                     "instruments": instruments_task}
+                                                                     "instruments": instruments_task,
+                                                                     "measure": measure_task}
 
 
 LIMIT_MB = 0.0  # this worker's memory cap above its start (main sets it); named in an over-limit error

@@ -1,4 +1,5 @@
-"""The training engine with each step replayed from a CUDA graph (opt-in: FLOWVIZ_CUDA_GRAPHS=1).
+"""The training engine with each step replayed from a CUDA graph (opt-in: ``train(..., cuda_graphs=True)``; a server
+sets it from its setting FLOWVIZ_CUDA_GRAPHS=1, read by ``flowviz.serve.settings``: training reads no environment).
 
 At flowviz's sizes a training step on a GPU is a few hundred small kernels (two to four per block each way,
 the optimiser's updates), so the GPU mostly waits for Python to launch them. Forward, backward and optimiser
@@ -13,7 +14,6 @@ Off by default until measured on a GPU (bench/cuda_graphs.py, bench/gpu_check.sh
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 from contextlib import contextmanager
 
@@ -24,10 +24,11 @@ from .engine import Engine
 WARMUP_STEPS = 3  # eager steps on a side stream before the capture, as torch.cuda.graphs asks
 
 
-def graphs_apply(model, device: torch.device) -> bool:
-    """True when this run's steps are replayed from a CUDA graph: FLOWVIZ_CUDA_GRAPHS=1, a CUDA device, and a
-    step with no host synchronisation or random numbers inside (the hand-written chain; no viscous noise)."""
-    return (os.environ.get("FLOWVIZ_CUDA_GRAPHS", "0") == "1" and device.type == "cuda"
+def graphs_apply(model, device: torch.device, enabled: bool = False) -> bool:
+    """True when this run's steps are replayed from a CUDA graph: ``enabled`` (the caller's ``cuda_graphs``), a
+    CUDA device, and a step with no host synchronisation or random numbers inside (the hand-written chain; no
+    viscous noise)."""
+    return (enabled and device.type == "cuda"
             and model.fast_path_applies(training=True) and model.config.viscosity == 0)
 
 

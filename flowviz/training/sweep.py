@@ -8,9 +8,12 @@ train one after another. Each member is then measured: its discretisation
 error |x_L - x(T)| against its own field's dopri5 solution, the residual ratio
 |s_k V_k| / |x| of section 3.3 and the weight drift between adjacent blocks.
 
-Also here: the depth-transfer matrix (train at L, evaluate at L') and
-coarse-to-fine training (train at L, double the partition by interpolating the
-weights in t, go on; Haber and Ruthotto's multilevel idea).
+Also here: the depth-transfer matrix (train at L, evaluate at L'); coarse-to-fine training (train at L, double
+the partition, go on) is in ``flowviz.training.refine`` and re-exported here.
+
+The measurements are one generator, :func:`measure_members`, that yields its progress and returns a
+:class:`Measures`: a server runs it in a worker (``flowviz.serve.measure``), the library in its own process;
+both give the same numbers.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -27,17 +31,20 @@ import torch
 from ..core.config import Config
 from ..core.data import Dataset, make_dataset
 from ..core.errors import ConfigError, echo
-from ..core.model import FlowModel, build_model
+from ..core.model import FlowModel
 from .analysis import plane_grid, residual_ratio, weight_drift
 from .batch import batch_reason, train_batched
 from .convergence import Convergence, one_field_order
-from .train import TrainResult, evaluate, train, train_iter
+from .refine import REFINE_KINDS, CoarseToFine, _prolongation, coarse_to_fine, refine, refined_config  # noqa: F401
+from .train import TrainResult, evaluate, train
 
-__all__ = ["VARY_KEYS", "MAX_MEMBERS", "Member", "Transfer", "SweepResult", "parse_vary", "run_sweep",
-           "member_diagnostics", "depth_transfer", "refine", "refined_config", "coarse_to_fine", "CoarseToFine"]
+__all__ = ["VARY_KEYS", "MAX_MEMBERS", "GRID_RES", "Member", "Transfer", "Measures", "SweepResult", "parse_vary",
+           "run_sweep", "member_diagnostics", "depth_transfer", "decision_grids", "measure_members", "stepwise",
+           "refine", "refined_config", "coarse_to_fine", "CoarseToFine"]
 
 VARY_KEYS = ("n_steps", "horizon", "scheme", "time_mode", "smoothness")
 MAX_MEMBERS = 12
+GRID_RES = 60  # the members' decision surfaces on one grid (flowviz.plots.sweep.sweep_surfaces)
 
 
 def parse_vary(text: str, base: Config | None = None) -> tuple[str, list]:
@@ -150,15 +157,17 @@ class SweepResult:
     notes: list[str] = field(default_factory=list)
     convergence: Convergence | None = None  # the order on ONE field (depth sweeps of tied / continuous weights)
     convergence_note: str = ""  # why there is none, or which member's field it is
+    grids: tuple | None = None  # decision_grids at GRID_RES, made with the measurements
 
     def records(self) -> list[dict]:
         return [m.record(self.key) for m in self.members]
 
-    def decision_grids(self, res: int = 60) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """F = u(0, .) of every member on one grid over the data: x1 (res,), x2 (res,), u (M, res, res, C)."""
-        x1, x2, pts = plane_grid(self.data.extent(), res)
-        u = np.stack([m.model.predict_proba(pts).reshape(res, res, -1) for m in self.members])
-        return x1, x2, u.astype(np.float32)
+    def decision_grids(self, res: int = GRID_RES) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """F = u(0, .) of every member on one grid over the data: x1 (res,), x2 (res,), u (M, res, res, C)
+        (the ones measured with the sweep at GRID_RES; another ``res`` is computed here)."""
+        if self.grids is not None and len(self.grids[0]) == res:
+            return self.grids
+        return decision_grids([m.model for m in self.members], self.data, res)
 
     def to_json(self) -> str:
         return json.dumps({"key": self.key, "values": self.values, "base": self.base.to_dict(),
@@ -190,16 +199,83 @@ def depth_transfer(models: list[FlowModel], data: Dataset, evaluated: list[int])
     return Transfer([m.L for m in models], list(evaluated), acc, [m.config.time_mode for m in models])
 
 
+def decision_grids(models: list[FlowModel], data: Dataset, res: int = GRID_RES) -> tuple:
+    """F = u(0, .) of each model on one res x res grid over the data: x1 (res,), x2 (res,), u (M, res, res, C)."""
+    x1, x2, pts = plane_grid(data.extent(), res)
+    u = np.stack([m.predict_proba(pts).reshape(res, res, -1) for m in models])
+    return x1, x2, u.astype(np.float32)
+
+
+@dataclass
+class Measures:
+    """What is measured of a sweep's trained members, in their order: the discretisation error, the residual
+    ratio (L,) and the weight drift (L-1,) of each; for a sweep over n_steps the depth-transfer matrix and the
+    order on one field; the decision grids (:func:`decision_grids`). NaN and None where nothing was measured."""
+
+    disc_error: list[float]
+    residual_ratio: list[np.ndarray]
+    weight_drift: list[np.ndarray]
+    transfer: Transfer | None = None
+    convergence: Convergence | None = None
+    convergence_note: str = ""
+    grids: tuple | None = None
+
+    @classmethod
+    def none(cls, models: list[FlowModel]) -> Measures:
+        """The measures of a sweep stopped before its members were measured: NaN throughout."""
+        return cls([math.nan] * len(models), [np.full(m.L, np.nan) for m in models],
+                   [np.full(max(m.L - 1, 0), np.nan) for m in models])
+
+
+def measure_members(results: list[TrainResult], data: Dataset, key: str, *, seed: int = 0,
+                    transfer_to: list[int] | None = None) -> Generator[tuple[float, str], None, Measures]:
+    """Measure a sweep's trained members: yields (fraction done, text) between the pieces and returns the
+    :class:`Measures` (drive it with :func:`stepwise`). The depth transfer (over the members' L and
+    ``transfer_to``) and the one-field order (the deepest member's field) when ``key`` is n_steps."""
+    n = len(results)
+    errs, ratios, drifts = [], [], []
+    for i, r in enumerate(results):
+        yield 0.75 * i / n, f"measuring member {i + 1} of {n}"
+        err, ratio, drift = member_diagnostics(r.model, data.x_train, seed=seed)
+        errs.append(err), ratios.append(ratio), drifts.append(drift)
+    out = Measures(errs, ratios, drifts)
+    if key == "n_steps":
+        yield 0.75, "depth transfer"
+        cols = sorted({r.config.n_steps for r in results} | set(transfer_to or []))
+        out.transfer = depth_transfer([r.model for r in results], data, cols)
+        yield 0.85, "order of convergence on one field"
+        out.convergence, out.convergence_note = one_field_order(SimpleNamespace(config=results[-1].config,
+                                                                                result=results[-1]))
+    yield 0.95, "decision surfaces"
+    out.grids = decision_grids([r.model for r in results], data)
+    return out
+
+
+def stepwise(steps: Generator, cancel=None, out: dict | None = None) -> Iterator:
+    """The items a measuring generator yields, until it returns (its value then in ``out["value"]``) or
+    ``cancel`` (``is_set()``) is set between two of them (then ``out`` gets no value)."""
+    while not (cancel is not None and cancel.is_set()):
+        try:
+            yield next(steps)
+        except StopIteration as done:
+            if out is not None:
+                out["value"] = done.value
+            return
+    steps.close()
+
+
 def run_sweep(base: Config, key: str, values: list, *, data=None, batched: bool = True, log_every: int = 25,
               progress: Callable[[float, str], None] | None = None, cancel=None,
-              transfer_to: list[int] | None = None, pool=None) -> SweepResult:
+              transfer_to: list[int] | None = None, pool=None, cuda_graphs: bool = False) -> SweepResult:
     """Train one member per value of ``key`` (other keys from ``base``) and measure each.
 
     ``batched``: train members that differ only in their discretisation as one batch (they give the
-    same numbers as one by one). ``pool`` (an executor of ``flowviz.serve``: the local pool or Ray): spread
-    the batch's lanes over its workers, one group of lanes each, or the members that cannot be batched, one
-    each (the same numbers again). ``transfer_to``: extra L'
-    columns for the depth-transfer matrix, which is computed when the sweep varies n_steps.
+    same numbers as one by one). ``pool`` (an executor of ``flowviz.serve``: the local pool or Ray): train
+    there, the batch's lanes spread over its workers (one group of lanes each) or the members that cannot be
+    batched one per worker, and measure there too (:func:`measure_members` in a worker): the same numbers
+    again. ``transfer_to``: extra L' columns for the depth-transfer matrix, which is computed when the sweep
+    varies n_steps. A sweep cancelled before its measurements keeps its members, unmeasured (NaN).
+    ``cuda_graphs``: members trained one by one here replay their steps from CUDA graphs (see ``train``).
     """
     if key not in VARY_KEYS:
         raise ConfigError(f"cannot sweep {echo(key)}; a sweep varies one of: {', '.join(VARY_KEYS)}")
@@ -216,7 +292,7 @@ def run_sweep(base: Config, key: str, values: list, *, data=None, batched: bool 
         def on_step(step, snaps):
             say(0.8 * step / max(base.train_steps, 1), f"batched training: step {step} of {base.train_steps}")
 
-        if pool is not None and pool.size > 1:  # (two or more members always make two or more lanes)
+        if pool is not None:  # (two or more members always make two or more lanes)
             results = pool.train_batched(configs, ds, log_every=log_every, cancel=cancel,
                                          progress=lambda step: on_step(step, None))
         else:
@@ -239,158 +315,33 @@ def run_sweep(base: Config, key: str, values: list, *, data=None, batched: bool 
             say(0.8 * i / len(configs), f"training member {i + 1} of {len(configs)} ({key}={values[i]})")
             t = time.perf_counter()
             try:
-                results.append(train(c, data=ds, log_every=log_every, cancel=cancel))
+                results.append(train(c, data=ds, log_every=log_every, cancel=cancel, cuda_graphs=cuda_graphs))
             except Exception as e:  # TrainingDiverged carries the last finite state
                 if getattr(e, "result", None) is None:
                     raise
                 results.append(e.result)
             walls.append(time.perf_counter() - t)
-    members = []
-    for i, (v, r) in enumerate(zip(values, results)):
-        say(0.8 + 0.15 * i / len(values), f"measuring member {i + 1} of {len(values)}")
-        err, ratio, drift = member_diagnostics(r.model, ds.x_train, seed=base.seed)
-        members.append(Member(v, r, walls[i], len(configs) if why is None else 1, err, ratio, drift))
-    transfer, conv, conv_note = None, None, ""
-    if key == "n_steps":
-        say(0.95, "depth transfer")
-        cols = sorted(set(values) | set(transfer_to or []))
-        transfer = depth_transfer([m.model for m in members], ds, cols)
-        say(0.97, "order of convergence on one field")
-        conv, conv_note = one_field_order(members[-1])
+    measures = _measured(results, ds, key, seed=base.seed, transfer_to=transfer_to, cancel=cancel, pool=pool,
+                         say=lambda frac, text: say(0.8 + 0.2 * frac, text))
+    if measures is None:
+        notes.append("stopped before its members were measured")
+        measures = Measures.none([r.model for r in results])
+    members = [Member(v, r, walls[i], len(configs) if why is None else 1, measures.disc_error[i],
+                      measures.residual_ratio[i], measures.weight_drift[i])
+               for i, (v, r) in enumerate(zip(values, results))]
     say(1.0, "done")
-    return SweepResult(base, key, list(values), members, ds, time.perf_counter() - t0, why is None, transfer, notes,
-                       conv, conv_note)
+    return SweepResult(base, key, list(values), members, ds, time.perf_counter() - t0, why is None,
+                       measures.transfer, notes, measures.convergence, measures.convergence_note, measures.grids)
 
 
-# ---------------------------------------------------------------- coarse to fine
-REFINE_KINDS = ("constant", "linear")
-
-
-def _prolongation(old_times: np.ndarray, new_times: np.ndarray, kind: str = "constant") -> np.ndarray:
-    """(L', L) matrix taking per-step weights on the old partition to the new one.
-
-    ``constant``: the per-step field is piecewise constant in t (block k on (t_(k-1), t_k]), so each
-    new block takes the weights of the old block its midpoint lies in: the field v(t, x) is unchanged
-    and only the steps shrink. ``linear``: weights interpolated linearly between the old blocks'
-    midpoints (a smoother field, but a different one).
-    """
-    om = (old_times[1:] + old_times[:-1]) / 2
-    nm = (new_times[1:] + new_times[:-1]) / 2
-    if kind == "constant":
-        k = np.clip(np.searchsorted(old_times[1:], nm, side="left"), 0, len(om) - 1)
-        return np.eye(len(om))[k]
-    if kind == "linear":
-        return np.stack([np.interp(nm, om, np.eye(len(om))[j]) for j in range(len(om))], 1)
-    raise ConfigError(f"unknown refinement {kind!r}; valid: {', '.join(REFINE_KINDS)}")
-
-
-def refined_config(config: Config) -> Config:
-    """The config of the partition with twice the steps that refines ``config``'s: every old t_k is a new t_(2k).
-
-    Uniform: L -> 2L. Geometric with ratio r: 2L steps with ratio sqrt(r), since
-    t_k = T (r^k - 1) / (r^L - 1) = T (sqrt(r)^(2k) - 1) / (sqrt(r)^(2L) - 1): each old step splits into two
-    with the ratio sqrt(r). (2L steps with the same ratio r would not contain the old points.)
-    """
-    if config.partition == "geometric" and config.partition_ratio != 1.0:
-        return config.replace(n_steps=2 * config.n_steps, partition_ratio=math.sqrt(config.partition_ratio))
-    return config.replace(n_steps=2 * config.n_steps)
-
-
-def refine(model: FlowModel, kind: str = "constant") -> FlowModel:
-    """The same flow on a partition with twice the steps that refines the old one (:func:`refined_config`).
-
-    Tied and continuous weights are already functions of t: the model is re-discretised as is.
-    Per-step weights are carried over by ``kind`` (see :func:`_prolongation`); with ``constant`` (the default)
-    every new block lies inside one old block, so the field v(t, x) is exactly unchanged and the first
-    evaluation at 2L differs from the last at L only by the smaller steps. (A geometric partition therefore
-    gets the ratio sqrt(r); ``linear`` changes the field by design.)
-    """
-    cfg = refined_config(model.config)
-    if model.config.time_mode != "per_step":
-        return model.rediscretised(n_steps=cfg.n_steps, partition_ratio=cfg.partition_ratio)
-    fine = build_model(cfg, model.n_classes).to(model.device)
-    M = torch.as_tensor(_prolongation(model.times, fine.times, kind), dtype=torch.float32, device=model.device)
-    with torch.no_grad():
-        for name in model.field.names:
-            getattr(fine.field, name).copy_(torch.tensordot(M, getattr(model.field, name), dims=1))
-        fine.head_W.copy_(model.head_W)
-        fine.head_b.copy_(model.head_b)
-    fine.train(False)
-    return fine
-
-
-@dataclass
-class CoarseToFine:
-    """Coarse-to-fine training against training at the finest L from scratch.
-
-    ``history``: rows with level, L, cumulative step and the train loss; ``jumps``: per doubling
-    (L, loss before at L, loss right after at 2L). Cost in block evaluations: sum of steps x L.
-    """
-
-    levels: list[int]
-    history: list[dict]
-    jumps: list[dict]
-    result: TrainResult
-    wall_s: float
-    cost: int
-    scratch: TrainResult | None
-    scratch_wall_s: float
-    scratch_cost: int
-
-
-def coarse_to_fine(config: Config, *, L_start: int, L_end: int, steps_per_level: int | None = None,
-                   data=None, log_every: int = 10, compare: bool = True, cancel=None,
-                   kind: str = "constant") -> CoarseToFine:
-    """Train at L_start, double until L_end (each level ``steps_per_level`` optimiser steps).
-
-    ``kind``: how per-step weights are carried to the finer partition (:func:`refine`).
-    With ``compare``, also train at L_end from scratch for the same total number of optimiser steps.
-    """
-    if L_start < 1 or L_end < L_start or L_end > 256:
-        raise ConfigError(f"coarse to fine needs 1 <= L_start <= L_end <= 256; got {L_start}, {L_end}")
-    levels = [L_start]
-    while levels[-1] * 2 <= L_end:
-        levels.append(levels[-1] * 2)
-    spl = steps_per_level or config.train_steps
-    ds = data if isinstance(data, Dataset) else make_dataset(config, data)
-    dev_model = None
-    history, jumps = [], []
-    t0 = time.perf_counter()
-    done = 0
-    last = None
-    for li, L in enumerate(levels):
-        if dev_model is None:
-            cfg = config.replace(n_steps=L, train_steps=spl)
-            dev_model = build_model(cfg, ds.n_classes)
-        else:
-            before = history[-1]
-            dev_model = refine(dev_model, kind)
-            cfg = dev_model.config.replace(train_steps=spl)
-            x = torch.as_tensor(ds.x_train, device=dev_model.device)
-            y = torch.as_tensor(ds.y_train, device=dev_model.device)
-            loss, acc = evaluate(dev_model, x, y)
-            jumps.append({"L": L // 2, "loss_before": before["loss"], "loss_after": loss,
-                          "accuracy_before": before["train_accuracy"], "accuracy_after": acc})
-        for last in train_iter(cfg, data=ds, log_every=log_every, model=dev_model, cancel=cancel):
-            history.append({"level": li, "L": L, "step": done + last.step, "loss": last.loss,
-                            "train_accuracy": last.train_accuracy, "test_accuracy": last.test_accuracy})
-        done += last.step
-        if last.error or last.cancelled:
-            break
-    wall = time.perf_counter() - t0
-    dev_model.train(False)
-    final_cfg = dev_model.config.replace(train_steps=done)  # (a refined geometric partition has ratio r^(1/2^j))
-    result = TrainResult(final_cfg, dev_model, ds, history, last.metrics(steps=done, elapsed=wall), last.error)
-    cost = sum(spl * L for L in levels)
-    scratch, s_wall, s_cost = None, 0.0, 0
-    if compare:
-        sc = final_cfg.replace(train_steps=spl * len(levels))  # the same finest partition, from scratch
-        t = time.perf_counter()
-        try:
-            scratch = train(sc, data=ds, log_every=log_every, cancel=cancel)
-        except Exception as e:
-            scratch = getattr(e, "result", None)
-            if scratch is None:
-                raise
-        s_wall, s_cost = time.perf_counter() - t, sc.train_steps * sc.n_steps
-    return CoarseToFine(levels, history, jumps, result, wall, cost, scratch, s_wall, s_cost)
+def _measured(results, ds, key, *, seed, transfer_to, cancel, pool, say) -> Measures | None:
+    """The members' :class:`Measures`, made by a worker of ``pool`` or here; None if cancelled first."""
+    if cancel is not None and cancel.is_set():
+        return None
+    if pool is not None:
+        return pool.measure("sweep", ds, models=[r.model for r in results], key=key, seed=seed,
+                            transfer_to=list(transfer_to or []), cancel=cancel, progress=say)
+    out: dict = {}
+    for frac, text in stepwise(measure_members(results, ds, key, seed=seed, transfer_to=transfer_to), cancel, out):
+        say(frac, text)
+    return out.get("value")

@@ -145,12 +145,15 @@ def evaluate_both(model: FlowModel, x_both: torch.Tensor, y_train: torch.Tensor,
 
 
 def train_iter(config: Config, *, data=None, log_every: int = 10, cancel=None,
-               keep_state: bool = False, model: FlowModel | None = None) -> Iterator[Snapshot]:
+               keep_state: bool = False, model: FlowModel | None = None,
+               cuda_graphs: bool = False) -> Iterator[Snapshot]:
     """Train, yielding a Snapshot every ``log_every`` steps and a last one with ``done`` set.
 
     ``cancel``: anything with ``is_set()`` (a threading.Event), checked between steps.
     A NaN or inf loss restores the last finite weights and ends with ``error`` set.
     ``model`` (optional) is trained in place, for callers that want to hold it.
+    ``cuda_graphs``: on a CUDA device, replay each step from a CUDA graph where it applies
+    (``flowviz.training.graphs``; a server sets it from its FLOWVIZ_CUDA_GRAPHS setting).
     """
     dev = resolve_device(config.device)
     ds = data if isinstance(data, Dataset) else make_dataset(config, data)
@@ -159,7 +162,7 @@ def train_iter(config: Config, *, data=None, log_every: int = 10, cancel=None,
     model = (model or build_model(config, ds.n_classes)).to(dev)
     xtr, ytr, xte, yte = data_tensors(ds, dev)
     params = [p for p in model.parameters() if p.requires_grad]
-    graphed = bool(params) and graphs_apply(model, dev)  # each step one CUDA graph replay (flowviz.training.graphs)
+    graphed = bool(params) and graphs_apply(model, dev, cuda_graphs)  # each step one CUDA graph replay (graphs.py)
     opt = make_optimizer(config, params, **({"capturable": True} if graphed and config.optimizer == "adam" else {}))
     noisy, kinetic = config.viscosity > 0, config.kinetic > 0
     need_pen = config.smoothness > 0 or kinetic
@@ -197,10 +200,11 @@ def diverged_message(config: Config, step: int, value: float) -> str:
 
 
 def train(config: Config, *, data=None, log_every: int = 10, progress: Callable[[Snapshot], None] | None = None,
-          cancel=None) -> TrainResult:
+          cancel=None, cuda_graphs: bool = False) -> TrainResult:
     """Train ``config`` to the end (blocking) and return the result.
 
     ``data``: the points for ``dataset=csv`` (as returned by ``load_csv``) or a ready Dataset.
+    ``cuda_graphs``: see :func:`train_iter`.
     Raises TrainingDiverged (with ``.result`` at the last finite state) if the loss blows up.
     """
     dev = resolve_device(config.device)
@@ -210,7 +214,8 @@ def train(config: Config, *, data=None, log_every: int = 10, progress: Callable[
     model = build_model(config, ds.n_classes).to(dev)
     history: list[dict] = []
     last = None
-    for last in train_iter(config, data=ds, log_every=log_every, cancel=cancel, model=model):
+    for last in train_iter(config, data=ds, log_every=log_every, cancel=cancel, model=model,
+                           cuda_graphs=cuda_graphs):
         history.append(last.record())
         if progress is not None:
             progress(last)

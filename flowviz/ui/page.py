@@ -254,6 +254,8 @@ def progress(live: bool):
 
 def _views_body():
     state = page_state()
+    if state.sweep_live:  # a sweep this page watches stays watched (not cancelled) whichever view is shown
+        sweep_tab.running(registry(), state)
     run = _run(state.run_key)
     if run is None:
         return

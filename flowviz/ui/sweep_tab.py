@@ -1,8 +1,9 @@
 """The depth and step-size explorer: sweep one key of the current config, compare the members.
 
 The sweep and coarse-to-fine training run as registry jobs (shared by sessions with the same request; a
-batched sweep spreads its lanes over the free training processes); this tab only reads their progress and
-results.
+batched sweep spreads its lanes over the free training processes). Everything heavy happens in the workers:
+training, the members' measurements, coarse to fine and the side-by-side pictures (``Executor.measure``); the
+job threads only wait for them, and this tab only reads their progress and results.
 """
 
 from __future__ import annotations
@@ -17,9 +18,7 @@ from ..core.data import Dataset
 from ..core.errors import FlowvizError
 from ..plots import sweep as sweep_plots
 from ..serve.runs import Job, Registry, data_key
-from ..training.analysis import analyse
-from ..training.batch import batch_reason
-from ..training.sweep import VARY_KEYS, coarse_to_fine, parse_vary, run_sweep
+from ..training.sweep import VARY_KEYS, parse_vary, run_sweep
 from .notices import notice
 from .plaintext import literal
 from .server import session_id
@@ -43,9 +42,11 @@ def job_key(kind: str, cfg: Config, data: Dataset, *parts) -> str:
 
 
 def running(reg: Registry, state) -> bool:
-    """True while a job this session watches is still going (the page then keeps refreshing)."""
-    return any(j is not None and not j.finished for j in (reg.get_job(k) for k in (state.sweep_job, state.c2f_job)
-                                                           if k))
+    """True while a job this session watches is still going (the page then keeps refreshing); asking keeps the
+    jobs watched (the registry cancels a job nobody asks about)."""
+    sweep = reg.get_job(state.sweep_job) if state.sweep_job else None
+    keys = [state.c2f_job, *(sweep.cache.get("view_jobs", ()) if sweep is not None else ())]
+    return any(j is not None and not j.finished for j in [sweep, *(reg.get_job(k) for k in keys if k)])
 
 
 def panel(reg: Registry, state, cfg: Config, data: Dataset) -> None:
@@ -69,9 +70,8 @@ def panel(reg: Registry, state, cfg: Config, data: Dataset) -> None:
             notice(f"{e}. Nothing was started; the last sweep stays on screen.", "error")
         else:
             jk = job_key("sweep", cfg, data, k, values)
-            batched = batch_reason([cfg.replace(**{k: v}) for v in values]) is None
-            # a sweep trains on the executor's workers (a batch spread over them, or one member per worker);
-            # only a batch on a one-worker executor trains in the job's own thread, which then holds the worker
+            # a sweep trains and is measured on the executor's workers (a batch spread over them, or one member
+            # per worker): the job's thread only waits for them, so it holds no worker of its own
             try:
                 reg.check_budget([cfg.replace(**{k: v}) for v in values], data, what="This sweep")
             except FlowvizError as e:
@@ -79,7 +79,7 @@ def panel(reg: Registry, state, cfg: Config, data: Dataset) -> None:
                 return
             reg.job(jk, lambda progress, cancel: run_sweep(cfg, k, values, data=data, progress=progress,
                                                            cancel=cancel, pool=reg.executor),
-                    holds_worker=batched and reg.executor.size <= 1)
+                    holds_worker=False)
             reg.claim(session_id(), {jk})  # a sweep replaces the session's run (one training job each)
             state.watch_sweep(jk)
             st.rerun()  # the page refreshes while the sweep runs
@@ -90,7 +90,7 @@ def panel(reg: Registry, state, cfg: Config, data: Dataset) -> None:
         st.info("Choose what to vary and press **Run sweep**.")
         return
     _status(job)
-    if job.result is None:
+    if job.result is None or job.status == "cancelled":  # a stopped sweep was not measured: nothing to draw
         return
     s = job.result
     if s.notes:
@@ -99,7 +99,7 @@ def panel(reg: Registry, state, cfg: Config, data: Dataset) -> None:
         if fn in (sweep_plots.sweep_transfer, sweep_plots.sweep_convergence) and s.key != "n_steps":
             continue  # both belong to the Depth sweep (a sweep over L)
         _chart(job, fn, s)
-    _side_by_side(job, s)
+    _side_by_side(reg, state, job, s)
     _coarse_to_fine(reg, state, cfg, data)
 
 
@@ -127,21 +127,49 @@ def _chart(job: Job, fn, *args) -> None:
         st.error(f"The {name} view could not be drawn for this sweep.")
 
 
-def _side_by_side(job: Job, s) -> None:
+def _side_by_side(reg: Registry, state, job: Job, s) -> None:
     st.markdown("**Side by side** — one shared slider over t in [0, T], so both panels show the same time.")
     labels = [f"{s.key} = {m.value}" for m in s.members]
     c = st.columns(2)
     a = c[0].selectbox("Left", range(len(labels)), index=0, format_func=labels.__getitem__, key="sbs_a")
     b = c[1].selectbox("Right", range(len(labels)), index=len(labels) - 1, format_func=labels.__getitem__,
                        key="sbs_b")
-    views = job.cache.setdefault("views", {})
-    for i in (a, b):
-        if i not in views:
-            views[i] = analyse(s.members[i].model, s.data, with_reference=False)
+    if not _member_views(reg, state, job, s, (a, b)):
+        return
+    views = job.cache["views"]
     ck = f"sbs_{a}_{b}"
     if ck not in job.cache:
         job.cache[ck] = sweep_plots.side_by_side(views[a], views[b], (labels[a], labels[b]))
     st.plotly_chart(job.cache[ck], width="stretch", theme=None, key="sweep_side_by_side")
+
+
+def _member_views(reg: Registry, state, job: Job, s, picked) -> bool:
+    """True once the views of the ``picked`` members are in ``job.cache["views"]``; until then each is made by a
+    worker in a job of its own (the page keeps refreshing meanwhile) and this says so."""
+    views, pending = job.cache.setdefault("views", {}), job.cache.setdefault("view_jobs", set())
+    for i in picked:
+        if i in views:
+            continue
+        vk = f"{job.key}-views-{i}"
+        model = s.members[i].model
+        vj = reg.get_job(vk)
+        if vj is None or vj.status == "cancelled":  # (one that failed stays failed: no retry on every refresh)
+            vj = reg.job(vk, lambda progress, cancel, m=model: reg.executor.measure("views", s.data, models=[m],
+                                                                                     cancel=cancel),
+                         holds_worker=False)
+        pending.add(vk)
+        if vj.finished and vj.result is not None:
+            views[i] = vj.result
+            pending.discard(vk)
+        elif vj.status == "error":
+            notice(f"The pictures of member {i + 1} could not be made: {vj.error}", "error")
+            pending.discard(vk)
+    if all(i in views for i in picked):
+        return True
+    if pending:
+        state.watch_sweep(job.key)  # refresh until they come
+        st.caption("The two members' pictures are being made by a worker…")
+    return False
 
 
 def _coarse_to_fine(reg: Registry, state, cfg: Config, data: Dataset) -> None:
@@ -161,8 +189,9 @@ def _coarse_to_fine(reg: Registry, state, cfg: Config, data: Dataset) -> None:
             else:
                 jk = job_key("c2f", cfg, data, lo, hi)
                 reg.claim(session_id(), {jk})
-                reg.job(jk, lambda progress, cancel: coarse_to_fine(cfg, L_start=int(lo), L_end=int(hi), data=data,
-                                                                    cancel=cancel))
+                reg.job(jk, lambda progress, cancel: reg.executor.measure(  # trained by a worker, a long task
+                    "coarse_to_fine", data, config=cfg, L_start=int(lo), L_end=int(hi), cancel=cancel, long=True),
+                        holds_worker=False)
                 state.watch_c2f(jk)
                 st.rerun()
         job = reg.get_job(state.c2f_job) if state.c2f_job else None
