@@ -1,6 +1,5 @@
 """Benchmarks are not timed tests: only check that each runs on a tiny size and prints its ratio line."""
 
-import os
 import subprocess
 import sys
 
@@ -17,21 +16,10 @@ TINY = tiny.cli_sets(tiny.TINY)
     ("bench/figures.py", ["--reps", "1", *TINY]),
     ("bench/memory.py", ["--small", "--steps", "1"]),
     ("bench/depth_transfer.py", ["--steps", "5", "--depths", "2,4", "--to", "8", "--datasets", "moons", "--n", "100"]),
-    pytest.param("bench/first_picture.py", ["--reps", "1", *TINY], marks=pytest.mark.browser),
-    pytest.param("bench/first_picture.py", ["--reps", "1", "--prebuilt", "--preset", "folding", *TINY],
-                 marks=pytest.mark.browser),
-    pytest.param("bench/instrument_click.py", ["--reps", "1", *TINY], marks=pytest.mark.browser),
-    # phase 4 with the default budget (both hard-limit links refused at once): with it lifted, two hard-limit runs
-    # took both cores for two minutes beside the rest of the suite; bench/README.md quotes the lifted phase
-    pytest.param("bench/load.py", ["--sessions", "3", "--cycles", "3", "--steps", "30", "--heavy-budget"],
-                 marks=pytest.mark.browser),
-    pytest.param("bench/streaming.py", ["--reps", "1", "--steps", "60", "--min-rate", "20",
-                                        "--set", "n_samples=100"], marks=pytest.mark.browser),
 ])
 def test_benchmark_runs_and_prints_its_ratio(script, args, root):
-    if script.endswith(("first_picture.py", "streaming.py", "load.py", "instrument_click.py")):
-        if not os.path.exists("/usr/bin/chromium"):  # the browser tests say so loudly; these just skip
-            pytest.skip("BENCHMARK NOT RUN: /usr/bin/chromium is missing")
+    """(The benchmarks that drive a real browser: tests/test_bench_browser.py, a file of their own so that the
+    two test processes share the long ones.)"""
     p = subprocess.run([sys.executable, script, *args], cwd=root, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-2000:]
     assert "ratio" in p.stdout.strip().splitlines()[-1]

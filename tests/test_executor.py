@@ -18,7 +18,7 @@ from flowviz.serve.threads import ThreadExecutor
 from flowviz.serve.worker_main import handle
 from flowviz.training.train import train_iter
 
-# the Ray executor starts a cluster: in the test process of the other cluster tests (pyproject: ray)
+# the Ray executor starts a cluster: with the other cluster tests, after the parallel part (pyproject: ray)
 ALL_EXECUTORS = [pytest.param(n, marks=pytest.mark.ray) if n == "ray" else n for n in sorted(EXECUTORS)]
 
 

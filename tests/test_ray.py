@@ -16,7 +16,7 @@ import flowviz
 from flowviz.core.data import make_dataset
 
 ray = pytest.importorskip("ray", reason="the ray extra (requirements-ray.txt) is not installed")
-pytestmark = pytest.mark.ray  # one Ray cluster at a time: these tests share one test process
+pytestmark = pytest.mark.ray  # one Ray cluster at a time: `make test` runs these after the parallel part
 
 
 

@@ -22,7 +22,7 @@ import pytest
 from tiny import TINY, LiveServer, cli_sets, free_port, link, wait_for
 
 ray = pytest.importorskip("ray", reason="the ray extra (requirements-ray.txt) is not installed")
-pytestmark = [pytest.mark.ray, pytest.mark.slow]  # a cluster of its own, in the test process of the Ray tests
+pytestmark = [pytest.mark.ray, pytest.mark.slow]  # with the other Ray tests, after the parallel part
 
 RAY = str(Path(sys.executable).parent / "ray")
 CHROMIUM = "/usr/bin/chromium"

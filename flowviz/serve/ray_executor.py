@@ -110,6 +110,8 @@ class _RayLease(Lease):
         self._ex = executor
         self._gen = None
         self.key = uuid.uuid4().hex
+        self._closing = threading.Lock()
+        self._closed = False
 
     def send(self, raw: bytes) -> None:
         head, _ = decode(raw)
@@ -140,6 +142,13 @@ class _RayLease(Lease):
         return self._ex.ray.get(self._ex.flags.pid.remote(self.key))
 
     def close(self, unfinished: bool = True) -> None:
+        """Once only: the thread that gives the lease back and a shutdown may both close it, and Ray 2.60 aborts
+        the whole process when one streaming task is cancelled twice at once ("Tried to complete task that was
+        not pending", seen in the test suite)."""
+        with self._closing:
+            if self._closed:
+                return
+            self._closed = True
         if unfinished and self._gen is not None:
             self._ex.ray.cancel(self._gen)  # a task given back unfinished does not train on
         self._ex.flags.forget.remote(self.key)
