@@ -49,7 +49,8 @@ K = {
     "fast_block": 0.000124,  # s per block of the hand-written Euler chain (training, forward + backward)
     "fast_elem": 1.46e-09,   # s per point x hidden unit x block of the chain (training)
     "adam": 8.75e-09,        # s per parameter per optimiser step (Adam, gradient zeroing, the backup copy)
-    "analysis": 1.89,       # the final pictures over the flows they run (numpy conversions, grids, Jacobians)
+    "analysis": 2.65,       # the final pictures over the flows they run (numpy conversions, grids, Jacobians);
+                            # x1.4 once analyse ran on one torch thread (core/threads.py): measured 1.43-2.14x over
     "spill": 0.611,         # element ops cost 1 + spill * log2(hidden MB / spill_mb) times more beyond the caches
     "spill_mb": 2.58,
     "ref_evals": 12.0,     # field evaluations of dopri5 per step of the partition (reference solution)
