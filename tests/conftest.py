@@ -13,6 +13,8 @@ os.environ.setdefault("FLOWVIZ_CACHE_DIR",
                       str(ROOT / "test-artifacts" / f"cache-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"))
 shutil.rmtree(os.environ["FLOWVIZ_CACHE_DIR"], ignore_errors=True)  # each session starts with an empty disk cache
 torch.set_num_threads(1)
+# a Ray call made unconnected must fail, never start a local cluster (read when Ray is imported: before the tests)
+os.environ["RAY_ENABLE_AUTO_CONNECT"] = "0"
 
 
 @pytest.fixture(scope="session")

@@ -151,3 +151,77 @@ def test_a_message_rebuilds_only_the_result_types_it_knows():
     for name in ("Popen", "subprocess:Popen", "flowviz.training.train:evaluate", "flowviz.training.x:__class__"):
         with pytest.raises(KeyError):
             protocol.unpack({"@dc": name, "f": {"args": "sh"}}, {})
+
+
+def test_a_ray_lease_given_back_after_its_process_left_the_cluster_calls_no_ray():
+    """After ray.shutdown() any Ray call would start a new local cluster (Ray's auto-init): a job thread that
+    gave its lease back late once did, in the test process, which exited a minute later with that cluster."""
+    from types import SimpleNamespace
+
+    from flowviz.serve.ray_executor import _RayLease
+
+    called = []
+
+    class LeftRay:  # the ray module of a process that called ray.shutdown()
+        def is_initialized(self):
+            return False
+
+        def __getattr__(self, name):
+            called.append(name)
+            raise AssertionError(f"ray.{name} called after ray.shutdown()")
+
+    remote = SimpleNamespace(remote=lambda *a: called.append("actor"))
+    lease = _RayLease(SimpleNamespace(ray=LeftRay(), flags=SimpleNamespace(cancel=remote, forget=remote, pid=remote)))
+    lease._gen = object()  # a task was sent
+    lease.cancel()
+    assert lease.pid() is None
+    lease.close(unfinished=True)
+    assert called == []
+
+
+class _SetAfter:
+    """A cancel flag that reads set from its (n+1)-th look on."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def is_set(self) -> bool:
+        self.n -= 1
+        return self.n < 0
+
+
+def test_an_analysis_stops_between_its_stages_once_cancelled():
+    from flowviz.training.analysis import analyse
+    from flowviz.training.train import train
+
+    r = train(TINY.replace(seed=32))
+    assert analyse(r.model, r.data, cancel=_SetAfter(2)) is None  # stopped after its second stage
+    never, plain = analyse(r.model, r.data, cancel=_SetAfter(10**6)), analyse(r.model, r.data)
+    assert np.array_equal(never.predicted, plain.predicted) and np.array_equal(never.surfaces.u, plain.surfaces.u)
+
+
+@pytest.mark.parametrize("name", ["process", "thread"])
+def test_final_pictures_nobody_waits_for_end_within_a_stage_or_are_cut_short(name):
+    """A worker's final pictures of a run left unwatched: the analysis stops at its next stage (threads) or its
+    process is ended and replaced after CANCEL_GRACE_S; the executor then serves the next task."""
+    from flowviz.serve.executor import CANCEL_GRACE_S
+    from flowviz.serve.protocol import TaskFailed
+    from flowviz.training.train import train
+
+    # its full analysis takes 5-10 s on this 2-core machine (L = 64 with rk4: the reference solution, 33 frames)
+    heavy = train(flowviz.Config(n_samples=1000, n_steps=64, scheme="rk4", train_steps=5, seed=3))
+    tiny = train(TINY.replace(seed=33))
+    ex = make_executor(Settings(), size=1, name=name)
+    try:
+        ex.analyse(tiny.model, tiny.data)  # the worker is started (a process takes seconds to start)
+        cancel = threading.Event()
+        timer = threading.Timer(0.3, cancel.set)
+        timer.start()
+        t0 = time.perf_counter()
+        with pytest.raises(TaskFailed, match="cancelled"):
+            ex.analyse(heavy.model, heavy.data, history=heavy.history, cancel=cancel)
+        assert time.perf_counter() - t0 < 0.3 + CANCEL_GRACE_S + 1.5
+        views, _ = ex.analyse(tiny.model, tiny.data)  # served next, by a new process or the same thread
+        assert views.config == tiny.model.config and not views.live
+    finally:
+        ex.shutdown()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib
 import logging
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 
@@ -33,6 +34,10 @@ from .settings import Settings
 __all__ = ["Lease", "Executor", "EXECUTORS", "make_executor", "WorkerDied", "NoFreeWorker"]
 
 log = logging.getLogger("flowviz.serve.executor")
+
+# seconds a task that checks its cancel flag only between stages (an analysis) has to stop by itself before its
+# worker is cut short (given back unhealthy: a process is ended and replaced)
+CANCEL_GRACE_S = 1.0
 
 
 class NoFreeWorker(TaskFailed):
@@ -196,16 +201,21 @@ class Executor(ABC):
             raise TaskFailed("cancelled before a worker took it")
         if started is not None:
             started()
-        healthy = False
+        healthy, asked = False, None
         try:
-            for head, arrays in self.stream(lease, raw, cancel):
+            for reply in self.stream(lease, raw, cancel, idle=True):
+                if cancel is not None and cancel.is_set() and asked is None:
+                    asked = time.monotonic()
+                if reply is None:  # nothing yet: a task asked to stop has CANCEL_GRACE_S to answer, or is cut short
+                    if asked is not None and not stops and time.monotonic() - asked > CANCEL_GRACE_S:
+                        raise TaskFailed("cancelled")
+                    continue
+                head, arrays = reply
                 if head.get("kind") == "result":
                     healthy = True
                     return head, arrays
                 if on_reply is not None:
                     on_reply(head, arrays)
-                if cancel is not None and cancel.is_set() and not stops:
-                    raise TaskFailed("cancelled")
             raise TaskFailed("the task ended without a result")
         except TaskFailed:
             healthy = healthy or not (cancel is not None and cancel.is_set())
@@ -215,12 +225,15 @@ class Executor(ABC):
 
     def analyse(self, model, data: Dataset, *, history=None, live: bool = False, metrics: bool = False,
                 cancel=None) -> tuple:
-        """(FlowViews, metrics or None) of ``model`` on ``data``, made by a worker."""
+        """(FlowViews, metrics or None) of ``model`` on ``data``, made by a worker; TaskFailed once ``cancel`` is
+        set (the worker stops between the analysis' stages, or is cut short after CANCEL_GRACE_S)."""
         from .protocol import unpack
 
         raw = request("analyse", data, config=model.config, history=list(history or []), live=live,
                       metrics=metrics)
         head, arrays = self.call(_with_weights(raw, model), cancel)
+        if head.get("cancelled"):
+            raise TaskFailed("cancelled")
         return unpack(head["views"], arrays), head.get("metrics")
 
     def instruments(self, model, data: Dataset, *, extent, names=None, cancel=None,

@@ -128,13 +128,15 @@ class ProcessPool(Executor):
         assert isinstance(lease, _Worker)
         with self._cond:
             self._busy.discard(lease)
-            if healthy and lease.alive():
+            keep = healthy and lease.alive()
+            if keep:
                 self._free.append(lease)
             else:
                 self._started -= 1
                 self.replaced += 1
-                lease.stop()
             self._cond.notify()
+        if not keep:  # a task cut short is mid-computation: it would not notice its pipe close; end it now,
+            lease.stop(timeout=0.1)  # outside the lock (a new worker may start meanwhile)
 
     def busy(self) -> int:
         with self._cond:

@@ -35,6 +35,10 @@ _init_lock = threading.Lock()
 
 def ray_started(num_cpus: int | None = None):
     """The ``ray`` module, connected: to ``RAY_ADDRESS`` if set, else to a local cluster started here."""
+    # Ray's APIs start a local cluster when called unconnected ("auto-init"): a thread that gives a lease back
+    # after ray.shutdown() started one in the test process, which then exited when that cluster's GCS went away.
+    # Off here; the lease's calls below also check the connection first (the flag is read at Ray's import).
+    os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
     try:
         import ray
     except ImportError:
@@ -135,11 +139,16 @@ class _RayLease(Lease):
         except ray.exceptions.RayError as e:  # its worker process or node was lost
             raise WorkerDied(f"the training process stopped unexpectedly ({type(e).__name__})") from None
 
+    def _connected(self) -> bool:
+        """Still on the cluster: after ray.shutdown() a lease's calls are no-ops, never a new local cluster."""
+        return self._ex.ray.is_initialized()
+
     def cancel(self) -> None:
-        self._ex.flags.cancel.remote(self.key)
+        if self._connected():
+            self._ex.flags.cancel.remote(self.key)
 
     def pid(self) -> int | None:
-        return self._ex.ray.get(self._ex.flags.pid.remote(self.key))
+        return self._ex.ray.get(self._ex.flags.pid.remote(self.key)) if self._connected() else None
 
     def close(self, unfinished: bool = True) -> None:
         """Once only: the thread that gives the lease back and a shutdown may both close it, and Ray 2.60 aborts
@@ -149,6 +158,8 @@ class _RayLease(Lease):
             if self._closed:
                 return
             self._closed = True
+        if not self._connected():  # the cluster's tasks of this process ended with its connection
+            return
         if unfinished and self._gen is not None:
             self._ex.ray.cancel(self._gen)  # a task given back unfinished does not train on
         self._ex.flags.forget.remote(self.key)

@@ -87,9 +87,12 @@ def analyse_task(header: dict, arrays: dict, cancel) -> Iterator[bytes]:
         tr = evaluate(model, torch.as_tensor(ds.x_train), torch.as_tensor(ds.y_train))
         te = evaluate(model, torch.as_tensor(ds.x_test), torch.as_tensor(ds.y_test))
         head["metrics"] = run_metrics(train=tr, test=te, steps=model.config.train_steps)
+    views = analyse(model, ds, history=header.get("history") or [], live=bool(header.get("live")), cancel=cancel)
+    if views is None:  # cancelled between two stages: this worker is free again at once
+        yield encode({"kind": "result", "cancelled": True})
+        return
     out: dict = {}
-    head["views"] = pack(analyse(model, ds, history=header.get("history") or [], live=bool(header.get("live"))),
-                         out)
+    head["views"] = pack(views, out)
     yield encode(head, out)
 
 

@@ -287,28 +287,42 @@ def flow_extent(ds: Dataset, xs: np.ndarray, margin: float = 0.1) -> tuple:
 
 
 def analyse(model: FlowModel, data: Dataset, *, history=None, res: int = 100, max_points: int = 300,
-            with_reference: bool = True, live: bool = False) -> FlowViews:
+            with_reference: bool = True, live: bool = False, cancel=None) -> FlowViews | None:
     """All views of a trained model (the object the figures take).
 
     ``live``: a lighter version for refreshing while training (coarser surfaces, no reference solution).
+    ``cancel`` (``is_set()``) is checked between the stages: None comes back once it is set (a worker's final
+    pictures that nobody waits for any more stop within one stage).
     """
     with threads_that_pay(res * res + len(data.x), model.config.width, model.device):
-        return _analyse(model, data, history=history, res=res, max_points=max_points, with_reference=with_reference,
-                        live=live)
+        try:
+            return _analyse(model, data, history=history, res=res, max_points=max_points,
+                            with_reference=with_reference, live=live, cancel=cancel)
+        except _Stopped:
+            return None
+
+
+class _Stopped(Exception):
+    """Raised between analyse's stages once its cancel flag is set."""
 
 
 def _analyse(model: FlowModel, data: Dataset, *, history, res: int, max_points: int, with_reference: bool,
-             live: bool) -> FlowViews:
+             live: bool, cancel) -> FlowViews:
+    def stage(value):
+        if cancel is not None and cancel.is_set():
+            raise _Stopped
+        return value
+
     if live:  # refreshed every second while training: a few frames, coarse grids (the final picture has all)
         res, with_reference = min(res, 60), False
     model.train(False)
-    ch = characteristics(model, data.x, data.y, max_points=max_points, seed=model.config.seed)
+    ch = stage(characteristics(model, data.x, data.y, max_points=max_points, seed=model.config.seed))
     extent = flow_extent(data, ch.x)
     ks = frame_steps(model.L, LIVE_FRAMES if live else MAX_FRAMES)
-    surf = transported_surfaces(model, extent, res=res, ks=ks)
-    grid = deformed_grid(model, data.extent(), ks=ks)
-    vel = velocity_grid(model, extent, ks=ks[ks > 0] if len(ks) > 1 else None)
-    diag = diagnostics(model, data.x_train, data.extent(), with_reference=with_reference)
+    surf = stage(transported_surfaces(model, extent, res=res, ks=ks))
+    grid = stage(deformed_grid(model, data.extent(), ks=ks))
+    vel = stage(velocity_grid(model, extent, ks=ks[ks > 0] if len(ks) > 1 else None))
+    diag = stage(diagnostics(model, data.x_train, data.extent(), with_reference=with_reference))
     with torch.no_grad():
         weights = {name: p.flatten(1).cpu().numpy() for name, p in zip(model.field.names, model.block_params())}
     out = model.trajectory(data.x)[-1].astype(np.float32)
@@ -325,8 +339,9 @@ def _analyse(model: FlowModel, data: Dataset, *, history, res: int, max_points: 
         with torch.no_grad():
             oc = model.head(torch.as_tensor(out, device=model.device)).argmax(-1).cpu().numpy()
         lifted = dict(point_u=pu, output_class=oc,
-                      lifted=_lifted(model, ch, ks, pu, live))
+                      lifted=stage(_lifted(model, ch, ks, pu, live)))
     fold = None if live else folding(model, fold_points(model, data.x_train, data.extent(), seed=model.config.seed))
+    stage(fold)
     return FlowViews(model.config, model.times.astype(np.float32), extent, data, ch, grid, ks, surf, vel, diag,
                      list(history or []), weights, out, osurf, live, pred, folding=fold, **lifted)
 
