@@ -21,3 +21,28 @@ os.environ["RAY_ENABLE_AUTO_CONNECT"] = "0"
 def root():
     return ROOT
 
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_forkserver_per_test_process():
+    """Keep multiprocessing's forkserver (torch and flowviz preloaded: about 3 s of CPU to start) between the
+    many process pools a test process makes; a server stops it with its last pool (flowviz.serve.pool), which
+    here would restart it for every test that trains in a worker. At the end, the forkservers this process
+    started are killed (as flowviz.serve.pool does: their own exit could wait on torch's threads); the resource
+    tracker ends by itself once the last worker has (a pool a test left open holds it until then)."""
+    import signal
+
+    from flowviz.serve import pool
+
+    stop = pool.stop_helper_processes
+    pool.stop_helper_processes = lambda: None
+    yield
+    pool.stop_helper_processes = stop
+    for pid in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        try:
+            if not pid.isdigit() or b"multiprocessing.forkserver" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+                continue
+            if int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) == os.getpid():
+                os.kill(int(pid), signal.SIGKILL)
+        except (OSError, ValueError, IndexError):
+            pass
