@@ -61,6 +61,7 @@ K = {
     # fitted on the case-8 family (bench/memory.py, mlp 6 x 256, lift 8, rk4, continuous 64 knots, L = 16 and 64):
     "mix_copies": 2.0,     # copies of the stage weights (all L S of them) a training step holds at its peak
     "kinetic_copies": 1.4,  # more of them for the kinetic term's second, recorded flow (measured 1.33)
+    "ckpt_width": 2.0,     # width-vectors per stage evaluation a checkpointed backward holds (measured: see _memory)
     "smooth_copies": 2.0,  # copies of every block's weights (L of them) for the smoothness penalty (measured 1.9)
 }
 
@@ -306,8 +307,11 @@ def _memory(c: Config, f: dict, bs: int, n: int) -> float:
         flows = 2 if c.kinetic > 0 else 1
         mixed = (K["mix_copies"] + (K["kinetic_copies"] if c.kinetic > 0 else 0.0)) * 4 * L * S * f["slot"]
         act = _train_bytes(c, f, bs)
-        if act > GENERIC_BUDGET:  # checkpointed: the inputs of every step, one step's stages at a time
-            act = 4 * bs * (L + 1) * d * 2 + act / L
+        if act > GENERIC_BUDGET:  # checkpointed: the inputs of every step, one step's stages at a time, and
+            # about two width-vectors per stage evaluation of every step, held through the backward: issue 17's
+            # case 8 at batch 2000 peaked at 4.25, 7.74 and 13.5 GB for L = 64, 128 and 256, linear in L (the
+            # model had 2.2, 3.5 and 6.1 GB); which tensors they are was not identified
+            act = 4 * bs * (L + 1) * d * 2 + act / L + 4 * bs * L * S * c.width * K["ckpt_width"]
         act *= flows
     if c.smoothness > 0 and c.time_mode != "tied" and L > 1:  # theta_k of every block, their differences and
         mixed += K["smooth_copies"] * 4 * L * f["slot"]  # squares, and the gradients of each (train.penalties)
