@@ -185,9 +185,9 @@ TABLE = {
     "case 8 as the link, width 128, L = 32": dict(CASE8, **LINK8, width=128, n_steps=32, analysis=False),
     "case 8 as the link, width 256, L = 64": dict(CASE8, **LINK8, width=256, n_steps=64, analysis=False),
     # ... with the link's batch of 2,000 points: a checkpointed backward's width-vectors (cost.K["ckpt_width"])
-    "case 8 as the link, width 256, L = 64, batch 2,000": dict(CASE8, **LINK8, width=256, n_steps=64,
-                                                               n_samples=2200, test_fraction=0.1, batch_size=2000,
-                                                               analysis=False),
+    "case 8 as the link, width 256, L = 64, batch 2,000": {**CASE8, **LINK8, "width": 256, "n_steps": 64,
+                                                           "n_samples": 2200, "test_fraction": 0.1,
+                                                           "batch_size": 2000, "analysis": False},
     "antisymmetric lift 8 L = 32": {"n_samples": 2000, "n_steps": 32, "field": "antisymmetric", "lift": 8},
 }
 
