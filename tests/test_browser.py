@@ -46,13 +46,16 @@ def _wait_final(page, timeout_ms=90_000):
                            "!document.body.innerText.includes('first picture appears')", timeout=timeout_ms)
 
 
-@pytest.mark.parametrize("size", [(1280, 720), (1920, 1080)])
-def test_train_and_screenshot_every_view(server, browser, root, size):
+SIZES = [(1280, 720), (1920, 1080)]  # a laptop and a projector
+
+
+def test_train_and_screenshot_every_view(server, browser, root):
+    """Every view at both sizes, one page resized (the run is trained once; its second Train click shares it)."""
     out = root / "test-artifacts"
     out.mkdir(exist_ok=True)
     cfg = Config(n_samples=400, train_steps=120, n_steps=12)
     q = "&".join(f"{k}={v}" for k, v in cfg.to_query().items())
-    page = browser.new_page(viewport={"width": size[0], "height": size[1]})
+    page = browser.new_page(viewport={"width": SIZES[0][0], "height": SIZES[0][1]})
     page.goto(f"{server}/?{q}")
     _wait_final(page)
     page.get_by_role("button", name="Train").click()  # a second click shares the finished run
@@ -61,20 +64,22 @@ def test_train_and_screenshot_every_view(server, browser, root, size):
     assert page.locator("[data-testid='stException']").count() == 0
     options = page.locator("[data-testid='stRadio'] [role='radiogroup'] label")
     assert options.count() == 8
-    for i, name in enumerate(VIEWS):
-        options.nth(i).click()
-        page.wait_for_timeout(400)
-        if name not in ("dictionary", "sweep"):
-            page.wait_for_selector(".js-plotly-plot", timeout=90_000)
+    for size in SIZES:
+        page.set_viewport_size({"width": size[0], "height": size[1]})
+        for i, name in enumerate(VIEWS):
+            options.nth(i).click()
+            page.wait_for_timeout(400)
+            if name not in ("dictionary", "sweep"):
+                page.wait_for_selector(".js-plotly-plot", timeout=90_000)
+            time.sleep(1.0)
+            page.screenshot(path=str(out / f"{name}_{size[0]}x{size[1]}.png"))
+        assert page.locator("[data-testid='stException']").count() == 0
+        options.nth(0).click()
+        page.wait_for_selector(".js-plotly-plot", timeout=90_000)
         time.sleep(1.0)
-        page.screenshot(path=str(out / f"{name}_{size[0]}x{size[1]}.png"))
-    assert page.locator("[data-testid='stException']").count() == 0
-    options.nth(0).click()
-    page.wait_for_selector(".js-plotly-plot", timeout=90_000)
-    time.sleep(1.0)
-    # scrubbing is in the browser: the characteristics figure carries its frames
-    n_frames = page.evaluate("() => document.querySelector('.js-plotly-plot')._transitionData._frames.length")
-    assert n_frames == 13
+        # scrubbing is in the browser: the characteristics figure carries its frames
+        n_frames = page.evaluate("() => document.querySelector('.js-plotly-plot')._transitionData._frames.length")
+        assert n_frames == 13
     page.close()
 
 

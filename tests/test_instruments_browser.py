@@ -32,13 +32,17 @@ def _query(page):
     return {k: v[-1] for k, v in parse_qs(urlparse(page.url).query).items()}
 
 
-@pytest.mark.parametrize("size", [(1280, 720), (1920, 1080)])
-def test_probe_and_draw_by_clicks_and_screenshot_each_instrument(server, browser, root, size):  # noqa: F811
+SIZES = [(1280, 720), (1920, 1080)]  # a laptop and a projector
+
+
+def test_probe_and_draw_by_clicks_and_screenshot_each_instrument(server, browser, root):  # noqa: F811
+    """A probe clicked at laptop size, each instrument screenshotted at both sizes (one page, resized), then
+    three points drawn by clicks at projector size."""
     out = root / "test-artifacts"
     out.mkdir(exist_ok=True)
     cfg = Config(n_samples=400, train_steps=120, n_steps=12)
     q = "&".join(f"{k}={v}" for k, v in cfg.to_query().items())
-    page = browser.new_page(viewport={"width": size[0], "height": size[1]})
+    page = browser.new_page(viewport={"width": SIZES[0][0], "height": SIZES[0][1]})
     page.goto(f"{server}/?{q}")
     _wait_final(page)
     _radio(page, "Instruments")
@@ -49,18 +53,21 @@ def test_probe_and_draw_by_clicks_and_screenshot_each_instrument(server, browser
     time.sleep(1.5)
     assert "probe" in _query(page)
     assert page.locator("[data-testid='stException']").count() == 0
-    for sub, title in SUBS.items():
-        _radio(page, sub)
-        page.wait_for_selector(f".js-plotly-plot >> text={title}", timeout=120_000)
-        time.sleep(2.0)
-        name = f"instrument_{sub.split()[0].lower()}"
-        page.screenshot(path=str(out / f"{name}_{size[0]}x{size[1]}.png"))
-        plots = page.locator(".js-plotly-plot")
-        for i in range(plots.count()):  # the page scrolls inside its own container: one picture per figure
-            plots.nth(i).scroll_into_view_if_needed()
-            page.wait_for_timeout(300)
-            plots.nth(i).screenshot(path=str(out / f"{name}_figure{i}_{size[0]}x{size[1]}.png"))
-        assert page.locator("[data-testid='stException']").count() == 0
+    for size in SIZES:
+        page.set_viewport_size({"width": size[0], "height": size[1]})
+        for sub, title in SUBS.items():
+            _radio(page, sub)
+            page.wait_for_selector(f".js-plotly-plot >> text={title}", timeout=120_000)
+            time.sleep(2.0)
+            name = f"instrument_{sub.split()[0].lower()}"
+            page.screenshot(path=str(out / f"{name}_{size[0]}x{size[1]}.png"))
+            plots = page.locator(".js-plotly-plot")
+            for i in range(plots.count()):  # the page scrolls inside its own container: one picture per figure
+                plots.nth(i).scroll_into_view_if_needed()
+                page.wait_for_timeout(300)
+                plots.nth(i).screenshot(path=str(out / f"{name}_figure{i}_{size[0]}x{size[1]}.png"))
+            assert page.locator("[data-testid='stException']").count() == 0
+    size = SIZES[-1]
     page.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
     for i, (fx, fy) in enumerate([(0.3, 0.3), (0.5, 0.7), (0.7, 0.4)]):  # Draw points is open: three clicks
         _click_plot(page, fx, fy)
