@@ -28,7 +28,7 @@ from ..core.config import Config
 from ..core.data import Dataset
 from ..training.train import Snapshot
 from .measure import measured
-from .protocol import TaskFailed, WorkerDied, decode, encode, request, snapshot_from
+from .protocol import TaskFailed, WorkerDied, decode, request, result_from, snapshot_from, with_weights
 from .settings import Settings
 
 __all__ = ["Lease", "Executor", "EXECUTORS", "make_executor", "WorkerDied", "NoFreeWorker"]
@@ -168,8 +168,9 @@ class Executor(ABC):
         """
         lease = self.take(cancel, long=long)
         if lease is None:
-            yield Snapshot(0, config.train_steps, float("nan"), float("nan"), float("nan"), float("nan"), 0.0, 0.0,
-                           None, done=True, cancelled=True)
+            nan = float("nan")  # cancelled before a worker took it: nothing trained, nothing measured
+            yield Snapshot(step=0, total_steps=config.train_steps, loss=nan, train_accuracy=nan, test_accuracy=nan,
+                           test_loss=nan, elapsed=0.0, steps_per_second=0.0, done=True, cancelled=True)
             return
         healthy = False
         try:
@@ -231,7 +232,7 @@ class Executor(ABC):
 
         raw = request("analyse", data, config=model.config, history=list(history or []), live=live,
                       metrics=metrics)
-        head, arrays = self.call(_with_weights(raw, model), cancel)
+        head, arrays = self.call(with_weights(raw, model), cancel)
         if head.get("cancelled"):
             raise TaskFailed("cancelled")
         return unpack(head["views"], arrays), head.get("metrics")
@@ -256,7 +257,7 @@ class Executor(ABC):
 
         raw = request("instruments", data, config=model.config, extent=[float(a) for a in extent],
                       names=None if names is None else list(names))
-        self.call(_with_weights(raw, model), cancel, started=started, on_reply=one, stops=True, wait=wait)
+        self.call(with_weights(raw, model), cancel, started=started, on_reply=one, stops=True, wait=wait)
         return got, errors
 
     def acquire_upto(self, k: int, cancel=None) -> list[Lease]:
@@ -347,30 +348,12 @@ class Executor(ABC):
                 finished[0] += 1
                 if progress is not None:
                     progress(finished[0], len(configs))
-            return _result_of(cfg, data, snaps)
+            return result_from(cfg, data, snaps)
 
         with ThreadPoolExecutor(max_workers=max(1, min(self.size, len(configs))),
                                 thread_name_prefix="flowviz-member") as threads:
             return list(threads.map(one, configs))
 
-
-def _with_weights(raw: bytes, model) -> bytes:
-    """A request with the weights of ``model`` added as arrays ``w/<name>``."""
-    head, arrays = decode(raw)
-    return encode(head, {**arrays, **{f"w/{k}": v.detach().cpu().numpy() for k, v in model.state_dict().items()}})
-
-
-def _result_of(config: Config, data: Dataset, snaps: list[Snapshot]):
-    """The ``TrainResult`` of a run streamed from a worker: its history, its last weights, its metrics."""
-    from ..core.model import build_model
-    from ..training.train import TrainResult
-
-    last = snaps[-1]
-    model = build_model(config, data.n_classes)
-    if last.state is not None:
-        model.load_state_dict(last.state)
-    model.train(False)
-    return TrainResult(config, model, data, [s.record() for s in snaps], last.metrics(), last.error)
 
 def _merged(streams: list) -> Iterator[tuple[int, dict, dict]]:
     """(index, header, arrays) of several lease streams, interleaved as their replies come."""

@@ -19,8 +19,8 @@ from ..core.config import Config
 from ..core.data import Dataset
 from ..training.train import Snapshot
 
-__all__ = ["WorkerDied", "TaskFailed", "CANCEL", "encode", "decode", "request", "dataset_from", "snapshot_message",
-           "snapshot_from", "fatal_message", "SNAPSHOT_FIELDS"]
+__all__ = ["WorkerDied", "TaskFailed", "CANCEL", "encode", "decode", "request", "with_weights", "dataset_from",
+           "snapshot_message", "snapshot_from", "result_from", "fatal_message", "SNAPSHOT_FIELDS"]
 
 CANCEL = b"cancel"  # the one message that is not encoded: stop the task in hand, between two steps
 
@@ -67,6 +67,12 @@ def request(task: str, data: Dataset, **header) -> bytes:
     return encode(dict(header, task=task, n_classes=data.n_classes), arrays)
 
 
+def with_weights(raw: bytes, model) -> bytes:
+    """A request with the weights of ``model`` added as arrays ``w/<name>``."""
+    head, arrays = decode(raw)
+    return encode(head, {**arrays, **{f"w/{k}": v.detach().cpu().numpy() for k, v in model.state_dict().items()}})
+
+
 def dataset_from(header: dict, arrays: dict) -> Dataset:
     """The data set a request carries."""
     return Dataset(arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
@@ -88,6 +94,19 @@ def snapshot_from(head: dict, arrays: dict) -> Snapshot:
 def fatal_message(e: BaseException) -> bytes:
     """The task failed with ``e``; the text names the exception (a GPU out-of-memory error is recognised by it)."""
     return encode({"kind": "fatal", "fatal": f"{type(e).__name__}: {e}"})
+
+
+def result_from(config: Config, data: Dataset, snaps: list[Snapshot]):
+    """The ``TrainResult`` of a run streamed from a worker: its history, its last weights, its metrics."""
+    from ..core.model import build_model
+    from ..training.train import TrainResult
+
+    last = snaps[-1]
+    model = build_model(config, data.n_classes)
+    if last.state is not None:
+        model.load_state_dict(last.state)
+    model.train(False)
+    return TrainResult(config, model, data, [s.record() for s in snaps], last.metrics(), last.error)
 
 
 # ------------------------------------------------------------------ result objects (views) as JSON + arrays

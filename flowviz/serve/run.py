@@ -90,9 +90,11 @@ class Run:
             model, history, m = restored
             state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
             self.history = list(history)
-            self.latest = Snapshot(int(m.get("steps", config.train_steps)), config.train_steps, m["train_loss"],
-                                   m["train_accuracy"], m["test_accuracy"], m["test_loss"], m.get("elapsed_s", 0.0),
-                                   m.get("steps_per_second", 0.0), state, done=True)
+            self.latest = Snapshot(step=int(m.get("steps", config.train_steps)), total_steps=config.train_steps,
+                                   loss=m["train_loss"], train_accuracy=m["train_accuracy"],
+                                   test_accuracy=m["test_accuracy"], test_loss=m["test_loss"],
+                                   elapsed=m.get("elapsed_s", 0.0), steps_per_second=m.get("steps_per_second", 0.0),
+                                   state=state, done=True)
             self.status = RunStatus.DONE
             self._thread = None
             return
