@@ -204,19 +204,19 @@ class Executor(ABC):
             started()
         healthy, asked = False, None
         try:
-            for reply in self.stream(lease, raw, cancel, idle=True):
+            for reply in self.stream(lease, raw, cancel, idle=True):  # None while no reply comes
+                if reply is not None:
+                    head, arrays = reply
+                    if head.get("kind") == "result":
+                        healthy = True
+                        return head, arrays
+                    if on_reply is not None:
+                        on_reply(head, arrays)
                 if cancel is not None and cancel.is_set() and asked is None:
                     asked = time.monotonic()
-                if reply is None:  # nothing yet: a task asked to stop has CANCEL_GRACE_S to answer, or is cut short
-                    if asked is not None and not stops and time.monotonic() - asked > CANCEL_GRACE_S:
-                        raise TaskFailed("cancelled")
-                    continue
-                head, arrays = reply
-                if head.get("kind") == "result":
-                    healthy = True
-                    return head, arrays
-                if on_reply is not None:
-                    on_reply(head, arrays)
+                # a task asked to stop that does not stop by itself has CANCEL_GRACE_S to answer, then is cut short
+                if asked is not None and not stops and time.monotonic() - asked > CANCEL_GRACE_S:
+                    raise TaskFailed("cancelled")
             raise TaskFailed("the task ended without a result")
         except TaskFailed:
             healthy = healthy or not (cancel is not None and cancel.is_set())
