@@ -208,7 +208,7 @@ def test_final_pictures_nobody_waits_for_end_within_a_stage_or_are_cut_short(nam
     from flowviz.serve.protocol import TaskFailed
     from flowviz.training.train import train
 
-    # its full analysis takes 5-10 s on this 2-core machine (L = 64 with rk4: the reference solution, 33 frames)
+    # its full analysis takes 4-6 s on this 2-core machine, quiet (L = 64 with rk4: the reference, 33 frames)
     heavy = train(flowviz.Config(n_samples=1000, n_steps=64, scheme="rk4", train_steps=5, seed=3))
     tiny = train(TINY.replace(seed=33))
     ex = make_executor(Settings(), size=1, name=name)
