@@ -12,12 +12,17 @@ PIP := $(BIN)/python -m pip install -q --disable-pip-version-check
 run: $(VENV)/.installed
 	$(BIN)/streamlit run app.py --server.port $(PORT)
 
-# two test processes (pytest-xdist, a file each), then in one process the CPU-timing tests (nothing beside them)
-# and the Ray tests (one cluster at a time: two at once aborted a process). (--dist loadgroup would spread files
-# more finely, but with pytest 9.2 it silently ignores its groups: pytest-xdist issue 1386.)
+# Three parts. The Ray tests (one cluster at a time: two at once aborted a process) run in a process of their own
+# beside the two test processes of the rest (pytest-xdist, a file each): they mostly wait on Ray's start-up, so
+# they fill a core the others leave idle; their report is printed after the others'. Then, with nothing beside
+# them, the tests that measure CPU time. (--dist loadgroup would spread files more finely, but with pytest 9.2
+# it silently ignores its groups: pytest-xdist issue 1386.)
 test: $(VENV)/.dev browser
-	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not alone and not ray"
-	$(BIN)/python -m pytest -m "alone or ray"
+	@$(BIN)/python -m pytest -m ray > .ray-tests.log 2>&1 & ray=$$!; \
+	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not alone and not ray"; rest=$$?; \
+	wait $$ray; ray_status=$$?; echo "---- the Ray tests, run beside the above:"; cat .ray-tests.log; \
+	test $$rest = 0 && test $$ray_status = 0
+	$(BIN)/python -m pytest -m alone
 
 install: $(VENV)/.installed
 
@@ -29,8 +34,14 @@ $(VENV)/.installed: requirements.txt | $(BIN)/python
 	$(PIP) -r requirements.txt  # torch's own dependencies come from the default index
 	touch $@
 
-$(VENV)/.dev: requirements-dev.txt requirements-ray.txt $(VENV)/.installed
-	$(PIP) -r requirements-dev.txt -r requirements-ray.txt
+# The test tools need nothing of torch: on a fresh machine they are unpacked while torch is (pip is busy on one
+# core), then the rest of requirements.txt. (The two first installs share no package: torch comes --no-deps.)
+$(VENV)/.dev: requirements-dev.txt requirements-ray.txt requirements.txt | $(BIN)/python
+	@if test -f $(VENV)/.installed; then $(PIP) -r requirements-dev.txt -r requirements-ray.txt; else \
+	  $(PIP) -r requirements-dev.txt -r requirements-ray.txt & tools=$$!; \
+	  $(PIP) --no-deps --retries 1 $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) "$$(grep -E '^torch==' requirements.txt)"; \
+	  torch=$$?; wait $$tools && test $$torch = 0; fi
+	@$(MAKE) --no-print-directory $(VENV)/.installed
 	touch $@
 
 # Debian's headless Chromium for the real-browser tests (installed when we are root; else the tests say so).
