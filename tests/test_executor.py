@@ -179,6 +179,25 @@ def test_a_ray_lease_given_back_after_its_process_left_the_cluster_calls_no_ray(
     assert called == []
 
 
+def test_a_ray_lease_waiting_when_its_process_leaves_the_cluster_reports_a_lost_worker():
+    """Ray ends a wait cut short by ray.shutdown() in another thread with SystemExit(0) (seen in the suite: a
+    run's final pictures were still coming when the test's cluster was shut down); the run thread gets the lost
+    worker the executor reports for any ended connection, not an exception that kills the thread."""
+    from types import SimpleNamespace
+
+    from flowviz.serve.ray_executor import _RayLease
+    from flowviz.serve.protocol import WorkerDied
+
+    def wait(refs, timeout):
+        raise SystemExit(0)  # what ray._raylet raises in the waiting thread
+
+    ray = SimpleNamespace(is_initialized=lambda: True, wait=wait)
+    lease = _RayLease(SimpleNamespace(ray=ray))
+    lease._gen = object()
+    with pytest.raises(WorkerDied, match="connection to the Ray cluster was closed"):
+        lease.receive(0.1)
+
+
 class _SetAfter:
     """A cancel flag that reads set from its (n+1)-th look on."""
 

@@ -127,11 +127,13 @@ class _RayLease(Lease):
         ray = self._ex.ray
         if not ray.is_initialized():  # this process left the cluster (ray.shutdown): nothing more can come
             raise WorkerDied("the connection to the Ray cluster was closed")
-        ready, _ = ray.wait([self._gen], timeout=timeout)
-        if not ready:
-            return None
         try:
+            ready, _ = ray.wait([self._gen], timeout=timeout)
+            if not ready:
+                return None
             return ray.get(next(self._gen))
+        except SystemExit:  # ray.shutdown() in another thread while this one waited: Ray ends the wait this way
+            raise WorkerDied("the connection to the Ray cluster was closed") from None
         except StopIteration:
             raise WorkerDied("the training task ended without its last reply") from None
         except ray.exceptions.RayTaskError as e:  # the handler reports failures itself; this is Ray's own
