@@ -217,4 +217,8 @@ def test_cli_sweep_json_is_the_same_with_one_or_two_worker_processes(tmp_path, r
             d["coarse_to_fine"][k].pop("steps_per_second", None)
         docs.append(d)
     assert docs[0]["transfer"]["evaluated"] == [1, 2, 4, 8] and docs[0]["coarse_to_fine"]["levels"] == [2, 4]
+    assert all(m["batched"] == 3 for m in docs[0]["members"])  # one batch, its lanes spread over the pool
     assert docs[0] == docs[1]
+    bad = subprocess.run([sys.executable, "-m", "flowviz", "sweep", "--vary", "n_steps=1,2", "--workers", "0",
+                          "--out", str(tmp_path / "bad")], cwd=root, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--workers" in bad.stderr and "Traceback" not in bad.stderr
