@@ -185,8 +185,8 @@ def test_a_ray_lease_waiting_when_its_process_leaves_the_cluster_reports_a_lost_
     worker the executor reports for any ended connection, not an exception that kills the thread."""
     from types import SimpleNamespace
 
-    from flowviz.serve.ray_executor import _RayLease
     from flowviz.serve.protocol import WorkerDied
+    from flowviz.serve.ray_executor import _RayLease
 
     def wait(refs, timeout):
         raise SystemExit(0)  # what ray._raylet raises in the waiting thread
