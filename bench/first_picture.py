@@ -8,11 +8,16 @@ medians; the last lines give the warm median against issue 14's 1.5 s and the co
 
 With ``--bare``: the page is opened without a link, so the default config is trained.
 
+With ``--floor``: each repetition also opens two pages that are not flowviz, on the same machine and browser:
+a Streamlit page with one line of text, and one with that line and the config's finished Characteristics
+figure (the same JSON flowviz sends). They are the floor of any page built on Streamlit and plotly.js here;
+a line before the last gives them and flowviz's warm page against the figure-only one.
+
 With ``--prebuilt``: the scenario is first trained into a disk cache (as `python -m flowviz prebuild`
 does); each repetition starts a fresh server on that cache, opens the page, then picks the scenario in
 the sidebar and times from the pick to its finished picture (target: 1 s).
 
-    python bench/first_picture.py [--reps 5] [--preset reference] [--bare] [--prebuilt]
+    python bench/first_picture.py [--reps 5] [--preset reference] [--bare] [--prebuilt] [--floor]
 """
 
 from __future__ import annotations
@@ -64,11 +69,11 @@ DONE = ("() => document.body.innerText.includes('done') && !document.body.innerT
         "&& document.querySelector('.js-plotly-plot') !== null")
 
 
-def _open(browser, url) -> float:
+def _open(browser, url, done: str = DONE) -> float:
     page = browser.new_page(viewport={"width": 1920, "height": 1080})
     t = time.perf_counter()
     page.goto(url)
-    page.wait_for_function(DONE, timeout=120_000)
+    page.wait_for_function(done, timeout=120_000)
     dt = time.perf_counter() - t
     page.close()
     return dt
@@ -101,33 +106,98 @@ def main(argv=None):
     ap.add_argument("--set", action="append", default=[], help="config overrides KEY=VALUE (tests use tiny runs)")
     ap.add_argument("--prebuilt", action="store_true", help="time a prebuilt scenario from the moment it is picked")
     ap.add_argument("--bare", action="store_true", help="open the bare address (the default config) instead of a link")
+    ap.add_argument("--floor", action="store_true", help="time a bare Streamlit page and one with the figure alone")
     a = ap.parse_args(argv)
     if a.prebuilt:
         return prebuilt(a)
     cfg = flowviz.preset(a.preset).with_sets(a.set)
     q = "" if a.bare else "&".join(f"{k}={v}" for k, v in cfg.to_query().items())
     cold, warm, boot = [], [], []
+    floors = {"bare Streamlit page": [], "the figure alone": []}
     with sync_playwright() as pw, tempfile.TemporaryDirectory() as tmp:
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
-        for rep in range(a.reps):
-            port = _port()
-            t = time.perf_counter()
-            server = _serve(port, Path(tmp) / f"cache{rep}")  # empty: the run is trained, not loaded
-            boot.append(time.perf_counter() - t)  # start-up: imports and the first training process
-            try:
-                cold.append(_open(browser, f"http://127.0.0.1:{port}/?{q}"))
-                warm.append(_open(browser, f"http://127.0.0.1:{port}/?{q}"))
-            finally:
+        floor_pages = _floor_pages(cfg, Path(tmp), browser) if a.floor else []
+        try:
+            for rep in range(a.reps):
+                port = _port()
+                t = time.perf_counter()
+                server = _serve(port, Path(tmp) / f"cache{rep}")  # empty: the run is trained, not loaded
+                boot.append(time.perf_counter() - t)  # start-up: imports and the first training process
+                try:
+                    cold.append(_open(browser, f"http://127.0.0.1:{port}/?{q}"))
+                    warm.append(_open(browser, f"http://127.0.0.1:{port}/?{q}"))
+                finally:
+                    server.terminate()
+                    server.wait(10)
+                for v, (url, done, _) in zip(floors.values(), floor_pages):
+                    v.append(_open(browser, url, done))
+                print(f"rep {rep}: server ready after {boot[-1]:.2f} s; link to picture: cold server {cold[-1]:.2f} "
+                      f"s, warm server (shared run) {warm[-1]:.2f} s" +
+                      "".join(f"; {n} {v[-1]:.2f} s" for n, v in floors.items() if v))
+        finally:
+            browser.close()
+            for _, _, server in floor_pages:
                 server.terminate()
                 server.wait(10)
-            print(f"rep {rep}: server ready after {boot[-1]:.2f} s; link to picture: cold server {cold[-1]:.2f} s, "
-                  f"warm server (shared run) {warm[-1]:.2f} s")
-        browser.close()
     mc, mw, mb = statistics.median(cold), statistics.median(warm), statistics.median(boot)
     print(f"median server start-up {mb:.2f} s (`streamlit run` to a passing health check)")
     print(f"median warm {mw:.2f} s (a finished run); ratio to the 1.5 s target = {mw / 1.5:.2f}")
+    if floor_pages:
+        bare, alone = (statistics.median(v) for v in floors.values())
+        print(f"floor of any Streamlit page here: {bare:.2f} s bare, {alone:.2f} s with the same figure alone "
+              f"(ratio to the 1.5 s target {alone / 1.5:.2f}); flowviz's warm page / the figure alone = "
+              f"{mw / alone:.2f}")
     print(f"median launch + link to picture {statistics.median(b + c for b, c in zip(boot, cold)):.2f} s")
     print(f"median cold {mc:.2f} s; ratio to the 2.5 s target = {mc / 2.5:.2f}")
+
+# Not flowviz: a page with the figure flowviz sends (read once per server) and the word the timing waits for.
+FLOOR_APP = """
+import sys
+import plotly.io as pio
+import streamlit as st
+
+@st.cache_resource
+def figure(path):
+    return pio.from_json(open(path).read())
+
+if sys.argv[1:]:
+    st.plotly_chart(figure(sys.argv[1]), width="stretch", theme=None, key="fig")
+st.write("done")
+"""
+
+
+def _serve_script(port, script: Path, args: list[str]):
+    p = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
+                          "--server.headless", "true", "--server.address", "127.0.0.1", "--", *args],
+                         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < 60:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1)
+            return p
+        except OSError:
+            time.sleep(0.1)
+    p.kill()
+    raise SystemExit("streamlit did not start")
+
+
+def _floor_pages(cfg, tmp: Path, browser) -> list[tuple[str, str, subprocess.Popen]]:
+    """(url, finished-predicate, server) of the two pages that are not flowviz, each opened once (caches filled)."""
+    import flowviz
+    from flowviz.plots import FIGURES
+    from flowviz.training.analysis import analyse
+
+    r = flowviz.train(cfg)
+    (tmp / "fig.json").write_text(FIGURES["characteristics"](analyse(r.model, r.data, history=r.history)).to_json())
+    (tmp / "floor.py").write_text(FLOOR_APP)
+    text = "() => document.body.innerText.includes('done')"
+    drawn = "() => document.body.innerText.includes('done') && document.querySelector('.js-plotly-plot') !== null"
+    pages = []
+    for args, done in (([], text), ([str(tmp / "fig.json")], drawn)):
+        port = _port()
+        pages.append((f"http://127.0.0.1:{port}/", done, _serve_script(port, tmp / "floor.py", args)))
+        _open(browser, pages[-1][0], done)
+    return pages
 
 
 def prebuilt(a):
