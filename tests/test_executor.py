@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from tiny import TINY, wait_for
+from tiny import TINY, executor, wait_for
 
 import flowviz
 from flowviz.core.data import load_csv, make_dataset
@@ -47,7 +47,7 @@ def test_an_unknown_task_is_one_fatal_reply_naming_the_valid_ones():
 def test_every_executor_trains_the_same_weights_as_train_iter(name):
     ds = make_dataset(TINY)
     alone = list(train_iter(TINY, data=ds, log_every=10, keep_state=True))
-    ex = make_executor(Settings(), size=1, name=name)
+    ex = executor(name)
     try:
         began = []
         snaps = list(ex.train(TINY, ds, log_every=10, started=lambda: began.append(1)))
@@ -135,7 +135,7 @@ def test_the_final_pictures_made_by_a_worker_are_the_ones_made_here(name):
 
     r = train(TINY.replace(seed=31))
     here = analyse(r.model, r.data, history=r.history)
-    ex = make_executor(Settings(), size=1, name=name)
+    ex = executor(name)
     try:
         there, metrics = ex.analyse(r.model, r.data, history=r.history, metrics=True)
     finally:
@@ -230,7 +230,7 @@ def test_final_pictures_nobody_waits_for_end_within_a_stage_or_are_cut_short(nam
     # its full analysis takes 4-6 s on this 2-core machine, quiet (L = 64 with rk4: the reference, 33 frames)
     heavy = train(flowviz.Config(n_samples=1000, n_steps=64, scheme="rk4", train_steps=5, seed=3))
     tiny = train(TINY.replace(seed=33))
-    ex = make_executor(Settings(), size=1, name=name)
+    ex = executor(name)
     try:
         ex.analyse(tiny.model, tiny.data)  # the worker is started (a process takes seconds to start)
         cancel = threading.Event()

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 from test_executor import ALL_EXECUTORS
-from tiny import SMALL, TINY, wait_for
+from tiny import SMALL, TINY, executor, wait_for
 
 import flowviz
 from flowviz.serve.executor import make_executor
@@ -51,7 +51,7 @@ def test_the_instruments_a_worker_makes_are_the_ones_made_here(trained, name):
     r, v = trained
     here, errors = prepared.prepare(r.model, r.data, v.extent)
     assert set(here) == set(prepared.PREPARED) and not errors
-    ex = make_executor(Settings(), size=1, name=name)
+    ex = executor(name)
     try:
         there, errs = ex.instruments(r.model, r.data, extent=v.extent)
         part, _ = ex.instruments(r.model, r.data, extent=v.extent, names=["grid"])

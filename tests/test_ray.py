@@ -24,9 +24,9 @@ pytestmark = pytest.mark.ray  # one Ray cluster at a time: `make test` runs thes
 def executor():
     from flowviz.serve.ray_executor import RayExecutor, ray_started
 
-    if ray.is_initialized():  # another test file's cluster in this test process: ours has two CPUs
+    if ray.is_initialized() and ray.cluster_resources().get("CPU") != 2:  # ours has two CPUs
         ray.shutdown()
-    ray_started(num_cpus=2)  # one local cluster for this module: Ray's start-up costs seconds
+    ray_started(num_cpus=2)  # the test process's local cluster (tiny.executor), or a new one of two CPUs
     ex = RayExecutor()
     assert ex.size == 2  # the cluster's CPUs bound what trains at once
     yield ex
