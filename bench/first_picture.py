@@ -45,13 +45,14 @@ def _port():
         return s.getsockname()[1]
 
 
-def _serve(port, cache_dir, *, env=None, log=None, wait_s: float = 60.0):
-    """A fresh `streamlit run app.py` on loopback, returned once its health endpoint answers (within wait_s)."""
+def _serve(port, cache_dir, *, env=None, log=None, wait_s: float = 60.0, script="app.py", args=()):
+    """A fresh `streamlit run app.py` (or ``script`` with ``args``) on loopback, returned once its health
+    endpoint answers (within wait_s)."""
     env = dict(os.environ, **(env or {}), FLOWVIZ_CACHE_DIR=str(cache_dir))
     out = open(log, "w") if log else subprocess.DEVNULL
-    p = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                          "--server.headless", "true", "--server.address", "127.0.0.1"], cwd=ROOT, env=env,
-                         stdout=out, stderr=subprocess.STDOUT)
+    p = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
+                          "--server.headless", "true", "--server.address", "127.0.0.1", "--", *args], cwd=ROOT,
+                         env=env, stdout=out, stderr=subprocess.STDOUT)
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < wait_s:
         try:
@@ -150,6 +151,7 @@ def main(argv=None):
     print(f"median launch + link to picture {statistics.median(b + c for b, c in zip(boot, cold)):.2f} s")
     print(f"median cold {mc:.2f} s; ratio to the 2.5 s target = {mc / 2.5:.2f}")
 
+
 # Not flowviz: a page with the figure flowviz sends (read once per server) and the word the timing waits for.
 FLOOR_APP = """
 import sys
@@ -166,21 +168,6 @@ st.write("done")
 """
 
 
-def _serve_script(port, script: Path, args: list[str]):
-    p = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
-                          "--server.headless", "true", "--server.address", "127.0.0.1", "--", *args],
-                         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < 60:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1)
-            return p
-        except OSError:
-            time.sleep(0.1)
-    p.kill()
-    raise SystemExit("streamlit did not start")
-
-
 def _floor_pages(cfg, tmp: Path, browser) -> list[tuple[str, str, subprocess.Popen]]:
     """(url, finished-predicate, server) of the two pages that are not flowviz, each opened once (caches filled)."""
     import flowviz
@@ -195,7 +182,8 @@ def _floor_pages(cfg, tmp: Path, browser) -> list[tuple[str, str, subprocess.Pop
     pages = []
     for args, done in (([], text), ([str(tmp / "fig.json")], drawn)):
         port = _port()
-        pages.append((f"http://127.0.0.1:{port}/", done, _serve_script(port, tmp / "floor.py", args)))
+        server = _serve(port, tmp / "cache", script=tmp / "floor.py", args=args)
+        pages.append((f"http://127.0.0.1:{port}/", done, server))
         _open(browser, pages[-1][0], done)
     return pages
 
