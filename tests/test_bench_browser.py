@@ -11,7 +11,7 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.mark.parametrize("script, args", [
-    pytest.param("bench/first_picture.py", ["--reps", "1", "--floor", *TINY], marks=pytest.mark.browser),
+    pytest.param("bench/first_picture.py", ["--reps", "1", *TINY], marks=pytest.mark.browser),
     pytest.param("bench/first_picture.py", ["--reps", "1", "--prebuilt", "--preset", "folding", *TINY],
                  marks=pytest.mark.browser),
     pytest.param("bench/instrument_click.py", ["--reps", "1", *TINY], marks=pytest.mark.browser),
