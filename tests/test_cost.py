@@ -66,11 +66,12 @@ def measured(root):
 
     bench = _bench_memory(root)
     cfgs = [dict(c, train_steps=4) for c in MEASURED]
+    step_s = [_estimate(c).part("step") for c in cfgs]
     bins, load = ([], []), [0.0, 0.0]  # the heaviest first, each to the process with less to do (by estimate)
-    for i in sorted(range(len(cfgs)), key=lambda i: -_estimate(cfgs[i]).part("step")):
+    for i in sorted(range(len(cfgs)), key=lambda i: -step_s[i]):
         b = load.index(min(load))
         bins[b].append(i)
-        load[b] += _estimate(cfgs[i]).part("step") + 0.1  # + a child's start
+        load[b] += step_s[i] + 0.1  # + a child's start
     with ThreadPoolExecutor(2) as ex:
         parts = list(ex.map(lambda b: bench.measure_many([cfgs[i] for i in b], steps=3), bins))
     rows = [None] * len(cfgs)
