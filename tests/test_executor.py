@@ -179,7 +179,8 @@ def test_a_ray_lease_given_back_after_its_process_left_the_cluster_calls_no_ray(
     assert called == []
 
 
-def test_a_ray_lease_waiting_when_its_process_leaves_the_cluster_reports_a_lost_worker():
+@pytest.mark.parametrize("cut_in", ["wait", "get"])  # seen in get (the reply ready, then read)
+def test_a_ray_lease_waiting_when_its_process_leaves_the_cluster_reports_a_lost_worker(cut_in):
     """Ray ends a wait cut short by ray.shutdown() in another thread with SystemExit(0) (seen in the suite: a
     run's final pictures were still coming when the test's cluster was shut down); the run thread gets the lost
     worker the executor reports for any ended connection, not an exception that kills the thread."""
@@ -188,12 +189,14 @@ def test_a_ray_lease_waiting_when_its_process_leaves_the_cluster_reports_a_lost_
     from flowviz.serve.protocol import WorkerDied
     from flowviz.serve.ray_executor import _RayLease
 
-    def wait(refs, timeout):
+    def cut(*args, **kw):
         raise SystemExit(0)  # what ray._raylet raises in the waiting thread
 
-    ray = SimpleNamespace(is_initialized=lambda: True, wait=wait)
+    ready = lambda refs, timeout: (refs, [])  # noqa: E731
+    ray = SimpleNamespace(is_initialized=lambda: True, wait=cut if cut_in == "wait" else ready,
+                          get=cut if cut_in == "get" else None)
     lease = _RayLease(SimpleNamespace(ray=ray))
-    lease._gen = object()
+    lease._gen = iter([object()])
     with pytest.raises(WorkerDied, match="connection to the Ray cluster was closed"):
         lease.receive(0.1)
 
