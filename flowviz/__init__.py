@@ -12,16 +12,53 @@ Public surface (stable; used by the app, the command line and notebooks)::
     conv = flowviz.convergence(result, scheme="rk4")  # order of convergence on this one field
 """
 
-from .core.config import CHOICES, LIMITS, Config
-from .core.data import DATASETS, Dataset, load_csv, make_dataset
-from .core.errors import CheckpointError, ConfigError, DataError, FlowvizError, FlowvizWarning, TrainingDiverged
-from .core.fields import ACTIVATIONS, FIELDS
-from .core.model import FlowModel, build_model
-from .core.presets import preset, preset_names
-from .core.solvers import STEPPERS
-from .core.transport import GridSolution, solve_transport
-from .training.convergence import Convergence, convergence
-from .training.train import Snapshot, TrainResult, train, train_iter
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+# Each public name is imported on first use (PEP 562), so that `import flowviz` and the command line's argument
+# checks and `--help` need no torch (importing it takes about 2.5 s): `python -m flowviz bogus` answers at once.
+_HOME = {
+    ".core.config": ("CHOICES", "LIMITS", "Config"),
+    ".core.data": ("DATASETS", "Dataset", "load_csv", "make_dataset"),
+    ".core.errors": ("CheckpointError", "ConfigError", "DataError", "FlowvizError", "FlowvizWarning",
+                     "TrainingDiverged"),
+    ".core.fields": ("ACTIVATIONS", "FIELDS"),
+    ".core.model": ("FlowModel", "build_model"),
+    ".core.presets": ("preset", "preset_names"),
+    ".core.solvers": ("STEPPERS",),
+    ".core.transport": ("GridSolution", "solve_transport"),
+    ".training.convergence": ("Convergence", "convergence"),
+    ".training.train": ("Snapshot", "TrainResult", "train", "train_iter"),
+}
+_MODULE_OF = {name: module for module, names in _HOME.items() for name in names}
+
+if TYPE_CHECKING:  # what type checkers and editors see
+    from .core.config import CHOICES, LIMITS, Config
+    from .core.data import DATASETS, Dataset, load_csv, make_dataset
+    from .core.errors import CheckpointError, ConfigError, DataError, FlowvizError, FlowvizWarning, TrainingDiverged
+    from .core.fields import ACTIVATIONS, FIELDS
+    from .core.model import FlowModel, build_model
+    from .core.presets import preset, preset_names
+    from .core.solvers import STEPPERS
+    from .core.transport import GridSolution, solve_transport
+    from .training.convergence import Convergence, convergence
+    from .training.train import Snapshot, TrainResult, train, train_iter
+
+
+def __getattr__(name: str):
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'flowviz' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # imported once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "Config", "CHOICES", "LIMITS", "DATASETS", "FIELDS", "STEPPERS", "ACTIVATIONS",

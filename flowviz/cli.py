@@ -13,7 +13,7 @@ import warnings
 from pathlib import Path
 
 from .core.config import Config
-from .core.errors import FlowvizError, TrainingDiverged
+from .core.errors import CheckpointError, FlowvizError, TrainingDiverged
 
 __all__ = ["main"]
 
@@ -52,16 +52,16 @@ def _clean(d: dict) -> dict:
 
 
 def cmd_train(args) -> int:
+    cfg = _config_from(args)  # checked before torch is imported: a bad argument answers at once
+    if cfg.dataset == "csv" and not args.csv:
+        raise FlowvizError("dataset=csv needs --csv FILE (columns x1, x2, label)")
     from tqdm import tqdm
 
     from .core.data import load_csv
     from .serve.runio import save_run
     from .training.train import train
 
-    cfg = _config_from(args)
     data = load_csv(args.csv) if args.csv else None
-    if cfg.dataset == "csv" and data is None:
-        raise FlowvizError("dataset=csv needs --csv FILE (columns x1, x2, label)")
     bars = []  # made at the first snapshot, so train's warnings (limits, cost estimate) come before it
 
     def progress(s):
@@ -89,6 +89,8 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    if not Path(args.run).is_dir():  # before torch is imported
+        raise CheckpointError(f"no run directory at {args.run}")
     import numpy as np
 
     from .serve.runio import load_run

@@ -48,10 +48,25 @@ def test_presets_lists_names(root):
     (["eval", "--run", "/no/such/dir"], "no run directory"),
     (["bogus"], "invalid choice"),
 ])
-def test_bad_arguments_exit_2_with_one_line(args, msg, root):
-    p = run(*args, cwd=root)
+def test_bad_arguments_exit_2_with_one_line_and_no_torch(args, msg, root):
+    """Answered before torch is imported (about 2.5 s): the message comes at once."""
+    code = ("import runpy, sys\ntry:\n    runpy.run_module('flowviz', run_name='__main__')\nfinally:\n"
+            "    print('torch imported' if 'torch' in sys.modules else 'no torch')")
+    p = subprocess.run([sys.executable, "-c", code, *args], cwd=root, capture_output=True, text=True, timeout=300)
     assert p.returncode == 2
     assert msg in p.stderr and "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    assert p.stdout.strip() == "no torch"
+
+
+def test_a_lower_bound_names_the_upper_one_only_where_it_holds():
+    from flowviz import Config, ConfigError
+
+    with pytest.raises(ConfigError, match=r"n_steps=0 is out of range: must be >= 1$"):  # 300 is allowed here
+        Config(n_steps=0)
+    with pytest.raises(ConfigError, match=r"n_steps=0 is out of range: must be >= 1 and <= 256$"):
+        Config.from_query({"n_steps": "0"})  # a link: the server's limit is hard
+    with pytest.raises(ConfigError, match=r"lr=0.0 is out of range: must be > 0.0 and <= 10.0$"):
+        Config(lr=0.0)  # not a server-limited key: its upper limit is hard everywhere
 
 
 def test_eval_refuses_to_rediscretise_per_step_weights(tmp_path, root):

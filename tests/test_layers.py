@@ -43,6 +43,7 @@ import json, sys
 import torch
 before = (torch.get_num_threads(), torch.is_grad_enabled(), torch.get_default_dtype(), sys.getrecursionlimit())
 import flowviz
+public = [getattr(flowviz, name) for name in flowviz.__all__]  # each name's module imported (PEP 562)
 after = (torch.get_num_threads(), torch.is_grad_enabled(), torch.get_default_dtype(), sys.getrecursionlimit())
 print(json.dumps({"same": before == after, "mods": sorted(sys.modules)}))
 """
@@ -53,6 +54,20 @@ print(json.dumps({"same": before == after, "mods": sorted(sys.modules)}))
     # the malloc tuning lives in flowviz.serve.process, called by workers, the server and the CLI only
     src = "\n".join(p.read_text() for p in (ROOT / "flowviz").rglob("*.py") if p.name != "process.py")
     assert "mallopt" not in src
+
+
+def test_import_flowviz_alone_imports_no_torch_and_every_public_name_resolves():
+    """The public names are imported on first use, so the command line's argument checks need no torch."""
+    mods = _loaded_after("import flowviz")
+    assert "torch" not in mods and not [m for m in mods if m.startswith("flowviz.")], sorted(mods)
+    code = ("import flowviz, inspect; from flowviz import *; "
+            "print(sorted(n for n in flowviz.__all__ if getattr(flowviz, n) is not globals()[n]), "
+            "set(flowviz.__all__) <= set(dir(flowviz)), flowviz.Config.__module__, flowviz.train.__module__)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["[]", "True", "flowviz.core.config", "flowviz.training.train"]
+    bad = subprocess.run([sys.executable, "-c", "import flowviz; flowviz.nope"], cwd=ROOT, capture_output=True,
+                         text=True)
+    assert "AttributeError: module 'flowviz' has no attribute 'nope'" in bad.stderr
 
 
 def test_every_layer_imports_only_the_layers_below_it():

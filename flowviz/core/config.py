@@ -323,7 +323,10 @@ def _check(f, v, *, server: bool) -> bool:
         lo, hi = m["lo"], m["hi"]
         if lo is not None and (v < lo or (m["lo_open"] and v == lo)):
             rel = ">" if m["lo_open"] else ">="
-            raise ConfigError(f"{f.name}={echo(v)} is out of range: must be {rel} {lo} and <= {hi}")
+            # (the upper limit named only where it holds: in Python and on the command line a server's is not hard)
+            hard_hi = hi is not None and (server or f.name not in SERVER_LIMITED)
+            raise ConfigError(f"{f.name}={echo(v)} is out of range: must be {rel} {lo}" +
+                              (f" and <= {hi}" if hard_hi else ""))
         if hi is not None and v > hi:
             if not server and f.name in SERVER_LIMITED:
                 return True
