@@ -50,6 +50,7 @@ from flowviz.core.model import build_model
 from flowviz.training.analysis import analyse
 from flowviz.training.train import evaluate, train_iter
 import torchdiffeq  # noqa: F401  (the reference solution's import, paid once as in a long-lived worker)
+import torch._dynamo  # noqa: F401  (the first optimiser's import, 1.3 s: a worker's fork server has it preloaded)
 warnings.simplefilter("ignore")
 _w = Config(n_samples=60, n_steps=2, width=4, train_steps=2)  # warm lazy initialisation, as a worker has
 analyse(build_model(_w, 2), make_dataset(_w))
