@@ -42,6 +42,27 @@ def test_an_unknown_task_is_one_fatal_reply_naming_the_valid_ones():
     head, _ = protocol.decode(reply)
     assert head["kind"] == "fatal" and "'rm -rf'" in head["fatal"] and "run" in head["fatal"]
 
+def test_a_worker_whose_pool_closed_its_end_ends_quietly():
+    """A reply the pool no longer reads (it shut down, or cut the task short) ends the worker with status 0,
+    not a BrokenPipeError traceback in the server's log."""
+    import multiprocessing as mp
+
+    from flowviz.serve.worker_main import main
+
+    def worker(here, there):  # the forked child holds a copy of both ends: it keeps only its own
+        here.close()
+        main(there, 1)
+
+    here, there = mp.Pipe()
+    here.send_bytes(protocol.encode({"task": "nope"}))  # one fatal reply will come back ...
+    child = mp.get_context("fork").Process(target=worker, args=(here, there))
+    child.start()
+    there.close()
+    here.close()  # ... to nobody
+    child.join(30)
+    assert child.exitcode == 0
+
+
 
 @pytest.mark.parametrize("name", ALL_EXECUTORS)
 def test_every_executor_trains_the_same_weights_as_train_iter(name):

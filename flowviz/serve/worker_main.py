@@ -178,5 +178,8 @@ def main(conn, threads: int, limit_mb: float = 0.0) -> None:  # pragma: no cover
             return
         if raw == CANCEL:  # arrived after its task had ended
             continue
-        for reply in handle(raw, _PipeCancel(conn)):
-            conn.send_bytes(reply)
+        try:
+            for reply in handle(raw, _PipeCancel(conn)):
+                conn.send_bytes(reply)
+        except (EOFError, OSError):  # the pool closed its end (shut down, or the task cut short): nobody to tell
+            return
