@@ -24,7 +24,7 @@ run: $(VENV)/.installed
 # (--dist loadgroup would spread files more finely, but with pytest 9.2 it silently ignores its groups:
 # pytest-xdist issue 1386.)
 test: $(VENV)/.dev browser
-	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not alone and not ray"
+	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not alone and not ray"
 	$(BIN)/python -m pytest -m "alone or ray"
 
 install: $(VENV)/.installed

@@ -167,6 +167,7 @@ def test_a_diverging_learning_rate_keeps_the_last_finite_state():
     assert np.isfinite(r.model.predict_proba(r.data.x)).all()
 
 
+@pytest.mark.slow
 def test_a_step_size_that_overflows_is_reported_in_a_run():
     from flowviz.serve.runs import Registry
 

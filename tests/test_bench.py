@@ -17,6 +17,7 @@ TINY = tiny.cli_sets(tiny.TINY)
     ("bench/memory.py", ["--small", "--steps", "1"]),
     ("bench/depth_transfer.py", ["--steps", "5", "--depths", "2,4", "--to", "8", "--datasets", "moons", "--n", "100"]),
 ])
+@pytest.mark.slow
 def test_benchmark_runs_and_prints_its_ratio(script, args, root):
     """(The benchmarks that drive a real browser: tests/test_bench_browser.py, a file of their own so that the
     two test processes share the long ones.)"""
@@ -32,6 +33,7 @@ def test_gpu_check_script_is_one_bash_command(root):
     assert subprocess.run(["bash", "-n", str(root / "bench" / "gpu_check.sh")]).returncode == 0  # it parses
 
 
+@pytest.mark.slow
 def test_the_cuda_graphs_benchmark_runs_where_it_can(root):
     """On a GPU it prints its ratio at a tiny size; without one it says so and exits 0."""
     import torch

@@ -11,6 +11,7 @@ def run(*args, cwd):
                           timeout=300)
 
 
+@pytest.mark.slow
 def test_train_writes_a_run_and_eval_rediscretises(tmp_path, root):
     out = tmp_path / "run"
     p = run("train", "--preset", "moons", "--set", "time_mode=continuous", "--set", "n_steps=8",
@@ -69,6 +70,7 @@ def test_a_lower_bound_names_the_upper_one_only_where_it_holds():
         Config(lr=0.0)  # not a server-limited key: its upper limit is hard everywhere
 
 
+@pytest.mark.slow
 def test_eval_refuses_to_rediscretise_per_step_weights(tmp_path, root):
     out = tmp_path / "r"
     assert run("train", "--set", "train_steps=5", "--set", "n_steps=4", "--out", str(out), cwd=root).returncode == 0

@@ -61,6 +61,7 @@ def _frame_traces(fig, frame):
     return traces
 
 
+@pytest.mark.slow
 def test_the_3d_view_has_a_frame_and_a_boundary_surface_for_every_step(rings_lift):
     r, v = rings_lift
     L = r.config.n_steps

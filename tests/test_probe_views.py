@@ -138,6 +138,7 @@ def _arr(a):
     return np.asarray(a, float)
 
 
+@pytest.mark.slow
 def test_a_link_with_probe_marks_it_in_the_default_view():
     from test_app import SMALL as LINK
     from test_app import _app, _settle
@@ -183,6 +184,7 @@ def test_side_by_side_marks_each_runs_own_path_at_the_step_each_panel_shows(case
     assert not _probe_traces(side_by_side(v, w))
 
 
+@pytest.mark.slow
 def test_a_scenario_pair_shows_each_runs_probe_path_side_by_side():
     from test_app import _app, _settle
 

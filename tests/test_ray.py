@@ -138,25 +138,9 @@ def test_a_sweep_of_200_members_completes_on_two_cpus_with_the_local_structure(e
             return [shape(d[0])] if d else []
         return type(d).__name__
 
-    import json
-
     assert shape(json.loads(s.to_json())) == shape(json.loads(local.to_json()))
     for k, v in local.members[1].result.model.state_dict().items():  # the same numbers as here
         assert torch.equal(s.members[1].result.model.state_dict()[k], v), k
-
-
-def test_the_command_line_sweeps_on_the_cluster_at_ray_address(executor, tmp_path):
-    address = ray.get_runtime_context().gcs_address
-    root = os.path.dirname(os.path.dirname(__file__))
-    env = dict(os.environ, RAY_ADDRESS=address)
-    p = subprocess.run([sys.executable, "-m", "flowviz", "sweep", "--executor", "ray", "--set", "n_samples=100",
-                        "--set", "train_steps=10", "--vary", "n_steps=1,2,4", "--out", str(tmp_path)],
-                       cwd=root, env=env, capture_output=True, text=True, timeout=300)
-    assert p.returncode == 0, p.stderr[-2000:]
-
-    doc = json.loads((tmp_path / "sweep.json").read_text())
-    assert [m["n_steps"] for m in doc["members"]] == [1, 2, 4]
-    assert (tmp_path / "sweep.html").exists()
 
 
 def test_the_server_trains_on_the_cluster_with_flowviz_executor_ray(executor, monkeypatch):

@@ -95,7 +95,7 @@ def test_the_command_line_sweeps_on_the_ray_start_cluster(cluster, tmp_path, roo
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
     doc = json.loads((tmp_path / "sweep.json").read_text())
-    assert [m["n_steps"] for m in doc["members"]] == [1, 2, 4, 8]
+    assert [m["n_steps"] for m in doc["members"]] == [1, 2, 4, 8] and (tmp_path / "sweep.html").exists()
     assert "member 4 of 4 finished" in p.stderr + p.stdout  # one member per worker, progress as they finish
 
 

@@ -26,6 +26,7 @@ def test_two_sessions_with_one_config_share_one_run(reg):
     assert reg.start(TINY.replace(seed=11)) is a and reg.started == 1  # finished results are shared too
 
 
+@pytest.mark.slow
 def test_the_worker_bound_holds_under_a_burst(reg):
     runs = [reg.start(TINY.replace(seed=100 + i, train_steps=300)) for i in range(8)]
     peak, queued_seen = 0, False

@@ -30,6 +30,7 @@ def test_a_pickle_is_refused(result):
         model_from_bytes(buf.getvalue())
 
 
+@pytest.mark.slow
 def test_truncated_foreign_and_mismatched_files_are_refused(result):
     raw = weights_bytes(result.model)
     with pytest.raises(CheckpointError, match="truncated"):

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 
 import flowviz
@@ -67,6 +68,7 @@ def test_deep_means_small_steps():
     assert e64 < e2 / 5  # and the blocks follow the continuous flow far more closely
 
 
+@pytest.mark.slow
 def test_rings_keyhole_in_the_plane_none_with_the_lift():
     plane, lifted = _train_all("rings")
     radii = np.linspace(RING_ANNULUS[0] + 0.1, RING_ANNULUS[1] - 0.1, 9)
@@ -82,6 +84,7 @@ def test_rings_keyhole_in_the_plane_none_with_the_lift():
     assert lifted.metrics["test_accuracy"] >= 0.97
 
 
+@pytest.mark.slow
 def test_weights_that_change_slowly():
     per_step, smooth = _train_all("slow_weights")
     _, _, d_ps = member_diagnostics(per_step.model, per_step.data.x_train)
@@ -96,6 +99,7 @@ def _steepest(model, ds):
     return float(np.percentile(np.hypot(gx, gy), 99))
 
 
+@pytest.mark.slow
 def test_viscosity_smooths_the_surface():
     sharp, smooth = _train_all("viscosity")
     assert sharp.config.viscosity == 0 and smooth.config.viscosity > 0
@@ -109,6 +113,7 @@ def test_large_euler_steps_fold_the_plane():
     assert det.min() < 0
 
 
+@pytest.mark.slow
 def test_spirals_and_many_classes():
     (sp,) = _train_all("spirals")
     assert "a straight line (the linear read-out f) separates about 99% of the points" in \
@@ -120,6 +125,7 @@ def test_spirals_and_many_classes():
     assert bl.data.n_classes >= 4 and bl.metrics["test_accuracy"] >= 0.9
 
 
+@pytest.mark.slow
 def test_prebuild_fills_the_disk_cache_and_a_fresh_registry_serves_it(tmp_path, root):
     env = dict(os.environ, FLOWVIZ_CACHE_DIR=str(tmp_path))
     cmd = [sys.executable, "-m", "flowviz", "prebuild", "--only", "folding,moons"]

@@ -236,6 +236,7 @@ def test_bad_vary_strings_are_clear(text, msg):
         parse_vary(text)
 
 
+@pytest.mark.slow
 def test_cli_sweep_writes_json_and_html(tmp_path, root):
     out = tmp_path / "sw"
     p = subprocess.run([sys.executable, "-m", "flowviz", "sweep", "--preset", "moons", "--set", "n_samples=200",

@@ -69,6 +69,7 @@ def _local(results, ds, **kw) -> Measures:
     return out["value"]
 
 
+@pytest.mark.slow
 def test_a_sweeps_measurements_are_the_same_in_a_worker_thread_or_process(pool, threads):
     ds = make_dataset(BASE)
     results = train_batched([BASE.replace(n_steps=L) for L in LS], data=ds, log_every=10)
@@ -174,6 +175,7 @@ def test_a_sweep_cancelled_before_its_measurements_keeps_its_members_unmeasured(
     assert s.transfer is None and s.grids is None and "stopped before its members were measured" in s.notes
 
 
+@pytest.mark.slow
 def test_a_sweep_nobody_watches_is_cancelled_with_its_tasks_and_a_watched_one_goes_on():
     reg = Registry(max_workers=2, mode="thread", unwatched_s=1.0)
     long = BASE.replace(train_steps=20000)
@@ -196,6 +198,7 @@ def test_a_sweep_nobody_watches_is_cancelled_with_its_tasks_and_a_watched_one_go
         reg.shutdown()
 
 
+@pytest.mark.slow
 def test_cli_sweep_json_is_the_same_with_one_or_two_worker_processes(tmp_path, root):
     """--workers 2 trains, measures, draws and trains coarse to fine in the pool; --workers 1 in its own process."""
     docs = []

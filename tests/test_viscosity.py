@@ -12,6 +12,7 @@ from flowviz.training.analysis import residual_ratio, roughness, transported_sur
 X = np.random.default_rng(0).normal(size=(60, 2)).astype(np.float32)
 
 
+@pytest.mark.slow
 def test_viscosity_smooths_the_surface_roughness():
     """On the viscosity scenario (its keys, fewer optimiser steps), the mean |discrete Laplacian| of u(0, .) on
     the 100 x 100 grid is no greater at eps = 0.05 than at eps = 0: common random numbers make the Monte-Carlo
