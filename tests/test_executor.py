@@ -60,6 +60,8 @@ def test_a_worker_whose_pool_closed_its_end_ends_quietly():
     there.close()
     here.close()  # ... to nobody
     child.join(30)
+    if child.is_alive():  # (a regression: never left waiting at the test process's exit)
+        child.kill()
     assert child.exitcode == 0
 
 
