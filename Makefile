@@ -7,11 +7,13 @@ PORT ?= 8501
 TORCH_INDEX ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,https://download.pytorch.org/whl/cpu)
 PIP := $(BIN)/python -m pip install -q --disable-pip-version-check --no-compile
 # Bytecode: pip compiled every module of the venv on one core (about 14,600 files, 55 CPU-s, half the install's
-# wall time); with --no-compile each module is compiled on its first import (the suite imports about 3,000) and kept
-# under .venv/pycache, also where PYTHONDONTWRITEBYTECODE is set (that setting keeps __pycache__ folders out of the
-# source tree, which the prefix does too; without it every process would compile its imports again).
-export PYTHONPYCACHEPREFIX := $(abspath $(VENV))/pycache
+# wall time). With --no-compile the install compiles what the app imports (WARM, about 7 s), and the app and the
+# suite compile anything else on its first import, also where PYTHONDONTWRITEBYTECODE is set (without bytecode
+# every process would compile its imports again; __pycache__ folders are ignored by git).
 export PYTHONDONTWRITEBYTECODE :=
+WARM := import logging; logging.disable(logging.WARNING); import torch, torch._dynamo, torchdiffeq, tqdm, streamlit, \
+        plotly.io, flowviz.ui.page, flowviz.serve.worker_main, flowviz.serve.runio, flowviz.training.analysis, \
+        flowviz.plots, flowviz.cli
 
 .PHONY: run test install dev browser bench lint clean
 
@@ -35,6 +37,7 @@ $(BIN)/python:
 $(VENV)/.installed: requirements.txt | $(BIN)/python
 	$(PIP) --no-deps --retries 1 $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) "$$(grep -E '^torch==' requirements.txt)"
 	$(PIP) -r requirements.txt  # torch's own dependencies come from the default index
+	$(BIN)/python -c "$(WARM)"  # bytecode for the app's imports (pip compiled none)
 	touch $@
 
 # The test tools need nothing of torch: on a fresh machine they are unpacked while torch is (pip is busy on one
