@@ -7,7 +7,8 @@ PORT ?= 8501
 TORCH_INDEX ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,https://download.pytorch.org/whl/cpu)
 PIP := $(BIN)/python -m pip install -q --disable-pip-version-check --no-compile
 # Bytecode: pip compiled every module of the venv on one core (about 14,600 files, 55 CPU-s, half the install's
-# wall time). With --no-compile the install compiles what the app imports (WARM, about 7 s), and the app and the
+# wall time). With --no-compile the install compiles what the app imports (WARM: about 15 s;
+# a fresh make .venv/.dev took 84 s, now 59 s), and the app and the
 # suite compile anything else on its first import, also where PYTHONDONTWRITEBYTECODE is set (without bytecode
 # every process would compile its imports again; __pycache__ folders are ignored by git).
 export PYTHONDONTWRITEBYTECODE :=

@@ -48,7 +48,6 @@ def _one_forkserver_per_test_process():
             pass
 
 
-
 def pytest_collection_modifyitems(config, items):
     """Files with browser tests first, then those with slow ones (most such tests first), then the rest (most
     tests first): pytest-xdist hands whole files to its two processes in this order (`make test` passes
