@@ -60,7 +60,7 @@ def test_import_flowviz_alone_imports_no_torch_and_every_public_name_resolves():
     """The public names are imported on first use, so the command line's argument checks need no torch."""
     mods = _loaded_after("import flowviz")
     assert "torch" not in mods and not [m for m in mods if m.startswith("flowviz.")], sorted(mods)
-    code = ("import flowviz, inspect; from flowviz import *; "
+    code = ("import flowviz; from flowviz import *; "
             "print(sorted(n for n in flowviz.__all__ if getattr(flowviz, n) is not globals()[n]), "
             "set(flowviz.__all__) <= set(dir(flowviz)), flowviz.Config.__module__, flowviz.train.__module__)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
