@@ -42,6 +42,7 @@ def test_an_unknown_task_is_one_fatal_reply_naming_the_valid_ones():
     head, _ = protocol.decode(reply)
     assert head["kind"] == "fatal" and "'rm -rf'" in head["fatal"] and "run" in head["fatal"]
 
+
 def test_a_worker_whose_pool_closed_its_end_ends_quietly():
     """A reply the pool no longer reads (it shut down, or cut the task short) ends the worker with status 0,
     not a BrokenPipeError traceback in the server's log."""
@@ -63,7 +64,6 @@ def test_a_worker_whose_pool_closed_its_end_ends_quietly():
     if child.is_alive():  # (a regression: never left waiting at the test process's exit)
         child.kill()
     assert child.exitcode == 0
-
 
 
 @pytest.mark.parametrize("name", ALL_EXECUTORS)
