@@ -1,5 +1,7 @@
 """The executor interface: the wire protocol, the two local executors, the one concurrency limit, run states."""
 
+import os
+import signal
 import threading
 import time
 
@@ -64,6 +66,30 @@ def test_a_worker_whose_pool_closed_its_end_ends_quietly():
     if child.is_alive():  # (a regression: never left waiting at the test process's exit)
         child.kill()
     assert child.exitcode == 0
+
+
+def test_a_worker_process_ignores_ctrl_c_from_its_start_and_a_pool_shut_down_starts_none():
+    """Ctrl-C reaches the workers with the server (one process group); the server ends them itself. A worker
+    ignores SIGINT from its first instruction on (the forkserver starts it so), and is still there after one.
+    After shutdown, asking for a worker is a WorkerDied naming the reason, not a new process."""
+    from flowviz.serve.pool import ProcessPool
+    from flowviz.serve.protocol import WorkerDied
+
+    pool = ProcessPool(1)
+    try:
+        w = pool.acquire()
+        with open(f"/proc/{w.pid()}/status") as fh:  # read at once: the worker may not have run a line yet
+            ignored = int(next(line for line in fh if line.startswith("SigIgn:")).split()[1], 16)
+        assert ignored & (1 << (signal.SIGINT - 1)), hex(ignored)
+        os.kill(w.pid(), signal.SIGINT)
+        time.sleep(0.3)
+        assert w.alive()
+        pool.release(w, healthy=True)
+    finally:
+        pool.shutdown()
+    with pytest.raises(WorkerDied, match="shut down"):
+        pool.acquire()
+    assert pool.pids() == [] and pool.busy() == 0
 
 
 @pytest.mark.parametrize("name", ALL_EXECUTORS)

@@ -8,6 +8,7 @@ import pytest
 import torch
 from tiny import TINY, wait_for
 
+from flowviz.core.errors import FlowvizError
 from flowviz.serve.runs import Registry
 
 
@@ -68,6 +69,29 @@ def test_disk_cache_survives_a_restart(tmp_path, monkeypatch):
     va, vb = run.views(), again.views()
     assert (va.predicted == vb.predicted).all() and va.output_points.shape == vb.output_points.shape == (len(x), 2)
     second.shutdown()
+
+
+def test_a_registry_shut_down_starts_no_run_and_warms_nothing(tmp_path, monkeypatch):
+    """A server stopping while its warming thread walks the prebuilt runs: the thread stops, and a page's late
+    start is refused with a message (a run started then had no worker, and reported one lost)."""
+    monkeypatch.setenv("FLOWVIZ_CACHE_DIR", str(tmp_path))
+    cfgs = [TINY.replace(seed=310), TINY.replace(seed=311)]
+    first = Registry(max_workers=1, mode="thread")
+    for run in [first.start(c) for c in cfgs]:
+        run.join(60)
+    first.shutdown()
+    second = Registry(max_workers=1, mode="thread")  # a restarted server, stopping at once
+    second.shutdown()
+    second.warm(cfgs).join(10)
+    with pytest.raises(FlowvizError, match="stopping"):
+        second.start(cfgs[0])
+    assert all(second.get(c.key()) is None for c in cfgs) and second.started == 0
+    third = Registry(max_workers=1, mode="thread")  # the same cache, not stopping: both warmed
+    try:
+        third.warm(cfgs).join(60)
+        assert all(third.get(c.key()) is not None and third.get(c.key()).from_cache for c in cfgs)
+    finally:
+        third.shutdown()
 
 
 def test_a_run_nobody_watches_is_cancelled():

@@ -1,4 +1,6 @@
-"""SIGTERM to a live `streamlit run app.py` with a busy worker leaves no flowviz process alive after 5 s."""
+"""A signal to a live `streamlit run app.py` leaves no flowviz process alive after 5 s, and nothing in its log
+that reads as a fault: SIGTERM to the server with a busy worker, Ctrl-C (SIGINT to the whole process group)
+while it analyses its prebuilt runs."""
 
 import os
 import signal
@@ -12,8 +14,6 @@ from test_browser import ARGS, CHROMIUM
 from tiny import free_port
 
 from flowviz import Config
-
-pytestmark = pytest.mark.browser
 
 
 def _descendants(pid: int) -> set[int]:
@@ -43,6 +43,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.browser
 @pytest.mark.parametrize("sig", [signal.SIGTERM])
 def test_a_signal_to_a_server_with_a_busy_worker_ends_every_flowviz_process_within_5_s(root, tmp_path, sig):
     if not os.path.exists(CHROMIUM):
@@ -83,6 +84,7 @@ def test_a_signal_to_a_server_with_a_busy_worker_ends_every_flowviz_process_with
                 time.sleep(0.1)
             left = [q for q in ours if _alive(q)]
             assert proc.poll() is not None and not left, (left, log.read_text()[-2000:])
+            assert " ERROR " not in log.read_text() and "Traceback" not in log.read_text(), log.read_text()[-2000:]
             b.close()
     finally:
         if proc.poll() is None:
@@ -92,3 +94,72 @@ def test_a_signal_to_a_server_with_a_busy_worker_ends_every_flowviz_process_with
                 os.kill(q, signal.SIGKILL)
             except OSError:
                 pass
+
+
+def _prebuilt(cache_dir) -> int:
+    """Every scenario's runs in a disk cache, as `python -m flowviz prebuild` leaves them (untrained weights:
+    only their loading and final pictures matter here); returns how many."""
+    from flowviz.core.data import make_dataset
+    from flowviz.core.model import build_model
+    from flowviz.core.presets import preset_configs, preset_names
+    from flowviz.serve import cache
+    from flowviz.serve.settings import Settings
+    from flowviz.training.train import run_metrics
+
+    configs = [c for name in preset_names() for c in preset_configs(name)]
+    metrics = run_metrics(train=(0.7, 0.5), test=(0.7, 0.5), steps=1)
+    for c in configs:
+        assert cache.store(c, build_model(c, make_dataset(c).n_classes), [], metrics,
+                           settings=Settings(cache_dir=str(cache_dir))) is not None
+    return len(configs)
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_server_warming_its_prebuilt_runs_quietly(root, tmp_path):
+    """Ctrl-C in the terminal that runs `make run` signals the server, the forkserver and every training
+    process at once, here as soon as the server answers (its workers are starting and analysing prebuilt
+    runs). The workers ignore it (they start so), the server's shutdown ends them: every process is gone
+    within 5 s and the log has no ERROR line (it had one per run being analysed: "final views failed: the
+    training process stopped unexpectedly") and no traceback."""
+    n = _prebuilt(tmp_path / "cache")
+    port, log = free_port(), tmp_path / "server.log"
+    env = dict(os.environ, PYTHONUNBUFFERED="1", FLOWVIZ_WORKERS="2", FLOWVIZ_CACHE_DIR=str(tmp_path / "cache"))
+    env.pop("FLOWVIZ_WARM", None)
+    with open(log, "wb") as out:  # a session of its own: the group's SIGINT must not reach pytest
+        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                                 "--server.headless", "true", "--server.address", "127.0.0.1",
+                                 "--browser.gatherUsageStats", "false"], cwd=root, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        for _ in range(240):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        assert "from the disk cache" in _wait_text(log, "from the disk cache")  # warming has begun
+        ours = _descendants(proc.pid)
+        assert ours, log.read_text()[-2000:]
+        t0 = time.time()
+        os.killpg(proc.pid, signal.SIGINT)
+        while (proc.poll() is None or any(_alive(q) for q in ours | _descendants(proc.pid))) and time.time() - t0 < 5:
+            time.sleep(0.1)
+        text = log.read_text()
+        assert proc.poll() is not None and not [q for q in ours if _alive(q)], text[-2000:]
+        assert "flowviz is stopping" in text and " ERROR " not in text and "Traceback" not in text, (n, text[-3000:])
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for q in _descendants(proc.pid):
+            try:
+                os.kill(q, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def _wait_text(log, text: str, timeout: float = 10.0) -> str:
+    """The log once ``text`` is in it (or ``timeout`` s have passed)."""
+    t0 = time.time()
+    while text not in log.read_text() and time.time() - t0 < timeout:
+        time.sleep(0.05)
+    return log.read_text()

@@ -82,8 +82,8 @@ class ProcessPool(Executor):
         self._ctx = mp.get_context(method)
         if method == "forkserver":
             # torch._dynamo: torch.optim imports it on the first optimiser (1.4 s here); once, in the server
-            self._ctx.set_forkserver_preload(["flowviz.serve.worker_main", "flowviz.training.train",
-                                              "torch._dynamo"])
+            self._ctx.set_forkserver_preload(["flowviz.serve.forkserver_init", "flowviz.serve.worker_main",
+                                              "flowviz.training.train", "torch._dynamo"])
         super().__init__(size)
         self.threads, self.limit_mb = threads, limit_mb
         with _open_lock:
@@ -92,6 +92,7 @@ class ProcessPool(Executor):
         self._busy: set[_Worker] = set()
         self._cond = threading.Condition()
         self._started = 0
+        self._closed = False  # shut down: no worker starts again
         self.replaced = 0  # workers that died (or were given back mid-task) and were replaced
 
     def _new(self) -> _Worker:
@@ -100,6 +101,8 @@ class ProcessPool(Executor):
     def acquire(self, cancel=None, *, wait: bool = True) -> _Worker | None:
         with self._cond:
             while True:
+                if self._closed:
+                    raise WorkerDied("the training processes have been shut down (the server is stopping)")
                 if cancel is not None and cancel.is_set():
                     return None
                 if self._free:
@@ -160,7 +163,7 @@ class ProcessPool(Executor):
         def work():
             for _ in range(n):
                 with self._cond:
-                    if self._started >= self.size:
+                    if self._closed or self._started >= self.size:
                         return
                     self._started += 1
                 try:
@@ -189,6 +192,8 @@ class ProcessPool(Executor):
             workers, self._free = self._free + list(self._busy), []
             self._busy.clear()
             self._started = 0
+            self._closed = True
+            self._cond.notify_all()  # a task waiting for a worker learns now
         for w in workers:
             w.cancel()
             w.conn.close()  # end of file: an idle worker returns at once, a busy one after its step

@@ -155,8 +155,8 @@ class Run:
             self.views(final=True)  # the full picture, once, in the worker
         except FlowvizError as e:
             self.error, self.status = str(e), RunStatus.ERROR
-        except WorkerDied as e:
-            log.error("run %s: %s", self.key, e)
+        except WorkerDied as e:  # expected when cancelled (the server stopping ends its workers): no error then
+            (log.info if self.cancel.is_set() else log.error)("run %s: %s", self.key, e)
             self.error, self.status = f"{e}; the last state is kept. Press Train to try again.", RunStatus.ERROR
         except Exception as e:  # never let a worker die silently; the page shows the message
             if _out_of_memory(e):

@@ -20,6 +20,7 @@ from collections import OrderedDict
 
 from ..core.config import Config
 from ..core.data import Dataset, make_dataset
+from ..core.errors import FlowvizError
 from . import budget, cache
 from .executor import make_executor
 from .jobs import Job
@@ -122,7 +123,8 @@ class Registry:
         """The run for this config: an existing live or finished one, or a new one.
 
         Raises OverBudget (a ConfigError naming the cost and the keys that drive it) for a new run estimated
-        over the server's budget; a key beyond its server limit (LIMITS) is a ConfigError too.
+        over the server's budget; a key beyond its server limit (LIMITS) is a ConfigError too. Once the registry
+        is shut down, a new run is refused (FlowvizError): its workers are gone.
         """
         config.check_server_limits()
         ds = data if data is not None else make_dataset(config)
@@ -132,6 +134,8 @@ class Registry:
             if run is not None and not restart and RunStatus(run.status).reusable:
                 self._runs.move_to_end(key)
                 return run
+            if self._stop.is_set():  # (under the lock: shutdown() marks every run it finds here unwatched)
+                raise FlowvizError("The server is stopping: no new run is started.")
             cached = None if restart or config.dataset == "csv" else cache.load(config, settings=self.settings)
             costs = None if cached else budget.check([config], len(ds.x_train), self.settings)
             run = Run(config, ds, self.executor, restored=cached, settings=self.settings,
@@ -150,6 +154,8 @@ class Registry:
 
         def work():
             for cfg in configs:
+                if self._stop.is_set():  # the server is stopping: its workers are going
+                    return
                 try:
                     path = cache.cache_path(cfg, self.settings)
                     if path is not None and path.is_file():
@@ -157,6 +163,8 @@ class Registry:
                         if run.from_cache:
                             run.views(final=True)
                 except Exception:  # warming is a courtesy: never fatal
+                    if self._stop.is_set():
+                        return
                     log.exception("warming %s failed", cfg.key())
 
         t = threading.Thread(target=work, name="flowviz-warm", daemon=True)

@@ -161,12 +161,15 @@ class _PipeCancel:
 
 def main(conn, threads: int, limit_mb: float = 0.0) -> None:  # pragma: no cover - runs in the child process
     """A worker process: start-up settings, then serve requests from ``conn`` until it closes."""
+    import signal
+
     import torch
 
     from .process import limit_memory, tune_malloc
 
     global LIMIT_MB
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server ends its workers (forkserver_init: from their start)
     tune_malloc()
     limit_memory(limit_mb)
     LIMIT_MB = limit_mb
