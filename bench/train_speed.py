@@ -12,7 +12,10 @@ full batch. Three measurements, interleaved over several repetitions, one torch 
 - the page: the same config trained as the server trains it (a worker process, snapshots with weights
   every few steps); its "steps / s" is what the page shows, compared with the end-to-end figure.
 
-The last line prints the end-to-end ratio flowviz / obvious loop (medians).
+The last line prints the end-to-end ratio flowviz / obvious loop (medians of wall-time steps/s). The line
+before it gives the same ratio per CPU second of this process: on a shared machine, whatever else runs (or a
+virtual machine's stolen time) is in the wall time of one side or the other, not in this figure; each rep's
+line gives both ratios.
 
     python bench/train_speed.py [--reps 3] [--steps 300] [--e2e-steps 1500] [--device cpu] [--threads N]
 """
@@ -82,11 +85,12 @@ def time_steps(model, x, y, steps, dev) -> float:
     return steps / (time.perf_counter() - t)
 
 
-def obvious_loop(cfg, x, y, n_classes, dev) -> float:
-    """Steps per second of the loop a person writes: model, Adam, loss printed every 10 steps."""
+def obvious_loop(cfg, x, y, n_classes, dev) -> tuple[float, float]:
+    """Steps per second of the loop a person writes (model, Adam, loss printed every 10 steps): of wall time,
+    and of this process's CPU time."""
     torch.set_flush_denormal(False)
     sync(dev)
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     torch.manual_seed(cfg.seed)
     model = Baseline(2, cfg.width, cfg.n_steps, cfg.horizon, n_classes).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -99,15 +103,16 @@ def obvious_loop(cfg, x, y, n_classes, dev) -> float:
         if step % 10 == 0:
             log.append((step, loss.item()))
     sync(dev)
-    return cfg.train_steps / (time.perf_counter() - t)
+    return cfg.train_steps / (time.perf_counter() - t), cfg.train_steps / (time.process_time() - c)
 
 
-def flowviz_train(cfg, data) -> tuple[float, float]:
-    """(steps per second of wall time of flowviz.train with its defaults, the steps/s its result reports)."""
-    t = time.perf_counter()
+def flowviz_train(cfg, data) -> tuple[float, float, float]:
+    """Steps per second of flowviz.train with its defaults: of wall time, as its result reports them, and of
+    this process's CPU time."""
+    t, c = time.perf_counter(), time.process_time()
     r = flowviz.train(cfg, data=data)
-    wall = time.perf_counter() - t
-    return cfg.train_steps / wall, r.metrics["steps_per_second"]
+    wall, cpu = time.perf_counter() - t, time.process_time() - c
+    return cfg.train_steps / wall, r.metrics["steps_per_second"], cfg.train_steps / cpu
 
 
 def page_rate(registry, cfg) -> float:
@@ -149,18 +154,23 @@ def main(argv=None):
     print(f"device={dev} threads={torch.get_num_threads()} n_train={len(x)} L={cfg.n_steps} width={cfg.width} "
           f"bare steps={a.steps} end-to-end steps={e2e.train_steps} reps={a.reps} "
           f"fast_path={fv.fast_path_applies(training=True)}")
-    bare_b, bare_f, e2e_b, e2e_f, e2e_rep, page = [], [], [], [], [], []
+    bare_b, bare_f, e2e_b, e2e_f, e2e_rep, page, cpu_b, cpu_f = [], [], [], [], [], [], [], []
     for rep in range(a.reps):
         torch.set_flush_denormal(True)
         bare_b.append(time_steps(base, x, y, a.steps, dev))
         bare_f.append(time_steps(fv, x, y, a.steps, dev))
         torch.set_flush_denormal(False)
-        e2e_b.append(obvious_loop(e2e, x, y, ds.n_classes, dev))
-        wall, reported = flowviz_train(e2e, ds)
+        wall, cpu = obvious_loop(e2e, x, y, ds.n_classes, dev)
+        e2e_b.append(wall)
+        cpu_b.append(cpu)
+        wall, reported, cpu = flowviz_train(e2e, ds)
         e2e_f.append(wall)
         e2e_rep.append(reported)
+        cpu_f.append(cpu)
         line = (f"rep {rep}: bare loop  baseline {bare_b[-1]:7.1f}  flowviz {bare_f[-1]:7.1f} steps/s | end to end  "
-                f"obvious {e2e_b[-1]:7.1f}  flowviz.train {e2e_f[-1]:7.1f} (reports {e2e_rep[-1]:.1f}) steps/s")
+                f"obvious {e2e_b[-1]:7.1f}  flowviz.train {e2e_f[-1]:7.1f} (reports {e2e_rep[-1]:.1f}) steps/s, "
+                f"ratio {e2e_f[-1] / e2e_b[-1]:.2f}; per CPU second {cpu_b[-1]:.1f} and {cpu_f[-1]:.1f}, "
+                f"ratio {cpu_f[-1] / cpu_b[-1]:.2f}")
         if registry is not None:
             page.append(page_rate(registry, e2e))
             line += f" | page {page[-1]:7.1f} steps/s"
@@ -172,6 +182,10 @@ def main(argv=None):
         print(f"page 'steps / s' {med(page):.1f} against flowviz.train end to end {med(e2e_f):.1f}: "
               f"page / benchmark = {med(page) / med(e2e_f):.2f} (target within 10 %)")
         registry.shutdown()
+    if dev.type == "cpu":  # what other processes on a shared machine take is in the wall time, not in these
+        print(f"end to end per CPU second of this process (median steps/s): obvious loop {med(cpu_b):.1f}, "
+              f"flowviz.train {med(cpu_f):.1f}; ratio {med(cpu_f) / med(cpu_b):.2f} (median of the reps' ratios "
+              f"{med(f / b for f, b in zip(cpu_f, cpu_b)):.2f})")
     print(f"end to end (median steps/s): obvious loop {med(e2e_b):.1f}, flowviz.train {med(e2e_f):.1f}; "
           f"ratio flowviz/obvious = {med(e2e_f) / med(e2e_b):.2f}")
 
