@@ -13,8 +13,8 @@ with three kernels per block in each direction and no autograd recording:
   the biases riding along as the last weight column (eq. 16 folds s_k in);
 - activations are written in place into one preallocated buffer;
 - all weight gradients are two batched matrix products after the loop;
-- tanh runs as 2 sigmoid(2z) - 1 with the constants folded into the weights
-  (torch's CPU tanh is several times slower than its sigmoid).
+- in the backward, g * a'(z) is torch's own one-kernel derivative where it has one
+  (tanh, sigmoid: the kernels autograd runs).
 
 Several chains of different depth (the members of a depth sweep) run in one
 time loop: :func:`pack_lanes` lays them end to end in "lanes" of the deepest
@@ -48,19 +48,19 @@ def _softplus_(a: Tensor) -> Tensor:
     return a.copy_(F.softplus(a))
 
 
-# base activation applied in place, and a'(z) written from a = a(z) alone
+# activation applied in place, and a'(z) written from a = a(z) alone
 _BASE = {
+    "tanh": (Tensor.tanh_, lambda A: torch.addcmul(torch.ones_like(A), A, A, value=-1.0)),  # 1 - tanh^2
     "sigmoid": (Tensor.sigmoid_, lambda A: torch.addcmul(A, A, A, value=-1.0)),  # s(1 - s)
     "relu": (Tensor.relu_, lambda A: (A > 0).to(A.dtype)),
     "leaky_relu": (_leaky_, lambda A: torch.where(A > 0, 1.0, LEAKY_SLOPE).to(A.dtype)),
     "softplus": (_softplus_, lambda A: -torch.expm1(-A)),  # sigmoid(z) = 1 - exp(-softplus(z))
 }
-# g * a'(z) from a = a(z) in one kernel, where torch has one: for the sigmoid (and so tanh), the kernel autograd
-# itself runs; the backward then needs no a'(z) of every block beforehand (about 6 % of a training step here)
-_TIMES_DERIVATIVE = {"sigmoid": torch.ops.aten.sigmoid_backward.grad_input._op}
-# activation -> (base, inner scale alpha, outer scale beta, outer shift gamma): a(z) = beta base(alpha z) + gamma
-_AFFINE = {"tanh": ("sigmoid", 2.0, 2.0, -1.0)}
-FAST_ACTIVATIONS = tuple(_BASE) + tuple(_AFFINE)
+# g * a'(z) from a = a(z) in one kernel, where torch has one (the kernel autograd itself runs): the backward then
+# needs no a'(z) of every block beforehand (about 6 % of a training step here)
+_TIMES_DERIVATIVE = {"tanh": torch.ops.aten.tanh_backward.grad_input._op,
+                     "sigmoid": torch.ops.aten.sigmoid_backward.grad_input._op}
+FAST_ACTIVATIONS = tuple(_BASE)
 
 
 class LanePlan(NamedTuple):
@@ -212,19 +212,14 @@ class _LaneChain(torch.autograd.Function):
 
 
 def fold_weights(W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor, s: Tensor, activation: str):
-    """Per-block weights in the chain's form: (W1a (L, h, d+1), W2a (L, d, h+1), base activation).
+    """Per-block weights in the chain's form: (W1a (L, h, d+1), W2a (L, d, h+1), activation).
 
     W2a carries the step size s_k (eq. 16: s_k V_k is again a two-layer map). The folding is
     ordinary autograd on tiny tensors; the chain itself is one Function.
     """
-    base, alpha, beta, gamma = _AFFINE.get(activation, (activation, 1.0, 1.0, 0.0))
-    if alpha != 1.0:
-        W1, b1 = W1 * alpha, b1 * alpha
-    if gamma != 0.0:
-        b2 = b2 + gamma * W2.sum(-1)
     W1a = torch.cat([W1, b1[..., None]], -1)
-    W2a = torch.cat([W2 * beta if beta != 1.0 else W2, b2[..., None]], -1) * s[:, None, None]
-    return W1a, W2a, base
+    W2a = torch.cat([W2, b2[..., None]], -1) * s[:, None, None]
+    return W1a, W2a, activation
 
 
 def euler_lanes(x0: Tensor, folded: list[tuple[Tensor, Tensor]], base: str, plan: LanePlan) -> Tensor:
