@@ -143,21 +143,34 @@ def test_a_divergence_is_marked_at_the_step_before_and_the_rest_go_on():
 
 
 @pytest.mark.parametrize("optimizer, weight_decay", [("adam", 0.0), ("adam", 0.01), ("sgd", 0.1)])
-def test_the_foreach_optimiser_gives_the_default_loops_weights_bit_for_bit(monkeypatch, optimizer, weight_decay):
-    """make_optimizer asks for the multi-tensor update (fewer kernels): the same numbers as torch's default."""
+def test_the_fused_optimiser_gives_the_default_loops_weights_up_to_rounding(monkeypatch, optimizer, weight_decay):
+    """make_optimizer asks for torch's fused update on a CPU (one kernel for all tensors): after 60 steps the
+    weights of torch's default one-tensor loop to within a few float32 roundings (SGD: bit for bit), the
+    same bits on a second run, and the same bits as the multi-tensor update where a caller chooses that."""
     from flowviz.training import engine as eng
     from flowviz.training import train as tr
 
     cfg = SMALL.replace(optimizer=optimizer, weight_decay=weight_decay, lr=0.05)
-    fast = flowviz.train(cfg).model.state_dict()
     made = []
 
-    def loop(config, params, **options):
-        made.append(eng.make_optimizer(config, params, **{**options, "foreach": False}))
-        return made[-1]
+    def with_options(**chosen):
+        def make(config, params, **options):
+            made.append(eng.make_optimizer(config, params, **{**options, **chosen}))
+            return made[-1]
+        return make
 
-    monkeypatch.setattr(tr, "make_optimizer", loop)
+    monkeypatch.setattr(tr, "make_optimizer", with_options())
+    fast, again = (flowviz.train(cfg).model.state_dict() for _ in range(2))
+    assert made[0].defaults["fused"] is True and not made[0].defaults["foreach"]  # the default really is fused
+    monkeypatch.setattr(tr, "make_optimizer", with_options(foreach=False))
     slow = flowviz.train(cfg).model.state_dict()
-    assert made and made[0].defaults["foreach"] is False  # the slow run really used the one-tensor loop
+    assert made[-1].defaults["foreach"] is False and not made[-1].defaults["fused"]  # torch's one-tensor loop
+    monkeypatch.setattr(tr, "make_optimizer", with_options(foreach=True))
+    multi = flowviz.train(cfg).model.state_dict()
     for k, v in fast.items():
-        assert torch.equal(v, slow[k]), k
+        assert torch.equal(v, again[k]), k
+        if optimizer == "sgd":
+            assert torch.equal(v, slow[k]), k
+        else:  # measured: at most 1.8e-6 of the tensor's largest entry
+            torch.testing.assert_close(v, slow[k], rtol=0, atol=1e-5 * float(slow[k].abs().max()))
+        assert torch.equal(multi[k], slow[k]), k  # (the multi-tensor update is the loop's, bit for bit)

@@ -119,8 +119,8 @@ def train_batched(configs: list[Config], *, data=None, log_every: int = 10, canc
     batch = _Batch(models)
     xtr, ytr, xte, yte = data_tensors(ds, dev)
     params = [[p for p in m.parameters() if p.requires_grad] for m in models]
-    # foreach: one kernel per tensor kind for all members' tensors (the default on a CPU is one loop per tensor)
-    opt = make_optimizer(c0, [p for ps in params for p in ps], foreach=True)
+    # one optimiser for all members' tensors: the same update as each run alone (make_optimizer)
+    opt = make_optimizer(c0, [p for ps in params for p in ps])
 
     def losses(xb, yb, gen):
         out = batch.losses(xb, yb).unbind(0)
