@@ -154,3 +154,66 @@ def test_recomputing_steps_in_the_backward_gives_the_same_gradients(kw, monkeypa
     torch.testing.assert_close(l_keep, l_re)
     for n in g_keep:
         torch.testing.assert_close(g_keep[n], g_re[n], rtol=1e-5, atol=1e-7)
+
+
+def _chain_node(out: torch.Tensor):
+    """The fast chain's autograd node under a model's output (its saved tensors: X, A, W1a, W2a)."""
+    todo = [out.grad_fn]
+    while todo:
+        f = todo.pop()
+        if type(f).__name__ == "_LaneChainBackward":
+            return f
+        todo.extend(g for g, _ in f.next_functions if g is not None)
+    raise AssertionError("no fast chain in this graph")
+
+
+def test_the_chains_kept_buffers_are_never_shared_by_two_live_graphs():
+    """The chain keeps its buffers from one step to the next (a view per block costs a microsecond): reused only
+    once autograd has let go of the graph that saved them. Two forwards before one backward, a graph kept for a
+    second backward with a forward between, a graph dropped unused: each gives autograd's gradients."""
+    m = build_model(Config(n_steps=6, width=8, seed=3), 2)
+    x, y = torch.as_tensor(X), torch.as_tensor(np.arange(30) % 2)
+
+    def grads(fast: bool, twice: bool = False):
+        m.fast = fast
+        m.zero_grad()
+        loss = F.cross_entropy(m(x), y) + F.cross_entropy(m(0.5 * x), y)  # two forwards of one shape, then one backward
+        loss.backward(retain_graph=twice)
+        if twice:  # a forward of the same shape in between, then the kept graph's second backward
+            F.cross_entropy(m(2 * x), y).backward()
+            m.zero_grad()
+            loss.backward()
+        return {n: p.grad.clone() for n, p in m.named_parameters()}
+
+    ref = grads(False)
+    for twice in (False, True):
+        got = grads(True, twice)
+        for n in ref:
+            torch.testing.assert_close(got[n], ref[n], rtol=1e-4, atol=1e-6)
+    m.fast = True
+    first = m(x)
+    second = m(x)  # the first graph is alive: other buffers
+    p1, p2 = (_chain_node(o).saved_tensors[0].data_ptr() for o in (first, second))
+    assert p1 != p2
+    del first, second
+    assert _chain_node(m(x)).saved_tensors[0].data_ptr() in (p1, p2)  # let go of: the kept buffers again
+
+
+def test_threads_training_at_once_get_the_weights_of_one_alone():
+    """Each thread keeps buffers of its own (the server trains runs in threads in one process)."""
+    import threading
+
+    cfg = Config(n_samples=200, n_steps=6, width=8, train_steps=40, seed=5)
+    alone = train(cfg).model.state_dict()
+    out = [None, None]
+
+    def work(i):
+        out[i] = train(cfg).model.state_dict()
+
+    ts = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(120)
+    for got in out:
+        assert all(torch.equal(got[k], v) for k, v in alone.items())

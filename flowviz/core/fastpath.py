@@ -11,7 +11,10 @@ with three kernels per block in each direction and no autograd recording:
 - points are kept feature-major, X of shape (d+1, n) with a row of ones, so
   the block's matrix products are (h, d+1) @ (d+1, n) and (d, h+1) @ (h+1, n),
   the biases riding along as the last weight column (eq. 16 folds s_k in);
-- activations are written in place into one preallocated buffer;
+- activations are written in place into one preallocated buffer; a thread keeps the
+  buffers of its last shapes, with their per-block views, for its next step (reused
+  only once autograd has let go of the graph that saved them; autograd's version
+  check would refuse a gradient through overwritten ones);
 - all weight gradients are two batched matrix products after the loop;
 - in the backward, g * a'(z) is torch's own one-kernel derivative where it has one
   (tanh, sigmoid: the kernels autograd runs).
@@ -28,6 +31,9 @@ against members run one by one.
 from __future__ import annotations
 
 import functools
+import threading
+import weakref
+from collections import OrderedDict
 from typing import NamedTuple
 
 import torch
@@ -115,6 +121,48 @@ def _pack_lanes(lengths: tuple[int, ...]) -> LanePlan:
 ACTIVATION_BUDGET = 8 * 2**20
 
 
+class _Buffers:
+    """The chain's preallocated tensors of one shape and their views per block (dim 0).
+
+    Making a view costs about a microsecond, and a step of L = 32 blocks used about 350 of them with 0.2 ms of
+    buffers: at flowviz's sizes some 10 % of a training step. Buffers of small shapes are kept by the thread
+    that made them and used again by its next call of that shape (:func:`_buffers`); ``busy`` while a forward's
+    buffers are saved for a backward that may still come.
+    """
+
+    def __init__(self, tensors: dict[str, Tensor]):
+        self.t = tensors
+        self.v = {name: t.unbind(0) for name, t in tensors.items()}
+        self.busy = False
+
+    def release(self) -> None:
+        self.busy = False
+
+
+_LOCAL = threading.local()  # each thread's kept buffers: {key: _Buffers}, the last four keys it used
+KEEP_BUFFERS_BYTES = ACTIVATION_BUDGET  # larger buffers are made for each call (arithmetic dominates there)
+
+
+def _buffers(key: tuple, device: torch.device, nbytes: int, make) -> _Buffers:
+    """Free buffers for ``key``: this thread's kept ones, or ``make()`` (kept too if small, on a CPU).
+
+    Never kept on a GPU: a CUDA graph records its tensors' addresses, and memory from a graph's capture must not
+    be lent outside it.
+    """
+    if device.type != "cpu" or nbytes > KEEP_BUFFERS_BYTES:
+        return make()
+    kept: OrderedDict = _LOCAL.__dict__.setdefault("kept", OrderedDict())
+    b = kept.get(key)
+    if b is None:
+        b = kept[key] = make()
+        while len(kept) > 4:
+            kept.popitem(last=False)
+    elif b.busy:  # two forwards before one backward: the second gets its own
+        return make()
+    kept.move_to_end(key)
+    return b
+
+
 class _LaneChain(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x0, W1a, W2a, base: str, plan: LanePlan):
@@ -124,25 +172,44 @@ class _LaneChain(torch.autograd.Function):
         act_ = _BASE[base][0]
         grad = any(ctx.needs_input_grad[:3])
         keep = grad and J * lanes * (h + 1) * n * x0.element_size() <= ACTIVATION_BUDGET
-        X = x0.new_empty(J + 1, lanes, d1, n)  # block inputs, feature-major, with a ones row
-        X[:, :, d].fill_(1.0)
-        x0T = x0.T
-        X[0, :, :d].copy_(x0T)
-        A = x0.new_empty(J if keep else 1, lanes, h + 1, n)  # activations (all, or one block's), ones row for b2
-        A[:, :, h].fill_(1.0)
-        out = x0.new_empty(plan.members, n, d)  # x_L of each member
-        Xj, Xd, Aj, Ah = X.unbind(0), X[:, :, :d].unbind(0), A.unbind(0), A[:, :, :h].unbind(0)  # views, made once
-        W1j, W2j = W1a.unbind(0), W2a.unbind(0)
-        for j in range(J):
-            i = j if keep else 0
-            for lane in plan.starts[j]:
-                Xd[j][lane].copy_(x0T)  # a new member starts from the inputs
-            act_(torch.bmm(W1j[j], Xj[j], out=Ah[i]))  # a(W1 x + b1): (lanes, h, n)
-            torch.baddbmm(Xd[j], W2j[j], Aj[i], out=Xd[j + 1])  # x + s (W2 a + b2)
-            for m, lane in plan.ends[j]:
-                out[m].copy_(Xd[j + 1][lane].T)
-        if grad:
+        KA = J if keep else 1
+
+        def make():  # block inputs X, feature-major with a ones row (for b1); activations A (all, or one
+            # block's) with a ones row (for b2); room for the weights, whose per-block views are then kept too
+            X, A = x0.new_empty(J + 1, lanes, d1, n), x0.new_empty(KA, lanes, h + 1, n)
+            X[:, :, d].fill_(1.0)
+            A[:, :, h].fill_(1.0)
+            return _Buffers({"X": X, "Xd": X[:, :, :d], "A": A, "Ah": A[:, :, :h], "W1": torch.empty_like(W1a),
+                             "W2": torch.empty_like(W2a)})
+
+        size = ((J + 1) * d1 + KA * (h + 1)) * lanes * n * x0.element_size()
+        buf = _buffers(("forward", J, lanes, h, d1, n, KA, x0.dtype), x0.device, size, make)
+        buf.busy = True
+        try:
+            X, A = buf.t["X"], buf.t["A"]
+            x0T = x0.T
+            X[0, :, :d].copy_(x0T)
+            buf.t["W1"].copy_(W1a)
+            buf.t["W2"].copy_(W2a)
+            out = x0.new_empty(plan.members, n, d)  # x_L of each member
+            Xj, Xd, Aj, Ah, W1j, W2j = (buf.v[k] for k in ("X", "Xd", "A", "Ah", "W1", "W2"))
+            for j in range(J):
+                i = j if keep else 0
+                for lane in plan.starts[j]:
+                    Xd[j][lane].copy_(x0T)  # a new member starts from the inputs
+                act_(torch.bmm(W1j[j], Xj[j], out=Ah[i]))  # a(W1 x + b1): (lanes, h, n)
+                torch.baddbmm(Xd[j], W2j[j], Aj[i], out=Xd[j + 1])  # x + s (W2 a + b2)
+                for m, lane in plan.ends[j]:
+                    out[m].copy_(Xd[j + 1][lane].T)
+        except BaseException:
+            buf.release()
+            raise
+        if grad:  # the buffers are the backward's until autograd lets go of this node (after it, or unused)
             ctx.save_for_backward(X, A if keep else None, W1a, W2a)
+            ctx.buf = buf
+            weakref.finalize(ctx, buf.release)
+        else:
+            buf.release()
         ctx.base, ctx.plan, ctx.keep = base, plan, keep
         return out
 
@@ -155,24 +222,32 @@ class _LaneChain(torch.autograd.Function):
         dact = _BASE[ctx.base][1]  # a'(z) from a(z)
         times_dact = _TIMES_DERIVATIVE.get(ctx.base)  # g * a'(z) from (g, a(z)) in place, or None
         need_x0 = ctx.needs_input_grad[0]
-        if not keep:  # one block's activations at a time, recomputed from the stored inputs
-            A = X.new_empty(1, lanes, h + 1, n)
-            A[:, :, h].fill_(1.0)
         # G[j] = dLoss/d(output of block j), GZ[j] = dLoss/d(pre-activation of block j); all of them are
-        # kept for the batched weight gradients below, or two of each when recomputing
-        G = X.new_empty(J if keep else 2, lanes, d, n)
-        GZ = X.new_empty(J if keep else 1, lanes, h, n)
-        W1T = W1a[..., :d].transpose(-1, -2).contiguous()  # (J, lanes, d, h)
-        W2T = W2a[..., :h].transpose(-1, -2).contiguous()  # (J, lanes, h, d)
+        # kept for the batched weight gradients below, or two of each when recomputing (one block's
+        # activations at a time then, recomputed from the stored inputs into R)
+        KG, KZ = (J, J) if keep else (2, 1)
+
+        def make():
+            G, GZ, R = X.new_empty(KG, lanes, d, n), X.new_empty(KZ, lanes, h, n), X.new_empty(1, lanes, h + 1, n)
+            R[:, :, h].fill_(1.0)
+            return _Buffers({"G": G, "GZ": GZ, "R": R, "Rh": R[:, :, :h], "W1T": W1a.new_empty(J, lanes, d, h),
+                             "W2T": W2a.new_empty(J, lanes, h, d)})
+
+        size = (KG * d + KZ * h + h + 1) * lanes * n * X.element_size()
+        buf = _buffers(("backward", J, lanes, h, d1, n, KG, X.dtype), X.device, size, make)
+        G, GZ = buf.t["G"], buf.t["GZ"]
+        buf.t["W1T"].copy_(W1a[..., :d].transpose(-1, -2))  # (J, lanes, d, h)
+        buf.t["W2T"].copy_(W2a[..., :h].transpose(-1, -2))  # (J, lanes, h, d)
         dW1aT = None if keep else W1a.new_empty(J, lanes, d1, h)  # recomputing: [dW1 | db1] transposed, see below
         dW2a = None if keep else torch.empty_like(W2a)
         # a'(z) of every kept block in one kernel (not one small kernel and allocation per block)
         Dj = dact(A[:, :, :h]).unbind(0) if keep and times_dact is None else None
-        Gj, GZj, Ah = G.unbind(0), GZ.unbind(0), A[:, :, :h].unbind(0)
-        W1Tj, W2Tj = W1T.unbind(0), W2T.unbind(0)
-        # recomputing: each block's inputs and W1 (its activations again), and A with its ones row (its gradient);
-        # not made otherwise (a view per block, about 2 % of a training step here)
-        Aj, W1j, Xj = (A.unbind(0), W1a.unbind(0), X.unbind(0)) if not keep else (None, None, None)
+        Gj, GZj, W1Tj, W2Tj = (buf.v[k] for k in ("G", "GZ", "W1T", "W2T"))
+        if keep:
+            Ah = ctx.buf.v["Ah"]  # (the forward's buffers: their views are kept there)
+        else:  # recomputing: each block's inputs and W1 (the forward's views), A with its ones row (its gradient)
+            A, Aj, Ah = buf.t["R"], buf.v["R"], buf.v["Rh"]
+            W1j, Xj = ctx.buf.v["W1"], ctx.buf.v["X"]
         act_ = _BASE[ctx.base][0]
 
         def g(j):  # the buffer holding G_j
