@@ -63,9 +63,10 @@ _BASE = {
     "softplus": (_softplus_, lambda A: -torch.expm1(-A)),  # sigmoid(z) = 1 - exp(-softplus(z))
 }
 # g * a'(z) from a = a(z) in one kernel, where torch has one (the kernel autograd itself runs): the backward then
-# needs no a'(z) of every block beforehand (about 6 % of a training step here)
-_TIMES_DERIVATIVE = {"tanh": torch.ops.aten.tanh_backward.grad_input._op,
-                     "sigmoid": torch.ops.aten.sigmoid_backward.grad_input._op}
+# needs no a'(z) of every block beforehand (about 6 % of a training step here). The overload's C++ entry point
+# where torch exposes it (a microsecond less per call than the OpOverload), else the OpOverload.
+_TIMES_DERIVATIVE = {name: getattr(op, "_op", op) for name, op in (
+    ("tanh", torch.ops.aten.tanh_backward.grad_input), ("sigmoid", torch.ops.aten.sigmoid_backward.grad_input))}
 FAST_ACTIVATIONS = tuple(_BASE)
 
 
