@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 
 import pytest
 from test_browser import ARGS, CHROMIUM
@@ -43,6 +44,36 @@ def _alive(pid: int) -> bool:
         return False
 
 
+@contextmanager
+def _server(root, log, env: dict, *, own_session: bool = False):
+    """A `streamlit run app.py` on a free port, logging to ``log``, once its health check answers: (process,
+    address). Afterwards it and every process below it are killed if still there."""
+    port = free_port()
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **env)
+    with open(log, "wb") as out:  # own_session: a process group of its own, so its group's signal misses pytest
+        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                                 "--server.headless", "true", "--server.address", "127.0.0.1",
+                                 "--browser.gatherUsageStats", "false"], cwd=root, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=own_session)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                urllib.request.urlopen(url + "/_stcore/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield proc, url
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for q in _descendants(proc.pid):
+            try:
+                os.kill(q, signal.SIGKILL)
+            except OSError:
+                pass
+
+
 @pytest.mark.browser
 @pytest.mark.parametrize("sig", [signal.SIGTERM])
 def test_a_signal_to_a_server_with_a_busy_worker_ends_every_flowviz_process_within_5_s(root, tmp_path, sig):
@@ -50,22 +81,9 @@ def test_a_signal_to_a_server_with_a_busy_worker_ends_every_flowviz_process_with
         pytest.skip(f"{CHROMIUM} is missing")
     from playwright.sync_api import sync_playwright
 
-    port, log = free_port(), tmp_path / "server.log"
-    env = dict(os.environ, PYTHONUNBUFFERED="1", FLOWVIZ_WORKERS="1", FLOWVIZ_WARM="0",
-               FLOWVIZ_CACHE_DIR=str(tmp_path / "cache"))
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                                 "--server.headless", "true", "--server.address", "127.0.0.1",
-                                 "--browser.gatherUsageStats", "false"], cwd=root, env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(url + "/_stcore/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.25)
+    log = tmp_path / "server.log"
+    with _server(root, log, {"FLOWVIZ_WORKERS": "1", "FLOWVIZ_WARM": "0",
+                             "FLOWVIZ_CACHE_DIR": str(tmp_path / "cache")}) as (proc, url):
         long_run = Config(n_samples=2000, n_steps=32, width=64, train_steps=20000, seed=77).to_query()
         with sync_playwright() as p:
             b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -86,14 +104,6 @@ def test_a_signal_to_a_server_with_a_busy_worker_ends_every_flowviz_process_with
             assert proc.poll() is not None and not left, (left, log.read_text()[-2000:])
             assert " ERROR " not in log.read_text() and "Traceback" not in log.read_text(), log.read_text()[-2000:]
             b.close()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        for q in _descendants(proc.pid):
-            try:
-                os.kill(q, signal.SIGKILL)
-            except OSError:
-                pass
 
 
 def _prebuilt(cache_dir) -> int:
@@ -122,21 +132,9 @@ def test_ctrl_c_stops_a_server_warming_its_prebuilt_runs_quietly(root, tmp_path)
     within 5 s and the log has no ERROR line (it had one per run being analysed: "final views failed: the
     training process stopped unexpectedly") and no traceback."""
     n = _prebuilt(tmp_path / "cache")
-    port, log = free_port(), tmp_path / "server.log"
-    env = dict(os.environ, PYTHONUNBUFFERED="1", FLOWVIZ_WORKERS="2", FLOWVIZ_CACHE_DIR=str(tmp_path / "cache"))
-    env.pop("FLOWVIZ_WARM", None)
-    with open(log, "wb") as out:  # a session of its own: the group's SIGINT must not reach pytest
-        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                                 "--server.headless", "true", "--server.address", "127.0.0.1",
-                                 "--browser.gatherUsageStats", "false"], cwd=root, env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
+    log = tmp_path / "server.log"
+    with _server(root, log, {"FLOWVIZ_WORKERS": "2", "FLOWVIZ_WARM": "1", "FLOWVIZ_CACHE_DIR": str(tmp_path / "cache")},
+                 own_session=True) as (proc, _):
         assert "from the disk cache" in _wait_text(log, "from the disk cache")  # warming has begun
         ours = _descendants(proc.pid)
         assert ours, log.read_text()[-2000:]
@@ -147,14 +145,6 @@ def test_ctrl_c_stops_a_server_warming_its_prebuilt_runs_quietly(root, tmp_path)
         text = log.read_text()
         assert proc.poll() is not None and not [q for q in ours if _alive(q)], text[-2000:]
         assert "flowviz is stopping" in text and " ERROR " not in text and "Traceback" not in text, (n, text[-3000:])
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        for q in _descendants(proc.pid):
-            try:
-                os.kill(q, signal.SIGKILL)
-            except OSError:
-                pass
 
 
 def _wait_text(log, text: str, timeout: float = 10.0) -> str:
