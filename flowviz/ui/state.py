@@ -18,6 +18,7 @@ import numpy as np
 from ..core.config import Config
 from ..core.data import load_csv
 from ..core.errors import FlowvizError, echo
+from ..core.points import check_points
 from ..core.presets import preset_info
 from ..serve.runio import config_from_bytes, model_from_bytes
 from . import links
@@ -155,7 +156,8 @@ class PageState:
         return True
 
     def set_probe(self, x1: float, x2: float) -> None:
-        self.flags["probe"] = (float(x1), float(x2))
+        """The probe at (x1, x2); ConfigError unless finite and within ``probe=``'s bounds (check_points)."""
+        self.flags["probe"] = tuple(float(v) for v in check_points((x1, x2))[0])
 
     def add_drawn(self, points: list[tuple[float, float, int]]) -> None:
         self.flags["points"] = tuple(self.drawn) + tuple(points)
