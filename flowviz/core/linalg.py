@@ -12,7 +12,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["finite_matrices", "eigvals", "det", "logabsdet", "spectral_norm"]
+from .errors import ConfigError
+
+__all__ = ["finite_matrices", "eigvals", "det", "logabsdet", "spectral_norm", "check_finite_weights"]
+
+
+def check_finite_weights(model, use: str) -> None:
+    """ConfigError unless every weight of ``model`` is finite: an adaptive solver on a NaN field shrinks its step
+    to 0, and a grid solver's departure points become NaN indices. ``use``: what needs them (for the message)."""
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        raise ConfigError(f"the field's weights are not finite (NaN or inf): {use} cannot be computed")
 
 
 def finite_matrices(M: Tensor) -> tuple[Tensor, Tensor]:

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from .errors import ConfigError
+from .linalg import check_finite_weights
 from .points import check_extent
 from .timegrid import slot_of_time
 
@@ -154,6 +155,7 @@ def solve_transport(model, resolution: int = 128, scheme: str = "semi_lagrangian
     if model.config.scheme == "plain":
         raise ConfigError("the plain (non-residual) net is not a flow: it has no transport equation")
     extent = check_extent(extent)
+    check_finite_weights(model, "the grid solver")
     eps = float(model.config.viscosity if viscosity is None else viscosity)
     m = model.double_copy() if dtype == torch.float64 else model
     N = int(resolution)

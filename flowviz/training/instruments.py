@@ -181,6 +181,7 @@ def adjoint_recursion(model: FlowModel, xs: Tensor, y: Tensor) -> tuple[Tensor, 
 def continuous_adjoint(model: FlowModel, x0: np.ndarray, y: np.ndarray, *, rtol: float = 1e-6,
                        atol: float = 1e-8) -> np.ndarray:
     """p_0 = dl/dx_0 through the continuous flow x' = v(t, x), by torchdiffeq's odeint_adjoint (float64)."""
+    linalg.check_finite_weights(model, "the continuous adjoint")
     from torchdiffeq import odeint_adjoint
 
     m = model.double_copy()
@@ -215,7 +216,7 @@ def adjoint_data(model: FlowModel, x: np.ndarray, y: np.ndarray, *, max_points: 
     yt = torch.as_tensor(yi, dtype=torch.long, device=model.device)
     p, loss = adjoint_recursion(model, xs, yt)
     cont = None
-    if with_continuous and model.config.scheme != "plain":
+    if with_continuous and model.config.scheme != "plain" and bool(torch.isfinite(xs).all()):  # else no reference
         ref = continuous_adjoint(model, xi, yi)
         Ls = [model.L] if model.config.time_mode == "per_step" else \
             [model.L * 2 ** i for i in range(4) if model.L * 2 ** i <= 256]
