@@ -98,8 +98,8 @@ a = torch.full((6, 2, 2), float("nan"), dtype=torch.float32)
 a[1] = torch.tensor([[2.0, 1.0], [0.0, 3.0]])
 a[3] = float("inf")
 a[4] = torch.tensor([[1e30, 0.0], [0.0, 1.0]])  # finite, but past sqrt(float32 max): balancing could overflow
-print(linalg.eigvals(a).tolist(), linalg.det(a).tolist(), linalg.logabsdet(a).tolist(),
-      linalg.spectral_norm(a).tolist())
+print(repr((linalg.eigvals(a).tolist(), linalg.det(a).tolist(), linalg.logabsdet(a).tolist(),
+            linalg.spectral_norm(a).tolist())))
 """
 
 
