@@ -20,7 +20,7 @@ from ..core.data import load_csv
 from ..core.errors import FlowvizError, echo
 from ..core.points import check_points
 from ..core.presets import preset_info
-from ..serve.runio import config_from_bytes, model_from_bytes
+from ..serve.runio import classes_mismatch, config_from_bytes, model_from_bytes
 from . import links
 
 __all__ = ["PageState"]
@@ -212,7 +212,10 @@ class PageState:
             if not name.endswith(".safetensors"):
                 raise FlowvizError("import a model.safetensors or a config.json written by flowviz")
             model = model_from_bytes(raw, server=True)
-            run = registry.adopt(model, data_for(model.config, self), key_suffix=hashlib.sha256(raw).hexdigest()[:12])
+            data = data_for(model.config, self)
+            if data.n_classes != model.n_classes:  # uploaded points (dataset=csv) decide their own classes
+                raise FlowvizError(classes_mismatch(model.n_classes, data.n_classes, "the uploaded points"))
+            run = registry.adopt(model, data, key_suffix=hashlib.sha256(raw).hexdigest()[:12])
         except FlowvizError as e:
             return f"{echo(name)}: {e}. Nothing was changed."
         self._new_config(model.config, autostart=False)
