@@ -10,10 +10,10 @@ import zipfile
 
 import numpy as np
 import pytest
+from tiny import ROOT, TINY
 
 from flowviz import Config
 from flowviz.cli import main
-from tiny import ROOT, TINY
 
 
 # ------------------------------------------------------------------------------------------------ -0 in a link
