@@ -102,6 +102,7 @@ print(repr((linalg.eigvals(a).tolist(), linalg.det(a).tolist(), linalg.logabsdet
 """
 
 
+@pytest.mark.slow
 def test_the_lapack_helpers_mask_what_is_not_finite_in_a_subprocess():
     """MKL's float32 eigvals on a NaN batch segfaults on some CPUs (this one included); the helpers hand it
     zeros instead and give NaN for those matrices, the exact answer for the others."""
