@@ -1,8 +1,8 @@
 """LAPACK on batches of small matrices that may not be finite (a characteristic that left the floats, a field
 with NaN weights): MKL's eigvals can kill the process on NaN or inf input (a segfault after "Parameter 3 was
-incorrect on entry to ?GEBAL", no Python exception; float32 here, float64 on other CPUs), so no matrix reaches
-LAPACK unless all its entries are finite and below sqrt(the dtype's largest number), where balancing cannot
-overflow.
+incorrect on entry to ?GEBAL", no Python exception; seen in float32 on one CPU, float64 on another), so no
+matrix reaches LAPACK unless all its entries are finite and below sqrt(the dtype's largest number), where
+balancing cannot overflow.
 
 Each function takes M (..., d, d) and gives the routine's result for the matrices that pass and NaN for the
 others (they are replaced by zero matrices before the call).
