@@ -10,6 +10,7 @@ from flowviz import Config, build_model, plots
 from flowviz.training.instruments import (
     adjoint_data,
     adjoint_recursion,
+    STABILITY_POLYNOMIALS,
     amplification,
     continuous_adjoint,
     flow_paths,
@@ -72,9 +73,13 @@ def test_stability_membership_on_a_linear_field(scheme, s, outside):
     np.testing.assert_allclose(np.abs(st.z.imag), 0, atol=1e-6)
     np.testing.assert_allclose(st.outside, np.mean(outside))
     np.testing.assert_allclose(st.max_abs, 3 * s, rtol=1e-5)
-    # a real eigenvalue of s DV below -1 <=> det(I + s DV) < 0
-    np.testing.assert_array_equal(st.det < 0, st.fold_eig % 2 == 1)
-    assert ((st.det < 0).all()) == (s * 3 > 1)
+    # on a linear field the step is R(s A): det D(step) = prod R(z_i) exactly; for Euler R(z) = 1 + z, so a real
+    # eigenvalue of s DV below -1 <=> det < 0; R of midpoint and rk4 (even-degree Taylor polynomials) is > 0 on R
+    R = np.polynomial.polynomial.polyval(st.z, STABILITY_POLYNOMIALS[scheme])
+    np.testing.assert_allclose(st.det, np.prod(R, -1).real, rtol=1e-5)
+    if scheme == "euler":
+        np.testing.assert_array_equal(st.det < 0, st.fold_eig % 2 == 1)
+    assert ((st.det < 0).all()) == (scheme == "euler" and s * 3 > 1)
 
 
 def test_complex_eigenvalues_and_the_region_boundary():

@@ -125,6 +125,14 @@ def _region(scheme: str, lim: float, n: int = 161):
     return re, im, np.minimum(R, 3.0)
 
 
+# What the red line Re z = -1 means: for Euler D(step) = I + s_k DV_k, so it is the fold line; for midpoint and
+# rk4 D(step) is a polynomial in s_k DV and the scheme's own Jacobian decides
+_FOLD_LINE = {"euler": "Re z = −1: det = Π(1 + z) < 0, a fold, where an odd number of real z lie left of it "
+                       "(in the plane: exactly one)"}
+_FOLD_LINE_RK = ("Re z = −1: Euler's fold line only; a {scheme} step folds where det D(step k) < 0 (its own "
+                 "Jacobian), not where these eigenvalues lie")
+
+
 def stability(obj) -> go.Figure:
     """Per block k, the eigenvalues z = s_k λ of s_k DV_k at the points x_(k−1), over the scheme's region of
     absolute stability |R(z)| <= 1, with the fraction outside and the largest |s_k λ| per block."""
@@ -144,8 +152,7 @@ def stability(obj) -> go.Figure:
                              fillcolor="rgba(86,180,233,0.35)", line=dict(color=PALETTE[4], width=2),
                              name="stable: |R(z)| ≤ 1", showlegend=True, hoverinfo="skip"), 1, 1)
     fig.add_trace(go.Scatter(x=[-1, -1], y=[-lim, lim], mode="lines", line=dict(color="#d00000", dash="dash"),
-                             name="Re z = −1: det = Π(1 + z) < 0, a fold, where an odd number of real z lie left of it "
-                                  "(in the plane: exactly one)"), 1, 1)
+                             name=_FOLD_LINE.get(st.scheme, _FOLD_LINE_RK).format(scheme=st.scheme)), 1, 1)
 
     def cloud(k):
         z = st.z[k - 1]  # (m, d)
@@ -165,9 +172,9 @@ def stability(obj) -> go.Figure:
     _square(fig, 1, 1, "x")
 
     def title(k):
-        folds = int((st.fold_eig[k - 1] % 2 == 1).sum())
+        folds = int((st.det[k - 1] < 0).sum())
         return (f"Stability, block k = {int(k)}: {100 * st.outside[k - 1]:.0f}% of s_k λ outside, "
-                f"max |s_k λ| = {st.max_abs[k - 1]:.3g}, {folds} of {st.det.shape[1]} points fold (det < 0)")
+                f"max |s_k λ| = {st.max_abs[k - 1]:.3g}, {folds} of {st.det.shape[1]} points fold (det D(step k) < 0)")
 
     n0 = 2
     frames = [go.Frame(name=str(int(k)), data=cloud(k), traces=list(range(n0, n0 + C)),

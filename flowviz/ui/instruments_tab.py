@@ -147,8 +147,10 @@ def panel(state, run, views) -> None:
             k = int(np.argmax(obj.max_abs))
             st.caption(f"Largest |s_k λ| = {obj.max_abs[k]:.3g} at block {k + 1}; {100 * obj.outside.max():.0f}% of "
                        f"the eigenvalues of the worst block lie outside the {obj.scheme} region; "
-                       f"{int((obj.det < 0).sum())} point-blocks have det(I + s_k DV_k) < 0, each with a real "
-                       "eigenvalue of s_k DV_k below −1.")
+                       f"{int((obj.det < 0).sum())} point-blocks fold: det D(step k) < 0, the Jacobian of the "
+                       f"{obj.scheme} step itself" + (", each with a real eigenvalue of s_k DV_k below −1." if
+                       obj.scheme == "euler" else " (for midpoint and rk4 it is not I + s_k DV_k: a fold is read "
+                       "from the step's Jacobian, not from where the eigenvalues lie)."))
         elif sub == "Volume and density":
             _show(plots.volume, _data(run, model, step, views, "volume"), state, "fig_volume")
         elif sub == "Grid solver":
