@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import flowviz
+from flowviz import plots
 from flowviz.core.presets import preset_configs, preset_info
 from flowviz.training.instruments import adjoint_data, amplification, probe_data, stability_data, transport_comparison
 from flowviz.training.volume import volume_data
@@ -42,7 +43,6 @@ def test_folding_leaves_eulers_disk_and_deep_stays_near_zero():
 def test_stability_det_is_the_det_of_the_schemes_own_step(scheme):
     from torch.func import jacrev, vmap
 
-    from flowviz import plots
     from flowviz.training.instruments import flow_paths
 
     r = flowviz.train(preset_configs("stability")[0].replace(scheme=scheme))
@@ -89,11 +89,18 @@ def test_volume_scenario_difference_halves_as_L_doubles():
     assert np.all(np.abs(np.log2(ratios[2:]) - 1) < 0.25), ratios  # L = 8 -> 16, 16 -> 32, 32 -> 64: about 2
 
 
+@pytest.mark.slow
 def test_grid_solver_scenario_error_shrinks_with_the_grid():
     r = _train("grid_solver")
     tc = transport_comparison(r.model, r.data.extent())
     assert list(tc.res) == [32, 64, 128]
     assert tc.err[0] > tc.err[1] > tc.err[2]
+    text = preset_info("grid_solver")["description"]
+    assert (f"falls from {tc.err[0]:.3f} at 32² to {tc.err[2]:.2g} at 128², at a measured order {tc.orders[1]:.2f} "
+            "from 64² to 128²") in text
+    assert r.config.kinetic > 0 and f"kinetic = {r.config.kinetic:g}" in text
+    title = plots.transport_grid(tc).layout.title.text
+    assert f"measured order {tc.orders[1]:.2f} from 64² to 128²" in title
 
 
 def test_adjoint_scenario_p0_approaches_odeint_adjoint():

@@ -26,7 +26,7 @@ from ..training.instruments import (
     stability_data,
     transport_comparison,
 )
-from ..training.volume import VolumeData, volume_data
+from ..training.volume import DENSITIES, VolumeData, volume_data
 from .field import _arrows
 from .figures import PALETTE, _f32, _frame_slider, _layout, _surface_trace
 
@@ -197,7 +197,7 @@ def volume(obj) -> go.Figure:
     g2 = np.linspace(vd.box[2], vd.box[3], res)
     fig = _subplots(rows=2, cols=2, horizontal_spacing=0.12, vertical_spacing=0.16, subplot_titles=(
         "Σ_j≤k log |det D(block j)| (discrete)", "∫_0^t_k div v dt (continuous, Jacobi)",
-        "class densities at step k (KDE of x_k)", "mean |sum − integral| at T against L"))
+        f"class densities at step k ({DENSITIES[vd.density_kind]})", "mean |sum − integral| at T against L"))
 
     def heat(z, show):
         return go.Heatmap(x=_f32(vd.x1), y=_f32(vd.x2), z=_f32(z), colorscale=DIVERGING, zmin=-lim, zmax=lim,
@@ -268,8 +268,10 @@ def transport_grid(obj, *, scheme: str = "semi_lagrangian") -> go.Figure:
     for c, a in ((1, "x"), (2, "x2"), (3, "x3")):
         _square(fig, 1, c, a)
     eps = f", ε = {tc.viscosity:g}" if tc.viscosity else ""
+    order = (f", measured order {tc.orders[-1]:.2f} from {int(tc.res[-2])}² to {int(tc.res[-1])}² (paths that leave "
+             "the box are followed to T)") if len(tc.res) > 1 else ""
     _layout(fig, f"The transport equation on a grid{eps}: mean |grid − F| = {tc.err[-1]:.3g} at "
-                 f"{int(tc.res[-1])}², {tc.err[0]:.3g} at {int(tc.res[0])}²", height=720)
+                 f"{int(tc.res[-1])}², {tc.err[0]:.3g} at {int(tc.res[0])}²{order}", height=720)
     return fig.update_layout(showlegend=False)
 
 

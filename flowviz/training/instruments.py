@@ -240,6 +240,11 @@ class TransportComparison:
     F: np.ndarray
     viscosity: float
 
+    @property
+    def orders(self) -> np.ndarray:
+        """The measured order between successive resolutions: log(err_i / err_(i+1)) / log(res_(i+1) / res_i)."""
+        return np.log(self.err[:-1] / self.err[1:]) / np.log(self.res[1:] / self.res[:-1])
+
 
 def transport_comparison(model: FlowModel, extent, *, resolutions=(32, 64, 128),
                          scheme: str = "semi_lagrangian") -> TransportComparison:
