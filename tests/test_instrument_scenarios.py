@@ -109,3 +109,16 @@ def test_adjoint_scenario_p0_approaches_odeint_adjoint():
     Ls, err = ad.continuous
     assert list(Ls) == [16, 32, 64, 128]
     assert np.all(np.diff(err) < 0) and err[-1] < err[0] / 4
+
+
+def test_moons_panels_against_L_say_that_they_hold_the_runs_own_L_only():
+    (r,) = [flowviz.train(c) for c in preset_configs("moons")]
+    assert r.config.time_mode == "per_step" and r.config.n_steps == 10  # per-step weights: L cannot change
+    vd = volume_data(r.model, r.data, res=12)
+    ad = adjoint_data(r.model, r.data.x_train, r.data.y_train, max_points=40, with_continuous=True)
+    assert list(vd.Ls) == [10] and list(ad.continuous[0]) == [10]
+    vt = [a.text for a in plots.volume(vd).layout.annotations]
+    at = [a.text for a in plots.adjoint(ad).layout.annotations]
+    assert f"mean |sum − integral| at T = {vd.diff[0]:.3g} at the run's own L = 10 only" in vt[3]
+    assert f"|p_0 − p_0 of odeint_adjoint| = {ad.continuous[1][0]:.3g} at the run's own L = 10 only" in at[2]
+    assert not any("against L" in t for t in vt + at)

@@ -186,6 +186,14 @@ def stability(obj) -> go.Figure:
 
 
 # ------------------------------------------------------------------------------------------------ volume
+def _against_L(what: str, Ls, vals) -> str:
+    """A panel's title for a quantity against L; with a single L (per-step weights: one set per block, no field
+    between the blocks to re-discretise) it says so and gives the one value."""
+    if len(Ls) > 1:
+        return f"{what} against L"
+    return f"{what} = {float(vals[0]):.3g} at the run's own L = {int(Ls[0])} only (per-step weights: L is fixed)"
+
+
 def volume(obj) -> go.Figure:
     """log |det DΦ_(0→k)| over the input plane (sum of log |det D(block j)|) beside ∫ div v dt along the
     continuous flow, the classes' densities pushed to step k, and the difference of the two against L."""
@@ -197,7 +205,8 @@ def volume(obj) -> go.Figure:
     g2 = np.linspace(vd.box[2], vd.box[3], res)
     fig = _subplots(rows=2, cols=2, horizontal_spacing=0.12, vertical_spacing=0.16, subplot_titles=(
         "Σ_j≤k log |det D(block j)| (discrete)", "∫_0^t_k div v dt (continuous, Jacobi)",
-        f"class densities at step k ({DENSITIES[vd.density_kind]})", "mean |sum − integral| at T against L"))
+        f"class densities at step k ({DENSITIES[vd.density_kind]})",
+        _against_L("mean |sum − integral| at T", vd.Ls, vd.diff)))
 
     def heat(z, show):
         return go.Heatmap(x=_f32(vd.x1), y=_f32(vd.x2), z=_f32(z), colorscale=DIVERGING, zmin=-lim, zmax=lim,
@@ -290,7 +299,7 @@ def adjoint(obj) -> go.Figure:
     scale = 0.12 * span / (float(np.percentile(pn, 95)) or 1.0)  # one scale for all k: growth is visible
     cols = 3 if ad.continuous is not None else 2
     titles = ("p_k at x_k (one arrow scale for all k)", "mean |p_k| against k") + (
-        ("|p_0 − p_0 of odeint_adjoint| against L",) if cols == 3 else ())
+        (_against_L("|p_0 − p_0 of odeint_adjoint|", *ad.continuous),) if cols == 3 else ())
     fig = _subplots(rows=1, cols=cols, column_widths=[0.5, 0.25, 0.25][:cols] if cols == 3 else [0.62, 0.38],
                         horizontal_spacing=0.09, subplot_titles=titles)
 
