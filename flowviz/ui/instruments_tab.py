@@ -152,7 +152,7 @@ def panel(state, run, views) -> None:
                        obj.scheme == "euler" else " (for midpoint and rk4 it is not I + s_k DV_k: a fold is read "
                        "from the step's Jacobian, not from where the eigenvalues lie)."))
         elif sub == "Volume and density":
-            _show(plots.volume, _data(run, model, step, views, "volume"), state, "fig_volume")
+            _volume(run, model, step, views, state)
         elif sub == "Grid solver":
             if model.dim != 2:
                 st.info("The grid solver works on the plane: this run is lifted (p > 0), so its transport "
@@ -178,6 +178,18 @@ def _show(fn, obj, state, key, **kw):
     except Exception:  # a figure must never take the page down
         log.exception("instrument figure %s failed", key)
         st.error("This instrument could not be drawn for this run.")
+
+
+def _volume(run, model, step, views, state):
+    """The volume instrument with its density panel as a KDE of x_k (prepared) or the exact push-forward."""
+    from ..training.volume import DENSITIES, volume_data
+
+    kinds = list(DENSITIES) if model.dim == 2 else ["kde"]
+    kind = st.radio("Density", kinds, horizontal=True, key="volume_density", format_func=DENSITIES.get)
+    obj = _data(run, model, step, views, "volume") if kind == "kde" else _cached(
+        (run.key, step, "volume", kind), lambda: volume_data(model, run.data, extent=tuple(views.extent),
+                                                             density=kind))
+    _show(plots.volume, obj, state, "fig_volume")
 
 
 def _probe(state, run, model, step, views):
