@@ -8,9 +8,9 @@ from test_transport_grid import linear_model
 
 from flowviz import Config, build_model, plots
 from flowviz.training.instruments import (
+    STABILITY_POLYNOMIALS,
     adjoint_data,
     adjoint_recursion,
-    STABILITY_POLYNOMIALS,
     amplification,
     continuous_adjoint,
     flow_paths,
@@ -197,6 +197,7 @@ def test_closed_form_divergence_of_the_papers_field_is_the_jacobians_trace(act):
         lambda p: mlp.vector_field(0.3, p[None])[0]))(z).diagonal(dim1=1, dim2=2).sum(-1))
 
 
+@pytest.mark.slow
 def test_exact_density_is_the_kde_pushed_by_a_linear_flow():
     # v = A x with Euler: Phi_k = (I + s A)^k = M_k, so the KDE sum_i N(x_i, S) / n at k = 0 is pushed to
     # sum_i N(M_k x_i, M_k S M_k^T) / n exactly: the panel may differ from it only by the interpolation

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 from streamlit.proto.WidgetStates_pb2 import WidgetState
 from test_app import SMALL, _app, _figures, _settle
 
@@ -95,6 +96,7 @@ def test_bad_probe_and_points_in_the_link_give_notices():
     assert any("Ignored points" in shown(w.value) and "too long" in shown(w.value) for w in at.warning)
 
 
+@pytest.mark.slow
 def test_the_volume_instruments_density_switch_draws_the_exact_push_forward():
     at = _settle(_app(SMALL).run())
     _instruments(at, "Volume and density")

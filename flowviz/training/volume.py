@@ -9,7 +9,7 @@ The two agree as the steps shrink (Euler: at order 1).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -22,7 +22,7 @@ from .analysis import frame_steps, plane_grid
 from .instruments import flow_paths, step_jacobians
 
 __all__ = ["VolumeData", "DENSITIES", "logdet_sum", "divergence_integral", "class_densities", "pushed_densities",
-           "volume_data"]
+           "volume_data", "with_exact_density"]
 
 # how the density panel is made: name -> what its label says
 DENSITIES = {"kde": "KDE of x_k", "exact": "exact push-forward ρ_0 / |det DΦ| along the characteristics"}
@@ -114,15 +114,11 @@ def pushed_densities(model: FlowModel, x: np.ndarray, y: np.ndarray, n_classes: 
     ld = logdet_sum(model, src)
     g1, g2 = np.linspace(box[0], box[1], res), np.linspace(box[2], box[3], res)
     G1, G2 = np.meshgrid(g1, g2)
-    out = np.zeros((len(ks), n_classes, res, res))
-    for c in range(n_classes):
-        q = x[y == c]
-        if len(q) < 2:
-            continue
-        rho0 = _kde_at(q, src)
-        for i, k in enumerate(ks):
-            out[i, c] = griddata(xs[k], rho0 / np.exp(ld[k]), (G1, G2), method="linear", fill_value=0.0)
-    return np.asarray(out, np.float32)
+    rho0 = np.stack([_kde_at(x[y == c], src) if (y == c).sum() >= 2 else np.zeros(len(src))
+                     for c in range(n_classes)], 1)  # (G, C)
+    out = [griddata(xs[k], rho0 / np.exp(ld[k])[:, None], (G1, G2), method="linear", fill_value=0.0)
+           for k in ks]  # one triangulation per step for all classes: (res, res, C) each
+    return np.asarray(out, np.float32).transpose(0, 3, 1, 2)
 
 
 def class_densities(xs: np.ndarray, y: np.ndarray, n_classes: int, ks, *, res: int = 50):
@@ -187,13 +183,28 @@ def volume_data(model: FlowModel, data, *, extent=None, res: int = 30, max_frame
         Ls = np.array(sorted({2, 4, 8, 16, 32, 64, model.L}))
         diff = np.array([np.abs((disc if L == model.L else logdet_sum(model.with_steps(int(L)), pts))[-1]
                                 - cont[-1]).mean() for L in Ls])
+    x, y = _shown(data, max_points, seed)
+    box, dens = class_densities(flow_paths(model, x).cpu().numpy(), y, data.n_classes, ks)
+    shape = (len(ks), res, res)
+    vd = VolumeData(ks, model.times[ks].astype(np.float32), x1, x2, disc[ks].reshape(shape).astype(np.float32),
+                    cont[ks].reshape(shape).astype(np.float32), Ls, diff, box, dens)
+    return with_exact_density(vd, model, data, max_points=max_points, seed=seed) if density == "exact" else vd
+
+
+def _shown(data, max_points: int, seed: int):
+    """The (seeded subsample of the) points whose densities the panel shows."""
     x, y = data.x, data.y
     if len(x) > max_points:
         idx = np.sort(np.random.default_rng(seed).choice(len(x), max_points, replace=False))
         x, y = x[idx], y[idx]
-    box, dens = class_densities(flow_paths(model, x).cpu().numpy(), y, data.n_classes, ks)
-    if density == "exact":
-        dens = pushed_densities(model, x, y, data.n_classes, ks, box, res=dens.shape[-1])
-    shape = (len(ks), res, res)
-    return VolumeData(ks, model.times[ks].astype(np.float32), x1, x2, disc[ks].reshape(shape).astype(np.float32),
-                      cont[ks].reshape(shape).astype(np.float32), Ls, diff, box, dens, density)
+    return x, y
+
+
+def with_exact_density(vd: VolumeData, model: FlowModel, data, *, max_points: int = 300,
+                       seed: int = 0) -> VolumeData:
+    """The same volume data with the exact push-forward (:func:`pushed_densities`) as its density panel."""
+    if model.dim != 2:
+        raise ConfigError("the exact push-forward density is a planar one: this run is lifted (p > 0); use the KDE")
+    x, y = _shown(data, max_points, seed)
+    dens = pushed_densities(model, x, y, data.n_classes, vd.ks, vd.box, res=vd.density.shape[-1])
+    return replace(vd, density=dens, density_kind="exact")

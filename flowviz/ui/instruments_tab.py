@@ -182,13 +182,13 @@ def _show(fn, obj, state, key, **kw):
 
 def _volume(run, model, step, views, state):
     """The volume instrument with its density panel as a KDE of x_k (prepared) or the exact push-forward."""
-    from ..training.volume import DENSITIES, volume_data
+    from ..training.volume import DENSITIES, with_exact_density
 
     kinds = list(DENSITIES) if model.dim == 2 else ["kde"]
     kind = st.radio("Density", kinds, horizontal=True, key="volume_density", format_func=DENSITIES.get)
-    obj = _data(run, model, step, views, "volume") if kind == "kde" else _cached(
-        (run.key, step, "volume", kind), lambda: volume_data(model, run.data, extent=tuple(views.extent),
-                                                             density=kind))
+    obj = _data(run, model, step, views, "volume")
+    if kind == "exact":
+        obj = _cached((run.key, step, "volume", kind), lambda: with_exact_density(obj, model, run.data))
     _show(plots.volume, obj, state, "fig_volume")
 
 
