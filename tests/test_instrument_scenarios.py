@@ -2,8 +2,10 @@
 
 import numpy as np
 import pytest
+import torch
 
 import flowviz
+from flowviz import plots
 from flowviz.core.presets import preset_configs, preset_info
 from flowviz.training.instruments import adjoint_data, amplification, probe_data, stability_data, transport_comparison
 from flowviz.training.volume import volume_data
@@ -37,6 +39,35 @@ def test_folding_leaves_eulers_disk_and_deep_stays_near_zero():
     assert growth.max() < 0.01 * np.abs(np.exp(sd.z)).min()  # |1 + z| within 1% of |e^z|
 
 
+@pytest.mark.parametrize("scheme", ["euler", "midpoint", "rk4"])
+def test_stability_det_is_the_det_of_the_schemes_own_step(scheme):
+    from torch.func import jacrev, vmap
+
+    from flowviz.training.instruments import flow_paths
+
+    r = flowviz.train(preset_configs("stability")[0].replace(scheme=scheme))
+    st = stability_data(r.model, r.data.x, r.data.y)
+    idx = np.sort(np.random.default_rng(0).choice(len(r.data.x), 200, replace=False))  # the sampled points
+    m = r.model.double_copy()
+    xs = flow_paths(r.model, r.data.x[idx]).double()
+    for k in range(1, m.L + 1):  # an independent autograd Jacobian of the step x_(k-1) -> x_k, point by point
+        J = vmap(jacrev(lambda z, k=k: m.step_map(z[None], k)[0]))(xs[k - 1]).detach()
+        np.testing.assert_array_equal(np.sign(st.det[k - 1]), np.sign(torch.linalg.det(J).numpy()))
+    fig = plots.stability(st)
+    titles = {f.name: f.layout.title.text for f in fig.frames}
+    for k in range(1, m.L + 1):
+        n = int((st.det[k - 1] < 0).sum())
+        assert f"{n} of 200 points fold (det D(step k) < 0)" in titles[str(k)]
+    assert titles[fig.frames[0].name] == fig.layout.title.text
+    if scheme == "euler":
+        np.testing.assert_array_equal(st.det < 0, st.fold_eig % 2 == 1)
+    else:  # the step's Jacobian is not I + s_k DV_k: the red line is Euler's alone, and the legend says so
+        legend = [tr.name for tr in fig.data if tr.name and tr.name.startswith("Re z = −1")][0]
+        assert "Euler's fold line only" in legend and "det D(step k) < 0" in legend
+    if scheme == "rk4":  # here the eigenvalue count and the step's own det disagree (57 against 27 at block 2)
+        assert ((st.det < 0) != (st.fold_eig % 2 == 1)).any()
+
+
 def test_probe_scenario_u_constant_and_readout_changes():
     r = _train("probe")
     assert r.config.n_steps == 10 and r.config.viscosity == 0
@@ -58,11 +89,18 @@ def test_volume_scenario_difference_halves_as_L_doubles():
     assert np.all(np.abs(np.log2(ratios[2:]) - 1) < 0.25), ratios  # L = 8 -> 16, 16 -> 32, 32 -> 64: about 2
 
 
+@pytest.mark.slow
 def test_grid_solver_scenario_error_shrinks_with_the_grid():
     r = _train("grid_solver")
     tc = transport_comparison(r.model, r.data.extent())
     assert list(tc.res) == [32, 64, 128]
     assert tc.err[0] > tc.err[1] > tc.err[2]
+    text = preset_info("grid_solver")["description"]
+    assert (f"falls from {tc.err[0]:.3f} at 32² to {tc.err[2]:.2g} at 128², at a measured order {tc.orders[1]:.2f} "
+            "from 64² to 128²") in text
+    assert r.config.kinetic > 0 and f"kinetic = {r.config.kinetic:g}" in text
+    title = plots.transport_grid(tc).layout.title.text
+    assert f"measured order {tc.orders[1]:.2f} from 64² to 128²" in title
 
 
 def test_adjoint_scenario_p0_approaches_odeint_adjoint():
@@ -71,3 +109,16 @@ def test_adjoint_scenario_p0_approaches_odeint_adjoint():
     Ls, err = ad.continuous
     assert list(Ls) == [16, 32, 64, 128]
     assert np.all(np.diff(err) < 0) and err[-1] < err[0] / 4
+
+
+def test_moons_panels_against_L_say_that_they_hold_the_runs_own_L_only():
+    (r,) = [flowviz.train(c) for c in preset_configs("moons")]
+    assert r.config.time_mode == "per_step" and r.config.n_steps == 10  # per-step weights: L cannot change
+    vd = volume_data(r.model, r.data, res=12)
+    ad = adjoint_data(r.model, r.data.x_train, r.data.y_train, max_points=40, with_continuous=True)
+    assert list(vd.Ls) == [10] and list(ad.continuous[0]) == [10]
+    vt = [a.text for a in plots.volume(vd).layout.annotations]
+    at = [a.text for a in plots.adjoint(ad).layout.annotations]
+    assert f"mean |sum − integral| at T = {vd.diff[0]:.3g} at the run's own L = 10 only" in vt[3]
+    assert f"|p_0 − p_0 of odeint_adjoint| = {ad.continuous[1][0]:.3g} at the run's own L = 10 only" in at[2]
+    assert not any("against L" in t for t in vt + at)

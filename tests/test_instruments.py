@@ -8,6 +8,7 @@ from test_transport_grid import linear_model
 
 from flowviz import Config, build_model, plots
 from flowviz.training.instruments import (
+    STABILITY_POLYNOMIALS,
     adjoint_data,
     adjoint_recursion,
     amplification,
@@ -72,9 +73,13 @@ def test_stability_membership_on_a_linear_field(scheme, s, outside):
     np.testing.assert_allclose(np.abs(st.z.imag), 0, atol=1e-6)
     np.testing.assert_allclose(st.outside, np.mean(outside))
     np.testing.assert_allclose(st.max_abs, 3 * s, rtol=1e-5)
-    # a real eigenvalue of s DV below -1 <=> det(I + s DV) < 0
-    np.testing.assert_array_equal(st.det < 0, st.fold_eig % 2 == 1)
-    assert ((st.det < 0).all()) == (s * 3 > 1)
+    # on a linear field the step is R(s A): det D(step) = prod R(z_i) exactly; for Euler R(z) = 1 + z, so a real
+    # eigenvalue of s DV below -1 <=> det < 0; R of midpoint and rk4 (even-degree Taylor polynomials) is > 0 on R
+    R = np.polynomial.polynomial.polyval(st.z, STABILITY_POLYNOMIALS[scheme])
+    np.testing.assert_allclose(st.det, np.prod(R, -1).real, rtol=1e-5)
+    if scheme == "euler":
+        np.testing.assert_array_equal(st.det < 0, st.fold_eig % 2 == 1)
+    assert ((st.det < 0).all()) == (scheme == "euler" and s * 3 > 1)
 
 
 def test_complex_eigenvalues_and_the_region_boundary():
@@ -190,3 +195,41 @@ def test_closed_form_divergence_of_the_papers_field_is_the_jacobians_trace(act):
     mlp = random_model(field="mlp").double_copy()  # any other field: by autograd
     torch.testing.assert_close(_divergence(mlp, 0.3, z)[1], torch.func.vmap(torch.func.jacrev(
         lambda p: mlp.vector_field(0.3, p[None])[0]))(z).diagonal(dim1=1, dim2=2).sum(-1))
+
+
+@pytest.mark.slow
+def test_exact_density_is_the_kde_pushed_by_a_linear_flow():
+    # v = A x with Euler: Phi_k = (I + s A)^k = M_k, so the KDE sum_i N(x_i, S) / n at k = 0 is pushed to
+    # sum_i N(M_k x_i, M_k S M_k^T) / n exactly: the panel may differ from it only by the interpolation
+    from flowviz.core.data import make_dataset
+    from flowviz.training.volume import pushed_densities, volume_data
+
+    A = np.array([[-0.3, -1.0], [0.8, -0.2]])
+    m = linear_model(A, T=1.0, L=4)
+    rng = np.random.default_rng(11)  # its own: the module's RNG depends on which tests ran before
+    x = np.r_[rng.normal(0, 0.4, (50, 2)), rng.normal((1.0, 0.5), 0.3, (40, 2))].astype(np.float32)
+    y = np.r_[np.zeros(50, int), np.ones(40, int)]
+    ks = [0, 2, 4]
+    box = (-2.5, 2.5, -2.5, 2.5)
+    dens = pushed_densities(m, x, y, 2, ks, box, res=41)
+    g = np.linspace(-2.5, 2.5, 41)
+    G = np.stack(np.meshgrid(g, g), -1).reshape(-1, 2)
+    for i, k in enumerate(ks):
+        M = np.linalg.matrix_power(np.eye(2) + 0.25 * A, k)
+        for c in range(2):
+            q = x[y == c].astype(np.float64)
+            S = np.diag((q.std(0) * len(q) ** (-1 / 6)) ** 2)
+            C = M @ S @ M.T
+            d = G[:, None, :] - (q @ M.T)[None]
+            want = (np.exp(-0.5 * np.einsum("mni,ij,mnj->mn", d, np.linalg.inv(C), d)).mean(1)
+                    / (2 * np.pi * np.sqrt(np.linalg.det(C))))
+            got = dens[i, c].ravel()
+            big = want > 0.05 * want.max()
+            np.testing.assert_allclose(got[big], want[big], rtol=0.05)  # the KDE of x_k differs by ~20%
+            assert abs(got.sum() * (g[1] - g[0]) ** 2 - 1) < 0.02  # a density: mass 1
+    data = make_dataset(Config(n_samples=120))
+    vd = volume_data(build_model(Config(n_samples=120, n_steps=4), 2), data, res=12, density="exact")
+    assert vd.density_kind == "exact"
+    assert "exact push-forward ρ_0 / |det DΦ|" in plots.volume(vd).layout.annotations[2].text
+    assert "KDE of x_k" in plots.volume(volume_data(build_model(Config(n_samples=120, n_steps=4), 2), data,
+                                                    res=12)).layout.annotations[2].text

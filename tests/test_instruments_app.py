@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 from streamlit.proto.WidgetStates_pb2 import WidgetState
 from test_app import SMALL, _app, _figures, _settle
 
@@ -93,3 +94,15 @@ def test_bad_probe_and_points_in_the_link_give_notices():
     big = encode_points(np.zeros((500, 2)), np.r_[np.zeros(250, int), np.ones(250, int)]) + "AAAA"
     at = _app(dict(SMALL, points=big)).run()
     assert any("Ignored points" in shown(w.value) and "too long" in shown(w.value) for w in at.warning)
+
+
+@pytest.mark.slow
+def test_the_volume_instruments_density_switch_draws_the_exact_push_forward():
+    at = _settle(_app(SMALL).run())
+    _instruments(at, "Volume and density")
+    panels = [a["text"] for f in _figures(at) for a in f["layout"].get("annotations", [])]
+    assert any("KDE of x_k" in t for t in panels)
+    at.radio(key="volume_density").set_value("exact").run()
+    assert not at.exception and not at.error
+    panels = [a["text"] for f in _figures(at) for a in f["layout"].get("annotations", [])]
+    assert any("exact push-forward ρ_0 / |det DΦ|" in t for t in panels)

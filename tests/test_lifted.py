@@ -161,3 +161,19 @@ def test_with_more_than_one_extra_coordinate_the_view_says_which_three_it_shows(
                                                                           train_steps=2)).model,
                                              flowviz.make_dataset(flowviz.Config(n_samples=60)),
                                              with_reference=False)).layout.annotations[0].text
+
+
+def test_the_lifted_models_far_field_is_what_the_text_says(rings_lift):
+    from flowviz.training.analysis import channel_fraction
+
+    r, v = rings_lift
+    text = preset_info("rings_lift")["description"]
+    assert channel_fraction(r.model, np.linspace(2, 3.5, 7)) == 0  # a closed curve around the disk ...
+    assert "no point of the circles of radius 2 to 3.5 is called inner" in text
+    far = {q: channel_fraction(r.model, [q]) for q in (2, 5, 20)}  # ... but nothing fixes the far field
+    assert far[2] == 0 and 0 < far[5] < far[20], far  # measured 0.32 and 0.47
+    assert f"{100 * far[5]:.0f}% of the circle of radius 5 and {100 * far[20]:.0f}% of radius 20" in text
+    ls = v.lifted  # "beginning in the corners of the view's box": the 3-D view's input plane at k = 0 shows it
+    gx, gy, gz = ls.axes
+    inner = ls.fields[0, 0, int(np.flatnonzero(gz == 0)[0])] < LEVEL
+    assert inner[np.hypot(*np.meshgrid(gx, gy)) > 3.5].any()

@@ -12,11 +12,17 @@ Schemes (``GRID_SCHEMES``):
 
 - ``semi_lagrangian``: over each block, u(t_(k-1), x) = u(t_k, X(x)) with X(x) the position at t_k of the
   characteristic from x at t_(k-1) (RK4 on the same field), u(t_k, .) read off the grid
-  by bilinear interpolation: error O(L h^2), order 2 in the grid spacing h.
-- ``upwind``: first-order upwind finite differences, explicit, with a CFL-limited step: order 1 in h.
+  by bilinear interpolation: error O(L h^2), order 2 in the grid spacing h (the interpolation's order).
+- ``upwind``: first-order upwind finite differences, explicit, with a CFL-limited step: order 1 in h, reached
+  once the grid resolves the front of u (its numerical diffusion |v| h / 2 smears a steep front at order 1/2
+  until then).
 
 Diffusion (eps > 0) is split off after each block and advanced by explicit steps within the stable limit
-dt <= h^2 / (4 eps), with zero-flux edges. Points whose characteristics leave the box read the edge values.
+dt <= h^2 / (4 eps), with zero-flux edges. Where a characteristic leaves the box the grid holds no value: there
+the solver follows it on to t = T (the network's blocks for ``time_steps="blocks"``, the field by RK4 for ``flow``)
+and applies f, u(t_k, X) = f(Phi_(t_k -> T)(X)): semi-Lagrangian departure points outside the box, and the ring of
+ghost nodes around the box that upwind's one-sided differences read. For eps > 0 that outside value follows the
+drift alone.
 """
 
 from __future__ import annotations
@@ -61,11 +67,18 @@ def block_velocity(model, k: int):
         slot = np.zeros(c.n_steps)
         slot[k - 1] = 1.0
 
+    fixed = {}  # per-step and tied weights do not change within the block: one contraction per dtype
+
     def v(t: float, x: Tensor) -> Tensor:
-        row = slot if slot is not None else slot_of_time(c.time_mode, t, model.times, c.knots)
-        r = torch.as_tensor(row, dtype=x.dtype, device=x.device)
-        params = [torch.tensordot(r, p.to(x.dtype), dims=1) for p in model.field.slot_params()]
-        return model.field.velocity(tuple(params), t, x)
+        key = (x.dtype, x.device)
+        params = fixed.get(key)
+        if params is None:
+            row = slot if slot is not None else slot_of_time(c.time_mode, t, model.times, c.knots)
+            r = torch.as_tensor(row, dtype=x.dtype, device=x.device)
+            params = tuple(torch.tensordot(r, p.to(x.dtype), dims=1) for p in model.field.slot_params())
+            if c.time_mode != "continuous" and not torch.is_grad_enabled():
+                fixed[key] = params
+        return model.field.velocity(params, t, x)
 
     return v
 
@@ -100,16 +113,28 @@ def _pad(U: Tensor) -> Tensor:
     return torch.nn.functional.pad(U[None], (1, 1, 1, 1), mode="replicate")[0]
 
 
-def _upwind_block(U, v, t0, s, pts, h):
-    """Advance U back over one block: U += dt (v . grad U), one-sided differences on the side v points to."""
+def _ring(N: int) -> tuple[Tensor, Tensor]:
+    """Row and column indices of the border of an (N+2, N+2) array, the ghost nodes around an N x N grid."""
+    i = torch.arange(N + 2)
+    e, z = torch.full_like(i, N + 1), torch.zeros_like(i)
+    return torch.cat([z, e, i[1:-1], i[1:-1]]), torch.cat([i, i, z[1:-1], e[1:-1]])
+
+
+def _upwind_block(U, v, t0, s, pts, h, ghost=None):
+    """Advance U back over one block: U += dt (v . grad U), one-sided differences on the side v points to.
+
+    ``ghost(t)``: u(t, .) at the ring of nodes around the box (:func:`_ring` order), (C, 4N+4); else edge copies."""
     C, N, _ = U.shape
     V = v(t0 + s / 2, pts)
     speed = float((V[:, 0].abs() / h[0] + V[:, 1].abs() / h[1]).max())
     n = max(1, math.ceil(s * speed / CFL))
     dt = s / n
+    rows, cols = _ring(N)
     for i in range(n):
         V = v(t0 + s - (i + 0.5) * dt, pts).T.reshape(2, N, N)  # time runs backward through the block
         P = _pad(U)
+        if ghost is not None:
+            P[:, rows, cols] = ghost(t0 + s - i * dt)
         fx, bx = (P[:, 1:-1, 2:] - U) / h[0], (U - P[:, 1:-1, :-2]) / h[0]
         fy, by = (P[:, 2:, 1:-1] - U) / h[1], (U - P[:, :-2, 1:-1]) / h[1]
         U = U + dt * (V[0] * torch.where(V[0] > 0, fx, bx) + V[1] * torch.where(V[1] > 0, fy, by))
@@ -166,17 +191,43 @@ def solve_transport(model, resolution: int = 128, scheme: str = "semi_lagrangian
     pts = torch.as_tensor(np.c_[X1.ravel(), X2.ravel()], dtype=dtype, device=m.device)
     U = torch.softmax(m.head(pts.to(m.P.dtype)), -1).to(dtype).T.reshape(-1, N, N)  # u(T, .) = f: (C, N, N)
     lo = (float(x1[0]), float(x2[0]))
+    T = float(m.times[-1])
+    n_sub = [substeps or max(1, math.ceil(16 * float(sk) / T)) for sk in m.steps]
+    vfs = [block_velocity(m, k) for k in range(1, m.L + 1)]
+
+    def follow(y: Tensor, k: int, t: float | None = None) -> Tensor:
+        """u(t, y) = f(Phi_(t -> T)(y)) at points y (M, 2) outside the box, t in (t_(k-1), t_k] (t_k if None)."""
+        y = y.to(m.P.dtype)
+        if time_steps == "blocks":
+            y = m.flow(y, k0=k)
+        else:
+            if t is not None and t < float(m.times[k]):
+                frac = (float(m.times[k]) - t) / float(m.steps[k - 1])
+                y = _rk4(vfs[k - 1], t, float(m.times[k]) - t, y, max(1, math.ceil(n_sub[k - 1] * frac)))
+            for j in range(k + 1, m.L + 1):
+                y = _rk4(vfs[j - 1], float(m.times[j - 1]), float(m.steps[j - 1]), y, n_sub[j - 1])
+        return torch.softmax(m.head(y), -1).to(dtype).T
+
+    ghost_pts = None
+    if scheme == "upwind":
+        rows, cols = _ring(N)
+        ghost_pts = torch.stack([lo[0] + (cols.to(dtype) - 1) * h[0], lo[1] + (rows.to(dtype) - 1) * h[1]], 1)
+        ghost_pts = ghost_pts.to(m.device)
     for k in range(m.L, 0, -1):
         t0, s = float(m.times[k - 1]), float(m.steps[k - 1])
-        v = block_velocity(m, k)
+        v = vfs[k - 1]
         if scheme == "semi_lagrangian":
             if time_steps == "blocks":
                 X = m.step_map(pts.to(m.P.dtype), k).to(dtype)
             else:
-                X = _rk4(v, t0, s, pts, substeps or max(1, math.ceil(16 * s / float(m.times[-1]))))
-            U = _bilinear(U, X, lo, h).reshape(-1, N, N)
+                X = _rk4(v, t0, s, pts, n_sub[k - 1])
+            vals = _bilinear(U, X, lo, h)
+            out = ((X[:, 0] < x1[0]) | (X[:, 0] > x1[-1]) | (X[:, 1] < x2[0]) | (X[:, 1] > x2[-1]))
+            if bool(out.any()):
+                vals[:, out] = follow(X[out], k)
+            U = vals.reshape(-1, N, N)
         else:
-            U = _upwind_block(U, v, t0, s, pts, h)
+            U = _upwind_block(U, v, t0, s, pts, h, lambda t, k=k: follow(ghost_pts, k, t))
         if eps > 0:
             U = _diffuse(U, eps, s, h)
     u = U.permute(1, 2, 0).cpu().numpy()

@@ -26,7 +26,7 @@ from ..training.instruments import (
     stability_data,
     transport_comparison,
 )
-from ..training.volume import VolumeData, volume_data
+from ..training.volume import DENSITIES, VolumeData, volume_data
 from .field import _arrows
 from .figures import PALETTE, _f32, _frame_slider, _layout, _surface_trace
 
@@ -125,6 +125,14 @@ def _region(scheme: str, lim: float, n: int = 161):
     return re, im, np.minimum(R, 3.0)
 
 
+# What the red line Re z = -1 means: for Euler D(step) = I + s_k DV_k, so it is the fold line; for midpoint and
+# rk4 D(step) is a polynomial in s_k DV and the scheme's own Jacobian decides
+_FOLD_LINE = {"euler": "Re z = −1: det = Π(1 + z) < 0, a fold, where an odd number of real z lie left of it "
+                       "(in the plane: exactly one)"}
+_FOLD_LINE_RK = ("Re z = −1: Euler's fold line only; a {scheme} step folds where det D(step k) < 0 (its own "
+                 "Jacobian), not where these eigenvalues lie")
+
+
 def stability(obj) -> go.Figure:
     """Per block k, the eigenvalues z = s_k λ of s_k DV_k at the points x_(k−1), over the scheme's region of
     absolute stability |R(z)| <= 1, with the fraction outside and the largest |s_k λ| per block."""
@@ -144,8 +152,7 @@ def stability(obj) -> go.Figure:
                              fillcolor="rgba(86,180,233,0.35)", line=dict(color=PALETTE[4], width=2),
                              name="stable: |R(z)| ≤ 1", showlegend=True, hoverinfo="skip"), 1, 1)
     fig.add_trace(go.Scatter(x=[-1, -1], y=[-lim, lim], mode="lines", line=dict(color="#d00000", dash="dash"),
-                             name="Re z = −1: det = Π(1 + z) < 0, a fold, where an odd number of real z lie left of it "
-                                  "(in the plane: exactly one)"), 1, 1)
+                             name=_FOLD_LINE.get(st.scheme, _FOLD_LINE_RK).format(scheme=st.scheme)), 1, 1)
 
     def cloud(k):
         z = st.z[k - 1]  # (m, d)
@@ -165,9 +172,9 @@ def stability(obj) -> go.Figure:
     _square(fig, 1, 1, "x")
 
     def title(k):
-        folds = int((st.fold_eig[k - 1] % 2 == 1).sum())
+        folds = int((st.det[k - 1] < 0).sum())
         return (f"Stability, block k = {int(k)}: {100 * st.outside[k - 1]:.0f}% of s_k λ outside, "
-                f"max |s_k λ| = {st.max_abs[k - 1]:.3g}, {folds} of {st.det.shape[1]} points fold (det < 0)")
+                f"max |s_k λ| = {st.max_abs[k - 1]:.3g}, {folds} of {st.det.shape[1]} points fold (det D(step k) < 0)")
 
     n0 = 2
     frames = [go.Frame(name=str(int(k)), data=cloud(k), traces=list(range(n0, n0 + C)),
@@ -179,6 +186,14 @@ def stability(obj) -> go.Figure:
 
 
 # ------------------------------------------------------------------------------------------------ volume
+def _against_L(what: str, Ls, vals) -> str:
+    """A panel's title for a quantity against L; with a single L (per-step weights: one set per block, no field
+    between the blocks to re-discretise) it says so and gives the one value."""
+    if len(Ls) > 1:
+        return f"{what} against L"
+    return f"{what} = {float(vals[0]):.3g} at the run's own L = {int(Ls[0])} only (per-step weights: L is fixed)"
+
+
 def volume(obj) -> go.Figure:
     """log |det DΦ_(0→k)| over the input plane (sum of log |det D(block j)|) beside ∫ div v dt along the
     continuous flow, the classes' densities pushed to step k, and the difference of the two against L."""
@@ -190,7 +205,8 @@ def volume(obj) -> go.Figure:
     g2 = np.linspace(vd.box[2], vd.box[3], res)
     fig = _subplots(rows=2, cols=2, horizontal_spacing=0.12, vertical_spacing=0.16, subplot_titles=(
         "Σ_j≤k log |det D(block j)| (discrete)", "∫_0^t_k div v dt (continuous, Jacobi)",
-        "class densities at step k (KDE of x_k)", "mean |sum − integral| at T against L"))
+        f"class densities at step k ({DENSITIES[vd.density_kind]})",
+        _against_L("mean |sum − integral| at T", vd.Ls, vd.diff)))
 
     def heat(z, show):
         return go.Heatmap(x=_f32(vd.x1), y=_f32(vd.x2), z=_f32(z), colorscale=DIVERGING, zmin=-lim, zmax=lim,
@@ -261,8 +277,10 @@ def transport_grid(obj, *, scheme: str = "semi_lagrangian") -> go.Figure:
     for c, a in ((1, "x"), (2, "x2"), (3, "x3")):
         _square(fig, 1, c, a)
     eps = f", ε = {tc.viscosity:g}" if tc.viscosity else ""
+    order = (f", measured order {tc.orders[-1]:.2f} from {int(tc.res[-2])}² to {int(tc.res[-1])}² (paths that leave "
+             "the box are followed to T)") if len(tc.res) > 1 else ""
     _layout(fig, f"The transport equation on a grid{eps}: mean |grid − F| = {tc.err[-1]:.3g} at "
-                 f"{int(tc.res[-1])}², {tc.err[0]:.3g} at {int(tc.res[0])}²", height=720)
+                 f"{int(tc.res[-1])}², {tc.err[0]:.3g} at {int(tc.res[0])}²{order}", height=720)
     return fig.update_layout(showlegend=False)
 
 
@@ -281,7 +299,7 @@ def adjoint(obj) -> go.Figure:
     scale = 0.12 * span / (float(np.percentile(pn, 95)) or 1.0)  # one scale for all k: growth is visible
     cols = 3 if ad.continuous is not None else 2
     titles = ("p_k at x_k (one arrow scale for all k)", "mean |p_k| against k") + (
-        ("|p_0 − p_0 of odeint_adjoint| against L",) if cols == 3 else ())
+        (_against_L("|p_0 − p_0 of odeint_adjoint|", *ad.continuous),) if cols == 3 else ())
     fig = _subplots(rows=1, cols=cols, column_widths=[0.5, 0.25, 0.25][:cols] if cols == 3 else [0.62, 0.38],
                         horizontal_spacing=0.09, subplot_titles=titles)
 

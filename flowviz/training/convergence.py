@@ -112,13 +112,17 @@ def expected_order(model: FlowModel, scheme: str, n_steps: Sequence[int]) -> tup
     if c.activation in NONSMOOTH_ACTIVATIONS and p > 2:
         return 2, (f"order limited to 2 by the kinks of {c.activation} in x: v is only piecewise smooth, and a "
                    f"path crossing a kink loses the higher order of {scheme} (order {p} on smooth fields)"), aligned
+    kinks = (f" ({c.activation} makes v only piecewise smooth in x, which costs no order up to 2: each "
+             f"crossing of a kink adds a one-step error O(h²))") if c.activation in NONSMOOTH_ACTIVATIONS else ""
     if c.time_mode == "tied":
-        return p, f"order {p} of {scheme}: tied weights, one smooth field for all t", aligned
+        field = "one field for all t, smooth in t" if kinks else "one smooth field for all t"
+        return p, f"order {p} of {scheme}: tied weights, {field}{kinks}", aligned
     if c.knots <= 2:
-        return p, f"order {p} of {scheme}: with 2 knots the weights are linear in t, the field is smooth", aligned
+        return p, (f"order {p} of {scheme}: with 2 knots the weights are linear in t, the field is smooth in t"
+                   f"{kinks}"), aligned
     if aligned:
         return p, (f"order {p} of {scheme}: every step ends on a knot (L a multiple of knots − 1 = {m}), so the "
-                   f"piecewise-linear weights are smooth on each step"), aligned
+                   f"piecewise-linear weights are smooth on each step{kinks}"), aligned
     if p > 2:
         return 2, (f"{KINK_REASON}: some steps straddle a knot (take uniform L a multiple of knots − 1 = {m} for "
                    f"order {p})"), aligned

@@ -112,8 +112,10 @@ class StabilityData:
     """Per block k the spectrum z = s_k lambda of s_k DV_k at the points x_(k-1), against the scheme's region.
 
     z (L, m, d) complex; outside (L,): fraction of the m*d eigenvalues with |R(z)| > 1; max_abs (L,): largest
-    |s_k lambda|; det (L, m): det(I + s_k DV_k(x_(k-1))); fold_eig (L, m): the number of real eigenvalues of
-    s_k DV_k below -1 at each point (det < 0 exactly where it is odd: det = prod (1 + z_i)).
+    |s_k lambda|; det (L, m): det D(step k)(x_(k-1)), the Jacobian of the scheme's own step (autograd in
+    float64), < 0 exactly where step k folds (= det(I + s_k DV_k) for Euler); fold_eig (L, m): the number of
+    real eigenvalues of s_k DV_k below -1 (for Euler det < 0 exactly where it is odd: det = prod (1 + z_i);
+    for midpoint and rk4 the step's Jacobian is not I + s_k DV_k and only ``det`` decides a fold).
     """
 
     scheme: str
@@ -138,8 +140,7 @@ def stability_data(model: FlowModel, x: np.ndarray, y: np.ndarray | None = None,
     xs = flow_paths(model, x[idx])
     M = velocity_jacobians(model, xs).double()  # (L, m, d, d)
     z = linalg.eigvals(M).cpu().numpy()
-    eye = torch.eye(M.shape[-1], dtype=M.dtype, device=M.device)
-    det = linalg.det(eye + M).cpu().numpy()
+    det = linalg.det(step_jacobians(model.double_copy(), xs.double())).cpu().numpy()
     real = np.abs(z.imag) <= 1e-9 * np.maximum(1, np.abs(z.real))
     fold = ((z.real < -1) & real).sum(-1)
     out = (amplification(z, scheme) > 1 + 1e-12).reshape(model.L, -1).mean(1)
@@ -246,6 +247,11 @@ class TransportComparison:
     grid: np.ndarray
     F: np.ndarray
     viscosity: float
+
+    @property
+    def orders(self) -> np.ndarray:
+        """The measured order between successive resolutions: log(err_i / err_(i+1)) / log(res_(i+1) / res_i)."""
+        return np.log(self.err[:-1] / self.err[1:]) / np.log(self.res[1:] / self.res[:-1])
 
 
 def transport_comparison(model: FlowModel, extent, *, resolutions=(32, 64, 128),

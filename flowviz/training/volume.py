@@ -9,20 +9,25 @@ The two agree as the steps shrink (Euler: at order 1).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 from ..core import linalg
 from ..core.data import square_box
+from ..core.errors import ConfigError
 from ..core.model import FlowModel
 from ..core.points import DATA_LIMIT, check_extent, check_points
 from ..core.timegrid import slot_of_time
 from .analysis import frame_steps, plane_grid
 from .instruments import flow_paths, step_jacobians
 
-__all__ = ["VolumeData", "logdet_sum", "divergence_integral", "class_densities", "volume_data"]
+__all__ = ["VolumeData", "DENSITIES", "logdet_sum", "divergence_integral", "class_densities", "pushed_densities",
+           "volume_data", "with_exact_density"]
+
+# how the density panel is made: name -> what its label says
+DENSITIES = {"kde": "KDE of x_k", "exact": "exact push-forward ρ_0 / |det DΦ| along the characteristics"}
 
 
 def logdet_sum(model: FlowModel, x: np.ndarray) -> np.ndarray:
@@ -77,6 +82,47 @@ def divergence_integral(model: FlowModel, x: np.ndarray, *, per_unit: int = 64, 
     return out[..., -1].numpy()
 
 
+def _bandwidth(q: np.ndarray) -> np.ndarray:
+    return np.maximum(q.std(0), 1e-3) * len(q) ** (-1 / 6)  # Scott's rule in 2-D
+
+
+def _kde_at(q: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """The Gaussian KDE (Scott's bandwidth) of points q (n, 2) at points pts (M, 2): (M,)."""
+    bw = _bandwidth(q)
+    z = (pts[:, None, :] - q[None, :, :]) / bw
+    return np.exp(-0.5 * (z ** 2).sum(-1)).mean(1) / (2 * np.pi * bw.prod())
+
+
+def pushed_densities(model: FlowModel, x: np.ndarray, y: np.ndarray, n_classes: int, ks, box, *, res: int = 50,
+                     src_res: int = 90):
+    """The classes' densities pushed forward exactly: rho_k(x_k) = rho_0(x_0) / |det D Phi_(0->k)(x_0)| along
+    the characteristics of a src_res x src_res grid of starting points x_0, rho_0 the KDE of each class's points
+    x (m, 2) at k = 0 (as :func:`class_densities`); then read on a res x res grid over ``box`` (4,) by linear
+    interpolation between the carried points (0 outside their hull). Plane only (p = 0): pushed into R^(2+p), a
+    planar density lives on a surface. Where a step folds (det < 0) the sheets over a point are not summed.
+    Returns (K, C, res, res) (rows x2, columns x1).
+    """
+    from scipy.interpolate import griddata
+
+    if model.dim != 2:
+        raise ConfigError("the exact push-forward density is a planar one: this run is lifted (p > 0), so its "
+                          "points live on a surface of R^(2+p); use the KDE")
+    x = np.asarray(x, np.float64)
+    pad = 3 * max(float(_bandwidth(x[y == c]).max()) for c in range(n_classes) if (y == c).sum() >= 2)
+    lo, hi = x.min(0) - pad, x.max(0) + pad
+    a1, a2 = np.linspace(lo[0], hi[0], src_res), np.linspace(lo[1], hi[1], src_res)
+    src = np.stack(np.meshgrid(a1, a2), -1).reshape(-1, 2)
+    xs = flow_paths(model, src).cpu().numpy().astype(np.float64)[..., :2]
+    ld = logdet_sum(model, src)
+    g1, g2 = np.linspace(box[0], box[1], res), np.linspace(box[2], box[3], res)
+    G1, G2 = np.meshgrid(g1, g2)
+    rho0 = np.stack([_kde_at(x[y == c], src) if (y == c).sum() >= 2 else np.zeros(len(src))
+                     for c in range(n_classes)], 1)  # (G, C)
+    out = [griddata(xs[k], rho0 / np.exp(ld[k])[:, None], (G1, G2), method="linear", fill_value=0.0)
+           for k in ks]  # one triangulation per step for all classes: (res, res, C) each
+    return np.asarray(out, np.float32).transpose(0, 3, 1, 2)
+
+
 def class_densities(xs: np.ndarray, y: np.ndarray, n_classes: int, ks, *, res: int = 50):
     """A Gaussian KDE (Scott's bandwidth) of each class's points x_k (first two coordinates) at the steps ks.
 
@@ -92,7 +138,7 @@ def class_densities(xs: np.ndarray, y: np.ndarray, n_classes: int, ks, *, res: i
             q = xs[k, y == c, :2].astype(np.float64)
             if len(q) < 2:
                 continue
-            bw = np.maximum(q.std(0), 1e-3) * len(q) ** (-1 / 6)  # Scott's rule in 2-D
+            bw = _bandwidth(q)
             # the Gaussian kernel is separable: density = E2 @ E1^T / n (rows x2, columns x1)
             e1 = np.exp(-0.5 * ((g1[:, None] - q[None, :, 0]) / bw[0]) ** 2)
             e2 = np.exp(-0.5 * ((g2[:, None] - q[None, :, 1]) / bw[1]) ** 2)
@@ -104,7 +150,8 @@ def class_densities(xs: np.ndarray, y: np.ndarray, n_classes: int, ks, *, res: i
 class VolumeData:
     """logdet, integral (K, res, res): the discrete sum and the divergence integral at steps ks (K,) over the
     input grid x1, x2; Ls, diff: mean |sum - integral| at T for the discretisations L' (the run's own L for
-    per-step weights); box (4,) and density (K, C, r, r): the classes pushed forward to step k."""
+    per-step weights); box (4,) and density (K, C, r, r): the classes pushed forward to step k, made as
+    ``density_kind`` says (a key of ``DENSITIES``: a KDE of the points x_k, or the exact push-forward)."""
 
     ks: np.ndarray
     t: np.ndarray
@@ -116,11 +163,17 @@ class VolumeData:
     diff: np.ndarray
     box: np.ndarray
     density: np.ndarray
+    density_kind: str = "kde"
 
 
 def volume_data(model: FlowModel, data, *, extent=None, res: int = 30, max_frames: int = 17,
-                max_points: int = 300, seed: int = 0) -> VolumeData:
-    """The volume view of a model and its data (extent: the input box, the data's by default)."""
+                max_points: int = 300, seed: int = 0, density: str = "kde") -> VolumeData:
+    """The volume view of a model and its data (extent: the input box, the data's by default); ``density``:
+    "kde" (a KDE of the points x_k) or "exact" (:func:`pushed_densities`)."""
+    if density not in DENSITIES:
+        raise ConfigError(f"unknown density {density!r}; valid: {', '.join(DENSITIES)}")
+    if density == "exact" and model.dim != 2:
+        raise ConfigError("the exact push-forward density is a planar one: this run is lifted (p > 0); use the KDE")
     extent = check_extent(data.extent() if extent is None else extent)
     x1, x2, pts = plane_grid(extent, res)
     ks = frame_steps(model.L, max_frames)
@@ -132,11 +185,28 @@ def volume_data(model: FlowModel, data, *, extent=None, res: int = 30, max_frame
         Ls = np.array(sorted({2, 4, 8, 16, 32, 64, model.L}))
         diff = np.array([np.abs((disc if L == model.L else logdet_sum(model.with_steps(int(L)), pts))[-1]
                                 - cont[-1]).mean() for L in Ls])
+    x, y = _shown(data, max_points, seed)
+    box, dens = class_densities(flow_paths(model, x).cpu().numpy(), y, data.n_classes, ks)
+    shape = (len(ks), res, res)
+    vd = VolumeData(ks, model.times[ks].astype(np.float32), x1, x2, disc[ks].reshape(shape).astype(np.float32),
+                    cont[ks].reshape(shape).astype(np.float32), Ls, diff, box, dens)
+    return with_exact_density(vd, model, data, max_points=max_points, seed=seed) if density == "exact" else vd
+
+
+def _shown(data, max_points: int, seed: int):
+    """The (seeded subsample of the) points whose densities the panel shows."""
     x, y = data.x, data.y
     if len(x) > max_points:
         idx = np.sort(np.random.default_rng(seed).choice(len(x), max_points, replace=False))
         x, y = x[idx], y[idx]
-    box, dens = class_densities(flow_paths(model, x).cpu().numpy(), y, data.n_classes, ks)
-    shape = (len(ks), res, res)
-    return VolumeData(ks, model.times[ks].astype(np.float32), x1, x2, disc[ks].reshape(shape).astype(np.float32),
-                      cont[ks].reshape(shape).astype(np.float32), Ls, diff, box, dens)
+    return x, y
+
+
+def with_exact_density(vd: VolumeData, model: FlowModel, data, *, max_points: int = 300,
+                       seed: int = 0) -> VolumeData:
+    """The same volume data with the exact push-forward (:func:`pushed_densities`) as its density panel."""
+    if model.dim != 2:
+        raise ConfigError("the exact push-forward density is a planar one: this run is lifted (p > 0); use the KDE")
+    x, y = _shown(data, max_points, seed)
+    dens = pushed_densities(model, x, y, data.n_classes, vd.ks, vd.box, res=vd.density.shape[-1])
+    return replace(vd, density=dens, density_kind="exact")

@@ -158,10 +158,12 @@ def panel(state, run, views) -> None:
             k = int(np.argmax(obj.max_abs))
             st.caption(f"Largest |s_k λ| = {obj.max_abs[k]:.3g} at block {k + 1}; {100 * obj.outside.max():.0f}% of "
                        f"the eigenvalues of the worst block lie outside the {obj.scheme} region; "
-                       f"{int((obj.det < 0).sum())} point-blocks have det(I + s_k DV_k) < 0, each with a real "
-                       "eigenvalue of s_k DV_k below −1.")
+                       f"{int((obj.det < 0).sum())} point-blocks fold: det D(step k) < 0, the Jacobian of the "
+                       f"{obj.scheme} step itself" + (", each with a real eigenvalue of s_k DV_k below −1." if
+                       obj.scheme == "euler" else " (for midpoint and rk4 it is not I + s_k DV_k: a fold is read "
+                       "from the step's Jacobian, not from where the eigenvalues lie)."))
         elif sub == "Volume and density":
-            _show(plots.volume, _data(run, model, step, views, "volume"), state, "fig_volume")
+            _volume(run, model, step, views, state)
         elif sub == "Grid solver":
             if model.dim != 2:
                 st.info("The grid solver works on the plane: this run is lifted (p > 0), so its transport "
@@ -187,6 +189,18 @@ def _show(fn, obj, state, key, **kw):
     except Exception:  # a figure must never take the page down
         log.exception("instrument figure %s failed", key)
         st.error("This instrument could not be drawn for this run.")
+
+
+def _volume(run, model, step, views, state):
+    """The volume instrument with its density panel as a KDE of x_k (prepared) or the exact push-forward."""
+    from ..training.volume import DENSITIES, with_exact_density
+
+    kinds = list(DENSITIES) if model.dim == 2 else ["kde"]
+    kind = st.radio("Density", kinds, horizontal=True, key="volume_density", format_func=DENSITIES.get)
+    obj = _data(run, model, step, views, "volume")
+    if kind == "exact":
+        obj = _cached((run.key, step, "volume", kind), lambda: with_exact_density(obj, model, run.data))
+    _show(plots.volume, obj, state, "fig_volume")
 
 
 def _probe(state, run, model, step, views):
