@@ -247,10 +247,10 @@ def routes(store_of) -> list[Route]:
             if not isinstance(data, dict):
                 raise ValueError
             await asyncio.to_thread(apply, store_of(), code, token, data)
+        except RoomError as e:  # (a FlowvizError is a ValueError: this comes first)
+            return PlainTextResponse(f"Refused: {e}", 403)
         except (ValueError, TypeError):
             return PlainTextResponse("Refused: a bad request.", 400)
-        except RoomError as e:
-            return PlainTextResponse(f"Refused: {e}", 403)
         return Response(status_code=204)
 
     def set_frame(store, code, token, data):

@@ -33,6 +33,7 @@ log = logging.getLogger("flowviz.ui")
 ROOM_KEY = "room"  # session key of this page's Room (the room it drives)
 LINK_USED = "room_link_used"  # room=open of the link has been acted on
 DEBOUNCE_S = 0.05  # figures of one views run are published together
+SETTLE_S = 1.0  # a views run that draws no figure through figcache (Dictionary, a sweep) is published after this
 SIDE_BY_SIDE = "Side by side"
 
 
@@ -47,6 +48,7 @@ class Room:
     code: str
     token: str
     figures: list = field(default_factory=list)  # figures drawn in the current views run, in order
+    shown: list = field(default_factory=list)  # the figures of the last views run of the same run and view
     base: dict = field(default_factory=dict)  # the state of the current views run, without its figures
     mark: tuple = ()  # (run key, view): k is reset when it changes
     side: tuple | None = None  # (views, compared views, labels, probe paths) to build the side-by-side figure
@@ -63,9 +65,9 @@ class _Publisher:
         self.sides: dict[tuple, tuple[tuple, object]] = {}
         self.thread: threading.Thread | None = None
 
-    def submit(self, room: Room, base: dict, figures: list, side) -> None:
+    def submit(self, room: Room, base: dict, figures: list, side, delay: float = DEBOUNCE_S) -> None:
         with self.cond:
-            self.pending[room.code] = (time.monotonic(), room, base, list(figures), side)
+            self.pending[room.code] = (time.monotonic() + delay, room, base, list(figures), side)
             if self.thread is None or not self.thread.is_alive():
                 self.thread = threading.Thread(target=self._loop, name="flowviz-rooms", daemon=True)
                 self.thread.start()
@@ -77,7 +79,7 @@ class _Publisher:
                 while not self.pending:
                     self.cond.wait()
                 code, (t, room, base, figs, side) = min(self.pending.items(), key=lambda kv: kv[1][0])
-                wait = t + DEBOUNCE_S - time.monotonic()
+                wait = t - time.monotonic()
                 if wait > 0:
                     self.cond.wait(wait)
                     continue
@@ -139,7 +141,9 @@ def _seen(fig) -> None:
     if any(f is fig for f in room.figures):
         return
     room.figures.append(fig)
-    _publisher.submit(room, _state(room), room.figures, room.side)
+    # a view redrawn (live training) keeps its other figures until their new ones come: no flicker
+    figs = room.figures + room.shown[len(room.figures):]
+    _publisher.submit(room, _state(room), figs, room.side)
 
 
 figcache.OBSERVERS.append(_seen)
@@ -191,13 +195,17 @@ def publish(state, run, views, view: str, compared=None) -> None:
                                                                              and views.live else ""))}
         if mark != room.mark:  # another run or view: its picture opens on its first frame
             room.base["k"] = None
+            room.shown = []
+        else:
+            room.shown = room.figures + room.shown[len(room.figures):]
         room.mark, room.figures = mark, []
         room.side = None
         if view == SIDE_BY_SIDE and compared is not None and views is not None:
             w = compared.views()
             if w is not None:
                 room.side = _side_args(state, run, compared, views, w)
-        _publisher.submit(room, _state(room), room.figures, room.side)
+        _publisher.submit(room, _state(room), room.shown, room.side,
+                          DEBOUNCE_S if room.side is not None else SETTLE_S)
         s.alive(room.code, room.token)
     except RoomError:
         st.session_state.pop(ROOM_KEY, None)
@@ -255,7 +263,11 @@ def qr_png(text: str, scale: int) -> bytes:
     return buf.getvalue()
 
 
-@st.dialog("Follow this page on your own screen", width="large")
+def _qr_closed():
+    st.session_state["room_show_qr"] = False
+
+
+@st.dialog("Follow this page on your own screen", width="large", on_dismiss=_qr_closed)
 def _qr_dialog(code: str, url: str) -> None:
     st.markdown(f"<div style='text-align:center;font-size:3.2em;font-weight:700;letter-spacing:.12em'>{code}</div>",
                 unsafe_allow_html=True)
@@ -286,7 +298,9 @@ def panel(state) -> None:
     box.markdown(f"Room **{room.code}** · [{url}]({url})")
     box.image(qr_png(url, 8), width="stretch")
     c1, c2 = box.columns(2)
-    if c1.button("Large QR", key="room_qr", width="stretch") or ss.pop("room_show_qr", False):
+    if c1.button("Large QR", key="room_qr", width="stretch"):
+        ss["room_show_qr"] = True
+    if ss.get("room_show_qr"):  # open until dismissed (a full rerun that did not draw it would close it)
         _qr_dialog(room.code, url)
     if c2.button("Close the room", key="room_close", width="stretch"):
         _close()
