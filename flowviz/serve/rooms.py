@@ -157,7 +157,7 @@ class RoomStore:
                 return rec["seq"]
             figs = [h for h in new.get("figures", ()) if HASH_RE.fullmatch(str(h))]
             rec["figs"] = (figs + [h for h in rec["figs"] if h not in figs])[:KEEP_FIGS]
-            rec["seq"], rec["state"] = rec["seq"] + 1, new
+            rec["seq"], rec["state"], rec["published"] = rec["seq"] + 1, new, rec["alive"]
             self._write(rec)
             return rec["seq"]
 
@@ -199,9 +199,10 @@ class RoomStore:
 
     # ------------------------------------------------------------------ followers' view
     def public(self, rec: dict) -> dict:
-        """What a follower may see of a room: its code, sequence number, state, and whether it has ended."""
+        """What a follower may see of a room: its code, sequence number, state, when that state was published
+        (Unix time) and whether the room has ended."""
         return {"code": rec["code"], "seq": rec["seq"], "state": rec["state"], "ended": self.ended(rec),
-                "idle_s": self.limits.idle_s}
+                "published": rec.get("published", rec["opened"]), "idle_s": self.limits.idle_s}
 
     def sweep(self) -> None:
         """Delete rooms ended long ago and figures no open room names (older than the idle limit)."""

@@ -168,7 +168,7 @@ def _text(state) -> tuple[str | None, str]:
     if not state.scenario:
         return None, ""
     info = preset_info(state.scenario)
-    return info["title"], info["description"]
+    return info["title"], info["description"].replace("**", "").replace("`", "")  # shown as plain text
 
 
 def publish(state, run, views, view: str, compared=None) -> None:
