@@ -118,17 +118,18 @@ def radio(page, label):
 
 def click_to_picture(page, reps: int) -> list[float]:
     """Seconds from a click on a view to its figure drawn (its title in the chart), alternating two views."""
-    times = []
-    for i in range(reps):
-        view = VIEWS[i % 2]
+    def show(view):
         title = "Decision" if view == "Decision surface" else "Characteristics x_k"
         t0 = time.perf_counter()
         radio(page, view)
         page.wait_for_function(f"() => [...document.querySelectorAll('.js-plotly-plot .gtitle')].some("
                                f"e => e.textContent.startsWith({json.dumps(title)}))", timeout=60_000)
-        times.append(time.perf_counter() - t0)
+        dt = time.perf_counter() - t0
         time.sleep(0.6)
-    return times
+        return dt
+
+    show(VIEWS[1])  # untimed: every timed click changes the view
+    return [show(VIEWS[i % 2]) for i in range(reps)]
 
 
 def main():
@@ -165,6 +166,7 @@ def main():
         lect.wait_for_function("() => document.body.innerText.includes('done')", timeout=120_000)
         code = next(pp.stem for pp in (Path(cache) / "rooms").glob("*.json") if CODE_RE.fullmatch(pp.stem))
         time.sleep(1.0)
+        click_to_picture(lect, 2)  # untimed: both figures built once
         off1 = click_to_picture(lect, a.clicks)
 
         pid = server.proc.pid
@@ -173,6 +175,12 @@ def main():
         out, ready = work / "followers.json", work / "ready"
         child = subprocess.Popen([sys.executable, __file__, "--followers", str(a.followers), "--child", url, code,
                                   str(out), str(ready)])
+        t_wait = time.time()
+        while not ready.exists() and time.time() - t_wait < 120:
+            time.sleep(0.1)
+        time.sleep(2.0)
+        rss1 = rss_kb(pid)
+        on_headless = click_to_picture(lect, a.clicks)  # the server's cost of the followers alone
         pages = []
         for _ in range(a.browsers):
             pg = b.new_page(viewport={"width": 1280, "height": 720})
@@ -182,13 +190,9 @@ new MutationObserver(() => window.__seen.push({seq: document.body.dataset.seq, v
   {attributes: true, subtree: true, attributeFilter: ['data-seq', 'data-k', 'data-view']});""")
             pg.goto(f"{url}/room/{code}")
             pages.append(pg)
-        t_wait = time.time()
-        while not ready.exists() and time.time() - t_wait < 120:
-            time.sleep(0.1)
         for pg in pages:
             pg.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length > 0", timeout=120_000)
         time.sleep(2.0)
-        rss1 = rss_kb(pid)
 
         # the changes: a view (a new figure, fetched once per follower), then a layer frame (the same figure)
         changes = []
@@ -282,14 +286,17 @@ new MutationObserver(() => window.__seen.push({seq: document.body.dataset.seq, v
     print(f"after the lecturer's own picture: {100 * sum(x <= 1 for x in after) / n:.1f} % within 1 s, "
           f"{100 * sum(x <= 3 for x in after) / n:.1f} % within 3 s, 95th percentile "
           f"{after[min(n - 1, int(0.95 * n))]:.3f} s, slowest {after[-1]:.3f} s")
-    print(f"server memory: {rss0 / 1024:.0f} MiB before, {rss1 / 1024:.0f} MiB with {a.followers + a.browsers} "
-          f"followers: {(rss1 - rss0) / (a.followers + a.browsers):.1f} KiB per follower")
+    print(f"server memory: {rss0 / 1024:.0f} MiB before, {rss1 / 1024:.0f} MiB with {a.followers} headless "
+          f"followers: {(rss1 - rss0) / a.followers:.1f} KiB per follower")
     base = statistics.median(off1 + off2)
-    with_f = statistics.median(on)
+    with_h, with_all = statistics.median(on_headless), statistics.median(on)
     print(f"lecturer click -> picture: without followers {statistics.median(off1):.3f} s / "
-          f"{statistics.median(off2):.3f} s (before / after), with them {with_f:.3f} s "
+          f"{statistics.median(off2):.3f} s (before / after); with the {a.followers} headless followers "
+          f"{with_h:.3f} s (each {', '.join(f'{x:.2f}' for x in on_headless)}); with the {a.browsers} Chromium "
+          f"followers too (their rendering on the same cores) {with_all:.3f} s "
           f"(each {', '.join(f'{x:.2f}' for x in on)})")
-    print(f"ratio lecturer with/without followers {with_f / base:.2f}; p95 follower latency {p95:.2f} s")
+    print(f"ratio lecturer with/without followers {with_h / base:.2f} (headless), {with_all / base:.2f} (with "
+          f"Chromium followers on this machine); p95 follower latency {p95:.2f} s")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import gzip
 import html
 import json
 import logging
+from collections import OrderedDict
 from pathlib import Path
 
 from starlette.requests import Request
@@ -36,6 +37,7 @@ ASSETS = Path(__file__).resolve().parents[2] / "assets"
 POLL_S = 0.1  # how often a room's file is looked at while it has followers here
 PING_S = 15.0  # a comment on an idle stream, so proxies keep it and a gone follower is noticed
 MAX_BODY = 256
+KEEP_FIGS = 32  # gzipped figures kept in memory for the streams of this process
 
 
 def _plotly_js() -> Path:
@@ -129,6 +131,13 @@ class RoomHub:
     def __init__(self, store):
         self.store = store
         self.watches: dict[str, _Watch] = {}
+        self.figs: OrderedDict[str, bytes] = OrderedDict()  # gzipped figures served lately, by hash
+
+    def keep(self, h: str, gz: bytes) -> None:
+        self.figs[h] = gz
+        self.figs.move_to_end(h)
+        while len(self.figs) > KEEP_FIGS:
+            self.figs.popitem(last=False)
 
     def followers(self, code: str) -> int:
         w = self.watches.get(code)
@@ -212,13 +221,15 @@ def routes(store_of) -> list[Route]:
         etag = f'"{h}"'
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers={"ETag": etag})
-        store, rec = await asyncio.to_thread(room_or_none, code)
         w = hub.watches.get(code)
-        if rec is None or store.ended(rec):
-            return PlainTextResponse("No such figure.", 404)
-        gz = await asyncio.to_thread(store.figure, code, h, rec)
-        if gz is None and w is not None and w.rec is not None and w.rec is not rec:
-            gz = await asyncio.to_thread(store.figure, code, h, w.rec)
+        store = store_of()
+        if w is not None and w.rec is not None and not w.ended and h in w.rec.get("figs", ()) and h in hub.figs:
+            gz = hub.figs[h]  # a hall fetching a new figure at once: no file read per follower
+        else:
+            store, rec = await asyncio.to_thread(room_or_none, code)
+            gz = await asyncio.to_thread(store.figure, code, h, rec) if rec is not None else None
+            if gz is not None:
+                hub.keep(h, gz)
         if gz is None:
             return PlainTextResponse("No such figure.", 404)
         headers = {"ETag": etag, "Cache-Control": "public, max-age=31536000, immutable", "Vary": "Accept-Encoding"}
