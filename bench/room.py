@@ -112,6 +112,19 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (all its threads)."""
+    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def phase(page, reps: int, pid: int) -> tuple[list[float], float]:
+    """click_to_picture, and the server's CPU seconds per click meanwhile."""
+    c0 = cpu_s(pid)
+    times = click_to_picture(page, reps)
+    return times, (cpu_s(pid) - c0) / (reps + 1)
+
+
 def radio(page, label):
     page.locator("[data-testid='stRadio'] [role='radiogroup'] label").filter(has_text=label).first.click()
 
@@ -137,7 +150,7 @@ def main():
     ap.add_argument("--followers", type=int, default=200)
     ap.add_argument("--browsers", type=int, default=3)
     ap.add_argument("--changes", type=int, default=10, help="changes of view or frame, alternately")
-    ap.add_argument("--clicks", type=int, default=6, help="lecturer's clicks per phase (off, on, off)")
+    ap.add_argument("--clicks", type=int, default=8, help="lecturer's clicks per phase (off, on, off)")
     ap.add_argument("--gap", type=float, default=3.0, help="seconds between changes")
     ap.add_argument("--child", nargs=4, metavar=("URL", "CODE", "OUT", "READY"), help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -167,9 +180,9 @@ def main():
         code = next(pp.stem for pp in (Path(cache) / "rooms").glob("*.json") if CODE_RE.fullmatch(pp.stem))
         time.sleep(1.0)
         click_to_picture(lect, 2)  # untimed: both figures built once
-        off1 = click_to_picture(lect, a.clicks)
-
         pid = server.proc.pid
+        off1, cpu_off1 = phase(lect, a.clicks, pid)
+
         rss0 = rss_kb(pid)
         work = Path(tempfile.mkdtemp())
         out, ready = work / "followers.json", work / "ready"
@@ -180,7 +193,7 @@ def main():
             time.sleep(0.1)
         time.sleep(2.0)
         rss1 = rss_kb(pid)
-        on_headless = click_to_picture(lect, a.clicks)  # the server's cost of the followers alone
+        on_headless, cpu_on = phase(lect, a.clicks, pid)  # the server's cost of the followers alone
         pages = []
         for _ in range(a.browsers):
             pg = b.new_page(viewport={"width": 1280, "height": 720})
@@ -235,7 +248,7 @@ new MutationObserver(() => window.__seen.push({seq: document.body.dataset.seq, v
         log = json.loads(out.read_text())
         for pg in pages:
             pg.close()
-        off2 = click_to_picture(lect, a.clicks)
+        off2, cpu_off2 = phase(lect, a.clicks, pid)
         b.close()
 
     # latencies: per change and follower, the first state showing it (with its figures fetched)
@@ -295,6 +308,8 @@ new MutationObserver(() => window.__seen.push({seq: document.body.dataset.seq, v
           f"{with_h:.3f} s (each {', '.join(f'{x:.2f}' for x in on_headless)}); with the {a.browsers} Chromium "
           f"followers too (their rendering on the same cores) {with_all:.3f} s "
           f"(each {', '.join(f'{x:.2f}' for x in on)})")
+    print(f"server CPU per lecturer click: {1000 * cpu_off1:.0f} ms / {1000 * cpu_off2:.0f} ms without followers, "
+          f"{1000 * cpu_on:.0f} ms with the {a.followers} headless followers")
     print(f"ratio lecturer with/without followers {with_h / base:.2f} (headless), {with_all / base:.2f} (with "
           f"Chromium followers on this machine); p95 follower latency {p95:.2f} s")
 

@@ -186,7 +186,9 @@ def publish(state, run, views, view: str, compared=None) -> None:
         mark = (run.key if run is not None else None, view)
         step, steps = _step_of(run)
         title, text = _text(state)
-        link = links.link_of(state.config, {**state.flags, "room": room.code})
+        # the explorer's own page: the config shown, every control at hand (no hidden groups, no projector mode)
+        link = links.link_of(run.config if run is not None else state.config,
+                             {**state.flags, "room": room.code, "hide": frozenset(), "present": False})
         link["view"] = view
         room.base = {"title": title, "text": text, "view": view, "instrument": None, "step": step,
                      "train_steps": steps, "probe": list(state.probe) if state.probe is not None else None,
