@@ -52,6 +52,17 @@ def test_only_the_token_drives_a_room_and_its_figures_are_reached_only_through_i
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporary file left
 
 
+def test_the_room_link_flags_are_read_once_and_only_the_room_code_is_kept():
+    from flowviz.ui import links
+
+    link = links.parse_link({"view": "Transport", "k": "3", "room": "open", "scenario": "moons"})
+    assert (link.view, link.flags["k"], link.flags["room"], link.notices) == ("Transport", 3, "open", ())
+    assert not {"view", "k", "room"} & set(links.link_of(link.config, link.flags))  # room=open opens one room
+    assert links.link_of(link.config, {**link.flags, "room": "ABC234"})["room"] == "ABC234"  # Back to the room
+    bad = links.parse_link({"view": "Nope", "k": "-1", "room": "abc"})
+    assert (bad.view, bad.flags["k"], bad.flags["room"]) == (None, None, None) and len(bad.notices) == 3
+
+
 # ------------------------------------------------------------------------------------------ live servers
 class Follower(threading.Thread):
     """A plain HTTP client on a room's event stream: every state it receives, and whether the stream ended."""
@@ -163,6 +174,9 @@ def test_a_hall_follows_the_lecturer_across_two_replicas(replicas, browser):
     lect.set_viewport_size({"width": 1280, "height": 720})
     lect.keyboard.press("Escape")
     lect.wait_for_selector("[role='dialog']", state="detached", timeout=10_000)
+    lect.get_by_role("button", name="Close the room").scroll_into_view_if_needed()
+    time.sleep(0.5)
+    lect.screenshot(path=str(SHOTS / "room_panel_1280x720.png"))  # the sidebar's room box
     assert (rooms / f"{code}.json").is_file()
 
     # followers: plain HTTP clients on both replicas, one Chromium on each
@@ -235,14 +249,14 @@ def test_a_hall_follows_the_lecturer_across_two_replicas(replicas, browser):
     time.sleep(1.0)
     area = lect.locator(".js-plotly-plot").first.locator(".nsewdrag").first.bounding_box()
     lect.mouse.click(area["x"] + 0.3 * area["width"], area["y"] + 0.4 * area["height"])
-    everyone(lambda s: s.get("view") == "Instruments" and s.get("instrument") == "Probe" and s.get("probe") and s.get("figures"),
-             "probe", page_pred="() => document.body.dataset.view === 'Instruments'")
+    everyone(lambda s: s.get("view") == "Instruments" and s.get("instrument") == "Probe" and s.get("probe")
+             and s.get("figures"), "probe", page_pred="() => document.body.dataset.view === 'Instruments'")
 
-    # a change of scenario
+    # a change of scenario (the lightest: two blocks), which opens on its own view
     lect.locator("[data-testid='stSelectbox']").first.click()
-    lect.get_by_role("option", name="Spirals").click()
-    everyone(lambda s: s.get("scenario") == "spirals" and s.get("title") == "Spirals", "scenario",
-             page_pred="() => document.getElementById('title').textContent.startsWith('Spirals')")
+    lect.get_by_role("option", name="When Euler steps fold the plane").click()
+    everyone(lambda s: s.get("scenario") == "folding" and s.get("view") == "Diagnostics" and s.get("text"),
+             "scenario", page_pred="() => document.getElementById('title').textContent.startsWith('When Euler')")
 
     # wrong and ended codes get a plain message
     status, body, _ = _get(f"{b}/room/ZZZZZZ")

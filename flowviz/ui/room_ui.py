@@ -273,8 +273,13 @@ def _qr_closed():
 def _qr_dialog(code: str, url: str) -> None:
     st.markdown(f"<div style='text-align:center;font-size:3.2em;font-weight:700;letter-spacing:.12em'>{code}</div>",
                 unsafe_allow_html=True)
-    st.image(qr_png(url, 14), width="stretch")
-    st.markdown(f"<div style='text-align:center;font-size:1.4em'>{url}</div>", unsafe_allow_html=True)
+    import base64
+
+    png = base64.b64encode(qr_png(url, 12)).decode()
+    st.html(f"<img alt='QR code of {url}' src='data:image/png;base64,{png}' style='display:block;margin:0 auto;"
+            "width:min(100%, 58vh);image-rendering:pixelated'>")
+    st.markdown(f"<div style='text-align:center;font-size:1.4em;word-break:break-all'>{url}</div>",
+                unsafe_allow_html=True)
 
 
 def panel(state) -> None:
