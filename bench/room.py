@@ -243,7 +243,7 @@ new MutationObserver(() => window.__seen.push({seq: document.body.dataset.seq, v
         seen_pages = [pg.evaluate("() => window.__seen") for pg in pages]
         if os.environ.get("ROOM_BENCH_DEBUG"):
             print(seen_pages, changes)
-        lect.get_by_role("button", name="Close the room").click()
+        lect.get_by_role("button", name="Close room").click()
         child.wait(60)
         log = json.loads(out.read_text())
         for pg in pages:

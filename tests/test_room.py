@@ -174,7 +174,7 @@ def test_a_hall_follows_the_lecturer_across_two_replicas(replicas, browser):
     lect.set_viewport_size({"width": 1280, "height": 720})
     lect.keyboard.press("Escape")
     lect.wait_for_selector("[role='dialog']", state="detached", timeout=10_000)
-    lect.get_by_role("button", name="Close the room").scroll_into_view_if_needed()
+    lect.get_by_role("button", name="Close room").scroll_into_view_if_needed()
     time.sleep(0.5)
     lect.screenshot(path=str(SHOTS / "room_panel_1280x720.png"))  # the sidebar's room box
     assert (rooms / f"{code}.json").is_file()
@@ -269,7 +269,7 @@ def test_a_hall_follows_the_lecturer_across_two_replicas(replicas, browser):
     assert status == 410 and "This room has ended" in body
 
     # closing the room ends every follower's stream, on both replicas
-    lect.locator("[data-testid='stSidebar']").get_by_role("button", name="Close the room").click()
+    lect.locator("[data-testid='stSidebar']").get_by_role("button", name="Close room").click()
     assert wait_for(lambda: all(s.ended for s in subs), 20), [(s.ended, s.error) for s in subs]
     phone.wait_for_function("() => document.body.dataset.ended === '1'", timeout=20_000)
     assert _get(f"{a}/room/{code}")[0] == 410

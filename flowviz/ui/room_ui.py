@@ -283,7 +283,7 @@ def _qr_dialog(code: str, url: str) -> None:
 
 
 def panel(state) -> None:
-    """The sidebar's room box: "Open a room", or the open room's code, link, QR code and "Close the room"; a
+    """The sidebar's room box: "Open a room", or the open room's code, link, QR code and "Close room"; a
     page opened from a room has "Back to the room"."""
     ss = st.session_state
     flag = state.flags.get("room")
@@ -309,7 +309,7 @@ def panel(state) -> None:
         ss["room_show_qr"] = True
     if ss.get("room_show_qr"):  # open until dismissed (a full rerun that did not draw it would close it)
         _qr_dialog(room.code, url)
-    if c2.button("Close the room", key="room_close", width="stretch"):
+    if c2.button("Close room", key="room_close", width="stretch"):
         _close()
         st.rerun()
     box.caption(f"Followers see what this page shows; the room ends when closed or after "
