@@ -3,9 +3,10 @@ real Chromium followers watch a lecturer's page (Chromium) while the lecturer ch
 
 Prints, per change: the share of followers that had the change (state and, for a new figure, its JSON) within
 1 s and the slowest, measured from the lecturer's click and from the server's publication; the lecturer's own
-time from a click on a view to its picture, with and without the followers (phases off / on / off, the ratio
-against the median of the two "off" phases); and the server's memory per follower (resident set growth from
-no follower to all connected, divided by their number). The last line is the ratio that matters.
+time from a click on a view to its picture, in rounds of phases without and with the headless followers (and
+the server's CPU per click in each), then with the Chromium followers too; and the server's memory per
+follower (resident set growth from no follower to all connected, divided by their number). The last line is
+the ratio that matters.
 
     .venv/bin/python bench/room.py                       # 200 followers + 3 Chromium followers
     .venv/bin/python bench/room.py --followers 20 --browsers 1 --changes 4 --clicks 2   # a quick run
@@ -150,7 +151,8 @@ def main():
     ap.add_argument("--followers", type=int, default=200)
     ap.add_argument("--browsers", type=int, default=3)
     ap.add_argument("--changes", type=int, default=10, help="changes of view or frame, alternately")
-    ap.add_argument("--clicks", type=int, default=8, help="lecturer's clicks per phase (off, on, off)")
+    ap.add_argument("--clicks", type=int, default=6, help="lecturer's clicks per phase")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of phases without and with followers")
     ap.add_argument("--gap", type=float, default=3.0, help="seconds between changes")
     ap.add_argument("--child", nargs=4, metavar=("URL", "CODE", "OUT", "READY"), help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -181,19 +183,36 @@ def main():
         time.sleep(1.0)
         click_to_picture(lect, 2)  # untimed: both figures built once
         pid = server.proc.pid
-        off1, cpu_off1 = phase(lect, a.clicks, pid)
+        work = Path(tempfile.mkdtemp())
+
+        def start_followers(tag: str):
+            out, ready = work / f"followers-{tag}.json", work / f"ready-{tag}"
+            child = subprocess.Popen([sys.executable, __file__, "--followers", str(a.followers), "--child", url,
+                                      code, str(out), str(ready)])
+            t_wait = time.time()
+            while not ready.exists() and time.time() - t_wait < 120:
+                time.sleep(0.1)
+            time.sleep(1.0)
+            return child, out
+
+        # the lecturer's click -> picture, phases interleaved: without followers, with the headless ones
+        off, on_headless, cpu_off, cpu_on = [], [], [], []
+        for r in range(a.rounds):
+            t, c = phase(lect, a.clicks, pid)
+            off += t
+            cpu_off.append(c)
+            tmp, _ = start_followers(f"round{r}")
+            t, c = phase(lect, a.clicks, pid)
+            on_headless += t
+            cpu_on.append(c)
+            tmp.terminate()
+            tmp.wait(30)
+            time.sleep(1.0)
 
         rss0 = rss_kb(pid)
-        work = Path(tempfile.mkdtemp())
-        out, ready = work / "followers.json", work / "ready"
-        child = subprocess.Popen([sys.executable, __file__, "--followers", str(a.followers), "--child", url, code,
-                                  str(out), str(ready)])
-        t_wait = time.time()
-        while not ready.exists() and time.time() - t_wait < 120:
-            time.sleep(0.1)
-        time.sleep(2.0)
+        child, out = start_followers("main")
+        time.sleep(1.0)
         rss1 = rss_kb(pid)
-        on_headless, cpu_on = phase(lect, a.clicks, pid)  # the server's cost of the followers alone
         pages = []
         for _ in range(a.browsers):
             pg = b.new_page(viewport={"width": 1280, "height": 720})
@@ -248,7 +267,6 @@ new MutationObserver(() => window.__seen.push({seq: document.body.dataset.seq, v
         log = json.loads(out.read_text())
         for pg in pages:
             pg.close()
-        off2, cpu_off2 = phase(lect, a.clicks, pid)
         b.close()
 
     # latencies: per change and follower, the first state showing it (with its figures fetched)
@@ -301,15 +319,16 @@ new MutationObserver(() => window.__seen.push({seq: document.body.dataset.seq, v
           f"{after[min(n - 1, int(0.95 * n))]:.3f} s, slowest {after[-1]:.3f} s")
     print(f"server memory: {rss0 / 1024:.0f} MiB before, {rss1 / 1024:.0f} MiB with {a.followers} headless "
           f"followers: {(rss1 - rss0) / a.followers:.1f} KiB per follower")
-    base = statistics.median(off1 + off2)
+    base = statistics.median(off)
     with_h, with_all = statistics.median(on_headless), statistics.median(on)
-    print(f"lecturer click -> picture: without followers {statistics.median(off1):.3f} s / "
-          f"{statistics.median(off2):.3f} s (before / after); with the {a.followers} headless followers "
-          f"{with_h:.3f} s (each {', '.join(f'{x:.2f}' for x in on_headless)}); with the {a.browsers} Chromium "
-          f"followers too (their rendering on the same cores) {with_all:.3f} s "
-          f"(each {', '.join(f'{x:.2f}' for x in on)})")
-    print(f"server CPU per lecturer click: {1000 * cpu_off1:.0f} ms / {1000 * cpu_off2:.0f} ms without followers, "
-          f"{1000 * cpu_on:.0f} ms with the {a.followers} headless followers")
+    print(f"lecturer click -> picture ({a.rounds} rounds of {a.clicks} clicks without, then with, the "
+          f"{a.followers} headless followers): medians {base:.3f} s without, {with_h:.3f} s with them; with the "
+          f"{a.browsers} Chromium followers too (their rendering on the same cores) {with_all:.3f} s")
+    print("  without: " + ", ".join(f"{x:.2f}" for x in off))
+    print("  with:    " + ", ".join(f"{x:.2f}" for x in on_headless))
+    print(f"server CPU per lecturer click, per round: without followers "
+          f"{', '.join(f'{1000 * c:.0f}' for c in cpu_off)} ms; with the {a.followers} headless followers "
+          f"{', '.join(f'{1000 * c:.0f}' for c in cpu_on)} ms")
     print(f"ratio lecturer with/without followers {with_h / base:.2f} (headless), {with_all / base:.2f} (with "
           f"Chromium followers on this machine); p95 follower latency {p95:.2f} s")
 
