@@ -100,6 +100,7 @@ def cmd_eval(args) -> int:
     changes = Config().with_sets(args.set or [])
     delta = {k: getattr(changes, k) for k in (a.split("=", 1)[0].strip() for a in (args.set or []))}
     if delta:
+        _guard_eval(model.config.replace(**delta), len(ds.x_train))
         model = model.rediscretised(**delta)
     out = {"n_steps": model.L, "scheme": model.config.scheme}
     for split, x, y in (("train", ds.x_train, ds.y_train), ("test", ds.x_test, ds.y_test)):
@@ -112,6 +113,23 @@ def cmd_eval(args) -> int:
     out["min_jac_det"] = float(diag.min_jac_det.min())
     print(json.dumps(_clean(out)))
     return 0
+
+
+MAX_EVAL_SECONDS = 3600.0  # what eval takes on: the cost model's final-pictures part, an upper bound of its work
+
+
+def _guard_eval(cfg: Config, n_train: int) -> None:
+    """Refuse an evaluation of ``cfg`` (a saved run re-discretised) that the cost model says would not fit in
+    half this machine's memory or take more than MAX_EVAL_SECONDS, before anything is allocated."""
+    from .core.cost import Cost, estimate, machine_mb
+    from .core.errors import ConfigError
+
+    c = estimate(cfg, n_train)
+    cost = Cost(c.part("analysis"), c.peak_mb, c.drivers)
+    total = machine_mb()
+    if cost.seconds > MAX_EVAL_SECONDS or (total is not None and cost.peak_mb > total / 2):
+        raise ConfigError(f"evaluating this run at n_steps={cfg.n_steps}, scheme={cfg.scheme} would take "
+                          f"{cost.describe()}: more than eval takes on (an hour, half this machine's memory)")
 
 
 def _warn_sweep_cost(cfg: Config, key: str, values: list, data) -> None:
@@ -128,10 +146,24 @@ def _warn_sweep_cost(cfg: Config, key: str, values: list, data) -> None:
         warnings.warn(why.replace("this run", f"this sweep of {len(values)} runs"), stacklevel=2)
 
 
+def _depths(text: str, flag: str, form: str, sep: str, cfg: Config, count: int | None = None) -> list[int]:
+    """The depths L of ``flag``'s text (``form``, separated by ``sep``), each a valid n_steps of ``cfg``;
+    ConfigError in one line otherwise."""
+    from .core.errors import ConfigError, echo
+
+    parts = [p.strip() for p in str(text).split(sep)]
+    if len(text) > 200 or not all(p.isdigit() and len(p) < 7 for p in parts) or (count and len(parts) != count):
+        raise ConfigError(f"{flag} takes {form}: whole numbers separated by {sep!r}; got {echo(text)}")
+    for v in parts:
+        cfg.replace(n_steps=int(v))  # the config's own checks of a depth
+    return [int(v) for v in parts]
+
+
 def cmd_sweep(args) -> int:
     from .core.data import load_csv
     from .plots.sweep import coarse_to_fine_curve, side_by_side, sweep_html
     from .training.analysis import analyse
+    from .training.refine import coarse_levels
     from .training.sweep import coarse_to_fine, parse_vary, run_sweep
 
     cfg = _config_from(args)
@@ -140,9 +172,11 @@ def cmd_sweep(args) -> int:
     if cfg.dataset == "csv" and data is None:
         raise FlowvizError("dataset=csv needs --csv FILE (columns x1, x2, label)")
     _warn_sweep_cost(cfg, key, values, data)
-    extra_L = [int(v) for v in args.transfer_to.split(",") if v.strip()] if args.transfer_to else []
-    for v in extra_L:
-        cfg.replace(n_steps=v)  # validates each L'
+    extra_L = _depths(args.transfer_to, "--transfer-to", "L1,L2", ",", cfg) if args.transfer_to else []
+    c2f = _depths(args.coarse_to_fine, "--coarse-to-fine", "L0:L1", ":", cfg, count=2) if args.coarse_to_fine \
+        else None
+    if c2f:
+        coarse_levels(*c2f)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     last = [-1.0]
@@ -175,8 +209,8 @@ def cmd_sweep(args) -> int:
             va, vb = ((pool.measure("views", s.data, models=[m.model]) for m in (a, b)) if pool is not None else
                       (analyse(m.model, s.data, with_reference=False) for m in (a, b)))
             extra.append(side_by_side(va, vb, (f"{key} = {a.value}", f"{key} = {b.value}")))
-        if args.coarse_to_fine:
-            lo, hi = (int(v) for v in args.coarse_to_fine.split(":"))
+        if c2f:
+            lo, hi = c2f
             c = (pool.measure("coarse_to_fine", s.data, config=cfg, L_start=lo, L_end=hi) if pool is not None else
                  coarse_to_fine(cfg, L_start=lo, L_end=hi, data=s.data))
             extra.append(coarse_to_fine_curve(c))

@@ -1,8 +1,8 @@
 """The container recipe and the server settings, checked without a Docker engine."""
 
 import re
-
 import tomllib
+
 from tiny import ROOT
 
 

@@ -102,8 +102,8 @@ class Config:
         beyond = []
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            if f.type == "float" and isinstance(v, int) and not isinstance(v, bool):
-                object.__setattr__(self, f.name, float(v))  # 2 and 2.0 are one config
+            if f.type == "float" and isinstance(v, (int, float)) and not isinstance(v, bool):
+                object.__setattr__(self, f.name, float(v) + 0.0)  # 2 and 2.0 are one config; -0.0 + 0.0 is 0.0
             if _check(f, getattr(self, f.name), server=False):
                 beyond.append(f)
         if self.batch_size > self.n_samples:

@@ -10,13 +10,15 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Mapping
 
 import numpy as np
 
-from .data import load_csv
-from .errors import DataError
+from .data import MAX_COORD, load_csv
+from .errors import ConfigError, DataError
 
-__all__ = ["MAX_POINTS", "RANGE", "encode_points", "decode_points", "parse_probe", "format_probe"]
+__all__ = ["MAX_POINTS", "RANGE", "PROBE_LIMIT", "DATA_LIMIT", "MAX_SELECTED", "encode_points", "decode_points",
+           "parse_probe", "format_probe", "check_points", "check_extent", "coordinate", "parse_selection"]
 
 MAX_POINTS = 500
 RANGE = 8.0
@@ -72,18 +74,103 @@ def decode_points(text: str) -> tuple[np.ndarray, np.ndarray]:
     return load_csv(csv)  # the same checks and limits as an uploaded file
 
 
-def parse_probe(text: str, *, limit: float = 1e3) -> tuple[float, float]:
+PROBE_LIMIT = 1e3  # a point given by a user (link, click, selection, library call): finite, |x1|, |x2| <= this
+DATA_LIMIT = 2 * MAX_COORD  # points of a dataset (|x| <= MAX_COORD) and the boxes drawn around them
+MAX_SELECTED = 10_000  # points one selection event may carry (a box on the densest click plane has 1,681)
+
+
+def check_points(x, *, limit: float = PROBE_LIMIT, what: str = "probe") -> np.ndarray:
+    """Points (m, 2) (or one point (2,)) as float64 (m, 2), checked before any float32 cast: ConfigError unless
+    every coordinate is a finite number within [-limit, limit] (1e300 would become inf in float32)."""
+    try:
+        a = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"{what} coordinates must be numbers; got {str(x)[:40]!r}") from None
+    if a.ndim == 0 or a.shape[-1] != 2 or a.ndim > 2:
+        raise ConfigError(f"{what} coordinates must be pairs (x1, x2), shape (m, 2); got shape {a.shape}")
+    a = a.reshape(-1, 2)
+    if not (np.abs(a) <= limit).all():  # False for NaN too
+        raise ConfigError(f"{what} coordinates must be finite and within [-{limit:g}, {limit:g}]")
+    return a
+
+
+def check_extent(extent, *, limit: float = DATA_LIMIT) -> tuple[float, float, float, float]:
+    """A box (x1 lo, x1 hi, x2 lo, x2 hi) as floats: ConfigError unless four finite numbers within
+    [-limit, limit] (check_points) with lo < hi on both axes."""
+    try:
+        a = np.asarray(extent, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError, OverflowError):
+        a = np.zeros(0)
+    if a.shape == (4,):
+        check_points(a.reshape(2, 2), limit=limit, what="the box's")
+    if a.shape != (4,) or not (a[0] < a[1] and a[2] < a[3]):
+        raise ConfigError(f"a box is (x1 lo, x1 hi, x2 lo, x2 hi) with lo < hi; got {str(extent)[:60]}")
+    return tuple(float(v) for v in a)
+
+
+def coordinate(v) -> float | None:
+    """One coordinate from a client (a link's text or a selection's value) as a float, or None when it is not a
+    number: bools, containers, and text that ``float`` does not read are refused (range is check_points')."""
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+        return None
+    if isinstance(v, str) and len(v) > 100:
+        return None
+    try:
+        return float(v)
+    except (ValueError, OverflowError):
+        return None
+
+
+def parse_probe(text: str, *, limit: float = PROBE_LIMIT) -> tuple[float, float]:
     """The ``probe=x1,x2`` text -> (x1, x2): two finite numbers within [-limit, limit]; DataError otherwise."""
     parts = str(text).split(",")
-    if len(parts) != 2:
+    x = tuple(coordinate(p) for p in parts)
+    if len(x) != 2 or None in x:
         raise DataError(f"probe must be two numbers x1,x2; got {str(text)[:40]!r}")
     try:
-        x = tuple(float(p) for p in parts)
-    except ValueError:
-        raise DataError(f"probe must be two numbers x1,x2; got {str(text)[:40]!r}") from None
-    if not all(np.isfinite(x)) or max(abs(x[0]), abs(x[1])) > limit:
-        raise DataError(f"probe coordinates must be finite and within [-{limit:g}, {limit:g}]")
+        check_points(x, limit=limit)
+    except ConfigError as e:
+        raise DataError(str(e)) from None
     return x
+
+
+def parse_selection(event, *, limit: float = PROBE_LIMIT) -> tuple[np.ndarray | None, str | None]:
+    """A plane's selection event from the client (Streamlit's ``{"selection": {"points": [{"x", "y", ..}]}}``,
+    any JSON-like value) -> (points (m, 2) float64, None), or (None, None) for an empty event, or (None, a plain
+    notice) for a malformed one: never raises. Each point's x and y go through :func:`coordinate` and
+    :func:`check_points` with ``limit``, the rules of ``probe=``; one bad point refuses the whole event."""
+    if event is None:
+        return None, None
+    bad = "The selection on the plane was ignored: "
+    try:
+        if not isinstance(event, Mapping):
+            return None, bad + "it is not an object."
+        if event.get("malformed"):
+            return None, bad + str(event["malformed"])[:120]
+        sel = event.get("selection")
+        if sel is None:
+            return None, None
+        pts = sel.get("points") if isinstance(sel, Mapping) else None
+        if pts is None:
+            return None, None if isinstance(sel, Mapping) else bad + "its selection is not an object."
+        if not isinstance(pts, list):
+            return None, bad + "its points are not a list."
+        if len(pts) > MAX_SELECTED:
+            return None, bad + f"{len(pts)} points; at most {MAX_SELECTED}."
+        xy = []
+        for p in pts:
+            c = (coordinate(p.get("x")), coordinate(p.get("y"))) if isinstance(p, Mapping) else (None, None)
+            if None in c:
+                return None, bad + "a point's x and y are not numbers."
+            xy.append(c)
+        if not xy:
+            return None, None
+        try:
+            return check_points(xy, limit=limit, what="a selected point's"), None
+        except ConfigError as e:
+            return None, bad + f"{e}."
+    except Exception:  # noqa: BLE001 - a hostile value must not reach the page as an error
+        return None, bad + "it could not be read."
 
 
 def format_probe(x) -> str:

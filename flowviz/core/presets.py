@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import json
 from functools import cache
-from pathlib import Path
 
+from .assets import ASSETS
 from .config import Config
 from .errors import ConfigError
 
 __all__ = ["PRESET_DIR", "preset", "preset_names", "preset_info", "preset_configs"]
 
-PRESET_DIR = Path(__file__).resolve().parents[2] / "assets" / "presets"
+PRESET_DIR = ASSETS / "presets"
 
 
 @cache

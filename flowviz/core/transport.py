@@ -29,6 +29,8 @@ import torch
 from torch import Tensor
 
 from .errors import ConfigError
+from .linalg import check_finite_weights
+from .points import check_extent
 from .timegrid import slot_of_time
 
 __all__ = ["GridSolution", "GRID_SCHEMES", "solve_transport", "block_velocity"]
@@ -152,6 +154,8 @@ def solve_transport(model, resolution: int = 128, scheme: str = "semi_lagrangian
         raise ConfigError(f"time_steps={time_steps!r}: valid are 'flow', and 'blocks' with the semi_lagrangian scheme")
     if model.config.scheme == "plain":
         raise ConfigError("the plain (non-residual) net is not a flow: it has no transport equation")
+    extent = check_extent(extent)
+    check_finite_weights(model, "the grid solver")
     eps = float(model.config.viscosity if viscosity is None else viscosity)
     m = model.double_copy() if dtype == torch.float64 else model
     N = int(resolution)

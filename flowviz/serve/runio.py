@@ -19,7 +19,7 @@ from ..core.model import FlowModel
 from ..core.safejson import load_json
 
 __all__ = ["save_weights", "load_weights", "weights_bytes", "model_from_bytes", "save_run", "load_run", "tensors_of",
-           "metadata_of", "config_from_bytes"]
+           "metadata_of", "config_from_bytes", "classes_mismatch"]
 
 FORMAT = "flowviz-run-1"
 MAX_WEIGHTS_BYTES = 64 * 1024 * 1024
@@ -83,6 +83,8 @@ def model_from_bytes(raw: bytes, *, expect_config: Config | None = None, server:
                                       f"{getattr(expect_config, key)!r} was expected")
     if not 2 <= n_classes <= 8:
         raise CheckpointError(f"the run has {n_classes} classes; 2 to 8 are allowed")
+    if config.dataset != "csv" and n_classes != config.classes:
+        raise CheckpointError(classes_mismatch(n_classes, config.classes, f"dataset={config.dataset}"))
     model = FlowModel(config, n_classes)
     expected = model.state_dict()
     if set(tensors) != set(expected):
@@ -97,6 +99,11 @@ def model_from_bytes(raw: bytes, *, expect_config: Config | None = None, server:
     model.load_state_dict(tensors)
     model.train(False)
     return model
+
+
+def classes_mismatch(head: int, data: int, source: str) -> str:
+    """The message for a head of ``head`` classes on data of ``data`` classes (``source``: where they come from)."""
+    return f"expected {data} classes (its data: {source}), found {head} in the run's head"
 
 
 def _metadata(header: bytes) -> dict[str, str]:
@@ -161,18 +168,71 @@ def save_run(result, out_dir) -> Path:
     return out
 
 
+MAX_NPZ_BYTES = 512 * 2**20  # one array of a run's trajectories.npz, decompressed (20,000 points, L = 1024: 330 MB)
+
+
+def _npz_array(z, name: str, ndim: int, kinds: str, max_bytes: int = MAX_NPZ_BYTES) -> np.ndarray:
+    """Member ``name`` of an open npz, its .npy header read first: CheckpointError unless it has ``ndim``
+    dimensions, a dtype of one of ``kinds`` (numpy kind letters) and at most ``max_bytes`` (nothing larger is
+    decompressed)."""
+    fmt = np.lib.format
+    try:
+        with z.zip.open(f"{name}.npy") as fh:
+            version = fmt.read_magic(fh)
+            read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+            shape, _, dtype = read(fh)
+    except KeyError:
+        raise CheckpointError(f"trajectories.npz has no array {name!r}") from None
+    size = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if len(shape) != ndim or dtype.kind not in kinds or dtype.hasobject:
+        raise CheckpointError(f"trajectories.npz: {name!r} is a {len(shape)}-d {dtype} array; flowviz writes a "
+                              f"{ndim}-d array of kind {kinds!r}")
+    if size > max_bytes:
+        raise CheckpointError(f"trajectories.npz: {name!r} would take {size / 2**20:,.0f} MB; at most "
+                              f"{max_bytes // 2**20} MB are read")
+    return z[name]
+
+
 def load_run(run_dir):
-    """(model, dataset) of a saved run directory; the data come from trajectories.npz (x_0 and labels)."""
+    """(model, dataset) of a saved run directory; the data come from trajectories.npz (x_0 and labels).
+
+    The npz is checked before and after reading: no pickles, each array's header (shape, dtype, size) before it
+    is decompressed, then x_0 finite and within a dataset's bounds, labels of the model's classes,
+    1 <= n_train <= n. CheckpointError, one line, otherwise."""
+    import zipfile
+
     from ..core.data import Dataset
+    from ..core.points import DATA_LIMIT, check_points
 
     d = Path(run_dir)
     if not d.is_dir():
         raise CheckpointError(f"no run directory at {d}")
     model = load_weights(d / "model.safetensors")
+    path = d / "trajectories.npz"
     try:
-        with np.load(d / "trajectories.npz", allow_pickle=False) as z:
-            x0, y, n_train = z["x"][0][:, :2], z["y"], int(z["n_train"])
-    except (OSError, KeyError, ValueError) as e:
-        raise CheckpointError(f"trajectories.npz in {d} is missing or not ours: {e}") from None
+        with open(path, "rb") as fh:
+            if fh.read(4) != b"PK\x03\x04":
+                raise CheckpointError(f"trajectories.npz in {d} is not an npz (zip) file")
+        with np.load(path, allow_pickle=False) as z:
+            x, y = _npz_array(z, "x", 3, "f"), _npz_array(z, "y", 1, "iu")
+            n_train = _npz_array(z, "n_train", 0, "iu")
+    except CheckpointError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise CheckpointError(f"trajectories.npz in {d} is missing or not ours: {echo(str(e), 80)}") from None
+    n = len(y)
+    if x.shape[0] < 1 or x.shape[1] != n or x.shape[2] < 2 or n < 2:
+        raise CheckpointError(f"trajectories.npz: x has shape {x.shape} for {n} labels; flowviz writes "
+                              f"(L+1, n, d) with n = the number of labels, d >= 2")
+    if not 1 <= int(n_train) <= n:
+        raise CheckpointError(f"trajectories.npz: n_train={int(n_train)}; it must lie in 1..{n} (the points)")
+    if y.min() < 0 or y.max() >= model.n_classes:
+        raise CheckpointError(f"trajectories.npz: labels from {int(y.min())} to {int(y.max())}; the run's head has "
+                              f"{model.n_classes} classes (0..{model.n_classes - 1})")
+    try:
+        x0 = check_points(x[0][:, :2], limit=DATA_LIMIT, what="trajectories.npz: the points'").astype(np.float32)
+    except FlowvizError as e:
+        raise CheckpointError(str(e)) from None
+    y, n_train = y.astype(np.int64), int(n_train)
     ds = Dataset(x0[:n_train], y[:n_train], x0[n_train:], y[n_train:], model.n_classes)
     return model, ds

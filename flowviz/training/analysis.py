@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..core import linalg
 from ..core.data import Dataset, square_box
 from ..core.model import FlowModel
 from ..core.threads import threads_that_pay
@@ -197,7 +198,7 @@ def min_jacobian_det(model: FlowModel, pts_per_step: torch.Tensor) -> np.ndarray
     out = np.empty(model.L)
     for k in range(1, model.L + 1):
         J = step_jacobian(model, pts_per_step[k - 1], k)
-        out[k - 1] = float(torch.linalg.det(J.double()).min())
+        out[k - 1] = float(linalg.det(J.double()).min())
     return out
 
 
@@ -254,8 +255,8 @@ def folding(model: FlowModel, pts_per_step: torch.Tensor) -> Folding:
     for k in range(1, model.L + 1):
         A = step_jacobian(model, pts_per_step[k - 1], k).double()
         A = A - torch.eye(model.dim, dtype=A.dtype, device=A.device)
-        norm[k - 1] = float(torch.linalg.matrix_norm(A, ord=2).max())
-        ev = torch.linalg.eigvals(A)
+        norm[k - 1] = float(linalg.spectral_norm(A).max())
+        ev = linalg.eigvals(A)
         real = torch.where(ev.imag.abs() <= 1e-9 * (1 + ev.real.abs()), ev.real, torch.inf)
         eig[k - 1] = float(real.min())
     return Folding(norm.astype(np.float32), eig.astype(np.float32), int(pts_per_step.shape[1]))

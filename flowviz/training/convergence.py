@@ -224,7 +224,7 @@ def _convergence(model, n_steps, scheme, *, x, max_points: int, res: int, seed: 
         Ls = [Ls[0] // 2] + Ls[:-1]  # a gentle field reaches the floor early: move the ladder down
         rows = [measure(L) for L in Ls]
     errs, h, mism, maxd = (np.array(col) for col in zip(*rows))
-    fitted = errs > FLOOR_FACTOR * floor
+    fitted = np.isfinite(errs) & (errs > FLOOR_FACTOR * floor)  # np.polyfit (LAPACK gelsd) gets finite rows only
     expected, reason, aligned = expected_order(model, scheme, Ls)
     slope = float(np.polyfit(np.log(h[fitted]), np.log(errs[fitted]), 1)[0]) if fitted.sum() >= 2 else math.nan
     if fitted.sum() < len(Ls):

@@ -13,8 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..core import linalg
 from ..core.errors import ConfigError
 from ..core.model import FlowModel
+from ..core.points import DATA_LIMIT, check_extent, check_points
 from ..core.transport import block_velocity
 
 __all__ = ["ProbeData", "StabilityData", "AdjointData", "STABILITY_POLYNOMIALS", "amplification", "jacobian",
@@ -59,9 +61,11 @@ def step_jacobians(model: FlowModel, xs: Tensor) -> Tensor:
 
 
 def flow_paths(model: FlowModel, x: np.ndarray) -> Tensor:
-    """The deterministic characteristics (L+1, m, d) of points x (m, 2) (no noise: the flow's own paths)."""
+    """The deterministic characteristics (L+1, m, d) of points x (m, 2) (no noise: the flow's own paths);
+    ConfigError unless x is finite and within a dataset's bounds (core.points.check_points)."""
+    x = check_points(x, limit=DATA_LIMIT, what="point")
     with torch.no_grad():
-        z = model.lift(torch.as_tensor(np.asarray(x, np.float32), device=model.device))
+        z = model.lift(torch.as_tensor(x.astype(np.float32), device=model.device))
         return model.flow(z, record=True)
 
 
@@ -87,8 +91,9 @@ class ProbeData:
 
 
 def probe_data(model: FlowModel, x0) -> ProbeData:
-    """The probe at start point x0 = (x1, x2)."""
-    x0 = np.asarray(x0, dtype=np.float32).reshape(1, 2)
+    """The probe at start point x0 = (x1, x2); ConfigError unless finite and within [-1e3, 1e3] (``probe=``'s
+    rule, core.points.check_points). Where the characteristic leaves the floats, eig and det are NaN."""
+    x0 = check_points(x0).reshape(1, 2).astype(np.float32)
     xs = flow_paths(model, x0)  # (L+1, 1, d)
     u = np.stack([model.transported(xs[k].cpu().numpy(), k)[0] for k in range(model.L + 1)])
     with torch.no_grad():
@@ -96,10 +101,10 @@ def probe_data(model: FlowModel, x0) -> ProbeData:
     steps = (xs[1:, 0] - xs[:-1, 0]).norm(dim=-1)
     ratio = (steps / xs[:-1, 0].norm(dim=-1).clamp_min(1e-6)).cpu().numpy()
     J = step_jacobians(model, xs)[:, 0].double()  # (L, d, d)
-    eig = torch.linalg.eigvals(J).cpu().numpy()
+    eig = linalg.eigvals(J).cpu().numpy()
     x = xs[:, 0].cpu().numpy()
     return ProbeData(x0[0], model.times.astype(np.float32), x, u.astype(np.float32), f.astype(np.float32),
-                     ratio.astype(np.float32), eig, x[:, 2:], torch.linalg.det(J).cpu().numpy())
+                     ratio.astype(np.float32), eig, x[:, 2:], linalg.det(J).cpu().numpy())
 
 
 @dataclass(frozen=True)
@@ -126,14 +131,15 @@ def stability_data(model: FlowModel, x: np.ndarray, y: np.ndarray | None = None,
     scheme = model.config.scheme
     if scheme not in STABILITY_POLYNOMIALS:
         raise ConfigError("the plain (non-residual) net is no time stepper: it has no stability region")
+    x = check_points(x, limit=DATA_LIMIT, what="point")
     idx = np.arange(len(x))
     if len(x) > max_points:
         idx = np.sort(np.random.default_rng(seed).choice(len(x), max_points, replace=False))
-    xs = flow_paths(model, np.asarray(x)[idx])
+    xs = flow_paths(model, x[idx])
     M = velocity_jacobians(model, xs).double()  # (L, m, d, d)
-    z = torch.linalg.eigvals(M).cpu().numpy()
+    z = linalg.eigvals(M).cpu().numpy()
     eye = torch.eye(M.shape[-1], dtype=M.dtype, device=M.device)
-    det = torch.linalg.det(eye + M).cpu().numpy()
+    det = linalg.det(eye + M).cpu().numpy()
     real = np.abs(z.imag) <= 1e-9 * np.maximum(1, np.abs(z.real))
     fold = ((z.real < -1) & real).sum(-1)
     out = (amplification(z, scheme) > 1 + 1e-12).reshape(model.L, -1).mean(1)
@@ -175,6 +181,7 @@ def adjoint_recursion(model: FlowModel, xs: Tensor, y: Tensor) -> tuple[Tensor, 
 def continuous_adjoint(model: FlowModel, x0: np.ndarray, y: np.ndarray, *, rtol: float = 1e-6,
                        atol: float = 1e-8) -> np.ndarray:
     """p_0 = dl/dx_0 through the continuous flow x' = v(t, x), by torchdiffeq's odeint_adjoint (float64)."""
+    linalg.check_finite_weights(model, "the continuous adjoint")
     from torchdiffeq import odeint_adjoint
 
     m = model.double_copy()
@@ -187,7 +194,7 @@ def continuous_adjoint(model: FlowModel, x0: np.ndarray, y: np.ndarray, *, rtol:
 
     jumps = m.times[1:-1] if m.config.time_mode == "per_step" else []
     opts = {"jump_t": torch.as_tensor(np.asarray(jumps, np.float64))} if len(jumps) else {}
-    z0 = m.lift(torch.as_tensor(np.asarray(x0, np.float64))).requires_grad_(True)
+    z0 = m.lift(torch.as_tensor(check_points(x0, limit=DATA_LIMIT, what="point"))).requires_grad_(True)
     t = torch.as_tensor([0.0, float(m.times[-1])], dtype=torch.float64)
     with torch.enable_grad():
         zT = odeint_adjoint(Field(), z0, t, rtol=rtol, atol=atol, method="dopri5", options=opts,
@@ -200,6 +207,7 @@ def adjoint_data(model: FlowModel, x: np.ndarray, y: np.ndarray, *, max_points: 
                  with_continuous: bool = False) -> AdjointData:
     """p_k at the characteristics of a seeded subsample of the points; with ``with_continuous`` also
     |p_0(L') - p_0| against the continuous adjoint for L' = L (per-step weights) or L, 2L, .. <= 256."""
+    x = check_points(x, limit=DATA_LIMIT, what="point")
     idx = np.arange(len(x))
     if len(x) > max_points:
         idx = np.sort(np.random.default_rng(seed).choice(len(x), max_points, replace=False))
@@ -208,7 +216,7 @@ def adjoint_data(model: FlowModel, x: np.ndarray, y: np.ndarray, *, max_points: 
     yt = torch.as_tensor(yi, dtype=torch.long, device=model.device)
     p, loss = adjoint_recursion(model, xs, yt)
     cont = None
-    if with_continuous and model.config.scheme != "plain":
+    if with_continuous and model.config.scheme != "plain" and bool(torch.isfinite(xs).all()):  # else no reference
         ref = continuous_adjoint(model, xi, yi)
         Ls = [model.L] if model.config.time_mode == "per_step" else \
             [model.L * 2 ** i for i in range(4) if model.L * 2 ** i <= 256]
@@ -246,6 +254,7 @@ def transport_comparison(model: FlowModel, extent, *, resolutions=(32, 64, 128),
     (semi-Lagrangian with the network's own blocks as its time steps: the difference is the grid's alone)."""
     from ..core.transport import solve_transport
 
+    extent = check_extent(extent)
     errs, sol, F_ = [], None, None
     for N in resolutions:
         sol = solve_transport(model, resolution=int(N), scheme=scheme, extent=tuple(extent),

@@ -20,7 +20,7 @@ from ..core.errors import ConfigError
 from ..core.model import FlowModel, build_model
 from .train import TrainResult, evaluate, train, train_iter
 
-__all__ = ["REFINE_KINDS", "refine", "refined_config", "coarse_to_fine", "CoarseToFine"]
+__all__ = ["REFINE_KINDS", "refine", "refined_config", "coarse_levels", "coarse_to_fine", "CoarseToFine"]
 
 REFINE_KINDS = ("constant", "linear")
 
@@ -97,6 +97,17 @@ class CoarseToFine:
     scratch_cost: int
 
 
+def coarse_levels(L_start: int, L_end: int) -> list[int]:
+    """The depths coarse to fine trains at: L_start, doubled while <= L_end; ConfigError unless
+    1 <= L_start <= L_end <= 256."""
+    if L_start < 1 or L_end < L_start or L_end > 256:
+        raise ConfigError(f"coarse to fine needs 1 <= L_start <= L_end <= 256; got {L_start}, {L_end}")
+    levels = [L_start]
+    while levels[-1] * 2 <= L_end:
+        levels.append(levels[-1] * 2)
+    return levels
+
+
 def coarse_to_fine(config: Config, *, L_start: int, L_end: int, steps_per_level: int | None = None,
                    data=None, log_every: int = 10, compare: bool = True, cancel=None,
                    kind: str = "constant") -> CoarseToFine:
@@ -105,11 +116,7 @@ def coarse_to_fine(config: Config, *, L_start: int, L_end: int, steps_per_level:
     ``kind``: how per-step weights are carried to the finer partition (:func:`refine`).
     With ``compare``, also train at L_end from scratch for the same total number of optimiser steps.
     """
-    if L_start < 1 or L_end < L_start or L_end > 256:
-        raise ConfigError(f"coarse to fine needs 1 <= L_start <= L_end <= 256; got {L_start}, {L_end}")
-    levels = [L_start]
-    while levels[-1] * 2 <= L_end:
-        levels.append(levels[-1] * 2)
+    levels = coarse_levels(L_start, L_end)
     spl = steps_per_level or config.train_steps
     ds = data if isinstance(data, Dataset) else make_dataset(config, data)
     dev_model = None

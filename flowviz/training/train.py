@@ -208,9 +208,11 @@ def train(config: Config, *, data=None, log_every: int = 10, progress: Callable[
     Raises TrainingDiverged (with ``.result`` at the last finite state) if the loss blows up.
     """
     dev = resolve_device(config.device)
+    if dev.type == "cpu" and data is None:  # generated data: refused before they are made (their size is known)
+        guard(config, log_every=log_every)
     ds = data if isinstance(data, Dataset) else make_dataset(config, data)
-    if dev.type == "cpu":  # the estimate is of one CPU thread: refuse what cannot fit, warn over a server's budget
-        guard(config, len(ds.x_train), log_every=log_every)
+    if dev.type == "cpu" and data is not None:  # the estimate is of one CPU thread: refuse what cannot fit,
+        guard(config, len(ds.x_train), log_every=log_every)  # warn over a server's budget
     model = build_model(config, ds.n_classes).to(dev)
     history: list[dict] = []
     last = None

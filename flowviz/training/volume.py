@@ -14,8 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..core import linalg
 from ..core.data import square_box
 from ..core.model import FlowModel
+from ..core.points import DATA_LIMIT, check_extent, check_points
 from ..core.timegrid import slot_of_time
 from .analysis import frame_steps, plane_grid
 from .instruments import flow_paths, step_jacobians
@@ -27,7 +29,7 @@ def logdet_sum(model: FlowModel, x: np.ndarray) -> np.ndarray:
     """sum_(j<=k) log |det D(block j)(x_(j-1))| for k = 0..L along the characteristics of x (m, 2): (L+1, m)."""
     xs = flow_paths(model, x)
     J = step_jacobians(model, xs).double()
-    ld = torch.linalg.slogdet(J)[1].cpu().numpy()  # (L, m): log |det|
+    ld = linalg.logabsdet(J).cpu().numpy()  # (L, m): log |det|, NaN where the path is not finite
     return np.concatenate([np.zeros((1, ld.shape[1])), np.cumsum(ld, 0)])
 
 
@@ -67,7 +69,7 @@ def divergence_integral(model: FlowModel, x: np.ndarray, *, per_unit: int = 64, 
         v, div = _divergence(m, float(t), s[:, :d])
         return torch.cat([v, div[:, None]], 1)
 
-    z0 = m.lift(torch.as_tensor(np.asarray(x, np.float64)))
+    z0 = m.lift(torch.as_tensor(check_points(x, limit=DATA_LIMIT, what="point")))
     s0 = torch.cat([z0, z0.new_zeros(len(z0), 1)], 1)
     with torch.no_grad():
         out = odeint(rhs, s0, torch.as_tensor(m.times), method="rk4",
@@ -119,7 +121,7 @@ class VolumeData:
 def volume_data(model: FlowModel, data, *, extent=None, res: int = 30, max_frames: int = 17,
                 max_points: int = 300, seed: int = 0) -> VolumeData:
     """The volume view of a model and its data (extent: the input box, the data's by default)."""
-    extent = data.extent() if extent is None else extent
+    extent = check_extent(data.extent() if extent is None else extent)
     x1, x2, pts = plane_grid(extent, res)
     ks = frame_steps(model.L, max_frames)
     disc = logdet_sum(model, pts)

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 from fractions import Fraction
 from functools import cache
-from pathlib import Path
 
+from ..core.assets import ASSETS
 from ..core.config import Config
 from ..core.model import trained_loss
 from ..core.solvers import STEPPERS
 
 __all__ = ["DICTIONARY_FILE", "dictionary", "fills"]
 
-DICTIONARY_FILE = Path(__file__).resolve().parents[2] / "assets" / "dictionary.md"
+DICTIONARY_FILE = ASSETS / "dictionary.md"
 
 VISCOUS_EQUATION = ("∂_t u + v·∇u + ε Δu = 0, u(T, ·) = f; its characteristics are stochastic, "
                     "dX = v dt + √(2ε) dW, and u(0, x) = E[f(X_T)] (Feynman–Kac)")

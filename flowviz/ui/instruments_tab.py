@@ -19,11 +19,11 @@ import streamlit as st
 from .. import plots
 from ..core.errors import FlowvizError
 from ..core.model import build_model
-from ..core.points import MAX_POINTS, RANGE
+from ..core.points import MAX_POINTS, RANGE, parse_selection
 from ..plots.clickplane import click_plane
 from ..training import instruments as ins
 from ..training.prepared import PREPARED
-from . import figcache, lecture, links
+from . import figcache, guards, lecture, links
 from .notices import notice
 
 log = logging.getLogger("flowviz.ui")
@@ -34,6 +34,9 @@ _CACHE: OrderedDict = OrderedDict()
 _LOCK = threading.Lock()
 _KEEP = 24
 WAIT_S = 60.0  # the longest wait for a worker preparing the instruments before they are computed here
+NOTICE_KEY = "plane_notice"  # a selection that was ignored, named on the next draw of the view
+
+guards.install()  # Streamlit's readers of a selection and a link, made safe for hostile input
 
 
 def _cached(key, fn):
@@ -51,15 +54,21 @@ def _cached(key, fn):
 
 
 # ---------------------------------------------------------------------------------------------- selection
-def selected_points(event, plot: str, state) -> np.ndarray | None:
-    """The (x1, x2) of a new selection event (points of any trace; box and lasso give the grid points inside),
-    or None when the event is empty or was handled before (Streamlit returns the selection on every rerun)."""
-    sel = (event or {}).get("selection") or {}
-    pts = sel.get("points") or []
-    xy = np.array([[float(p["x"]), float(p["y"])] for p in pts if "x" in p and "y" in p])
-    if not len(xy) or not state.new_selection(plot, (len(xy), round(float(xy.sum()), 6))):
-        return None
-    return xy
+def selected_points(event, plot: str, state) -> tuple[np.ndarray | None, str | None]:
+    """(The (x1, x2) (m, 2) of a new selection event (points of any trace; box and lasso give the grid points
+    inside), a notice): every plane's one reader of the client's selection, ``core.points.parse_selection``
+    with the link's bounds. (None, None) when the event is empty or was handled before (Streamlit returns the
+    selection on every rerun); (None, a notice) when it is malformed: never raises."""
+    xy, note = parse_selection(event)
+    if xy is None or not state.new_selection(plot, (len(xy), round(float(xy.sum()), 6))):
+        return None, note
+    return xy, None
+
+
+def _ignored(note: str | None) -> None:
+    """Keep a selection's notice for the view's next draw (a callback runs before the page)."""
+    if note:
+        st.session_state[NOTICE_KEY] = note
 
 
 def drawn_points(xy: np.ndarray, label: int, spacing: float, have: int) -> tuple[list, str | None]:
@@ -131,6 +140,8 @@ def panel(state, run, views) -> None:
     if pick in SUBVIEWS:  # a scenario opens on its instrument
         st.session_state["instrument"] = pick
     sub = st.radio("Instrument", SUBVIEWS, horizontal=True, key="instrument", label_visibility="collapsed")
+    if st.session_state.get(NOTICE_KEY):
+        notice(str(st.session_state.pop(NOTICE_KEY)), "warning")
     if sub == "Draw points":
         return _draw(state, views)
     model, step = _model(run)
@@ -231,7 +242,8 @@ def _changed(state, change):
 
 def _on_probe(state):
     """A click on the probe plane (a callback: it runs before the page, which then draws the new probe)."""
-    xy = selected_points(st.session_state.get("probe_plane"), "probe_plane", state)
+    xy, note = selected_points(st.session_state.get("probe_plane"), "probe_plane", state)
+    _ignored(note)
     if xy is not None:
         state.set_probe(xy[0, 0], xy[0, 1])
         _write_link(state)
@@ -239,7 +251,8 @@ def _on_probe(state):
 
 def _on_draw(state, extent, res):
     """A click, box or lasso on the drawing plane (a callback, as _on_probe)."""
-    xy = selected_points(st.session_state.get("draw_plane"), "draw_plane", state)
+    xy, note = selected_points(st.session_state.get("draw_plane"), "draw_plane", state)
+    _ignored(note)
     if xy is not None:
         new, note = drawn_points(xy, int(st.session_state.get("draw_class", 0)),
                                  (extent[1] - extent[0]) / (res - 1), len(state.drawn))

@@ -168,10 +168,23 @@ def last_values(params: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
+DROPPED = "dropped_parameters"  # the mark of a link larger than Streamlit reads (ui.guards.keep_known)
+
+
+def _dropped(text: str) -> str:
+    if text == "too_long":
+        return "This link is too long to read (more than a million characters): it was ignored whole."
+    n = f" (it has {int(text):,})" if text.isdigit() and len(text) < 10 else ""
+    return (f"This link is larger than a page reads: at most 1,000 parameters and 524,288 characters{n}. Only its "
+            "flowviz settings and flags were kept (the last value of each); the rest was ignored.")
+
+
 def parse_link(params: Mapping[str, Any]) -> Link:
     """Read a link's query parameters (text, or lists of text): never raises; bad parts become notices."""
     q = last_values(params)
     flags, notices = {}, []
+    if DROPPED in q:
+        notices.append(_dropped(q.pop(DROPPED)))
     for name, flag in FLAGS.items():
         value, bad = flag.parse(q[name]) if name in q else (flag.default, [])
         flags[name] = value

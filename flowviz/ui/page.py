@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import functools
 import logging
-from pathlib import Path
 
 import streamlit as st
 
 from .. import plots
+from ..core.assets import ASSETS
 from ..core.config import Config
 from ..core.data import Dataset, make_dataset, split
 from ..core.errors import FlowvizError
@@ -29,7 +29,6 @@ from .state import PageState
 log = logging.getLogger("flowviz.ui")
 
 STATE_KEY = "page"  # the one session-state key of the page's own state (widgets keep theirs: w_*, view, ...)
-ASSETS = Path(__file__).resolve().parents[2] / "assets"
 
 TABS = ["Characteristics", "Decision surface", "Transport", "Velocity field", "Diagnostics", "Instruments",
         "Depth sweep", "Dictionary"]

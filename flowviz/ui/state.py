@@ -18,8 +18,9 @@ import numpy as np
 from ..core.config import Config
 from ..core.data import load_csv
 from ..core.errors import FlowvizError, echo
+from ..core.points import check_points
 from ..core.presets import preset_info
-from ..serve.runio import config_from_bytes, model_from_bytes
+from ..serve.runio import classes_mismatch, config_from_bytes, model_from_bytes
 from . import links
 
 __all__ = ["PageState"]
@@ -155,7 +156,8 @@ class PageState:
         return True
 
     def set_probe(self, x1: float, x2: float) -> None:
-        self.flags["probe"] = (float(x1), float(x2))
+        """The probe at (x1, x2); ConfigError unless finite and within ``probe=``'s bounds (check_points)."""
+        self.flags["probe"] = tuple(float(v) for v in check_points((x1, x2))[0])
 
     def add_drawn(self, points: list[tuple[float, float, int]]) -> None:
         self.flags["points"] = tuple(self.drawn) + tuple(points)
@@ -210,7 +212,10 @@ class PageState:
             if not name.endswith(".safetensors"):
                 raise FlowvizError("import a model.safetensors or a config.json written by flowviz")
             model = model_from_bytes(raw, server=True)
-            run = registry.adopt(model, data_for(model.config, self), key_suffix=hashlib.sha256(raw).hexdigest()[:12])
+            data = data_for(model.config, self)
+            if data.n_classes != model.n_classes:  # uploaded points (dataset=csv) decide their own classes
+                raise FlowvizError(classes_mismatch(model.n_classes, data.n_classes, "the uploaded points"))
+            run = registry.adopt(model, data, key_suffix=hashlib.sha256(raw).hexdigest()[:12])
         except FlowvizError as e:
             return f"{echo(name)}: {e}. Nothing was changed."
         self._new_config(model.config, autostart=False)
