@@ -64,6 +64,12 @@ class Settings:
                               shown="`~/.cache/flowviz`")
     cache_entries: int = _setting("FLOWVIZ_CACHE_ENTRIES", 256, "runs kept on disk, least recently used out")
     warm: bool = _setting("FLOWVIZ_WARM", True, "load and analyse prebuilt scenarios at server start", _flag)
+    room_limit: int = _setting("FLOWVIZ_ROOMS", 20, "rooms open at once (a lecturer's page followed read-only at "
+                               "`/room/CODE`); one more is refused with a message")
+    room_followers: int = _setting("FLOWVIZ_ROOM_FOLLOWERS", 300, "followers of one room on one server; one more "
+                                   "gets a message instead of the stream")
+    room_idle_s: float = _setting("FLOWVIZ_ROOM_IDLE_S", 1800.0, "a room whose lecturer's page has given no sign "
+                                  "of life for this long ends")
     malloc_tuning: bool = _setting("FLOWVIZ_MALLOPT", True, "0: leave glibc's malloc thresholds alone (workers, "
                              "server, CLI)", _flag)
 

@@ -17,6 +17,7 @@ from . import lecture
 KEEP = 32  # figures kept (least recently used out): a few runs x a few views x two presentation modes
 _CACHE: OrderedDict = OrderedDict()
 _LOCK = threading.Lock()
+OBSERVERS: list = []  # called with each figure handed to a page (in that page's script thread): rooms follow it
 
 
 def figure(fn, views, present: bool, **kw):
@@ -25,6 +26,13 @@ def figure(fn, views, present: bool, **kw):
     The key holds the views object itself (not only its id, which Python reuses once an object is freed), so a
     run's new views never meet an old figure.
     """
+    fig = _figure(fn, views, present, **kw)
+    for observe in OBSERVERS:
+        observe(fig)
+    return fig
+
+
+def _figure(fn, views, present: bool, **kw):
     key = (id(views), getattr(fn, "__qualname__", repr(fn)), bool(present), tuple(sorted(kw.items())))
     with _LOCK:
         hit = _CACHE.get(key)

@@ -7,7 +7,9 @@ the parameters that are not config keys, one row each in ``FLAGS``:
 - ``present=1``: presentation mode (sidebar collapsed, large type, figures within 1280 x 720);
 - ``hide=data,training,...``: sidebar groups to hide (``GROUPS``; ``upload`` hides the CSV box);
 - ``probe=x1,x2``: the point whose characteristic the Instruments view follows;
-- ``points=...``: up to 500 points drawn by hand, the data of ``dataset=csv`` (see ``core.points``).
+- ``points=...``: up to 500 points drawn by hand, the data of ``dataset=csv`` (see ``core.points``);
+- ``view=NAME``, ``k=N``: the view and the layer frame the page opens on (a room's "Explore from here");
+- ``room=open``: open a room at once (``room_ui``); ``room=CODE``: a page explored from that room.
 
 A new flag is one more row: how its text is read (with notices for bad text), its default, and how it is
 written back into the page's link. Bad keys or values never stop the page: each falls back to its default,
@@ -105,6 +107,31 @@ def _write_points(drawn) -> str | None:
         return None  # more than a link holds: the points stay in the session only
 
 
+VIEWS = ("Characteristics", "Lifted space", "Decision surface", "Transport", "Velocity field", "Diagnostics",
+         "Instruments", "Depth sweep", "Dictionary", "Side by side")  # the page's views, for ?view=
+
+
+def _view(text: str):
+    if text in VIEWS:
+        return text, []
+    return None, [f"Ignored view={echo(text)} from the link: valid views are {', '.join(VIEWS)}"]
+
+
+def _frame(text: str):
+    if text.strip().isdigit() and int(text) <= 10_000:
+        return int(text), []
+    return None, [f"Ignored k={echo(text)} from the link: the layer frame is a whole number k >= 0"]
+
+
+def _room(text: str):
+    from ..serve.rooms import CODE_RE
+
+    t = text.strip()
+    if t == "open" or CODE_RE.fullmatch(t):
+        return t, []
+    return None, [f"Ignored room={echo(text)} from the link: use room=open (or a room's code)"]
+
+
 FLAGS: dict[str, Flag] = {
     "scenario": Flag(None, _scenario, lambda v: v, "a curated scenario; link keys override its config"),
     "present": Flag(False, _present, lambda v: "1" if v else None, "presentation mode"),
@@ -112,6 +139,11 @@ FLAGS: dict[str, Flag] = {
     "probe": Flag(None, _probe, lambda v: None if v is None else format_probe(v),
                   "a point x1,x2 whose characteristic the Instruments view follows"),
     "points": Flag((), _points, _write_points, "points drawn by hand (quantised, URL-safe base64): the csv data"),
+    # a page opened from a room: its view and layer frame (read once), and the room to go back to
+    "view": Flag(None, _view, lambda v: None, "the view the page opens on"),
+    "k": Flag(None, _frame, lambda v: None, "the layer frame the animated figure opens on"),
+    "room": Flag(None, _room, lambda v: v if v and v != "open" else None,
+                 "room=open: open a room at once; room=CODE: a page explored from that room (Back to the room)"),
 }
 
 
@@ -160,7 +192,7 @@ def parse_link(params: Mapping[str, Any]) -> Link:
     scenario = flags["scenario"]
     base = preset_info(scenario)["config"] if scenario else Config()
     config, bad = config_from_query({k: v for k, v in q.items() if k not in FLAGS}, base)
-    view = preset_info(scenario)["view"] if scenario else None
+    view = flags["view"] or (preset_info(scenario)["view"] if scenario else None)
     return Link(config, flags, tuple(notices + bad), view)
 
 

@@ -19,7 +19,7 @@ from ..core.data import Dataset, make_dataset, split
 from ..core.errors import FlowvizError
 from ..core.presets import preset_info
 from ..serve.runs import Run
-from . import figcache, instruments_tab, lecture, links, sweep_tab
+from . import figcache, instruments_tab, lecture, links, room_ui, sweep_tab
 from .controls import block_formula, make_config, sidebar
 from .dictionary import dictionary
 from .notices import notice
@@ -99,6 +99,7 @@ def main():
         present_ui(state)
     cfg = config_ui(values, state)
     st.query_params.from_dict(state.url(cfg))
+    room_ui.panel(state)
     lecture.header(state)
 
     action = buttons_ui(state)
@@ -275,6 +276,7 @@ def _views_body():
     tabs = TABS[:1] + ([LIFTED] if run.config.lift > 0 else []) + TABS[1:] + \
         ([SIDE_BY_SIDE] if cmp_run is not None else [])
     choice = view_ui(state, tabs)
+    room_ui.publish(state, run, v, choice, cmp_run)
     if choice == "Dictionary":
         st.markdown(dictionary(run.config))
         return
