@@ -26,7 +26,7 @@ SHOTS = Path("/work/shots/f-pack")
 MAX_BYTES = 8_000_000
 
 
-def _cli(*args, env=None, timeout=600):
+def _cli(*args, env=None, timeout=1500):
     return subprocess.run([sys.executable, "-m", "flowviz", *args], cwd=ROOT, capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=timeout)
 

@@ -3,6 +3,7 @@ the stated size; bad arguments and a missing extra answer in one line."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -13,6 +14,7 @@ from tiny import ROOT
 
 from flowviz.core.presets import preset
 from flowviz.plots import video
+from flowviz.ui.links import parse_link
 
 SETS = ["--set", "train_steps=60"]  # moons as the scenario has it, trained shorter
 
@@ -93,11 +95,14 @@ def _read(path):
         return np.stack([np.asarray(f)[..., :3] for f in r])
 
 
-def _metadata(path) -> str:
+def _metadata(path) -> dict:
+    """The file's container metadata, read back by ffmpeg (its ffmetadata dump: KEY=VALUE, specials escaped)."""
     import imageio_ffmpeg
 
-    return subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True,
-                          text=True).stderr
+    out = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(path), "-f", "ffmetadata", "-"],
+                         capture_output=True, text=True, check=True).stdout
+    rows = [re.split(r"(?<!\\)=", ln, maxsplit=1) for ln in out.splitlines()[1:] if "=" in ln]
+    return {k: re.sub(r"\\(.)", r"\1", v) for k, v in rows}
 
 
 def _frame(fig, i):
@@ -129,7 +134,10 @@ def test_a_video_of_moons_is_the_figures_frames(tmp_path):
     # the run's link and config travel in the file's metadata
     cfg = preset("moons").with_sets(SETS[1:])
     meta = _metadata(out)
-    assert f"key\":\"{cfg.key()}" in meta and "scenario=moons" in meta, meta[-800:]
+    doc = json.loads(meta["comment"])
+    assert doc["key"] == cfg.key() and doc["config"] == cfg.to_dict() and doc["scenario"] == "moons"
+    assert meta["title"] == doc["link"] and parse_link(dict(re.findall(r"[?&]([^=&]+)=([^&]*)", doc["link"]))
+                                                       ).config == cfg  # the link reopens this very run
     # the same run, from the disk cache the command wrote: its figure's first and last frames by kaleido
     import plotly.io as pio
 
@@ -151,7 +159,6 @@ def test_a_video_of_moons_is_the_figures_frames(tmp_path):
         assert diff < 2.5, (i, diff)  # H.264 at crf 20: measured below 1
         other = last if i == 0 else first
         assert np.abs(other - want).mean() > 2 * diff  # and it is this frame, not the other one
-    json.loads(meta.split("comment", 1)[1].split(":", 1)[1].strip().splitlines()[0])  # the comment is JSON
 
 
 def test_the_command_lines_checks_use_the_video_modules_tables():
