@@ -12,12 +12,17 @@
 # With the Ray executor (replicas that train on a Ray cluster; see the README's "On a Ray cluster"):
 #   docker build -t flowviz:ray --build-arg EXTRAS=ray .
 #   docker run --rm -p 8501:8501 -e FLOWVIZ_EXECUTOR=ray -e RAY_ADDRESS=head-node:6379 flowviz:ray
+#
+# With video for slides (the page's video buttons, `python -m flowviz video`): kaleido renders each frame in a
+# headless Chromium, so this extra also installs Debian's chromium (/usr/bin/chromium, found by flowviz):
+#   docker build -t flowviz:video --build-arg EXTRAS=video .
 
 FROM python:3.11-slim
 
 # CPU wheels by default; pass the CUDA wheel index for a GPU image.
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
-# Optional extras: EXTRAS=ray installs requirements-ray.txt (the Ray executor).
+# Optional extras: EXTRAS=ray installs requirements-ray.txt (the Ray executor); EXTRAS=video installs
+# requirements-video.txt and Debian's chromium (kaleido's browser).
 ARG EXTRAS=
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -29,10 +34,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN useradd --create-home --uid 10001 flowviz && mkdir -p /data && chown flowviz /data
 WORKDIR /app
 
-COPY requirements.txt requirements-ray.txt ./
+COPY requirements.txt requirements-ray.txt requirements-video.txt ./
+RUN if [ "${EXTRAS}" = "video" ]; then apt-get update && apt-get install -y --no-install-recommends chromium \
+    && rm -rf /var/lib/apt/lists/*; fi
 RUN pip install --no-deps --index-url "${TORCH_INDEX}" "$(grep -E '^torch==' requirements.txt)" \
  && pip install -r requirements.txt \
- && if [ "${EXTRAS}" = "ray" ]; then pip install -r requirements-ray.txt; fi
+ && if [ "${EXTRAS}" = "ray" ]; then pip install -r requirements-ray.txt; fi \
+ && if [ "${EXTRAS}" = "video" ]; then pip install -r requirements-video.txt; fi
 
 COPY app.py pyproject.toml ./
 COPY flowviz ./flowviz

@@ -44,10 +44,10 @@ $(VENV)/.installed: requirements.txt | $(BIN)/python
 # The test tools need nothing of torch: on a fresh machine they are unpacked while torch is (pip is busy on one
 # core), then the rest of requirements.txt. (The two first installs share no package: torch comes --no-deps; the
 # tools' pip is told not to report torch's dependencies missing, which the next install brings.)
-$(VENV)/.dev: requirements-dev.txt requirements-ray.txt requirements.txt | $(BIN)/python
-	@if test -f $(VENV)/.installed; then $(PIP) -r requirements-dev.txt -r requirements-ray.txt; else \
+$(VENV)/.dev: requirements-dev.txt requirements-ray.txt requirements-video.txt requirements.txt | $(BIN)/python
+	@if test -f $(VENV)/.installed; then $(PIP) -r requirements-dev.txt -r requirements-ray.txt -r requirements-video.txt; else \
 	  echo "installing torch and the test tools side by side"; \
-	  $(PIP) --no-warn-conflicts -r requirements-dev.txt -r requirements-ray.txt & tools=$$!; \
+	  $(PIP) --no-warn-conflicts -r requirements-dev.txt -r requirements-ray.txt -r requirements-video.txt & tools=$$!; \
 	  $(PIP) --no-deps --retries 1 $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) "$$(grep -E '^torch==' requirements.txt)"; \
 	  torch=$$?; wait $$tools && test $$torch = 0; fi
 	@$(MAKE) --no-print-directory $(VENV)/.installed

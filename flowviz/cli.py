@@ -1,4 +1,4 @@
-"""The command line: ``python -m flowviz {train,eval,sweep,prebuild,presets}``.
+"""The command line: ``python -m flowviz {train,eval,sweep,prebuild,presets,pack,video}``.
 
 Bad arguments exit with status 2 and a one-line message, never a traceback.
 """
@@ -16,6 +16,15 @@ from .core.config import Config
 from .core.errors import CheckpointError, FlowvizError, TrainingDiverged
 
 __all__ = ["main"]
+
+DEFAULT_LINK_BASE = "http://localhost:8501/"  # the page a pack's or a video's link reopens
+# the video's choices, checked before plotly or torch is imported (flowviz.plots.video has the same tables)
+VIDEO_VIEWS = ("characteristics", "lifted", "velocity", "stability", "volume", "adjoint")
+VIDEO_SIZES = {"1280x720": (1280, 720), "1920x1080": (1920, 1080)}
+VIDEO_FORMATS = (".mp4", ".webm", ".gif")
+VIDEO_EXTRAS = ("kaleido", "imageio", "imageio_ffmpeg")
+VIDEO_INSTALL = ("video needs the optional extras: pip install -r requirements-video.txt "
+                 "(kaleido, imageio, imageio-ffmpeg)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -265,6 +274,116 @@ def cmd_presets(args) -> int:
     return 0
 
 
+def _trained(cfg: Config, *, fresh: bool = False):
+    """(model, data, history, metrics, result) of ``cfg``: from the disk cache (result None), else trained here
+    and cached (``fresh``: trained here in any case, so the result keeps its checkpoints)."""
+    from .core.data import make_dataset
+    from .serve import cache
+    from .training.train import train
+
+    hit = None if fresh else cache.load(cfg)
+    if hit is not None:
+        model, history, metrics = hit
+        return model.train(False), make_dataset(cfg), history, metrics, None
+    print(f"training {cfg.key()} ({cfg.train_steps} steps)", file=sys.stderr)
+    r = train(cfg, cuda_graphs=_cuda_graphs())
+    cache.store(cfg, r.model, r.history, r.metrics)
+    return r.model, r.data, r.history, r.metrics, r
+
+
+def _pack_presets(args) -> list[tuple[str, Config]]:
+    """Each --preset with the --set overrides, checked before anything is imported or trained."""
+    from .core.presets import preset
+
+    return [(name, preset(name).with_sets(args.set or [])) for name in args.preset]
+
+
+def cmd_pack(args) -> int:
+    from .core.presets import preset_info
+
+    runs = _pack_presets(args)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise FlowvizError(f"--out {out} is a file, not a directory")
+    from .plots.pack import pack_files, run_meta
+    from .training.packdata import pack_data
+
+    pages = []
+    for name, cfg in runs:
+        info = preset_info(name)
+        model, data, history, metrics, result = _trained(cfg)
+        pd = pack_data(model, data, history=history, probe_at=info.get("probe"), result=result)
+        pages.append(dict(name=name, data=pd, title=info["title"], description=info["description"],
+                          meta=run_meta(cfg, name, metrics, args.link_base)))
+    files = pack_files(pages)
+    out.mkdir(parents=True, exist_ok=True)
+    for fname, text in files.items():
+        (out / fname).write_text(text, encoding="utf-8")
+        print(f"{out / fname}  {len(text.encode()) / 1e6:.2f} MB", file=sys.stderr)
+    return 0
+
+
+def _video_args(args) -> tuple[tuple[int, int], str]:
+    """(size, format) of the video arguments, checked before anything is imported or trained."""
+    fmt = Path(args.out).suffix.lower()
+    if fmt not in VIDEO_FORMATS:
+        raise FlowvizError(f"--out must end in {', '.join(VIDEO_FORMATS)}, not {Path(args.out).name!r}")
+    if args.size not in VIDEO_SIZES:
+        raise FlowvizError(f"--size must be one of {', '.join(VIDEO_SIZES)}, not {args.size!r}")
+    if not (0 < args.fps <= 60) or not math.isfinite(args.fps):
+        raise FlowvizError(f"--fps must be above 0 and at most 60, not {args.fps:g}")
+    return VIDEO_SIZES[args.size], fmt
+
+
+def _video_missing() -> str | None:
+    """The one line saying what to install when an extra of requirements-video.txt does not import."""
+    import importlib
+
+    for name in VIDEO_EXTRAS:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            return VIDEO_INSTALL
+    return None
+
+
+def cmd_video(args) -> int:
+    cfg = _config_from(args)
+    size, fmt = _video_args(args)
+    if args.over == "layers" and args.view not in VIDEO_VIEWS:
+        raise FlowvizError(f"--view {args.view!r} does not animate; animated views: {', '.join(VIDEO_VIEWS)}")
+    if not Path(args.out).resolve().parent.is_dir():
+        raise FlowvizError(f"no directory for --out {args.out}")
+    why = _video_missing()
+    if why:
+        raise FlowvizError(why)
+    from .plots import presentation
+    from .plots.pack import run_meta, training_figure
+    from .plots.video import VIEWS, render_frames, write_video
+    from .training.analysis import analyse
+    from .training.packdata import training_frames
+    from .training.prepared import PREPARED
+
+    model, data, history, metrics, result = _trained(cfg, fresh=args.over == "training")
+    views = analyse(model, data, history=history)
+    if args.over == "training":
+        tf = training_frames(result, views.extent)
+        if tf is None:
+            raise FlowvizError("this run keeps no training checkpoints: --over training has nothing to show")
+        fig = training_figure(tf, data)
+    else:
+        source, build = VIEWS[args.view]
+        if source == "views" and args.view == "lifted" and views.lifted is None:
+            raise FlowvizError("--view lifted needs a run with a lift (lift >= 1)")
+        fig = build(views if source == "views" else PREPARED[source](model, data, tuple(views.extent)))
+    fig = presentation(fig)  # the page's projector style: large type for slides
+    images = render_frames(fig, size)
+    write_video(images, args.out, args.fps, meta=run_meta(cfg, args.preset, metrics, args.link_base))
+    print(f"{args.out}  {len(images)} frames at {size[0]}x{size[1]}, {args.fps:g} fps, "
+          f"{Path(args.out).stat().st_size / 1e6:.2f} MB", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="python -m flowviz", description="A residual network seen as a continuous flow.")
     sub = ap.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
@@ -303,6 +422,29 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--only", metavar="NAME,NAME", help="just these presets")
     b.add_argument("--force", action="store_true", help="train again even when cached")
     b.set_defaults(fn=cmd_prebuild)
+    k = sub.add_parser("pack", help="write the lecture pack: one self-contained HTML page per scenario, and an index")
+    k.add_argument("--preset", action="append", required=True, metavar="NAME", help="a scenario (repeatable)")
+    k.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a key of every scenario")
+    k.add_argument("--out", required=True, help="directory for index.html and one NAME.html per scenario")
+    k.add_argument("--link-base", default=DEFAULT_LINK_BASE, metavar="URL",
+                   help=f"the page the pack's links reopen (default {DEFAULT_LINK_BASE})")
+    k.set_defaults(fn=cmd_pack)
+    v = sub.add_parser("video", help="render an animated view frame by frame as .mp4, .webm or .gif "
+                                     "(needs requirements-video.txt)")
+    g = v.add_argument_group("config")
+    g.add_argument("--preset", help="a named config (see: presets)")
+    g.add_argument("--config", help="a config JSON file")
+    g.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a key (repeatable)")
+    v.add_argument("--view", default="characteristics", help="the animated view (default characteristics)")
+    v.add_argument("--over", choices=("layers", "training"), default="layers",
+                   help="layers: one frame per step k (default); training: one per training checkpoint "
+                        "(the decision function F = u(0, ·))")
+    v.add_argument("--size", default="1280x720", help="1280x720 (default) or 1920x1080")
+    v.add_argument("--fps", type=float, default=4.0, help="frames per second (default 4)")
+    v.add_argument("--out", required=True, help="the video file: .mp4, .webm or .gif")
+    v.add_argument("--link-base", default=DEFAULT_LINK_BASE, metavar="URL",
+                   help=f"the page the video's link reopens (default {DEFAULT_LINK_BASE})")
+    v.set_defaults(fn=cmd_video)
     p = sub.add_parser("presets", help="list the named configs")
     p.set_defaults(fn=cmd_presets)
     return ap

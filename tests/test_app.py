@@ -217,8 +217,11 @@ def test_export_buttons_and_the_offline_characteristics_file():
 
     at = _settle(_app(SMALL).run())
     labels = [str(e.proto.label) for e in at.get("download_button")]
+    from flowviz.plots import video
+
     assert sorted(labels) == sorted(["characteristics.html", "model.safetensors", "config.json", "data.csv",
-                                     "trajectories.npz", "metrics.json"])
+                                     "trajectories.npz", "metrics.json", "Download the lecture pack"]
+                                    + ([] if video.missing() else ["Video of this animation (mp4, 1280x720)"]))
     run = registry().start(_config(at))  # the page's run: runs are shared by config
     assert run.finished
     html = plots.characteristics(run.views()).to_html(include_plotlyjs=True, auto_play=False)

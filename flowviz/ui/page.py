@@ -19,7 +19,7 @@ from ..core.data import Dataset, make_dataset, split
 from ..core.errors import FlowvizError
 from ..core.presets import preset_info
 from ..serve.runs import Run
-from . import figcache, instruments_tab, lecture, links, room_ui, sweep_tab
+from . import figcache, instruments_tab, lecture, links, packs, room_ui, sweep_tab
 from .controls import block_formula, make_config, sidebar
 from .dictionary import dictionary
 from .notices import notice
@@ -298,9 +298,12 @@ def _views_body():
         path = instruments_tab.probe_path(state, run)  # once per (run, step, probe): every view marks it
         for fn in VIEW_FIGURES[choice]:
             _chart(fn, v, state.present, probe_path=path)
+        if not state.present:
+            packs.video_buttons(run, v, VIEW_FIGURES[choice], state)
     if not v.live and not state.present:
         with st.expander("Export this run"):
             lecture.export_panel(run, v)
+            packs.pack_button(run, v, state)
 
 
 def view_ui(state: PageState, tabs: list[str]) -> str:

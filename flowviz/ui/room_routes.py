@@ -166,7 +166,7 @@ class RoomHub:
                     continue
                 try:
                     await asyncio.wait_for(ev.wait(), PING_S)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     yield b": ping\n\n"
         finally:
             w.listeners.discard(ev)
