@@ -69,7 +69,7 @@ K = {
 # The weights a run keeps for rewinding (TrainResult.checkpoints): about CHECKPOINTS of them, fewer where
 # CHECKPOINTS copies of the weights would pass CHECKPOINT_MB (a large config keeps fewer, at least its first and last).
 CHECKPOINTS = 100
-CHECKPOINT_MB = 64.0
+CHECKPOINT_MB = 32.0
 GENERIC_BUDGET = 256 * 2**20  # flowviz.core.model.GENERIC_BUDGET: above it each step is checkpointed
 FAST_BUDGET = 8 * 2**20       # flowviz.core.fastpath.ACTIVATION_BUDGET: above it the chain recomputes
 MAX_FRAMES, SURFACE_RES = 65, 100  # flowviz.training.analysis: frames and grid of the final pictures
