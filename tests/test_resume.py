@@ -122,3 +122,88 @@ def test_train_state_round_trips_through_its_flat_form():
     back = TrainState.from_flat(json.loads(json.dumps(head)), {k: v.numpy() for k, v in tensors.items()})
     went_on = resume(flowviz.TrainResult(r.config, r.model, r.data, r.history, r.metrics, None, r.kept, back), steps=8)
     assert same_weights(went_on.model, train(r.config.replace(train_steps=20)).model)
+
+
+# ---------------------------------------------------------------- the checkpoints kept on disk and on the wire
+def test_model_safetensors_and_the_disk_cache_round_trip_the_checkpoints(tmp_path):
+    from flowviz.serve import cache, runio
+    from flowviz.serve.settings import Settings
+
+    cfg = SMALL.replace(batch_size=24, train_steps=25, device="cpu")
+    r = train(cfg)
+    out = runio.save_run(r, tmp_path / "run")
+    raw = (out / "model.safetensors").read_bytes()
+    assert b"step/7/" in raw and b"__pickle__" not in raw  # tensors named per step
+    back = runio.load_result(out)
+    assert back.checkpoints == r.checkpoints
+    assert all(same_weights(back.at(s).model, r.at(s).model) for s in (0, 7, 25))
+    assert same_weights(resume(back, steps=5).model, train(cfg.replace(train_steps=30)).model)
+    assert same_weights(runio.load_weights(out / "model.safetensors"), r.model)  # the model alone still loads
+    settings = Settings(cache_dir=str(tmp_path / "cache"))
+    cache.store(cfg, r.model, r.history, r.metrics, settings=settings, kept=r.kept, train_state=r.train_state)
+    model, history, metrics, kept, state = cache.load(cfg, settings=settings)
+    assert sorted(kept) == r.checkpoints and all(torch.equal(kept[12][k], r.kept[12][k]) for k in kept[12])
+    assert state.step == 25 and torch.equal(state.generator, r.train_state.generator)
+
+
+def test_a_checkpoint_that_does_not_fit_is_refused(tmp_path):
+    from safetensors.torch import load, save
+
+    from flowviz.core.errors import CheckpointError
+    from flowviz.serve import runio
+
+    r = train(SMALL.replace(train_steps=5, device="cpu"))
+    raw = runio.weights_bytes(r.model, r.kept)
+    head = runio._metadata(raw[8:8 + int.from_bytes(raw[:8], "little")])
+    t = load(raw)
+    name = next(k for k in t if k.startswith("step/3/"))
+    bad = dict(t, **{name: torch.full_like(t[name], float("nan"))})
+    with pytest.raises(CheckpointError, match="NaN"):
+        runio.checkpoints_from_bytes(save(bad, metadata=head), r.model)
+    short = {k: v for k, v in t.items() if k != name}
+    with pytest.raises(CheckpointError, match="lacks"):
+        runio.checkpoints_from_bytes(save(short, metadata=head), r.model)
+
+
+def test_a_snapshot_carries_its_checkpoints_and_resume_state_across_the_wire():
+    from flowviz.serve import protocol
+
+    snaps = list(train_iter(SMALL.replace(batch_size=16, train_steps=12, device="cpu"), log_every=5,
+                            keep_state=True))
+    for s in snaps:
+        got = protocol.snapshot_from(*protocol.decode(protocol.snapshot_message(s)))
+        assert sorted(got.kept or {}) == sorted(s.kept or {})
+        assert set(got.state) == set(s.state)
+    last = protocol.snapshot_from(*protocol.decode(protocol.snapshot_message(snaps[-1])))
+    assert last.train_state.step == 12 and torch.equal(last.train_state.generator, snaps[-1].train_state.generator)
+
+
+@pytest.mark.slow
+def test_a_served_run_paused_stepped_and_resumed_ends_with_the_weights_of_one_without_a_pause():
+    from tiny import wait_for
+
+    from flowviz.serve.runs import Registry
+
+    cfg = SMALL.replace(batch_size=32, train_steps=300, seed=5, device="cpu")
+    reg = Registry(max_workers=1, mode="thread", prestart=False)
+    try:
+        run = reg.start(cfg)
+        assert wait_for(lambda: run.latest is not None and run.latest.step >= 20)
+        assert run.pause()
+        assert wait_for(lambda: run.status == "paused")
+        p = run.latest.step
+        assert run.train_state.step == p and p in run.kept
+        assert run.go(1) and wait_for(lambda: run.status == "paused") and run.latest.step == p + 1
+        assert run.go(10) and wait_for(lambda: run.status == "paused") and run.latest.step == p + 11
+        back = run.at(p)  # the run as it was when paused
+        assert back.latest.step == p and back.history[-1]["step"] <= p
+        assert run.go() and wait_for(lambda: run.status == "done")
+        whole = train(cfg)
+        assert all(torch.equal(run.latest.state[k], v) for k, v in whole.model.state_dict().items())
+        assert len(run.checkpoints) <= CHECKPOINTS and run.checkpoints[0] == 0 and run.checkpoints[-1] == 300
+        run2 = reg.start(cfg.replace(seed=6))
+        assert wait_for(lambda: run2.latest is not None) and run2.pause() and wait_for(lambda: run2.paused)
+        run2.stop()
+        assert run2.status == "cancelled" and not run2.go(1)  # stopped: it cannot go on
+    finally:
+        reg.shutdown()

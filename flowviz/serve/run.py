@@ -91,7 +91,8 @@ class Run:
         self._go_lock = threading.Lock()
         self._pausing = False  # pause() asked: the cancelled run keeps its state and can go on
         self._at_views: dict[int, FlowViews] = {}  # the views of kept steps shown (views_at), a few
-        self.owners: set[str] = set()  # the sessions that started (or resumed) it; set by the page
+        self.owners: set[str] = set()  # the sessions that started it (the page adds itself)
+        self.viewers: dict[str, float] = {}  # session -> when its page last showed this run
         if restored is not None:  # (model, history, metrics[, kept, train state]) of a finished run: no worker
             model, history, m = restored[:3]
             if len(restored) > 3:
@@ -355,6 +356,16 @@ class Run:
         self.idle.clear()
         if self.finished:
             self.prepare()
+
+    def seen_by(self, session: str) -> None:
+        """The page of ``session`` shows this run now."""
+        self.viewers[session] = time.time()
+
+    def watchers(self, within_s: float = 10.0) -> set[str]:
+        """The sessions whose pages showed this run in the last ``within_s`` seconds (a training run's pages
+        refresh every second)."""
+        now = time.time()
+        return {s for s, t in list(self.viewers.items()) if now - t <= within_s}
 
     def stop(self):
         """Cancel it (a paused run is cancelled at once: it keeps its last state, but cannot go on)."""

@@ -53,21 +53,29 @@ def _pick(container, label, key, cfg, names=None, fmt=None):
 
 
 
-def sidebar(cfg: Config, *, has_csv: bool, hidden: frozenset = frozenset()) -> dict:
+def sidebar(cfg: Config, *, has_csv: bool, hidden: frozenset = frozenset(), csv_label: str | None = None) -> dict:
     """Draw the grouped controls, seeded from ``cfg``; return the chosen values (not yet validated).
 
     Groups named in ``hidden`` (see ``links.GROUPS``) are not drawn; their keys keep the values of ``cfg``.
+    ``csv_label``: how the dataset list names the csv data (drawn points: "drawn (14)").
     """
     v: dict = {}
     for name, label, expanded, draw in _GROUP_TABLE:
         if name not in hidden:
             with st.sidebar.expander(label, expanded=expanded):
-                draw(cfg, v, has_csv)
+                draw(cfg, v, has_csv) if name != "data" else draw(cfg, v, has_csv, csv_label)
     return v
 
 
-def _data_group(cfg, v, has_csv):
-    v["dataset"] = _pick(st, "Dataset", "dataset", cfg, fmt=lambda o: f"{o} — {DATASET_HELP[o]}")
+def widget_values(cfg: Config) -> dict:
+    """The sidebar's widget keys and the values that show ``cfg`` (numbers as their boxes hold them)."""
+    return {f"w_{k}": (float(v) if isinstance(v, float) else v) for k, v in cfg.to_dict().items()
+            if k in CHOICES or isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def _data_group(cfg, v, has_csv, csv_label=None):
+    v["dataset"] = _pick(st, "Dataset", "dataset", cfg,
+                         fmt=lambda o: csv_label if o == "csv" and csv_label else f"{o} — {DATASET_HELP[o]}")
     if v["dataset"] == "csv" and not has_csv:
         st.info("Upload a CSV below to use your own points.")
     v["n_samples"] = _num(st, "Samples", "n_samples", cfg, step=100)
