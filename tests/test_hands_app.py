@@ -80,7 +80,7 @@ def test_the_training_step_slider_moves_every_view_and_the_link():
     at = _until(_app(link(tiny.SMALL.replace(train_steps=40))).run(), _settled)
     state = at.session_state[STATE_KEY]
     slider = at.select_slider(key="train_step")
-    assert slider.value == 40 and 10 in slider.options and 0 in slider.options
+    assert slider.value == 40 and "10" in slider.options and "0" in slider.options
     latest = {}
     for view in ("Characteristics", "Decision surface", "Transport", "Velocity field", "Diagnostics"):
         at.radio(key="view").set_value(view).run()
@@ -94,7 +94,6 @@ def test_the_training_step_slider_moves_every_view_and_the_link():
         assert now != figs, view  # the view moved
     curves = _figures(at)[0]  # Diagnostics: the learning curves mark step 10 over the whole run
     assert any(s.get("x0") == 10 for s in curves["layout"].get("shapes", []))
-    assert max(curves["data"][0]["x"]["bdata"] and [1]) and len(at.select_slider(key="train_step").options) > 2
 
 
 def test_a_link_with_step_and_k_opens_there():
@@ -147,18 +146,24 @@ def test_reset_in_presentation_mode_stays_there_with_sidebar_and_picture_agreein
 
 
 def test_stop_from_a_window_that_did_not_start_a_shared_run_is_refused_there_and_says_so():
-    q = link(tiny.SMALL.replace(train_steps=20000, seed=12))
-    first = _until(_app(q).run(), lambda a: _status(a)[0] == "training")
-    second = _until(_app(q).run(), lambda a: _status(a)[0] == "training")
-    s1, s2 = first.session_state[STATE_KEY], second.session_state[STATE_KEY]
-    assert s1.run_key == s2.run_key
-    first.run()  # the first window still watches it
-    second.button(key="stop").click().run()
-    assert "shared with another window" in " ".join(w.value for w in second.warning)
-    assert registry().get(s1.run_key).status == "training"
-    second.button(key="own_copy").click().run()
-    assert s2.run_key != s1.run_key
-    first.button(key="stop").click().run()
-    assert registry().get(s1.run_key).cancel.is_set() and "Stopped at step" in " ".join(i.value for i in first.info)
-    second.button(key="stop").click().run()
-    assert registry().get(s2.run_key).cancel.is_set()
+    # (AppTest gives every app one session id: the window that started the run is another session, by hand)
+    at = _until(_app(link(tiny.SMALL.replace(train_steps=20000, seed=12))).run(),
+                lambda a: _status(a)[0] == "training")
+    state = at.session_state[STATE_KEY]
+    shared = registry().get(state.run_key)
+    shared.owners, shared.viewers["lecturer"] = {"lecturer"}, time.time()  # started and watched by another window
+    registry().claim("lecturer", {shared.key})
+    at.button(key="stop").click().run()
+    assert "shared with another window" in " ".join(w.value for w in at.warning)
+    assert shared.status == "training" and not shared.cancel.is_set()
+    at.button(key="pause").click().run()  # Pause likewise
+    assert "shared with another window" in " ".join(w.value for w in at.warning) and not shared.cancel.is_set()
+    at.button(key="own_copy").click().run()
+    copy = registry().get(state.run_key)
+    assert copy is not shared and copy.config == shared.config and "test session id" in copy.owners
+    at.button(key="stop").click().run()
+    assert copy.cancel.is_set() and not shared.cancel.is_set()
+    assert "Stopped at step" in " ".join(i.value for i in at.info)
+    state.run_key, shared.viewers["lecturer"] = shared.key, time.time() - 60  # the other window has closed
+    at.button(key="stop").click().run()
+    assert shared.cancel.is_set()
