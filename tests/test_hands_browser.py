@@ -26,6 +26,8 @@ def _radio(page, label):
 
 def _click_plot(page, fx, fy):
     area = page.locator(".js-plotly-plot").first.locator(".nsewdrag").first
+    area.scroll_into_view_if_needed()
+    page.wait_for_timeout(300)
     b = area.bounding_box()
     page.mouse.click(b["x"] + fx * b["width"], b["y"] + (1 - fy) * b["height"])
 
@@ -36,9 +38,9 @@ def _no_exception(page):
 
 def test_drawn_points_stop_in_a_second_window_reset_in_presentation_and_the_two_sliders(server, browser):  # noqa: F811
     t0 = time.time()
-    # 12 points in the link, 2 more drawn by clicks: 7 of each class, inside the moons scenario
-    x = np.array([[-1.2 + 0.2 * i, 1.0] for i in range(6)] + [[-1.2 + 0.2 * i, -1.0] for i in range(6)])
-    y = np.array([0] * 6 + [1] * 6)
+    # 13 points in the link, the 14th drawn by a click: 7 of each class, inside the moons scenario
+    x = np.array([[-1.2 + 0.2 * i, 1.0] for i in range(6)] + [[-1.2 + 0.2 * i, -1.0] for i in range(7)])
+    y = np.array([0] * 6 + [1] * 7)
     page = browser.new_page(viewport={"width": 1280, "height": 720})
     page.goto(f"{server}/?scenario=moons&train_steps=60&points={encode_points(x, y)}")
     _wait_final(page)
@@ -47,15 +49,14 @@ def test_drawn_points_stop_in_a_second_window_reset_in_presentation_and_the_two_
     page.wait_for_selector(".js-plotly-plot >> text=Draw your own data", timeout=60_000)
     time.sleep(1.0)
     _click_plot(page, 0.15, 0.85)  # class 0
-    page.wait_for_selector("text=13 drawn points", timeout=30_000)
-    page.locator("[data-testid='stRadio']").filter(has_text="Class of new points").locator("label").nth(1).click()
-    time.sleep(1.0)
-    _click_plot(page, 0.85, 0.15)  # class 1
     page.wait_for_selector("text=14 drawn points", timeout=30_000)
     page.get_by_role("button", name="Train on these points").click()
     page.wait_for_selector("text=No test split", timeout=60_000)
     page.wait_for_selector("text=on the 14 training points", timeout=60_000)
-    page.wait_for_selector("[data-testid='stSidebar'] >> text=drawn (14)", timeout=30_000)
+    page.wait_for_function("() => document.querySelector(\"[data-testid='stSidebar'] input[aria-label='Dataset']\")"
+                           ".value == 'drawn (14)'", timeout=30_000)
+    assert page.locator("[data-testid='stRadio'] label").filter(has_text="Draw points").locator(
+        "input").is_checked()  # the view stays where it was
     q = _query(page)
     assert q["scenario"] == "moons" and q["dataset"] == "csv" and "points" in q
     assert "settings changed" not in page.inner_text("body")

@@ -237,6 +237,15 @@ def sync_widgets(state, config_widgets: dict) -> None:
     ss["w_present"] = state.present
 
 
+def keep_choices(keys=("instrument",)) -> None:
+    """Keep the choices of widgets the page may skip for a rerun (the Instruments sub-view is not drawn while a
+    new run has no picture yet): Streamlit forgets an undrawn widget's value, and the view jumped back."""
+    ss = st.session_state
+    for k in keys:
+        if k in ss:
+            ss[k] = ss[k]
+
+
 def learning_mark(fn, state, run) -> int | None:
     """The training step the learning curves mark (the shown step), or None."""
     if fn is not plots.learning_curves or state.flags["step"] is None:

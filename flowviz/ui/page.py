@@ -270,6 +270,7 @@ def progress(live: bool):
 
 def _views_body():
     state = page_state()
+    hands.keep_choices()  # the sub-view stays where it was while a new run has no picture yet
     if state.sweep_live:  # a sweep this page watches stays watched (not cancelled) whichever view is shown
         sweep_tab.running(registry(), state)
     run = _run(state.run_key)
