@@ -124,8 +124,11 @@ def test_drawn_points_in_a_scenario_are_the_dataset_and_few_of_a_class_have_no_t
     run = registry().get(state.run_key)
     assert len(run.data.x_train) == 14 and len(run.data.x_test) == 0
     assert state.scenario == "moons" and _link(at)["scenario"] == "moons" and "points" in _link(at)
+    assert _link(at)["dataset"] == "csv" and state.config.dataset == "csv"
     assert at.radio(key="view").value == view  # the view stays where it was
-    ds = at.selectbox(key="w_dataset")
+    from flowviz.ui.controls import widget_key
+
+    ds = at.selectbox(key=widget_key("dataset", state.widget_gen))
     assert ds.value == "csv" and "drawn (14)" in ds.options
     text = " ".join(c.value for c in at.caption)
     assert "No test split" in text and _status(at)[0] == "done"
@@ -141,7 +144,11 @@ def test_reset_in_presentation_mode_stays_there_with_sidebar_and_picture_agreein
     state = at.session_state[STATE_KEY]
     assert state.present and _link(at)["present"] == "1" and state.scenario is None
     assert state.config == Config()
-    assert at.session_state["w_dataset"] == "moons" and at.session_state["w_noise"] == Config().noise
+    from flowviz.ui.controls import widget_key
+
+    gen = state.widget_gen
+    assert gen > 0 and at.session_state[widget_key("dataset", gen)] == "moons"
+    assert at.session_state[widget_key("noise", gen)] == Config().noise
     assert registry().get(state.run_key).config == state.config  # the picture is of the sidebar's config
 
 

@@ -225,14 +225,15 @@ def _open_at(d: dict, k: int) -> None:
         s["active"] = i
 
 
-def sync_widgets(state, config_widgets: dict) -> None:
-    """Set the sidebar's widgets to the page's config (``config_widgets``: widget key -> value): set, not
-    deleted, so that the browser shows them (a deleted widget key came back with the browser's old value)."""
+def sync_widgets(state) -> None:
+    """After the config changed under the sidebar: forget the old generation's widgets (the new ones, see
+    PageState.widget_gen, show the config), and set the scenario list and the presentation switch to the page's
+    state (set, not deleted: a deleted key came back with the browser's old value)."""
     from .state import NO_SCENARIO
 
     ss = st.session_state
-    for key, value in config_widgets.items():
-        ss[key] = value
+    for k in [k for k in ss.keys() if str(k).startswith("w_") and k not in ("w_scenario_pick", "w_present")]:
+        del ss[k]
     ss["w_scenario_pick"] = state.scenario or NO_SCENARIO
     ss["w_present"] = state.present
 

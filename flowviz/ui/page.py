@@ -20,7 +20,7 @@ from ..core.errors import FlowvizError
 from ..core.presets import preset_info
 from ..serve.runs import Run
 from . import figcache, hands, instruments_tab, lecture, links, sweep_tab
-from .controls import block_formula, make_config, sidebar, widget_values
+from .controls import block_formula, make_config, sidebar
 from .dictionary import dictionary
 from .notices import notice
 from .server import registry, session_id, waiting_text
@@ -84,15 +84,15 @@ def main():
     state = page_state()
     st.set_page_config(page_title="flowviz: a ResNet is a flow", page_icon="〰", layout="wide",
                        initial_sidebar_state="collapsed" if state.present else "expanded")
-    if state.take_widget_reset():  # the config changed under the sidebar: its widgets show the new one
-        hands.sync_widgets(state, widget_values(state.config))
+    if state.take_widget_reset():  # the config changed under the sidebar: new widgets show the new one
+        hands.sync_widgets(state)
     title_ui(state.present)
     for n in state.notices:
         notice(n)
 
     lecture.scenario_picker(state)
     values = sidebar(state.config, has_csv=state.csv is not None, hidden=state.hidden,
-                     csv_label=f"drawn ({len(state.csv[0])})" if state.drawn_data else None)
+                     csv_label=f"drawn ({len(state.csv[0])})" if state.drawn_data else None, gen=state.widget_gen)
     if "upload" not in state.hidden:
         upload_ui(state)
     with st.sidebar.expander("Import a run · presentation mode", expanded=False):

@@ -48,6 +48,7 @@ class PageState:
     c2f_job: str | None = None
     sweep_live: bool = False
     widget_reset: bool = False
+    widget_gen: int = 0  # the sidebar widgets' generation: a new one each time the config changes under them
     instrument_pick: str | None = None  # the Instruments sub-view a scenario opens with
     seen: dict[str, tuple] = field(default_factory=dict)  # the last selection handled, per plot
     draw_message: tuple[str, str] | None = None  # (kind, text) about the drawing, shown once
@@ -118,8 +119,10 @@ class PageState:
         return go
 
     def take_widget_reset(self) -> bool:
-        """True once after the config changed under the sidebar (its widgets must show the new values)."""
+        """True once after the config changed under the sidebar: its widgets are drawn anew (a new generation,
+        ``widget_gen``) and show the new values."""
         go, self.widget_reset = self.widget_reset, False
+        self.widget_gen += go
         return go
 
     def start(self, registry, data, config: Config, *, restart: bool = False) -> None:
@@ -192,7 +195,7 @@ class PageState:
     def reset(self) -> PageState:
         """The state Reset leads to: the default page, in presentation mode if this one is."""
         fresh = PageState.from_link({"present": "1"} if self.present else {})
-        fresh.widget_reset = True
+        fresh.widget_reset, fresh.widget_gen = True, self.widget_gen  # (new widgets: see take_widget_reset)
         return fresh
 
     # ------------------------------------------------------------ the training step and the layer frame
