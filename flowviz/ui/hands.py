@@ -138,7 +138,7 @@ def step_row(state, run) -> None:
     options = sorted({s for s in run.checkpoints if s <= latest} | {latest})
     want = state.flags["step"]
     value = latest if want is None else (run.kept_step(want) if run.kept_step(want) is not None else latest)
-    c1, c2, c3, c4, c5 = st.columns([6, 0.7, 1.2, 0.7, 1.6], vertical_alignment="bottom")
+    c1, c2, c3, c4, c5 = st.columns([5.6, 0.6, 1.8, 0.6, 1.6], vertical_alignment="bottom")
     if len(options) > 1:
         ss = st.session_state
         if ss.get("train_step") != value:
@@ -150,6 +150,7 @@ def step_row(state, run) -> None:
             _set_flag("step", state.flags["step"])
 
         c1.select_slider("Training step (kept checkpoints)", options=options, key="train_step", on_change=moved,
+                         label_visibility="collapsed" if state.present else "visible",  # (the projector's height)
                          help="the run as it was at this optimiser step: every view, instrument and the probe "
                               "follow; the link keeps it (step=)")
     ks = [int(k) for k in frame_steps(run.config.n_steps)]
@@ -162,7 +163,7 @@ def step_row(state, run) -> None:
         _set_flag("k", state.flags["k"])
 
     c2.button("◀", key="frame_back", on_click=frame, args=(-1,), disabled=k == ks[0], help="one layer frame back")
-    c3.markdown(f"layer k = **{k}**")
+    c3.markdown(f"step **{value}** · layer k = **{k}**" if state.present else f"layer k = **{k}**")
     c4.button("▶", key="frame_next", on_click=frame, args=(1,), disabled=k == ks[-1], help="one layer frame forward")
 
     def speed():
@@ -171,7 +172,8 @@ def step_row(state, run) -> None:
 
     cur = state.flags["speed"] or DEFAULT_SPEED
     c5.select_slider("Frame duration (ms)", options=sorted(set(SPEEDS) | {cur}), value=cur, key="frame_ms",
-                     on_change=speed, help="the layer animation's speed; the link keeps it (speed=)")
+                     on_change=speed, help="the layer animation's speed; the link keeps it (speed=)",
+                     format_func=lambda ms: f"{ms} ms", label_visibility="collapsed" if state.present else "visible")
 
 
 def adjust(fig, state, *, mark_step: int | None = None):
