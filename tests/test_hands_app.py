@@ -11,7 +11,6 @@ from streamlit.testing.v1 import AppTest
 from tiny import ROOT, link
 
 from flowviz import Config, train
-from flowviz.ui import links
 from flowviz.ui.page import STATE_KEY
 from flowviz.ui.server import registry
 

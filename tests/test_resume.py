@@ -96,7 +96,8 @@ def test_long_run_keeps_about_a_hundred_dense_early():
     assert steps[:11] == list(range(11))  # every early step
     gaps = [b - a for a, b in zip(steps, steps[1:])]
     assert gaps == sorted(gaps) or max(gaps[:20]) < min(gaps[-20:])  # sparser later
-    assert thin_steps(range(50), 10)[0] == 0 and thin_steps(range(50), 10)[-1] == 49 and len(thin_steps(range(50), 10)) == 10
+    thinned = thin_steps(range(50), 10)
+    assert thinned[0] == 0 and thinned[-1] == 49 and len(thinned) == 10
 
 
 @pytest.mark.slow

@@ -72,7 +72,8 @@ def store(config: Config, model: FlowModel, history: list[dict], metrics: dict, 
         return None
 
 
-def load(config: Config, *, settings: Settings | None = None) -> tuple[FlowModel, list[dict], dict, dict, object] | None:
+def load(config: Config, *, settings: Settings | None = None
+         ) -> tuple[FlowModel, list[dict], dict, dict, object] | None:
     """(model, history, metrics, checkpoints (step -> weights), resume state or None) of a cached run of exactly
     this config, or None."""
     from .runio import checkpoints_from_bytes, model_from_bytes

@@ -28,8 +28,7 @@ from ..core.config import Config
 from ..core.data import Dataset
 from ..training.train import Snapshot
 from .measure import measured
-from .protocol import (TaskFailed, WorkerDied, decode, request, result_from, resume_arrays, snapshot_from,
-                       with_weights)
+from .protocol import TaskFailed, WorkerDied, decode, request, result_from, resume_arrays, snapshot_from, with_weights
 from .settings import Settings
 
 __all__ = ["Lease", "Executor", "EXECUTORS", "make_executor", "WorkerDied", "NoFreeWorker"]

@@ -47,7 +47,8 @@ def run_buttons(state, registry, cols) -> str | None:
     run = runs[0] if runs else None
     paused = run is not None and run.paused
     going = run is not None and not run.finished
-    pause = cols[0].button("Resume" if paused else "Pause", width="stretch", key="pause", disabled=not (paused or going),
+    pause = cols[0].button("Resume" if paused else "Pause", width="stretch", key="pause",
+                           disabled=not (paused or going),
                            help="Resume: go on from where it paused" if paused else
                            "pause training, keeping the run and its optimiser state")
     one = cols[1].button("Step", width="stretch", key="step1", disabled=not paused,
@@ -108,7 +109,7 @@ def notices(state, registry, session: str) -> None:
             copy = registry.own_copy(runs[0], session)
             state.run_key, state.compare_key, state.run_config = copy.key, None, copy.config
             registry.claim(session, {copy.key})
-            state.tell(f"Your own copy of the run trains here; Stop and Pause act on it alone.")
+            state.tell("Your own copy of the run trains here; Stop and Pause act on it alone.")
             st.rerun()
 
 
