@@ -173,3 +173,17 @@ def test_stop_from_a_window_that_did_not_start_a_shared_run_is_refused_there_and
     state.run_key, shared.viewers["lecturer"] = shared.key, time.time() - 60  # the other window has closed
     at.button(key="stop").click().run()
     assert shared.cancel.is_set()
+
+
+def test_step_k_and_speed_are_link_flags_validated_like_the_others():
+    from flowviz.ui import links
+
+    good = links.parse_link({"step": "40", "k": "7", "speed": "100", "n_steps": "8"})
+    assert (good.flags["step"], good.flags["k"], good.flags["speed"]) == (40, 7, 100) and not good.notices
+    assert {k: links.link_of(good.config, good.flags)[k] for k in ("step", "k", "speed")} == \
+        {"step": "40", "k": "7", "speed": "100"}
+    bad = links.parse_link({"step": "-3", "k": "9", "speed": "1", "n_steps": "8", "train_steps": "50"})
+    assert bad.flags["step"] is None and bad.flags["k"] is None and bad.flags["speed"] is None
+    text = " ".join(bad.notices)
+    assert "step='-3'" in text and "k=9" in text and "8 layers" in text and "speed='1'" in text
+    assert links.parse_link({"step": "60", "train_steps": "50"}).flags["step"] is None  # beyond the run
