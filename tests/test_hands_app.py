@@ -46,6 +46,10 @@ def _settled(at):
         not any("Live view" in c.value for c in at.caption)
 
 
+def _step_slider(at):
+    return next(s for s in at.select_slider if s.label.startswith("Training step"))
+
+
 def _figures(at):
     return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
 
@@ -78,13 +82,13 @@ def test_pause_step_and_resume_move_the_step_counter_and_end_with_the_unpaused_w
 def test_the_training_step_slider_moves_every_view_and_the_link():
     at = _until(_app(link(tiny.SMALL.replace(train_steps=40))).run(), _settled)
     state = at.session_state[STATE_KEY]
-    slider = at.select_slider(key="train_step")
+    slider = _step_slider(at)
     assert slider.value == 40 and "10" in slider.options and "0" in slider.options
     latest = {}
     for view in ("Characteristics", "Decision surface", "Transport", "Velocity field", "Diagnostics"):
         at.radio(key="view").set_value(view).run()
         latest[view] = _figures(at)
-    at.select_slider(key="train_step").set_value(10).run()
+    _step_slider(at).set_value(10).run()
     assert state.flags["step"] == 10 and _link(at)["step"] == "10"
     for view, figs in latest.items():
         at.radio(key="view").set_value(view).run()
@@ -99,7 +103,7 @@ def test_a_link_with_step_and_k_opens_there():
     q = dict(link(tiny.SMALL.replace(train_steps=40)), step="10", k="3", speed="100")
     at = _until(_app(q).run(), _settled)
     state = at.session_state[STATE_KEY]
-    assert state.flags["step"] == 10 and state.flags["k"] == 3 and at.select_slider(key="train_step").value == 10
+    assert state.flags["step"] == 10 and state.flags["k"] == 3 and _step_slider(at).value == 10
     fig = _figures(at)[0]
     assert fig["layout"]["sliders"][0]["active"] == 3 and "k = 3" in fig["layout"]["title"]["text"]
     play = fig["layout"]["updatemenus"][0]["buttons"][0]

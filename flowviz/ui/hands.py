@@ -141,16 +141,18 @@ def step_row(state, run) -> None:
     value = latest if want is None else (run.kept_step(want) if run.kept_step(want) is not None else latest)
     c1, c2, c3, c4, c5 = st.columns([5.6, 0.6, 1.8, 0.6, 1.6], vertical_alignment="bottom")
     if len(options) > 1:
-        ss = st.session_state
-        if ss.get("train_step") != value:
-            ss["train_step"] = value
+        # one widget per latest step: a slider whose options grew under it read the browser's old position
+        # against the new options (it jumped to step 0 while training)
+        ss, key = st.session_state, f"train_step~{latest}"
+        if ss.get(key) != value:
+            ss[key] = value
 
         def moved():
-            s = ss["train_step"]
+            s = ss[key]
             state.set_step(None if s == latest else s)
             _set_flag("step", state.flags["step"])
 
-        c1.select_slider("Training step (kept checkpoints)", options=options, key="train_step", on_change=moved,
+        c1.select_slider("Training step (kept checkpoints)", options=options, key=key, on_change=moved,
                          label_visibility="collapsed" if state.present else "visible",  # (the projector's height)
                          help="the run as it was at this optimiser step: every view, instrument and the probe "
                               "follow; the link keeps it (step=)")
