@@ -81,6 +81,7 @@ def test_drawn_points_stop_in_a_second_window_reset_in_presentation_and_the_two_
     page.goto(f"{server}/?scenario=rings&present=1&train_steps=40&n_samples=200")
     _wait_final(page)
     page.wait_for_selector("text=layer k =", timeout=30_000)
+    page.wait_for_selector(".js-plotly-plot .slider-container", timeout=60_000)  # the figure's layer slider
     time.sleep(1.5)
     shots = os.environ.get("FLOWVIZ_SHOTS")
     if shots:
