@@ -5,6 +5,8 @@ Public surface (stable; used by the app, the command line and notebooks)::
     import flowviz
     cfg = flowviz.preset("moons")             # or flowviz.Config(dataset="rings", lift=1, ...)
     result = flowviz.train(cfg)               # blocking; result.model, result.history, result.metrics
+    more = flowviz.resume(result, steps=100)  # 100 more steps, as if it had never stopped
+    early = result.at(40)                     # the run at its last checkpoint <= 40 (result.checkpoints)
     xs = result.model.trajectory(x)           # (L+1, n, d) characteristics of points x (n, 2)
     p = result.model.predict_proba(x)         # (n, classes) = u(0, x)
     u = result.model.transported(z, k)        # u(t_k, z) for points z (n, d) of step k
@@ -30,7 +32,7 @@ _HOME = {
     ".core.solvers": ("STEPPERS",),
     ".core.transport": ("GridSolution", "solve_transport"),
     ".training.convergence": ("Convergence", "convergence"),
-    ".training.train": ("Snapshot", "TrainResult", "train", "train_iter"),
+    ".training.train": ("Snapshot", "TrainResult", "TrainState", "resume", "train", "train_iter"),
 }
 _MODULE_OF = {name: module for module, names in _HOME.items() for name in names}
 
@@ -44,7 +46,7 @@ if TYPE_CHECKING:  # what type checkers and editors see
     from .core.solvers import STEPPERS
     from .core.transport import GridSolution, solve_transport
     from .training.convergence import Convergence, convergence
-    from .training.train import Snapshot, TrainResult, train, train_iter
+    from .training.train import Snapshot, TrainResult, TrainState, resume, train, train_iter
 
 
 def __getattr__(name: str):
@@ -63,7 +65,7 @@ def __dir__() -> list[str]:
 __all__ = [  # written out for static tools (a computed one is invisible to them); a test resolves every name
     "Config", "CHOICES", "LIMITS", "DATASETS", "FIELDS", "STEPPERS", "ACTIVATIONS",
     "Dataset", "make_dataset", "load_csv", "FlowModel", "build_model", "train", "train_iter",
-    "Snapshot", "TrainResult", "preset", "preset_names", "solve_transport", "GridSolution",
+    "resume", "Snapshot", "TrainResult", "TrainState", "preset", "preset_names", "solve_transport", "GridSolution",
     "convergence", "Convergence",
     "FlowvizError", "ConfigError", "DataError", "CheckpointError", "TrainingDiverged", "FlowvizWarning",
 ]

@@ -259,7 +259,7 @@ def cmd_prebuild(args) -> int:
             except TrainingDiverged as e:
                 print(f"{name:16s} {cfg.key()} diverged: {e}", file=sys.stderr)
                 continue
-            cache.store(cfg, r.model, r.history, r.metrics)
+            cache.store(cfg, r.model, r.history, r.metrics, kept=r.kept, train_state=r.train_state)
             print(f"{name:16s} {cfg.key()} trained in {time.perf_counter() - t:5.1f} s, "
                   f"test accuracy {r.metrics['test_accuracy']:.3f}", file=sys.stderr)
     print(f"cache: {cache.cache_dir()} ({len(cache.entries())} runs)")

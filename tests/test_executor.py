@@ -145,8 +145,9 @@ def test_the_executor_is_the_one_limit_for_runs_and_jobs():
 
 def test_run_states_answer_the_questions_asked_of_them():
     finished = {s for s in RunStatus if s.finished}
-    assert finished == {RunStatus.DONE, RunStatus.CANCELLED, RunStatus.ERROR}
-    assert {s for s in RunStatus if s.reusable} == {RunStatus.QUEUED, RunStatus.TRAINING, RunStatus.DONE}
+    assert finished == {RunStatus.DONE, RunStatus.CANCELLED, RunStatus.ERROR, RunStatus.PAUSED}
+    assert {s for s in RunStatus if s.reusable} == {RunStatus.QUEUED, RunStatus.TRAINING, RunStatus.DONE,
+                                                    RunStatus.PAUSED}
     assert RunStatus("done") == "done" and f"{RunStatus.TRAINING}" == "training"  # the page shows the text
 
 

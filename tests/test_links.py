@@ -50,7 +50,8 @@ def test_a_link_is_read_into_config_flags_and_notices():
                              "n_steps": ["4", "3"], "bogus": "1"})
     assert link.config == preset("folding").replace(n_steps=3)  # a repeated key takes its last value
     assert link.flags == {"scenario": "folding", "present": True, "hide": frozenset({"data", "upload"}),
-                          "probe": None, "points": (), "view": None, "k": None, "room": None}
+                          "probe": None, "points": (), "view": None, "room": None, "step": None, "k": None,
+                          "speed": None}
     assert link.view == "Diagnostics" and len(link.notices) == 1 and "bogus" in link.notices[0]
     q = links.link_of(link.config, link.flags)
     assert q["scenario"] == "folding" and q["present"] == "1" and q["hide"] == "data,upload"

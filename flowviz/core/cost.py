@@ -30,7 +30,8 @@ from types import SimpleNamespace
 from .config import Config
 from .errors import ConfigError, FlowvizWarning
 
-__all__ = ["Cost", "estimate", "guard", "over_budget", "machine_mb", "DEFAULT_MAX_RUN_SECONDS", "DEFAULT_MAX_RUN_MB"]
+__all__ = ["Cost", "estimate", "guard", "over_budget", "machine_mb", "DEFAULT_MAX_RUN_SECONDS", "DEFAULT_MAX_RUN_MB",
+           "CHECKPOINTS", "CHECKPOINT_MB", "checkpoint_count", "checkpoint_steps", "thin_steps"]
 
 # The server's default budget per run (its settings FLOWVIZ_MAX_RUN_SECONDS, FLOWVIZ_MAX_RUN_MB override it; the
 # core reads no environment): a lecture's runs take seconds; two workers of at most 4 GB each leave most of a
@@ -65,6 +66,10 @@ K = {
     "smooth_copies": 2.0,  # copies of every block's weights (L of them) for the smoothness penalty (measured 1.9)
 }
 
+# The weights a run keeps for rewinding (TrainResult.checkpoints): about CHECKPOINTS of them, fewer where
+# CHECKPOINTS copies of the weights would pass CHECKPOINT_MB (a large config keeps fewer, at least its first and last).
+CHECKPOINTS = 100
+CHECKPOINT_MB = 32.0
 GENERIC_BUDGET = 256 * 2**20  # flowviz.core.model.GENERIC_BUDGET: above it each step is checkpointed
 FAST_BUDGET = 8 * 2**20       # flowviz.core.fastpath.ACTIVATION_BUDGET: above it the chain recomputes
 MAX_FRAMES, SURFACE_RES = 65, 100  # flowviz.training.analysis: frames and grid of the final pictures
@@ -318,7 +323,8 @@ def _memory(c: Config, f: dict, bs: int, n: int) -> float:
     train = mixed + K["act_mb"] * act  # (the stage weights live while the step does; an evaluation mixes its own)
     # evaluation and analysis: recorded paths of all points (L+1, n, d) in torch and numpy, a few hidden layers
     ev = 4 * (L + 1) * n * d * 2 + 4 * max(n, SURFACE_RES ** 2) * (3 * c.width + 4 * d) + 4 * L * S * f["slot"]
-    return K["base_mb"] + mb * (params + max(train, K["eval_mb"] * ev))
+    kept = checkpoint_count(4 * _n_params(c, f)) * 4 * _n_params(c, f)  # the checkpoints' weights
+    return K["base_mb"] + mb * (params + kept + max(train, K["eval_mb"] * ev))
 
 
 def _cost(c: Config, n_train: int | None, log_every: int | None):
@@ -351,3 +357,36 @@ def _duration(s: float) -> str:
 
 def _size(mb: float) -> str:
     return f"{mb:.0f} MB" if mb < 1024 else f"{mb / 1024:.0f} GB" if mb >= 10 * 1024 else f"{mb / 1024:.1f} GB"
+
+
+def checkpoint_count(state_bytes: int, budget_mb: float | None = None) -> int:
+    """How many copies of weights of ``state_bytes`` a run keeps: CHECKPOINTS, fewer over ``budget_mb`` (default
+    CHECKPOINT_MB), at least 2."""
+    budget = CHECKPOINT_MB if budget_mb is None else budget_mb
+    return max(2, min(CHECKPOINTS, int(budget * 2**20 // max(1, state_bytes))))
+
+
+def checkpoint_steps(total: int, state_bytes: int, budget_mb: float | None = None) -> list[int]:
+    """The training steps 0 .. ``total`` whose weights a run keeps: every step while they fit, else 0, ``total`` and
+    steps spaced geometrically between (dense early, where the picture changes most); ``checkpoint_count`` many."""
+    n = checkpoint_count(state_bytes, budget_mb)
+    if total + 1 <= n:
+        return list(range(total + 1))
+
+    def spread(m: int) -> list[int]:
+        return sorted({0, total} | {round(total ** (i / (m - 1))) for i in range(m)})
+
+    m = 2
+    while m < 8 * n and len(spread(m + 1)) <= n:
+        m += 1
+    return thin_steps(spread(m), n)
+
+
+def thin_steps(steps, n: int) -> list[int]:
+    """At most ``n`` of ``steps`` (sorted, the first and last kept): repeatedly the step whose neighbours are
+    closest in log(1 + step) goes, so a merged set keeps a geometric spread."""
+    s = sorted(set(steps))
+    while len(s) > max(2, n):
+        gaps = [math.log1p(s[i + 1]) - math.log1p(s[i - 1]) for i in range(1, len(s) - 1)]
+        del s[1 + gaps.index(min(gaps))]
+    return s

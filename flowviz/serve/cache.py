@@ -45,11 +45,12 @@ def cache_path(config: Config, settings: Settings | None = None) -> Path | None:
 
 
 def store(config: Config, model: FlowModel, history: list[dict], metrics: dict, *,
-          settings: Settings | None = None) -> Path | None:
-    """Write a finished run; never raises (a full disk must not break training)."""
+          settings: Settings | None = None, kept: dict | None = None, train_state=None) -> Path | None:
+    """Write a finished run (with its checkpoints ``kept`` and resume state, see runio.run_tensors); never
+    raises (a full disk must not break training)."""
     from safetensors.torch import save
 
-    from .runio import metadata_of, tensors_of
+    from .runio import run_tensors
 
     settings = settings or Settings.from_env()
     path = cache_path(config, settings)
@@ -57,8 +58,9 @@ def store(config: Config, model: FlowModel, history: list[dict], metrics: dict, 
         return None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        meta = dict(metadata_of(model), history=json.dumps(history), metrics=json.dumps(metrics, default=str))
-        raw = save(tensors_of(model), metadata=meta)
+        tensors, meta = run_tensors(model, kept, train_state)
+        meta = dict(meta, history=json.dumps(history), metrics=json.dumps(metrics, default=str))
+        raw = save(tensors, metadata=meta)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
         with os.fdopen(fd, "wb") as fh:
             fh.write(raw)
@@ -70,9 +72,11 @@ def store(config: Config, model: FlowModel, history: list[dict], metrics: dict, 
         return None
 
 
-def load(config: Config, *, settings: Settings | None = None) -> tuple[FlowModel, list[dict], dict] | None:
-    """(model, history, metrics) of a cached run of exactly this config, or None."""
-    from .runio import model_from_bytes
+def load(config: Config, *, settings: Settings | None = None
+         ) -> tuple[FlowModel, list[dict], dict, dict, object] | None:
+    """(model, history, metrics, checkpoints (step -> weights), resume state or None) of a cached run of exactly
+    this config, or None."""
+    from .runio import checkpoints_from_bytes, model_from_bytes
 
     path = cache_path(config, settings)
     if path is None or not path.is_file():
@@ -84,8 +88,9 @@ def load(config: Config, *, settings: Settings | None = None) -> tuple[FlowModel
             return None
         header = json.loads(raw[8:8 + int.from_bytes(raw[:8], "little")])["__metadata__"]
         history, metrics = json.loads(header["history"]), json.loads(header["metrics"])
+        kept, state = checkpoints_from_bytes(raw, model)
         os.utime(path)  # recently used
-        return model, history, metrics
+        return model, history, metrics, kept, state
     except (OSError, FlowvizError, KeyError, ValueError) as e:
         log.warning("dropping unreadable cache entry %s: %s", path.name, e)
         path.unlink(missing_ok=True)

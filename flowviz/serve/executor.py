@@ -28,7 +28,7 @@ from ..core.config import Config
 from ..core.data import Dataset
 from ..training.train import Snapshot
 from .measure import measured
-from .protocol import TaskFailed, WorkerDied, decode, request, result_from, snapshot_from, with_weights
+from .protocol import TaskFailed, WorkerDied, decode, request, result_from, resume_arrays, snapshot_from, with_weights
 from .settings import Settings
 
 __all__ = ["Lease", "Executor", "EXECUTORS", "make_executor", "WorkerDied", "NoFreeWorker"]
@@ -159,9 +159,11 @@ class Executor(ABC):
                 return
 
     def train(self, config: Config, data: Dataset, *, log_every: int, cancel=None,
-              started: Callable[[], None] | None = None, long: bool = False) -> Iterator[Snapshot]:
+              started: Callable[[], None] | None = None, long: bool = False, start=None, weights=None,
+              until: int | None = None) -> Iterator[Snapshot]:
         """Snapshots of ``config`` trained by a worker (in the lane of ``long`` runs if set); ``started()`` is
-        called once a worker has the run.
+        called once a worker has the run. ``start`` (a TrainState) with ``weights``: go on from a paused run;
+        ``until``: pause after that step.
 
         Raises WorkerDied if the worker is lost mid-run, RuntimeError with the worker's message if the run
         failed there.
@@ -176,8 +178,10 @@ class Executor(ABC):
         try:
             if started is not None:
                 started()
-            for head, arrays in self.stream(lease, request("run", data, config=config, log_every=log_every,
-                                                           cuda_graphs=self.cuda_graphs), cancel):
+            head0, extra = resume_arrays(start, weights) if start is not None else ({}, {})
+            raw = request("run", data, config=config, log_every=log_every, cuda_graphs=self.cuda_graphs,
+                          until=until, extra=extra, **head0)
+            for head, arrays in self.stream(lease, raw, cancel):
                 snap = snapshot_from(head, arrays)
                 healthy = snap.done
                 yield snap

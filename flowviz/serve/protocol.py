@@ -20,7 +20,8 @@ from ..core.data import Dataset
 from ..training.train import Snapshot
 
 __all__ = ["WorkerDied", "TaskFailed", "CANCEL", "encode", "decode", "request", "with_weights", "dataset_from",
-           "snapshot_message", "snapshot_from", "result_from", "fatal_message", "SNAPSHOT_FIELDS"]
+           "snapshot_message", "snapshot_from", "result_from", "fatal_message", "SNAPSHOT_FIELDS", "resume_arrays",
+           "train_state_from"]
 
 CANCEL = b"cancel"  # the one message that is not encoded: stop the task in hand, between two steps
 
@@ -56,15 +57,16 @@ def decode(raw: bytes) -> tuple[dict, dict]:
     return header, (load(body) if body else {})
 
 
-def request(task: str, data: Dataset, **header) -> bytes:
-    """A task for a worker on ``data`` (its points travel as arrays; configs as their dicts)."""
+def request(task: str, data: Dataset, *, extra: dict | None = None, **header) -> bytes:
+    """A task for a worker on ``data`` (its points travel as arrays, with ``extra`` arrays; configs as their
+    dicts)."""
     for k, v in list(header.items()):
         if isinstance(v, Config):
             header[k] = v.to_dict()
         elif isinstance(v, (list, tuple)) and v and isinstance(v[0], Config):
             header[k] = [c.to_dict() for c in v]
     arrays = {"x_train": data.x_train, "y_train": data.y_train, "x_test": data.x_test, "y_test": data.y_test}
-    return encode(dict(header, task=task, n_classes=data.n_classes), arrays)
+    return encode(dict(header, task=task, n_classes=data.n_classes), arrays | (extra or {}))
 
 
 def with_weights(raw: bytes, model) -> bytes:
@@ -80,15 +82,47 @@ def dataset_from(header: dict, arrays: dict) -> Dataset:
 
 
 def snapshot_message(s: Snapshot) -> bytes:
-    head = {k: getattr(s, k) for k in SNAPSHOT_FIELDS}
-    return encode(dict(head, kind="snapshot"), {k: v.numpy() for k, v in (s.state or {}).items()})
+    """A snapshot: its scalars in the header; its weights, its checkpoints (``step/<step>/<name>``) and the resume
+    state (``resume/<name>``, its header under ``resume``) as arrays."""
+    head = dict({k: getattr(s, k) for k in SNAPSHOT_FIELDS}, kind="snapshot")
+    arrays = {k: v.numpy() for k, v in (s.state or {}).items()}
+    for step, state in (s.kept or {}).items():
+        arrays.update({f"step/{step}/{k}": v.numpy() for k, v in state.items()})
+    if s.train_state is not None:
+        head["resume"], tensors = s.train_state.flat()
+        arrays.update({f"resume/{k}": v.numpy() for k, v in tensors.items()})
+    return encode(head, arrays)
+
+
+def resume_arrays(train_state, weights: dict) -> tuple[dict, dict]:
+    """(header entries, arrays) of a request that goes on from ``train_state`` with ``weights`` (name -> tensor)."""
+    head, tensors = train_state.flat()
+    arrays = {f"w/{k}": v.detach().cpu().numpy() for k, v in weights.items()}
+    arrays.update({f"resume/{k}": v.numpy() for k, v in tensors.items()})
+    return {"resume": head}, arrays
+
+
+def train_state_from(head: dict, arrays: dict):
+    """The TrainState a message carries (header ``resume``, arrays ``resume/<name>``), or None."""
+    from ..training.train import TrainState
+
+    if not isinstance(head.get("resume"), dict):
+        return None
+    return TrainState.from_flat(head["resume"], {k[7:]: v for k, v in arrays.items() if k.startswith("resume/")})
 
 
 def snapshot_from(head: dict, arrays: dict) -> Snapshot:
     import torch
 
-    state = {k: torch.from_numpy(v) for k, v in arrays.items()}
-    return Snapshot(**{k: head[k] for k in SNAPSHOT_FIELDS}, state=state)
+    state, kept = {}, {}
+    for k, v in arrays.items():
+        if k.startswith("step/"):
+            _, step, name = k.split("/", 2)
+            kept.setdefault(int(step), {})[name] = torch.from_numpy(v)
+        elif not k.startswith("resume/"):
+            state[k] = torch.from_numpy(v)
+    return Snapshot(**{k: head[k] for k in SNAPSHOT_FIELDS}, state=state, kept=kept or None,
+                    train_state=train_state_from(head, arrays))
 
 
 def fatal_message(e: BaseException) -> bytes:

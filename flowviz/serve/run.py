@@ -22,7 +22,7 @@ from .protocol import TaskFailed, WorkerDied
 from .settings import Settings
 from .status import RunStatus
 
-__all__ = ["Run", "data_key", "LIVE_EVERY_S", "FIRST_LIVE_ETA_S"]
+__all__ = ["Run", "RunAt", "data_key", "LIVE_EVERY_S", "FIRST_LIVE_ETA_S"]
 
 log = logging.getLogger("flowviz.serve.runs")
 LIVE_EVERY_S = 1.0  # live views are rebuilt at most this often while training
@@ -86,8 +86,17 @@ class Run:
         self._prep_lock = threading.Lock()
         self._prep_queued = False  # the instruments task waits for a worker
         self._prep_failed = False  # it failed (not cancelled): the page computes what is missing, no retries
-        if restored is not None:  # (model, history, metrics) of a finished run: no worker needed
-            model, history, m = restored
+        self.kept: dict[int, dict] = {}  # step -> CPU weights of the run's checkpoints (core.cost.checkpoint_steps)
+        self.train_state = None  # what a paused (or finished) run goes on from (flowviz.training.train.TrainState)
+        self._go_lock = threading.Lock()
+        self._pausing = False  # pause() asked: the cancelled run keeps its state and can go on
+        self._at_views: dict[int, FlowViews] = {}  # the views of kept steps shown (views_at), a few
+        self.owners: set[str] = set()  # the sessions that started it (the page adds itself)
+        self.viewers: dict[str, float] = {}  # session -> when its page last showed this run
+        if restored is not None:  # (model, history, metrics[, kept, train state]) of a finished run: no worker
+            model, history, m = restored[:3]
+            if len(restored) > 3:
+                self.kept, self.train_state = dict(restored[3] or {}), restored[4]
             state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
             self.history = list(history)
             self.latest = Snapshot(step=int(m.get("steps", config.train_steps)), total_steps=config.train_steps,
@@ -102,16 +111,16 @@ class Run:
         self._thread.start()
 
     # -------------------------------------------------------------- worker
-    def _work(self):
+    def _work(self, start=None, until: int | None = None):
         if self.cancel.is_set():
-            self.status = RunStatus.CANCELLED
+            self.status = RunStatus.PAUSED if self._pausing else RunStatus.CANCELLED
             return
         try:
-            self._train(self.config)
+            self._train(self.config, start=start, until=until)
         except Exception as e:  # only a GPU out-of-memory error gets here
             log.warning("run %s: %s; training again on the CPU", self.key, e)
             self.notice = "The GPU ran out of memory for this run; it was trained again on the CPU."
-            self.history, self.latest = [], None
+            self.history, self.latest, self.kept = [], None, {}
             try:
                 self._train(self.config.replace(device="cpu"))
             except Exception as e2:
@@ -134,21 +143,29 @@ class Run:
     def _started(self):
         self.status = RunStatus.TRAINING
 
-    def _train(self, config: Config):
-        """Train ``config`` on a worker, publishing snapshots as they come."""
+    def _train(self, config: Config, start=None, until: int | None = None):
+        """Train ``config`` on a worker, publishing snapshots as they come; from ``start`` (a TrainState, the
+        latest snapshot holding its weights) if given, pausing after step ``until`` if given."""
         try:
-            every = max(1, min(25, config.train_steps // 40 or 1))
+            every = max(1, min(25, config.train_steps // 40 or 1))  # the same whether paused or not
+            weights = self.latest.state if start is not None and self.latest is not None else None
             for snap in self._executor.train(config, self.data, log_every=every, cancel=self.cancel,
-                                             started=self._started, long=self.long):
+                                             started=self._started, long=self.long, start=start, weights=weights,
+                                             until=until):
                 if snap.state is None and snap.cancelled:  # cancelled before a worker took it
-                    self.status = RunStatus.CANCELLED
+                    self.status = RunStatus.PAUSED if self._pausing else RunStatus.CANCELLED
                     return
                 self.history.append(snap.record())
+                if snap.kept:
+                    self._keep(snap.kept)
                 self.latest = snap
+            if self.latest is not None and self.latest.train_state is not None:
+                self.train_state = self.latest.train_state
             if self.latest is not None and self.latest.error:
                 self.error, self.status = self.latest.error, RunStatus.ERROR
             elif self.latest is not None and self.latest.cancelled:
-                self.status = RunStatus.CANCELLED
+                paused = self._pausing or (until is not None and not self.cancel.is_set())
+                self.status = RunStatus.PAUSED if paused else RunStatus.CANCELLED
             else:
                 self.status = RunStatus.DONE
                 self._store()
@@ -170,7 +187,55 @@ class Run:
         if self.config.dataset == "csv" or self.latest is None:
             return
         s = self.latest
-        cache.store(self.config, self._model(s), self.history, s.metrics(), settings=self._settings)
+        cache.store(self.config, self._model(s), self.history, s.metrics(), settings=self._settings,
+                    kept=self.kept, train_state=self.train_state)
+
+    def _keep(self, new: dict) -> None:
+        """Add checkpoints (step -> weights); over the budget (core.cost.checkpoint_count) the densest go."""
+        from ..core.cost import checkpoint_count, thin_steps
+
+        kept = {**self.kept, **new}
+        one = sum(v.numel() * v.element_size() for v in next(iter(new.values())).values())
+        n = checkpoint_count(one)
+        self.kept = {k: kept[k] for k in thin_steps(kept, n)} if len(kept) > n else kept
+
+    @property
+    def checkpoints(self) -> list[int]:
+        """The kept training steps, sorted."""
+        return sorted(self.kept)
+
+    # ---------------------------------------------------------- pause, resume, step
+    def pause(self) -> bool:
+        """Stop between two steps keeping the run and its optimiser state (``go`` goes on); False if it is not
+        queued or training."""
+        if RunStatus(self.status) not in (RunStatus.QUEUED, RunStatus.TRAINING):
+            return False
+        self._pausing = True
+        self.cancel.set()
+        return True
+
+    def go(self, steps: int | None = None) -> bool:
+        """Resume a paused run: ``steps`` more optimiser steps then pause again, or (None) to its end, exactly as
+        if it had not paused. False if it is not paused."""
+        with self._go_lock:
+            if self.status != RunStatus.PAUSED:
+                return False
+            start = self.train_state if self.latest is not None and self.latest.state is not None else None
+            if start is None:  # paused before its first step: from the beginning
+                self.history, self.latest, self.kept = [], None, {}
+            until = None if steps is None else (start.step if start else 0) + max(1, int(steps))
+            if until is not None and until >= self.config.train_steps:
+                until = None
+            self.cancel, self._pausing, self._final = threading.Event(), False, False
+            self.status, self.error = RunStatus.QUEUED, None
+            self._thread = threading.Thread(target=self._work, args=(start, until),
+                                            name=f"flowviz-run-{self.key[:8]}", daemon=True)
+            self._thread.start()
+            return True
+
+    @property
+    def paused(self) -> bool:
+        return self.status == RunStatus.PAUSED
 
     def _model(self, snap: Snapshot):
         """The model in the state of ``snap``."""
@@ -209,7 +274,9 @@ class Run:
                     return self._views
             else:  # live views while training are light (subsampled, no reference solution)
                 v = analyse(model, self.data, history=list(self.history), live=not final)
-            self._views, self._views_step, self._views_time, self._final = v, snap.step, time.time(), final
+            # (a run resumed meanwhile has a newer snapshot: these views are not its last)
+            self._views, self._views_step, self._views_time = v, snap.step, time.time()
+            self._final = final and self.latest is snap
             return v
 
     def set_views(self, views: FlowViews) -> None:
@@ -290,8 +357,61 @@ class Run:
         if self.finished:
             self.prepare()
 
+    def seen_by(self, session: str) -> None:
+        """The page of ``session`` shows this run now."""
+        self.viewers[session] = time.time()
+
+    def watchers(self, within_s: float = 10.0) -> set[str]:
+        """The sessions whose pages showed this run in the last ``within_s`` seconds (a training run's pages
+        refresh every second)."""
+        now = time.time()
+        return {s for s, t in list(self.viewers.items()) if now - t <= within_s}
+
     def stop(self):
+        """Cancel it (a paused run is cancelled at once: it keeps its last state, but cannot go on)."""
+        self._pausing = False
         self.cancel.set()
+        with self._go_lock:
+            if self.status == RunStatus.PAUSED:
+                self.status = RunStatus.CANCELLED
+
+    # ------------------------------------------------------- the run at a kept step
+    def kept_step(self, step: int) -> int | None:
+        """The last kept step <= ``step`` (None if none)."""
+        before = [s for s in self.kept if s <= step]
+        return max(before) if before else None
+
+    def at(self, step: int) -> RunAt | None:
+        """The run as it was at the last kept step <= ``step``, or None when that is its latest state (or none)."""
+        s = self.kept_step(step)
+        if s is None or self.latest is None or s >= self.latest.step:
+            return None
+        return RunAt(self, s)
+
+    def views_at(self, step: int) -> FlowViews | None:
+        """The views of kept step ``step``: while it trains light ones made here (as its live views), else the
+        full ones, made by a worker; a few are kept."""
+        with self._lock:
+            hit = self._at_views.get(step)
+        if hit is not None and (hit.live is False or not self.finished):
+            return hit
+        model = build_model(self.config, self.data.n_classes)
+        model.load_state_dict(self.kept[step])
+        model.train(False)
+        history = [r for r in self.history if r["step"] <= step]
+        v = None
+        if self.finished and self._executor is not None:
+            try:
+                v, _ = self._executor.analyse(model, self.data, history=history, cancel=self.idle)
+            except (TaskFailed, WorkerDied) as e:
+                log.info("run %s: the views of step %d: %s", self.key, step, e)
+        if v is None:
+            v = analyse(model, self.data, history=history, live=True)
+        with self._lock:
+            self._at_views[step] = v
+            while len(self._at_views) > 8:
+                self._at_views.pop(next(iter(self._at_views)))
+        return v
 
     def join(self, timeout: float | None = None):
         """Wait for the run's thread, then for its instruments task if one is on its way."""
@@ -299,3 +419,36 @@ class Run:
         for t in (self._thread, self._prep):
             if t is not None:
                 t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+
+
+class RunAt:
+    """A run as it was at one of its kept steps, read like a finished Run by the page's views and instruments:
+    ``key``, ``config``, ``data``, ``history`` (up to the step), ``latest`` (a snapshot with the kept weights),
+    ``views()``; its instruments are made on the page (``instrument`` is None)."""
+
+    status = RunStatus.DONE
+    finished = True
+    error = None
+    notice = None
+
+    def __init__(self, run: Run, step: int):
+        self.run, self.step = run, step
+        self.key = f"{run.key}@{step}"
+        self.config, self.data = run.config, run.data
+        self.history = [r for r in run.history if r["step"] <= step]
+        row = self.history[-1] if self.history and self.history[-1]["step"] == step else None
+        nan = float("nan")
+        self.latest = Snapshot(step=step, total_steps=run.config.train_steps,
+                               loss=row["loss"] if row else nan, train_accuracy=row["train_accuracy"] if row else nan,
+                               test_accuracy=row["test_accuracy"] if row else nan,
+                               test_loss=row["test_loss"] if row else nan, elapsed=row["elapsed"] if row else 0.0,
+                               steps_per_second=0.0, state=run.kept[step], done=True)
+
+    def views(self, *, final: bool = False) -> FlowViews | None:
+        return self.run.views_at(self.step)
+
+    def instrument(self, name: str):
+        return None
+
+    def preparing(self) -> bool:
+        return False

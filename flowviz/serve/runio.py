@@ -3,6 +3,11 @@
 A run directory holds ``config.json``, ``metrics.json``, ``history.csv``,
 ``model.safetensors`` (the weights; its metadata carries the config and the
 number of classes, so the file alone is enough) and ``trajectories.npz``.
+
+``model.safetensors`` (and the disk cache's files) also hold the run's checkpoints, tensors named
+``step/<step>/<name>``, and the state :func:`flowviz.resume` goes on from, tensors ``resume/...`` with their
+header in the metadata's ``resume`` entry; a file over MAX_WEIGHTS_BYTES drops the resume state, then
+checkpoints (the first and last stay).
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from ..core.model import FlowModel
 from ..core.safejson import load_json
 
 __all__ = ["save_weights", "load_weights", "weights_bytes", "model_from_bytes", "save_run", "load_run", "tensors_of",
-           "metadata_of", "config_from_bytes", "classes_mismatch"]
+           "metadata_of", "config_from_bytes", "classes_mismatch", "run_tensors", "checkpoints_from_bytes",
+           "load_result"]
 
 FORMAT = "flowviz-run-1"
 MAX_WEIGHTS_BYTES = 64 * 1024 * 1024
@@ -33,15 +39,43 @@ def metadata_of(model: FlowModel) -> dict[str, str]:
     return {"format": FORMAT, "config": json.dumps(model.config.to_dict()), "n_classes": str(model.n_classes)}
 
 
-def weights_bytes(model: FlowModel) -> bytes:
-    """The model as safetensors bytes (config and class count in the metadata)."""
+def run_tensors(model: FlowModel, kept: dict | None = None, train_state=None) -> tuple[dict, dict[str, str]]:
+    """(tensors, metadata) of a run: the model's weights, each checkpoint's as ``step/<step>/<name>``, the resume
+    state as ``resume/<name>`` (its header in the metadata), within MAX_WEIGHTS_BYTES (see the module text)."""
+    from ..core.cost import thin_steps
+
+    t, meta = tensors_of(model), metadata_of(model)
+    size = sum(v.numel() * v.element_size() for v in t.values())
+    one = size or 1
+    kept = dict(kept or {})
+    extra = {}
+    if train_state is not None:
+        head, ts = train_state.flat()
+        extra = {f"resume/{k}": v.detach().cpu().contiguous() for k, v in ts.items()}
+        if size + len(kept) * one + sum(v.numel() * v.element_size() for v in extra.values()) <= MAX_WEIGHTS_BYTES:
+            meta["resume"] = json.dumps(head)
+        else:
+            extra = {}
+    size += sum(v.numel() * v.element_size() for v in extra.values())
+    steps = thin_steps(kept, max(2, int((MAX_WEIGHTS_BYTES - size) // one))) if kept else []
+    if kept and size + len(steps) * one > MAX_WEIGHTS_BYTES:
+        steps = []
+    for s in steps:
+        t.update({f"step/{s}/{k}": v.detach().cpu().contiguous() for k, v in kept[s].items()})
+    return t | extra, meta
+
+
+def weights_bytes(model: FlowModel, kept: dict | None = None, train_state=None) -> bytes:
+    """The model as safetensors bytes (config and class count in the metadata), with the run's checkpoints
+    ``kept`` (step -> weights) and its resume state if given."""
     from safetensors.torch import save
 
-    return save(tensors_of(model), metadata=metadata_of(model))
+    tensors, meta = run_tensors(model, kept, train_state)
+    return save(tensors, metadata=meta)
 
 
-def save_weights(model: FlowModel, path) -> None:
-    Path(path).write_bytes(weights_bytes(model))
+def save_weights(model: FlowModel, path, kept: dict | None = None, train_state=None) -> None:
+    Path(path).write_bytes(weights_bytes(model, kept, train_state))
 
 
 def model_from_bytes(raw: bytes, *, expect_config: Config | None = None, server: bool = False) -> FlowModel:
@@ -87,6 +121,7 @@ def model_from_bytes(raw: bytes, *, expect_config: Config | None = None, server:
         raise CheckpointError(classes_mismatch(n_classes, config.classes, f"dataset={config.dataset}"))
     model = FlowModel(config, n_classes)
     expected = model.state_dict()
+    tensors = {k: v for k, v in tensors.items() if not k.startswith(("step/", "resume/"))}  # checkpoints_from_bytes
     if set(tensors) != set(expected):
         missing = sorted(set(expected) - set(tensors))[:3]
         extra = sorted(set(tensors) - set(expected))[:3]
@@ -104,6 +139,39 @@ def model_from_bytes(raw: bytes, *, expect_config: Config | None = None, server:
 def classes_mismatch(head: int, data: int, source: str) -> str:
     """The message for a head of ``head`` classes on data of ``data`` classes (``source``: where they come from)."""
     return f"expected {data} classes (its data: {source}), found {head} in the run's head"
+
+
+def checkpoints_from_bytes(raw: bytes, model: FlowModel) -> tuple[dict, object]:
+    """(kept: step -> weights, the resume TrainState or None) that a file written by :func:`weights_bytes` holds
+    beside ``model`` (read from the same bytes by :func:`model_from_bytes`); each checkpoint must have the
+    model's tensors, shapes and finite values, else CheckpointError."""
+    from safetensors.torch import load
+
+    from ..training.train import TrainState
+
+    meta = _metadata(raw[8:8 + int.from_bytes(raw[:8], "little")])
+    tensors = load(raw)
+    expected = model.state_dict()
+    kept: dict[int, dict] = {}
+    for name, v in tensors.items():
+        if name.startswith("step/"):
+            _, step, key = name.split("/", 2)
+            if not step.isdigit() or key not in expected or tuple(v.shape) != tuple(expected[key].shape):
+                raise CheckpointError(f"checkpoint tensor {echo(name, 60)} does not fit the model")
+            if not torch.isfinite(v).all():
+                raise CheckpointError(f"checkpoint tensor {echo(name, 60)} contains NaN or infinite values")
+            kept.setdefault(int(step), {})[key] = v
+    for step, state in kept.items():
+        if set(state) != set(expected):
+            raise CheckpointError(f"the checkpoint of step {step} lacks some of the model's weights")
+    state = None
+    if "resume" in meta:
+        try:
+            head = load_json(meta["resume"].encode(), what="the resume state", max_depth=6, max_chars=1_000_000)
+            state = TrainState.from_flat(head, {k[7:]: v for k, v in tensors.items() if k.startswith("resume/")})
+        except (FlowvizError, KeyError, ValueError, TypeError, AttributeError) as e:
+            raise CheckpointError(f"the run's resume state is not valid: {echo(str(e), 80)}") from None
+    return kept, state
 
 
 def _metadata(header: bytes) -> dict[str, str]:
@@ -163,7 +231,8 @@ def save_run(result, out_dir) -> Path:
     (out / "config.json").write_text(result.config.to_json() + "\n")
     (out / "metrics.json").write_text(json.dumps(result.metrics, indent=2) + "\n")
     (out / "history.csv").write_bytes(history_csv(result.history))
-    save_weights(result.model, out / "model.safetensors")
+    save_weights(result.model, out / "model.safetensors", getattr(result, "kept", None),
+                 getattr(result, "train_state", None))
     (out / "trajectories.npz").write_bytes(trajectories_npz(result.model, result.data))
     return out
 
@@ -236,3 +305,25 @@ def load_run(run_dir):
     y, n_train = y.astype(np.int64), int(n_train)
     ds = Dataset(x0[:n_train], y[:n_train], x0[n_train:], y[n_train:], model.n_classes)
     return model, ds
+
+
+def load_result(run_dir):
+    """The TrainResult of a saved run directory: model, data, history, metrics, checkpoints and resume state
+    (so ``result.at(step)`` and ``flowviz.resume`` work on it)."""
+    import csv
+    import io
+
+    from ..training.train import TrainResult
+
+    model, ds = load_run(run_dir)
+    d = Path(run_dir)
+    raw = (d / "model.safetensors").read_bytes()
+    kept, state = checkpoints_from_bytes(raw, model)
+    try:
+        metrics = load_json((d / "metrics.json").read_bytes(), what="metrics.json")
+        history = [{k: (int(v) if k == "step" else float(v)) for k, v in r.items()}
+                   for r in csv.DictReader(io.StringIO((d / "history.csv").read_text()))]
+    except (OSError, ValueError, FlowvizError) as e:
+        raise CheckpointError(f"metrics.json or history.csv in {d} is missing or not ours: {e}") from None
+    return TrainResult(model.config, model, ds, history, metrics if isinstance(metrics, dict) else {}, None, kept,
+                       state)

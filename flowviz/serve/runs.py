@@ -187,6 +187,21 @@ class Registry:
             self._evict()
         return run
 
+    def own_copy(self, run: Run, session: str) -> Run:
+        """A new run of ``run``'s config and data, for ``session`` alone (a window that may not stop a run others
+        watch): its key is the run's with the session's mark, so that Stop or Pause there touch only it."""
+        with self._lock:
+            if self._stop.is_set():
+                raise FlowvizError("The server is stopping: no new run is started.")
+            costs = budget.check([run.config], len(run.data.x_train), self.settings)
+            copy = Run(run.config, run.data, self.executor, settings=self.settings, cost=costs[0] if costs else None)
+            copy.key = f"{run.key.split('~')[0]}~{session[:8]}"
+            copy.owners.add(session)
+            self.started += 1
+            self._runs[copy.key] = copy
+            self._evict()
+            return copy
+
     def job(self, key: str, fn, *, restart: bool = False, holds_worker: bool = True) -> Job:
         """The job for this key (live or finished), or a new one running ``fn`` (see :class:`Job` for
         ``holds_worker``)."""

@@ -13,16 +13,28 @@ from collections.abc import Callable, Iterator
 from ..core.config import Config
 from ..training.train import train_iter
 from .measure import measure_task
-from .protocol import CANCEL, dataset_from, decode, encode, fatal_message, snapshot_message
+from .protocol import CANCEL, dataset_from, decode, encode, fatal_message, snapshot_message, train_state_from
 
 __all__ = ["TASKS", "handle", "main"]
 
 
 def run_task(header: dict, arrays: dict, cancel) -> Iterator[bytes]:
-    """One training run: a snapshot (with its weights) every ``log_every`` steps, the last one ``done``."""
+    """One training run: a snapshot (with its weights and checkpoints) every ``log_every`` steps, the last one
+    ``done`` with the state to resume from. With ``resume`` (and weights ``w/<name>``) it goes on from a paused
+    run's state; ``until`` stops it after that step."""
     cfg = Config.from_dict(header["config"])
-    for s in train_iter(cfg, data=dataset_from(header, arrays), log_every=int(header["log_every"]), cancel=cancel,
-                        keep_state=True, cuda_graphs=bool(header.get("cuda_graphs"))):
+    ds, model, start = dataset_from(header, arrays), None, train_state_from(header, arrays)
+    if start is not None:
+        import torch
+
+        from ..core.model import build_model
+
+        model = build_model(cfg, ds.n_classes)
+        model.load_state_dict({k[2:]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("w/")})
+    until = header.get("until")
+    for s in train_iter(cfg, data=ds, log_every=int(header["log_every"]), cancel=cancel, keep_state=True,
+                        cuda_graphs=bool(header.get("cuda_graphs")), model=model, start=start,
+                        until=None if until is None else int(until)):
         yield snapshot_message(s)
 
 

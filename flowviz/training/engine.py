@@ -86,6 +86,17 @@ class Engine:
         self.backup = [[p.detach().clone() for p in ps] for ps in params]  # each member's weights before its step
         self.live = tuple(range(len(params)))  # the members still training
 
+    def state(self) -> tuple[torch.Tensor, dict]:
+        """(the mini-batch generator's state, a CPU copy of the optimiser's state): what a resumed run needs."""
+        opt = self.opt.state_dict() if self.opt is not None else {}
+        return self.gen.get_state(), _cpu_copy(opt)
+
+    def load(self, generator: torch.Tensor, optimizer: dict) -> None:
+        """Go on from :meth:`state` (the parameters already hold the weights of that moment)."""
+        self.gen.set_state(generator)
+        if self.opt is not None and optimizer:
+            self.opt.load_state_dict(optimizer)
+
     def draw(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The next mini-batch (xb (b, 2), yb (b,)): ``batch_size`` points drawn without replacement, or all."""
         n, bs = len(self.x), self.batch_size
@@ -129,14 +140,17 @@ class Engine:
                     p.grad = None
         self.opt.step()
 
-    def run(self, total_steps: int, *, log_every: int, cancel=None) -> Iterator[Mark]:
-        """Steps 1 .. ``total_steps``, marking every ``log_every``-th (not the last), each divergence and the end.
+    def run(self, total_steps: int, *, log_every: int, cancel=None, first: int = 0, until: int | None = None,
+            after: Callable[[int], None] | None = None) -> Iterator[Mark]:
+        """Steps ``first`` + 1 .. ``total_steps``, marking every ``log_every``-th (not the last), each divergence
+        and the end.
 
         ``cancel``: anything with ``is_set()``, checked before each step; when set, the live members are marked
-        cancelled at the step before and the run ends.
+        cancelled at the step before and the run ends. ``until``: end after that step as if cancelled then (a
+        paused run's single steps). ``after(step)``: called after each step that leaves a member training.
         """
-        step = 0
-        for step in range(1, total_steps + 1):
+        step = first
+        for step in range(first + 1, total_steps + 1):
             if cancel is not None and cancel.is_set():
                 yield Mark(step - 1, self.live, done=True, cancelled=True)
                 return
@@ -144,6 +158,22 @@ class Engine:
                 yield Mark(step - 1, (i,), done=True, diverged=value)
             if not self.live:
                 return
+            if after is not None:
+                after(step)
+            if until is not None and step >= until and step != total_steps:
+                yield Mark(step, self.live, done=True, cancelled=True)
+                return
             if step % log_every == 0 and step != total_steps:
                 yield Mark(step, self.live)
         yield Mark(step, self.live, done=True)
+
+
+def _cpu_copy(obj):
+    """``obj`` (nested dicts and lists of tensors and numbers) with every tensor copied to the CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu().clone()
+    if isinstance(obj, dict):
+        return {k: _cpu_copy(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_cpu_copy(v) for v in obj)
+    return obj

@@ -2,7 +2,10 @@
 
 ``train_iter`` is a generator that publishes a :class:`Snapshot` every
 ``log_every`` steps and stops between steps when ``cancel`` is set;
-``train`` runs it to the end and returns a :class:`TrainResult`.
+``train`` runs it to the end and returns a :class:`TrainResult`; ``resume`` goes on from one, exactly as if
+the run had not stopped (the mini-batch generator and the optimiser's state travel in ``TrainState``).
+A run keeps its weights at the steps of ``core.cost.checkpoint_steps`` (``TrainResult.checkpoints``,
+``TrainResult.at``).
 """
 
 from __future__ import annotations
@@ -15,15 +18,61 @@ import torch
 import torch.nn.functional as F
 
 from ..core.config import Config
-from ..core.cost import guard
+from ..core.cost import checkpoint_count, checkpoint_steps, guard, thin_steps
 from ..core.data import Dataset, make_dataset
 from ..core.errors import ConfigError, TrainingDiverged
 from ..core.model import FlowModel, build_model
 from .engine import Engine, Mark, cpu_threads, make_optimizer, step_settings
 from .graphs import GraphEngine, graphs_apply
 
-__all__ = ["Snapshot", "TrainResult", "train", "train_iter", "resolve_device", "evaluate", "penalties",
-           "run_metrics", "cpu_threads"]
+__all__ = ["Snapshot", "TrainResult", "TrainState", "train", "train_iter", "resume", "resolve_device", "evaluate",
+           "penalties", "run_metrics", "cpu_threads", "state_bytes"]
+
+
+@dataclass(frozen=True)
+class TrainState:
+    """What a run needs to go on exactly: ``step`` optimiser steps done, the mini-batch generator's state
+    (a uint8 tensor), the optimiser's state dict (CPU tensors), the wall seconds ``elapsed`` so far."""
+
+    step: int
+    generator: torch.Tensor
+    optimizer: dict
+    elapsed: float = 0.0
+
+    def flat(self) -> tuple[dict, dict[str, torch.Tensor]]:
+        """(JSON-able header, named tensors): the optimiser's tensors as ``opt/<param>/<name>``, the generator
+        as ``gen``; safetensors and JSON hold them (never a pickle)."""
+        tensors = {"gen": self.generator}
+        state = {}
+        for i, st in self.optimizer.get("state", {}).items():
+            state[str(i)] = {}
+            for k, v in st.items():
+                if isinstance(v, torch.Tensor):
+                    tensors[f"opt/{i}/{k}"] = v.contiguous()
+                else:
+                    state[str(i)][k] = v
+        head = {"step": self.step, "elapsed": self.elapsed, "state": state,
+                "param_groups": self.optimizer.get("param_groups", [])}
+        return head, tensors
+
+    @classmethod
+    def from_flat(cls, head: dict, tensors: dict) -> TrainState:
+        """The state :meth:`flat` wrote (tensors as torch tensors or numpy arrays)."""
+        t = {k: torch.as_tensor(v) for k, v in tensors.items()}
+        state: dict = {int(i): dict(v) for i, v in head.get("state", {}).items()}
+        for name, v in t.items():
+            if name.startswith("opt/"):
+                _, i, k = name.split("/", 2)
+                state.setdefault(int(i), {})[k] = v
+        groups = [{k: tuple(v) if k == "betas" else v for k, v in g.items()} for g in head.get("param_groups", [])]
+        return cls(step=int(head["step"]), generator=t["gen"].to(torch.uint8),
+                   optimizer={"state": state, "param_groups": groups} if groups else {},
+                   elapsed=float(head.get("elapsed", 0.0)))
+
+
+def state_bytes(model) -> int:
+    """Bytes of one copy of ``model``'s weights (a checkpoint)."""
+    return sum(v.numel() * v.element_size() for v in model.state_dict().values())
 
 
 @dataclass(frozen=True)
@@ -42,15 +91,18 @@ class Snapshot:
     done: bool = False
     cancelled: bool = False
     error: str | None = None
+    kept: dict | None = None  # step -> CPU weights of the checkpoints made since the previous snapshot
+    train_state: TrainState | None = None  # on the last snapshot: what ``resume`` needs to go on
 
     @classmethod
     def at(cls, mark: Mark, *, total_steps: int, train: tuple[float, float], test: tuple[float, float],
-           elapsed: float, state: dict | None = None, error: str | None = None) -> Snapshot:
+           elapsed: float, state: dict | None = None, error: str | None = None, kept: dict | None = None,
+           train_state: TrainState | None = None) -> Snapshot:
         """The snapshot at an engine's ``mark``; ``train``, ``test``: (cross-entropy, accuracy) from ``evaluate``."""
         return cls(step=mark.step, total_steps=total_steps, loss=train[0], train_accuracy=train[1],
                    test_accuracy=test[1], test_loss=test[0], elapsed=elapsed,
                    steps_per_second=mark.step / elapsed if elapsed > 0 else 0.0, state=state,
-                   done=mark.done, cancelled=mark.cancelled, error=error)
+                   done=mark.done, cancelled=mark.cancelled, error=error, kept=kept, train_state=train_state)
 
     def record(self) -> dict:
         """The history row of this snapshot."""
@@ -80,7 +132,8 @@ def run_metrics(*, train: tuple[float, float], test: tuple[float, float], steps:
 
 @dataclass
 class TrainResult:
-    """A trained run: the model, its data, the history rows and the final metrics."""
+    """A trained run: the model, its data, the history rows and the final metrics; the weights kept at its
+    checkpoints (``kept``: step -> CPU state dict) and what :func:`resume` needs (``train_state``)."""
 
     config: Config
     model: FlowModel
@@ -88,6 +141,33 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
     error: str | None = None
+    kept: dict = field(default_factory=dict, repr=False)
+    train_state: TrainState | None = field(default=None, repr=False)
+
+    @property
+    def checkpoints(self) -> list[int]:
+        """The training steps whose weights are kept, sorted."""
+        return sorted(self.kept)
+
+    def at(self, step: int) -> TrainResult:
+        """The run as it was at the last kept step <= ``step``: its model, metrics and history up to there (a
+        TrainResult of ``train_steps`` = that step, which every flowviz.plots figure takes). ConfigError if no
+        step is kept at or before ``step``."""
+        before = [s for s in self.checkpoints if s <= step]
+        if not before:
+            raise ConfigError(f"no weights are kept at or before step {step}; kept: "
+                              f"{', '.join(map(str, self.checkpoints[:8])) or 'none'}")
+        s = before[-1]
+        config = self.config.replace(train_steps=s)
+        model = build_model(config, self.data.n_classes)
+        model.load_state_dict(self.kept[s])
+        model = model.to(next(iter(self.model.state_dict().values())).device).train(False)
+        dev = next(iter(model.state_dict().values())).device
+        xtr, ytr, xte, yte = data_tensors(self.data, dev)
+        metrics = run_metrics(train=evaluate(model, xtr, ytr), test=evaluate(model, xte, yte), steps=s,
+                              device=self.metrics.get("device", str(dev)))
+        return TrainResult(config, model, self.data, [r for r in self.history if r["step"] <= s], metrics,
+                           None, {k: v for k, v in self.kept.items() if k <= s}, None)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -146,7 +226,8 @@ def evaluate_both(model: FlowModel, x_both: torch.Tensor, y_train: torch.Tensor,
 
 def train_iter(config: Config, *, data=None, log_every: int = 10, cancel=None,
                keep_state: bool = False, model: FlowModel | None = None,
-               cuda_graphs: bool = False) -> Iterator[Snapshot]:
+               cuda_graphs: bool = False, start: TrainState | None = None, until: int | None = None,
+               checkpoints: bool = True) -> Iterator[Snapshot]:
     """Train, yielding a Snapshot every ``log_every`` steps and a last one with ``done`` set.
 
     ``cancel``: anything with ``is_set()`` (a threading.Event), checked between steps.
@@ -154,6 +235,11 @@ def train_iter(config: Config, *, data=None, log_every: int = 10, cancel=None,
     ``model`` (optional) is trained in place, for callers that want to hold it.
     ``cuda_graphs``: on a CUDA device, replay each step from a CUDA graph where it applies
     (``flowviz.training.graphs``; a server sets it from its FLOWVIZ_CUDA_GRAPHS setting).
+    ``start``: go on from this state (``model`` must hold the weights of that moment) to ``config.train_steps``.
+    ``until``: stop after that step as if cancelled then (a paused run's single steps).
+    ``checkpoints``: each snapshot carries (``kept``) the weights of the checkpoint steps passed since the one
+    before (``core.cost.checkpoint_steps`` of ``config.train_steps``; the step a run stops at too); the last
+    snapshot carries the ``train_state`` to resume from.
     """
     dev = resolve_device(config.device)
     ds = data if isinstance(data, Dataset) else make_dataset(config, data)
@@ -173,18 +259,42 @@ def train_iter(config: Config, *, data=None, log_every: int = 10, cancel=None,
 
     engine = (GraphEngine if graphed else Engine)([params], opt, losses, x=xtr, y=ytr,
                                                   batch_size=config.batch_size, seed=config.seed)
+    first, elapsed0 = (0, 0.0) if start is None else (start.step, start.elapsed)
+    if start is not None:
+        engine.load(start.generator, start.optimizer)
+    wanted = set(checkpoint_steps(config.train_steps, state_bytes(model))) if checkpoints else set()
+    pending: dict[int, dict] = {}
+
+    def weights() -> dict:
+        return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+    def keep(step: int) -> None:
+        if step in wanted:
+            pending[step] = weights()
+
+    if start is None:
+        keep(0)
     x_both = torch.cat([xtr, xte])  # each snapshot evaluates train and test points in one pass
     t0 = time.perf_counter()
     model.train()
     with step_settings(dev, config.batch_size or len(xtr), config.width):
-        for mark in engine.run(config.train_steps, log_every=log_every, cancel=cancel):
+        for mark in engine.run(config.train_steps, log_every=log_every, cancel=cancel, first=first, until=until,
+                               after=keep if checkpoints else None):
             model.train(False)
             tr, te = evaluate_both(model, x_both, ytr, yte)
             model.train()
-            state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()} if keep_state else None
+            state = weights() if keep_state else None
             error = None if mark.diverged is None else diverged_message(config, mark.step + 1, mark.diverged)
-            yield Snapshot.at(mark, total_steps=config.train_steps, train=tr, test=te,
-                              elapsed=time.perf_counter() - t0, state=state, error=error)
+            elapsed = elapsed0 + time.perf_counter() - t0
+            resume_from = None
+            if mark.done:
+                if checkpoints and mark.step not in pending:  # where it stopped (cancelled, paused, diverged)
+                    pending[mark.step] = state if state is not None else weights()
+                if mark.diverged is None:
+                    resume_from = TrainState(mark.step, *engine.state(), elapsed=elapsed)
+            kept, pending = (pending or None), {}
+            yield Snapshot.at(mark, total_steps=config.train_steps, train=tr, test=te, elapsed=elapsed,
+                              state=state, error=error, kept=kept, train_state=resume_from)
 
 
 def data_tensors(ds: Dataset, device: torch.device) -> tuple[torch.Tensor, ...]:
@@ -214,16 +324,54 @@ def train(config: Config, *, data=None, log_every: int = 10, progress: Callable[
     if dev.type == "cpu" and data is not None:  # the estimate is of one CPU thread: refuse what cannot fit,
         guard(config, len(ds.x_train), log_every=log_every)  # warn over a server's budget
     model = build_model(config, ds.n_classes).to(dev)
-    history: list[dict] = []
+    return _drive(config, ds, model, dev, log_every=log_every, progress=progress, cancel=cancel,
+                  cuda_graphs=cuda_graphs)
+
+
+def _drive(config: Config, ds: Dataset, model: FlowModel, dev: torch.device, *, log_every: int, progress, cancel,
+           cuda_graphs: bool, start: TrainState | None = None, history: list[dict] | None = None,
+           kept: dict | None = None) -> TrainResult:
+    """Run ``train_iter`` to its end and collect the TrainResult (``history``, ``kept``: those before ``start``)."""
+    history, kept = list(history or []), dict(kept or {})
     last = None
     for last in train_iter(config, data=ds, log_every=log_every, cancel=cancel, model=model,
-                           cuda_graphs=cuda_graphs):
+                           cuda_graphs=cuda_graphs, start=start):
         history.append(last.record())
+        kept.update(last.kept or {})
         if progress is not None:
             progress(last)
     model.train(False)
-    result = TrainResult(config, model, ds, history, last.metrics(device=str(dev)), last.error)
+    n = checkpoint_count(state_bytes(model))
+    kept = {s: kept[s] for s in thin_steps(kept, n)} if len(kept) > n else kept
+    result = TrainResult(config, model, ds, history, last.metrics(device=str(dev)), last.error, kept,
+                         last.train_state)
     if last.error:
         raise TrainingDiverged(last.error, result)
     return result
+
+
+def resume(result: TrainResult, *, steps: int | None = None, log_every: int = 10,
+           progress: Callable[[Snapshot], None] | None = None, cancel=None, cuda_graphs: bool = False) -> TrainResult:
+    """Go on training a finished or paused (cancelled) run for ``steps`` more optimiser steps (default: up to
+    its config's ``train_steps``), exactly as if it had never stopped: seeded on the CPU,
+    ``resume(train(cfg with train_steps=a), steps=b)`` has the weights, bit for bit, of
+    ``train(cfg with train_steps=a + b)``, mini-batch draws and snapshots included. The result's config has
+    ``train_steps`` = the steps done; its history and checkpoints continue those of ``result`` (which is not
+    changed). ConfigError for a run without its optimiser state (a diverged, rewound or imported one)."""
+    ts = result.train_state
+    if ts is None:
+        raise ConfigError("this run cannot be resumed: it keeps no optimiser state (a diverged run, one rewound "
+                          "with at(), or one loaded from weights alone); train it again instead")
+    if steps is not None and steps < 0:
+        raise ConfigError(f"steps={steps}: resume needs a number of steps >= 0")
+    total = ts.step + steps if steps is not None else max(ts.step, result.config.train_steps)
+    config = result.config.replace(train_steps=total)
+    dev = resolve_device(config.device)
+    ds = result.data
+    if dev.type == "cpu":
+        guard(config, len(ds.x_train), log_every=log_every)
+    model = build_model(config, ds.n_classes).to(dev)
+    model.load_state_dict(result.model.state_dict())
+    return _drive(config, ds, model, dev, log_every=log_every, progress=progress, cancel=cancel,
+                  cuda_graphs=cuda_graphs, start=ts, history=result.history, kept=result.kept)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
+
 import streamlit as st
 
 from ..core.config import CHOICES, Config, value_range
@@ -28,6 +30,16 @@ TIME_HELP = {"per_step": "per-step: independent weights per block (a classic Res
              "continuous": "continuous: weights piecewise linear in t through K knots"}
 
 
+# the sidebar widgets' key suffix, one per config change under the sidebar (``PageState.widget_gen``): new keys are
+# new widgets, so a value the browser still holds for the old ones is never read back as the user's choice
+_SUFFIX: ContextVar[str] = ContextVar("widget_suffix", default="")
+
+
+def widget_key(key: str, gen: int = 0) -> str:
+    """The key of the sidebar widget of config key ``key`` in widget generation ``gen``."""
+    return f"w_{key}" + (f"~{gen}" if gen else "")
+
+
 def _meta(key):
     return Config.__dataclass_fields__[key].metadata
 
@@ -37,10 +49,11 @@ def _num(container, label, key, cfg, *, step=None, fmt=None):
     lo, hi = value_range(key)
     v = getattr(cfg, key)
     if isinstance(v, int):
-        return container.number_input(label, lo, hi, v, step=step or 1, help=_meta(key)["help"], key=f"w_{key}")
+        return container.number_input(label, lo, hi, v, step=step or 1, help=_meta(key)["help"],
+                                      key=f"w_{key}{_SUFFIX.get()}")
     # %g shows 1e-09 and 5e-324 as such (a fixed number of decimals showed them as 0)
     return container.number_input(label, lo, hi, float(v), step=step or 0.01, format=fmt or "%.4g",
-                                  help=_meta(key)["help"], key=f"w_{key}")
+                                  help=_meta(key)["help"], key=f"w_{key}{_SUFFIX.get()}")
 
 
 def _pick(container, label, key, cfg, names=None, fmt=None):
@@ -48,26 +61,34 @@ def _pick(container, label, key, cfg, names=None, fmt=None):
     cur = getattr(cfg, key)
     return container.selectbox(label, options, index=options.index(cur), help=_meta(key)["help"],
                                format_func=(lambda o: (names or {}).get(o, o)) if names else (fmt or str),
-                               key=f"w_{key}")
+                               key=f"w_{key}{_SUFFIX.get()}")
 
 
 
 
-def sidebar(cfg: Config, *, has_csv: bool, hidden: frozenset = frozenset()) -> dict:
+def sidebar(cfg: Config, *, has_csv: bool, hidden: frozenset = frozenset(), csv_label: str | None = None,
+            gen: int = 0) -> dict:
     """Draw the grouped controls, seeded from ``cfg``; return the chosen values (not yet validated).
 
     Groups named in ``hidden`` (see ``links.GROUPS``) are not drawn; their keys keep the values of ``cfg``.
+    ``csv_label``: how the dataset list names the csv data (drawn points: "drawn (14)"); ``gen``: the widgets'
+    generation (their keys: ``widget_key``).
     """
     v: dict = {}
-    for name, label, expanded, draw in _GROUP_TABLE:
-        if name not in hidden:
-            with st.sidebar.expander(label, expanded=expanded):
-                draw(cfg, v, has_csv)
+    token = _SUFFIX.set(widget_key("", gen)[2:])
+    try:
+        for name, label, expanded, draw in _GROUP_TABLE:
+            if name not in hidden:
+                with st.sidebar.expander(label, expanded=expanded):
+                    draw(cfg, v, has_csv) if name != "data" else draw(cfg, v, has_csv, csv_label)
+    finally:
+        _SUFFIX.reset(token)
     return v
 
 
-def _data_group(cfg, v, has_csv):
-    v["dataset"] = _pick(st, "Dataset", "dataset", cfg, fmt=lambda o: f"{o} — {DATASET_HELP[o]}")
+def _data_group(cfg, v, has_csv, csv_label=None):
+    v["dataset"] = _pick(st, "Dataset", "dataset", cfg,
+                         fmt=lambda o: csv_label if o == "csv" and csv_label else f"{o} — {DATASET_HELP[o]}")
     if v["dataset"] == "csv" and not has_csv:
         st.info("Upload a CSV below to use your own points.")
     v["n_samples"] = _num(st, "Samples", "n_samples", cfg, step=100)

@@ -8,7 +8,10 @@ the parameters that are not config keys, one row each in ``FLAGS``:
 - ``hide=data,training,...``: sidebar groups to hide (``GROUPS``; ``upload`` hides the CSV box);
 - ``probe=x1,x2``: the point whose characteristic the Instruments view follows;
 - ``points=...``: up to 500 points drawn by hand, the data of ``dataset=csv`` (see ``core.points``);
-- ``view=NAME``, ``k=N``: the view and the layer frame the page opens on (a room's "Explore from here");
+- ``view=NAME``: the view the page opens on;
+- ``step=S``: show the run as it was at training step S (its last kept checkpoint <= S);
+- ``k=K``: open the layer animations at layer frame K;
+- ``speed=MS``: the layer animation's frame duration in milliseconds;
 - ``room=open``: open a room at once (``room_ui``); ``room=CODE``: a page explored from that room.
 
 A new flag is one more row: how its text is read (with notices for bad text), its default, and how it is
@@ -117,12 +120,6 @@ def _view(text: str):
     return None, [f"Ignored view={echo(text)} from the link: valid views are {', '.join(VIEWS)}"]
 
 
-def _frame(text: str):
-    if text.strip().isdigit() and int(text) <= 10_000:
-        return int(text), []
-    return None, [f"Ignored k={echo(text)} from the link: the layer frame is a whole number k >= 0"]
-
-
 def _room(text: str):
     from ..serve.rooms import CODE_RE
 
@@ -132,6 +129,26 @@ def _room(text: str):
     return None, [f"Ignored room={echo(text)} from the link: use room=open (or a room's code)"]
 
 
+def _count(name: str, lo: int, hi: int, what: str):
+    """A parser of a whole number ``lo`` .. ``hi`` (a flag's text), None when empty."""
+
+    def parse(text: str):
+        t = text.strip()
+        if not t:
+            return None, []
+        if t.isdigit() and lo <= int(t) <= hi:
+            return int(t), []
+        return None, [f"Ignored {name}={echo(text)} from the link: {what}, a whole number from {lo} to {hi}"]
+
+    return parse
+
+
+def _write_count(v) -> str | None:
+    return None if v is None else str(int(v))
+
+
+SPEED_MS = (20, 5000)  # the layer animation's frame duration, shortest and longest (ms)
+
 FLAGS: dict[str, Flag] = {
     "scenario": Flag(None, _scenario, lambda v: v, "a curated scenario; link keys override its config"),
     "present": Flag(False, _present, lambda v: "1" if v else None, "presentation mode"),
@@ -139,11 +156,14 @@ FLAGS: dict[str, Flag] = {
     "probe": Flag(None, _probe, lambda v: None if v is None else format_probe(v),
                   "a point x1,x2 whose characteristic the Instruments view follows"),
     "points": Flag((), _points, _write_points, "points drawn by hand (quantised, URL-safe base64): the csv data"),
-    # a page opened from a room: its view and layer frame (read once), and the room to go back to
     "view": Flag(None, _view, lambda v: None, "the view the page opens on"),
-    "k": Flag(None, _frame, lambda v: None, "the layer frame the animated figure opens on"),
     "room": Flag(None, _room, lambda v: v if v and v != "open" else None,
                  "room=open: open a room at once; room=CODE: a page explored from that room (Back to the room)"),
+    "step": Flag(None, _count("step", 0, 20_000, "a training step"), _write_count,
+                 "the training step shown (the last kept checkpoint at or before it)"),
+    "k": Flag(None, _count("k", 0, 256, "a layer"), _write_count, "the layer frame the animations open at"),
+    "speed": Flag(None, _count("speed", *SPEED_MS, "a frame duration in ms"), _write_count,
+                  "the layer animation's frame duration (ms)"),
 }
 
 
@@ -193,6 +213,11 @@ def parse_link(params: Mapping[str, Any]) -> Link:
     base = preset_info(scenario)["config"] if scenario else Config()
     config, bad = config_from_query({k: v for k, v in q.items() if k not in FLAGS}, base)
     view = flags["view"] or (preset_info(scenario)["view"] if scenario else None)
+    for name, most in (("k", config.n_steps), ("step", config.train_steps)):
+        if flags[name] is not None and flags[name] > most:
+            bad.append(f"Ignored {name}={flags[name]} from the link: this run has {most} "
+                       f"{'layers' if name == 'k' else 'training steps'}")
+            flags[name] = None
     return Link(config, flags, tuple(notices + bad), view)
 
 

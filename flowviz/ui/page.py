@@ -19,7 +19,7 @@ from ..core.data import Dataset, make_dataset, split
 from ..core.errors import FlowvizError
 from ..core.presets import preset_info
 from ..serve.runs import Run
-from . import figcache, instruments_tab, lecture, links, packs, room_ui, sweep_tab
+from . import figcache, hands, instruments_tab, lecture, links, packs, room_ui, sweep_tab
 from .controls import block_formula, make_config, sidebar
 from .dictionary import dictionary
 from .notices import notice
@@ -70,8 +70,8 @@ def data_for(cfg: Config, state: PageState) -> Dataset:
             raise FlowvizError("dataset=csv needs your points: upload a CSV file (columns x1, x2, label)")
         import numpy as np
 
-        x, y = state.csv
-        return split(x, y, cfg.test_fraction, np.random.default_rng(cfg.seed))
+        x, y = state.csv  # few points of a class: no test split (hands.MIN_TEST_PER_CLASS)
+        return split(x, y, hands.test_fraction(y, cfg.test_fraction), np.random.default_rng(cfg.seed))
     return dataset(cfg.to_json())
 
 
@@ -83,15 +83,15 @@ def main():
     state = page_state()
     st.set_page_config(page_title="flowviz: a ResNet is a flow", page_icon="〰", layout="wide",
                        initial_sidebar_state="collapsed" if state.present else "expanded")
-    if state.take_widget_reset():  # the config changed under the sidebar: its widgets show the new one
-        for k in [k for k in st.session_state.keys() if str(k).startswith("w_")]:
-            del st.session_state[k]
+    if state.take_widget_reset():  # the config changed under the sidebar: new widgets show the new one
+        hands.sync_widgets(state)
     title_ui(state.present)
     for n in state.notices:
         notice(n)
 
     lecture.scenario_picker(state)
-    values = sidebar(state.config, has_csv=state.csv is not None, hidden=state.hidden)
+    values = sidebar(state.config, has_csv=state.csv is not None, hidden=state.hidden,
+                     csv_label=f"drawn ({len(state.csv[0])})" if state.drawn_data else None, gen=state.widget_gen)
     if "upload" not in state.hidden:
         upload_ui(state)
     with st.sidebar.expander("Import a run · presentation mode", expanded=False):
@@ -103,15 +103,16 @@ def main():
     lecture.header(state)
 
     action = buttons_ui(state)
-    if action == "reset":
+    if action == "reset":  # the default page, in presentation mode if this one is
+        fresh = state.reset()
         for k in list(st.session_state.keys()):
             del st.session_state[k]
-        st.query_params.clear()
+        st.session_state[STATE_KEY] = fresh
+        st.query_params.from_dict(fresh.url())
         st.rerun()
-    if action == "stop":
-        for run in (_run(state.run_key), _run(state.compare_key)):
-            if run is not None:
-                run.stop()
+    if action in hands.ACTIONS:
+        hands.act(state, action, registry(), session_id())
+    hands.notices(state, registry(), session_id())
     if not state.present:
         st.latex(block_formula(cfg))
     if action == "train" or state.take_autostart():
@@ -187,8 +188,11 @@ def config_ui(values: dict, state: PageState) -> Config:
 
 def buttons_ui(state: PageState) -> str | None:
     """Train, Stop, Reset (and the scenario's text in presentation mode): the button pressed, or None."""
-    c1, c2, c3, c4, _ = st.columns([1, 1, 1, 1.5, 2.5])
+    c1, c2, c3, c5, c6, c7, c4 = st.columns([1, 1, 1, 1, 1, 1.2, 1.5])
     lecture.about(state, c4)
+    hand = hands.run_buttons(state, registry(), (c5, c6, c7))
+    if hand:
+        return hand
     pressed = {
         "train": c1.button("Train", type="primary", width="stretch", key="train",
                            help="train this config (a shared run if one exists)"),
@@ -201,8 +205,15 @@ def buttons_ui(state: PageState) -> str | None:
 def start(state: PageState, cfg: Config, *, restart=False) -> None:
     """Start (or join) the run for ``cfg`` and the scenario's compared run; a refusal is a notice."""
     try:
+        paused = _run(state.run_key)
+        if paused is not None and paused.paused and state.run_config == cfg and not restart:
+            paused.go()  # Train on a paused run goes on from where it paused
+            return
         state.start(registry(), data_for(cfg, state), cfg, restart=restart)
         registry().claim(session_id(), {state.run_key, state.compare_key})  # one training job per session
+        for r in (_run(state.run_key), _run(state.compare_key)):
+            if r is not None and (not r.owners or restart):
+                r.owners.add(session_id())  # this window started it: its Stop and Pause act on it
     except FlowvizError as e:
         notice(str(e), "error")
 
@@ -214,6 +225,7 @@ def _progress_body():
         st.info("Press **Train** to start.")
         return
     _rerun_when_finished(state, run)
+    run.seen_by(session_id())  # (a window that did not start it may stop it only if no other window watches)
     snap = run.latest
     if run.status == "queued":
         st.info(waiting_text(registry(), run))
@@ -221,8 +233,9 @@ def _progress_body():
         notice(run.notice, "info")
     if state.present:  # one line, so the figure keeps the projector frame
         if snap:
+            test = f"test accuracy {snap.test_accuracy:.3f}" if len(run.data.y_test) else "no test split"
             st.caption(f"step {snap.step} / {run.config.train_steps} · loss {snap.loss:.4f} · train accuracy "
-                       f"{snap.train_accuracy:.3f} · test accuracy {snap.test_accuracy:.3f} · {run.status}")
+                       f"{snap.train_accuracy:.3f} · {test} · {run.status}")
         if run.error:
             notice(run.error, "error")
         return
@@ -230,11 +243,14 @@ def _progress_body():
     cols[0].metric("step", f"{snap.step if snap else 0} / {run.config.train_steps}")
     cols[1].metric("loss", f"{snap.loss:.4f}" if snap else "—")
     cols[2].metric("train accuracy", f"{snap.train_accuracy:.3f}" if snap else "—")
-    cols[3].metric("test accuracy", f"{snap.test_accuracy:.3f}" if snap else "—")
+    cols[3].metric("test accuracy", f"{snap.test_accuracy:.3f}" if snap and len(run.data.y_test) else "—")
     cols[4].metric("steps / s", f"{snap.steps_per_second:.0f}" if snap else "—")
     cols[5].metric("status", run.status)
     if snap:
         st.progress(min(1.0, snap.step / max(1, run.config.train_steps)))
+    if not len(run.data.y_test):
+        st.caption(f"No test split: a class has fewer than {hands.MIN_TEST_PER_CLASS} points, so no test accuracy "
+                   f"is reported; the accuracy shown is on the {len(run.data.y_train)} training points.")
     if run.error:
         notice(run.error, "error")
 
@@ -254,14 +270,16 @@ def progress(live: bool):
 
 def _views_body():
     state = page_state()
+    hands.keep_choices()  # the sub-view stays where it was while a new run has no picture yet
     if state.sweep_live:  # a sweep this page watches stays watched (not cancelled) whichever view is shown
         sweep_tab.running(registry(), state)
     run = _run(state.run_key)
     if run is None:
         return
-    v = run.views()
+    full = run  # (the run itself; ``run`` below is it as it was at the link's training step, if one is set)
+    run, v = hands.shown(state, full)
     cmp_run = _run(state.compare_key)
-    _rerun_when_finished(state, run)
+    _rerun_when_finished(state, full)
     if v is None:  # the data meanwhile (and the browser loads its plotting code while the run trains)
         try:
             st.plotly_chart(lecture.style(plots.samples(run.data), state.present), width="stretch", theme=None,
@@ -273,6 +291,7 @@ def _views_body():
         return
     if v.live:
         st.caption("Live view (coarser, refreshed about once a second); the full picture follows when training ends.")
+    hands.step_row(state, full)
     tabs = TABS[:1] + ([LIFTED] if run.config.lift > 0 else []) + TABS[1:] + \
         ([SIDE_BY_SIDE] if cmp_run is not None else [])
     choice = view_ui(state, tabs)
@@ -297,7 +316,8 @@ def _views_body():
     else:
         path = instruments_tab.probe_path(state, run)  # once per (run, step, probe): every view marks it
         for fn in VIEW_FIGURES[choice]:
-            _chart(fn, v, state.present, probe_path=path)
+            mark = hands.learning_mark(fn, state, full)  # the learning curves: the whole run, the step marked
+            _chart(fn, full.views() if mark is not None else v, state.present, probe_path=path, mark=mark)
         if not state.present:
             packs.video_buttons(run, v, VIEW_FIGURES[choice], state)
     if not v.live and not state.present:
@@ -317,13 +337,13 @@ def view_ui(state: PageState, tabs: list[str]) -> str:
                     on_change=lambda: state.pick_view(ss.view))
 
 
-def _chart(fn, v, present: bool, key: str | None = None, probe_path=None):
+def _chart(fn, v, present: bool, key: str | None = None, probe_path=None, mark=None):
     try:
         # the probe's path as nested tuples: hashable, so the figure cache keys on it (every page probing it shares)
         kw = {"probe_path": tuple(map(tuple, probe_path.tolist()))} if probe_path is not None and \
             fn in plots.PROBE_VIEWS else {}
-        st.plotly_chart(figcache.figure(fn, v, present, **kw), width="stretch", theme=None,
-                        key=key or f"fig_{fn.__name__}")
+        fig = hands.adjust(figcache.figure(fn, v, present, **kw), page_state(), mark_step=mark)  # k=, speed=
+        st.plotly_chart(fig, width="stretch", theme=None, key=key or f"fig_{fn.__name__}")
     except Exception:  # a figure must never take the page down
         log.exception("figure %s failed", fn.__name__)
         st.error(f"The {fn.__name__} view could not be drawn for this run.")

@@ -26,6 +26,7 @@ from . import links
 __all__ = ["PageState"]
 
 NO_SCENARIO = ""
+DRAWN = "drawn points"  # the csv_name of points drawn on the page (or carried by the link's points=)
 
 
 @dataclass
@@ -48,9 +49,12 @@ class PageState:
     c2f_job: str | None = None
     sweep_live: bool = False
     widget_reset: bool = False
+    widget_gen: int = 0  # the sidebar widgets' generation: a new one each time the config changes under them
     instrument_pick: str | None = None  # the Instruments sub-view a scenario opens with
     seen: dict[str, tuple] = field(default_factory=dict)  # the last selection handled, per plot
     draw_message: tuple[str, str] | None = None  # (kind, text) about the drawing, shown once
+    hand_notice: str | None = None  # what a Stop, Pause or Step pressed here did, or why not (shown until the next)
+    offer_copy: bool = False  # that notice offers this window its own copy of a shared run
 
     # ------------------------------------------------------------ built from a link
     @classmethod
@@ -60,7 +64,7 @@ class PageState:
         state = cls(config=link.config, flags=dict(link.flags), notices=link.notices, view_pick=link.view,
                     instrument_pick=_instrument_of(link.flags["scenario"]))
         if state.drawn:  # points in the link are the page's data (validated as a CSV by core.points)
-            state.csv, state.csv_name = links.drawn_arrays(state.drawn), "drawn points"
+            state.csv, state.csv_name = links.drawn_arrays(state.drawn), DRAWN
             state.csv = (state.csv[0].astype(np.float32), state.csv[1].astype(np.int64))
         return state
 
@@ -116,8 +120,10 @@ class PageState:
         return go
 
     def take_widget_reset(self) -> bool:
-        """True once after the config changed under the sidebar (its widgets must show the new values)."""
+        """True once after the config changed under the sidebar: its widgets are drawn anew (a new generation,
+        ``widget_gen``) and show the new values."""
         go, self.widget_reset = self.widget_reset, False
+        self.widget_gen += go
         return go
 
     def start(self, registry, data, config: Config, *, restart: bool = False) -> None:
@@ -170,17 +176,47 @@ class PageState:
 
     def use_drawn(self) -> str | None:
         """Train on the drawn points: validated as a link's points (a CSV's checks and limits), they become the
-        csv data and the run starts on the next rerun. An error message, or None; nothing changes on error."""
+        csv data and the run starts on the next rerun, in the open scenario if any (its text, its compared run
+        and the view stay). An error message, or None; nothing changes on error."""
         from ..core.points import decode_points, encode_points
 
         try:
             x, y = decode_points(encode_points(*links.drawn_arrays(self.drawn)))
         except FlowvizError as e:
             return f"Drawn points: {e}. Nothing was trained; the previous run stays."
-        self.csv, self.csv_name = (x, y), "drawn points"
-        self.flags["scenario"] = None
+        self.csv, self.csv_name = (x.astype(np.float32), y.astype(np.int64)), DRAWN
+        self.flags["step"] = None
         self._new_config(self.config.replace(dataset="csv"), autostart=True)
         return None
+
+    @property
+    def drawn_data(self) -> bool:
+        """The page's csv data are the drawn points."""
+        return self.csv is not None and self.csv_name == DRAWN
+
+    def reset(self) -> PageState:
+        """The state Reset leads to: the default page, in presentation mode if this one is."""
+        fresh = PageState.from_link({"present": "1"} if self.present else {})
+        fresh.widget_reset, fresh.widget_gen = True, self.widget_gen  # (new widgets: see take_widget_reset)
+        return fresh
+
+    # ------------------------------------------------------------ the training step and the layer frame
+    def set_step(self, step: int | None) -> None:
+        """Show the run at this training step (None: its latest state)."""
+        self.flags["step"] = None if step is None else int(step)
+
+    def set_frame(self, k: int | None) -> None:
+        """Open the layer animations at frame ``k``."""
+        self.flags["k"] = None if k is None else int(k)
+
+    def set_speed(self, ms: int | None) -> None:
+        """The layer animation's frame duration (ms), within links.SPEED_MS; None: the figures' own."""
+        lo, hi = links.SPEED_MS
+        self.flags["speed"] = None if ms is None else min(hi, max(lo, int(ms)))
+
+    def tell(self, text: str | None, *, offer_copy: bool = False) -> None:
+        """What a control pressed in this window did (or why not), shown until the next one."""
+        self.hand_notice, self.offer_copy = text, offer_copy
 
     # ------------------------------------------------------------ user files
     def upload_csv(self, name: str, raw: bytes) -> tuple[bool, str]:
