@@ -38,6 +38,8 @@ log = logging.getLogger("flowviz.serve.executor")
 # seconds a task that checks its cancel flag only between stages (an analysis) has to stop by itself before its
 # worker is cut short (given back unhealthy: a process is ended and replaced)
 CANCEL_GRACE_S = 1.0
+# ... and a task that stops by itself (between training steps, instruments, or evaluations of an adaptive solve)
+STOP_GRACE_S = 1.5
 
 
 class NoFreeWorker(TaskFailed):
@@ -214,8 +216,9 @@ class Executor(ABC):
                         on_reply(head, arrays)
                 if cancel is not None and cancel.is_set() and asked is None:
                     asked = time.monotonic()
-                # a task asked to stop that does not stop by itself has CANCEL_GRACE_S to answer, then is cut short
-                if asked is not None and not stops and time.monotonic() - asked > CANCEL_GRACE_S:
+                # a task asked to stop has CANCEL_GRACE_S to answer (STOP_GRACE_S if it ``stops`` by itself), then
+                # is cut short
+                if asked is not None and time.monotonic() - asked > (STOP_GRACE_S if stops else CANCEL_GRACE_S):
                     raise TaskFailed("cancelled")
             raise TaskFailed("the task ended without a result")
         except TaskFailed:
@@ -225,26 +228,34 @@ class Executor(ABC):
             self.give(lease, healthy)
 
     def analyse(self, model, data: Dataset, *, history=None, live: bool = False, metrics: bool = False,
-                cancel=None) -> tuple:
+                cancel=None, budget_s: float | None = None, info: dict | None = None) -> tuple:
         """(FlowViews, metrics or None) of ``model`` on ``data``, made by a worker; TaskFailed once ``cancel`` is
-        set (the worker stops between the analysis' stages, or is cut short after CANCEL_GRACE_S)."""
+        set (the worker stops between the analysis' stages, or is cut short after CANCEL_GRACE_S).
+
+        ``budget_s``: the seconds the final pictures and instruments may take; the worker re-estimates them with
+        the flow's stiffness measured first and budgets its adaptive solves (``info`` gets ``reestimate``,
+        ``stiffness`` and ``max_evals``, to pass on to :meth:`instruments`)."""
         from .protocol import unpack
 
+        extra = {} if budget_s is None else {"budget_s": float(budget_s)}
         raw = request("analyse", data, config=model.config, history=list(history or []), live=live,
-                      metrics=metrics)
+                      metrics=metrics, **extra)
         head, arrays = self.call(with_weights(raw, model), cancel)
         if head.get("cancelled"):
             raise TaskFailed("cancelled")
+        if info is not None:
+            info.update({k: head[k] for k in ("reestimate", "stiffness", "max_evals") if k in head})
         return unpack(head["views"], arrays), head.get("metrics")
 
     def instruments(self, model, data: Dataset, *, extent, names=None, cancel=None,
                     started: Callable[[], None] | None = None,
                     made: Callable[[str, object, str | None], None] | None = None,
-                    wait: bool = True) -> tuple[dict, dict]:
+                    wait: bool = True, limits: dict | None = None) -> tuple[dict, dict]:
         """(objects by name, messages by name) of the instruments of ``model`` on ``data`` over the box
         ``extent`` (flowviz.training.prepared), made by a worker; ``started()`` once a worker has the task,
         ``made(name, object, message)`` as each arrives. A task cancelled on its way returns those made before;
-        without ``wait``, NoFreeWorker unless a worker is free now."""
+        without ``wait``, NoFreeWorker unless a worker is free now. ``limits``: ``budget_s``, ``stiffness`` and
+        ``max_evals`` of the adaptive solves (what :meth:`analyse` measured), passed to the worker."""
         from .protocol import unpack
 
         got, errors = {}, {}
@@ -256,7 +267,8 @@ class Executor(ABC):
                 made(head["name"], obj, head["error"])
 
         raw = request("instruments", data, config=model.config, extent=[float(a) for a in extent],
-                      names=None if names is None else list(names))
+                      names=None if names is None else list(names),
+                      **{k: v for k, v in (limits or {}).items() if v is not None})
         self.call(with_weights(raw, model), cancel, started=started, on_reply=one, stops=True, wait=wait)
         return got, errors
 

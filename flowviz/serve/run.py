@@ -27,6 +27,7 @@ __all__ = ["Run", "data_key", "LIVE_EVERY_S", "FIRST_LIVE_ETA_S"]
 log = logging.getLogger("flowviz.serve.runs")
 LIVE_EVERY_S = 1.0  # live views are rebuilt at most this often while training
 FIRST_LIVE_ETA_S = 1.0  # no first live view for a run this close to its end (its full views come next)
+PICTURES_MIN_S = 30.0  # the final pictures and instruments of any admitted run may take this long at least
 
 
 def _eta(snap: Snapshot) -> float:
@@ -85,7 +86,8 @@ class Run:
         self._prep: threading.Thread | None = None  # the thread waiting for the instruments task
         self._prep_lock = threading.Lock()
         self._prep_queued = False  # the instruments task waits for a worker
-        self._prep_failed = False  # it failed (not cancelled): the page computes what is missing, no retries
+        self._prep_failed = False  # it failed (not cancelled): the page says so, no retries
+        self._limits: dict | None = None  # budget_s, stiffness, max_evals of its adaptive solves (after analyse)
         if restored is not None:  # (model, history, metrics) of a finished run: no worker needed
             model, history, m = restored
             state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
@@ -199,7 +201,10 @@ class Run:
             model = self._model(snap)
             if final and self._executor is not None:  # the full pictures are heavy: a worker makes them
                 try:  # not for nobody: the task stops when the run is left unwatched (made when next shown)
-                    v, _ = self._executor.analyse(model, self.data, history=list(self.history), cancel=self.idle)
+                    info: dict = {}
+                    v, _ = self._executor.analyse(model, self.data, history=list(self.history), cancel=self.idle,
+                                                  budget_s=self.budget_left(), info=info)
+                    self._reestimated(info, v)
                 except (TaskFailed, WorkerDied) as e:
                     if self.idle.is_set():
                         return self._views
@@ -211,6 +216,25 @@ class Run:
                 v = analyse(model, self.data, history=list(self.history), live=not final)
             self._views, self._views_step, self._views_time, self._final = v, snap.step, time.time(), final
             return v
+
+    def budget_left(self) -> float:
+        """Seconds the final pictures and instruments may take: the server's budget per run less the training's
+        time, and never less than PICTURES_MIN_S."""
+        spent = self.latest.elapsed if self.latest is not None else 0.0
+        return max(self._settings.max_run_seconds - spent, PICTURES_MIN_S)
+
+    def _reestimated(self, info: dict, views: FlowViews) -> None:
+        """What the worker measured before the final pictures: the cost re-estimated with the flow's stiffness,
+        and the budget of its adaptive solves (the instruments task gets the same)."""
+        from ..core.cost import Cost
+
+        if "reestimate" in info:
+            r = info["reestimate"]
+            self.cost = Cost(r["seconds"], r["peak_mb"], tuple(r["drivers"]), tuple(tuple(p) for p in r["parts"]))
+        self._limits = {"budget_s": self.budget_left(), "stiffness": info.get("stiffness"),
+                        "max_evals": info.get("max_evals")}
+        if views is not None and views.diagnostics.stiff:
+            self.notice = views.diagnostics.stiff[0].upper() + views.diagnostics.stiff[1:]
 
     def set_views(self, views: FlowViews) -> None:
         """Full views made elsewhere (an imported run's, by a worker)."""
@@ -246,7 +270,8 @@ class Run:
                 return
             self._executor.instruments(self._model(self.latest), self.data, extent=v.extent, names=self._missing(),
                                        cancel=self.idle, started=lambda: setattr(self, "_prep_queued", False),
-                                       made=self._made, wait=False)
+                                       made=self._made, wait=False,
+                                       limits=self._limits or {"budget_s": self.budget_left()})
         except NoFreeWorker:  # every worker trains (or prepares): trainings go first; tried again when shown
             log.info("run %s: no free worker for its instruments now", self.key)
         except (TaskFailed, WorkerDied) as e:
