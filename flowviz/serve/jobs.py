@@ -54,6 +54,10 @@ class Job:
         except FlowvizError as e:
             self.error, self.status = str(e), RunStatus.ERROR
         except Exception as e:
+            if self.cancel.is_set():  # cancelled (the server stopping ends its workers): expected, no error
+                log.info("job %s cancelled: %s", self.key, e)
+                self.status = RunStatus.CANCELLED
+                return
             log.exception("job %s failed", self.key)
             self.error, self.status = f"failed: {type(e).__name__}: {e}", RunStatus.ERROR
         finally:

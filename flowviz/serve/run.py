@@ -111,6 +111,9 @@ class Run:
         try:
             self._train(self.config)
         except Exception as e:  # only a GPU out-of-memory error gets here
+            if self.cancel.is_set():
+                self.status = RunStatus.CANCELLED
+                return
             log.warning("run %s: %s; training again on the CPU", self.key, e)
             self.notice = "The GPU ran out of memory for this run; it was trained again on the CPU."
             self.history, self.latest = [], None
@@ -157,10 +160,15 @@ class Run:
             self.views(final=True)  # the full picture, once, in the worker
         except FlowvizError as e:
             self.error, self.status = str(e), RunStatus.ERROR
-        except WorkerDied as e:  # expected when cancelled (the server stopping ends its workers): no error then
-            (log.info if self.cancel.is_set() else log.error)("run %s: %s", self.key, e)
-            self.error, self.status = f"{e}; the last state is kept. Press Train to try again.", RunStatus.ERROR
         except Exception as e:  # never let a worker die silently; the page shows the message
+            if self.cancel.is_set():  # cancelled (the server stopping ends its workers): whatever the timing, the
+                log.info("run %s cancelled: %s", self.key, e)  # worker's end is expected then, no error
+                self.status = RunStatus.CANCELLED
+                return
+            if isinstance(e, WorkerDied):
+                log.error("run %s: %s", self.key, e)
+                self.error, self.status = f"{e}; the last state is kept. Press Train to try again.", RunStatus.ERROR
+                return
             if _out_of_memory(e):
                 raise  # _work retries on the CPU
             log.exception("run %s failed", self.key)
@@ -278,9 +286,10 @@ class Run:
             if not self.idle.is_set():
                 log.error("run %s: the instruments' data could not be made: %s", self.key, e)
                 self._prep_failed = True
-        except Exception:  # the page computes them itself then
-            log.exception("run %s: the instruments' data could not be made", self.key)
-            self._prep_failed = True
+        except Exception:  # the page says so
+            if not (self.idle.is_set() or self.cancel.is_set()):
+                log.exception("run %s: the instruments' data could not be made", self.key)
+                self._prep_failed = True
         finally:
             self._prep_queued = False
 
@@ -317,6 +326,14 @@ class Run:
 
     def stop(self):
         self.cancel.set()
+
+    def stopping(self) -> None:
+        """The server stops: this run is cancelled (and nobody watches it) before its worker is ended, so that
+        the worker's end reads as the cancel it is."""
+        self.cancel.set()
+        self.idle.set()
+        if not self.finished:
+            self.status = RunStatus.CANCELLED
 
     def join(self, timeout: float | None = None):
         """Wait for the run's thread, then for its instruments task if one is on its way."""

@@ -102,10 +102,11 @@ class Registry:
         self._stop.set()
         with self._lock:
             runs = list(self._runs.values()) + list(self._jobs.values())
-        for r in runs:
-            r.cancel.set()
+        for r in runs:  # every run and job marked cancelled before any worker is ended
             if isinstance(r, Run):
-                r.idle.set()
+                r.stopping()
+            else:
+                r.cancel.set()
         self.executor.shutdown(timeout)
         deadline = time.monotonic() + 1.0
         for r in runs:
