@@ -21,7 +21,6 @@ from typing import Optional
 import numpy as np
 import torch
 import torch.utils.checkpoint
-
 from torch import Tensor
 
 from .errors import FlowvizError

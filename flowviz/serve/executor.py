@@ -272,6 +272,18 @@ class Executor(ABC):
         self.call(with_weights(raw, model), cancel, started=started, on_reply=one, stops=True, wait=wait)
         return got, errors
 
+    def compute(self, model, data: Dataset, what: str, *, args: dict | None = None, cancel=None,
+                limits: dict | None = None):
+        """``what`` (a key of ``worker_main._views``: a click's probe, a snapshot's instrument) on ``model``'s
+        weights, made by a worker; TaskFailed with the worker's message where it failed, WorkerDied where the
+        worker was lost (its process crashed)."""
+        from .protocol import unpack
+
+        raw = request("compute", data, config=model.config, what=what, args=dict(args or {}),
+                      **{k: v for k, v in (limits or {}).items() if v is not None})
+        head, arrays = self.call(with_weights(raw, model), cancel, stops=True)
+        return unpack(head["data"], arrays)
+
     def acquire_upto(self, k: int, cancel=None) -> list[Lease]:
         """At least one worker (waiting for it) and up to ``k`` (those free now), in the short lane (a long
         sweep spreads over the free workers and each group is short): a caller never waits while holding

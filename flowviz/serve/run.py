@@ -225,6 +225,10 @@ class Run:
             self._views, self._views_step, self._views_time, self._final = v, snap.step, time.time(), final
             return v
 
+    def limits(self) -> dict:
+        """The budget of this run's adaptive solves (``budget_s``, ``stiffness``, ``max_evals``) for a worker."""
+        return self._limits or {"budget_s": self.budget_left()}
+
     def budget_left(self) -> float:
         """Seconds the final pictures and instruments may take: the server's budget per run less the training's
         time, and never less than PICTURES_MIN_S."""
@@ -279,7 +283,7 @@ class Run:
             self._executor.instruments(self._model(self.latest), self.data, extent=v.extent, names=self._missing(),
                                        cancel=self.idle, started=lambda: setattr(self, "_prep_queued", False),
                                        made=self._made, wait=False,
-                                       limits=self._limits or {"budget_s": self.budget_left()})
+                                       limits=self.limits())
         except NoFreeWorker:  # every worker trains (or prepares): trainings go first; tried again when shown
             log.info("run %s: no free worker for its instruments now", self.key)
         except (TaskFailed, WorkerDied) as e:

@@ -64,6 +64,7 @@ class Registry:
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._lock = threading.Lock()
         self._claims: dict[str, set[str]] = {}  # session -> the keys of the one job it holds
+        self._side = None  # the view worker(s): a page's computations on a run's weights (made on first use)
         self.replaced = 0  # runs and jobs cancelled because their session started another
         self.started = 0  # runs actually started (for tests and the load benchmark)
         threading.Thread(target=self._reap, name="flowviz-reaper", daemon=True).start()  # (all fields set)
@@ -108,9 +109,39 @@ class Registry:
             else:
                 r.cancel.set()
         self.executor.shutdown(timeout)
+        if self._side is not None:
+            self._side.shutdown(timeout)
         deadline = time.monotonic() + 1.0
         for r in runs:
             r.join(max(0.0, deadline - time.monotonic()))
+
+    def compute(self, run: Run, what: str, **args):
+        """``what`` (a click's probe, an instrument of a snapshot: ``worker_main._views``) on ``run``'s latest
+        weights, made by the view worker: a process of its own beside the training ones (they may all be
+        busy), so a crash in native code ends that process, never the server; the next call starts another.
+        Raises FlowvizError with a plain message where it failed or its worker died."""
+        from .protocol import TaskFailed, WorkerDied
+
+        snap = run.latest
+        if snap is None or snap.state is None:
+            raise FlowvizError("This run has no weights yet.")
+        with self._lock:
+            if self._stop.is_set():
+                raise FlowvizError("The server is stopping.")
+            if self._side is None:
+                self._side = make_executor(self.settings, size=max(1, self.settings.view_workers),
+                                           name="thread" if self.mode == "thread" else "process")
+            side = self._side
+        try:
+            return side.compute(run._model(snap), run.data, what, args=args, limits=run.limits())
+        except WorkerDied:
+            log.warning("run %s: the worker computing %s for a page died", run.key, what)
+            raise FlowvizError("This could not be computed: its worker process stopped unexpectedly. The server "
+                               "and the other pages are not affected.") from None
+        except TaskFailed as e:  # the worker's message: "ConfigError: why", said without the class name
+            name, _, why = str(e).partition(": ")
+            raise FlowvizError(f"This could not be computed: {why if name.endswith('Error') and why else e}") \
+                from None
 
     def get(self, key: str) -> Run | None:
         with self._lock:

@@ -44,6 +44,8 @@ class Settings:
     executor: str = _setting("FLOWVIZ_EXECUTOR", "", "where runs and sweeps train, by name (`process`, "
                              "`thread`, `ray`: a Ray cluster at `RAY_ADDRESS`, see below)",
                              shown="`FLOWVIZ_WORKER_MODE`")
+    view_workers: int = _setting("FLOWVIZ_VIEW_WORKERS", 1, "processes beside the training ones that compute a "
+                                 "page's views of a run's weights (a click's probe, a snapshot's instruments)")
     server_threads: int = _setting("FLOWVIZ_SERVER_THREADS", 1, "torch threads of the server's own work (views), "
                                    "in process mode")
     cuda_graphs: bool = _setting("FLOWVIZ_CUDA_GRAPHS", False, "1: on a CUDA GPU, replay each training step from a "

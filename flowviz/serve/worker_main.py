@@ -160,11 +160,46 @@ def instruments_task(header: dict, arrays: dict, cancel) -> Iterator[bytes]:
     yield encode({"kind": "result", "cancelled": bool(cancel.is_set())})
 
 
+def _views():
+    """what -> compute(model, data, args): a page's computations on a run's weights (a click's probe, the
+    instruments of a snapshot), made here so that a crash in native code ends this worker, not the server."""
+    import numpy as np
+
+    from ..training.instruments import adjoint_data, flow_paths, probe_data
+    from ..training.prepared import PREPARED
+
+    table = {"probe_path": lambda m, d, a: flow_paths(m, np.asarray([a["probe"]], np.float32))[:, 0].cpu().numpy(),
+             "probe_data": lambda m, d, a: probe_data(m, tuple(a["probe"])),
+             "adjoint_live": lambda m, d, a: adjoint_data(m, d.x_train, d.y_train)}
+    table.update({n: (lambda m, d, a, n=n: PREPARED[n](m, d, tuple(a["extent"]))) for n in PREPARED})
+    return table
+
+
+def compute_task(header: dict, arrays: dict, cancel) -> Iterator[bytes]:
+    """One computation of :func:`_views` on the weights ``w/<name>`` a request carries: its ``result``."""
+    import numpy as np
+
+    from .protocol import pack
+
+    table = _views()
+    what = header.get("what")
+    if what not in table:
+        raise ValueError(f"unknown computation {what!r}; valid: {', '.join(table)}")
+    model, ds = _model_of(header, arrays)
+    with _limits(header, cancel):
+        obj = table[what](model, ds, header.get("args") or {})
+    out: dict = {}
+    tree = pack(obj, out)
+    yield encode({"kind": "result", "data": tree},
+                 {k: v.astype(np.complex64) if np.iscomplexobj(v) else v for k, v in out.items()})
+
+
 # task name -> handler(header, arrays, cancel) yielding encoded replies
 TASKS: dict[str, Callable[[dict, dict, object], Iterator[bytes]]] = {"run": run_task, "batch": batch_task,
                                                                      "analyse": analyse_task,
                                                                      "instruments": instruments_task,
-                                                                     "measure": measure_task}
+                                                                     "measure": measure_task,
+                                                                     "compute": compute_task}
 
 
 LIMIT_MB = 0.0  # this worker's memory cap above its start (main sets it); named in an over-limit error
