@@ -184,8 +184,8 @@ print("stopped", run.status, flush=True)
 @pytest.mark.slow
 @pytest.mark.parametrize("point", ["queued", "first step", "training", "final pictures"])
 def test_sigterm_at_any_point_of_a_run_marks_it_cancelled_with_no_error_in_the_log(root, tmp_path, point):
-    """SIGTERM as soon as the run is started (its worker process still starting), at its first snapshot, mid-training, while a worker makes its
-    final pictures: the run ends cancelled (or done, when it had finished),
+    """SIGTERM as soon as the run is started (its worker process still starting), at its first snapshot,
+    mid-training, while a worker makes its final pictures: the run ends cancelled (or done, when it had finished),
     every process is gone within 5 s, and the log has no ERROR line and no traceback."""
     steps = {"final pictures": 60}.get(point, 5000)
     env = dict(os.environ, PYTHONUNBUFFERED="1", FLOWVIZ_WORKERS="1", FLOWVIZ_WARM="0",
