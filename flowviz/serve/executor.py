@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from ..core.config import Config
 from ..core.data import Dataset
 from ..training.train import Snapshot
+from .fair import FairQueue, current_client
 from .measure import measured
 from .protocol import TaskFailed, WorkerDied, decode, request, result_from, snapshot_from, with_weights
 from .settings import Settings
@@ -82,6 +83,7 @@ class Executor(ABC):
         self._long_slots = threading.BoundedSemaphore(max(1, size - 1))
         self._long_leases: set[int] = set()
         self._lanes_lock = threading.Lock()
+        self._fair = FairQueue()
 
     @abstractmethod
     def acquire(self, cancel=None, *, wait: bool = True) -> Lease | None:
@@ -109,8 +111,28 @@ class Executor(ABC):
         """End every worker within about ``timeout`` s (tasks in hand are cut short)."""
 
     # ------------------------------------------------------------------ shared by every executor
-    def take(self, cancel=None, *, long: bool = False, wait: bool = True) -> Lease | None:
-        """:meth:`acquire` in the lane of a ``long`` or a short task; give it back with :meth:`give`."""
+    def take(self, cancel=None, *, long: bool = False, wait: bool = True, client: str | None = None) -> Lease | None:
+        """:meth:`acquire` in the lane of a ``long`` or a short task; give it back with :meth:`give`. Waiting
+        tasks are served round robin by ``client`` (default: the client of this thread's page), oldest first
+        within a client (flowviz.serve.fair.FairQueue): one client's many tasks delay only each other."""
+        if not wait:
+            return self._take_now(cancel, long=long, wait=False)
+        ticket = self._fair.enter(client or current_client(), long)
+        served = False
+        try:
+            while True:
+                if cancel is not None and cancel.is_set():
+                    return None
+                if self._fair.first(long_ok=self._long_slots._value > 0) == ticket:
+                    lease = self._take_now(cancel, long=long, wait=False)
+                    if lease is not None:
+                        served = True
+                        return lease
+                self._fair.wait(0.05)
+        finally:
+            self._fair.leave(ticket, served=served)
+
+    def _take_now(self, cancel=None, *, long: bool = False, wait: bool = True) -> Lease | None:
         if long:
             while not self._long_slots.acquire(timeout=0.2 if wait else 0):
                 if not wait or (cancel is not None and cancel.is_set()):
@@ -137,6 +159,7 @@ class Executor(ABC):
         self.release(lease, healthy)
         if long:
             self._long_slots.release()
+        self._fair.poke()  # the next waiting task in turn takes it
 
     def stream(self, lease: Lease, raw: bytes, cancel=None, *, idle: bool = False) -> Iterator:
         """Send ``raw`` on ``lease`` and yield its decoded replies (header, arrays) up to a ``result`` or a
@@ -161,14 +184,15 @@ class Executor(ABC):
                 return
 
     def train(self, config: Config, data: Dataset, *, log_every: int, cancel=None,
-              started: Callable[[], None] | None = None, long: bool = False) -> Iterator[Snapshot]:
+              started: Callable[[], None] | None = None, long: bool = False,
+              client: str | None = None) -> Iterator[Snapshot]:
         """Snapshots of ``config`` trained by a worker (in the lane of ``long`` runs if set); ``started()`` is
-        called once a worker has the run.
+        called once a worker has the run; ``client``: whose run it is (the queue's round robin).
 
         Raises WorkerDied if the worker is lost mid-run, RuntimeError with the worker's message if the run
         failed there.
         """
-        lease = self.take(cancel, long=long)
+        lease = self.take(cancel, long=long, client=client)
         if lease is None:
             nan = float("nan")  # cancelled before a worker took it: nothing trained, nothing measured
             yield Snapshot(step=0, total_steps=config.train_steps, loss=nan, train_accuracy=nan, test_accuracy=nan,

@@ -18,6 +18,7 @@ from ..training.prepared import PREPARED, applies
 from ..training.train import Snapshot
 from . import cache
 from .executor import Executor, NoFreeWorker
+from .fair import current_client
 from .protocol import TaskFailed, WorkerDied
 from .settings import Settings
 from .status import RunStatus
@@ -60,8 +61,9 @@ class Run:
     Read ``status`` (a :class:`RunStatus`), ``latest``, ``history`` and ``views()``."""
 
     def __init__(self, config: Config, data: Dataset, executor: Executor | None, *, restored=None,
-                 settings: Settings | None = None, cost=None):
+                 settings: Settings | None = None, cost=None, client: str | None = None):
         self.config, self.data = config, data
+        self.client = client or current_client()  # the address of the page that started it (flowviz.serve.fair)
         self._executor, self._settings = executor, settings or Settings()
         self.cost = cost  # the estimate (flowviz.core.cost.Cost) it was admitted with, or None
         self.key = config.key() + data_key(data if config.dataset == "csv" else None)
@@ -144,7 +146,7 @@ class Run:
         try:
             every = max(1, min(25, config.train_steps // 40 or 1))
             for snap in self._executor.train(config, self.data, log_every=every, cancel=self.cancel,
-                                             started=self._started, long=self.long):
+                                             started=self._started, long=self.long, client=self.client):
                 if snap.state is None and snap.cancelled:  # cancelled before a worker took it
                     self.status = RunStatus.CANCELLED
                     return

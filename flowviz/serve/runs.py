@@ -23,6 +23,7 @@ from ..core.data import Dataset, make_dataset
 from ..core.errors import FlowvizError
 from . import budget, cache
 from .executor import make_executor
+from .fair import Admission, current_client
 from .jobs import Job
 from .run import Run, data_key
 from .settings import Settings
@@ -65,6 +66,7 @@ class Registry:
         self._lock = threading.Lock()
         self._claims: dict[str, set[str]] = {}  # session -> the keys of the one job it holds
         self._side = None  # the view worker(s): a page's computations on a run's weights (made on first use)
+        self.admission = Admission(self.settings.client_sessions, self.settings.client_reruns)
         self.replaced = 0  # runs and jobs cancelled because their session started another
         self.started = 0  # runs actually started (for tests and the load benchmark)
         threading.Thread(target=self._reap, name="flowviz-reaper", daemon=True).start()  # (all fields set)
@@ -170,8 +172,15 @@ class Registry:
                 raise FlowvizError("The server is stopping: no new run is started.")
             cached = None if restart or config.dataset == "csv" else cache.load(config, settings=self.settings)
             costs = None if cached else budget.check([config], len(ds.x_train), self.settings)
+            client = current_client()
+            if cached is None and self.settings.client_queued > 0 and sum(
+                    1 for r in self._runs.values() if r.client == client and RunStatus(r.status).waiting
+                    and not r.cancel.is_set()) >= self.settings.client_queued:
+                raise FlowvizError(f"{self.settings.client_queued} runs from your address are already waiting for "
+                                   "a worker (FLOWVIZ_CLIENT_QUEUED): this one was not started. Try again when "
+                                   "some have begun.")
             run = Run(config, ds, self.executor, restored=cached, settings=self.settings,
-                      cost=costs[0] if costs else None)
+                      cost=costs[0] if costs else None, client=client)
             self.started += cached is None
             log.info("run %s %s (runs started: %d)", run.key, "from the disk cache" if cached else "started",
                      self.started)
@@ -278,8 +287,7 @@ class Registry:
         import heapq
 
         with self._lock:
-            ahead = sorted((r for r in self._runs.values() if RunStatus(r.status).waiting and r.started < run.started),
-                           key=lambda r: r.started)
+            ahead = _ahead(run, [r for r in self._runs.values() if RunStatus(r.status).waiting and r is not run])
             busy = [r.remaining_s() for r in self._runs.values() if RunStatus(r.status).active]
             busy += [None for j in self._jobs.values() if j.status.active]  # a job's time left is unknown
         free = busy + [0.0] * max(0, self.max_workers - len(busy))
@@ -292,12 +300,21 @@ class Registry:
         return len(ahead) + 1, free[0]
 
     def queued_before(self, run: Run) -> int:
-        """How many runs started earlier are still waiting for a worker."""
+        """How many waiting runs a worker takes before this one (round robin by client, oldest first in each)."""
         with self._lock:
-            return sum(1 for r in self._runs.values() if RunStatus(r.status).waiting and r.started < run.started)
+            return len(_ahead(run, [r for r in self._runs.values() if RunStatus(r.status).waiting and r is not run]))
 
     def active(self) -> int:
         with self._lock:
             return sum(1 for r in self._runs.values() if RunStatus(r.status).active)
 
 
+def _ahead(run: Run, waiting: list[Run]) -> list[Run]:
+    """The waiting runs a worker takes before ``run`` when the queue is served round robin by client: the k - 1
+    older ones of its own client (it is its client's k-th) and the k oldest of every other client."""
+    mine = sorted((r for r in waiting if r.client == run.client), key=lambda r: r.started)
+    k = sum(1 for r in mine if r.started < run.started) + 1
+    by_client: dict[str, list[Run]] = {}
+    for r in sorted((r for r in waiting if r.client != run.client), key=lambda r: r.started):
+        by_client.setdefault(r.client, []).append(r)
+    return mine[:k - 1] + [r for rs in by_client.values() for r in rs[:k]]

@@ -23,7 +23,7 @@ from . import figcache, instruments_tab, lecture, links, sweep_tab
 from .controls import block_formula, make_config, sidebar
 from .dictionary import dictionary
 from .notices import notice
-from .server import registry, session_id, waiting_text
+from .server import admit, registry, session_id, waiting_text
 from .state import PageState
 
 log = logging.getLogger("flowviz.ui")
@@ -84,6 +84,8 @@ def main():
     state = page_state()
     st.set_page_config(page_title="flowviz: a ResNet is a flow", page_icon="〰", layout="wide",
                        initial_sidebar_state="collapsed" if state.present else "expanded")
+    if not admit():  # one client's bounds (its pages, its reruns); its runs queue in its own turn
+        return
     if state.take_widget_reset():  # the config changed under the sidebar: its widgets show the new one
         for k in [k for k in st.session_state.keys() if str(k).startswith("w_")]:
             del st.session_state[k]
