@@ -39,8 +39,9 @@ log = logging.getLogger("flowviz.serve.executor")
 # seconds a task that checks its cancel flag only between stages (an analysis) has to stop by itself before its
 # worker is cut short (given back unhealthy: a process is ended and replaced)
 CANCEL_GRACE_S = 1.0
-# ... and a task that stops by itself (between training steps, instruments, or evaluations of an adaptive solve)
-STOP_GRACE_S = 1.5
+# ... and a task that stops by itself (between training steps, between instruments, at every evaluation of an
+# adaptive solve): a safety net for a computation between two such checks that runs long
+STOP_GRACE_S = 5.0
 
 
 class NoFreeWorker(TaskFailed):

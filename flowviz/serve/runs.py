@@ -182,8 +182,8 @@ class Registry:
             run = Run(config, ds, self.executor, restored=cached, settings=self.settings,
                       cost=costs[0] if costs else None, client=client)
             self.started += cached is None
-            log.info("run %s %s (runs started: %d)", run.key, "from the disk cache" if cached else "started",
-                     self.started)
+            log.info("run %s %s for %s (runs started: %d)", run.key, "from the disk cache" if cached else "started",
+                     client, self.started)
             self._runs[key] = run
             self._runs.move_to_end(key)
             self._evict()
