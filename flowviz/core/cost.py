@@ -59,7 +59,7 @@ K = {
     "ref_eval": 3.8e-4,    # s per field evaluation of an adaptive float64 solve (weights mixed, dopri5's own ops)
     "ref_unit": 1.4e-9,    # s per point x (multiply-adds + element ops) of one such evaluation
     "adjoint": 1.5,        # odeint_adjoint (forward, then backward with vector-Jacobian products) / the reference
-    "instruments": 1.5,    # stability, volume and grid solver over the final pictures' body (no reference)
+    "instruments": 50.0,   # stability, volume and grid solver: eval passes of 4096 points over the L steps
     "inst_setup": 0.25,    # s: the instruments' fixed part (volume's and the grid solver's grids, small solves)
     "setup": 0.3,          # s: data, model, first snapshot's warm-up
     "base_mb": 290.0,      # resident memory of a worker with torch and flowviz loaded
@@ -326,10 +326,10 @@ def _reference(c: Config, f: dict, stiffness: Stiffness | None, n: int = REFEREN
     return evals * per_eval
 
 
-def _instruments(c: Config, f: dict, n: int, body: float, stiffness: Stiffness | None) -> tuple[float, float]:
+def _instruments(c: Config, f: dict, stiffness: Stiffness | None) -> tuple[float, float]:
     """(seconds of every instrument, of which the adjoint's odeint_adjoint) after the final pictures."""
     adjoint = K["adjoint"] * _reference(c, f, stiffness, ADJOINT_POINTS) if c.scheme != "plain" else 0.0
-    return K["inst_setup"] + K["instruments"] * body + adjoint, adjoint
+    return K["inst_setup"] + K["instruments"] * _eval_pass(c, f, 4096, c.n_steps, noisy=False) + adjoint, adjoint
 
 
 def _analysis(c: Config, f: dict, n: int) -> float:
@@ -410,7 +410,7 @@ def _cost(c: Config, n_train: int | None, log_every: int | None, stiffness: Stif
     n_snaps = c.train_steps // every + 1
     body = _analysis(c, f, n_tr + n_te)
     reference = _reference(c, f, stiffness)
-    instruments, adjoint = _instruments(c, f, n_tr + n_te, body, stiffness)
+    instruments, adjoint = _instruments(c, f, stiffness)
     parts = {"setup": K["setup"], "step": step, "training": c.train_steps * step, "snapshot": snap,
              "snapshots": n_snaps * snap, "analysis": body + reference, "reference": reference,
              "instruments": instruments, "adjoint": adjoint}
