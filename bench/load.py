@@ -286,8 +286,9 @@ def swarm_phase(a) -> float:
                 time.sleep(0.5)
             light = other.new_page()
             t1 = time.perf_counter()
-            light.goto(q(flowviz.Config(n_samples=300, train_steps=a.steps, n_steps=8, seed=13)))
             try:
+                light.goto(q(flowviz.Config(n_samples=300, train_steps=a.steps, n_steps=8, seed=13)),
+                           wait_until="commit", timeout=a.timeout * 1000)
                 light.wait_for_function(FIRST, timeout=a.timeout * 1000)
                 light_s = time.perf_counter() - t1
             except Exception:

@@ -48,7 +48,7 @@ class Settings:
                                     "(a hall behind one NAT is one address; 0: no bound)")
     client_queued: int = _setting("FLOWVIZ_CLIENT_QUEUED", 200, "runs of one client address waiting for a worker; "
                                   "past it a new run is refused with a plain message (0: no bound)")
-    client_reruns: float = _setting("FLOWVIZ_CLIENT_RERUNS", 300.0, "page script runs a second from one client "
+    client_reruns: float = _setting("FLOWVIZ_CLIENT_RERUNS", 30.0, "page script runs a second from one client "
                                     "address (a burst of twice that); past it a page waits its turn, at most 2 s "
                                     "(0: no bound)")
     view_workers: int = _setting("FLOWVIZ_VIEW_WORKERS", 1, "processes beside the training ones that compute a "
