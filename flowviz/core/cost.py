@@ -12,7 +12,14 @@ thread (``bench/memory.py --fit``; the table is in bench/README.md):
 The keys that multiply: the training points (n_samples, test_fraction, batch_size), the stage evaluations
 L S (n_steps; scheme: euler 1, midpoint 2, rk4 4), the Monte-Carlo samples of every evaluation when
 viscosity > 0 (mc_samples), the field's size (field, width, mlp_depth, lift), the weight slots (time_mode,
-knots), train_steps, and the final pictures (transported surfaces, Jacobians, the reference solution).
+knots), train_steps, the final pictures (transported surfaces, Jacobians, the reference solution) and the
+instruments (stability, volume, grid solver, the adjoint with odeint_adjoint).
+
+Stiffness: the adaptive solves (the dopri5 reference, odeint_adjoint) take as many steps as the trained flow
+needs. Before training they are priced from the partition and the horizon T; after training a worker measures
+them (:func:`measure_stiffness`: the reference solved once within the run's budget, timed) and re-estimates
+(``estimate(..., stiffness=...)``) before the final pictures and instruments start; :func:`solve_budget`
+gives every adaptive solve of the run its evaluation budget (flowviz.core.solvers.solve_limits).
 
 Memory: a fixed base (interpreter, torch, flowviz), the parameters and their optimiser state, the weights of
 every stage, and the larger of the training step's activations (kept by autograd, or recomputed above a
