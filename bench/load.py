@@ -14,10 +14,15 @@ Starts the real server (an empty run cache) and runs three phases, each bounded 
    (``--heavy-budget``), the two links are refused at once instead, which the phase reports; it then runs on
    the server of phases 1 to 3, after them (nothing of it needs a server of its own).
 
+5. (its own server) a swarm: ``--swarm`` pages (40) from one client address open links one ``seed=`` apart
+   (runs of about 7 s each), and once the workers are busy, a page from another address opens a light run:
+   seconds to its first picture (target within 60 s: the queue is served round robin by client). The two
+   addresses are the pages' X-Forwarded-For header, which the server trusts from loopback only.
+
 The server's peak resident memory is printed; the last line gives the phase-1 p95 and the ratio of
 runs started to runs needed.
 
-    python bench/load.py [--sessions 30] [--cycles 200] [--workers 2] [--phases 1,2,3,4] [--heavy-budget]
+    python bench/load.py [--sessions 30] [--cycles 200] [--workers 2] [--phases 1,2,3,4,5] [--heavy-budget]
     python bench/load.py --executor ray      # the same phases, the server training on a local Ray cluster
 
 With ``--executor ray`` the server runs with FLOWVIZ_EXECUTOR=ray and no RAY_ADDRESS: it starts a local Ray
@@ -71,7 +76,9 @@ def main(argv=None):
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--steps", type=int, default=150, help="training steps of each run")
     ap.add_argument("--timeout", type=float, default=600, help="seconds allowed per phase")
-    ap.add_argument("--phases", default="1,2,3,4", help="which phases to run (phase 3 needs phase 1's link)")
+    ap.add_argument("--phases", default="1,2,3,4,5", help="which phases to run (phase 3 needs phase 1's link)")
+    ap.add_argument("--swarm", type=int, default=40, help="pages of the one client of phase 5")
+    ap.add_argument("--swarm-steps", type=int, default=1500, help="training steps of each of the swarm's runs")
     ap.add_argument("--heavy-budget", action="store_true", help="phase 4 with the server's default run budget")
     ap.add_argument("--executor", choices=("local", "ray"), default="local",
                     help="where the server trains: its own process pool, or a local Ray cluster of --workers CPUs")
@@ -89,6 +96,8 @@ def _phases(a):
     shared = 4 in phases and a.heavy_budget and bool(phases & {1, 2, 3})  # refused at once: the same server will do
     if 4 in phases and not shared:
         heavy_phase(a)
+    if 5 in phases:
+        swarm_phase(a)
     if not phases & {1, 2, 3}:
         return
     tmp = tempfile.mkdtemp()
@@ -233,6 +242,65 @@ def heavy_pages(a, browser, url: str, log_path: Path) -> float:
         p.close()
     print(f"phase 4: two hard-limit links open ({refused} refused by the budget); a third visitor's light run "
           f"finished in {light_s:.1f} s (target within 30 s)")
+    return light_s
+
+
+FIRST = "() => document.querySelector('.js-plotly-plot') !== null"  # any picture of the run, live or finished
+
+
+def swarm_phase(a) -> float:
+    """Phase 5 on a server of its own (FLOWVIZ_WARM=0): seconds from another client's light link to its first
+    picture while one client's ``--swarm`` pages queue a run each."""
+    from playwright.sync_api import sync_playwright
+
+    import flowviz
+
+    tmp = tempfile.mkdtemp()
+    port, log_path = _port(), Path(tmp) / "swarm.log"
+    server = _serve(port, Path(tmp) / "cache", env={"FLOWVIZ_WORKERS": str(a.workers), "FLOWVIZ_WARM": "0",
+                                                    **a.cluster_env}, log=log_path)
+    url = f"http://127.0.0.1:{port}"
+
+    def q(cfg):
+        return url + "/?" + "&".join(f"{k}={v}" for k, v in cfg.to_query().items())
+
+    light_s, started = float("nan"), 0
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+            swarm = browser.new_context(viewport={"width": 1024, "height": 700},
+                                        extra_http_headers={"X-Forwarded-For": "10.0.0.1"})
+            other = browser.new_context(viewport={"width": 1024, "height": 700},
+                                        extra_http_headers={"X-Forwarded-For": "10.0.0.2"})
+            pages = []
+            for i in range(a.swarm):
+                p = swarm.new_page()
+                p.goto(q(flowviz.Config(n_samples=300, n_steps=8, train_steps=a.swarm_steps, seed=5000 + i)),
+                       wait_until="commit")
+                pages.append(p)
+            t0 = time.perf_counter()
+            while time.perf_counter() - t0 < a.timeout:  # the swarm's runs are all started (most wait)
+                started = len(re.findall(r"started for 10\.0\.0\.1", log_path.read_text()))
+                if started >= a.swarm:
+                    break
+                time.sleep(0.5)
+            light = other.new_page()
+            t1 = time.perf_counter()
+            try:
+                light.goto(q(flowviz.Config(n_samples=300, train_steps=a.steps, n_steps=8, seed=13)),
+                           wait_until="commit", timeout=a.timeout * 1000)
+                light.wait_for_function(FIRST, timeout=a.timeout * 1000)
+                light_s = time.perf_counter() - t1
+            except Exception:
+                pass
+            ours = len(re.findall(r"started for 10\.0\.0\.2", log_path.read_text()))
+            done = log_path.read_text().count("started for 10.0.0.1")
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(10)
+    print(f"phase 5: {a.swarm} pages of one client started {started} runs ({done} by the end); another client's "
+          f"light run ({ours} started for it) had its first picture in {light_s:.1f} s (target within 60 s)")
     return light_s
 
 

@@ -80,16 +80,16 @@ def _raise(*a, **kw):
 
 
 def test_a_finished_run_shown_by_a_page_has_its_instruments_without_computing_them_in_the_server(monkeypatch):
-    """The page's own path (instruments_tab computes what no worker made) refuses here, and every instrument
+    """The page's own path (the view worker computes what no worker made) refuses here, and every instrument
     still opens: the workers (other processes) made them once the finished run was shown."""
     from test_app import SMALL as LINK
     from test_app import _app, _figures, _settle
     from test_instruments_app import _instruments
 
-    import flowviz.ui.instruments_tab as tab
+    from flowviz.serve.runs import Registry
     from flowviz.ui.server import registry
 
-    monkeypatch.setattr(tab, "PREPARED", {k: _raise for k in prepared.PREPARED})
+    monkeypatch.setattr(Registry, "compute", _raise)  # nor in the view worker: only the instruments task
     at = _settle(_app(dict(LINK, seed="77")).run())
     run = registry().get(at.session_state["page"].run_key)
     assert wait_for(lambda: run.preparing() or run.instruments_made(), 30)

@@ -153,3 +153,70 @@ def _wait_text(log, text: str, timeout: float = 10.0) -> str:
     while text not in log.read_text() and time.time() - t0 < timeout:
         time.sleep(0.05)
     return log.read_text()
+
+
+# A server process as `streamlit run` makes it (flowviz.ui.server: its registry, its logging, its shutdown on a
+# signal), without the browser: it starts one run, watches it like a page, and prints each status it sees.
+_SIGNALLED = r"""
+import signal, sys, threading, time
+from flowviz import Config
+from flowviz.ui import server
+
+stop = threading.Event()
+signal.signal(signal.SIGTERM, lambda *a: stop.set())
+reg = server.registry()
+if sys.argv[3] != "at-once":
+    reg.ready(60)
+run = reg.start(Config(n_samples=2000, n_steps=32, width=64, train_steps=int(sys.argv[1]), seed=int(sys.argv[2])))
+seen = None
+while not stop.is_set():
+    reg.get(run.key)
+    now = (str(run.status), run.latest.step if run.latest else -1)
+    if now != seen:
+        print("status", *now, flush=True)
+        seen = now
+    time.sleep(0.01)
+server.shut_down()
+print("stopped", run.status, flush=True)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", ["queued", "first step", "training", "final pictures"])
+def test_sigterm_at_any_point_of_a_run_marks_it_cancelled_with_no_error_in_the_log(root, tmp_path, point):
+    """SIGTERM as soon as the run is started (its worker process still starting), at its first snapshot,
+    mid-training, while a worker makes its final pictures: the run ends cancelled (or done, when it had finished),
+    every process is gone within 5 s, and the log has no ERROR line and no traceback."""
+    steps = {"final pictures": 60}.get(point, 5000)
+    env = dict(os.environ, PYTHONUNBUFFERED="1", FLOWVIZ_WORKERS="1", FLOWVIZ_WARM="0",
+               FLOWVIZ_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=str(root))
+    log = tmp_path / "server.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-c", _SIGNALLED, str(steps), str(len(point)),
+                                 "at-once" if point == "queued" else "ready"], cwd=root,
+                                env=env, stdout=out, stderr=subprocess.STDOUT)
+    want = {"queued": "status ", "first step": "status training", "training": "status training",
+            "final pictures": "status done"}[point]
+    try:
+        text = _wait_text(log, want, timeout=120)
+        if point == "training":
+            time.sleep(1.0)
+        assert want in text, text[-2000:]
+        ours = _descendants(proc.pid)
+        t0 = time.time()
+        proc.send_signal(signal.SIGTERM)
+        while (proc.poll() is None or any(_alive(q) for q in ours)) and time.time() - t0 < 5:
+            time.sleep(0.05)
+        text = log.read_text()
+        assert proc.poll() is not None and not [q for q in ours if _alive(q)], text[-2000:]
+        assert "stopped cancelled" in text or ("stopped done" in text and point == "final pictures"), \
+            text[-2000:]
+        assert " ERROR " not in text and "Traceback" not in text, text[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for q in _descendants(proc.pid):
+            try:
+                os.kill(q, signal.SIGKILL)
+            except OSError:
+                pass

@@ -12,7 +12,14 @@ thread (``bench/memory.py --fit``; the table is in bench/README.md):
 The keys that multiply: the training points (n_samples, test_fraction, batch_size), the stage evaluations
 L S (n_steps; scheme: euler 1, midpoint 2, rk4 4), the Monte-Carlo samples of every evaluation when
 viscosity > 0 (mc_samples), the field's size (field, width, mlp_depth, lift), the weight slots (time_mode,
-knots), train_steps, and the final pictures (transported surfaces, Jacobians, the reference solution).
+knots), train_steps, the final pictures (transported surfaces, Jacobians, the reference solution) and the
+instruments (stability, volume, grid solver, the adjoint with odeint_adjoint).
+
+Stiffness: the adaptive solves (the dopri5 reference, odeint_adjoint) take as many steps as the trained flow
+needs. Before training they are priced from the partition and the horizon T; after training a worker measures
+them (:func:`measure_stiffness`: the reference solved once within the run's budget, timed) and re-estimates
+(``estimate(..., stiffness=...)``) before the final pictures and instruments start; :func:`solve_budget`
+gives every adaptive solve of the run its evaluation budget (flowviz.core.solvers.solve_limits).
 
 Memory: a fixed base (interpreter, torch, flowviz), the parameters and their optimiser state, the weights of
 every stage, and the larger of the training step's activations (kept by autograd, or recomputed above a
@@ -30,7 +37,8 @@ from types import SimpleNamespace
 from .config import Config
 from .errors import ConfigError, FlowvizWarning
 
-__all__ = ["Cost", "estimate", "guard", "over_budget", "machine_mb", "DEFAULT_MAX_RUN_SECONDS", "DEFAULT_MAX_RUN_MB",
+__all__ = ["Cost", "Stiffness", "estimate", "measure_stiffness", "guard", "over_budget", "machine_mb",
+           "DEFAULT_MAX_RUN_SECONDS", "DEFAULT_MAX_RUN_MB", "REFERENCE_POINTS", "solve_budget", "prior_eval_s",
            "CHECKPOINTS", "CHECKPOINT_MB", "checkpoint_count", "checkpoint_steps", "thin_steps"]
 
 # The server's default budget per run (its settings FLOWVIZ_MAX_RUN_SECONDS, FLOWVIZ_MAX_RUN_MB override it; the
@@ -55,6 +63,12 @@ K = {
     "spill": 0.611,         # element ops cost 1 + spill * log2(hidden MB / spill_mb) times more beyond the caches
     "spill_mb": 2.58,
     "ref_evals": 12.0,     # field evaluations of dopri5 per step of the partition (reference solution)
+    "ref_per_t": 72.0,     # ... and per unit of the horizon T, before training has shown how stiff the flow is
+    "ref_eval": 3.8e-4,    # s per field evaluation of an adaptive float64 solve (weights mixed, dopri5's own ops)
+    "ref_unit": 1.4e-9,    # s per point x (multiply-adds + element ops) of one such evaluation
+    "adjoint": 1.5,        # odeint_adjoint (forward, then backward with vector-Jacobian products) / the reference
+    "instruments": 50.0,   # stability, volume and grid solver: eval passes of 4096 points over the L steps
+    "inst_setup": 0.25,    # s: the instruments' fixed part (volume's and the grid solver's grids, small solves)
     "setup": 0.3,          # s: data, model, first snapshot's warm-up
     "base_mb": 290.0,      # resident memory of a worker with torch and flowviz loaded
     "act_mb": 0.794,         # allocator and temporaries over the activations autograd keeps
@@ -73,8 +87,10 @@ CHECKPOINT_MB = 32.0
 GENERIC_BUDGET = 256 * 2**20  # flowviz.core.model.GENERIC_BUDGET: above it each step is checkpointed
 FAST_BUDGET = 8 * 2**20       # flowviz.core.fastpath.ACTIVATION_BUDGET: above it the chain recomputes
 MAX_FRAMES, SURFACE_RES = 65, 100  # flowviz.training.analysis: frames and grid of the final pictures
+REFERENCE_POINTS = 200  # points of the final pictures' dopri5 reference (flowviz.training.analysis.diagnostics)
+ADJOINT_POINTS = 150    # points of the adjoint instrument's odeint_adjoint (flowviz.training.instruments)
 DRIVER_KEYS = ("n_samples", "train_steps", "n_steps", "scheme", "viscosity", "mc_samples", "lift", "width",
-               "mlp_depth", "field", "time_mode", "knots", "kinetic", "smoothness")
+               "mlp_depth", "field", "time_mode", "knots", "kinetic", "smoothness", "horizon")
 
 
 @dataclass(frozen=True)
@@ -93,25 +109,78 @@ class Cost:
         return text + (f", driven by {', '.join(self.drivers)}" if self.drivers else "")
 
     def part(self, name: str) -> float:
-        """Seconds of one phase: "setup", "step" (one optimiser step), "training", "snapshots", "analysis"."""
+        """Seconds of one phase: "setup", "step" (one optimiser step), "training", "snapshots", "analysis" (the
+        final pictures, their "reference" included), "instruments" (their "adjoint" included)."""
         return dict(self.parts)[name]
 
 
-def estimate(config: Config, n_train: int | None = None, *, log_every: int | None = None) -> Cost:
-    """Seconds and peak memory of training ``config`` and analysing the result (the final pictures).
+@dataclass(frozen=True)
+class Stiffness:
+    """How stiff a trained flow is, measured: the field evaluations ``evals`` its dopri5 reference made over
+    [0, T] on the final pictures' points, and the CPU seconds ``eval_s`` of one there. ``done``: the reference
+    ended within the probe's budget (otherwise ``evals`` is that budget, a lower bound: too stiff for it)."""
+
+    evals: float
+    eval_s: float
+    done: bool = True
+
+
+def measure_stiffness(model, x, *, probe_evals: int | None = None, memo: dict | None = None) -> Stiffness:
+    """Solve the reference of ``model`` (a FlowModel) from the points ``x`` (n, 2) within ``probe_evals`` field
+    evaluations (default: the solvers' own budget), timing them. With ``memo`` (flowviz.core.solvers'
+    ``solve_limits``) the solution is kept there, so the final pictures do not solve it again."""
+    import time
+
+    from .solvers import MAX_ADAPTIVE_EVALS, TooStiff, solve_limits
+
+    count = [0]
+    t0 = time.process_time()
+    done = True
+    with solve_limits(max_evals=probe_evals or MAX_ADAPTIVE_EVALS, counter=count, memo=memo):
+        try:
+            model.reference(x)
+        except TooStiff:
+            done = False
+    return Stiffness(float(count[0]), (time.process_time() - t0) / max(count[0], 1), done)
+
+
+def prior_eval_s(config: Config, n: int = REFERENCE_POINTS) -> float:
+    """CPU seconds of one field evaluation of an adaptive float64 solve of n points, from the config."""
+    c = _values(config.to_dict())
+    f = _field(c)
+    return K["ref_eval"] + K["ref_unit"] * n * (f["mac"] + f["elem"])
+
+
+def solve_budget(cost: Cost, eval_s: float, budget_s: float | None) -> int | None:
+    """Field evaluations each adaptive solve of a trained run (its reference, its odeint_adjoint) may make so
+    that its final pictures and instruments (``cost``) fit in ``budget_s`` seconds, one evaluation of the
+    reference costing ``eval_s``; None without a budget."""
+    if budget_s is None:
+        return None
+    fixed = cost.part("analysis") - cost.part("reference") + cost.part("instruments") - cost.part("adjoint")
+    share = 1.0 + K["adjoint"]
+    return max(0, int((budget_s - fixed) / (max(eval_s, 1e-6) * share)))
+
+
+def estimate(config: Config, n_train: int | None = None, *, log_every: int | None = None,
+             stiffness: Stiffness | None = None) -> Cost:
+    """Seconds and peak memory of training ``config``, analysing the result (the final pictures) and making its
+    instruments.
 
     ``n_train``: training points, when the data decides (dataset=csv); otherwise from n_samples and
     test_fraction. ``log_every``: steps between snapshots; default the server's cadence (flowviz.serve.runs).
+    ``stiffness``: measured on the trained flow (:func:`measure_stiffness`); without it the adaptive solves
+    (the reference, odeint_adjoint) are priced from the partition and the horizon T.
     """
     config = _values(config.to_dict())
-    seconds, peak, parts = _cost(config, n_train, log_every)
+    seconds, peak, parts = _cost(config, n_train, log_every, stiffness)
     drivers = []
     base = Config()
     for key in DRIVER_KEYS:
         if getattr(config, key) == getattr(base, key):
             continue
         alt = _without(config, key, base)
-        s2, p2, _ = _cost(alt, None if n_train is None else _scaled_n(n_train, config, alt), log_every)
+        s2, p2, _ = _cost(alt, None if n_train is None else _scaled_n(n_train, config, alt), log_every, stiffness)
         factor = max(seconds / s2, (peak - K["base_mb"]) / max(p2 - K["base_mb"], 1.0))
         if factor >= 1.25:
             drivers.append((factor, key))
@@ -256,8 +325,28 @@ def _step(c: Config, f: dict, bs: int, n_params: int) -> float:
     return t + K["adam"] * n_params + K["dispatch"] * 30
 
 
+def _reference(c: Config, f: dict, stiffness: Stiffness | None, n: int = REFERENCE_POINTS) -> float:
+    """Seconds of one dopri5 reference of n points (none for the plain net or a viscous flow): the measured
+    evaluations and their cost when given, else a prior from the partition and the horizon."""
+    if c.viscosity > 0 or c.scheme == "plain":
+        return 0.0
+    per_eval = K["ref_eval"] + K["ref_unit"] * n * (f["mac"] + f["elem"])
+    if stiffness is not None:
+        return stiffness.evals * stiffness.eval_s * n / REFERENCE_POINTS + stiffness.evals * K["ref_eval"] * (
+            1 - n / REFERENCE_POINTS)
+    evals = max(K["ref_evals"] * (c.n_steps if c.time_mode == "per_step" else 4) + 50, K["ref_per_t"] * c.horizon)
+    return evals * per_eval
+
+
+def _instruments(c: Config, f: dict, stiffness: Stiffness | None) -> tuple[float, float]:
+    """(seconds of every instrument, of which the adjoint's odeint_adjoint) after the final pictures."""
+    adjoint = K["adjoint"] * _reference(c, f, stiffness, ADJOINT_POINTS) if c.scheme != "plain" else 0.0
+    return K["inst_setup"] + K["instruments"] * _eval_pass(c, f, 4096, c.n_steps, noisy=False) + adjoint, adjoint
+
+
 def _analysis(c: Config, f: dict, n: int) -> float:
-    """Seconds of flowviz.training.analysis.analyse (the final pictures, full resolution)."""
+    """Seconds of flowviz.training.analysis.analyse (the final pictures, full resolution), its reference
+    solution apart."""
     L = c.n_steps
     noisy = c.viscosity > 0
     frames = _frame_steps(L)
@@ -272,10 +361,6 @@ def _analysis(c: Config, f: dict, n: int) -> float:
     jac = _eval_pass(c, f, 625, 1, noisy=False) + c.dim * K["train"] * _eval_pass(c, f, 625, 1, noisy=False,
                                                                                     mix=False)
     t += L * jac
-    if not noisy and c.scheme != "plain":  # dopri5 reference of 200 points, float64, weights mixed per call
-        evals = K["ref_evals"] * (L if c.time_mode == "per_step" else 4) + 50
-        t += evals * 2 * (K["dispatch"] * (f["ops"] + 6) + K["mac"] * (200 * f["mac"] + _slots(c) * f["slot"])
-                          + K["elem"] * 200 * f["elem"])
     return K["analysis"] * t + _predict(c, f, n)
 
 
@@ -327,7 +412,7 @@ def _memory(c: Config, f: dict, bs: int, n: int) -> float:
     return K["base_mb"] + mb * (params + kept + max(train, K["eval_mb"] * ev))
 
 
-def _cost(c: Config, n_train: int | None, log_every: int | None):
+def _cost(c: Config, n_train: int | None, log_every: int | None, stiffness: Stiffness | None = None):
     f = _field(c)
     n_tr, n_te = _split(c, n_train)
     bs = c.batch_size if 0 < c.batch_size < n_tr else n_tr
@@ -336,10 +421,13 @@ def _cost(c: Config, n_train: int | None, log_every: int | None):
     step = _step(c, f, bs, n_params)
     snap = _predict(c, f, n_tr) + _predict(c, f, n_te)
     n_snaps = c.train_steps // every + 1
-    analysis = _analysis(c, f, n_tr + n_te)
+    body = _analysis(c, f, n_tr + n_te)
+    reference = _reference(c, f, stiffness)
+    instruments, adjoint = _instruments(c, f, stiffness)
     parts = {"setup": K["setup"], "step": step, "training": c.train_steps * step, "snapshot": snap,
-             "snapshots": n_snaps * snap, "analysis": analysis}
-    seconds = parts["setup"] + parts["training"] + parts["snapshots"] + analysis
+             "snapshots": n_snaps * snap, "analysis": body + reference, "reference": reference,
+             "instruments": instruments, "adjoint": adjoint}
+    seconds = parts["setup"] + parts["training"] + parts["snapshots"] + parts["analysis"] + instruments
     return seconds, _memory(c, f, bs, n_tr + n_te), tuple(parts.items())
 
 

@@ -12,7 +12,9 @@ the variant torchdiffeq's ``rk4`` uses, so both agree step for step.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Optional
 
@@ -21,8 +23,10 @@ import torch
 import torch.utils.checkpoint
 from torch import Tensor
 
+from .errors import FlowvizError
+
 __all__ = ["Tableau", "STEPPERS", "integrate", "reference_solution", "REFERENCE_RTOL", "REFERENCE_ATOL", "TIGHT_RTOL",
-           "TIGHT_ATOL"]
+           "TIGHT_ATOL", "TooStiff", "Cancelled", "solve_limits", "adaptive", "MAX_ADAPTIVE_EVALS"]
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,106 @@ def reference_solution(v: Callable[[float, Tensor], Tensor], x0: Tensor, times, 
 
     t = torch.as_tensor(np.asarray(times, dtype=np.float64))
     opts = {"jump_t": torch.as_tensor(np.asarray(jumps, dtype=np.float64))} if jumps is not None and len(jumps) else {}
+    now = getattr(_limits, "now", None)
+    memo = now[4] if now is not None else None
+    if memo is not None:  # the same solve again within one solve_limits block (a stiffness probe, then the views)
+        import hashlib
+
+        key = hashlib.sha256(x0.detach().double().cpu().numpy().tobytes() + t.numpy().tobytes()
+                             + np.asarray([rtol, atol, -1] + list(jumps if jumps is not None else [])).tobytes())
+        if key.hexdigest() in memo:
+            return memo[key.hexdigest()].clone()
     with torch.no_grad():
-        return odeint(lambda tt, x: v(float(tt), x), x0.double(), t, rtol=rtol, atol=atol,
-                      method="dopri5", options=opts)
+        out = adaptive(lambda f, o: odeint(f, x0.double(), t, rtol=rtol, atol=atol, method="dopri5", options=o),
+                       lambda tt, x: v(float(tt), x), opts)
+    if memo is not None:
+        memo[key.hexdigest()] = out.clone()
+    return out
+
+
+# ------------------------------------------------------------------------------- budgets of adaptive solves
+MAX_ADAPTIVE_EVALS = 60_000  # field evaluations one adaptive solve may make (dopri5: 6 per step) by default
+
+
+class TooStiff(FlowvizError):
+    """An adaptive solve needed more field evaluations than its budget (or its step size underflowed): the flow
+    is too stiff to draw exactly. ``evals``: the evaluations made before it stopped."""
+
+    def __init__(self, evals: int, budget: int):
+        super().__init__(f"this flow is too stiff to draw exactly: its adaptive solver needs more than {budget:,} "
+                         f"evaluations of the field (the budget of this run)")
+        self.evals, self.budget = evals, budget
+
+
+class Cancelled(Exception):
+    """An adaptive solve stopped between two evaluations of the field because its cancel flag was set."""
+
+
+_limits = threading.local()
+
+
+@contextmanager
+def solve_limits(*, max_evals: int | None = None, cancel=None, counter: list | None = None,
+                 needs: float | None = None, memo: dict | None = None):
+    """Within this block (this thread), every adaptive solve of flowviz (the dopri5 reference, odeint_adjoint)
+    stops after ``max_evals`` field evaluations with TooStiff, and between two evaluations with Cancelled once
+    ``cancel`` (``is_set()``) is set; ``counter[0]`` adds up the evaluations made (and ``counter[1]``, if there,
+    keeps the latest time reached). ``needs``: the evaluations a solve is measured to need
+    (flowviz.core.cost.measure_stiffness); above ``max_evals`` a solve is TooStiff at once. Nested blocks keep
+    the tighter budget and both flags. ``memo``: references solved within the block are kept there and
+    not solved again (the same points, times and tolerances; one model per block)."""
+    old = getattr(_limits, "now", None)
+    budget = max_evals if old is None or max_evals is None else min(max_evals, old[0] or max_evals)
+    if budget is None and old is not None:
+        budget = old[0]
+    flags = tuple(f for f in ((old[1] if old else ()) + ((cancel,) if cancel is not None else ())))
+    counters = (old[2] if old else ()) + ((counter,) if counter is not None else ())
+    refuse = (needs is not None and budget is not None and needs > budget) or (old is not None and old[3])
+    memo = memo if memo is not None else (old[4] if old is not None else None)
+    _limits.now = (budget, flags, counters, refuse, memo)
+    try:
+        yield
+    finally:
+        _limits.now = old
+
+
+def adaptive(solve: Callable, func: Callable, options: dict):
+    """``solve(func', options')``: an adaptive torchdiffeq solve under this thread's :func:`solve_limits`
+    (``func'`` counts its evaluations and checks the cancel flags, ``options'`` adds torchdiffeq's own
+    ``max_num_steps``). A step budget hit, or a step size that underflows, is TooStiff."""
+    budget, flags, counters, refuse, _ = getattr(_limits, "now", None) or (None, (), (), False, None)
+    budget = MAX_ADAPTIVE_EVALS if budget is None else int(budget)
+    if refuse:
+        raise TooStiff(0, budget)
+    made = [0]
+
+    def counted(t, x):
+        made[0] += 1
+        for c in counters:
+            c[0] += 1
+            if len(c) > 1:
+                c[1] = max(c[1], float(t))
+        if made[0] > budget:
+            raise TooStiff(made[0], budget)
+        if any(f.is_set() for f in flags):
+            raise Cancelled("cancelled")
+        return func(t, x)
+
+    if isinstance(func, torch.nn.Module):  # odeint_adjoint needs a module: wrap it as one
+        inner = func
+
+        class Counted(torch.nn.Module):
+            def forward(self, t, x):
+                return counted(t, x)
+
+        Counted.inner = inner
+        wrapped = Counted()
+    else:
+        wrapped = counted
+    opts = dict(options, max_num_steps=budget // 6 + 1)
+    try:
+        return solve(wrapped, opts)
+    except AssertionError as e:  # torchdiffeq's own guards: max_num_steps exceeded, underflow in dt
+        if "max_num_steps" in str(e) or "underflow" in str(e):
+            raise TooStiff(made[0], budget) from None
+        raise

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from ..core.config import Config
 from ..core.data import Dataset
 from ..training.train import Snapshot
+from .fair import FairQueue, current_client
 from .measure import measured
 from .protocol import TaskFailed, WorkerDied, decode, request, result_from, resume_arrays, snapshot_from, with_weights
 from .settings import Settings
@@ -38,6 +39,9 @@ log = logging.getLogger("flowviz.serve.executor")
 # seconds a task that checks its cancel flag only between stages (an analysis) has to stop by itself before its
 # worker is cut short (given back unhealthy: a process is ended and replaced)
 CANCEL_GRACE_S = 1.0
+# ... and a task that stops by itself (between training steps, between instruments, at every evaluation of an
+# adaptive solve): a safety net for a computation between two such checks that runs long
+STOP_GRACE_S = 5.0
 
 
 class NoFreeWorker(TaskFailed):
@@ -80,6 +84,7 @@ class Executor(ABC):
         self._long_slots = threading.BoundedSemaphore(max(1, size - 1))
         self._long_leases: set[int] = set()
         self._lanes_lock = threading.Lock()
+        self._fair = FairQueue()
 
     @abstractmethod
     def acquire(self, cancel=None, *, wait: bool = True) -> Lease | None:
@@ -107,8 +112,28 @@ class Executor(ABC):
         """End every worker within about ``timeout`` s (tasks in hand are cut short)."""
 
     # ------------------------------------------------------------------ shared by every executor
-    def take(self, cancel=None, *, long: bool = False, wait: bool = True) -> Lease | None:
-        """:meth:`acquire` in the lane of a ``long`` or a short task; give it back with :meth:`give`."""
+    def take(self, cancel=None, *, long: bool = False, wait: bool = True, client: str | None = None) -> Lease | None:
+        """:meth:`acquire` in the lane of a ``long`` or a short task; give it back with :meth:`give`. Waiting
+        tasks are served round robin by ``client`` (default: the client of this thread's page), oldest first
+        within a client (flowviz.serve.fair.FairQueue): one client's many tasks delay only each other."""
+        if not wait:
+            return self._take_now(cancel, long=long, wait=False)
+        ticket = self._fair.enter(client or current_client(), long)
+        served = False
+        try:
+            while True:
+                if cancel is not None and cancel.is_set():
+                    return None
+                if self._fair.first(long_ok=self._long_slots._value > 0) == ticket:
+                    lease = self._take_now(cancel, long=long, wait=False)
+                    if lease is not None:
+                        served = True
+                        return lease
+                self._fair.wait(0.05)
+        finally:
+            self._fair.leave(ticket, served=served)
+
+    def _take_now(self, cancel=None, *, long: bool = False, wait: bool = True) -> Lease | None:
         if long:
             while not self._long_slots.acquire(timeout=0.2 if wait else 0):
                 if not wait or (cancel is not None and cancel.is_set()):
@@ -135,6 +160,7 @@ class Executor(ABC):
         self.release(lease, healthy)
         if long:
             self._long_slots.release()
+        self._fair.poke()  # the next waiting task in turn takes it
 
     def stream(self, lease: Lease, raw: bytes, cancel=None, *, idle: bool = False) -> Iterator:
         """Send ``raw`` on ``lease`` and yield its decoded replies (header, arrays) up to a ``result`` or a
@@ -160,15 +186,15 @@ class Executor(ABC):
 
     def train(self, config: Config, data: Dataset, *, log_every: int, cancel=None,
               started: Callable[[], None] | None = None, long: bool = False, start=None, weights=None,
-              until: int | None = None) -> Iterator[Snapshot]:
+              until: int | None = None, client: str | None = None) -> Iterator[Snapshot]:
         """Snapshots of ``config`` trained by a worker (in the lane of ``long`` runs if set); ``started()`` is
         called once a worker has the run. ``start`` (a TrainState) with ``weights``: go on from a paused run;
-        ``until``: pause after that step.
+        ``until``: pause after that step; ``client``: whose run it is (the queue's round robin).
 
         Raises WorkerDied if the worker is lost mid-run, RuntimeError with the worker's message if the run
         failed there.
         """
-        lease = self.take(cancel, long=long)
+        lease = self.take(cancel, long=long, client=client)
         if lease is None:
             nan = float("nan")  # cancelled before a worker took it: nothing trained, nothing measured
             yield Snapshot(step=0, total_steps=config.train_steps, loss=nan, train_accuracy=nan, test_accuracy=nan,
@@ -218,8 +244,9 @@ class Executor(ABC):
                         on_reply(head, arrays)
                 if cancel is not None and cancel.is_set() and asked is None:
                     asked = time.monotonic()
-                # a task asked to stop that does not stop by itself has CANCEL_GRACE_S to answer, then is cut short
-                if asked is not None and not stops and time.monotonic() - asked > CANCEL_GRACE_S:
+                # a task asked to stop has CANCEL_GRACE_S to answer (STOP_GRACE_S if it ``stops`` by itself), then
+                # is cut short
+                if asked is not None and time.monotonic() - asked > (STOP_GRACE_S if stops else CANCEL_GRACE_S):
                     raise TaskFailed("cancelled")
             raise TaskFailed("the task ended without a result")
         except TaskFailed:
@@ -229,26 +256,34 @@ class Executor(ABC):
             self.give(lease, healthy)
 
     def analyse(self, model, data: Dataset, *, history=None, live: bool = False, metrics: bool = False,
-                cancel=None) -> tuple:
+                cancel=None, budget_s: float | None = None, info: dict | None = None) -> tuple:
         """(FlowViews, metrics or None) of ``model`` on ``data``, made by a worker; TaskFailed once ``cancel`` is
-        set (the worker stops between the analysis' stages, or is cut short after CANCEL_GRACE_S)."""
+        set (the worker stops between the analysis' stages, or is cut short after CANCEL_GRACE_S).
+
+        ``budget_s``: the seconds the final pictures and instruments may take; the worker re-estimates them with
+        the flow's stiffness measured first and budgets its adaptive solves (``info`` gets ``reestimate``,
+        ``stiffness`` and ``max_evals``, to pass on to :meth:`instruments`)."""
         from .protocol import unpack
 
+        extra = {} if budget_s is None else {"budget_s": float(budget_s)}
         raw = request("analyse", data, config=model.config, history=list(history or []), live=live,
-                      metrics=metrics)
+                      metrics=metrics, **extra)
         head, arrays = self.call(with_weights(raw, model), cancel)
         if head.get("cancelled"):
             raise TaskFailed("cancelled")
+        if info is not None:
+            info.update({k: head[k] for k in ("reestimate", "stiffness", "max_evals") if k in head})
         return unpack(head["views"], arrays), head.get("metrics")
 
     def instruments(self, model, data: Dataset, *, extent, names=None, cancel=None,
                     started: Callable[[], None] | None = None,
                     made: Callable[[str, object, str | None], None] | None = None,
-                    wait: bool = True) -> tuple[dict, dict]:
+                    wait: bool = True, limits: dict | None = None) -> tuple[dict, dict]:
         """(objects by name, messages by name) of the instruments of ``model`` on ``data`` over the box
         ``extent`` (flowviz.training.prepared), made by a worker; ``started()`` once a worker has the task,
         ``made(name, object, message)`` as each arrives. A task cancelled on its way returns those made before;
-        without ``wait``, NoFreeWorker unless a worker is free now."""
+        without ``wait``, NoFreeWorker unless a worker is free now. ``limits``: ``budget_s``, ``stiffness`` and
+        ``max_evals`` of the adaptive solves (what :meth:`analyse` measured), passed to the worker."""
         from .protocol import unpack
 
         got, errors = {}, {}
@@ -260,9 +295,22 @@ class Executor(ABC):
                 made(head["name"], obj, head["error"])
 
         raw = request("instruments", data, config=model.config, extent=[float(a) for a in extent],
-                      names=None if names is None else list(names))
+                      names=None if names is None else list(names),
+                      **{k: v for k, v in (limits or {}).items() if v is not None})
         self.call(with_weights(raw, model), cancel, started=started, on_reply=one, stops=True, wait=wait)
         return got, errors
+
+    def compute(self, model, data: Dataset, what: str, *, args: dict | None = None, cancel=None,
+                limits: dict | None = None):
+        """``what`` (a key of ``worker_main._views``: a click's probe, a snapshot's instrument) on ``model``'s
+        weights, made by a worker; TaskFailed with the worker's message where it failed, WorkerDied where the
+        worker was lost (its process crashed)."""
+        from .protocol import unpack
+
+        raw = request("compute", data, config=model.config, what=what, args=dict(args or {}),
+                      **{k: v for k, v in (limits or {}).items() if v is not None})
+        head, arrays = self.call(with_weights(raw, model), cancel, stops=True)
+        return unpack(head["data"], arrays)
 
     def acquire_upto(self, k: int, cancel=None) -> list[Lease]:
         """At least one worker (waiting for it) and up to ``k`` (those free now), in the short lane (a long

@@ -8,6 +8,7 @@ import time
 
 from ..core.errors import FlowvizError
 from .executor import Executor
+from .fair import current_client
 from .status import RunStatus
 
 __all__ = ["Job"]
@@ -34,6 +35,7 @@ class Job:
         self.started = time.time()
         self.last_seen = time.time()
         self.cache: dict = {}  # derived views, shared by the sessions that watch this job
+        self.client = current_client()  # whose job it is (the executor's round robin, flowviz.serve.fair)
         self._thread = threading.Thread(target=self._work, name=f"flowviz-job-{key[:8]}", daemon=True)
         self._thread.start()
 
@@ -41,7 +43,7 @@ class Job:
         self.fraction, self.text = float(frac), text
 
     def _work(self):
-        lease = self._executor.take(self.cancel, long=True) if self._holds else None
+        lease = self._executor.take(self.cancel, long=True, client=self.client) if self._holds else None
         if self.cancel.is_set() or (self._holds and lease is None):
             self.status = RunStatus.CANCELLED
             if lease is not None:
@@ -54,6 +56,10 @@ class Job:
         except FlowvizError as e:
             self.error, self.status = str(e), RunStatus.ERROR
         except Exception as e:
+            if self.cancel.is_set():  # cancelled (the server stopping ends its workers): expected, no error
+                log.info("job %s cancelled: %s", self.key, e)
+                self.status = RunStatus.CANCELLED
+                return
             log.exception("job %s failed", self.key)
             self.error, self.status = f"failed: {type(e).__name__}: {e}", RunStatus.ERROR
         finally:

@@ -169,7 +169,7 @@ class ProcessPool(Executor):
                 try:
                     w = self._new()
                 except Exception:
-                    if id(self) in _open:  # (a pool shut down meanwhile has stopped the forkserver)
+                    if id(self) in _open and not self._closed:  # (one shut down meanwhile stopped the forkserver)
                         log.exception("could not start a worker process")
                     with self._cond:
                         self._started -= 1

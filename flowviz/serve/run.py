@@ -18,6 +18,7 @@ from ..training.prepared import PREPARED, applies
 from ..training.train import Snapshot
 from . import cache
 from .executor import Executor, NoFreeWorker
+from .fair import current_client
 from .protocol import TaskFailed, WorkerDied
 from .settings import Settings
 from .status import RunStatus
@@ -27,6 +28,7 @@ __all__ = ["Run", "RunAt", "data_key", "LIVE_EVERY_S", "FIRST_LIVE_ETA_S"]
 log = logging.getLogger("flowviz.serve.runs")
 LIVE_EVERY_S = 1.0  # live views are rebuilt at most this often while training
 FIRST_LIVE_ETA_S = 1.0  # no first live view for a run this close to its end (its full views come next)
+PICTURES_MIN_S = 30.0  # the final pictures and instruments of any admitted run may take this long at least
 
 
 def _eta(snap: Snapshot) -> float:
@@ -59,8 +61,9 @@ class Run:
     Read ``status`` (a :class:`RunStatus`), ``latest``, ``history`` and ``views()``."""
 
     def __init__(self, config: Config, data: Dataset, executor: Executor | None, *, restored=None,
-                 settings: Settings | None = None, cost=None):
+                 settings: Settings | None = None, cost=None, client: str | None = None):
         self.config, self.data = config, data
+        self.client = client or current_client()  # the address of the page that started it (flowviz.serve.fair)
         self._executor, self._settings = executor, settings or Settings()
         self.cost = cost  # the estimate (flowviz.core.cost.Cost) it was admitted with, or None
         self.key = config.key() + data_key(data if config.dataset == "csv" else None)
@@ -85,7 +88,8 @@ class Run:
         self._prep: threading.Thread | None = None  # the thread waiting for the instruments task
         self._prep_lock = threading.Lock()
         self._prep_queued = False  # the instruments task waits for a worker
-        self._prep_failed = False  # it failed (not cancelled): the page computes what is missing, no retries
+        self._prep_failed = False  # it failed (not cancelled): the page says so, no retries
+        self._limits: dict | None = None  # budget_s, stiffness, max_evals of its adaptive solves (after analyse)
         self.kept: dict[int, dict] = {}  # step -> CPU weights of the run's checkpoints (core.cost.checkpoint_steps)
         self.train_state = None  # what a paused (or finished) run goes on from (flowviz.training.train.TrainState)
         self._go_lock = threading.Lock()
@@ -118,6 +122,9 @@ class Run:
         try:
             self._train(self.config, start=start, until=until)
         except Exception as e:  # only a GPU out-of-memory error gets here
+            if self.cancel.is_set():
+                self.status = RunStatus.CANCELLED
+                return
             log.warning("run %s: %s; training again on the CPU", self.key, e)
             self.notice = "The GPU ran out of memory for this run; it was trained again on the CPU."
             self.history, self.latest, self.kept = [], None, {}
@@ -151,7 +158,7 @@ class Run:
             weights = self.latest.state if start is not None and self.latest is not None else None
             for snap in self._executor.train(config, self.data, log_every=every, cancel=self.cancel,
                                              started=self._started, long=self.long, start=start, weights=weights,
-                                             until=until):
+                                             until=until, client=self.client):
                 if snap.state is None and snap.cancelled:  # cancelled before a worker took it
                     self.status = RunStatus.PAUSED if self._pausing else RunStatus.CANCELLED
                     return
@@ -172,10 +179,15 @@ class Run:
             self.views(final=True)  # the full picture, once, in the worker
         except FlowvizError as e:
             self.error, self.status = str(e), RunStatus.ERROR
-        except WorkerDied as e:  # expected when cancelled (the server stopping ends its workers): no error then
-            (log.info if self.cancel.is_set() else log.error)("run %s: %s", self.key, e)
-            self.error, self.status = f"{e}; the last state is kept. Press Train to try again.", RunStatus.ERROR
         except Exception as e:  # never let a worker die silently; the page shows the message
+            if self.cancel.is_set():  # cancelled (the server stopping ends its workers): whatever the timing, the
+                log.info("run %s cancelled: %s", self.key, e)  # worker's end is expected then, no error
+                self.status = RunStatus.CANCELLED
+                return
+            if isinstance(e, WorkerDied):
+                log.error("run %s: %s", self.key, e)
+                self.error, self.status = f"{e}; the last state is kept. Press Train to try again.", RunStatus.ERROR
+                return
             if _out_of_memory(e):
                 raise  # _work retries on the CPU
             log.exception("run %s failed", self.key)
@@ -264,7 +276,10 @@ class Run:
             model = self._model(snap)
             if final and self._executor is not None:  # the full pictures are heavy: a worker makes them
                 try:  # not for nobody: the task stops when the run is left unwatched (made when next shown)
-                    v, _ = self._executor.analyse(model, self.data, history=list(self.history), cancel=self.idle)
+                    info: dict = {}
+                    v, _ = self._executor.analyse(model, self.data, history=list(self.history), cancel=self.idle,
+                                                  budget_s=self.budget_left(), info=info)
+                    self._reestimated(info, v)
                 except (TaskFailed, WorkerDied) as e:
                     if self.idle.is_set():
                         return self._views
@@ -278,6 +293,29 @@ class Run:
             self._views, self._views_step, self._views_time = v, snap.step, time.time()
             self._final = final and self.latest is snap
             return v
+
+    def limits(self) -> dict:
+        """The budget of this run's adaptive solves (``budget_s``, ``stiffness``, ``max_evals``) for a worker."""
+        return self._limits or {"budget_s": self.budget_left()}
+
+    def budget_left(self) -> float:
+        """Seconds the final pictures and instruments may take: the server's budget per run less the training's
+        time, and never less than PICTURES_MIN_S."""
+        spent = self.latest.elapsed if self.latest is not None else 0.0
+        return max(self._settings.max_run_seconds - spent, PICTURES_MIN_S)
+
+    def _reestimated(self, info: dict, views: FlowViews) -> None:
+        """What the worker measured before the final pictures: the cost re-estimated with the flow's stiffness,
+        and the budget of its adaptive solves (the instruments task gets the same)."""
+        from ..core.cost import Cost
+
+        if "reestimate" in info:
+            r = info["reestimate"]
+            self.cost = Cost(r["seconds"], r["peak_mb"], tuple(r["drivers"]), tuple(tuple(p) for p in r["parts"]))
+        self._limits = {"budget_s": self.budget_left(), "stiffness": info.get("stiffness"),
+                        "max_evals": info.get("max_evals")}
+        if views is not None and views.diagnostics.stiff:
+            self.notice = views.diagnostics.stiff[0].upper() + views.diagnostics.stiff[1:]
 
     def set_views(self, views: FlowViews) -> None:
         """Full views made elsewhere (an imported run's, by a worker)."""
@@ -313,16 +351,18 @@ class Run:
                 return
             self._executor.instruments(self._model(self.latest), self.data, extent=v.extent, names=self._missing(),
                                        cancel=self.idle, started=lambda: setattr(self, "_prep_queued", False),
-                                       made=self._made, wait=False)
+                                       made=self._made, wait=False,
+                                       limits=self.limits())
         except NoFreeWorker:  # every worker trains (or prepares): trainings go first; tried again when shown
             log.info("run %s: no free worker for its instruments now", self.key)
         except (TaskFailed, WorkerDied) as e:
             if not self.idle.is_set():
                 log.error("run %s: the instruments' data could not be made: %s", self.key, e)
                 self._prep_failed = True
-        except Exception:  # the page computes them itself then
-            log.exception("run %s: the instruments' data could not be made", self.key)
-            self._prep_failed = True
+        except Exception:  # the page says so
+            if not (self.idle.is_set() or self.cancel.is_set()):
+                log.exception("run %s: the instruments' data could not be made", self.key)
+                self._prep_failed = True
         finally:
             self._prep_queued = False
 
@@ -412,6 +452,14 @@ class Run:
             while len(self._at_views) > 8:
                 self._at_views.pop(next(iter(self._at_views)))
         return v
+
+    def stopping(self) -> None:
+        """The server stops: this run is cancelled (and nobody watches it) before its worker is ended, so that
+        the worker's end reads as the cancel it is."""
+        self.cancel.set()
+        self.idle.set()
+        if not self.finished:
+            self.status = RunStatus.CANCELLED
 
     def join(self, timeout: float | None = None):
         """Wait for the run's thread, then for its instruments task if one is on its way."""

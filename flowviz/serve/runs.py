@@ -23,6 +23,7 @@ from ..core.data import Dataset, make_dataset
 from ..core.errors import FlowvizError
 from . import budget, cache
 from .executor import make_executor
+from .fair import Admission, current_client
 from .jobs import Job
 from .run import Run, data_key
 from .settings import Settings
@@ -64,6 +65,8 @@ class Registry:
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._lock = threading.Lock()
         self._claims: dict[str, set[str]] = {}  # session -> the keys of the one job it holds
+        self._side = None  # the view worker(s): a page's computations on a run's weights (made on first use)
+        self.admission = Admission(self.settings.client_sessions, self.settings.client_reruns)
         self.replaced = 0  # runs and jobs cancelled because their session started another
         self.started = 0  # runs actually started (for tests and the load benchmark)
         threading.Thread(target=self._reap, name="flowviz-reaper", daemon=True).start()  # (all fields set)
@@ -102,14 +105,45 @@ class Registry:
         self._stop.set()
         with self._lock:
             runs = list(self._runs.values()) + list(self._jobs.values())
-        for r in runs:
-            r.cancel.set()
+        for r in runs:  # every run and job marked cancelled before any worker is ended
             if isinstance(r, Run):
-                r.idle.set()
+                r.stopping()
+            else:
+                r.cancel.set()
         self.executor.shutdown(timeout)
+        if self._side is not None:
+            self._side.shutdown(timeout)
         deadline = time.monotonic() + 1.0
         for r in runs:
             r.join(max(0.0, deadline - time.monotonic()))
+
+    def compute(self, run: Run, what: str, **args):
+        """``what`` (a click's probe, an instrument of a snapshot: ``worker_main._views``) on ``run``'s latest
+        weights, made by the view worker: a process of its own beside the training ones (they may all be
+        busy), so a crash in native code ends that process, never the server; the next call starts another.
+        Raises FlowvizError with a plain message where it failed or its worker died."""
+        from .protocol import TaskFailed, WorkerDied
+
+        snap = run.latest
+        if snap is None or snap.state is None:
+            raise FlowvizError("This run has no weights yet.")
+        with self._lock:
+            if self._stop.is_set():
+                raise FlowvizError("The server is stopping.")
+            if self._side is None:
+                self._side = make_executor(self.settings, size=max(1, self.settings.view_workers),
+                                           name="thread" if self.mode == "thread" else "process")
+            side = self._side
+        try:
+            return side.compute(run._model(snap), run.data, what, args=args, limits=run.limits())
+        except WorkerDied:
+            log.warning("run %s: the worker computing %s for a page died", run.key, what)
+            raise FlowvizError("This could not be computed: its worker process stopped unexpectedly. The server "
+                               "and the other pages are not affected.") from None
+        except TaskFailed as e:  # the worker's message: "ConfigError: why", said without the class name
+            name, _, why = str(e).partition(": ")
+            raise FlowvizError(f"This could not be computed: {why if name.endswith('Error') and why else e}") \
+                from None
 
     def get(self, key: str) -> Run | None:
         with self._lock:
@@ -138,11 +172,18 @@ class Registry:
                 raise FlowvizError("The server is stopping: no new run is started.")
             cached = None if restart or config.dataset == "csv" else cache.load(config, settings=self.settings)
             costs = None if cached else budget.check([config], len(ds.x_train), self.settings)
+            client = current_client()
+            if cached is None and self.settings.client_queued > 0 and sum(
+                    1 for r in self._runs.values() if r.client == client and RunStatus(r.status).waiting
+                    and not r.cancel.is_set()) >= self.settings.client_queued:
+                raise FlowvizError(f"{self.settings.client_queued} runs from your address are already waiting for "
+                                   "a worker (FLOWVIZ_CLIENT_QUEUED): this one was not started. Try again when "
+                                   "some have begun.")
             run = Run(config, ds, self.executor, restored=cached, settings=self.settings,
-                      cost=costs[0] if costs else None)
+                      cost=costs[0] if costs else None, client=client)
             self.started += cached is None
-            log.info("run %s %s (runs started: %d)", run.key, "from the disk cache" if cached else "started",
-                     self.started)
+            log.info("run %s %s for %s (runs started: %d)", run.key, "from the disk cache" if cached else "started",
+                     client, self.started)
             self._runs[key] = run
             self._runs.move_to_end(key)
             self._evict()
@@ -261,8 +302,7 @@ class Registry:
         import heapq
 
         with self._lock:
-            ahead = sorted((r for r in self._runs.values() if RunStatus(r.status).waiting and r.started < run.started),
-                           key=lambda r: r.started)
+            ahead = _ahead(run, [r for r in self._runs.values() if RunStatus(r.status).waiting and r is not run])
             busy = [r.remaining_s() for r in self._runs.values() if RunStatus(r.status).active]
             busy += [None for j in self._jobs.values() if j.status.active]  # a job's time left is unknown
         free = busy + [0.0] * max(0, self.max_workers - len(busy))
@@ -275,12 +315,21 @@ class Registry:
         return len(ahead) + 1, free[0]
 
     def queued_before(self, run: Run) -> int:
-        """How many runs started earlier are still waiting for a worker."""
+        """How many waiting runs a worker takes before this one (round robin by client, oldest first in each)."""
         with self._lock:
-            return sum(1 for r in self._runs.values() if RunStatus(r.status).waiting and r.started < run.started)
+            return len(_ahead(run, [r for r in self._runs.values() if RunStatus(r.status).waiting and r is not run]))
 
     def active(self) -> int:
         with self._lock:
             return sum(1 for r in self._runs.values() if RunStatus(r.status).active)
 
 
+def _ahead(run: Run, waiting: list[Run]) -> list[Run]:
+    """The waiting runs a worker takes before ``run`` when the queue is served round robin by client: the k - 1
+    older ones of its own client (it is its client's k-th) and the k oldest of every other client."""
+    mine = sorted((r for r in waiting if r.client == run.client), key=lambda r: r.started)
+    k = sum(1 for r in mine if r.started < run.started) + 1
+    by_client: dict[str, list[Run]] = {}
+    for r in sorted((r for r in waiting if r.client != run.client), key=lambda r: r.started):
+        by_client.setdefault(r.client, []).append(r)
+    return mine[:k - 1] + [r for rs in by_client.values() for r in rs[:k]]

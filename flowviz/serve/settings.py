@@ -44,6 +44,15 @@ class Settings:
     executor: str = _setting("FLOWVIZ_EXECUTOR", "", "where runs and sweeps train, by name (`process`, "
                              "`thread`, `ray`: a Ray cluster at `RAY_ADDRESS`, see below)",
                              shown="`FLOWVIZ_WORKER_MODE`")
+    client_sessions: int = _setting("FLOWVIZ_CLIENT_SESSIONS", 400, "pages open at once from one client address "
+                                    "(a hall behind one NAT is one address; 0: no bound)")
+    client_queued: int = _setting("FLOWVIZ_CLIENT_QUEUED", 200, "runs of one client address waiting for a worker; "
+                                  "past it a new run is refused with a plain message (0: no bound)")
+    client_reruns: float = _setting("FLOWVIZ_CLIENT_RERUNS", 30.0, "page script runs a second from one client "
+                                    "address (a burst of twice that); past it a page waits its turn, at most 2 s "
+                                    "(0: no bound)")
+    view_workers: int = _setting("FLOWVIZ_VIEW_WORKERS", 1, "processes beside the training ones that compute a "
+                                 "page's views of a run's weights (a click's probe, a snapshot's instruments)")
     server_threads: int = _setting("FLOWVIZ_SERVER_THREADS", 1, "torch threads of the server's own work (views), "
                                    "in process mode")
     cuda_graphs: bool = _setting("FLOWVIZ_CUDA_GRAPHS", False, "1: on a CUDA GPU, replay each training step from a "

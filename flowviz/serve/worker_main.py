@@ -84,6 +84,31 @@ def _model_of(header: dict, arrays: dict):
     return model.train(False), ds
 
 
+def reestimate(model, ds, budget_s: float | None, memo: dict | None = None):
+    """The run's cost re-estimated after training, with its flow's stiffness measured (flowviz.core.cost): the
+    reference solved once on the final pictures' points within the evaluations that ``budget_s`` seconds
+    allow each adaptive solve (None: the solvers' own budget), kept in ``memo`` for the pictures.
+    Returns (Cost, Stiffness or None, that budget of evaluations or None)."""
+    from ..core.cost import estimate, measure_stiffness, prior_eval_s, solve_budget
+    from ..training.analysis import reference_points
+
+    c, n = model.config, len(ds.x_train)
+    if c.scheme == "plain" or c.viscosity > 0:  # no adaptive solve in its pictures or instruments
+        return estimate(c, n), None, None
+    cap = solve_budget(estimate(c, n), prior_eval_s(c), budget_s)
+    stiff = measure_stiffness(model, reference_points(ds.x_train), probe_evals=cap, memo=memo)
+    return estimate(c, n, stiffness=stiff), stiff, cap
+
+
+def _limits(header: dict, cancel, memo: dict | None = None):
+    """The adaptive solves' limits of a task: its cancel flag, and the budget the request carries."""
+    from ..core.solvers import solve_limits
+
+    need = header.get("stiffness")
+    return solve_limits(max_evals=header.get("max_evals"), cancel=cancel, needs=need[0] if need else None,
+                        memo=memo)
+
+
 def analyse_task(header: dict, arrays: dict, cancel) -> Iterator[bytes]:
     """The views of a trained model (weights ``w/<name>``), and with ``metrics`` its losses and accuracies on
     the data (an imported run): the heavy pictures of a run, made here and not in the server."""
@@ -99,7 +124,19 @@ def analyse_task(header: dict, arrays: dict, cancel) -> Iterator[bytes]:
         tr = evaluate(model, torch.as_tensor(ds.x_train), torch.as_tensor(ds.y_train))
         te = evaluate(model, torch.as_tensor(ds.x_test), torch.as_tensor(ds.y_test))
         head["metrics"] = run_metrics(train=tr, test=te, steps=model.config.train_steps)
-    views = analyse(model, ds, history=header.get("history") or [], live=bool(header.get("live")), cancel=cancel)
+    memo: dict = {}
+    if not header.get("live") and "budget_s" in header:  # before the final pictures: how stiff is the flow?
+        with _limits({}, cancel):
+            cost, stiff, cap = reestimate(model, ds, header["budget_s"], memo)
+        head["reestimate"] = {"seconds": cost.seconds, "peak_mb": cost.peak_mb, "drivers": list(cost.drivers),
+                              "parts": [list(p) for p in cost.parts]}
+        if stiff is not None:
+            head["stiffness"] = [stiff.evals, stiff.eval_s, stiff.done]
+            header = dict(header, stiffness=head["stiffness"], max_evals=cap)
+        head["max_evals"] = header.get("max_evals")
+    with _limits(header, cancel, memo):
+        views = analyse(model, ds, history=header.get("history") or [], live=bool(header.get("live")),
+                        cancel=cancel)
     if views is None:  # cancelled between two stages: this worker is free again at once
         yield encode({"kind": "result", "cancelled": True})
         return
@@ -118,20 +155,65 @@ def instruments_task(header: dict, arrays: dict, cancel) -> Iterator[bytes]:
     from .protocol import pack
 
     model, ds = _model_of(header, arrays)
-    for name, obj, msg in each(model, ds, header["extent"], names=header.get("names"), cancel=cancel):
-        out: dict = {}
-        tree = pack(obj, out)
-        # spectra as complex64: safetensors has no complex128, and the figures draw float32
-        yield encode({"kind": "instrument", "name": name, "data": tree, "error": msg},
-                     {k: v.astype(np.complex64) if np.iscomplexobj(v) else v for k, v in out.items()})
+    if "budget_s" in header and "stiffness" not in header:  # not measured with the final pictures: measure now
+        with _limits({}, cancel):
+            _, stiff, cap = reestimate(model, ds, header["budget_s"])
+        if stiff is not None:
+            header = dict(header, stiffness=[stiff.evals, stiff.eval_s, stiff.done], max_evals=cap)
+    with _limits(header, cancel):
+        made = each(model, ds, header["extent"], names=header.get("names"), cancel=cancel)
+        while (got := next(made, None)) is not None:
+            name, obj, msg = got
+            out: dict = {}
+            tree = pack(obj, out)
+            # spectra as complex64: safetensors has no complex128, and the figures draw float32
+            yield encode({"kind": "instrument", "name": name, "data": tree, "error": msg},
+                         {k: v.astype(np.complex64) if np.iscomplexobj(v) else v for k, v in out.items()})
     yield encode({"kind": "result", "cancelled": bool(cancel.is_set())})
+
+
+def _views():
+    """what -> compute(model, data, args): a page's computations on a run's weights (a click's probe, the
+    instruments of a snapshot), made here so that a crash in native code ends this worker, not the server."""
+    import numpy as np
+
+    from ..training.instruments import adjoint_data, flow_paths, probe_data
+    from ..training.prepared import PREPARED
+    from ..training.volume import volume_data
+
+    table = {"probe_path": lambda m, d, a: flow_paths(m, np.asarray([a["probe"]], np.float32))[:, 0].cpu().numpy(),
+             "probe_data": lambda m, d, a: probe_data(m, tuple(a["probe"])),
+             "adjoint_live": lambda m, d, a: adjoint_data(m, d.x_train, d.y_train),
+             "volume_exact": lambda m, d, a: volume_data(m, d, extent=tuple(a["extent"]), density="exact")}
+    table.update({n: (lambda m, d, a, n=n: PREPARED[n](m, d, tuple(a["extent"]))) for n in PREPARED})
+    return table
+
+
+def compute_task(header: dict, arrays: dict, cancel) -> Iterator[bytes]:
+    """One computation of :func:`_views` on the weights ``w/<name>`` a request carries: its ``result``."""
+    import numpy as np
+
+    from .protocol import pack
+
+    table = _views()
+    what = header.get("what")
+    if what not in table:
+        raise ValueError(f"unknown computation {what!r}; valid: {', '.join(table)}")
+    model, ds = _model_of(header, arrays)
+    with _limits(header, cancel):
+        obj = table[what](model, ds, header.get("args") or {})
+    out: dict = {}
+    tree = pack(obj, out)
+    yield encode({"kind": "result", "data": tree},
+                 {k: v.astype(np.complex64) if np.iscomplexobj(v) else v for k, v in out.items()})
 
 
 # task name -> handler(header, arrays, cancel) yielding encoded replies
 TASKS: dict[str, Callable[[dict, dict, object], Iterator[bytes]]] = {"run": run_task, "batch": batch_task,
                                                                      "analyse": analyse_task,
                                                                      "instruments": instruments_task,
-                                                                     "measure": measure_task}
+                                                                     "measure": measure_task,
+                                                                     "compute": compute_task}
 
 
 LIMIT_MB = 0.0  # this worker's memory cap above its start (main sets it); named in an over-limit error

@@ -15,13 +15,14 @@ import torch
 from ..core import linalg
 from ..core.data import Dataset, square_box
 from ..core.model import FlowModel
+from ..core.solvers import Cancelled, TooStiff
 from ..core.threads import threads_that_pay
 from .lifted import FRAMES_3D, GRID_3D, LiftedSpace, lifted_space, point_values
 
 __all__ = ["Characteristics", "Surfaces", "Velocity", "Diagnostics", "FlowViews", "analyse",
            "characteristics", "deformed_grid", "transported_surfaces", "velocity_grid", "diagnostics",
            "frame_steps", "channel_fraction", "flow_extent", "plane_grid", "Folding", "folding", "step_jacobian",
-           "fold_points", "residual_ratio", "weight_drift", "roughness"]
+           "fold_points", "residual_ratio", "weight_drift", "roughness", "reference_points"]
 
 MAX_FRAMES = 65  # views animate at most this many steps; deeper nets are shown at every ceil(L/64)-th step
 LIVE_FRAMES = 9  # frames of the live views while training (they are rebuilt and redrawn every second)
@@ -92,6 +93,7 @@ class Diagnostics:
     disc_error: float
     min_jac_det_data: np.ndarray | None = None
     det_grid: int = 25
+    stiff: str | None = None  # why the reference (and so ``error``) is missing: the flow is too stiff to solve
 
 
 @dataclass(frozen=True)
@@ -262,24 +264,32 @@ def folding(model: FlowModel, pts_per_step: torch.Tensor) -> Folding:
     return Folding(norm.astype(np.float32), eig.astype(np.float32), int(pts_per_step.shape[1]))
 
 
+def reference_points(x: np.ndarray, *, max_points: int = 200, seed: int = 0) -> np.ndarray:
+    """The points (a seeded subsample of at most ``max_points`` of x) whose reference the diagnostics solve."""
+    rng = np.random.default_rng(seed)
+    return x if len(x) <= max_points else x[rng.choice(len(x), max_points, replace=False)]
+
+
 def diagnostics(model: FlowModel, x: np.ndarray, extent, *, max_points: int = 200, grid: int = 25,
                 seed: int = 0, with_reference: bool = True) -> Diagnostics:
     """Residual ratio, weight drift, smallest Jacobian determinant (grid and data) and discretisation error."""
-    rng = np.random.default_rng(seed)
-    sub = x if len(x) <= max_points else x[rng.choice(len(x), max_points, replace=False)]
+    sub = reference_points(x, max_points=max_points, seed=seed)
     xs = model.trajectory(sub, noise=False)  # (L+1, m, d): the drift characteristics
     ratio = residual_ratio(model, sub, xs)
     _, _, gpts = plane_grid(extent, grid)
     gtraj = torch.as_tensor(model.trajectory(gpts, noise=False), device=model.device)
     det = min_jacobian_det(model, gtraj[:-1])
     det_data = min_jacobian_det(model, torch.as_tensor(xs[:-1], device=model.device))
+    err, stiff = np.full(model.L + 1, np.nan), None
     if with_reference and model.config.scheme != "plain" and model.config.viscosity == 0:
-        ref = model.reference(sub)
-        err = np.linalg.norm(xs.astype(np.float64) - ref, axis=-1).mean(1)
-    else:
-        err = np.full(model.L + 1, np.nan)
+        try:  # under the step budget of flowviz.core.solvers.solve_limits
+            ref = model.reference(sub)
+            err = np.linalg.norm(xs.astype(np.float64) - ref, axis=-1).mean(1)
+        except TooStiff as e:
+            stiff = (f"{e}: the discrete characteristics are drawn without the continuous reference x(t) "
+                     "(no discretisation error).")
     return Diagnostics(ratio, weight_drift(model), det.astype(np.float32), err, float(err[-1]),
-                       det_data.astype(np.float32), grid)
+                       det_data.astype(np.float32), grid, stiff)
 
 
 def flow_extent(ds: Dataset, xs: np.ndarray, margin: float = 0.1) -> tuple:
@@ -299,7 +309,7 @@ def analyse(model: FlowModel, data: Dataset, *, history=None, res: int = 100, ma
         try:
             return _analyse(model, data, history=history, res=res, max_points=max_points,
                             with_reference=with_reference, live=live, cancel=cancel)
-        except _Stopped:
+        except (_Stopped, Cancelled):
             return None
 
 

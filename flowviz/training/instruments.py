@@ -17,6 +17,7 @@ from ..core import linalg
 from ..core.errors import ConfigError
 from ..core.model import FlowModel
 from ..core.points import DATA_LIMIT, check_extent, check_points
+from ..core.solvers import TooStiff
 from ..core.transport import block_velocity
 
 __all__ = ["ProbeData", "StabilityData", "AdjointData", "STABILITY_POLYNOMIALS", "amplification", "jacobian",
@@ -163,6 +164,7 @@ class AdjointData:
     loss: float
     y: np.ndarray
     continuous: tuple | None = None
+    stiff: str | None = None  # why ``continuous`` is missing: the flow is too stiff for odeint_adjoint's budget
 
 
 def adjoint_recursion(model: FlowModel, xs: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
@@ -185,6 +187,8 @@ def continuous_adjoint(model: FlowModel, x0: np.ndarray, y: np.ndarray, *, rtol:
     linalg.check_finite_weights(model, "the continuous adjoint")
     from torchdiffeq import odeint_adjoint
 
+    from ..core.solvers import adaptive
+
     m = model.double_copy()
     vf = [block_velocity(m, k) for k in range(1, m.L + 1)]
 
@@ -198,8 +202,8 @@ def continuous_adjoint(model: FlowModel, x0: np.ndarray, y: np.ndarray, *, rtol:
     z0 = m.lift(torch.as_tensor(check_points(x0, limit=DATA_LIMIT, what="point"))).requires_grad_(True)
     t = torch.as_tensor([0.0, float(m.times[-1])], dtype=torch.float64)
     with torch.enable_grad():
-        zT = odeint_adjoint(Field(), z0, t, rtol=rtol, atol=atol, method="dopri5", options=opts,
-                            adjoint_options=dict(opts), adjoint_params=())[-1]
+        zT = adaptive(lambda f, o: odeint_adjoint(f, z0, t, rtol=rtol, atol=atol, method="dopri5", options=o,
+                                                  adjoint_options=dict(o), adjoint_params=()), Field(), opts)[-1]
         loss = F.cross_entropy(m.head(zT), torch.as_tensor(np.asarray(y), dtype=torch.long))
         return torch.autograd.grad(loss, z0)[0].numpy()
 
@@ -216,9 +220,13 @@ def adjoint_data(model: FlowModel, x: np.ndarray, y: np.ndarray, *, max_points: 
     xs = flow_paths(model, xi)
     yt = torch.as_tensor(yi, dtype=torch.long, device=model.device)
     p, loss = adjoint_recursion(model, xs, yt)
-    cont = None
-    if with_continuous and model.config.scheme != "plain" and bool(torch.isfinite(xs).all()):  # else no reference
-        ref = continuous_adjoint(model, xi, yi)
+    cont, stiff = None, None
+    try:  # under the step budget of flowviz.core.solvers.solve_limits; a path that left the floats has no reference
+        ref = (continuous_adjoint(model, xi, yi) if with_continuous and model.config.scheme != "plain"
+               and bool(torch.isfinite(xs).all()) else None)
+    except TooStiff as e:
+        ref, stiff = None, f"{e}: the discrete adjoint p_k is drawn without the continuous comparison."
+    if ref is not None:
         Ls = [model.L] if model.config.time_mode == "per_step" else \
             [model.L * 2 ** i for i in range(4) if model.L * 2 ** i <= 256]
         errs = []
@@ -229,7 +237,7 @@ def adjoint_data(model: FlowModel, x: np.ndarray, y: np.ndarray, *, max_points: 
         cont = (np.asarray(Ls), np.asarray(errs))
     pn = p.cpu().numpy()
     return AdjointData(model.times.astype(np.float32), xs.cpu().numpy(), pn, np.linalg.norm(pn, axis=-1).mean(1),
-                       float(loss), yi, cont)
+                       float(loss), yi, cont, stiff)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 
 from ..core.errors import FlowvizError
 from ..core.model import FlowModel
+from ..core.solvers import Cancelled
 from .instruments import adjoint_data, stability_data, transport_comparison
 from .volume import volume_data
 
@@ -44,6 +45,8 @@ def each(model: FlowModel, data, extent, *, names=None, cancel=None) -> Iterator
             return
         try:
             yield name, PREPARED[name](model, data, extent), None
+        except Cancelled:  # an adaptive solve stopped between two evaluations: the task ends here
+            return
         except FlowvizError as e:
             yield name, None, str(e)
 

@@ -21,8 +21,6 @@ from ..core.errors import FlowvizError
 from ..core.model import build_model
 from ..core.points import MAX_POINTS, RANGE, parse_selection
 from ..plots.clickplane import click_plane
-from ..training import instruments as ins
-from ..training.prepared import PREPARED
 from . import figcache, guards, lecture, links
 from .notices import notice
 
@@ -33,7 +31,7 @@ CLUSTER = 25  # points a box or lasso adds at most (a seeded sample of the grid 
 _CACHE: OrderedDict = OrderedDict()
 _LOCK = threading.Lock()
 _KEEP = 24
-WAIT_S = 60.0  # the longest wait for a worker preparing the instruments before they are computed here
+WAIT_S = 60.0  # the longest wait for a worker preparing the instruments before the page says it still waits
 NOTICE_KEY = "plane_notice"  # a selection that was ignored, named on the next draw of the view
 
 guards.install()  # Streamlit's readers of a selection and a link, made safe for hostile input
@@ -109,16 +107,26 @@ def probe_path(state, run) -> np.ndarray | None:
     model, step = _model(run)
     if model is None:
         return None
-    return _cached((run.key, step, "probe", probe),
-                   lambda: ins.flow_paths(model, np.asarray([probe], np.float32))[:, 0].cpu().numpy())
+    try:  # in the view worker (flowviz.serve.runs.Registry.compute): a crash there cannot end the server
+        return _cached((run.key, step, "probe", probe),
+                       lambda: _registry().compute(run, "probe_path", probe=[float(a) for a in probe]))
+    except FlowvizError as e:
+        notice(str(e), "error")
+        return None
+
+
+def _registry():
+    from .server import registry
+
+    return registry()
 
 
 def _data(run, model, step, views, name: str):
-    """Instrument ``name``'s data (flowviz.training.prepared). A finished run's are made by a worker
-    (Run.prepare); while a worker is at them the page waits for it, in steps of 0.1 s that keep the page
-    responsive: it began earlier than a computation here would, and the server's one thread stays free for
-    every other session. Computed here (and kept) only when no worker is on them: a run still training, or no
-    worker was free for them (trainings go first)."""
+    """Instrument ``name``'s data (flowviz.training.prepared), or None with a plain message while a worker makes
+    it. A finished run's are made by a worker (Run.prepare); while a worker is at them the page waits for it,
+    in steps of 0.1 s that keep the page responsive, and past WAIT_S says so: it never computes them again.
+    Made by the view worker (Registry.compute) only where no worker is on them: a run still training, or
+    no training worker was free for them (trainings go first). Nothing is computed in the server process."""
     if run.finished:
         obj, t0 = run.instrument(name), time.monotonic()
         if obj is None and run.preparing():
@@ -131,7 +139,11 @@ def _data(run, model, step, views, name: str):
             obj = run.instrument(name)
         if obj is not None:
             return obj
-    return _cached((run.key, step, name), lambda: PREPARED[name](model, run.data, tuple(views.extent)))
+        if run.preparing():
+            st.info(f"A worker is still preparing this run's instruments ({time.monotonic() - t0:.0f} s so far); "
+                    "this view shows them once they are ready.")
+            return None
+    return _cached((run.key, step, name), lambda: _registry().compute(run, name, extent=list(views.extent)))
 
 
 def panel(state, run, views) -> None:
@@ -148,12 +160,13 @@ def panel(state, run, views) -> None:
     if model is None:
         st.caption("The instruments need the run's first snapshot…")
         return
-    data = run.data
     try:
         if sub == "Probe":
             return _probe(state, run, model, step, views)
         if sub == "Stability region":
             obj = _data(run, model, step, views, "stability")
+            if obj is None:
+                return
             _show(plots.stability, obj, state, "fig_stability")
             k = int(np.argmax(obj.max_abs))
             st.caption(f"Largest |s_k λ| = {obj.max_abs[k]:.3g} at block {k + 1}; {100 * obj.outside.max():.0f}% of "
@@ -169,12 +182,18 @@ def panel(state, run, views) -> None:
                 st.info("The grid solver works on the plane: this run is lifted (p > 0), so its transport "
                         "equation lives in R^(2+p).")
                 return
-            _show(plots.transport_grid, _data(run, model, step, views, "grid"), state, "fig_transport_grid")
+            obj = _data(run, model, step, views, "grid")
+            if obj is not None:
+                _show(plots.transport_grid, obj, state, "fig_transport_grid")
         elif sub == "Adjoint":
             live = not run.finished
-            obj = _cached((run.key, step, "adjoint", live), lambda: ins.adjoint_data(
-                model, data.x_train, data.y_train)) if live else _data(run, model, step, views, "adjoint")
+            obj = _cached((run.key, step, "adjoint", live), lambda: _registry().compute(run, "adjoint_live")) \
+                if live else _data(run, model, step, views, "adjoint")
+            if obj is None:
+                return
             _show(plots.adjoint, obj, state, "fig_adjoint")
+            if obj.stiff:
+                st.caption(obj.stiff[0].upper() + obj.stiff[1:])
             if live:
                 st.caption(f"Training: p_k of the snapshot at step {step}; the comparison with the continuous "
                            "adjoint follows when training ends.")
@@ -193,14 +212,17 @@ def _show(fn, obj, state, key, **kw):
 
 def _volume(run, model, step, views, state):
     """The volume instrument with its density panel as a KDE of x_k (prepared) or the exact push-forward."""
-    from ..training.volume import DENSITIES, with_exact_density
+    from ..training.volume import DENSITIES
 
     kinds = list(DENSITIES) if model.dim == 2 else ["kde"]
     kind = st.radio("Density", kinds, horizontal=True, key="volume_density", format_func=DENSITIES.get)
-    obj = _data(run, model, step, views, "volume")
-    if kind == "exact":
-        obj = _cached((run.key, step, "volume", kind), lambda: with_exact_density(obj, model, run.data))
-    _show(plots.volume, obj, state, "fig_volume")
+    if kind == "exact":  # made by the view worker, as every computation on a run's weights
+        obj = _cached((run.key, step, "volume_exact"),
+                      lambda: _registry().compute(run, "volume_exact", extent=list(views.extent)))
+    else:
+        obj = _data(run, model, step, views, "volume")
+    if obj is not None:
+        _show(plots.volume, obj, state, "fig_volume")
 
 
 def _probe(state, run, model, step, views):
@@ -215,7 +237,8 @@ def _probe(state, run, model, step, views):
     if probe is None:
         st.info("Click a point on the plane (or give probe=x1,x2 in the link) to follow its characteristic.")
         return
-    pr = _cached((run.key, step, "probe_data", probe), lambda: ins.probe_data(model, probe))  # once per click
+    pr = _cached((run.key, step, "probe_data", probe),  # once per click, in the view worker
+                 lambda: _registry().compute(run, "probe_data", probe=[float(a) for a in probe]))
     _show(plots.probe, pr, state, "fig_probe", data_points=None)
 
 

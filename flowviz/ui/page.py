@@ -23,7 +23,7 @@ from . import figcache, hands, instruments_tab, lecture, links, packs, room_ui, 
 from .controls import block_formula, make_config, sidebar
 from .dictionary import dictionary
 from .notices import notice
-from .server import registry, session_id, waiting_text
+from .server import admit, registry, session_id, waiting_text
 from .state import PageState
 
 log = logging.getLogger("flowviz.ui")
@@ -83,6 +83,8 @@ def main():
     state = page_state()
     st.set_page_config(page_title="flowviz: a ResNet is a flow", page_icon="〰", layout="wide",
                        initial_sidebar_state="collapsed" if state.present else "expanded")
+    if not admit():  # one client's bounds (its pages, its reruns); its runs queue in its own turn
+        return
     if state.take_widget_reset():  # the config changed under the sidebar: new widgets show the new one
         hands.sync_widgets(state)
     title_ui(state.present)

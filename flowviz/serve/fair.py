@@ -1,0 +1,111 @@
+"""Fairness across clients: the tasks waiting for a worker are served round robin by client address, and each
+client's sessions, waiting runs and script reruns are bounded (flowviz.serve.settings).
+
+A client is the address a session connects from (the page finds it: ``flowviz.ui.server.client_address``);
+one classroom behind one NAT is one client, so the bounds are set for a hall of 200 (README, "Settings").
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+
+__all__ = ["FairQueue", "Admission", "current_client", "UNKNOWN"]
+
+UNKNOWN = "unknown"  # the client of a task whose address nobody knows (the CLI, a test, a notebook)
+_local = threading.local()
+
+
+def current_client() -> str:
+    """The client of this thread's page (set by :meth:`Admission.enter`), else UNKNOWN."""
+    return getattr(_local, "client", None) or UNKNOWN
+
+
+class FairQueue:
+    """Tickets of tasks waiting for a worker; the one to go next is the oldest ticket of the client served least
+    recently (round robin over the clients waiting: a client with many tickets waits for its own)."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._tickets: dict[int, tuple[str, bool]] = {}  # ticket -> (client, long)
+        self._served: dict[str, int] = {}  # client -> the number of the grant it had last
+        self._next = itertools.count()
+        self._grants = itertools.count(1)
+
+    def enter(self, client: str, long: bool = False) -> int:
+        with self._cond:
+            t = next(self._next)
+            self._tickets[t] = (client or UNKNOWN, long)
+            return t
+
+    def leave(self, ticket: int, *, served: bool = False) -> None:
+        with self._cond:
+            client, _ = self._tickets.pop(ticket, (None, False))
+            if served and client is not None:
+                self._served[client] = next(self._grants)
+                if len(self._served) > 4096:  # forget the clients served longest ago
+                    for c, _ in sorted(self._served.items(), key=lambda kv: kv[1])[:1024]:
+                        del self._served[c]
+            self._cond.notify_all()
+
+    def first(self, long_ok: bool = True) -> int | None:
+        """The ticket whose turn it is (long ones only where ``long_ok``: a long lane slot is free)."""
+        with self._cond:
+            ok = [(self._served.get(c, 0), t) for t, (c, long) in self._tickets.items() if long_ok or not long]
+            return min(ok)[1] if ok else None
+
+    def wait(self, timeout: float) -> None:
+        """Until a ticket leaves or a worker is given back (:meth:`poke`), at most ``timeout`` s."""
+        with self._cond:
+            self._cond.wait(timeout)
+
+    def poke(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def waiting(self, client: str | None = None) -> int:
+        with self._cond:
+            return sum(1 for c, _ in self._tickets.values() if client is None or c == client)
+
+
+class Admission:
+    """Per client address: at most ``sessions`` live sessions, ``reruns`` script runs a second (a burst of
+    twice that; over it a page waits for its turn, at most ``max_delay`` s), counted where the page starts."""
+
+    def __init__(self, sessions: int, reruns: float, *, session_ttl: float = 120.0, max_delay: float = 2.0):
+        self.sessions, self.reruns, self.ttl, self.max_delay = sessions, reruns, session_ttl, max_delay
+        self._lock = threading.Lock()
+        self._seen: dict[str, tuple[str, float]] = {}  # session -> (client, last seen)
+        self._tokens: dict[str, tuple[float, float]] = {}  # client -> (tokens, time)
+        self.refused = 0
+
+    def enter(self, session: str, client: str | None) -> tuple[str | None, float]:
+        """A script run of ``session`` from ``client`` begins: (a refusal to show, or None; seconds to wait
+        first). Sets this thread's client (:func:`current_client`)."""
+        client = client or UNKNOWN
+        _local.client = client
+        now = time.monotonic()
+        with self._lock:
+            for s in [s for s, (_, t) in self._seen.items() if now - t > self.ttl]:
+                del self._seen[s]  # a closed tab: not seen for ttl seconds
+            if session not in self._seen and self.sessions > 0 and \
+                    sum(1 for c, _ in self._seen.values() if c == client) >= self.sessions:
+                self.refused += 1
+                return (f"This server already has {self.sessions} pages open from your address "
+                        "(FLOWVIZ_CLIENT_SESSIONS): close one and reload this page."), 0.0
+            self._seen[session] = (client, now)
+            if self.reruns <= 0:
+                return None, 0.0
+            tokens, t = self._tokens.get(client, (2 * self.reruns, now))
+            tokens = min(2 * self.reruns, tokens + (now - t) * self.reruns) - 1
+            self._tokens[client] = (tokens, now)
+            return None, min(self.max_delay, max(0.0, -tokens / self.reruns))
+
+    def leave(self, session: str) -> None:
+        with self._lock:
+            self._seen.pop(session, None)
+
+    def sessions_of(self, client: str) -> int:
+        with self._lock:
+            return sum(1 for c, _ in self._seen.values() if c == client)

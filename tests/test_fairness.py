@@ -1,0 +1,90 @@
+"""Fairness across clients: the queue for workers is served round robin by client address, and one client's
+pages, waiting runs and reruns are bounded (flowviz.serve.fair, the registry)."""
+
+import threading
+
+import pytest
+from tiny import TINY, wait_for
+
+from flowviz.core.errors import FlowvizError
+from flowviz.serve.fair import Admission, FairQueue, current_client
+from flowviz.serve.runs import Registry
+from flowviz.serve.settings import Settings
+
+
+def test_the_queue_serves_clients_in_turn_oldest_first_within_each():
+    q = FairQueue()
+    swarm = [q.enter("10.0.0.1") for _ in range(5)]
+    other = [q.enter("10.0.0.2") for _ in range(2)]
+    order = []
+    while (t := q.first()) is not None:
+        order.append(t)
+        q.leave(t, served=True)
+    assert order == [swarm[0], other[0], swarm[1], other[1], swarm[2], swarm[3], swarm[4]]
+
+
+def test_a_long_ticket_without_a_free_long_slot_lets_the_next_short_one_go():
+    q = FairQueue()
+    long_one = q.enter("a", long=True)
+    short = q.enter("b")
+    assert q.first(long_ok=False) == short and q.first(long_ok=True) == long_one
+
+
+def test_a_client_s_pages_are_bounded_and_its_reruns_wait_their_turn():
+    adm = Admission(sessions=3, reruns=10.0)
+    for i in range(3):
+        assert adm.enter(f"s{i}", "10.0.0.1") == (None, 0.0)
+    why, _ = adm.enter("s3", "10.0.0.1")
+    assert "3 pages open from your address" in why and "FLOWVIZ_CLIENT_SESSIONS" in why
+    assert adm.enter("s0", "10.0.0.1")[0] is None  # a page already open reruns
+    assert adm.enter("t0", "10.0.0.2")[0] is None and current_client() == "10.0.0.2"  # another address: its own
+    adm.leave("s1")
+    assert adm.enter("s3", "10.0.0.1")[0] is None
+    delays = [adm.enter("s0", "10.0.0.1")[1] for _ in range(40)]  # a burst of 20, then 10 a second
+    assert delays[0] == 0.0 and 0 < delays[-1] <= 2.0 and delays == sorted(delays)
+    assert adm.enter("t0", "10.0.0.2")[1] == 0.0  # the other address is not slowed
+
+
+def _start_as(reg, client: str, config):
+    reg.admission.enter(f"session-{client}-{config.seed}", client)
+    return reg.start(config)
+
+
+@pytest.mark.slow
+def test_a_swarm_of_runs_from_one_client_delays_only_itself():
+    """8 sessions of one address start 8 runs (distinct seeds) on one worker; a light run from another address
+    starts as soon as the worker is free, while most of the swarm still waits."""
+    reg = Registry(max_workers=1, mode="thread", prestart=False,
+                   settings=Settings(cache_dir="off", warm=False, client_queued=0))
+    try:
+        swarm = [_start_as(reg, "10.0.0.1", TINY.replace(seed=100 + i, train_steps=300)) for i in range(8)]
+        assert wait_for(lambda: swarm[0].status == "training", 30)
+        light = _start_as(reg, "10.0.0.2", TINY.replace(seed=7))
+        assert reg.queued_before(light) == 1  # the swarm's next run only (round robin), not all seven
+        assert wait_for(lambda: light.status != "queued", 60)
+        waiting = sum(1 for r in swarm if r.status == "queued")
+        assert waiting >= 5, [r.status for r in swarm]
+        assert wait_for(lambda: light.finished, 60) and light.status == "done"
+    finally:
+        reg.shutdown()
+
+
+def test_a_client_s_waiting_runs_are_bounded():
+    reg = Registry(max_workers=1, mode="thread", prestart=False,
+                   settings=Settings(cache_dir="off", warm=False, client_queued=2))
+    try:
+        runs = [_start_as(reg, "10.0.0.1", TINY.replace(seed=200 + i, train_steps=2000)) for i in range(3)]
+        with pytest.raises(FlowvizError, match="runs from your address are already waiting"):
+            _start_as(reg, "10.0.0.1", TINY.replace(seed=300))
+        other = _start_as(reg, "10.0.0.2", TINY.replace(seed=301))  # another address is not refused
+        assert other.client == "10.0.0.2" and all(r.client == "10.0.0.1" for r in runs)
+    finally:
+        reg.shutdown()
+
+
+def test_a_thread_that_no_page_admitted_has_the_unknown_client():
+    box = {}
+    t = threading.Thread(target=lambda: box.setdefault("c", current_client()))
+    t.start()
+    t.join()
+    assert box["c"] == "unknown"

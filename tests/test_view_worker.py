@@ -1,0 +1,80 @@
+"""A page's computations on a run's weights (a click's probe, a snapshot's instruments) are made by the view
+worker, a process beside the training ones: the numbers are the library's, and a worker that dies is a plain
+error for that call only."""
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+from tiny import SMALL, wait_for
+
+from flowviz.core.errors import FlowvizError
+from flowviz.serve.runs import Registry
+from flowviz.serve.settings import Settings
+from flowviz.training import instruments as ins
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def served():
+    reg = Registry(max_workers=1, mode="process", settings=Settings(cache_dir="off", warm=False))
+    try:
+        run = reg.start(SMALL.replace(seed=41))
+        assert wait_for(lambda: run.finished, 120) and run.status == "done", run.error
+        yield reg, run
+    finally:
+        reg.shutdown()
+
+
+def test_a_probe_click_is_computed_by_the_view_worker_with_the_library_s_numbers(served):
+    reg, run = served
+    model = run._model(run.latest)
+    got = reg.compute(run, "probe_data", probe=[0.5, 0.25])
+    here = ins.probe_data(model, (0.5, 0.25))
+    for name in ("xs", "u", "f", "ratio", "det"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(here, name))
+    path = reg.compute(run, "probe_path", probe=[0.5, 0.25])
+    np.testing.assert_array_equal(path, ins.flow_paths(model, np.asarray([[0.5, 0.25]], np.float32))[:, 0].numpy())
+    side = reg._side.pids()
+    assert len(side) == 1 and side[0] != os.getpid() and side[0] not in reg.executor.pids()
+
+
+def test_a_view_worker_that_dies_mid_call_is_a_plain_error_and_the_next_call_is_answered(served):
+    reg, run = served
+    reg.compute(run, "probe_path", probe=[0.0, 0.0])  # the view worker is up
+    box = {}
+
+    def slow():
+        try:
+            box["got"] = reg.compute(run, "adjoint_live")
+        except FlowvizError as e:
+            box["error"] = str(e)
+
+    for _ in range(20):  # kill it while it computes (the adjoint of every training point takes a moment)
+        t = threading.Thread(target=slow)
+        t.start()
+        assert wait_for(lambda: reg._side.busy_pids(), 10)
+        os.kill(reg._side.busy_pids()[0], signal.SIGKILL)
+        t.join(30)
+        if "error" in box:
+            break
+        box.clear()
+    assert "stopped unexpectedly" in box["error"] and "Traceback" not in box["error"]
+    t0 = time.monotonic()
+    path = reg.compute(run, "probe_path", probe=[0.5, 0.25])  # a fresh view worker answers
+    assert path.shape == (run.config.n_steps + 1, 2) and time.monotonic() - t0 < 30
+
+
+def test_a_probe_far_outside_the_plane_never_ends_the_server(served):
+    """probe_data at 1e300 crashed the process that made it inside MKL: whatever the library says of such a
+    point, the server (this process) lives and answers the next click."""
+    reg, run = served
+    try:
+        reg.compute(run, "probe_data", probe=[1e300, 1e300])
+    except FlowvizError as e:
+        assert "Traceback" not in str(e)
+    assert reg.compute(run, "probe_path", probe=[0.5, 0.25]).shape == (run.config.n_steps + 1, 2)
