@@ -47,7 +47,7 @@ def test_bad_link_values_fall_back_with_a_notice(q, key, msg):
 def test_link_flags_that_are_not_ours_are_named():
     link = parse_link({"scenario": "nope", "hide": "data,evil", "present": "1"})
     assert link.flags == {"scenario": None, "present": True, "hide": {"data"}, "probe": None, "points": (),
-                          "step": None, "k": None, "speed": None}
+                          "view": None, "room": None, "step": None, "k": None, "speed": None}
     assert any("scenario" in n for n in link.notices) and any("evil" in n for n in link.notices)
 
 

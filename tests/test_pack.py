@@ -205,13 +205,16 @@ def test_training_frames_are_the_decision_function_at_each_checkpoint():
 
     r = _tiny_run()
     extent = (-2.0, 2.0, -2.0, 2.0)
-    assert training_frames(r, extent) is None  # a run that keeps no checkpoints: no training section
+    assert training_frames(SimpleNamespace(**vars(r), checkpoints=[]), extent) is None  # none kept: no section
     start = build_model(r.config, r.data.n_classes).state_dict()
-    kept = SimpleNamespace(**vars(r), checkpoints=[SimpleNamespace(step=r.config.train_steps,
-                                                                   state=r.model.state_dict()),
-                                                   SimpleNamespace(step=0, state=start)])
-    tf = training_frames(kept, extent, res=20)
-    assert tf.steps.tolist() == [0, r.config.train_steps] and tf.u.shape == (2, 20, 20, 2)
+    explicit = SimpleNamespace(**vars(r), checkpoints=[SimpleNamespace(step=r.config.train_steps,
+                                                                       state=r.model.state_dict()),
+                                                       SimpleNamespace(step=0, state=start)])
+    kept = training_frames(r, extent, res=20)  # the run's own checkpoints, through result.at(step)
+    assert kept.steps.tolist() == list(r.checkpoints) and kept.steps[0] == 0
+    np.testing.assert_array_equal(kept.u[-1], transported_surfaces(r.model, extent, res=20,
+                                                                    ks=np.array([0])).u[0])
+    tf = training_frames(explicit, extent, res=20)
     want = transported_surfaces(r.model, extent, res=20, ks=np.array([0])).u[0]
     np.testing.assert_array_equal(tf.u[1], want)  # the last checkpoint is the trained net's F = u(0, .)
     assert np.abs(tf.u[0] - tf.u[1]).max() > 0.01
