@@ -26,7 +26,7 @@ run: $(VENV)/.installed
 # machine's two cores are busy throughout (Ray's daemons too): 598 s for both together, about 605 s in turn.
 # (--dist loadgroup would spread files more finely, but with pytest 9.2 it silently ignores its groups:
 # pytest-xdist issue 1386.)
-test: $(VENV)/.dev browser
+test: $(VENV)/.dev browser lint
 	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not alone and not ray"
 	$(BIN)/python -m pytest -m "alone or ray"
 
@@ -60,8 +60,11 @@ browser:
 bench: $(VENV)/.installed
 	$(BIN)/python bench/train_speed.py
 
+# the checks CI runs before the tests (pre-commit runs the same: .pre-commit-config.yaml)
+LINTED := flowviz tests bench app.py scripts
 lint: $(VENV)/.dev
-	$(BIN)/ruff check flowviz tests bench app.py
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 
 clean:
 	rm -rf $(VENV) test-artifacts .pytest_cache
