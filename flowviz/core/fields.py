@@ -47,6 +47,8 @@ class Field(nn.Module):
     """Base: parameters stacked over K slots, mixed by a (N, K) matrix P."""
 
     names: tuple[str, ...] = ()
+    act: Activation  # set by every field
+    act_name: str
 
     def weights(self, P: Tensor) -> list[tuple[Tensor, ...]]:
         """Weights of each of the N evaluations: a list of N tuples, one tensor per parameter."""
