@@ -24,8 +24,9 @@ import json
 import math
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import Field, dataclass, field
+from types import FrameType
+from typing import Any, cast
 
 from .errors import ConfigError, FlowvizError, FlowvizWarning, echo
 
@@ -36,7 +37,8 @@ SERVER_LIMITED = ("n_samples", "width", "knots", "lift", "mlp_depth", "n_steps",
                   "batch_size")
 
 
-def _opt(default, help: str, *, choices=None, lo=None, hi=None, lo_open=False):
+def _opt(default: Any, help: str, *, choices: tuple[str, ...] | None = None, lo: float | None = None,
+         hi: float | None = None, lo_open: bool = False) -> Any:
     meta = {"help": help, "choices": choices, "lo": lo, "hi": hi, "lo_open": lo_open}
     return field(default=default, metadata=meta)
 
@@ -98,7 +100,7 @@ class Config:
     kinetic: float = _opt(0.0, "weight of the kinetic energy sum_k s_k |V_k(x)|^2", lo=0.0, hi=100.0)
     device: str = _opt("auto", "auto picks cuda, then mps, then cpu", choices=("auto", "cpu", "cuda", "mps"))
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         beyond = []
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
@@ -180,7 +182,7 @@ class Config:
         """Flat string parameters for a URL: every key, so a link means the same run next year."""
         return {k: _to_text(v) for k, v in self.to_dict().items()}
 
-    def replace(self, **changes) -> Config:
+    def replace(self, **changes: Any) -> Config:
         """A validated copy with some keys changed."""
         _reject_unknown(changes)
         fields = {f.name: f for f in dataclasses.fields(self)}
@@ -188,7 +190,7 @@ class Config:
 
     def with_sets(self, assignments: list[str]) -> Config:
         """Apply command-line style ``KEY=VALUE`` strings."""
-        q = {}
+        q: dict[str, str] = {}
         for a in assignments:
             if "=" not in a:
                 raise ConfigError(f"expected KEY=VALUE, got {echo(a)}")
@@ -209,7 +211,7 @@ class Config:
         """Number of classes the generator makes (csv data decides its own)."""
         return {"spirals": self.n_classes, "blobs": self.n_classes}.get(self.dataset, 2)
 
-    def times_key(self) -> tuple:
+    def times_key(self) -> tuple[float, int, str, float]:
         """What fixes the partition t_0 .. t_L."""
         ratio = self.partition_ratio if self.partition == "geometric" else 1.0
         return (self.horizon, self.n_steps, self.partition, ratio)
@@ -233,13 +235,14 @@ def _outside() -> int:
     """The stack level of the first caller outside this module and the dataclass machinery (for warnings)."""
     import sys
 
-    frame, level = sys._getframe(1), 1
+    frame: FrameType | None = sys._getframe(1)
+    level = 1
     while frame is not None and frame.f_code.co_filename in (__file__, dataclasses.__file__, "<string>"):
         frame, level = frame.f_back, level + 1
     return level
 
 
-def _reject_unknown(d: Mapping) -> None:
+def _reject_unknown(d: Mapping[str, object]) -> None:
     unknown = [k for k in d if k not in Config.__dataclass_fields__]
     if unknown:
         raise ConfigError(f"unknown config key {echo(unknown[0])}; valid keys: {', '.join(Config.keys())}")
@@ -255,11 +258,12 @@ def value_range(key: str) -> tuple[float, float] | tuple[int, int]:
     return (math.nextafter(float(lo), math.inf) if f.metadata["lo_open"] else float(lo)), float(hi)
 
 
-def _type_of(f) -> type:
-    return {"str": str, "int": int, "float": float, "bool": bool}[f.type]
+def _type_of(f: Field[Any]) -> type:
+    # the annotations are strings here (``from __future__ import annotations``)
+    return {"str": str, "int": int, "float": float, "bool": bool}[cast(str, f.type)]
 
 
-def _coerce(f, v, *, from_text: bool):
+def _coerce(f: Field[Any], v: object, *, from_text: bool) -> Any:
     """Turn a JSON or text value into the key's type, or raise a ConfigError naming key and value."""
     t = _type_of(f)
     bad = ConfigError(f"{f.name}={echo(v)} is not a valid {t.__name__}")
@@ -306,7 +310,7 @@ def _parse_int(s: str) -> int:
         return x  # type: ignore[return-value]
 
 
-def _check(f, v, *, server: bool) -> bool:
+def _check(f: Field[Any], v: object, *, server: bool) -> bool:
     """Raise ConfigError for a value of the wrong type or out of range. ``server``: the limits of
     SERVER_LIMITED keys are hard too; otherwise a value beyond one returns True (the caller warns)."""
     m = f.metadata
@@ -334,7 +338,7 @@ def _check(f, v, *, server: bool) -> bool:
     return False
 
 
-def _to_text(v) -> str:
+def _to_text(v: object) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     return repr(v) if isinstance(v, float) else str(v)

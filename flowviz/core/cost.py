@@ -31,11 +31,18 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, cast
 
 from .config import Config
 from .errors import ConfigError, FlowvizWarning
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from .model import FlowModel
 
 __all__ = ["Cost", "Stiffness", "estimate", "measure_stiffness", "guard", "over_budget", "machine_mb",
            "DEFAULT_MAX_RUN_SECONDS", "DEFAULT_MAX_RUN_MB", "REFERENCE_POINTS", "solve_budget", "prior_eval_s",
@@ -125,7 +132,8 @@ class Stiffness:
     done: bool = True
 
 
-def measure_stiffness(model, x, *, probe_evals: int | None = None, memo: dict | None = None) -> Stiffness:
+def measure_stiffness(model: FlowModel, x: object, *, probe_evals: int | None = None,
+                      memo: dict[str, Tensor] | None = None) -> Stiffness:
     """Solve the reference of ``model`` (a FlowModel) from the points ``x`` (n, 2) within ``probe_evals`` field
     evaluations (default: the solvers' own budget), timing them. With ``memo`` (flowviz.core.solvers'
     ``solve_limits``) the solution is kept there, so the final pictures do not solve it again."""
@@ -133,7 +141,7 @@ def measure_stiffness(model, x, *, probe_evals: int | None = None, memo: dict | 
 
     from .solvers import MAX_ADAPTIVE_EVALS, TooStiff, solve_limits
 
-    count = [0]
+    count: list[float] = [0]
     t0 = time.process_time()
     done = True
     with solve_limits(max_evals=probe_evals or MAX_ADAPTIVE_EVALS, counter=count, memo=memo):
@@ -174,7 +182,7 @@ def estimate(config: Config, n_train: int | None = None, *, log_every: int | Non
     """
     config = _values(config.to_dict())
     seconds, peak, parts = _cost(config, n_train, log_every, stiffness)
-    drivers = []
+    drivers: list[tuple[float, str]] = []
     base = Config()
     for key in DRIVER_KEYS:
         if getattr(config, key) == getattr(base, key):
@@ -220,7 +228,7 @@ def guard(config: Config, n_train: int | None = None, *, log_every: int | None =
 
 
 # ----------------------------------------------------------------------------------------------- the model
-def _without(config, key: str, base: Config):
+def _without(config: Config, key: str, base: Config) -> Config:
     """The config's values with ``key`` at its default, to see how much that key adds."""
     d = {k: v for k, v in vars(config).items() if k != "dim"}
     d[key] = getattr(base, key)
@@ -229,12 +237,13 @@ def _without(config, key: str, base: Config):
     return _values(d)
 
 
-def _values(d: dict) -> SimpleNamespace:
-    """A config's values as plain attributes (no validation: the model only reads them)."""
-    return SimpleNamespace(**d, dim=2 + d["lift"])
+def _values(d: dict[str, Any]) -> Config:
+    """A config's values as plain attributes (no validation: the model only reads them). Typed as the Config
+    whose attributes it has (``dim`` included)."""
+    return cast(Config, SimpleNamespace(**d, dim=2 + d["lift"]))
 
 
-def _scaled_n(n_train: int, config, alt) -> int:
+def _scaled_n(n_train: int, config: Config, alt: Config) -> int:
     return max(1, round(n_train * alt.n_samples / config.n_samples))
 
 
@@ -248,7 +257,10 @@ def _split(config: Config, n_train: int | None) -> tuple[int, int]:
     return n - n_test, n_test
 
 
-def _field(c: Config) -> dict:
+FieldCounts = dict[str, int]  # what _field counts per point and stage evaluation
+
+
+def _field(c: Config) -> FieldCounts:
     """Per point and stage evaluation: multiply-adds, element ops, torch ops; parameters per slot."""
     d, w, h = c.dim, c.width, c.mlp_depth
     if c.field == "two_layer":
@@ -268,7 +280,7 @@ def _stages(c: Config) -> int:
     return {"euler": 1, "plain": 1, "midpoint": 2, "rk4": 4}[c.scheme]
 
 
-def _eval_pass(c: Config, f: dict, n: int, steps: int, *, noisy: bool, mix: bool = True) -> float:
+def _eval_pass(c: Config, f: FieldCounts, n: int, steps: int, *, noisy: bool, mix: bool = True) -> float:
     """Seconds of one no-grad flow over ``steps`` steps of n points (generic path), weights mixed first."""
     S = _stages(c)
     E = steps * S
@@ -291,7 +303,7 @@ def _fast(c: Config, *, training: bool) -> bool:
     return ok and not (training and (c.viscosity > 0 or c.kinetic > 0))
 
 
-def _predict(c: Config, f: dict, n: int) -> float:
+def _predict(c: Config, f: FieldCounts, n: int) -> float:
     """predict_proba over n points: mc_samples noisy flows when viscosity > 0, else one flow."""
     if n == 0:
         return 0.0
@@ -307,7 +319,7 @@ def _chain(c: Config, n: int) -> float:
     return K["fast_block"] * c.n_steps + K["fast_elem"] * n * c.n_steps * (c.width + 1) * (1 + 0.5 * c.dim)
 
 
-def _step(c: Config, f: dict, bs: int, n_params: int) -> float:
+def _step(c: Config, f: FieldCounts, bs: int, n_params: int) -> float:
     """Seconds of one optimiser step on a batch of bs points."""
     if _fast(c, training=True):
         t = _chain(c, bs)
@@ -325,7 +337,7 @@ def _step(c: Config, f: dict, bs: int, n_params: int) -> float:
     return t + K["adam"] * n_params + K["dispatch"] * 30
 
 
-def _reference(c: Config, f: dict, stiffness: Stiffness | None, n: int = REFERENCE_POINTS) -> float:
+def _reference(c: Config, f: FieldCounts, stiffness: Stiffness | None, n: int = REFERENCE_POINTS) -> float:
     """Seconds of one dopri5 reference of n points (none for the plain net or a viscous flow): the measured
     evaluations and their cost when given, else a prior from the partition and the horizon."""
     if c.viscosity > 0 or c.scheme == "plain":
@@ -338,13 +350,13 @@ def _reference(c: Config, f: dict, stiffness: Stiffness | None, n: int = REFEREN
     return evals * per_eval
 
 
-def _instruments(c: Config, f: dict, stiffness: Stiffness | None) -> tuple[float, float]:
+def _instruments(c: Config, f: FieldCounts, stiffness: Stiffness | None) -> tuple[float, float]:
     """(seconds of every instrument, of which the adjoint's odeint_adjoint) after the final pictures."""
     adjoint = K["adjoint"] * _reference(c, f, stiffness, ADJOINT_POINTS) if c.scheme != "plain" else 0.0
     return K["inst_setup"] + K["instruments"] * _eval_pass(c, f, 4096, c.n_steps, noisy=False) + adjoint, adjoint
 
 
-def _analysis(c: Config, f: dict, n: int) -> float:
+def _analysis(c: Config, f: FieldCounts, n: int) -> float:
     """Seconds of flowviz.training.analysis.analyse (the final pictures, full resolution), its reference
     solution apart."""
     L = c.n_steps
@@ -370,16 +382,16 @@ def _frame_steps(L: int) -> list[int]:
     return sorted({round(i * L / (MAX_FRAMES - 1)) for i in range(MAX_FRAMES)})
 
 
-def _train_bytes(c: Config, f: dict, bs: int) -> float:
+def _train_bytes(c: Config, f: FieldCounts, bs: int) -> float:
     """What autograd would keep for a whole training forward (flowviz.core.model._activation_bytes)."""
     return 4.0 * bs * c.n_steps * _stages(c) * (f["store"] + 4 * c.dim)
 
 
-def _n_params(c: Config, f: dict) -> int:
+def _n_params(c: Config, f: FieldCounts) -> int:
     return _slots(c) * f["slot"] + 8 * (c.dim + 1)
 
 
-def _memory(c: Config, f: dict, bs: int, n: int) -> float:
+def _memory(c: Config, f: FieldCounts, bs: int, n: int) -> float:
     """Peak resident MB: base + parameters (value, gradient, two Adam moments, backup) + the larger of a training
     step's peak (the stage weights of each recorded flow and their gradients, the smoothness penalty's block
     weights, the activations autograd keeps) and the evaluation's (its stage weights, the analysis' recorded
@@ -387,6 +399,8 @@ def _memory(c: Config, f: dict, bs: int, n: int) -> float:
     mb = 2.0 ** -20
     L, S, d = c.n_steps, _stages(c), c.dim
     params = 5 * 4 * _n_params(c, f)
+    mixed: float
+    act: float
     if _fast(c, training=True):
         mixed = 0 if c.time_mode == "per_step" else 2 * 4 * L * f["slot"]
         keep = L * (c.width + 1) * bs * 4 <= FAST_BUDGET
@@ -412,7 +426,8 @@ def _memory(c: Config, f: dict, bs: int, n: int) -> float:
     return K["base_mb"] + mb * (params + kept + max(train, K["eval_mb"] * ev))
 
 
-def _cost(c: Config, n_train: int | None, log_every: int | None, stiffness: Stiffness | None = None):
+def _cost(c: Config, n_train: int | None, log_every: int | None, stiffness: Stiffness | None = None
+          ) -> tuple[float, float, tuple[tuple[str, float], ...]]:
     f = _field(c)
     n_tr, n_te = _split(c, n_train)
     bs = c.batch_size if 0 < c.batch_size < n_tr else n_tr
@@ -470,7 +485,7 @@ def checkpoint_steps(total: int, state_bytes: int, budget_mb: float | None = Non
     return thin_steps(spread(m), n)
 
 
-def thin_steps(steps, n: int) -> list[int]:
+def thin_steps(steps: Iterable[int], n: int) -> list[int]:
     """At most ``n`` of ``steps`` (sorted, the first and last kept): repeatedly the step whose neighbours are
     closest in log(1 + step) goes, so a merged set keeps a geometric spread."""
     s = sorted(set(steps))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import IO
 
 import numpy as np
 
@@ -58,14 +59,14 @@ def _counts(n: int, k: int) -> list[int]:
     return [n // k + (1 if i < n % k else 0) for i in range(k)]
 
 
-def _moons(n, noise, rng, k):
+def _moons(n: int, noise: float, rng: np.random.Generator, k: int) -> Points:
     n0, n1 = _counts(n, 2)
     a, b = rng.uniform(0, np.pi, n0), rng.uniform(0, np.pi, n1)
     x = np.concatenate([np.c_[np.cos(a), np.sin(a)], np.c_[1 - np.cos(b), 0.5 - np.sin(b)]])
     return x + noise * rng.standard_normal(x.shape), np.r_[np.zeros(n0), np.ones(n1)]
 
 
-def _circles(n, noise, rng, k):
+def _circles(n: int, noise: float, rng: np.random.Generator, k: int) -> Points:
     """Two concentric circles of radii 1 and 0.5 (class 1 is the inner one)."""
     n0, n1 = _counts(n, 2)
     a = rng.uniform(0, 2 * np.pi, n)
@@ -77,7 +78,7 @@ def _circles(n, noise, rng, k):
 RING_INNER, RING_ANNULUS = 1.0, (2.0, 3.0)
 
 
-def _rings(n, noise, rng, k):
+def _rings(n: int, noise: float, rng: np.random.Generator, k: int) -> Points:
     """A disk of radius 1 (class 0) inside an annulus 2 <= r <= 3 (class 1), uniform by area."""
     n0, n1 = _counts(n, 2)
     r0 = RING_INNER * np.sqrt(rng.uniform(0, 1, n0))
@@ -89,7 +90,7 @@ def _rings(n, noise, rng, k):
     return x + noise * rng.standard_normal(x.shape), np.r_[np.zeros(n0), np.ones(n1)]
 
 
-def _spirals(n, noise, rng, k):
+def _spirals(n: int, noise: float, rng: np.random.Generator, k: int) -> Points:
     cs = _counts(n, k)
     xs, ys = [], []
     for c, m in enumerate(cs):
@@ -101,19 +102,19 @@ def _spirals(n, noise, rng, k):
     return x + noise * rng.standard_normal(x.shape), np.concatenate(ys)
 
 
-def _xor(n, noise, rng, k):
+def _xor(n: int, noise: float, rng: np.random.Generator, k: int) -> Points:
     x = rng.uniform(-1, 1, (n, 2))
     y = (x[:, 0] * x[:, 1] < 0).astype(float)
     return x + noise * rng.standard_normal(x.shape), y
 
 
-def _checkerboard(n, noise, rng, k):
+def _checkerboard(n: int, noise: float, rng: np.random.Generator, k: int) -> Points:
     x = rng.uniform(-2, 2, (n, 2))
     y = ((np.floor(x[:, 0]) + np.floor(x[:, 1])) % 2).astype(float)
     return x + noise * rng.standard_normal(x.shape), y
 
 
-def _blobs(n, noise, rng, k):
+def _blobs(n: int, noise: float, rng: np.random.Generator, k: int) -> Points:
     cs = _counts(n, k)
     ang = 2 * np.pi * np.arange(k) / k
     centres = 2.0 * np.c_[np.cos(ang), np.sin(ang)]
@@ -121,7 +122,11 @@ def _blobs(n, noise, rng, k):
     return x, np.concatenate([np.full(m, c) for c, m in enumerate(cs)])
 
 
-DATASETS: dict[str, Callable] = {
+Points = tuple[np.ndarray, np.ndarray]
+"""What a generator returns: points (n, 2) and labels (n,)."""
+Generator = Callable[[int, float, np.random.Generator, int], Points]
+
+DATASETS: dict[str, Generator | None] = {
     "moons": _moons,
     "circles": _circles,
     "rings": _rings,
@@ -144,7 +149,7 @@ def split(x: np.ndarray, y: np.ndarray, test_fraction: float, rng: np.random.Gen
     return Dataset(x[n_test:], y[n_test:], x[:n_test], y[:n_test], k)
 
 
-def make_dataset(config: Config, csv: Dataset | tuple | None = None) -> Dataset:
+def make_dataset(config: Config, csv: Dataset | tuple[np.ndarray, np.ndarray] | None = None) -> Dataset:
     """The config's dataset, seeded by ``config.seed``. For ``dataset=csv`` pass the loaded points."""
     rng = np.random.default_rng(config.seed)
     if config.dataset == "csv":
@@ -155,11 +160,13 @@ def make_dataset(config: Config, csv: Dataset | tuple | None = None) -> Dataset:
         x, y = csv
         return split(np.asarray(x), np.asarray(y), config.test_fraction, rng)
     gen = DATASETS[config.dataset]
+    assert gen is not None  # only csv has no generator
     x, y = gen(config.n_samples, config.noise, rng, config.n_classes)
     return split(x, y, config.test_fraction, rng)
 
 
-def load_csv(source, *, max_rows: int = MAX_CSV_ROWS, max_bytes: int = MAX_CSV_BYTES):
+def load_csv(source: str | bytes | bytearray | IO[bytes] | IO[str], *, max_rows: int = MAX_CSV_ROWS,
+             max_bytes: int = MAX_CSV_BYTES) -> Points:
     """Read a CSV with columns ``x1, x2, label`` from a path, bytes or text.
 
     Returns ``(x, y)``: float32 points of shape (n, 2) and labels 0..k-1 of shape (n,)
@@ -169,8 +176,8 @@ def load_csv(source, *, max_rows: int = MAX_CSV_ROWS, max_bytes: int = MAX_CSV_B
     if isinstance(source, (bytes, bytearray)):
         raw = bytes(source)
     elif hasattr(source, "read"):
-        raw = source.read(max_bytes + 1)
-        raw = raw.encode() if isinstance(raw, str) else raw
+        got = source.read(max_bytes + 1)
+        raw = got.encode() if isinstance(got, str) else got
     elif isinstance(source, str) and "\n" in source:
         raw = source.encode()
     else:

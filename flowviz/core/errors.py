@@ -24,7 +24,7 @@ class CheckpointError(FlowvizError):
 class TrainingDiverged(FlowvizError):
     """The loss became NaN or inf. ``result`` holds the last finite state."""
 
-    def __init__(self, message: str, result=None):
+    def __init__(self, message: str, result: object = None):
         super().__init__(message)
         self.result = result
 
@@ -32,7 +32,7 @@ class TrainingDiverged(FlowvizError):
 ECHO_LIMIT = 60
 
 
-def echo(value, limit: int = ECHO_LIMIT) -> str:
+def echo(value: object, limit: int = ECHO_LIMIT) -> str:
     """A user's value as it may appear inside a message: ``repr`` for text, cut to ``limit`` characters.
 
     Messages quote what a user typed (a link value, a CSV cell, a file's content) so they can find it; a
@@ -41,6 +41,7 @@ def echo(value, limit: int = ECHO_LIMIT) -> str:
     try:
         s = repr(value) if isinstance(value, str) else str(value)
     except ValueError:  # an int of more than 4,300 digits cannot even be printed
+        assert isinstance(value, int)
         return f"a number of about {int(value.bit_length() * 0.30103)} digits"
     if len(s) > limit:
         s = f"{s[:limit - 1]}… ({len(s)} characters)"

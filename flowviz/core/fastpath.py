@@ -34,7 +34,8 @@ import functools
 import threading
 import weakref
 from collections import OrderedDict
-from typing import NamedTuple
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -55,7 +56,7 @@ def _softplus_(a: Tensor) -> Tensor:
 
 
 # activation applied in place, and a'(z) written from a = a(z) alone
-_BASE = {
+_BASE: dict[str, tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]] = {
     "tanh": (Tensor.tanh_, lambda A: torch.addcmul(torch.ones_like(A), A, A, value=-1.0)),  # 1 - tanh^2
     "sigmoid": (Tensor.sigmoid_, lambda A: torch.addcmul(A, A, A, value=-1.0)),  # s(1 - s)
     "relu": (Tensor.relu_, lambda A: (A > 0).to(A.dtype)),
@@ -65,7 +66,7 @@ _BASE = {
 # g * a'(z) from a = a(z) in one kernel, where torch has one (the kernel autograd itself runs): the backward then
 # needs no a'(z) of every block beforehand (about 6 % of a training step here). The overload's C++ entry point
 # where torch exposes it (a microsecond less per call than the OpOverload), else the OpOverload.
-_TIMES_DERIVATIVE = {name: getattr(op, "_op", op) for name, op in (
+_TIMES_DERIVATIVE: dict[str, Callable[..., Tensor]] = {name: getattr(op, "_op", op) for name, op in (
     ("tanh", torch.ops.aten.tanh_backward.grad_input), ("sigmoid", torch.ops.aten.sigmoid_backward.grad_input))}
 FAST_ACTIVATIONS = tuple(_BASE)
 
@@ -86,7 +87,7 @@ class LanePlan(NamedTuple):
     slots: tuple[tuple[int, int, int], ...]  # per member: (lane, first block, L)
 
 
-def pack_lanes(lengths) -> LanePlan:
+def pack_lanes(lengths: Iterable[int]) -> LanePlan:
     """Pack chains of lengths L_m into lanes of the longest length, first fit by decreasing L.
 
     For L = 1, 2, 4, ..., 64 this gives two lanes: [64] and [32, 16, 8, 4, 2, 1], so the
@@ -99,7 +100,7 @@ def pack_lanes(lengths) -> LanePlan:
 def _pack_lanes(lengths: tuple[int, ...]) -> LanePlan:
     J = max(lengths)
     fill: list[int] = []
-    slots = [None] * len(lengths)
+    slots: list[tuple[int, int, int]] = [(0, 0, 0)] * len(lengths)  # every member's is set below
     for m in sorted(range(len(lengths)), key=lambda m: (-lengths[m], m)):
         lane = next((i for i, f in enumerate(fill) if f + lengths[m] <= J), None)
         if lane is None:
@@ -107,8 +108,8 @@ def _pack_lanes(lengths: tuple[int, ...]) -> LanePlan:
             fill.append(0)
         slots[m] = (lane, fill[lane], lengths[m])
         fill[lane] += lengths[m]
-    starts = [[] for _ in range(J)]
-    ends = [[] for _ in range(J)]
+    starts: list[list[int]] = [[] for _ in range(J)]
+    ends: list[list[tuple[int, int]]] = [[] for _ in range(J)]
     for m, (lane, first, L) in enumerate(slots):
         if first:
             starts[first].append(lane)
@@ -131,7 +132,7 @@ class _Buffers:
     buffers are saved for a backward that may still come.
     """
 
-    def __init__(self, tensors: dict[str, Tensor]):
+    def __init__(self, tensors: dict[str, Tensor]) -> None:
         self.t = tensors
         self.v = {name: t.unbind(0) for name, t in tensors.items()}
         self.busy = False
@@ -144,7 +145,7 @@ _LOCAL = threading.local()  # each thread's kept buffers: {key: _Buffers}, the l
 KEEP_BUFFERS_BYTES = ACTIVATION_BUDGET  # larger buffers are made for each call (arithmetic dominates there)
 
 
-def _buffers(key: tuple, device: torch.device, nbytes: int, make) -> _Buffers:
+def _buffers(key: tuple[object, ...], device: torch.device, nbytes: int, make: Callable[[], _Buffers]) -> _Buffers:
     """Free buffers for ``key``: this thread's kept ones, or ``make()`` (kept too if small, on a CPU).
 
     Never kept on a GPU: a CUDA graph records its tensors' addresses, and memory from a graph's capture must not
@@ -152,7 +153,7 @@ def _buffers(key: tuple, device: torch.device, nbytes: int, make) -> _Buffers:
     """
     if device.type != "cpu" or nbytes > KEEP_BUFFERS_BYTES:
         return make()
-    kept: OrderedDict = _LOCAL.__dict__.setdefault("kept", OrderedDict())
+    kept: OrderedDict[tuple[object, ...], _Buffers] = _LOCAL.__dict__.setdefault("kept", OrderedDict())
     b = kept.get(key)
     if b is None:
         b = kept[key] = make()
@@ -166,7 +167,7 @@ def _buffers(key: tuple, device: torch.device, nbytes: int, make) -> _Buffers:
 
 class _LaneChain(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x0, W1a, W2a, base: str, plan: LanePlan):
+    def forward(ctx: Any, x0: Tensor, W1a: Tensor, W2a: Tensor, base: str, plan: LanePlan) -> Tensor:
         # x0 (n, d); W1a (J, lanes, h, d+1) = [W1 | b1]; W2a (J, lanes, d, h+1) = s_k [W2 | b2]
         J, lanes, h, d1 = W1a.shape
         d, n = d1 - 1, x0.shape[0]
@@ -175,7 +176,7 @@ class _LaneChain(torch.autograd.Function):
         keep = grad and J * lanes * (h + 1) * n * x0.element_size() <= ACTIVATION_BUDGET
         KA = J if keep else 1
 
-        def make():  # block inputs X, feature-major with a ones row (for b1); activations A (all, or one
+        def make() -> _Buffers:  # block inputs X, feature-major with a ones row (for b1); activations A (all, or one
             # block's) with a ones row (for b2); room for the weights, whose per-block views are then kept too
             X, A = x0.new_empty(J + 1, lanes, d1, n), x0.new_empty(KA, lanes, h + 1, n)
             X[:, :, d].fill_(1.0)
@@ -215,7 +216,7 @@ class _LaneChain(torch.autograd.Function):
         return out
 
     @staticmethod
-    def backward(ctx, gout):
+    def backward(ctx: Any, gout: Tensor) -> tuple[Tensor | None, Tensor, Tensor, None, None]:
         X, A, W1a, W2a = ctx.saved_tensors
         plan, keep = ctx.plan, ctx.keep
         J, lanes, h, d1 = W1a.shape
@@ -228,7 +229,7 @@ class _LaneChain(torch.autograd.Function):
         # activations at a time then, recomputed from the stored inputs into R)
         KG, KZ = (J, J) if keep else (2, 1)
 
-        def make():
+        def make() -> _Buffers:
             G, GZ, R = X.new_empty(KG, lanes, d, n), X.new_empty(KZ, lanes, h, n), X.new_empty(1, lanes, h + 1, n)
             R[:, :, h].fill_(1.0)
             return _Buffers({"G": G, "GZ": GZ, "R": R, "Rh": R[:, :, :h], "W1T": W1a.new_empty(J, lanes, d, h),
@@ -242,7 +243,7 @@ class _LaneChain(torch.autograd.Function):
         dW1aT = None if keep else W1a.new_empty(J, lanes, d1, h)  # recomputing: [dW1 | db1] transposed, see below
         dW2a = None if keep else torch.empty_like(W2a)
         # a'(z) of every kept block in one kernel (not one small kernel and allocation per block)
-        Dj = dact(A[:, :, :h]).unbind(0) if keep and times_dact is None else None
+        Dj: Sequence[Tensor] = dact(A[:, :, :h]).unbind(0) if keep and times_dact is None else ()
         Gj, GZj, W1Tj, W2Tj = (buf.v[k] for k in ("G", "GZ", "W1T", "W2T"))
         if keep:
             Ah = ctx.buf.v["Ah"]  # (the forward's buffers: their views are kept there)
@@ -251,7 +252,7 @@ class _LaneChain(torch.autograd.Function):
             W1j, Xj = ctx.buf.v["W1"], ctx.buf.v["X"]
         act_ = _BASE[ctx.base][0]
 
-        def g(j):  # the buffer holding G_j
+        def g(j: int) -> Tensor:  # the buffer holding G_j
             return Gj[j] if keep else Gj[j % 2]
 
         g(J - 1).zero_()  # lanes that end early carry zero through their padding
@@ -267,27 +268,29 @@ class _LaneChain(torch.autograd.Function):
                 times_dact(gz, Ah[i], grad_input=gz)
             else:
                 gz.mul_(Dj[j] if keep else dact(Ah[0]))
-            if not keep:
+            if dW1aT is not None and dW2a is not None:  # recomputing
                 torch.bmm(Xj[j], GZj[0].transpose(-1, -2), out=dW1aT[j])  # [dW1 | db1] of block j, transposed
                 torch.bmm(g(j), Aj[0].transpose(-1, -2), out=dW2a[j])  # [dW2 | db2]
             # through the shortcut and through W1: dLoss/d(input of block j) = G_j + W1^T GZ_j
             if j:
                 torch.baddbmm(g(j), W1Tj[j], GZj[i], out=g(j - 1))
-                if need_x0:
+                if g0 is not None:  # need_x0
                     for lane in plan.starts[j]:  # that lane's input at block j was x0
                         g0 += g(j - 1)[lane]
-            elif need_x0:
+            elif g0 is not None:  # need_x0
                 g0 += torch.baddbmm(g(0), W1Tj[0], GZj[i]).sum(0)
         if keep:
             # [dW1 | db1] (J, lanes, h, d+1) as its transpose X GZ^T: the same sums over the n points, in the
             # layout that is fast for so few output columns (here 54 us against 199 us; recomputing, 6x)
             dW1aT = torch.matmul(X[:-1], GZ.transpose(-1, -2))
             dW2a = torch.matmul(G, A.transpose(-1, -2))  # (J, lanes, d, h+1): [dW2 | db2]
+        assert dW1aT is not None and dW2a is not None
         dW1a = dW1aT.transpose(-1, -2)
-        return (g0.T if need_x0 else None), dW1a, dW2a, None, None
+        return (g0.T if g0 is not None else None), dW1a, dW2a, None, None
 
 
-def fold_weights(W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor, s: Tensor, activation: str):
+def fold_weights(W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor, s: Tensor,
+                 activation: str) -> tuple[Tensor, Tensor, str]:
     """Per-block weights in the chain's form: (W1a (L, h, d+1), W2a (L, d, h+1), activation).
 
     W2a carries the step size s_k (eq. 16: s_k V_k is again a two-layer map). The folding is
@@ -305,7 +308,8 @@ def euler_lanes(x0: Tensor, folded: list[tuple[Tensor, Tensor]], base: str, plan
     """
     h, d1 = folded[0][0].shape[1:]
     d = d1 - 1
-    lanes_1, lanes_2 = [[] for _ in range(plan.lanes)], [[] for _ in range(plan.lanes)]
+    lanes_1: list[list[Tensor]] = [[] for _ in range(plan.lanes)]
+    lanes_2: list[list[Tensor]] = [[] for _ in range(plan.lanes)]
     for m in sorted(range(plan.members), key=lambda m: plan.slots[m][1]):
         lane = plan.slots[m][0]
         lanes_1[lane].append(folded[m][0])
@@ -317,7 +321,8 @@ def euler_lanes(x0: Tensor, folded: list[tuple[Tensor, Tensor]], base: str, plan
             lanes_2[lane].append(x0.new_zeros(pad, d, h + 1))
     W1a = torch.stack([torch.cat(w) if len(w) > 1 else w[0] for w in lanes_1], 1)
     W2a = torch.stack([torch.cat(w) if len(w) > 1 else w[0] for w in lanes_2], 1)
-    return _LaneChain.apply(x0, W1a, W2a, base, plan)
+    out: Tensor = _LaneChain.apply(x0, W1a, W2a, base, plan)  # type: ignore[no-untyped-call]  # torch's apply is untyped
+    return out
 
 
 def euler_two_layer(x0: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor, s: Tensor,

@@ -39,7 +39,7 @@ ACTIVATIONS: dict[str, Activation] = {
 }
 
 
-def _uniform(gen: torch.Generator, shape, bound: float) -> nn.Parameter:
+def _uniform(gen: torch.Generator, shape: tuple[int, ...], bound: float) -> nn.Parameter:
     return nn.Parameter((torch.rand(shape, generator=gen) * 2 - 1) * bound)
 
 
@@ -47,6 +47,8 @@ class Field(nn.Module):
     """Base: parameters stacked over K slots, mixed by a (N, K) matrix P."""
 
     names: tuple[str, ...] = ()
+    act: Activation  # set by every field
+    act_name: str
 
     def weights(self, P: Tensor) -> list[tuple[Tensor, ...]]:
         """Weights of each of the N evaluations: a list of N tuples, one tensor per parameter."""
@@ -69,7 +71,7 @@ class TwoLayerField(Field):
 
     names = ("W1", "b1", "W2", "b2")
 
-    def __init__(self, dim: int, width: int, activation: str, slots: int, gen: torch.Generator, **_):
+    def __init__(self, dim: int, width: int, activation: str, slots: int, gen: torch.Generator, **_: object) -> None:
         super().__init__()
         self.act_name = activation
         self.act = ACTIVATIONS[activation]
@@ -78,7 +80,7 @@ class TwoLayerField(Field):
         self.W2 = _uniform(gen, (slots, dim, width), 1 / math.sqrt(width))
         self.b2 = nn.Parameter(torch.zeros(slots, dim))
 
-    def velocity(self, w, t, x):
+    def velocity(self, w: tuple[Tensor, ...], t: float, x: Tensor) -> Tensor:
         W1, b1, W2, b2 = w
         return torch.addmm(b2, self.act.fn(torch.addmm(b1, x, W1.T)), W2.T)
 
@@ -89,12 +91,13 @@ class MLPField(Field):
     The time input is folded into the first bias: W0 [x; t] + b0 = W0x x + (b0 + t w0t).
     """
 
-    def __init__(self, dim, width, activation, slots, gen, depth: int = 2, time_input: bool = True, **_):
+    def __init__(self, dim: int, width: int, activation: str, slots: int, gen: torch.Generator, depth: int = 2,
+                 time_input: bool = True, **_: object) -> None:
         super().__init__()
         self.act = ACTIVATIONS[activation]
         self.act_name = activation
         self.depth, self.time_input = depth, time_input
-        names = []
+        names: list[str] = []
         sizes = [dim] + [width] * depth + [dim]
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
             setattr(self, f"W{i}", _uniform(gen, (slots, b, a), 1 / math.sqrt(a)))
@@ -107,7 +110,7 @@ class MLPField(Field):
             names.append("wt")
         self.names = tuple(names)
 
-    def velocity(self, w, t, x):
+    def velocity(self, w: tuple[Tensor, ...], t: float, x: Tensor) -> Tensor:
         n = 2 * (self.depth + 1)
         Ws, bs = w[0:n:2], w[1:n:2]
         b0 = bs[0] + t * w[n] if self.time_input else bs[0]
@@ -126,8 +129,10 @@ class AntisymmetricField(Field):
     """
 
     names = ("K", "b")
+    eye: Tensor  # the identity (d, d), a buffer
 
-    def __init__(self, dim, width, activation, slots, gen, gamma: float = 0.1, **_):
+    def __init__(self, dim: int, width: int, activation: str, slots: int, gen: torch.Generator, gamma: float = 0.1,
+                 **_: object) -> None:
         super().__init__()
         self.act = ACTIVATIONS[activation]
         self.act_name = activation
@@ -139,7 +144,7 @@ class AntisymmetricField(Field):
     def linear_part(self, Kw: Tensor) -> Tensor:
         return Kw - Kw.transpose(-1, -2) - self.gamma * self.eye
 
-    def velocity(self, w, t, x):
+    def velocity(self, w: tuple[Tensor, ...], t: float, x: Tensor) -> Tensor:
         Kw, b = w
         return self.act.fn(torch.addmm(b, x, self.linear_part(Kw).T))
 

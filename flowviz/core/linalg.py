@@ -18,7 +18,7 @@ from .errors import ConfigError
 __all__ = ["finite_matrices", "eigvals", "det", "logabsdet", "spectral_norm", "check_finite_weights"]
 
 
-def check_finite_weights(model, use: str) -> None:
+def check_finite_weights(model: torch.nn.Module, use: str) -> None:
     """ConfigError unless every weight of ``model`` is finite: an adaptive solver on a NaN field shrinks its step
     to 0, and a grid solver's departure points become NaN indices. ``use``: what needs them (for the message)."""
     if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):

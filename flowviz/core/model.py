@@ -8,7 +8,9 @@ training.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import wraps
+from typing import Any, Concatenate, ParamSpec
 
 import numpy as np
 import torch
@@ -31,12 +33,16 @@ _PLAIN = Tableau(c=(1.0,), a=((),), b=(1.0,), order=0)
 # rather than keeping them: the largest configs the limits allow stay within 2 GB (bench/memory.py).
 GENERIC_BUDGET = 256 * 2**20
 
+_P = ParamSpec("_P")
+MCFn = Callable[[Tensor, torch.Generator | None], Tensor]  # (points, noise generator) -> f(X_T)
 
-def _array_io(fn):
+
+def _array_io(
+        fn: Callable[Concatenate[FlowModel, Tensor, _P], Tensor]) -> Callable[Concatenate[FlowModel, Any, _P], Any]:
     """Accept numpy or torch input; return the same kind (numpy float32 for numpy input)."""
 
     @wraps(fn)
-    def wrapper(self, x, *args, **kwargs):
+    def wrapper(self: FlowModel, x: Any, *args: _P.args, **kwargs: _P.kwargs) -> Any:
         is_np = not isinstance(x, Tensor)
         xt = torch.as_tensor(np.asarray(x) if is_np else x).to(self.device, self.P.dtype)
         with torch.no_grad():
@@ -52,7 +58,14 @@ class FlowModel(nn.Module):
     Use :func:`build_model` (or ``flowviz.train``) rather than constructing directly.
     """
 
-    def __init__(self, config: Config, n_classes: int):
+    # buffers (or, for a learned head, parameters) registered in __init__ and _set_grid_buffers
+    P: Tensor
+    s: Tensor
+    P_blocks: Tensor
+    head_W: Tensor
+    head_b: Tensor
+
+    def __init__(self, config: Config, n_classes: int) -> None:
         super().__init__()
         self.config = config
         self.n_classes = n_classes
@@ -77,7 +90,7 @@ class FlowModel(nn.Module):
         self._set_grid_buffers(torch.float32)
         self.fast = True  # use the hand-written Euler chain where it applies (see fastpath)
 
-    def _set_grid_buffers(self, dtype):
+    def _set_grid_buffers(self, dtype: torch.dtype) -> None:
         """P (stage weights), s (steps) and P_blocks (weights at t_k), computed in float64, stored in dtype."""
         c = self.config
         P = weight_matrix(c.time_mode, self.times, self.tab.c, c.knots)
@@ -147,13 +160,14 @@ class FlowModel(nn.Module):
         S = self.tab.stages
         plain = self.config.scheme == "plain"
 
-        def f(k, i, t, xi):
+        def f(k: int, i: int, t: float, xi: Tensor) -> Tensor:
             v = self.field.velocity(ws[(k + k0) * S + i], t, xi)
             return (v - xi) / float(self.steps[k + k0]) if plain else v  # plain: x + s (V - x)/s = V(x)
 
-        noise = None
+        noise: Callable[[int, float, Tensor], Tensor] | None = None
         if noise_gen is not None and eps > 0:
-            def noise(k, s, xk):  # common: one increment (1, d) for every point, broadcast (common random numbers)
+            # common: one increment (1, d) for every point, broadcast (common random numbers)
+            def noise(k: int, s: float, xk: Tensor) -> Tensor:
                 shape = (1, xk.shape[1]) if common_noise else xk.shape
                 return math.sqrt(2 * eps * s) * torch.randn(shape, generator=noise_gen, device=xk.device,
                                                             dtype=xk.dtype)
@@ -170,7 +184,7 @@ class FlowModel(nn.Module):
         """Logits F(x) for points x (n, 2): f o Phi_(0->L) o lift."""
         return self.head(self.flow(self.lift(x), noise_gen=noise_gen, training=self.training))
 
-    def _mc_samples(self, fn, x: Tensor) -> Tensor:
+    def _mc_samples(self, fn: MCFn, x: Tensor) -> Tensor:
         """f(X_T) for each of the mc_samples seeded noise paths: (M, n, C); (1, n, C) when eps = 0.
 
         The paths are common random numbers: path m uses the same increments xi for every point, and the
@@ -182,15 +196,15 @@ class FlowModel(nn.Module):
         gen = torch.Generator(device=self.device).manual_seed(self.config.seed + 7)
         return torch.stack([fn(x, gen) for _ in range(self.config.mc_samples)])
 
-    def _mc(self, fn, x: Tensor) -> Tensor:
+    def _mc(self, fn: MCFn, x: Tensor) -> Tensor:
         """u = E f(X_T): the mean over the Monte-Carlo paths of :meth:`_mc_samples` (one pass when eps = 0)."""
         return self._mc_samples(fn, x).mean(0)
 
-    def _u_fn(self, k: int):
+    def _u_fn(self, k: int) -> MCFn:
         return lambda z, g: torch.softmax(self.head(self.flow(z, k0=k, noise_gen=g, common_noise=True)), -1)
 
     @_array_io
-    def monte_carlo(self, x, k: int = 0) -> Tensor:
+    def monte_carlo(self, x: Tensor, k: int = 0) -> Tensor:
         """u(t_k, x) and its Monte-Carlo standard error at points x (n, d) of step k: shape (2, n, classes).
 
         Row 0 is the mean over the M = mc_samples paths (what :meth:`transported` returns), row 1 is
@@ -209,7 +223,7 @@ class FlowModel(nn.Module):
 
     # ------------------------------------------------------- public surface
     @_array_io
-    def trajectory(self, x, *, noise: bool = True) -> Tensor:
+    def trajectory(self, x: Tensor, *, noise: bool = True) -> Tensor:
         """The characteristics x_0 .. x_L of points x (n, 2): shape (L+1, n, d), lift applied inside.
 
         With viscosity eps > 0, one seeded sample path of the stochastic characteristics (each point its own
@@ -221,12 +235,12 @@ class FlowModel(nn.Module):
         return self.flow(self.lift(x), record=True, noise_gen=gen)
 
     @_array_io
-    def predict_proba(self, x) -> Tensor:
+    def predict_proba(self, x: Tensor) -> Tensor:
         """Class probabilities F(x) = u(0, x) for points x (n, 2): shape (n, classes)."""
         return self._mc(self._u_fn(0), self.lift(x))
 
     @_array_io
-    def transported(self, x, k: int) -> Tensor:
+    def transported(self, x: Tensor, k: int) -> Tensor:
         """u(t_k, x) = f(Phi_(k->L)(x)) for points x (n, d) of the space of step k: shape (n, classes).
 
         k = L gives f itself; k = 0 gives the decision function F (on lifted inputs).
@@ -256,7 +270,7 @@ class FlowModel(nn.Module):
         params = [torch.tensordot(row, p.to(x.dtype), dims=1) for p in self.field.slot_params()]
         return self.field.velocity(tuple(params), t, x)
 
-    def reference(self, x, *, rtol: float = REFERENCE_RTOL, atol: float = REFERENCE_ATOL) -> np.ndarray:
+    def reference(self, x: object, *, rtol: float = REFERENCE_RTOL, atol: float = REFERENCE_ATOL) -> np.ndarray:
         """The continuous characteristics x(t_k) of the same field by adaptive dopri5: (L+1, n, d) float64.
 
         Points x (n, 2) are rounded to float32 first (as every discrete chain sees them), then lifted.
@@ -286,7 +300,7 @@ class FlowModel(nn.Module):
         """A copy re-discretised with L = n_steps (tied and continuous weights only)."""
         return self.rediscretised(n_steps=n_steps)
 
-    def rediscretised(self, **changes) -> FlowModel:
+    def rediscretised(self, **changes: Any) -> FlowModel:
         """A copy with other discretisation keys (n_steps, scheme, partition, partition_ratio), same field.
 
         Changing n_steps needs tied or continuous weights: per-step weights are one set per block.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -79,7 +79,7 @@ DATA_LIMIT = 2 * MAX_COORD  # points of a dataset (|x| <= MAX_COORD) and the box
 MAX_SELECTED = 10_000  # points one selection event may carry (a box on the densest click plane has 1,681)
 
 
-def check_points(x, *, limit: float = PROBE_LIMIT, what: str = "probe") -> np.ndarray:
+def check_points(x: object, *, limit: float = PROBE_LIMIT, what: str = "probe") -> np.ndarray:
     """Points (m, 2) (or one point (2,)) as float64 (m, 2), checked before any float32 cast: ConfigError unless
     every coordinate is a finite number within [-limit, limit] (1e300 would become inf in float32)."""
     try:
@@ -94,7 +94,7 @@ def check_points(x, *, limit: float = PROBE_LIMIT, what: str = "probe") -> np.nd
     return a
 
 
-def check_extent(extent, *, limit: float = DATA_LIMIT) -> tuple[float, float, float, float]:
+def check_extent(extent: object, *, limit: float = DATA_LIMIT) -> tuple[float, float, float, float]:
     """A box (x1 lo, x1 hi, x2 lo, x2 hi) as floats: ConfigError unless four finite numbers within
     [-limit, limit] (check_points) with lo < hi on both axes."""
     try:
@@ -105,10 +105,11 @@ def check_extent(extent, *, limit: float = DATA_LIMIT) -> tuple[float, float, fl
         check_points(a.reshape(2, 2), limit=limit, what="the box's")
     if a.shape != (4,) or not (a[0] < a[1] and a[2] < a[3]):
         raise ConfigError(f"a box is (x1 lo, x1 hi, x2 lo, x2 hi) with lo < hi; got {str(extent)[:60]}")
-    return tuple(float(v) for v in a)
+    x1lo, x1hi, x2lo, x2hi = (float(v) for v in a)
+    return x1lo, x1hi, x2lo, x2hi
 
 
-def coordinate(v) -> float | None:
+def coordinate(v: object) -> float | None:
     """One coordinate from a client (a link's text or a selection's value) as a float, or None when it is not a
     number: bools, containers, and text that ``float`` does not read are refused (range is check_points')."""
     if isinstance(v, bool) or not isinstance(v, (int, float, str)):
@@ -124,17 +125,18 @@ def coordinate(v) -> float | None:
 def parse_probe(text: str, *, limit: float = PROBE_LIMIT) -> tuple[float, float]:
     """The ``probe=x1,x2`` text -> (x1, x2): two finite numbers within [-limit, limit]; DataError otherwise."""
     parts = str(text).split(",")
-    x = tuple(coordinate(p) for p in parts)
-    if len(x) != 2 or None in x:
+    xs = [coordinate(p) for p in parts]
+    if len(xs) != 2 or xs[0] is None or xs[1] is None:
         raise DataError(f"probe must be two numbers x1,x2; got {str(text)[:40]!r}")
     try:
+        x = (xs[0], xs[1])
         check_points(x, limit=limit)
     except ConfigError as e:
         raise DataError(str(e)) from None
     return x
 
 
-def parse_selection(event, *, limit: float = PROBE_LIMIT) -> tuple[np.ndarray | None, str | None]:
+def parse_selection(event: object, *, limit: float = PROBE_LIMIT) -> tuple[np.ndarray | None, str | None]:
     """A plane's selection event from the client (Streamlit's ``{"selection": {"points": [{"x", "y", ..}]}}``,
     any JSON-like value) -> (points (m, 2) float64, None), or (None, None) for an empty event, or (None, a plain
     notice) for a malformed one: never raises. Each point's x and y go through :func:`coordinate` and
@@ -157,7 +159,7 @@ def parse_selection(event, *, limit: float = PROBE_LIMIT) -> tuple[np.ndarray | 
             return None, bad + "its points are not a list."
         if len(pts) > MAX_SELECTED:
             return None, bad + f"{len(pts)} points; at most {MAX_SELECTED}."
-        xy = []
+        xy: list[tuple[float | None, float | None]] = []
         for p in pts:
             c = (coordinate(p.get("x")), coordinate(p.get("y"))) if isinstance(p, Mapping) else (None, None)
             if None in c:
@@ -173,6 +175,6 @@ def parse_selection(event, *, limit: float = PROBE_LIMIT) -> tuple[np.ndarray | 
         return None, bad + "it could not be read."
 
 
-def format_probe(x) -> str:
+def format_probe(x: Sequence[float] | np.ndarray) -> str:
     """(x1, x2) -> the ``probe=`` text (4 significant digits: a click's precision)."""
     return f"{float(x[0]):.4g},{float(x[1]):.4g}"

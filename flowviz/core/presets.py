@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from functools import cache
+from typing import Any
 
 from .assets import ASSETS
 from .config import Config
@@ -22,8 +23,8 @@ PRESET_DIR = ASSETS / "presets"
 
 
 @cache
-def _load_all() -> dict[str, dict]:
-    out = {}
+def _load_all() -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
     for p in PRESET_DIR.glob("*.json"):
         info = json.loads(p.read_text())
         cfg = Config.from_dict(info.get("config", {}))
@@ -43,7 +44,7 @@ def preset_names() -> list[str]:
     return list(_load_all())
 
 
-def preset_info(name: str) -> dict:
+def preset_info(name: str) -> dict[str, Any]:
     """{"title", "description", "config": Config, "compare": Config | None, "view", "order", "side_figures",
     "name"}."""
     all_ = _load_all()
@@ -54,7 +55,8 @@ def preset_info(name: str) -> dict:
 
 def preset(name: str) -> Config:
     """The config of a named preset."""
-    return preset_info(name)["config"]
+    cfg: Config = preset_info(name)["config"]
+    return cfg
 
 
 def preset_configs(name: str) -> list[Config]:

@@ -8,6 +8,8 @@ parsing, and reported as a FlowvizError in plain words.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any
 
 from .errors import FlowvizError
 
@@ -39,8 +41,8 @@ def json_depth(text: str) -> int:
     return deepest
 
 
-def _number(kind, what: str):
-    def parse(s: str):
+def _number(kind: type[int] | type[float], what: str) -> Callable[[str], int | float]:
+    def parse(s: str) -> int | float:
         if len(s) > MAX_NUMBER_CHARS:
             raise FlowvizError(f"{what} holds a number written with {len(s)} characters; at most "
                                f"{MAX_NUMBER_CHARS} are allowed")
@@ -49,7 +51,7 @@ def _number(kind, what: str):
     return parse
 
 
-def load_json(text: str | bytes, *, what: str, max_depth: int = MAX_DEPTH, max_chars: int = 1_000_000):
+def load_json(text: str | bytes, *, what: str, max_depth: int = MAX_DEPTH, max_chars: int = 1_000_000) -> Any:
     """Parse JSON a user gave. Raises FlowvizError naming ``what`` (e.g. "the config") if it is too large, too
     deep, holds an absurdly long number, or is not JSON."""
     if isinstance(text, (bytes, bytearray)):

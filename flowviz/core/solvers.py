@@ -13,10 +13,10 @@ the variant torchdiffeq's ``rk4`` uses, so both agree step for step.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, ClassVar, Optional, Protocol
 
 import numpy as np
 import torch
@@ -56,7 +56,7 @@ StageField = Callable[[int, int, float, Tensor], Tensor]
 Noise = Optional[Callable[[int, float, Tensor], Tensor]]  # noqa: UP045
 
 
-def integrate(f: StageField, x0: Tensor, times, tab: Tableau, *, record: bool = False,
+def integrate(f: StageField, x0: Tensor, times: Sequence[float] | np.ndarray, tab: Tableau, *, record: bool = False,
               noise: Noise = None, checkpoint: bool = False) -> Tensor:
     """Solve x' = v(t, x) on the partition ``times`` (length L+1) from x0 (n, d).
 
@@ -64,12 +64,12 @@ def integrate(f: StageField, x0: Tensor, times, tab: Tableau, *, record: bool = 
     ``checkpoint``: keep only x_k for the backward and recompute each step's stages there
     (memory O(L n d) instead of O(L S n width); the noise is drawn outside, so it is not redrawn).
     """
-    times = [float(t) for t in times]
+    ts = [float(t) for t in times]
     x = x0
-    xs = [x0] if record else None
+    xs: list[Tensor] = [x0] if record else []
 
     def step(k: int, x: Tensor) -> Tensor:
-        t0, s = times[k], times[k + 1] - times[k]
+        t0, s = ts[k], ts[k + 1] - ts[k]
         ks: list[Tensor] = []
         for i, c in enumerate(tab.c):
             xi = x
@@ -77,15 +77,16 @@ def integrate(f: StageField, x0: Tensor, times, tab: Tableau, *, record: bool = 
                 if aij != 0.0:
                     xi = xi + (s * aij) * kj
             ks.append(f(k, i, t0 + c * s, xi))
-        incr = None
+        incr: Tensor | None = None
         for bi, ki in zip(tab.b, ks):
             if bi != 0.0:
                 incr = ki * (s * bi) if incr is None else incr + ki * (s * bi)
+        assert incr is not None  # every tableau has a nonzero weight
         return x + incr
 
     recompute = checkpoint and torch.is_grad_enabled()
-    for k in range(len(times) - 1):
-        s = times[k + 1] - times[k]
+    for k in range(len(ts) - 1):
+        s = ts[k + 1] - ts[k]
         x = torch.utils.checkpoint.checkpoint(step, k, x, use_reentrant=False) if recompute else step(k, x)
         if noise is not None:
             x = x + noise(k, s, x)
@@ -100,7 +101,8 @@ REFERENCE_RTOL, REFERENCE_ATOL = 1e-8, 1e-10
 TIGHT_RTOL = TIGHT_ATOL = 1e-11
 
 
-def reference_solution(v: Callable[[float, Tensor], Tensor], x0: Tensor, times, *, jumps=None,
+def reference_solution(v: Callable[[float, Tensor], Tensor], x0: Tensor, times: Sequence[float] | np.ndarray, *,
+                       jumps: Sequence[float] | np.ndarray | None = None,
                        rtol: float = REFERENCE_RTOL, atol: float = REFERENCE_ATOL) -> Tensor:
     """The continuous solution x(t_k) of x' = v(t, x) by torchdiffeq's adaptive dopri5, in float64.
 
@@ -119,7 +121,8 @@ def reference_solution(v: Callable[[float, Tensor], Tensor], x0: Tensor, times, 
         key = hashlib.sha256(x0.detach().double().cpu().numpy().tobytes() + t.numpy().tobytes()
                              + np.asarray([rtol, atol, -1] + list(jumps if jumps is not None else [])).tobytes())
         if key.hexdigest() in memo:
-            return memo[key.hexdigest()].clone()
+            hit: Tensor = memo[key.hexdigest()].clone()
+            return hit
     with torch.no_grad():
         out = adaptive(lambda f, o: odeint(f, x0.double(), t, rtol=rtol, atol=atol, method="dopri5", options=o),
                        lambda tt, x: v(float(tt), x), opts)
@@ -149,9 +152,18 @@ class Cancelled(Exception):
 _limits = threading.local()
 
 
+class Flag(Protocol):
+    """A cancel flag (a threading.Event, or anything with ``is_set``)."""
+
+    def is_set(self) -> bool: ...
+
+
+ODEFunc = Callable[[Tensor, Tensor], Tensor]  # (t, x) -> v(t, x), as torchdiffeq calls it
+
+
 @contextmanager
-def solve_limits(*, max_evals: int | None = None, cancel=None, counter: list | None = None,
-                 needs: float | None = None, memo: dict | None = None):
+def solve_limits(*, max_evals: int | None = None, cancel: Flag | None = None, counter: list[float] | None = None,
+                 needs: float | None = None, memo: dict[str, Tensor] | None = None) -> Iterator[None]:
     """Within this block (this thread), every adaptive solve of flowviz (the dopri5 reference, odeint_adjoint)
     stops after ``max_evals`` field evaluations with TooStiff, and between two evaluations with Cancelled once
     ``cancel`` (``is_set()``) is set; ``counter[0]`` adds up the evaluations made (and ``counter[1]``, if there,
@@ -174,7 +186,7 @@ def solve_limits(*, max_evals: int | None = None, cancel=None, counter: list | N
         _limits.now = old
 
 
-def adaptive(solve: Callable, func: Callable, options: dict):
+def adaptive(solve: Callable[[ODEFunc, dict[str, Any]], Tensor], func: ODEFunc, options: dict[str, Any]) -> Tensor:
     """``solve(func', options')``: an adaptive torchdiffeq solve under this thread's :func:`solve_limits`
     (``func'`` counts its evaluations and checks the cancel flags, ``options'`` adds torchdiffeq's own
     ``max_num_steps``). A step budget hit, or a step size that underflows, is TooStiff."""
@@ -184,7 +196,7 @@ def adaptive(solve: Callable, func: Callable, options: dict):
         raise TooStiff(0, budget)
     made = [0]
 
-    def counted(t, x):
+    def counted(t: Tensor, x: Tensor) -> Tensor:
         made[0] += 1
         for c in counters:
             c[0] += 1
@@ -200,11 +212,13 @@ def adaptive(solve: Callable, func: Callable, options: dict):
         inner = func
 
         class Counted(torch.nn.Module):
-            def forward(self, t, x):
+            inner: ClassVar[torch.nn.Module]
+
+            def forward(self, t: Tensor, x: Tensor) -> Tensor:
                 return counted(t, x)
 
         Counted.inner = inner
-        wrapped = Counted()
+        wrapped: ODEFunc = Counted()
     else:
         wrapped = counted
     opts = dict(options, max_num_steps=budget // 6 + 1)

@@ -7,6 +7,7 @@ float64 reference solution 13 s against 1.5 s). Training, analysis and the refer
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
@@ -21,7 +22,7 @@ def cpu_threads(n_points: int, width: int) -> int:
 
 
 @contextmanager
-def threads_that_pay(rows: int, width: int, device: torch.device | None = None):
+def threads_that_pay(rows: int, width: int, device: torch.device | None = None) -> Iterator[None]:
     """While inside: on a CPU, the torch threads that pay for ``rows`` points of ``width`` (:func:`cpu_threads`).
     The setting is the process's (torch has no per-thread one): servers run their own work on one thread anyway."""
     saved = torch.get_num_threads()

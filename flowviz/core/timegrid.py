@@ -83,7 +83,8 @@ def slot_of_time(time_mode: str, t: float, times: np.ndarray, n_knots: int) -> n
         return row
     if time_mode == "tied":
         return np.ones(1)
-    return hat_matrix(np.array([t]), times[-1], n_knots)[0]
+    hat: np.ndarray = hat_matrix(np.array([t]), times[-1], n_knots)[0]
+    return hat
 
 
 MIN_STEP_ULPS = 8  # a step must span at least this many float32 units in the last place at its end

@@ -28,7 +28,9 @@ drift alone.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -39,10 +41,15 @@ from .linalg import check_finite_weights
 from .points import check_extent
 from .timegrid import slot_of_time
 
+if TYPE_CHECKING:
+    from .model import FlowModel
+
 __all__ = ["GridSolution", "GRID_SCHEMES", "solve_transport", "block_velocity"]
 
 GRID_SCHEMES = {"semi_lagrangian": 2, "upwind": 1}  # name -> order in the grid spacing
 MAX_RESOLUTION = 512
+
+Velocity = Callable[[float, Tensor], Tensor]  # v(t, x) at points x (n, d)
 CFL = 0.9
 
 
@@ -58,7 +65,7 @@ class GridSolution:
     viscosity: float
 
 
-def block_velocity(model, k: int):
+def block_velocity(model: FlowModel, k: int) -> Velocity:
     """v(t, x) on block k (1..L), t in [t_(k-1), t_k]: per-step weights use slot k throughout the block
     (v is piecewise constant in t, and the left end t_(k-1) belongs to block k here); other modes are continuous."""
     c = model.config
@@ -67,7 +74,8 @@ def block_velocity(model, k: int):
         slot = np.zeros(c.n_steps)
         slot[k - 1] = 1.0
 
-    fixed = {}  # per-step and tied weights do not change within the block: one contraction per dtype
+    # per-step and tied weights do not change within the block: one contraction per dtype
+    fixed: dict[tuple[torch.dtype, torch.device], tuple[Tensor, ...]] = {}
 
     def v(t: float, x: Tensor) -> Tensor:
         key = (x.dtype, x.device)
@@ -83,7 +91,7 @@ def block_velocity(model, k: int):
     return v
 
 
-def _rk4(v, t0: float, s: float, x: Tensor, n: int) -> Tensor:
+def _rk4(v: Velocity, t0: float, s: float, x: Tensor, n: int) -> Tensor:
     """Classical RK4 from t0 over s in n substeps."""
     h = s / n
     for i in range(n):
@@ -96,7 +104,7 @@ def _rk4(v, t0: float, s: float, x: Tensor, n: int) -> Tensor:
     return x
 
 
-def _bilinear(U: Tensor, pts: Tensor, lo: tuple, h: tuple) -> Tensor:
+def _bilinear(U: Tensor, pts: Tensor, lo: tuple[float, float], h: tuple[float, float]) -> Tensor:
     """U (C, N, N) on the grid (rows x2, cols x1) read at points (M, 2), edge values outside: (C, M)."""
     N = U.shape[-1]
     fx = ((pts[:, 0] - lo[0]) / h[0]).clamp(0, N - 1)
@@ -104,7 +112,9 @@ def _bilinear(U: Tensor, pts: Tensor, lo: tuple, h: tuple) -> Tensor:
     i0 = fx.floor().long().clamp(max=N - 2)
     j0 = fy.floor().long().clamp(max=N - 2)
     wx, wy = fx - i0, fy - j0
-    g = lambda j, i: U[:, j, i]  # noqa: E731
+    def g(j: Tensor, i: Tensor) -> Tensor:
+        return U[:, j, i]
+
     return ((1 - wy) * ((1 - wx) * g(j0, i0) + wx * g(j0, i0 + 1)) +
             wy * ((1 - wx) * g(j0 + 1, i0) + wx * g(j0 + 1, i0 + 1)))
 
@@ -120,7 +130,8 @@ def _ring(N: int) -> tuple[Tensor, Tensor]:
     return torch.cat([z, e, i[1:-1], i[1:-1]]), torch.cat([i, i, z[1:-1], e[1:-1]])
 
 
-def _upwind_block(U, v, t0, s, pts, h, ghost=None):
+def _upwind_block(U: Tensor, v: Velocity, t0: float, s: float, pts: Tensor, h: tuple[float, float],
+                  ghost: Callable[[float], Tensor] | None = None) -> Tensor:
     """Advance U back over one block: U += dt (v . grad U), one-sided differences on the side v points to.
 
     ``ghost(t)``: u(t, .) at the ring of nodes around the box (:func:`_ring` order), (C, 4N+4); else edge copies."""
@@ -141,7 +152,7 @@ def _upwind_block(U, v, t0, s, pts, h, ghost=None):
     return U
 
 
-def _diffuse(U: Tensor, eps: float, s: float, h: tuple) -> Tensor:
+def _diffuse(U: Tensor, eps: float, s: float, h: tuple[float, float]) -> Tensor:
     """Explicit heat steps U += dt eps Laplacian U over time s, dt <= h^2 / (4 eps), zero-flux edges."""
     limit = 0.9 / (2 * eps * (1 / h[0] ** 2 + 1 / h[1] ** 2))
     n = max(1, math.ceil(s / limit))
@@ -155,8 +166,8 @@ def _diffuse(U: Tensor, eps: float, s: float, h: tuple) -> Tensor:
 
 
 @torch.no_grad()
-def solve_transport(model, resolution: int = 128, scheme: str = "semi_lagrangian", *,
-                    extent: tuple = (-2.5, 2.5, -2.5, 2.5), substeps: int | None = None,
+def solve_transport(model: FlowModel, resolution: int = 128, scheme: str = "semi_lagrangian", *,
+                    extent: tuple[float, float, float, float] = (-2.5, 2.5, -2.5, 2.5), substeps: int | None = None,
                     viscosity: float | None = None, time_steps: str = "flow",
                     dtype: torch.dtype = torch.float32) -> GridSolution:
     """u(0, .) of the transport problem of a trained ``model`` on a resolution x resolution grid over
@@ -208,7 +219,7 @@ def solve_transport(model, resolution: int = 128, scheme: str = "semi_lagrangian
                 y = _rk4(vfs[j - 1], float(m.times[j - 1]), float(m.steps[j - 1]), y, n_sub[j - 1])
         return torch.softmax(m.head(y), -1).to(dtype).T
 
-    ghost_pts = None
+    ghost_pts: Tensor | None = None
     if scheme == "upwind":
         rows, cols = _ring(N)
         ghost_pts = torch.stack([lo[0] + (cols.to(dtype) - 1) * h[0], lo[1] + (rows.to(dtype) - 1) * h[1]], 1)
@@ -227,7 +238,12 @@ def solve_transport(model, resolution: int = 128, scheme: str = "semi_lagrangian
                 vals[:, out] = follow(X[out], k)
             U = vals.reshape(-1, N, N)
         else:
-            U = _upwind_block(U, v, t0, s, pts, h, lambda t, k=k: follow(ghost_pts, k, t))
+            assert ghost_pts is not None  # set above for the upwind scheme
+
+            def ghost(t: float, k: int = k, at: Tensor = ghost_pts) -> Tensor:
+                return follow(at, k, t)
+
+            U = _upwind_block(U, v, t0, s, pts, h, ghost)
         if eps > 0:
             U = _diffuse(U, eps, s, h)
     u = U.permute(1, 2, 0).cpu().numpy()

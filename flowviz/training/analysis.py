@@ -7,7 +7,9 @@ float64 where noted) numpy, nothing is a tensor, and nothing imports plotly.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import torch
@@ -15,7 +17,7 @@ import torch
 from ..core import linalg
 from ..core.data import Dataset, square_box
 from ..core.model import FlowModel
-from ..core.solvers import Cancelled, TooStiff
+from ..core.solvers import Cancelled, Flag, TooStiff
 from ..core.threads import threads_that_pay
 from .lifted import FRAMES_3D, GRID_3D, LiftedSpace, lifted_space, point_values
 
@@ -25,6 +27,8 @@ __all__ = ["Characteristics", "Surfaces", "Velocity", "Diagnostics", "FlowViews"
            "fold_points", "residual_ratio", "weight_drift", "roughness", "reference_points"]
 
 MAX_FRAMES = 65  # views animate at most this many steps; deeper nets are shown at every ceil(L/64)-th step
+_T = TypeVar("_T")
+
 LIVE_FRAMES = 9  # frames of the live views while training (they are rebuilt and redrawn every second)
 
 
@@ -102,7 +106,7 @@ class FlowViews:
 
     config: object
     t: np.ndarray
-    extent: tuple
+    extent: tuple[float, float, float, float]
     data: Dataset
     characteristics: Characteristics
     grid: np.ndarray  # deformed grid lines (len(ks), n_lines, n_pts, d)
@@ -110,8 +114,8 @@ class FlowViews:
     surfaces: Surfaces
     velocity: Velocity
     diagnostics: Diagnostics
-    history: list = field(default_factory=list)
-    weights: dict = field(default_factory=dict)  # name -> (L, n_weights) per-block weights, flattened
+    history: list[dict[str, float]] = field(default_factory=list)
+    weights: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (L, n_weights) per-block weights, flattened
     output_points: np.ndarray | None = None  # x_L of all points (n, d)
     output_surface: Surfaces | None = None  # f = u(T, .) on a box around x_L (extra coordinates zero)
     live: bool = False  # a light version made while training (no reference solution, coarser grids)
@@ -124,7 +128,7 @@ class FlowViews:
     folding: Folding | None = None  # |D(step k) - I| per step: what makes a step fold
 
 
-def _t(x, model):
+def _t(x: object, model: FlowModel) -> torch.Tensor:
     return torch.as_tensor(np.asarray(x, dtype=np.float32), device=model.device)
 
 
@@ -138,7 +142,7 @@ def characteristics(model: FlowModel, x: np.ndarray, y: np.ndarray, *, max_point
     return Characteristics(model.times.astype(np.float32), xs.astype(np.float32), np.asarray(y)[idx], len(x))
 
 
-def plane_grid(extent, res: int):
+def plane_grid(extent: Sequence[float], res: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A res x res grid over a box (x1 lo, x1 hi, x2 lo, x2 hi): x1 (res,), x2 (res,), points (res*res, 2)."""
     x1 = np.linspace(extent[0], extent[1], res, dtype=np.float32)
     x2 = np.linspace(extent[2], extent[3], res, dtype=np.float32)
@@ -146,7 +150,7 @@ def plane_grid(extent, res: int):
     return x1, x2, np.c_[X1.ravel(), X2.ravel()]
 
 
-def deformed_grid(model: FlowModel, extent, *, n_lines: int = 11, n_pts: int = 40,
+def deformed_grid(model: FlowModel, extent: Sequence[float], *, n_lines: int = 11, n_pts: int = 40,
                   ks: np.ndarray | None = None) -> np.ndarray:
     """Images of a grid's lines under the flow: (len(ks), 2 * n_lines, n_pts, d)."""
     a = np.linspace(extent[0], extent[1], n_lines, dtype=np.float32)
@@ -158,11 +162,13 @@ def deformed_grid(model: FlowModel, extent, *, n_lines: int = 11, n_pts: int = 4
     pts = np.concatenate([vert, horiz]).reshape(-1, 2)
     xs = model.trajectory(pts)  # (L+1, lines * n_pts, d)
     ks = np.arange(model.L + 1) if ks is None else ks
-    return xs[ks].reshape(len(ks), 2 * n_lines, n_pts, -1).astype(np.float32)
+    lines: np.ndarray = xs[ks].reshape(len(ks), 2 * n_lines, n_pts, -1).astype(np.float32)
+    return lines
 
 
 @torch.no_grad()
-def transported_surfaces(model: FlowModel, extent, *, res: int = 100, ks: np.ndarray | None = None) -> Surfaces:
+def transported_surfaces(model: FlowModel, extent: Sequence[float], *, res: int = 100,
+                         ks: np.ndarray | None = None) -> Surfaces:
     """u(t_k, x) = f(Phi_(k->L)(x)) on a res x res grid of the step-k plane, for each k in ks."""
     ks = frame_steps(model.L) if ks is None else np.asarray(ks)
     x1, x2, pts = plane_grid(extent, res)
@@ -186,7 +192,8 @@ def roughness(u: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def velocity_grid(model: FlowModel, extent, *, res: int = 15, ks: np.ndarray | None = None) -> Velocity:
+def velocity_grid(model: FlowModel, extent: Sequence[float], *, res: int = 15,
+                  ks: np.ndarray | None = None) -> Velocity:
     """V_k = v(t_k, x) on a res x res grid (extra coordinates zero), for each k in ks (default: all 1..L)."""
     ks = np.arange(1, model.L + 1) if ks is None else np.asarray(ks)
     x1, x2, pts = plane_grid(extent, res)
@@ -213,7 +220,8 @@ def residual_ratio(model: FlowModel, x: np.ndarray, xs: np.ndarray | None = None
     """
     xs = model.trajectory(x, noise=False) if xs is None else xs
     step = np.linalg.norm(np.diff(xs, axis=0), axis=-1)
-    return (step / np.maximum(np.linalg.norm(xs[:-1], axis=-1), 1e-6)).mean(1).astype(np.float32)
+    ratio: np.ndarray = (step / np.maximum(np.linalg.norm(xs[:-1], axis=-1), 1e-6)).mean(1).astype(np.float32)
+    return ratio
 
 
 def weight_drift(model: FlowModel) -> np.ndarray:
@@ -221,7 +229,7 @@ def weight_drift(model: FlowModel) -> np.ndarray:
     if model.L < 2:
         return np.zeros(0, np.float32)
     with torch.no_grad():
-        d2 = sum((p[1:] - p[:-1]).pow(2).flatten(1).sum(1) for p in model.block_params())
+        d2 = cast(torch.Tensor, sum((p[1:] - p[:-1]).pow(2).flatten(1).sum(1) for p in model.block_params()))
     return d2.sqrt().cpu().numpy().astype(np.float32)
 
 
@@ -270,7 +278,7 @@ def reference_points(x: np.ndarray, *, max_points: int = 200, seed: int = 0) -> 
     return x if len(x) <= max_points else x[rng.choice(len(x), max_points, replace=False)]
 
 
-def diagnostics(model: FlowModel, x: np.ndarray, extent, *, max_points: int = 200, grid: int = 25,
+def diagnostics(model: FlowModel, x: np.ndarray, extent: Sequence[float], *, max_points: int = 200, grid: int = 25,
                 seed: int = 0, with_reference: bool = True) -> Diagnostics:
     """Residual ratio, weight drift, smallest Jacobian determinant (grid and data) and discretisation error."""
     sub = reference_points(x, max_points=max_points, seed=seed)
@@ -292,13 +300,14 @@ def diagnostics(model: FlowModel, x: np.ndarray, extent, *, max_points: int = 20
                        det_data.astype(np.float32), grid, stiff)
 
 
-def flow_extent(ds: Dataset, xs: np.ndarray, margin: float = 0.1) -> tuple:
+def flow_extent(ds: Dataset, xs: np.ndarray, margin: float = 0.1) -> tuple[float, float, float, float]:
     """A square box around the data and all its characteristics (first two coordinates)."""
     return square_box(np.concatenate([ds.x, xs[..., :2].reshape(-1, 2)]), margin)
 
 
-def analyse(model: FlowModel, data: Dataset, *, history=None, res: int = 100, max_points: int = 300,
-            with_reference: bool = True, live: bool = False, cancel=None) -> FlowViews | None:
+def analyse(model: FlowModel, data: Dataset, *, history: list[dict[str, float]] | None = None, res: int = 100,
+            max_points: int = 300, with_reference: bool = True, live: bool = False,
+            cancel: Flag | None = None) -> FlowViews | None:
     """All views of a trained model (the object the figures take).
 
     ``live``: a lighter version for refreshing while training (coarser surfaces, no reference solution).
@@ -317,9 +326,9 @@ class _Stopped(Exception):
     """Raised between analyse's stages once its cancel flag is set."""
 
 
-def _analyse(model: FlowModel, data: Dataset, *, history, res: int, max_points: int, with_reference: bool,
-             live: bool, cancel) -> FlowViews:
-    def stage(value):
+def _analyse(model: FlowModel, data: Dataset, *, history: list[dict[str, float]] | None, res: int, max_points: int,
+             with_reference: bool, live: bool, cancel: Flag | None) -> FlowViews:
+    def stage(value: _T) -> _T:
         if cancel is not None and cancel.is_set():
             raise _Stopped
         return value
@@ -344,7 +353,7 @@ def _analyse(model: FlowModel, data: Dataset, *, history, res: int, max_points: 
     with torch.no_grad():
         f = torch.softmax(model.head(z), -1).cpu().numpy().reshape(1, res, res, -1)
     osurf = Surfaces(np.array([model.L]), model.times[-1:].astype(np.float32), x1, x2, f.astype(np.float32))
-    lifted = {}
+    lifted: dict[str, Any] = {}
     if model.dim > 2:  # the points leave the slice x_3 = 0: what is true at their own coordinates
         pu = point_values(model, ch.x, ks)
         with torch.no_grad():
@@ -357,13 +366,13 @@ def _analyse(model: FlowModel, data: Dataset, *, history, res: int, max_points: 
                      list(history or []), weights, out, osurf, live, pred, folding=fold, **lifted)
 
 
-def _lifted(model, ch: Characteristics, ks: np.ndarray, pu: np.ndarray, live: bool) -> LiftedSpace:
+def _lifted(model: FlowModel, ch: Characteristics, ks: np.ndarray, pu: np.ndarray, live: bool) -> LiftedSpace:
     ks3 = frame_steps(model.L, min(len(ks), FRAMES_3D))
     same = len(ks3) == len(ks) and bool((ks3 == ks).all())
     return lifted_space(model, ch.x, ch.y, ks3, point_u=pu if same else None, res=10 if live else GRID_3D)
 
 
-def fold_points(model: FlowModel, x: np.ndarray, extent, *, grid: int = 25, max_points: int = 200,
+def fold_points(model: FlowModel, x: np.ndarray, extent: Sequence[float], *, grid: int = 25, max_points: int = 200,
                 seed: int = 0) -> torch.Tensor:
     """Where folding is checked: a grid x grid lattice of the box and up to max_points data points, carried
     along the flow: (L, m, d), row k-1 in the space of step k-1."""
@@ -373,7 +382,7 @@ def fold_points(model: FlowModel, x: np.ndarray, extent, *, grid: int = 25, max_
     return torch.as_tensor(model.trajectory(pts)[:-1], device=model.device)
 
 
-def channel_fraction(model: FlowModel, radii, *, n: int = 3600, inner_class: int = 0) -> float:
+def channel_fraction(model: FlowModel, radii: Iterable[float], *, n: int = 3600, inner_class: int = 0) -> float:
     """Share of points on circles of the given radii that the model calls ``inner_class``.
 
     For the rings dataset with circles inside the annulus this measures the keyhole:

@@ -15,14 +15,16 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from ..core.config import Config
-from ..core.data import Dataset, make_dataset
+from ..core.data import Dataset, Points, make_dataset
 from ..core.fastpath import FAST_ACTIVATIONS, euler_lanes, fold_weights, pack_lanes
 from ..core.model import FlowModel, build_model
+from ..core.solvers import Flag
 from .engine import Engine, make_optimizer, step_settings
 from .train import Snapshot, TrainResult, data_tensors, diverged_message, penalties, resolve_device
 
@@ -73,11 +75,13 @@ class _Batch:
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Every member's logits at points x (n, 2): shape (M, n, C)."""
-        folded, base = [], None
+        folded: list[tuple[torch.Tensor, torch.Tensor]] = []
+        base: str | None = None
         for m in self.models:
             W1, b1, W2, b2 = m.stage_params()
             W1a, W2a, base = fold_weights(W1, b1, W2, b2, m.s, m.config.activation)
             folded.append((W1a, W2a))
+        assert base is not None  # a batch has members
         xs = euler_lanes(self.models[0].lift(x), folded, base, self.plan)  # (M, n, d)
         # all heads in one product (each is f(x_L) = W x_L + b of its own member)
         Wh = torch.stack([m.head_W for m in self.models])  # (M, C, d)
@@ -102,7 +106,8 @@ class _Batch:
         return out
 
 
-def train_batched(configs: list[Config], *, data=None, log_every: int = 10, cancel=None,
+def train_batched(configs: list[Config], *, data: Dataset | Points | None = None, log_every: int = 10,
+                  cancel: Flag | None = None,
                   progress: Callable[[int, list[Snapshot | None]], None] | None = None) -> list[TrainResult]:
     """Train every config to the end as one batched computation; one TrainResult per config, in order.
 
@@ -118,17 +123,17 @@ def train_batched(configs: list[Config], *, data=None, log_every: int = 10, canc
     models = [build_model(c, ds.n_classes).to(dev) for c in configs]
     batch = _Batch(models)
     xtr, ytr, xte, yte = data_tensors(ds, dev)
-    params = [[p for p in m.parameters() if p.requires_grad] for m in models]
+    params: list[list[torch.Tensor]] = [[p for p in m.parameters() if p.requires_grad] for m in models]
     # one optimiser for all members' tensors: the same update as each run alone (make_optimizer)
     opt = make_optimizer(c0, [p for ps in params for p in ps])
 
-    def losses(xb, yb, gen):
+    def losses(xb: torch.Tensor, yb: torch.Tensor, gen: torch.Generator) -> list[torch.Tensor]:
         out = batch.losses(xb, yb).unbind(0)
         return [lo + penalties(m) if m.config.smoothness > 0 else lo for lo, m in zip(out, models)]
 
     # the same seed, hence the same mini-batches, as each run alone
     engine = Engine(params, opt, losses, x=xtr, y=ytr, batch_size=c0.batch_size, seed=c0.seed)
-    histories: list[list[dict]] = [[] for _ in models]
+    histories: list[list[dict[str, Any]]] = [[] for _ in models]
     errors: list[str | None] = [None] * len(models)
     last: list[Snapshot | None] = [None] * len(models)
     t0 = time.perf_counter()
@@ -155,6 +160,8 @@ def train_batched(configs: list[Config], *, data=None, log_every: int = 10, canc
     results = []
     for i, m in enumerate(models):
         m.train(False)
-        metrics = last[i].metrics(device=str(dev), batched=len(models))
+        final = last[i]
+        assert final is not None  # every member's end is marked
+        metrics = final.metrics(device=str(dev), batched=len(models))
         results.append(TrainResult(configs[i], m, ds, histories[i], metrics, errors[i]))
     return results

@@ -24,17 +24,21 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
 
-from ..core.config import LIMITS
+from ..core.config import LIMITS, Config
 from ..core.data import Dataset, make_dataset, square_box
 from ..core.errors import ConfigError
 from ..core.model import FlowModel
 from ..core.solvers import STEPPERS, TIGHT_ATOL, TIGHT_RTOL
 from ..core.threads import threads_that_pay
 from .analysis import plane_grid
+
+if TYPE_CHECKING:
+    from .train import TrainResult
 
 __all__ = ["Convergence", "convergence", "expected_order", "aligned_steps", "one_field_order", "KINK_REASON",
            "FLOOR_FACTOR"]
@@ -77,10 +81,10 @@ class Convergence:
     grid_res: int
     decision_floor: float = 0.0  # the estimated error of F itself (the grid's reference), marked on the plot
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready numbers (sweep.json)."""
 
-        def num(v):
+        def num(v: float) -> float | None:
             return None if not math.isfinite(v) else float(v)
 
         return {"n_steps": [int(v) for v in self.n_steps], "step_size": [float(v) for v in self.step_size],
@@ -145,7 +149,8 @@ def aligned_steps(model: FlowModel, scheme: str, count: int = N_DEFAULT) -> list
     return Ls
 
 
-def _points(model: FlowModel, data, x, max_points: int, seed: int) -> tuple[np.ndarray, tuple]:
+def _points(model: FlowModel, data: Dataset | None, x: object, max_points: int,
+            seed: int) -> tuple[np.ndarray, tuple[float, float, float, float]]:
     if x is None:
         ds = data if isinstance(data, Dataset) else make_dataset(model.config)
         x, box = ds.x_train, ds.extent()
@@ -159,11 +164,13 @@ def _points(model: FlowModel, data, x, max_points: int, seed: int) -> tuple[np.n
 
 def _softmax(z: np.ndarray) -> np.ndarray:
     e = np.exp(z - z.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
+    p: np.ndarray = e / e.sum(-1, keepdims=True)
+    return p
 
 
 @torch.no_grad()
-def convergence(model, n_steps: Sequence[int] | None = None, scheme: str | None = None, *, x=None,
+def convergence(model: FlowModel | TrainResult, n_steps: Sequence[int] | None = None, scheme: str | None = None, *,
+                x: object = None,
                 max_points: int = 200, res: int = 40, seed: int = 0) -> Convergence:
     """Measure the order of convergence of ``scheme`` on the field of ``model`` (a FlowModel or a TrainResult).
 
@@ -178,7 +185,8 @@ def convergence(model, n_steps: Sequence[int] | None = None, scheme: str | None 
         return _convergence(model, n_steps, scheme, x=x, max_points=max_points, res=res, seed=seed)
 
 
-def _convergence(model, n_steps, scheme, *, x, max_points: int, res: int, seed: int) -> Convergence:
+def _convergence(model: FlowModel | TrainResult, n_steps: Sequence[int] | None, scheme: str | None, *, x: object,
+                 max_points: int, res: int, seed: int) -> Convergence:
     data = getattr(model, "data", None)
     model = getattr(model, "model", model)
     if not isinstance(model, FlowModel):
@@ -238,7 +246,17 @@ def _convergence(model, n_steps, scheme, *, x, max_points: int, res: int, seed: 
                        c.time_mode, c.knots, n, res, decision_floor)
 
 
-def one_field_order(member) -> tuple[Convergence | None, str]:
+class Run(Protocol):
+    """A trained run with its config: a ``sweep.Member``."""
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def result(self) -> TrainResult: ...
+
+
+def one_field_order(member: Run) -> tuple[Convergence | None, str]:
     """The true order of convergence on the field of one sweep member (``sweep.Member``: the deepest of a depth
     sweep), or why there is none."""
     c = member.config

@@ -14,9 +14,12 @@ import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
+from ..core.config import Config
+from ..core.solvers import Flag
 from ..core.threads import cpu_threads, threads_that_pay
 
 __all__ = ["Engine", "Mark", "OPTIMIZERS", "make_optimizer", "cpu_threads", "step_settings", "threads_that_pay"]
@@ -27,7 +30,7 @@ OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Generator], list[torch.Tensor]]
 
 
-def make_optimizer(config, params: list[torch.Tensor], **options) -> torch.optim.Optimizer | None:
+def make_optimizer(config: Config, params: list[torch.Tensor], **options: Any) -> torch.optim.Optimizer | None:
     """The config's optimiser over ``params`` (None when there are none); ``options`` go to its constructor.
 
     On a CPU torch's fused update: one kernel for all tensors instead of the multi-tensor update's dozen calls
@@ -41,11 +44,13 @@ def make_optimizer(config, params: list[torch.Tensor], **options) -> torch.optim
         options.setdefault("foreach", True)
     else:
         options.setdefault("fused", True)
-    return OPTIMIZERS[config.optimizer](params, lr=config.lr, weight_decay=config.weight_decay, **options)
+    opt: torch.optim.Optimizer = OPTIMIZERS[config.optimizer](params, lr=config.lr, weight_decay=config.weight_decay,
+                                                              **options)
+    return opt
 
 
 @contextmanager
-def step_settings(device: torch.device, rows: int, width: int):
+def step_settings(device: torch.device, rows: int, width: int) -> Iterator[None]:
     """While training: denormals flushed, and on a CPU the threads that pay for ``rows`` points of ``width``."""
     torch.set_flush_denormal(True)  # tiny gradients near convergence are denormals: 10x slower arithmetic
     try:
@@ -78,20 +83,20 @@ class Engine:
     ``seed``: seeds ``gen`` (mini-batches and viscous noise).
     """
 
-    def __init__(self, params: list[list[torch.Tensor]], opt, losses: LossFn, *, x: torch.Tensor, y: torch.Tensor,
-                 batch_size: int, seed: int):
+    def __init__(self, params: list[list[torch.Tensor]], opt: torch.optim.Optimizer | None, losses: LossFn, *,
+                 x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int) -> None:
         self.params, self.opt, self.losses = params, opt, losses
         self.x, self.y, self.batch_size = x, y, batch_size
         self.gen = torch.Generator(device=x.device).manual_seed(seed + 3)
         self.backup = [[p.detach().clone() for p in ps] for ps in params]  # each member's weights before its step
         self.live = tuple(range(len(params)))  # the members still training
 
-    def state(self) -> tuple[torch.Tensor, dict]:
+    def state(self) -> tuple[torch.Tensor, dict[str, Any]]:
         """(the mini-batch generator's state, a CPU copy of the optimiser's state): what a resumed run needs."""
         opt = self.opt.state_dict() if self.opt is not None else {}
         return self.gen.get_state(), _cpu_copy(opt)
 
-    def load(self, generator: torch.Tensor, optimizer: dict) -> None:
+    def load(self, generator: torch.Tensor, optimizer: dict[str, Any]) -> None:
         """Go on from :meth:`state` (the parameters already hold the weights of that moment)."""
         self.gen.set_state(generator)
         if self.opt is not None and optimizer:
@@ -130,18 +135,19 @@ class Engine:
         with torch.no_grad():
             for i in self.live:
                 torch._foreach_copy_(self.backup[i], self.params[i])
+        assert self.opt is not None  # live members have parameters, so an optimiser
         self.opt.zero_grad(set_to_none=True)
         # the sum's gradient in each member's weights is that of its own loss
         total = losses[0] if len(losses) == 1 else torch.stack([losses[i] for i in self.live]).sum()
-        total.backward()
+        total.backward()  # type: ignore[no-untyped-call]  # torch's Tensor.backward is untyped
         for i in range(len(self.params)):
             if i not in self.live:  # stopped members keep their weights: no gradient, no decay
                 for p in self.params[i]:
                     p.grad = None
         self.opt.step()
 
-    def run(self, total_steps: int, *, log_every: int, cancel=None, first: int = 0, until: int | None = None,
-            after: Callable[[int], None] | None = None) -> Iterator[Mark]:
+    def run(self, total_steps: int, *, log_every: int, cancel: Flag | None = None, first: int = 0,
+            until: int | None = None, after: Callable[[int], None] | None = None) -> Iterator[Mark]:
         """Steps ``first`` + 1 .. ``total_steps``, marking every ``log_every``-th (not the last), each divergence
         and the end.
 
@@ -168,8 +174,9 @@ class Engine:
         yield Mark(step, self.live, done=True)
 
 
-def _cpu_copy(obj):
-    """``obj`` (nested dicts and lists of tensors and numbers) with every tensor copied to the CPU."""
+def _cpu_copy(obj: Any) -> Any:
+    """``obj`` (nested dicts and lists of tensors and numbers) with every tensor copied to the CPU: the same
+    structure."""
     if isinstance(obj, torch.Tensor):
         return obj.detach().cpu().clone()
     if isinstance(obj, dict):

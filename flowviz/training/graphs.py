@@ -14,17 +14,18 @@ Off by default until measured on a GPU (bench/cuda_graphs.py, bench/gpu_check.sh
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
 
-from .engine import Engine
+from ..core.model import FlowModel
+from .engine import Engine, LossFn
 
 WARMUP_STEPS = 3  # eager steps on a side stream before the capture, as torch.cuda.graphs asks
 
 
-def graphs_apply(model, device: torch.device, enabled: bool = False) -> bool:
+def graphs_apply(model: FlowModel, device: torch.device, enabled: bool = False) -> bool:
     """True when this run's steps are replayed from a CUDA graph: ``enabled`` (the caller's ``cuda_graphs``), a
     CUDA device, and a step with no host synchronisation or random numbers inside (the hand-written chain; no
     viscous noise)."""
@@ -33,9 +34,9 @@ def graphs_apply(model, device: torch.device, enabled: bool = False) -> bool:
 
 
 @contextmanager
-def _side_stream():
+def _side_stream() -> Iterator[None]:
     """Eager warm-up steps run on a side stream before a capture (what torch.cuda.graphs asks)."""
-    side = torch.cuda.Stream()
+    side = torch.cuda.Stream()  # type: ignore[no-untyped-call]  # torch's Stream constructor is untyped
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
         yield
@@ -58,7 +59,8 @@ class GraphEngine(Engine):
     keeps in that case.
     """
 
-    def __init__(self, params, opt, losses, *, x, y, batch_size, seed):
+    def __init__(self, params: list[list[torch.Tensor]], opt: torch.optim.Optimizer | None, losses: LossFn, *,
+                 x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int) -> None:
         super().__init__(params, opt, losses, x=x, y=y, batch_size=batch_size, seed=seed)
         mini = bool(batch_size and batch_size < len(x))
         self.xb = x[:batch_size].clone() if mini else x  # fixed inputs: a replay reads these addresses
@@ -68,7 +70,7 @@ class GraphEngine(Engine):
         self.replay: Callable[[], None] | None = None
         self.static_loss: torch.Tensor | None = None
 
-    def draw(self):
+    def draw(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The next mini-batch, copied into the fixed inputs."""
         xb, yb = super().draw()
         if xb is not self.x:
@@ -77,18 +79,20 @@ class GraphEngine(Engine):
         return self.xb, self.yb
 
     def _graph_step(self) -> torch.Tensor:  # what one replay does (grads are None at the capture: no zeroing)
+        assert self.opt is not None  # a graphed run has parameters
         self.opt.zero_grad(set_to_none=False)
         (loss,) = self.losses(self.xb, self.yb, self.gen)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]  # torch's Tensor.backward is untyped
         self.opt.step()
         return loss
 
-    def step(self):
+    def step(self) -> list[tuple[int, float]]:
         self.taken += 1
         if self.taken <= WARMUP_STEPS:  # eager warm-up steps (real steps)
             with _side_stream():
                 return super().step()
         if self.replay is None:
+            assert self.opt is not None
             self.opt.zero_grad(set_to_none=True)
             self.replay, self.static_loss = _capture(self._graph_step)
         self.draw()
@@ -96,6 +100,7 @@ class GraphEngine(Engine):
         with torch.no_grad():
             torch._foreach_copy_(self.backup[0], self.params[0])
         self.replay()
+        assert self.static_loss is not None  # captured with the replay
         value = self.static_loss.item()
         if math.isfinite(value):
             return []

@@ -6,6 +6,7 @@ x_k = x_(k-1) + s_k V_k(x_(k-1)), whose Jacobian is I + s_k DV_k(x_(k-1)).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +19,7 @@ from ..core.errors import ConfigError
 from ..core.model import FlowModel
 from ..core.points import DATA_LIMIT, check_extent, check_points
 from ..core.solvers import TooStiff
-from ..core.transport import block_velocity
+from ..core.transport import GridSolution, block_velocity
 
 __all__ = ["ProbeData", "StabilityData", "AdjointData", "STABILITY_POLYNOMIALS", "amplification", "jacobian",
            "flow_paths", "velocity_jacobians", "step_jacobians", "probe_data", "stability_data", "adjoint_data",
@@ -33,15 +34,16 @@ STABILITY_POLYNOMIALS = {
 }
 
 
-def amplification(z, scheme: str) -> np.ndarray:
+def amplification(z: object, scheme: str) -> np.ndarray:
     """|R(z)| for complex z (any shape): the scheme is absolutely stable at z where this is <= 1."""
     if scheme not in STABILITY_POLYNOMIALS:
         raise ConfigError(f"no stability region for scheme {scheme!r}; valid: {', '.join(STABILITY_POLYNOMIALS)}")
     z = np.asarray(z, dtype=np.complex128)
-    return np.abs(np.polynomial.polynomial.polyval(z, STABILITY_POLYNOMIALS[scheme]))
+    R: np.ndarray = np.abs(np.polynomial.polynomial.polyval(z, STABILITY_POLYNOMIALS[scheme]))
+    return R
 
 
-def jacobian(fn, x: Tensor) -> Tensor:
+def jacobian(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
     """D fn at each point: fn maps (m, d) -> (m, d) row by row; returns (m, d, d), J[:, i, j] = d fn_i / d x_j."""
     x = x.detach().clone().requires_grad_(True)
     with torch.enable_grad():
@@ -50,15 +52,20 @@ def jacobian(fn, x: Tensor) -> Tensor:
     return torch.stack(rows, 1).detach()
 
 
+def _at_step(fn: Callable[[Tensor, int], Tensor], k: int) -> Callable[[Tensor], Tensor]:
+    """z -> fn(z, k)."""
+    return lambda z: fn(z, k)
+
+
 def velocity_jacobians(model: FlowModel, xs: Tensor) -> Tensor:
     """s_k DV_k(x_(k-1)) for points xs (L+1, m, d) (row k-1 of xs is the input of block k): (L, m, d, d)."""
-    return torch.stack([float(model.steps[k - 1]) * jacobian(lambda z, k=k: model.velocity(z, k), xs[k - 1])
+    return torch.stack([float(model.steps[k - 1]) * jacobian(_at_step(model.velocity, k), xs[k - 1])
                         for k in range(1, model.L + 1)])
 
 
 def step_jacobians(model: FlowModel, xs: Tensor) -> Tensor:
     """D(block k)(x_(k-1)) for points xs (L+1, m, d): (L, m, d, d); = I + s_k DV_k for Euler."""
-    return torch.stack([jacobian(lambda z, k=k: model.step_map(z, k), xs[k - 1]) for k in range(1, model.L + 1)])
+    return torch.stack([jacobian(_at_step(model.step_map, k), xs[k - 1]) for k in range(1, model.L + 1)])
 
 
 def flow_paths(model: FlowModel, x: np.ndarray) -> Tensor:
@@ -91,11 +98,11 @@ class ProbeData:
     det: np.ndarray
 
 
-def probe_data(model: FlowModel, x0) -> ProbeData:
+def probe_data(model: FlowModel, x0: object) -> ProbeData:
     """The probe at start point x0 = (x1, x2); ConfigError unless finite and within [-1e3, 1e3] (``probe=``'s
     rule, core.points.check_points). Where the characteristic leaves the floats, eig and det are NaN."""
-    x0 = check_points(x0).reshape(1, 2).astype(np.float32)
-    xs = flow_paths(model, x0)  # (L+1, 1, d)
+    start = check_points(x0).reshape(1, 2).astype(np.float32)
+    xs = flow_paths(model, start)  # (L+1, 1, d)
     u = np.stack([model.transported(xs[k].cpu().numpy(), k)[0] for k in range(model.L + 1)])
     with torch.no_grad():
         f = torch.softmax(model.head(xs[:, 0]), -1).cpu().numpy()
@@ -104,7 +111,7 @@ def probe_data(model: FlowModel, x0) -> ProbeData:
     J = step_jacobians(model, xs)[:, 0].double()  # (L, d, d)
     eig = linalg.eigvals(J).cpu().numpy()
     x = xs[:, 0].cpu().numpy()
-    return ProbeData(x0[0], model.times.astype(np.float32), x, u.astype(np.float32), f.astype(np.float32),
+    return ProbeData(start[0], model.times.astype(np.float32), x, u.astype(np.float32), f.astype(np.float32),
                      ratio.astype(np.float32), eig, x[:, 2:], linalg.det(J).cpu().numpy())
 
 
@@ -163,7 +170,7 @@ class AdjointData:
     norm: np.ndarray
     loss: float
     y: np.ndarray
-    continuous: tuple | None = None
+    continuous: tuple[np.ndarray, np.ndarray] | None = None  # (L', |p_0(L') - p_0|)
     stiff: str | None = None  # why ``continuous`` is missing: the flow is too stiff for odeint_adjoint's budget
 
 
@@ -193,11 +200,11 @@ def continuous_adjoint(model: FlowModel, x0: np.ndarray, y: np.ndarray, *, rtol:
     vf = [block_velocity(m, k) for k in range(1, m.L + 1)]
 
     class Field(torch.nn.Module):
-        def forward(self, t, x):
+        def forward(self, t: Tensor, x: Tensor) -> Tensor:
             k = int(np.clip(np.searchsorted(m.times[1:], float(t.detach()), side="left"), 0, m.L - 1))
             return vf[k](float(t.detach()), x)
 
-    jumps = m.times[1:-1] if m.config.time_mode == "per_step" else []
+    jumps: np.ndarray | list[float] = m.times[1:-1] if m.config.time_mode == "per_step" else []
     opts = {"jump_t": torch.as_tensor(np.asarray(jumps, np.float64))} if len(jumps) else {}
     z0 = m.lift(torch.as_tensor(check_points(x0, limit=DATA_LIMIT, what="point"))).requires_grad_(True)
     t = torch.as_tensor([0.0, float(m.times[-1])], dtype=torch.float64)
@@ -259,22 +266,27 @@ class TransportComparison:
     @property
     def orders(self) -> np.ndarray:
         """The measured order between successive resolutions: log(err_i / err_(i+1)) / log(res_(i+1) / res_i)."""
-        return np.log(self.err[:-1] / self.err[1:]) / np.log(self.res[1:] / self.res[:-1])
+        orders: np.ndarray = np.log(self.err[:-1] / self.err[1:]) / np.log(self.res[1:] / self.res[:-1])
+        return orders
 
 
-def transport_comparison(model: FlowModel, extent, *, resolutions=(32, 64, 128),
+def transport_comparison(model: FlowModel, extent: Sequence[float], *,
+                         resolutions: Sequence[int] = (32, 64, 128),
                          scheme: str = "semi_lagrangian") -> TransportComparison:
     """The grid solver (flowviz.solve_transport) at several resolutions against F = f o Phi on each grid
     (semi-Lagrangian with the network's own blocks as its time steps: the difference is the grid's alone)."""
     from ..core.transport import solve_transport
 
-    extent = check_extent(extent)
-    errs, sol, F_ = [], None, None
+    box = check_extent(extent)
+    errs: list[float] = []
+    sol: GridSolution | None = None
+    F_: np.ndarray | None = None
     for N in resolutions:
-        sol = solve_transport(model, resolution=int(N), scheme=scheme, extent=tuple(extent),
+        sol = solve_transport(model, resolution=int(N), scheme=scheme, extent=box,
                               time_steps="blocks" if scheme == "semi_lagrangian" else "flow")
         X1, X2 = np.meshgrid(sol.x1, sol.x2)
         F_ = model.predict_proba(np.c_[X1.ravel(), X2.ravel()]).reshape(sol.u.shape)
         errs.append(float(np.abs(sol.u - F_).mean()))
+    assert sol is not None and F_ is not None  # at least one resolution
     return TransportComparison(scheme, np.asarray(resolutions), np.asarray(errs), sol.x1, sol.x2, sol.u,
                                F_.astype(np.float32), sol.viscosity)

@@ -40,7 +40,7 @@ class LiftedSpace:
     x: np.ndarray
     y: np.ndarray
     point_class: np.ndarray
-    axes: tuple
+    axes: tuple[np.ndarray, ...]
     fields: np.ndarray
     dim: int
 

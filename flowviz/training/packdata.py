@@ -5,14 +5,16 @@ them). flowviz.plots.pack draws them; no plotting here.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from ..core.data import Dataset
 from ..core.errors import FlowvizError
 from ..core.model import FlowModel, build_model
-from .analysis import FlowViews, analyse, transported_surfaces
+from .analysis import FlowViews, Surfaces, analyse, transported_surfaces
 from .instruments import ProbeData, probe_data
 from .prepared import PREPARED, applies
 
@@ -37,14 +39,14 @@ class PackData:
     start point, and the training frames (None where the run keeps no checkpoints)."""
 
     views: FlowViews
-    instruments: dict = field(default_factory=dict)
-    notes: dict = field(default_factory=dict)
+    instruments: dict[str, object] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
     probe: ProbeData | None = None
     probe_at: tuple[float, float] | None = None
     training: TrainingFrames | None = None
 
 
-def probe_point(model: FlowModel, data: Dataset, given=None) -> tuple[float, float]:
+def probe_point(model: FlowModel, data: Dataset, given: Sequence[float] | None = None) -> tuple[float, float]:
     """The probe's start point: ``given`` (a scenario's own point) if any, else the training point whose class
     the network is least sure of (the smallest top probability; its path passes near the boundary)."""
     if given is not None:
@@ -54,11 +56,13 @@ def probe_point(model: FlowModel, data: Dataset, given=None) -> tuple[float, flo
     return float(data.x_train[i, 0]), float(data.x_train[i, 1])
 
 
-def _checkpoint_models(result, n_classes: int):
+def _checkpoint_models(result: Any, n_classes: int) -> Iterator[tuple[int, FlowModel]]:
     """(step, model) of each checkpoint a result keeps (``result.checkpoints``): items with ``step`` and
-    ``state`` (a state dict), or steps that ``result.at(step)`` turns into a model or a result."""
+    ``state`` (a state dict), or steps that ``result.at(step)`` turns into a model or a result. ``result``: a
+    TrainResult, or a run record of that shape."""
     for cp in getattr(result, "checkpoints", None) or ():
-        step = int(getattr(cp, "step", cp if not isinstance(cp, dict) else cp.get("step")))
+        given: Any = getattr(cp, "step", cp if not isinstance(cp, dict) else cp.get("step"))
+        step = int(given)
         state = getattr(cp, "state", None) if not isinstance(cp, dict) else cp.get("state")
         if state is not None:
             m = build_model(result.config, n_classes)
@@ -71,9 +75,11 @@ def _checkpoint_models(result, n_classes: int):
         yield step, m.train(False)
 
 
-def training_frames(result, extent, *, res: int = 60) -> TrainingFrames | None:
+def training_frames(result: Any, extent: Sequence[float], *, res: int = 60) -> TrainingFrames | None:
     """F = u(0, ·) on a res x res grid of ``extent`` at each of ``result``'s checkpoints, or None without any."""
-    steps, us, s = [], [], None
+    steps: list[int] = []
+    us: list[np.ndarray] = []
+    s: Surfaces | None = None
     for step, m in _checkpoint_models(result, result.data.n_classes):
         s = transported_surfaces(m, extent, res=res, ks=np.array([0]))
         steps.append(step)
@@ -81,24 +87,26 @@ def training_frames(result, extent, *, res: int = 60) -> TrainingFrames | None:
     if s is None:
         return None
     order = np.argsort(steps)
-    steps = np.asarray(steps)[order]
+    kept = np.asarray(steps)[order]
     x1, x2 = s.x1, s.x2
     loss_at = {int(r["step"]): float(r["loss"]) for r in getattr(result, "history", None) or () if "loss" in r}
-    loss = np.array([loss_at.get(int(s), np.nan) for s in steps], np.float32)
-    return TrainingFrames(steps, np.asarray(x1, np.float32), np.asarray(x2, np.float32),
+    loss = np.array([loss_at.get(int(s), np.nan) for s in kept], np.float32)
+    return TrainingFrames(kept, np.asarray(x1, np.float32), np.asarray(x2, np.float32),
                           np.stack([us[i] for i in order]).astype(np.float32), loss)
 
 
-def pack_data(model: FlowModel, data: Dataset, *, history=None, views: FlowViews | None = None,
-              instruments: dict | None = None, compute_missing: bool = True, probe_at=None,
-              result=None) -> PackData:
+def pack_data(model: FlowModel, data: Dataset, *, history: list[dict[str, float]] | None = None,
+              views: FlowViews | None = None, instruments: dict[str, object] | None = None,
+              compute_missing: bool = True, probe_at: Sequence[float] | None = None, result: Any = None) -> PackData:
     """Everything a pack page draws for ``model`` trained on ``data``. ``views`` and ``instruments`` made
     elsewhere (a server's run) are used as they are; the rest is computed here unless ``compute_missing`` is
     off (then ``notes`` names what is missing). ``result``: a TrainResult whose checkpoints give the training
     frames."""
     model.train(False)
     views = views if views is not None else analyse(model, data, history=history)
-    have, notes = dict(instruments or {}), {}
+    assert views is not None  # analyse returns None only when cancelled
+    have: dict[str, object] = dict(instruments or {})
+    notes: dict[str, str] = {}
     for name in PREPARED:
         if not applies(name, model.config):
             notes[name] = "the grid solver works on the plane: this run is lifted (p > 0)" if name == "grid" \

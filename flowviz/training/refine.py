@@ -15,10 +15,11 @@ import numpy as np
 import torch
 
 from ..core.config import Config
-from ..core.data import Dataset, make_dataset
+from ..core.data import Dataset, Points, make_dataset
 from ..core.errors import ConfigError
 from ..core.model import FlowModel, build_model
-from .train import TrainResult, evaluate, train, train_iter
+from ..core.solvers import Flag
+from .train import Snapshot, TrainResult, evaluate, train, train_iter
 
 __all__ = ["REFINE_KINDS", "refine", "refined_config", "coarse_levels", "coarse_to_fine", "CoarseToFine"]
 
@@ -37,7 +38,8 @@ def _prolongation(old_times: np.ndarray, new_times: np.ndarray, kind: str = "con
     nm = (new_times[1:] + new_times[:-1]) / 2
     if kind == "constant":
         k = np.clip(np.searchsorted(old_times[1:], nm, side="left"), 0, len(om) - 1)
-        return np.eye(len(om))[k]
+        P: np.ndarray = np.eye(len(om))[k]
+        return P
     if kind == "linear":
         return np.stack([np.interp(nm, om, np.eye(len(om))[j]) for j in range(len(om))], 1)
     raise ConfigError(f"unknown refinement {kind!r}; valid: {', '.join(REFINE_KINDS)}")
@@ -87,8 +89,8 @@ class CoarseToFine:
     """
 
     levels: list[int]
-    history: list[dict]
-    jumps: list[dict]
+    history: list[dict[str, float]]
+    jumps: list[dict[str, float]]
     result: TrainResult
     wall_s: float
     cost: int
@@ -109,7 +111,8 @@ def coarse_levels(L_start: int, L_end: int) -> list[int]:
 
 
 def coarse_to_fine(config: Config, *, L_start: int, L_end: int, steps_per_level: int | None = None,
-                   data=None, log_every: int = 10, compare: bool = True, cancel=None,
+                   data: Dataset | Points | None = None, log_every: int = 10, compare: bool = True,
+                   cancel: Flag | None = None,
                    kind: str = "constant") -> CoarseToFine:
     """Train at L_start, double until L_end (each level ``steps_per_level`` optimiser steps).
 
@@ -119,11 +122,12 @@ def coarse_to_fine(config: Config, *, L_start: int, L_end: int, steps_per_level:
     levels = coarse_levels(L_start, L_end)
     spl = steps_per_level or config.train_steps
     ds = data if isinstance(data, Dataset) else make_dataset(config, data)
-    dev_model = None
-    history, jumps = [], []
+    dev_model: FlowModel | None = None
+    history: list[dict[str, float]] = []
+    jumps: list[dict[str, float]] = []
     t0 = time.perf_counter()
     done = 0
-    last = None
+    last: Snapshot | None = None
     for li, L in enumerate(levels):
         if dev_model is None:
             cfg = config.replace(n_steps=L, train_steps=spl)
@@ -140,10 +144,12 @@ def coarse_to_fine(config: Config, *, L_start: int, L_end: int, steps_per_level:
         for last in train_iter(cfg, data=ds, log_every=log_every, model=dev_model, cancel=cancel):
             history.append({"level": li, "L": L, "step": done + last.step, "loss": last.loss,
                             "train_accuracy": last.train_accuracy, "test_accuracy": last.test_accuracy})
+        assert last is not None  # train_iter yields at least its last snapshot
         done += last.step
         if last.error or last.cancelled:
             break
     wall = time.perf_counter() - t0
+    assert dev_model is not None and last is not None  # there is at least one level
     dev_model.train(False)
     final_cfg = dev_model.config.replace(train_steps=done)  # (a refined geometric partition has ratio r^(1/2^j))
     result = TrainResult(final_cfg, dev_model, ds, history, last.metrics(steps=done, elapsed=wall), last.error)

@@ -23,15 +23,16 @@ import math
 import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
-from types import SimpleNamespace
+from typing import Any, NamedTuple, Protocol, TypeVar, cast
 
 import numpy as np
 import torch
 
 from ..core.config import Config
-from ..core.data import Dataset, make_dataset
+from ..core.data import Dataset, Points, make_dataset
 from ..core.errors import ConfigError, echo
 from ..core.model import FlowModel
+from ..core.solvers import Flag
 from .analysis import plane_grid, residual_ratio, weight_drift
 from .batch import batch_reason, train_batched
 from .convergence import Convergence, one_field_order
@@ -42,12 +43,35 @@ __all__ = ["VARY_KEYS", "MAX_MEMBERS", "GRID_RES", "Member", "Transfer", "Measur
            "run_sweep", "member_diagnostics", "depth_transfer", "decision_grids", "measure_members", "stepwise",
            "refine", "refined_config", "coarse_to_fine", "CoarseToFine"]
 
+_Y = TypeVar("_Y")
+
 VARY_KEYS = ("n_steps", "horizon", "scheme", "time_mode", "smoothness")
 MAX_MEMBERS = 12
 GRID_RES = 60  # the members' decision surfaces on one grid (flowviz.plots.sweep.sweep_surfaces)
 
+Grids = tuple[np.ndarray, np.ndarray, np.ndarray]  # x1 (res,), x2 (res,), u (M, res, res, C)
 
-def parse_vary(text: str, base: Config | None = None) -> tuple[str, list]:
+
+class Pool(Protocol):
+    """What a sweep asks of an executor of ``flowviz.serve`` (the local pool or Ray)."""
+
+    def train_batched(self, configs: list[Config], data: Dataset, *, log_every: int = ..., cancel: Flag | None = ...,
+                      progress: Callable[[int], None] | None = ...) -> list[TrainResult]: ...
+
+    def train_members(self, configs: list[Config], data: Dataset, *, log_every: int = ..., cancel: Flag | None = ...,
+                      progress: Callable[[int, int], None] | None = ...) -> list[TrainResult]: ...
+
+    def measure(self, what: str, data: Dataset, **params: Any) -> Any: ...
+
+
+class _Run(NamedTuple):
+    """A trained run and its config, as ``one_field_order`` reads a sweep member."""
+
+    config: Config
+    result: TrainResult
+
+
+def parse_vary(text: str, base: Config | None = None) -> tuple[str, list[Any]]:
     """``"n_steps=1,2,4"`` -> ("n_steps", [1, 2, 4]), each value validated as that key of ``base``."""
     base = base or Config()
     if "=" not in text:
@@ -111,11 +135,11 @@ class Member:
         """The largest step s_k of the member's partition."""
         return float(np.max(self.model.steps))
 
-    def record(self, key: str) -> dict:
+    def record(self, key: str) -> dict[str, Any]:
         """The member's row of sweep.json."""
         m = self.result.metrics
 
-        def num(v):
+        def num(v: float | None) -> float | None:
             return None if v is None or (isinstance(v, float) and not math.isfinite(v)) else v
 
         return {key: self.value, "n_steps": self.config.n_steps, "horizon": self.config.horizon,
@@ -137,7 +161,7 @@ class Transfer:
     accuracy: np.ndarray  # (len(trained), len(evaluated))
     time_modes: list[str]
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         acc = [[None if not math.isfinite(v) else round(float(v), 4) for v in row] for row in self.accuracy]
         return {"trained": self.trained, "evaluated": self.evaluated, "accuracy": acc, "time_modes": self.time_modes}
 
@@ -148,7 +172,7 @@ class SweepResult:
 
     base: Config
     key: str
-    values: list
+    values: list[Any]
     members: list[Member]
     data: Dataset
     wall_s: float
@@ -157,9 +181,9 @@ class SweepResult:
     notes: list[str] = field(default_factory=list)
     convergence: Convergence | None = None  # the order on ONE field (depth sweeps of tied / continuous weights)
     convergence_note: str = ""  # why there is none, or which member's field it is
-    grids: tuple | None = None  # decision_grids at GRID_RES, made with the measurements
+    grids: Grids | None = None  # decision_grids at GRID_RES, made with the measurements
 
-    def records(self) -> list[dict]:
+    def records(self) -> list[dict[str, Any]]:
         return [m.record(self.key) for m in self.members]
 
     def decision_grids(self, res: int = GRID_RES) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -199,7 +223,7 @@ def depth_transfer(models: list[FlowModel], data: Dataset, evaluated: list[int])
     return Transfer([m.L for m in models], list(evaluated), acc, [m.config.time_mode for m in models])
 
 
-def decision_grids(models: list[FlowModel], data: Dataset, res: int = GRID_RES) -> tuple:
+def decision_grids(models: list[FlowModel], data: Dataset, res: int = GRID_RES) -> Grids:
     """F = u(0, .) of each model on one res x res grid over the data: x1 (res,), x2 (res,), u (M, res, res, C)."""
     x1, x2, pts = plane_grid(data.extent(), res)
     u = np.stack([m.predict_proba(pts).reshape(res, res, -1) for m in models])
@@ -218,7 +242,7 @@ class Measures:
     transfer: Transfer | None = None
     convergence: Convergence | None = None
     convergence_note: str = ""
-    grids: tuple | None = None
+    grids: Grids | None = None
 
     @classmethod
     def none(cls, models: list[FlowModel]) -> Measures:
@@ -233,25 +257,30 @@ def measure_members(results: list[TrainResult], data: Dataset, key: str, *, seed
     :class:`Measures` (drive it with :func:`stepwise`). The depth transfer (over the members' L and
     ``transfer_to``) and the one-field order (the deepest member's field) when ``key`` is n_steps."""
     n = len(results)
-    errs, ratios, drifts = [], [], []
+    errs: list[float] = []
+    ratios: list[np.ndarray] = []
+    drifts: list[np.ndarray] = []
     for i, r in enumerate(results):
         yield 0.75 * i / n, f"measuring member {i + 1} of {n}"
         err, ratio, drift = member_diagnostics(r.model, data.x_train, seed=seed)
-        errs.append(err), ratios.append(ratio), drifts.append(drift)
+        errs.append(err)
+        ratios.append(ratio)
+        drifts.append(drift)
     out = Measures(errs, ratios, drifts)
     if key == "n_steps":
         yield 0.75, "depth transfer"
         cols = sorted({r.config.n_steps for r in results} | set(transfer_to or []))
         out.transfer = depth_transfer([r.model for r in results], data, cols)
         yield 0.85, "order of convergence on one field"
-        out.convergence, out.convergence_note = one_field_order(SimpleNamespace(config=results[-1].config,
-                                                                                result=results[-1]))
+        out.convergence, out.convergence_note = one_field_order(_Run(config=results[-1].config,
+                                                                       result=results[-1]))
     yield 0.95, "decision surfaces"
     out.grids = decision_grids([r.model for r in results], data)
     return out
 
 
-def stepwise(steps: Generator, cancel=None, out: dict | None = None) -> Iterator:
+def stepwise(steps: Generator[_Y, None, object], cancel: Flag | None = None,
+             out: dict[str, object] | None = None) -> Iterator[_Y]:
     """The items a measuring generator yields, until it returns (its value then in ``out["value"]``) or
     ``cancel`` (``is_set()``) is set between two of them (then ``out`` gets no value)."""
     while not (cancel is not None and cancel.is_set()):
@@ -264,9 +293,9 @@ def stepwise(steps: Generator, cancel=None, out: dict | None = None) -> Iterator
     steps.close()
 
 
-def run_sweep(base: Config, key: str, values: list, *, data=None, batched: bool = True, log_every: int = 25,
-              progress: Callable[[float, str], None] | None = None, cancel=None,
-              transfer_to: list[int] | None = None, pool=None, cuda_graphs: bool = False) -> SweepResult:
+def run_sweep(base: Config, key: str, values: list[Any], *, data: Dataset | Points | None = None, batched: bool = True,
+              log_every: int = 25, progress: Callable[[float, str], None] | None = None, cancel: Flag | None = None,
+              transfer_to: list[int] | None = None, pool: Pool | None = None, cuda_graphs: bool = False) -> SweepResult:
     """Train one member per value of ``key`` (other keys from ``base``) and measure each.
 
     ``batched``: train members that differ only in their discretisation as one batch (they give the
@@ -283,13 +312,13 @@ def run_sweep(base: Config, key: str, values: list, *, data=None, batched: bool 
     ds = data if isinstance(data, Dataset) else make_dataset(base, data)
     say = progress or (lambda frac, text: None)
     t0 = time.perf_counter()
-    notes = []
+    notes: list[str] = []
     why = batch_reason(configs) if batched and len(configs) > 1 else "batching off"
     results: list[TrainResult]
     if why is None:
         say(0.0, f"training {len(configs)} members as one batch")
 
-        def on_step(step, snaps):
+        def on_step(step: int, snaps: object) -> None:
             say(0.8 * step / max(base.train_steps, 1), f"batched training: step {step} of {base.train_steps}")
 
         if pool is not None:  # (two or more members always make two or more lanes)
@@ -302,7 +331,7 @@ def run_sweep(base: Config, key: str, values: list, *, data=None, batched: bool 
         if batched and len(configs) > 1:
             notes.append(f"trained side by side, one member per worker: {why}")
 
-        def finished(k, n):
+        def finished(k: int, n: int) -> None:
             say(0.8 * k / n, f"member {k} of {n} finished")
 
         results = pool.train_members(configs, ds, log_every=log_every, cancel=cancel, progress=finished)
@@ -310,16 +339,18 @@ def run_sweep(base: Config, key: str, values: list, *, data=None, batched: bool 
     else:
         if batched and len(configs) > 1:
             notes.append(f"trained one after another: {why}")
-        results, walls = [], []
+        results = []
+        walls = []
         for i, c in enumerate(configs):
             say(0.8 * i / len(configs), f"training member {i + 1} of {len(configs)} ({key}={values[i]})")
             t = time.perf_counter()
             try:
                 results.append(train(c, data=ds, log_every=log_every, cancel=cancel, cuda_graphs=cuda_graphs))
             except Exception as e:  # TrainingDiverged carries the last finite state
-                if getattr(e, "result", None) is None:
+                last = getattr(e, "result", None)
+                if last is None:
                     raise
-                results.append(e.result)
+                results.append(last)
             walls.append(time.perf_counter() - t)
     measures = _measured(results, ds, key, seed=base.seed, transfer_to=transfer_to, cancel=cancel, pool=pool,
                          say=lambda frac, text: say(0.8 + 0.2 * frac, text))
@@ -334,14 +365,16 @@ def run_sweep(base: Config, key: str, values: list, *, data=None, batched: bool 
                        measures.transfer, notes, measures.convergence, measures.convergence_note, measures.grids)
 
 
-def _measured(results, ds, key, *, seed, transfer_to, cancel, pool, say) -> Measures | None:
+def _measured(results: list[TrainResult], ds: Dataset, key: str, *, seed: int, transfer_to: list[int] | None,
+              cancel: Flag | None, pool: Pool | None, say: Callable[[float, str], None]) -> Measures | None:
     """The members' :class:`Measures`, made by a worker of ``pool`` or here; None if cancelled first."""
     if cancel is not None and cancel.is_set():
         return None
     if pool is not None:
-        return pool.measure("sweep", ds, models=[r.model for r in results], key=key, seed=seed,
-                            transfer_to=list(transfer_to or []), cancel=cancel, progress=say)
-    out: dict = {}
+        measured: Measures | None = pool.measure("sweep", ds, models=[r.model for r in results], key=key, seed=seed,
+                                                 transfer_to=list(transfer_to or []), cancel=cancel, progress=say)
+        return measured
+    out: dict[str, object] = {}
     for frac, text in stepwise(measure_members(results, ds, key, seed=seed, transfer_to=transfer_to), cancel, out):
         say(frac, text)
-    return out.get("value")
+    return cast("Measures | None", out.get("value"))  # what measure_members returns

@@ -13,20 +13,25 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from ..core.config import Config
 from ..core.cost import checkpoint_count, checkpoint_steps, guard, thin_steps
-from ..core.data import Dataset, make_dataset
+from ..core.data import Dataset, Points, make_dataset
 from ..core.errors import ConfigError, TrainingDiverged
 from ..core.model import FlowModel, build_model
+from ..core.solvers import Flag
 from .engine import Engine, Mark, cpu_threads, make_optimizer, step_settings
 from .graphs import GraphEngine, graphs_apply
 
 __all__ = ["Snapshot", "TrainResult", "TrainState", "train", "train_iter", "resume", "resolve_device", "evaluate",
            "penalties", "run_metrics", "cpu_threads", "state_bytes"]
+
+StateDict = dict[str, torch.Tensor]  # a model's weights by name
+Metrics = dict[str, Any]  # JSON-like: numbers, and text such as the device
 
 
 @dataclass(frozen=True)
@@ -36,14 +41,14 @@ class TrainState:
 
     step: int
     generator: torch.Tensor
-    optimizer: dict
+    optimizer: dict[str, Any]
     elapsed: float = 0.0
 
-    def flat(self) -> tuple[dict, dict[str, torch.Tensor]]:
+    def flat(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         """(JSON-able header, named tensors): the optimiser's tensors as ``opt/<param>/<name>``, the generator
         as ``gen``; safetensors and JSON hold them (never a pickle)."""
         tensors = {"gen": self.generator}
-        state = {}
+        state: dict[str, dict[str, Any]] = {}
         for i, st in self.optimizer.get("state", {}).items():
             state[str(i)] = {}
             for k, v in st.items():
@@ -56,10 +61,10 @@ class TrainState:
         return head, tensors
 
     @classmethod
-    def from_flat(cls, head: dict, tensors: dict) -> TrainState:
+    def from_flat(cls, head: dict[str, Any], tensors: dict[str, Any]) -> TrainState:
         """The state :meth:`flat` wrote (tensors as torch tensors or numpy arrays)."""
         t = {k: torch.as_tensor(v) for k, v in tensors.items()}
-        state: dict = {int(i): dict(v) for i, v in head.get("state", {}).items()}
+        state: dict[int, dict[str, Any]] = {int(i): dict(v) for i, v in head.get("state", {}).items()}
         for name, v in t.items():
             if name.startswith("opt/"):
                 _, i, k = name.split("/", 2)
@@ -70,7 +75,7 @@ class TrainState:
                    elapsed=float(head.get("elapsed", 0.0)))
 
 
-def state_bytes(model) -> int:
+def state_bytes(model: torch.nn.Module) -> int:
     """Bytes of one copy of ``model``'s weights (a checkpoint)."""
     return sum(v.numel() * v.element_size() for v in model.state_dict().values())
 
@@ -87,16 +92,17 @@ class Snapshot:
     test_loss: float
     elapsed: float
     steps_per_second: float
-    state: dict | None = None
+    state: StateDict | None = None
     done: bool = False
     cancelled: bool = False
     error: str | None = None
-    kept: dict | None = None  # step -> CPU weights of the checkpoints made since the previous snapshot
+    kept: dict[int, StateDict] | None = None  # step -> CPU weights of the checkpoints made since the previous snapshot
     train_state: TrainState | None = None  # on the last snapshot: what ``resume`` needs to go on
 
     @classmethod
     def at(cls, mark: Mark, *, total_steps: int, train: tuple[float, float], test: tuple[float, float],
-           elapsed: float, state: dict | None = None, error: str | None = None, kept: dict | None = None,
+           elapsed: float, state: StateDict | None = None, error: str | None = None,
+           kept: dict[int, StateDict] | None = None,
            train_state: TrainState | None = None) -> Snapshot:
         """The snapshot at an engine's ``mark``; ``train``, ``test``: (cross-entropy, accuracy) from ``evaluate``."""
         return cls(step=mark.step, total_steps=total_steps, loss=train[0], train_accuracy=train[1],
@@ -104,12 +110,12 @@ class Snapshot:
                    steps_per_second=mark.step / elapsed if elapsed > 0 else 0.0, state=state,
                    done=mark.done, cancelled=mark.cancelled, error=error, kept=kept, train_state=train_state)
 
-    def record(self) -> dict:
+    def record(self) -> dict[str, float]:
         """The history row of this snapshot."""
         return {"step": self.step, "loss": self.loss, "train_accuracy": self.train_accuracy,
                 "test_accuracy": self.test_accuracy, "test_loss": self.test_loss, "elapsed": self.elapsed}
 
-    def metrics(self, *, steps: int | None = None, elapsed: float | None = None, **extra) -> dict:
+    def metrics(self, *, steps: int | None = None, elapsed: float | None = None, **extra: Any) -> Metrics:
         """``run_metrics`` of the run whose last snapshot this is (``steps``, ``elapsed``: the run's, if other)."""
         return run_metrics(train=(self.loss, self.train_accuracy), test=(self.test_loss, self.test_accuracy),
                            steps=self.step if steps is None else steps,
@@ -117,13 +123,13 @@ class Snapshot:
 
 
 def run_metrics(*, train: tuple[float, float], test: tuple[float, float], steps: int,
-                elapsed: float | None = None, **extra) -> dict:
+                elapsed: float | None = None, **extra: Any) -> Metrics:
     """A run's final metrics, as stored, exported and shown.
 
     ``train``, ``test``: (cross-entropy, accuracy) as ``evaluate`` returns them; ``elapsed``: the wall seconds
     of the run (adds ``elapsed_s`` and ``steps_per_second``); ``extra``: further keys (``device``, ``batched``).
     """
-    m = {"train_accuracy": train[1], "test_accuracy": test[1], "train_loss": train[0], "test_loss": test[0],
+    m: Metrics = {"train_accuracy": train[1], "test_accuracy": test[1], "train_loss": train[0], "test_loss": test[0],
          "steps": steps}
     if elapsed is not None:
         m.update(elapsed_s=elapsed, steps_per_second=steps / elapsed if elapsed > 0 else 0.0)
@@ -138,10 +144,10 @@ class TrainResult:
     config: Config
     model: FlowModel
     data: Dataset
-    history: list[dict] = field(default_factory=list)
-    metrics: dict = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)
+    metrics: Metrics = field(default_factory=dict)
     error: str | None = None
-    kept: dict = field(default_factory=dict, repr=False)
+    kept: dict[int, StateDict] = field(default_factory=dict, repr=False)
     train_state: TrainState | None = field(default=None, repr=False)
 
     @property
@@ -224,7 +230,8 @@ def evaluate_both(model: FlowModel, x_both: torch.Tensor, y_train: torch.Tensor,
     return _scores(p[:n], y_train), _scores(p[n:], y_test)
 
 
-def train_iter(config: Config, *, data=None, log_every: int = 10, cancel=None,
+def train_iter(config: Config, *, data: Dataset | Points | None = None, log_every: int = 10,
+               cancel: Flag | None = None,
                keep_state: bool = False, model: FlowModel | None = None,
                cuda_graphs: bool = False, start: TrainState | None = None, until: int | None = None,
                checkpoints: bool = True) -> Iterator[Snapshot]:
@@ -247,13 +254,14 @@ def train_iter(config: Config, *, data=None, log_every: int = 10, cancel=None,
         guard(config, len(ds.x_train), log_every=log_every)
     model = (model or build_model(config, ds.n_classes)).to(dev)
     xtr, ytr, xte, yte = data_tensors(ds, dev)
-    params = [p for p in model.parameters() if p.requires_grad]
+    params: list[torch.Tensor] = [p for p in model.parameters() if p.requires_grad]
     graphed = bool(params) and graphs_apply(model, dev, cuda_graphs)  # each step one CUDA graph replay (graphs.py)
     opt = make_optimizer(config, params, **({"capturable": True} if graphed and config.optimizer == "adam" else {}))
     noisy, kinetic = config.viscosity > 0, config.kinetic > 0
     need_pen = config.smoothness > 0 or kinetic
 
-    def losses(xb, yb, gen):  # (the graphed runs have no noise and no kinetic term: graphs_apply)
+    # (the graphed runs have no noise and no kinetic term: graphs_apply)
+    def losses(xb: torch.Tensor, yb: torch.Tensor, gen: torch.Generator) -> list[torch.Tensor]:
         loss = F.cross_entropy(model(xb, noise_gen=gen if noisy else None), yb)
         return [loss + penalties(model, model.lift(xb) if kinetic else None) if need_pen else loss]
 
@@ -263,9 +271,9 @@ def train_iter(config: Config, *, data=None, log_every: int = 10, cancel=None,
     if start is not None:
         engine.load(start.generator, start.optimizer)
     wanted = set(checkpoint_steps(config.train_steps, state_bytes(model))) if checkpoints else set()
-    pending: dict[int, dict] = {}
+    pending: dict[int, StateDict] = {}
 
-    def weights() -> dict:
+    def weights() -> StateDict:
         return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
     def keep(step: int) -> None:
@@ -309,8 +317,9 @@ def diverged_message(config: Config, step: int, value: float) -> str:
             f"{config.horizon / config.n_steps:.3g}).")
 
 
-def train(config: Config, *, data=None, log_every: int = 10, progress: Callable[[Snapshot], None] | None = None,
-          cancel=None, cuda_graphs: bool = False) -> TrainResult:
+def train(config: Config, *, data: Dataset | Points | None = None, log_every: int = 10,
+          progress: Callable[[Snapshot], None] | None = None,
+          cancel: Flag | None = None, cuda_graphs: bool = False) -> TrainResult:
     """Train ``config`` to the end (blocking) and return the result.
 
     ``data``: the points for ``dataset=csv`` (as returned by ``load_csv``) or a ready Dataset.
@@ -328,9 +337,10 @@ def train(config: Config, *, data=None, log_every: int = 10, progress: Callable[
                   cuda_graphs=cuda_graphs)
 
 
-def _drive(config: Config, ds: Dataset, model: FlowModel, dev: torch.device, *, log_every: int, progress, cancel,
-           cuda_graphs: bool, start: TrainState | None = None, history: list[dict] | None = None,
-           kept: dict | None = None) -> TrainResult:
+def _drive(config: Config, ds: Dataset, model: FlowModel, dev: torch.device, *, log_every: int,
+           progress: Callable[[Snapshot], None] | None, cancel: Flag | None, cuda_graphs: bool,
+           start: TrainState | None = None, history: list[dict[str, float]] | None = None,
+           kept: dict[int, StateDict] | None = None) -> TrainResult:
     """Run ``train_iter`` to its end and collect the TrainResult (``history``, ``kept``: those before ``start``)."""
     history, kept = list(history or []), dict(kept or {})
     last = None
@@ -340,6 +350,7 @@ def _drive(config: Config, ds: Dataset, model: FlowModel, dev: torch.device, *, 
         kept.update(last.kept or {})
         if progress is not None:
             progress(last)
+    assert last is not None  # train_iter ends with a snapshot
     model.train(False)
     n = checkpoint_count(state_bytes(model))
     kept = {s: kept[s] for s in thin_steps(kept, n)} if len(kept) > n else kept
@@ -351,7 +362,8 @@ def _drive(config: Config, ds: Dataset, model: FlowModel, dev: torch.device, *, 
 
 
 def resume(result: TrainResult, *, steps: int | None = None, log_every: int = 10,
-           progress: Callable[[Snapshot], None] | None = None, cancel=None, cuda_graphs: bool = False) -> TrainResult:
+           progress: Callable[[Snapshot], None] | None = None, cancel: Flag | None = None,
+           cuda_graphs: bool = False) -> TrainResult:
     """Go on training a finished or paused (cancelled) run for ``steps`` more optimiser steps (default: up to
     its config's ``train_steps``), exactly as if it had never stopped: seeded on the CPU,
     ``resume(train(cfg with train_steps=a), steps=b)`` has the weights, bit for bit, of

@@ -9,13 +9,15 @@ The two agree as the steps shrink (Euler: at order 1).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import cast
 
 import numpy as np
 import torch
 
 from ..core import linalg
-from ..core.data import square_box
+from ..core.data import Dataset, square_box
 from ..core.errors import ConfigError
 from ..core.model import FlowModel
 from ..core.points import DATA_LIMIT, check_extent, check_points
@@ -51,7 +53,8 @@ def _divergence(m: FlowModel, t: float, z: torch.Tensor) -> tuple[torch.Tensor, 
         z = z.detach().requires_grad_(True)
         v = m.vector_field(t, z)
         d = z.shape[1]
-        div = sum(torch.autograd.grad(v[:, i].sum(), z, retain_graph=i < d - 1)[0][:, i] for i in range(d))
+        div = cast(torch.Tensor, sum(torch.autograd.grad(v[:, i].sum(), z, retain_graph=i < d - 1)[0][:, i]
+                                     for i in range(d)))
     return v.detach(), div.detach()
 
 
@@ -70,7 +73,7 @@ def divergence_integral(model: FlowModel, x: np.ndarray, *, per_unit: int = 64, 
            for a, b in zip(m.times[:-1], m.times[1:])]
     grid = torch.as_tensor(np.concatenate(sub + [m.times[-1:]]))
 
-    def rhs(t, s):
+    def rhs(t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         v, div = _divergence(m, float(t), s[:, :d])
         return torch.cat([v, div[:, None]], 1)
 
@@ -79,22 +82,25 @@ def divergence_integral(model: FlowModel, x: np.ndarray, *, per_unit: int = 64, 
     with torch.no_grad():
         out = odeint(rhs, s0, torch.as_tensor(m.times), method="rk4",
                      options=dict(grid_constructor=lambda f, y0, t: grid, perturb=True))
-    return out[..., -1].numpy()
+    integral: np.ndarray = out[..., -1].numpy()
+    return integral
 
 
 def _bandwidth(q: np.ndarray) -> np.ndarray:
-    return np.maximum(q.std(0), 1e-3) * len(q) ** (-1 / 6)  # Scott's rule in 2-D
+    bw: np.ndarray = np.maximum(q.std(0), 1e-3) * len(q) ** (-1 / 6)  # Scott's rule in 2-D
+    return bw
 
 
 def _kde_at(q: np.ndarray, pts: np.ndarray) -> np.ndarray:
     """The Gaussian KDE (Scott's bandwidth) of points q (n, 2) at points pts (M, 2): (M,)."""
     bw = _bandwidth(q)
     z = (pts[:, None, :] - q[None, :, :]) / bw
-    return np.exp(-0.5 * (z ** 2).sum(-1)).mean(1) / (2 * np.pi * bw.prod())
+    kde: np.ndarray = np.exp(-0.5 * (z ** 2).sum(-1)).mean(1) / (2 * np.pi * bw.prod())
+    return kde
 
 
-def pushed_densities(model: FlowModel, x: np.ndarray, y: np.ndarray, n_classes: int, ks, box, *, res: int = 50,
-                     src_res: int = 90):
+def pushed_densities(model: FlowModel, x: np.ndarray, y: np.ndarray, n_classes: int, ks: Sequence[int] | np.ndarray,
+                     box: Sequence[float] | np.ndarray, *, res: int = 50, src_res: int = 90) -> np.ndarray:
     """The classes' densities pushed forward exactly: rho_k(x_k) = rho_0(x_0) / |det D Phi_(0->k)(x_0)| along
     the characteristics of a src_res x src_res grid of starting points x_0, rho_0 the KDE of each class's points
     x (m, 2) at k = 0 (as :func:`class_densities`); then read on a res x res grid over ``box`` (4,) by linear
@@ -123,7 +129,8 @@ def pushed_densities(model: FlowModel, x: np.ndarray, y: np.ndarray, n_classes: 
     return np.asarray(out, np.float32).transpose(0, 3, 1, 2)
 
 
-def class_densities(xs: np.ndarray, y: np.ndarray, n_classes: int, ks, *, res: int = 50):
+def class_densities(xs: np.ndarray, y: np.ndarray, n_classes: int, ks: Sequence[int] | np.ndarray, *,
+                    res: int = 50) -> tuple[np.ndarray, np.ndarray]:
     """A Gaussian KDE (Scott's bandwidth) of each class's points x_k (first two coordinates) at the steps ks.
 
     xs (L+1, m, d), y (m,). Returns the box (4,) around all the x_k shown and the densities (K, C, res, res)
@@ -166,16 +173,16 @@ class VolumeData:
     density_kind: str = "kde"
 
 
-def volume_data(model: FlowModel, data, *, extent=None, res: int = 30, max_frames: int = 17,
-                max_points: int = 300, seed: int = 0, density: str = "kde") -> VolumeData:
+def volume_data(model: FlowModel, data: Dataset, *, extent: Sequence[float] | None = None, res: int = 30,
+                max_frames: int = 17, max_points: int = 300, seed: int = 0, density: str = "kde") -> VolumeData:
     """The volume view of a model and its data (extent: the input box, the data's by default); ``density``:
     "kde" (a KDE of the points x_k) or "exact" (:func:`pushed_densities`)."""
     if density not in DENSITIES:
         raise ConfigError(f"unknown density {density!r}; valid: {', '.join(DENSITIES)}")
     if density == "exact" and model.dim != 2:
         raise ConfigError("the exact push-forward density is a planar one: this run is lifted (p > 0); use the KDE")
-    extent = check_extent(data.extent() if extent is None else extent)
-    x1, x2, pts = plane_grid(extent, res)
+    box = check_extent(data.extent() if extent is None else extent)
+    x1, x2, pts = plane_grid(box, res)
     ks = frame_steps(model.L, max_frames)
     disc = logdet_sum(model, pts)
     cont = divergence_integral(model, pts)
@@ -186,14 +193,14 @@ def volume_data(model: FlowModel, data, *, extent=None, res: int = 30, max_frame
         diff = np.array([np.abs((disc if L == model.L else logdet_sum(model.with_steps(int(L)), pts))[-1]
                                 - cont[-1]).mean() for L in Ls])
     x, y = _shown(data, max_points, seed)
-    box, dens = class_densities(flow_paths(model, x).cpu().numpy(), y, data.n_classes, ks)
+    dbox, dens = class_densities(flow_paths(model, x).cpu().numpy(), y, data.n_classes, ks)
     shape = (len(ks), res, res)
     vd = VolumeData(ks, model.times[ks].astype(np.float32), x1, x2, disc[ks].reshape(shape).astype(np.float32),
-                    cont[ks].reshape(shape).astype(np.float32), Ls, diff, box, dens)
+                    cont[ks].reshape(shape).astype(np.float32), Ls, diff, dbox, dens)
     return with_exact_density(vd, model, data, max_points=max_points, seed=seed) if density == "exact" else vd
 
 
-def _shown(data, max_points: int, seed: int):
+def _shown(data: Dataset, max_points: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """The (seeded subsample of the) points whose densities the panel shows."""
     x, y = data.x, data.y
     if len(x) > max_points:
@@ -202,7 +209,7 @@ def _shown(data, max_points: int, seed: int):
     return x, y
 
 
-def with_exact_density(vd: VolumeData, model: FlowModel, data, *, max_points: int = 300,
+def with_exact_density(vd: VolumeData, model: FlowModel, data: Dataset, *, max_points: int = 300,
                        seed: int = 0) -> VolumeData:
     """The same volume data with the exact push-forward (:func:`pushed_densities`) as its density panel."""
     if model.dim != 2:
