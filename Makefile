@@ -65,6 +65,7 @@ LINTED := flowviz tests bench app.py scripts
 lint: $(VENV)/.dev
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/mypy  # strict on flowviz.core and flowviz.training (pyproject.toml)
 
 clean:
 	rm -rf $(VENV) test-artifacts .pytest_cache
