@@ -11,12 +11,14 @@ import plotly.graph_objects as go
 
 from .figures import PALETTE, _equal_axes, _f32, _layout, _surface_trace
 from .probepath import probe_traces
+from .style import styled
 
 __all__ = ["click_plane", "GRID_NAME"]
 
 GRID_NAME = "click grid"
 
 
+@styled
 def click_plane(extent, *, data=None, surface=None, drawn=None, probe_path=None, res: int = 41,
                 title: str = "", drag: str = "zoom", height: int = 560) -> go.Figure:
     """The input plane over ``extent`` = (x1 lo, x1 hi, x2 lo, x2 hi) with, when given: a surface (Surfaces-like:
@@ -48,5 +50,4 @@ def click_plane(extent, *, data=None, surface=None, drawn=None, probe_path=None,
     fig.update_xaxes(range=[extent[0], extent[1]])
     fig.update_yaxes(range=[extent[2], extent[3]])
     _equal_axes(fig)
-    _layout(fig, title, height=height, dragmode=drag, clickmode="event+select")
-    return fig.update_layout(legend=dict(orientation="v", yanchor="top", y=1, x=1.02), margin=dict(t=60))
+    return _layout(fig, title, height=height, dragmode=drag, clickmode="event+select")

@@ -11,6 +11,7 @@ from plotly.subplots import make_subplots
 
 from ..training.convergence import Convergence
 from .figures import PALETTE, _f32, _layout
+from .style import styled
 
 __all__ = ["convergence", "slope_guides", "GUIDE_ORDERS"]
 
@@ -26,6 +27,7 @@ def slope_guides(fig, h: np.ndarray, e: np.ndarray, row: int, col: int) -> None:
                                  line=dict(color="#777777", dash=dash, width=2)), row, col)
 
 
+@styled
 def convergence(conv: Convergence) -> go.Figure:
     """max |x_L − x(T)| against the step size on one re-discretised field (log-log, fitted points filled, the
     reference's floor marked), beside the decision-level errors of F_L against the exact F = f(x(T))."""
@@ -56,9 +58,6 @@ def convergence(conv: Convergence) -> go.Figure:
     slope = "no slope (fewer than two errors above the floor)" if math.isnan(c.slope) else f"slope {c.slope:.2f}"
     expected = "<br>".join(textwrap.wrap(f"expected {c.expected}: {c.reason}" if c.expected is not None
                                          else c.reason, 150))
-    for a in fig.layout.annotations:
-        a.font = dict(size=15)
     _layout(fig, f"Order of convergence on one field ({c.time_mode} weights): {slope}<br><sup>{expected}</sup>",
             height=560)
-    fig.update_layout(legend=dict(y=-0.25), margin=dict(t=110 + 24 * expected.count("<br>"), b=110))
     return fig

@@ -12,11 +12,12 @@ from ..training.lifted import slice_name
 from .encoding import FULL_HD, PROB_TOP, half_pixel, prob_bytes, simplify
 from .encoding import segments as _segments
 from .probepath import probe_point, probe_traces, probe_traces_3d
+from .style import apply, int_ticks, round_for_reading, styled
 
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
-FONT = dict(size=16)
 SURFACE_OPACITY = 0.55
+DIVERGING = "RdBu_r"  # signed quantities, centred at 0: blue negative, white 0, red positive (in every view)
 
 
 def _views(obj) -> FlowViews:
@@ -30,9 +31,8 @@ def _f32(a):
 
 
 def _layout(fig: go.Figure, title: str, height: int = 620, **kw) -> go.Figure:
-    fig.update_layout(title=dict(text=title, x=0.01, font=dict(size=20)), font=FONT, height=height,
-                      margin=dict(l=60, r=20, t=60, b=50), template="plotly_white",
-                      legend=dict(orientation="h", yanchor="top", y=-0.12, xanchor="left", x=0), **kw)
+    """Title, height and layout settings; fonts, margins, legend and colour bars are :mod:`.style`'s."""
+    fig.update_layout(title=dict(text=title), height=height, template="plotly_white", **kw)
     return fig
 
 
@@ -53,19 +53,29 @@ def _surface_trace(views: FlowViews, u: np.ndarray, x1, x2, *, showscale=True, c
     """u (res, res, C): two classes as P(class 1) on a diverging scale; more as the likeliest class."""
     C = u.shape[-1]
     z = _surface_z(u)
+    smooth = "best"
     if C == 2:  # P(class 1) quantised to bytes: 4x less to send, finer than the eye can tell
         scale, zmin, zmax = [[0, PALETTE[0]], [0.5, "#ffffff"], [1, PALETTE[1]]], 0, PROB_TOP
         cb = dict(title=dict(text="u = P(class 1)", side="right"), tickvals=[0, PROB_TOP / 2, PROB_TOP],
                   ticktext=["0", "0.5", "1"])
-    else:
-        scale = [[i / (C - 1), PALETTE[i]] for i in range(C)]
-        zmin, zmax = 0, C - 1
-        cb = dict(title=dict(text="likeliest class", side="right"), tickvals=list(range(C)))
+    else:  # categories: one flat colour per class, steps between them, no smoothing across classes
+        scale = categorical_scale(C)
+        zmin, zmax, smooth = -0.5, C - 0.5, False
+        cb = dict(title=dict(text="likeliest class", side="right"), tickvals=list(range(C)),
+                  ticktext=[str(c) for c in range(C)])
     cb.update(thickness=14, len=0.8)
     if colorbar_x is not None:
         cb["x"] = colorbar_x
     return go.Heatmap(x=_f32(x1), y=_f32(x2), z=z, colorscale=scale, zmin=zmin, zmax=zmax,
-                      opacity=SURFACE_OPACITY, showscale=showscale, colorbar=cb, hoverinfo="skip", zsmooth="best")
+                      opacity=SURFACE_OPACITY, showscale=showscale, colorbar=cb, hoverinfo="skip", zsmooth=smooth)
+
+
+def categorical_scale(C: int) -> list:
+    """A colour scale of C flat bands over [-0.5, C - 0.5]: class c is PALETTE[c] on [c - 0.5, c + 0.5]."""
+    out = []
+    for c in range(C):
+        out += [[c / C, PALETTE[c]], [(c + 1) / C, PALETTE[c]]]
+    return out
 
 
 def _surface_z(u: np.ndarray) -> np.ndarray:
@@ -102,16 +112,13 @@ def mc_note(views: FlowViews) -> str:
             f"Monte-Carlo s.e. ≤ {float(np.max(se)):.3f}")
 
 
-TOP_LEGEND = dict(orientation="h", yanchor="bottom", y=1.01, xanchor="left", x=0)  # clear of the slider below
-
-
 def _frame_slider(ks, t, prefix="k"):
     steps = [dict(method="animate", label=str(int(k)),
                   args=[[str(int(k))], dict(mode="immediate", frame=dict(duration=0, redraw=True),
                                             transition=dict(duration=0))]) for k in ks]
-    slider = dict(active=0, steps=steps, x=0.08, len=0.9, y=-0.02, yanchor="top",
-                  currentvalue=dict(prefix=f"{prefix} = ", font=dict(size=16)), pad=dict(t=40))
-    play = dict(type="buttons", showactive=False, x=0.0, y=-0.02, xanchor="left", yanchor="top", pad=dict(t=45),
+    slider = dict(active=0, steps=steps, x=0.1, len=0.9, y=0, yanchor="top",
+                  currentvalue=dict(prefix=f"{prefix} = ", visible=False))
+    play = dict(type="buttons", showactive=False, direction="left", x=0.0, y=0, xanchor="left", yanchor="top",
                 buttons=[dict(label="▶", method="animate",
                               args=[None, dict(frame=dict(duration=250, redraw=True), fromcurrent=True,
                                                transition=dict(duration=0))]),
@@ -120,6 +127,7 @@ def _frame_slider(ks, t, prefix="k"):
     return [slider], [play]
 
 
+@styled
 def characteristics(obj, *, probe_path=None) -> go.Figure:
     """The characteristics x_0 -> x_L over u(t_k, .), with the deformed grid; one animation frame per step k.
     With ``probe_path`` (L+1, d): the probe's whole path, and its point x_k in each frame (:mod:`.probepath`)."""
@@ -134,10 +142,11 @@ def characteristics(obj, *, probe_path=None) -> go.Figure:
                          name="deformed grid", hoverinfo="skip")]
     cls = [ch.y == c for c in range(C)]
     groups, names = point_groups(v, 0)
-    for c in range(C):  # full paths, faint
+    for c in range(C):  # full paths, faint; one legend entry for all
         px, py = _segments(np.transpose(ch.x[:, cls[c], :2], (1, 0, 2)), tol)
-        traces.append(go.Scatter(x=px, y=py, mode="lines", line=dict(color=PALETTE[c], width=1), opacity=0.3,
-                                 name=f"paths, class {c}", hoverinfo="skip", showlegend=False))
+        traces.append(go.Scatter(x=px, y=py, mode="lines", line=dict(color=PALETTE[c], width=1.2), opacity=0.4,
+                                 name="paths x_0 → x_L", legendgroup="paths", hoverinfo="skip",
+                                 showlegend=c == 0))
     n_static = len(traces)
     for c in range(C):  # where each point is at step k
         traces.append(go.Scatter(x=_f32(ch.x[ks[0], groups[c], 0]), y=_f32(ch.x[ks[0], groups[c], 1]),
@@ -162,9 +171,7 @@ def characteristics(obj, *, probe_path=None) -> go.Figure:
     fig.update_xaxes(range=[e[0], e[1]])
     fig.update_yaxes(range=[e[2], e[3]])
     _equal_axes(fig)
-    _layout(fig, _char_title(v, ks[0]), height=650, sliders=sliders, updatemenus=menus)
-    fig.update_layout(legend=TOP_LEGEND, margin=dict(t=130 if v.config.dim > 2 else 100))  # lifted: two lines
-    return fig
+    return _layout(fig, _char_title(v, ks[0]), height=650, sliders=sliders, updatemenus=menus)
 
 
 def _char_title(v: FlowViews, k) -> str:
@@ -177,6 +184,7 @@ def _char_title(v: FlowViews, k) -> str:
             f"({shown} of {v.characteristics.n_total} points{_dims_note(v)})")
 
 
+@styled
 def samples(data, height: int = 680) -> go.Figure:
     """The data set before training: the points x_0 coloured by class, train and test (drawn while the first
     picture of a run is on its way, so the page is never empty)."""
@@ -194,10 +202,10 @@ def samples(data, height: int = 680) -> go.Figure:
     fig.update_xaxes(range=[e[0], e[1]])
     fig.update_yaxes(range=[e[2], e[3]])
     _equal_axes(fig)
-    _layout(fig, f"The samples x_0: {n_tr} to train on, {len(data.x_test)} to test", height=height)
-    return fig.update_layout(legend=TOP_LEGEND, margin=dict(t=100))
+    return _layout(fig, f"The samples x_0: {n_tr} to train on, {len(data.x_test)} to test", height=height)
 
 
+@styled
 def decision(obj, *, probe_path=None) -> go.Figure:
     """F = u(0, .) on the input plane with train/test points (misclassified ringed), beside f on the output space.
     With ``probe_path`` (L+1, d): the probe's path on both, starred at x_0 (left) and x_L (right):
@@ -246,10 +254,10 @@ def decision(obj, *, probe_path=None) -> go.Figure:
     title = "Decision: F = f ∘ Φ" + _dims_note(v, "f")
     if mc_note(v):
         title += "<br><sup>" + mc_note(v)[3:] + "</sup>"
-    _layout(fig, title, height=600)
-    return fig.update_layout(margin=dict(t=105)) if mc_note(v) else fig
+    return _layout(fig, title, height=600)
 
 
+@styled
 def transport(obj, panels: int = 6, *, probe_path=None) -> go.Figure:
     """u(t_k, .) as k goes from L down to 0: the terminal value f transported back to the input (small multiples).
     With ``probe_path`` (L+1, d): the probe's path on each panel, starred at its x_k (for eps = 0 and p = 0,
@@ -259,7 +267,8 @@ def transport(obj, panels: int = 6, *, probe_path=None) -> go.Figure:
     idx = np.unique(np.round(np.linspace(len(s.ks) - 1, 0, min(panels, len(s.ks)))).astype(int))[::-1]
     cols = min(3, len(idx))
     rows = int(np.ceil(len(idx) / cols))
-    fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.05, vertical_spacing=0.1,
+    fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.04, vertical_spacing=0.12,
+                        shared_xaxes="all", shared_yaxes="all",
                         subplot_titles=[f"u(t_{int(s.ks[i])} = {s.t[i]:.3g}, ·)" for i in idx])
     for j, i in enumerate(idx):
         r, c = j // cols + 1, j % cols + 1
@@ -270,14 +279,13 @@ def transport(obj, panels: int = 6, *, probe_path=None) -> go.Figure:
             fig.update_xaxes(range=[float(s.x1[0]), float(s.x1[-1])], row=r, col=c)
             fig.update_yaxes(range=[float(s.x2[0]), float(s.x2[-1])], row=r, col=c)
         fig.update_xaxes(title_text="x<sub>1</sub>" if r == rows else None, row=r, col=c)
-        fig.update_yaxes(title_text="x<sub>2</sub>" if c == 1 else None, scaleanchor=f"x{j + 1 if j else ''}",
+        fig.update_yaxes(title_text="x<sub>2</sub>" if c == 1 else None, scaleanchor="x" if j == 0 else None,
                          row=r, col=c)
-    for a in fig.layout.annotations:
-        a.font = dict(size=16)
     return _layout(fig, "Transport: u(T, ·) = f carried back to u(0, ·) = F" + _dims_note(v, "u(t_k, ·)"),
                    height=340 * rows + 40)
 
 
+@styled
 def spacetime(obj, *, probe_path=None) -> go.Figure:
     """Characteristics in space-time (x1, x2, t); with a lift, in the first three coordinates (x1, x2, x3).
     With ``probe_path`` (L+1, d): the probe's path in the same coordinates."""
@@ -303,14 +311,18 @@ def spacetime(obj, *, probe_path=None) -> go.Figure:
         pp = np.asarray(probe_path)
         for tr in probe_traces_3d(np.c_[pp[:, :2], pp[:, 2:3] if lifted else ch.t[:, None]], None):
             fig.add_trace(tr)
-    ztitle = "x<sub>3</sub>" if lifted else "t"
-    fig.update_layout(scene=dict(xaxis_title="x<sub>1</sub>", yaxis_title="x<sub>2</sub>", zaxis_title=ztitle,
-                                 aspectmode="manual", aspectratio=dict(zip("xyz", aspect.tolist()))))
-    title = ("Characteristics in the first three coordinates (x₁, x₂, x₃) of R^" + str(ch.x.shape[-1])
+    ztitle = "x₃" if lifted else "t"
+    fig.update_layout(scene=dict(xaxis_title="x₁", yaxis_title="x₂", zaxis_title=ztitle,
+                                 xaxis=dict(nticks=6), yaxis=dict(nticks=6), zaxis=dict(nticks=6),
+                                 aspectmode="manual", aspectratio=dict(zip("xyz", aspect.tolist())),
+                                 camera=dict(eye=dict(x=1.5, y=-1.5, z=0.9)), domain=dict(x=[0, 1], y=[0, 1])))
+    title = ("Characteristics in the first three coordinates (x₁, x₂, x₃) of ℝ" + str(ch.x.shape[-1]).translate(
+        str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹"))
              if lifted else "Characteristics in space-time (x₁, x₂, t)")
     return _layout(fig, title + " — drag to rotate", height=640)
 
 
+@styled
 def learning_curves(obj) -> go.Figure:
     """Loss and accuracy (train and test) against the optimiser step."""
     v = _views(obj)
@@ -325,11 +337,10 @@ def learning_curves(obj) -> go.Figure:
     fig.update_yaxes(type="log", title_text="loss", row=1, col=1)
     fig.update_yaxes(range=[0, 1.02], title_text="accuracy", row=1, col=2)
     fig.update_xaxes(title_text="optimiser step")
-    _layout(fig, "Training (the inverse problem)", height=460)
-    fig.update_layout(legend=dict(y=-0.28), margin=dict(b=110))  # below the axis titles
-    return fig
+    return _layout(fig, "Training (the inverse problem)", height=460)
 
 
+@styled
 def diagnostics(obj) -> go.Figure:
     """The paper's section 3.3 conditions per step, the folding test det D(step) > 0, and the error against x(t)."""
     v = _views(obj)
@@ -338,7 +349,7 @@ def diagnostics(obj) -> go.Figure:
     k = np.arange(1, L + 1)
     fig = make_subplots(rows=2, cols=2, vertical_spacing=0.2, horizontal_spacing=0.12, subplot_titles=(
         "residual ratio |s_k V_k| / |x|", "weight drift |θ_k − θ_(k−1)|",
-        f"smallest det D(step k): {d.det_grid}×{d.det_grid} grid (bars), data points (◆)",
+        f"smallest det D(step k): {d.det_grid}² grid (bars), points (◆)",
         "error |x_k − x(t_k)| vs the continuous flow"))
     fig.add_trace(go.Bar(x=k, y=_f32(d.residual_ratio), marker_color=PALETTE[0], name="ratio"), 1, 1)
     fig.add_trace(go.Bar(x=k[1:], y=_f32(d.weight_drift), marker_color=PALETTE[2], name="drift"), 1, 2)
@@ -355,43 +366,29 @@ def diagnostics(obj) -> go.Figure:
     else:
         fig.add_annotation(text="no reference: plain net, viscous run, or still training", showarrow=False,
                            xref="x4 domain", yref="y4 domain", x=0.5, y=0.5, font=dict(size=15))
-    fig.update_xaxes(title_text="block k", row=1, col=1)
-    fig.update_xaxes(title_text="block k", row=1, col=2)
-    fig.update_xaxes(title_text="block k", row=2, col=1)
+    for r, c in ((1, 1), (1, 2), (2, 1)):
+        fig.update_xaxes(title_text="block k", row=r, col=c, **int_ticks(L))
     fig.update_xaxes(title_text="t", row=2, col=2)
-    for a in fig.layout.annotations:
-        a.font = dict(size=16)
-    return _layout(fig, f"Diagnostics: is this ResNet a flow?  |x_L − x(T)| = {d.disc_error:.3g}", height=640,
-                   showlegend=False)
+    return _layout(fig, f"Diagnostics: is this ResNet a flow?  |x_L − x(T)| = {round_for_reading(d.disc_error)}",
+                   height=640, showlegend=False)
 
 
+@styled
 def weights(obj) -> go.Figure:
     """Heatmaps of the block weights θ_k over k (rows: weight entries; columns: blocks)."""
     v = _views(obj)
     names = list(v.weights)
     fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, horizontal_spacing=0.04)
+    lim = max((float(np.abs(v.weights[n]).max()) for n in names), default=0.0) or 1.0  # one scale, one colour bar
     for i, n in enumerate(names):
         w = v.weights[n]
-        lim = float(np.abs(w).max()) or 1.0
-        fig.add_trace(go.Heatmap(z=_f32(w.T), x=np.arange(1, len(w) + 1), colorscale="RdBu", zmid=0, zmin=-lim,
-                                 zmax=lim, showscale=i == 0, colorbar=dict(thickness=12)), 1, i + 1)
-        fig.update_xaxes(title_text="block k", row=1, col=i + 1)
+        fig.add_trace(go.Heatmap(z=_f32(w.T), x=np.arange(1, len(w) + 1), colorscale=DIVERGING, zmid=0, zmin=-lim,
+                                 zmax=lim, showscale=i == 0, colorbar=dict(title=dict(text="θ", side="right"))),
+                      1, i + 1)
+        fig.update_xaxes(title_text="block k", row=1, col=i + 1, **int_ticks(len(w)))
     return _layout(fig, "Weights θ_k over the blocks (smooth in k ⇔ a discretised continuous field)", height=420)
 
 
-def presentation(fig: go.Figure, *, height: int = 500, scale: float = 1.4) -> go.Figure:
-    """Projector style: larger type, markers and lines, and at most ``height`` pixels tall (a 1280 x 720 frame)."""
-    fig.update_layout(font=dict(size=22), title_font_size=24, legend_font_size=20,
-                      height=min(int(fig.layout.height or height), height))
-    for tr in fig.data:
-        marker = getattr(tr, "marker", None)
-        if marker is not None and isinstance(getattr(marker, "size", None), (int, float)):
-            marker.size = marker.size * scale
-        line = getattr(tr, "line", None)
-        if line is not None and isinstance(getattr(line, "width", None), (int, float)):
-            line.width = line.width * scale
-    for a in fig.layout.annotations or ():
-        a.font = dict(size=20)
-    for sl in fig.layout.sliders or ():
-        sl.currentvalue.font = dict(size=22)
-    return fig
+def presentation(fig: go.Figure, *, frame: str = "present") -> go.Figure:
+    """Projector style (:mod:`.style`'s ``present`` frame, 1280 x 720): large type, thick lines, a visible grid."""
+    return apply(fig, frame)

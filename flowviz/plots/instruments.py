@@ -29,6 +29,7 @@ from ..training.instruments import (
 from ..training.volume import VolumeData, volume_data
 from .field import _arrows
 from .figures import PALETTE, _f32, _frame_slider, _layout, _surface_trace
+from .style import int_ticks, round_for_reading, styled
 
 __all__ = ["probe", "stability", "volume", "transport_grid", "adjoint", "INSTRUMENTS"]
 
@@ -58,6 +59,7 @@ def _square(fig, row, col, anchor):
 
 
 # ------------------------------------------------------------------------------------------------- probe
+@styled
 def probe(obj, x0=None, *, data_points=None) -> go.Figure:
     """One characteristic from x0: its path, u(t_k, x_k) and the read-out f(x_k), the residual ratio,
     the eigenvalues of block k's Jacobian (I + s_k DV_k for Euler) and the coordinates against k."""
@@ -106,14 +108,14 @@ def probe(obj, x0=None, *, data_points=None) -> go.Figure:
     _square(fig, 1, 1, "x")
     _square(fig, 2, 1, "x4")
     for r, c in ((1, 2), (1, 3), (2, 2)):
-        fig.update_xaxes(title_text="k", row=r, col=c)
+        fig.update_xaxes(title_text="k", row=r, col=c, **int_ticks(L, 6))
     fig.update_yaxes(range=[-0.02, 1.02], row=1, col=2)
     fold = int((pr.det < 0).sum())  # blocks with det D(block k) < 0 at this point: they fold here
     drift = float(np.abs(pr.u - pr.u[-1]).max())
-    title = (f"Probe at x_0 = ({pr.x0[0]:.3g}, {pr.x0[1]:.3g}): max_k |u(t_k, x_k) − f(x_L)| = {drift:.1e}"
+    title = (f"Probe at x_0 = ({pr.x0[0]:.3g}, {pr.x0[1]:.3g}): max_k |u(t_k, x_k) − f(x_L)| = "
+             f"{round_for_reading(drift)}"
              + (f" · {fold} of {L} blocks fold here (det D(block k) < 0)" if fold else ""))
-    _layout(fig, title, height=640)
-    return fig.update_layout(legend=dict(orientation="v", x=0.72, y=0.42, yanchor="top"))
+    return _layout(fig, title, height=640)
 
 
 # --------------------------------------------------------------------------------------------- stability
@@ -125,6 +127,7 @@ def _region(scheme: str, lim: float, n: int = 161):
     return re, im, np.minimum(R, 3.0)
 
 
+@styled
 def stability(obj) -> go.Figure:
     """Per block k, the eigenvalues z = s_k λ of s_k DV_k at the points x_(k−1), over the scheme's region of
     absolute stability |R(z)| <= 1, with the fraction outside and the largest |s_k λ| per block."""
@@ -144,8 +147,7 @@ def stability(obj) -> go.Figure:
                              fillcolor="rgba(86,180,233,0.35)", line=dict(color=PALETTE[4], width=2),
                              name="stable: |R(z)| ≤ 1", showlegend=True, hoverinfo="skip"), 1, 1)
     fig.add_trace(go.Scatter(x=[-1, -1], y=[-lim, lim], mode="lines", line=dict(color="#d00000", dash="dash"),
-                             name="Re z = −1: det = Π(1 + z) < 0, a fold, where an odd number of real z lie left of it "
-                                  "(in the plane: exactly one)"), 1, 1)
+                             name="Re z = −1 (a real z left of it: det < 0, a fold)"), 1, 1)
 
     def cloud(k):
         z = st.z[k - 1]  # (m, d)
@@ -159,7 +161,8 @@ def stability(obj) -> go.Figure:
     fig.add_trace(go.Bar(x=blocks, y=_f32(st.outside), marker_color=PALETTE[5], showlegend=False), 1, 2)
     fig.add_trace(go.Bar(x=blocks, y=_f32(st.max_abs), marker_color=PALETTE[0], showlegend=False), 2, 2)
     fig.update_yaxes(range=[0, 1.02], row=1, col=2)
-    fig.update_xaxes(title_text="block k", row=2, col=2)
+    fig.update_xaxes(title_text="block k", row=2, col=2, **int_ticks(L, 6))
+    fig.update_xaxes(**int_ticks(L, 6), row=1, col=2)
     fig.update_xaxes(range=[-lim, lim], title_text="Re z", row=1, col=1)
     fig.update_yaxes(range=[-lim, lim], title_text="Im z", row=1, col=1)
     _square(fig, 1, 1, "x")
@@ -174,11 +177,11 @@ def stability(obj) -> go.Figure:
                        layout=dict(title_text=title(k)), **FAST) for k in ks]
     fig.frames = frames
     sliders, menus = _frame_slider(ks, ks)
-    _layout(fig, title(ks[0]), height=640, sliders=sliders, updatemenus=menus)
-    return fig.update_layout(legend=dict(orientation="h", yanchor="bottom", y=1.07, x=0), margin=dict(t=115))
+    return _layout(fig, title(ks[0]), height=640, sliders=sliders, updatemenus=menus)
 
 
 # ------------------------------------------------------------------------------------------------ volume
+@styled
 def volume(obj) -> go.Figure:
     """log |det DΦ_(0→k)| over the input plane (sum of log |det D(block j)|) beside ∫ div v dt along the
     continuous flow, the classes' densities pushed to step k, and the difference of the two against L."""
@@ -188,14 +191,13 @@ def volume(obj) -> go.Figure:
     res = vd.density.shape[-1]
     g1 = np.linspace(vd.box[0], vd.box[1], res)
     g2 = np.linspace(vd.box[2], vd.box[3], res)
-    fig = _subplots(rows=2, cols=2, horizontal_spacing=0.12, vertical_spacing=0.16, subplot_titles=(
-        "Σ_j≤k log |det D(block j)| (discrete)", "∫_0^t_k div v dt (continuous, Jacobi)",
-        "class densities at step k (KDE of x_k)", "mean |sum − integral| at T against L"))
+    fig = _subplots(rows=1, cols=4, horizontal_spacing=0.05, column_widths=[0.27, 0.27, 0.27, 0.19],
+                    subplot_titles=("Σ<sub>j≤k</sub> log |det D(block j)|", "∫<sub>0</sub><sup>t<sub>k</sub></sup> "
+                                    "div v dt (Jacobi)", "densities at step k (KDE)", "|sum − integral| at T"))
 
     def heat(z, show):
         return go.Heatmap(x=_f32(vd.x1), y=_f32(vd.x2), z=_f32(z), colorscale=DIVERGING, zmin=-lim, zmax=lim,
-                          showscale=show, colorbar=dict(title=dict(text="log area ratio", side="right"),
-                                                        thickness=12, len=0.4, y=0.8), zsmooth="best", **FAST)
+                          showscale=show, colorbar=dict(title=dict(text="log area ratio", side="right")), zsmooth="best", **FAST)
 
     def dens(i):
         top = float(vd.density[i].max()) or 1.0
@@ -208,21 +210,21 @@ def volume(obj) -> go.Figure:
     fig.add_trace(heat(vd.logdet[last], True), 1, 1)
     fig.add_trace(heat(vd.integral[last], False), 1, 2)
     for tr in dens(last):
-        fig.add_trace(tr, 2, 1)
+        fig.add_trace(tr, 1, 3)
     fig.add_trace(go.Scatter(x=vd.Ls, y=_f32(vd.diff), mode="lines+markers", marker=dict(size=9),
-                             line=dict(color=PALETTE[3], width=3), name="|sum − integral|"), 2, 2)
+                             line=dict(color=PALETTE[3], width=3), name="|sum − integral|"), 1, 4)
     if len(vd.Ls) > 1:
         ref = vd.diff[0] * vd.Ls[0] / vd.Ls.astype(float)
         fig.add_trace(go.Scatter(x=vd.Ls, y=_f32(ref), mode="lines", line=dict(color="#888888", dash="dash"),
-                                 name="slope −1"), 2, 2)
-    fig.update_xaxes(type="log", title_text="L", row=2, col=2)
-    fig.update_yaxes(type="log", row=2, col=2)
-    for r, c, a in ((1, 1, "x"), (1, 2, "x2"), (2, 1, "x3")):
+                                 name="slope −1"), 1, 4)
+    fig.update_xaxes(type="log", title_text="L", row=1, col=4)
+    fig.update_yaxes(type="log", exponentformat="power", row=1, col=4)
+    for r, c, a in ((1, 1, "x"), (1, 2, "x2"), (1, 3, "x3")):
         _square(fig, r, c, a)
 
     def title(i):
         return (f"Volume at k = {int(vd.ks[i])}, t_k = {vd.t[i]:.3g}: mean |sum − integral| = "
-                f"{np.abs(vd.logdet[i] - vd.integral[i]).mean():.2e}")
+                f"{round_for_reading(np.abs(vd.logdet[i] - vd.integral[i]).mean())}")
 
     frames = [go.Frame(name=str(int(k)), data=[heat(vd.logdet[i], True), heat(vd.integral[i], False)] + dens(i),
                        traces=list(range(2 + C)), layout=dict(title_text=title(i)), **FAST)
@@ -230,11 +232,11 @@ def volume(obj) -> go.Figure:
     fig.frames = frames
     sliders, menus = _frame_slider(vd.ks, vd.t)
     sliders[0]["active"] = last
-    _layout(fig, title(last), height=760, sliders=sliders, updatemenus=menus)
-    return fig.update_layout(showlegend=False)
+    return _layout(fig, title(last), height=560, sliders=sliders, updatemenus=menus, showlegend=False)
 
 
 # -------------------------------------------------------------------------------------- transport grid
+@styled
 def transport_grid(obj, *, scheme: str = "semi_lagrangian") -> go.Figure:
     """u(0, ·) from the grid solver beside F from the characteristics and their difference, and the mean
     difference against the grid's resolution (numerical diffusion shrinking as the grid is refined)."""
@@ -267,6 +269,7 @@ def transport_grid(obj, *, scheme: str = "semi_lagrangian") -> go.Figure:
 
 
 # ---------------------------------------------------------------------------------------------- adjoint
+@styled
 def adjoint(obj) -> go.Figure:
     """p_k = ∂ℓ/∂x_k as arrows at the points x_k, frames k = L .. 0 (backpropagation runs backward in time),
     with mean |p_k| against k and, where computed, |p_0 − p_0(continuous)| against L."""
@@ -281,9 +284,9 @@ def adjoint(obj) -> go.Figure:
     scale = 0.12 * span / (float(np.percentile(pn, 95)) or 1.0)  # one scale for all k: growth is visible
     cols = 3 if ad.continuous is not None else 2
     titles = ("p_k at x_k (one arrow scale for all k)", "mean |p_k| against k") + (
-        ("|p_0 − p_0 of odeint_adjoint| against L",) if cols == 3 else ())
+        ("|p_0 − p_0(ODE)| against L",) if cols == 3 else ())
     fig = _subplots(rows=1, cols=cols, column_widths=[0.5, 0.25, 0.25][:cols] if cols == 3 else [0.62, 0.38],
-                        horizontal_spacing=0.09, subplot_titles=titles)
+                        horizontal_spacing=0.1, subplot_titles=titles)
 
     def frame(k):
         x, p = ad.xs[k], ad.p[k] * scale
@@ -297,14 +300,14 @@ def adjoint(obj) -> go.Figure:
         fig.add_trace(tr, 1, 1)
     fig.add_trace(go.Scatter(x=np.arange(L + 1), y=_f32(ad.norm), mode="lines+markers", line=dict(
         color=PALETTE[3], width=3), name="mean |p_k|"), 1, 2)
-    fig.update_yaxes(type="log", row=1, col=2)
-    fig.update_xaxes(title_text="k", row=1, col=2)
+    fig.update_yaxes(type="log", exponentformat="power", nticks=5, row=1, col=2)
+    fig.update_xaxes(title_text="k", row=1, col=2, **int_ticks(L, 6))
     if cols == 3:
         Ls, err = ad.continuous
         fig.add_trace(go.Scatter(x=Ls, y=_f32(err), mode="lines+markers", marker=dict(size=9),
                                  line=dict(color=PALETTE[2], width=3), name="|p_0 − p_0(ODE)|"), 1, 3)
         fig.update_xaxes(type="log", title_text="L", row=1, col=3)
-        fig.update_yaxes(type="log", row=1, col=3)
+        fig.update_yaxes(type="log", exponentformat="power", nticks=5, row=1, col=3)
     pad = 0.1 * span
     fig.update_xaxes(range=[float(lo[0] - pad), float(hi[0] + pad)], title_text="x<sub>1</sub>", row=1, col=1)
     fig.update_yaxes(range=[float(lo[1] - pad), float(hi[1] + pad)], title_text="x<sub>2</sub>", row=1, col=1)
@@ -318,8 +321,7 @@ def adjoint(obj) -> go.Figure:
     fig.frames = [go.Frame(name=str(int(k)), data=frame(k), traces=list(range(1 + C)),
                            layout=dict(title_text=title(k)), **FAST) for k in ks]
     sliders, menus = _frame_slider(ks, ks)
-    _layout(fig, title(ks[0]), height=600, sliders=sliders, updatemenus=menus)
-    return fig.update_layout(showlegend=False)
+    return _layout(fig, title(ks[0]), height=600, sliders=sliders, updatemenus=menus, showlegend=False)
 
 
 INSTRUMENTS = {"probe": probe, "stability": stability, "volume": volume, "transport_grid": transport_grid,

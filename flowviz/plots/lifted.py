@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 from ..training.lifted import LiftedSpace, slice_name
 from .figures import PALETTE, _f32, _frame_slider, _layout, _note, _views
 from .probepath import probe_point_3d, probe_traces_3d
+from .style import styled
 
 __all__ = ["lifted", "lifted_title"]
 
@@ -54,6 +55,7 @@ def _points(ls: LiftedSpace, i: int, c: int, *, first: bool) -> go.Scatter3d:
     return tr
 
 
+@styled
 def lifted(obj, *, probe_path=None) -> go.Figure:
     """3-D view of a lifted run (lift >= 1): x_k in its first three coordinates over the surface {u(t_k, .) = 1/2}
     (C > 2: where the top two classes tie), one browser-side frame per k with a slider and a play button.
@@ -84,11 +86,9 @@ def lifted(obj, *, probe_path=None) -> go.Figure:
     gx, gy, gz = ls.axes
     rng = [[float(a[0]), float(a[-1])] for a in (gx, gy, gz)]
     # fonts of the scene set here, so presentation mode's larger page type does not pile up the 3-D tick labels
-    ax = dict(tickfont=dict(size=12), title_font=dict(size=18))
+    ax = dict(nticks=6)
     fig.update_layout(scene=dict(xaxis=dict(title="x₁", range=rng[0], **ax), yaxis=dict(title="x₂", range=rng[1], **ax),
                                  zaxis=dict(title="x₃", range=rng[2], **ax), aspectmode="data",
-                                 camera=dict(eye=dict(x=1.15, y=-1.15, z=0.7))),
+                                 camera=dict(eye=dict(x=1.45, y=-1.45, z=0.85)), domain=dict(x=[0, 1], y=[0, 1])),
                       uirevision="lifted")
-    _layout(fig, lifted_title(ls, 0), height=680, sliders=sliders, updatemenus=menus)
-    legend = dict(orientation="v", x=0, y=1, xanchor="left", yanchor="top", bgcolor="rgba(255,255,255,0.7)")
-    return fig.update_layout(legend=legend, margin=dict(t=60 if ls.dim == 3 else 90, l=10, r=10, b=40))
+    return _layout(fig, lifted_title(ls, 0), height=680, sliders=sliders, updatemenus=menus)

@@ -19,6 +19,7 @@ from ..training.sweep import CoarseToFine, SweepResult
 from .convergence import convergence, slope_guides
 from .figures import PALETTE, _equal_axes, _f32, _layout, _note, _segments, _surface_trace, mc_note, point_groups
 from .probepath import probe_point, probe_traces
+from .style import styled
 
 __all__ = ["SWEEP_FIGURES", "sweep_metrics", "sweep_surfaces", "sweep_error", "sweep_convergence", "sweep_conditions",
            "sweep_transfer",
@@ -42,6 +43,7 @@ def _label(s: SweepResult, v) -> str:
     return {"n_steps": f"L = {v}", "horizon": f"T = {v:g}", "smoothness": f"λ = {v:g}"}.get(s.key, str(v))
 
 
+@styled
 def sweep_metrics(s: SweepResult) -> go.Figure:
     """Train and test accuracy, loss, and wall time per run against the swept key."""
     x, ax = _xaxis(s)
@@ -70,11 +72,10 @@ def sweep_metrics(s: SweepResult) -> go.Figure:
     fig.update_yaxes(range=[0, 1.02], title_text="accuracy", row=1, col=1)
     fig.update_yaxes(type="log", title_text="loss", row=1, col=2)
     fig.update_yaxes(title_text="seconds", row=1, col=3)
-    _layout(fig, f"Sweep over {_LABELS[s.key]}: accuracy, loss and cost ({note})", height=460)
-    fig.update_layout(legend=dict(y=-0.28), margin=dict(b=110))
-    return fig
+    return _layout(fig, f"Sweep over {_LABELS[s.key]}: accuracy, loss and cost ({note})", height=460)
 
 
+@styled
 def sweep_surfaces(s: SweepResult, res: int = 60) -> go.Figure:
     """Small multiples of the decision function F of every member, on one colour scale."""
     x1, x2, u = s.decision_grids(res)
@@ -100,6 +101,7 @@ def sweep_surfaces(s: SweepResult, res: int = 60) -> go.Figure:
     return _layout(fig, "Decision function F = u(0, ·) of each member", height=300 * rows + 70)
 
 
+@styled
 def sweep_error(s: SweepResult) -> go.Figure:
     """|x_L − x(T)| of each member against its own reference, against the step size, log-log, with slope guides.
 
@@ -120,12 +122,13 @@ def sweep_error(s: SweepResult) -> go.Figure:
     return _layout(fig, f"Discretisation error against step size: {MEMBERS_LABEL}", height=520)
 
 
+@styled
 def sweep_convergence(s: SweepResult) -> go.Figure:
     """The true order on one field (the deepest member's, re-discretised), or why a sweep has none."""
     if s.convergence is not None:
         fig = convergence(s.convergence)
-        fig.add_annotation(text=s.convergence_note, showarrow=False, xref="paper", yref="paper", x=0, y=1.12,
-                           xanchor="left", font=dict(size=13, color="#555555"))
+        if s.convergence_note:  # a line of the title (wrapped to the frame), not a note over the plot
+            fig.layout.title.text += f"<br><sup>{s.convergence_note}</sup>"
         return fig
     fig = go.Figure()
     fig.add_annotation(text=s.convergence_note or "an order on one field needs a sweep over n_steps",
@@ -135,6 +138,7 @@ def sweep_convergence(s: SweepResult) -> go.Figure:
     return _layout(fig, "Order of convergence on one field", height=260)
 
 
+@styled
 def sweep_conditions(s: SweepResult) -> go.Figure:
     """Section 3.3 against the swept key: mean residual ratio |s_k V_k| / |x| and mean weight drift."""
     x, ax = _xaxis(s)
@@ -155,11 +159,10 @@ def sweep_conditions(s: SweepResult) -> go.Figure:
         fig.update_xaxes(row=1, col=c, **ax)
     fig.update_yaxes(title_text="ratio", row=1, col=1)
     fig.update_yaxes(title_text="drift", row=1, col=2)
-    _layout(fig, "Section 3.3: small steps and slowly changing weights", height=460)
-    fig.update_layout(legend=dict(y=-0.28), margin=dict(b=110))
-    return fig
+    return _layout(fig, "Section 3.3: small steps and slowly changing weights", height=460)
 
 
+@styled
 def sweep_transfer(s: SweepResult) -> go.Figure:
     """Depth transfer: accuracy of the model trained at L (rows) evaluated at L' (columns)."""
     t = s.transfer
@@ -183,6 +186,7 @@ def _nearest_frame(ks_t: np.ndarray, t: float) -> int:
     return int(np.argmin(np.abs(ks_t - t)))
 
 
+@styled
 def side_by_side(a: FlowViews, b: FlowViews, titles: tuple[str, str] | None = None, *,
                  probe_paths: tuple | None = None) -> go.Figure:
     """Two runs' characteristics with one shared slider over t in [0, T]: both panels show the same time.
@@ -259,12 +263,10 @@ def side_by_side(a: FlowViews, b: FlowViews, titles: tuple[str, str] | None = No
         a_.font = dict(size=16)
     _layout(fig, "Side by side at the same time t (each panel shows its step nearest t)", height=600,
             sliders=[slider], updatemenus=[play])
-    fig.update_layout(legend=dict(orientation="v", x=1.01, y=1, yanchor="top", xanchor="left"))
-    if any(mc_note(v) for v in views):
-        fig.update_layout(margin=dict(t=110))  # room for the Monte-Carlo line under a panel's title
     return fig
 
 
+@styled
 def coarse_to_fine_curve(c: CoarseToFine) -> go.Figure:
     """Training loss across the levels of coarse-to-fine training, against training at the finest L from scratch."""
     fig = go.Figure()
@@ -285,9 +287,7 @@ def coarse_to_fine_curve(c: CoarseToFine) -> go.Figure:
     if c.scratch is not None:
         title += (f"<br>from scratch: {c.scratch_cost:,} block evaluations, {c.scratch_wall_s:.1f} s, "
                   f"final loss {c.scratch.metrics['train_loss']:.3g}")
-    _layout(fig, title, height=500)
-    fig.update_layout(margin=dict(t=90))
-    return fig
+    return _layout(fig, title, height=500)
 
 
 SWEEP_FIGURES = {

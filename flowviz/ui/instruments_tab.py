@@ -172,7 +172,8 @@ def panel(state, run, views) -> None:
 def _show(fn, obj, state, key, **kw):
     """The figure ``fn(obj, **kw)``, built once per data object and shared by the pages (ui.figcache)."""
     try:
-        st.plotly_chart(figcache.figure(fn, obj, state.present, **kw), width="stretch", theme=None, key=key)
+        st.plotly_chart(figcache.figure(fn, obj, state.present, **kw), width="stretch", theme=None, key=key,
+                        height=lecture.chart_height(state.present))
     except Exception:  # a figure must never take the page down
         log.exception("instrument figure %s failed", key)
         st.error("This instrument could not be drawn for this run.")

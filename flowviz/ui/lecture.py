@@ -33,7 +33,7 @@ def header(state) -> None:
     """Title and description of the open scenario (in presentation mode the text waits in a popover)."""
     if state.scenario:
         info = preset_info(state.scenario)
-        st.markdown(f"##### {info['title']}")
+        st.markdown(f"##### {info['title']}", help=info["title"] if state.present else None)  # shortened there
         if not state.present:
             st.markdown(info["description"])
 
@@ -45,7 +45,14 @@ def about(state, container) -> None:
             st.markdown(preset_info(state.scenario)["description"])
 
 
+def chart_height(present: bool):
+    """st.plotly_chart's height: presentation mode stretches a figure to the frame (assets/present.css sets its
+    element's height from the viewport), the page keeps the figure's own."""
+    return "stretch" if present else "content"
+
+
 def style(fig, present: bool):
+    """A figure of flowviz.plots in presentation mode's frame (flowviz.plots.style), or as built (the page's)."""
     return plots.presentation(fig) if present else fig
 
 

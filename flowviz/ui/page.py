@@ -100,9 +100,10 @@ def main():
         present_ui(state)
     cfg = config_ui(values, state)
     st.query_params.from_dict(state.url(cfg))
-    lecture.header(state)
+    if not state.present:  # presentation mode: the title shares the buttons' line
+        lecture.header(state)
 
-    action = buttons_ui(state)
+    action, status = buttons_ui(state)
     if action == "reset":
         for k in list(st.session_state.keys()):
             del st.session_state[k]
@@ -122,7 +123,8 @@ def main():
         st.info("The settings changed since this run started: the pictures show the previous settings. "
                 "Press **Train** to train the new ones.")
     live = any(r is not None and not r.finished for r in (run, cmp_run))
-    progress(live)
+    with status:
+        progress(live)
     if state.sweep_live and not sweep_tab.running(registry(), state):
         state.sweep_settled()
     views(live or state.sweep_live)
@@ -185,9 +187,17 @@ def config_ui(values: dict, state: PageState) -> Config:
     return cfg
 
 
-def buttons_ui(state: PageState) -> str | None:
-    """Train, Stop, Reset (and the scenario's text in presentation mode): the button pressed, or None."""
-    c1, c2, c3, c4, _ = st.columns([1, 1, 1, 1.5, 2.5])
+def buttons_ui(state: PageState):
+    """Train, Stop, Reset (and the scenario's text in presentation mode): the button pressed, or None, and the
+    container of the run's status (presentation mode: the title, buttons and status share one line)."""
+    if state.present:
+        t, c1, c2, c3, c4, status = st.columns([2.6, 0.75, 0.75, 0.75, 1.3, 3.2], vertical_alignment="center")
+        with t:
+            lecture.header(state)
+        status = status.container(key="fv_status")
+    else:
+        c1, c2, c3, c4, _ = st.columns([1, 1, 1, 1.5, 2.5])
+        status = st.container()
     lecture.about(state, c4)
     pressed = {
         "train": c1.button("Train", type="primary", width="stretch", key="train",
@@ -195,7 +205,7 @@ def buttons_ui(state: PageState) -> str | None:
         "stop": c2.button("Stop", width="stretch", key="stop", help="stop training; the last state stays on screen"),
         "reset": c3.button("Reset", width="stretch", key="reset", help="back to the default settings"),
     }
-    return next((name for name, hit in pressed.items() if hit), None)
+    return next((name for name, hit in pressed.items() if hit), None), status
 
 
 def start(state: PageState, cfg: Config, *, restart=False) -> None:
@@ -221,8 +231,8 @@ def _progress_body():
         notice(run.notice, "info")
     if state.present:  # one line, so the figure keeps the projector frame
         if snap:
-            st.caption(f"step {snap.step} / {run.config.train_steps} · loss {snap.loss:.4f} · train accuracy "
-                       f"{snap.train_accuracy:.3f} · test accuracy {snap.test_accuracy:.3f} · {run.status}")
+            st.caption(f"step {snap.step} / {run.config.train_steps} · loss {snap.loss:.3f} · accuracy "
+                       f"{snap.train_accuracy:.2f} train, {snap.test_accuracy:.2f} test · {run.status}")
         if run.error:
             notice(run.error, "error")
         return
@@ -265,7 +275,7 @@ def _views_body():
     if v is None:  # the data meanwhile (and the browser loads its plotting code while the run trains)
         try:
             st.plotly_chart(lecture.style(plots.samples(run.data), state.present), width="stretch", theme=None,
-                            key="fig_samples")
+                            key="fig_samples", height=lecture.chart_height(state.present))
         except Exception:
             log.exception("samples figure failed")
         st.caption("No picture of the flow: the run stopped before its first snapshot." if run.finished else
@@ -319,7 +329,7 @@ def _chart(fn, v, present: bool, key: str | None = None, probe_path=None):
         kw = {"probe_path": tuple(map(tuple, probe_path.tolist()))} if probe_path is not None and \
             fn in plots.PROBE_VIEWS else {}
         st.plotly_chart(figcache.figure(fn, v, present, **kw), width="stretch", theme=None,
-                        key=key or f"fig_{fn.__name__}")
+                        key=key or f"fig_{fn.__name__}", height=lecture.chart_height(present))
     except Exception:  # a figure must never take the page down
         log.exception("figure %s failed", fn.__name__)
         st.error(f"The {fn.__name__} view could not be drawn for this run.")
@@ -338,7 +348,8 @@ def _side_by_side(state: PageState, run, cmp_run, v):
     paths = (instruments_tab.probe_path(state, run), instruments_tab.probe_path(state, cmp_run))  # each run's own
     try:
         fig = side_by_side(v, w, (left, right), probe_paths=paths if state.probe is not None else None)
-        st.plotly_chart(lecture.style(fig, state.present), width="stretch", theme=None, key="fig_side_by_side")
+        st.plotly_chart(lecture.style(fig, state.present), width="stretch", theme=None, key="fig_side_by_side",
+                        height=lecture.chart_height(state.present))
     except Exception:
         log.exception("side-by-side figure failed")
         st.error("The side-by-side view could not be drawn.")
