@@ -50,7 +50,7 @@ def test_a_link_is_read_into_config_flags_and_notices():
                              "n_steps": ["4", "3"], "bogus": "1"})
     assert link.config == preset("folding").replace(n_steps=3)  # a repeated key takes its last value
     assert link.flags == {"scenario": "folding", "present": True, "hide": frozenset({"data", "upload"}),
-                          "probe": None, "points": ()}
+                          "probe": None, "points": (), "view": None}
     assert link.view == "Diagnostics" and len(link.notices) == 1 and "bogus" in link.notices[0]
     q = links.link_of(link.config, link.flags)
     assert q["scenario"] == "folding" and q["present"] == "1" and q["hide"] == "data,upload"
@@ -87,3 +87,21 @@ def test_page_state_changes_through_its_methods():
     assert state.import_file("metrics.json", metrics, None, None) is None and state.config.width == 6
     ok, msg = state.upload_csv("[x](https://evil.example).csv", b"x1,x2,label\n0,0,0\n1,1,1\n2,2,0\n3,3,1\n")
     assert ok and state.csv[0].shape == (4, 2) and is_inert(literal(msg)) and "evil" in shown(literal(msg))
+
+
+def test_the_view_flag_opens_a_view_or_an_instrument_and_the_link_keeps_it():
+    from flowviz.ui.state import PageState
+
+    link = links.parse_link({"scenario": "moons", "view": "stability"})
+    assert link.view == "Instruments" and link.flags["view"] == "stability" and not link.notices
+    state = PageState.from_link({"scenario": "moons", "view": "stability"})
+    assert (state.view_pick, state.instrument_pick) == ("Instruments", "Stability region")
+    assert state.url()["view"] == "stability"
+    state.pick_view("Transport")
+    assert state.url()["view"] == "transport" and links.parse_link(state.url()).view == "Transport"
+    state.pick_view("Instruments", "Adjoint")
+    assert links.parse_link(state.url()).flags["view"] == "adjoint"
+    bad = links.parse_link({"view": "<b>nowhere</b>"})  # falls back to the scenario's view, named in a notice
+    assert bad.flags["view"] is None and bad.view is None and "valid views are" in bad.notices[0]
+    for name, (view, instrument) in links.VIEWS.items():  # every name round-trips
+        assert links.view_of(view, instrument) == name

@@ -130,7 +130,8 @@ def panel(state, run, views) -> None:
     pick = state.take_instrument_pick()
     if pick in SUBVIEWS:  # a scenario opens on its instrument
         st.session_state["instrument"] = pick
-    sub = st.radio("Instrument", SUBVIEWS, horizontal=True, key="instrument", label_visibility="collapsed")
+    sub = st.radio("Instrument", SUBVIEWS, horizontal=True, key="instrument", label_visibility="collapsed",
+                   on_change=lambda: (state.pick_view("Instruments", st.session_state.instrument), _write_link(state)))
     if sub == "Draw points":
         return _draw(state, views)
     model, step = _model(run)

@@ -7,7 +7,9 @@ the parameters that are not config keys, one row each in ``FLAGS``:
 - ``present=1``: presentation mode (sidebar collapsed, large type, figures within 1280 x 720);
 - ``hide=data,training,...``: sidebar groups to hide (``GROUPS``; ``upload`` hides the CSV box);
 - ``probe=x1,x2``: the point whose characteristic the Instruments view follows;
-- ``points=...``: up to 500 points drawn by hand, the data of ``dataset=csv`` (see ``core.points``).
+- ``points=...``: up to 500 points drawn by hand, the data of ``dataset=csv`` (see ``core.points``);
+- ``view=NAME``: the view on screen (``VIEWS``: a view of the page, or an instrument), so a shared link opens
+  where the lecturer was.
 
 A new flag is one more row: how its text is read (with notices for bad text), its default, and how it is
 written back into the page's link. Bad keys or values never stop the page: each falls back to its default,
@@ -27,7 +29,7 @@ from ..core.errors import FlowvizError, echo
 from ..core.points import decode_points, encode_points, format_probe, parse_probe
 from ..core.presets import preset_info, preset_names
 
-__all__ = ["GROUPS", "HIDEABLE", "FLAGS", "Flag", "Link", "parse_link", "config_from_query", "link_of",
+__all__ = ["GROUPS", "HIDEABLE", "VIEWS", "view_of", "FLAGS", "Flag", "Link", "parse_link", "config_from_query", "link_of",
            "compare_changes", "is_on", "last_values", "drawn_arrays"]
 
 GROUPS = ("data", "field", "discretisation", "head", "training")  # the sidebar's groups, for ?hide=
@@ -90,6 +92,34 @@ def _points(text: str):
     return tuple((float(a), float(b), int(c)) for (a, b), c in zip(x, y)), []
 
 
+VIEWS = {  # view= in a link -> (the page's view, the Instruments sub-view or None)
+    "characteristics": ("Characteristics", None), "lifted": ("Lifted space", None),
+    "decision": ("Decision surface", None), "transport": ("Transport", None), "velocity": ("Velocity field", None),
+    "diagnostics": ("Diagnostics", None), "instruments": ("Instruments", None),
+    "probe": ("Instruments", "Probe"), "stability": ("Instruments", "Stability region"),
+    "volume": ("Instruments", "Volume and density"), "grid_solver": ("Instruments", "Grid solver"),
+    "adjoint": ("Instruments", "Adjoint"), "draw": ("Instruments", "Draw points"),
+    "sweep": ("Depth sweep", None), "dictionary": ("Dictionary", None), "side_by_side": ("Side by side", None),
+}
+
+
+def view_of(view: str | None, instrument: str | None = None) -> str | None:
+    """The view= name of a page's view (and Instruments sub-view), or None for a view without one."""
+    for name, (v, ins) in VIEWS.items():
+        if v == view and ins == (instrument if view == "Instruments" else None):
+            return name
+    return None
+
+
+def _view(text: str):
+    name = text.strip().lower()
+    if not name:
+        return None, []
+    if name in VIEWS:
+        return name, []
+    return None, [f"Ignored view={echo(text)} from the link: valid views are {', '.join(VIEWS)}"]
+
+
 def drawn_arrays(drawn) -> tuple[np.ndarray, np.ndarray]:
     """Drawn (x1, x2, label) triples as points (n, 2) and labels (n,)."""
     a = np.asarray(drawn, dtype=np.float64).reshape(-1, 3)
@@ -112,6 +142,7 @@ FLAGS: dict[str, Flag] = {
     "probe": Flag(None, _probe, lambda v: None if v is None else format_probe(v),
                   "a point x1,x2 whose characteristic the Instruments view follows"),
     "points": Flag((), _points, _write_points, "points drawn by hand (quantised, URL-safe base64): the csv data"),
+    "view": Flag(None, _view, lambda v: v, "the view on screen (a view of the page or an instrument)"),
 }
 
 
@@ -148,6 +179,8 @@ def parse_link(params: Mapping[str, Any]) -> Link:
     base = preset_info(scenario)["config"] if scenario else Config()
     config, bad = config_from_query({k: v for k, v in q.items() if k not in FLAGS}, base)
     view = preset_info(scenario)["view"] if scenario else None
+    if flags["view"] is not None:
+        view = VIEWS[flags["view"]][0]
     return Link(config, flags, tuple(notices + bad), view)
 
 

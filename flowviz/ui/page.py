@@ -319,8 +319,11 @@ def view_ui(state: PageState, tabs: list[str]) -> str:
     ss, want = st.session_state, state.view_pick
     if ss.get("view") not in tabs or (want in tabs and ss.get("view") != want):
         ss.view = want if want in tabs else tabs[0]
-    return st.radio("View", tabs, horizontal=True, key="view", label_visibility="collapsed",
-                    on_change=lambda: state.pick_view(ss.view))
+    def picked():
+        state.pick_view(ss.view, ss.get("instrument"))
+        st.query_params.from_dict(state.url())
+
+    return st.radio("View", tabs, horizontal=True, key="view", label_visibility="collapsed", on_change=picked)
 
 
 def _chart(fn, v, present: bool, key: str | None = None, probe_path=None):
