@@ -73,7 +73,7 @@ def test_the_3d_view_has_a_frame_and_a_boundary_surface_for_every_step(rings_lif
         assert len(iso) == 1
         val = np.asarray(iso[0].value, float)
         assert val.min() < LEVEL < val.max()  # the level set u = 1/2 crosses the box: a surface is drawn
-        assert "R^3" in f.layout.title.text and "{u(t_k, ·) = 1/2}" in f.layout.title.text
+        assert "ℝ³" in f.layout.title.text and "{u(t<sub>k</sub>, ·) = 1/2}" in f.layout.title.text
     surf = fig.data[0]
     assert (surf.isomin, surf.isomax, surf.surface.count) == (LEVEL, LEVEL, 1)
     pts = [tr for tr in fig.data if tr.type == "scatter3d"]
@@ -137,7 +137,7 @@ def test_planar_views_of_a_lifted_run_never_contradict_themselves_without_naming
     # Side by side (the rings scenario puts a lifted run on the right)
     sbs = side_by_side(v, v)
     assert all("on the slice x₃ = 0" in a.text for a in sbs.layout.annotations[:2])
-    for fn, what in ((plots.transport, "u(t_k, ·) on the slice x₃ = 0"), (plots.velocity, "on the slice x₃ = 0")):
+    for fn, what in ((plots.transport, "u(t<sub>k</sub>, ·) on the slice x₃ = 0"), (plots.velocity, "on the slice x₃ = 0")):
         assert what in fn(v).layout.title.text
 
 

@@ -184,7 +184,7 @@ def test_the_plain_net_velocity_view_draws_the_displacement_of_a_map():
     r = flowviz.train(flowviz.Config(**TINY, scheme="plain"))
     v = analyse(r.model, r.data, with_reference=False)
     fig = plots.velocity(v)
-    assert "a map, not a small step" in fig.layout.title.text and "V_k(x) − x" in fig.layout.title.text
+    assert "a map, not a small step" in fig.layout.title.text and "V<sub>k</sub>(x) − x" in fig.layout.title.text
     vel = v.velocity
     X1, X2 = np.meshgrid(vel.x1, vel.x2)
     i = 0

@@ -145,7 +145,7 @@ def characteristics(obj, *, probe_path=None) -> go.Figure:
     for c in range(C):  # full paths, faint; one legend entry for all
         px, py = _segments(np.transpose(ch.x[:, cls[c], :2], (1, 0, 2)), tol)
         traces.append(go.Scatter(x=px, y=py, mode="lines", line=dict(color=PALETTE[c], width=1.2), opacity=0.4,
-                                 name="paths x_0 → x_L", legendgroup="paths", hoverinfo="skip",
+                                 name="paths x₀ → x<sub>L</sub>", legendgroup="paths", hoverinfo="skip",
                                  showlegend=c == 0))
     n_static = len(traces)
     for c in range(C):  # where each point is at step k
@@ -349,7 +349,7 @@ def diagnostics(obj) -> go.Figure:
     k = np.arange(1, L + 1)
     fig = make_subplots(rows=2, cols=2, vertical_spacing=0.2, horizontal_spacing=0.12, subplot_titles=(
         "residual ratio |s_k V_k| / |x|", "weight drift |θ_k − θ_(k−1)|",
-        f"smallest det D(step k): {d.det_grid}² grid (bars), points (◆)",
+        f"smallest det D(step k): {d.det_grid}×{d.det_grid} grid (bars), data points (◆)",
         "error |x_k − x(t_k)| vs the continuous flow"))
     fig.add_trace(go.Bar(x=k, y=_f32(d.residual_ratio), marker_color=PALETTE[0], name="ratio"), 1, 1)
     fig.add_trace(go.Bar(x=k[1:], y=_f32(d.weight_drift), marker_color=PALETTE[2], name="drift"), 1, 2)

@@ -147,7 +147,8 @@ def stability(obj) -> go.Figure:
                              fillcolor="rgba(86,180,233,0.35)", line=dict(color=PALETTE[4], width=2),
                              name="stable: |R(z)| ≤ 1", showlegend=True, hoverinfo="skip"), 1, 1)
     fig.add_trace(go.Scatter(x=[-1, -1], y=[-lim, lim], mode="lines", line=dict(color="#d00000", dash="dash"),
-                             name="Re z = −1 (a real z left of it: det < 0, a fold)"), 1, 1)
+                             name="Re z = −1: det = Π(1 + z) < 0, a fold, where an odd number of real z lie left of it "
+                                  "(in the plane: exactly one)"), 1, 1)
 
     def cloud(k):
         z = st.z[k - 1]  # (m, d)

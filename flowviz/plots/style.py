@@ -189,14 +189,15 @@ def apply(fig: go.Figure, frame: Frame | str | None = "page", *, height: int | N
     # the title: wrapped to the frame, its lines counted in every animation frame
     _typeset(fig)
     title = lay.title.text or ""
+    fold = wrap if f.name.startswith("present") else (lambda t, *_: t)  # the page's width is the browser's
     title_lines = 0
     if title:
-        lay.title.text = wrap(title, f.title, f.width - 30)
+        lay.title.text = fold(title, f.title, f.width - 30)
         title_lines = _lines(lay.title.text)
     for fr in fig.frames or ():
         t = fr.layout.title.text if fr.layout and fr.layout.title else None
         if t:
-            fr.layout.title.text = wrap(t, f.title, f.width - 30)
+            fr.layout.title.text = fold(t, f.title, f.width - 30)
             title_lines = max(title_lines, _lines(fr.layout.title.text))
     lay.title.update(font=dict(size=f.title), x=0.01, xanchor="left", xref="container", yref="container", y=1,
                      yanchor="top", pad=dict(t=8))
@@ -309,9 +310,7 @@ def _typeset(fig: go.Figure) -> None:
     for sc in _scenes(lay):
         for ax in (sc.xaxis, sc.yaxis, sc.zaxis):
             ax.title.text = math_text(ax.title.text)
-    for tr in fig.data:
-        if tr.name:
-            tr.name = math_text(tr.name)
+    for tr in fig.data:  # trace names stay as built (they name traces); colour-bar titles are typeset
         if _has_colorbar(tr):
             cb = tr.marker.colorbar if tr.type in ("scatter", "scatter3d") else tr.colorbar
             cb.title.text = math_text(cb.title.text)

@@ -23,7 +23,7 @@ from .style import styled
 
 __all__ = ["SWEEP_FIGURES", "sweep_metrics", "sweep_surfaces", "sweep_error", "sweep_convergence", "sweep_conditions",
            "sweep_transfer",
-           "side_by_side", "coarse_to_fine_curve", "sweep_html"]
+           "side_by_side", "residual_ratios", "coarse_to_fine_curve", "sweep_html"]
 
 MEMBERS_LABEL = "error of separately trained members (not an order)"
 _LABELS = {"n_steps": "steps L", "horizon": "horizon T", "scheme": "scheme", "time_mode": "time dependence",
@@ -267,6 +267,27 @@ def side_by_side(a: FlowViews, b: FlowViews, titles: tuple[str, str] | None = No
 
 
 @styled
+@styled
+def residual_ratios(a: FlowViews, b: FlowViews, titles: tuple[str, str] | None = None) -> go.Figure:
+    """The residual ratio |s_k V_k| / |x| of each block of two runs against the block's time t_k, on one log axis:
+    deep means small steps (the paper's section 3.3)."""
+    views = (a, b)
+    titles = titles or tuple(f"L = {v.config.n_steps}" for v in views)
+    fig = go.Figure()
+    means = []
+    for i, (v, name) in enumerate(zip(views, titles)):
+        r = np.asarray(v.diagnostics.residual_ratio, dtype=np.float64)
+        means.append(float(r.mean()) if len(r) else float("nan"))
+        fig.add_trace(go.Scatter(x=_f32(v.t[1:len(r) + 1]), y=_f32(r), mode="lines+markers", name=name,
+                                 line=dict(color=PALETTE[[0, 5][i]], width=3),
+                                 marker=dict(size=12 if len(r) < 8 else 6, color=PALETTE[[0, 5][i]])))
+    fig.update_xaxes(title_text="t_k (the time block k ends at)")
+    fig.update_yaxes(type="log", exponentformat="power", title_text="|s_k V_k| / |x|")
+    lo, hi = sorted(means)
+    times = f": {hi / lo:.0f}× smaller on average" if lo > 0 and np.isfinite(hi / lo) else ""
+    return _layout(fig, f"Residual ratio per block, {titles[0]} against {titles[1]}{times}", height=560)
+
+
 def coarse_to_fine_curve(c: CoarseToFine) -> go.Figure:
     """Training loss across the levels of coarse-to-fine training, against training at the finest L from scratch."""
     fig = go.Figure()

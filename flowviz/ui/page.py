@@ -40,7 +40,7 @@ VIEW_FIGURES = {
     "Decision surface": [plots.decision],
     "Transport": [plots.transport, plots.spacetime],
     "Velocity field": [plots.velocity],
-    "Diagnostics": [plots.learning_curves, plots.diagnostics, plots.folding, plots.weights],
+    "Diagnostics": [plots.folding, plots.diagnostics, plots.learning_curves, plots.weights],  # the fold first
     LIFTED: [plots.lifted],
 }
 
@@ -349,6 +349,15 @@ def _side_by_side(state: PageState, run, cmp_run, v):
     right = ", ".join(f"{k} = {val}" for k, val in changes.items())
     left = ", ".join(f"{k} = {getattr(run.config, k)}" for k in changes)
     paths = (instruments_tab.probe_path(state, run), instruments_tab.probe_path(state, cmp_run))  # each run's own
+    lead = preset_info(state.scenario).get("lead_figure") if state.scenario else None
+    if lead == "residual_ratios":  # the scenario's point first: one figure of both runs
+        from ..plots.sweep import residual_ratios
+
+        try:
+            st.plotly_chart(lecture.style(residual_ratios(v, w, (left, right)), state.present), width="stretch",
+                            theme=None, key="fig_residual_ratios", height=lecture.chart_height(state.present))
+        except Exception:
+            log.exception("residual ratio figure failed")
     try:
         fig = side_by_side(v, w, (left, right), probe_paths=paths if state.probe is not None else None)
         st.plotly_chart(lecture.style(fig, state.present), width="stretch", theme=None, key="fig_side_by_side",

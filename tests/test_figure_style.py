@@ -1,0 +1,69 @@
+"""flowviz.plots.style: the frame's rules on built figures (no browser), and honest class colours."""
+
+import numpy as np
+import pytest
+
+import flowviz
+from flowviz import plots
+from flowviz.plots.figures import PALETTE, categorical_scale
+from flowviz.plots.style import FRAMES, apply, int_ticks, math_text, round_for_reading, text_width, wrap
+from flowviz.training.analysis import analyse
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    r = flowviz.train(flowviz.Config(dataset="blobs", n_classes=5, n_samples=300, n_steps=4, width=8, train_steps=30))
+    return analyse(r.model, r.data, with_reference=False)
+
+
+def _colour_of(scale, zmin, zmax, z):
+    """The colour plotly gives value z on a piecewise scale whose bands are flat (both ends of a band equal)."""
+    p = (z - zmin) / (zmax - zmin)
+    for (a, ca), (b, cb) in zip(scale[:-1], scale[1:]):
+        if a <= p <= b and ca == cb:
+            return ca
+    return None
+
+
+def test_blobs_class_surface_is_categorical_no_cell_between_two_classes_wears_a_third(blobs):
+    fig = plots.decision(blobs)
+    heat = [tr for tr in fig.data if tr.type == "heatmap"][0]
+    z = np.asarray(heat.z)
+    C = 5
+    assert heat.zsmooth is False  # no interpolation across cells (which painted a third class between two)
+    scale = [list(s) for s in heat.colorscale]
+    assert scale == [list(s) for s in categorical_scale(C)]
+    colours = np.vectorize(lambda v: _colour_of(scale, heat.zmin, heat.zmax, float(v)), otypes=[object])(z)
+    want = np.array([PALETTE[int(v)] for v in z.ravel()], dtype=object).reshape(z.shape)
+    assert (colours == want).all()  # every cell wears its own likeliest class's colour, and only that
+    # at every boundary between two classes, both sides keep their own colours: no third colour in between
+    edge = z[:, 1:] != z[:, :-1]
+    assert edge.any()
+    left, right = colours[:, :-1][edge], colours[:, 1:][edge]
+    assert all(a == PALETTE[int(u)] and b == PALETTE[int(w)]
+               for a, b, u, w in zip(left, right, z[:, :-1][edge], z[:, 1:][edge]))
+
+
+def test_notation_is_typeset_and_numbers_are_rounded_for_reading():
+    assert math_text("u(t_10 = 1, ·) on R^3") == "u(t₁₀ = 1, ·) on ℝ³"
+    assert math_text("x_(k−1) and x_k") == "x<sub>k−1</sub> and x<sub>k</sub>"
+    assert math_text("n_steps = 64, semi_lagrangian") == "n_steps = 64, semi_lagrangian"  # names stay names
+    assert round_for_reading(0.0824) == "0.082" and round_for_reading(1234.5) == "1234"
+    assert round_for_reading(3.2e-7) == "3.2×10⁻⁷"
+    t = int_ticks(64)
+    assert t["dtick"] == 10 and t["tickformat"] == "d" and int_ticks(3)["dtick"] == 1
+
+
+def test_titles_wrap_to_the_frame_and_every_text_keeps_the_minimum(blobs):
+    long = "word " * 80
+    lines = wrap(long.strip(), 20, 600).split("<br>")
+    assert len(lines) > 1 and all(text_width(ln, 20) <= 600 for ln in lines)
+    for fn in (plots.characteristics, plots.diagnostics, plots.velocity):
+        fig = apply(fn(blobs), "present")
+        f = FRAMES["present"]
+        assert fig.layout.font.size >= f.min_text and fig.layout.title.font.size >= f.min_text
+        assert all(a.font.size >= f.min_text for a in fig.layout.annotations or ())
+        for k in fig.layout:
+            if k.startswith(("xaxis", "yaxis")):
+                assert fig.layout[k].tickfont.size >= f.min_text
+        assert fig.layout.height == f.height
