@@ -67,3 +67,26 @@ def test_titles_wrap_to_the_frame_and_every_text_keeps_the_minimum(blobs):
             if k.startswith(("xaxis", "yaxis")):
                 assert fig.layout[k].tickfont.size >= f.min_text
         assert fig.layout.height == f.height
+
+
+def test_spirals_frames_follow_their_points_and_one_window_is_a_switch():
+    r = flowviz.train(flowviz.preset("spirals").replace(train_steps=40, n_samples=400))
+    v = analyse(r.model, r.data, with_reference=False)
+    xs, ks, w = v.characteristics.x, v.surfaces.ks, v.windows
+    assert w.shape == (len(ks), 4) and v.frame_surfaces.u.shape[:1] == (len(ks),)
+    for i, k in enumerate(ks):  # every point of every frame inside its window; each window square
+        p = xs[int(k), :, :2]
+        assert (p[:, 0] >= w[i, 0]).all() and (p[:, 0] <= w[i, 1]).all()
+        assert (p[:, 1] >= w[i, 2]).all() and (p[:, 1] <= w[i, 3]).all()
+        assert np.isclose(w[i, 1] - w[i, 0], w[i, 3] - w[i, 2])
+    p0 = xs[0, :, :2]  # at k = 0 the points fill at least half of the window in each direction
+    assert ((p0.max(0) - p0.min(0)) >= 0.5 * np.array([w[0, 1] - w[0, 0], w[0, 3] - w[0, 2]])).all()
+    fig = plots.characteristics(v)
+    for i, fr in enumerate(fig.frames):  # the surface of frame k is computed over frame k's window
+        assert list(fr.layout.xaxis.range) == pytest.approx(w[i, :2]) and \
+            list(fr.layout.yaxis.range) == pytest.approx(w[i, 2:])
+        heat = fr.data[0]
+        assert heat.x[0] == pytest.approx(w[i, 0], abs=1e-5) and heat.x[-1] == pytest.approx(w[i, 1], abs=1e-5)
+    fixed = plots.characteristics(v, fixed_window=True)
+    assert all(fr.layout.xaxis.range is None for fr in fixed.frames)
+    assert list(fixed.layout.xaxis.range) == pytest.approx(v.extent[:2])

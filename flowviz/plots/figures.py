@@ -128,16 +128,21 @@ def _frame_slider(ks, t, prefix="k"):
 
 
 @styled
-def characteristics(obj, *, probe_path=None) -> go.Figure:
+def characteristics(obj, *, probe_path=None, fixed_window: bool = False) -> go.Figure:
     """The characteristics x_0 -> x_L over u(t_k, .), with the deformed grid; one animation frame per step k.
-    With ``probe_path`` (L+1, d): the probe's whole path, and its point x_k in each frame (:mod:`.probepath`)."""
+    With ``probe_path`` (L+1, d): the probe's whole path, and its point x_k in each frame (:mod:`.probepath`).
+
+    Each frame shows its own window around its points x_k, with u(t_k, .) computed on it (``views.windows``,
+    ``views.frame_surfaces``); ``fixed_window``: one window, the whole flow's, for every frame."""
     v = _views(obj)
     ch, s, ks = v.characteristics, v.surfaces, v.surfaces.ks
+    fs = None if fixed_window else v.frame_surfaces
     C = s.u.shape[-1]
     e = v.extent
     tol = half_pixel(e[1] - e[0], e[3] - e[2])  # lines drawn to within half a pixel at 1920 x 1080
     gx = [_segments(v.grid[i][..., :2], tol) for i in range(len(ks))]
-    traces = [_surface_trace(v, s.u[0], s.x1, s.x2),
+    first = _surface_trace(v, s.u[0], s.x1, s.x2) if fs is None else _surface_trace(v, fs.u[0], fs.x1[0], fs.x2[0])
+    traces = [first,
               go.Scatter(x=gx[0][0], y=gx[0][1], mode="lines", line=dict(color="rgba(60,60,60,0.35)", width=1),
                          name="deformed grid", hoverinfo="skip")]
     cls = [ch.y == c for c in range(C)]
@@ -159,15 +164,22 @@ def characteristics(obj, *, probe_path=None) -> go.Figure:
     frames = []
     for i, k in enumerate(ks):
         # a frame carries only what changes: the surface's z (its axes, scale and colour bar stay)
-        data = [go.Heatmap(z=_surface_z(s.u[i])), go.Scatter(x=gx[i][0], y=gx[i][1])]
+        heat = go.Heatmap(z=_surface_z(s.u[i])) if fs is None else \
+            go.Heatmap(x=_f32(fs.x1[i]), y=_f32(fs.x2[i]), z=_surface_z(fs.u[i]))
+        data = [heat, go.Scatter(x=gx[i][0], y=gx[i][1])]
         groups = point_groups(v, i)[0]
         data += [go.Scatter(x=_f32(ch.x[k, groups[c], 0]), y=_f32(ch.x[k, groups[c], 1])) for c in range(C)]
         if probe_path is not None:
             data.append(probe_point(probe_path, int(k), full=False))
-        frames.append(go.Frame(name=str(int(k)), data=data, traces=moving,
-                               layout=dict(title_text=_char_title(v, k))))
+        lay = dict(title_text=_char_title(v, k))
+        if fs is not None:  # the frame's own window
+            w = v.windows[i]
+            lay.update({"xaxis.range": [float(w[0]), float(w[1])], "yaxis.range": [float(w[2]), float(w[3])]})
+        frames.append(go.Frame(name=str(int(k)), data=data, traces=moving, layout=lay))
     fig = go.Figure(data=traces, frames=frames)
     sliders, menus = _frame_slider(ks, v.t)
+    if fs is not None:
+        e = tuple(float(a) for a in v.windows[0])
     fig.update_xaxes(range=[e[0], e[1]])
     fig.update_yaxes(range=[e[2], e[3]])
     _equal_axes(fig)

@@ -19,7 +19,7 @@ from .lifted import FRAMES_3D, GRID_3D, LiftedSpace, lifted_space, point_values
 
 __all__ = ["Characteristics", "Surfaces", "Velocity", "Diagnostics", "FlowViews", "analyse",
            "characteristics", "deformed_grid", "transported_surfaces", "velocity_grid", "diagnostics",
-           "frame_steps", "channel_fraction", "flow_extent", "plane_grid", "Folding", "folding", "step_jacobian",
+           "frame_steps", "channel_fraction", "flow_extent", "plane_grid", "frame_windows", "window_surfaces", "Folding", "folding", "step_jacobian",
            "fold_points", "residual_ratio", "weight_drift", "roughness"]
 
 MAX_FRAMES = 65  # views animate at most this many steps; deeper nets are shown at every ceil(L/64)-th step
@@ -119,6 +119,9 @@ class FlowViews:
     output_class: np.ndarray | None = None
     lifted: LiftedSpace | None = None
     folding: Folding | None = None  # |D(step k) - I| per step: what makes a step fold
+    # each frame's own window around its points x_k (len(ks), 4) and u(t_k, .) on a grid of it (x1, x2: (len(ks), res))
+    windows: np.ndarray | None = None
+    frame_surfaces: Surfaces | None = None
 
 
 def _t(x, model):
@@ -171,6 +174,43 @@ def transported_surfaces(model: FlowModel, extent, *, res: int = 100, ks: np.nda
         u, se = np.stack([model.transported(z, int(k)) for k in ks]), None
     return Surfaces(ks, model.times[ks].astype(np.float32), x1, x2,
                     u.reshape(len(ks), res, res, -1).astype(np.float32), se)
+
+
+def frame_windows(xs: np.ndarray, ks, *, q: float = 0.005, margin: float = 0.12) -> np.ndarray:
+    """(len(ks), 4) windows (x1 lo, x1 hi, x2 lo, x2 hi) of the frames k in ``ks`` for points xs (L+1, m, d):
+    the central 1 - 2q of each of the first two coordinates, widened by ``margin`` of the larger span on each side,
+    made square about its centre (equal aspect), and grown where needed so that every point x_k lies inside."""
+    out = np.zeros((len(ks), 4), np.float64)
+    for i, k in enumerate(ks):
+        p = np.asarray(xs[int(k), :, :2], np.float64)
+        p = p[np.isfinite(p).all(1)]
+        if not len(p):
+            out[i] = (-1, 1, -1, 1)
+            continue
+        lo, hi = np.quantile(p, q, axis=0), np.quantile(p, 1 - q, axis=0)
+        half = max(float((hi - lo).max()) / 2 * (1 + 2 * margin), 1e-3)
+        c = (lo + hi) / 2
+        half = max(half, float(np.abs(p - c).max()) * 1.02)  # every point inside
+        out[i] = (c[0] - half, c[0] + half, c[1] - half, c[1] + half)
+    return out
+
+
+@torch.no_grad()
+def window_surfaces(model: FlowModel, windows: np.ndarray, ks, *, res: int = 100) -> Surfaces:
+    """u(t_k, .) on a res x res grid of each frame's own window (x1, x2 of the result: (len(ks), res))."""
+    ks = np.asarray(ks)
+    x1s, x2s, us, ses = [], [], [], []
+    for w, k in zip(windows, ks):
+        x1, x2, pts = plane_grid(w, res)
+        z = np.c_[pts, np.zeros((len(pts), model.dim - 2), np.float32)]
+        if model.config.viscosity > 0:
+            u, se = model.monte_carlo(z, int(k))
+            ses.append(float(se.max()))
+        else:
+            u = model.transported(z, int(k))
+        x1s.append(x1), x2s.append(x2), us.append(u.reshape(res, res, -1))
+    return Surfaces(ks, model.times[ks].astype(np.float32), np.stack(x1s), np.stack(x2s),
+                    np.stack(us).astype(np.float32), np.array(ses, np.float32) if ses else None)
 
 
 def roughness(u: np.ndarray) -> float:
@@ -342,8 +382,11 @@ def _analyse(model: FlowModel, data: Dataset, *, history, res: int, max_points: 
                       lifted=stage(_lifted(model, ch, ks, pu, live)))
     fold = None if live else folding(model, fold_points(model, data.x_train, data.extent(), seed=model.config.seed))
     stage(fold)
+    windows = frame_windows(ch.x, ks)
+    fsurf = None if live else stage(window_surfaces(model, windows, ks, res=res))
     return FlowViews(model.config, model.times.astype(np.float32), extent, data, ch, grid, ks, surf, vel, diag,
-                     list(history or []), weights, out, osurf, live, pred, folding=fold, **lifted)
+                     list(history or []), weights, out, osurf, live, pred, folding=fold, windows=windows,
+                     frame_surfaces=fsurf, **lifted)
 
 
 def _lifted(model, ch: Characteristics, ks: np.ndarray, pu: np.ndarray, live: bool) -> LiftedSpace:

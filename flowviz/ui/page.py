@@ -285,7 +285,7 @@ def _views_body():
         st.caption("Live view (coarser, refreshed about once a second); the full picture follows when training ends.")
     tabs = TABS[:1] + ([LIFTED] if run.config.lift > 0 else []) + TABS[1:] + \
         ([SIDE_BY_SIDE] if cmp_run is not None else [])
-    choice = view_ui(state, tabs)
+    choice, side = view_ui(state, tabs)
     if choice == "Dictionary":
         st.markdown(dictionary(run.config))
         return
@@ -305,32 +305,43 @@ def _views_body():
         _side_by_side(state, run, cmp_run, v)
     else:
         path = instruments_tab.probe_path(state, run)  # once per (run, step, probe): every view marks it
+        extra = {}
+        if choice == "Characteristics" and v.frame_surfaces is not None:
+            extra = {"fixed_window": side.toggle("One window", key="fixed_window",
+                                                 help="keep the whole flow's window in every frame (to compare "
+                                                      "frames); off: each frame shows its own points' window")}
         for fn in VIEW_FIGURES[choice]:
-            _chart(fn, v, state.present, probe_path=path)
+            _chart(fn, v, state.present, probe_path=path, **(extra if fn is plots.characteristics else {}))
     if not v.live and not state.present:
         with st.expander("Export this run"):
             lecture.export_panel(run, v)
 
 
-def view_ui(state: PageState, tabs: list[str]) -> str:
+def view_ui(state: PageState, tabs: list[str]):
     """The view picker: one view at a time (the browser draws only what is shown; all six at once took
     seconds). Picking reruns the views' fragment only; training goes on in its worker. The choice outlives
-    runs in which the radio is not drawn (its widget state would be dropped)."""
+    runs in which the radio is not drawn (its widget state would be dropped). Returns the view and a column
+    beside the picker (for the view's own switch)."""
     ss, want = st.session_state, state.view_pick
     if ss.get("view") not in tabs or (want in tabs and ss.get("view") != want):
         ss.view = want if want in tabs else tabs[0]
+
     def picked():
         state.pick_view(ss.view, ss.get("instrument"))
         st.query_params.from_dict(state.url())
 
-    return st.radio("View", tabs, horizontal=True, key="view", label_visibility="collapsed", on_change=picked)
+    left, right = st.columns([8.5, 1.5], vertical_alignment="center")
+    with left:
+        return st.radio("View", tabs, horizontal=True, key="view", label_visibility="collapsed",
+                        on_change=picked), right
 
 
-def _chart(fn, v, present: bool, key: str | None = None, probe_path=None):
+def _chart(fn, v, present: bool, key: str | None = None, probe_path=None, **options):
     try:
         # the probe's path as nested tuples: hashable, so the figure cache keys on it (every page probing it shares)
         kw = {"probe_path": tuple(map(tuple, probe_path.tolist()))} if probe_path is not None and \
             fn in plots.PROBE_VIEWS else {}
+        kw.update({k: val for k, val in options.items() if val})
         st.plotly_chart(figcache.figure(fn, v, present, **kw), width="stretch", theme=None,
                         key=key or f"fig_{fn.__name__}", height=lecture.chart_height(present))
     except Exception:  # a figure must never take the page down
