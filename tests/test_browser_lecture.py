@@ -53,7 +53,7 @@ def test_rings_lift_opens_on_the_3d_view_of_the_lifted_space(server, browser, ro
         n = page.evaluate("() => document.querySelector('.js-plotly-plot')._transitionData._frames.length")
         assert n == 33  # k = 0..L, L = 32
         types = page.evaluate("() => document.querySelector('.js-plotly-plot').data.map(t => t.type)")
-        assert types.count("isosurface") == 1 and types.count("scatter3d") == 2
+        assert types.count("isosurface") == 1 and types.count("scatter3d") == 3  # two classes, the k = 0 boundary line
         box = page.locator(".js-plotly-plot").first.bounding_box()
         if present == "1":
             assert box["y"] + box["height"] <= size[1] + 10, box

@@ -90,3 +90,16 @@ def test_spirals_frames_follow_their_points_and_one_window_is_a_switch():
     fixed = plots.characteristics(v, fixed_window=True)
     assert all(fr.layout.xaxis.range is None for fr in fixed.frames)
     assert list(fixed.layout.xaxis.range) == pytest.approx(v.extent[:2])
+
+
+def test_level_segments_trace_a_level_set_to_within_the_grid():
+    from flowviz.plots.lifted import level_segments
+
+    x = np.linspace(-2, 2, 41)
+    X, Y = np.meshgrid(x, x)
+    sx, sy = level_segments(X ** 2 + Y ** 2, x, x, 1.0)  # the unit circle
+    r, ang = np.hypot(sx, sy), np.arctan2(sy, sx)
+    ok = np.isfinite(r)
+    assert np.abs(r[ok] - 1).max() < 0.01  # linear along the cell edges: within the grid's error
+    assert np.histogram(ang[ok], bins=36, range=(-np.pi, np.pi))[0].min() > 0  # all the way round
+    assert np.isnan(sx[2::3]).all()  # segments of two points, NaN between

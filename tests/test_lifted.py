@@ -76,8 +76,13 @@ def test_the_3d_view_has_a_frame_and_a_boundary_surface_for_every_step(rings_lif
         assert "ℝ³" in f.layout.title.text and "{u(t<sub>k</sub>, ·) = 1/2}" in f.layout.title.text
     surf = fig.data[0]
     assert (surf.isomin, surf.isomax, surf.surface.count) == (LEVEL, LEVEL, 1)
-    pts = [tr for tr in fig.data if tr.type == "scatter3d"]
+    pts = [tr for tr in fig.data if tr.type == "scatter3d" and tr.mode == "markers"]
     assert sum(len(tr.x) for tr in pts) == len(v.characteristics.y)
+    # at k = 0 the boundary's trace on the input plane x_3 = 0 is a line there; later frames carry none
+    line = [i for i, tr in enumerate(fig.data) if tr.name == "boundary on x₃ = 0 (k = 0)"]
+    assert len(line) == 1 and len(fig.data[line[0]].x) > 10 and not np.nanmax(np.abs(fig.data[line[0]].z))
+    last = [tr for tr in fig.frames[-1].data if tr.type == "scatter3d"]
+    assert len(last[-1].x) == 0
 
 
 def test_at_k_L_the_surface_is_the_plane_of_f_and_at_k_0_a_closed_curve_around_the_disk(rings_lift):

@@ -45,6 +45,57 @@ def _surfaces(ls: LiftedSpace, i: int, *, first: bool) -> list[go.Isosurface]:
     return out
 
 
+def level_segments(F: np.ndarray, x: np.ndarray, y: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """The level set {F = level} of a field F (ny, nx) on the grid (x (nx,), y (ny,)) as line segments (marching
+    squares, linear along each cell edge): x, y with NaN between segments."""
+    F = np.asarray(F, np.float64) - level
+    a, b, c, d = F[:-1, :-1], F[:-1, 1:], F[1:, 1:], F[1:, :-1]  # corners (i, j), (i, j+1), (i+1, j+1), (i+1, j)
+    X0, X1 = np.meshgrid(x[:-1], y[:-1])[0], np.meshgrid(x[1:], y[:-1])[0]
+    Y0, Y1 = np.meshgrid(x[:-1], y[:-1])[1], np.meshgrid(x[:-1], y[1:])[1]
+
+    def cross(p, q):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return (p * q < 0) | ((p == 0) & (q != 0)), np.where(p != q, p / (p - q), 0.5)
+
+    edges = []  # (hit, x, y) on the bottom, right, top and left edges of every cell
+    h, f = cross(a, b)
+    edges.append((h, X0 + f * (X1 - X0), Y0))
+    h, f = cross(b, c)
+    edges.append((h, X1, Y0 + f * (Y1 - Y0)))
+    h, f = cross(d, c)
+    edges.append((h, X0 + f * (X1 - X0), Y1))
+    h, f = cross(a, d)
+    edges.append((h, X0, Y0 + f * (Y1 - Y0)))
+    hits = np.stack([e[0] for e in edges])  # (4, ny-1, nx-1)
+    ex, ey = np.stack([e[1] for e in edges]), np.stack([e[2] for e in edges])
+    count = hits.sum(0)
+    xs, ys = [], []
+    pairs = [((p, q), count == 2) for p in range(4) for q in range(p + 1, 4)]
+    pairs += [((0, 3), count == 4), ((1, 2), count == 4)]  # a saddle cell: two segments
+    for (p, q), only in pairs:
+        m = hits[p] & hits[q] & only
+        n = int(m.sum())
+        if n:
+            xs.append(np.stack([ex[p][m], ex[q][m], np.full(n, np.nan)], 1).ravel())
+            ys.append(np.stack([ey[p][m], ey[q][m], np.full(n, np.nan)], 1).ravel())
+    if not xs:
+        return np.zeros(0, np.float32), np.zeros(0, np.float32)
+    return np.concatenate(xs).astype(np.float32), np.concatenate(ys).astype(np.float32)
+
+
+def _input_boundary(ls: LiftedSpace, i: int, *, first: bool) -> go.Scatter3d:
+    """At k = 0: where the boundary {u(0, .) = 1/2} meets the input plane x_3 = 0, a line (empty in later frames)."""
+    gx, gy, gz = ls.axes
+    iz = int(np.argmin(np.abs(gz)))
+    xs, ys = (level_segments(ls.fields[i, 0, iz], gx, gy, LEVEL) if int(ls.ks[i]) == 0 and abs(gz[iz]) < 1e-6
+              else (np.zeros(0, np.float32), np.zeros(0, np.float32)))
+    tr = go.Scatter3d(x=xs, y=ys, z=np.zeros_like(xs))
+    if first:
+        tr.update(mode="lines", line=dict(color=BOUNDARY_COLOR, width=6), name="boundary on x₃ = 0 (k = 0)",
+                  hoverinfo="skip")
+    return tr
+
+
 def _points(ls: LiftedSpace, i: int, c: int, *, first: bool) -> go.Scatter3d:
     m = ls.y == c
     p = ls.x[i, m]
@@ -70,14 +121,15 @@ def lifted(obj, *, probe_path=None) -> go.Figure:
         return _note("no lift (p = 0): the flow acts in the plane; set lift ≥ 1 to see R^(2+p)", "Lifted space",
                      size=18)
     classes = [c for c in range(int(ls.y.max()) + 1) if (ls.y == c).any()]
-    traces = _surfaces(ls, 0, first=True) + [_points(ls, 0, c, first=True) for c in classes]
+    traces = _surfaces(ls, 0, first=True) + [_points(ls, 0, c, first=True) for c in classes] + \
+        [_input_boundary(ls, 0, first=True)]
     moving = list(range(len(traces)))
     pp = None if probe_path is None else np.asarray(probe_path)[:, :3]
     if pp is not None:  # the path stays; its point x_k moves with the frames
         traces += probe_traces_3d(pp, int(ls.ks[0]))
         moving.append(len(traces) - 1)
     frames = [go.Frame(name=str(int(k)), data=_surfaces(ls, i, first=False) +
-                       [_points(ls, i, c, first=False) for c in classes] +
+                       [_points(ls, i, c, first=False) for c in classes] + [_input_boundary(ls, i, first=False)] +
                        ([probe_point_3d(pp, int(k), full=False)] if pp is not None else []),
                        traces=moving, layout=dict(title_text=lifted_title(ls, i)))
               for i, k in enumerate(ls.ks)]
