@@ -192,8 +192,8 @@ def _char_title(v: FlowViews, k) -> str:
         return (f"Characteristics x_k at k = {int(k)}, t_k = {v.t[int(k)]:.3g} ({shown} of "
                 f"{v.characteristics.n_total} points, first two of {v.config.dim} coordinates)<br>background: "
                 f"u(t_k, ·) on the slice {slice_name(v.config.dim)}; points coloured by their own u(t_k, x_k)")
-    return (f"Characteristics x_k and u(t_k, ·) at k = {int(k)}, t_k = {v.t[int(k)]:.3g}  "
-            f"({shown} of {v.characteristics.n_total} points{_dims_note(v)})")
+    return (f"x_k over u(t_k, ·) at k = {int(k)}, t_k = {v.t[int(k)]:.3g} · "
+            f"{shown} of {v.characteristics.n_total} points{_dims_note(v)}")
 
 
 @styled
@@ -362,7 +362,7 @@ def diagnostics(obj) -> go.Figure:
     fig = make_subplots(rows=2, cols=2, vertical_spacing=0.2, horizontal_spacing=0.12, subplot_titles=(
         "residual ratio |s_k V_k| / |x|", "weight drift |θ_k − θ_(k−1)|",
         f"smallest det D(step k): {d.det_grid}×{d.det_grid} grid (bars), data points (◆)",
-        "error |x_k − x(t_k)| vs the continuous flow"))
+        "error |x_k − x(t_k)| against the flow"))
     fig.add_trace(go.Bar(x=k, y=_f32(d.residual_ratio), marker_color=PALETTE[0], name="ratio"), 1, 1)
     fig.add_trace(go.Bar(x=k[1:], y=_f32(d.weight_drift), marker_color=PALETTE[2], name="drift"), 1, 2)
     colors = [PALETTE[5] if x < 0 else PALETTE[4] for x in d.min_jac_det]
@@ -390,14 +390,15 @@ def weights(obj) -> go.Figure:
     """Heatmaps of the block weights θ_k over k (rows: weight entries; columns: blocks)."""
     v = _views(obj)
     names = list(v.weights)
-    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, horizontal_spacing=0.04)
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, horizontal_spacing=0.05)
     lim = max((float(np.abs(v.weights[n]).max()) for n in names), default=0.0) or 1.0  # one scale, one colour bar
     for i, n in enumerate(names):
         w = v.weights[n]
         fig.add_trace(go.Heatmap(z=_f32(w.T), x=np.arange(1, len(w) + 1), colorscale=DIVERGING, zmid=0, zmin=-lim,
                                  zmax=lim, showscale=i == 0, colorbar=dict(title=dict(text="θ", side="right"))),
                       1, i + 1)
-        fig.update_xaxes(title_text="block k", row=1, col=i + 1, **int_ticks(len(w)))
+        fig.update_xaxes(title_text="block k", row=1, col=i + 1, **int_ticks(len(w), max(2, 8 // len(names))))
+        fig.update_yaxes(showticklabels=i == 0, row=1, col=i + 1)
     return _layout(fig, "Weights θ_k over the blocks (smooth in k ⇔ a discretised continuous field)", height=420)
 
 

@@ -140,15 +140,14 @@ def stability(obj) -> go.Figure:
     C = int(st.y.max()) + 1 if len(st.y) else 1
     fig = _subplots(rows=2, cols=2, column_widths=[0.58, 0.42], horizontal_spacing=0.1, vertical_spacing=0.2,
                         specs=[[{"rowspan": 2}, {}], [None, {}]], subplot_titles=(
-                            f"spectrum of s_k DV_k over the {st.scheme} region |R(z)| ≤ 1",
-                            "fraction of eigenvalues outside", "largest |s_k λ|"))
+                            "", "fraction of eigenvalues outside", "largest |s_k λ|"))
     fig.add_trace(go.Contour(x=_f32(re), y=_f32(im), z=_f32(R), contours=dict(type="constraint", operation=">=",
                                                                                value=1.0),
                              fillcolor="rgba(86,180,233,0.35)", line=dict(color=PALETTE[4], width=2),
-                             name="stable: |R(z)| ≤ 1", showlegend=True, hoverinfo="skip"), 1, 1)
+                             name=f"the {st.scheme} region |R(z)| ≤ 1", showlegend=True, hoverinfo="skip"), 1, 1)
     fig.add_trace(go.Scatter(x=[-1, -1], y=[-lim, lim], mode="lines", line=dict(color="#d00000", dash="dash"),
-                             name="Re z = −1: det = Π(1 + z) < 0, a fold, where an odd number of real z lie left of it "
-                                  "(in the plane: exactly one)"), 1, 1)
+                             name="Re z = −1: det = Π(1 + z) < 0, a fold,<br>where an odd number of real z lie left "
+                                  "of it<br>(in the plane: exactly one)"), 1, 1)
 
     def cloud(k):
         z = st.z[k - 1]  # (m, d)
@@ -178,7 +177,15 @@ def stability(obj) -> go.Figure:
                        layout=dict(title_text=title(k)), **FAST) for k in ks]
     fig.frames = frames
     sliders, menus = _frame_slider(ks, ks)
-    return _layout(fig, title(ks[0]), height=640, sliders=sliders, updatemenus=menus)
+    # the legend in its own place: the top of the right column, above the two bar charts (moved down for it)
+    for (lo, hi), row, name in (((0.34, 0.56), 1, "fraction of eigenvalues outside"), ((0.0, 0.2), 2, "largest")):
+        fig.update_yaxes(domain=[lo, hi], row=row, col=2)
+        for a in fig.layout.annotations:
+            if a.text.startswith(name):
+                a.y = hi
+    return _layout(fig, title(ks[0]), height=640, sliders=sliders, updatemenus=menus, meta=dict(legend="own"),
+                   legend=dict(orientation="v", xref="paper", yref="paper", x=0.62, y=1.0, xanchor="left",
+                               yanchor="top", bgcolor="rgba(0,0,0,0)"))
 
 
 # ------------------------------------------------------------------------------------------------ volume
@@ -218,7 +225,7 @@ def volume(obj) -> go.Figure:
         ref = vd.diff[0] * vd.Ls[0] / vd.Ls.astype(float)
         fig.add_trace(go.Scatter(x=vd.Ls, y=_f32(ref), mode="lines", line=dict(color="#888888", dash="dash"),
                                  name="slope −1"), 1, 4)
-    fig.update_xaxes(type="log", title_text="L", row=1, col=4)
+    fig.update_xaxes(type="log", title_text="L", row=1, col=4, tickvals=[int(x) for x in vd.Ls])
     fig.update_yaxes(type="log", exponentformat="power", row=1, col=4)
     for r, c, a in ((1, 1, "x"), (1, 2, "x2"), (1, 3, "x3")):
         _square(fig, r, c, a)
@@ -259,7 +266,7 @@ def transport_grid(obj, *, scheme: str = "semi_lagrangian") -> go.Figure:
                              showscale=False, zsmooth="best"), 1, 3)
     fig.add_trace(go.Scatter(x=tc.res, y=_f32(tc.err), mode="lines+markers", marker=dict(size=10),
                              line=dict(color=PALETTE[0], width=3), name="mean |grid − F|"), 2, 1)
-    fig.update_xaxes(type="log", title_text="grid points per side", row=2, col=1)
+    fig.update_xaxes(type="log", title_text="grid points per side", row=2, col=1, tickvals=[int(x) for x in tc.res])
     fig.update_yaxes(type="log", row=2, col=1)
     for c, a in ((1, "x"), (2, "x2"), (3, "x3")):
         _square(fig, 1, c, a)
@@ -284,10 +291,9 @@ def adjoint(obj) -> go.Figure:
     pn = np.linalg.norm(ad.p[..., :2], axis=-1)
     scale = 0.12 * span / (float(np.percentile(pn, 95)) or 1.0)  # one scale for all k: growth is visible
     cols = 3 if ad.continuous is not None else 2
-    titles = ("p_k at x_k (one arrow scale for all k)", "mean |p_k| against k") + (
-        ("|p_0 − p_0(ODE)| against L",) if cols == 3 else ())
-    fig = _subplots(rows=1, cols=cols, column_widths=[0.5, 0.25, 0.25][:cols] if cols == 3 else [0.62, 0.38],
-                        horizontal_spacing=0.1, subplot_titles=titles)
+    # no subplot titles: the axes say what each panel is, so the plane keeps the height
+    fig = _subplots(rows=1, cols=cols, column_widths=[0.52, 0.24, 0.24][:cols] if cols == 3 else [0.62, 0.38],
+                        horizontal_spacing=0.09)
 
     def frame(k):
         x, p = ad.xs[k], ad.p[k] * scale
@@ -301,14 +307,14 @@ def adjoint(obj) -> go.Figure:
         fig.add_trace(tr, 1, 1)
     fig.add_trace(go.Scatter(x=np.arange(L + 1), y=_f32(ad.norm), mode="lines+markers", line=dict(
         color=PALETTE[3], width=3), name="mean |p_k|"), 1, 2)
-    fig.update_yaxes(type="log", exponentformat="power", nticks=5, row=1, col=2)
+    fig.update_yaxes(type="log", exponentformat="power", nticks=5, title_text="mean |p_k|", row=1, col=2)
     fig.update_xaxes(title_text="k", row=1, col=2, **int_ticks(L, 6))
     if cols == 3:
         Ls, err = ad.continuous
         fig.add_trace(go.Scatter(x=Ls, y=_f32(err), mode="lines+markers", marker=dict(size=9),
                                  line=dict(color=PALETTE[2], width=3), name="|p_0 − p_0(ODE)|"), 1, 3)
-        fig.update_xaxes(type="log", title_text="L", row=1, col=3)
-        fig.update_yaxes(type="log", exponentformat="power", nticks=5, row=1, col=3)
+        fig.update_xaxes(type="log", title_text="L", row=1, col=3, tickvals=[int(x) for x in Ls])
+        fig.update_yaxes(type="log", exponentformat="power", nticks=5, title_text="|p_0 − p_0(ODE)|", row=1, col=3)
     pad = 0.1 * span
     fig.update_xaxes(range=[float(lo[0] - pad), float(hi[0] + pad)], title_text="x<sub>1</sub>", row=1, col=1)
     fig.update_yaxes(range=[float(lo[1] - pad), float(hi[1] + pad)], title_text="x<sub>2</sub>", row=1, col=1)
@@ -316,8 +322,8 @@ def adjoint(obj) -> go.Figure:
     growth = float(ad.norm[0] / ad.norm[-1]) if ad.norm[-1] > 0 else float("nan")
 
     def title(k):
-        return (f"Backpropagation is the adjoint flow: p_k = ∂ℓ/∂x_k at k = {int(k)} · |p_0| / |p_L| = "
-                f"{growth:.3g}")
+        return (f"Backpropagation is the adjoint flow: p_k = ∂ℓ/∂x_k at k = {int(k)} (one arrow scale for all k) · "
+                f"|p_0| / |p_L| = {growth:.3g}")
 
     fig.frames = [go.Frame(name=str(int(k)), data=frame(k), traces=list(range(1 + C)),
                            layout=dict(title_text=title(k)), **FAST) for k in ks]

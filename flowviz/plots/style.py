@@ -43,8 +43,8 @@ class Frame:
 
     @property
     def char(self) -> float:
-        """Mean width of a character of the base font, px (sans-serif: about 0.55 of its size)."""
-        return 0.55 * self.text
+        """Mean width of a character of the base font, px (Arial: about half its size)."""
+        return 0.5 * self.text
 
 
 FRAMES = {
@@ -64,7 +64,7 @@ def frame_of(frame: Frame | str | None) -> Frame:
 def text_width(text: str, size: float) -> float:
     """Estimated width in px of one line of ``text`` (markup removed) at font ``size``."""
     plain = re.sub(r"<[^>]+>", "", text)
-    return 0.56 * size * len(plain)
+    return 0.5 * size * len(plain)
 
 
 def wrap(text: str, size: float, width: float) -> str:
@@ -150,7 +150,7 @@ def _legend_rows(fig: go.Figure, f: Frame) -> int:
         return 0
     rows, used = 1, 0.0
     for n in names:
-        w = text_width(n, f.text) + 50  # the symbol and the gap
+        w = text_width(n, f.text) + 42  # the symbol and the gap
         if used and used + w > f.width - 40:
             rows, used = rows + 1, 0.0
         used += w
@@ -158,7 +158,7 @@ def _legend_rows(fig: go.Figure, f: Frame) -> int:
 
 
 def _legend_width(fig: go.Figure, f: Frame) -> float:
-    return sum(text_width(tr.name or "trace", f.text) + 50 for tr in fig.data if _in_legend(tr))
+    return sum(text_width(tr.name or "trace", f.text) + 42 for tr in fig.data if _in_legend(tr))
 
 
 def _slider_labels(sl, f: Frame, width: float) -> None:
@@ -202,8 +202,14 @@ def apply(fig: go.Figure, frame: Frame | str | None = "page", *, height: int | N
     lay.title.update(font=dict(size=f.title), x=0.01, xanchor="left", xref="container", yref="container", y=1,
                      yanchor="top", pad=dict(t=8))
     title_h = title_lines * f.title * 1.3 + (12 if title_lines else 0)
-    # the legend: horizontal, above the plot area, in its own rows
-    rows = _legend_rows(fig, f)
+    # the legend: horizontal, above the plot area, in its own rows (a builder may give it its own place instead)
+    own = isinstance(lay.meta, dict) and lay.meta.get("legend") == "own"
+    kept = lay.legend.to_plotly_json() if own else None
+    if f.name.startswith("present"):
+        for tr in fig.data:  # a long entry on two lines
+            if tr.name and text_width(tr.name, f.text) > f.width / 3 and "<br>" not in tr.name:
+                tr.name = wrap(tr.name, f.text, f.width / 3)
+    rows = 0 if own else _legend_rows(fig, f)
     beside = rows == 1 and title_lines <= 1 and (
         _legend_width(fig, f) + max((text_width(ln, f.title) for ln in title.split("<br>")), default=0) + 60
         < f.width)  # one row that fits right of a one-line title: it shares the title's line
@@ -216,10 +222,16 @@ def apply(fig: go.Figure, frame: Frame | str | None = "page", *, height: int | N
     for a in lay.annotations or ():
         size = a.font.size if a.font and a.font.size else f.text
         a.font.size = max(f.min_text, min(size, f.text) if f.name.startswith("present") else size)
-        if a.yref == "paper" and a.yanchor == "bottom" and (a.y or 0) >= 0.99:
-            sub_h = max(sub_h, (_lines(a.text)) * a.font.size * 1.3)
+        if a.yref == "paper" and a.yanchor == "bottom" and a.showarrow is False and a.xanchor == "center":
+            a.yshift = 8  # a subplot's title clear of its top tick label
+            if (a.y or 0) >= 0.99:
+                sub_h = max(sub_h, (_lines(a.text)) * a.font.size * 1.3 + 8)
     # axes: tick labels and titles at the frame's size, a visible grid, tick labels pushing the margins
     for ax in _axes(lay):
+        if ax.exponentformat is None:
+            ax.exponentformat = "power"  # 10⁻³, never an SI prefix (750µ)
+        if ax.type == "log" and ax.dtick is None and ax.tickvals is None:
+            ax.dtick = 1  # one label a decade: the small 2..9 labels between decades crowd and go below the minimum
         ax.tickfont.size = f.tick
         ax.title.font.size = f.text
         ax.automargin = True
@@ -286,12 +298,15 @@ def apply(fig: go.Figure, frame: Frame | str | None = "page", *, height: int | N
             um.pad = dict(t=int(x_title + f.tick * 1.5 - 6), r=6)
         lay.margin.b = int(bottom + slider_h)
     # the legend just above the plot area (paper coordinates): it follows the reserved margin exactly
-    if beside:
+    if own:
+        lay.legend = kept
+        lay.legend.font = dict(size=f.text)
+    elif beside:
         lay.legend.update(yref="container", y=1 - 8 / h, yanchor="top", xref="paper", x=1, xanchor="right")
     elif rows:
         lay.legend.update(yref="paper", y=1.0 + (sub_h + 4) / max(h - lay.margin.t - lay.margin.b, 50),
                           yanchor="bottom")
-    else:
+    elif not own:
         lay.showlegend = False
     return fig
 
