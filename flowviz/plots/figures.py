@@ -361,8 +361,8 @@ def diagnostics(obj) -> go.Figure:
     k = np.arange(1, L + 1)
     fig = make_subplots(rows=2, cols=2, vertical_spacing=0.2, horizontal_spacing=0.12, subplot_titles=(
         "residual ratio |s_k V_k| / |x|", "weight drift |θ_k − θ_(k−1)|",
-        f"smallest det D(step k): {d.det_grid}×{d.det_grid} grid (bars), data points (◆)",
-        "error |x_k − x(t_k)| against the flow"))
+        f"min det D(step k): {d.det_grid}×{d.det_grid} grid (bars), data points (◆)",
+        "error |x_k − x(t_k)|"))
     fig.add_trace(go.Bar(x=k, y=_f32(d.residual_ratio), marker_color=PALETTE[0], name="ratio"), 1, 1)
     fig.add_trace(go.Bar(x=k[1:], y=_f32(d.weight_drift), marker_color=PALETTE[2], name="drift"), 1, 2)
     colors = [PALETTE[5] if x < 0 else PALETTE[4] for x in d.min_jac_det]

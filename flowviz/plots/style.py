@@ -201,7 +201,7 @@ def apply(fig: go.Figure, frame: Frame | str | None = "page", *, height: int | N
             title_lines = max(title_lines, _lines(fr.layout.title.text))
     lay.title.update(font=dict(size=f.title), x=0.01, xanchor="left", xref="container", yref="container", y=1,
                      yanchor="top", pad=dict(t=8))
-    title_h = title_lines * f.title * 1.3 + (12 if title_lines else 0)
+    title_h = title_lines * f.title * 1.25 + (9 if title_lines else 0)
     # the legend: horizontal, above the plot area, in its own rows (a builder may give it its own place instead)
     own = isinstance(lay.meta, dict) and lay.meta.get("legend") == "own"
     kept = lay.legend.to_plotly_json() if own else None
@@ -210,9 +210,11 @@ def apply(fig: go.Figure, frame: Frame | str | None = "page", *, height: int | N
             if tr.name and text_width(tr.name, f.text) > f.width / 3 and "<br>" not in tr.name:
                 tr.name = wrap(tr.name, f.text, f.width / 3)
     rows = 0 if own else _legend_rows(fig, f)
-    beside = rows == 1 and title_lines <= 1 and (
-        _legend_width(fig, f) + max((text_width(ln, f.title) for ln in title.split("<br>")), default=0) + 60
-        < f.width)  # one row that fits right of a one-line title: it shares the title's line
+    # one row that fits right of a one-line title shares the title's line (plotly wraps a legend inside the plot
+    # area wider than half the figure: only a narrower one)
+    lw = _legend_width(fig, f)
+    beside = rows == 1 and title_lines <= 1 and lw < f.width / 2 - 20 and (
+        lw + max((text_width(ln, f.title) for ln in title.split("<br>")), default=0) + 60 < f.width)
     legend_h = 0 if beside else rows * f.text * 1.55 + (8 if rows else 0)
     lay.legend = dict(orientation="h", yref="container", y=1 - (title_h + 2) / _height(fig, f, height),
                       yanchor="top", xref="paper", x=0, xanchor="left", font=dict(size=f.text), bgcolor="rgba(0,0,0,0)",
@@ -221,7 +223,7 @@ def apply(fig: go.Figure, frame: Frame | str | None = "page", *, height: int | N
     sub_h = 0
     for a in lay.annotations or ():
         size = a.font.size if a.font and a.font.size else f.text
-        a.font.size = max(f.min_text, min(size, f.text) if f.name.startswith("present") else size)
+        a.font.size = max(f.min_text, min(size, f.tick) if f.name.startswith("present") else size)
         if a.yref == "paper" and a.yanchor == "bottom" and a.showarrow is False and a.xanchor == "center":
             a.yshift = 8  # a subplot's title clear of its top tick label
             if (a.y or 0) >= 0.99:

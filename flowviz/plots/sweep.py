@@ -182,6 +182,10 @@ def sweep_transfer(s: SweepResult) -> go.Figure:
     return _layout(fig, f"Depth transfer ({', '.join(modes)} weights): {sub}", height=120 + 50 * len(t.trained))
 
 
+def _sbs_title(t: float) -> str:
+    return f"Side by side at the same time t = {t:.3g} (each panel shows its step nearest t)"
+
+
 def _nearest_frame(ks_t: np.ndarray, t: float) -> int:
     return int(np.argmin(np.abs(ks_t - t)))
 
@@ -203,6 +207,8 @@ def side_by_side(a: FlowViews, b: FlowViews, titles: tuple[str, str] | None = No
     finer = max(views, key=lambda v: len(v.surfaces.ks))
     ts = np.unique(np.concatenate([finer.surfaces.t, [0.0, T]]))
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.06, subplot_titles=titles)
+    shared = (min(a.extent[0], b.extent[0]), max(a.extent[1], b.extent[1]),
+              min(a.extent[2], b.extent[2]), max(a.extent[3], b.extent[3]))
     static = []
     per_panel = []  # trace indices that move, per panel
 
@@ -236,9 +242,15 @@ def side_by_side(a: FlowViews, b: FlowViews, titles: tuple[str, str] | None = No
             fig.add_trace(go.Scatter(x=px, y=py, mode="lines", line=dict(color=PALETTE[c], width=1), opacity=0.25,
                                      showlegend=False, hoverinfo="skip"), 1, col)
             static.append(len(fig.data) - 1)
-        e = v.extent
-        fig.update_xaxes(range=[e[0], e[1]], row=1, col=col)
-        fig.update_yaxes(range=[e[2], e[3]], row=1, col=col)
+        e = v.extent  # both panels share one window (the union of the two): the same scale on both sides
+        fig.update_xaxes(range=[shared[0], shared[1]], row=1, col=col)
+        fig.update_yaxes(range=[shared[2], shared[3]], row=1, col=col)
+        ref = "" if col == 1 else str(col)
+        for x0, x1, y0, y1 in ((shared[0], e[0], shared[2], shared[3]), (e[1], shared[1], shared[2], shared[3]),
+                               (e[0], e[1], shared[2], e[2]), (e[0], e[1], e[3], shared[3])):
+            if x1 > x0 and y1 > y0:  # where this run's surface was not computed: grey, not the scale's white
+                fig.add_shape(type="rect", x0=x0, x1=x1, y0=y0, y1=y1, xref=f"x{ref}", yref=f"y{ref}",
+                              fillcolor="#e4e4e4", line=dict(width=0), layer="below")
         _equal_axes(fig, row=1, col=col)
         fig.update_yaxes(scaleanchor=f"x{col if col > 1 else ''}", row=1, col=col)
     frames = []
@@ -248,7 +260,7 @@ def side_by_side(a: FlowViews, b: FlowViews, titles: tuple[str, str] | None = No
             i = _nearest_frame(v.surfaces.t, min(t, float(v.t[-1])))
             data += panel_data(v, i, pp)
             traces += idx
-        frames.append(go.Frame(name=f"{t:.4g}", data=data, traces=traces))
+        frames.append(go.Frame(name=f"{t:.4g}", data=data, traces=traces, layout=dict(title_text=_sbs_title(t))))
     fig.frames = frames
     steps = [dict(method="animate", label=f"{t:.3g}",
                   args=[[f"{t:.4g}"], dict(mode="immediate", frame=dict(duration=0, redraw=True),
@@ -261,7 +273,7 @@ def side_by_side(a: FlowViews, b: FlowViews, titles: tuple[str, str] | None = No
                                                transition=dict(duration=0))])])
     for a_ in fig.layout.annotations:
         a_.font = dict(size=16)
-    _layout(fig, "Side by side at the same time t (each panel shows its step nearest t)", height=600,
+    _layout(fig, _sbs_title(ts[0]), height=600,
             sliders=[slider], updatemenus=[play])
     return fig
 
