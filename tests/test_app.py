@@ -156,7 +156,8 @@ def test_a_scenario_link_opens_its_view_and_round_trips():
     at = _settle(_app({"scenario": "deep_vs_shallow", "train_steps": "30", "n_samples": "200"}).run())
     assert at.radio(key="view").value == "Side by side"
     assert any("Deep means small steps" in m.value for m in at.markdown)
-    fig = _figures(at)[0]
+    lead, fig = _figures(at)[:2]  # the scenario's point first (both runs' residual ratios), then the pair
+    assert [t["name"] for t in lead["data"]] == ["n_steps = 2", "n_steps = 64"]
     assert fig["layout"]["annotations"][0]["text"] == "n_steps = 2" and "n_steps = 64" in \
         fig["layout"]["annotations"][1]["text"]
     from flowviz import preset
@@ -172,7 +173,10 @@ def test_bad_link_flags_fall_back_with_notices():
     assert _link(at)["present"] == "1" and _link(at)["hide"] == "data" and "scenario" not in _link(at)
     assert not any(getattr(w, "key", None) == "w_dataset" for w in at.sidebar.selectbox)  # the data group is hidden
     fig = _figures(at)[0]
-    assert fig["layout"]["font"]["size"] == 22 and fig["layout"]["height"] <= 500  # projector style
+    from flowviz.plots.style import FRAMES
+
+    present = FRAMES["present"]  # projector style: the frame's type and height (the page stretches it to the screen)
+    assert fig["layout"]["font"]["size"] == present.text and fig["layout"]["height"] == present.height
 
 
 def test_picking_a_scenario_sets_its_config():
