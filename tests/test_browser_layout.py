@@ -86,7 +86,7 @@ def server(tmp_path_factory):
         for c in preset_configs(name):
             cache.store(c, build_model(c, make_dataset(c).n_classes), history, metrics,
                         settings=Settings(cache_dir=str(d)))
-    with LiveServer({"FLOWVIZ_CACHE_DIR": str(d)}) as url:
+    with LiveServer({"FLOWVIZ_CACHE_DIR": str(d)}, wait_s=180) as url:  # it warms 16 prebuilt runs
         yield url
 
 
