@@ -300,14 +300,17 @@ def apply(fig: go.Figure, frame: Frame | str | None = "page", *, height: int | N
             um.pad = dict(t=int(x_title + f.tick * 1.5 - 6), r=6)
         lay.margin.b = int(bottom + slider_h)
     # the legend just above the plot area (paper coordinates): it follows the reserved margin exactly
+    # pixel-exact whatever height the page stretches the figure to: the legend hangs from the figure's top, the
+    # title stands on the plot area's top, above the subplot titles (its pad in px)
+    if title_lines:
+        lay.title.update(yref="paper", y=1, yanchor="bottom", pad=dict(b=int(sub_h + 4), t=0))
     if own:
         lay.legend = kept
         lay.legend.font = dict(size=f.text)
     elif beside:
-        lay.legend.update(yref="container", y=1 - 8 / h, yanchor="top", xref="paper", x=1, xanchor="right")
+        lay.legend.update(yref="container", y=1, yanchor="top", xref="paper", x=1, xanchor="right")
     elif rows:
-        lay.legend.update(yref="paper", y=1.0 + (sub_h + 4) / max(h - lay.margin.t - lay.margin.b, 50),
-                          yanchor="bottom")
+        lay.legend.update(yref="container", y=1, yanchor="top")
     elif not own:
         lay.showlegend = False
     return fig
