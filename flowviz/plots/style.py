@@ -289,7 +289,7 @@ def apply(fig: go.Figure, frame: Frame | str | None = "page", *, height: int | N
     h = _height(fig, f, height)
     lay.height = h
     x_title = f.text * 1.4 if any(ax.title.text for ax in _axes(lay) if ax.plotly_name.startswith("xaxis")) else 0
-    top = title_h + legend_h + sub_h + 10
+    top = title_h + legend_h + sub_h + 16
     bottom = f.tick * 1.5 + x_title + 8
     lay.margin = dict(t=int(top), l=int(f.tick * 4), r=int(20 + cb_w), b=int(bottom), autoexpand=True, pad=2)
     if slider_h:
@@ -303,7 +303,7 @@ def apply(fig: go.Figure, frame: Frame | str | None = "page", *, height: int | N
     # pixel-exact whatever height the page stretches the figure to: the legend hangs from the figure's top, the
     # title stands on the plot area's top, above the subplot titles (its pad in px)
     if title_lines:
-        lay.title.update(yref="paper", y=1, yanchor="bottom", pad=dict(b=int(sub_h + 4), t=0))
+        lay.title.update(yref="paper", y=1, yanchor="bottom", pad=dict(b=int(sub_h + 14), t=0))
     if own:
         lay.legend = kept
         lay.legend.font = dict(size=f.text)
