@@ -201,7 +201,7 @@ def apply(fig: go.Figure, frame: Frame | str | None = "page", *, height: int | N
             title_lines = max(title_lines, _lines(fr.layout.title.text))
     lay.title.update(font=dict(size=f.title), x=0.01, xanchor="left", xref="container", yref="container", y=1,
                      yanchor="top", pad=dict(t=8))
-    title_h = title_lines * f.title * 1.25 + (9 if title_lines else 0)
+    title_h = title_lines * f.title * 1.25 + (3 if title_lines else 0)
     # the legend: horizontal, above the plot area, in its own rows (a builder may give it its own place instead)
     own = isinstance(lay.meta, dict) and lay.meta.get("legend") == "own"
     kept = lay.legend.to_plotly_json() if own else None
