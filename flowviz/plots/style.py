@@ -150,8 +150,8 @@ def _legend_rows(fig: go.Figure, f: Frame) -> int:
         return 0
     rows, used = 1, 0.0
     for n in names:
-        w = text_width(n, f.text) + 60  # the symbol and the gaps
-        if used and used + w > f.width - 280:  # plotly wraps it at the plot area's width
+        w = text_width(n, f.text) + 42  # the symbol and the gap
+        if used and used + w > f.width - 200:  # plotly wraps it at the plot area's width
             rows, used = rows + 1, 0.0
         used += w
     return rows
