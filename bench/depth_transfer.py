@@ -30,14 +30,25 @@ def main(argv=None):
     a = ap.parse_args(argv)
     depths = [int(v) for v in a.depths.split(",")]
     extra = [int(v) for v in a.to.split(",") if v]
-    settings = [("continuous", {}), ("continuous", {"smoothness": 0.01}), ("continuous", {"kinetic": 0.1}),
-                ("tied", {})]
+    settings = [
+        ("continuous", {}),
+        ("continuous", {"smoothness": 0.01}),
+        ("continuous", {"kinetic": 0.1}),
+        ("tied", {}),
+    ]
     drops, ratios = [], []
     for name in a.datasets.split(","):
         for mode, pen in settings:
-            cfg = flowviz.Config(dataset=name, n_samples=a.n, time_mode=mode, train_steps=a.steps, lr=0.02,
-                                 horizon=3.0 if name == "rings" else 1.0, noise=0.0 if name == "rings" else 0.1,
-                                 **pen)
+            cfg = flowviz.Config(
+                dataset=name,
+                n_samples=a.n,
+                time_mode=mode,
+                train_steps=a.steps,
+                lr=0.02,
+                horizon=3.0 if name == "rings" else 1.0,
+                noise=0.0 if name == "rings" else 0.1,
+                **pen,
+            )
             s = run_sweep(cfg, "n_steps", depths, transfer_to=extra)
             t = s.transfer
             label = f"{name} {mode} " + (", ".join(f"{k}={v}" for k, v in pen.items()) or "no penalty")
@@ -46,15 +57,28 @@ def main(argv=None):
             for L, row in zip(t.trained, t.accuracy):
                 print(f"{L:6d}  " + " ".join(f"{v:6.3f}" for v in row))
             diag = np.array([row[t.evaluated.index(L)] for L, row in zip(t.trained, t.accuracy)])
-            finer = [row[j] - diag[i] for i, row in enumerate(t.accuracy) for j, Lp in enumerate(t.evaluated)
-                     if Lp > t.trained[i]]
+            finer = [
+                row[j] - diag[i]
+                for i, row in enumerate(t.accuracy)
+                for j, Lp in enumerate(t.evaluated)
+                if Lp > t.trained[i]
+            ]
             drops.append((label, float(np.mean(finer))))
-            ratios.append(float(np.mean([row[j] / diag[i] for i, row in enumerate(t.accuracy)
-                                         for j, Lp in enumerate(t.evaluated) if Lp > t.trained[i]])))
+            ratios.append(
+                float(
+                    np.mean(
+                        [
+                            row[j] / diag[i]
+                            for i, row in enumerate(t.accuracy)
+                            for j, Lp in enumerate(t.evaluated)
+                            if Lp > t.trained[i]
+                        ]
+                    )
+                )
+            )
     print()
     print("mean accuracy change when refined (L' > L): " + "; ".join(f"{lab}: {d:+.3f}" for lab, d in drops))
-    print(f"ratio of accuracy after refinement to accuracy at the trained depth, mean over all: "
-          f"{np.mean(ratios):.3f}")
+    print(f"ratio of accuracy after refinement to accuracy at the trained depth, mean over all: {np.mean(ratios):.3f}")
 
 
 if __name__ == "__main__":

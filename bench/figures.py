@@ -54,8 +54,12 @@ def main(argv=None):
         print(f"{name:18s} {ms:12.1f} {size:12,d} {5 * sent.count(chr(92) + 'u002f'):17,d}")
     print(f"slowest figure {worst:.0f} ms ({worst / 200:.2f} of 200 ms)")
     path = flow_paths(r.model, [[0.5, 0.25]])[:, 0].numpy()  # a probe (link probe=0.5,0.25): every view marks it
-    extra = {name: len(pio.to_json(fn(v, probe_path=path), validate=False).encode()) -
-             len(pio.to_json(fn(v), validate=False).encode()) for name, fn in shown.items() if fn in PROBE_VIEWS}
+    extra = {
+        name: len(pio.to_json(fn(v, probe_path=path), validate=False).encode())
+        - len(pio.to_json(fn(v), validate=False).encode())
+        for name, fn in shown.items()
+        if fn in PROBE_VIEWS
+    }
     print("bytes a probe adds: " + ", ".join(f"{n} {b:,d}" for n, b in extra.items()))
     instruments(r, v, a.reps, base=statistics.median(_times(lambda: FIGURES["characteristics"](v), a.reps)))
     print(f"total {total / 1e6:.2f} MB; ratio to the 1.5 MB target = {total / 1.5e6:.2f}")  # the page's views
@@ -85,8 +89,10 @@ def instruments(r, v, reps: int, base: float):
 
     m, d = r.model, r.data
     torch.set_num_threads(1)  # as the server's own work (FLOWVIZ_SERVER_THREADS) and each worker
-    compute = {"probe": lambda: ins.probe_data(m, (0.5, 0.25)),
-               **{name: (lambda f=PREPARED[key]: f(m, d, v.extent)) for name, key in PREPARED_OF.items()}}
+    compute = {
+        "probe": lambda: ins.probe_data(m, (0.5, 0.25)),
+        **{name: (lambda f=PREPARED[key]: f(m, d, v.extent)) for name, key in PREPARED_OF.items()},
+    }
     ex = make_executor(Settings(), size=1, name="process")
     try:
         ex.instruments(m, d, extent=v.extent, names=["stability"])  # a started worker, as a server keeps them
@@ -95,8 +101,10 @@ def instruments(r, v, reps: int, base: float):
         worker_s = time.perf_counter() - t
     finally:
         ex.shutdown()
-    print(f"{'instrument':18s} {'compute ms':>11s} {'build ms':>9s} {'click ms':>9s} {'bytes':>10s}   "
-          f"(characteristics builds in {base:.0f} ms in this run)")
+    print(
+        f"{'instrument':18s} {'compute ms':>11s} {'build ms':>9s} {'click ms':>9s} {'bytes':>10s}   "
+        f"(characteristics builds in {base:.0f} ms in this run)"
+    )
     worst = 0.0
     for name, fn in INSTRUMENTS.items():
         obj = compute[name]() if name == "probe" else made[PREPARED_OF[name]]
@@ -108,8 +116,10 @@ def instruments(r, v, reps: int, base: float):
         worst = max(worst, tk)
         print(f"{name:18s} {tc:11.0f} {tb:9.0f} {tk:9.0f} {size:10,d}")
     print(f"instruments prepared by a worker process in {worker_s:.2f} s once the run is shown")
-    print(f"instruments: slowest click-to-figure {worst:.0f} ms; {worst / 300:.2f} of 300 ms, "
-          f"{worst / base:.2f} x the characteristics figure")
+    print(
+        f"instruments: slowest click-to-figure {worst:.0f} ms; {worst / 300:.2f} of 300 ms, "
+        f"{worst / base:.2f} x the characteristics figure"
+    )
 
 
 PREPARED_OF = {"stability": "stability", "volume": "volume", "transport_grid": "grid", "adjoint": "adjoint"}

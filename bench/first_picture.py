@@ -35,8 +35,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def _port():
@@ -50,9 +57,27 @@ def _serve(port, cache_dir, *, env=None, log=None, wait_s: float = 60.0, script=
     endpoint answers (within wait_s)."""
     env = dict(os.environ, **(env or {}), FLOWVIZ_CACHE_DIR=str(cache_dir))
     out = open(log, "w") if log else subprocess.DEVNULL
-    p = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
-                          "--server.headless", "true", "--server.address", "127.0.0.1", "--", *args], cwd=ROOT,
-                         env=env, stdout=out, stderr=subprocess.STDOUT)
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(script),
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+            "--server.address",
+            "127.0.0.1",
+            "--",
+            *args,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < wait_s:
         try:
@@ -65,9 +90,11 @@ def _serve(port, cache_dir, *, env=None, log=None, wait_s: float = 60.0, script=
 
 
 # finished: the status says done, neither a live view nor the samples drawn while training are on screen
-DONE = ("() => document.body.innerText.includes('done') && !document.body.innerText.includes('Live view') "
-        "&& !document.body.innerText.includes('first picture appears') "
-        "&& document.querySelector('.js-plotly-plot') !== null")
+DONE = (
+    "() => document.body.innerText.includes('done') && !document.body.innerText.includes('Live view') "
+    "&& !document.body.innerText.includes('first picture appears') "
+    "&& document.querySelector('.js-plotly-plot') !== null"
+)
 
 
 def _open(browser, url, done: str = DONE) -> float:
@@ -89,8 +116,11 @@ def _pick(browser, url, title) -> float:
     option = page.get_by_role("option", name=title)
     t = time.perf_counter()
     option.click()
-    page.wait_for_function(f"() => document.body.innerText.includes({title!r}) && "
-                           f"document.querySelector('.js-plotly-plot') !== null && ({DONE[6:]})", timeout=120_000)
+    page.wait_for_function(
+        f"() => document.body.innerText.includes({title!r}) && "
+        f"document.querySelector('.js-plotly-plot') !== null && ({DONE[6:]})",
+        timeout=120_000,
+    )
     dt = time.perf_counter() - t
     page.close()
     return dt
@@ -132,9 +162,11 @@ def main(argv=None):
                     server.wait(10)
                 for v, (url, done, _) in zip(floors.values(), floor_pages):
                     v.append(_open(browser, url, done))
-                print(f"rep {rep}: server ready after {boot[-1]:.2f} s; link to picture: cold server {cold[-1]:.2f} "
-                      f"s, warm server (shared run) {warm[-1]:.2f} s" +
-                      "".join(f"; {n} {v[-1]:.2f} s" for n, v in floors.items() if v))
+                print(
+                    f"rep {rep}: server ready after {boot[-1]:.2f} s; link to picture: cold server {cold[-1]:.2f} "
+                    f"s, warm server (shared run) {warm[-1]:.2f} s"
+                    + "".join(f"; {n} {v[-1]:.2f} s" for n, v in floors.items() if v)
+                )
         finally:
             browser.close()
             for _, _, server in floor_pages:
@@ -145,9 +177,11 @@ def main(argv=None):
     print(f"median warm {mw:.2f} s (a finished run); ratio to the 1.5 s target = {mw / 1.5:.2f}")
     if floor_pages:
         bare, alone = (statistics.median(v) for v in floors.values())
-        print(f"floor of any Streamlit page here: {bare:.2f} s bare, {alone:.2f} s with the same figure alone "
-              f"(ratio to the 1.5 s target {alone / 1.5:.2f}); flowviz's warm page / the figure alone = "
-              f"{mw / alone:.2f}")
+        print(
+            f"floor of any Streamlit page here: {bare:.2f} s bare, {alone:.2f} s with the same figure alone "
+            f"(ratio to the 1.5 s target {alone / 1.5:.2f}); flowviz's warm page / the figure alone = "
+            f"{mw / alone:.2f}"
+        )
     print(f"median launch + link to picture {statistics.median(b + c for b, c in zip(boot, cold)):.2f} s")
     print(f"median cold {mc:.2f} s; ratio to the 2.5 s target = {mc / 2.5:.2f}")
 

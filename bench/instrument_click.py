@@ -23,8 +23,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from first_picture import ARGS, DONE, _port, _serve  # noqa: E402
 
-SUBS = {"Probe": "Probe at x_0", "Stability region": "Stability, block", "Volume and density": "Volume at",
-        "Grid solver": "The transport equation on a grid", "Adjoint": "Backpropagation is the adjoint flow"}
+SUBS = {
+    "Probe": "Probe at x_0",
+    "Stability region": "Stability, block",
+    "Volume and density": "Volume at",
+    "Grid solver": "The transport equation on a grid",
+    "Adjoint": "Backpropagation is the adjoint flow",
+}
 
 
 def _click(page, label: str, title: str) -> float:
@@ -32,8 +37,10 @@ def _click(page, label: str, title: str) -> float:
     option = page.locator("[data-testid='stRadio'] [role='radiogroup'] label").filter(has_text=label).first
     t = time.perf_counter()
     option.click()
-    page.wait_for_function(f"() => [...document.querySelectorAll('.js-plotly-plot')]"
-                           f".some(p => p.textContent.includes({title!r}))", timeout=120_000)
+    page.wait_for_function(
+        f"() => [...document.querySelectorAll('.js-plotly-plot')].some(p => p.textContent.includes({title!r}))",
+        timeout=120_000,
+    )
     return time.perf_counter() - t
 
 
@@ -60,8 +67,10 @@ def main(argv=None):
             page.wait_for_function(DONE, timeout=300_000)
             _click(page, "Instruments", "Click any point of the plane")
             first = {s: _click(page, s, title) for s, title in SUBS.items() if s != "Probe"}
-            print("first round, from the finished picture on: " +
-                  ", ".join(f"{s} {1e3 * t:.0f} ms" for s, t in first.items()))
+            print(
+                "first round, from the finished picture on: "
+                + ", ".join(f"{s} {1e3 * t:.0f} ms" for s, t in first.items())
+            )
             for rep in range(a.reps):
                 for s, title in SUBS.items():
                     times[s].append(_click(page, s, title))

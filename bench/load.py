@@ -80,8 +80,12 @@ def main(argv=None):
     ap.add_argument("--swarm", type=int, default=40, help="pages of the one client of phase 5")
     ap.add_argument("--swarm-steps", type=int, default=1500, help="training steps of each of the swarm's runs")
     ap.add_argument("--heavy-budget", action="store_true", help="phase 4 with the server's default run budget")
-    ap.add_argument("--executor", choices=("local", "ray"), default="local",
-                    help="where the server trains: its own process pool, or a local Ray cluster of --workers CPUs")
+    ap.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="where the server trains: its own process pool, or a local Ray cluster of --workers CPUs",
+    )
     a = ap.parse_args(argv)
     a.cluster_env = {"FLOWVIZ_EXECUTOR": "ray"} if a.executor == "ray" else {}
     _phases(a)
@@ -103,8 +107,9 @@ def _phases(a):
     tmp = tempfile.mkdtemp()
     port = _port()
     log_path = Path(tmp) / "server.log"
-    server = _serve(port, Path(tmp) / "cache", env={"FLOWVIZ_WORKERS": str(a.workers), **a.cluster_env},
-                    log=log_path, wait_s=120)
+    server = _serve(
+        port, Path(tmp) / "cache", env={"FLOWVIZ_WORKERS": str(a.workers), **a.cluster_env}, log=log_path, wait_s=120
+    )
     peak = [0.0]
     stop = threading.Event()
 
@@ -173,13 +178,19 @@ def _phases(a):
     def pct(v, p):
         return statistics.quantiles(v, n=100)[p - 1] if len(v) >= 2 else (v[0] if v else float("nan"))
 
-    print(f"phase 1: {a.sessions} sessions, one preset: p50 {pct(t1, 50):.1f} s, p95 {pct(t1, 95):.1f} s to the "
-          f"finished picture; errors {e1}; training runs started {started_1} (target 1)")
-    print(f"phase 2: {a.sessions} distinct configs: p50 {pct(t2, 50):.1f} s, p95 {pct(t2, 95):.1f} s; errors {e2}; "
-          f"runs started {max(started) - started_1 if started else 0}; most workers busy at once "
-          f"{max(busy) if busy else 0} (pool {a.workers})")
-    print(f"phase 3: {cycles} sessions opened and closed: server memory {before:.0f} MB before, {after:.0f} MB "
-          f"after ({after - before:+.0f} MB; target within 100 MB)")
+    print(
+        f"phase 1: {a.sessions} sessions, one preset: p50 {pct(t1, 50):.1f} s, p95 {pct(t1, 95):.1f} s to the "
+        f"finished picture; errors {e1}; training runs started {started_1} (target 1)"
+    )
+    print(
+        f"phase 2: {a.sessions} distinct configs: p50 {pct(t2, 50):.1f} s, p95 {pct(t2, 95):.1f} s; errors {e2}; "
+        f"runs started {max(started) - started_1 if started else 0}; most workers busy at once "
+        f"{max(busy) if busy else 0} (pool {a.workers})"
+    )
+    print(
+        f"phase 3: {cycles} sessions opened and closed: server memory {before:.0f} MB before, {after:.0f} MB "
+        f"after ({after - before:+.0f} MB; target within 100 MB)"
+    )
     print(f"server peak resident memory (with its workers): {peak[0]:.0f} MB")
     print(f"phase-1 p95 {pct(t1, 95):.1f} s; ratio of runs started to runs needed = {started_1 / 1:.2f}")
 
@@ -240,8 +251,10 @@ def heavy_pages(a, browser, url: str, log_path: Path) -> float:
         pass
     for p in heavy + [light]:
         p.close()
-    print(f"phase 4: two hard-limit links open ({refused} refused by the budget); a third visitor's light run "
-          f"finished in {light_s:.1f} s (target within 30 s)")
+    print(
+        f"phase 4: two hard-limit links open ({refused} refused by the budget); a third visitor's light run "
+        f"finished in {light_s:.1f} s (target within 30 s)"
+    )
     return light_s
 
 
@@ -257,8 +270,12 @@ def swarm_phase(a) -> float:
 
     tmp = tempfile.mkdtemp()
     port, log_path = _port(), Path(tmp) / "swarm.log"
-    server = _serve(port, Path(tmp) / "cache", env={"FLOWVIZ_WORKERS": str(a.workers), "FLOWVIZ_WARM": "0",
-                                                    **a.cluster_env}, log=log_path)
+    server = _serve(
+        port,
+        Path(tmp) / "cache",
+        env={"FLOWVIZ_WORKERS": str(a.workers), "FLOWVIZ_WARM": "0", **a.cluster_env},
+        log=log_path,
+    )
     url = f"http://127.0.0.1:{port}"
 
     def q(cfg):
@@ -268,15 +285,19 @@ def swarm_phase(a) -> float:
     try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
-            swarm = browser.new_context(viewport={"width": 1024, "height": 700},
-                                        extra_http_headers={"X-Forwarded-For": "10.0.0.1"})
-            other = browser.new_context(viewport={"width": 1024, "height": 700},
-                                        extra_http_headers={"X-Forwarded-For": "10.0.0.2"})
+            swarm = browser.new_context(
+                viewport={"width": 1024, "height": 700}, extra_http_headers={"X-Forwarded-For": "10.0.0.1"}
+            )
+            other = browser.new_context(
+                viewport={"width": 1024, "height": 700}, extra_http_headers={"X-Forwarded-For": "10.0.0.2"}
+            )
             pages = []
             for i in range(a.swarm):
                 p = swarm.new_page()
-                p.goto(q(flowviz.Config(n_samples=300, n_steps=8, train_steps=a.swarm_steps, seed=5000 + i)),
-                       wait_until="commit")
+                p.goto(
+                    q(flowviz.Config(n_samples=300, n_steps=8, train_steps=a.swarm_steps, seed=5000 + i)),
+                    wait_until="commit",
+                )
                 pages.append(p)
             t0 = time.perf_counter()
             while time.perf_counter() - t0 < a.timeout:  # the swarm's runs are all started (most wait)
@@ -287,8 +308,11 @@ def swarm_phase(a) -> float:
             light = other.new_page()
             t1 = time.perf_counter()
             try:
-                light.goto(q(flowviz.Config(n_samples=300, train_steps=a.steps, n_steps=8, seed=13)),
-                           wait_until="commit", timeout=a.timeout * 1000)
+                light.goto(
+                    q(flowviz.Config(n_samples=300, train_steps=a.steps, n_steps=8, seed=13)),
+                    wait_until="commit",
+                    timeout=a.timeout * 1000,
+                )
                 light.wait_for_function(FIRST, timeout=a.timeout * 1000)
                 light_s = time.perf_counter() - t1
             except Exception:
@@ -299,8 +323,10 @@ def swarm_phase(a) -> float:
     finally:
         server.terminate()
         server.wait(10)
-    print(f"phase 5: {a.swarm} pages of one client started {started} runs ({done} by the end); another client's "
-          f"light run ({ours} started for it) had its first picture in {light_s:.1f} s (target within 60 s)")
+    print(
+        f"phase 5: {a.swarm} pages of one client started {started} runs ({done} by the end); another client's "
+        f"light run ({ours} started for it) had its first picture in {light_s:.1f} s (target within 60 s)"
+    )
     return light_s
 
 

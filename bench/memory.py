@@ -115,15 +115,32 @@ for line in sys.stdin:
 """
 
 
-def measure_many(configs: list[dict], *, steps: int = 3, analysis: bool = True, timeout: float = 1800,
-                 log=None, limit_mb: float = 6000.0) -> list[dict]:
+def measure_many(
+    configs: list[dict],
+    *,
+    steps: int = 3,
+    analysis: bool = True,
+    timeout: float = 1800,
+    log=None,
+    limit_mb: float = 6000.0,
+) -> list[dict]:
     """Measure each config (a dict of config keys) in a forked child of one measuring process, each child capped
     at ``limit_mb`` of address space above the measuring process (0: no cap)."""
-    specs = "".join(json.dumps({"config": {k: v for k, v in c.items() if k != "analysis"}, "steps": steps,
-                                "analysis": analysis and c.get("analysis", True), "limit_mb": limit_mb}) + "\n"
-                    for c in configs)
-    p = subprocess.Popen([sys.executable, "-c", PARENT.format(root=str(ROOT))], stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, text=True)
+    specs = "".join(
+        json.dumps(
+            {
+                "config": {k: v for k, v in c.items() if k != "analysis"},
+                "steps": steps,
+                "analysis": analysis and c.get("analysis", True),
+                "limit_mb": limit_mb,
+            }
+        )
+        + "\n"
+        for c in configs
+    )
+    p = subprocess.Popen(
+        [sys.executable, "-c", PARENT.format(root=str(ROOT))], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     p.stdin.write(specs)
     p.stdin.close()
     out = []
@@ -149,15 +166,36 @@ def measured_vs_estimated(configs: list[dict], results: list[dict]) -> list[dict
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             e = estimate(Config.from_dict({k: v for k, v in c.items() if k != "analysis"}))
-        rows.append({"config": c, **r, "est_step_s": e.part("step"), "est_snapshot_s": e.part("snapshot"),
-                     "est_analysis_s": e.part("analysis"), "est_peak_mb": e.peak_mb})
+        rows.append(
+            {
+                "config": c,
+                **r,
+                "est_step_s": e.part("step"),
+                "est_snapshot_s": e.part("snapshot"),
+                "est_analysis_s": e.part("analysis"),
+                "est_peak_mb": e.peak_mb,
+            }
+        )
     return rows
 
 
 BIG = {"n_samples": 20_000, "n_steps": 256, "width": 256, "test_fraction": 0.2, "analysis": False}
-CASE8 = {"dataset": "blobs", "n_samples": 2000, "n_classes": 8, "test_fraction": 0.5, "field": "mlp",
-         "mlp_depth": 6, "width": 64, "lift": 8, "knots": 64, "time_mode": "continuous", "n_steps": 16,
-         "scheme": "rk4", "viscosity": 1.0, "mc_samples": 4}
+CASE8 = {
+    "dataset": "blobs",
+    "n_samples": 2000,
+    "n_classes": 8,
+    "test_fraction": 0.5,
+    "field": "mlp",
+    "mlp_depth": 6,
+    "width": 64,
+    "lift": 8,
+    "knots": 64,
+    "time_mode": "continuous",
+    "n_steps": 16,
+    "scheme": "rk4",
+    "viscosity": 1.0,
+    "mc_samples": 4,
+}
 LINK8 = {"test_fraction": 0.9, "batch_size": 100, "kinetic": 100.0, "smoothness": 100.0, "mc_samples": 2}
 
 # The configs of the table: the reference, the hard-limit configs, and the keys that multiply, alone and
@@ -172,23 +210,44 @@ TABLE = {
     "mlp depth 6 width 128": {"n_samples": 2000, "n_steps": 32, "field": "mlp", "mlp_depth": 6, "width": 128},
     "viscosity 0.5, mc_samples 32": {"n_samples": 2000, "n_steps": 32, "viscosity": 0.5, "mc_samples": 32},
     "viscosity rk4 mc 16 lift 4": {"n_samples": 1000, "n_steps": 16, "viscosity": 0.2, "scheme": "rk4", "lift": 4},
-    "continuous knots 64 rk4 width 128": {"n_samples": 2000, "n_steps": 64, "time_mode": "continuous", "knots": 64,
-                                          "scheme": "rk4", "width": 128},
-    "tied mlp depth 4 width 256 batch 500": {"n_samples": 10000, "n_steps": 32, "time_mode": "tied", "field": "mlp",
-                                             "mlp_depth": 4, "width": 256, "batch_size": 500},
+    "continuous knots 64 rk4 width 128": {
+        "n_samples": 2000,
+        "n_steps": 64,
+        "time_mode": "continuous",
+        "knots": 64,
+        "scheme": "rk4",
+        "width": 128,
+    },
+    "tied mlp depth 4 width 256 batch 500": {
+        "n_samples": 10000,
+        "n_steps": 32,
+        "time_mode": "tied",
+        "field": "mlp",
+        "mlp_depth": 4,
+        "width": 256,
+        "batch_size": 500,
+    },
     "antisymmetric lift 8 L = 128": {"n_samples": 4000, "n_steps": 128, "field": "antisymmetric", "lift": 8},
     "case 8 small (mlp 6 x 64, lift 8, rk4, continuous, viscosity, mc 4)": dict(CASE8),
     "case 8, width 128 and L = 32": dict(CASE8, width=128, n_steps=32, mc_samples=2),
     # the link's other keys: kinetic (a second recorded flow with its own stage weights), smoothness (theta_k of
     # every block and their differences), 90 % test points, mini-batches
-    "case 8 with kinetic and smoothness, L = 16": dict(CASE8, kinetic=100.0, smoothness=100.0, mc_samples=2,
-                                                       analysis=False),
+    "case 8 with kinetic and smoothness, L = 16": dict(
+        CASE8, kinetic=100.0, smoothness=100.0, mc_samples=2, analysis=False
+    ),
     "case 8 as the link, width 128, L = 32": dict(CASE8, **LINK8, width=128, n_steps=32, analysis=False),
     "case 8 as the link, width 256, L = 64": dict(CASE8, **LINK8, width=256, n_steps=64, analysis=False),
     # ... with the link's batch of 2,000 points: a checkpointed backward's width-vectors (cost.K["ckpt_width"])
-    "case 8 as the link, width 256, L = 64, batch 2,000": {**CASE8, **LINK8, "width": 256, "n_steps": 64,
-                                                           "n_samples": 2200, "test_fraction": 0.1,
-                                                           "batch_size": 2000, "analysis": False},
+    "case 8 as the link, width 256, L = 64, batch 2,000": {
+        **CASE8,
+        **LINK8,
+        "width": 256,
+        "n_steps": 64,
+        "n_samples": 2200,
+        "test_fraction": 0.1,
+        "batch_size": 2000,
+        "analysis": False,
+    },
     "antisymmetric lift 8 L = 32": {"n_samples": 2000, "n_steps": 32, "field": "antisymmetric", "lift": 8},
 }
 
@@ -211,8 +270,10 @@ def fit(rows: list[dict], *, min_s: float = 0.002) -> dict:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        cfgs = [cost._values(Config.from_dict({k: v for k, v in r["config"].items() if k != "analysis"}).to_dict())
-                for r in rows]
+        cfgs = [
+            cost._values(Config.from_dict({k: v for k, v in r["config"].items() if k != "analysis"}).to_dict())
+            for r in rows
+        ]
     pairs = [(c, PHASES[k], r[k]) for c, r in zip(cfgs, rows) for k in PHASES if r.get(k, 0) > min_s]
 
     def loss(x, names, phases):
@@ -227,8 +288,13 @@ def fit(rows: list[dict], *, min_s: float = 0.002) -> dict:
         return float(np.sum(np.square(err)))
 
     for names, phases in ((TIME_KEYS, ("step", "snapshot", "analysis")), (MEMORY_KEYS, ("peak",))):
-        res = minimize(loss, np.log([cost.K[k] for k in names]), args=(names, phases), method="Nelder-Mead",
-                       options={"maxiter": 3000, "xatol": 1e-3, "fatol": 1e-6})
+        res = minimize(
+            loss,
+            np.log([cost.K[k] for k in names]),
+            args=(names, phases),
+            method="Nelder-Mead",
+            options={"maxiter": 3000, "xatol": 1e-3, "fatol": 1e-6},
+        )
         loss(res.x, names, phases)
     fitted = {k: float(f"{cost.K[k]:.3g}") for k in TIME_KEYS + MEMORY_KEYS}
     print("fitted constants:", fitted)
@@ -240,18 +306,31 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--small", action="store_true", help="tiny sizes (the test suite checks the script runs)")
     ap.add_argument("--fit", action="store_true", help="refit the cost model's constants on the table")
-    ap.add_argument("--log", nargs="*", default=(), help="with --fit: also fit on these logs (JSON lines on stderr "
-                                                          "of this script and of train_scaling.py --keys)")
+    ap.add_argument(
+        "--log",
+        nargs="*",
+        default=(),
+        help="with --fit: also fit on these logs (JSON lines on stderr of this script and of train_scaling.py --keys)",
+    )
     ap.add_argument("--only", default="", help="comma-separated numbers of the table's rows (0-based)")
-    ap.add_argument("--limit-mb", type=float, default=6000.0, help="each child's address-space cap above the "
-                                                                   "measuring process (0: none)")
-    ap.add_argument("--measured", default="", help="rows measured before (this script's stderr, JSON lines): "
-                                                    "compare or refit without measuring again")
+    ap.add_argument(
+        "--limit-mb",
+        type=float,
+        default=6000.0,
+        help="each child's address-space cap above the measuring process (0: none)",
+    )
+    ap.add_argument(
+        "--measured",
+        default="",
+        help="rows measured before (this script's stderr, JSON lines): compare or refit without measuring again",
+    )
     a = ap.parse_args(argv)
     table = dict(TABLE)
     if a.small:
-        table = {"tiny two_layer": {"n_samples": 200, "n_steps": 8, "width": 8},
-                 "tiny case 8": dict(CASE8, n_samples=200, width=8, n_steps=4, mc_samples=2)}
+        table = {
+            "tiny two_layer": {"n_samples": 200, "n_steps": 8, "width": 8},
+            "tiny case 8": dict(CASE8, n_samples=200, width=8, n_steps=4, mc_samples=2),
+        }
     if a.only:
         keep = {int(i) for i in a.only.split(",")}
         table = {k: v for i, (k, v) in enumerate(table.items()) if i in keep}
@@ -267,8 +346,10 @@ def main(argv=None):
         logged = [json.loads(line) for f in a.log for line in Path(f).read_text().splitlines() if line.strip()]
         fit([{"config": c, **r} for c, r in zip(cfgs, measured)] + [r for r in logged if "error" not in r])
     rows = measured_vs_estimated(cfgs, measured)
-    print(f"{'config':70s} {'step s':>15s} {'snapshot s':>15s} {'analysis s':>15s} {'peak MB':>13s}"
-          "   (measured / estimated)")
+    print(
+        f"{'config':70s} {'step s':>15s} {'snapshot s':>15s} {'analysis s':>15s} {'peak MB':>13s}"
+        "   (measured / estimated)"
+    )
     for name, r in zip(table, rows):
         if "error" in r:
             print(f"{name[:70]:70s} {r['error']}")
@@ -292,8 +373,10 @@ def _summary(rows: list[dict]) -> str:
                 t.append(max(r[k] / r["est_" + k], r["est_" + k] / r[k]))
         m.append(max(r["peak_mb"] / r["est_peak_mb"], r["est_peak_mb"] / r["peak_mb"]))
     t, m = t or [1.0], m or [1.0]
-    return (f"ratio of estimate to measurement over {len(rows)} configs: time median {statistics.median(t):.2f}, "
-            f"largest {max(t):.2f}; memory median {statistics.median(m):.2f}, largest {max(m):.2f}")
+    return (
+        f"ratio of estimate to measurement over {len(rows)} configs: time median {statistics.median(t):.2f}, "
+        f"largest {max(t):.2f}; memory median {statistics.median(m):.2f}, largest {max(m):.2f}"
+    )
 
 
 if __name__ == "__main__":

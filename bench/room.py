@@ -39,8 +39,10 @@ async def _follower(i: int, host: str, port: int, code: str, log: list, stop: as
 
     async def fetch(h: str):
         r, w = await asyncio.open_connection(host, port)
-        w.write(f"GET /room/{code}/fig/{h} HTTP/1.1\r\nHost: {host}\r\nAccept-Encoding: gzip\r\n"
-                f"Connection: close\r\n\r\n".encode())
+        w.write(
+            f"GET /room/{code}/fig/{h} HTTP/1.1\r\nHost: {host}\r\nAccept-Encoding: gzip\r\n"
+            f"Connection: close\r\n\r\n".encode()
+        )
         await w.drain()
         data = await r.read()
         w.close()
@@ -82,8 +84,19 @@ async def _follower(i: int, host: str, port: int, code: str, log: list, stop: as
             ok = all(await asyncio.gather(*(fetch(h) for h in new)))
             have.update(new)
             st = room["state"]
-            log.append({"i": i, "seq": room["seq"], "view": st.get("view"), "k": st.get("k"), "t_msg": t_msg,
-                        "t": time.time(), "published": room.get("published"), "figs_ok": ok, "fetched": len(new)})
+            log.append(
+                {
+                    "i": i,
+                    "seq": room["seq"],
+                    "view": st.get("view"),
+                    "k": st.get("k"),
+                    "t_msg": t_msg,
+                    "t": time.time(),
+                    "published": room.get("published"),
+                    "figs_ok": ok,
+                    "fetched": len(new),
+                }
+            )
     w.close()
 
 
@@ -132,12 +145,16 @@ def radio(page, label):
 
 def click_to_picture(page, reps: int) -> list[float]:
     """Seconds from a click on a view to its figure drawn (its title in the chart), alternating two views."""
+
     def show(view):
         title = "Decision" if view == "Decision surface" else "Characteristics x_k"
         t0 = time.perf_counter()
         radio(page, view)
-        page.wait_for_function(f"() => [...document.querySelectorAll('.js-plotly-plot .gtitle')].some("
-                               f"e => e.textContent.startsWith({json.dumps(title)}))", timeout=60_000)
+        page.wait_for_function(
+            f"() => [...document.querySelectorAll('.js-plotly-plot .gtitle')].some("
+            f"e => e.textContent.startsWith({json.dumps(title)}))",
+            timeout=60_000,
+        )
         dt = time.perf_counter() - t0
         time.sleep(0.6)
         return dt
@@ -169,8 +186,11 @@ def main():
     cfg = Config(n_samples=400, n_steps=12, train_steps=120)
     q = "&".join(f"{k}={v}" for k, v in cfg.to_query().items())
     cache = tempfile.mkdtemp(prefix="flowviz-bench-room-")
-    env = {"FLOWVIZ_CACHE_DIR": cache, "FLOWVIZ_WARM": "0",
-           "FLOWVIZ_ROOM_FOLLOWERS": str(a.followers + a.browsers + 10)}
+    env = {
+        "FLOWVIZ_CACHE_DIR": cache,
+        "FLOWVIZ_WARM": "0",
+        "FLOWVIZ_ROOM_FOLLOWERS": str(a.followers + a.browsers + 10),
+    }
     server = LiveServer(env=env)
     with server as url, sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -187,8 +207,9 @@ def main():
 
         def start_followers(tag: str):
             out, ready = work / f"followers-{tag}.json", work / f"ready-{tag}"
-            child = subprocess.Popen([sys.executable, __file__, "--followers", str(a.followers), "--child", url,
-                                      code, str(out), str(ready)])
+            child = subprocess.Popen(
+                [sys.executable, __file__, "--followers", str(a.followers), "--child", url, code, str(out), str(ready)]
+            )
             t_wait = time.time()
             while not ready.exists() and time.time() - t_wait < 120:
                 time.sleep(0.1)
@@ -236,8 +257,11 @@ new MutationObserver(() => window.__seen.push({seq: document.body.dataset.seq, v
             t0 = time.time()
             radio(lect, view)
             title = "Decision" if view == "Decision surface" else "Characteristics x_k"
-            lect.wait_for_function(f"() => [...document.querySelectorAll('.js-plotly-plot .gtitle')].some("
-                                   f"e => e.textContent.startsWith({json.dumps(title)}))", timeout=60_000)
+            lect.wait_for_function(
+                f"() => [...document.querySelectorAll('.js-plotly-plot .gtitle')].some("
+                f"e => e.textContent.startsWith({json.dumps(title)}))",
+                timeout=60_000,
+            )
             changes.append({"kind": "view", "view": view, "t0": t0, "shown": time.time()})
             time.sleep(a.gap)
             return view
@@ -295,8 +319,16 @@ new MutationObserver(() => window.__seen.push({seq: document.body.dataset.seq, v
             if e and e.get("published"):
                 pub.append(e["t"] - e["published"])
         for seen in seen_pages:
-            hit = next((s for s in seen if s["t"] >= ch["t0"] and s["view"] == ch["view"] and
-                        (ch["kind"] != "frame" or s["k"] == str(ch["k"]))), None)
+            hit = next(
+                (
+                    s
+                    for s in seen
+                    if s["t"] >= ch["t0"]
+                    and s["view"] == ch["view"]
+                    and (ch["kind"] != "frame" or s["k"] == str(ch["k"]))
+                ),
+                None,
+            )
             lat.append(hit["t"] - ch["t0"] if hit else float("inf"))
         all_click += lat
         all_pub += pub
@@ -304,33 +336,47 @@ new MutationObserver(() => window.__seen.push({seq: document.body.dataset.seq, v
         within = sum(x <= 1.0 for x in lat) / max(1, len(lat))
         what = ch["view"] if ch["kind"] == "view" else f"k = {ch['k']}"
         nan = float("nan")
-        print(f"  {ch['kind']:5s} {what:18s} followers {len(lat)}: within 1 s {100 * within:5.1f} %, median "
-              f"{statistics.median(lat):.3f} s, slowest {max(lat):.3f} s from the click; from publication: "
-              f"median {statistics.median(pub) if pub else nan:.3f} s, slowest {max(pub, default=nan):.3f} s")
+        print(
+            f"  {ch['kind']:5s} {what:18s} followers {len(lat)}: within 1 s {100 * within:5.1f} %, median "
+            f"{statistics.median(lat):.3f} s, slowest {max(lat):.3f} s from the click; from publication: "
+            f"median {statistics.median(pub) if pub else nan:.3f} s, slowest {max(pub, default=nan):.3f} s"
+        )
     n = len(all_click)
     srt = sorted(all_click)
     p95 = srt[min(n - 1, int(0.95 * n))]
-    print(f"all changes: {100 * sum(x <= 1 for x in all_click) / n:.1f} % within 1 s, 95th percentile {p95:.3f} s, "
-          f"slowest {srt[-1]:.3f} s (from the click); from publication: 95th percentile "
-          f"{sorted(all_pub)[int(0.95 * (len(all_pub) - 1))]:.3f} s, slowest {max(all_pub):.3f} s")
+    print(
+        f"all changes: {100 * sum(x <= 1 for x in all_click) / n:.1f} % within 1 s, 95th percentile {p95:.3f} s, "
+        f"slowest {srt[-1]:.3f} s (from the click); from publication: 95th percentile "
+        f"{sorted(all_pub)[int(0.95 * (len(all_pub) - 1))]:.3f} s, slowest {max(all_pub):.3f} s"
+    )
     after = sorted(all_shown)
-    print(f"after the lecturer's own picture: {100 * sum(x <= 1 for x in after) / n:.1f} % within 1 s, "
-          f"{100 * sum(x <= 3 for x in after) / n:.1f} % within 3 s, 95th percentile "
-          f"{after[min(n - 1, int(0.95 * n))]:.3f} s, slowest {after[-1]:.3f} s")
-    print(f"server memory: {rss0 / 1024:.0f} MiB before, {rss1 / 1024:.0f} MiB with {a.followers} headless "
-          f"followers: {(rss1 - rss0) / a.followers:.1f} KiB per follower")
+    print(
+        f"after the lecturer's own picture: {100 * sum(x <= 1 for x in after) / n:.1f} % within 1 s, "
+        f"{100 * sum(x <= 3 for x in after) / n:.1f} % within 3 s, 95th percentile "
+        f"{after[min(n - 1, int(0.95 * n))]:.3f} s, slowest {after[-1]:.3f} s"
+    )
+    print(
+        f"server memory: {rss0 / 1024:.0f} MiB before, {rss1 / 1024:.0f} MiB with {a.followers} headless "
+        f"followers: {(rss1 - rss0) / a.followers:.1f} KiB per follower"
+    )
     base = statistics.median(off)
     with_h, with_all = statistics.median(on_headless), statistics.median(on)
-    print(f"lecturer click -> picture ({a.rounds} rounds of {a.clicks} clicks without, then with, the "
-          f"{a.followers} headless followers): medians {base:.3f} s without, {with_h:.3f} s with them; with the "
-          f"{a.browsers} Chromium followers too (their rendering on the same cores) {with_all:.3f} s")
+    print(
+        f"lecturer click -> picture ({a.rounds} rounds of {a.clicks} clicks without, then with, the "
+        f"{a.followers} headless followers): medians {base:.3f} s without, {with_h:.3f} s with them; with the "
+        f"{a.browsers} Chromium followers too (their rendering on the same cores) {with_all:.3f} s"
+    )
     print("  without: " + ", ".join(f"{x:.2f}" for x in off))
     print("  with:    " + ", ".join(f"{x:.2f}" for x in on_headless))
-    print(f"server CPU per lecturer click, per round: without followers "
-          f"{', '.join(f'{1000 * c:.0f}' for c in cpu_off)} ms; with the {a.followers} headless followers "
-          f"{', '.join(f'{1000 * c:.0f}' for c in cpu_on)} ms")
-    print(f"ratio lecturer with/without followers {with_h / base:.2f} (headless), {with_all / base:.2f} (with "
-          f"Chromium followers on this machine); p95 follower latency {p95:.2f} s")
+    print(
+        f"server CPU per lecturer click, per round: without followers "
+        f"{', '.join(f'{1000 * c:.0f}' for c in cpu_off)} ms; with the {a.followers} headless followers "
+        f"{', '.join(f'{1000 * c:.0f}' for c in cpu_on)} ms"
+    )
+    print(
+        f"ratio lecturer with/without followers {with_h / base:.2f} (headless), {with_all / base:.2f} (with "
+        f"Chromium followers on this machine); p95 follower latency {p95:.2f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -49,6 +49,7 @@ def main(argv=None):
         port = _port()
         server = _serve(port, Path(tmp))
         try:
+
             def link(seed):
                 q = "&".join(f"{k}={v}" for k, v in base.replace(seed=seed).to_query().items())
                 return f"http://127.0.0.1:{port}/?{q}"

@@ -66,16 +66,20 @@ def main(argv=None):
         ts.append(timed(lambda: [flowviz.train(c, data=ds, log_every=a.steps) for c in cfgs]))
         td.append(timed(lambda: flowviz.train(deepest, data=ds, log_every=a.steps)))
         lanes = f"batched over {a.workers} processes {tp[-1]:6.2f} s   " if pool is not None else ""
-        print(f"rep {rep}: {lanes}batched in one process {tb[-1]:6.2f} s   sequential {ts[-1]:6.2f} s   "
-              f"deepest alone {td[-1]:6.2f} s")
+        print(
+            f"rep {rep}: {lanes}batched in one process {tb[-1]:6.2f} s   sequential {ts[-1]:6.2f} s   "
+            f"deepest alone {td[-1]:6.2f} s"
+        )
     if pool is not None:
         pool.shutdown()
     mb, ms, md = statistics.median(tb), statistics.median(ts), statistics.median(td)
     print(f"one process: batched {mb:.2f} s; batched/deepest = {mb / md:.2f}, sequential/batched = {ms / mb:.2f}")
     print(f"bound: with batched = deepest, sequential/batched would be {ms / md:.2f}")
     mp_ = statistics.median(tp) if tp else mb
-    print(f"median: batched {mp_:.2f} s, sequential {ms:.2f} s, deepest {md:.2f} s; ratios "
-          f"batched/deepest = {mp_ / md:.2f}, sequential/batched = {ms / mp_:.2f}")
+    print(
+        f"median: batched {mp_:.2f} s, sequential {ms:.2f} s, deepest {md:.2f} s; ratios "
+        f"batched/deepest = {mp_ / md:.2f}, sequential/batched = {ms / mp_:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ def sync(dev):
 
 def seconds_per_step(model, opt, x, y, dev, budget: float) -> float:
     """Median seconds per optimiser step over blocks of about ``budget`` seconds in all."""
+
     def step():
         opt.zero_grad(set_to_none=True)
         F.cross_entropy(model(x), y).backward()
@@ -152,8 +153,10 @@ def main(argv=None):
     coef = np.linalg.lstsq(X, np.log([med[c] for c in fit]), rcond=None)[0]
     small, big = min(ns), max(ns)
     per = [med[(small, L)] / small / (med[(big, L)] / big) for L in Ls]
-    print(f"\nexponents (time ~ n^a L^b, fitted on n >= 10,000): a = {coef[0]:.2f}, b = {coef[1]:.2f}; "
-          f"ratio of cost per point at n = {small:,} to n = {big:,}: {statistics.median(per):.1f}")
+    print(
+        f"\nexponents (time ~ n^a L^b, fitted on n >= 10,000): a = {coef[0]:.2f}, b = {coef[1]:.2f}; "
+        f"ratio of cost per point at n = {small:,} to n = {big:,}: {statistics.median(per):.1f}"
+    )
 
 
 if __name__ == "__main__":

@@ -151,9 +151,11 @@ def main(argv=None):
 
         registry = Registry(max_workers=1, mode="process")
         registry.ready(120)
-    print(f"device={dev} threads={torch.get_num_threads()} n_train={len(x)} L={cfg.n_steps} width={cfg.width} "
-          f"bare steps={a.steps} end-to-end steps={e2e.train_steps} reps={a.reps} "
-          f"fast_path={fv.fast_path_applies(training=True)}")
+    print(
+        f"device={dev} threads={torch.get_num_threads()} n_train={len(x)} L={cfg.n_steps} width={cfg.width} "
+        f"bare steps={a.steps} end-to-end steps={e2e.train_steps} reps={a.reps} "
+        f"fast_path={fv.fast_path_applies(training=True)}"
+    )
     bare_b, bare_f, e2e_b, e2e_f, e2e_rep, page, cpu_b, cpu_f = [], [], [], [], [], [], [], []
     for rep in range(a.reps):
         torch.set_flush_denormal(True)
@@ -167,27 +169,37 @@ def main(argv=None):
         e2e_f.append(wall)
         e2e_rep.append(reported)
         cpu_f.append(cpu)
-        line = (f"rep {rep}: bare loop  baseline {bare_b[-1]:7.1f}  flowviz {bare_f[-1]:7.1f} steps/s | end to end  "
-                f"obvious {e2e_b[-1]:7.1f}  flowviz.train {e2e_f[-1]:7.1f} (reports {e2e_rep[-1]:.1f}) steps/s, "
-                f"ratio {e2e_f[-1] / e2e_b[-1]:.2f}; per CPU second {cpu_b[-1]:.1f} and {cpu_f[-1]:.1f}, "
-                f"ratio {cpu_f[-1] / cpu_b[-1]:.2f}")
+        line = (
+            f"rep {rep}: bare loop  baseline {bare_b[-1]:7.1f}  flowviz {bare_f[-1]:7.1f} steps/s | end to end  "
+            f"obvious {e2e_b[-1]:7.1f}  flowviz.train {e2e_f[-1]:7.1f} (reports {e2e_rep[-1]:.1f}) steps/s, "
+            f"ratio {e2e_f[-1] / e2e_b[-1]:.2f}; per CPU second {cpu_b[-1]:.1f} and {cpu_f[-1]:.1f}, "
+            f"ratio {cpu_f[-1] / cpu_b[-1]:.2f}"
+        )
         if registry is not None:
             page.append(page_rate(registry, e2e))
             line += f" | page {page[-1]:7.1f} steps/s"
         print(line)
     med = statistics.median
-    print(f"bare loop (median steps/s): baseline {med(bare_b):.1f}, flowviz {med(bare_f):.1f}; "
-          f"ratio {med(bare_f) / med(bare_b):.2f}")
+    print(
+        f"bare loop (median steps/s): baseline {med(bare_b):.1f}, flowviz {med(bare_f):.1f}; "
+        f"ratio {med(bare_f) / med(bare_b):.2f}"
+    )
     if page:
-        print(f"page 'steps / s' {med(page):.1f} against flowviz.train end to end {med(e2e_f):.1f}: "
-              f"page / benchmark = {med(page) / med(e2e_f):.2f} (target within 10 %)")
+        print(
+            f"page 'steps / s' {med(page):.1f} against flowviz.train end to end {med(e2e_f):.1f}: "
+            f"page / benchmark = {med(page) / med(e2e_f):.2f} (target within 10 %)"
+        )
         registry.shutdown()
     if dev.type == "cpu":  # what other processes on a shared machine take is in the wall time, not in these
-        print(f"end to end per CPU second of this process (median steps/s): obvious loop {med(cpu_b):.1f}, "
-              f"flowviz.train {med(cpu_f):.1f}; ratio {med(cpu_f) / med(cpu_b):.2f} (median of the reps' ratios "
-              f"{med(f / b for f, b in zip(cpu_f, cpu_b)):.2f})")
-    print(f"end to end (median steps/s): obvious loop {med(e2e_b):.1f}, flowviz.train {med(e2e_f):.1f}; "
-          f"ratio flowviz/obvious = {med(e2e_f) / med(e2e_b):.2f}")
+        print(
+            f"end to end per CPU second of this process (median steps/s): obvious loop {med(cpu_b):.1f}, "
+            f"flowviz.train {med(cpu_f):.1f}; ratio {med(cpu_f) / med(cpu_b):.2f} (median of the reps' ratios "
+            f"{med(f / b for f, b in zip(cpu_f, cpu_b)):.2f})"
+        )
+    print(
+        f"end to end (median steps/s): obvious loop {med(e2e_b):.1f}, flowviz.train {med(e2e_f):.1f}; "
+        f"ratio flowviz/obvious = {med(e2e_f) / med(e2e_b):.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -23,8 +23,9 @@ VIDEO_VIEWS = ("characteristics", "lifted", "velocity", "stability", "volume", "
 VIDEO_SIZES = {"1280x720": (1280, 720), "1920x1080": (1920, 1080)}
 VIDEO_FORMATS = (".mp4", ".webm", ".gif")
 VIDEO_EXTRAS = ("kaleido", "imageio", "imageio_ffmpeg")
-VIDEO_INSTALL = ("video needs the optional extras: pip install -r requirements-video.txt "
-                 "(kaleido, imageio, imageio-ffmpeg)")
+VIDEO_INSTALL = (
+    "video needs the optional extras: pip install -r requirements-video.txt (kaleido, imageio, imageio-ffmpeg)"
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -75,8 +76,7 @@ def cmd_train(args) -> int:
 
     def progress(s):
         if not bars:
-            bars.append(tqdm(total=cfg.train_steps, file=sys.stderr, unit="step", desc="training",
-                             dynamic_ncols=True))
+            bars.append(tqdm(total=cfg.train_steps, file=sys.stderr, unit="step", desc="training", dynamic_ncols=True))
         bar = bars[0]
         bar.update(s.step - bar.n)
         bar.set_postfix(loss=f"{s.loss:.4f}", acc=f"{s.train_accuracy:.3f}", test=f"{s.test_accuracy:.3f}")
@@ -137,8 +137,10 @@ def _guard_eval(cfg: Config, n_train: int) -> None:
     cost = Cost(c.part("analysis"), c.peak_mb, c.drivers)
     total = machine_mb()
     if cost.seconds > MAX_EVAL_SECONDS or (total is not None and cost.peak_mb > total / 2):
-        raise ConfigError(f"evaluating this run at n_steps={cfg.n_steps}, scheme={cfg.scheme} would take "
-                          f"{cost.describe()}: more than eval takes on (an hour, half this machine's memory)")
+        raise ConfigError(
+            f"evaluating this run at n_steps={cfg.n_steps}, scheme={cfg.scheme} would take "
+            f"{cost.describe()}: more than eval takes on (an hour, half this machine's memory)"
+        )
 
 
 def _warn_sweep_cost(cfg: Config, key: str, values: list, data) -> None:
@@ -148,8 +150,9 @@ def _warn_sweep_cost(cfg: Config, key: str, values: list, data) -> None:
 
     n_train = None if data is None else len(make_dataset(cfg, data).x_train)
     costs = [estimate(cfg.replace(**{key: v}), n_train) for v in values]
-    total = Cost(sum(c.seconds for c in costs), max(c.peak_mb for c in costs),
-                 max(costs, key=lambda c: c.seconds).drivers)
+    total = Cost(
+        sum(c.seconds for c in costs), max(c.peak_mb for c in costs), max(costs, key=lambda c: c.seconds).drivers
+    )
     why = over_budget(total)
     if why:
         warnings.warn(why.replace("this run", f"this sweep of {len(values)} runs"), stacklevel=2)
@@ -182,8 +185,7 @@ def cmd_sweep(args) -> int:
         raise FlowvizError("dataset=csv needs --csv FILE (columns x1, x2, label)")
     _warn_sweep_cost(cfg, key, values, data)
     extra_L = _depths(args.transfer_to, "--transfer-to", "L1,L2", ",", cfg) if args.transfer_to else []
-    c2f = _depths(args.coarse_to_fine, "--coarse-to-fine", "L0:L1", ":", cfg, count=2) if args.coarse_to_fine \
-        else None
+    c2f = _depths(args.coarse_to_fine, "--coarse-to-fine", "L0:L1", ":", cfg, count=2) if args.coarse_to_fine else None
     if c2f:
         coarse_levels(*c2f)
     out = Path(args.out)
@@ -210,23 +212,44 @@ def cmd_sweep(args) -> int:
     if pool is not None:
         pool.cuda_graphs = _cuda_graphs()
     try:
-        s = run_sweep(cfg, key, values, data=data, batched=not args.sequential, progress=progress,
-                      transfer_to=extra_L, pool=pool, cuda_graphs=_cuda_graphs())
+        s = run_sweep(
+            cfg,
+            key,
+            values,
+            data=data,
+            batched=not args.sequential,
+            progress=progress,
+            transfer_to=extra_L,
+            pool=pool,
+            cuda_graphs=_cuda_graphs(),
+        )
         doc, extra = json.loads(s.to_json()), []
         if len(s.members) >= 2:  # the pictures and coarse to fine by the pool's workers too, when there is a pool
             a, b = s.members[0], s.members[-1]
-            va, vb = ((pool.measure("views", s.data, models=[m.model]) for m in (a, b)) if pool is not None else
-                      (analyse(m.model, s.data, with_reference=False) for m in (a, b)))
+            va, vb = (
+                (pool.measure("views", s.data, models=[m.model]) for m in (a, b))
+                if pool is not None
+                else (analyse(m.model, s.data, with_reference=False) for m in (a, b))
+            )
             extra.append(side_by_side(va, vb, (f"{key} = {a.value}", f"{key} = {b.value}")))
         if c2f:
             lo, hi = c2f
-            c = (pool.measure("coarse_to_fine", s.data, config=cfg, L_start=lo, L_end=hi) if pool is not None else
-                 coarse_to_fine(cfg, L_start=lo, L_end=hi, data=s.data))
+            c = (
+                pool.measure("coarse_to_fine", s.data, config=cfg, L_start=lo, L_end=hi)
+                if pool is not None
+                else coarse_to_fine(cfg, L_start=lo, L_end=hi, data=s.data)
+            )
             extra.append(coarse_to_fine_curve(c))
-            doc["coarse_to_fine"] = {"levels": c.levels, "jumps": c.jumps, "cost": c.cost, "wall_s": c.wall_s,
-                                     "final": _clean(c.result.metrics), "scratch_cost": c.scratch_cost,
-                                     "scratch_wall_s": c.scratch_wall_s,
-                                     "scratch_final": _clean(c.scratch.metrics) if c.scratch else None}
+            doc["coarse_to_fine"] = {
+                "levels": c.levels,
+                "jumps": c.jumps,
+                "cost": c.cost,
+                "wall_s": c.wall_s,
+                "final": _clean(c.result.metrics),
+                "scratch_cost": c.scratch_cost,
+                "scratch_wall_s": c.scratch_wall_s,
+                "scratch_final": _clean(c.scratch.metrics) if c.scratch else None,
+            }
     finally:
         if pool is not None:
             pool.shutdown()
@@ -260,8 +283,11 @@ def cmd_prebuild(args) -> int:
                 print(f"{name:16s} {cfg.key()} diverged: {e}", file=sys.stderr)
                 continue
             cache.store(cfg, r.model, r.history, r.metrics, kept=r.kept, train_state=r.train_state)
-            print(f"{name:16s} {cfg.key()} trained in {time.perf_counter() - t:5.1f} s, "
-                  f"test accuracy {r.metrics['test_accuracy']:.3f}", file=sys.stderr)
+            print(
+                f"{name:16s} {cfg.key()} trained in {time.perf_counter() - t:5.1f} s, "
+                f"test accuracy {r.metrics['test_accuracy']:.3f}",
+                file=sys.stderr,
+            )
     print(f"cache: {cache.cache_dir()} ({len(cache.entries())} runs)")
     return 0
 
@@ -313,8 +339,15 @@ def cmd_pack(args) -> int:
         info = preset_info(name)
         model, data, history, metrics, result = _trained(cfg)
         pd = pack_data(model, data, history=history, probe_at=info.get("probe"), result=result)
-        pages.append(dict(name=name, data=pd, title=info["title"], description=info["description"],
-                          meta=run_meta(cfg, name, metrics, args.link_base)))
+        pages.append(
+            dict(
+                name=name,
+                data=pd,
+                title=info["title"],
+                description=info["description"],
+                meta=run_meta(cfg, name, metrics, args.link_base),
+            )
+        )
     files = pack_files(pages)
     out.mkdir(parents=True, exist_ok=True)
     for fname, text in files.items():
@@ -379,8 +412,11 @@ def cmd_video(args) -> int:
     fig = presentation(fig)  # the page's projector style: large type for slides
     images = render_frames(fig, size)
     write_video(images, args.out, args.fps, meta=run_meta(cfg, args.preset, metrics, args.link_base))
-    print(f"{args.out}  {len(images)} frames at {size[0]}x{size[1]}, {args.fps:g} fps, "
-          f"{Path(args.out).stat().st_size / 1e6:.2f} MB", file=sys.stderr)
+    print(
+        f"{args.out}  {len(images)} frames at {size[0]}x{size[1]}, {args.fps:g} fps, "
+        f"{Path(args.out).stat().st_size / 1e6:.2f} MB",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -404,16 +440,29 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--preset", help="a named config (see: presets)")
     g.add_argument("--config", help="a config JSON file")
     g.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a key (repeatable)")
-    w.add_argument("--vary", required=True, metavar="KEY=V1,V2,...",
-                   help="n_steps, horizon, scheme, time_mode or smoothness, e.g. n_steps=1,2,4,8,16,32,64")
+    w.add_argument(
+        "--vary",
+        required=True,
+        metavar="KEY=V1,V2,...",
+        help="n_steps, horizon, scheme, time_mode or smoothness, e.g. n_steps=1,2,4,8,16,32,64",
+    )
     w.add_argument("--csv", help="points for dataset=csv")
     w.add_argument("--sequential", action="store_true", help="train members one by one (default: batched)")
-    w.add_argument("--workers", type=int, default=1, metavar="N",
-                   help="spread the batch's lanes over N training processes (one core each; starting them takes "
-                        "a few seconds, so it pays for long sweeps). Default 1: this process")
-    w.add_argument("--executor", choices=("local", "ray"), default="local",
-                   help="local: this machine (default); ray: a Ray cluster (RAY_ADDRESS, or a local one started "
-                        "here), members and lane groups spread over its CPUs (needs the ray extra)")
+    w.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="spread the batch's lanes over N training processes (one core each; starting them takes "
+        "a few seconds, so it pays for long sweeps). Default 1: this process",
+    )
+    w.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="local: this machine (default); ray: a Ray cluster (RAY_ADDRESS, or a local one started "
+        "here), members and lane groups spread over its CPUs (needs the ray extra)",
+    )
     w.add_argument("--transfer-to", metavar="L1,L2", help="extra L' columns for the depth-transfer matrix")
     w.add_argument("--coarse-to-fine", metavar="L0:L1", help="also train coarse to fine from L0 to L1")
     w.add_argument("--out", required=True, help="directory for sweep.json and sweep.html")
@@ -426,24 +475,37 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--preset", action="append", required=True, metavar="NAME", help="a scenario (repeatable)")
     k.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a key of every scenario")
     k.add_argument("--out", required=True, help="directory for index.html and one NAME.html per scenario")
-    k.add_argument("--link-base", default=DEFAULT_LINK_BASE, metavar="URL",
-                   help=f"the page the pack's links reopen (default {DEFAULT_LINK_BASE})")
+    k.add_argument(
+        "--link-base",
+        default=DEFAULT_LINK_BASE,
+        metavar="URL",
+        help=f"the page the pack's links reopen (default {DEFAULT_LINK_BASE})",
+    )
     k.set_defaults(fn=cmd_pack)
-    v = sub.add_parser("video", help="render an animated view frame by frame as .mp4, .webm or .gif "
-                                     "(needs requirements-video.txt)")
+    v = sub.add_parser(
+        "video", help="render an animated view frame by frame as .mp4, .webm or .gif (needs requirements-video.txt)"
+    )
     g = v.add_argument_group("config")
     g.add_argument("--preset", help="a named config (see: presets)")
     g.add_argument("--config", help="a config JSON file")
     g.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a key (repeatable)")
     v.add_argument("--view", default="characteristics", help="the animated view (default characteristics)")
-    v.add_argument("--over", choices=("layers", "training"), default="layers",
-                   help="layers: one frame per step k (default); training: one per training checkpoint "
-                        "(the decision function F = u(0, ·))")
+    v.add_argument(
+        "--over",
+        choices=("layers", "training"),
+        default="layers",
+        help="layers: one frame per step k (default); training: one per training checkpoint "
+        "(the decision function F = u(0, ·))",
+    )
     v.add_argument("--size", default="1280x720", help="1280x720 (default) or 1920x1080")
     v.add_argument("--fps", type=float, default=4.0, help="frames per second (default 4)")
     v.add_argument("--out", required=True, help="the video file: .mp4, .webm or .gif")
-    v.add_argument("--link-base", default=DEFAULT_LINK_BASE, metavar="URL",
-                   help=f"the page the video's link reopens (default {DEFAULT_LINK_BASE})")
+    v.add_argument(
+        "--link-base",
+        default=DEFAULT_LINK_BASE,
+        metavar="URL",
+        help=f"the page the video's link reopens (default {DEFAULT_LINK_BASE})",
+    )
     v.set_defaults(fn=cmd_video)
     p = sub.add_parser("presets", help="list the named configs")
     p.set_defaults(fn=cmd_presets)

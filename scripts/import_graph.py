@@ -1,6 +1,6 @@
 """Print the import graph between flowviz's sub-packages (from the source, with ast; nothing is imported).
 
-    python scripts/import_graph.py        # one line per edge: importer -> imported (number of modules)
+python scripts/import_graph.py        # one line per edge: importer -> imported (number of modules)
 """
 
 from __future__ import annotations

@@ -18,8 +18,9 @@ def _settle(at, timeout=60):
         at.run()
         assert not at.exception, at.exception
         live = any("Live view" in c.value for c in at.caption)
-        finished = any(m.label == "status" and m.value in ("done", "cancelled") for m in at.metric) or \
-            any(c.value.endswith(("· done", "· cancelled")) for c in at.caption)  # presentation mode: one line
+        finished = any(m.label == "status" and m.value in ("done", "cancelled") for m in at.metric) or any(
+            c.value.endswith(("· done", "· cancelled")) for c in at.caption
+        )  # presentation mode: one line
         if at.get("plotly_chart") and not live and finished:
             return at
         time.sleep(0.3)
@@ -54,8 +55,16 @@ SMALL = link(tiny.SMALL.replace(train_steps=40))  # n_samples, n_steps, width, t
 def test_page_loads_trains_the_default_and_shows_every_view():
     at = _settle(_app(SMALL).run())
     view = at.radio(key="view")
-    assert view.options == ["Characteristics", "Decision surface", "Transport", "Velocity field", "Diagnostics",
-                            "Instruments", "Depth sweep", "Dictionary"]
+    assert view.options == [
+        "Characteristics",
+        "Decision surface",
+        "Transport",
+        "Velocity field",
+        "Diagnostics",
+        "Instruments",
+        "Depth sweep",
+        "Dictionary",
+    ]
     figs = _figures(at)
     assert len(figs) == 1 and len(figs[0]["frames"]) == 7  # L + 1 animation frames of the characteristics
     counts = {}
@@ -63,8 +72,16 @@ def test_page_loads_trains_the_default_and_shows_every_view():
         at.radio(key="view").set_value(name).run()
         assert not at.exception
         counts[name] = len(at.get("plotly_chart"))
-    assert counts == {"Characteristics": 1, "Decision surface": 1, "Transport": 2, "Velocity field": 1,
-                      "Diagnostics": 4, "Instruments": 1, "Depth sweep": 0, "Dictionary": 0}
+    assert counts == {
+        "Characteristics": 1,
+        "Decision surface": 1,
+        "Transport": 2,
+        "Velocity field": 1,
+        "Diagnostics": 4,
+        "Instruments": 1,
+        "Depth sweep": 0,
+        "Dictionary": 0,
+    }
     assert any("layer k" in m.value and "time t_k" in m.value for m in at.markdown)
     at.radio(key="view").set_value("Velocity field").run()
     vel = _figures(at)[0]
@@ -72,9 +89,18 @@ def test_page_loads_trains_the_default_and_shows_every_view():
     assert "x_k = x_{k-1} + s_k" in at.latex[0].value and "T/L = 0.1667" in at.latex[0].value
 
 
-@pytest.mark.parametrize("dataset, field, classes", [
-    ("moons", "two_layer", 2), ("circles", "mlp", 2), ("rings", "antisymmetric", 2), ("spirals", "two_layer", 3),
-    ("xor", "mlp", 2), ("checkerboard", "two_layer", 2), ("blobs", "antisymmetric", 4)])
+@pytest.mark.parametrize(
+    "dataset, field, classes",
+    [
+        ("moons", "two_layer", 2),
+        ("circles", "mlp", 2),
+        ("rings", "antisymmetric", 2),
+        ("spirals", "two_layer", 3),
+        ("xor", "mlp", 2),
+        ("checkerboard", "two_layer", 2),
+        ("blobs", "antisymmetric", 4),
+    ],
+)
 def test_each_dataset_and_field_family_leads_to_matching_figures(dataset, field, classes):
     q = dict(SMALL, dataset=dataset, field=field, n_classes="3" if dataset == "spirals" else "4", lift="1")
     at = _settle(_app(q).run())
@@ -156,9 +182,12 @@ def test_a_scenario_link_opens_its_view_and_round_trips():
     at = _settle(_app({"scenario": "deep_vs_shallow", "train_steps": "30", "n_samples": "200"}).run())
     assert at.radio(key="view").value == "Side by side"
     assert any("Deep means small steps" in m.value for m in at.markdown)
-    fig = _figures(at)[0]
-    assert fig["layout"]["annotations"][0]["text"] == "n_steps = 2" and "n_steps = 64" in \
-        fig["layout"]["annotations"][1]["text"]
+    lead, fig = _figures(at)[:2]  # the scenario's point first (both runs' residual ratios), then the pair
+    assert [t["name"] for t in lead["data"]] == ["n_steps = 2", "n_steps = 64"]
+    assert (
+        fig["layout"]["annotations"][0]["text"] == "n_steps = 2"
+        and "n_steps = 64" in fig["layout"]["annotations"][1]["text"]
+    )
     from flowviz import preset
 
     assert _link(at)["scenario"] == "deep_vs_shallow"
@@ -172,7 +201,10 @@ def test_bad_link_flags_fall_back_with_notices():
     assert _link(at)["present"] == "1" and _link(at)["hide"] == "data" and "scenario" not in _link(at)
     assert not any(getattr(w, "key", None) == "w_dataset" for w in at.sidebar.selectbox)  # the data group is hidden
     fig = _figures(at)[0]
-    assert fig["layout"]["font"]["size"] == 22 and fig["layout"]["height"] <= 500  # projector style
+    from flowviz.plots.style import FRAMES
+
+    present = FRAMES["present"]  # projector style: the frame's type and height (the page stretches it to the screen)
+    assert fig["layout"]["font"]["size"] == present.text and fig["layout"]["height"] == present.height
 
 
 def test_picking_a_scenario_sets_its_config():
@@ -195,9 +227,11 @@ def test_import_of_a_run_and_of_garbage():
     state = at.session_state[STATE_KEY]
     before = _link(at)
     r = train(Config(n_samples=200, n_steps=3, train_steps=10, time_mode="tied"))
-    for name, raw, msg in [("model.safetensors", pickle.dumps({"a": 1}), "not a safetensors file"),
-                           ("model.safetensors", weights_bytes(r.model)[:100], "truncated"),
-                           ("config.json", b'{"n_steps": -3}', "n_steps")]:
+    for name, raw, msg in [
+        ("model.safetensors", pickle.dumps({"a": 1}), "not a safetensors file"),
+        ("model.safetensors", weights_bytes(r.model)[:100], "truncated"),
+        ("config.json", b'{"n_steps": -3}', "n_steps"),
+    ]:
         err = state.import_file(name, raw, registry(), data_for)
         assert msg in err and "Nothing was changed" in err
         at.run()
@@ -219,9 +253,18 @@ def test_export_buttons_and_the_offline_characteristics_file():
     labels = [str(e.proto.label) for e in at.get("download_button")]
     from flowviz.plots import video
 
-    assert sorted(labels) == sorted(["characteristics.html", "model.safetensors", "config.json", "data.csv",
-                                     "trajectories.npz", "metrics.json", "Download the lecture pack"]
-                                    + ([] if video.missing() else ["Video of this animation (mp4, 1280x720)"]))
+    assert sorted(labels) == sorted(
+        [
+            "characteristics.html",
+            "model.safetensors",
+            "config.json",
+            "data.csv",
+            "trajectories.npz",
+            "metrics.json",
+            "Download the lecture pack",
+        ]
+        + ([] if video.missing() else ["Video of this animation (mp4, 1280x720)"])
+    )
     run = registry().start(_config(at))  # the page's run: runs are shared by config
     assert run.finished
     html = plots.characteristics(run.views()).to_html(include_plotlyjs=True, auto_play=False)

@@ -46,8 +46,18 @@ def test_bad_link_values_fall_back_with_a_notice(q, key, msg):
 
 def test_link_flags_that_are_not_ours_are_named():
     link = parse_link({"scenario": "nope", "hide": "data,evil", "present": "1"})
-    assert link.flags == {"scenario": None, "present": True, "hide": {"data"}, "probe": None, "points": (),
-                          "view": None, "room": None, "step": None, "k": None, "speed": None}
+    assert link.flags == {
+        "scenario": None,
+        "present": True,
+        "hide": {"data"},
+        "probe": None,
+        "points": (),
+        "view": None,
+        "room": None,
+        "step": None,
+        "k": None,
+        "speed": None,
+    }
     assert any("scenario" in n for n in link.notices) and any("evil" in n for n in link.notices)
 
 
@@ -174,8 +184,9 @@ def test_a_step_size_that_overflows_is_reported_in_a_run():
 
     reg = Registry(max_workers=1, mode="thread")
     try:
-        run = reg.start(Config(n_samples=200, optimizer="sgd", lr=5.0, horizon=100.0, n_steps=1, train_steps=200,
-                               weight_decay=0.0))
+        run = reg.start(
+            Config(n_samples=200, optimizer="sgd", lr=5.0, horizon=100.0, n_steps=1, train_steps=200, weight_decay=0.0)
+        )
         run.join(60)
         assert run.status == "error" and "diverged" in run.error and "step size" in run.error
         assert run.latest is not None and run.latest.state is not None
@@ -229,12 +240,15 @@ def test_hostile_imports_are_refused_in_plain_words(trained, name, make, msg):
     assert state == PageState(run_key="before", autostart=False)
 
 
-@pytest.mark.parametrize("raw, msg", [
-    (b"x1,x2,label\n1e300,2,0\n2,3,1\n3,4,0\n4,5,1\n", "line 2: coordinate 1e+300 is too large"),
-    (b"x1,x2,label\n1,2,0\n2,3,1\n3,-4e38,0\n4,5,1\n", "line 4: coordinate"),
-    (b"x1,x2,label\n1,2,0\n2,3,1e300\n3,4,-1e300\n4,5,0\n", "line 3: label 1e+300 is not a small class id"),
-    (b"x1,x2,label\n1,2,0\n2,3,1\n3,4,1001\n4,5,0\n", "line 4: label 1001.0"),
-])
+@pytest.mark.parametrize(
+    "raw, msg",
+    [
+        (b"x1,x2,label\n1e300,2,0\n2,3,1\n3,4,0\n4,5,1\n", "line 2: coordinate 1e+300 is too large"),
+        (b"x1,x2,label\n1,2,0\n2,3,1\n3,-4e38,0\n4,5,1\n", "line 4: coordinate"),
+        (b"x1,x2,label\n1,2,0\n2,3,1e300\n3,4,-1e300\n4,5,0\n", "line 3: label 1e+300 is not a small class id"),
+        (b"x1,x2,label\n1,2,0\n2,3,1\n3,4,1001\n4,5,0\n", "line 4: label 1001.0"),
+    ],
+)
 def test_csv_values_float32_cannot_hold_or_labels_that_would_merge_are_refused(raw, msg):
     state = PageState(csv=GOOD)
     ok, text = state.upload_csv("points.csv", raw)
@@ -267,8 +281,9 @@ def test_the_refused_partition_would_have_collapsed_times_and_an_accepted_one_tr
 
     t = partition(1.0, 256, "geometric", 0.1).astype(np.float32)
     assert (np.diff(t) == 0).any()
-    r = flowviz.train(Config(partition="geometric", partition_ratio=0.5, n_steps=20, n_samples=100, width=4,
-                             train_steps=5))
+    r = flowviz.train(
+        Config(partition="geometric", partition_ratio=0.5, n_steps=20, n_samples=100, width=4, train_steps=5)
+    )
     assert np.isfinite(r.model.predict_proba(r.data.x)).all()
 
 

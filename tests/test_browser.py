@@ -10,8 +10,15 @@ from tiny import LiveServer
 from flowviz import Config
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 VIEWS = ["characteristics", "decision", "transport", "velocity", "diagnostics", "instruments", "sweep", "dictionary"]
 
 pytestmark = pytest.mark.browser
@@ -41,9 +48,12 @@ def browser():
 
 def _wait_final(page, timeout_ms=90_000):
     page.wait_for_selector(".js-plotly-plot", timeout=timeout_ms)
-    page.wait_for_function("() => document.body.innerText.includes('done') && "
-                           "!document.body.innerText.includes('Live view') && "
-                           "!document.body.innerText.includes('first picture appears')", timeout=timeout_ms)
+    page.wait_for_function(
+        "() => document.body.innerText.includes('done') && "
+        "!document.body.innerText.includes('Live view') && "
+        "!document.body.innerText.includes('first picture appears')",
+        timeout=timeout_ms,
+    )
 
 
 SIZES = [(1280, 720), (1920, 1080)]  # a laptop and a projector
@@ -93,10 +103,15 @@ def test_bad_link_shows_a_notice_not_a_traceback(server, browser):
     page.close()
 
 
-HOSTILE_LINK = {"n_steps": "[Login here](https://evil.example/phish)",
-                "x' ### Your session has expired. [Sign in again](https://evil.example/login) '": "1",
-                "![x](https://evil.example/t.png)": "1", "hide": "a`b", "scenario": "<b>www.evil.example</b>",
-                "train_steps": "20", "n_samples": "100"}
+HOSTILE_LINK = {
+    "n_steps": "[Login here](https://evil.example/phish)",
+    "x' ### Your session has expired. [Sign in again](https://evil.example/login) '": "1",
+    "![x](https://evil.example/t.png)": "1",
+    "hide": "a`b",
+    "scenario": "<b>www.evil.example</b>",
+    "train_steps": "20",
+    "n_samples": "100",
+}
 
 
 def test_a_hostile_link_is_shown_as_plain_text(server, browser, root):

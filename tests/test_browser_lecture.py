@@ -2,7 +2,6 @@
 fits the projector's frame, and the lifted scenario opens on its 3-D view (a file of its own beside
 tests/test_browser.py, whose fixtures it shares, so that the two test processes share the long browser tests)."""
 
-
 import pytest
 from test_browser import _wait_final, browser, server  # noqa: F401  (fixtures)
 
@@ -42,9 +41,11 @@ def test_rings_lift_opens_on_the_3d_view_of_the_lifted_space(server, browser, ro
         page.set_viewport_size({"width": size[0], "height": size[1]})
         page.goto(f"{server}/?scenario=rings_lift&present={present}")
         _wait_final(page, timeout_ms=300_000)
-        page.wait_for_function("() => { const gd = document.querySelector('.js-plotly-plot'); "
-                               "return gd && gd.data && gd.data.some(t => t.type === 'isosurface'); }",
-                               timeout=120_000)
+        page.wait_for_function(
+            "() => { const gd = document.querySelector('.js-plotly-plot'); "
+            "return gd && gd.data && gd.data.some(t => t.type === 'isosurface'); }",
+            timeout=120_000,
+        )
         page.wait_for_selector(".js-plotly-plot canvas", timeout=60_000)
         page.wait_for_timeout(2500)
         assert page.locator("[data-testid='stException']").count() == 0
@@ -53,14 +54,16 @@ def test_rings_lift_opens_on_the_3d_view_of_the_lifted_space(server, browser, ro
         n = page.evaluate("() => document.querySelector('.js-plotly-plot')._transitionData._frames.length")
         assert n == 33  # k = 0..L, L = 32
         types = page.evaluate("() => document.querySelector('.js-plotly-plot').data.map(t => t.type)")
-        assert types.count("isosurface") == 1 and types.count("scatter3d") == 2
+        assert types.count("isosurface") == 1 and types.count("scatter3d") == 3  # two classes, the k = 0 boundary line
         box = page.locator(".js-plotly-plot").first.bounding_box()
         if present == "1":
             assert box["y"] + box["height"] <= size[1] + 10, box
         name = f"{'present_' if present == '1' else ''}{size[0]}x{size[1]}"
         page.screenshot(path=str(out / f"lifted_{name}.png"))
-        page.evaluate("() => { const gd = document.querySelector('.js-plotly-plot'); return Plotly.animate(gd, "
-                      "['32'], {mode: 'immediate', frame: {duration: 0, redraw: true}, transition: {duration: 0}}); }")
+        page.evaluate(
+            "() => { const gd = document.querySelector('.js-plotly-plot'); return Plotly.animate(gd, "
+            "['32'], {mode: 'immediate', frame: {duration: 0, redraw: true}, transition: {duration: 0}}); }"
+        )
         page.wait_for_timeout(1500)
         page.screenshot(path=str(out / f"lifted_k32_{name}.png"))
     page.close()

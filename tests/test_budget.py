@@ -78,10 +78,16 @@ def test_a_stiff_link_costs_within_3x_of_its_estimate_in_every_phase(trained, na
     est_train = before.part("setup") + before.part("training") + before.part("snapshots")
     est_pictures = c.part("analysis")  # the reference made (once) or refused at its budget: both measured
     est_inst = c.part("instruments") - (c.part("adjoint") if refused else 0.0)
-    pairs = {"training": (train_s, est_train), "pictures": (pictures_s, est_pictures),
-             "instruments": (inst_s, est_inst)}
-    print(name, {k: f"measured {a:.2f} s, estimated {b:.2f} s" for k, (a, b) in pairs.items()},
-          f"stiffness: {stiff.evals:.0f} evaluations, budget {cap}")
+    pairs = {
+        "training": (train_s, est_train),
+        "pictures": (pictures_s, est_pictures),
+        "instruments": (inst_s, est_inst),
+    }
+    print(
+        name,
+        {k: f"measured {a:.2f} s, estimated {b:.2f} s" for k, (a, b) in pairs.items()},
+        f"stiffness: {stiff.evals:.0f} evaluations, budget {cap}",
+    )
     for phase, (measured, estimated) in pairs.items():
         assert measured / 3 <= estimated <= 3 * measured, (phase, measured, estimated)
     assert (views.diagnostics.stiff is not None) == refused
@@ -100,8 +106,10 @@ def test_a_stiff_flow_over_its_step_budget_gets_the_plain_message_and_the_partia
         views = analyse(m, ds)
         adj = adjoint_data(m, ds.x_train, ds.y_train, with_continuous=True)
     assert 500 < count[0] <= 2 * 501  # each solve stopped right after its 500th evaluation
-    assert "too stiff to draw exactly" in views.diagnostics.stiff and "without the continuous reference" in \
-        views.diagnostics.stiff
+    assert (
+        "too stiff to draw exactly" in views.diagnostics.stiff
+        and "without the continuous reference" in views.diagnostics.stiff
+    )
     assert np.isnan(views.diagnostics.error).all()
     assert views.characteristics.x.shape[0] == m.L + 1 and np.isfinite(views.characteristics.x).all()
     assert views.surfaces.u.shape[0] == m.L + 1 and np.isfinite(views.surfaces.u).all()
@@ -150,8 +158,9 @@ def test_a_worker_making_the_adjoint_answers_a_cancel_within_2_s(trained):
 
         def work():
             try:
-                box["got"] = ex.instruments(m, ds, extent=ds.extent(), names=["adjoint"], cancel=cancel,
-                                            started=started.set)
+                box["got"] = ex.instruments(
+                    m, ds, extent=ds.extent(), names=["adjoint"], cancel=cancel, started=started.set
+                )
             except Exception as e:  # noqa: BLE001 - cut short: TaskFailed
                 box["error"] = e
             box["t"] = time.monotonic()

@@ -7,18 +7,38 @@ import pytest
 
 
 def run(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "flowviz", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "flowviz", *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.mark.slow
 def test_train_writes_a_run_and_eval_rediscretises(tmp_path, root):
     out = tmp_path / "run"
-    p = run("train", "--preset", "moons", "--set", "time_mode=continuous", "--set", "n_steps=8",
-            "--set", "train_steps=60", "--set", "lift=1", "--out", str(out), cwd=root)
+    p = run(
+        "train",
+        "--preset",
+        "moons",
+        "--set",
+        "time_mode=continuous",
+        "--set",
+        "n_steps=8",
+        "--set",
+        "train_steps=60",
+        "--set",
+        "lift=1",
+        "--out",
+        str(out),
+        cwd=root,
+    )
     assert p.returncode == 0, p.stderr
-    assert {f.name for f in out.iterdir()} >= {"config.json", "metrics.json", "history.csv", "model.safetensors",
-                                               "trajectories.npz"}
+    assert {f.name for f in out.iterdir()} >= {
+        "config.json",
+        "metrics.json",
+        "history.csv",
+        "model.safetensors",
+        "trajectories.npz",
+    }
     assert "loss=" in p.stderr  # the progress bar
     metrics = json.loads(p.stdout)
     assert metrics["train_accuracy"] > 0.8
@@ -39,20 +59,25 @@ def test_presets_lists_names(root):
     assert p.returncode == 0 and "rings_lift" in p.stdout
 
 
-@pytest.mark.parametrize("args, msg", [
-    (["train", "--set", "foo=1", "--out", "x"], "unknown config key 'foo'"),
-    (["train", "--set", "n_steps=0", "--out", "x"], "n_steps=0"),  # (beyond 256 is allowed: a warning)
-    (["train", "--preset", "nope", "--out", "x"], "unknown preset 'nope'"),
-    (["train", "--config", "/no/such.json", "--out", "x"], "no config file"),
-    (["train", "--set", "dataset=csv", "--out", "x"], "needs --csv"),
-    (["train"], "--out"),
-    (["eval", "--run", "/no/such/dir"], "no run directory"),
-    (["bogus"], "invalid choice"),
-])
+@pytest.mark.parametrize(
+    "args, msg",
+    [
+        (["train", "--set", "foo=1", "--out", "x"], "unknown config key 'foo'"),
+        (["train", "--set", "n_steps=0", "--out", "x"], "n_steps=0"),  # (beyond 256 is allowed: a warning)
+        (["train", "--preset", "nope", "--out", "x"], "unknown preset 'nope'"),
+        (["train", "--config", "/no/such.json", "--out", "x"], "no config file"),
+        (["train", "--set", "dataset=csv", "--out", "x"], "needs --csv"),
+        (["train"], "--out"),
+        (["eval", "--run", "/no/such/dir"], "no run directory"),
+        (["bogus"], "invalid choice"),
+    ],
+)
 def test_bad_arguments_exit_2_with_one_line_and_no_torch(args, msg, root):
     """Answered before torch is imported (about 2.5 s): the message comes at once."""
-    code = ("import runpy, sys\ntry:\n    runpy.run_module('flowviz', run_name='__main__')\nfinally:\n"
-            "    print('torch imported' if 'torch' in sys.modules else 'no torch')")
+    code = (
+        "import runpy, sys\ntry:\n    runpy.run_module('flowviz', run_name='__main__')\nfinally:\n"
+        "    print('torch imported' if 'torch' in sys.modules else 'no torch')"
+    )
     p = subprocess.run([sys.executable, "-c", code, *args], cwd=root, capture_output=True, text=True, timeout=300)
     assert p.returncode == 2
     assert msg in p.stderr and "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1

@@ -21,10 +21,13 @@ def _strategy(f):
     return st.floats(m["lo"], m["hi"], allow_nan=False, exclude_min=m["lo_open"])
 
 
-configs = st.fixed_dictionaries({f.name: _strategy(f) for f in dataclasses.fields(Config)
-                                 if f.name != "batch_size"}).filter(  # partitions float32 resolves (see timegrid)
-    lambda d: unresolved_step(d["horizon"], d["n_steps"], d["partition"], d["partition_ratio"]) is None).map(
-    lambda d: Config(**d))
+configs = (
+    st.fixed_dictionaries({f.name: _strategy(f) for f in dataclasses.fields(Config) if f.name != "batch_size"})
+    .filter(  # partitions float32 resolves (see timegrid)
+        lambda d: unresolved_step(d["horizon"], d["n_steps"], d["partition"], d["partition_ratio"]) is None
+    )
+    .map(lambda d: Config(**d))
+)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -38,9 +41,11 @@ def test_query_and_json_round_trips_are_lossless(cfg):
 
 
 def test_keys_fixed_by_the_issue_exist_with_their_names():
-    fixed = ("dataset n_samples noise n_classes test_fraction seed field width activation time_mode knots lift "
-             "horizon n_steps partition partition_ratio scheme head viscosity mc_samples optimizer lr train_steps "
-             "batch_size weight_decay smoothness kinetic device").split()
+    fixed = (
+        "dataset n_samples noise n_classes test_fraction seed field width activation time_mode knots lift "
+        "horizon n_steps partition partition_ratio scheme head viscosity mc_samples optimizer lr train_steps "
+        "batch_size weight_decay smoothness kinetic device"
+    ).split()
     assert set(fixed) <= set(Config.keys())
     assert CHOICES["dataset"] == ("moons", "circles", "rings", "spirals", "xor", "checkerboard", "blobs", "csv")
     assert CHOICES["field"] == ("two_layer", "mlp", "antisymmetric")
@@ -57,23 +62,26 @@ def test_name_tables_match_the_config_choices():
     assert set(STEPPERS) | {"plain"} == set(CHOICES["scheme"])
 
 
-@pytest.mark.parametrize("query, words", [
-    ({"datset": "moons"}, ["unknown config key 'datset'", "dataset"]),
-    ({"dataset": "donut"}, ["dataset='donut'", "moons", "spirals"]),
-    ({"n_steps": "1000"}, ["n_steps=1000", "<= 256"]),
-    ({"n_samples": "50000"}, ["n_samples=50000", "20000"]),
-    ({"width": "0"}, ["width=0", ">= 1"]),
-    ({"lift": "9"}, ["lift=9", "<= 8"]),
-    ({"train_steps": "30000"}, ["train_steps=30000"]),
-    ({"lr": "nan"}, ["lr=nan", "finite"]),
-    ({"lr": "-1"}, ["lr=-1.0", "> 0"]),
-    ({"horizon": "0"}, ["horizon=0.0", "> 0"]),
-    ({"noise": "abc"}, ["noise='abc'", "float"]),
-    ({"n_steps": "3.5"}, ["n_steps='3.5'", "whole number"]),
-    ({"time_input": "maybe"}, ["time_input", "boolean"]),
-    ({"activation": "x" * 300}, ["too long"]),
-    ({"batch_size": "2000", "n_samples": "100"}, ["batch_size=2000", "n_samples=100"]),
-])
+@pytest.mark.parametrize(
+    "query, words",
+    [
+        ({"datset": "moons"}, ["unknown config key 'datset'", "dataset"]),
+        ({"dataset": "donut"}, ["dataset='donut'", "moons", "spirals"]),
+        ({"n_steps": "1000"}, ["n_steps=1000", "<= 256"]),
+        ({"n_samples": "50000"}, ["n_samples=50000", "20000"]),
+        ({"width": "0"}, ["width=0", ">= 1"]),
+        ({"lift": "9"}, ["lift=9", "<= 8"]),
+        ({"train_steps": "30000"}, ["train_steps=30000"]),
+        ({"lr": "nan"}, ["lr=nan", "finite"]),
+        ({"lr": "-1"}, ["lr=-1.0", "> 0"]),
+        ({"horizon": "0"}, ["horizon=0.0", "> 0"]),
+        ({"noise": "abc"}, ["noise='abc'", "float"]),
+        ({"n_steps": "3.5"}, ["n_steps='3.5'", "whole number"]),
+        ({"time_input": "maybe"}, ["time_input", "boolean"]),
+        ({"activation": "x" * 300}, ["too long"]),
+        ({"batch_size": "2000", "n_samples": "100"}, ["batch_size=2000", "n_samples=100"]),
+    ],
+)
 def test_bad_values_name_key_value_and_what_is_allowed(query, words):
     with pytest.raises(ConfigError) as e:
         Config.from_query(query)
@@ -114,8 +122,14 @@ def test_presets_load_and_validate():
     names = preset_names()
     assert {"moons", "reference", "rings_plane", "rings_lift"} <= set(names)
     ref = preset("reference")
-    assert (ref.dataset, ref.n_samples, ref.width, ref.n_steps, ref.scheme, ref.train_steps) == \
-        ("moons", 1000, 16, 32, "euler", 300)
+    assert (ref.dataset, ref.n_samples, ref.width, ref.n_steps, ref.scheme, ref.train_steps) == (
+        "moons",
+        1000,
+        16,
+        32,
+        "euler",
+        300,
+    )
     with pytest.raises(ConfigError, match="unknown preset 'nope'; valid presets: "):
         preset("nope")
 
@@ -140,8 +154,9 @@ def _beyond(key):
     return over
 
 
-@pytest.mark.parametrize("key", ["n_samples", "width", "knots", "lift", "mlp_depth", "n_steps", "mc_samples",
-                                 "train_steps", "batch_size"])
+@pytest.mark.parametrize(
+    "key", ["n_samples", "width", "knots", "lift", "mlp_depth", "n_steps", "mc_samples", "train_steps", "batch_size"]
+)
 def test_cost_keys_go_beyond_the_server_limit_in_python_with_a_warning_naming_it(key):
     from flowviz import LIMITS, FlowvizWarning
     from flowviz.core.config import SERVER_LIMITED
@@ -150,8 +165,9 @@ def test_cost_keys_go_beyond_the_server_limit_in_python_with_a_warning_naming_it
     over = _beyond(key)
     with pytest.warns(FlowvizWarning) as seen:
         cfg = Config(**over)
-    assert (f"{key}={over[key]} is beyond the server's limit {key} <= {int(LIMITS[key][1])} (flowviz.LIMITS)"
-            in [str(w.message).split(":")[0] for w in seen])
+    assert f"{key}={over[key]} is beyond the server's limit {key} <= {int(LIMITS[key][1])} (flowviz.LIMITS)" in [
+        str(w.message).split(":")[0] for w in seen
+    ]
     assert getattr(cfg, key) == over[key]
     first = "n_samples" if key == "batch_size" else key  # (n_samples comes first and is over too)
     with pytest.raises(ConfigError, match=rf"{first}={over[first]} is out of range: must be <= .*hard limit"):
@@ -161,8 +177,15 @@ def test_cost_keys_go_beyond_the_server_limit_in_python_with_a_warning_naming_it
 
 
 def test_other_bounds_and_lower_limits_hold_in_python_too():
-    for bad in ({"noise": 3.0}, {"n_classes": 9}, {"horizon": 101.0}, {"n_steps": 0}, {"width": 0},
-                {"seed": 2**31}, {"viscosity": 2.0}):
+    for bad in (
+        {"noise": 3.0},
+        {"n_classes": 9},
+        {"horizon": 101.0},
+        {"n_steps": 0},
+        {"width": 0},
+        {"seed": 2**31},
+        {"viscosity": 2.0},
+    ):
         with pytest.raises(ConfigError, match="out of range"):
             Config(**bad)
 
@@ -170,8 +193,13 @@ def test_other_bounds_and_lower_limits_hold_in_python_too():
 def test_within_the_limits_nothing_warns_and_the_server_check_passes(recwarn):
     from flowviz import LIMITS
 
-    cfg = Config(**{k: (int(hi) if isinstance(getattr(Config(), k), int) else hi) for k, (lo, hi) in LIMITS.items()
-                    if k != "batch_size"})
+    cfg = Config(
+        **{
+            k: (int(hi) if isinstance(getattr(Config(), k), int) else hi)
+            for k, (lo, hi) in LIMITS.items()
+            if k != "batch_size"
+        }
+    )
     assert cfg.check_server_limits() is cfg
     assert not [w for w in recwarn if "limit" in str(w.message)]
 
@@ -225,11 +253,32 @@ def test_the_command_line_goes_beyond_a_limit_with_a_one_line_warning(tmp_path, 
     import subprocess
     import sys
 
-    p = subprocess.run([sys.executable, "-m", "flowviz", "train", "--set", "n_steps=300", "--set", "n_samples=60",
-                        "--set", "width=4", "--set", "train_steps=2", "--out", str(tmp_path / "run")],
-                       cwd=root, capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flowviz",
+            "train",
+            "--set",
+            "n_steps=300",
+            "--set",
+            "n_samples=60",
+            "--set",
+            "width=4",
+            "--set",
+            "train_steps=2",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stderr
     lines = p.stderr.splitlines()
-    assert ("flowviz: warning: n_steps=300 is beyond the server's limit n_steps <= 256 (flowviz.LIMITS): "
-            "allowed in Python and on the command line, refused by links and the page") in lines
+    assert (
+        "flowviz: warning: n_steps=300 is beyond the server's limit n_steps <= 256 (flowviz.LIMITS): "
+        "allowed in Python and on the command line, refused by links and the page"
+    ) in lines
     assert json.loads((tmp_path / "run" / "config.json").read_text())["n_steps"] == 300

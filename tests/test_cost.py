@@ -10,10 +10,12 @@ from flowviz import Config, ConfigError, FlowvizWarning
 from flowviz.core import cost
 from flowviz.core.cost import Cost, estimate
 
-CASE8_LINK = ("dataset=blobs&n_samples=20000&n_classes=8&noise=2&test_fraction=0.9&field=mlp&mlp_depth=6&width=256"
-              "&lift=8&knots=64&time_mode=continuous&horizon=100&n_steps=256&scheme=rk4&viscosity=1&mc_samples=256"
-              "&train_steps=20000&batch_size=2000&lr=10&smoothness=100&kinetic=100&gamma=10&weight_decay=1"
-              "&seed=999999")
+CASE8_LINK = (
+    "dataset=blobs&n_samples=20000&n_classes=8&noise=2&test_fraction=0.9&field=mlp&mlp_depth=6&width=256"
+    "&lift=8&knots=64&time_mode=continuous&horizon=100&n_steps=256&scheme=rk4&viscosity=1&mc_samples=256"
+    "&train_steps=20000&batch_size=2000&lr=10&smoothness=100&kinetic=100&gamma=10&weight_decay=1"
+    "&seed=999999"
+)
 
 
 def _query(link: str) -> dict:
@@ -27,33 +29,57 @@ def _bench_memory(root):
     return mod
 
 
-C8 = {"field": "mlp", "mlp_depth": 6, "lift": 8, "scheme": "rk4", "time_mode": "continuous", "knots": 64,
-      "viscosity": 1.0, "dataset": "blobs", "n_classes": 8}
+C8 = {
+    "field": "mlp",
+    "mlp_depth": 6,
+    "lift": 8,
+    "scheme": "rk4",
+    "time_mode": "continuous",
+    "knots": 64,
+    "viscosity": 1.0,
+    "dataset": "blobs",
+    "n_classes": 8,
+}
 # the case-8 link's other keys: the kinetic term (a second recorded flow), the smoothness penalty (every block's
 # weights), 90 % test points (snapshots), mini-batches
 LINK8 = {"test_fraction": 0.9, "batch_size": 50, "kinetic": 100.0, "smoothness": 100.0, "mc_samples": 2}
 # Sizes that run in well under a second of CPU each; every multiplying key of issue 17 appears, alone and in
 # the combinations of its case 8. "analysis": also time the final pictures.
 MEASURED = [
-    {"n_samples": 1000, "n_steps": 32},                                                    # the chain (reference)
-    {"n_samples": 4000, "n_steps": 16, "width": 128, "analysis": False},                   # the chain, wide
+    {"n_samples": 1000, "n_steps": 32},  # the chain (reference)
+    {"n_samples": 4000, "n_steps": 16, "width": 128, "analysis": False},  # the chain, wide
     {"n_samples": 2000, "n_steps": 16, "width": 64, "scheme": "rk4", "analysis": False},
     {"n_samples": 2000, "n_steps": 16, "width": 32, "scheme": "midpoint", "lift": 8, "analysis": False},
     {"n_samples": 1000, "n_steps": 8, "field": "mlp", "mlp_depth": 6, "width": 64, "analysis": False},
     {"n_samples": 1000, "n_steps": 16, "viscosity": 0.5, "mc_samples": 16, "analysis": False},
-    {"n_samples": 1000, "n_steps": 16, "width": 64, "scheme": "rk4", "time_mode": "continuous", "knots": 64,
-     "analysis": False},
-    {"n_samples": 4000, "n_steps": 16, "field": "mlp", "mlp_depth": 4, "width": 128, "time_mode": "tied",
-     "batch_size": 250, "analysis": False},
+    {
+        "n_samples": 1000,
+        "n_steps": 16,
+        "width": 64,
+        "scheme": "rk4",
+        "time_mode": "continuous",
+        "knots": 64,
+        "analysis": False,
+    },
+    {
+        "n_samples": 4000,
+        "n_steps": 16,
+        "field": "mlp",
+        "mlp_depth": 4,
+        "width": 128,
+        "time_mode": "tied",
+        "batch_size": 250,
+        "analysis": False,
+    },
     {"n_samples": 2000, "n_steps": 32, "field": "antisymmetric", "lift": 8, "analysis": False},
     {"n_samples": 1000, "n_steps": 16, "kinetic": 1.0, "smoothness": 1.0, "analysis": False},
     {"n_samples": 3000, "n_steps": 16, "width": 256, "scheme": "midpoint", "analysis": False},  # 240 MB kept
-    dict(C8, n_samples=400, n_steps=8, width=64, mc_samples=4, analysis=False),            # case 8, small
-    dict(C8, n_samples=100, n_steps=32, width=256, mc_samples=2, analysis=False),          # case 8, heavy weights
-    dict(C8, **LINK8, n_samples=1000, n_steps=8, width=64, analysis=False),                # case 8 as the link, small
-    dict(C8, **LINK8, n_samples=1000, n_steps=32, width=256, analysis=False),              # ... and heavy
-    {"n_samples": 300, "n_steps": 8, "width": 16, "scheme": "rk4", "lift": 2},             # with the pictures
-    {"n_samples": 300, "n_steps": 8, "width": 16, "viscosity": 0.2, "mc_samples": 4},      # noisy pictures
+    dict(C8, n_samples=400, n_steps=8, width=64, mc_samples=4, analysis=False),  # case 8, small
+    dict(C8, n_samples=100, n_steps=32, width=256, mc_samples=2, analysis=False),  # case 8, heavy weights
+    dict(C8, **LINK8, n_samples=1000, n_steps=8, width=64, analysis=False),  # case 8 as the link, small
+    dict(C8, **LINK8, n_samples=1000, n_steps=32, width=256, analysis=False),  # ... and heavy
+    {"n_samples": 300, "n_steps": 8, "width": 16, "scheme": "rk4", "lift": 2},  # with the pictures
+    {"n_samples": 300, "n_steps": 8, "width": 16, "viscosity": 0.2, "mc_samples": 4},  # noisy pictures
 ]
 
 
@@ -198,8 +224,16 @@ def test_drivers_are_the_keys_that_multiply_largest_first():
     assert "noise" not in e.drivers and "seed" not in e.drivers
     # each multiplying key, alone, makes the run dearer
     base = estimate(Config())
-    for change in ({"n_steps": 64}, {"scheme": "rk4"}, {"lift": 8}, {"width": 128}, {"field": "mlp"},
-                   {"train_steps": 3000}, {"n_samples": 8000}, {"viscosity": 0.5}):
+    for change in (
+        {"n_steps": 64},
+        {"scheme": "rk4"},
+        {"lift": 8},
+        {"width": 128},
+        {"field": "mlp"},
+        {"train_steps": 3000},
+        {"n_samples": 8000},
+        {"viscosity": 0.5},
+    ):
         assert estimate(Config(**change)).seconds > 1.25 * base.seconds, change
     assert estimate(Config(field="mlp", mlp_depth=6)).seconds > estimate(Config(field="mlp")).seconds
     assert estimate(Config(viscosity=0.5, mc_samples=64)).seconds > 2 * estimate(Config(viscosity=0.5)).seconds
@@ -226,8 +260,13 @@ def test_the_command_line_prints_one_line_with_the_estimate_before_training(root
     import sys
 
     args = ["--set", "n_samples=20000", "--set", "n_steps=256", "--set", "width=256", "--set", "train_steps=20000"]
-    p = subprocess.Popen([sys.executable, "-m", "flowviz", "train", *args, "--out", "unused"], cwd=root,
-                         stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "flowviz", "train", *args, "--out", "unused"],
+        cwd=root,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         first = p.stderr.readline()
     finally:

@@ -37,19 +37,22 @@ def test_csv_reads_and_renumbers_labels():
     assert len(ds.x_train) == 4 and ds.n_classes == 2
 
 
-@pytest.mark.parametrize("text, msg", [
-    ("", "empty"),
-    ("a,b,c\n1,2,0\n", "header must be x1,x2,label"),
-    ("x1,x2,label\n1,2,0\n1,x,1\n3,3,0\n4,4,1\n", "line 3: not a number"),
-    ("x1,x2,label\n1,2,0\n1,nan,1\n3,3,0\n4,4,1\n", "line 3: NaN or infinite"),
-    ("x1,x2,label\n1,2,0\n1,inf,1\n3,3,0\n4,4,1\n", "NaN or infinite"),
-    ("x1,x2,label\n1,2,0\n1,2,0\n3,3,0\n4,4,0\n", "single class"),
-    ("x1,x2,label\n1,2\n1,2,0\n3,3,0\n4,4,1\n", "expected 3 values"),
-    ("x1,x2,label\n1,2,0\n1,2,0.5\n3,3,0\n4,4,1\n", "whole numbers"),
-    ("x1,x2,label\n1,2,0\n", "at least 4"),
-    (b"x1,x2,label\n\x00\x01\x02", "binary"),
-    (b"\xff\xfe\x00garbage", "binary"),
-])
+@pytest.mark.parametrize(
+    "text, msg",
+    [
+        ("", "empty"),
+        ("a,b,c\n1,2,0\n", "header must be x1,x2,label"),
+        ("x1,x2,label\n1,2,0\n1,x,1\n3,3,0\n4,4,1\n", "line 3: not a number"),
+        ("x1,x2,label\n1,2,0\n1,nan,1\n3,3,0\n4,4,1\n", "line 3: NaN or infinite"),
+        ("x1,x2,label\n1,2,0\n1,inf,1\n3,3,0\n4,4,1\n", "NaN or infinite"),
+        ("x1,x2,label\n1,2,0\n1,2,0\n3,3,0\n4,4,0\n", "single class"),
+        ("x1,x2,label\n1,2\n1,2,0\n3,3,0\n4,4,1\n", "expected 3 values"),
+        ("x1,x2,label\n1,2,0\n1,2,0.5\n3,3,0\n4,4,1\n", "whole numbers"),
+        ("x1,x2,label\n1,2,0\n", "at least 4"),
+        (b"x1,x2,label\n\x00\x01\x02", "binary"),
+        (b"\xff\xfe\x00garbage", "binary"),
+    ],
+)
 def test_csv_errors_are_clear(text, msg):
     with pytest.raises(DataError, match=msg):
         load_csv(text if isinstance(text, bytes) else text.encode())

@@ -86,7 +86,7 @@ def test_a_non_finite_loss_restores_exactly_the_weights_before_the_last_step(eag
     for _ in range(nan_at - 1):
         assert eng.step() == []
         seen.append(w.detach().clone())
-    (member, value), = eng.step()
+    ((member, value),) = eng.step()
     assert member == 0 and math.isnan(value) and eng.live == ()
     # the loss of seen[-1] is not finite: the weights kept are those before it, the last with a finite loss
     assert torch.equal(w.detach(), seen[max(0, len(seen) - 2)])
@@ -111,8 +111,10 @@ def test_a_diverging_member_stops_alone_and_the_others_train_on_unchanged():
         assert torch.equal(w.detach(), w_alone.detach())  # same batches, same steps as a run alone
 
 
-@pytest.mark.parametrize("total, log_every, want", [
-    (20, 5, [5, 10, 15, 20]), (22, 5, [5, 10, 15, 20, 22]), (3, 10, [3]), (0, 10, [0]), (4, 1, [1, 2, 3, 4])])
+@pytest.mark.parametrize(
+    "total, log_every, want",
+    [(20, 5, [5, 10, 15, 20]), (22, 5, [5, 10, 15, 20, 22]), (3, 10, [3]), (0, 10, [0]), (4, 1, [1, 2, 3, 4])],
+)
 def test_marks_come_every_log_every_steps_and_once_at_the_end(total, log_every, want):
     eng, _ = _engine()
     marks = list(eng.run(total, log_every=log_every))
@@ -157,6 +159,7 @@ def test_the_fused_optimiser_gives_the_default_loops_weights_up_to_rounding(monk
         def make(config, params, **options):
             made.append(eng.make_optimizer(config, params, **{**options, **chosen}))
             return made[-1]
+
         return make
 
     monkeypatch.setattr(tr, "make_optimizer", with_options())

@@ -24,7 +24,6 @@ from flowviz.training.train import train_iter
 ALL_EXECUTORS = [pytest.param(n, marks=pytest.mark.ray) if n == "ray" else n for n in sorted(EXECUTORS)]
 
 
-
 def test_a_request_and_a_snapshot_cross_the_wire_exactly():
     ds = make_dataset(TINY)
     head, arrays = protocol.decode(protocol.request("run", ds, config=TINY, log_every=5))
@@ -34,8 +33,9 @@ def test_a_request_and_a_snapshot_cross_the_wire_exactly():
         assert a.dtype == b.dtype and np.array_equal(a, b)
     snap = list(train_iter(TINY, data=ds, log_every=10, keep_state=True))[-1]
     got = protocol.snapshot_from(*protocol.decode(protocol.snapshot_message(snap)))
-    assert {k: getattr(got, k) for k in protocol.SNAPSHOT_FIELDS} == {k: getattr(snap, k)
-                                                                      for k in protocol.SNAPSHOT_FIELDS}
+    assert {k: getattr(got, k) for k in protocol.SNAPSHOT_FIELDS} == {
+        k: getattr(snap, k) for k in protocol.SNAPSHOT_FIELDS
+    }
     assert all(torch.equal(got.state[k], v) for k, v in snap.state.items())
 
 
@@ -146,8 +146,12 @@ def test_the_executor_is_the_one_limit_for_runs_and_jobs():
 def test_run_states_answer_the_questions_asked_of_them():
     finished = {s for s in RunStatus if s.finished}
     assert finished == {RunStatus.DONE, RunStatus.CANCELLED, RunStatus.ERROR, RunStatus.PAUSED}
-    assert {s for s in RunStatus if s.reusable} == {RunStatus.QUEUED, RunStatus.TRAINING, RunStatus.DONE,
-                                                    RunStatus.PAUSED}
+    assert {s for s in RunStatus if s.reusable} == {
+        RunStatus.QUEUED,
+        RunStatus.TRAINING,
+        RunStatus.DONE,
+        RunStatus.PAUSED,
+    }
     assert RunStatus("done") == "done" and f"{RunStatus.TRAINING}" == "training"  # the page shows the text
 
 
@@ -243,8 +247,9 @@ def test_a_ray_lease_waiting_when_its_process_leaves_the_cluster_reports_a_lost_
         raise SystemExit(0)  # what ray._raylet raises in the waiting thread
 
     ready = lambda refs, timeout: (refs, [])  # noqa: E731
-    ray = SimpleNamespace(is_initialized=lambda: True, wait=cut if cut_in == "wait" else ready,
-                          get=cut if cut_in == "get" else None)
+    ray = SimpleNamespace(
+        is_initialized=lambda: True, wait=cut if cut_in == "wait" else ready, get=cut if cut_in == "get" else None
+    )
     lease = _RayLease(SimpleNamespace(ray=ray))
     lease._gen = iter([object()])
     with pytest.raises(WorkerDied, match="connection to the Ray cluster was closed"):

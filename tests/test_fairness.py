@@ -54,8 +54,9 @@ def _start_as(reg, client: str, config):
 def test_a_swarm_of_runs_from_one_client_delays_only_itself():
     """8 sessions of one address start 8 runs (distinct seeds) on one worker; a light run from another address
     starts as soon as the worker is free, while most of the swarm still waits."""
-    reg = Registry(max_workers=1, mode="thread", prestart=False,
-                   settings=Settings(cache_dir="off", warm=False, client_queued=0))
+    reg = Registry(
+        max_workers=1, mode="thread", prestart=False, settings=Settings(cache_dir="off", warm=False, client_queued=0)
+    )
     try:
         swarm = [_start_as(reg, "10.0.0.1", TINY.replace(seed=100 + i, train_steps=300)) for i in range(8)]
         assert wait_for(lambda: swarm[0].status == "training", 30)
@@ -70,8 +71,9 @@ def test_a_swarm_of_runs_from_one_client_delays_only_itself():
 
 
 def test_a_client_s_waiting_runs_are_bounded():
-    reg = Registry(max_workers=1, mode="thread", prestart=False,
-                   settings=Settings(cache_dir="off", warm=False, client_queued=2))
+    reg = Registry(
+        max_workers=1, mode="thread", prestart=False, settings=Settings(cache_dir="off", warm=False, client_queued=2)
+    )
     try:
         runs = [_start_as(reg, "10.0.0.1", TINY.replace(seed=200 + i, train_steps=2000)) for i in range(3)]
         with pytest.raises(FlowvizError, match="runs from your address are already waiting"):

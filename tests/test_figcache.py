@@ -37,8 +37,10 @@ def test_a_cached_figure_is_the_figure_built_directly(views):
     figcache.clear()
     cached = figcache.figure(plots.characteristics, views, False)
     assert cached.to_json() == plots.characteristics(views).to_json()  # every trace and frame, as sent
-    assert figcache.figure(plots.characteristics, views, True).to_json() == \
-        plots.presentation(plots.characteristics(views)).to_json()
+    assert (
+        figcache.figure(plots.characteristics, views, True).to_json()
+        == plots.presentation(plots.characteristics(views)).to_json()
+    )
 
 
 def test_an_old_id_never_returns_a_figure_of_freed_views(views, monkeypatch):

@@ -58,36 +58,38 @@ def _on_white(rgb):
     return SURFACE_OPACITY * rgb + (1 - SURFACE_OPACITY) * 255.0
 
 
-def _pixels_per_unit(fig):
+def _pixels_per_unit(fig, xr=None, yr=None):
     """Plot-area pixels per data unit at WIDTH x HEIGHT: equal axes, so the tighter of the two directions."""
     lay = fig.layout
     w = WIDTH - lay.margin.l - lay.margin.r
     h = (lay.height or HEIGHT) - lay.margin.t - lay.margin.b
-    xr, yr = lay.xaxis.range, lay.yaxis.range
+    xr, yr = xr or lay.xaxis.range, yr or lay.yaxis.range
     return min(w / (xr[1] - xr[0]), h / (yr[1] - yr[0]))
 
 
 def test_characteristics_keep_their_colours_and_positions(views):
     fig = figures.characteristics(views)
     base = fig.data[0]
-    s, ch = views.surfaces, views.characteristics
+    s, ch, fs = views.surfaces, views.characteristics, views.frame_surfaces
     assert len(fig.frames) == len(s.ks)
-    ppu = _pixels_per_unit(fig)
     cls = [ch.y == c for c in range(s.u.shape[-1])]
     for i, (k, frame) in enumerate(zip(s.ks, fig.frames)):
         heat = frame.data[0]
-        # a frame carries only the surface's z: its axes, colour scale and range are the figure's trace 0
-        assert heat.x is None and heat.y is None and heat.colorscale is None and heat.zmax is None
+        # a frame carries the surface's z and its own window's grid: colour scale and range are trace 0's
+        assert heat.colorscale is None and heat.zmax is None
+        np.testing.assert_array_equal(np.asarray(heat.x), fs.x1[i].astype(np.float32))
+        np.testing.assert_array_equal(np.asarray(heat.y), fs.x2[i].astype(np.float32))
         z = np.asarray(heat.z)
-        assert z.shape == s.u[i].shape[:2]
+        assert z.shape == fs.u[i].shape[:2]
         shown = _on_white(_rgb(base.colorscale, (z - base.zmin) / (base.zmax - base.zmin)))
-        exact = _on_white(_rgb(base.colorscale, s.u[i][..., 1].astype(np.float32)))
+        exact = _on_white(_rgb(base.colorscale, fs.u[i][..., 1].astype(np.float32)))
         assert np.abs(shown - exact).max() <= 2.0, f"frame k={k}: colours moved"
+        ppu = _pixels_per_unit(fig, frame.layout.xaxis.range, frame.layout.yaxis.range)
         for c, tr in enumerate(frame.data[2:]):  # the points x_k of each class
             dx = np.abs(np.asarray(tr.x, float) - ch.x[k, cls[c], 0].astype(np.float32))
             dy = np.abs(np.asarray(tr.y, float) - ch.x[k, cls[c], 1].astype(np.float32))
             assert max(dx.max(), dy.max()) * ppu <= 1.0, f"frame k={k}: points moved"
-    np.testing.assert_array_equal(np.asarray(base.x), s.x1.astype(np.float32))  # the surface's cells stay put
+    np.testing.assert_array_equal(np.asarray(base.x), fs.x1[0].astype(np.float32))  # frame 0's window first
 
 
 def test_no_surface_byte_is_escaped_in_the_json_the_page_receives(views):

@@ -128,6 +128,22 @@ def test_the_command_line_passes_the_setting_down(graph_flags, monkeypatch, tmp_
     from flowviz import cli
 
     monkeypatch.setenv("FLOWVIZ_CUDA_GRAPHS", value)
-    assert cli.main(["train", "--set", "n_samples=120", "--set", "n_steps=4", "--set", "width=8",
-                     "--set", "train_steps=5", "--out", str(tmp_path / "r")]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                "--set",
+                "n_samples=120",
+                "--set",
+                "n_steps=4",
+                "--set",
+                "width=8",
+                "--set",
+                "train_steps=5",
+                "--out",
+                str(tmp_path / "r"),
+            ]
+        )
+        == 0
+    )
     assert graph_flags == [expected]

@@ -42,8 +42,11 @@ def _until(at, pred, timeout=60):
 
 def _settled(at):
     """Finished or paused, with its full (not live) views on the page."""
-    return _status(at)[0] in ("done", "paused", "cancelled") and at.get("plotly_chart") and \
-        not any("Live view" in c.value for c in at.caption)
+    return (
+        _status(at)[0] in ("done", "paused", "cancelled")
+        and at.get("plotly_chart")
+        and not any("Live view" in c.value for c in at.caption)
+    )
 
 
 def _step_slider(at):
@@ -140,8 +143,10 @@ def test_drawn_points_in_a_scenario_are_the_dataset_and_few_of_a_class_have_no_t
 
 
 def test_reset_in_presentation_mode_stays_there_with_sidebar_and_picture_agreeing():
-    at = _until(_app({"scenario": "rings", "present": "1", "train_steps": "30", "n_samples": "200"}).run(),
-                lambda a: a.get("plotly_chart"))
+    at = _until(
+        _app({"scenario": "rings", "present": "1", "train_steps": "30", "n_samples": "200"}).run(),
+        lambda a: a.get("plotly_chart"),
+    )
     at.button(key="reset").click().run()
     at = _until(at, lambda a: a.get("plotly_chart"))
     state = at.session_state[STATE_KEY]
@@ -157,8 +162,7 @@ def test_reset_in_presentation_mode_stays_there_with_sidebar_and_picture_agreein
 
 def test_stop_from_a_window_that_did_not_start_a_shared_run_is_refused_there_and_says_so():
     # (AppTest gives every app one session id: the window that started the run is another session, by hand)
-    at = _until(_app(link(tiny.SMALL.replace(train_steps=20000, seed=12))).run(),
-                lambda a: _status(a)[0] == "training")
+    at = _until(_app(link(tiny.SMALL.replace(train_steps=20000, seed=12))).run(), lambda a: _status(a)[0] == "training")
     state = at.session_state[STATE_KEY]
     shared = registry().get(state.run_key)
     shared.owners, shared.viewers["lecturer"] = {"lecturer"}, time.time()  # started and watched by another window
@@ -184,8 +188,11 @@ def test_step_k_and_speed_are_link_flags_validated_like_the_others():
 
     good = links.parse_link({"step": "40", "k": "7", "speed": "100", "n_steps": "8"})
     assert (good.flags["step"], good.flags["k"], good.flags["speed"]) == (40, 7, 100) and not good.notices
-    assert {k: links.link_of(good.config, good.flags)[k] for k in ("step", "k", "speed")} == \
-        {"step": "40", "k": "7", "speed": "100"}
+    assert {k: links.link_of(good.config, good.flags)[k] for k in ("step", "k", "speed")} == {
+        "step": "40",
+        "k": "7",
+        "speed": "100",
+    }
     bad = links.parse_link({"step": "-3", "k": "9", "speed": "1", "n_steps": "8", "train_steps": "50"})
     assert bad.flags["step"] is None and bad.flags["k"] is None and bad.flags["speed"] is None
     text = " ".join(bad.notices)

@@ -52,10 +52,13 @@ def test_drawn_points_stop_in_a_second_window_reset_in_presentation_and_the_two_
     page.get_by_role("button", name="Train on these points").click()
     page.wait_for_selector("text=No test split", timeout=60_000)
     page.wait_for_selector("text=on the 14 training points", timeout=60_000)
-    page.wait_for_function("() => document.querySelector(\"[data-testid='stSidebar'] input[aria-label='Dataset']\")"
-                           ".value == 'drawn (14)'", timeout=30_000)
-    assert page.locator("[data-testid='stRadio'] label").filter(has_text="Draw points").locator(
-        "input").is_checked()  # the view stays where it was
+    page.wait_for_function(
+        "() => document.querySelector(\"[data-testid='stSidebar'] input[aria-label='Dataset']\").value == 'drawn (14)'",
+        timeout=30_000,
+    )
+    assert (
+        page.locator("[data-testid='stRadio'] label").filter(has_text="Draw points").locator("input").is_checked()
+    )  # the view stays where it was
     q = _query(page)
     assert q["scenario"] == "moons" and "points" in q
     assert "settings changed" not in page.inner_text("body")

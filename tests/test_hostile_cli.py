@@ -20,8 +20,11 @@ from flowviz.cli import main
 def test_minus_zero_is_zero_in_every_float_key_and_in_the_run_key():
     import dataclasses
 
-    floats = [f.name for f in dataclasses.fields(Config) if f.type == "float" and f.metadata["lo"] == 0
-              and not f.metadata["lo_open"]]
+    floats = [
+        f.name
+        for f in dataclasses.fields(Config)
+        if f.type == "float" and f.metadata["lo"] == 0 and not f.metadata["lo_open"]
+    ]
     assert {"noise", "viscosity", "smoothness", "kinetic", "weight_decay"} <= set(floats)
     for k in floats:
         neg, pos = Config.from_query({k: "-0"}), Config.from_query({k: "0"})
@@ -86,8 +89,9 @@ def _npy(arr=None, *, header=None) -> bytes:
     if header is None:
         np.lib.format.write_array(buf, np.asarray(arr), allow_pickle=False)
     else:
-        np.lib.format.write_array_header_1_0(buf, {"descr": np.dtype(header[1]).str, "fortran_order": False,
-                                                   "shape": header[0]})
+        np.lib.format.write_array_header_1_0(
+            buf, {"descr": np.dtype(header[1]).str, "fortran_order": False, "shape": header[0]}
+        )
     return buf.getvalue()
 
 
@@ -123,7 +127,7 @@ CRAFTED = {
     "float_labels": ({"y": np.zeros(N)}, "of kind 'iu'"),
     "object_labels": ({"y": _npy(header=((N,), object))}, "of kind 'iu'"),
     "no_labels": ({"y": None}, "no array 'y'"),
-    "header_claims_8_gb": ({"x": _npy(header=((1, 10 ** 9, 2), np.float32))}, "would take 7,629 MB"),
+    "header_claims_8_gb": ({"x": _npy(header=((1, 10**9, 2), np.float32))}, "would take 7,629 MB"),
 }
 
 
@@ -143,9 +147,15 @@ def test_eval_of_an_npz_that_is_no_zip(run_dir, tmp_path, capsys, raw, msg):
 
 @pytest.mark.slow
 def test_eval_in_a_process_of_its_own_ends_with_one_line(run_dir, tmp_path):
-    d = _crafted(run_dir, tmp_path, "bomb", {"x": _npy(header=((1, 10 ** 9, 2), np.float32))})
-    r = subprocess.run([sys.executable, "-m", "flowviz", "eval", "--run", str(d)], cwd=ROOT, capture_output=True,
-                       text=True, timeout=120, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    d = _crafted(run_dir, tmp_path, "bomb", {"x": _npy(header=((1, 10**9, 2), np.float32))})
+    r = subprocess.run(
+        [sys.executable, "-m", "flowviz", "eval", "--run", str(d)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
     assert r.returncode == 2 and r.stderr.strip().startswith("flowviz: error: trajectories.npz: 'x' would take")
     assert len(r.stderr.strip().splitlines()) == 1 and not r.stdout
 
@@ -158,17 +168,20 @@ def test_eval_refuses_a_huge_depth_before_rediscretising(run_dir, capsys, monkey
     assert "evaluating this run at n_steps=1000000" in _line(capsys)
 
 
-@pytest.mark.parametrize("flags, msg", [
-    (["--transfer-to", "x"], "--transfer-to takes L1,L2"),
-    (["--transfer-to", "4,-2"], "--transfer-to takes L1,L2"),
-    (["--transfer-to", "4," + "9" * 50], "--transfer-to takes L1,L2"),
-    (["--coarse-to-fine", "4-8"], "--coarse-to-fine takes L0:L1"),
-    (["--coarse-to-fine", "4:8:16"], "--coarse-to-fine takes L0:L1"),
-    (["--coarse-to-fine", "a:b"], "--coarse-to-fine takes L0:L1"),
-    (["--coarse-to-fine", "8:4"], "coarse to fine needs 1 <= L_start <= L_end <= 256"),
-    (["--coarse-to-fine", "0:4"], "n_steps=0 is out of range"),
-    (["--coarse-to-fine", "4:512"], "coarse to fine needs 1 <= L_start <= L_end <= 256"),
-])
+@pytest.mark.parametrize(
+    "flags, msg",
+    [
+        (["--transfer-to", "x"], "--transfer-to takes L1,L2"),
+        (["--transfer-to", "4,-2"], "--transfer-to takes L1,L2"),
+        (["--transfer-to", "4," + "9" * 50], "--transfer-to takes L1,L2"),
+        (["--coarse-to-fine", "4-8"], "--coarse-to-fine takes L0:L1"),
+        (["--coarse-to-fine", "4:8:16"], "--coarse-to-fine takes L0:L1"),
+        (["--coarse-to-fine", "a:b"], "--coarse-to-fine takes L0:L1"),
+        (["--coarse-to-fine", "8:4"], "coarse to fine needs 1 <= L_start <= L_end <= 256"),
+        (["--coarse-to-fine", "0:4"], "n_steps=0 is out of range"),
+        (["--coarse-to-fine", "4:512"], "coarse to fine needs 1 <= L_start <= L_end <= 256"),
+    ],
+)
 def test_sweep_refuses_malformed_depth_flags_before_anything_trains(tmp_path, capsys, monkeypatch, flags, msg):
     import flowviz.training.sweep as sweep
 

@@ -62,8 +62,14 @@ print("DONE", flush=True)
 
 
 def _run(mode):
-    r = subprocess.run([sys.executable, "-c", CALLS, mode], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                       env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
+    r = subprocess.run(
+        [sys.executable, "-c", CALLS, mode],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"},
+    )
     out = r.stdout + r.stderr
     assert r.returncode == 0, f"exit {r.returncode}:\n{out[-3000:]}"
     assert "oneMKL ERROR" not in out and "DONE" in r.stdout, out[-3000:]  # no NaN matrix reached LAPACK
@@ -106,8 +112,14 @@ print(repr((linalg.eigvals(a).tolist(), linalg.det(a).tolist(), linalg.logabsdet
 def test_the_lapack_helpers_mask_what_is_not_finite_in_a_subprocess():
     """MKL's float32 eigvals on a NaN batch segfaults on some CPUs (this one included); the helpers hand it
     zeros instead and give NaN for those matrices, the exact answer for the others."""
-    r = subprocess.run([sys.executable, "-c", HELPER], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                       env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
+    r = subprocess.run(
+        [sys.executable, "-c", HELPER],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"},
+    )
     assert r.returncode == 0 and "oneMKL" not in r.stdout + r.stderr, (r.returncode, r.stderr[-2000:])
     ev, det, lad, norm = eval(r.stdout.replace("nan", "float('nan')"), {"inf": float("inf")})  # noqa: S307 (ours)
     assert sorted(z.real for z in ev[1]) == [2.0, 3.0] and det[1] == 6.0 and lad[1] == pytest.approx(np.log(6))

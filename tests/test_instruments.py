@@ -55,14 +55,17 @@ def test_probe_eigenvalues_on_a_linear_field():
         np.testing.assert_allclose(np.sort_complex(e), want, atol=1e-5)
 
 
-@pytest.mark.parametrize("scheme, s, outside", [
-    ("euler", 0.5, [False, False]),  # z = -1.5, -0.25: |1 + z| = 0.5, 0.75
-    ("euler", 1.0, [True, False]),  # z = -3: |1 + z| = 2
-    ("midpoint", 0.5, [False, False]),  # |1 - 1.5 + 1.125| = 0.625
-    ("midpoint", 1.0, [True, False]),  # |1 - 3 + 4.5| = 2.5
-    ("rk4", 5 / 6, [False, False]),  # z = -2.5 inside (the real interval ends near -2.785)
-    ("rk4", 1.0, [True, False]),  # z = -3: R = 1.375
-])
+@pytest.mark.parametrize(
+    "scheme, s, outside",
+    [
+        ("euler", 0.5, [False, False]),  # z = -1.5, -0.25: |1 + z| = 0.5, 0.75
+        ("euler", 1.0, [True, False]),  # z = -3: |1 + z| = 2
+        ("midpoint", 0.5, [False, False]),  # |1 - 1.5 + 1.125| = 0.625
+        ("midpoint", 1.0, [True, False]),  # |1 - 3 + 4.5| = 2.5
+        ("rk4", 5 / 6, [False, False]),  # z = -2.5 inside (the real interval ends near -2.785)
+        ("rk4", 1.0, [True, False]),  # z = -3: R = 1.375
+    ],
+)
 def test_stability_membership_on_a_linear_field(scheme, s, outside):
     P = np.array([[1.0, 0.4], [0.2, 1.0]])
     A = P @ np.diag([-3.0, -0.5]) @ np.linalg.inv(P)  # eigenvalues -3 and -0.5
@@ -106,8 +109,9 @@ def test_fold_iff_det_negative_on_a_folding_model():
     assert n >= 1 and f"{n} of 2 blocks fold here (det D(block k) < 0)" in plots.probe(pr).layout.title.text
 
 
-@pytest.mark.parametrize("eigs, det, n_below", [((-2.0, -3.0), 2.0, 2), ((-2.0, -0.5), -0.5, 1),
-                                                ((-0.5, -0.2), 0.4, 0)])
+@pytest.mark.parametrize(
+    "eigs, det, n_below", [((-2.0, -3.0), 2.0, 2), ((-2.0, -0.5), -0.5, 1), ((-0.5, -0.2), 0.4, 0)]
+)
 def test_a_fold_is_an_odd_number_of_real_eigenvalues_below_minus_one(eigs, det, n_below):
     # det(I + s DV) = prod(1 + z_i): z = -2, -3 give (-1)(-2) = +2, no fold although both lie below -1
     P = np.array([[1.0, 0.4], [0.2, 1.0]])
@@ -130,8 +134,7 @@ def test_logdet_sum_and_divergence_integral_exact_on_a_linear_field():
     m = linear_model(A, T=1.5, L=6)
     disc = logdet_sum(m, PTS)
     k = np.arange(7)[:, None]
-    np.testing.assert_allclose(disc, k * np.log(abs(np.linalg.det(np.eye(2) + 0.25 * A))) * np.ones((1, 40)),
-                               atol=1e-5)
+    np.testing.assert_allclose(disc, k * np.log(abs(np.linalg.det(np.eye(2) + 0.25 * A))) * np.ones((1, 40)), atol=1e-5)
     np.testing.assert_allclose(divergence_integral(m, PTS), k * 0.25 * np.trace(A) * np.ones((1, 40)), atol=1e-7)
 
 
@@ -193,8 +196,12 @@ def test_closed_form_divergence_of_the_papers_field_is_the_jacobians_trace(act):
     torch.testing.assert_close(v, m.vector_field(0.7, z))
     torch.testing.assert_close(div, J.diagonal(dim1=1, dim2=2).sum(-1))
     mlp = random_model(field="mlp").double_copy()  # any other field: by autograd
-    torch.testing.assert_close(_divergence(mlp, 0.3, z)[1], torch.func.vmap(torch.func.jacrev(
-        lambda p: mlp.vector_field(0.3, p[None])[0]))(z).diagonal(dim1=1, dim2=2).sum(-1))
+    torch.testing.assert_close(
+        _divergence(mlp, 0.3, z)[1],
+        torch.func.vmap(torch.func.jacrev(lambda p: mlp.vector_field(0.3, p[None])[0]))(z)
+        .diagonal(dim1=1, dim2=2)
+        .sum(-1),
+    )
 
 
 @pytest.mark.slow
@@ -221,8 +228,9 @@ def test_exact_density_is_the_kde_pushed_by_a_linear_flow():
             S = np.diag((q.std(0) * len(q) ** (-1 / 6)) ** 2)
             C = M @ S @ M.T
             d = G[:, None, :] - (q @ M.T)[None]
-            want = (np.exp(-0.5 * np.einsum("mni,ij,mnj->mn", d, np.linalg.inv(C), d)).mean(1)
-                    / (2 * np.pi * np.sqrt(np.linalg.det(C))))
+            want = np.exp(-0.5 * np.einsum("mni,ij,mnj->mn", d, np.linalg.inv(C), d)).mean(1) / (
+                2 * np.pi * np.sqrt(np.linalg.det(C))
+            )
             got = dens[i, c].ravel()
             big = want > 0.05 * want.max()
             np.testing.assert_allclose(got[big], want[big], rtol=0.05)  # the KDE of x_k differs by ~20%
@@ -231,5 +239,9 @@ def test_exact_density_is_the_kde_pushed_by_a_linear_flow():
     vd = volume_data(build_model(Config(n_samples=120, n_steps=4), 2), data, res=12, density="exact")
     assert vd.density_kind == "exact"
     assert "exact push-forward ρ_0 / |det DΦ|" in plots.volume(vd).layout.annotations[2].text
-    assert "KDE of x_k" in plots.volume(volume_data(build_model(Config(n_samples=120, n_steps=4), 2), data,
-                                                    res=12)).layout.annotations[2].text
+    assert (
+        "KDE of x_k"
+        in plots.volume(volume_data(build_model(Config(n_samples=120, n_steps=4), 2), data, res=12))
+        .layout.annotations[2]
+        .text
+    )

@@ -23,10 +23,19 @@ def _select(at, key_part, pts, box=False):
     chart = _chart(at, key_part)
     states = at._tree.get_widget_states()
     ws = WidgetState(id=chart.proto.id)
-    ws.string_value = json.dumps({"selection": {
-        "points": [{"x": x, "y": y, "curve_number": 0, "point_number": i, "point_index": i}
-                   for i, (x, y) in enumerate(pts)],
-        "point_indices": list(range(len(pts))), "box": [{"x": [0, 1], "y": [0, 1]}] if box else [], "lasso": []}})
+    ws.string_value = json.dumps(
+        {
+            "selection": {
+                "points": [
+                    {"x": x, "y": y, "curve_number": 0, "point_number": i, "point_index": i}
+                    for i, (x, y) in enumerate(pts)
+                ],
+                "point_indices": list(range(len(pts))),
+                "box": [{"x": [0, 1], "y": [0, 1]}] if box else [],
+                "lasso": [],
+            }
+        }
+    )
     kept = [w for w in states.widgets if w.id != chart.proto.id]
     del states.widgets[:]
     states.widgets.extend(kept + [ws])

@@ -10,9 +10,14 @@ from flowviz import Config
 from flowviz.core.points import decode_points
 
 pytestmark = pytest.mark.browser
-SUBS = {"Probe": "Probe at", "Stability region": "Stability, block", "Volume and density": "Volume at",
-        "Grid solver": "The transport equation on a grid", "Adjoint": "Backpropagation is the adjoint flow",
-        "Draw points": "Draw your own data"}  # sub-view -> its figure's title
+SUBS = {
+    "Probe": "Probe at",
+    "Stability region": "Stability, block",
+    "Volume and density": "Volume at",
+    "Grid solver": "The transport equation on a grid",
+    "Adjoint": "Backpropagation is the adjoint flow",
+    "Draw points": "Draw your own data",
+}  # sub-view -> its figure's title
 
 
 def _radio(page, label):

@@ -93,9 +93,12 @@ def test_a_finished_run_shown_by_a_page_has_its_instruments_without_computing_th
     at = _settle(_app(dict(LINK, seed="77")).run())
     run = registry().get(at.session_state["page"].run_key)
     assert wait_for(lambda: run.preparing() or run.instruments_made(), 30)
-    for sub, title in (("Stability region", "Stability, block"), ("Volume and density", "Volume at"),
-                       ("Grid solver", "The transport equation on a grid"),
-                       ("Adjoint", "Backpropagation is the adjoint flow")):
+    for sub, title in (
+        ("Stability region", "Stability, block"),
+        ("Volume and density", "Volume at"),
+        ("Grid solver", "The transport equation on a grid"),
+        ("Adjoint", "Backpropagation is the adjoint flow"),
+    ):
         _instruments(at, sub)
         assert any(f["layout"]["title"]["text"].startswith(title) for f in _figures(at)), sub
         assert not at.error

@@ -30,10 +30,16 @@ def _loaded_after(stmt: str) -> set[str]:
 
 @pytest.mark.parametrize("package", ["flowviz.core", "flowviz.training"])
 def test_core_and_training_load_no_streamlit_plotly_or_serving(package):
-    mods = _loaded_after(f"import {package}; import {package}.model" if package == "flowviz.core"
-                         else f"import {package}.train, {package}.sweep, {package}.analysis, {package}.batch")
-    bad = sorted(m for m in mods if m.split(".")[0] in ("streamlit", "plotly")
-                 or m.startswith(("flowviz.serve", "flowviz.ui", "flowviz.plots")))
+    mods = _loaded_after(
+        f"import {package}; import {package}.model"
+        if package == "flowviz.core"
+        else f"import {package}.train, {package}.sweep, {package}.analysis, {package}.batch"
+    )
+    bad = sorted(
+        m
+        for m in mods
+        if m.split(".")[0] in ("streamlit", "plotly") or m.startswith(("flowviz.serve", "flowviz.ui", "flowviz.plots"))
+    )
     assert not bad, bad
 
 
@@ -60,13 +66,16 @@ def test_import_flowviz_alone_imports_no_torch_and_every_public_name_resolves():
     """The public names are imported on first use, so the command line's argument checks need no torch."""
     mods = _loaded_after("import flowviz")
     assert "torch" not in mods and not [m for m in mods if m.startswith("flowviz.")], sorted(mods)
-    code = ("import flowviz; from flowviz import *; "
-            "print(sorted(n for n in flowviz.__all__ if getattr(flowviz, n) is not globals()[n]), "
-            "set(flowviz.__all__) <= set(dir(flowviz)), flowviz.Config.__module__, flowviz.train.__module__)")
+    code = (
+        "import flowviz; from flowviz import *; "
+        "print(sorted(n for n in flowviz.__all__ if getattr(flowviz, n) is not globals()[n]), "
+        "set(flowviz.__all__) <= set(dir(flowviz)), flowviz.Config.__module__, flowviz.train.__module__)"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["[]", "True", "flowviz.core.config", "flowviz.training.train"]
-    bad = subprocess.run([sys.executable, "-c", "import flowviz; flowviz.nope"], cwd=ROOT, capture_output=True,
-                         text=True)
+    bad = subprocess.run(
+        [sys.executable, "-c", "import flowviz; flowviz.nope"], cwd=ROOT, capture_output=True, text=True
+    )
     assert "AttributeError: module 'flowviz' has no attribute 'nope'" in bad.stderr
 
 
@@ -79,10 +88,13 @@ def test_every_layer_imports_only_the_layers_below_it():
 
 def test_the_readme_layout_names_every_module():
     readme = (ROOT / "README.md").read_text()
-    layout = readme[readme.index("## Layout"):]
+    layout = readme[readme.index("## Layout") :]
     layout = layout[: layout.find("\n## ", 5)] if "\n## " in layout[5:] else layout
-    missing = [str(p.relative_to(ROOT)) for p in sorted((ROOT / "flowviz").rglob("*.py"))
-               if p.name not in ("__init__.py", "__main__.py") and p.name not in layout]
+    missing = [
+        str(p.relative_to(ROOT))
+        for p in sorted((ROOT / "flowviz").rglob("*.py"))
+        if p.name not in ("__init__.py", "__main__.py") and p.name not in layout
+    ]
     assert not missing, f"README's Layout section does not name: {missing}"
     for pkg in ("core", "training", "serve", "plots", "ui"):
         assert f"flowviz/{pkg}/" in layout

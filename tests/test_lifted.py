@@ -30,8 +30,7 @@ def _bilinear(z, x1, x2, px, py):
     fy = np.clip(np.interp(py, x2, np.arange(len(x2))), 0, len(x2) - 1.001)
     i, j = fx.astype(int), fy.astype(int)
     a, b = fx - i, fy - j
-    return ((1 - a) * (1 - b) * z[j, i] + a * (1 - b) * z[j, i + 1] + (1 - a) * b * z[j + 1, i]
-            + a * b * z[j + 1, i + 1])
+    return (1 - a) * (1 - b) * z[j, i] + a * (1 - b) * z[j, i + 1] + (1 - a) * b * z[j + 1, i] + a * b * z[j + 1, i + 1]
 
 
 def _contradictions(heat, markers):
@@ -73,11 +72,16 @@ def test_the_3d_view_has_a_frame_and_a_boundary_surface_for_every_step(rings_lif
         assert len(iso) == 1
         val = np.asarray(iso[0].value, float)
         assert val.min() < LEVEL < val.max()  # the level set u = 1/2 crosses the box: a surface is drawn
-        assert "R^3" in f.layout.title.text and "{u(t_k, ·) = 1/2}" in f.layout.title.text
+        assert "ℝ³" in f.layout.title.text and "{u(t<sub>k</sub>, ·) = 1/2}" in f.layout.title.text
     surf = fig.data[0]
     assert (surf.isomin, surf.isomax, surf.surface.count) == (LEVEL, LEVEL, 1)
-    pts = [tr for tr in fig.data if tr.type == "scatter3d"]
+    pts = [tr for tr in fig.data if tr.type == "scatter3d" and tr.mode == "markers"]
     assert sum(len(tr.x) for tr in pts) == len(v.characteristics.y)
+    # at k = 0 the boundary's trace on the input plane x_3 = 0 is a line there; later frames carry none
+    line = [i for i, tr in enumerate(fig.data) if tr.name == "boundary on x₃ = 0 (k = 0)"]
+    assert len(line) == 1 and len(fig.data[line[0]].x) > 10 and not np.nanmax(np.abs(fig.data[line[0]].z))
+    last = [tr for tr in fig.frames[-1].data if tr.type == "scatter3d"]
+    assert len(last[-1].x) == 0
 
 
 def test_at_k_L_the_surface_is_the_plane_of_f_and_at_k_0_a_closed_curve_around_the_disk(rings_lift):
@@ -102,8 +106,10 @@ def test_at_k_L_the_surface_is_the_plane_of_f_and_at_k_0_a_closed_curve_around_t
     # "the flow lifts the disk (class 0) up along x_3"
     x3 = ls.x[-1, :, 2]
     assert x3[ls.y == 0].mean() > x3[ls.y == 1].mean() + 2
-    assert "lifts the disk" in preset_info("rings_lift")["description"] and preset_info("rings_lift")["view"] == \
-        "Lifted space"
+    assert (
+        "lifts the disk" in preset_info("rings_lift")["description"]
+        and preset_info("rings_lift")["view"] == "Lifted space"
+    )
 
 
 def test_planar_views_of_a_lifted_run_never_contradict_themselves_without_naming_the_slice(rings_lift):
@@ -124,8 +130,9 @@ def test_planar_views_of_a_lifted_run_never_contradict_themselves_without_naming
     assert max(per_k.values()) > 0.2
     # each point wears its own u(t_k, x_k) at full coordinates: with eps = 0 that is F(x_0) for every k
     assert (v.point_u.argmax(-1) == v.point_u[0].argmax(-1)).all()
-    np.testing.assert_array_equal(v.point_u[0].argmax(-1),
-                                  r.model.predict_proba(v.characteristics.x[0, :, :2]).argmax(1))
+    np.testing.assert_array_equal(
+        v.point_u[0].argmax(-1), r.model.predict_proba(v.characteristics.x[0, :, :2]).argmax(1)
+    )
     # Decision: the output space is a slice too
     dec = plots.decision(v)
     heat = [tr for tr in dec.data if tr.type == "heatmap" and tr.xaxis == "x2"][0]
@@ -137,7 +144,10 @@ def test_planar_views_of_a_lifted_run_never_contradict_themselves_without_naming
     # Side by side (the rings scenario puts a lifted run on the right)
     sbs = side_by_side(v, v)
     assert all("on the slice x₃ = 0" in a.text for a in sbs.layout.annotations[:2])
-    for fn, what in ((plots.transport, "u(t_k, ·) on the slice x₃ = 0"), (plots.velocity, "on the slice x₃ = 0")):
+    for fn, what in (
+        (plots.transport, "u(t<sub>k</sub>, ·) on the slice x₃ = 0"),
+        (plots.velocity, "on the slice x₃ = 0"),
+    ):
         assert what in fn(v).layout.title.text
 
 
@@ -150,17 +160,26 @@ def test_boundary_fields_of_many_classes_and_slice_names():
 
 
 def test_with_more_than_one_extra_coordinate_the_view_says_which_three_it_shows():
-    r = flowviz.train(flowviz.Config(dataset="blobs", n_classes=3, n_samples=150, lift=2, n_steps=3, width=8,
-                                     train_steps=20))
+    r = flowviz.train(
+        flowviz.Config(dataset="blobs", n_classes=3, n_samples=150, lift=2, n_steps=3, width=8, train_steps=20)
+    )
     v = analyse(r.model, r.data, with_reference=False)
     fig = plots.lifted(v)
     assert len(fig.frames) == 4
     assert "first three of d = 4 coordinates" in fig.layout.title.text and "x₄ = 0" in fig.layout.title.text
     assert len([tr for tr in fig.data if tr.type == "isosurface"]) == 2  # C - 1 boundaries
-    assert "no lift" in plots.lifted(analyse(flowviz.train(flowviz.Config(n_samples=60, n_steps=2,
-                                                                          train_steps=2)).model,
-                                             flowviz.make_dataset(flowviz.Config(n_samples=60)),
-                                             with_reference=False)).layout.annotations[0].text
+    assert (
+        "no lift"
+        in plots.lifted(
+            analyse(
+                flowviz.train(flowviz.Config(n_samples=60, n_steps=2, train_steps=2)).model,
+                flowviz.make_dataset(flowviz.Config(n_samples=60)),
+                with_reference=False,
+            )
+        )
+        .layout.annotations[0]
+        .text
+    )
 
 
 def test_the_lifted_models_far_field_is_what_the_text_says(rings_lift):

@@ -55,10 +55,22 @@ SHOW_ALL = {"dataset": "blobs", "time_mode": "continuous", "partition": "geometr
 BOUND_LINKS = {
     "minimum": {**SHOW_ALL, **{k: _text(value_range(k)[0]) for k in NUMERIC}, "viscosity": "0.5"},
     "maximum": {**SHOW_ALL, **{k: _text(value_range(k)[1]) for k in NUMERIC}},
-    "inside": {**SHOW_ALL, "seed": "2000000", "lr": "1e-9", "horizon": "1e-300", "viscosity": "0",
-               "partition_ratio": "0.1", "n_steps": "2"},
-    "open bounds": {**SHOW_ALL, "lr": _text(math.nextafter(0.0, 1.0)), "horizon": "1e-30", "n_steps": "3",
-                    "viscosity": "1e-300"},
+    "inside": {
+        **SHOW_ALL,
+        "seed": "2000000",
+        "lr": "1e-9",
+        "horizon": "1e-300",
+        "viscosity": "0",
+        "partition_ratio": "0.1",
+        "n_steps": "2",
+    },
+    "open bounds": {
+        **SHOW_ALL,
+        "lr": _text(math.nextafter(0.0, 1.0)),
+        "horizon": "1e-30",
+        "n_steps": "3",
+        "viscosity": "1e-300",
+    },
 }
 
 
@@ -107,29 +119,55 @@ def _bound_texts(key):
     return [_text(v) for v in out] + ["nan", "inf", "-inf", "1e999", "9" * 300, "1" * 5000]
 
 
-KEYS = st.one_of(st.sampled_from(list(Config.keys()) + list(links.FLAGS)),
-                 st.text(alphabet=META + "abcxyz" + UNICODE_DIGITS, min_size=1, max_size=40))
-VALUES = st.one_of(st.text(alphabet=META + "abc" + UNICODE_DIGITS + "0123456789e", max_size=60),
-                   st.sampled_from(NUMERIC).flatmap(lambda k: st.sampled_from(_bound_texts(k))),
-                   st.sampled_from(["[Login](https://evil.example)", "![x](https://evil.example/t.png)",
-                                    "### Expired", "www.evil.example", ":red[x]", "$x$", "<img src=x>",
-                                    "data,`x`", "folding", "1", "true", "١٢"]))
+KEYS = st.one_of(
+    st.sampled_from(list(Config.keys()) + list(links.FLAGS)),
+    st.text(alphabet=META + "abcxyz" + UNICODE_DIGITS, min_size=1, max_size=40),
+)
+VALUES = st.one_of(
+    st.text(alphabet=META + "abc" + UNICODE_DIGITS + "0123456789e", max_size=60),
+    st.sampled_from(NUMERIC).flatmap(lambda k: st.sampled_from(_bound_texts(k))),
+    st.sampled_from(
+        [
+            "[Login](https://evil.example)",
+            "![x](https://evil.example/t.png)",
+            "### Expired",
+            "www.evil.example",
+            ":red[x]",
+            "$x$",
+            "<img src=x>",
+            "data,`x`",
+            "folding",
+            "1",
+            "true",
+            "١٢",
+        ]
+    ),
+)
 LINKS = st.dictionaries(KEYS, st.one_of(VALUES, st.lists(VALUES, min_size=2, max_size=3)), max_size=5)
 FIXED_MARKDOWN = {"#### flowviz — a residual network is a flow"} | {
-    t for n in preset_names() for t in (f"##### {preset_info(n)['title']}", preset_info(n)["description"])}
+    t for n in preset_names() for t in (f"##### {preset_info(n)['title']}", preset_info(n)["description"])
+}
 
 
 # the page's own alerts that use markdown (no user text in them)
 OWN_ALERTS = {"Press **Train** to start.", "Upload a CSV below to use your own points."}
-ISSUE_LINK = {"n_steps": "[Login here](https://evil.example/phish)", "hide": "data,a`b",
-              "x' ### Your session has expired. [Sign in again](https://evil.example/login) '": "1",
-              "![x](https://evil.example/t.png)": "1"}
+ISSUE_LINK = {
+    "n_steps": "[Login here](https://evil.example/phish)",
+    "hide": "data,a`b",
+    "x' ### Your session has expired. [Sign in again](https://evil.example/login) '": "1",
+    "![x](https://evil.example/t.png)": "1",
+}
 
 
 # each example is a page load (about 4 s on the loaded 2-core machine): ten, no shrinking (a failure prints
 # the link as drawn)
-@settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
-          phases=[Phase.explicit, Phase.generate])
+@settings(
+    max_examples=10,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    derandomize=True,
+    phases=[Phase.explicit, Phase.generate],
+)
 @example(ISSUE_LINK)
 @given(LINKS)
 def test_any_link_renders_and_nothing_it_says_is_interpreted(q):

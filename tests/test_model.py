@@ -44,8 +44,18 @@ def test_with_steps_needs_tied_or_continuous_weights():
 
 
 def test_continuous_model_refined_is_closer_to_its_reference():
-    r = train(Config(dataset="moons", n_samples=300, time_mode="continuous", knots=6, n_steps=16, horizon=2.0,
-                     train_steps=150, lr=0.02))
+    r = train(
+        Config(
+            dataset="moons",
+            n_samples=300,
+            time_mode="continuous",
+            knots=6,
+            n_steps=16,
+            horizon=2.0,
+            train_steps=150,
+            lr=0.02,
+        )
+    )
     x = r.data.x_train[:100]
 
     def err(L):
@@ -79,8 +89,9 @@ def test_fast_path_matches_autograd(act, time_mode):
         torch.testing.assert_close(g_fast[n], g_ref[n], rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("kw", [dict(field="mlp"), dict(scheme="rk4"), dict(scheme="plain"), dict(viscosity=0.1),
-                                dict(kinetic=0.1)])
+@pytest.mark.parametrize(
+    "kw", [dict(field="mlp"), dict(scheme="rk4"), dict(scheme="plain"), dict(viscosity=0.1), dict(kinetic=0.1)]
+)
 def test_fast_path_falls_back_to_autograd(kw, monkeypatch):
     import flowviz.core.model as fm
 
@@ -88,8 +99,10 @@ def test_fast_path_falls_back_to_autograd(kw, monkeypatch):
     calls = []
     monkeypatch.setattr(fm, "euler_two_layer", lambda *a: calls.append(1))
     m.train()
-    F.cross_entropy(m(torch.as_tensor(X), noise_gen=torch.Generator().manual_seed(0) if kw.get("viscosity")
-                      else None), torch.zeros(30, dtype=torch.long)).backward()
+    F.cross_entropy(
+        m(torch.as_tensor(X), noise_gen=torch.Generator().manual_seed(0) if kw.get("viscosity") else None),
+        torch.zeros(30, dtype=torch.long),
+    ).backward()
     assert not m.fast_path_applies(training=True) and calls == []
     m2 = build_model(Config(n_steps=4), 2)
     monkeypatch.setattr(fm, "euler_two_layer", lambda *a: calls.append(1) or torch.zeros(30, 2))
@@ -127,8 +140,16 @@ def test_recomputing_activations_gives_the_same_gradients(act, monkeypatch):
         torch.testing.assert_close(g_keep[n], g_re[n], rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("kw", [dict(scheme="rk4"), dict(field="mlp"), dict(field="antisymmetric", scheme="midpoint"),
-                                dict(viscosity=0.1), dict(kinetic=0.1)])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(scheme="rk4"),
+        dict(field="mlp"),
+        dict(field="antisymmetric", scheme="midpoint"),
+        dict(viscosity=0.1),
+        dict(kinetic=0.1),
+    ],
+)
 def test_recomputing_steps_in_the_backward_gives_the_same_gradients(kw, monkeypatch):
     # the general path checkpoints each step when autograd's activations would be too large
     import flowviz.core.model as fm

@@ -62,9 +62,10 @@ def _rotation_problem():
     return (lambda k, i, t, x: (1 + t) * x @ J.T), x0, exact
 
 
-@pytest.mark.parametrize("scheme, order, Ls", [("euler", 1, [16, 32, 64, 128, 256]),
-                                               ("midpoint", 2, [16, 32, 64, 128]),
-                                               ("rk4", 4, [8, 16, 32, 64])])
+@pytest.mark.parametrize(
+    "scheme, order, Ls",
+    [("euler", 1, [16, 32, 64, 128, 256]), ("midpoint", 2, [16, 32, 64, 128]), ("rk4", 4, [8, 16, 32, 64])],
+)
 def test_convergence_orders(scheme, order, Ls):
     f, x0, exact = _rotation_problem()
     T = 2.0
@@ -106,8 +107,9 @@ def test_euler_evaluates_V_k_at_t_k_as_in_eq10():
     m = _double_model(time_mode="continuous", knots=4, n_steps=8)
     s = m.times[1]
     x0 = torch.randn(10, 2, dtype=torch.float64)
-    theirs = odeint(lambda tt, x: m.vector_field(min(float(tt) + s, m.times[-1]), x), x0,
-                    torch.as_tensor(m.times), method="euler")
+    theirs = odeint(
+        lambda tt, x: m.vector_field(min(float(tt) + s, m.times[-1]), x), x0, torch.as_tensor(m.times), method="euler"
+    )
     torch.testing.assert_close(m.flow(x0, record=True), theirs, rtol=1e-10, atol=1e-10)
 
 

@@ -30,8 +30,14 @@ MAX_BYTES = 8_000_000
 
 
 def _cli(*args, env=None, timeout=1500):
-    return subprocess.run([sys.executable, "-m", "flowviz", *args], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "flowviz", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +78,11 @@ def _parsed(path: Path) -> _Scripts:
 
 
 def test_bad_arguments_are_one_line_and_status_2(tmp_path):
-    for args in (["pack", "--out", str(tmp_path)], ["pack", "--preset", "nope", "--out", str(tmp_path)],
-                 ["pack", "--preset", "moons", "--set", "n_steps=0", "--out", str(tmp_path)]):
+    for args in (
+        ["pack", "--out", str(tmp_path)],
+        ["pack", "--preset", "nope", "--out", str(tmp_path)],
+        ["pack", "--preset", "moons", "--set", "n_steps=0", "--out", str(tmp_path)],
+    ):
         r = _cli(*args)
         assert r.returncode == 2 and r.stdout == "", (args, r.stdout)
         assert len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith("flowviz: error:"), r.stderr
@@ -114,12 +123,26 @@ def test_each_page_is_one_file_with_one_plotly_and_its_run(packdir):
 
 
 # the sections each page must draw (a .main-svg each), by the run's features
-VIEWS_2D = ["characteristics", "decision-surface", "transport", "transport-in-space-time", "velocity-field",
-            "learning-curves", "diagnostics", "folding", "weights", "instrument-probe",
-            "instrument-stability-region", "instrument-volume-and-density", "instrument-grid-solver",
-            "instrument-adjoint"]
-WANT = {"moons": VIEWS_2D,
-        "rings_lift": ["characteristics", "lifted-space"] + [v for v in VIEWS_2D[1:] if v != "instrument-grid-solver"]}
+VIEWS_2D = [
+    "characteristics",
+    "decision-surface",
+    "transport",
+    "transport-in-space-time",
+    "velocity-field",
+    "learning-curves",
+    "diagnostics",
+    "folding",
+    "weights",
+    "instrument-probe",
+    "instrument-stability-region",
+    "instrument-volume-and-density",
+    "instrument-grid-solver",
+    "instrument-adjoint",
+]
+WANT = {
+    "moons": VIEWS_2D,
+    "rings_lift": ["characteristics", "lifted-space"] + [v for v in VIEWS_2D[1:] if v != "instrument-grid-solver"],
+}
 
 
 @pytest.mark.slow
@@ -134,8 +157,9 @@ def test_the_pack_draws_offline_in_chromium(packdir):
             for name in ["index"] + SCENARIOS:
                 page = browser.new_page(viewport={"width": 1280, "height": 800})
                 requests, errors = [], []
-                page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
-                           else route.abort())
+                page.route(
+                    "**/*", lambda route: route.continue_() if route.request.url.startswith("file:") else route.abort()
+                )
                 page.on("request", lambda r: requests.append(r.url))
                 page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
                 page.on("pageerror", lambda e: errors.append(str(e)))
@@ -157,10 +181,12 @@ def _check_page(page, name):
     want = WANT[name]
     ids = page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot')].map(d => d.id)")
     assert ids == [f"fig-{v}" for v in want], ids
-    page.wait_for_function("n => document.querySelectorAll('.js-plotly-plot .main-svg').length >= n",
-                           arg=len(want), timeout=120_000)
-    drawn = page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot')]"
-                          ".filter(d => d.querySelector('.main-svg')).length")
+    page.wait_for_function(
+        "n => document.querySelectorAll('.js-plotly-plot .main-svg').length >= n", arg=len(want), timeout=120_000
+    )
+    drawn = page.evaluate(
+        "() => [...document.querySelectorAll('.js-plotly-plot')].filter(d => d.querySelector('.main-svg')).length"
+    )
     assert drawn == len(want)
     main = "fig-lifted-space" if name == "rings_lift" else "fig-characteristics"
     title = f"() => document.getElementById('{main}').layout.title.text"
@@ -178,8 +204,10 @@ def _check_page(page, name):
     page.wait_for_function(f"() => ({title})().includes('k = {L},')", timeout=30_000)
     page.screenshot(path=str(SHOTS / f"{name}_k{L}.png"))
     # play: from the first frame the animation moves on by itself
-    page.evaluate(f"() => Plotly.animate('{main}', ['0'], {{mode: 'immediate', frame: {{duration: 0}}, "
-                  "transition: {duration: 0}})")
+    page.evaluate(
+        f"() => Plotly.animate('{main}', ['0'], {{mode: 'immediate', frame: {{duration: 0}}, "
+        "transition: {duration: 0}})"
+    )
     page.wait_for_function(f"() => ({title})().includes('k = 0,')", timeout=30_000)
     gd.locator(".updatemenu-button").first.click()  # ▶
     page.wait_for_function(f"() => !({title})().includes('k = 0,')", timeout=30_000)
@@ -207,13 +235,16 @@ def test_training_frames_are_the_decision_function_at_each_checkpoint():
     extent = (-2.0, 2.0, -2.0, 2.0)
     assert training_frames(SimpleNamespace(**vars(r), checkpoints=[]), extent) is None  # none kept: no section
     start = build_model(r.config, r.data.n_classes).state_dict()
-    explicit = SimpleNamespace(**vars(r), checkpoints=[SimpleNamespace(step=r.config.train_steps,
-                                                                       state=r.model.state_dict()),
-                                                       SimpleNamespace(step=0, state=start)])
+    explicit = SimpleNamespace(
+        **vars(r),
+        checkpoints=[
+            SimpleNamespace(step=r.config.train_steps, state=r.model.state_dict()),
+            SimpleNamespace(step=0, state=start),
+        ],
+    )
     kept = training_frames(r, extent, res=20)  # the run's own checkpoints, through result.at(step)
     assert kept.steps.tolist() == list(r.checkpoints) and kept.steps[0] == 0
-    np.testing.assert_array_equal(kept.u[-1], transported_surfaces(r.model, extent, res=20,
-                                                                    ks=np.array([0])).u[0])
+    np.testing.assert_array_equal(kept.u[-1], transported_surfaces(r.model, extent, res=20, ks=np.array([0])).u[0])
     tf = training_frames(explicit, extent, res=20)
     want = transported_surfaces(r.model, extent, res=20, ks=np.array([0])).u[0]
     np.testing.assert_array_equal(tf.u[1], want)  # the last checkpoint is the trained net's F = u(0, .)

@@ -28,15 +28,18 @@ def test_round_trip(n, seed, classes):
     assert encode_points(x2, y2) == encode_points(x2.astype(np.float64), y2)  # stable once quantised
 
 
-@pytest.mark.parametrize("text, msg", [
-    ("not base64!", "URL-safe base64"),
-    ("A" * 5000, "too long"),
-    ("AgAA", "version 1"),
-    (encode_points(np.zeros((4, 2)), [0, 1, 0, 1])[:-3], "damaged"),
-    (encode_points(np.zeros((4, 2)), [0, 0, 0, 0]), "single class"),
-    (encode_points(np.zeros((3, 2)), [0, 1, 0]), "at least 4"),
-    ("", "flowviz's format"),
-])
+@pytest.mark.parametrize(
+    "text, msg",
+    [
+        ("not base64!", "URL-safe base64"),
+        ("A" * 5000, "too long"),
+        ("AgAA", "version 1"),
+        (encode_points(np.zeros((4, 2)), [0, 1, 0, 1])[:-3], "damaged"),
+        (encode_points(np.zeros((4, 2)), [0, 0, 0, 0]), "single class"),
+        (encode_points(np.zeros((3, 2)), [0, 1, 0]), "at least 4"),
+        ("", "flowviz's format"),
+    ],
+)
 def test_bad_encodings_are_refused_with_a_message(text, msg):
     with pytest.raises(DataError, match=msg):
         decode_points(text)
@@ -55,7 +58,12 @@ def test_probe_parameter():
     from flowviz.core.points import format_probe, parse_probe
 
     assert parse_probe(format_probe((0.123456, -2.5))) == (0.1235, -2.5)
-    for bad, msg in (("1", "two numbers"), ("a,b", "two numbers"), ("nan,0", "finite"), ("1e9,0", "within"),
-                     ("1,2,3", "two numbers")):
+    for bad, msg in (
+        ("1", "two numbers"),
+        ("a,b", "two numbers"),
+        ("nan,0", "finite"),
+        ("1e9,0", "within"),
+        ("1,2,3", "two numbers"),
+    ):
         with pytest.raises(DataError, match=msg):
             parse_probe(bad)

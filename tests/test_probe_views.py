@@ -103,7 +103,10 @@ def test_decision_stars_x0_on_the_input_plane_and_xL_on_the_output_space(case):
 def test_each_transport_panel_stars_the_x_k_of_its_own_time(case):
     v, path = case
     fig = plots.transport(v, probe_path=path)
-    ks = [int(re.match(r"u\(t_(\d+) ", a.text).group(1)) for a in fig.layout.annotations]  # panel j's k
+    ks = [
+        int(re.match(r"u\(t([₀-₉]+) ", a.text).group(1).translate(str.maketrans("₀₁₂₃₄₅₆₇₈₉", "0123456789")))
+        for a in fig.layout.annotations
+    ]  # panel j's k, typeset as a subscript
     stars = [fig.data[i] for i in _stars(fig)]
     assert len(stars) == len(ks)
     for tr in stars:
@@ -126,8 +129,14 @@ def test_the_3d_views_draw_the_path_in_their_coordinates(case):
 
 
 def test_the_table_of_views_that_take_a_probe_is_every_view_of_the_plane_or_the_lifted_space():
-    assert plots.PROBE_VIEWS == {plots.characteristics, plots.decision, plots.transport, plots.spacetime,
-                                 plots.velocity, plots.lifted}
+    assert plots.PROBE_VIEWS == {
+        plots.characteristics,
+        plots.decision,
+        plots.transport,
+        plots.spacetime,
+        plots.velocity,
+        plots.lifted,
+    }
 
 
 # ------------------------------------------------------------------------------------------------ the page
@@ -188,9 +197,11 @@ def test_side_by_side_marks_each_runs_own_path_at_the_step_each_panel_shows(case
 def test_a_scenario_pair_shows_each_runs_probe_path_side_by_side():
     from test_app import _app, _settle
 
-    at = _settle(_app({"scenario": "deep_vs_shallow", "train_steps": "30", "n_samples": "200",
-                       "probe": "0.5,0.25"}).run())
+    at = _settle(
+        _app({"scenario": "deep_vs_shallow", "train_steps": "30", "n_samples": "200", "probe": "0.5,0.25"}).run()
+    )
     assert at.radio(key="view").value == "Side by side"
-    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
-    lines = [t for t in spec["data"] if t.get("name") == PROBE]
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]  # the residual ratios first, then the pair
+    assert "Residual ratio" in specs[0]["layout"]["title"]["text"]
+    lines = [t for t in specs[1]["data"] if t.get("name") == PROBE]
     assert sorted(len(_arr(t["x"])) for t in lines) == [3, 65]  # x_0 .. x_L of L = 2 and of L = 64

@@ -19,7 +19,6 @@ ray = pytest.importorskip("ray", reason="the ray extra (requirements-ray.txt) is
 pytestmark = pytest.mark.ray  # one Ray cluster at a time: `make test` runs these after the parallel part
 
 
-
 @pytest.fixture(scope="module")
 def executor():
     from flowviz.serve.ray_executor import RayExecutor, ray_started
@@ -111,10 +110,14 @@ def test_members_that_cannot_be_batched_spread_over_the_cluster(executor):
 
 
 def test_import_flowviz_and_the_app_start_up_import_no_ray():
-    code = ("import sys, flowviz, flowviz.cli, flowviz.serve.runs, flowviz.ui.server; "
-            "print('ray' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=os.path.dirname(os.path.dirname(__file__)))
+    code = "import sys, flowviz, flowviz.cli, flowviz.serve.runs, flowviz.ui.server; print('ray' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=os.path.dirname(os.path.dirname(__file__)),
+    )
     assert out.stdout.strip().splitlines()[-1] == "False"
 
 
@@ -125,8 +128,9 @@ def test_a_sweep_of_200_members_completes_on_two_cpus_with_the_local_structure(e
     values = [round(0.001 * i, 3) for i in range(200)]
     ds = make_dataset(tiny)
     finished = []
-    s = run_sweep(tiny, "smoothness", values, data=ds, batched=False, pool=executor,
-                  progress=lambda f, t: finished.append(t))
+    s = run_sweep(
+        tiny, "smoothness", values, data=ds, batched=False, pool=executor, progress=lambda f, t: finished.append(t)
+    )
     assert [m.value for m in s.members] == values and len(s.members) == 200
     assert "member 200 of 200 finished" in finished  # progress as members finish
     local = run_sweep(tiny, "smoothness", values[:2], data=ds, batched=False)

@@ -31,10 +31,13 @@ AUTH = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}  # ev
 
 def _nodes(address: str) -> int:
     """Alive nodes of the cluster at ``address``, asked from a separate process (this one stays unconnected)."""
-    code = (f"import ray; ray.init(address={address!r}, log_to_driver=False); "
-            "print(sum(n['Alive'] for n in ray.nodes()), int(ray.cluster_resources().get('CPU', 0)))")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                       env=dict(os.environ, **AUTH))
+    code = (
+        f"import ray; ray.init(address={address!r}, log_to_driver=False); "
+        "print(sum(n['Alive'] for n in ray.nodes()), int(ray.cluster_resources().get('CPU', 0)))"
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=dict(os.environ, **AUTH)
+    )
     return tuple(int(v) for v in p.stdout.split()[-2:]) if p.returncode == 0 else (0, 0)
 
 
@@ -50,20 +53,39 @@ def cluster():
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", **AUTH)
     env.pop("RAY_ADDRESS", None)
     head_log = tmp / "head.log"
-    head = subprocess.Popen([RAY, "start", "--head", f"--port={port}", "--num-cpus=1", "--block",
-                             f"--temp-dir={tmp / 't'}", "--include-dashboard=false", "--disable-usage-stats"],
-                            env=env, stdout=open(head_log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
+    head = subprocess.Popen(
+        [
+            RAY,
+            "start",
+            "--head",
+            f"--port={port}",
+            "--num-cpus=1",
+            "--block",
+            f"--temp-dir={tmp / 't'}",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+        ],
+        env=env,
+        stdout=open(head_log, "w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     procs = [head]
     try:
         # the address the head prints for the other machines (Ray picks this machine's interface, not loopback)
-        assert wait_for(lambda: re.search(r"--address='([\d.]+:\d+)'", head_log.read_text()) or head.poll() is not None,
-                        120), head_log.read_text()[-2000:]
+        assert wait_for(
+            lambda: re.search(r"--address='([\d.]+:\d+)'", head_log.read_text()) or head.poll() is not None, 120
+        ), head_log.read_text()[-2000:]
         m = re.search(r"--address='([\d.]+:\d+)'", head_log.read_text())
         assert m, head_log.read_text()[-2000:]
         address = m.group(1)
-        worker = subprocess.Popen([RAY, "start", f"--address={address}", "--num-cpus=1", "--block",
-                                   "--disable-usage-stats"], env=env, stdout=open(tmp / "worker.log", "w"),
-                                  stderr=subprocess.STDOUT, start_new_session=True)
+        worker = subprocess.Popen(
+            [RAY, "start", f"--address={address}", "--num-cpus=1", "--block", "--disable-usage-stats"],
+            env=env,
+            stdout=open(tmp / "worker.log", "w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         procs.append(worker)
         deadline = time.time() + 90
         while _nodes(address) != (2, 2):
@@ -90,9 +112,27 @@ def test_two_ray_start_nodes_form_one_cluster_of_their_cpus(cluster):
 def test_the_command_line_sweeps_on_the_ray_start_cluster(cluster, tmp_path, root):
     address, _ = cluster
     env = dict(os.environ, RAY_ADDRESS=address, **AUTH)
-    p = subprocess.run([sys.executable, "-m", "flowviz", "sweep", "--executor", "ray", *cli_sets(TINY),
-                        "--vary", "n_steps=1,2,4,8", "--sequential", "--out", str(tmp_path)], cwd=root, env=env,
-                       capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flowviz",
+            "sweep",
+            "--executor",
+            "ray",
+            *cli_sets(TINY),
+            "--vary",
+            "n_steps=1,2,4,8",
+            "--sequential",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     doc = json.loads((tmp_path / "sweep.json").read_text())
     assert [m["n_steps"] for m in doc["members"]] == [1, 2, 4, 8] and (tmp_path / "sweep.html").exists()
@@ -107,11 +147,18 @@ def test_two_replicas_on_the_cluster_share_one_cache_volume(cluster, tmp_path):
     from playwright.sync_api import sync_playwright
 
     address, _ = cluster
-    env = {"FLOWVIZ_EXECUTOR": "ray", "RAY_ADDRESS": address, "FLOWVIZ_CACHE_DIR": str(tmp_path / "shared"),
-           "FLOWVIZ_WARM": "0", **AUTH}
+    env = {
+        "FLOWVIZ_EXECUTOR": "ray",
+        "RAY_ADDRESS": address,
+        "FLOWVIZ_CACHE_DIR": str(tmp_path / "shared"),
+        "FLOWVIZ_WARM": "0",
+        **AUTH,
+    }
     q = "&".join(f"{k}={v}" for k, v in link(TINY).items())
-    done = ("() => document.body.innerText.includes('done') && !document.body.innerText.includes('Live view') "
-            "&& document.querySelector('.js-plotly-plot') !== null")
+    done = (
+        "() => document.body.innerText.includes('done') && !document.body.innerText.includes('Live view') "
+        "&& document.querySelector('.js-plotly-plot') !== null"
+    )
     one, two = LiveServer(env, wait_s=120), LiveServer(env, wait_s=120)
     with one as url1, two as url2, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])

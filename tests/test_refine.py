@@ -39,5 +39,5 @@ def test_the_same_ratio_would_not_be_a_refinement():
 def test_coarse_to_fine_on_a_geometric_partition_ends_on_the_refined_partition():
     c = coarse_to_fine(GEO.replace(train_steps=10), L_start=3, L_end=12, compare=True)
     assert c.levels == [3, 6, 12] and c.result.model.L == 12
-    assert c.result.config.partition_ratio == pytest.approx(1.5 ** 0.25)
+    assert c.result.config.partition_ratio == pytest.approx(1.5**0.25)
     np.testing.assert_allclose(c.scratch.model.times, c.result.model.times)  # from scratch on the same partition

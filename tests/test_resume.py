@@ -33,7 +33,7 @@ def test_resume_is_bit_for_bit_the_longer_run(scheme, time_mode, batch_size):
     assert same_weights(went_on.model, whole.model)
     assert went_on.config == whole.config and went_on.config.train_steps == 30
     assert rows(went_on.history, 17) == rows(whole.history, 17)  # the snapshots after step 17 are the same numbers
-    assert rows(went_on.history)[:len(first.history)] == rows(first.history)
+    assert rows(went_on.history)[: len(first.history)] == rows(first.history)
     assert went_on.train_state.step == 30 and torch.equal(went_on.train_state.generator, whole.train_state.generator)
     assert same_weights(first.model, train(cfg, log_every=5).model)  # the first result was not changed
 
@@ -156,7 +156,7 @@ def test_a_checkpoint_that_does_not_fit_is_refused(tmp_path):
 
     r = train(SMALL.replace(train_steps=5, device="cpu"))
     raw = runio.weights_bytes(r.model, r.kept)
-    head = runio._metadata(raw[8:8 + int.from_bytes(raw[:8], "little")])
+    head = runio._metadata(raw[8 : 8 + int.from_bytes(raw[:8], "little")])
     t = load(raw)
     name = next(k for k in t if k.startswith("step/3/"))
     bad = dict(t, **{name: torch.full_like(t[name], float("nan"))})
@@ -170,8 +170,7 @@ def test_a_checkpoint_that_does_not_fit_is_refused(tmp_path):
 def test_a_snapshot_carries_its_checkpoints_and_resume_state_across_the_wire():
     from flowviz.serve import protocol
 
-    snaps = list(train_iter(SMALL.replace(batch_size=16, train_steps=12, device="cpu"), log_every=5,
-                            keep_state=True))
+    snaps = list(train_iter(SMALL.replace(batch_size=16, train_steps=12, device="cpu"), log_every=5, keep_state=True))
     for s in snaps:
         got = protocol.snapshot_from(*protocol.decode(protocol.snapshot_message(s)))
         assert sorted(got.kept or {}) == sorted(s.kept or {})

@@ -21,8 +21,16 @@ from flowviz.training.analysis import channel_fraction, fold_points, min_jacobia
 from flowviz.training.sweep import member_diagnostics
 
 SCENARIOS = ["moons", "deep_vs_shallow", "rings", "slow_weights", "viscosity", "folding", "spirals", "blobs"]
-VIEWS = {"Characteristics", "Lifted space", "Decision surface", "Transport", "Velocity field", "Diagnostics",
-         "Side by side", "Instruments"}
+VIEWS = {
+    "Characteristics",
+    "Lifted space",
+    "Decision surface",
+    "Transport",
+    "Velocity field",
+    "Diagnostics",
+    "Side by side",
+    "Instruments",
+}
 
 
 def _train_all(name):
@@ -34,8 +42,16 @@ def test_every_preset_file_loads_with_a_title_a_text_and_a_view():
     assert preset_names()[:8] == SCENARIOS  # the curated order
     for p in PRESET_DIR.glob("*.json"):
         raw = json.loads(p.read_text())
-        assert set(raw) <= {"title", "description", "config", "view", "compare", "order", "side_figures",
-                            "instrument"}, p.name
+        assert set(raw) <= {
+            "title",
+            "description",
+            "config",
+            "view",
+            "compare",
+            "order",
+            "side_figures",
+            "instrument",
+        }, p.name
         info = preset_info(p.stem)
         assert info["title"] and info["view"] in VIEWS
         if p.stem in SCENARIOS:  # "two or three plain sentences on what to look at"
@@ -136,8 +152,10 @@ def test_large_euler_steps_fold_the_plane():
 @pytest.mark.slow
 def test_spirals_and_many_classes():
     (sp,) = _train_all("spirals")
-    assert "a straight line (the linear read-out f) separates about 99% of the points" in \
-        preset_info("spirals")["description"]
+    assert (
+        "a straight line (the linear read-out f) separates about 99% of the points"
+        in preset_info("spirals")["description"]
+    )
     assert sp.data.n_classes == 2 and sp.config.head == "learned"  # two classes: the read-out's boundary is a line
     for acc in (sp.metrics["train_accuracy"], sp.metrics["test_accuracy"]):
         assert 0.985 <= acc, acc  # "about 99%": measured 0.9925 (train), 0.995 (test)
@@ -163,8 +181,7 @@ def test_prebuild_fills_the_disk_cache_and_a_fresh_registry_serves_it(tmp_path, 
         v = run.views()
         assert v is not None and not v.live
         fresh = flowviz.train(flowviz.preset("folding"))
-        np.testing.assert_allclose(v.output_points,
-                                   fresh.model.trajectory(fresh.data.x)[-1], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(v.output_points, fresh.model.trajectory(fresh.data.x)[-1], rtol=1e-5, atol=1e-5)
         (tmp_path / f"{flowviz.preset('moons').key()}.safetensors").write_bytes(b"\x80\x04garbage")
         assert cache.load(flowviz.preset("moons")) is None  # an unreadable entry is a miss, and is dropped
         assert not (tmp_path / f"{flowviz.preset('moons').key()}.safetensors").exists()
@@ -177,8 +194,7 @@ def test_prebuild_fills_the_disk_cache_and_a_fresh_registry_serves_it(tmp_path, 
 
 def test_exports_load_back():
     r = flowviz.train(flowviz.Config(n_samples=120, n_steps=4, train_steps=10, lift=1))
-    x, y = load_csv(data_csv(r.data).decode().replace(",train", "").replace(",test", "")
-                    .replace(",split", "").encode())
+    x, y = load_csv(data_csv(r.data).decode().replace(",train", "").replace(",test", "").replace(",split", "").encode())
     assert len(x) == 120 and set(np.unique(y)) == {0, 1}
     import io
 

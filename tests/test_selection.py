@@ -15,18 +15,36 @@ from flowviz.core.points import PROBE_LIMIT, check_points, parse_probe, parse_se
 # ---------------------------------------------------------------------------------- the parser, by property
 JSONISH = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(["x", "y", "selection", "points",
-                                                                                  "box", "malformed", "k"]) |
-                                                                 st.text(max_size=5), inner, max_size=4),
-    max_leaves=30)
-COORD = st.floats(allow_nan=True, allow_infinity=True) | st.integers(-10 ** 400, 10 ** 400) | st.text(max_size=12) \
-    | st.sampled_from(["NaN", "Infinity", "-inf", "1e300", "1_000", " 2.5 ", "0x10", "", "1e3", "-1000.0000001"]) \
-    | st.lists(st.floats(), max_size=2) | st.none() | st.booleans()
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["x", "y", "selection", "points", "box", "malformed", "k"]) | st.text(max_size=5),
+            inner,
+            max_size=4,
+        )
+    ),
+    max_leaves=30,
+)
+COORD = (
+    st.floats(allow_nan=True, allow_infinity=True)
+    | st.integers(-(10**400), 10**400)
+    | st.text(max_size=12)
+    | st.sampled_from(["NaN", "Infinity", "-inf", "1e300", "1_000", " 2.5 ", "0x10", "", "1e3", "-1000.0000001"])
+    | st.lists(st.floats(), max_size=2)
+    | st.none()
+    | st.booleans()
+)
 
 
 def _event(pts):
-    return {"selection": {"points": [{"x": x, "y": y, "curve_number": 0} for x, y in pts], "point_indices": [],
-                          "box": [], "lasso": []}}
+    return {
+        "selection": {
+            "points": [{"x": x, "y": y, "curve_number": 0} for x, y in pts],
+            "point_indices": [],
+            "box": [],
+            "lasso": [],
+        }
+    }
 
 
 def _ok(out):
@@ -61,8 +79,11 @@ def test_points_in_bounds_come_back_exactly(pts):
     assert [tuple(map(float, p)) for p in xy] == [tuple(map(float, p)) for p in pts]
 
 
-_TEXT = st.text(alphabet=st.characters(blacklist_characters=","), max_size=12) | st.floats().map(repr) \
+_TEXT = (
+    st.text(alphabet=st.characters(blacklist_characters=","), max_size=12)
+    | st.floats().map(repr)
     | st.sampled_from(["nan", "inf", "-Infinity", "1e300", "1000", "-1000", "1000.0001", "1_5", " 3 ", "abc", ""])
+)
 
 
 @settings(max_examples=400, deadline=None)
@@ -80,19 +101,22 @@ def test_a_selection_agrees_with_the_probe_link(a, b):
         assert tuple(xy[0]) == link
 
 
-@pytest.mark.parametrize("event, reason", [
-    (_event([(1e300, 1e300)]), "within"),
-    (_event([("NaN", "Infinity")]), "within"),
-    (_event([("abc", 0)]), "not numbers"),
-    (_event([([1, 2], [3])]), "not numbers"),
-    (_event([(True, 0)]), "not numbers"),
-    ({"selection": {"points": 5}}, "not a list"),
-    ({"selection": {"points": ["x"]}}, "not numbers"),
-    ({"selection": "text"}, "not an object"),
-    ([1, 2], "not an object"),
-    ("text", "not an object"),
-    ({"malformed": "it is not JSON."}, "not JSON"),
-])
+@pytest.mark.parametrize(
+    "event, reason",
+    [
+        (_event([(1e300, 1e300)]), "within"),
+        (_event([("NaN", "Infinity")]), "within"),
+        (_event([("abc", 0)]), "not numbers"),
+        (_event([([1, 2], [3])]), "not numbers"),
+        (_event([(True, 0)]), "not numbers"),
+        ({"selection": {"points": 5}}, "not a list"),
+        ({"selection": {"points": ["x"]}}, "not numbers"),
+        ({"selection": "text"}, "not an object"),
+        ([1, 2], "not an object"),
+        ("text", "not an object"),
+        ({"malformed": "it is not JSON."}, "not JSON"),
+    ],
+)
 def test_each_malformed_selection_is_one_plain_notice(event, reason):
     xy, note = parse_selection(event)
     assert xy is None and note.startswith("The selection on the plane was ignored: ") and reason in note
@@ -114,17 +138,20 @@ def test_the_point_rule_is_probe_links_rule():
 DEEP = "[" * 10_000 + "]" * 10_000
 
 
-@pytest.mark.parametrize("raw, reason", [
-    ("not json", "not JSON"),
-    ("[1, 2]", "not an object"),
-    ("5", "not an object"),
-    ('"selection"', "not an object"),
-    ('{"selection": "abc"}', "selection is not an object"),
-    ('{"selection": [1, 2]}', "selection is not an object"),
-    (DEEP, "nested too deep"),
-    ('{"selection": {"points": ' + DEEP + "}}", "nested too deep"),
-    ('{"selection": {"points": [' + "[" * 20 + "]" * 20 + "]}}", "nested too deep"),
-])
+@pytest.mark.parametrize(
+    "raw, reason",
+    [
+        ("not json", "not JSON"),
+        ("[1, 2]", "not an object"),
+        ("5", "not an object"),
+        ('"selection"', "not an object"),
+        ('{"selection": "abc"}', "selection is not an object"),
+        ('{"selection": [1, 2]}', "selection is not an object"),
+        (DEEP, "nested too deep"),
+        ('{"selection": {"points": ' + DEEP + "}}", "nested too deep"),
+        ('{"selection": {"points": [' + "[" * 20 + "]" * 20 + "]}}", "nested too deep"),
+    ],
+)
 def test_the_guarded_selection_reader_never_raises(raw, reason):
     from streamlit.elements.plotly_chart import PlotlyChartSelectionSerde
 
@@ -205,8 +232,7 @@ def test_crafted_selections_on_the_probe_and_drawing_planes_give_a_notice_not_an
             _send(at, plane, raw)
             assert not at.exception, (plane, raw[:60], at.exception)
             shown = [w.value for w in at.warning]
-            assert any("selection on the plane was ignored" in w and word in w for w in shown), (plane, raw[:60],
-                                                                                                shown)
+            assert any("selection on the plane was ignored" in w and word in w for w in shown), (plane, raw[:60], shown)
             assert at.session_state["page"].probe == (0.5, 0.25) and not at.session_state["page"].drawn
         _send(at, plane, "not json either", field="json_value")  # parsed by Streamlit before any deserializer
         assert not at.exception, at.exception

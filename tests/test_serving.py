@@ -35,14 +35,16 @@ class _Cost:
 def _estimate(config, n_train=None):
     """Stand-in: hard-limit keys cost hours and gigabytes; train_steps scale the rest."""
     heavy = config.n_steps >= 256 and config.width >= 256
-    return _Cost(7200.0 if heavy else config.train_steps / 100, 14000.0 if heavy else 300.0,
-                 ("n_steps", "width", "n_samples") if heavy else ("train_steps",))
+    return _Cost(
+        7200.0 if heavy else config.train_steps / 100,
+        14000.0 if heavy else 300.0,
+        ("n_steps", "width", "n_samples") if heavy else ("train_steps",),
+    )
 
 
 @pytest.fixture
 def costed(monkeypatch):
     monkeypatch.setattr(budget, "estimate", _estimate)
-
 
 
 def test_a_run_over_the_budget_is_refused_before_it_starts_naming_its_keys(costed):
@@ -56,8 +58,9 @@ def test_a_run_over_the_budget_is_refused_before_it_starts_naming_its_keys(coste
         # a light run goes on, with its estimate (a seed of its own: a run of the disk cache has no estimate)
         assert reg.start(TINY.replace(seed=4242)).cost.seconds == pytest.approx(0.3)
         with pytest.raises(OverBudget, match="This sweep was not started"):  # members add up
-            reg.check_budget([TINY.replace(train_steps=20000, n_steps=L) for L in range(1, 5)], make_dataset(TINY),
-                             what="This sweep")
+            reg.check_budget(
+                [TINY.replace(train_steps=20000, n_steps=L) for L in range(1, 5)], make_dataset(TINY), what="This sweep"
+            )
     finally:
         reg.shutdown()
 
@@ -76,8 +79,9 @@ def test_an_over_budget_link_shows_a_notice_and_the_page_stays():  # the real co
 def test_a_worker_over_its_memory_cap_ends_the_run_as_an_error_and_the_pool_goes_on():
     reg = Registry(max_workers=1, mode="process", settings=Settings(worker_mb=150))
     try:
-        big = flowviz.Config(n_samples=4000, n_steps=64, width=256, train_steps=5, batch_size=0, field="mlp",
-                             mlp_depth=4, seed=5)
+        big = flowviz.Config(
+            n_samples=4000, n_steps=64, width=256, train_steps=5, batch_size=0, field="mlp", mlp_depth=4, seed=5
+        )
         run = reg.start(big)
         run.join(120)
         assert run.status == RunStatus.ERROR and "memory" in run.error and "150 MB" in run.error
@@ -140,10 +144,32 @@ def test_the_queue_gives_each_waiting_run_its_place_and_an_estimated_wait(costed
         reg.shutdown()
 
 
-CASE_8 = flowviz.Config(dataset="blobs", n_samples=20000, n_classes=8, noise=2, test_fraction=0.9, field="mlp",
-                        mlp_depth=6, width=256, lift=8, knots=64, time_mode="continuous", horizon=100, n_steps=256,
-                        scheme="rk4", viscosity=1, mc_samples=256, train_steps=20000, batch_size=2000, lr=10,
-                        smoothness=100, kinetic=100, gamma=10, weight_decay=1, seed=999999)
+CASE_8 = flowviz.Config(
+    dataset="blobs",
+    n_samples=20000,
+    n_classes=8,
+    noise=2,
+    test_fraction=0.9,
+    field="mlp",
+    mlp_depth=6,
+    width=256,
+    lift=8,
+    knots=64,
+    time_mode="continuous",
+    horizon=100,
+    n_steps=256,
+    scheme="rk4",
+    viscosity=1,
+    mc_samples=256,
+    train_steps=20000,
+    batch_size=2000,
+    lr=10,
+    smoothness=100,
+    kinetic=100,
+    gamma=10,
+    weight_decay=1,
+    seed=999999,
+)
 
 
 def test_case_8_the_14_gb_link_is_refused_before_any_worker_starts():  # the real cost model
@@ -189,8 +215,11 @@ def test_case_6_imports_and_final_pictures_are_analysed_in_a_worker_process(monk
         r = train(TINY.replace(seed=41))
         imported = reg.adopt(r.model, r.data, key_suffix="case6")
         v = imported.views()
-        assert v is not None and not v.live and imported.latest.train_accuracy == pytest.approx(
-            r.metrics["train_accuracy"])
+        assert (
+            v is not None
+            and not v.live
+            and imported.latest.train_accuracy == pytest.approx(r.metrics["train_accuracy"])
+        )
         run = reg.start(TINY.replace(seed=42))
         run.join(120)
         assert run.status == RunStatus.DONE and not run.views().live

@@ -22,8 +22,15 @@ def test_every_setting_is_in_the_readme_table_and_every_row_is_a_setting():
 
 
 def test_values_are_parsed_and_a_malformed_one_keeps_its_default():
-    s = Settings.from_env({"FLOWVIZ_WORKERS": "3", "FLOWVIZ_UNWATCHED_S": "2.5", "FLOWVIZ_WARM": "0",
-                           "FLOWVIZ_CACHE_ENTRIES": "lots", "FLOWVIZ_WORKER_MODE": " thread "})
+    s = Settings.from_env(
+        {
+            "FLOWVIZ_WORKERS": "3",
+            "FLOWVIZ_UNWATCHED_S": "2.5",
+            "FLOWVIZ_WARM": "0",
+            "FLOWVIZ_CACHE_ENTRIES": "lots",
+            "FLOWVIZ_WORKER_MODE": " thread ",
+        }
+    )
     assert (s.workers, s.unwatched_s, s.warm, s.cache_entries, s.worker_mode) == (3, 2.5, False, 256, "thread")
     assert s.worker_count() == 3 and Settings.from_env({}) == Settings()
 

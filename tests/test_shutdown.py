@@ -51,10 +51,28 @@ def _server(root, log, env: dict, *, own_session: bool = False):
     port = free_port()
     env = dict(os.environ, PYTHONUNBUFFERED="1", **env)
     with open(log, "wb") as out:  # own_session: a process group of its own, so its group's signal misses pytest
-        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                                 "--server.headless", "true", "--server.address", "127.0.0.1",
-                                 "--browser.gatherUsageStats", "false"], cwd=root, env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=own_session)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                "app.py",
+                "--server.port",
+                str(port),
+                "--server.headless",
+                "true",
+                "--server.address",
+                "127.0.0.1",
+                "--browser.gatherUsageStats",
+                "false",
+            ],
+            cwd=root,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=own_session,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(600):
@@ -82,8 +100,9 @@ def test_a_signal_to_a_server_with_a_busy_worker_ends_every_flowviz_process_with
     from playwright.sync_api import sync_playwright
 
     log = tmp_path / "server.log"
-    with _server(root, log, {"FLOWVIZ_WORKERS": "1", "FLOWVIZ_WARM": "0",
-                             "FLOWVIZ_CACHE_DIR": str(tmp_path / "cache")}) as (proc, url):
+    with _server(
+        root, log, {"FLOWVIZ_WORKERS": "1", "FLOWVIZ_WARM": "0", "FLOWVIZ_CACHE_DIR": str(tmp_path / "cache")}
+    ) as (proc, url):
         long_run = Config(n_samples=2000, n_steps=32, width=64, train_steps=20000, seed=77).to_query()
         with sync_playwright() as p:
             b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -119,8 +138,12 @@ def _prebuilt(cache_dir) -> int:
     configs = [c for name in preset_names() for c in preset_configs(name)]
     metrics = run_metrics(train=(0.7, 0.5), test=(0.7, 0.5), steps=1)
     for c in configs:
-        assert cache.store(c, build_model(c, make_dataset(c).n_classes), [], metrics,
-                           settings=Settings(cache_dir=str(cache_dir))) is not None
+        assert (
+            cache.store(
+                c, build_model(c, make_dataset(c).n_classes), [], metrics, settings=Settings(cache_dir=str(cache_dir))
+            )
+            is not None
+        )
     return len(configs)
 
 
@@ -133,8 +156,12 @@ def test_ctrl_c_stops_a_server_warming_its_prebuilt_runs_quietly(root, tmp_path)
     training process stopped unexpectedly") and no traceback."""
     n = _prebuilt(tmp_path / "cache")
     log = tmp_path / "server.log"
-    with _server(root, log, {"FLOWVIZ_WORKERS": "2", "FLOWVIZ_WARM": "1", "FLOWVIZ_CACHE_DIR": str(tmp_path / "cache")},
-                 own_session=True) as (proc, _):
+    with _server(
+        root,
+        log,
+        {"FLOWVIZ_WORKERS": "2", "FLOWVIZ_WARM": "1", "FLOWVIZ_CACHE_DIR": str(tmp_path / "cache")},
+        own_session=True,
+    ) as (proc, _):
         assert "from the disk cache" in _wait_text(log, "from the disk cache")  # warming has begun
         ours = _descendants(proc.pid)
         assert ours, log.read_text()[-2000:]
@@ -188,15 +215,36 @@ def test_sigterm_at_any_point_of_a_run_marks_it_cancelled_with_no_error_in_the_l
     mid-training, while a worker makes its final pictures: the run ends cancelled (or done, when it had finished),
     every process is gone within 5 s, and the log has no ERROR line and no traceback."""
     steps = {"final pictures": 60}.get(point, 5000)
-    env = dict(os.environ, PYTHONUNBUFFERED="1", FLOWVIZ_WORKERS="1", FLOWVIZ_WARM="0",
-               FLOWVIZ_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=str(root))
+    env = dict(
+        os.environ,
+        PYTHONUNBUFFERED="1",
+        FLOWVIZ_WORKERS="1",
+        FLOWVIZ_WARM="0",
+        FLOWVIZ_CACHE_DIR=str(tmp_path / "cache"),
+        PYTHONPATH=str(root),
+    )
     log = tmp_path / "server.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-c", _SIGNALLED, str(steps), str(len(point)),
-                                 "at-once" if point == "queued" else "ready"], cwd=root,
-                                env=env, stdout=out, stderr=subprocess.STDOUT)
-    want = {"queued": "status ", "first step": "status training", "training": "status training",
-            "final pictures": "status done"}[point]
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                _SIGNALLED,
+                str(steps),
+                str(len(point)),
+                "at-once" if point == "queued" else "ready",
+            ],
+            cwd=root,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    want = {
+        "queued": "status ",
+        "first step": "status training",
+        "training": "status training",
+        "final pictures": "status done",
+    }[point]
     try:
         text = _wait_text(log, want, timeout=120)
         if point == "training":
@@ -209,8 +257,7 @@ def test_sigterm_at_any_point_of_a_run_marks_it_cancelled_with_no_error_in_the_l
             time.sleep(0.05)
         text = log.read_text()
         assert proc.poll() is not None and not [q for q in ours if _alive(q)], text[-2000:]
-        assert "stopped cancelled" in text or ("stopped done" in text and point == "final pictures"), \
-            text[-2000:]
+        assert "stopped cancelled" in text or ("stopped done" in text and point == "final pictures"), text[-2000:]
         assert " ERROR " not in text and "Traceback" not in text, text[-3000:]
     finally:
         if proc.poll() is None:

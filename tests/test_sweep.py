@@ -41,13 +41,16 @@ def test_a_doubling_depth_sweep_packs_into_two_lanes():
     assert (plan.blocks, plan.lanes) == (64, 2)
 
 
-@pytest.mark.parametrize("key, values, extra", [
-    ("n_steps", [1, 2, 4, 8], {}),
-    ("n_steps", [2, 3, 8], {"time_mode": "continuous", "knots": 4}),
-    ("horizon", [0.5, 1.0, 2.0], {"n_steps": 6}),
-    ("smoothness", [0.0, 0.1, 1.0], {"n_steps": 5, "batch_size": 64}),
-    ("time_mode", ["per_step", "tied", "continuous"], {"n_steps": 4, "activation": "relu"}),
-])
+@pytest.mark.parametrize(
+    "key, values, extra",
+    [
+        ("n_steps", [1, 2, 4, 8], {}),
+        ("n_steps", [2, 3, 8], {"time_mode": "continuous", "knots": 4}),
+        ("horizon", [0.5, 1.0, 2.0], {"n_steps": 6}),
+        ("smoothness", [0.0, 0.1, 1.0], {"n_steps": 5, "batch_size": 64}),
+        ("time_mode", ["per_step", "tied", "continuous"], {"n_steps": 4, "activation": "relu"}),
+    ],
+)
 def test_batched_members_match_runs_one_by_one(key, values, extra):
     base = SMALL.replace(**extra)
     configs = [base.replace(**{key: v}) for v in values]
@@ -227,10 +230,17 @@ def test_coarse_to_fine_continues_where_the_coarse_level_stopped():
     assert c.scratch is not None and c.scratch.model.L == 16
 
 
-@pytest.mark.parametrize("text, msg", [
-    ("width=1,2", "cannot sweep"), ("n_steps", "KEY=V1"), ("n_steps=1,1", "repeat"),
-    ("n_steps=0,4", "out of range"), ("scheme=euler,heun", "not one of"), ("n_steps=", "no values"),
-])
+@pytest.mark.parametrize(
+    "text, msg",
+    [
+        ("width=1,2", "cannot sweep"),
+        ("n_steps", "KEY=V1"),
+        ("n_steps=1,1", "repeat"),
+        ("n_steps=0,4", "out of range"),
+        ("scheme=euler,heun", "not one of"),
+        ("n_steps=", "no values"),
+    ],
+)
 def test_bad_vary_strings_are_clear(text, msg):
     with pytest.raises(ConfigError, match=msg):
         parse_vary(text)
@@ -239,22 +249,59 @@ def test_bad_vary_strings_are_clear(text, msg):
 @pytest.mark.slow
 def test_cli_sweep_writes_json_and_html(tmp_path, root):
     out = tmp_path / "sw"
-    p = subprocess.run([sys.executable, "-m", "flowviz", "sweep", "--preset", "moons", "--set", "n_samples=200",
-                        "--set", "train_steps=20", "--set", "time_mode=continuous", "--vary", "n_steps=1,2,4",
-                        "--transfer-to", "16", "--coarse-to-fine", "2:4", "--out", str(out)],
-                       cwd=root, capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flowviz",
+            "sweep",
+            "--preset",
+            "moons",
+            "--set",
+            "n_samples=200",
+            "--set",
+            "train_steps=20",
+            "--set",
+            "time_mode=continuous",
+            "--vary",
+            "n_steps=1,2,4",
+            "--transfer-to",
+            "16",
+            "--coarse-to-fine",
+            "2:4",
+            "--out",
+            str(out),
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stderr
     doc = json.loads((out / "sweep.json").read_text())
     assert doc["key"] == "n_steps" and [m["n_steps"] for m in doc["members"]] == [1, 2, 4]
     for m in doc["members"]:
-        assert set(m) >= {"n_steps", "train_accuracy", "test_accuracy", "train_loss", "wall_s", "disc_error",
-                          "residual_ratio", "weight_drift"}
+        assert set(m) >= {
+            "n_steps",
+            "train_accuracy",
+            "test_accuracy",
+            "train_loss",
+            "wall_s",
+            "disc_error",
+            "residual_ratio",
+            "weight_drift",
+        }
         assert 0 <= m["train_accuracy"] <= 1 and m["disc_error"] > 0
     assert doc["transfer"]["evaluated"] == [1, 2, 4, 16] and len(doc["transfer"]["accuracy"]) == 3
     assert doc["coarse_to_fine"]["levels"] == [2, 4]
     html = (out / "sweep.html").read_text()
     assert html.count("Plotly.newPlot") >= 6
     assert not re.search(r"<script[^>]+src=", html)  # self-contained: plotly.js inlined, works offline
-    bad = subprocess.run([sys.executable, "-m", "flowviz", "sweep", "--vary", "width=1,2", "--out", str(out)],
-                         cwd=root, capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [sys.executable, "-m", "flowviz", "sweep", "--vary", "width=1,2", "--out", str(out)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2 and "cannot sweep" in bad.stderr and "Traceback" not in bad.stderr

@@ -78,8 +78,15 @@ def test_a_sweeps_measurements_are_the_same_in_a_worker_thread_or_process(pool, 
     assert all(e > 0 for e in here.disc_error) and here.grids[2].shape == (3, 60, 60, 2)
     for ex in (threads, pool):
         seen = []
-        got = ex.measure("sweep", ds, models=[r.model for r in results], key="n_steps", seed=BASE.seed,
-                         transfer_to=[16], progress=lambda f, t: seen.append((f, t)))
+        got = ex.measure(
+            "sweep",
+            ds,
+            models=[r.model for r in results],
+            key="n_steps",
+            seed=BASE.seed,
+            transfer_to=[16],
+            progress=lambda f, t: seen.append((f, t)),
+        )
         _same(here, got)
         assert [t for _, t in seen][:1] == ["measuring member 1 of 3"] and seen == sorted(seen)
 
@@ -87,6 +94,7 @@ def test_a_sweeps_measurements_are_the_same_in_a_worker_thread_or_process(pool, 
 @pytest.mark.parametrize("key, values", [("n_steps", LS), ("scheme", ["euler", "midpoint"])])
 def test_sweep_json_and_arrays_are_the_same_in_one_process_and_through_both_executors(pool, threads, key, values):
     """Batched (n_steps) and one member per worker (scheme): the whole sweep.json but the clocks, and the arrays."""
+
     def doc(s):  # (the notes say how the members trained: one after another here, side by side there)
         d = json.loads(s.to_json())
         d.pop("wall_s"), d.pop("notes")
@@ -107,6 +115,7 @@ def test_sweep_json_and_arrays_are_the_same_in_one_process_and_through_both_exec
 @pytest.fixture
 def not_in_the_server(monkeypatch):
     """Every measuring function of this process raises: whatever comes back was made by a worker process."""
+
     def refuse(*a, **kw):
         raise AssertionError("measured in the server process")
 
@@ -121,9 +130,13 @@ def test_the_server_thread_measures_nothing_of_a_sweep(not_in_the_server):
     reg = Registry(max_workers=1, mode="process")
     try:
         ds = make_dataset(BASE)
-        job = reg.job("sweep-test", lambda progress, cancel: run_sweep(BASE, ref_key, values, data=ds,
-                                                                        progress=progress, cancel=cancel,
-                                                                        pool=reg.executor), holds_worker=False)
+        job = reg.job(
+            "sweep-test",
+            lambda progress, cancel: run_sweep(
+                BASE, ref_key, values, data=ds, progress=progress, cancel=cancel, pool=reg.executor
+            ),
+            holds_worker=False,
+        )
         assert wait_for(lambda: reg.get_job("sweep-test").finished, 300)
         assert job.status == RunStatus.DONE, job.error
         s = job.result
@@ -142,21 +155,32 @@ def test_coarse_to_fine_in_a_worker_gives_the_same_numbers(pool):
     here = refine_mod.coarse_to_fine(BASE, L_start=2, L_end=8, data=ds)
     there = pool.measure("coarse_to_fine", ds, config=BASE, L_start=2, L_end=8)
     assert (there.levels, there.cost, there.scratch_cost) == (here.levels, here.cost, here.scratch_cost)
-    _same([{k: v for k, v in r.items() if k != "elapsed"} for r in there.history],
-          [{k: v for k, v in r.items() if k != "elapsed"} for r in here.history])
+    _same(
+        [{k: v for k, v in r.items() if k != "elapsed"} for r in there.history],
+        [{k: v for k, v in r.items() if k != "elapsed"} for r in here.history],
+    )
     _same(there.jumps, here.jumps)
     for a, b in ((there.result, here.result), (there.scratch, here.scratch)):
         assert a.config == b.config and a.error == b.error
-        _same({k: v.numpy() for k, v in a.model.state_dict().items()},
-              {k: v.numpy() for k, v in b.model.state_dict().items()})
+        _same(
+            {k: v.numpy() for k, v in a.model.state_dict().items()},
+            {k: v.numpy() for k, v in b.model.state_dict().items()},
+        )
 
 
 def test_a_cancelled_measurement_ends_its_task_and_frees_the_worker(threads):
     ds = make_dataset(BASE)
     results = train_batched([BASE.replace(n_steps=L) for L in LS], data=ds, log_every=10)
     stop = threading.Event()
-    got = threads.measure("sweep", ds, models=[r.model for r in results], key="n_steps", seed=0,
-                          cancel=stop, progress=lambda f, t: stop.set())
+    got = threads.measure(
+        "sweep",
+        ds,
+        models=[r.model for r in results],
+        key="n_steps",
+        seed=0,
+        cancel=stop,
+        progress=lambda f, t: stop.set(),
+    )
     assert got is None and wait_for(lambda: threads.busy() == 0, 10)
     early = threading.Event()
     early.set()  # cancelled before a worker took it
@@ -204,10 +228,34 @@ def test_cli_sweep_json_is_the_same_with_one_or_two_worker_processes(tmp_path, r
     docs = []
     for workers in ("1", "2"):
         out = tmp_path / f"w{workers}"
-        p = subprocess.run([sys.executable, "-m", "flowviz", "sweep", "--preset", "moons", "--set", "n_samples=150",
-                            "--set", "train_steps=15", "--vary", "n_steps=1,2,4", "--transfer-to", "8",
-                            "--coarse-to-fine", "2:4", "--workers", workers, "--out", str(out)], cwd=root,
-                           capture_output=True, text=True, timeout=300)
+        p = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "flowviz",
+                "sweep",
+                "--preset",
+                "moons",
+                "--set",
+                "n_samples=150",
+                "--set",
+                "train_steps=15",
+                "--vary",
+                "n_steps=1,2,4",
+                "--transfer-to",
+                "8",
+                "--coarse-to-fine",
+                "2:4",
+                "--workers",
+                workers,
+                "--out",
+                str(out),
+            ],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert p.returncode == 0, p.stderr
         d = json.loads((out / "sweep.json").read_text())
         d.pop("wall_s")
@@ -222,6 +270,22 @@ def test_cli_sweep_json_is_the_same_with_one_or_two_worker_processes(tmp_path, r
     assert docs[0]["transfer"]["evaluated"] == [1, 2, 4, 8] and docs[0]["coarse_to_fine"]["levels"] == [2, 4]
     assert all(m["batched"] == 3 for m in docs[0]["members"])  # one batch, its lanes spread over the pool
     assert docs[0] == docs[1]
-    bad = subprocess.run([sys.executable, "-m", "flowviz", "sweep", "--vary", "n_steps=1,2", "--workers", "0",
-                          "--out", str(tmp_path / "bad")], cwd=root, capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flowviz",
+            "sweep",
+            "--vary",
+            "n_steps=1,2",
+            "--workers",
+            "0",
+            "--out",
+            str(tmp_path / "bad"),
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2 and "--workers" in bad.stderr and "Traceback" not in bad.stderr

@@ -19,8 +19,10 @@ def _fit(name):
 @pytest.mark.slow
 def test_planar_flow_fits_the_rings_with_a_keyhole():
     r, channel, det = _fit("rings_plane")
-    print(f"planar: train acc {r.metrics['train_accuracy']:.3f} test acc {r.metrics['test_accuracy']:.3f} "
-          f"channel fraction {channel:.4f} min det {det:.3f}")
+    print(
+        f"planar: train acc {r.metrics['train_accuracy']:.3f} test acc {r.metrics['test_accuracy']:.3f} "
+        f"channel fraction {channel:.4f} min det {det:.3f}"
+    )
     assert det > 0  # the steps do not fold: the map is a flow, so the theorem applies
     assert r.metrics["train_accuracy"] >= 0.95  # it fits the samples well, by squeezing the annulus
     assert channel > 0  # ... and pays with a channel of the inner class through the annulus
@@ -29,8 +31,10 @@ def test_planar_flow_fits_the_rings_with_a_keyhole():
 @pytest.mark.slow
 def test_lifted_flow_encloses_the_disk():
     r, channel, det = _fit("rings_lift")
-    print(f"lifted: train acc {r.metrics['train_accuracy']:.3f} test acc {r.metrics['test_accuracy']:.3f} "
-          f"channel fraction {channel:.4f} min det {det:.3f}")
+    print(
+        f"lifted: train acc {r.metrics['train_accuracy']:.3f} test acc {r.metrics['test_accuracy']:.3f} "
+        f"channel fraction {channel:.4f} min det {det:.3f}"
+    )
     assert det > 0
     assert r.metrics["test_accuracy"] >= 0.97 and r.metrics["train_accuracy"] >= 0.97
     assert channel == 0.0

@@ -9,11 +9,20 @@ from flowviz import Config, TrainingDiverged, train, train_iter
 from flowviz.training.train import penalties
 
 
-@pytest.mark.parametrize("kw", [{}, dict(batch_size=32), dict(viscosity=0.05, mc_samples=4),
-                                dict(field="mlp", smoothness=0.1, kinetic=0.1), dict(optimizer="sgd", lr=0.1)])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        dict(batch_size=32),
+        dict(viscosity=0.05, mc_samples=4),
+        dict(field="mlp", smoothness=0.1, kinetic=0.1),
+        dict(optimizer="sgd", lr=0.1),
+    ],
+)
 def test_same_seed_same_numbers_on_cpu(kw):
     cfg = SMALL.replace(**kw)
     a, b = train(cfg), train(cfg)
+
     def numbers(r):  # everything but the wall-clock time
         return [{k: v for k, v in h.items() if k != "elapsed"} for h in r.history]
 

@@ -14,8 +14,17 @@ A = np.array([[-0.5, -1.0], [1.0, -0.5]])  # a contracting spiral: eigenvalues -
 def linear_model(A, *, T=1.0, L=4, scheme="euler", time_mode="tied", viscosity=0.0):
     """A two-layer relu field that is exactly v(x) = A x: W2 relu(W1 x) with W1 = [I; -I], W2 = [A, -A]
     (relu(z) - relu(-z) = z), and a fixed head f(x) = softmax(Wf x + bf) with a smooth boundary."""
-    cfg = Config(field="two_layer", activation="relu", width=4, n_steps=L, horizon=T, scheme=scheme,
-                 time_mode=time_mode, viscosity=viscosity, head="learned")
+    cfg = Config(
+        field="two_layer",
+        activation="relu",
+        width=4,
+        n_steps=L,
+        horizon=T,
+        scheme=scheme,
+        time_mode=time_mode,
+        viscosity=viscosity,
+        head="learned",
+    )
     m = build_model(cfg, 2)
     At = torch.as_tensor(A, dtype=torch.float32)
     eye = torch.eye(2)
@@ -51,7 +60,7 @@ def test_grid_solution_converges_at_the_schemes_order(scheme):
     for N in (33, 65, 129):
         sol = solve_transport(m, resolution=N, scheme=scheme, extent=(-2, 2, -2, 2), dtype=torch.float64)
         X1, X2 = np.meshgrid(sol.x1.astype(np.float64), sol.x2.astype(np.float64))
-        inner = X1 ** 2 + X2 ** 2 <= 1.0  # away from the edges (characteristics from here stay in the box)
+        inner = X1**2 + X2**2 <= 1.0  # away from the edges (characteristics from here stay in the box)
         pts = np.c_[X1[inner], X2[inner]]
         errs.append(np.abs(sol.u[..., 1][inner] - exact_u0(m, A, T, pts)).max())
     orders = np.log2(np.array(errs[:-1]) / np.array(errs[1:]))
@@ -66,7 +75,7 @@ def test_grid_with_the_networks_blocks_converges_to_F_at_order_2():
     for N in (33, 65, 129):
         sol = solve_transport(m, resolution=N, extent=(-2, 2, -2, 2), time_steps="blocks", dtype=torch.float64)
         X1, X2 = np.meshgrid(sol.x1.astype(np.float64), sol.x2.astype(np.float64))
-        inner = X1 ** 2 + X2 ** 2 <= 1.0
+        inner = X1**2 + X2**2 <= 1.0
         F = m.predict_proba(np.c_[X1[inner], X2[inner]].astype(np.float32))[:, 1]
         errs.append(np.abs(sol.u[..., 1][inner] - F).max())
     np.testing.assert_allclose(np.log2(np.array(errs[:-1]) / np.array(errs[1:])), 2.0, atol=0.3)
@@ -84,10 +93,12 @@ def test_default_time_steps_flow_tends_to_the_euler_error_not_to_F():
     m = linear_model(A, T=1.0, L=4)
     gap, flow_err, blocks_err = [], [], []
     for N in (33, 65, 129):
-        sols = {ts: solve_transport(m, resolution=N, extent=(-2, 2, -2, 2), time_steps=ts, dtype=torch.float64)
-                for ts in ("flow", "blocks")}
+        sols = {
+            ts: solve_transport(m, resolution=N, extent=(-2, 2, -2, 2), time_steps=ts, dtype=torch.float64)
+            for ts in ("flow", "blocks")
+        }
         X1, X2 = np.meshgrid(sols["flow"].x1.astype(np.float64), sols["flow"].x2.astype(np.float64))
-        inner = X1 ** 2 + X2 ** 2 <= 1.0
+        inner = X1**2 + X2**2 <= 1.0
         pts = np.c_[X1[inner], X2[inner]]
         F = m.predict_proba(pts.astype(np.float32))[:, 1]
         euler = exact_u0(m, A, 1.0, pts) - F  # f(x(T)) - F: the blocks' Euler error, independent of the grid
@@ -108,7 +119,7 @@ def test_heat_equation_without_a_field():
     w = np.array([2.0, 1.0])  # W[1] - W[0]
     z, wt = np.polynomial.hermite_e.hermegauss(40)
     X1, X2 = np.meshgrid(sol.x1.astype(np.float64), sol.x2.astype(np.float64))
-    inner = X1 ** 2 + X2 ** 2 <= 1.0
+    inner = X1**2 + X2**2 <= 1.0
     logit = X1[inner] * w[0] + X2[inner] * w[1] + 0.3
     sd = np.sqrt(2 * eps * T) * np.linalg.norm(w)
     exact = (1 / (1 + np.exp(-(logit[:, None] + sd * z[None])))) @ wt / wt.sum()
@@ -156,6 +167,8 @@ def test_orders_on_the_grid_solver_scenarios_own_box():
     upw = np.log2(up[64] / up[128])
     assert sl >= 1.8 and upw >= 0.9, (err, up)
     readme = (ROOT / "README.md").read_text()
-    assert (f'semi-Lagrangian with `time_steps="blocks"` order {sl:.2f} from 64² to 256² (mean |u − F| '
-            f"{err[64]:.2g} → {err[256]:.2g}), upwind order {upw:.2f} from 64² to 128² against f(x(T)) from "
-            f"dopri5 ({up[64]:.2g} → {up[128]:.2g})") in readme, (sl, upw, err, up)
+    assert (
+        f'semi-Lagrangian with `time_steps="blocks"` order {sl:.2f} from 64² to 256² (mean |u − F| '
+        f"{err[64]:.2g} → {err[256]:.2g}), upwind order {upw:.2f} from 64² to 128² against f(x(T)) from "
+        f"dopri5 ({up[64]:.2g} → {up[128]:.2g})"
+    ) in readme, (sl, upw, err, up)

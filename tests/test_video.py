@@ -20,8 +20,14 @@ SETS = ["--set", "train_steps=60"]  # moons as the scenario has it, trained shor
 
 
 def _cli(*args, env=None, timeout=600):
-    return subprocess.run([sys.executable, "-m", "flowviz", *args], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "flowviz", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )
 
 
 def _one_line_error(r):
@@ -33,13 +39,15 @@ def _one_line_error(r):
 
 def test_bad_arguments_are_one_line_and_status_2(tmp_path):
     out = str(tmp_path / "v.mp4")
-    cases = {("--out", str(tmp_path / "v.avi")): "--out must end in .mp4, .webm, .gif",
-             ("--out", out, "--size", "640x480"): "--size must be one of 1280x720, 1920x1080",
-             ("--out", out, "--fps", "0"): "--fps must be above 0",
-             ("--out", out, "--fps", "fast"): "invalid float value",
-             ("--out", out, "--view", "decision"): "does not animate",
-             ("--out", out, "--over", "epochs"): "invalid choice",
-             ("--out", str(tmp_path / "no" / "v.mp4")): "no directory for --out"}
+    cases = {
+        ("--out", str(tmp_path / "v.avi")): "--out must end in .mp4, .webm, .gif",
+        ("--out", out, "--size", "640x480"): "--size must be one of 1280x720, 1920x1080",
+        ("--out", out, "--fps", "0"): "--fps must be above 0",
+        ("--out", out, "--fps", "fast"): "invalid float value",
+        ("--out", out, "--view", "decision"): "does not animate",
+        ("--out", out, "--over", "epochs"): "invalid choice",
+        ("--out", str(tmp_path / "no" / "v.mp4")): "no directory for --out",
+    }
     for args, says in cases.items():
         assert says in _one_line_error(_cli("video", "--preset", "moons", *args)), args
     assert "unknown preset" in _one_line_error(_cli("video", "--preset", "nope", "--out", out))
@@ -49,14 +57,16 @@ def test_bad_arguments_are_one_line_and_status_2(tmp_path):
 def test_without_the_extra_one_line_names_it(tmp_path, monkeypatch):
     hook = tmp_path / "hook"
     hook.mkdir()
-    (hook / "sitecustomize.py").write_text(textwrap.dedent("""
+    (hook / "sitecustomize.py").write_text(
+        textwrap.dedent("""
         import sys
         class _NoKaleido:
             def find_spec(self, name, path=None, target=None):
                 if name.split(".")[0] == "kaleido":
                     raise ImportError("no kaleido here")
         sys.meta_path.insert(0, _NoKaleido())
-    """))
+    """)
+    )
     r = _cli("video", "--preset", "moons", "--out", str(tmp_path / "v.mp4"), env={"PYTHONPATH": str(hook)})
     line = _one_line_error(r)
     assert "requirements-video.txt" in line and "kaleido" in line
@@ -69,8 +79,9 @@ def test_without_the_extra_one_line_names_it(tmp_path, monkeypatch):
 
 def test_gif_and_webm_keep_every_frame_and_the_size(tmp_path):
     rng = np.random.default_rng(0)
-    images = [np.repeat(np.repeat(rng.integers(0, 256, (9, 16, 3), dtype=np.uint8), 80, 0), 80, 1)
-              for _ in range(5)]  # 720 x 1280, flat 80-pixel blocks (codecs keep them)
+    images = [
+        np.repeat(np.repeat(rng.integers(0, 256, (9, 16, 3), dtype=np.uint8), 80, 0), 80, 1) for _ in range(5)
+    ]  # 720 x 1280, flat 80-pixel blocks (codecs keep them)
     import imageio.v3 as iio
 
     for ext in (".gif", ".webm", ".mp4"):
@@ -99,8 +110,12 @@ def _metadata(path) -> dict:
     """The file's container metadata, read back by ffmpeg (its ffmetadata dump: KEY=VALUE, specials escaped)."""
     import imageio_ffmpeg
 
-    out = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(path), "-f", "ffmetadata", "-"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(path), "-f", "ffmetadata", "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     rows = [re.split(r"(?<!\\)=", ln, maxsplit=1) for ln in out.splitlines()[1:] if "=" in ln]
     return {k: re.sub(r"\\(.)", r"\1", v) for k, v in rows}
 
@@ -136,8 +151,10 @@ def test_a_video_of_moons_is_the_figures_frames(tmp_path):
     meta = _metadata(out)
     doc = json.loads(meta["comment"])
     assert doc["key"] == cfg.key() and doc["config"] == cfg.to_dict() and doc["scenario"] == "moons"
-    assert meta["title"] == doc["link"] and parse_link(dict(re.findall(r"[?&]([^=&]+)=([^&]*)", doc["link"]))
-                                                       ).config == cfg  # the link reopens this very run
+    assert (
+        meta["title"] == doc["link"]
+        and parse_link(dict(re.findall(r"[?&]([^=&]+)=([^&]*)", doc["link"]))).config == cfg
+    )  # the link reopens this very run
     # the same run, from the disk cache the command wrote: its figure's first and last frames by kaleido
     import plotly.io as pio
 

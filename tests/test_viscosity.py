@@ -40,14 +40,16 @@ def test_viscosity_smooths_the_surface_roughness():
     indep = roughness(u.mean(0).numpy().reshape(100, 100, -1))
     assert indep > 3 * rough[1], (indep, rough)
     readme = " ".join((ROOT / "README.md").read_text().split())
-    assert (f"mean |discrete Laplacian| of u(0, ·) {rough[1]:.2g} at ε = 0.05, {rough[0]:.2g} at ε = 0, "
-            f"{indep:.2g} with independent noise per point") in readme, (rough, indep)
+    assert (
+        f"mean |discrete Laplacian| of u(0, ·) {rough[1]:.2g} at ε = 0.05, {rough[0]:.2g} at ε = 0, "
+        f"{indep:.2g} with independent noise per point"
+    ) in readme, (rough, indep)
 
 
 def test_monte_carlo_paths_are_common_to_all_points():
     m = flowviz.build_model(flowviz.Config(viscosity=0.2, mc_samples=8, n_steps=5), 2)
     p_all = m.predict_proba(X)
-    p_one = np.concatenate([m.predict_proba(X[i:i + 1]) for i in range(0, 60, 7)])
+    p_one = np.concatenate([m.predict_proba(X[i : i + 1]) for i in range(0, 60, 7)])
     np.testing.assert_allclose(p_one, p_all[::7], rtol=0, atol=1e-6)  # u(x) does not depend on its neighbours
     mean, se = m.monte_carlo(X)
     np.testing.assert_allclose(mean, p_all, atol=1e-7)

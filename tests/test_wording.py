@@ -86,16 +86,22 @@ def test_folding_is_caused_by_a_large_s_k_DV_k_and_the_view_shows_it():
     assert (det[f.max_norm < 1] > 0).all()  # |A_k| < 1 never folds
     # not T itself: per-step weights absorb s_k into W2 (eq. 16); T = 1 with 8 W2, 8 b2 is the same network
     short = flowviz.build_model(m.config.replace(horizon=1.0), 2)
-    state = {k_: (v * 8 if k_.endswith(("W2", "b2")) else v) for k_, v in m.state_dict().items()
-             if k_ not in ("P", "s", "P_blocks")}
+    state = {
+        k_: (v * 8 if k_.endswith(("W2", "b2")) else v)
+        for k_, v in m.state_dict().items()
+        if k_ not in ("P", "s", "P_blocks")
+    }
     short.load_state_dict(state, strict=False)
-    np.testing.assert_allclose(short.trajectory(r.data.x[:100])[-1], m.trajectory(r.data.x[:100])[-1],
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        short.trajectory(r.data.x[:100])[-1], m.trajectory(r.data.x[:100])[-1], rtol=1e-4, atol=1e-4
+    )
     assert min_jacobian_det(short, fold_points(short, r.data.x_train, r.data.extent())).min() < 0
     fig = plots.folding(analyse(m, r.data, with_reference=False))
     assert "What folds a step" in fig.layout.title.text and len(fig.data[0].y) == m.L
-    assert any("odd number of real eigenvalues lie below −1" in a.text and "exactly one" in a.text
-               for a in fig.layout.annotations)
+    assert any(
+        "odd number of real eigenvalues lie below −1" in a.text and "exactly one" in a.text
+        for a in fig.layout.annotations
+    )
 
 
 def test_fold_texts_say_an_odd_number_of_real_eigenvalues_below_minus_one():
@@ -113,8 +119,10 @@ def test_blobs_regions_are_sectors_only_for_the_fixed_zero_bias_head():
     assert "five convex regions" in text and "sectors" in text and "fixed head" in text
     xl = r.model.trajectory(r.data.x)[-1]
     with torch.no_grad():
+
         def cls(z):
             return r.model.head(torch.as_tensor(z, dtype=torch.float32)).argmax(1).numpy()
+
         assert len(np.unique(cls(xl))) == 5  # five regions of the output plane hold the five blobs
         assert r.model.head_b.abs().max() > 0.05  # a learned bias: regions are not cones from the origin
         changed = (cls(xl) != cls(3 * xl)).mean()
@@ -152,8 +160,13 @@ def test_every_activation_has_latex_and_leaky_relu_renders_no_subscript():
 def test_the_formula_block_states_the_viscous_equation_as_flowviz_reading():
     assert "varepsilon" not in block_formula(flowviz.Config())
     tex = block_formula(flowviz.Config(viscosity=0.05))
-    for piece in (r"\sqrt{2\varepsilon s_k}\,\xi_k", r"\partial_t u + v\cdot\nabla u + \varepsilon\,\Delta u = 0",
-                  r"dX = v\,dt + \sqrt{2\varepsilon}\,dW", r"u(0,x) = \mathbb{E}\,f(X_T)", "flowviz's reading"):
+    for piece in (
+        r"\sqrt{2\varepsilon s_k}\,\xi_k",
+        r"\partial_t u + v\cdot\nabla u + \varepsilon\,\Delta u = 0",
+        r"dX = v\,dt + \sqrt{2\varepsilon}\,dW",
+        r"u(0,x) = \mathbb{E}\,f(X_T)",
+        "flowviz's reading",
+    ):
         assert piece in tex
     # the code computes exactly this: the noise after step k has variance 2 eps s_k
     cfg = flowviz.Config(viscosity=0.05, n_steps=2, horizon=1.0, width=4)
@@ -184,7 +197,7 @@ def test_the_plain_net_velocity_view_draws_the_displacement_of_a_map():
     r = flowviz.train(flowviz.Config(**TINY, scheme="plain"))
     v = analyse(r.model, r.data, with_reference=False)
     fig = plots.velocity(v)
-    assert "a map, not a small step" in fig.layout.title.text and "V_k(x) − x" in fig.layout.title.text
+    assert "a map, not a small step" in fig.layout.title.text and "V<sub>k</sub>(x) − x" in fig.layout.title.text
     vel = v.velocity
     X1, X2 = np.meshgrid(vel.x1, vel.x2)
     i = 0

@@ -33,12 +33,28 @@ from .errors import ConfigError, FlowvizError, FlowvizWarning, echo
 __all__ = ["Config", "CHOICES", "LIMITS", "SERVER_LIMITED", "value_range"]
 
 # Keys whose upper limit only bounds a server's runs (they multiply its cost); the library may go beyond.
-SERVER_LIMITED = ("n_samples", "width", "knots", "lift", "mlp_depth", "n_steps", "mc_samples", "train_steps",
-                  "batch_size")
+SERVER_LIMITED = (
+    "n_samples",
+    "width",
+    "knots",
+    "lift",
+    "mlp_depth",
+    "n_steps",
+    "mc_samples",
+    "train_steps",
+    "batch_size",
+)
 
 
-def _opt(default: Any, help: str, *, choices: tuple[str, ...] | None = None, lo: float | None = None,
-         hi: float | None = None, lo_open: bool = False) -> Any:
+def _opt(
+    default: Any,
+    help: str,
+    *,
+    choices: tuple[str, ...] | None = None,
+    lo: float | None = None,
+    hi: float | None = None,
+    lo_open: bool = False,
+) -> Any:
     meta = {"help": help, "choices": choices, "lo": lo, "hi": hi, "lo_open": lo_open}
     return field(default=default, metadata=meta)
 
@@ -48,55 +64,83 @@ class Config:
     """A complete, validated run description (data, field, discretisation, head, training, seed, device)."""
 
     # --- data
-    dataset: str = _opt("moons", "toy 2-D dataset",
-                        choices=("moons", "circles", "rings", "spirals", "xor", "checkerboard", "blobs", "csv"))
+    dataset: str = _opt(
+        "moons",
+        "toy 2-D dataset",
+        choices=("moons", "circles", "rings", "spirals", "xor", "checkerboard", "blobs", "csv"),
+    )
     n_samples: int = _opt(1000, "number of points (train + test)", lo=4, hi=20_000)
     noise: float = _opt(0.1, "noise level of the generator", lo=0.0, hi=2.0)
     n_classes: int = _opt(3, "classes for spirals (arms) and blobs", lo=2, hi=8)
     test_fraction: float = _opt(0.2, "share of points held out for testing", lo=0.0, hi=0.9)
     seed: int = _opt(0, "seeds data, initial weights, noise and mini-batches", lo=0, hi=2**31 - 1)
     # --- velocity field v(t, x)
-    field: str = _opt("two_layer", "velocity-field family (two_layer is the paper's eq. 2)",
-                      choices=("two_layer", "mlp", "antisymmetric"))
+    field: str = _opt(
+        "two_layer",
+        "velocity-field family (two_layer is the paper's eq. 2)",
+        choices=("two_layer", "mlp", "antisymmetric"),
+    )
     width: int = _opt(16, "hidden width of the field", lo=1, hi=256)
-    activation: str = _opt("tanh", "activation a in the field",
-                           choices=("relu", "tanh", "sigmoid", "softplus", "leaky_relu"))
-    time_mode: str = _opt("per_step", "per_step: a ResNet; tied: one field for all t; continuous: knots in t",
-                          choices=("per_step", "tied", "continuous"))
+    activation: str = _opt(
+        "tanh", "activation a in the field", choices=("relu", "tanh", "sigmoid", "softplus", "leaky_relu")
+    )
+    time_mode: str = _opt(
+        "per_step",
+        "per_step: a ResNet; tied: one field for all t; continuous: knots in t",
+        choices=("per_step", "tied", "continuous"),
+    )
     knots: int = _opt(8, "knots of the piecewise-linear weights (time_mode=continuous)", lo=2, hi=64)
-    lift: int = _opt(0, "extra zero coordinates p: the flow acts in R^(2+p). Nested rings need p >= 1 (augmented "
-                        "neural ODEs, Dupont, Doucet & Teh 2019); the paper's footnote 1 only embeds equal widths",
-                     lo=0, hi=8)
+    lift: int = _opt(
+        0,
+        "extra zero coordinates p: the flow acts in R^(2+p). Nested rings need p >= 1 (augmented "
+        "neural ODEs, Dupont, Doucet & Teh 2019); the paper's footnote 1 only embeds equal widths",
+        lo=0,
+        hi=8,
+    )
     mlp_depth: int = _opt(2, "hidden layers of the mlp field", lo=2, hi=6)
     time_input: bool = _opt(True, "feed t to the mlp field as an extra input")
     gamma: float = _opt(0.1, "damping of the antisymmetric field: linear part K - K^T - gamma I", lo=0.0, hi=10.0)
     # --- discretisation of [0, T]
     horizon: float = _opt(1.0, "horizon T of the flow", lo=0.0, hi=100.0, lo_open=True)
     n_steps: int = _opt(16, "number of steps (blocks) L", lo=1, hi=256)
-    partition: str = _opt("uniform", "uniform steps T/L, or geometric steps growing by partition_ratio",
-                          choices=("uniform", "geometric"))
+    partition: str = _opt(
+        "uniform", "uniform steps T/L, or geometric steps growing by partition_ratio", choices=("uniform", "geometric")
+    )
     partition_ratio: float = _opt(1.1, "ratio s_(k+1) / s_k of a geometric partition", lo=0.1, hi=10.0)
-    scheme: str = _opt("euler", "time stepper (euler: the field at time t_k and point x_(k-1), eq. 10); plain drops "
-                                "the shortcut: x_k = V_k(x_(k-1)), a map, not a small step",
-                       choices=("euler", "midpoint", "rk4", "plain"))
+    scheme: str = _opt(
+        "euler",
+        "time stepper (euler: the field at time t_k and point x_(k-1), eq. 10); plain drops "
+        "the shortcut: x_k = V_k(x_(k-1)), a map, not a small step",
+        choices=("euler", "midpoint", "rk4", "plain"),
+    )
     # --- terminal function f = u(T, .)
-    head: str = _opt("learned", "learned: training also fits the linear softmax f; fixed: f = u(T, .) is given, the "
-                                "paper's inverse problem, so the flow alone must sort the classes",
-                     choices=("learned", "fixed"))
+    head: str = _opt(
+        "learned",
+        "learned: training also fits the linear softmax f; fixed: f = u(T, .) is given, the "
+        "paper's inverse problem, so the flow alone must sort the classes",
+        choices=("learned", "fixed"),
+    )
     # --- viscosity: flowviz's reading of the paper's section 4, item 1 (the paper gives no equation)
-    viscosity: float = _opt(0.0, "eps in d_t u + v.grad u + eps Lap u = 0 (flowviz's reading of the paper's "
-                                 "section 4, item 1): stochastic characteristics dX = v dt + sqrt(2 eps) dW, "
-                                 "u(0, x) = E f(X_T)", lo=0.0, hi=1.0)
+    viscosity: float = _opt(
+        0.0,
+        "eps in d_t u + v.grad u + eps Lap u = 0 (flowviz's reading of the paper's "
+        "section 4, item 1): stochastic characteristics dX = v dt + sqrt(2 eps) dW, "
+        "u(0, x) = E f(X_T)",
+        lo=0.0,
+        hi=1.0,
+    )
     mc_samples: int = _opt(16, "Monte-Carlo samples for u(0, x) = E f(X_T) when eps > 0", lo=1, hi=256)
     # --- training (the inverse problem)
     optimizer: str = _opt("adam", "optimiser", choices=("adam", "sgd"))
     lr: float = _opt(0.01, "learning rate", lo=0.0, hi=10.0, lo_open=True)
     train_steps: int = _opt(300, "optimiser steps", lo=0, hi=20_000)
     batch_size: int = _opt(0, "mini-batch size; 0 = full batch", lo=0, hi=20_000)
-    weight_decay: float = _opt(0.001, "L2 weight decay (a little keeps the flow from stretching the plane "
-                                      "without bound)", lo=0.0, hi=1.0)
-    smoothness: float = _opt(0.0, "lambda of sum_k |theta_k - theta_(k-1)|^2 / s_k (paper, section 3.3)",
-                             lo=0.0, hi=100.0)
+    weight_decay: float = _opt(
+        0.001, "L2 weight decay (a little keeps the flow from stretching the plane without bound)", lo=0.0, hi=1.0
+    )
+    smoothness: float = _opt(
+        0.0, "lambda of sum_k |theta_k - theta_(k-1)|^2 / s_k (paper, section 3.3)", lo=0.0, hi=100.0
+    )
     kinetic: float = _opt(0.0, "weight of the kinetic energy sum_k s_k |V_k(x)|^2", lo=0.0, hi=100.0)
     device: str = _opt("auto", "auto picks cuda, then mps, then cpu", choices=("auto", "cpu", "cuda", "mps"))
 
@@ -116,10 +160,13 @@ class Config:
         if why:
             raise ConfigError(f"horizon={self.horizon!r}, n_steps={self.n_steps}, partition={self.partition}: {why}")
         for f in beyond:
-            warnings.warn(FlowvizWarning(
-                f"{f.name}={getattr(self, f.name)} is beyond the server's limit {f.name} <= {f.metadata['hi']} "
-                f"(flowviz.LIMITS): allowed in Python and on the command line, refused by links and the page"),
-                stacklevel=_outside())
+            warnings.warn(
+                FlowvizWarning(
+                    f"{f.name}={getattr(self, f.name)} is beyond the server's limit {f.name} <= {f.metadata['hi']} "
+                    f"(flowviz.LIMITS): allowed in Python and on the command line, refused by links and the page"
+                ),
+                stacklevel=_outside(),
+            )
 
     def check_server_limits(self) -> Config:
         """Raise ConfigError if a key is beyond its server limit (LIMITS); links, the page and a server's
@@ -329,8 +376,9 @@ def _check(f: Field[Any], v: object, *, server: bool) -> bool:
             rel = ">" if m["lo_open"] else ">="
             # (the upper limit named only where it holds: in Python and on the command line a server's is not hard)
             hard_hi = hi is not None and (server or f.name not in SERVER_LIMITED)
-            raise ConfigError(f"{f.name}={echo(v)} is out of range: must be {rel} {lo}" +
-                              (f" and <= {hi}" if hard_hi else ""))
+            raise ConfigError(
+                f"{f.name}={echo(v)} is out of range: must be {rel} {lo}" + (f" and <= {hi}" if hard_hi else "")
+            )
         if hi is not None and v > hi:
             if not server and f.name in SERVER_LIMITED:
                 return True

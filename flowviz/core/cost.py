@@ -44,9 +44,25 @@ if TYPE_CHECKING:
 
     from .model import FlowModel
 
-__all__ = ["Cost", "Stiffness", "estimate", "measure_stiffness", "guard", "over_budget", "machine_mb",
-           "DEFAULT_MAX_RUN_SECONDS", "DEFAULT_MAX_RUN_MB", "REFERENCE_POINTS", "solve_budget", "prior_eval_s",
-           "CHECKPOINTS", "CHECKPOINT_MB", "checkpoint_count", "checkpoint_steps", "thin_steps"]
+__all__ = [
+    "Cost",
+    "Stiffness",
+    "estimate",
+    "measure_stiffness",
+    "guard",
+    "over_budget",
+    "machine_mb",
+    "DEFAULT_MAX_RUN_SECONDS",
+    "DEFAULT_MAX_RUN_MB",
+    "REFERENCE_POINTS",
+    "solve_budget",
+    "prior_eval_s",
+    "CHECKPOINTS",
+    "CHECKPOINT_MB",
+    "checkpoint_count",
+    "checkpoint_steps",
+    "thin_steps",
+]
 
 # The server's default budget per run (its settings FLOWVIZ_MAX_RUN_SECONDS, FLOWVIZ_MAX_RUN_MB override it; the
 # core reads no environment): a lecture's runs take seconds; two workers of at most 4 GB each leave most of a
@@ -58,32 +74,32 @@ DEFAULT_MAX_RUN_MB = 4096.0
 # of 45 configs (the multiplying keys alone and combined), 2026-11-30, a machine shared by many agents; the time
 # constants refit on 42 configs measured at loads of 2 to 8 (the first fit's loads of 12 to 27 inflated CPU time).
 K = {
-    "dispatch": 4.65e-06,    # s per torch op (eval, no autograd)
-    "mac": 1.41e-11,        # s per multiply-add (eval)
-    "elem": 1.26e-09,        # s per element operation (eval)
-    "train": 3.51,          # a training pass (forward + backward through autograd) / an eval pass
+    "dispatch": 4.65e-06,  # s per torch op (eval, no autograd)
+    "mac": 1.41e-11,  # s per multiply-add (eval)
+    "elem": 1.26e-09,  # s per element operation (eval)
+    "train": 3.51,  # a training pass (forward + backward through autograd) / an eval pass
     "fast_block": 0.000124,  # s per block of the hand-written Euler chain (training, forward + backward)
-    "fast_elem": 1.46e-09,   # s per point x hidden unit x block of the chain (training)
-    "adam": 8.75e-09,        # s per parameter per optimiser step (Adam, gradient zeroing, the backup copy)
-    "analysis": 2.65,       # the final pictures over the flows they run (numpy conversions, grids, Jacobians);
-                            # x1.4 once analyse ran on one torch thread (core/threads.py): measured 1.43-2.14x over
-    "spill": 0.611,         # element ops cost 1 + spill * log2(hidden MB / spill_mb) times more beyond the caches
+    "fast_elem": 1.46e-09,  # s per point x hidden unit x block of the chain (training)
+    "adam": 8.75e-09,  # s per parameter per optimiser step (Adam, gradient zeroing, the backup copy)
+    "analysis": 2.65,  # the final pictures over the flows they run (numpy conversions, grids, Jacobians);
+    # x1.4 once analyse ran on one torch thread (core/threads.py): measured 1.43-2.14x over
+    "spill": 0.611,  # element ops cost 1 + spill * log2(hidden MB / spill_mb) times more beyond the caches
     "spill_mb": 2.58,
-    "ref_evals": 12.0,     # field evaluations of dopri5 per step of the partition (reference solution)
-    "ref_per_t": 72.0,     # ... and per unit of the horizon T, before training has shown how stiff the flow is
-    "ref_eval": 3.8e-4,    # s per field evaluation of an adaptive float64 solve (weights mixed, dopri5's own ops)
-    "ref_unit": 1.4e-9,    # s per point x (multiply-adds + element ops) of one such evaluation
-    "adjoint": 1.5,        # odeint_adjoint (forward, then backward with vector-Jacobian products) / the reference
-    "instruments": 50.0,   # stability, volume and grid solver: eval passes of 4096 points over the L steps
-    "inst_setup": 0.25,    # s: the instruments' fixed part (volume's and the grid solver's grids, small solves)
-    "setup": 0.3,          # s: data, model, first snapshot's warm-up
-    "base_mb": 290.0,      # resident memory of a worker with torch and flowviz loaded
-    "act_mb": 0.794,         # allocator and temporaries over the activations autograd keeps
-    "eval_mb": 1.27,        # same for evaluation and the analysis' recorded paths
+    "ref_evals": 12.0,  # field evaluations of dopri5 per step of the partition (reference solution)
+    "ref_per_t": 72.0,  # ... and per unit of the horizon T, before training has shown how stiff the flow is
+    "ref_eval": 3.8e-4,  # s per field evaluation of an adaptive float64 solve (weights mixed, dopri5's own ops)
+    "ref_unit": 1.4e-9,  # s per point x (multiply-adds + element ops) of one such evaluation
+    "adjoint": 1.5,  # odeint_adjoint (forward, then backward with vector-Jacobian products) / the reference
+    "instruments": 50.0,  # stability, volume and grid solver: eval passes of 4096 points over the L steps
+    "inst_setup": 0.25,  # s: the instruments' fixed part (volume's and the grid solver's grids, small solves)
+    "setup": 0.3,  # s: data, model, first snapshot's warm-up
+    "base_mb": 290.0,  # resident memory of a worker with torch and flowviz loaded
+    "act_mb": 0.794,  # allocator and temporaries over the activations autograd keeps
+    "eval_mb": 1.27,  # same for evaluation and the analysis' recorded paths
     # fitted on the case-8 family (bench/memory.py, mlp 6 x 256, lift 8, rk4, continuous 64 knots, L = 16 and 64):
-    "mix_copies": 2.0,     # copies of the stage weights (all L S of them) a training step holds at its peak
+    "mix_copies": 2.0,  # copies of the stage weights (all L S of them) a training step holds at its peak
     "kinetic_copies": 1.4,  # more of them for the kinetic term's second, recorded flow (measured 1.33)
-    "ckpt_width": 2.0,     # width-vectors per stage evaluation a checkpointed backward holds (measured: see _memory)
+    "ckpt_width": 2.0,  # width-vectors per stage evaluation a checkpointed backward holds (measured: see _memory)
     "smooth_copies": 2.0,  # copies of every block's weights (L of them) for the smoothness penalty (measured 1.9)
 }
 
@@ -92,12 +108,27 @@ K = {
 CHECKPOINTS = 100
 CHECKPOINT_MB = 32.0
 GENERIC_BUDGET = 256 * 2**20  # flowviz.core.model.GENERIC_BUDGET: above it each step is checkpointed
-FAST_BUDGET = 8 * 2**20       # flowviz.core.fastpath.ACTIVATION_BUDGET: above it the chain recomputes
+FAST_BUDGET = 8 * 2**20  # flowviz.core.fastpath.ACTIVATION_BUDGET: above it the chain recomputes
 MAX_FRAMES, SURFACE_RES = 65, 100  # flowviz.training.analysis: frames and grid of the final pictures
 REFERENCE_POINTS = 200  # points of the final pictures' dopri5 reference (flowviz.training.analysis.diagnostics)
-ADJOINT_POINTS = 150    # points of the adjoint instrument's odeint_adjoint (flowviz.training.instruments)
-DRIVER_KEYS = ("n_samples", "train_steps", "n_steps", "scheme", "viscosity", "mc_samples", "lift", "width",
-               "mlp_depth", "field", "time_mode", "knots", "kinetic", "smoothness", "horizon")
+ADJOINT_POINTS = 150  # points of the adjoint instrument's odeint_adjoint (flowviz.training.instruments)
+DRIVER_KEYS = (
+    "n_samples",
+    "train_steps",
+    "n_steps",
+    "scheme",
+    "viscosity",
+    "mc_samples",
+    "lift",
+    "width",
+    "mlp_depth",
+    "field",
+    "time_mode",
+    "knots",
+    "kinetic",
+    "smoothness",
+    "horizon",
+)
 
 
 @dataclass(frozen=True)
@@ -132,8 +163,9 @@ class Stiffness:
     done: bool = True
 
 
-def measure_stiffness(model: FlowModel, x: object, *, probe_evals: int | None = None,
-                      memo: dict[str, Tensor] | None = None) -> Stiffness:
+def measure_stiffness(
+    model: FlowModel, x: object, *, probe_evals: int | None = None, memo: dict[str, Tensor] | None = None
+) -> Stiffness:
     """Solve the reference of ``model`` (a FlowModel) from the points ``x`` (n, 2) within ``probe_evals`` field
     evaluations (default: the solvers' own budget), timing them. With ``memo`` (flowviz.core.solvers'
     ``solve_limits``) the solution is kept there, so the final pictures do not solve it again."""
@@ -170,8 +202,9 @@ def solve_budget(cost: Cost, eval_s: float, budget_s: float | None) -> int | Non
     return max(0, int((budget_s - fixed) / (max(eval_s, 1e-6) * share)))
 
 
-def estimate(config: Config, n_train: int | None = None, *, log_every: int | None = None,
-             stiffness: Stiffness | None = None) -> Cost:
+def estimate(
+    config: Config, n_train: int | None = None, *, log_every: int | None = None, stiffness: Stiffness | None = None
+) -> Cost:
     """Seconds and peak memory of training ``config``, analysing the result (the final pictures) and making its
     instruments.
 
@@ -209,8 +242,10 @@ def over_budget(cost: Cost, budget: tuple[float, float] | None = None) -> str | 
     seconds, mb = budget or (DEFAULT_MAX_RUN_SECONDS, DEFAULT_MAX_RUN_MB)
     if cost.seconds <= seconds and cost.peak_mb <= mb:
         return None
-    return (f"this run will take {cost.describe()}: over a server's budget of {_duration(seconds)} and "
-            f"{_size(mb)} per run (FLOWVIZ_MAX_RUN_SECONDS, FLOWVIZ_MAX_RUN_MB), which would refuse it")
+    return (
+        f"this run will take {cost.describe()}: over a server's budget of {_duration(seconds)} and "
+        f"{_size(mb)} per run (FLOWVIZ_MAX_RUN_SECONDS, FLOWVIZ_MAX_RUN_MB), which would refuse it"
+    )
 
 
 def guard(config: Config, n_train: int | None = None, *, log_every: int | None = None) -> Cost:
@@ -219,8 +254,10 @@ def guard(config: Config, n_train: int | None = None, *, log_every: int | None =
     cost = estimate(config, n_train, log_every=log_every)
     total = machine_mb()
     if total is not None and cost.peak_mb > total:
-        raise ConfigError(f"this run needs {cost.describe()}, more than this machine's {_size(total)} of memory; "
-                          f"make the keys that drive it smaller")
+        raise ConfigError(
+            f"this run needs {cost.describe()}, more than this machine's {_size(total)} of memory; "
+            f"make the keys that drive it smaller"
+        )
     why = over_budget(cost)
     if why:
         warnings.warn(FlowvizWarning(why), stacklevel=3)
@@ -267,8 +304,13 @@ def _field(c: Config) -> FieldCounts:
         return {"mac": 2 * d * w, "elem": w + 2 * d, "ops": 3, "slot": 2 * d * w + w + d, "store": 3 * w}
     if c.field == "mlp":
         slot = d * w + w + (h - 1) * (w * w + w) + w * d + d + (w if c.time_input else 0)
-        return {"mac": 2 * d * w + (h - 1) * w * w, "elem": h * w + 2 * d, "ops": 2 * h + 2, "slot": slot,
-                "store": 3 * w * h}
+        return {
+            "mac": 2 * d * w + (h - 1) * w * w,
+            "elem": h * w + 2 * d,
+            "ops": 2 * h + 2,
+            "slot": slot,
+            "store": 3 * w * h,
+        }
     return {"mac": d * d, "elem": 3 * d, "ops": 5, "slot": d * d + d, "store": 4 * d, "small": True}
 
 
@@ -328,12 +370,18 @@ def _step(c: Config, f: FieldCounts, bs: int, n_params: int) -> float:
         if _train_bytes(c, f, bs) > GENERIC_BUDGET:  # checkpointed: each step's stages run twice
             t += _eval_pass(c, f, bs, c.n_steps, noisy=False, mix=False)
         if c.kinetic > 0:  # a second, recorded flow (with its stage weights) and its differences
-            t += K["train"] * (_eval_pass(c, f, bs, c.n_steps, noisy=c.viscosity > 0) + K["dispatch"] * 8
-                               + K["elem"] * 4 * bs * (c.n_steps + 1) * c.dim)
+            t += K["train"] * (
+                _eval_pass(c, f, bs, c.n_steps, noisy=c.viscosity > 0)
+                + K["dispatch"] * 8
+                + K["elem"] * 4 * bs * (c.n_steps + 1) * c.dim
+            )
     if c.smoothness > 0 and c.time_mode != "tied":  # sum_k |theta_k - theta_(k-1)|^2 / s_k over theta_k =
         L, slot = c.n_steps, f["slot"]  # P_blocks @ slots at every block: L x slots x slot multiply-adds, L x slot
-        t += K["train"] * (K["dispatch"] * 8 * (f["ops"] + 1) + K["mac"] * L * _slots(c) * slot  # elements
-                           + K["elem"] * 4 * L * slot)
+        t += K["train"] * (
+            K["dispatch"] * 8 * (f["ops"] + 1)
+            + K["mac"] * L * _slots(c) * slot  # elements
+            + K["elem"] * 4 * L * slot
+        )
     return t + K["adam"] * n_params + K["dispatch"] * 30
 
 
@@ -345,7 +393,8 @@ def _reference(c: Config, f: FieldCounts, stiffness: Stiffness | None, n: int = 
     per_eval = K["ref_eval"] + K["ref_unit"] * n * (f["mac"] + f["elem"])
     if stiffness is not None:
         return stiffness.evals * stiffness.eval_s * n / REFERENCE_POINTS + stiffness.evals * K["ref_eval"] * (
-            1 - n / REFERENCE_POINTS)
+            1 - n / REFERENCE_POINTS
+        )
     evals = max(K["ref_evals"] * (c.n_steps if c.time_mode == "per_step" else 4) + 50, K["ref_per_t"] * c.horizon)
     return evals * per_eval
 
@@ -365,13 +414,12 @@ def _analysis(c: Config, f: FieldCounts, n: int) -> float:
     mc = c.mc_samples if noisy else 1
     t = 0.0
     for k in frames:  # transported surfaces u(t_k, .) on a 100 x 100 grid of the step-k plane
-        t += mc * _eval_pass(c, f, SURFACE_RES ** 2, max(L - k, 0), noisy=noisy)
+        t += mc * _eval_pass(c, f, SURFACE_RES**2, max(L - k, 0), noisy=noisy)
     for m in (min(n, 300), 880, min(n, 200), 625, n):  # characteristics, grid, diagnostics x2, all points
         t += _eval_pass(c, f, m, L, noisy=noisy)
     t += len(frames) * (_eval_pass(c, f, 225, 1, noisy=False, mix=False) + K["mac"] * _slots(c) * f["slot"])
     # smallest Jacobian determinant: per step, a one-step flow (weights mixed again) and d backward passes
-    jac = _eval_pass(c, f, 625, 1, noisy=False) + c.dim * K["train"] * _eval_pass(c, f, 625, 1, noisy=False,
-                                                                                    mix=False)
+    jac = _eval_pass(c, f, 625, 1, noisy=False) + c.dim * K["train"] * _eval_pass(c, f, 625, 1, noisy=False, mix=False)
     t += L * jac
     return K["analysis"] * t + _predict(c, f, n)
 
@@ -396,7 +444,7 @@ def _memory(c: Config, f: FieldCounts, bs: int, n: int) -> float:
     step's peak (the stage weights of each recorded flow and their gradients, the smoothness penalty's block
     weights, the activations autograd keeps) and the evaluation's (its stage weights, the analysis' recorded
     paths)."""
-    mb = 2.0 ** -20
+    mb = 2.0**-20
     L, S, d = c.n_steps, _stages(c), c.dim
     params = 5 * 4 * _n_params(c, f)
     mixed: float
@@ -421,13 +469,14 @@ def _memory(c: Config, f: FieldCounts, bs: int, n: int) -> float:
         mixed += K["smooth_copies"] * 4 * L * f["slot"]  # squares, and the gradients of each (train.penalties)
     train = mixed + K["act_mb"] * act  # (the stage weights live while the step does; an evaluation mixes its own)
     # evaluation and analysis: recorded paths of all points (L+1, n, d) in torch and numpy, a few hidden layers
-    ev = 4 * (L + 1) * n * d * 2 + 4 * max(n, SURFACE_RES ** 2) * (3 * c.width + 4 * d) + 4 * L * S * f["slot"]
+    ev = 4 * (L + 1) * n * d * 2 + 4 * max(n, SURFACE_RES**2) * (3 * c.width + 4 * d) + 4 * L * S * f["slot"]
     kept = checkpoint_count(4 * _n_params(c, f)) * 4 * _n_params(c, f)  # the checkpoints' weights
     return K["base_mb"] + mb * (params + kept + max(train, K["eval_mb"] * ev))
 
 
-def _cost(c: Config, n_train: int | None, log_every: int | None, stiffness: Stiffness | None = None
-          ) -> tuple[float, float, tuple[tuple[str, float], ...]]:
+def _cost(
+    c: Config, n_train: int | None, log_every: int | None, stiffness: Stiffness | None = None
+) -> tuple[float, float, tuple[tuple[str, float], ...]]:
     f = _field(c)
     n_tr, n_te = _split(c, n_train)
     bs = c.batch_size if 0 < c.batch_size < n_tr else n_tr
@@ -439,9 +488,17 @@ def _cost(c: Config, n_train: int | None, log_every: int | None, stiffness: Stif
     body = _analysis(c, f, n_tr + n_te)
     reference = _reference(c, f, stiffness)
     instruments, adjoint = _instruments(c, f, stiffness)
-    parts = {"setup": K["setup"], "step": step, "training": c.train_steps * step, "snapshot": snap,
-             "snapshots": n_snaps * snap, "analysis": body + reference, "reference": reference,
-             "instruments": instruments, "adjoint": adjoint}
+    parts = {
+        "setup": K["setup"],
+        "step": step,
+        "training": c.train_steps * step,
+        "snapshot": snap,
+        "snapshots": n_snaps * snap,
+        "analysis": body + reference,
+        "reference": reference,
+        "instruments": instruments,
+        "adjoint": adjoint,
+    }
     seconds = parts["setup"] + parts["training"] + parts["snapshots"] + parts["analysis"] + instruments
     return seconds, _memory(c, f, bs, n_tr + n_te), tuple(parts.items())
 

@@ -165,8 +165,12 @@ def make_dataset(config: Config, csv: Dataset | tuple[np.ndarray, np.ndarray] | 
     return split(x, y, config.test_fraction, rng)
 
 
-def load_csv(source: str | bytes | bytearray | IO[bytes] | IO[str], *, max_rows: int = MAX_CSV_ROWS,
-             max_bytes: int = MAX_CSV_BYTES) -> Points:
+def load_csv(
+    source: str | bytes | bytearray | IO[bytes] | IO[str],
+    *,
+    max_rows: int = MAX_CSV_ROWS,
+    max_bytes: int = MAX_CSV_BYTES,
+) -> Points:
     """Read a CSV with columns ``x1, x2, label`` from a path, bytes or text.
 
     Returns ``(x, y)``: float32 points of shape (n, 2) and labels 0..k-1 of shape (n,)
@@ -220,16 +224,20 @@ def load_csv(source: str | bytes | bytearray | IO[bytes] | IO[str], *, max_rows:
     big = ~(np.abs(x) <= MAX_COORD).all(1)
     if big.any():
         i = int(np.nonzero(big)[0][0])
-        raise DataError(f"CSV line {i + 2}: coordinate {echo(float(np.abs(data[i, :2]).max()))} is too large; "
-                        f"|x1| and |x2| must be at most {MAX_COORD:.0e} (training uses float32): rescale the points")
+        raise DataError(
+            f"CSV line {i + 2}: coordinate {echo(float(np.abs(data[i, :2]).max()))} is too large; "
+            f"|x1| and |x2| must be at most {MAX_COORD:.0e} (training uses float32): rescale the points"
+        )
     labels = data[:, 2]
     if (labels != np.round(labels)).any():
         raise DataError("CSV labels must be whole numbers (class ids)")
     far = ~(np.abs(labels) <= MAX_LABEL)
     if far.any():
         i = int(np.nonzero(far)[0][0])
-        raise DataError(f"CSV line {i + 2}: label {echo(float(labels[i]))} is not a small class id; labels must "
-                        f"be whole numbers from -{MAX_LABEL} to {MAX_LABEL}")
+        raise DataError(
+            f"CSV line {i + 2}: label {echo(float(labels[i]))} is not a small class id; labels must "
+            f"be whole numbers from -{MAX_LABEL} to {MAX_LABEL}"
+        )
     classes, y = np.unique(labels.astype(np.int64), return_inverse=True)
     if len(classes) < 2:
         raise DataError(f"CSV has a single class ({int(classes[0])}); at least two are needed")

@@ -44,5 +44,5 @@ def echo(value: object, limit: int = ECHO_LIMIT) -> str:
         assert isinstance(value, int)
         return f"a number of about {int(value.bit_length() * 0.30103)} digits"
     if len(s) > limit:
-        s = f"{s[:limit - 1]}… ({len(s)} characters)"
+        s = f"{s[: limit - 1]}… ({len(s)} characters)"
     return s

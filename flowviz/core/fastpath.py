@@ -43,8 +43,15 @@ from torch import Tensor
 
 from .fields import LEAKY_SLOPE
 
-__all__ = ["euler_two_layer", "euler_lanes", "fold_weights", "pack_lanes", "LanePlan", "FAST_ACTIVATIONS",
-           "ACTIVATION_BUDGET"]
+__all__ = [
+    "euler_two_layer",
+    "euler_lanes",
+    "fold_weights",
+    "pack_lanes",
+    "LanePlan",
+    "FAST_ACTIVATIONS",
+    "ACTIVATION_BUDGET",
+]
 
 
 def _leaky_(a: Tensor) -> Tensor:
@@ -66,8 +73,13 @@ _BASE: dict[str, tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]] 
 # g * a'(z) from a = a(z) in one kernel, where torch has one (the kernel autograd itself runs): the backward then
 # needs no a'(z) of every block beforehand (about 6 % of a training step here). The overload's C++ entry point
 # where torch exposes it (a microsecond less per call than the OpOverload), else the OpOverload.
-_TIMES_DERIVATIVE: dict[str, Callable[..., Tensor]] = {name: getattr(op, "_op", op) for name, op in (
-    ("tanh", torch.ops.aten.tanh_backward.grad_input), ("sigmoid", torch.ops.aten.sigmoid_backward.grad_input))}
+_TIMES_DERIVATIVE: dict[str, Callable[..., Tensor]] = {
+    name: getattr(op, "_op", op)
+    for name, op in (
+        ("tanh", torch.ops.aten.tanh_backward.grad_input),
+        ("sigmoid", torch.ops.aten.sigmoid_backward.grad_input),
+    )
+}
 FAST_ACTIVATIONS = tuple(_BASE)
 
 
@@ -181,8 +193,16 @@ class _LaneChain(torch.autograd.Function):
             X, A = x0.new_empty(J + 1, lanes, d1, n), x0.new_empty(KA, lanes, h + 1, n)
             X[:, :, d].fill_(1.0)
             A[:, :, h].fill_(1.0)
-            return _Buffers({"X": X, "Xd": X[:, :, :d], "A": A, "Ah": A[:, :, :h], "W1": torch.empty_like(W1a),
-                             "W2": torch.empty_like(W2a)})
+            return _Buffers(
+                {
+                    "X": X,
+                    "Xd": X[:, :, :d],
+                    "A": A,
+                    "Ah": A[:, :, :h],
+                    "W1": torch.empty_like(W1a),
+                    "W2": torch.empty_like(W2a),
+                }
+            )
 
         size = ((J + 1) * d1 + KA * (h + 1)) * lanes * n * x0.element_size()
         buf = _buffers(("forward", J, lanes, h, d1, n, KA, x0.dtype), x0.device, size, make)
@@ -232,8 +252,16 @@ class _LaneChain(torch.autograd.Function):
         def make() -> _Buffers:
             G, GZ, R = X.new_empty(KG, lanes, d, n), X.new_empty(KZ, lanes, h, n), X.new_empty(1, lanes, h + 1, n)
             R[:, :, h].fill_(1.0)
-            return _Buffers({"G": G, "GZ": GZ, "R": R, "Rh": R[:, :, :h], "W1T": W1a.new_empty(J, lanes, d, h),
-                             "W2T": W2a.new_empty(J, lanes, h, d)})
+            return _Buffers(
+                {
+                    "G": G,
+                    "GZ": GZ,
+                    "R": R,
+                    "Rh": R[:, :, :h],
+                    "W1T": W1a.new_empty(J, lanes, d, h),
+                    "W2T": W2a.new_empty(J, lanes, h, d),
+                }
+            )
 
         size = (KG * d + KZ * h + h + 1) * lanes * n * X.element_size()
         buf = _buffers(("backward", J, lanes, h, d1, n, KG, X.dtype), X.device, size, make)
@@ -289,8 +317,9 @@ class _LaneChain(torch.autograd.Function):
         return (g0.T if g0 is not None else None), dW1a, dW2a, None, None
 
 
-def fold_weights(W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor, s: Tensor,
-                 activation: str) -> tuple[Tensor, Tensor, str]:
+def fold_weights(
+    W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor, s: Tensor, activation: str
+) -> tuple[Tensor, Tensor, str]:
     """Per-block weights in the chain's form: (W1a (L, h, d+1), W2a (L, d, h+1), activation).
 
     W2a carries the step size s_k (eq. 16: s_k V_k is again a two-layer map). The folding is
@@ -325,8 +354,7 @@ def euler_lanes(x0: Tensor, folded: list[tuple[Tensor, Tensor]], base: str, plan
     return out
 
 
-def euler_two_layer(x0: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor, s: Tensor,
-                    activation: str) -> Tensor:
+def euler_two_layer(x0: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor, s: Tensor, activation: str) -> Tensor:
     """x_L of the Euler chain of eq. 17 from x0 (n, d).
 
     Per-step weights stacked over L: W1 (L, h, d), b1 (L, h), W2 (L, d, h), b2 (L, d); steps s (L,).

@@ -34,8 +34,9 @@ ACTIVATIONS: dict[str, Activation] = {
     "tanh": Activation(torch.tanh, lambda z, a: 1 - a * a),
     "sigmoid": Activation(torch.sigmoid, lambda z, a: a * (1 - a)),
     "softplus": Activation(F.softplus, lambda z, a: torch.sigmoid(z)),
-    "leaky_relu": Activation(lambda z: F.leaky_relu(z, LEAKY_SLOPE),
-                             lambda z, a: torch.where(z > 0, 1.0, LEAKY_SLOPE).to(z.dtype)),
+    "leaky_relu": Activation(
+        lambda z: F.leaky_relu(z, LEAKY_SLOPE), lambda z, a: torch.where(z > 0, 1.0, LEAKY_SLOPE).to(z.dtype)
+    ),
 }
 
 
@@ -91,8 +92,17 @@ class MLPField(Field):
     The time input is folded into the first bias: W0 [x; t] + b0 = W0x x + (b0 + t w0t).
     """
 
-    def __init__(self, dim: int, width: int, activation: str, slots: int, gen: torch.Generator, depth: int = 2,
-                 time_input: bool = True, **_: object) -> None:
+    def __init__(
+        self,
+        dim: int,
+        width: int,
+        activation: str,
+        slots: int,
+        gen: torch.Generator,
+        depth: int = 2,
+        time_input: bool = True,
+        **_: object,
+    ) -> None:
         super().__init__()
         self.act = ACTIVATIONS[activation]
         self.act_name = activation
@@ -102,8 +112,11 @@ class MLPField(Field):
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
             setattr(self, f"W{i}", _uniform(gen, (slots, b, a), 1 / math.sqrt(a)))
             last = i == depth  # the output bias starts at zero, as b2 of the two-layer field
-            setattr(self, f"b{i}", nn.Parameter(torch.zeros(slots, b)) if last else
-                    _uniform(gen, (slots, b), 1 / math.sqrt(a)))
+            setattr(
+                self,
+                f"b{i}",
+                nn.Parameter(torch.zeros(slots, b)) if last else _uniform(gen, (slots, b), 1 / math.sqrt(a)),
+            )
             names += [f"W{i}", f"b{i}"]
         if time_input:
             self.wt = _uniform(gen, (slots, width), 1.0)
@@ -131,8 +144,9 @@ class AntisymmetricField(Field):
     names = ("K", "b")
     eye: Tensor  # the identity (d, d), a buffer
 
-    def __init__(self, dim: int, width: int, activation: str, slots: int, gen: torch.Generator, gamma: float = 0.1,
-                 **_: object) -> None:
+    def __init__(
+        self, dim: int, width: int, activation: str, slots: int, gen: torch.Generator, gamma: float = 0.1, **_: object
+    ) -> None:
         super().__init__()
         self.act = ACTIVATIONS[activation]
         self.act_name = activation

@@ -38,7 +38,8 @@ MCFn = Callable[[Tensor, torch.Generator | None], Tensor]  # (points, noise gene
 
 
 def _array_io(
-        fn: Callable[Concatenate[FlowModel, Tensor, _P], Tensor]) -> Callable[Concatenate[FlowModel, Any, _P], Any]:
+    fn: Callable[Concatenate[FlowModel, Tensor, _P], Tensor],
+) -> Callable[Concatenate[FlowModel, Any, _P], Any]:
     """Accept numpy or torch input; return the same kind (numpy float32 for numpy input)."""
 
     @wraps(fn)
@@ -72,8 +73,16 @@ class FlowModel(nn.Module):
         self.dim = d = config.dim
         gen = torch.Generator().manual_seed(config.seed + 1)
         slots = n_slots(config.time_mode, config.n_steps, config.knots)
-        self.field = FIELDS[config.field](d, config.width, config.activation, slots, gen,
-                                          depth=config.mlp_depth, time_input=config.time_input, gamma=config.gamma)
+        self.field = FIELDS[config.field](
+            d,
+            config.width,
+            config.activation,
+            slots,
+            gen,
+            depth=config.mlp_depth,
+            time_input=config.time_input,
+            gamma=config.gamma,
+        )
         # terminal function f(x) = softmax(Wf x + bf): learned, or fixed rows on the unit circle
         if config.head == "learned":
             self.head_W = nn.Parameter((torch.rand(n_classes, d, generator=gen) * 2 - 1) / math.sqrt(d))
@@ -142,8 +151,17 @@ class FlowModel(nn.Module):
         return ok and not (training and (c.viscosity > 0 or c.kinetic > 0))
 
     # ----------------------------------------------------------------- flows
-    def flow(self, x: Tensor, *, k0: int = 0, k1: int | None = None, record: bool = False,
-             noise_gen: torch.Generator | None = None, training: bool = False, common_noise: bool = False) -> Tensor:
+    def flow(
+        self,
+        x: Tensor,
+        *,
+        k0: int = 0,
+        k1: int | None = None,
+        record: bool = False,
+        noise_gen: torch.Generator | None = None,
+        training: bool = False,
+        common_noise: bool = False,
+    ) -> Tensor:
         """Apply blocks k0+1 .. k1 (k1 = L by default) to points x (n, d) of the space of step k0.
 
         Returns x_(k1) (n, d), or with ``record`` the positions x_(k0) .. x_(k1): (k1-k0+1, n, d).
@@ -169,10 +187,19 @@ class FlowModel(nn.Module):
             # common: one increment (1, d) for every point, broadcast (common random numbers)
             def noise(k: int, s: float, xk: Tensor) -> Tensor:
                 shape = (1, xk.shape[1]) if common_noise else xk.shape
-                return math.sqrt(2 * eps * s) * torch.randn(shape, generator=noise_gen, device=xk.device,
-                                                            dtype=xk.dtype)
-        return integrate(f, x, self.times[k0:k1 + 1], self.tab, record=record, noise=noise,
-                         checkpoint=training and self._activation_bytes(x.shape[0], k1 - k0) > GENERIC_BUDGET)
+                return math.sqrt(2 * eps * s) * torch.randn(
+                    shape, generator=noise_gen, device=xk.device, dtype=xk.dtype
+                )
+
+        return integrate(
+            f,
+            x,
+            self.times[k0 : k1 + 1],
+            self.tab,
+            record=record,
+            noise=noise,
+            checkpoint=training and self._activation_bytes(x.shape[0], k1 - k0) > GENERIC_BUDGET,
+        )
 
     def _activation_bytes(self, n: int, steps: int) -> int:
         """What plain autograd would keep for ``steps`` steps of n points (a rough upper estimate)."""
@@ -251,8 +278,11 @@ class FlowModel(nn.Module):
 
     def velocity(self, x: Tensor, k: int) -> Tensor:
         """V_k(x) = v(t_k, x) at points x (n, d), for k = 1..L (k = 0 gives v(0, x))."""
-        row = torch.as_tensor(slot_of_time(self.config.time_mode, self.times[k], self.times, self.config.knots),
-                              dtype=torch.float32, device=self.device)
+        row = torch.as_tensor(
+            slot_of_time(self.config.time_mode, self.times[k], self.times, self.config.knots),
+            dtype=torch.float32,
+            device=self.device,
+        )
         if k == 0 and self.config.time_mode == "per_step":
             row = torch.zeros_like(row)
             row[0] = 1
@@ -265,8 +295,9 @@ class FlowModel(nn.Module):
 
     def vector_field(self, t: float, x: Tensor) -> Tensor:
         """v(t, x) for any t in [0, T] (per-step weights: slot k on (t_(k-1), t_k])."""
-        row = torch.as_tensor(slot_of_time(self.config.time_mode, t, self.times, self.config.knots),
-                              dtype=x.dtype, device=x.device)
+        row = torch.as_tensor(
+            slot_of_time(self.config.time_mode, t, self.times, self.config.knots), dtype=x.dtype, device=x.device
+        )
         params = [torch.tensordot(row, p.to(x.dtype), dims=1) for p in self.field.slot_params()]
         return self.field.velocity(tuple(params), t, x)
 
@@ -281,12 +312,14 @@ class FlowModel(nn.Module):
             raise ConfigError("the plain (non-residual) net is not a flow: it has no reference solution")
         xt = self.lift(torch.as_tensor(np.asarray(x, dtype=np.float32), device=self.device))
         c = self.config
-        jumps = {"per_step": self.times[1:-1],
-                 "continuous": np.linspace(0, c.horizon, c.knots)[1:-1]}.get(c.time_mode)
+        jumps = {"per_step": self.times[1:-1], "continuous": np.linspace(0, c.horizon, c.knots)[1:-1]}.get(c.time_mode)
         double = self.double_copy()
         with threads_that_pay(len(xt), c.width, self.device):  # hundreds of small float64 steps: one thread
-            return reference_solution(double.vector_field, xt.double(), self.times, jumps=jumps, rtol=rtol,
-                                      atol=atol).cpu().numpy()
+            return (
+                reference_solution(double.vector_field, xt.double(), self.times, jumps=jumps, rtol=rtol, atol=atol)
+                .cpu()
+                .numpy()
+            )
 
     def double_copy(self) -> FlowModel:
         import copy
@@ -311,8 +344,10 @@ class FlowModel(nn.Module):
             raise ConfigError(f"cannot re-discretise {bad[0]}: only {', '.join(sorted(allowed))} can change")
         cfg = self.config.replace(**changes)
         if self.config.time_mode == "per_step" and cfg.times_key() != self.config.times_key():
-            raise ConfigError("re-discretising needs time_mode tied or continuous: per_step weights are one set per "
-                              "block, so there is no field to sample at other times")
+            raise ConfigError(
+                "re-discretising needs time_mode tied or continuous: per_step weights are one set per "
+                "block, so there is no field to sample at other times"
+            )
         m = FlowModel(cfg, self.n_classes).to(self.device)
         m.load_state_dict({k: v for k, v in self.state_dict().items() if k not in _GRID_BUFFERS}, strict=False)
         m.train(False)
@@ -333,5 +368,7 @@ def trained_loss(config: Config) -> str:
     """
     if config.viscosity == 0:
         return "cross-entropy of f(x_L), i.e. of u(0, x) = F(x)"
-    return ("E[CE(f(X_T))]: the mean cross-entropy over noise paths (one path per point and step), an upper "
-            "bound (Jensen) on the cross-entropy of u(0, x) = E f(X_T) that the reported loss measures")
+    return (
+        "E[CE(f(X_T))]: the mean cross-entropy over noise paths (one path per point and step), an upper "
+        "bound (Jensen) on the cross-entropy of u(0, x) = E f(X_T) that the reported loss measures"
+    )

@@ -17,8 +17,21 @@ import numpy as np
 from .data import MAX_COORD, load_csv
 from .errors import ConfigError, DataError
 
-__all__ = ["MAX_POINTS", "RANGE", "PROBE_LIMIT", "DATA_LIMIT", "MAX_SELECTED", "encode_points", "decode_points",
-           "parse_probe", "format_probe", "check_points", "check_extent", "coordinate", "parse_selection"]
+__all__ = [
+    "MAX_POINTS",
+    "RANGE",
+    "PROBE_LIMIT",
+    "DATA_LIMIT",
+    "MAX_SELECTED",
+    "encode_points",
+    "decode_points",
+    "parse_probe",
+    "format_probe",
+    "check_points",
+    "check_extent",
+    "coordinate",
+    "parse_selection",
+]
 
 MAX_POINTS = 500
 RANGE = 8.0
@@ -40,8 +53,13 @@ def encode_points(x: np.ndarray, y: np.ndarray) -> str:
     if len(y) and (y.min() < 0 or y.max() > 7):
         raise DataError("drawn points take classes 0 to 7")
     q = np.round((x + RANGE) / (2 * RANGE) * _Q).astype("<u2")
-    raw = bytes([_VERSION]) + np.uint16(len(x)).astype("<u2").tobytes() + q[:, 0].tobytes() + q[:, 1].tobytes() \
+    raw = (
+        bytes([_VERSION])
+        + np.uint16(len(x)).astype("<u2").tobytes()
+        + q[:, 0].tobytes()
+        + q[:, 1].tobytes()
         + y.astype(np.uint8).tobytes()
+    )
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -52,8 +70,10 @@ def decode_points(text: str) -> tuple[np.ndarray, np.ndarray]:
     load_csv refuses (fewer than 4 points, one class, more than 8)."""
     text = str(text).strip()
     if len(text) > _MAX_CHARS:
-        raise DataError(f"the drawn points in the link are too long ({len(text)} characters; at most "
-                        f"{_MAX_CHARS}, i.e. {MAX_POINTS} points)")
+        raise DataError(
+            f"the drawn points in the link are too long ({len(text)} characters; at most "
+            f"{_MAX_CHARS}, i.e. {MAX_POINTS} points)"
+        )
     if not _B64.match(text):
         raise DataError("the drawn points in the link are not URL-safe base64")
     try:
@@ -65,8 +85,8 @@ def decode_points(text: str) -> tuple[np.ndarray, np.ndarray]:
     n = int(np.frombuffer(raw[1:3], "<u2")[0])
     if n > MAX_POINTS or len(raw) != 3 + 5 * n:
         raise DataError(f"the drawn points in the link are damaged: {len(raw)} bytes for {n} points")
-    q = np.frombuffer(raw[3:3 + 4 * n], "<u2").reshape(2, n).T.astype(np.float64)
-    y = np.frombuffer(raw[3 + 4 * n:], np.uint8)
+    q = np.frombuffer(raw[3 : 3 + 4 * n], "<u2").reshape(2, n).T.astype(np.float64)
+    y = np.frombuffer(raw[3 + 4 * n :], np.uint8)
     if (y > 7).any():
         raise DataError("the drawn points in the link have a class beyond 7")
     x = q / _Q * (2 * RANGE) - RANGE

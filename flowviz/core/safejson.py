@@ -44,8 +44,9 @@ def json_depth(text: str) -> int:
 def _number(kind: type[int] | type[float], what: str) -> Callable[[str], int | float]:
     def parse(s: str) -> int | float:
         if len(s) > MAX_NUMBER_CHARS:
-            raise FlowvizError(f"{what} holds a number written with {len(s)} characters; at most "
-                               f"{MAX_NUMBER_CHARS} are allowed")
+            raise FlowvizError(
+                f"{what} holds a number written with {len(s)} characters; at most {MAX_NUMBER_CHARS} are allowed"
+            )
         return kind(s)
 
     return parse

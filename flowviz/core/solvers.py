@@ -25,8 +25,21 @@ from torch import Tensor
 
 from .errors import FlowvizError
 
-__all__ = ["Tableau", "STEPPERS", "integrate", "reference_solution", "REFERENCE_RTOL", "REFERENCE_ATOL", "TIGHT_RTOL",
-           "TIGHT_ATOL", "TooStiff", "Cancelled", "solve_limits", "adaptive", "MAX_ADAPTIVE_EVALS"]
+__all__ = [
+    "Tableau",
+    "STEPPERS",
+    "integrate",
+    "reference_solution",
+    "REFERENCE_RTOL",
+    "REFERENCE_ATOL",
+    "TIGHT_RTOL",
+    "TIGHT_ATOL",
+    "TooStiff",
+    "Cancelled",
+    "solve_limits",
+    "adaptive",
+    "MAX_ADAPTIVE_EVALS",
+]
 
 
 @dataclass(frozen=True)
@@ -46,8 +59,12 @@ class Tableau:
 STEPPERS: dict[str, Tableau] = {
     "euler": Tableau(c=(1.0,), a=((),), b=(1.0,), order=1),
     "midpoint": Tableau(c=(0.0, 0.5), a=((), (0.5,)), b=(0.0, 1.0), order=2),
-    "rk4": Tableau(c=(0.0, 1 / 3, 2 / 3, 1.0), a=((), (1 / 3,), (-1 / 3, 1.0), (1.0, -1.0, 1.0)),
-                   b=(1 / 8, 3 / 8, 3 / 8, 1 / 8), order=4),
+    "rk4": Tableau(
+        c=(0.0, 1 / 3, 2 / 3, 1.0),
+        a=((), (1 / 3,), (-1 / 3, 1.0), (1.0, -1.0, 1.0)),
+        b=(1 / 8, 3 / 8, 3 / 8, 1 / 8),
+        order=4,
+    ),
 }
 
 # f(k, i, t, x): the velocity of stage i of step k (0-based) at time t, points x (n, d) -> (n, d)
@@ -56,8 +73,16 @@ StageField = Callable[[int, int, float, Tensor], Tensor]
 Noise = Optional[Callable[[int, float, Tensor], Tensor]]  # noqa: UP045
 
 
-def integrate(f: StageField, x0: Tensor, times: Sequence[float] | np.ndarray, tab: Tableau, *, record: bool = False,
-              noise: Noise = None, checkpoint: bool = False) -> Tensor:
+def integrate(
+    f: StageField,
+    x0: Tensor,
+    times: Sequence[float] | np.ndarray,
+    tab: Tableau,
+    *,
+    record: bool = False,
+    noise: Noise = None,
+    checkpoint: bool = False,
+) -> Tensor:
     """Solve x' = v(t, x) on the partition ``times`` (length L+1) from x0 (n, d).
 
     Returns x_L (n, d), or with ``record`` the whole trajectory (L+1, n, d).
@@ -101,9 +126,15 @@ REFERENCE_RTOL, REFERENCE_ATOL = 1e-8, 1e-10
 TIGHT_RTOL = TIGHT_ATOL = 1e-11
 
 
-def reference_solution(v: Callable[[float, Tensor], Tensor], x0: Tensor, times: Sequence[float] | np.ndarray, *,
-                       jumps: Sequence[float] | np.ndarray | None = None,
-                       rtol: float = REFERENCE_RTOL, atol: float = REFERENCE_ATOL) -> Tensor:
+def reference_solution(
+    v: Callable[[float, Tensor], Tensor],
+    x0: Tensor,
+    times: Sequence[float] | np.ndarray,
+    *,
+    jumps: Sequence[float] | np.ndarray | None = None,
+    rtol: float = REFERENCE_RTOL,
+    atol: float = REFERENCE_ATOL,
+) -> Tensor:
     """The continuous solution x(t_k) of x' = v(t, x) by torchdiffeq's adaptive dopri5, in float64.
 
     ``jumps``: times where v jumps or kinks in t (per-step weights, knots), which the solver must not step across.
@@ -118,14 +149,20 @@ def reference_solution(v: Callable[[float, Tensor], Tensor], x0: Tensor, times: 
     if memo is not None:  # the same solve again within one solve_limits block (a stiffness probe, then the views)
         import hashlib
 
-        key = hashlib.sha256(x0.detach().double().cpu().numpy().tobytes() + t.numpy().tobytes()
-                             + np.asarray([rtol, atol, -1] + list(jumps if jumps is not None else [])).tobytes())
+        key = hashlib.sha256(
+            x0.detach().double().cpu().numpy().tobytes()
+            + t.numpy().tobytes()
+            + np.asarray([rtol, atol, -1] + list(jumps if jumps is not None else [])).tobytes()
+        )
         if key.hexdigest() in memo:
             hit: Tensor = memo[key.hexdigest()].clone()
             return hit
     with torch.no_grad():
-        out = adaptive(lambda f, o: odeint(f, x0.double(), t, rtol=rtol, atol=atol, method="dopri5", options=o),
-                       lambda tt, x: v(float(tt), x), opts)
+        out = adaptive(
+            lambda f, o: odeint(f, x0.double(), t, rtol=rtol, atol=atol, method="dopri5", options=o),
+            lambda tt, x: v(float(tt), x),
+            opts,
+        )
     if memo is not None:
         memo[key.hexdigest()] = out.clone()
     return out
@@ -140,8 +177,10 @@ class TooStiff(FlowvizError):
     is too stiff to draw exactly. ``evals``: the evaluations made before it stopped."""
 
     def __init__(self, evals: int, budget: int):
-        super().__init__(f"this flow is too stiff to draw exactly: its adaptive solver needs more than {budget:,} "
-                         f"evaluations of the field (the budget of this run)")
+        super().__init__(
+            f"this flow is too stiff to draw exactly: its adaptive solver needs more than {budget:,} "
+            f"evaluations of the field (the budget of this run)"
+        )
         self.evals, self.budget = evals, budget
 
 
@@ -162,8 +201,14 @@ ODEFunc = Callable[[Tensor, Tensor], Tensor]  # (t, x) -> v(t, x), as torchdiffe
 
 
 @contextmanager
-def solve_limits(*, max_evals: int | None = None, cancel: Flag | None = None, counter: list[float] | None = None,
-                 needs: float | None = None, memo: dict[str, Tensor] | None = None) -> Iterator[None]:
+def solve_limits(
+    *,
+    max_evals: int | None = None,
+    cancel: Flag | None = None,
+    counter: list[float] | None = None,
+    needs: float | None = None,
+    memo: dict[str, Tensor] | None = None,
+) -> Iterator[None]:
     """Within this block (this thread), every adaptive solve of flowviz (the dopri5 reference, odeint_adjoint)
     stops after ``max_evals`` field evaluations with TooStiff, and between two evaluations with Cancelled once
     ``cancel`` (``is_set()``) is set; ``counter[0]`` adds up the evaluations made (and ``counter[1]``, if there,

@@ -106,6 +106,8 @@ def unresolved_step(horizon: float, n_steps: int, kind: str = "uniform", ratio: 
     k = int(bad[0])
     exact = partition(horizon, n_steps, kind, ratio)
     step = f"{exact[k + 1] - exact[k]:.3g}"
-    return (f"step {k + 1} of this partition is {step} long at t = {exact[k + 1]:.4g}, finer than float32 can "
-            f"resolve there (at least {float(need[k]):.3g}); use fewer steps, a ratio closer to 1, or a larger "
-            f"horizon")
+    return (
+        f"step {k + 1} of this partition is {step} long at t = {exact[k + 1]:.4g}, finer than float32 can "
+        f"resolve there (at least {float(need[k]):.3g}); use fewer steps, a ratio closer to 1, or a larger "
+        f"horizon"
+    )

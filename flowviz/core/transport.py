@@ -112,11 +112,13 @@ def _bilinear(U: Tensor, pts: Tensor, lo: tuple[float, float], h: tuple[float, f
     i0 = fx.floor().long().clamp(max=N - 2)
     j0 = fy.floor().long().clamp(max=N - 2)
     wx, wy = fx - i0, fy - j0
+
     def g(j: Tensor, i: Tensor) -> Tensor:
         return U[:, j, i]
 
-    return ((1 - wy) * ((1 - wx) * g(j0, i0) + wx * g(j0, i0 + 1)) +
-            wy * ((1 - wx) * g(j0 + 1, i0) + wx * g(j0 + 1, i0 + 1)))
+    return (1 - wy) * ((1 - wx) * g(j0, i0) + wx * g(j0, i0 + 1)) + wy * (
+        (1 - wx) * g(j0 + 1, i0) + wx * g(j0 + 1, i0 + 1)
+    )
 
 
 def _pad(U: Tensor) -> Tensor:
@@ -130,8 +132,15 @@ def _ring(N: int) -> tuple[Tensor, Tensor]:
     return torch.cat([z, e, i[1:-1], i[1:-1]]), torch.cat([i, i, z[1:-1], e[1:-1]])
 
 
-def _upwind_block(U: Tensor, v: Velocity, t0: float, s: float, pts: Tensor, h: tuple[float, float],
-                  ghost: Callable[[float], Tensor] | None = None) -> Tensor:
+def _upwind_block(
+    U: Tensor,
+    v: Velocity,
+    t0: float,
+    s: float,
+    pts: Tensor,
+    h: tuple[float, float],
+    ghost: Callable[[float], Tensor] | None = None,
+) -> Tensor:
     """Advance U back over one block: U += dt (v . grad U), one-sided differences on the side v points to.
 
     ``ghost(t)``: u(t, .) at the ring of nodes around the box (:func:`_ring` order), (C, 4N+4); else edge copies."""
@@ -159,17 +168,25 @@ def _diffuse(U: Tensor, eps: float, s: float, h: tuple[float, float]) -> Tensor:
     dt = s / n
     for _ in range(n):
         P = _pad(U)
-        lap = ((P[:, 1:-1, 2:] - 2 * U + P[:, 1:-1, :-2]) / h[0] ** 2 +
-               (P[:, 2:, 1:-1] - 2 * U + P[:, :-2, 1:-1]) / h[1] ** 2)
+        lap = (P[:, 1:-1, 2:] - 2 * U + P[:, 1:-1, :-2]) / h[0] ** 2 + (P[:, 2:, 1:-1] - 2 * U + P[:, :-2, 1:-1]) / h[
+            1
+        ] ** 2
         U = U + dt * eps * lap
     return U
 
 
 @torch.no_grad()
-def solve_transport(model: FlowModel, resolution: int = 128, scheme: str = "semi_lagrangian", *,
-                    extent: tuple[float, float, float, float] = (-2.5, 2.5, -2.5, 2.5), substeps: int | None = None,
-                    viscosity: float | None = None, time_steps: str = "flow",
-                    dtype: torch.dtype = torch.float32) -> GridSolution:
+def solve_transport(
+    model: FlowModel,
+    resolution: int = 128,
+    scheme: str = "semi_lagrangian",
+    *,
+    extent: tuple[float, float, float, float] = (-2.5, 2.5, -2.5, 2.5),
+    substeps: int | None = None,
+    viscosity: float | None = None,
+    time_steps: str = "flow",
+    dtype: torch.dtype = torch.float32,
+) -> GridSolution:
     """u(0, .) of the transport problem of a trained ``model`` on a resolution x resolution grid over
     ``extent`` = (x1 lo, x1 hi, x2 lo, x2 hi), solved backward from u(T, .) = f with a grid scheme.
 
@@ -182,8 +199,7 @@ def solve_transport(model: FlowModel, resolution: int = 128, scheme: str = "semi
     if scheme not in GRID_SCHEMES:
         raise ConfigError(f"unknown grid scheme {scheme!r}; valid: {', '.join(GRID_SCHEMES)}")
     if model.dim != 2:
-        raise ConfigError(f"the grid solver works on the plane only (lift = 0); this model has lift = "
-                          f"{model.dim - 2}")
+        raise ConfigError(f"the grid solver works on the plane only (lift = 0); this model has lift = {model.dim - 2}")
     if not 8 <= int(resolution) <= MAX_RESOLUTION:
         raise ConfigError(f"resolution={resolution} is out of range: 8 <= resolution <= {MAX_RESOLUTION}")
     if time_steps not in ("flow", "blocks") or (time_steps == "blocks" and scheme != "semi_lagrangian"):
@@ -233,7 +249,7 @@ def solve_transport(model: FlowModel, resolution: int = 128, scheme: str = "semi
             else:
                 X = _rk4(v, t0, s, pts, n_sub[k - 1])
             vals = _bilinear(U, X, lo, h)
-            out = ((X[:, 0] < x1[0]) | (X[:, 0] > x1[-1]) | (X[:, 1] < x2[0]) | (X[:, 1] > x2[-1]))
+            out = (X[:, 0] < x1[0]) | (X[:, 0] > x1[-1]) | (X[:, 1] < x2[0]) | (X[:, 1] > x2[-1])
             if bool(out.any()):
                 vals[:, out] = follow(X[out], k)
             U = vals.reshape(-1, N, N)
@@ -247,5 +263,6 @@ def solve_transport(model: FlowModel, resolution: int = 128, scheme: str = "semi
         if eps > 0:
             U = _diffuse(U, eps, s, h)
     u = U.permute(1, 2, 0).cpu().numpy()
-    return GridSolution(x1.astype(np.float32), x2.astype(np.float32), u.astype(np.float32), scheme,
-                        GRID_SCHEMES[scheme], eps)
+    return GridSolution(
+        x1.astype(np.float32), x2.astype(np.float32), u.astype(np.float32), scheme, GRID_SCHEMES[scheme], eps
+    )

@@ -40,7 +40,26 @@ FIGURES = {  # every view by name (scenario files name them in side_figures)
 # space (the diagnostics are per block, not per point)
 PROBE_VIEWS = frozenset({characteristics, decision, transport, spacetime, velocity, lifted})
 
-__all__ = ["INSTRUMENTS", "PROBE_VIEWS", "probe", "stability", "volume", "transport_grid", "adjoint",
-           "FIGURES", "characteristics", "decision", "transport", "spacetime", "velocity", "learning_curves",
-           "diagnostics", "weights", "presentation", "samples", "lifted",
-           "folding", "convergence"]
+__all__ = [
+    "INSTRUMENTS",
+    "PROBE_VIEWS",
+    "probe",
+    "stability",
+    "volume",
+    "transport_grid",
+    "adjoint",
+    "FIGURES",
+    "characteristics",
+    "decision",
+    "transport",
+    "spacetime",
+    "velocity",
+    "learning_curves",
+    "diagnostics",
+    "weights",
+    "presentation",
+    "samples",
+    "lifted",
+    "folding",
+    "convergence",
+]

@@ -11,6 +11,7 @@ from plotly.subplots import make_subplots
 
 from ..training.convergence import Convergence
 from .figures import PALETTE, _f32, _layout
+from .style import styled
 
 __all__ = ["convergence", "slope_guides", "GUIDE_ORDERS"]
 
@@ -22,43 +23,91 @@ def slope_guides(fig, h: np.ndarray, e: np.ndarray, row: int, col: int) -> None:
     h0, e0 = float(np.exp(np.log(h).mean())), float(np.exp(np.log(e).mean()))
     hs = np.array([h.min(), h.max()])
     for p, dash in GUIDE_ORDERS:
-        fig.add_trace(go.Scatter(x=_f32(hs), y=_f32(e0 * (hs / h0) ** p), mode="lines", name=f"slope {p}",
-                                 line=dict(color="#777777", dash=dash, width=2)), row, col)
+        fig.add_trace(
+            go.Scatter(
+                x=_f32(hs),
+                y=_f32(e0 * (hs / h0) ** p),
+                mode="lines",
+                name=f"slope {p}",
+                line=dict(color="#777777", dash=dash, width=2),
+            ),
+            row,
+            col,
+        )
 
 
+@styled
 def convergence(conv: Convergence) -> go.Figure:
     """max |x_L − x(T)| against the step size on one re-discretised field (log-log, fitted points filled, the
     reference's floor marked), beside the decision-level errors of F_L against the exact F = f(x(T))."""
     c = conv
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12, subplot_titles=(
-        "max over the points of |x_L − x(T)|",
-        f"decision: F_L against F = f(x(T)) on a {c.grid_res}×{c.grid_res} grid"))
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        horizontal_spacing=0.12,
+        subplot_titles=(
+            "max over the points of |x_L − x(T)|",
+            f"decision: F_L against F = f(x(T)) on a {c.grid_res}×{c.grid_res} grid",
+        ),
+    )
     labels = [f"L = {int(L)}" for L in c.n_steps]
-    fig.add_trace(go.Scatter(x=_f32(c.step_size), y=c.errors, mode="lines+markers+text", text=labels,
-                             textposition="top center", name=f"{c.scheme}, one field",
-                             line=dict(color=PALETTE[0], width=3),
-                             marker=dict(size=11, color=[PALETTE[0] if f else "white" for f in c.fitted],
-                                         line=dict(color=PALETTE[0], width=2))), 1, 1)
+    fig.add_trace(
+        go.Scatter(
+            x=_f32(c.step_size),
+            y=c.errors,
+            mode="lines+markers+text",
+            text=labels,
+            textposition="top center",
+            name=f"{c.scheme}, one field",
+            line=dict(color=PALETTE[0], width=3),
+            marker=dict(
+                size=11, color=[PALETTE[0] if f else "white" for f in c.fitted], line=dict(color=PALETTE[0], width=2)
+            ),
+        ),
+        1,
+        1,
+    )
     slope_guides(fig, c.step_size, c.errors, 1, 1)
-    fig.add_hline(y=c.floor, line=dict(color="#d00000", width=2, dash="dash"), row=1, col=1,
-                  annotation_text=f"reference floor {c.floor:.1e}", annotation_position="bottom right")
+    fig.add_hline(
+        y=c.floor,
+        line=dict(color="#d00000", width=2, dash="dash"),
+        row=1,
+        col=1,
+        annotation_text=f"reference floor {c.floor:.1e}",
+        annotation_position="bottom right",
+    )
     share = [f"{v:.1%}" for v in c.decision_mismatch]
-    fig.add_trace(go.Scatter(x=[int(L) for L in c.n_steps], y=c.decision_max_diff, mode="lines+markers+text",
-                             text=share, textposition="top center", name="max |F_L − F| (labels: share of the grid "
-                             "where argmax F_L ≠ argmax F)", line=dict(color=PALETTE[2], width=3), marker=dict(size=9)),
-                  1, 2)
-    fig.add_hline(y=c.decision_floor, line=dict(color="#d00000", width=2, dash="dash"), row=1, col=2,
-                  annotation_text=f"floor of F {c.decision_floor:.0e}", annotation_position="bottom right")
+    fig.add_trace(
+        go.Scatter(
+            x=[int(L) for L in c.n_steps],
+            y=c.decision_max_diff,
+            mode="lines+markers+text",
+            text=share,
+            textposition="top center",
+            name="max |F_L − F| (labels: share of the grid where argmax F_L ≠ argmax F)",
+            line=dict(color=PALETTE[2], width=3),
+            marker=dict(size=9),
+        ),
+        1,
+        2,
+    )
+    fig.add_hline(
+        y=c.decision_floor,
+        line=dict(color="#d00000", width=2, dash="dash"),
+        row=1,
+        col=2,
+        annotation_text=f"floor of F {c.decision_floor:.0e}",
+        annotation_position="bottom right",
+    )
     fig.update_xaxes(type="log", title_text="step size h = max s_k", row=1, col=1)
     fig.update_yaxes(type="log", exponentformat="power", title_text="error", row=1, col=1)
     fig.update_xaxes(type="log", title_text="steps L", row=1, col=2)
     fig.update_yaxes(type="log", exponentformat="power", title_text="max |F_L − F|", row=1, col=2)
     slope = "no slope (fewer than two errors above the floor)" if math.isnan(c.slope) else f"slope {c.slope:.2f}"
-    expected = "<br>".join(textwrap.wrap(f"expected {c.expected}: {c.reason}" if c.expected is not None
-                                         else c.reason, 150))
-    for a in fig.layout.annotations:
-        a.font = dict(size=15)
-    _layout(fig, f"Order of convergence on one field ({c.time_mode} weights): {slope}<br><sup>{expected}</sup>",
-            height=560)
-    fig.update_layout(legend=dict(y=-0.25), margin=dict(t=110 + 24 * expected.count("<br>"), b=110))
+    expected = "<br>".join(
+        textwrap.wrap(f"expected {c.expected}: {c.reason}" if c.expected is not None else c.reason, 150)
+    )
+    _layout(
+        fig, f"Order of convergence on one field ({c.time_mode} weights): {slope}<br><sup>{expected}</sup>", height=560
+    )
     return fig

@@ -8,12 +8,16 @@ from dataclasses import replace
 import numpy as np
 import plotly.graph_objects as go
 
-from .figures import PALETTE, TOP_LEGEND, _dims_note, _equal_axes, _f32, _frame_slider, _layout, _note, _views
+from .figures import PALETTE, _dims_note, _equal_axes, _f32, _frame_slider, _layout, _note, _views
 from .probepath import probe_point, probe_traces
+from .style import int_ticks, styled
 
 __all__ = ["velocity", "folding"]
 
+ROBUST_Q = 0.98  # the quantile of |V_k| over the grid and frames that sets the colour and arrow scale
 
+
+@styled
 def velocity(obj, *, probe_path=None) -> go.Figure:
     """V_k = v(t_k, .) as arrows over its magnitude |V_k|, with a slider over k.
 
@@ -30,23 +34,44 @@ def velocity(obj, *, probe_path=None) -> go.Figure:
     if plain:  # the grid points sit on the slice: their coordinates beyond the second are zero
         vel = replace(vel, v=vel.v - np.concatenate([np.stack([X1, X2], -1), np.zeros_like(vel.v[0, ..., 2:])], -1))
     name, mag = ("V_k(x) − x", "|V_k(x) − x|") if plain else ("V_k", "|V_k|")
-    what = ("Plain net: displacement V_k(x) − x of block k (a map, not a small step)" if plain
-            else "Velocity field V_k = v(t_k, ·)")
+    what = (
+        "Plain net: displacement V_k(x) − x of block k (a map, not a small step)"
+        if plain
+        else "Velocity field V_k = v(t_k, ·)"
+    )
     mags = np.linalg.norm(vel.v[..., :2], axis=-1)
-    vmax = float(np.nanmax(mags)) or 1.0
+    # colour and arrow length from a robust quantile: a few fast outliers must not make every other arrow a dot
+    vmax = float(np.nanquantile(mags[np.isfinite(mags)], ROBUST_Q)) if np.isfinite(mags).any() else 1.0
+    vmax = vmax or float(np.nanmax(mags)) or 1.0
+    clipped = bool(np.nanmax(mags) > vmax * 1.0001)
     scale = 0.9 * float(vel.x1[1] - vel.x1[0]) / vmax
+    cb_title = f"{mag}, clipped at the {100 * ROBUST_Q:.0f}th percentile" if clipped else mag
 
     def arrows(i):
-        return _arrows(X1.ravel(), X2.ravel(), vel.v[i, ..., 0].ravel() * scale, vel.v[i, ..., 1].ravel() * scale)
+        f = np.minimum(1.0, vmax / np.maximum(mags[i], 1e-30)).ravel() * scale  # longer arrows drawn at vmax
+        return _arrows(X1.ravel(), X2.ravel(), vel.v[i, ..., 0].ravel() * f, vel.v[i, ..., 1].ravel() * f)
 
     def heat(i):
-        return go.Heatmap(x=_f32(vel.x1), y=_f32(vel.x2), z=_f32(mags[i]), colorscale="Viridis", zmin=0, zmax=vmax,
-                          colorbar=dict(title=dict(text=mag, side="right"), thickness=14), opacity=0.8,
-                          zsmooth="best", hoverinfo="skip")
+        return go.Heatmap(
+            x=_f32(vel.x1),
+            y=_f32(vel.x2),
+            z=_f32(mags[i]),
+            colorscale="Viridis",
+            zmin=0,
+            zmax=vmax,
+            colorbar=dict(title=dict(text=cb_title, side="right")),
+            opacity=0.8,
+            zsmooth="best",
+            hoverinfo="skip",
+        )
 
     ax, ay = arrows(sel[0])
-    fig = go.Figure(data=[heat(sel[0]), go.Scatter(x=ax, y=ay, mode="lines", line=dict(color="#222222", width=1.5),
-                                                   name=name, hoverinfo="skip")])
+    fig = go.Figure(
+        data=[
+            heat(sel[0]),
+            go.Scatter(x=ax, y=ay, mode="lines", line=dict(color="#222222", width=1.5), name=name, hoverinfo="skip"),
+        ]
+    )
     moving = [0, 1]
     if probe_path is not None:  # the path stays; the star marks x_(k-1), where V_k acts
         fig.add_traces(probe_traces(probe_path, int(vel.ks[sel[0]]) - 1, label="x_(k−1)"))
@@ -59,19 +84,22 @@ def velocity(obj, *, probe_path=None) -> go.Figure:
         data = [go.Heatmap(z=_f32(mags[i])), go.Scatter(x=ax, y=ay)]
         if probe_path is not None:
             data.append(probe_point(probe_path, int(k) - 1, full=False))
-        frames.append(go.Frame(name=str(int(k)), data=data, traces=moving,
-                               layout=dict(title_text=f"{what} at k = {int(k)}, "
-                                                      f"t_k = {vel.t[i]:.3g}{_dims_note(v, name)}")))
+        frames.append(
+            go.Frame(
+                name=str(int(k)),
+                data=data,
+                traces=moving,
+                layout=dict(title_text=f"{what} at k = {int(k)}, t_k = {vel.t[i]:.3g}{_dims_note(v, name)}"),
+            )
+        )
     fig.frames = frames
     sliders, menus = _frame_slider(vel.ks[sel], vel.t[sel])
     _equal_axes(fig)
     fig.update_xaxes(range=[float(vel.x1[0]), float(vel.x1[-1])])
     fig.update_yaxes(range=[float(vel.x2[0]), float(vel.x2[-1])])
-    _layout(fig, f"{what} at k = {int(vel.ks[0])}{_dims_note(v, name)}", height=660, sliders=sliders,
-            updatemenus=menus)
-    if probe_path is not None:  # a legend now (the field, the probe): above the plot, clear of the slider
-        fig.update_layout(legend=TOP_LEGEND, margin=dict(t=100))
-    return fig
+    return _layout(
+        fig, f"{what} at k = {int(vel.ks[0])}{_dims_note(v, name)}", height=660, sliders=sliders, updatemenus=menus
+    )
 
 
 def _arrows(x, y, u, w, head: float = 0.3, angle: float = np.pi / 9):
@@ -90,6 +118,7 @@ def _arrows(x, y, u, w, head: float = 0.3, angle: float = np.pi / 9):
     return _f32(px), _f32(py)
 
 
+@styled
 def folding(obj) -> go.Figure:
     """Per block k: max over points of |A_k|_2 and the most negative real eigenvalue of A_k = D(step k) - I.
 
@@ -105,16 +134,26 @@ def folding(obj) -> go.Figure:
     eig = np.where(np.isfinite(f.min_eig), f.min_eig, np.nan)
     fig.add_trace(go.Bar(x=k, y=_f32(f.max_norm), name="max |A_k|₂ over the points", marker_color=PALETTE[0]))
     fig.add_trace(go.Bar(x=k, y=_f32(eig), name="most negative real eigenvalue of A_k", marker_color=PALETTE[5]))
-    fig.add_hline(y=f.THRESHOLD, line=dict(color="#444444", width=2, dash="dot"),
-                  annotation_text="|A_k| = 1: below it no fold is possible", annotation_position="top left")
-    fig.add_hline(y=-1, line=dict(color="#d00000", width=2, dash="dash"),
-                  annotation_text="det(I + A_k) < 0, a fold, exactly where an odd number of real eigenvalues "
-                                  "lie below −1 (in the plane: exactly one)", annotation_position="bottom left")
-    fig.update_xaxes(title_text="block k")
+    fig.add_hline(
+        y=f.THRESHOLD,
+        line=dict(color="#444444", width=2, dash="dot"),
+        annotation_text="|A_k| = 1: below it no fold is possible",
+        annotation_position="top left",
+    )
+    fig.add_hline(
+        y=-1,
+        line=dict(color="#d00000", width=2, dash="dash"),
+        annotation_text="det(I + A_k) < 0, a fold, exactly where an odd number of real eigenvalues "
+        "lie below −1 (in the plane: exactly one)",
+        annotation_position="bottom left",
+    )
+    fig.update_xaxes(title_text="block k", **int_ticks(len(k)))
     fig.update_yaxes(title_text="A_k = D(step k) − I")
     plain = v.config.scheme == "plain"
-    title = ("Plain net: A_k = DV_k − I (a plain block is a map)" if plain else
-             f"What folds a step: A_k = D(step k) − I{' = s_k DV_k' if v.config.scheme == 'euler' else ''}, "
-             f"max |A_k| = {float(f.max_norm.max()):.3g} over {f.points} points")
-    _layout(fig, title, height=440, barmode="group")
-    return fig.update_layout(legend=dict(y=-0.2))
+    title = (
+        "Plain net: A_k = DV_k − I (a plain block is a map)"
+        if plain
+        else f"What folds a step: A_k = D(step k) − I{' = s_k DV_k' if v.config.scheme == 'euler' else ''}, "
+        f"max |A_k| = {float(f.max_norm.max()):.3g} over {f.points} points"
+    )
+    return _layout(fig, title, height=440, barmode="group")

@@ -12,11 +12,12 @@ from ..training.lifted import slice_name
 from .encoding import FULL_HD, PROB_TOP, half_pixel, prob_bytes, simplify
 from .encoding import segments as _segments
 from .probepath import probe_point, probe_traces, probe_traces_3d
+from .style import apply, int_ticks, round_for_reading, styled
 
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
-FONT = dict(size=16)
 SURFACE_OPACITY = 0.55
+DIVERGING = "RdBu_r"  # signed quantities, centred at 0: blue negative, white 0, red positive (in every view)
 
 
 def _views(obj) -> FlowViews:
@@ -30,9 +31,8 @@ def _f32(a):
 
 
 def _layout(fig: go.Figure, title: str, height: int = 620, **kw) -> go.Figure:
-    fig.update_layout(title=dict(text=title, x=0.01, font=dict(size=20)), font=FONT, height=height,
-                      margin=dict(l=60, r=20, t=60, b=50), template="plotly_white",
-                      legend=dict(orientation="h", yanchor="top", y=-0.12, xanchor="left", x=0), **kw)
+    """Title, height and layout settings; fonts, margins, legend and colour bars are :mod:`.style`'s."""
+    fig.update_layout(title=dict(text=title), height=height, template="plotly_white", **kw)
     return fig
 
 
@@ -53,19 +53,46 @@ def _surface_trace(views: FlowViews, u: np.ndarray, x1, x2, *, showscale=True, c
     """u (res, res, C): two classes as P(class 1) on a diverging scale; more as the likeliest class."""
     C = u.shape[-1]
     z = _surface_z(u)
+    smooth = "best"
     if C == 2:  # P(class 1) quantised to bytes: 4x less to send, finer than the eye can tell
         scale, zmin, zmax = [[0, PALETTE[0]], [0.5, "#ffffff"], [1, PALETTE[1]]], 0, PROB_TOP
-        cb = dict(title=dict(text="u = P(class 1)", side="right"), tickvals=[0, PROB_TOP / 2, PROB_TOP],
-                  ticktext=["0", "0.5", "1"])
-    else:
-        scale = [[i / (C - 1), PALETTE[i]] for i in range(C)]
-        zmin, zmax = 0, C - 1
-        cb = dict(title=dict(text="likeliest class", side="right"), tickvals=list(range(C)))
+        cb = dict(
+            title=dict(text="u = P(class 1)", side="right"),
+            tickvals=[0, PROB_TOP / 2, PROB_TOP],
+            ticktext=["0", "0.5", "1"],
+        )
+    else:  # categories: one flat colour per class, steps between them, no smoothing across classes
+        scale = categorical_scale(C)
+        zmin, zmax, smooth = -0.5, C - 0.5, False
+        cb = dict(
+            title=dict(text="likeliest class", side="right"),
+            tickvals=list(range(C)),
+            ticktext=[str(c) for c in range(C)],
+        )
     cb.update(thickness=14, len=0.8)
     if colorbar_x is not None:
         cb["x"] = colorbar_x
-    return go.Heatmap(x=_f32(x1), y=_f32(x2), z=z, colorscale=scale, zmin=zmin, zmax=zmax,
-                      opacity=SURFACE_OPACITY, showscale=showscale, colorbar=cb, hoverinfo="skip", zsmooth="best")
+    return go.Heatmap(
+        x=_f32(x1),
+        y=_f32(x2),
+        z=z,
+        colorscale=scale,
+        zmin=zmin,
+        zmax=zmax,
+        opacity=SURFACE_OPACITY,
+        showscale=showscale,
+        colorbar=cb,
+        hoverinfo="skip",
+        zsmooth=smooth,
+    )
+
+
+def categorical_scale(C: int) -> list:
+    """A colour scale of C flat bands over [-0.5, C - 0.5]: class c is PALETTE[c] on [c - 0.5, c + 0.5]."""
+    out = []
+    for c in range(C):
+        out += [[c / C, PALETTE[c]], [(c + 1) / C, PALETTE[c]]]
+    return out
 
 
 def _surface_z(u: np.ndarray) -> np.ndarray:
@@ -98,51 +125,111 @@ def mc_note(views: FlowViews) -> str:
     se = views.surfaces.mc_stderr
     if se is None or not len(se):
         return ""
-    return (f" · u = E f(X_T) from M = {views.config.mc_samples} noise paths shared by all grid points, "
-            f"Monte-Carlo s.e. ≤ {float(np.max(se)):.3f}")
-
-
-TOP_LEGEND = dict(orientation="h", yanchor="bottom", y=1.01, xanchor="left", x=0)  # clear of the slider below
+    return (
+        f" · u = E f(X_T) from M = {views.config.mc_samples} noise paths shared by all grid points, "
+        f"Monte-Carlo s.e. ≤ {float(np.max(se)):.3f}"
+    )
 
 
 def _frame_slider(ks, t, prefix="k"):
-    steps = [dict(method="animate", label=str(int(k)),
-                  args=[[str(int(k))], dict(mode="immediate", frame=dict(duration=0, redraw=True),
-                                            transition=dict(duration=0))]) for k in ks]
-    slider = dict(active=0, steps=steps, x=0.08, len=0.9, y=-0.02, yanchor="top",
-                  currentvalue=dict(prefix=f"{prefix} = ", font=dict(size=16)), pad=dict(t=40))
-    play = dict(type="buttons", showactive=False, x=0.0, y=-0.02, xanchor="left", yanchor="top", pad=dict(t=45),
-                buttons=[dict(label="▶", method="animate",
-                              args=[None, dict(frame=dict(duration=250, redraw=True), fromcurrent=True,
-                                               transition=dict(duration=0))]),
-                         dict(label="❚❚", method="animate",
-                              args=[[None], dict(mode="immediate", frame=dict(duration=0, redraw=False))])])
+    steps = [
+        dict(
+            method="animate",
+            label=str(int(k)),
+            args=[
+                [str(int(k))],
+                dict(mode="immediate", frame=dict(duration=0, redraw=True), transition=dict(duration=0)),
+            ],
+        )
+        for k in ks
+    ]
+    slider = dict(
+        active=0,
+        steps=steps,
+        x=0.1,
+        len=0.9,
+        y=0,
+        yanchor="top",
+        currentvalue=dict(prefix=f"{prefix} = ", visible=False),
+    )
+    play = dict(
+        type="buttons",
+        showactive=False,
+        direction="left",
+        x=0.0,
+        y=0,
+        xanchor="left",
+        yanchor="top",
+        buttons=[
+            dict(
+                label="▶",
+                method="animate",
+                args=[None, dict(frame=dict(duration=250, redraw=True), fromcurrent=True, transition=dict(duration=0))],
+            ),
+            dict(
+                label="❚❚",
+                method="animate",
+                args=[[None], dict(mode="immediate", frame=dict(duration=0, redraw=False))],
+            ),
+        ],
+    )
     return [slider], [play]
 
 
-def characteristics(obj, *, probe_path=None) -> go.Figure:
+@styled
+def characteristics(obj, *, probe_path=None, fixed_window: bool = False) -> go.Figure:
     """The characteristics x_0 -> x_L over u(t_k, .), with the deformed grid; one animation frame per step k.
-    With ``probe_path`` (L+1, d): the probe's whole path, and its point x_k in each frame (:mod:`.probepath`)."""
+    With ``probe_path`` (L+1, d): the probe's whole path, and its point x_k in each frame (:mod:`.probepath`).
+
+    Each frame shows its own window around its points x_k, with u(t_k, .) computed on it (``views.windows``,
+    ``views.frame_surfaces``); ``fixed_window``: one window, the whole flow's, for every frame."""
     v = _views(obj)
     ch, s, ks = v.characteristics, v.surfaces, v.surfaces.ks
+    fs = None if fixed_window else v.frame_surfaces
     C = s.u.shape[-1]
     e = v.extent
     tol = half_pixel(e[1] - e[0], e[3] - e[2])  # lines drawn to within half a pixel at 1920 x 1080
     gx = [_segments(v.grid[i][..., :2], tol) for i in range(len(ks))]
-    traces = [_surface_trace(v, s.u[0], s.x1, s.x2),
-              go.Scatter(x=gx[0][0], y=gx[0][1], mode="lines", line=dict(color="rgba(60,60,60,0.35)", width=1),
-                         name="deformed grid", hoverinfo="skip")]
+    first = _surface_trace(v, s.u[0], s.x1, s.x2) if fs is None else _surface_trace(v, fs.u[0], fs.x1[0], fs.x2[0])
+    traces = [
+        first,
+        go.Scatter(
+            x=gx[0][0],
+            y=gx[0][1],
+            mode="lines",
+            line=dict(color="rgba(60,60,60,0.35)", width=1),
+            name="deformed grid",
+            hoverinfo="skip",
+        ),
+    ]
     cls = [ch.y == c for c in range(C)]
     groups, names = point_groups(v, 0)
-    for c in range(C):  # full paths, faint
+    for c in range(C):  # full paths, faint; one legend entry for all
         px, py = _segments(np.transpose(ch.x[:, cls[c], :2], (1, 0, 2)), tol)
-        traces.append(go.Scatter(x=px, y=py, mode="lines", line=dict(color=PALETTE[c], width=1), opacity=0.3,
-                                 name=f"paths, class {c}", hoverinfo="skip", showlegend=False))
+        traces.append(
+            go.Scatter(
+                x=px,
+                y=py,
+                mode="lines",
+                line=dict(color=PALETTE[c], width=1.2),
+                opacity=0.4,
+                name="paths x₀ → x<sub>L</sub>",
+                legendgroup="paths",
+                hoverinfo="skip",
+                showlegend=c == 0,
+            )
+        )
     n_static = len(traces)
     for c in range(C):  # where each point is at step k
-        traces.append(go.Scatter(x=_f32(ch.x[ks[0], groups[c], 0]), y=_f32(ch.x[ks[0], groups[c], 1]),
-                                 mode="markers", name=names[c],
-                                 marker=dict(color=PALETTE[c], size=8, line=dict(color="white", width=1))))
+        traces.append(
+            go.Scatter(
+                x=_f32(ch.x[ks[0], groups[c], 0]),
+                y=_f32(ch.x[ks[0], groups[c], 1]),
+                mode="markers",
+                name=names[c],
+                marker=dict(color=PALETTE[c], size=8, line=dict(color="white", width=1)),
+            )
+        )
     moving = [0, 1] + list(range(n_static, n_static + C))
     if probe_path is not None:  # the path stays; its star moves with the frames
         traces += probe_traces(probe_path, int(ks[0]))
@@ -150,54 +237,80 @@ def characteristics(obj, *, probe_path=None) -> go.Figure:
     frames = []
     for i, k in enumerate(ks):
         # a frame carries only what changes: the surface's z (its axes, scale and colour bar stay)
-        data = [go.Heatmap(z=_surface_z(s.u[i])), go.Scatter(x=gx[i][0], y=gx[i][1])]
+        heat = (
+            go.Heatmap(z=_surface_z(s.u[i]))
+            if fs is None
+            else go.Heatmap(x=_f32(fs.x1[i]), y=_f32(fs.x2[i]), z=_surface_z(fs.u[i]))
+        )
+        data = [heat, go.Scatter(x=gx[i][0], y=gx[i][1])]
         groups = point_groups(v, i)[0]
         data += [go.Scatter(x=_f32(ch.x[k, groups[c], 0]), y=_f32(ch.x[k, groups[c], 1])) for c in range(C)]
         if probe_path is not None:
             data.append(probe_point(probe_path, int(k), full=False))
-        frames.append(go.Frame(name=str(int(k)), data=data, traces=moving,
-                               layout=dict(title_text=_char_title(v, k))))
+        lay = dict(title_text=_char_title(v, k))
+        if fs is not None:  # the frame's own window
+            w = v.windows[i]
+            lay.update({"xaxis.range": [float(w[0]), float(w[1])], "yaxis.range": [float(w[2]), float(w[3])]})
+        frames.append(go.Frame(name=str(int(k)), data=data, traces=moving, layout=lay))
     fig = go.Figure(data=traces, frames=frames)
     sliders, menus = _frame_slider(ks, v.t)
+    if fs is not None:
+        e = tuple(float(a) for a in v.windows[0])
     fig.update_xaxes(range=[e[0], e[1]])
     fig.update_yaxes(range=[e[2], e[3]])
     _equal_axes(fig)
-    _layout(fig, _char_title(v, ks[0]), height=650, sliders=sliders, updatemenus=menus)
-    fig.update_layout(legend=TOP_LEGEND, margin=dict(t=130 if v.config.dim > 2 else 100))  # lifted: two lines
-    return fig
+    return _layout(fig, _char_title(v, ks[0]), height=650, sliders=sliders, updatemenus=menus)
 
 
 def _char_title(v: FlowViews, k) -> str:
     shown = len(v.characteristics.y)
     if v.config.dim > 2:  # the background is a slice the points leave: say so, and what colours the points
-        return (f"Characteristics x_k at k = {int(k)}, t_k = {v.t[int(k)]:.3g} ({shown} of "
-                f"{v.characteristics.n_total} points, first two of {v.config.dim} coordinates)<br>background: "
-                f"u(t_k, ·) on the slice {slice_name(v.config.dim)}; points coloured by their own u(t_k, x_k)")
-    return (f"Characteristics x_k and u(t_k, ·) at k = {int(k)}, t_k = {v.t[int(k)]:.3g}  "
-            f"({shown} of {v.characteristics.n_total} points{_dims_note(v)})")
+        return (
+            f"Characteristics x_k at k = {int(k)}, t_k = {v.t[int(k)]:.3g} ({shown} of "
+            f"{v.characteristics.n_total} points, first two of {v.config.dim} coordinates)<br>background: "
+            f"u(t_k, ·) on the slice {slice_name(v.config.dim)}; points coloured by their own u(t_k, x_k)"
+        )
+    return (
+        f"x_k over u(t_k, ·) at k = {int(k)}, t_k = {v.t[int(k)]:.3g} · "
+        f"{shown} of {v.characteristics.n_total} points{_dims_note(v)}"
+    )
 
 
+@styled
 def samples(data, height: int = 680) -> go.Figure:
     """The data set before training: the points x_0 coloured by class, train and test (drawn while the first
     picture of a run is on its way, so the page is never empty)."""
     fig = go.Figure()
     n_tr = len(data.x_train)
     for c in range(data.n_classes):
-        for name, x, y, sym in (("train", data.x_train, data.y_train, "circle"),
-                                ("test", data.x_test, data.y_test, "diamond")):
+        for name, x, y, sym in (
+            ("train", data.x_train, data.y_train, "circle"),
+            ("test", data.x_test, data.y_test, "diamond"),
+        ):
             m = y == c
             if m.any():
-                fig.add_trace(go.Scatter(x=_f32(x[m, 0]), y=_f32(x[m, 1]), mode="markers", name=f"{name}, class {c}",
-                                         marker=dict(color=PALETTE[c], size=7 if name == "train" else 9, symbol=sym,
-                                                     line=dict(color="white", width=0.5))))
+                fig.add_trace(
+                    go.Scatter(
+                        x=_f32(x[m, 0]),
+                        y=_f32(x[m, 1]),
+                        mode="markers",
+                        name=f"{name}, class {c}",
+                        marker=dict(
+                            color=PALETTE[c],
+                            size=7 if name == "train" else 9,
+                            symbol=sym,
+                            line=dict(color="white", width=0.5),
+                        ),
+                    )
+                )
     e = data.extent()
     fig.update_xaxes(range=[e[0], e[1]])
     fig.update_yaxes(range=[e[2], e[3]])
     _equal_axes(fig)
-    _layout(fig, f"The samples x_0: {n_tr} to train on, {len(data.x_test)} to test", height=height)
-    return fig.update_layout(legend=TOP_LEGEND, margin=dict(t=100))
+    return _layout(fig, f"The samples x_0: {n_tr} to train on, {len(data.x_test)} to test", height=height)
 
 
+@styled
 def decision(obj, *, probe_path=None) -> go.Figure:
     """F = u(0, .) on the input plane with train/test points (misclassified ringed), beside f on the output space.
     With ``probe_path`` (L+1, d): the probe's path on both, starred at x_0 (left) and x_L (right):
@@ -207,8 +320,9 @@ def decision(obj, *, probe_path=None) -> go.Figure:
     right = "f = u(T, ·) on the output space, x_L"
     if v.output_class is not None:
         right = f"f on the slice {slice_name(v.config.dim)}; x_L coloured by its own f(x_L)"
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
-                        subplot_titles=("F = u(0, ·) on the input plane", right))
+    fig = make_subplots(
+        rows=1, cols=2, horizontal_spacing=0.1, subplot_titles=("F = u(0, ·) on the input plane", right)
+    )
     fig.add_trace(_surface_trace(v, s.u[0], s.x1, s.x2, colorbar_x=1.02), 1, 1)
     fig.add_trace(_surface_trace(v, o.u[0], o.x1, o.x2, showscale=False), 1, 2)
     n_tr = len(ds.x_train)
@@ -219,19 +333,50 @@ def decision(obj, *, probe_path=None) -> go.Figure:
             m = yy == c
             if not m.any():
                 continue
-            fig.add_trace(go.Scatter(x=_f32(ds.x[sl][m, 0]), y=_f32(ds.x[sl][m, 1]), mode="markers",
-                                     marker=dict(color=PALETTE[c], size=7 if name == "train" else 9, symbol=sym,
-                                                 line=dict(color="white", width=0.5)),
-                                     name=f"{name}, class {c}", legendgroup=f"{c}"), 1, 1)
+            fig.add_trace(
+                go.Scatter(
+                    x=_f32(ds.x[sl][m, 0]),
+                    y=_f32(ds.x[sl][m, 1]),
+                    mode="markers",
+                    marker=dict(
+                        color=PALETTE[c],
+                        size=7 if name == "train" else 9,
+                        symbol=sym,
+                        line=dict(color="white", width=0.5),
+                    ),
+                    name=f"{name}, class {c}",
+                    legendgroup=f"{c}",
+                ),
+                1,
+                1,
+            )
             xl = v.output_points[sl][m]
             own = PALETTE[c] if v.output_class is None else [PALETTE[j] for j in v.output_class[sl][m]]
-            fig.add_trace(go.Scatter(x=_f32(xl[:, 0]), y=_f32(xl[:, 1]), mode="markers", showlegend=False,
-                                     marker=dict(color=own, size=6, symbol=sym), legendgroup=f"{c}"), 1, 2)
+            fig.add_trace(
+                go.Scatter(
+                    x=_f32(xl[:, 0]),
+                    y=_f32(xl[:, 1]),
+                    mode="markers",
+                    showlegend=False,
+                    marker=dict(color=own, size=6, symbol=sym),
+                    legendgroup=f"{c}",
+                ),
+                1,
+                2,
+            )
     wrong = pred != ds.y
     if wrong.any():
-        fig.add_trace(go.Scatter(x=_f32(ds.x[wrong, 0]), y=_f32(ds.x[wrong, 1]), mode="markers",
-                                 marker=dict(symbol="circle-open", size=14, color="#d00000", line=dict(width=2)),
-                                 name=f"misclassified ({int(wrong.sum())})"), 1, 1)
+        fig.add_trace(
+            go.Scatter(
+                x=_f32(ds.x[wrong, 0]),
+                y=_f32(ds.x[wrong, 1]),
+                mode="markers",
+                marker=dict(symbol="circle-open", size=14, color="#d00000", line=dict(width=2)),
+                name=f"misclassified ({int(wrong.sum())})",
+            ),
+            1,
+            1,
+        )
     if probe_path is not None:
         L = len(probe_path) - 1
         for col, (k, label) in enumerate(((0, "x_0"), (L, "x_L")), 1):
@@ -241,15 +386,16 @@ def decision(obj, *, probe_path=None) -> go.Figure:
     fig.update_xaxes(range=[e[0], e[1]], title_text="x<sub>1</sub>", row=1, col=1)
     fig.update_yaxes(range=[e[2], e[3]], title_text="x<sub>2</sub>", scaleanchor="x", row=1, col=1)
     fig.update_xaxes(range=[float(o.x1[0]), float(o.x1[-1])], title_text="x<sub>L,1</sub>", row=1, col=2)
-    fig.update_yaxes(range=[float(o.x2[0]), float(o.x2[-1])], title_text="x<sub>L,2</sub>", scaleanchor="x2",
-                     row=1, col=2)
+    fig.update_yaxes(
+        range=[float(o.x2[0]), float(o.x2[-1])], title_text="x<sub>L,2</sub>", scaleanchor="x2", row=1, col=2
+    )
     title = "Decision: F = f ∘ Φ" + _dims_note(v, "f")
     if mc_note(v):
         title += "<br><sup>" + mc_note(v)[3:] + "</sup>"
-    _layout(fig, title, height=600)
-    return fig.update_layout(margin=dict(t=105)) if mc_note(v) else fig
+    return _layout(fig, title, height=600)
 
 
+@styled
 def transport(obj, panels: int = 6, *, probe_path=None) -> go.Figure:
     """u(t_k, .) as k goes from L down to 0: the terminal value f transported back to the input (small multiples).
     With ``probe_path`` (L+1, d): the probe's path on each panel, starred at its x_k (for eps = 0 and p = 0,
@@ -259,8 +405,15 @@ def transport(obj, panels: int = 6, *, probe_path=None) -> go.Figure:
     idx = np.unique(np.round(np.linspace(len(s.ks) - 1, 0, min(panels, len(s.ks)))).astype(int))[::-1]
     cols = min(3, len(idx))
     rows = int(np.ceil(len(idx) / cols))
-    fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.05, vertical_spacing=0.1,
-                        subplot_titles=[f"u(t_{int(s.ks[i])} = {s.t[i]:.3g}, ·)" for i in idx])
+    fig = make_subplots(
+        rows=rows,
+        cols=cols,
+        horizontal_spacing=0.04,
+        vertical_spacing=0.12,
+        shared_xaxes="all",
+        shared_yaxes="all",
+        subplot_titles=[f"u(t_{int(s.ks[i])} = {s.t[i]:.3g}, ·)" for i in idx],
+    )
     for j, i in enumerate(idx):
         r, c = j // cols + 1, j % cols + 1
         fig.add_trace(_surface_trace(v, s.u[i], s.x1, s.x2, showscale=j == 0), r, c)
@@ -270,14 +423,15 @@ def transport(obj, panels: int = 6, *, probe_path=None) -> go.Figure:
             fig.update_xaxes(range=[float(s.x1[0]), float(s.x1[-1])], row=r, col=c)
             fig.update_yaxes(range=[float(s.x2[0]), float(s.x2[-1])], row=r, col=c)
         fig.update_xaxes(title_text="x<sub>1</sub>" if r == rows else None, row=r, col=c)
-        fig.update_yaxes(title_text="x<sub>2</sub>" if c == 1 else None, scaleanchor=f"x{j + 1 if j else ''}",
-                         row=r, col=c)
-    for a in fig.layout.annotations:
-        a.font = dict(size=16)
-    return _layout(fig, "Transport: u(T, ·) = f carried back to u(0, ·) = F" + _dims_note(v, "u(t_k, ·)"),
-                   height=340 * rows + 40)
+        fig.update_yaxes(
+            title_text="x<sub>2</sub>" if c == 1 else None, scaleanchor="x" if j == 0 else None, row=r, col=c
+        )
+    return _layout(
+        fig, "Transport: u(T, ·) = f carried back to u(0, ·) = F" + _dims_note(v, "u(t_k, ·)"), height=340 * rows + 40
+    )
 
 
+@styled
 def spacetime(obj, *, probe_path=None) -> go.Figure:
     """Characteristics in space-time (x1, x2, t); with a lift, in the first three coordinates (x1, x2, x3).
     With ``probe_path`` (L+1, d): the probe's path in the same coordinates."""
@@ -285,8 +439,9 @@ def spacetime(obj, *, probe_path=None) -> go.Figure:
     ch = v.characteristics
     lifted = ch.x.shape[-1] >= 3
     fig = go.Figure()
-    xyz = np.concatenate([ch.x[..., :2], ch.x[..., 2:3] if lifted else np.broadcast_to(
-        ch.t[:, None, None], ch.x.shape[:2] + (1,))], -1)  # (L+1, n, 3)
+    xyz = np.concatenate(
+        [ch.x[..., :2], ch.x[..., 2:3] if lifted else np.broadcast_to(ch.t[:, None, None], ch.x.shape[:2] + (1,))], -1
+    )  # (L+1, n, 3)
     span = np.nanmax(xyz, (0, 1)) - np.nanmin(xyz, (0, 1))
     aspect = np.array([1.0, 1.0, 0.8])
     # in the scene's own units (each axis spans its aspect): half a pixel of a 1080-pixel-high cube
@@ -294,104 +449,175 @@ def spacetime(obj, *, probe_path=None) -> go.Figure:
     for c in range(int(ch.y.max()) + 1 if len(ch.y) else 0):
         paths = np.transpose(xyz[:, ch.y == c, :], (1, 0, 2))  # (m, L+1, 3)
         m, p, _ = paths.shape
-        keep = np.concatenate([simplify(np.transpose(normed[:, ch.y == c], (1, 0, 2)), 0.5 / FULL_HD[1]),
-                               np.ones((m, 1), bool)], 1)
+        keep = np.concatenate(
+            [simplify(np.transpose(normed[:, ch.y == c], (1, 0, 2)), 0.5 / FULL_HD[1]), np.ones((m, 1), bool)], 1
+        )
         line = np.concatenate([paths, np.full((m, 1, 3), np.nan)], 1)[keep]  # kept vertices, NaN between paths
-        fig.add_trace(go.Scatter3d(x=_f32(line[:, 0]), y=_f32(line[:, 1]), z=_f32(line[:, 2]), mode="lines",
-                                   line=dict(color=PALETTE[c], width=2), opacity=0.6, name=f"class {c}"))
+        fig.add_trace(
+            go.Scatter3d(
+                x=_f32(line[:, 0]),
+                y=_f32(line[:, 1]),
+                z=_f32(line[:, 2]),
+                mode="lines",
+                line=dict(color=PALETTE[c], width=2),
+                opacity=0.6,
+                name=f"class {c}",
+            )
+        )
     if probe_path is not None:
         pp = np.asarray(probe_path)
         for tr in probe_traces_3d(np.c_[pp[:, :2], pp[:, 2:3] if lifted else ch.t[:, None]], None):
             fig.add_trace(tr)
-    ztitle = "x<sub>3</sub>" if lifted else "t"
-    fig.update_layout(scene=dict(xaxis_title="x<sub>1</sub>", yaxis_title="x<sub>2</sub>", zaxis_title=ztitle,
-                                 aspectmode="manual", aspectratio=dict(zip("xyz", aspect.tolist()))))
-    title = ("Characteristics in the first three coordinates (x₁, x₂, x₃) of R^" + str(ch.x.shape[-1])
-             if lifted else "Characteristics in space-time (x₁, x₂, t)")
+    ztitle = "x₃" if lifted else "t"
+    fig.update_layout(
+        scene=dict(
+            xaxis_title="x₁",
+            yaxis_title="x₂",
+            zaxis_title=ztitle,
+            xaxis=dict(nticks=6),
+            yaxis=dict(nticks=6),
+            zaxis=dict(nticks=6),
+            aspectmode="manual",
+            aspectratio=dict(zip("xyz", aspect.tolist())),
+            camera=dict(eye=dict(x=1.5, y=-1.5, z=0.9)),
+            domain=dict(x=[0, 1], y=[0, 1]),
+        )
+    )
+    title = (
+        "Characteristics in the first three coordinates (x₁, x₂, x₃) of ℝ"
+        + str(ch.x.shape[-1]).translate(str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹"))
+        if lifted
+        else "Characteristics in space-time (x₁, x₂, t)"
+    )
     return _layout(fig, title + " — drag to rotate", height=640)
 
 
+@styled
 def learning_curves(obj) -> go.Figure:
     """Loss and accuracy (train and test) against the optimiser step."""
     v = _views(obj)
     h = v.history
     fig = make_subplots(rows=1, cols=2, subplot_titles=("cross-entropy loss", "accuracy"), horizontal_spacing=0.12)
     step = _f32([r["step"] for r in h])
-    for key, name, col, color in (("loss", "train loss", 1, PALETTE[0]), ("test_loss", "test loss", 1, PALETTE[1]),
-                                  ("train_accuracy", "train accuracy", 2, PALETTE[0]),
-                                  ("test_accuracy", "test accuracy", 2, PALETTE[1])):
-        fig.add_trace(go.Scatter(x=step, y=_f32([r[key] for r in h]), name=name, mode="lines",
-                                 line=dict(color=color, width=3, dash="dot" if "test" in key else None)), 1, col)
+    for key, name, col, color in (
+        ("loss", "train loss", 1, PALETTE[0]),
+        ("test_loss", "test loss", 1, PALETTE[1]),
+        ("train_accuracy", "train accuracy", 2, PALETTE[0]),
+        ("test_accuracy", "test accuracy", 2, PALETTE[1]),
+    ):
+        fig.add_trace(
+            go.Scatter(
+                x=step,
+                y=_f32([r[key] for r in h]),
+                name=name,
+                mode="lines",
+                line=dict(color=color, width=3, dash="dot" if "test" in key else None),
+            ),
+            1,
+            col,
+        )
     fig.update_yaxes(type="log", title_text="loss", row=1, col=1)
     fig.update_yaxes(range=[0, 1.02], title_text="accuracy", row=1, col=2)
     fig.update_xaxes(title_text="optimiser step")
-    _layout(fig, "Training (the inverse problem)", height=460)
-    fig.update_layout(legend=dict(y=-0.28), margin=dict(b=110))  # below the axis titles
-    return fig
+    return _layout(fig, "Training (the inverse problem)", height=460)
 
 
+@styled
 def diagnostics(obj) -> go.Figure:
     """The paper's section 3.3 conditions per step, the folding test det D(step) > 0, and the error against x(t)."""
     v = _views(obj)
     d = v.diagnostics
     L = len(d.residual_ratio)
     k = np.arange(1, L + 1)
-    fig = make_subplots(rows=2, cols=2, vertical_spacing=0.2, horizontal_spacing=0.12, subplot_titles=(
-        "residual ratio |s_k V_k| / |x|", "weight drift |θ_k − θ_(k−1)|",
-        f"smallest det D(step k): {d.det_grid}×{d.det_grid} grid (bars), data points (◆)",
-        "error |x_k − x(t_k)| vs the continuous flow"))
+    fig = make_subplots(
+        rows=2,
+        cols=2,
+        vertical_spacing=0.2,
+        horizontal_spacing=0.12,
+        subplot_titles=(
+            "residual ratio |s_k V_k| / |x|",
+            "weight drift |θ_k − θ_(k−1)|",
+            f"min det D(step k): {d.det_grid}×{d.det_grid} grid (bars), data points (◆)",
+            "error |x_k − x(t_k)|",
+        ),
+    )
     fig.add_trace(go.Bar(x=k, y=_f32(d.residual_ratio), marker_color=PALETTE[0], name="ratio"), 1, 1)
     fig.add_trace(go.Bar(x=k[1:], y=_f32(d.weight_drift), marker_color=PALETTE[2], name="drift"), 1, 2)
     colors = [PALETTE[5] if x < 0 else PALETTE[4] for x in d.min_jac_det]
     fig.add_trace(go.Bar(x=k, y=_f32(d.min_jac_det), marker_color=colors, name="min det, grid"), 2, 1)
     if d.min_jac_det_data is not None:
-        fig.add_trace(go.Scatter(x=k, y=_f32(d.min_jac_det_data), mode="markers", name="min det, data points",
-                                 marker=dict(symbol="diamond", size=9, color=PALETTE[7])), 2, 1)
-    fig.add_hline(y=0, line=dict(color="#d00000", width=2, dash="dash"), row=2, col=1,
-                  annotation_text="fold: det < 0", annotation_position="bottom right")
+        fig.add_trace(
+            go.Scatter(
+                x=k,
+                y=_f32(d.min_jac_det_data),
+                mode="markers",
+                name="min det, data points",
+                marker=dict(symbol="diamond", size=9, color=PALETTE[7]),
+            ),
+            2,
+            1,
+        )
+    fig.add_hline(
+        y=0,
+        line=dict(color="#d00000", width=2, dash="dash"),
+        row=2,
+        col=1,
+        annotation_text="fold: det < 0",
+        annotation_position="bottom right",
+    )
     if np.isfinite(d.error).any():
-        fig.add_trace(go.Scatter(x=_f32(v.t), y=_f32(d.error), mode="lines+markers", marker_color=PALETTE[3],
-                                 name="error"), 2, 2)
+        fig.add_trace(
+            go.Scatter(x=_f32(v.t), y=_f32(d.error), mode="lines+markers", marker_color=PALETTE[3], name="error"), 2, 2
+        )
     else:
-        fig.add_annotation(text="no reference: plain net, viscous run, or still training", showarrow=False,
-                           xref="x4 domain", yref="y4 domain", x=0.5, y=0.5, font=dict(size=15))
-    fig.update_xaxes(title_text="block k", row=1, col=1)
-    fig.update_xaxes(title_text="block k", row=1, col=2)
-    fig.update_xaxes(title_text="block k", row=2, col=1)
+        fig.add_annotation(
+            text="no reference: plain net, viscous run, or still training",
+            showarrow=False,
+            xref="x4 domain",
+            yref="y4 domain",
+            x=0.5,
+            y=0.5,
+            font=dict(size=15),
+        )
+    for r, c in ((1, 1), (1, 2), (2, 1)):
+        fig.update_xaxes(title_text="block k", row=r, col=c, **int_ticks(L))
     fig.update_xaxes(title_text="t", row=2, col=2)
-    for a in fig.layout.annotations:
-        a.font = dict(size=16)
-    return _layout(fig, f"Diagnostics: is this ResNet a flow?  |x_L − x(T)| = {d.disc_error:.3g}", height=640,
-                   showlegend=False)
+    return _layout(
+        fig,
+        f"Diagnostics: is this ResNet a flow?  |x_L − x(T)| = {round_for_reading(d.disc_error)}",
+        height=640,
+        showlegend=False,
+    )
 
 
+@styled
 def weights(obj) -> go.Figure:
     """Heatmaps of the block weights θ_k over k (rows: weight entries; columns: blocks)."""
     v = _views(obj)
     names = list(v.weights)
-    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, horizontal_spacing=0.04)
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, horizontal_spacing=0.05)
+    lim = max((float(np.abs(v.weights[n]).max()) for n in names), default=0.0) or 1.0  # one scale, one colour bar
     for i, n in enumerate(names):
         w = v.weights[n]
-        lim = float(np.abs(w).max()) or 1.0
-        fig.add_trace(go.Heatmap(z=_f32(w.T), x=np.arange(1, len(w) + 1), colorscale="RdBu", zmid=0, zmin=-lim,
-                                 zmax=lim, showscale=i == 0, colorbar=dict(thickness=12)), 1, i + 1)
-        fig.update_xaxes(title_text="block k", row=1, col=i + 1)
+        fig.add_trace(
+            go.Heatmap(
+                z=_f32(w.T),
+                x=np.arange(1, len(w) + 1),
+                colorscale=DIVERGING,
+                zmid=0,
+                zmin=-lim,
+                zmax=lim,
+                showscale=i == 0,
+                colorbar=dict(title=dict(text="θ", side="right")),
+            ),
+            1,
+            i + 1,
+        )
+        fig.update_xaxes(title_text="block k", row=1, col=i + 1, **int_ticks(len(w), max(2, 8 // len(names))))
+        fig.update_yaxes(showticklabels=i == 0, row=1, col=i + 1)
     return _layout(fig, "Weights θ_k over the blocks (smooth in k ⇔ a discretised continuous field)", height=420)
 
 
-def presentation(fig: go.Figure, *, height: int = 500, scale: float = 1.4) -> go.Figure:
-    """Projector style: larger type, markers and lines, and at most ``height`` pixels tall (a 1280 x 720 frame)."""
-    fig.update_layout(font=dict(size=22), title_font_size=24, legend_font_size=20,
-                      height=min(int(fig.layout.height or height), height))
-    for tr in fig.data:
-        marker = getattr(tr, "marker", None)
-        if marker is not None and isinstance(getattr(marker, "size", None), (int, float)):
-            marker.size = marker.size * scale
-        line = getattr(tr, "line", None)
-        if line is not None and isinstance(getattr(line, "width", None), (int, float)):
-            line.width = line.width * scale
-    for a in fig.layout.annotations or ():
-        a.font = dict(size=20)
-    for sl in fig.layout.sliders or ():
-        sl.currentvalue.font = dict(size=22)
-    return fig
+def presentation(fig: go.Figure, *, frame: str = "present") -> go.Figure:
+    """Projector style (:mod:`.style`'s ``present`` frame, 1280 x 720): large type, thick lines, a visible grid."""
+    return apply(fig, frame)

@@ -24,12 +24,29 @@ from .figures import characteristics
 from .instruments import adjoint, stability, volume
 from .lifted import lifted
 
-__all__ = ["VIEWS", "EXTRAS", "FORMATS", "SIZES", "INSTALL", "missing", "frame_count", "frame_figure", "render_frames",
-           "write_video", "video_bytes"]
+__all__ = [
+    "VIEWS",
+    "EXTRAS",
+    "FORMATS",
+    "SIZES",
+    "INSTALL",
+    "missing",
+    "frame_count",
+    "frame_figure",
+    "render_frames",
+    "write_video",
+    "video_bytes",
+]
 
 # the animated views by name: (what the builder takes: the run's views or an instrument's data, the builder)
-VIEWS = {"characteristics": ("views", characteristics), "lifted": ("views", lifted), "velocity": ("views", velocity),
-         "stability": ("stability", stability), "volume": ("volume", volume), "adjoint": ("adjoint", adjoint)}
+VIEWS = {
+    "characteristics": ("views", characteristics),
+    "lifted": ("views", lifted),
+    "velocity": ("views", velocity),
+    "stability": ("stability", stability),
+    "volume": ("volume", volume),
+    "adjoint": ("adjoint", adjoint),
+}
 EXTRAS = ("kaleido", "imageio", "imageio_ffmpeg")
 INSTALL = "video needs the optional extras: pip install -r requirements-video.txt (kaleido, imageio, imageio-ffmpeg)"
 FORMATS = {".mp4": "video/mp4", ".webm": "video/webm", ".gif": "image/gif"}
@@ -127,14 +144,23 @@ def write_video(images: list[np.ndarray], path, fps: float, *, meta: dict | None
 
     codec = {".mp4": "libx264", ".webm": "libvpx-vp9"}[ext]
     h, w = images[0].shape[:2]
-    params = ["-metadata", f"comment={comment}", "-metadata", f"title={(meta or {}).get('link', '')}"] \
-        if comment else []
+    params = (
+        ["-metadata", f"comment={comment}", "-metadata", f"title={(meta or {}).get('link', '')}"] if comment else []
+    )
     if ext == ".webm":
         params += ["-b:v", "0", "-crf", "32", "-row-mt", "1"]
     else:
         params += ["-crf", "20", "-movflags", "+faststart"]
-    gen = imageio_ffmpeg.write_frames(str(path), (w, h), fps=fps, codec=codec, pix_fmt_out="yuv420p",
-                                      macro_block_size=2, output_params=params, ffmpeg_log_level="error")
+    gen = imageio_ffmpeg.write_frames(
+        str(path),
+        (w, h),
+        fps=fps,
+        codec=codec,
+        pix_fmt_out="yuv420p",
+        macro_block_size=2,
+        output_params=params,
+        ffmpeg_log_level="error",
+    )
     gen.send(None)
     try:
         for im in images:

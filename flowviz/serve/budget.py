@@ -26,8 +26,14 @@ def duration(seconds: float) -> str:
     return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60)} min"
 
 
-def check(configs: list[Config], n_train: int | None, settings: Settings, *, what: str = "This run",
-          analysis_only: bool = False):
+def check(
+    configs: list[Config],
+    n_train: int | None,
+    settings: Settings,
+    *,
+    what: str = "This run",
+    analysis_only: bool = False,
+):
     """The estimated costs of ``configs`` (a run, a scenario's pair or a sweep's members, trained one after the
     other); OverBudget if their total time or memory is over ``settings``' budget (flowviz.core.cost's estimate).
     ``analysis_only``: count only the final pictures' time (an imported run is not trained again)."""
@@ -42,10 +48,15 @@ def check(configs: list[Config], n_train: int | None, settings: Settings, *, wha
     if not over:
         return costs
     drivers = list(dict.fromkeys(k for c in costs for k in c.drivers))
-    what_costs = costs[0].describe() if len(costs) == 1 and not analysis_only else \
-        f"about {duration(seconds)} and {mb / 1024:.1f} GB in all, driven by {', '.join(costs[0].drivers)}"
-    raise OverBudget(f"{what} was not started: it would take {what_costs}, over this server's limit of "
-                     f"{' and '.join(over)} per run. Make {_listed(drivers[:3]) or 'the run'} smaller.")
+    what_costs = (
+        costs[0].describe()
+        if len(costs) == 1 and not analysis_only
+        else f"about {duration(seconds)} and {mb / 1024:.1f} GB in all, driven by {', '.join(costs[0].drivers)}"
+    )
+    raise OverBudget(
+        f"{what} was not started: it would take {what_costs}, over this server's limit of "
+        f"{' and '.join(over)} per run. Make {_listed(drivers[:3]) or 'the run'} smaller."
+    )
 
 
 def _listed(keys: list[str]) -> str:

@@ -44,8 +44,16 @@ def cache_path(config: Config, settings: Settings | None = None) -> Path | None:
     return None if d is None or config.dataset == "csv" else d / f"{config.key()}.safetensors"
 
 
-def store(config: Config, model: FlowModel, history: list[dict], metrics: dict, *,
-          settings: Settings | None = None, kept: dict | None = None, train_state=None) -> Path | None:
+def store(
+    config: Config,
+    model: FlowModel,
+    history: list[dict],
+    metrics: dict,
+    *,
+    settings: Settings | None = None,
+    kept: dict | None = None,
+    train_state=None,
+) -> Path | None:
     """Write a finished run (with its checkpoints ``kept`` and resume state, see runio.run_tensors); never
     raises (a full disk must not break training)."""
     from safetensors.torch import save
@@ -72,8 +80,9 @@ def store(config: Config, model: FlowModel, history: list[dict], metrics: dict, 
         return None
 
 
-def load(config: Config, *, settings: Settings | None = None
-         ) -> tuple[FlowModel, list[dict], dict, dict, object] | None:
+def load(
+    config: Config, *, settings: Settings | None = None
+) -> tuple[FlowModel, list[dict], dict, dict, object] | None:
     """(model, history, metrics, checkpoints (step -> weights), resume state or None) of a cached run of exactly
     this config, or None."""
     from .runio import checkpoints_from_bytes, model_from_bytes
@@ -86,7 +95,7 @@ def load(config: Config, *, settings: Settings | None = None
         model = model_from_bytes(raw, expect_config=config)
         if model.config != config:
             return None
-        header = json.loads(raw[8:8 + int.from_bytes(raw[:8], "little")])["__metadata__"]
+        header = json.loads(raw[8 : 8 + int.from_bytes(raw[:8], "little")])["__metadata__"]
         history, metrics = json.loads(header["history"]), json.loads(header["metrics"])
         kept, state = checkpoints_from_bytes(raw, model)
         os.utime(path)  # recently used
@@ -104,5 +113,5 @@ def entries(settings: Settings | None = None) -> list[Path]:
 
 def _trim(d: Path, keep: int) -> None:
     files = sorted(d.glob("*.safetensors"), key=lambda p: p.stat().st_mtime)
-    for p in files[:max(0, len(files) - keep)]:
+    for p in files[: max(0, len(files) - keep)]:
         p.unlink(missing_ok=True)

@@ -184,9 +184,20 @@ class Executor(ABC):
             if head.get("kind") == "result" or head.get("done"):
                 return
 
-    def train(self, config: Config, data: Dataset, *, log_every: int, cancel=None,
-              started: Callable[[], None] | None = None, long: bool = False, start=None, weights=None,
-              until: int | None = None, client: str | None = None) -> Iterator[Snapshot]:
+    def train(
+        self,
+        config: Config,
+        data: Dataset,
+        *,
+        log_every: int,
+        cancel=None,
+        started: Callable[[], None] | None = None,
+        long: bool = False,
+        start=None,
+        weights=None,
+        until: int | None = None,
+        client: str | None = None,
+    ) -> Iterator[Snapshot]:
         """Snapshots of ``config`` trained by a worker (in the lane of ``long`` runs if set); ``started()`` is
         called once a worker has the run. ``start`` (a TrainState) with ``weights``: go on from a paused run;
         ``until``: pause after that step; ``client``: whose run it is (the queue's round robin).
@@ -197,16 +208,34 @@ class Executor(ABC):
         lease = self.take(cancel, long=long, client=client)
         if lease is None:
             nan = float("nan")  # cancelled before a worker took it: nothing trained, nothing measured
-            yield Snapshot(step=0, total_steps=config.train_steps, loss=nan, train_accuracy=nan, test_accuracy=nan,
-                           test_loss=nan, elapsed=0.0, steps_per_second=0.0, done=True, cancelled=True)
+            yield Snapshot(
+                step=0,
+                total_steps=config.train_steps,
+                loss=nan,
+                train_accuracy=nan,
+                test_accuracy=nan,
+                test_loss=nan,
+                elapsed=0.0,
+                steps_per_second=0.0,
+                done=True,
+                cancelled=True,
+            )
             return
         healthy = False
         try:
             if started is not None:
                 started()
             head0, extra = resume_arrays(start, weights) if start is not None else ({}, {})
-            raw = request("run", data, config=config, log_every=log_every, cuda_graphs=self.cuda_graphs,
-                          until=until, extra=extra, **head0)
+            raw = request(
+                "run",
+                data,
+                config=config,
+                log_every=log_every,
+                cuda_graphs=self.cuda_graphs,
+                until=until,
+                extra=extra,
+                **head0,
+            )
             for head, arrays in self.stream(lease, raw, cancel):
                 snap = snapshot_from(head, arrays)
                 healthy = snap.done
@@ -217,9 +246,17 @@ class Executor(ABC):
         finally:
             self.give(lease, healthy)
 
-    def call(self, raw: bytes, cancel=None, *, started: Callable[[], None] | None = None,
-             on_reply: Callable[[dict, dict], None] | None = None, stops: bool = False,
-             wait: bool = True, long: bool = False) -> tuple[dict, dict]:
+    def call(
+        self,
+        raw: bytes,
+        cancel=None,
+        *,
+        started: Callable[[], None] | None = None,
+        on_reply: Callable[[dict, dict], None] | None = None,
+        stops: bool = False,
+        wait: bool = True,
+        long: bool = False,
+    ) -> tuple[dict, dict]:
         """The ``result`` reply of one task (an analysis); ``started()`` once a worker has it, ``on_reply(header,
         arrays)`` for each reply before the result. A task that cannot stop between steps is cut short when
         ``cancel`` is set: its worker is given back as unhealthy (a process is ended and replaced); one that
@@ -255,8 +292,18 @@ class Executor(ABC):
         finally:
             self.give(lease, healthy)
 
-    def analyse(self, model, data: Dataset, *, history=None, live: bool = False, metrics: bool = False,
-                cancel=None, budget_s: float | None = None, info: dict | None = None) -> tuple:
+    def analyse(
+        self,
+        model,
+        data: Dataset,
+        *,
+        history=None,
+        live: bool = False,
+        metrics: bool = False,
+        cancel=None,
+        budget_s: float | None = None,
+        info: dict | None = None,
+    ) -> tuple:
         """(FlowViews, metrics or None) of ``model`` on ``data``, made by a worker; TaskFailed once ``cancel`` is
         set (the worker stops between the analysis' stages, or is cut short after CANCEL_GRACE_S).
 
@@ -266,8 +313,9 @@ class Executor(ABC):
         from .protocol import unpack
 
         extra = {} if budget_s is None else {"budget_s": float(budget_s)}
-        raw = request("analyse", data, config=model.config, history=list(history or []), live=live,
-                      metrics=metrics, **extra)
+        raw = request(
+            "analyse", data, config=model.config, history=list(history or []), live=live, metrics=metrics, **extra
+        )
         head, arrays = self.call(with_weights(raw, model), cancel)
         if head.get("cancelled"):
             raise TaskFailed("cancelled")
@@ -275,10 +323,19 @@ class Executor(ABC):
             info.update({k: head[k] for k in ("reestimate", "stiffness", "max_evals") if k in head})
         return unpack(head["views"], arrays), head.get("metrics")
 
-    def instruments(self, model, data: Dataset, *, extent, names=None, cancel=None,
-                    started: Callable[[], None] | None = None,
-                    made: Callable[[str, object, str | None], None] | None = None,
-                    wait: bool = True, limits: dict | None = None) -> tuple[dict, dict]:
+    def instruments(
+        self,
+        model,
+        data: Dataset,
+        *,
+        extent,
+        names=None,
+        cancel=None,
+        started: Callable[[], None] | None = None,
+        made: Callable[[str, object, str | None], None] | None = None,
+        wait: bool = True,
+        limits: dict | None = None,
+    ) -> tuple[dict, dict]:
         """(objects by name, messages by name) of the instruments of ``model`` on ``data`` over the box
         ``extent`` (flowviz.training.prepared), made by a worker; ``started()`` once a worker has the task,
         ``made(name, object, message)`` as each arrives. A task cancelled on its way returns those made before;
@@ -294,21 +351,33 @@ class Executor(ABC):
             if made is not None:
                 made(head["name"], obj, head["error"])
 
-        raw = request("instruments", data, config=model.config, extent=[float(a) for a in extent],
-                      names=None if names is None else list(names),
-                      **{k: v for k, v in (limits or {}).items() if v is not None})
+        raw = request(
+            "instruments",
+            data,
+            config=model.config,
+            extent=[float(a) for a in extent],
+            names=None if names is None else list(names),
+            **{k: v for k, v in (limits or {}).items() if v is not None},
+        )
         self.call(with_weights(raw, model), cancel, started=started, on_reply=one, stops=True, wait=wait)
         return got, errors
 
-    def compute(self, model, data: Dataset, what: str, *, args: dict | None = None, cancel=None,
-                limits: dict | None = None):
+    def compute(
+        self, model, data: Dataset, what: str, *, args: dict | None = None, cancel=None, limits: dict | None = None
+    ):
         """``what`` (a key of ``worker_main._views``: a click's probe, a snapshot's instrument) on ``model``'s
         weights, made by a worker; TaskFailed with the worker's message where it failed, WorkerDied where the
         worker was lost (its process crashed)."""
         from .protocol import unpack
 
-        raw = request("compute", data, config=model.config, what=what, args=dict(args or {}),
-                      **{k: v for k, v in (limits or {}).items() if v is not None})
+        raw = request(
+            "compute",
+            data,
+            config=model.config,
+            what=what,
+            args=dict(args or {}),
+            **{k: v for k, v in (limits or {}).items() if v is not None},
+        )
         head, arrays = self.call(with_weights(raw, model), cancel, stops=True)
         return unpack(head["data"], arrays)
 
@@ -331,8 +400,15 @@ class Executor(ABC):
             got.append(lease)
         return got
 
-    def train_batched(self, configs: list[Config], data: Dataset, *, log_every: int = 25, cancel=None,
-                      progress: Callable[[int], None] | None = None) -> list:
+    def train_batched(
+        self,
+        configs: list[Config],
+        data: Dataset,
+        *,
+        log_every: int = 25,
+        cancel=None,
+        progress: Callable[[int], None] | None = None,
+    ) -> list:
         """``batch.train_batched`` with the members' lanes spread over the free workers (one group each).
 
         The same numbers as one batch in one process (members are independent); ``progress(step)`` reports
@@ -348,11 +424,15 @@ class Executor(ABC):
 
             return train_batched(configs, data=data, log_every=log_every, cancel=cancel)
         groups = lane_groups(configs, len(leases))
-        for lease in leases[len(groups):]:
+        for lease in leases[len(groups) :]:
             self.give(lease, True)
-        leases = leases[:len(groups)]
-        streams = [self.stream(lease, request("batch", data, configs=[configs[i] for i in g], log_every=log_every),
-                               cancel, idle=True) for lease, g in zip(leases, groups)]
+        leases = leases[: len(groups)]
+        streams = [
+            self.stream(
+                lease, request("batch", data, configs=[configs[i] for i in g], log_every=log_every), cancel, idle=True
+            )
+            for lease, g in zip(leases, groups)
+        ]
         steps, done, out = [0] * len(leases), [False] * len(leases), {}
         try:
             for i, head, arrays in _merged(streams):
@@ -381,8 +461,15 @@ class Executor(ABC):
             results.append(TrainResult(cfg, model, data, res["history"], res["metrics"], res["error"]))
         return results
 
-    def train_members(self, configs: list[Config], data: Dataset, *, log_every: int = 25, cancel=None,
-                      progress: Callable[[int, int], None] | None = None) -> list:
+    def train_members(
+        self,
+        configs: list[Config],
+        data: Dataset,
+        *,
+        log_every: int = 25,
+        cancel=None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list:
         """Each config trained to the end by a worker of its own, as many at once as the executor lends (the
         members of a sweep that cannot be batched): the same numbers as ``flowviz.train`` one by one.
 
@@ -402,8 +489,9 @@ class Executor(ABC):
                     progress(finished[0], len(configs))
             return result_from(cfg, data, snaps)
 
-        with ThreadPoolExecutor(max_workers=max(1, min(self.size, len(configs))),
-                                thread_name_prefix="flowviz-member") as threads:
+        with ThreadPoolExecutor(
+            max_workers=max(1, min(self.size, len(configs))), thread_name_prefix="flowviz-member"
+        ) as threads:
             return list(threads.map(one, configs))
 
 

@@ -36,8 +36,9 @@ def trajectories_npz(model: FlowModel, ds: Dataset) -> bytes:
     """t (L+1,), x (L+1, n, d) the characteristics of every point, y (n,), n_train; float32 / int64."""
     buf = io.BytesIO()
     xs = model.trajectory(ds.x)
-    np.savez_compressed(buf, t=model.times.astype(np.float32), x=xs.astype(np.float32), y=ds.y.astype(np.int64),
-                        n_train=len(ds.x_train))
+    np.savez_compressed(
+        buf, t=model.times.astype(np.float32), x=xs.astype(np.float32), y=ds.y.astype(np.int64), n_train=len(ds.x_train)
+    )
     return buf.getvalue()
 
 

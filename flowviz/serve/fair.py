@@ -89,11 +89,16 @@ class Admission:
         with self._lock:
             for s in [s for s, (_, t) in self._seen.items() if now - t > self.ttl]:
                 del self._seen[s]  # a closed tab: not seen for ttl seconds
-            if session not in self._seen and self.sessions > 0 and \
-                    sum(1 for c, _ in self._seen.values() if c == client) >= self.sessions:
+            if (
+                session not in self._seen
+                and self.sessions > 0
+                and sum(1 for c, _ in self._seen.values() if c == client) >= self.sessions
+            ):
                 self.refused += 1
-                return (f"This server already has {self.sessions} pages open from your address "
-                        "(FLOWVIZ_CLIENT_SESSIONS): close one and reload this page."), 0.0
+                return (
+                    f"This server already has {self.sessions} pages open from your address "
+                    "(FLOWVIZ_CLIENT_SESSIONS): close one and reload this page."
+                ), 0.0
             self._seen[session] = (client, now)
             if self.reruns <= 0:
                 return None, 0.0

@@ -26,16 +26,28 @@ __all__ = ["MEASURES", "measure_task", "measure_request", "measure_result", "mea
 def _sweep(runs: list[TrainResult], data: Dataset, header: dict, cancel) -> Generator:
     from ..training.sweep import measure_members
 
-    return (yield from measure_members(runs, data, header["key"], seed=int(header["seed"]),
-                                       transfer_to=[int(v) for v in header.get("transfer_to") or []]))
+    return (
+        yield from measure_members(
+            runs,
+            data,
+            header["key"],
+            seed=int(header["seed"]),
+            transfer_to=[int(v) for v in header.get("transfer_to") or []],
+        )
+    )
 
 
 def _coarse_to_fine(runs: list[TrainResult], data: Dataset, header: dict, cancel) -> Generator:
     from ..training.refine import coarse_to_fine
 
     yield 0.0, "training coarse to fine"
-    return coarse_to_fine(Config.from_dict(header["config"]), L_start=int(header["L_start"]),
-                          L_end=int(header["L_end"]), data=data, cancel=cancel)
+    return coarse_to_fine(
+        Config.from_dict(header["config"]),
+        L_start=int(header["L_start"]),
+        L_end=int(header["L_end"]),
+        data=data,
+        cancel=cancel,
+    )
 
 
 def _views(runs: list[TrainResult], data: Dataset, header: dict, cancel) -> Generator:
@@ -46,8 +58,7 @@ def _views(runs: list[TrainResult], data: Dataset, header: dict, cancel) -> Gene
 
 
 # name -> generator(runs, data, request header, cancel): yields (fraction, text), returns the result object
-MEASURES: dict[str, Callable[..., Generator]] = {"sweep": _sweep, "coarse_to_fine": _coarse_to_fine,
-                                                 "views": _views}
+MEASURES: dict[str, Callable[..., Generator]] = {"sweep": _sweep, "coarse_to_fine": _coarse_to_fine, "views": _views}
 
 
 def _weights(model: FlowModel, prefix: str) -> dict:
@@ -58,8 +69,9 @@ def _model(config: Config, n_classes: int, arrays: dict, prefix: str) -> FlowMod
     import torch
 
     model = build_model(config, n_classes)
-    model.load_state_dict({k.split("/", 1)[1]: torch.from_numpy(v) for k, v in arrays.items()
-                           if k.split("/", 1)[0] == prefix})
+    model.load_state_dict(
+        {k.split("/", 1)[1]: torch.from_numpy(v) for k, v in arrays.items() if k.split("/", 1)[0] == prefix}
+    )
     model.train(False)
     return model
 
@@ -99,8 +111,12 @@ def measure_task(header: dict, arrays: dict, cancel) -> Iterator[bytes]:
     back: dict = {}
     head = {"kind": "result", "value": pack(value, back), "runs": {}}
     for name, r in trained.items():
-        head["runs"][name] = {"config": r.config.to_dict(), "history": r.history, "metrics": r.metrics,
-                              "error": r.error}
+        head["runs"][name] = {
+            "config": r.config.to_dict(),
+            "history": r.history,
+            "metrics": r.metrics,
+            "error": r.error,
+        }
         back.update(_weights(r.model, f"run.{name}"))
     yield encode(head, back)
 
@@ -109,8 +125,11 @@ def _without_runs(value):
     """(``value`` with its TrainResult fields set to None, {field: TrainResult}): a model is sent as weights."""
     if not dataclasses.is_dataclass(value):
         return value, {}
-    runs = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)
-            if isinstance(getattr(value, f.name), TrainResult)}
+    runs = {
+        f.name: getattr(value, f.name)
+        for f in dataclasses.fields(value)
+        if isinstance(getattr(value, f.name), TrainResult)
+    }
     return dataclasses.replace(value, **{k: None for k in runs}), runs
 
 
@@ -120,13 +139,23 @@ def measure_result(head: dict, arrays: dict, data: Dataset):
     runs = {}
     for name, r in (head.get("runs") or {}).items():
         cfg = Config.from_dict(r["config"])
-        runs[name] = TrainResult(cfg, _model(cfg, data.n_classes, arrays, f"run.{name}"), data, r["history"],
-                                 r["metrics"], r["error"])
+        runs[name] = TrainResult(
+            cfg, _model(cfg, data.n_classes, arrays, f"run.{name}"), data, r["history"], r["metrics"], r["error"]
+        )
     return dataclasses.replace(value, **runs) if runs else value
 
 
-def measured(executor, what: str, data: Dataset, *, models=(), cancel=None,
-             progress: Callable[[float, str], None] | None = None, long: bool = False, **params):
+def measured(
+    executor,
+    what: str,
+    data: Dataset,
+    *,
+    models=(),
+    cancel=None,
+    progress: Callable[[float, str], None] | None = None,
+    long: bool = False,
+    **params,
+):
     """``Executor.measure``: the measurement ``what`` (MEASURES) of ``models`` on ``data`` with ``params``, made by
     a worker of ``executor`` (in the lane of ``long`` tasks if set): its result object, or None when ``cancel`` was
     set first (the worker's task is stopped too). ``progress(fraction, text)`` as it goes."""

@@ -82,8 +82,14 @@ class ProcessPool(Executor):
         self._ctx = mp.get_context(method)
         if method == "forkserver":
             # torch._dynamo: torch.optim imports it on the first optimiser (1.4 s here); once, in the server
-            self._ctx.set_forkserver_preload(["flowviz.serve.forkserver_init", "flowviz.serve.worker_main",
-                                              "flowviz.training.train", "torch._dynamo"])
+            self._ctx.set_forkserver_preload(
+                [
+                    "flowviz.serve.forkserver_init",
+                    "flowviz.serve.worker_main",
+                    "flowviz.training.train",
+                    "torch._dynamo",
+                ]
+            )
         super().__init__(size)
         self.threads, self.limit_mb = threads, limit_mb
         with _open_lock:

@@ -19,15 +19,40 @@ from ..core.config import Config
 from ..core.data import Dataset
 from ..training.train import Snapshot
 
-__all__ = ["WorkerDied", "TaskFailed", "CANCEL", "encode", "decode", "request", "with_weights", "dataset_from",
-           "snapshot_message", "snapshot_from", "result_from", "fatal_message", "SNAPSHOT_FIELDS", "resume_arrays",
-           "train_state_from"]
+__all__ = [
+    "WorkerDied",
+    "TaskFailed",
+    "CANCEL",
+    "encode",
+    "decode",
+    "request",
+    "with_weights",
+    "dataset_from",
+    "snapshot_message",
+    "snapshot_from",
+    "result_from",
+    "fatal_message",
+    "SNAPSHOT_FIELDS",
+    "resume_arrays",
+    "train_state_from",
+]
 
 CANCEL = b"cancel"  # the one message that is not encoded: stop the task in hand, between two steps
 
 # the scalar fields of a Snapshot, in the order of its constructor (the weights travel as arrays)
-SNAPSHOT_FIELDS = ("step", "total_steps", "loss", "train_accuracy", "test_accuracy", "test_loss", "elapsed",
-                   "steps_per_second", "done", "cancelled", "error")
+SNAPSHOT_FIELDS = (
+    "step",
+    "total_steps",
+    "loss",
+    "train_accuracy",
+    "test_accuracy",
+    "test_loss",
+    "elapsed",
+    "steps_per_second",
+    "done",
+    "cancelled",
+    "error",
+)
 
 
 class WorkerDied(RuntimeError):
@@ -52,8 +77,8 @@ def decode(raw: bytes) -> tuple[dict, dict]:
     from safetensors.numpy import load
 
     n = int.from_bytes(raw[:4], "little")
-    header = json.loads(raw[4:4 + n])
-    body = raw[4 + n:]
+    header = json.loads(raw[4 : 4 + n])
+    body = raw[4 + n :]
     return header, (load(body) if body else {})
 
 
@@ -77,8 +102,7 @@ def with_weights(raw: bytes, model) -> bytes:
 
 def dataset_from(header: dict, arrays: dict) -> Dataset:
     """The data set a request carries."""
-    return Dataset(arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
-                   int(header["n_classes"]))
+    return Dataset(arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"], int(header["n_classes"]))
 
 
 def snapshot_message(s: Snapshot) -> bytes:
@@ -121,8 +145,12 @@ def snapshot_from(head: dict, arrays: dict) -> Snapshot:
             kept.setdefault(int(step), {})[name] = torch.from_numpy(v)
         elif not k.startswith("resume/"):
             state[k] = torch.from_numpy(v)
-    return Snapshot(**{k: head[k] for k in SNAPSHOT_FIELDS}, state=state, kept=kept or None,
-                    train_state=train_state_from(head, arrays))
+    return Snapshot(
+        **{k: head[k] for k in SNAPSHOT_FIELDS},
+        state=state,
+        kept=kept or None,
+        train_state=train_state_from(head, arrays),
+    )
 
 
 def fatal_message(e: BaseException) -> bytes:
@@ -186,8 +214,10 @@ def pack(obj, arrays: dict, path: str = "v"):
     if isinstance(obj, Config):
         return {"@config": obj.to_dict()}
     if _type_name(obj) is not None:
-        return {"@dc": _type_name(obj),
-                "f": {f.name: pack(getattr(obj, f.name), arrays, f"{path}.{f.name}") for f in dataclasses.fields(obj)}}
+        return {
+            "@dc": _type_name(obj),
+            "f": {f.name: pack(getattr(obj, f.name), arrays, f"{path}.{f.name}") for f in dataclasses.fields(obj)},
+        }
     if isinstance(obj, dict):
         return {"@d": {str(k): pack(v, arrays, f"{path}[{k}]") for k, v in obj.items()}}
     if isinstance(obj, (list, tuple)):

@@ -44,8 +44,9 @@ def ray_started(num_cpus: int | None = None):
     except ImportError:
         from ..core.errors import FlowvizError
 
-        raise FlowvizError("the Ray executor needs the ray extra: pip install -r requirements-ray.txt "
-                           "(or pip install 'flowviz[ray]')") from None
+        raise FlowvizError(
+            "the Ray executor needs the ray extra: pip install -r requirements-ray.txt (or pip install 'flowviz[ray]')"
+        ) from None
     with _init_lock:
         if not ray.is_initialized():
             address = os.environ.get("RAY_ADDRESS") or None

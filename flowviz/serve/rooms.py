@@ -122,8 +122,9 @@ class RoomStore:
     def open_rooms(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        return [p.stem for p in self.root.glob("*.json")
-                if CODE_RE.fullmatch(p.stem) and not self.ended(self.read(p.stem))]
+        return [
+            p.stem for p in self.root.glob("*.json") if CODE_RE.fullmatch(p.stem) and not self.ended(self.read(p.stem))
+        ]
 
     def open(self, state: dict | None = None) -> tuple[str, str]:
         """A new room: (code, secret token). Refused beyond ``max_rooms`` rooms open at once."""
@@ -132,8 +133,10 @@ class RoomStore:
         with self._lock:
             self.sweep()
             if len(self.open_rooms()) >= self.limits.max_rooms:
-                raise RoomError(f"This server already has {self.limits.max_rooms} rooms open (its limit). Close a "
-                                "room, or try again when one has ended.")
+                raise RoomError(
+                    f"This server already has {self.limits.max_rooms} rooms open (its limit). Close a "
+                    "room, or try again when one has ended."
+                )
             for _ in range(100):
                 code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LEN))
                 try:  # claim the name: a replica opening the same code at the same time gets the next one
@@ -142,8 +145,18 @@ class RoomStore:
                 except FileExistsError:
                     continue
             token, now = secrets.token_urlsafe(24), time.time()
-            self._write({"code": code, "owner": _digest(token), "opened": now, "alive": now, "closed": None,
-                         "seq": 0, "state": dict(state or {}), "figs": []})
+            self._write(
+                {
+                    "code": code,
+                    "owner": _digest(token),
+                    "opened": now,
+                    "alive": now,
+                    "closed": None,
+                    "seq": 0,
+                    "state": dict(state or {}),
+                    "figs": [],
+                }
+            )
         return code, token
 
     def publish(self, code: str, token: str, state: dict, *, merge: bool = False) -> int:
@@ -201,8 +214,14 @@ class RoomStore:
     def public(self, rec: dict) -> dict:
         """What a follower may see of a room: its code, sequence number, state, when that state was published
         (Unix time) and whether the room has ended."""
-        return {"code": rec["code"], "seq": rec["seq"], "state": rec["state"], "ended": self.ended(rec),
-                "published": rec.get("published", rec["opened"]), "idle_s": self.limits.idle_s}
+        return {
+            "code": rec["code"],
+            "seq": rec["seq"],
+            "state": rec["state"],
+            "ended": self.ended(rec),
+            "published": rec.get("published", rec["opened"]),
+            "idle_s": self.limits.idle_s,
+        }
 
     def sweep(self) -> None:
         """Delete rooms ended long ago and figures no open room names (older than the idle limit)."""
@@ -217,8 +236,9 @@ class RoomStore:
                 continue
             if not self.ended(rec, now):
                 keep.update(rec.get("figs", ()))
-            elif now - max(float(rec.get("closed") or 0), float(rec.get("alive", 0)) + self.limits.idle_s) > \
-                    ENDED_KEEP_S:
+            elif (
+                now - max(float(rec.get("closed") or 0), float(rec.get("alive", 0)) + self.limits.idle_s) > ENDED_KEEP_S
+            ):
                 p.unlink(missing_ok=True)
         for f in self.figs.glob("*.json.gz") if self.figs.is_dir() else ():
             if f.name[:32] not in keep and now - f.stat().st_mtime > self.limits.idle_s:

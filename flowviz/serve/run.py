@@ -52,16 +52,24 @@ def _out_of_memory(e: BaseException) -> bool:
     """A CUDA out-of-memory error, raised here or reported by a worker process."""
     import torch
 
-    return isinstance(e, torch.cuda.OutOfMemoryError) or "CUDA out of memory" in str(e) or \
-        "OutOfMemoryError" in str(e)
+    return isinstance(e, torch.cuda.OutOfMemoryError) or "CUDA out of memory" in str(e) or "OutOfMemoryError" in str(e)
 
 
 class Run:
     """One training run, driven from a thread of the server, trained on a worker of ``executor``.
     Read ``status`` (a :class:`RunStatus`), ``latest``, ``history`` and ``views()``."""
 
-    def __init__(self, config: Config, data: Dataset, executor: Executor | None, *, restored=None,
-                 settings: Settings | None = None, cost=None, client: str | None = None):
+    def __init__(
+        self,
+        config: Config,
+        data: Dataset,
+        executor: Executor | None,
+        *,
+        restored=None,
+        settings: Settings | None = None,
+        cost=None,
+        client: str | None = None,
+    ):
         self.config, self.data = config, data
         self.client = client or current_client()  # the address of the page that started it (flowviz.serve.fair)
         self._executor, self._settings = executor, settings or Settings()
@@ -103,11 +111,18 @@ class Run:
                 self.kept, self.train_state = dict(restored[3] or {}), restored[4]
             state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
             self.history = list(history)
-            self.latest = Snapshot(step=int(m.get("steps", config.train_steps)), total_steps=config.train_steps,
-                                   loss=m["train_loss"], train_accuracy=m["train_accuracy"],
-                                   test_accuracy=m["test_accuracy"], test_loss=m["test_loss"],
-                                   elapsed=m.get("elapsed_s", 0.0), steps_per_second=m.get("steps_per_second", 0.0),
-                                   state=state, done=True)
+            self.latest = Snapshot(
+                step=int(m.get("steps", config.train_steps)),
+                total_steps=config.train_steps,
+                loss=m["train_loss"],
+                train_accuracy=m["train_accuracy"],
+                test_accuracy=m["test_accuracy"],
+                test_loss=m["test_loss"],
+                elapsed=m.get("elapsed_s", 0.0),
+                steps_per_second=m.get("steps_per_second", 0.0),
+                state=state,
+                done=True,
+            )
             self.status = RunStatus.DONE
             self._thread = None
             return
@@ -156,9 +171,18 @@ class Run:
         try:
             every = max(1, min(25, config.train_steps // 40 or 1))  # the same whether paused or not
             weights = self.latest.state if start is not None and self.latest is not None else None
-            for snap in self._executor.train(config, self.data, log_every=every, cancel=self.cancel,
-                                             started=self._started, long=self.long, start=start, weights=weights,
-                                             until=until, client=self.client):
+            for snap in self._executor.train(
+                config,
+                self.data,
+                log_every=every,
+                cancel=self.cancel,
+                started=self._started,
+                long=self.long,
+                start=start,
+                weights=weights,
+                until=until,
+                client=self.client,
+            ):
                 if snap.state is None and snap.cancelled:  # cancelled before a worker took it
                     self.status = RunStatus.PAUSED if self._pausing else RunStatus.CANCELLED
                     return
@@ -199,8 +223,15 @@ class Run:
         if self.config.dataset == "csv" or self.latest is None:
             return
         s = self.latest
-        cache.store(self.config, self._model(s), self.history, s.metrics(), settings=self._settings,
-                    kept=self.kept, train_state=self.train_state)
+        cache.store(
+            self.config,
+            self._model(s),
+            self.history,
+            s.metrics(),
+            settings=self._settings,
+            kept=self.kept,
+            train_state=self.train_state,
+        )
 
     def _keep(self, new: dict) -> None:
         """Add checkpoints (step -> weights); over the budget (core.cost.checkpoint_count) the densest go."""
@@ -240,8 +271,9 @@ class Run:
                 until = None
             self.cancel, self._pausing, self._final = threading.Event(), False, False
             self.status, self.error = RunStatus.QUEUED, None
-            self._thread = threading.Thread(target=self._work, args=(start, until),
-                                            name=f"flowviz-run-{self.key[:8]}", daemon=True)
+            self._thread = threading.Thread(
+                target=self._work, args=(start, until), name=f"flowviz-run-{self.key[:8]}", daemon=True
+            )
             self._thread.start()
             return True
 
@@ -277,8 +309,14 @@ class Run:
             if final and self._executor is not None:  # the full pictures are heavy: a worker makes them
                 try:  # not for nobody: the task stops when the run is left unwatched (made when next shown)
                     info: dict = {}
-                    v, _ = self._executor.analyse(model, self.data, history=list(self.history), cancel=self.idle,
-                                                  budget_s=self.budget_left(), info=info)
+                    v, _ = self._executor.analyse(
+                        model,
+                        self.data,
+                        history=list(self.history),
+                        cancel=self.idle,
+                        budget_s=self.budget_left(),
+                        info=info,
+                    )
                     self._reestimated(info, v)
                 except (TaskFailed, WorkerDied) as e:
                     if self.idle.is_set():
@@ -312,8 +350,11 @@ class Run:
         if "reestimate" in info:
             r = info["reestimate"]
             self.cost = Cost(r["seconds"], r["peak_mb"], tuple(r["drivers"]), tuple(tuple(p) for p in r["parts"]))
-        self._limits = {"budget_s": self.budget_left(), "stiffness": info.get("stiffness"),
-                        "max_evals": info.get("max_evals")}
+        self._limits = {
+            "budget_s": self.budget_left(),
+            "stiffness": info.get("stiffness"),
+            "max_evals": info.get("max_evals"),
+        }
         if views is not None and views.diagnostics.stiff:
             self.notice = views.diagnostics.stiff[0].upper() + views.diagnostics.stiff[1:]
 
@@ -331,13 +372,18 @@ class Run:
         never wait for instruments (the page computes them itself if asked meanwhile). Nothing if they are
         made or on their way."""
         with self._prep_lock:
-            if (not self.finished or self._executor is None or self.latest is None or self.latest.state is None
-                    or self._prep_failed or self.instruments_made()
-                    or (self._prep is not None and self._prep.is_alive())):
+            if (
+                not self.finished
+                or self._executor is None
+                or self.latest is None
+                or self.latest.state is None
+                or self._prep_failed
+                or self.instruments_made()
+                or (self._prep is not None and self._prep.is_alive())
+            ):
                 return
             self._prep_queued = True
-            self._prep = threading.Thread(target=self._prepare, name=f"flowviz-instruments-{self.key[:8]}",
-                                          daemon=True)
+            self._prep = threading.Thread(target=self._prepare, name=f"flowviz-instruments-{self.key[:8]}", daemon=True)
             self._prep.start()
 
     def _missing(self) -> list[str]:
@@ -349,10 +395,17 @@ class Run:
             v = self.views(final=True)  # the first picture never waits for the instruments
             if v is None or v.live or self.idle.is_set():
                 return
-            self._executor.instruments(self._model(self.latest), self.data, extent=v.extent, names=self._missing(),
-                                       cancel=self.idle, started=lambda: setattr(self, "_prep_queued", False),
-                                       made=self._made, wait=False,
-                                       limits=self.limits())
+            self._executor.instruments(
+                self._model(self.latest),
+                self.data,
+                extent=v.extent,
+                names=self._missing(),
+                cancel=self.idle,
+                started=lambda: setattr(self, "_prep_queued", False),
+                made=self._made,
+                wait=False,
+                limits=self.limits(),
+            )
         except NoFreeWorker:  # every worker trains (or prepares): trainings go first; tried again when shown
             log.info("run %s: no free worker for its instruments now", self.key)
         except (TaskFailed, WorkerDied) as e:
@@ -486,11 +539,18 @@ class RunAt:
         self.history = [r for r in run.history if r["step"] <= step]
         row = self.history[-1] if self.history and self.history[-1]["step"] == step else None
         nan = float("nan")
-        self.latest = Snapshot(step=step, total_steps=run.config.train_steps,
-                               loss=row["loss"] if row else nan, train_accuracy=row["train_accuracy"] if row else nan,
-                               test_accuracy=row["test_accuracy"] if row else nan,
-                               test_loss=row["test_loss"] if row else nan, elapsed=row["elapsed"] if row else 0.0,
-                               steps_per_second=0.0, state=run.kept[step], done=True)
+        self.latest = Snapshot(
+            step=step,
+            total_steps=run.config.train_steps,
+            loss=row["loss"] if row else nan,
+            train_accuracy=row["train_accuracy"] if row else nan,
+            test_accuracy=row["test_accuracy"] if row else nan,
+            test_loss=row["test_loss"] if row else nan,
+            elapsed=row["elapsed"] if row else 0.0,
+            steps_per_second=0.0,
+            state=run.kept[step],
+            done=True,
+        )
 
     def views(self, *, final: bool = False) -> FlowViews | None:
         return self.run.views_at(self.step)

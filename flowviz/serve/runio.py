@@ -23,9 +23,21 @@ from ..core.errors import CheckpointError, FlowvizError, echo
 from ..core.model import FlowModel
 from ..core.safejson import load_json
 
-__all__ = ["save_weights", "load_weights", "weights_bytes", "model_from_bytes", "save_run", "load_run", "tensors_of",
-           "metadata_of", "config_from_bytes", "classes_mismatch", "run_tensors", "checkpoints_from_bytes",
-           "load_result"]
+__all__ = [
+    "save_weights",
+    "load_weights",
+    "weights_bytes",
+    "model_from_bytes",
+    "save_run",
+    "load_run",
+    "tensors_of",
+    "metadata_of",
+    "config_from_bytes",
+    "classes_mismatch",
+    "run_tensors",
+    "checkpoints_from_bytes",
+    "load_result",
+]
 
 FORMAT = "flowviz-run-1"
 MAX_WEIGHTS_BYTES = 64 * 1024 * 1024
@@ -91,12 +103,14 @@ def model_from_bytes(raw: bytes, *, expect_config: Config | None = None, server:
     if len(raw) > MAX_WEIGHTS_BYTES:
         raise CheckpointError(f"weights file is too large ({len(raw) // 1_000_000} MB); flowviz runs are far smaller")
     if len(raw) < 8 or raw[:2] in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05") or raw[:2] == b"PK":
-        raise CheckpointError("this is not a safetensors file (it looks like a pickle or zip archive); "
-                              "flowviz only loads safetensors files it wrote")
+        raise CheckpointError(
+            "this is not a safetensors file (it looks like a pickle or zip archive); "
+            "flowviz only loads safetensors files it wrote"
+        )
     header_len = int.from_bytes(raw[:8], "little")
     if header_len <= 0 or header_len > len(raw) - 8:
         raise CheckpointError("not a valid safetensors file (its header length does not fit); is it truncated?")
-    meta = _metadata(raw[8:8 + header_len])
+    meta = _metadata(raw[8 : 8 + header_len])
     try:
         tensors = load(raw)
     except (ValueError, SafetensorError) as e:
@@ -113,8 +127,9 @@ def model_from_bytes(raw: bytes, *, expect_config: Config | None = None, server:
     if expect_config is not None:
         for key in ("field", "width", "lift", "time_mode", "n_steps", "knots", "mlp_depth", "time_input"):
             if getattr(config, key) != getattr(expect_config, key):
-                raise CheckpointError(f"the run has {key}={getattr(config, key)!r} but "
-                                      f"{getattr(expect_config, key)!r} was expected")
+                raise CheckpointError(
+                    f"the run has {key}={getattr(config, key)!r} but {getattr(expect_config, key)!r} was expected"
+                )
     if not 2 <= n_classes <= 8:
         raise CheckpointError(f"the run has {n_classes} classes; 2 to 8 are allowed")
     if config.dataset != "csv" and n_classes != config.classes:
@@ -149,7 +164,7 @@ def checkpoints_from_bytes(raw: bytes, model: FlowModel) -> tuple[dict, object]:
 
     from ..training.train import TrainState
 
-    meta = _metadata(raw[8:8 + int.from_bytes(raw[:8], "little")])
+    meta = _metadata(raw[8 : 8 + int.from_bytes(raw[:8], "little")])
     tensors = load(raw)
     expected = model.state_dict()
     kept: dict[int, dict] = {}
@@ -182,8 +197,9 @@ def _metadata(header: bytes) -> dict[str, str]:
     except FlowvizError as e:
         raise CheckpointError(f"not a valid safetensors file: {e}") from None
     if not isinstance(head, dict):
-        raise CheckpointError(f"not a valid safetensors file: its header is a JSON {type(head).__name__}, not an "
-                              f"object of tensors")
+        raise CheckpointError(
+            f"not a valid safetensors file: its header is a JSON {type(head).__name__}, not an object of tensors"
+        )
     meta = head.get("__metadata__") or {}
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
         raise CheckpointError("not a valid safetensors file: its __metadata__ is not a map of text to text")
@@ -231,8 +247,9 @@ def save_run(result, out_dir) -> Path:
     (out / "config.json").write_text(result.config.to_json() + "\n")
     (out / "metrics.json").write_text(json.dumps(result.metrics, indent=2) + "\n")
     (out / "history.csv").write_bytes(history_csv(result.history))
-    save_weights(result.model, out / "model.safetensors", getattr(result, "kept", None),
-                 getattr(result, "train_state", None))
+    save_weights(
+        result.model, out / "model.safetensors", getattr(result, "kept", None), getattr(result, "train_state", None)
+    )
     (out / "trajectories.npz").write_bytes(trajectories_npz(result.model, result.data))
     return out
 
@@ -254,11 +271,14 @@ def _npz_array(z, name: str, ndim: int, kinds: str, max_bytes: int = MAX_NPZ_BYT
         raise CheckpointError(f"trajectories.npz has no array {name!r}") from None
     size = int(np.prod(shape, dtype=object)) * dtype.itemsize
     if len(shape) != ndim or dtype.kind not in kinds or dtype.hasobject:
-        raise CheckpointError(f"trajectories.npz: {name!r} is a {len(shape)}-d {dtype} array; flowviz writes a "
-                              f"{ndim}-d array of kind {kinds!r}")
+        raise CheckpointError(
+            f"trajectories.npz: {name!r} is a {len(shape)}-d {dtype} array; flowviz writes a "
+            f"{ndim}-d array of kind {kinds!r}"
+        )
     if size > max_bytes:
-        raise CheckpointError(f"trajectories.npz: {name!r} would take {size / 2**20:,.0f} MB; at most "
-                              f"{max_bytes // 2**20} MB are read")
+        raise CheckpointError(
+            f"trajectories.npz: {name!r} would take {size / 2**20:,.0f} MB; at most {max_bytes // 2**20} MB are read"
+        )
     return z[name]
 
 
@@ -291,13 +311,17 @@ def load_run(run_dir):
         raise CheckpointError(f"trajectories.npz in {d} is missing or not ours: {echo(str(e), 80)}") from None
     n = len(y)
     if x.shape[0] < 1 or x.shape[1] != n or x.shape[2] < 2 or n < 2:
-        raise CheckpointError(f"trajectories.npz: x has shape {x.shape} for {n} labels; flowviz writes "
-                              f"(L+1, n, d) with n = the number of labels, d >= 2")
+        raise CheckpointError(
+            f"trajectories.npz: x has shape {x.shape} for {n} labels; flowviz writes "
+            f"(L+1, n, d) with n = the number of labels, d >= 2"
+        )
     if not 1 <= int(n_train) <= n:
         raise CheckpointError(f"trajectories.npz: n_train={int(n_train)}; it must lie in 1..{n} (the points)")
     if y.min() < 0 or y.max() >= model.n_classes:
-        raise CheckpointError(f"trajectories.npz: labels from {int(y.min())} to {int(y.max())}; the run's head has "
-                              f"{model.n_classes} classes (0..{model.n_classes - 1})")
+        raise CheckpointError(
+            f"trajectories.npz: labels from {int(y.min())} to {int(y.max())}; the run's head has "
+            f"{model.n_classes} classes (0..{model.n_classes - 1})"
+        )
     try:
         x0 = check_points(x[0][:, :2], limit=DATA_LIMIT, what="trajectories.npz: the points'").astype(np.float32)
     except FlowvizError as e:
@@ -321,9 +345,12 @@ def load_result(run_dir):
     kept, state = checkpoints_from_bytes(raw, model)
     try:
         metrics = load_json((d / "metrics.json").read_bytes(), what="metrics.json")
-        history = [{k: (int(v) if k == "step" else float(v)) for k, v in r.items()}
-                   for r in csv.DictReader(io.StringIO((d / "history.csv").read_text()))]
+        history = [
+            {k: (int(v) if k == "step" else float(v)) for k, v in r.items()}
+            for r in csv.DictReader(io.StringIO((d / "history.csv").read_text()))
+        ]
     except (OSError, ValueError, FlowvizError) as e:
         raise CheckpointError(f"metrics.json or history.csv in {d} is missing or not ours: {e}") from None
-    return TrainResult(model.config, model, ds, history, metrics if isinstance(metrics, dict) else {}, None, kept,
-                       state)
+    return TrainResult(
+        model.config, model, ds, history, metrics if isinstance(metrics, dict) else {}, None, kept, state
+    )

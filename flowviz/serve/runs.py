@@ -41,8 +41,15 @@ class Registry:
     executor's size), ``mode`` (the executor's name in ``EXECUTORS``) and ``unwatched_s``.
     """
 
-    def __init__(self, max_workers: int | None = None, keep: int = 32, mode: str | None = None,
-                 prestart: bool = True, unwatched_s: float | None = None, settings: Settings | None = None):
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        keep: int = 32,
+        mode: str | None = None,
+        prestart: bool = True,
+        unwatched_s: float | None = None,
+        settings: Settings | None = None,
+    ):
         self.settings = settings or Settings.from_env()
         self.mode = mode or self.settings.executor or self.settings.worker_mode
         self.executor = make_executor(self.settings, size=max_workers, name=self.mode)
@@ -84,8 +91,11 @@ class Registry:
             now = time.time()
             with self._lock:
                 idle = [r for r in self._runs.values() if not r.idle.is_set() and now - r.last_seen > self.unwatched_s]
-                jobs = [j for j in self._jobs.values()  # a sweep nobody asks about: its tasks on the workers stop too
-                        if not j.finished and not j.cancel.is_set() and now - j.last_seen > self.unwatched_s]
+                jobs = [
+                    j
+                    for j in self._jobs.values()  # a sweep nobody asks about: its tasks on the workers stop too
+                    if not j.finished and not j.cancel.is_set() and now - j.last_seen > self.unwatched_s
+                ]
             for r in idle:
                 r.idle.set()  # its final pictures and instruments tasks stop: they are made again when it is shown
                 if not r.finished and not r.cancel.is_set():
@@ -131,19 +141,23 @@ class Registry:
             if self._stop.is_set():
                 raise FlowvizError("The server is stopping.")
             if self._side is None:
-                self._side = make_executor(self.settings, size=max(1, self.settings.view_workers),
-                                           name="thread" if self.mode == "thread" else "process")
+                self._side = make_executor(
+                    self.settings,
+                    size=max(1, self.settings.view_workers),
+                    name="thread" if self.mode == "thread" else "process",
+                )
             side = self._side
         try:
             return side.compute(run._model(snap), run.data, what, args=args, limits=run.limits())
         except WorkerDied:
             log.warning("run %s: the worker computing %s for a page died", run.key, what)
-            raise FlowvizError("This could not be computed: its worker process stopped unexpectedly. The server "
-                               "and the other pages are not affected.") from None
+            raise FlowvizError(
+                "This could not be computed: its worker process stopped unexpectedly. The server "
+                "and the other pages are not affected."
+            ) from None
         except TaskFailed as e:  # the worker's message: "ConfigError: why", said without the class name
             name, _, why = str(e).partition(": ")
-            raise FlowvizError(f"This could not be computed: {why if name.endswith('Error') and why else e}") \
-                from None
+            raise FlowvizError(f"This could not be computed: {why if name.endswith('Error') and why else e}") from None
 
     def get(self, key: str) -> Run | None:
         with self._lock:
@@ -173,17 +187,38 @@ class Registry:
             cached = None if restart or config.dataset == "csv" else cache.load(config, settings=self.settings)
             costs = None if cached else budget.check([config], len(ds.x_train), self.settings)
             client = current_client()
-            if cached is None and self.settings.client_queued > 0 and sum(
-                    1 for r in self._runs.values() if r.client == client and RunStatus(r.status).waiting
-                    and not r.cancel.is_set()) >= self.settings.client_queued:
-                raise FlowvizError(f"{self.settings.client_queued} runs from your address are already waiting for "
-                                   "a worker (FLOWVIZ_CLIENT_QUEUED): this one was not started. Try again when "
-                                   "some have begun.")
-            run = Run(config, ds, self.executor, restored=cached, settings=self.settings,
-                      cost=costs[0] if costs else None, client=client)
+            if (
+                cached is None
+                and self.settings.client_queued > 0
+                and sum(
+                    1
+                    for r in self._runs.values()
+                    if r.client == client and RunStatus(r.status).waiting and not r.cancel.is_set()
+                )
+                >= self.settings.client_queued
+            ):
+                raise FlowvizError(
+                    f"{self.settings.client_queued} runs from your address are already waiting for "
+                    "a worker (FLOWVIZ_CLIENT_QUEUED): this one was not started. Try again when "
+                    "some have begun."
+                )
+            run = Run(
+                config,
+                ds,
+                self.executor,
+                restored=cached,
+                settings=self.settings,
+                cost=costs[0] if costs else None,
+                client=client,
+            )
             self.started += cached is None
-            log.info("run %s %s for %s (runs started: %d)", run.key, "from the disk cache" if cached else "started",
-                     client, self.started)
+            log.info(
+                "run %s %s for %s (runs started: %d)",
+                run.key,
+                "from the disk cache" if cached else "started",
+                client,
+                self.started,
+            )
             self._runs[key] = run
             self._runs.move_to_end(key)
             self._evict()
@@ -217,8 +252,7 @@ class Registry:
         can be as heavy as the largest run: its cost is checked against the budget first, a key beyond the
         server's limits (LIMITS) is refused); its key includes ``key_suffix``."""
         model.config.check_server_limits()
-        budget.check([model.config], len(data.x_train), self.settings, what="Analysing this run",
-                     analysis_only=True)
+        budget.check([model.config], len(data.x_train), self.settings, what="Analysing this run", analysis_only=True)
         views, metrics = self.executor.analyse(model, data, metrics=True)
         run = Run(model.config, data, self.executor, restored=(model, [], metrics), settings=self.settings)
         run.set_views(views)
@@ -283,8 +317,12 @@ class Registry:
             dropped = self._claims.get(session, set()) - keys
             self._claims[session] = keys
             held = set().union(*self._claims.values())
-            gone = [w for k in dropped - held for w in (self._runs.get(k), self._jobs.get(k))
-                    if w is not None and not w.finished]
+            gone = [
+                w
+                for k in dropped - held
+                for w in (self._runs.get(k), self._jobs.get(k))
+                if w is not None and not w.finished
+            ]
             for k in dropped - held:  # nobody holds these runs now: their final pictures and instruments stop
                 if k in self._runs:
                     self._runs[k].idle.set()
@@ -332,4 +370,4 @@ def _ahead(run: Run, waiting: list[Run]) -> list[Run]:
     by_client: dict[str, list[Run]] = {}
     for r in sorted((r for r in waiting if r.client != run.client), key=lambda r: r.started):
         by_client.setdefault(r.client, []).append(r)
-    return mine[:k - 1] + [r for rs in by_client.values() for r in rs[:k]]
+    return mine[: k - 1] + [r for rs in by_client.values() for r in rs[:k]]

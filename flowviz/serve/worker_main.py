@@ -32,9 +32,17 @@ def run_task(header: dict, arrays: dict, cancel) -> Iterator[bytes]:
         model = build_model(cfg, ds.n_classes)
         model.load_state_dict({k[2:]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("w/")})
     until = header.get("until")
-    for s in train_iter(cfg, data=ds, log_every=int(header["log_every"]), cancel=cancel, keep_state=True,
-                        cuda_graphs=bool(header.get("cuda_graphs")), model=model, start=start,
-                        until=None if until is None else int(until)):
+    for s in train_iter(
+        cfg,
+        data=ds,
+        log_every=int(header["log_every"]),
+        cancel=cancel,
+        keep_state=True,
+        cuda_graphs=bool(header.get("cuda_graphs")),
+        model=model,
+        start=start,
+        until=None if until is None else int(until),
+    ):
         yield snapshot_message(s)
 
 
@@ -51,8 +59,13 @@ def batch_task(header: dict, arrays: dict, cancel) -> Iterator[bytes]:
 
     def work():
         try:
-            box["results"] = train_batched(cfgs, data=dataset_from(header, arrays), log_every=int(header["log_every"]),
-                                           cancel=cancel, progress=lambda step, snaps: out.put(step))
+            box["results"] = train_batched(
+                cfgs,
+                data=dataset_from(header, arrays),
+                log_every=int(header["log_every"]),
+                cancel=cancel,
+                progress=lambda step, snaps: out.put(step),
+            )
         except BaseException as e:  # re-raised below, in the handler's own frame
             box["error"] = e
         finally:
@@ -66,10 +79,14 @@ def batch_task(header: dict, arrays: dict, cancel) -> Iterator[bytes]:
     if "error" in box:
         raise box["error"]
     results = box["results"]
-    head = {"kind": "result", "results": [{"history": r.history, "metrics": r.metrics, "error": r.error}
-                                          for r in results]}
-    yield encode(head, {f"{i}/{k}": v.detach().cpu().numpy() for i, r in enumerate(results)
-                        for k, v in r.model.state_dict().items()})
+    head = {
+        "kind": "result",
+        "results": [{"history": r.history, "metrics": r.metrics, "error": r.error} for r in results],
+    }
+    yield encode(
+        head,
+        {f"{i}/{k}": v.detach().cpu().numpy() for i, r in enumerate(results) for k, v in r.model.state_dict().items()},
+    )
 
 
 def _model_of(header: dict, arrays: dict):
@@ -105,8 +122,7 @@ def _limits(header: dict, cancel, memo: dict | None = None):
     from ..core.solvers import solve_limits
 
     need = header.get("stiffness")
-    return solve_limits(max_evals=header.get("max_evals"), cancel=cancel, needs=need[0] if need else None,
-                        memo=memo)
+    return solve_limits(max_evals=header.get("max_evals"), cancel=cancel, needs=need[0] if need else None, memo=memo)
 
 
 def analyse_task(header: dict, arrays: dict, cancel) -> Iterator[bytes]:
@@ -128,15 +144,18 @@ def analyse_task(header: dict, arrays: dict, cancel) -> Iterator[bytes]:
     if not header.get("live") and "budget_s" in header:  # before the final pictures: how stiff is the flow?
         with _limits({}, cancel):
             cost, stiff, cap = reestimate(model, ds, header["budget_s"], memo)
-        head["reestimate"] = {"seconds": cost.seconds, "peak_mb": cost.peak_mb, "drivers": list(cost.drivers),
-                              "parts": [list(p) for p in cost.parts]}
+        head["reestimate"] = {
+            "seconds": cost.seconds,
+            "peak_mb": cost.peak_mb,
+            "drivers": list(cost.drivers),
+            "parts": [list(p) for p in cost.parts],
+        }
         if stiff is not None:
             head["stiffness"] = [stiff.evals, stiff.eval_s, stiff.done]
             header = dict(header, stiffness=head["stiffness"], max_evals=cap)
         head["max_evals"] = header.get("max_evals")
     with _limits(header, cancel, memo):
-        views = analyse(model, ds, history=header.get("history") or [], live=bool(header.get("live")),
-                        cancel=cancel)
+        views = analyse(model, ds, history=header.get("history") or [], live=bool(header.get("live")), cancel=cancel)
     if views is None:  # cancelled between two stages: this worker is free again at once
         yield encode({"kind": "result", "cancelled": True})
         return
@@ -167,8 +186,10 @@ def instruments_task(header: dict, arrays: dict, cancel) -> Iterator[bytes]:
             out: dict = {}
             tree = pack(obj, out)
             # spectra as complex64: safetensors has no complex128, and the figures draw float32
-            yield encode({"kind": "instrument", "name": name, "data": tree, "error": msg},
-                         {k: v.astype(np.complex64) if np.iscomplexobj(v) else v for k, v in out.items()})
+            yield encode(
+                {"kind": "instrument", "name": name, "data": tree, "error": msg},
+                {k: v.astype(np.complex64) if np.iscomplexobj(v) else v for k, v in out.items()},
+            )
     yield encode({"kind": "result", "cancelled": bool(cancel.is_set())})
 
 
@@ -181,10 +202,12 @@ def _views():
     from ..training.prepared import PREPARED
     from ..training.volume import volume_data
 
-    table = {"probe_path": lambda m, d, a: flow_paths(m, np.asarray([a["probe"]], np.float32))[:, 0].cpu().numpy(),
-             "probe_data": lambda m, d, a: probe_data(m, tuple(a["probe"])),
-             "adjoint_live": lambda m, d, a: adjoint_data(m, d.x_train, d.y_train),
-             "volume_exact": lambda m, d, a: volume_data(m, d, extent=tuple(a["extent"]), density="exact")}
+    table = {
+        "probe_path": lambda m, d, a: flow_paths(m, np.asarray([a["probe"]], np.float32))[:, 0].cpu().numpy(),
+        "probe_data": lambda m, d, a: probe_data(m, tuple(a["probe"])),
+        "adjoint_live": lambda m, d, a: adjoint_data(m, d.x_train, d.y_train),
+        "volume_exact": lambda m, d, a: volume_data(m, d, extent=tuple(a["extent"]), density="exact"),
+    }
     table.update({n: (lambda m, d, a, n=n: PREPARED[n](m, d, tuple(a["extent"]))) for n in PREPARED})
     return table
 
@@ -204,16 +227,21 @@ def compute_task(header: dict, arrays: dict, cancel) -> Iterator[bytes]:
         obj = table[what](model, ds, header.get("args") or {})
     out: dict = {}
     tree = pack(obj, out)
-    yield encode({"kind": "result", "data": tree},
-                 {k: v.astype(np.complex64) if np.iscomplexobj(v) else v for k, v in out.items()})
+    yield encode(
+        {"kind": "result", "data": tree},
+        {k: v.astype(np.complex64) if np.iscomplexobj(v) else v for k, v in out.items()},
+    )
 
 
 # task name -> handler(header, arrays, cancel) yielding encoded replies
-TASKS: dict[str, Callable[[dict, dict, object], Iterator[bytes]]] = {"run": run_task, "batch": batch_task,
-                                                                     "analyse": analyse_task,
-                                                                     "instruments": instruments_task,
-                                                                     "measure": measure_task,
-                                                                     "compute": compute_task}
+TASKS: dict[str, Callable[[dict, dict, object], Iterator[bytes]]] = {
+    "run": run_task,
+    "batch": batch_task,
+    "analyse": analyse_task,
+    "instruments": instruments_task,
+    "measure": measure_task,
+    "compute": compute_task,
+}
 
 
 LIMIT_MB = 0.0  # this worker's memory cap above its start (main sets it); named in an over-limit error
@@ -235,8 +263,10 @@ def handle(raw: bytes, cancel) -> Iterator[bytes]:
     except Exception as e:  # report, keep serving
         if _out_of_memory(e):
             cap = f" of {LIMIT_MB:.0f} MB (FLOWVIZ_WORKER_MB)" if LIMIT_MB > 0 else ""
-            e = MemoryError(f"the run needed more memory than a worker's limit{cap}; the last state is kept. "
-                            "Make the keys that drive its cost smaller")
+            e = MemoryError(
+                f"the run needed more memory than a worker's limit{cap}; the last state is kept. "
+                "Make the keys that drive its cost smaller"
+            )
         yield fatal_message(e)
 
 

@@ -21,10 +21,33 @@ from ..core.solvers import Cancelled, Flag, TooStiff
 from ..core.threads import threads_that_pay
 from .lifted import FRAMES_3D, GRID_3D, LiftedSpace, lifted_space, point_values
 
-__all__ = ["Characteristics", "Surfaces", "Velocity", "Diagnostics", "FlowViews", "analyse",
-           "characteristics", "deformed_grid", "transported_surfaces", "velocity_grid", "diagnostics",
-           "frame_steps", "channel_fraction", "flow_extent", "plane_grid", "Folding", "folding", "step_jacobian",
-           "fold_points", "residual_ratio", "weight_drift", "roughness", "reference_points"]
+__all__ = [
+    "Characteristics",
+    "Surfaces",
+    "Velocity",
+    "Diagnostics",
+    "FlowViews",
+    "analyse",
+    "characteristics",
+    "deformed_grid",
+    "transported_surfaces",
+    "velocity_grid",
+    "diagnostics",
+    "frame_steps",
+    "channel_fraction",
+    "flow_extent",
+    "plane_grid",
+    "frame_windows",
+    "window_surfaces",
+    "Folding",
+    "folding",
+    "step_jacobian",
+    "fold_points",
+    "residual_ratio",
+    "weight_drift",
+    "roughness",
+    "reference_points",
+]
 
 MAX_FRAMES = 65  # views animate at most this many steps; deeper nets are shown at every ceil(L/64)-th step
 _T = TypeVar("_T")
@@ -126,14 +149,18 @@ class FlowViews:
     output_class: np.ndarray | None = None
     lifted: LiftedSpace | None = None
     folding: Folding | None = None  # |D(step k) - I| per step: what makes a step fold
+    # each frame's own window around its points x_k (len(ks), 4) and u(t_k, .) on a grid of it (x1, x2: (len(ks), res))
+    windows: np.ndarray | None = None
+    frame_surfaces: Surfaces | None = None
 
 
 def _t(x: object, model: FlowModel) -> torch.Tensor:
     return torch.as_tensor(np.asarray(x, dtype=np.float32), device=model.device)
 
 
-def characteristics(model: FlowModel, x: np.ndarray, y: np.ndarray, *, max_points: int = 300,
-                    seed: int = 0) -> Characteristics:
+def characteristics(
+    model: FlowModel, x: np.ndarray, y: np.ndarray, *, max_points: int = 300, seed: int = 0
+) -> Characteristics:
     """Trajectories of at most ``max_points`` points (a seeded subsample), shape (L+1, m, d)."""
     idx = np.arange(len(x))
     if len(x) > max_points:
@@ -150,8 +177,9 @@ def plane_grid(extent: Sequence[float], res: int) -> tuple[np.ndarray, np.ndarra
     return x1, x2, np.c_[X1.ravel(), X2.ravel()]
 
 
-def deformed_grid(model: FlowModel, extent: Sequence[float], *, n_lines: int = 11, n_pts: int = 40,
-                  ks: np.ndarray | None = None) -> np.ndarray:
+def deformed_grid(
+    model: FlowModel, extent: Sequence[float], *, n_lines: int = 11, n_pts: int = 40, ks: np.ndarray | None = None
+) -> np.ndarray:
     """Images of a grid's lines under the flow: (len(ks), 2 * n_lines, n_pts, d)."""
     a = np.linspace(extent[0], extent[1], n_lines, dtype=np.float32)
     b = np.linspace(extent[2], extent[3], n_lines, dtype=np.float32)
@@ -167,8 +195,9 @@ def deformed_grid(model: FlowModel, extent: Sequence[float], *, n_lines: int = 1
 
 
 @torch.no_grad()
-def transported_surfaces(model: FlowModel, extent: Sequence[float], *, res: int = 100,
-                         ks: np.ndarray | None = None) -> Surfaces:
+def transported_surfaces(
+    model: FlowModel, extent: Sequence[float], *, res: int = 100, ks: np.ndarray | None = None
+) -> Surfaces:
     """u(t_k, x) = f(Phi_(k->L)(x)) on a res x res grid of the step-k plane, for each k in ks."""
     ks = frame_steps(model.L) if ks is None else np.asarray(ks)
     x1, x2, pts = plane_grid(extent, res)
@@ -178,8 +207,61 @@ def transported_surfaces(model: FlowModel, extent: Sequence[float], *, res: int 
         u, se = np.stack([m[0] for m in mc]), np.array([float(m[1].max()) for m in mc], np.float32)
     else:
         u, se = np.stack([model.transported(z, int(k)) for k in ks]), None
-    return Surfaces(ks, model.times[ks].astype(np.float32), x1, x2,
-                    u.reshape(len(ks), res, res, -1).astype(np.float32), se)
+    return Surfaces(
+        ks, model.times[ks].astype(np.float32), x1, x2, u.reshape(len(ks), res, res, -1).astype(np.float32), se
+    )
+
+
+def frame_windows(
+    xs: np.ndarray, ks: Sequence[int] | np.ndarray, *, q: float = 0.005, margin: float = 0.12
+) -> np.ndarray:
+    """(len(ks), 4) windows (x1 lo, x1 hi, x2 lo, x2 hi) of the frames k in ``ks`` for points xs (L+1, m, d):
+    the central 1 - 2q of each of the first two coordinates, widened by ``margin`` of the larger span on each side,
+    made square about its centre (equal aspect), and grown where needed so that every point x_k lies inside."""
+    out = np.zeros((len(ks), 4), np.float64)
+    for i, k in enumerate(ks):
+        p = np.asarray(xs[int(k), :, :2], np.float64)
+        p = p[np.isfinite(p).all(1)]
+        if not len(p):
+            out[i] = (-1, 1, -1, 1)
+            continue
+        lo, hi = np.quantile(p, q, axis=0), np.quantile(p, 1 - q, axis=0)
+        half = max(float((hi - lo).max()) / 2 * (1 + 2 * margin), 1e-3)
+        c = (lo + hi) / 2
+        half = max(half, float(np.abs(p - c).max()) * 1.02)  # every point inside
+        out[i] = (c[0] - half, c[0] + half, c[1] - half, c[1] + half)
+    return out
+
+
+@torch.no_grad()
+def window_surfaces(
+    model: FlowModel, windows: np.ndarray, ks: Sequence[int] | np.ndarray, *, res: int = 100
+) -> Surfaces:
+    """u(t_k, .) on a res x res grid of each frame's own window (x1, x2 of the result: (len(ks), res))."""
+    ks = np.asarray(ks)
+    x1s: list[np.ndarray] = []
+    x2s: list[np.ndarray] = []
+    us: list[np.ndarray] = []
+    ses: list[float] = []
+    for w, k in zip(windows, ks):
+        x1, x2, pts = plane_grid(w, res)
+        z = np.c_[pts, np.zeros((len(pts), model.dim - 2), np.float32)]
+        if model.config.viscosity > 0:
+            u, se = model.monte_carlo(z, int(k))
+            ses.append(float(se.max()))
+        else:
+            u = model.transported(z, int(k))
+        x1s.append(x1)
+        x2s.append(x2)
+        us.append(u.reshape(res, res, -1))
+    return Surfaces(
+        ks,
+        model.times[ks].astype(np.float32),
+        np.stack(x1s),
+        np.stack(x2s),
+        np.stack(us).astype(np.float32),
+        np.array(ses, np.float32) if ses else None,
+    )
 
 
 def roughness(u: np.ndarray) -> float:
@@ -192,8 +274,9 @@ def roughness(u: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def velocity_grid(model: FlowModel, extent: Sequence[float], *, res: int = 15,
-                  ks: np.ndarray | None = None) -> Velocity:
+def velocity_grid(
+    model: FlowModel, extent: Sequence[float], *, res: int = 15, ks: np.ndarray | None = None
+) -> Velocity:
     """V_k = v(t_k, x) on a res x res grid (extra coordinates zero), for each k in ks (default: all 1..L)."""
     ks = np.arange(1, model.L + 1) if ks is None else np.asarray(ks)
     x1, x2, pts = plane_grid(extent, res)
@@ -278,8 +361,16 @@ def reference_points(x: np.ndarray, *, max_points: int = 200, seed: int = 0) -> 
     return x if len(x) <= max_points else x[rng.choice(len(x), max_points, replace=False)]
 
 
-def diagnostics(model: FlowModel, x: np.ndarray, extent: Sequence[float], *, max_points: int = 200, grid: int = 25,
-                seed: int = 0, with_reference: bool = True) -> Diagnostics:
+def diagnostics(
+    model: FlowModel,
+    x: np.ndarray,
+    extent: Sequence[float],
+    *,
+    max_points: int = 200,
+    grid: int = 25,
+    seed: int = 0,
+    with_reference: bool = True,
+) -> Diagnostics:
     """Residual ratio, weight drift, smallest Jacobian determinant (grid and data) and discretisation error."""
     sub = reference_points(x, max_points=max_points, seed=seed)
     xs = model.trajectory(sub, noise=False)  # (L+1, m, d): the drift characteristics
@@ -294,10 +385,20 @@ def diagnostics(model: FlowModel, x: np.ndarray, extent: Sequence[float], *, max
             ref = model.reference(sub)
             err = np.linalg.norm(xs.astype(np.float64) - ref, axis=-1).mean(1)
         except TooStiff as e:
-            stiff = (f"{e}: the discrete characteristics are drawn without the continuous reference x(t) "
-                     "(no discretisation error).")
-    return Diagnostics(ratio, weight_drift(model), det.astype(np.float32), err, float(err[-1]),
-                       det_data.astype(np.float32), grid, stiff)
+            stiff = (
+                f"{e}: the discrete characteristics are drawn without the continuous reference x(t) "
+                "(no discretisation error)."
+            )
+    return Diagnostics(
+        ratio,
+        weight_drift(model),
+        det.astype(np.float32),
+        err,
+        float(err[-1]),
+        det_data.astype(np.float32),
+        grid,
+        stiff,
+    )
 
 
 def flow_extent(ds: Dataset, xs: np.ndarray, margin: float = 0.1) -> tuple[float, float, float, float]:
@@ -305,9 +406,17 @@ def flow_extent(ds: Dataset, xs: np.ndarray, margin: float = 0.1) -> tuple[float
     return square_box(np.concatenate([ds.x, xs[..., :2].reshape(-1, 2)]), margin)
 
 
-def analyse(model: FlowModel, data: Dataset, *, history: list[dict[str, float]] | None = None, res: int = 100,
-            max_points: int = 300, with_reference: bool = True, live: bool = False,
-            cancel: Flag | None = None) -> FlowViews | None:
+def analyse(
+    model: FlowModel,
+    data: Dataset,
+    *,
+    history: list[dict[str, float]] | None = None,
+    res: int = 100,
+    max_points: int = 300,
+    with_reference: bool = True,
+    live: bool = False,
+    cancel: Flag | None = None,
+) -> FlowViews | None:
     """All views of a trained model (the object the figures take).
 
     ``live``: a lighter version for refreshing while training (coarser surfaces, no reference solution).
@@ -316,8 +425,16 @@ def analyse(model: FlowModel, data: Dataset, *, history: list[dict[str, float]] 
     """
     with threads_that_pay(res * res + len(data.x), model.config.width, model.device):
         try:
-            return _analyse(model, data, history=history, res=res, max_points=max_points,
-                            with_reference=with_reference, live=live, cancel=cancel)
+            return _analyse(
+                model,
+                data,
+                history=history,
+                res=res,
+                max_points=max_points,
+                with_reference=with_reference,
+                live=live,
+                cancel=cancel,
+            )
         except (_Stopped, Cancelled):
             return None
 
@@ -326,8 +443,17 @@ class _Stopped(Exception):
     """Raised between analyse's stages once its cancel flag is set."""
 
 
-def _analyse(model: FlowModel, data: Dataset, *, history: list[dict[str, float]] | None, res: int, max_points: int,
-             with_reference: bool, live: bool, cancel: Flag | None) -> FlowViews:
+def _analyse(
+    model: FlowModel,
+    data: Dataset,
+    *,
+    history: list[dict[str, float]] | None,
+    res: int,
+    max_points: int,
+    with_reference: bool,
+    live: bool,
+    cancel: Flag | None,
+) -> FlowViews:
     def stage(value: _T) -> _T:
         if cancel is not None and cancel.is_set():
             raise _Stopped
@@ -358,12 +484,33 @@ def _analyse(model: FlowModel, data: Dataset, *, history: list[dict[str, float]]
         pu = point_values(model, ch.x, ks)
         with torch.no_grad():
             oc = model.head(torch.as_tensor(out, device=model.device)).argmax(-1).cpu().numpy()
-        lifted = dict(point_u=pu, output_class=oc,
-                      lifted=stage(_lifted(model, ch, ks, pu, live)))
+        lifted = dict(point_u=pu, output_class=oc, lifted=stage(_lifted(model, ch, ks, pu, live)))
     fold = None if live else folding(model, fold_points(model, data.x_train, data.extent(), seed=model.config.seed))
     stage(fold)
-    return FlowViews(model.config, model.times.astype(np.float32), extent, data, ch, grid, ks, surf, vel, diag,
-                     list(history or []), weights, out, osurf, live, pred, folding=fold, **lifted)
+    windows = frame_windows(ch.x, ks)
+    fsurf = None if live else stage(window_surfaces(model, windows, ks, res=res))
+    return FlowViews(
+        model.config,
+        model.times.astype(np.float32),
+        extent,
+        data,
+        ch,
+        grid,
+        ks,
+        surf,
+        vel,
+        diag,
+        list(history or []),
+        weights,
+        out,
+        osurf,
+        live,
+        pred,
+        folding=fold,
+        windows=windows,
+        frame_surfaces=fsurf,
+        **lifted,
+    )
 
 
 def _lifted(model: FlowModel, ch: Characteristics, ks: np.ndarray, pu: np.ndarray, live: bool) -> LiftedSpace:
@@ -372,8 +519,9 @@ def _lifted(model: FlowModel, ch: Characteristics, ks: np.ndarray, pu: np.ndarra
     return lifted_space(model, ch.x, ch.y, ks3, point_u=pu if same else None, res=10 if live else GRID_3D)
 
 
-def fold_points(model: FlowModel, x: np.ndarray, extent: Sequence[float], *, grid: int = 25, max_points: int = 200,
-                seed: int = 0) -> torch.Tensor:
+def fold_points(
+    model: FlowModel, x: np.ndarray, extent: Sequence[float], *, grid: int = 25, max_points: int = 200, seed: int = 0
+) -> torch.Tensor:
     """Where folding is checked: a grid x grid lattice of the box and up to max_points data points, carried
     along the flow: (L, m, d), row k-1 in the space of step k-1."""
     rng = np.random.default_rng(seed)

@@ -47,7 +47,8 @@ def batch_reason(configs: list[Config]) -> str | None:
         other = {k: getattr(c, k) for k in Config.keys() if k not in BATCH_KEYS}
         if other != {k: getattr(c0, k) for k in Config.keys() if k not in BATCH_KEYS}:
             return "members differ in more than their discretisation: " + ", ".join(
-                sorted(k for k in other if other[k] != getattr(c0, k)))
+                sorted(k for k in other if other[k] != getattr(c0, k))
+            )
     return None
 
 
@@ -106,9 +107,14 @@ class _Batch:
         return out
 
 
-def train_batched(configs: list[Config], *, data: Dataset | Points | None = None, log_every: int = 10,
-                  cancel: Flag | None = None,
-                  progress: Callable[[int, list[Snapshot | None]], None] | None = None) -> list[TrainResult]:
+def train_batched(
+    configs: list[Config],
+    *,
+    data: Dataset | Points | None = None,
+    log_every: int = 10,
+    cancel: Flag | None = None,
+    progress: Callable[[int, list[Snapshot | None]], None] | None = None,
+) -> list[TrainResult]:
     """Train every config to the end as one batched computation; one TrainResult per config, in order.
 
     A member whose loss diverges keeps its last finite weights and stops (its result has ``error``
@@ -151,8 +157,9 @@ def train_batched(configs: list[Config], *, data: Dataset | Points | None = None
             for i in mark.members:
                 if mark.diverged is not None:
                     errors[i] = diverged_message(configs[i], mark.step + 1, mark.diverged)
-                s = Snapshot.at(mark, total_steps=c0.train_steps, train=ev_tr[i], test=ev_te[i], elapsed=el,
-                                error=errors[i])
+                s = Snapshot.at(
+                    mark, total_steps=c0.train_steps, train=ev_tr[i], test=ev_te[i], elapsed=el, error=errors[i]
+                )
                 histories[i].append(s.record())
                 last[i] = out[i] = s
             if progress is not None:

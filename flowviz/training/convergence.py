@@ -40,8 +40,15 @@ from .analysis import plane_grid
 if TYPE_CHECKING:
     from .train import TrainResult
 
-__all__ = ["Convergence", "convergence", "expected_order", "aligned_steps", "one_field_order", "KINK_REASON",
-           "FLOOR_FACTOR"]
+__all__ = [
+    "Convergence",
+    "convergence",
+    "expected_order",
+    "aligned_steps",
+    "one_field_order",
+    "KINK_REASON",
+    "FLOOR_FACTOR",
+]
 
 KINK_REASON = "order limited to 2 by the kinks of the piecewise-linear weights"
 NONSMOOTH_ACTIVATIONS = ("relu", "leaky_relu")  # v is only piecewise smooth in x
@@ -87,14 +94,25 @@ class Convergence:
         def num(v: float) -> float | None:
             return None if not math.isfinite(v) else float(v)
 
-        return {"n_steps": [int(v) for v in self.n_steps], "step_size": [float(v) for v in self.step_size],
-                "errors": [float(v) for v in self.errors], "slope": num(self.slope), "expected": self.expected,
-                "reason": self.reason, "scheme": self.scheme, "floor": float(self.floor),
-                "fitted": [bool(v) for v in self.fitted],
-                "decision_mismatch": [float(v) for v in self.decision_mismatch],
-                "decision_max_diff": [float(v) for v in self.decision_max_diff], "aligned": self.aligned,
-                "time_mode": self.time_mode, "knots": self.knots, "n_points": self.n_points,
-                "grid_res": self.grid_res, "decision_floor": float(self.decision_floor)}
+        return {
+            "n_steps": [int(v) for v in self.n_steps],
+            "step_size": [float(v) for v in self.step_size],
+            "errors": [float(v) for v in self.errors],
+            "slope": num(self.slope),
+            "expected": self.expected,
+            "reason": self.reason,
+            "scheme": self.scheme,
+            "floor": float(self.floor),
+            "fitted": [bool(v) for v in self.fitted],
+            "decision_mismatch": [float(v) for v in self.decision_mismatch],
+            "decision_max_diff": [float(v) for v in self.decision_max_diff],
+            "aligned": self.aligned,
+            "time_mode": self.time_mode,
+            "knots": self.knots,
+            "n_points": self.n_points,
+            "grid_res": self.grid_res,
+            "decision_floor": float(self.decision_floor),
+        }
 
 
 def _knots_on_partition(model: FlowModel, n_steps: int) -> bool:
@@ -114,24 +132,54 @@ def expected_order(model: FlowModel, scheme: str, n_steps: Sequence[int]) -> tup
     aligned = all(_knots_on_partition(model, L) for L in n_steps)
     m = c.knots - 1
     if c.activation in NONSMOOTH_ACTIVATIONS and p > 2:
-        return 2, (f"order limited to 2 by the kinks of {c.activation} in x: v is only piecewise smooth, and a "
-                   f"path crossing a kink loses the higher order of {scheme} (order {p} on smooth fields)"), aligned
-    kinks = (f" ({c.activation} makes v only piecewise smooth in x, which costs no order up to 2: each "
-             f"crossing of a kink adds a one-step error O(h²))") if c.activation in NONSMOOTH_ACTIVATIONS else ""
+        return (
+            2,
+            (
+                f"order limited to 2 by the kinks of {c.activation} in x: v is only piecewise smooth, and a "
+                f"path crossing a kink loses the higher order of {scheme} (order {p} on smooth fields)"
+            ),
+            aligned,
+        )
+    kinks = (
+        (
+            f" ({c.activation} makes v only piecewise smooth in x, which costs no order up to 2: each "
+            f"crossing of a kink adds a one-step error O(h²))"
+        )
+        if c.activation in NONSMOOTH_ACTIVATIONS
+        else ""
+    )
     if c.time_mode == "tied":
         field = "one field for all t, smooth in t" if kinks else "one smooth field for all t"
         return p, f"order {p} of {scheme}: tied weights, {field}{kinks}", aligned
     if c.knots <= 2:
-        return p, (f"order {p} of {scheme}: with 2 knots the weights are linear in t, the field is smooth in t"
-                   f"{kinks}"), aligned
+        return (
+            p,
+            (f"order {p} of {scheme}: with 2 knots the weights are linear in t, the field is smooth in t{kinks}"),
+            aligned,
+        )
     if aligned:
-        return p, (f"order {p} of {scheme}: every step ends on a knot (L a multiple of knots − 1 = {m}), so the "
-                   f"piecewise-linear weights are smooth on each step{kinks}"), aligned
+        return (
+            p,
+            (
+                f"order {p} of {scheme}: every step ends on a knot (L a multiple of knots − 1 = {m}), so the "
+                f"piecewise-linear weights are smooth on each step{kinks}"
+            ),
+            aligned,
+        )
     if p > 2:
-        return 2, (f"{KINK_REASON}: some steps straddle a knot (take uniform L a multiple of knots − 1 = {m} for "
-                   f"order {p})"), aligned
-    return p, (f"order {p} of {scheme} (the kinks of the piecewise-linear weights at the knots would limit a "
-               f"higher order to 2, not this one)"), aligned
+        return (
+            2,
+            (f"{KINK_REASON}: some steps straddle a knot (take uniform L a multiple of knots − 1 = {m} for order {p})"),
+            aligned,
+        )
+    return (
+        p,
+        (
+            f"order {p} of {scheme} (the kinks of the piecewise-linear weights at the knots would limit a "
+            f"higher order to 2, not this one)"
+        ),
+        aligned,
+    )
 
 
 def aligned_steps(model: FlowModel, scheme: str, count: int = N_DEFAULT) -> list[int]:
@@ -140,17 +188,20 @@ def aligned_steps(model: FlowModel, scheme: str, count: int = N_DEFAULT) -> list
     m = model.config.knots - 1 if model.config.time_mode == "continuous" else 1
     L0 = m * math.ceil(START_L[scheme] / m)
     hi = int(LIMITS["n_steps"][1])
-    Ls = [L0 * 2 ** i for i in range(count) if L0 * 2 ** i <= hi]
+    Ls = [L0 * 2**i for i in range(count) if L0 * 2**i <= hi]
     if len(Ls) < 3:  # knots - 1 too large for the ladder: start lower
-        Ls = [m * 2 ** i for i in range(count) if m * 2 ** i <= hi]
+        Ls = [m * 2**i for i in range(count) if m * 2**i <= hi]
     if len(Ls) < 2:
-        raise ConfigError(f"knots = {model.config.knots}: fewer than two multiples of knots − 1 up to L = {hi}; "
-                          "pass n_steps=[...] yourself")
+        raise ConfigError(
+            f"knots = {model.config.knots}: fewer than two multiples of knots − 1 up to L = {hi}; "
+            "pass n_steps=[...] yourself"
+        )
     return Ls
 
 
-def _points(model: FlowModel, data: Dataset | None, x: object, max_points: int,
-            seed: int) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+def _points(
+    model: FlowModel, data: Dataset | None, x: object, max_points: int, seed: int
+) -> tuple[np.ndarray, tuple[float, float, float, float]]:
     if x is None:
         ds = data if isinstance(data, Dataset) else make_dataset(model.config)
         x, box = ds.x_train, ds.extent()
@@ -169,9 +220,16 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def convergence(model: FlowModel | TrainResult, n_steps: Sequence[int] | None = None, scheme: str | None = None, *,
-                x: object = None,
-                max_points: int = 200, res: int = 40, seed: int = 0) -> Convergence:
+def convergence(
+    model: FlowModel | TrainResult,
+    n_steps: Sequence[int] | None = None,
+    scheme: str | None = None,
+    *,
+    x: object = None,
+    max_points: int = 200,
+    res: int = 40,
+    seed: int = 0,
+) -> Convergence:
     """Measure the order of convergence of ``scheme`` on the field of ``model`` (a FlowModel or a TrainResult).
 
     ``n_steps``: the L values (at least two); None picks a ladder L0, 2 L0, ... that keeps the scheme's order
@@ -185,20 +243,32 @@ def convergence(model: FlowModel | TrainResult, n_steps: Sequence[int] | None = 
         return _convergence(model, n_steps, scheme, x=x, max_points=max_points, res=res, seed=seed)
 
 
-def _convergence(model: FlowModel | TrainResult, n_steps: Sequence[int] | None, scheme: str | None, *, x: object,
-                 max_points: int, res: int, seed: int) -> Convergence:
+def _convergence(
+    model: FlowModel | TrainResult,
+    n_steps: Sequence[int] | None,
+    scheme: str | None,
+    *,
+    x: object,
+    max_points: int,
+    res: int,
+    seed: int,
+) -> Convergence:
     data = getattr(model, "data", None)
     model = getattr(model, "model", model)
     if not isinstance(model, FlowModel):
         raise ConfigError("convergence() takes a FlowModel or a TrainResult")
     c = model.config
     if c.time_mode == "per_step":
-        raise ConfigError("per-step weights are one set per block: there is no field between the blocks to refine, "
-                          "so no order of convergence on one field (train with time_mode tied or continuous)")
+        raise ConfigError(
+            "per-step weights are one set per block: there is no field between the blocks to refine, "
+            "so no order of convergence on one field (train with time_mode tied or continuous)"
+        )
     scheme = scheme or c.scheme
     if scheme not in STEPPERS:
-        raise ConfigError(f"scheme {scheme!r} has no order of convergence; valid: {', '.join(STEPPERS)}"
-                          + (" (the plain net is not a flow)" if scheme == "plain" else ""))
+        raise ConfigError(
+            f"scheme {scheme!r} has no order of convergence; valid: {', '.join(STEPPERS)}"
+            + (" (the plain net is not a flow)" if scheme == "plain" else "")
+        )
     Ls = aligned_steps(model, scheme) if n_steps is None else sorted({int(v) for v in n_steps})
     if len(Ls) < 2:
         raise ConfigError(f"an order needs at least two step counts; got {Ls}")
@@ -227,8 +297,12 @@ def _convergence(model: FlowModel | TrainResult, n_steps: Sequence[int] | None, 
             m = model.rediscretised(n_steps=L, scheme=scheme).double_copy()
             xL = m.flow(m.lift(x0)).cpu().numpy()
             FL = _softmax(xL[n:] @ W.T + b)
-            seen[L] = (float(np.linalg.norm(xL[:n] - ref, axis=-1).max()), float(np.max(m.steps)),
-                       float(np.mean(FL.argmax(1) != F.argmax(1))), float(np.abs(FL - F).max()))
+            seen[L] = (
+                float(np.linalg.norm(xL[:n] - ref, axis=-1).max()),
+                float(np.max(m.steps)),
+                float(np.mean(FL.argmax(1) != F.argmax(1))),
+                float(np.abs(FL - F).max()),
+            )
         return seen[L]
 
     rows = [measure(L) for L in Ls]
@@ -240,10 +314,29 @@ def _convergence(model: FlowModel | TrainResult, n_steps: Sequence[int] | None, 
     expected, reason, aligned = expected_order(model, scheme, Ls)
     slope = float(np.polyfit(np.log(h[fitted]), np.log(errs[fitted]), 1)[0]) if fitted.sum() >= 2 else math.nan
     if fitted.sum() < len(Ls):
-        reason += (f"; {int(len(Ls) - fitted.sum())} of {len(Ls)} errors lie within {FLOOR_FACTOR:g}x the "
-                   f"reference's own error {floor:.1e} and are left out of the fit")
-    return Convergence(np.array(Ls), h, errs, slope, expected, reason, scheme, floor, fitted, mism, maxd, aligned,
-                       c.time_mode, c.knots, n, res, decision_floor)
+        reason += (
+            f"; {int(len(Ls) - fitted.sum())} of {len(Ls)} errors lie within {FLOOR_FACTOR:g}x the "
+            f"reference's own error {floor:.1e} and are left out of the fit"
+        )
+    return Convergence(
+        np.array(Ls),
+        h,
+        errs,
+        slope,
+        expected,
+        reason,
+        scheme,
+        floor,
+        fitted,
+        mism,
+        maxd,
+        aligned,
+        c.time_mode,
+        c.knots,
+        n,
+        res,
+        decision_floor,
+    )
 
 
 class Run(Protocol):
@@ -261,8 +354,10 @@ def one_field_order(member: Run) -> tuple[Convergence | None, str]:
     sweep), or why there is none."""
     c = member.config
     if c.time_mode == "per_step":
-        return None, ("per-step weights: there is no field between the blocks to refine, so no order on one field "
-                      "(sweep with time_mode tied or continuous)")
+        return None, (
+            "per-step weights: there is no field between the blocks to refine, so no order on one field "
+            "(sweep with time_mode tied or continuous)"
+        )
     if c.scheme == "plain":
         return None, "the plain net is not a flow: no order of convergence"
     try:

@@ -44,8 +44,9 @@ def make_optimizer(config: Config, params: list[torch.Tensor], **options: Any) -
         options.setdefault("foreach", True)
     else:
         options.setdefault("fused", True)
-    opt: torch.optim.Optimizer = OPTIMIZERS[config.optimizer](params, lr=config.lr, weight_decay=config.weight_decay,
-                                                              **options)
+    opt: torch.optim.Optimizer = OPTIMIZERS[config.optimizer](
+        params, lr=config.lr, weight_decay=config.weight_decay, **options
+    )
     return opt
 
 
@@ -83,8 +84,17 @@ class Engine:
     ``seed``: seeds ``gen`` (mini-batches and viscous noise).
     """
 
-    def __init__(self, params: list[list[torch.Tensor]], opt: torch.optim.Optimizer | None, losses: LossFn, *,
-                 x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int) -> None:
+    def __init__(
+        self,
+        params: list[list[torch.Tensor]],
+        opt: torch.optim.Optimizer | None,
+        losses: LossFn,
+        *,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int,
+        seed: int,
+    ) -> None:
         self.params, self.opt, self.losses = params, opt, losses
         self.x, self.y, self.batch_size = x, y, batch_size
         self.gen = torch.Generator(device=x.device).manual_seed(seed + 3)
@@ -146,8 +156,16 @@ class Engine:
                     p.grad = None
         self.opt.step()
 
-    def run(self, total_steps: int, *, log_every: int, cancel: Flag | None = None, first: int = 0,
-            until: int | None = None, after: Callable[[int], None] | None = None) -> Iterator[Mark]:
+    def run(
+        self,
+        total_steps: int,
+        *,
+        log_every: int,
+        cancel: Flag | None = None,
+        first: int = 0,
+        until: int | None = None,
+        after: Callable[[int], None] | None = None,
+    ) -> Iterator[Mark]:
         """Steps ``first`` + 1 .. ``total_steps``, marking every ``log_every``-th (not the last), each divergence
         and the end.
 

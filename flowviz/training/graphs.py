@@ -29,8 +29,7 @@ def graphs_apply(model: FlowModel, device: torch.device, enabled: bool = False) 
     """True when this run's steps are replayed from a CUDA graph: ``enabled`` (the caller's ``cuda_graphs``), a
     CUDA device, and a step with no host synchronisation or random numbers inside (the hand-written chain; no
     viscous noise)."""
-    return (enabled and device.type == "cuda"
-            and model.fast_path_applies(training=True) and model.config.viscosity == 0)
+    return enabled and device.type == "cuda" and model.fast_path_applies(training=True) and model.config.viscosity == 0
 
 
 @contextmanager
@@ -59,8 +58,17 @@ class GraphEngine(Engine):
     keeps in that case.
     """
 
-    def __init__(self, params: list[list[torch.Tensor]], opt: torch.optim.Optimizer | None, losses: LossFn, *,
-                 x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int) -> None:
+    def __init__(
+        self,
+        params: list[list[torch.Tensor]],
+        opt: torch.optim.Optimizer | None,
+        losses: LossFn,
+        *,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int,
+        seed: int,
+    ) -> None:
         super().__init__(params, opt, losses, x=x, y=y, batch_size=batch_size, seed=seed)
         mini = bool(batch_size and batch_size < len(x))
         self.xb = x[:batch_size].clone() if mini else x  # fixed inputs: a replay reads these addresses

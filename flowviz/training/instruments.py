@@ -21,9 +21,24 @@ from ..core.points import DATA_LIMIT, check_extent, check_points
 from ..core.solvers import TooStiff
 from ..core.transport import GridSolution, block_velocity
 
-__all__ = ["ProbeData", "StabilityData", "AdjointData", "STABILITY_POLYNOMIALS", "amplification", "jacobian",
-           "flow_paths", "velocity_jacobians", "step_jacobians", "probe_data", "stability_data", "adjoint_data",
-           "adjoint_recursion", "continuous_adjoint", "TransportComparison", "transport_comparison"]
+__all__ = [
+    "ProbeData",
+    "StabilityData",
+    "AdjointData",
+    "STABILITY_POLYNOMIALS",
+    "amplification",
+    "jacobian",
+    "flow_paths",
+    "velocity_jacobians",
+    "step_jacobians",
+    "probe_data",
+    "stability_data",
+    "adjoint_data",
+    "adjoint_recursion",
+    "continuous_adjoint",
+    "TransportComparison",
+    "transport_comparison",
+]
 
 # R(z) of each scheme on y' = lambda y, z = s lambda: coefficients of 1, z, z^2, ... Every explicit s-stage RK
 # method of order s <= 4 has the Taylor polynomial of e^z (Kutta's 3/8 rule included).
@@ -59,8 +74,9 @@ def _at_step(fn: Callable[[Tensor, int], Tensor], k: int) -> Callable[[Tensor], 
 
 def velocity_jacobians(model: FlowModel, xs: Tensor) -> Tensor:
     """s_k DV_k(x_(k-1)) for points xs (L+1, m, d) (row k-1 of xs is the input of block k): (L, m, d, d)."""
-    return torch.stack([float(model.steps[k - 1]) * jacobian(_at_step(model.velocity, k), xs[k - 1])
-                        for k in range(1, model.L + 1)])
+    return torch.stack(
+        [float(model.steps[k - 1]) * jacobian(_at_step(model.velocity, k), xs[k - 1]) for k in range(1, model.L + 1)]
+    )
 
 
 def step_jacobians(model: FlowModel, xs: Tensor) -> Tensor:
@@ -111,8 +127,17 @@ def probe_data(model: FlowModel, x0: object) -> ProbeData:
     J = step_jacobians(model, xs)[:, 0].double()  # (L, d, d)
     eig = linalg.eigvals(J).cpu().numpy()
     x = xs[:, 0].cpu().numpy()
-    return ProbeData(start[0], model.times.astype(np.float32), x, u.astype(np.float32), f.astype(np.float32),
-                     ratio.astype(np.float32), eig, x[:, 2:], linalg.det(J).cpu().numpy())
+    return ProbeData(
+        start[0],
+        model.times.astype(np.float32),
+        x,
+        u.astype(np.float32),
+        f.astype(np.float32),
+        ratio.astype(np.float32),
+        eig,
+        x[:, 2:],
+        linalg.det(J).cpu().numpy(),
+    )
 
 
 @dataclass(frozen=True)
@@ -135,8 +160,9 @@ class StabilityData:
     y: np.ndarray
 
 
-def stability_data(model: FlowModel, x: np.ndarray, y: np.ndarray | None = None, *, max_points: int = 200,
-                   seed: int = 0) -> StabilityData:
+def stability_data(
+    model: FlowModel, x: np.ndarray, y: np.ndarray | None = None, *, max_points: int = 200, seed: int = 0
+) -> StabilityData:
     """The spectra of s_k DV_k along the characteristics of (a seeded subsample of) points x (n, 2)."""
     scheme = model.config.scheme
     if scheme not in STABILITY_POLYNOMIALS:
@@ -188,8 +214,9 @@ def adjoint_recursion(model: FlowModel, xs: Tensor, y: Tensor) -> tuple[Tensor, 
     return torch.stack(ps[::-1]), loss.detach()
 
 
-def continuous_adjoint(model: FlowModel, x0: np.ndarray, y: np.ndarray, *, rtol: float = 1e-6,
-                       atol: float = 1e-8) -> np.ndarray:
+def continuous_adjoint(
+    model: FlowModel, x0: np.ndarray, y: np.ndarray, *, rtol: float = 1e-6, atol: float = 1e-8
+) -> np.ndarray:
     """p_0 = dl/dx_0 through the continuous flow x' = v(t, x), by torchdiffeq's odeint_adjoint (float64)."""
     linalg.check_finite_weights(model, "the continuous adjoint")
     from torchdiffeq import odeint_adjoint
@@ -209,14 +236,26 @@ def continuous_adjoint(model: FlowModel, x0: np.ndarray, y: np.ndarray, *, rtol:
     z0 = m.lift(torch.as_tensor(check_points(x0, limit=DATA_LIMIT, what="point"))).requires_grad_(True)
     t = torch.as_tensor([0.0, float(m.times[-1])], dtype=torch.float64)
     with torch.enable_grad():
-        zT = adaptive(lambda f, o: odeint_adjoint(f, z0, t, rtol=rtol, atol=atol, method="dopri5", options=o,
-                                                  adjoint_options=dict(o), adjoint_params=()), Field(), opts)[-1]
+        zT = adaptive(
+            lambda f, o: odeint_adjoint(
+                f, z0, t, rtol=rtol, atol=atol, method="dopri5", options=o, adjoint_options=dict(o), adjoint_params=()
+            ),
+            Field(),
+            opts,
+        )[-1]
         loss = F.cross_entropy(m.head(zT), torch.as_tensor(np.asarray(y), dtype=torch.long))
         return torch.autograd.grad(loss, z0)[0].numpy()
 
 
-def adjoint_data(model: FlowModel, x: np.ndarray, y: np.ndarray, *, max_points: int = 150, seed: int = 0,
-                 with_continuous: bool = False) -> AdjointData:
+def adjoint_data(
+    model: FlowModel,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    max_points: int = 150,
+    seed: int = 0,
+    with_continuous: bool = False,
+) -> AdjointData:
     """p_k at the characteristics of a seeded subsample of the points; with ``with_continuous`` also
     |p_0(L') - p_0| against the continuous adjoint for L' = L (per-step weights) or L, 2L, .. <= 256."""
     x = check_points(x, limit=DATA_LIMIT, what="point")
@@ -229,13 +268,19 @@ def adjoint_data(model: FlowModel, x: np.ndarray, y: np.ndarray, *, max_points: 
     p, loss = adjoint_recursion(model, xs, yt)
     cont, stiff = None, None
     try:  # under the step budget of flowviz.core.solvers.solve_limits; a path that left the floats has no reference
-        ref = (continuous_adjoint(model, xi, yi) if with_continuous and model.config.scheme != "plain"
-               and bool(torch.isfinite(xs).all()) else None)
+        ref = (
+            continuous_adjoint(model, xi, yi)
+            if with_continuous and model.config.scheme != "plain" and bool(torch.isfinite(xs).all())
+            else None
+        )
     except TooStiff as e:
         ref, stiff = None, f"{e}: the discrete adjoint p_k is drawn without the continuous comparison."
     if ref is not None:
-        Ls = [model.L] if model.config.time_mode == "per_step" else \
-            [model.L * 2 ** i for i in range(4) if model.L * 2 ** i <= 256]
+        Ls = (
+            [model.L]
+            if model.config.time_mode == "per_step"
+            else [model.L * 2**i for i in range(4) if model.L * 2**i <= 256]
+        )
         errs = []
         for L in Ls:
             mm = model if L == model.L else model.rediscretised(n_steps=int(L))
@@ -243,8 +288,16 @@ def adjoint_data(model: FlowModel, x: np.ndarray, y: np.ndarray, *, max_points: 
             errs.append(float(np.linalg.norm(pp[0].cpu().numpy() - ref, axis=-1).mean()))
         cont = (np.asarray(Ls), np.asarray(errs))
     pn = p.cpu().numpy()
-    return AdjointData(model.times.astype(np.float32), xs.cpu().numpy(), pn, np.linalg.norm(pn, axis=-1).mean(1),
-                       float(loss), yi, cont, stiff)
+    return AdjointData(
+        model.times.astype(np.float32),
+        xs.cpu().numpy(),
+        pn,
+        np.linalg.norm(pn, axis=-1).mean(1),
+        float(loss),
+        yi,
+        cont,
+        stiff,
+    )
 
 
 @dataclass(frozen=True)
@@ -270,9 +323,13 @@ class TransportComparison:
         return orders
 
 
-def transport_comparison(model: FlowModel, extent: Sequence[float], *,
-                         resolutions: Sequence[int] = (32, 64, 128),
-                         scheme: str = "semi_lagrangian") -> TransportComparison:
+def transport_comparison(
+    model: FlowModel,
+    extent: Sequence[float],
+    *,
+    resolutions: Sequence[int] = (32, 64, 128),
+    scheme: str = "semi_lagrangian",
+) -> TransportComparison:
     """The grid solver (flowviz.solve_transport) at several resolutions against F = f o Phi on each grid
     (semi-Lagrangian with the network's own blocks as its time steps: the difference is the grid's alone)."""
     from ..core.transport import solve_transport
@@ -282,11 +339,17 @@ def transport_comparison(model: FlowModel, extent: Sequence[float], *,
     sol: GridSolution | None = None
     F_: np.ndarray | None = None
     for N in resolutions:
-        sol = solve_transport(model, resolution=int(N), scheme=scheme, extent=box,
-                              time_steps="blocks" if scheme == "semi_lagrangian" else "flow")
+        sol = solve_transport(
+            model,
+            resolution=int(N),
+            scheme=scheme,
+            extent=box,
+            time_steps="blocks" if scheme == "semi_lagrangian" else "flow",
+        )
         X1, X2 = np.meshgrid(sol.x1, sol.x2)
         F_ = model.predict_proba(np.c_[X1.ravel(), X2.ravel()]).reshape(sol.u.shape)
         errs.append(float(np.abs(sol.u - F_).mean()))
     assert sol is not None and F_ is not None  # at least one resolution
-    return TransportComparison(scheme, np.asarray(resolutions), np.asarray(errs), sol.x1, sol.x2, sol.u,
-                               F_.astype(np.float32), sol.viscosity)
+    return TransportComparison(
+        scheme, np.asarray(resolutions), np.asarray(errs), sol.x1, sol.x2, sol.u, F_.astype(np.float32), sol.viscosity
+    )

@@ -16,8 +16,16 @@ import numpy as np
 
 from ..core.model import FlowModel
 
-__all__ = ["LiftedSpace", "lifted_space", "point_values", "boundary_fields", "slice_name", "grid_axes", "GRID_3D",
-           "FRAMES_3D"]
+__all__ = [
+    "LiftedSpace",
+    "lifted_space",
+    "point_values",
+    "boundary_fields",
+    "slice_name",
+    "grid_axes",
+    "GRID_3D",
+    "FRAMES_3D",
+]
 
 # The 3-D grid is transported from every frame's step to L: its cost is (nodes) * sum_k (L - k) block evaluations.
 GRID_3D = 16  # grid nodes per axis across the input's box, about half as many beyond (rings_lift: 22 x 23 x 19)
@@ -103,8 +111,15 @@ def grid_axes(xs3: np.ndarray, res: int = GRID_3D) -> tuple[np.ndarray, ...]:
     return tuple(axes)
 
 
-def lifted_space(model: FlowModel, xs: np.ndarray, y: np.ndarray, ks: np.ndarray, *,
-                 point_u: np.ndarray | None = None, res: int = GRID_3D) -> LiftedSpace:
+def lifted_space(
+    model: FlowModel,
+    xs: np.ndarray,
+    y: np.ndarray,
+    ks: np.ndarray,
+    *,
+    point_u: np.ndarray | None = None,
+    res: int = GRID_3D,
+) -> LiftedSpace:
     """The 3-D view's numbers for a lifted model (d >= 3): xs (L+1, m, d) the shown characteristics.
 
     ``point_u`` (F, m, C): u(t_k, x_k) if already computed (:func:`point_values`).
@@ -125,5 +140,13 @@ def lifted_space(model: FlowModel, xs: np.ndarray, y: np.ndarray, ks: np.ndarray
         fields.append(np.round(boundary_fields(u) * 255).clip(0, 255).astype(np.uint8))
     pu = point_values(model, xs, ks) if point_u is None else point_u
     pc = pu.argmax(-1).astype(np.int8)
-    return LiftedSpace(ks, model.times[ks].astype(np.float32), xs[ks][..., :3].astype(np.float32), np.asarray(y),
-                       pc, axes, np.stack(fields), model.dim)
+    return LiftedSpace(
+        ks,
+        model.times[ks].astype(np.float32),
+        xs[ks][..., :3].astype(np.float32),
+        np.asarray(y),
+        pc,
+        axes,
+        np.stack(fields),
+        model.dim,
+    )

@@ -91,13 +91,26 @@ def training_frames(result: Any, extent: Sequence[float], *, res: int = 60) -> T
     x1, x2 = s.x1, s.x2
     loss_at = {int(r["step"]): float(r["loss"]) for r in getattr(result, "history", None) or () if "loss" in r}
     loss = np.array([loss_at.get(int(s), np.nan) for s in kept], np.float32)
-    return TrainingFrames(kept, np.asarray(x1, np.float32), np.asarray(x2, np.float32),
-                          np.stack([us[i] for i in order]).astype(np.float32), loss)
+    return TrainingFrames(
+        kept,
+        np.asarray(x1, np.float32),
+        np.asarray(x2, np.float32),
+        np.stack([us[i] for i in order]).astype(np.float32),
+        loss,
+    )
 
 
-def pack_data(model: FlowModel, data: Dataset, *, history: list[dict[str, float]] | None = None,
-              views: FlowViews | None = None, instruments: dict[str, object] | None = None,
-              compute_missing: bool = True, probe_at: Sequence[float] | None = None, result: Any = None) -> PackData:
+def pack_data(
+    model: FlowModel,
+    data: Dataset,
+    *,
+    history: list[dict[str, float]] | None = None,
+    views: FlowViews | None = None,
+    instruments: dict[str, object] | None = None,
+    compute_missing: bool = True,
+    probe_at: Sequence[float] | None = None,
+    result: Any = None,
+) -> PackData:
     """Everything a pack page draws for ``model`` trained on ``data``. ``views`` and ``instruments`` made
     elsewhere (a server's run) are used as they are; the rest is computed here unless ``compute_missing`` is
     off (then ``notes`` names what is missing). ``result``: a TrainResult whose checkpoints give the training
@@ -109,8 +122,11 @@ def pack_data(model: FlowModel, data: Dataset, *, history: list[dict[str, float]
     notes: dict[str, str] = {}
     for name in PREPARED:
         if not applies(name, model.config):
-            notes[name] = "the grid solver works on the plane: this run is lifted (p > 0)" if name == "grid" \
+            notes[name] = (
+                "the grid solver works on the plane: this run is lifted (p > 0)"
+                if name == "grid"
                 else "does not apply to this run"
+            )
             continue
         if have.get(name) is not None:
             continue

@@ -36,8 +36,14 @@ def applies(name: str, config: Config) -> bool:
     return name in PREPARED and (name != "grid" or config.dim == 2)
 
 
-def each(model: FlowModel, data: Dataset, extent: Sequence[float], *, names: Iterable[str] | None = None,
-         cancel: Flag | None = None) -> Iterator[tuple[str, object, str | None]]:
+def each(
+    model: FlowModel,
+    data: Dataset,
+    extent: Sequence[float],
+    *,
+    names: Iterable[str] | None = None,
+    cancel: Flag | None = None,
+) -> Iterator[tuple[str, object, str | None]]:
     """(name, object, None) for each of the instruments ``names`` (default: all that apply), one after the other
     in the table's order (the quick ones first); ``cancel`` (``is_set()``) is checked between them, so a
     cancelled task ends after the one in hand. An instrument that does not fit the run (a ``FlowvizError``,
@@ -54,8 +60,14 @@ def each(model: FlowModel, data: Dataset, extent: Sequence[float], *, names: Ite
             yield name, None, str(e)
 
 
-def prepare(model: FlowModel, data: Dataset, extent: Sequence[float], *, names: Iterable[str] | None = None,
-            cancel: Flag | None = None) -> tuple[dict[str, object], dict[str, str]]:
+def prepare(
+    model: FlowModel,
+    data: Dataset,
+    extent: Sequence[float],
+    *,
+    names: Iterable[str] | None = None,
+    cancel: Flag | None = None,
+) -> tuple[dict[str, object], dict[str, str]]:
     """(objects by name, messages by name) of :func:`each`."""
     got: dict[str, object] = {}
     errors: dict[str, str] = {}

@@ -110,10 +110,18 @@ def coarse_levels(L_start: int, L_end: int) -> list[int]:
     return levels
 
 
-def coarse_to_fine(config: Config, *, L_start: int, L_end: int, steps_per_level: int | None = None,
-                   data: Dataset | Points | None = None, log_every: int = 10, compare: bool = True,
-                   cancel: Flag | None = None,
-                   kind: str = "constant") -> CoarseToFine:
+def coarse_to_fine(
+    config: Config,
+    *,
+    L_start: int,
+    L_end: int,
+    steps_per_level: int | None = None,
+    data: Dataset | Points | None = None,
+    log_every: int = 10,
+    compare: bool = True,
+    cancel: Flag | None = None,
+    kind: str = "constant",
+) -> CoarseToFine:
     """Train at L_start, double until L_end (each level ``steps_per_level`` optimiser steps).
 
     ``kind``: how per-step weights are carried to the finer partition (:func:`refine`).
@@ -139,11 +147,26 @@ def coarse_to_fine(config: Config, *, L_start: int, L_end: int, steps_per_level:
             x = torch.as_tensor(ds.x_train, device=dev_model.device)
             y = torch.as_tensor(ds.y_train, device=dev_model.device)
             loss, acc = evaluate(dev_model, x, y)
-            jumps.append({"L": L // 2, "loss_before": before["loss"], "loss_after": loss,
-                          "accuracy_before": before["train_accuracy"], "accuracy_after": acc})
+            jumps.append(
+                {
+                    "L": L // 2,
+                    "loss_before": before["loss"],
+                    "loss_after": loss,
+                    "accuracy_before": before["train_accuracy"],
+                    "accuracy_after": acc,
+                }
+            )
         for last in train_iter(cfg, data=ds, log_every=log_every, model=dev_model, cancel=cancel):
-            history.append({"level": li, "L": L, "step": done + last.step, "loss": last.loss,
-                            "train_accuracy": last.train_accuracy, "test_accuracy": last.test_accuracy})
+            history.append(
+                {
+                    "level": li,
+                    "L": L,
+                    "step": done + last.step,
+                    "loss": last.loss,
+                    "train_accuracy": last.train_accuracy,
+                    "test_accuracy": last.test_accuracy,
+                }
+            )
         assert last is not None  # train_iter yields at least its last snapshot
         done += last.step
         if last.error or last.cancelled:

@@ -39,9 +39,26 @@ from .convergence import Convergence, one_field_order
 from .refine import REFINE_KINDS, CoarseToFine, _prolongation, coarse_to_fine, refine, refined_config  # noqa: F401
 from .train import TrainResult, evaluate, train
 
-__all__ = ["VARY_KEYS", "MAX_MEMBERS", "GRID_RES", "Member", "Transfer", "Measures", "SweepResult", "parse_vary",
-           "run_sweep", "member_diagnostics", "depth_transfer", "decision_grids", "measure_members", "stepwise",
-           "refine", "refined_config", "coarse_to_fine", "CoarseToFine"]
+__all__ = [
+    "VARY_KEYS",
+    "MAX_MEMBERS",
+    "GRID_RES",
+    "Member",
+    "Transfer",
+    "Measures",
+    "SweepResult",
+    "parse_vary",
+    "run_sweep",
+    "member_diagnostics",
+    "depth_transfer",
+    "decision_grids",
+    "measure_members",
+    "stepwise",
+    "refine",
+    "refined_config",
+    "coarse_to_fine",
+    "CoarseToFine",
+]
 
 _Y = TypeVar("_Y")
 
@@ -55,11 +72,25 @@ Grids = tuple[np.ndarray, np.ndarray, np.ndarray]  # x1 (res,), x2 (res,), u (M,
 class Pool(Protocol):
     """What a sweep asks of an executor of ``flowviz.serve`` (the local pool or Ray)."""
 
-    def train_batched(self, configs: list[Config], data: Dataset, *, log_every: int = ..., cancel: Flag | None = ...,
-                      progress: Callable[[int], None] | None = ...) -> list[TrainResult]: ...
+    def train_batched(
+        self,
+        configs: list[Config],
+        data: Dataset,
+        *,
+        log_every: int = ...,
+        cancel: Flag | None = ...,
+        progress: Callable[[int], None] | None = ...,
+    ) -> list[TrainResult]: ...
 
-    def train_members(self, configs: list[Config], data: Dataset, *, log_every: int = ..., cancel: Flag | None = ...,
-                      progress: Callable[[int, int], None] | None = ...) -> list[TrainResult]: ...
+    def train_members(
+        self,
+        configs: list[Config],
+        data: Dataset,
+        *,
+        log_every: int = ...,
+        cancel: Flag | None = ...,
+        progress: Callable[[int, int], None] | None = ...,
+    ) -> list[TrainResult]: ...
 
     def measure(self, what: str, data: Dataset, **params: Any) -> Any: ...
 
@@ -90,8 +121,9 @@ def parse_vary(text: str, base: Config | None = None) -> tuple[str, list[Any]]:
     return key, values
 
 
-def member_diagnostics(model: FlowModel, x: np.ndarray, *, max_points: int = 200,
-                       seed: int = 0) -> tuple[float, np.ndarray, np.ndarray]:
+def member_diagnostics(
+    model: FlowModel, x: np.ndarray, *, max_points: int = 200, seed: int = 0
+) -> tuple[float, np.ndarray, np.ndarray]:
     """(discretisation error, residual ratio per step (L,), weight drift per step (L-1,)).
 
     The error is the mean |x_L - x(T)| over up to ``max_points`` points, both in float64: the
@@ -142,14 +174,22 @@ class Member:
         def num(v: float | None) -> float | None:
             return None if v is None or (isinstance(v, float) and not math.isfinite(v)) else v
 
-        return {key: self.value, "n_steps": self.config.n_steps, "horizon": self.config.horizon,
-                "step_size": self.step_size, "train_accuracy": num(m["train_accuracy"]),
-                "test_accuracy": num(m["test_accuracy"]), "train_loss": num(m["train_loss"]),
-                "test_loss": num(m["test_loss"]), "wall_s": self.wall_s, "batched": self.batched,
-                "disc_error": num(self.disc_error),
-                "residual_ratio": num(float(self.residual_ratio.mean())),
-                "weight_drift": num(float(self.weight_drift.mean())) if len(self.weight_drift) else 0.0,
-                "error": self.result.error}
+        return {
+            key: self.value,
+            "n_steps": self.config.n_steps,
+            "horizon": self.config.horizon,
+            "step_size": self.step_size,
+            "train_accuracy": num(m["train_accuracy"]),
+            "test_accuracy": num(m["test_accuracy"]),
+            "train_loss": num(m["train_loss"]),
+            "test_loss": num(m["test_loss"]),
+            "wall_s": self.wall_s,
+            "batched": self.batched,
+            "disc_error": num(self.disc_error),
+            "residual_ratio": num(float(self.residual_ratio.mean())),
+            "weight_drift": num(float(self.weight_drift.mean())) if len(self.weight_drift) else 0.0,
+            "error": self.result.error,
+        }
 
 
 @dataclass
@@ -194,11 +234,21 @@ class SweepResult:
         return decision_grids([m.model for m in self.members], self.data, res)
 
     def to_json(self) -> str:
-        return json.dumps({"key": self.key, "values": self.values, "base": self.base.to_dict(),
-                           "wall_s": self.wall_s, "batched": self.batched, "members": self.records(),
-                           "transfer": self.transfer.to_dict() if self.transfer else None,
-                           "convergence": self.convergence.to_dict() if self.convergence else None,
-                           "convergence_note": self.convergence_note, "notes": self.notes}, indent=2)
+        return json.dumps(
+            {
+                "key": self.key,
+                "values": self.values,
+                "base": self.base.to_dict(),
+                "wall_s": self.wall_s,
+                "batched": self.batched,
+                "members": self.records(),
+                "transfer": self.transfer.to_dict() if self.transfer else None,
+                "convergence": self.convergence.to_dict() if self.convergence else None,
+                "convergence_note": self.convergence_note,
+                "notes": self.notes,
+            },
+            indent=2,
+        )
 
 
 def _accuracy(model: FlowModel, ds: Dataset) -> float:
@@ -247,12 +297,16 @@ class Measures:
     @classmethod
     def none(cls, models: list[FlowModel]) -> Measures:
         """The measures of a sweep stopped before its members were measured: NaN throughout."""
-        return cls([math.nan] * len(models), [np.full(m.L, np.nan) for m in models],
-                   [np.full(max(m.L - 1, 0), np.nan) for m in models])
+        return cls(
+            [math.nan] * len(models),
+            [np.full(m.L, np.nan) for m in models],
+            [np.full(max(m.L - 1, 0), np.nan) for m in models],
+        )
 
 
-def measure_members(results: list[TrainResult], data: Dataset, key: str, *, seed: int = 0,
-                    transfer_to: list[int] | None = None) -> Generator[tuple[float, str], None, Measures]:
+def measure_members(
+    results: list[TrainResult], data: Dataset, key: str, *, seed: int = 0, transfer_to: list[int] | None = None
+) -> Generator[tuple[float, str], None, Measures]:
     """Measure a sweep's trained members: yields (fraction done, text) between the pieces and returns the
     :class:`Measures` (drive it with :func:`stepwise`). The depth transfer (over the members' L and
     ``transfer_to``) and the one-field order (the deepest member's field) when ``key`` is n_steps."""
@@ -272,15 +326,15 @@ def measure_members(results: list[TrainResult], data: Dataset, key: str, *, seed
         cols = sorted({r.config.n_steps for r in results} | set(transfer_to or []))
         out.transfer = depth_transfer([r.model for r in results], data, cols)
         yield 0.85, "order of convergence on one field"
-        out.convergence, out.convergence_note = one_field_order(_Run(config=results[-1].config,
-                                                                       result=results[-1]))
+        out.convergence, out.convergence_note = one_field_order(_Run(config=results[-1].config, result=results[-1]))
     yield 0.95, "decision surfaces"
     out.grids = decision_grids([r.model for r in results], data)
     return out
 
 
-def stepwise(steps: Generator[_Y, None, object], cancel: Flag | None = None,
-             out: dict[str, object] | None = None) -> Iterator[_Y]:
+def stepwise(
+    steps: Generator[_Y, None, object], cancel: Flag | None = None, out: dict[str, object] | None = None
+) -> Iterator[_Y]:
     """The items a measuring generator yields, until it returns (its value then in ``out["value"]``) or
     ``cancel`` (``is_set()``) is set between two of them (then ``out`` gets no value)."""
     while not (cancel is not None and cancel.is_set()):
@@ -293,9 +347,20 @@ def stepwise(steps: Generator[_Y, None, object], cancel: Flag | None = None,
     steps.close()
 
 
-def run_sweep(base: Config, key: str, values: list[Any], *, data: Dataset | Points | None = None, batched: bool = True,
-              log_every: int = 25, progress: Callable[[float, str], None] | None = None, cancel: Flag | None = None,
-              transfer_to: list[int] | None = None, pool: Pool | None = None, cuda_graphs: bool = False) -> SweepResult:
+def run_sweep(
+    base: Config,
+    key: str,
+    values: list[Any],
+    *,
+    data: Dataset | Points | None = None,
+    batched: bool = True,
+    log_every: int = 25,
+    progress: Callable[[float, str], None] | None = None,
+    cancel: Flag | None = None,
+    transfer_to: list[int] | None = None,
+    pool: Pool | None = None,
+    cuda_graphs: bool = False,
+) -> SweepResult:
     """Train one member per value of ``key`` (other keys from ``base``) and measure each.
 
     ``batched``: train members that differ only in their discretisation as one batch (they give the
@@ -322,8 +387,9 @@ def run_sweep(base: Config, key: str, values: list[Any], *, data: Dataset | Poin
             say(0.8 * step / max(base.train_steps, 1), f"batched training: step {step} of {base.train_steps}")
 
         if pool is not None:  # (two or more members always make two or more lanes)
-            results = pool.train_batched(configs, ds, log_every=log_every, cancel=cancel,
-                                         progress=lambda step: on_step(step, None))
+            results = pool.train_batched(
+                configs, ds, log_every=log_every, cancel=cancel, progress=lambda step: on_step(step, None)
+            )
         else:
             results = train_batched(configs, data=ds, log_every=log_every, cancel=cancel, progress=on_step)
         walls = [time.perf_counter() - t0] * len(configs)
@@ -352,27 +418,73 @@ def run_sweep(base: Config, key: str, values: list[Any], *, data: Dataset | Poin
                     raise
                 results.append(last)
             walls.append(time.perf_counter() - t)
-    measures = _measured(results, ds, key, seed=base.seed, transfer_to=transfer_to, cancel=cancel, pool=pool,
-                         say=lambda frac, text: say(0.8 + 0.2 * frac, text))
+    measures = _measured(
+        results,
+        ds,
+        key,
+        seed=base.seed,
+        transfer_to=transfer_to,
+        cancel=cancel,
+        pool=pool,
+        say=lambda frac, text: say(0.8 + 0.2 * frac, text),
+    )
     if measures is None:
         notes.append("stopped before its members were measured")
         measures = Measures.none([r.model for r in results])
-    members = [Member(v, r, walls[i], len(configs) if why is None else 1, measures.disc_error[i],
-                      measures.residual_ratio[i], measures.weight_drift[i])
-               for i, (v, r) in enumerate(zip(values, results))]
+    members = [
+        Member(
+            v,
+            r,
+            walls[i],
+            len(configs) if why is None else 1,
+            measures.disc_error[i],
+            measures.residual_ratio[i],
+            measures.weight_drift[i],
+        )
+        for i, (v, r) in enumerate(zip(values, results))
+    ]
     say(1.0, "done")
-    return SweepResult(base, key, list(values), members, ds, time.perf_counter() - t0, why is None,
-                       measures.transfer, notes, measures.convergence, measures.convergence_note, measures.grids)
+    return SweepResult(
+        base,
+        key,
+        list(values),
+        members,
+        ds,
+        time.perf_counter() - t0,
+        why is None,
+        measures.transfer,
+        notes,
+        measures.convergence,
+        measures.convergence_note,
+        measures.grids,
+    )
 
 
-def _measured(results: list[TrainResult], ds: Dataset, key: str, *, seed: int, transfer_to: list[int] | None,
-              cancel: Flag | None, pool: Pool | None, say: Callable[[float, str], None]) -> Measures | None:
+def _measured(
+    results: list[TrainResult],
+    ds: Dataset,
+    key: str,
+    *,
+    seed: int,
+    transfer_to: list[int] | None,
+    cancel: Flag | None,
+    pool: Pool | None,
+    say: Callable[[float, str], None],
+) -> Measures | None:
     """The members' :class:`Measures`, made by a worker of ``pool`` or here; None if cancelled first."""
     if cancel is not None and cancel.is_set():
         return None
     if pool is not None:
-        measured: Measures | None = pool.measure("sweep", ds, models=[r.model for r in results], key=key, seed=seed,
-                                                 transfer_to=list(transfer_to or []), cancel=cancel, progress=say)
+        measured: Measures | None = pool.measure(
+            "sweep",
+            ds,
+            models=[r.model for r in results],
+            key=key,
+            seed=seed,
+            transfer_to=list(transfer_to or []),
+            cancel=cancel,
+            progress=say,
+        )
         return measured
     out: dict[str, object] = {}
     for frac, text in stepwise(measure_members(results, ds, key, seed=seed, transfer_to=transfer_to), cancel, out):

@@ -27,8 +27,20 @@ from ..core.solvers import Flag
 from .engine import Engine, Mark, cpu_threads, make_optimizer, step_settings
 from .graphs import GraphEngine, graphs_apply
 
-__all__ = ["Snapshot", "TrainResult", "TrainState", "train", "train_iter", "resume", "resolve_device", "evaluate",
-           "penalties", "run_metrics", "cpu_threads", "state_bytes"]
+__all__ = [
+    "Snapshot",
+    "TrainResult",
+    "TrainState",
+    "train",
+    "train_iter",
+    "resume",
+    "resolve_device",
+    "evaluate",
+    "penalties",
+    "run_metrics",
+    "cpu_threads",
+    "state_bytes",
+]
 
 StateDict = dict[str, torch.Tensor]  # a model's weights by name
 Metrics = dict[str, Any]  # JSON-like: numbers, and text such as the device
@@ -56,8 +68,12 @@ class TrainState:
                     tensors[f"opt/{i}/{k}"] = v.contiguous()
                 else:
                     state[str(i)][k] = v
-        head = {"step": self.step, "elapsed": self.elapsed, "state": state,
-                "param_groups": self.optimizer.get("param_groups", [])}
+        head = {
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "state": state,
+            "param_groups": self.optimizer.get("param_groups", []),
+        }
         return head, tensors
 
     @classmethod
@@ -70,9 +86,12 @@ class TrainState:
                 _, i, k = name.split("/", 2)
                 state.setdefault(int(i), {})[k] = v
         groups = [{k: tuple(v) if k == "betas" else v for k, v in g.items()} for g in head.get("param_groups", [])]
-        return cls(step=int(head["step"]), generator=t["gen"].to(torch.uint8),
-                   optimizer={"state": state, "param_groups": groups} if groups else {},
-                   elapsed=float(head.get("elapsed", 0.0)))
+        return cls(
+            step=int(head["step"]),
+            generator=t["gen"].to(torch.uint8),
+            optimizer={"state": state, "param_groups": groups} if groups else {},
+            elapsed=float(head.get("elapsed", 0.0)),
+        )
 
 
 def state_bytes(model: torch.nn.Module) -> int:
@@ -100,37 +119,74 @@ class Snapshot:
     train_state: TrainState | None = None  # on the last snapshot: what ``resume`` needs to go on
 
     @classmethod
-    def at(cls, mark: Mark, *, total_steps: int, train: tuple[float, float], test: tuple[float, float],
-           elapsed: float, state: StateDict | None = None, error: str | None = None,
-           kept: dict[int, StateDict] | None = None,
-           train_state: TrainState | None = None) -> Snapshot:
+    def at(
+        cls,
+        mark: Mark,
+        *,
+        total_steps: int,
+        train: tuple[float, float],
+        test: tuple[float, float],
+        elapsed: float,
+        state: StateDict | None = None,
+        error: str | None = None,
+        kept: dict[int, StateDict] | None = None,
+        train_state: TrainState | None = None,
+    ) -> Snapshot:
         """The snapshot at an engine's ``mark``; ``train``, ``test``: (cross-entropy, accuracy) from ``evaluate``."""
-        return cls(step=mark.step, total_steps=total_steps, loss=train[0], train_accuracy=train[1],
-                   test_accuracy=test[1], test_loss=test[0], elapsed=elapsed,
-                   steps_per_second=mark.step / elapsed if elapsed > 0 else 0.0, state=state,
-                   done=mark.done, cancelled=mark.cancelled, error=error, kept=kept, train_state=train_state)
+        return cls(
+            step=mark.step,
+            total_steps=total_steps,
+            loss=train[0],
+            train_accuracy=train[1],
+            test_accuracy=test[1],
+            test_loss=test[0],
+            elapsed=elapsed,
+            steps_per_second=mark.step / elapsed if elapsed > 0 else 0.0,
+            state=state,
+            done=mark.done,
+            cancelled=mark.cancelled,
+            error=error,
+            kept=kept,
+            train_state=train_state,
+        )
 
     def record(self) -> dict[str, float]:
         """The history row of this snapshot."""
-        return {"step": self.step, "loss": self.loss, "train_accuracy": self.train_accuracy,
-                "test_accuracy": self.test_accuracy, "test_loss": self.test_loss, "elapsed": self.elapsed}
+        return {
+            "step": self.step,
+            "loss": self.loss,
+            "train_accuracy": self.train_accuracy,
+            "test_accuracy": self.test_accuracy,
+            "test_loss": self.test_loss,
+            "elapsed": self.elapsed,
+        }
 
     def metrics(self, *, steps: int | None = None, elapsed: float | None = None, **extra: Any) -> Metrics:
         """``run_metrics`` of the run whose last snapshot this is (``steps``, ``elapsed``: the run's, if other)."""
-        return run_metrics(train=(self.loss, self.train_accuracy), test=(self.test_loss, self.test_accuracy),
-                           steps=self.step if steps is None else steps,
-                           elapsed=self.elapsed if elapsed is None else elapsed, **extra)
+        return run_metrics(
+            train=(self.loss, self.train_accuracy),
+            test=(self.test_loss, self.test_accuracy),
+            steps=self.step if steps is None else steps,
+            elapsed=self.elapsed if elapsed is None else elapsed,
+            **extra,
+        )
 
 
-def run_metrics(*, train: tuple[float, float], test: tuple[float, float], steps: int,
-                elapsed: float | None = None, **extra: Any) -> Metrics:
+def run_metrics(
+    *, train: tuple[float, float], test: tuple[float, float], steps: int, elapsed: float | None = None, **extra: Any
+) -> Metrics:
     """A run's final metrics, as stored, exported and shown.
 
     ``train``, ``test``: (cross-entropy, accuracy) as ``evaluate`` returns them; ``elapsed``: the wall seconds
     of the run (adds ``elapsed_s`` and ``steps_per_second``); ``extra``: further keys (``device``, ``batched``).
     """
-    m: Metrics = {"train_accuracy": train[1], "test_accuracy": test[1], "train_loss": train[0], "test_loss": test[0],
-         "steps": steps}
+    m: Metrics = {
+        "train_accuracy": train[1],
+        "test_accuracy": test[1],
+        "train_loss": train[0],
+        "test_loss": test[0],
+        "steps": steps,
+    }
     if elapsed is not None:
         m.update(elapsed_s=elapsed, steps_per_second=steps / elapsed if elapsed > 0 else 0.0)
     return m | extra
@@ -161,8 +217,10 @@ class TrainResult:
         step is kept at or before ``step``."""
         before = [s for s in self.checkpoints if s <= step]
         if not before:
-            raise ConfigError(f"no weights are kept at or before step {step}; kept: "
-                              f"{', '.join(map(str, self.checkpoints[:8])) or 'none'}")
+            raise ConfigError(
+                f"no weights are kept at or before step {step}; kept: "
+                f"{', '.join(map(str, self.checkpoints[:8])) or 'none'}"
+            )
         s = before[-1]
         config = self.config.replace(train_steps=s)
         model = build_model(config, self.data.n_classes)
@@ -170,16 +228,30 @@ class TrainResult:
         model = model.to(next(iter(self.model.state_dict().values())).device).train(False)
         dev = next(iter(model.state_dict().values())).device
         xtr, ytr, xte, yte = data_tensors(self.data, dev)
-        metrics = run_metrics(train=evaluate(model, xtr, ytr), test=evaluate(model, xte, yte), steps=s,
-                              device=self.metrics.get("device", str(dev)))
-        return TrainResult(config, model, self.data, [r for r in self.history if r["step"] <= s], metrics,
-                           None, {k: v for k, v in self.kept.items() if k <= s}, None)
+        metrics = run_metrics(
+            train=evaluate(model, xtr, ytr),
+            test=evaluate(model, xte, yte),
+            steps=s,
+            device=self.metrics.get("device", str(dev)),
+        )
+        return TrainResult(
+            config,
+            model,
+            self.data,
+            [r for r in self.history if r["step"] <= s],
+            metrics,
+            None,
+            {k: v for k, v in self.kept.items() if k <= s},
+            None,
+        )
 
 
 def resolve_device(name: str) -> torch.device:
     """auto: cuda, then mps, then cpu. A forced device that is missing is a ConfigError."""
-    cuda, mps = torch.cuda.is_available(), bool(getattr(torch.backends, "mps", None)
-                                                 and torch.backends.mps.is_available())
+    cuda, mps = (
+        torch.cuda.is_available(),
+        bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()),
+    )
     if name == "auto":
         return torch.device("cuda" if cuda else "mps" if mps else "cpu")
     if (name == "cuda" and not cuda) or (name == "mps" and not mps):
@@ -220,8 +292,9 @@ def _scores(p: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     return float(F.nll_loss(p.log(), y)), float((p.argmax(1) == y).float().mean())
 
 
-def evaluate_both(model: FlowModel, x_both: torch.Tensor, y_train: torch.Tensor,
-                  y_test: torch.Tensor) -> tuple[tuple[float, float], tuple[float, float]]:
+def evaluate_both(
+    model: FlowModel, x_both: torch.Tensor, y_train: torch.Tensor, y_test: torch.Tensor
+) -> tuple[tuple[float, float], tuple[float, float]]:
     """:func:`evaluate` on the training and the test points in one pass over ``x_both`` (n + m, 2), the
     training points first: one chain of kernels per snapshot instead of two (u(0, .) of a point does not depend
     on the points evaluated with it, the Monte-Carlo paths included: see FlowModel._mc_samples)."""
@@ -230,11 +303,19 @@ def evaluate_both(model: FlowModel, x_both: torch.Tensor, y_train: torch.Tensor,
     return _scores(p[:n], y_train), _scores(p[n:], y_test)
 
 
-def train_iter(config: Config, *, data: Dataset | Points | None = None, log_every: int = 10,
-               cancel: Flag | None = None,
-               keep_state: bool = False, model: FlowModel | None = None,
-               cuda_graphs: bool = False, start: TrainState | None = None, until: int | None = None,
-               checkpoints: bool = True) -> Iterator[Snapshot]:
+def train_iter(
+    config: Config,
+    *,
+    data: Dataset | Points | None = None,
+    log_every: int = 10,
+    cancel: Flag | None = None,
+    keep_state: bool = False,
+    model: FlowModel | None = None,
+    cuda_graphs: bool = False,
+    start: TrainState | None = None,
+    until: int | None = None,
+    checkpoints: bool = True,
+) -> Iterator[Snapshot]:
     """Train, yielding a Snapshot every ``log_every`` steps and a last one with ``done`` set.
 
     ``cancel``: anything with ``is_set()`` (a threading.Event), checked between steps.
@@ -265,8 +346,9 @@ def train_iter(config: Config, *, data: Dataset | Points | None = None, log_ever
         loss = F.cross_entropy(model(xb, noise_gen=gen if noisy else None), yb)
         return [loss + penalties(model, model.lift(xb) if kinetic else None) if need_pen else loss]
 
-    engine = (GraphEngine if graphed else Engine)([params], opt, losses, x=xtr, y=ytr,
-                                                  batch_size=config.batch_size, seed=config.seed)
+    engine = (GraphEngine if graphed else Engine)(
+        [params], opt, losses, x=xtr, y=ytr, batch_size=config.batch_size, seed=config.seed
+    )
     first, elapsed0 = (0, 0.0) if start is None else (start.step, start.elapsed)
     if start is not None:
         engine.load(start.generator, start.optimizer)
@@ -286,8 +368,14 @@ def train_iter(config: Config, *, data: Dataset | Points | None = None, log_ever
     t0 = time.perf_counter()
     model.train()
     with step_settings(dev, config.batch_size or len(xtr), config.width):
-        for mark in engine.run(config.train_steps, log_every=log_every, cancel=cancel, first=first, until=until,
-                               after=keep if checkpoints else None):
+        for mark in engine.run(
+            config.train_steps,
+            log_every=log_every,
+            cancel=cancel,
+            first=first,
+            until=until,
+            after=keep if checkpoints else None,
+        ):
             model.train(False)
             tr, te = evaluate_both(model, x_both, ytr, yte)
             model.train()
@@ -301,8 +389,17 @@ def train_iter(config: Config, *, data: Dataset | Points | None = None, log_ever
                 if mark.diverged is None:
                     resume_from = TrainState(mark.step, *engine.state(), elapsed=elapsed)
             kept, pending = (pending or None), {}
-            yield Snapshot.at(mark, total_steps=config.train_steps, train=tr, test=te, elapsed=elapsed,
-                              state=state, error=error, kept=kept, train_state=resume_from)
+            yield Snapshot.at(
+                mark,
+                total_steps=config.train_steps,
+                train=tr,
+                test=te,
+                elapsed=elapsed,
+                state=state,
+                error=error,
+                kept=kept,
+                train_state=resume_from,
+            )
 
 
 def data_tensors(ds: Dataset, device: torch.device) -> tuple[torch.Tensor, ...]:
@@ -312,14 +409,22 @@ def data_tensors(ds: Dataset, device: torch.device) -> tuple[torch.Tensor, ...]:
 
 def diverged_message(config: Config, step: int, value: float) -> str:
     """What a run says when its loss at ``step`` became ``value`` (NaN or inf)."""
-    return (f"training diverged at step {step}: the loss became {value}. The last finite state is kept; "
-            f"try a smaller learning rate (lr={config.lr}) or a smaller step size (T/L = "
-            f"{config.horizon / config.n_steps:.3g}).")
+    return (
+        f"training diverged at step {step}: the loss became {value}. The last finite state is kept; "
+        f"try a smaller learning rate (lr={config.lr}) or a smaller step size (T/L = "
+        f"{config.horizon / config.n_steps:.3g})."
+    )
 
 
-def train(config: Config, *, data: Dataset | Points | None = None, log_every: int = 10,
-          progress: Callable[[Snapshot], None] | None = None,
-          cancel: Flag | None = None, cuda_graphs: bool = False) -> TrainResult:
+def train(
+    config: Config,
+    *,
+    data: Dataset | Points | None = None,
+    log_every: int = 10,
+    progress: Callable[[Snapshot], None] | None = None,
+    cancel: Flag | None = None,
+    cuda_graphs: bool = False,
+) -> TrainResult:
     """Train ``config`` to the end (blocking) and return the result.
 
     ``data``: the points for ``dataset=csv`` (as returned by ``load_csv``) or a ready Dataset.
@@ -333,19 +438,31 @@ def train(config: Config, *, data: Dataset | Points | None = None, log_every: in
     if dev.type == "cpu" and data is not None:  # the estimate is of one CPU thread: refuse what cannot fit,
         guard(config, len(ds.x_train), log_every=log_every)  # warn over a server's budget
     model = build_model(config, ds.n_classes).to(dev)
-    return _drive(config, ds, model, dev, log_every=log_every, progress=progress, cancel=cancel,
-                  cuda_graphs=cuda_graphs)
+    return _drive(
+        config, ds, model, dev, log_every=log_every, progress=progress, cancel=cancel, cuda_graphs=cuda_graphs
+    )
 
 
-def _drive(config: Config, ds: Dataset, model: FlowModel, dev: torch.device, *, log_every: int,
-           progress: Callable[[Snapshot], None] | None, cancel: Flag | None, cuda_graphs: bool,
-           start: TrainState | None = None, history: list[dict[str, float]] | None = None,
-           kept: dict[int, StateDict] | None = None) -> TrainResult:
+def _drive(
+    config: Config,
+    ds: Dataset,
+    model: FlowModel,
+    dev: torch.device,
+    *,
+    log_every: int,
+    progress: Callable[[Snapshot], None] | None,
+    cancel: Flag | None,
+    cuda_graphs: bool,
+    start: TrainState | None = None,
+    history: list[dict[str, float]] | None = None,
+    kept: dict[int, StateDict] | None = None,
+) -> TrainResult:
     """Run ``train_iter`` to its end and collect the TrainResult (``history``, ``kept``: those before ``start``)."""
     history, kept = list(history or []), dict(kept or {})
     last = None
-    for last in train_iter(config, data=ds, log_every=log_every, cancel=cancel, model=model,
-                           cuda_graphs=cuda_graphs, start=start):
+    for last in train_iter(
+        config, data=ds, log_every=log_every, cancel=cancel, model=model, cuda_graphs=cuda_graphs, start=start
+    ):
         history.append(last.record())
         kept.update(last.kept or {})
         if progress is not None:
@@ -354,16 +471,21 @@ def _drive(config: Config, ds: Dataset, model: FlowModel, dev: torch.device, *, 
     model.train(False)
     n = checkpoint_count(state_bytes(model))
     kept = {s: kept[s] for s in thin_steps(kept, n)} if len(kept) > n else kept
-    result = TrainResult(config, model, ds, history, last.metrics(device=str(dev)), last.error, kept,
-                         last.train_state)
+    result = TrainResult(config, model, ds, history, last.metrics(device=str(dev)), last.error, kept, last.train_state)
     if last.error:
         raise TrainingDiverged(last.error, result)
     return result
 
 
-def resume(result: TrainResult, *, steps: int | None = None, log_every: int = 10,
-           progress: Callable[[Snapshot], None] | None = None, cancel: Flag | None = None,
-           cuda_graphs: bool = False) -> TrainResult:
+def resume(
+    result: TrainResult,
+    *,
+    steps: int | None = None,
+    log_every: int = 10,
+    progress: Callable[[Snapshot], None] | None = None,
+    cancel: Flag | None = None,
+    cuda_graphs: bool = False,
+) -> TrainResult:
     """Go on training a finished or paused (cancelled) run for ``steps`` more optimiser steps (default: up to
     its config's ``train_steps``), exactly as if it had never stopped: seeded on the CPU,
     ``resume(train(cfg with train_steps=a), steps=b)`` has the weights, bit for bit, of
@@ -372,8 +494,10 @@ def resume(result: TrainResult, *, steps: int | None = None, log_every: int = 10
     changed). ConfigError for a run without its optimiser state (a diverged, rewound or imported one)."""
     ts = result.train_state
     if ts is None:
-        raise ConfigError("this run cannot be resumed: it keeps no optimiser state (a diverged run, one rewound "
-                          "with at(), or one loaded from weights alone); train it again instead")
+        raise ConfigError(
+            "this run cannot be resumed: it keeps no optimiser state (a diverged run, one rewound "
+            "with at(), or one loaded from weights alone); train it again instead"
+        )
     if steps is not None and steps < 0:
         raise ConfigError(f"steps={steps}: resume needs a number of steps >= 0")
     total = ts.step + steps if steps is not None else max(ts.step, result.config.train_steps)
@@ -384,6 +508,16 @@ def resume(result: TrainResult, *, steps: int | None = None, log_every: int = 10
         guard(config, len(ds.x_train), log_every=log_every)
     model = build_model(config, ds.n_classes).to(dev)
     model.load_state_dict(result.model.state_dict())
-    return _drive(config, ds, model, dev, log_every=log_every, progress=progress, cancel=cancel,
-                  cuda_graphs=cuda_graphs, start=ts, history=result.history, kept=result.kept)
-
+    return _drive(
+        config,
+        ds,
+        model,
+        dev,
+        log_every=log_every,
+        progress=progress,
+        cancel=cancel,
+        cuda_graphs=cuda_graphs,
+        start=ts,
+        history=result.history,
+        kept=result.kept,
+    )

@@ -25,8 +25,16 @@ from ..core.timegrid import slot_of_time
 from .analysis import frame_steps, plane_grid
 from .instruments import flow_paths, step_jacobians
 
-__all__ = ["VolumeData", "DENSITIES", "logdet_sum", "divergence_integral", "class_densities", "pushed_densities",
-           "volume_data", "with_exact_density"]
+__all__ = [
+    "VolumeData",
+    "DENSITIES",
+    "logdet_sum",
+    "divergence_integral",
+    "class_densities",
+    "pushed_densities",
+    "volume_data",
+    "with_exact_density",
+]
 
 # how the density panel is made: name -> what its label says
 DENSITIES = {"kde": "KDE of x_k", "exact": "exact push-forward ρ_0 / |det DΦ| along the characteristics"}
@@ -53,8 +61,9 @@ def _divergence(m: FlowModel, t: float, z: torch.Tensor) -> tuple[torch.Tensor, 
         z = z.detach().requires_grad_(True)
         v = m.vector_field(t, z)
         d = z.shape[1]
-        div = cast(torch.Tensor, sum(torch.autograd.grad(v[:, i].sum(), z, retain_graph=i < d - 1)[0][:, i]
-                                     for i in range(d)))
+        div = cast(
+            torch.Tensor, sum(torch.autograd.grad(v[:, i].sum(), z, retain_graph=i < d - 1)[0][:, i] for i in range(d))
+        )
     return v.detach(), div.detach()
 
 
@@ -69,8 +78,10 @@ def divergence_integral(model: FlowModel, x: np.ndarray, *, per_unit: int = 64, 
     m = model.double_copy()
     d = m.dim
     T = float(m.times[-1])
-    sub = [np.linspace(a, b, max(min_sub, int(np.ceil(per_unit * (b - a) / T))) + 1)[:-1]
-           for a, b in zip(m.times[:-1], m.times[1:])]
+    sub = [
+        np.linspace(a, b, max(min_sub, int(np.ceil(per_unit * (b - a) / T))) + 1)[:-1]
+        for a, b in zip(m.times[:-1], m.times[1:])
+    ]
     grid = torch.as_tensor(np.concatenate(sub + [m.times[-1:]]))
 
     def rhs(t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
@@ -80,8 +91,13 @@ def divergence_integral(model: FlowModel, x: np.ndarray, *, per_unit: int = 64, 
     z0 = m.lift(torch.as_tensor(check_points(x, limit=DATA_LIMIT, what="point")))
     s0 = torch.cat([z0, z0.new_zeros(len(z0), 1)], 1)
     with torch.no_grad():
-        out = odeint(rhs, s0, torch.as_tensor(m.times), method="rk4",
-                     options=dict(grid_constructor=lambda f, y0, t: grid, perturb=True))
+        out = odeint(
+            rhs,
+            s0,
+            torch.as_tensor(m.times),
+            method="rk4",
+            options=dict(grid_constructor=lambda f, y0, t: grid, perturb=True),
+        )
     integral: np.ndarray = out[..., -1].numpy()
     return integral
 
@@ -95,12 +111,21 @@ def _kde_at(q: np.ndarray, pts: np.ndarray) -> np.ndarray:
     """The Gaussian KDE (Scott's bandwidth) of points q (n, 2) at points pts (M, 2): (M,)."""
     bw = _bandwidth(q)
     z = (pts[:, None, :] - q[None, :, :]) / bw
-    kde: np.ndarray = np.exp(-0.5 * (z ** 2).sum(-1)).mean(1) / (2 * np.pi * bw.prod())
+    kde: np.ndarray = np.exp(-0.5 * (z**2).sum(-1)).mean(1) / (2 * np.pi * bw.prod())
     return kde
 
 
-def pushed_densities(model: FlowModel, x: np.ndarray, y: np.ndarray, n_classes: int, ks: Sequence[int] | np.ndarray,
-                     box: Sequence[float] | np.ndarray, *, res: int = 50, src_res: int = 90) -> np.ndarray:
+def pushed_densities(
+    model: FlowModel,
+    x: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    ks: Sequence[int] | np.ndarray,
+    box: Sequence[float] | np.ndarray,
+    *,
+    res: int = 50,
+    src_res: int = 90,
+) -> np.ndarray:
     """The classes' densities pushed forward exactly: rho_k(x_k) = rho_0(x_0) / |det D Phi_(0->k)(x_0)| along
     the characteristics of a src_res x src_res grid of starting points x_0, rho_0 the KDE of each class's points
     x (m, 2) at k = 0 (as :func:`class_densities`); then read on a res x res grid over ``box`` (4,) by linear
@@ -111,8 +136,10 @@ def pushed_densities(model: FlowModel, x: np.ndarray, y: np.ndarray, n_classes: 
     from scipy.interpolate import griddata
 
     if model.dim != 2:
-        raise ConfigError("the exact push-forward density is a planar one: this run is lifted (p > 0), so its "
-                          "points live on a surface of R^(2+p); use the KDE")
+        raise ConfigError(
+            "the exact push-forward density is a planar one: this run is lifted (p > 0), so its "
+            "points live on a surface of R^(2+p); use the KDE"
+        )
     x = np.asarray(x, np.float64)
     pad = 3 * max(float(_bandwidth(x[y == c]).max()) for c in range(n_classes) if (y == c).sum() >= 2)
     lo, hi = x.min(0) - pad, x.max(0) + pad
@@ -122,15 +149,18 @@ def pushed_densities(model: FlowModel, x: np.ndarray, y: np.ndarray, n_classes: 
     ld = logdet_sum(model, src)
     g1, g2 = np.linspace(box[0], box[1], res), np.linspace(box[2], box[3], res)
     G1, G2 = np.meshgrid(g1, g2)
-    rho0 = np.stack([_kde_at(x[y == c], src) if (y == c).sum() >= 2 else np.zeros(len(src))
-                     for c in range(n_classes)], 1)  # (G, C)
-    out = [griddata(xs[k], rho0 / np.exp(ld[k])[:, None], (G1, G2), method="linear", fill_value=0.0)
-           for k in ks]  # one triangulation per step for all classes: (res, res, C) each
+    rho0 = np.stack(
+        [_kde_at(x[y == c], src) if (y == c).sum() >= 2 else np.zeros(len(src)) for c in range(n_classes)], 1
+    )  # (G, C)
+    out = [
+        griddata(xs[k], rho0 / np.exp(ld[k])[:, None], (G1, G2), method="linear", fill_value=0.0) for k in ks
+    ]  # one triangulation per step for all classes: (res, res, C) each
     return np.asarray(out, np.float32).transpose(0, 3, 1, 2)
 
 
-def class_densities(xs: np.ndarray, y: np.ndarray, n_classes: int, ks: Sequence[int] | np.ndarray, *,
-                    res: int = 50) -> tuple[np.ndarray, np.ndarray]:
+def class_densities(
+    xs: np.ndarray, y: np.ndarray, n_classes: int, ks: Sequence[int] | np.ndarray, *, res: int = 50
+) -> tuple[np.ndarray, np.ndarray]:
     """A Gaussian KDE (Scott's bandwidth) of each class's points x_k (first two coordinates) at the steps ks.
 
     xs (L+1, m, d), y (m,). Returns the box (4,) around all the x_k shown and the densities (K, C, res, res)
@@ -173,8 +203,17 @@ class VolumeData:
     density_kind: str = "kde"
 
 
-def volume_data(model: FlowModel, data: Dataset, *, extent: Sequence[float] | None = None, res: int = 30,
-                max_frames: int = 17, max_points: int = 300, seed: int = 0, density: str = "kde") -> VolumeData:
+def volume_data(
+    model: FlowModel,
+    data: Dataset,
+    *,
+    extent: Sequence[float] | None = None,
+    res: int = 30,
+    max_frames: int = 17,
+    max_points: int = 300,
+    seed: int = 0,
+    density: str = "kde",
+) -> VolumeData:
     """The volume view of a model and its data (extent: the input box, the data's by default); ``density``:
     "kde" (a KDE of the points x_k) or "exact" (:func:`pushed_densities`)."""
     if density not in DENSITIES:
@@ -190,13 +229,27 @@ def volume_data(model: FlowModel, data: Dataset, *, extent: Sequence[float] | No
         Ls, diff = np.array([model.L]), np.array([np.abs(disc[-1] - cont[-1]).mean()])
     else:
         Ls = np.array(sorted({2, 4, 8, 16, 32, 64, model.L}))
-        diff = np.array([np.abs((disc if L == model.L else logdet_sum(model.with_steps(int(L)), pts))[-1]
-                                - cont[-1]).mean() for L in Ls])
+        diff = np.array(
+            [
+                np.abs((disc if L == model.L else logdet_sum(model.with_steps(int(L)), pts))[-1] - cont[-1]).mean()
+                for L in Ls
+            ]
+        )
     x, y = _shown(data, max_points, seed)
     dbox, dens = class_densities(flow_paths(model, x).cpu().numpy(), y, data.n_classes, ks)
     shape = (len(ks), res, res)
-    vd = VolumeData(ks, model.times[ks].astype(np.float32), x1, x2, disc[ks].reshape(shape).astype(np.float32),
-                    cont[ks].reshape(shape).astype(np.float32), Ls, diff, dbox, dens)
+    vd = VolumeData(
+        ks,
+        model.times[ks].astype(np.float32),
+        x1,
+        x2,
+        disc[ks].reshape(shape).astype(np.float32),
+        cont[ks].reshape(shape).astype(np.float32),
+        Ls,
+        diff,
+        dbox,
+        dens,
+    )
     return with_exact_density(vd, model, data, max_points=max_points, seed=seed) if density == "exact" else vd
 
 
@@ -209,8 +262,9 @@ def _shown(data: Dataset, max_points: int, seed: int) -> tuple[np.ndarray, np.nd
     return x, y
 
 
-def with_exact_density(vd: VolumeData, model: FlowModel, data: Dataset, *, max_points: int = 300,
-                       seed: int = 0) -> VolumeData:
+def with_exact_density(
+    vd: VolumeData, model: FlowModel, data: Dataset, *, max_points: int = 300, seed: int = 0
+) -> VolumeData:
     """The same volume data with the exact push-forward (:func:`pushed_densities`) as its density panel."""
     if model.dim != 2:
         raise ConfigError("the exact push-forward density is a planar one: this run is lifted (p > 0); use the KDE")

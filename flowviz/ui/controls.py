@@ -23,11 +23,13 @@ FIELD_HELP = {
     "two_layer": "the paper's eq. 2: v = W₂(t) a(W₁(t) x + b₁(t)) + b₂(t)",
     "mlp": "a general MLP field with t as an input",
     "antisymmetric": "Haber & Ruthotto: a((K − Kᵀ − γI) x + b); its linear part K − Kᵀ − γI has eigenvalues "
-                     "with real part −γ; forward Euler with small γ can still grow (|1 + sλ| > 1)",
+    "with real part −γ; forward Euler with small γ can still grow (|1 + sλ| > 1)",
 }
-TIME_HELP = {"per_step": "per-step: independent weights per block (a classic ResNet)",
-             "tied": "tied: one set of weights for all t (an autonomous field)",
-             "continuous": "continuous: weights piecewise linear in t through K knots"}
+TIME_HELP = {
+    "per_step": "per-step: independent weights per block (a classic ResNet)",
+    "tied": "tied: one set of weights for all t (an autonomous field)",
+    "continuous": "continuous: weights piecewise linear in t through K knots",
+}
 
 
 # the sidebar widgets' key suffix, one per config change under the sidebar (``PageState.widget_gen``): new keys are
@@ -49,25 +51,38 @@ def _num(container, label, key, cfg, *, step=None, fmt=None):
     lo, hi = value_range(key)
     v = getattr(cfg, key)
     if isinstance(v, int):
-        return container.number_input(label, lo, hi, v, step=step or 1, help=_meta(key)["help"],
-                                      key=f"w_{key}{_SUFFIX.get()}")
+        return container.number_input(
+            label, lo, hi, v, step=step or 1, help=_meta(key)["help"], key=f"w_{key}{_SUFFIX.get()}"
+        )
     # %g shows 1e-09 and 5e-324 as such (a fixed number of decimals showed them as 0)
-    return container.number_input(label, lo, hi, float(v), step=step or 0.01, format=fmt or "%.4g",
-                                  help=_meta(key)["help"], key=f"w_{key}{_SUFFIX.get()}")
+    return container.number_input(
+        label,
+        lo,
+        hi,
+        float(v),
+        step=step or 0.01,
+        format=fmt or "%.4g",
+        help=_meta(key)["help"],
+        key=f"w_{key}{_SUFFIX.get()}",
+    )
 
 
 def _pick(container, label, key, cfg, names=None, fmt=None):
     options = list(CHOICES[key])
     cur = getattr(cfg, key)
-    return container.selectbox(label, options, index=options.index(cur), help=_meta(key)["help"],
-                               format_func=(lambda o: (names or {}).get(o, o)) if names else (fmt or str),
-                               key=f"w_{key}{_SUFFIX.get()}")
+    return container.selectbox(
+        label,
+        options,
+        index=options.index(cur),
+        help=_meta(key)["help"],
+        format_func=(lambda o: (names or {}).get(o, o)) if names else (fmt or str),
+        key=f"w_{key}{_SUFFIX.get()}",
+    )
 
 
-
-
-def sidebar(cfg: Config, *, has_csv: bool, hidden: frozenset = frozenset(), csv_label: str | None = None,
-            gen: int = 0) -> dict:
+def sidebar(
+    cfg: Config, *, has_csv: bool, hidden: frozenset = frozenset(), csv_label: str | None = None, gen: int = 0
+) -> dict:
     """Draw the grouped controls, seeded from ``cfg``; return the chosen values (not yet validated).
 
     Groups named in ``hidden`` (see ``links.GROUPS``) are not drawn; their keys keep the values of ``cfg``.
@@ -87,8 +102,13 @@ def sidebar(cfg: Config, *, has_csv: bool, hidden: frozenset = frozenset(), csv_
 
 
 def _data_group(cfg, v, has_csv, csv_label=None):
-    v["dataset"] = _pick(st, "Dataset", "dataset", cfg,
-                         fmt=lambda o: csv_label if o == "csv" and csv_label else f"{o} — {DATASET_HELP[o]}")
+    v["dataset"] = _pick(
+        st,
+        "Dataset",
+        "dataset",
+        cfg,
+        fmt=lambda o: csv_label if o == "csv" and csv_label else f"{o} — {DATASET_HELP[o]}",
+    )
     if v["dataset"] == "csv" and not has_csv:
         st.info("Upload a CSV below to use your own points.")
     v["n_samples"] = _num(st, "Samples", "n_samples", cfg, step=100)
@@ -112,17 +132,31 @@ def _field_group(cfg, v, has_csv):
 def _disc_group(cfg, v, has_csv):
     v["horizon"] = _num(st, "Horizon T", "horizon", cfg, step=0.5)
     v["n_steps"] = _num(st, "Steps L (blocks)", "n_steps", cfg)
-    v["scheme"] = _pick(st, "Scheme", "scheme", cfg, fmt=lambda o: {
-        "euler": "euler — the paper's rule, eq. 10", "midpoint": "midpoint (order 2)",
-        "rk4": "rk4 (order 4)", "plain": "plain net — no shortcut: each block a map x ↦ V_k(x), not a small step"}[o])
+    v["scheme"] = _pick(
+        st,
+        "Scheme",
+        "scheme",
+        cfg,
+        fmt=lambda o: {
+            "euler": "euler — the paper's rule, eq. 10",
+            "midpoint": "midpoint (order 2)",
+            "rk4": "rk4 (order 4)",
+            "plain": "plain net — no shortcut: each block a map x ↦ V_k(x), not a small step",
+        }[o],
+    )
     v["partition"] = _pick(st, "Partition", "partition", cfg)
     if v["partition"] == "geometric":
         v["partition_ratio"] = _num(st, "Ratio s_(k+1) / s_k", "partition_ratio", cfg, step=0.05)
 
 
 def _head_group(cfg, v, has_csv):
-    v["head"] = _pick(st, "Output layer", "head", cfg, fmt=lambda o: {
-        "learned": "learned linear softmax", "fixed": "fixed: the flow alone must sort the classes"}[o])
+    v["head"] = _pick(
+        st,
+        "Output layer",
+        "head",
+        cfg,
+        fmt=lambda o: {"learned": "learned linear softmax", "fixed": "fixed: the flow alone must sort the classes"}[o],
+    )
 
 
 def _training_group(cfg, v, has_csv):
@@ -139,10 +173,13 @@ def _training_group(cfg, v, has_csv):
     v["device"] = _pick(st, "Device", "device", cfg)
 
 
-_GROUP_TABLE = [("data", "Data", True, _data_group), ("field", "Velocity field v(t, x)", True, _field_group),
-                ("discretisation", "Discretisation", True, _disc_group),
-                ("head", "Terminal function f = u(T, ·)", False, _head_group),
-                ("training", "Training", False, _training_group)]
+_GROUP_TABLE = [
+    ("data", "Data", True, _data_group),
+    ("field", "Velocity field v(t, x)", True, _field_group),
+    ("discretisation", "Discretisation", True, _disc_group),
+    ("head", "Terminal function f = u(T, ·)", False, _head_group),
+    ("training", "Training", False, _training_group),
+]
 
 
 def make_config(values: dict, base: Config) -> tuple[Config | None, str | None]:
@@ -154,12 +191,19 @@ def make_config(values: dict, base: Config) -> tuple[Config | None, str | None]:
 
 
 # LaTeX of each activation (every name in CHOICES["activation"]; an underscore left bare would render a subscript)
-ACTIVATION_TEX = {"relu": r"\mathrm{relu}", "tanh": r"\tanh", "sigmoid": r"\sigma", "softplus": r"\mathrm{softplus}",
-                  "leaky_relu": r"\mathrm{leaky\_relu}"}
+ACTIVATION_TEX = {
+    "relu": r"\mathrm{relu}",
+    "tanh": r"\tanh",
+    "sigmoid": r"\sigma",
+    "softplus": r"\mathrm{softplus}",
+    "leaky_relu": r"\mathrm{leaky\_relu}",
+}
 # flowviz's reading of the paper's section 4, item 1 (the paper gives no equation)
-VISCOUS_TEX = (r"\partial_t u + v\cdot\nabla u + \varepsilon\,\Delta u = 0,\; u(T,\cdot) = f;\quad "
-               r"dX = v\,dt + \sqrt{2\varepsilon}\,dW,\; u(0,x) = \mathbb{E}\,f(X_T)\;\text{(Feynman--Kac; "
-               r"flowviz's reading of the paper's \S 4, item 1)}")
+VISCOUS_TEX = (
+    r"\partial_t u + v\cdot\nabla u + \varepsilon\,\Delta u = 0,\; u(T,\cdot) = f;\quad "
+    r"dX = v\,dt + \sqrt{2\varepsilon}\,dW,\; u(0,x) = \mathbb{E}\,f(X_T)\;\text{(Feynman--Kac; "
+    r"flowviz's reading of the paper's \S 4, item 1)}"
+)
 
 
 def block_formula(cfg: Config) -> str:
@@ -171,9 +215,11 @@ def block_formula(cfg: Config) -> str:
         s = rf"{m} \times 10^{{{int(e)}}}"
     sk = f"s_k = T/L = {s}" if cfg.partition == "uniform" else r"s_k \text{ (geometric)}"
     a = ACTIVATION_TEX[cfg.activation]
-    v = {"two_layer": rf"W^{{(2)}}_k\,{a}\!\left(W^{{(1)}}_k x_{{k-1}} + b^{{(1)}}_k\right) + b^{{(2)}}_k",
-         "mlp": r"\mathrm{MLP}_k(x_{k-1}, t_k)",
-         "antisymmetric": rf"{a}\!\left((K_k - K_k^\top - \gamma I)\,x_{{k-1}} + b_k\right)"}[cfg.field]
+    v = {
+        "two_layer": rf"W^{{(2)}}_k\,{a}\!\left(W^{{(1)}}_k x_{{k-1}} + b^{{(1)}}_k\right) + b^{{(2)}}_k",
+        "mlp": r"\mathrm{MLP}_k(x_{k-1}, t_k)",
+        "antisymmetric": rf"{a}\!\left((K_k - K_k^\top - \gamma I)\,x_{{k-1}} + b_k\right)",
+    }[cfg.field]
     noise = r" + \sqrt{2\varepsilon s_k}\,\xi_k" if cfg.viscosity > 0 else ""
     if cfg.scheme == "plain":
         block = rf"x_k = {v}{noise}" + r"\qquad\text{(plain net: no shortcut; a block is a map, not a small step)}"

@@ -18,16 +18,28 @@ from ..training.analysis import frame_steps
 from . import links
 from .notices import notice
 
-__all__ = ["ACTIONS", "run_buttons", "act", "notices", "shown", "step_row", "adjust", "sync_widgets",
-           "MIN_TEST_PER_CLASS", "test_fraction"]
+__all__ = [
+    "ACTIONS",
+    "run_buttons",
+    "act",
+    "notices",
+    "shown",
+    "step_row",
+    "adjust",
+    "sync_widgets",
+    "MIN_TEST_PER_CLASS",
+    "test_fraction",
+]
 
 ACTIONS = ("stop", "pause", "resume", "step", "step10")
 STEPS = {"step": 1, "step10": 10}  # optimiser steps of each Step button
 SPEEDS = (50, 100, 250, 500, 1000, 2000)  # the layer animation's frame durations offered (ms)
 DEFAULT_SPEED = 250  # flowviz.plots' own frame duration
 MIN_TEST_PER_CLASS = 20  # fewer points in a class: no test split (an accuracy from three points says nothing)
-SHARED = ("This run is shared with another window that started it, and that window still shows it: {what} "
-          "there, or train your own copy here.")
+SHARED = (
+    "This run is shared with another window that started it, and that window still shows it: {what} "
+    "there, or train your own copy here."
+)
 
 
 def test_fraction(y: np.ndarray, fraction: float) -> float:
@@ -47,14 +59,29 @@ def run_buttons(state, registry, cols) -> str | None:
     run = runs[0] if runs else None
     paused = run is not None and run.paused
     going = run is not None and not run.finished
-    pause = cols[0].button("Resume" if paused else "Pause", width="stretch", key="pause",
-                           disabled=not (paused or going),
-                           help="Resume: go on from where it paused" if paused else
-                           "pause training, keeping the run and its optimiser state")
-    one = cols[1].button("Step", width="stretch", key="step1", disabled=not paused,
-                         help="one optimiser step of the paused run, then pause again")
-    ten = cols[2].button("Step × 10", width="stretch", key="step10", disabled=not paused,
-                         help="ten optimiser steps of the paused run, then pause again")
+    pause = cols[0].button(
+        "Resume" if paused else "Pause",
+        width="stretch",
+        key="pause",
+        disabled=not (paused or going),
+        help="Resume: go on from where it paused"
+        if paused
+        else "pause training, keeping the run and its optimiser state",
+    )
+    one = cols[1].button(
+        "Step",
+        width="stretch",
+        key="step1",
+        disabled=not paused,
+        help="one optimiser step of the paused run, then pause again",
+    )
+    ten = cols[2].button(
+        "Step × 10",
+        width="stretch",
+        key="step10",
+        disabled=not paused,
+        help="ten optimiser steps of the paused run, then pause again",
+    )
     if pause:
         return "resume" if paused else "pause"
     return "step" if one else "step10" if ten else None
@@ -80,21 +107,30 @@ def act(state, action: str, registry, session: str) -> None:
         going = [r for r in runs if not r.finished or r.paused]
         for r in going:
             r.stop()
-        state.tell(f"Stopped at step {step} of {run.config.train_steps}; the last state stays on screen. Train "
-                   "starts again from step 0." if going else
-                   f"Nothing to stop: this run has already {run.status} (step {step}).")
+        state.tell(
+            f"Stopped at step {step} of {run.config.train_steps}; the last state stays on screen. Train "
+            "starts again from step 0."
+            if going
+            else f"Nothing to stop: this run has already {run.status} (step {step})."
+        )
     elif action == "pause":
         paused = [r.pause() for r in runs]
-        state.tell(f"Pausing at step {step}: **Step** makes one optimiser step, **Resume** goes on." if paused[0]
-                   else f"Nothing to pause: this run has {run.status} (step {step}).")
+        state.tell(
+            f"Pausing at step {step}: **Step** makes one optimiser step, **Resume** goes on."
+            if paused[0]
+            else f"Nothing to pause: this run has {run.status} (step {step})."
+        )
     elif action == "resume":
         went = [r.go() for r in runs]
         state.tell(None if went[0] else f"Nothing to resume: this run has {run.status}.")
     else:
         n = STEPS[action]
         went = [r.go(n) for r in runs]
-        state.tell(f"{n} optimiser step{'s' if n > 1 else ''} from step {step}…" if went[0]
-                   else "Step works on a paused run: press **Pause** first.")
+        state.tell(
+            f"{n} optimiser step{'s' if n > 1 else ''} from step {step}…"
+            if went[0]
+            else "Step works on a paused run: press **Pause** first."
+        )
     state.set_step(None)  # the views follow the run's latest state again
 
 
@@ -102,8 +138,9 @@ def notices(state, registry, session: str) -> None:
     """What the last control pressed here did; with a shared run, the offer of this window's own copy."""
     if state.hand_notice:
         notice(state.hand_notice, "warning" if state.offer_copy else "info")
-    if state.offer_copy and st.button("Train my own copy", key="own_copy",
-                                      help="the same settings, trained for this window alone"):
+    if state.offer_copy and st.button(
+        "Train my own copy", key="own_copy", help="the same settings, trained for this window alone"
+    ):
         runs = _runs(state, registry)
         if runs:
             copy = registry.own_copy(runs[0], session)
@@ -152,10 +189,15 @@ def step_row(state, run) -> None:
             state.set_step(None if s == latest else s)
             _set_flag("step", state.flags["step"])
 
-        c1.select_slider("Training step (kept checkpoints)", options=options, key=key, on_change=moved,
-                         label_visibility="collapsed" if state.present else "visible",  # (the projector's height)
-                         help="the run as it was at this optimiser step: every view, instrument and the probe "
-                              "follow; the link keeps it (step=)")
+        c1.select_slider(
+            "Training step (kept checkpoints)",
+            options=options,
+            key=key,
+            on_change=moved,
+            label_visibility="collapsed" if state.present else "visible",  # (the projector's height)
+            help="the run as it was at this optimiser step: every view, instrument and the probe "
+            "follow; the link keeps it (step=)",
+        )
     ks = [int(k) for k in frame_steps(run.config.n_steps)]
     k = state.flags["k"] if state.flags["k"] is not None else 0
     k = max([x for x in ks if x <= k], default=0)
@@ -174,9 +216,16 @@ def step_row(state, run) -> None:
         _set_flag("speed", state.flags["speed"])
 
     cur = state.flags["speed"] or DEFAULT_SPEED
-    c5.select_slider("Frame duration (ms)", options=sorted(set(SPEEDS) | {cur}), value=cur, key="frame_ms",
-                     on_change=speed, help="the layer animation's speed; the link keeps it (speed=)",
-                     format_func=lambda ms: f"{ms} ms", label_visibility="collapsed" if state.present else "visible")
+    c5.select_slider(
+        "Frame duration (ms)",
+        options=sorted(set(SPEEDS) | {cur}),
+        value=cur,
+        key="frame_ms",
+        on_change=speed,
+        help="the layer animation's speed; the link keeps it (speed=)",
+        format_func=lambda ms: f"{ms} ms",
+        label_visibility="collapsed" if state.present else "visible",
+    )
 
 
 def adjust(fig, state, *, mark_step: int | None = None):
@@ -201,12 +250,32 @@ def adjust(fig, state, *, mark_step: int | None = None):
         shapes = list(d["layout"].get("shapes", []))
         for a in axes:
             n = a[5:]
-            shapes.append(dict(type="line", xref=f"x{n}", yref=f"y{n} domain", x0=mark_step, x1=mark_step, y0=0,
-                               y1=1, line=dict(color="black", width=2, dash="dash")))
+            shapes.append(
+                dict(
+                    type="line",
+                    xref=f"x{n}",
+                    yref=f"y{n} domain",
+                    x0=mark_step,
+                    x1=mark_step,
+                    y0=0,
+                    y1=1,
+                    line=dict(color="black", width=2, dash="dash"),
+                )
+            )
         d["layout"]["shapes"] = shapes
         d["layout"].setdefault("annotations", []).append(
-            dict(x=mark_step, xref="x", y=1.0, yref="y domain", text=f"step {mark_step}", showarrow=False,
-                 xanchor="left", yanchor="top", font=dict(size=14)))
+            dict(
+                x=mark_step,
+                xref="x",
+                y=1.0,
+                yref="y domain",
+                text=f"step {mark_step}",
+                showarrow=False,
+                xanchor="left",
+                yanchor="top",
+                font=dict(size=14),
+            )
+        )
     return d
 
 

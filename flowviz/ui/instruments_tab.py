@@ -80,8 +80,9 @@ def drawn_points(xy: np.ndarray, label: int, spacing: float, have: int) -> tuple
     xy = np.clip(xy, -RANGE, RANGE)
     room = max(MAX_POINTS - have, 0)
     new = [(float(a), float(b), int(label)) for a, b in xy[:room]]
-    return new, (f"At most {MAX_POINTS} drawn points (what a link holds); the rest were not added."
-                 if len(xy) > room else None)
+    return new, (
+        f"At most {MAX_POINTS} drawn points (what a link holds); the rest were not added." if len(xy) > room else None
+    )
 
 
 # ------------------------------------------------------------------------------------------------- panel
@@ -108,8 +109,10 @@ def probe_path(state, run) -> np.ndarray | None:
     if model is None:
         return None
     try:  # in the view worker (flowviz.serve.runs.Registry.compute): a crash there cannot end the server
-        return _cached((run.key, step, "probe", probe),
-                       lambda: _registry().compute(run, "probe_path", probe=[float(a) for a in probe]))
+        return _cached(
+            (run.key, step, "probe", probe),
+            lambda: _registry().compute(run, "probe_path", probe=[float(a) for a in probe]),
+        )
     except FlowvizError as e:
         notice(str(e), "error")
         return None
@@ -140,8 +143,10 @@ def _data(run, model, step, views, name: str):
         if obj is not None:
             return obj
         if run.preparing():
-            st.info(f"A worker is still preparing this run's instruments ({time.monotonic() - t0:.0f} s so far); "
-                    "this view shows them once they are ready.")
+            st.info(
+                f"A worker is still preparing this run's instruments ({time.monotonic() - t0:.0f} s so far); "
+                "this view shows them once they are ready."
+            )
             return None
     return _cached((run.key, step, name), lambda: _registry().compute(run, name, extent=list(views.extent)))
 
@@ -151,7 +156,14 @@ def panel(state, run, views) -> None:
     pick = state.take_instrument_pick()
     if pick in SUBVIEWS:  # a scenario opens on its instrument
         st.session_state["instrument"] = pick
-    sub = st.radio("Instrument", SUBVIEWS, horizontal=True, key="instrument", label_visibility="collapsed")
+    sub = st.radio(
+        "Instrument",
+        SUBVIEWS,
+        horizontal=True,
+        key="instrument",
+        label_visibility="collapsed",
+        on_change=lambda: (state.pick_view("Instruments", st.session_state.instrument), _write_link(state)),
+    )
     if st.session_state.get(NOTICE_KEY):
         notice(str(st.session_state.pop(NOTICE_KEY)), "warning")
     if sub == "Draw points":
@@ -169,34 +181,47 @@ def panel(state, run, views) -> None:
                 return
             _show(plots.stability, obj, state, "fig_stability")
             k = int(np.argmax(obj.max_abs))
-            st.caption(f"Largest |s_k λ| = {obj.max_abs[k]:.3g} at block {k + 1}; {100 * obj.outside.max():.0f}% of "
-                       f"the eigenvalues of the worst block lie outside the {obj.scheme} region; "
-                       f"{int((obj.det < 0).sum())} point-blocks fold: det D(step k) < 0, the Jacobian of the "
-                       f"{obj.scheme} step itself" + (", each with a real eigenvalue of s_k DV_k below −1." if
-                       obj.scheme == "euler" else " (for midpoint and rk4 it is not I + s_k DV_k: a fold is read "
-                       "from the step's Jacobian, not from where the eigenvalues lie)."))
+            st.caption(
+                f"Largest |s_k λ| = {obj.max_abs[k]:.3g} at block {k + 1}; {100 * obj.outside.max():.0f}% of "
+                f"the eigenvalues of the worst block lie outside the {obj.scheme} region; "
+                f"{int((obj.det < 0).sum())} point-blocks fold: det D(step k) < 0, the Jacobian of the "
+                f"{obj.scheme} step itself"
+                + (
+                    ", each with a real eigenvalue of s_k DV_k below −1."
+                    if obj.scheme == "euler"
+                    else " (for midpoint and rk4 it is not I + s_k DV_k: a fold is read "
+                    "from the step's Jacobian, not from where the eigenvalues lie)."
+                )
+            )
         elif sub == "Volume and density":
             _volume(run, model, step, views, state)
         elif sub == "Grid solver":
             if model.dim != 2:
-                st.info("The grid solver works on the plane: this run is lifted (p > 0), so its transport "
-                        "equation lives in R^(2+p).")
+                st.info(
+                    "The grid solver works on the plane: this run is lifted (p > 0), so its transport "
+                    "equation lives in R^(2+p)."
+                )
                 return
             obj = _data(run, model, step, views, "grid")
             if obj is not None:
                 _show(plots.transport_grid, obj, state, "fig_transport_grid")
         elif sub == "Adjoint":
             live = not run.finished
-            obj = _cached((run.key, step, "adjoint", live), lambda: _registry().compute(run, "adjoint_live")) \
-                if live else _data(run, model, step, views, "adjoint")
+            obj = (
+                _cached((run.key, step, "adjoint", live), lambda: _registry().compute(run, "adjoint_live"))
+                if live
+                else _data(run, model, step, views, "adjoint")
+            )
             if obj is None:
                 return
             _show(plots.adjoint, obj, state, "fig_adjoint")
             if obj.stiff:
                 st.caption(obj.stiff[0].upper() + obj.stiff[1:])
             if live:
-                st.caption(f"Training: p_k of the snapshot at step {step}; the comparison with the continuous "
-                           "adjoint follows when training ends.")
+                st.caption(
+                    f"Training: p_k of the snapshot at step {step}; the comparison with the continuous "
+                    "adjoint follows when training ends."
+                )
     except FlowvizError as e:
         notice(str(e), "error")
 
@@ -204,7 +229,13 @@ def panel(state, run, views) -> None:
 def _show(fn, obj, state, key, **kw):
     """The figure ``fn(obj, **kw)``, built once per data object and shared by the pages (ui.figcache)."""
     try:
-        st.plotly_chart(figcache.figure(fn, obj, state.present, **kw), width="stretch", theme=None, key=key)
+        st.plotly_chart(
+            figcache.figure(fn, obj, state.present, **kw),
+            width="stretch",
+            theme=None,
+            key=key,
+            height=lecture.chart_height(state.present),
+        )
     except Exception:  # a figure must never take the page down
         log.exception("instrument figure %s failed", key)
         st.error("This instrument could not be drawn for this run.")
@@ -217,8 +248,9 @@ def _volume(run, model, step, views, state):
     kinds = list(DENSITIES) if model.dim == 2 else ["kde"]
     kind = st.radio("Density", kinds, horizontal=True, key="volume_density", format_func=DENSITIES.get)
     if kind == "exact":  # made by the view worker, as every computation on a run's weights
-        obj = _cached((run.key, step, "volume_exact"),
-                      lambda: _registry().compute(run, "volume_exact", extent=list(views.extent)))
+        obj = _cached(
+            (run.key, step, "volume_exact"), lambda: _registry().compute(run, "volume_exact", extent=list(views.extent))
+        )
     else:
         obj = _data(run, model, step, views, "volume")
     if obj is not None:
@@ -230,35 +262,72 @@ def _probe(state, run, model, step, views):
     e = views.extent
     probe = state.probe
     path = probe_path(state, run)
-    fig = click_plane(e, data=views.data, surface=(s.x1, s.x2, s.u[0]), probe_path=path, height=470,
-                      title="Click any point of the plane to probe it")
-    st.plotly_chart(lecture.style(fig, state.present), width="stretch", theme=None, key="probe_plane",
-                    on_select=partial(_on_probe, state), selection_mode="points")
+    fig = click_plane(
+        e,
+        data=views.data,
+        surface=(s.x1, s.x2, s.u[0]),
+        probe_path=path,
+        height=470,
+        title="Click any point of the plane to probe it",
+    )
+    st.plotly_chart(
+        lecture.style(fig, state.present),
+        width="stretch",
+        theme=None,
+        key="probe_plane",
+        on_select=partial(_on_probe, state),
+        selection_mode="points",
+    )
     if probe is None:
         st.info("Click a point on the plane (or give probe=x1,x2 in the link) to follow its characteristic.")
         return
-    pr = _cached((run.key, step, "probe_data", probe),  # once per click, in the view worker
-                 lambda: _registry().compute(run, "probe_data", probe=[float(a) for a in probe]))
+    pr = _cached(
+        (run.key, step, "probe_data", probe),  # once per click, in the view worker
+        lambda: _registry().compute(run, "probe_data", probe=[float(a) for a in probe]),
+    )
     _show(plots.probe, pr, state, "fig_probe", data_points=None)
 
 
 def _draw(state, views):
     e = views.extent if views is not None else (-3, 3, -3, 3)
     c1, c2, c3, c4, c5 = st.columns([2.2, 1, 1, 1.6, 2])
-    c1.radio("Class of new points", list(range(8)), horizontal=True, key="draw_class",
-             format_func=lambda c: f"{c}")
-    c2.button("Undo", width="stretch", disabled=not state.drawn, key="draw_undo", on_click=_changed,
-              args=(state, state.undo_drawn))
-    c3.button("Clear", width="stretch", disabled=not state.drawn, key="draw_clear", on_click=_changed,
-              args=(state, state.clear_drawn))
-    c4.button("Train on these points", type="primary", width="stretch", key="draw_train", on_click=_train_drawn,
-              args=(state,))
+    c1.radio("Class of new points", list(range(8)), horizontal=True, key="draw_class", format_func=lambda c: f"{c}")
+    c2.button(
+        "Undo",
+        width="stretch",
+        disabled=not state.drawn,
+        key="draw_undo",
+        on_click=_changed,
+        args=(state, state.undo_drawn),
+    )
+    c3.button(
+        "Clear",
+        width="stretch",
+        disabled=not state.drawn,
+        key="draw_clear",
+        on_click=_changed,
+        args=(state, state.clear_drawn),
+    )
+    c4.button(
+        "Train on these points", type="primary", width="stretch", key="draw_train", on_click=_train_drawn, args=(state,)
+    )
     c5.caption(f"{len(state.drawn)} drawn points (≤ {MAX_POINTS}); a click adds one, a box or lasso a cluster.")
     res = 41
-    fig = click_plane(e, drawn=links.drawn_arrays(state.drawn) if state.drawn else None, res=res, height=520,
-                      title="Draw your own data (click; box or lasso from the toolbar)")
-    st.plotly_chart(lecture.style(fig, state.present), width="stretch", theme=None, key="draw_plane",
-                    on_select=partial(_on_draw, state, e, res), selection_mode=("points", "box", "lasso"))
+    fig = click_plane(
+        e,
+        drawn=links.drawn_arrays(state.drawn) if state.drawn else None,
+        res=res,
+        height=520,
+        title="Draw your own data (click; box or lasso from the toolbar)",
+    )
+    st.plotly_chart(
+        lecture.style(fig, state.present),
+        width="stretch",
+        theme=None,
+        key="draw_plane",
+        on_select=partial(_on_draw, state, e, res),
+        selection_mode=("points", "box", "lasso"),
+    )
     if state.draw_message is not None:
         kind, text = state.draw_message
         state.draw_message = None
@@ -291,8 +360,9 @@ def _on_draw(state, extent, res):
     xy, note = selected_points(st.session_state.get("draw_plane"), "draw_plane", state)
     _ignored(note)
     if xy is not None:
-        new, note = drawn_points(xy, int(st.session_state.get("draw_class", 0)),
-                                 (extent[1] - extent[0]) / (res - 1), len(state.drawn))
+        new, note = drawn_points(
+            xy, int(st.session_state.get("draw_class", 0)), (extent[1] - extent[0]) / (res - 1), len(state.drawn)
+        )
         state.add_drawn(new)
         state.draw_message = ("warning", note) if note else None
         _write_link(state)

@@ -8,7 +8,8 @@ the parameters that are not config keys, one row each in ``FLAGS``:
 - ``hide=data,training,...``: sidebar groups to hide (``GROUPS``; ``upload`` hides the CSV box);
 - ``probe=x1,x2``: the point whose characteristic the Instruments view follows;
 - ``points=...``: up to 500 points drawn by hand, the data of ``dataset=csv`` (see ``core.points``);
-- ``view=NAME``: the view the page opens on;
+- ``view=NAME``: the view on screen (``VIEWS``: a view of the page, or an instrument), so a shared link opens
+  where the lecturer was.
 - ``step=S``: show the run as it was at training step S (its last kept checkpoint <= S);
 - ``k=K``: open the layer animations at layer frame K;
 - ``speed=MS``: the layer animation's frame duration in milliseconds;
@@ -32,8 +33,22 @@ from ..core.errors import FlowvizError, echo
 from ..core.points import decode_points, encode_points, format_probe, parse_probe
 from ..core.presets import preset_info, preset_names
 
-__all__ = ["GROUPS", "HIDEABLE", "FLAGS", "Flag", "Link", "parse_link", "config_from_query", "link_of",
-           "compare_changes", "is_on", "last_values", "drawn_arrays"]
+__all__ = [
+    "GROUPS",
+    "HIDEABLE",
+    "VIEWS",
+    "view_of",
+    "FLAGS",
+    "Flag",
+    "Link",
+    "parse_link",
+    "config_from_query",
+    "link_of",
+    "compare_changes",
+    "is_on",
+    "last_values",
+    "drawn_arrays",
+]
 
 GROUPS = ("data", "field", "discretisation", "head", "training")  # the sidebar's groups, for ?hide=
 HIDEABLE = GROUPS + ("upload",)
@@ -95,6 +110,43 @@ def _points(text: str):
     return tuple((float(a), float(b), int(c)) for (a, b), c in zip(x, y)), []
 
 
+VIEWS = {  # view= in a link -> (the page's view, the Instruments sub-view or None)
+    "characteristics": ("Characteristics", None),
+    "lifted": ("Lifted space", None),
+    "decision": ("Decision surface", None),
+    "transport": ("Transport", None),
+    "velocity": ("Velocity field", None),
+    "diagnostics": ("Diagnostics", None),
+    "instruments": ("Instruments", None),
+    "probe": ("Instruments", "Probe"),
+    "stability": ("Instruments", "Stability region"),
+    "volume": ("Instruments", "Volume and density"),
+    "grid_solver": ("Instruments", "Grid solver"),
+    "adjoint": ("Instruments", "Adjoint"),
+    "draw": ("Instruments", "Draw points"),
+    "sweep": ("Depth sweep", None),
+    "dictionary": ("Dictionary", None),
+    "side_by_side": ("Side by side", None),
+}
+
+
+def view_of(view: str | None, instrument: str | None = None) -> str | None:
+    """The view= name of a page's view (and Instruments sub-view), or None for a view without one."""
+    for name, (v, ins) in VIEWS.items():
+        if v == view and ins == (instrument if view == "Instruments" else None):
+            return name
+    return None
+
+
+def _view(text: str):
+    name = text.strip().lower()
+    if not name:
+        return None, []
+    if name in VIEWS:
+        return name, []
+    return None, [f"Ignored view={echo(text)} from the link: valid views are {', '.join(VIEWS)}"]
+
+
 def drawn_arrays(drawn) -> tuple[np.ndarray, np.ndarray]:
     """Drawn (x1, x2, label) triples as points (n, 2) and labels (n,)."""
     a = np.asarray(drawn, dtype=np.float64).reshape(-1, 3)
@@ -108,16 +160,6 @@ def _write_points(drawn) -> str | None:
         return encode_points(*drawn_arrays(drawn))
     except FlowvizError:
         return None  # more than a link holds: the points stay in the session only
-
-
-VIEWS = ("Characteristics", "Lifted space", "Decision surface", "Transport", "Velocity field", "Diagnostics",
-         "Instruments", "Depth sweep", "Dictionary", "Side by side")  # the page's views, for ?view=
-
-
-def _view(text: str):
-    if text in VIEWS:
-        return text, []
-    return None, [f"Ignored view={echo(text)} from the link: valid views are {', '.join(VIEWS)}"]
 
 
 def _room(text: str):
@@ -153,17 +195,33 @@ FLAGS: dict[str, Flag] = {
     "scenario": Flag(None, _scenario, lambda v: v, "a curated scenario; link keys override its config"),
     "present": Flag(False, _present, lambda v: "1" if v else None, "presentation mode"),
     "hide": Flag(frozenset(), _hide, lambda v: ",".join(sorted(v)) or None, "sidebar groups to hide"),
-    "probe": Flag(None, _probe, lambda v: None if v is None else format_probe(v),
-                  "a point x1,x2 whose characteristic the Instruments view follows"),
+    "probe": Flag(
+        None,
+        _probe,
+        lambda v: None if v is None else format_probe(v),
+        "a point x1,x2 whose characteristic the Instruments view follows",
+    ),
     "points": Flag((), _points, _write_points, "points drawn by hand (quantised, URL-safe base64): the csv data"),
-    "view": Flag(None, _view, lambda v: None, "the view the page opens on"),
-    "room": Flag(None, _room, lambda v: v if v and v != "open" else None,
-                 "room=open: open a room at once; room=CODE: a page explored from that room (Back to the room)"),
-    "step": Flag(None, _count("step", 0, 20_000, "a training step"), _write_count,
-                 "the training step shown (the last kept checkpoint at or before it)"),
+    "view": Flag(None, _view, lambda v: v, "the view on screen (a view of the page or an instrument)"),
+    "room": Flag(
+        None,
+        _room,
+        lambda v: v if v and v != "open" else None,
+        "room=open: open a room at once; room=CODE: a page explored from that room (Back to the room)",
+    ),
+    "step": Flag(
+        None,
+        _count("step", 0, 20_000, "a training step"),
+        _write_count,
+        "the training step shown (the last kept checkpoint at or before it)",
+    ),
     "k": Flag(None, _count("k", 0, 256, "a layer"), _write_count, "the layer frame the animations open at"),
-    "speed": Flag(None, _count("speed", *SPEED_MS, "a frame duration in ms"), _write_count,
-                  "the layer animation's frame duration (ms)"),
+    "speed": Flag(
+        None,
+        _count("speed", *SPEED_MS, "a frame duration in ms"),
+        _write_count,
+        "the layer animation's frame duration (ms)",
+    ),
 }
 
 
@@ -195,8 +253,10 @@ def _dropped(text: str) -> str:
     if text == "too_long":
         return "This link is too long to read (more than a million characters): it was ignored whole."
     n = f" (it has {int(text):,})" if text.isdigit() and len(text) < 10 else ""
-    return (f"This link is larger than a page reads: at most 1,000 parameters and 524,288 characters{n}. Only its "
-            "flowviz settings and flags were kept (the last value of each); the rest was ignored.")
+    return (
+        f"This link is larger than a page reads: at most 1,000 parameters and 524,288 characters{n}. Only its "
+        "flowviz settings and flags were kept (the last value of each); the rest was ignored."
+    )
 
 
 def parse_link(params: Mapping[str, Any]) -> Link:
@@ -212,11 +272,15 @@ def parse_link(params: Mapping[str, Any]) -> Link:
     scenario = flags["scenario"]
     base = preset_info(scenario)["config"] if scenario else Config()
     config, bad = config_from_query({k: v for k, v in q.items() if k not in FLAGS}, base)
-    view = flags["view"] or (preset_info(scenario)["view"] if scenario else None)
+    view = preset_info(scenario)["view"] if scenario else None
+    if flags["view"] is not None:
+        view = VIEWS[flags["view"]][0]
     for name, most in (("k", config.n_steps), ("step", config.train_steps)):
         if flags[name] is not None and flags[name] > most:
-            bad.append(f"Ignored {name}={flags[name]} from the link: this run has {most} "
-                       f"{'layers' if name == 'k' else 'training steps'}")
+            bad.append(
+                f"Ignored {name}={flags[name]} from the link: this run has {most} "
+                f"{'layers' if name == 'k' else 'training steps'}"
+            )
             flags[name] = None
     return Link(config, flags, tuple(notices + bad), view)
 
@@ -240,7 +304,7 @@ def config_from_query(q: Mapping[str, str], base: Config) -> tuple[Config, list[
         except FlowvizError as e:
             notices.append(f"Ignored {echo(k)} from the link: {e}")
     if len(notices) > MAX_NOTICES:
-        notices = notices[:MAX_NOTICES - 1] + [f"... and {len(notices) - MAX_NOTICES + 1} more ignored keys"]
+        notices = notices[: MAX_NOTICES - 1] + [f"... and {len(notices) - MAX_NOTICES + 1} more ignored keys"]
     try:
         return Config.from_query({**base.to_query(), **good}), notices
     except FlowvizError as e:

@@ -48,22 +48,39 @@ def pack_bytes(run, views, scenario: str | None, probe=None, base: str = pack.DE
         except FlowvizError:
             pass
     info = preset_info(scenario) if scenario else None
-    pd = pack_data(_model(run), run.data, history=run.history, views=views, instruments=made,
-                   compute_missing=not run.preparing(), probe_at=probe or (info or {}).get("probe"))
+    pd = pack_data(
+        _model(run),
+        run.data,
+        history=run.history,
+        views=views,
+        instruments=made,
+        compute_missing=not run.preparing(),
+        probe_at=probe or (info or {}).get("probe"),
+    )
     name = scenario or f"run-{run.config.key()[:10]}"
-    page = dict(name=name, data=pd, title=info["title"] if info else "Your run",
-                description=info["description"] if info else "", meta=_meta(run, scenario, base))
+    page = dict(
+        name=name,
+        data=pd,
+        title=info["title"] if info else "Your run",
+        description=info["description"] if info else "",
+        meta=_meta(run, scenario, base),
+    )
     return pack.pack_zip(pack.pack_files([page]))
 
 
 def pack_button(run, views, state, container=None) -> None:
-    """"Download the lecture pack": a zip of this run's self-contained page and its index."""
+    """ "Download the lecture pack": a zip of this run's self-contained page and its index."""
     base = _link_base()
     (container or st).download_button(
-        "Download the lecture pack", data=lambda: pack_bytes(run, views, state.scenario, state.probe, base),
-        file_name=f"flowviz-pack-{state.scenario or run.config.key()[:10]}.zip", mime="application/zip",
+        "Download the lecture pack",
+        data=lambda: pack_bytes(run, views, state.scenario, state.probe, base),
+        file_name=f"flowviz-pack-{state.scenario or run.config.key()[:10]}.zip",
+        mime="application/zip",
         help="every view, the instruments and the scenario's text as HTML pages that open from disk, offline",
-        on_click="ignore", key="dl_lecture_pack", width="stretch")
+        on_click="ignore",
+        key="dl_lecture_pack",
+        width="stretch",
+    )
 
 
 def video_buttons(run, views, figures, state) -> None:
@@ -78,10 +95,18 @@ def video_buttons(run, views, figures, state) -> None:
         return
     base, size = _link_base(), video.SIZES[VIDEO_SIZE]
     for fn in animated:
+
         def make(fn=fn):
-            return video.video_bytes(plots.presentation(fn(views)), VIDEO_FORMAT, size, VIDEO_FPS,
-                                     meta=_meta(run, state.scenario, base))
-        st.download_button(f"Video of this animation ({VIDEO_FORMAT[1:]}, {VIDEO_SIZE})", data=make,
-                           file_name=f"flowviz-{fn.__name__}{VIDEO_FORMAT}", mime=video.FORMATS[VIDEO_FORMAT],
-                           help="each frame rendered by plotly's exporter (kaleido), for slides",
-                           on_click="ignore", key=f"dl_video_{fn.__name__}")
+            return video.video_bytes(
+                plots.presentation(fn(views)), VIDEO_FORMAT, size, VIDEO_FPS, meta=_meta(run, state.scenario, base)
+            )
+
+        st.download_button(
+            f"Video of this animation ({VIDEO_FORMAT[1:]}, {VIDEO_SIZE})",
+            data=make,
+            file_name=f"flowviz-{fn.__name__}{VIDEO_FORMAT}",
+            mime=video.FORMATS[VIDEO_FORMAT],
+            help="each frame rendered by plotly's exporter (kaleido), for slides",
+            on_click="ignore",
+            key=f"dl_video_{fn.__name__}",
+        )

@@ -30,8 +30,16 @@ log = logging.getLogger("flowviz.ui")
 
 STATE_KEY = "page"  # the one session-state key of the page's own state (widgets keep theirs: w_*, view, ...)
 
-TABS = ["Characteristics", "Decision surface", "Transport", "Velocity field", "Diagnostics", "Instruments",
-        "Depth sweep", "Dictionary"]
+TABS = [
+    "Characteristics",
+    "Decision surface",
+    "Transport",
+    "Velocity field",
+    "Diagnostics",
+    "Instruments",
+    "Depth sweep",
+    "Dictionary",
+]
 SIDE_BY_SIDE = "Side by side"  # shown when a scenario compares two runs
 LIFTED = "Lifted space"  # shown for runs with a lift (p >= 1): the points and the boundary in 3-D
 VIEW_FIGURES = {
@@ -39,7 +47,7 @@ VIEW_FIGURES = {
     "Decision surface": [plots.decision],
     "Transport": [plots.transport, plots.spacetime],
     "Velocity field": [plots.velocity],
-    "Diagnostics": [plots.learning_curves, plots.diagnostics, plots.folding, plots.weights],
+    "Diagnostics": [plots.folding, plots.diagnostics, plots.learning_curves, plots.weights],  # the fold first
     LIFTED: [plots.lifted],
 }
 
@@ -81,8 +89,12 @@ def _run(key: str | None) -> Run | None:
 
 def main():
     state = page_state()
-    st.set_page_config(page_title="flowviz: a ResNet is a flow", page_icon="〰", layout="wide",
-                       initial_sidebar_state="collapsed" if state.present else "expanded")
+    st.set_page_config(
+        page_title="flowviz: a ResNet is a flow",
+        page_icon="〰",
+        layout="wide",
+        initial_sidebar_state="collapsed" if state.present else "expanded",
+    )
     if not admit():  # one client's bounds (its pages, its reruns); its runs queue in its own turn
         return
     if state.take_widget_reset():  # the config changed under the sidebar: new widgets show the new one
@@ -92,8 +104,13 @@ def main():
         notice(n)
 
     lecture.scenario_picker(state)
-    values = sidebar(state.config, has_csv=state.csv is not None, hidden=state.hidden,
-                     csv_label=f"drawn ({len(state.csv[0])})" if state.drawn_data else None, gen=state.widget_gen)
+    values = sidebar(
+        state.config,
+        has_csv=state.csv is not None,
+        hidden=state.hidden,
+        csv_label=f"drawn ({len(state.csv[0])})" if state.drawn_data else None,
+        gen=state.widget_gen,
+    )
     if "upload" not in state.hidden:
         upload_ui(state)
     with st.sidebar.expander("Import a run · presentation mode", expanded=False):
@@ -102,9 +119,10 @@ def main():
     cfg = config_ui(values, state)
     st.query_params.from_dict(state.url(cfg))
     room_ui.panel(state)
-    lecture.header(state)
+    if not state.present:  # presentation mode: the title shares the buttons' line
+        lecture.header(state)
 
-    action = buttons_ui(state)
+    action, status = buttons_ui(state)
     if action == "reset":  # the default page, in presentation mode if this one is
         fresh = state.reset()
         for k in list(st.session_state.keys()):
@@ -122,10 +140,13 @@ def main():
 
     run, cmp_run = _run(state.run_key), _run(state.compare_key)
     if run is not None and state.run_config != cfg:
-        st.info("The settings changed since this run started: the pictures show the previous settings. "
-                "Press **Train** to train the new ones.")
+        st.info(
+            "The settings changed since this run started: the pictures show the previous settings. "
+            "Press **Train** to train the new ones."
+        )
     live = any(r is not None and not r.finished for r in (run, cmp_run))
-    progress(live)
+    with status:
+        progress(live)
     if state.sweep_live and not sweep_tab.running(registry(), state):
         state.sweep_settled()
     views(live or state.sweep_live)
@@ -138,14 +159,20 @@ def title_ui(present: bool) -> None:
         return
     st.html(css("compact.css"))
     st.markdown("#### flowviz — a residual network is a flow")
-    st.caption("x_k = x_(k−1) + s_k V_k(x_(k−1)) is one Euler step of x' = v(t, x) (Li & Shi 2017). "
-               "Choose data, a field and a partition; train; watch the characteristics carry the classes apart.")
+    st.caption(
+        "x_k = x_(k−1) + s_k V_k(x_(k−1)) is one Euler step of x' = v(t, x) (Li & Shi 2017). "
+        "Choose data, a field and a partition; train; watch the characteristics carry the classes apart."
+    )
 
 
 def upload_ui(state: PageState) -> None:
     """The CSV box: a new file is validated; on error the previous points stay."""
-    up = st.sidebar.file_uploader("Your own points (CSV: x1, x2, label)", type=["csv"], key="csv_upload",
-                                  help="At most 20,000 rows and 2 MB; a bad file is refused and nothing is lost.")
+    up = st.sidebar.file_uploader(
+        "Your own points (CSV: x1, x2, label)",
+        type=["csv"],
+        key="csv_upload",
+        help="At most 20,000 rows and 2 MB; a bad file is refused and nothing is lost.",
+    )
     if up is not None and up.name != state.csv_name:
         ok, msg = state.upload_csv(up.name, up.getvalue())
         notice(msg, "success" if ok else "error", st.sidebar)
@@ -153,8 +180,12 @@ def upload_ui(state: PageState) -> None:
 
 def import_ui(state: PageState) -> None:
     """The import box: a run (.safetensors) or a config (.json) flowviz exported; never a pickle."""
-    imp = st.file_uploader("Import a run or config (model.safetensors, config.json)", type=["safetensors", "json"],
-                           key="run_import", help="files flowviz exported; never a pickle")
+    imp = st.file_uploader(
+        "Import a run or config (model.safetensors, config.json)",
+        type=["safetensors", "json"],
+        key="run_import",
+        help="files flowviz exported; never a pickle",
+    )
     if imp is None or not state.first_sight(imp.file_id):
         return
     try:
@@ -169,9 +200,12 @@ def import_ui(state: PageState) -> None:
 
 
 def present_ui(state: PageState) -> None:
-    on = st.toggle("Presentation mode", value=state.present, key="w_present",
-                   help="large type, sidebar folded, figures within a 1280 x 720 projector frame; "
-                        "the link keeps it (present=1)")
+    on = st.toggle(
+        "Presentation mode",
+        value=state.present,
+        key="w_present",
+        help="large type, sidebar folded, figures within a 1280 x 720 projector frame; the link keeps it (present=1)",
+    )
     if on != state.present:
         state.set_present(on)
         st.query_params["present"] = "1" if on else "0"
@@ -188,20 +222,31 @@ def config_ui(values: dict, state: PageState) -> Config:
     return cfg
 
 
-def buttons_ui(state: PageState) -> str | None:
-    """Train, Stop, Reset (and the scenario's text in presentation mode): the button pressed, or None."""
-    c1, c2, c3, c5, c6, c7, c4 = st.columns([1, 1, 1, 1, 1, 1.2, 1.5])
+def buttons_ui(state: PageState):
+    """Train, Stop, Reset, Pause/Resume/Step (and the scenario's text in presentation mode): the button pressed,
+    or None, and the container of the run's status (presentation mode: title, buttons and status share one line)."""
+    if state.present:
+        t, c1, c2, c3, c5, c6, c7, c4, status = st.columns(
+            [2.4, 0.7, 0.7, 0.7, 0.7, 0.7, 0.8, 1.2, 2.6], vertical_alignment="center"
+        )
+        with t:
+            lecture.header(state)
+        status = status.container(key="fv_status")
+    else:
+        c1, c2, c3, c5, c6, c7, c4 = st.columns([1, 1, 1, 1, 1, 1.2, 1.5])
+        status = st.container()
     lecture.about(state, c4)
     hand = hands.run_buttons(state, registry(), (c5, c6, c7))
     if hand:
-        return hand
+        return hand, status
     pressed = {
-        "train": c1.button("Train", type="primary", width="stretch", key="train",
-                           help="train this config (a shared run if one exists)"),
+        "train": c1.button(
+            "Train", type="primary", width="stretch", key="train", help="train this config (a shared run if one exists)"
+        ),
         "stop": c2.button("Stop", width="stretch", key="stop", help="stop training; the last state stays on screen"),
         "reset": c3.button("Reset", width="stretch", key="reset", help="back to the default settings"),
     }
-    return next((name for name, hit in pressed.items() if hit), None)
+    return next((name for name, hit in pressed.items() if hit), None), status
 
 
 def start(state: PageState, cfg: Config, *, restart=False) -> None:
@@ -235,9 +280,11 @@ def _progress_body():
         notice(run.notice, "info")
     if state.present:  # one line, so the figure keeps the projector frame
         if snap:
-            test = f"test accuracy {snap.test_accuracy:.3f}" if len(run.data.y_test) else "no test split"
-            st.caption(f"step {snap.step} / {run.config.train_steps} · loss {snap.loss:.4f} · train accuracy "
-                       f"{snap.train_accuracy:.3f} · {test} · {run.status}")
+            test = f"{snap.test_accuracy:.2f} test" if len(run.data.y_test) else "no test split"
+            st.caption(
+                f"step {snap.step} / {run.config.train_steps} · loss {snap.loss:.3f} · accuracy "
+                f"{snap.train_accuracy:.2f} train, {test} · {run.status}"
+            )
         if run.error:
             notice(run.error, "error")
         return
@@ -251,8 +298,10 @@ def _progress_body():
     if snap:
         st.progress(min(1.0, snap.step / max(1, run.config.train_steps)))
     if not len(run.data.y_test):
-        st.caption(f"No test split: a class has fewer than {hands.MIN_TEST_PER_CLASS} points, so no test accuracy "
-                   f"is reported; the accuracy shown is on the {len(run.data.y_train)} training points.")
+        st.caption(
+            f"No test split: a class has fewer than {hands.MIN_TEST_PER_CLASS} points, so no test accuracy "
+            f"is reported; the accuracy shown is on the {len(run.data.y_train)} training points."
+        )
     if run.error:
         notice(run.error, "error")
 
@@ -261,8 +310,11 @@ def _rerun_when_finished(state: PageState, run: Run) -> None:
     """Once the run (and a compared one) has finished, rerun the page: the live refresh stops and the full
     views are drawn. Both fragments check, so the picture follows within half a second."""
     cmp_run = _run(state.compare_key)
-    if run.finished and (cmp_run is None or cmp_run.finished) and \
-            state.finished_shown((run.key, run.status, state.compare_key)):
+    if (
+        run.finished
+        and (cmp_run is None or cmp_run.finished)
+        and state.finished_shown((run.key, run.status, state.compare_key))
+    ):
         st.rerun()
 
 
@@ -284,19 +336,31 @@ def _views_body():
     _rerun_when_finished(state, full)
     if v is None:  # the data meanwhile (and the browser loads its plotting code while the run trains)
         try:
-            st.plotly_chart(lecture.style(plots.samples(run.data), state.present), width="stretch", theme=None,
-                            key="fig_samples")
+            st.plotly_chart(
+                lecture.style(plots.samples(run.data), state.present),
+                width="stretch",
+                theme=None,
+                key="fig_samples",
+                height=lecture.chart_height(state.present),
+            )
         except Exception:
             log.exception("samples figure failed")
-        st.caption("No picture of the flow: the run stopped before its first snapshot." if run.finished else
-                   "Training… the flow's first picture appears in a moment.")
+        st.caption(
+            "No picture of the flow: the run stopped before its first snapshot."
+            if run.finished
+            else "Training… the flow's first picture appears in a moment."
+        )
         return
     if v.live:
         st.caption("Live view (coarser, refreshed about once a second); the full picture follows when training ends.")
     hands.step_row(state, full)
-    tabs = TABS[:1] + ([LIFTED] if run.config.lift > 0 else []) + TABS[1:] + \
-        ([SIDE_BY_SIDE] if cmp_run is not None else [])
-    choice = view_ui(state, tabs)
+    tabs = (
+        TABS[:1]
+        + ([LIFTED] if run.config.lift > 0 else [])
+        + TABS[1:]
+        + ([SIDE_BY_SIDE] if cmp_run is not None else [])
+    )
+    choice, side = view_ui(state, tabs)
     room_ui.publish(state, run, v, choice, cmp_run)
     if choice == "Dictionary":
         st.markdown(dictionary(run.config))
@@ -317,9 +381,26 @@ def _views_body():
         _side_by_side(state, run, cmp_run, v)
     else:
         path = instruments_tab.probe_path(state, run)  # once per (run, step, probe): every view marks it
+        extra = {}
+        if choice == "Characteristics" and v.frame_surfaces is not None:
+            extra = {
+                "fixed_window": side.toggle(
+                    "One window",
+                    key="fixed_window",
+                    help="keep the whole flow's window in every frame (to compare "
+                    "frames); off: each frame shows its own points' window",
+                )
+            }
         for fn in VIEW_FIGURES[choice]:
             mark = hands.learning_mark(fn, state, full)  # the learning curves: the whole run, the step marked
-            _chart(fn, full.views() if mark is not None else v, state.present, probe_path=path, mark=mark)
+            _chart(
+                fn,
+                full.views() if mark is not None else v,
+                state.present,
+                probe_path=path,
+                mark=mark,
+                **(extra if fn is plots.characteristics else {}),
+            )
         if not state.present:
             packs.video_buttons(run, v, VIEW_FIGURES[choice], state)
     if not v.live and not state.present:
@@ -328,24 +409,39 @@ def _views_body():
             packs.pack_button(run, v, state)
 
 
-def view_ui(state: PageState, tabs: list[str]) -> str:
+def view_ui(state: PageState, tabs: list[str]):
     """The view picker: one view at a time (the browser draws only what is shown; all six at once took
     seconds). Picking reruns the views' fragment only; training goes on in its worker. The choice outlives
-    runs in which the radio is not drawn (its widget state would be dropped)."""
+    runs in which the radio is not drawn (its widget state would be dropped). Returns the view and a column
+    beside the picker (for the view's own switch)."""
     ss, want = st.session_state, state.view_pick
     if ss.get("view") not in tabs or (want in tabs and ss.get("view") != want):
         ss.view = want if want in tabs else tabs[0]
-    return st.radio("View", tabs, horizontal=True, key="view", label_visibility="collapsed",
-                    on_change=lambda: state.pick_view(ss.view))
+
+    def picked():
+        state.pick_view(ss.view, ss.get("instrument"))
+        st.query_params.from_dict(state.url())
+
+    left, right = st.columns([8.5, 1.5], vertical_alignment="center")
+    with left:
+        return st.radio(
+            "View", tabs, horizontal=True, key="view", label_visibility="collapsed", on_change=picked
+        ), right
 
 
-def _chart(fn, v, present: bool, key: str | None = None, probe_path=None, mark=None):
+def _chart(fn, v, present: bool, key: str | None = None, probe_path=None, mark=None, **options):
     try:
         # the probe's path as nested tuples: hashable, so the figure cache keys on it (every page probing it shares)
-        kw = {"probe_path": tuple(map(tuple, probe_path.tolist()))} if probe_path is not None and \
-            fn in plots.PROBE_VIEWS else {}
+        kw = (
+            {"probe_path": tuple(map(tuple, probe_path.tolist()))}
+            if probe_path is not None and fn in plots.PROBE_VIEWS
+            else {}
+        )
+        kw.update({k: val for k, val in options.items() if val})
         fig = hands.adjust(figcache.figure(fn, v, present, **kw), page_state(), mark_step=mark)  # k=, speed=
-        st.plotly_chart(fig, width="stretch", theme=None, key=key or f"fig_{fn.__name__}")
+        st.plotly_chart(
+            fig, width="stretch", theme=None, key=key or f"fig_{fn.__name__}", height=lecture.chart_height(present)
+        )
     except Exception:  # a figure must never take the page down
         log.exception("figure %s failed", fn.__name__)
         st.error(f"The {fn.__name__} view could not be drawn for this run.")
@@ -362,9 +458,29 @@ def _side_by_side(state: PageState, run, cmp_run, v):
     right = ", ".join(f"{k} = {val}" for k, val in changes.items())
     left = ", ".join(f"{k} = {getattr(run.config, k)}" for k in changes)
     paths = (instruments_tab.probe_path(state, run), instruments_tab.probe_path(state, cmp_run))  # each run's own
+    lead = preset_info(state.scenario).get("lead_figure") if state.scenario else None
+    if lead == "residual_ratios":  # the scenario's point first: one figure of both runs
+        from ..plots.sweep import residual_ratios
+
+        try:
+            st.plotly_chart(
+                lecture.style(residual_ratios(v, w, (left, right)), state.present),
+                width="stretch",
+                theme=None,
+                key="fig_residual_ratios",
+                height=lecture.chart_height(state.present),
+            )
+        except Exception:
+            log.exception("residual ratio figure failed")
     try:
         fig = side_by_side(v, w, (left, right), probe_paths=paths if state.probe is not None else None)
-        st.plotly_chart(lecture.style(fig, state.present), width="stretch", theme=None, key="fig_side_by_side")
+        st.plotly_chart(
+            lecture.style(fig, state.present),
+            width="stretch",
+            theme=None,
+            key="fig_side_by_side",
+            height=lecture.chart_height(state.present),
+        )
     except Exception:
         log.exception("side-by-side figure failed")
         st.error("The side-by-side view could not be drawn.")

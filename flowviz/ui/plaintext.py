@@ -32,7 +32,7 @@ _UNESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
 def clip(text: str, limit: int) -> str:
     """``text`` on one line, at most ``limit`` characters (an ellipsis marks a cut); invisible controls go."""
     text = _CONTROL.sub(" ", str(text).replace(WJ, "")).strip()
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def literal(text: str, limit: int = NOTICE_LIMIT) -> str:

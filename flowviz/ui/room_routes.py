@@ -60,18 +60,23 @@ def _plotly_gz() -> bytes:
 
 def message_page(title: str, text: str, status: int) -> Response:
     """A plain page for a person (wrong code, ended room, limits): no script, no traceback."""
-    body = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><meta name='viewport' "
-            f"content='width=device-width, initial-scale=1'><title>{html.escape(title)}</title><style>"
-            f"body{{font:18px/1.5 system-ui,sans-serif;max-width:40em;margin:4em auto;padding:0 1em;color:#222}}"
-            f"</style></head><body>"
-            f"<h1 style='font-size:1.4em'>{html.escape(title)}</h1><p>{html.escape(text)}</p>"
-            f"<p><a href='/'>Open flowviz</a></p></body></html>")
-    return Response(body, status_code=status, media_type="text/html; charset=utf-8",
-                    headers={"Cache-Control": "no-store"})
+    body = (
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><meta name='viewport' "
+        f"content='width=device-width, initial-scale=1'><title>{html.escape(title)}</title><style>"
+        f"body{{font:18px/1.5 system-ui,sans-serif;max-width:40em;margin:4em auto;padding:0 1em;color:#222}}"
+        f"</style></head><body>"
+        f"<h1 style='font-size:1.4em'>{html.escape(title)}</h1><p>{html.escape(text)}</p>"
+        f"<p><a href='/'>Open flowviz</a></p></body></html>"
+    )
+    return Response(
+        body, status_code=status, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-store"}
+    )
 
 
-NO_ROOM = ("No such room", "There is no room with this code. Check the code on the lecturer's screen (six letters "
-           "and digits) and try again.")
+NO_ROOM = (
+    "No such room",
+    "There is no room with this code. Check the code on the lecturer's screen (six letters and digits) and try again.",
+)
 ENDED = ("This room has ended", "The lecturer has closed this room, or it was idle for too long.")
 
 
@@ -103,8 +108,11 @@ class _Watch:
             return True
         if old is not None and old.get("seq") == rec.get("seq"):
             return False
-        self.message = (f"id: {rec['seq']}\nevent: state\ndata: ".encode() +
-                        json.dumps(store.public(rec), separators=(",", ":")).encode() + b"\n\n")
+        self.message = (
+            f"id: {rec['seq']}\nevent: state\ndata: ".encode()
+            + json.dumps(store.public(rec), separators=(",", ":")).encode()
+            + b"\n\n"
+        )
         return True
 
     async def run(self):
@@ -188,8 +196,12 @@ def routes(store_of) -> list[Route]:
         if store.ended(rec):
             return message_page(*ENDED, 410)
         if hub.followers(code) >= store.limits.max_followers:
-            return message_page("This room is full", f"This room already has {store.limits.max_followers} "
-                                "followers on this server (its limit). Try again in a while.", 503)
+            return message_page(
+                "This room is full",
+                f"This room already has {store.limits.max_followers} "
+                "followers on this server (its limit). Try again in a while.",
+                503,
+            )
         body = _follower_html().replace("__CODE__", code).replace("__PLOTLY__", plotly_version())
         return Response(body, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-store"})
 
@@ -201,18 +213,21 @@ def routes(store_of) -> list[Route]:
         if store.ended(rec):
             return PlainTextResponse(ENDED[1], 410)
         if hub.followers(code) >= store.limits.max_followers:
-            return PlainTextResponse(f"This room is full ({store.limits.max_followers} followers on this server).",
-                                     503)
-        return StreamingResponse(hub.stream(code, asyncio.Event()), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+            return PlainTextResponse(f"This room is full ({store.limits.max_followers} followers on this server).", 503)
+        return StreamingResponse(
+            hub.stream(code, asyncio.Event()),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
 
     async def state(request: Request) -> Response:
         code = request.path_params["code"]
         store, rec = await asyncio.to_thread(room_or_none, code)
         if rec is None:
             return JSONResponse({"error": NO_ROOM[1]}, 404)
-        return JSONResponse(store.public(rec), headers={"Cache-Control": "no-store"},
-                            status_code=410 if store.ended(rec) else 200)
+        return JSONResponse(
+            store.public(rec), headers={"Cache-Control": "no-store"}, status_code=410 if store.ended(rec) else 200
+        )
 
     async def figure(request: Request) -> Response:
         code, h = request.path_params["code"], request.path_params["hash"]

@@ -142,7 +142,7 @@ def _seen(fig) -> None:
         return
     room.figures.append(fig)
     # a view redrawn (live training) keeps its other figures until their new ones come: no flicker
-    figs = room.figures + room.shown[len(room.figures):]
+    figs = room.figures + room.shown[len(room.figures) :]
     _publisher.submit(room, _state(room), figs, room.side)
 
 
@@ -187,27 +187,41 @@ def publish(state, run, views, view: str, compared=None) -> None:
         step, steps = _step_of(run)
         title, text = _text(state)
         # the explorer's own page: the config shown, every control at hand (no hidden groups, no projector mode)
-        link = links.link_of(run.config if run is not None else state.config,
-                             {**state.flags, "room": room.code, "hide": frozenset(), "present": False})
-        link["view"] = view
-        room.base = {"title": title, "text": text, "view": view, "instrument": None, "step": step,
-                     "train_steps": steps, "probe": list(state.probe) if state.probe is not None else None,
-                     "scenario": state.scenario, "present": state.present, "link": link,
-                     "status": None if run is None else (f"{run.status}" + (" (live view)" if views is not None
-                                                                             and views.live else ""))}
+        link = links.link_of(
+            run.config if run is not None else state.config,
+            {**state.flags, "room": room.code, "hide": frozenset(), "present": False},
+        )
+        name = links.view_of(view, st.session_state.get("instrument") if view == "Instruments" else None)
+        link.pop("view", None)
+        if name is not None:  # the explorer opens on the view shown (view=: links.VIEWS)
+            link["view"] = name
+        room.base = {
+            "title": title,
+            "text": text,
+            "view": view,
+            "instrument": None,
+            "step": step,
+            "train_steps": steps,
+            "probe": list(state.probe) if state.probe is not None else None,
+            "scenario": state.scenario,
+            "present": state.present,
+            "link": link,
+            "status": None
+            if run is None
+            else (f"{run.status}" + (" (live view)" if views is not None and views.live else "")),
+        }
         if mark != room.mark:  # another run or view: its picture opens on its first frame
             room.base["k"] = None
             room.shown = []
         else:
-            room.shown = room.figures + room.shown[len(room.figures):]
+            room.shown = room.figures + room.shown[len(room.figures) :]
         room.mark, room.figures = mark, []
         room.side = None
         if view == SIDE_BY_SIDE and compared is not None and views is not None:
             w = compared.views()
             if w is not None:
                 room.side = _side_args(state, run, compared, views, w)
-        _publisher.submit(room, _state(room), room.shown, room.side,
-                          DEBOUNCE_S if room.side is not None else SETTLE_S)
+        _publisher.submit(room, _state(room), room.shown, room.side, DEBOUNCE_S if room.side is not None else SETTLE_S)
         s.alive(room.code, room.token)
     except RoomError:
         st.session_state.pop(ROOM_KEY, None)
@@ -271,15 +285,20 @@ def _qr_closed():
 
 @st.dialog("Follow this page on your own screen", width="large", on_dismiss=_qr_closed)
 def _qr_dialog(code: str, url: str) -> None:
-    st.markdown(f"<div style='text-align:center;font-size:3.2em;font-weight:700;letter-spacing:.12em'>{code}</div>",
-                unsafe_allow_html=True)
+    st.markdown(
+        f"<div style='text-align:center;font-size:3.2em;font-weight:700;letter-spacing:.12em'>{code}</div>",
+        unsafe_allow_html=True,
+    )
     import base64
 
     png = base64.b64encode(qr_png(url, 12)).decode()
-    st.html(f"<img alt='QR code of {url}' src='data:image/png;base64,{png}' style='display:block;margin:0 auto;"
-            "width:min(100%, 58vh);image-rendering:pixelated'>")
-    st.markdown(f"<div style='text-align:center;font-size:1.4em;word-break:break-all'>{url}</div>",
-                unsafe_allow_html=True)
+    st.html(
+        f"<img alt='QR code of {url}' src='data:image/png;base64,{png}' style='display:block;margin:0 auto;"
+        "width:min(100%, 58vh);image-rendering:pixelated'>"
+    )
+    st.markdown(
+        f"<div style='text-align:center;font-size:1.4em;word-break:break-all'>{url}</div>", unsafe_allow_html=True
+    )
 
 
 def panel(state) -> None:
@@ -297,8 +316,12 @@ def panel(state) -> None:
     if flag and flag != "open" and room is None:
         box.link_button(f"Back to the room {flag}", f"/room/{flag}", width="stretch")
     if room is None:
-        if box.button("Open a room", key="room_open", width="stretch",
-                      help="students open the room's link (or scan its QR code) and see this page's picture live"):
+        if box.button(
+            "Open a room",
+            key="room_open",
+            width="stretch",
+            help="students open the room's link (or scan its QR code) and see this page's picture live",
+        ):
             _open(state)
         return
     url = room_url(room.code)
@@ -312,8 +335,10 @@ def panel(state) -> None:
     if c2.button("Close room", key="room_close", width="stretch"):
         _close()
         st.rerun()
-    box.caption(f"Followers see what this page shows; the room ends when closed or after "
-                f"{store().limits.idle_s / 60:.0f} minutes without this page.")
+    box.caption(
+        f"Followers see what this page shows; the room ends when closed or after "
+        f"{store().limits.idle_s / 60:.0f} minutes without this page."
+    )
     st.sidebar.html(_bridge(room), unsafe_allow_javascript=True)
 
 

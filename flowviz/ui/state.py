@@ -61,8 +61,15 @@ class PageState:
     def from_link(cls, params: Mapping[str, Any]) -> PageState:
         """The state of a page opened with these query parameters (never raises: see ``links.parse_link``)."""
         link = links.parse_link(params)
-        state = cls(config=link.config, flags=dict(link.flags), notices=link.notices, view_pick=link.view,
-                    instrument_pick=_instrument_of(link.flags["scenario"]))
+        state = cls(
+            config=link.config,
+            flags=dict(link.flags),
+            notices=link.notices,
+            view_pick=link.view,
+            instrument_pick=links.VIEWS[link.flags["view"]][1]
+            if link.flags["view"]
+            else _instrument_of(link.flags["scenario"]),
+        )
         if state.drawn:  # points in the link are the page's data (validated as a CSV by core.points)
             state.csv, state.csv_name = links.drawn_arrays(state.drawn), DRAWN
             state.csv = (state.csv[0].astype(np.float32), state.csv[1].astype(np.int64))
@@ -103,6 +110,7 @@ class PageState:
         self._new_config(info["config"], autostart=True)
         self.view_pick = info["view"]
         self.instrument_pick = _instrument_of(name)
+        self.flags["view"] = None  # the scenario's own view
 
     def choose(self, config: Config) -> None:
         """The sidebar's validated config."""
@@ -111,8 +119,11 @@ class PageState:
     def set_present(self, on: bool) -> None:
         self.flags["present"] = bool(on)
 
-    def pick_view(self, name: str) -> None:
+    def pick_view(self, name: str, instrument: str | None = None) -> None:
+        """The view on screen (and the Instruments sub-view): the link keeps it as view=."""
         self.view_pick = name
+        if name != "Instruments" or instrument is not None:
+            self.flags["view"] = links.view_of(name, instrument)
 
     def take_autostart(self) -> bool:
         """True once after the page opens, a scenario is picked or a config imported."""

@@ -25,14 +25,26 @@ from .server import session_id
 
 log = logging.getLogger("flowviz.ui")
 
-DEFAULT_VALUES = {"n_steps": "1,2,4,8,16,32,64", "horizon": "0.25,0.5,1,2,4", "scheme": "euler,midpoint,rk4",
-                  "time_mode": "per_step,tied,continuous", "smoothness": "0,0.01,0.1,1"}
-KEY_LABELS = {"n_steps": "steps L (at fixed T)", "horizon": "horizon T (at fixed L)", "scheme": "scheme",
-              "time_mode": "time dependence", "smoothness": "smoothness penalty λ"}
-INTRO = ("**How do depth and step size change the result?** Deep means a fine partition and small steps, each "
-         "block making a little progress along a smooth flow (Li & Shi, section 4). Pick what to vary; every "
-         "member trains on the same data with the same seed. Members that differ only in their discretisation "
-         "train together as one batched computation.")
+DEFAULT_VALUES = {
+    "n_steps": "1,2,4,8,16,32,64",
+    "horizon": "0.25,0.5,1,2,4",
+    "scheme": "euler,midpoint,rk4",
+    "time_mode": "per_step,tied,continuous",
+    "smoothness": "0,0.01,0.1,1",
+}
+KEY_LABELS = {
+    "n_steps": "steps L (at fixed T)",
+    "horizon": "horizon T (at fixed L)",
+    "scheme": "scheme",
+    "time_mode": "time dependence",
+    "smoothness": "smoothness penalty λ",
+}
+INTRO = (
+    "**How do depth and step size change the result?** Deep means a fine partition and small steps, each "
+    "block making a little progress along a smooth flow (Li & Shi, section 4). Pick what to vary; every "
+    "member trains on the same data with the same seed. Members that differ only in their discretisation "
+    "train together as one batched computation."
+)
 
 
 def job_key(kind: str, cfg: Config, data: Dataset, *parts) -> str:
@@ -53,10 +65,19 @@ def panel(reg: Registry, state, cfg: Config, data: Dataset) -> None:
     """The sweep tab (``state``: the page's PageState): controls, progress, and the finished sweep's figures."""
     st.markdown(INTRO)
     c = st.columns([2, 3, 1, 1])
-    key = c[0].selectbox("Vary", VARY_KEYS, key="sweep_key", format_func=KEY_LABELS.get,
-                         help="the one key the members differ in; the rest comes from the sidebar")
-    text = c[1].text_input("Values (comma-separated)", DEFAULT_VALUES[key], key=f"sweep_values_{key}",
-                           help="at most 12 values, each within the key's limits")
+    key = c[0].selectbox(
+        "Vary",
+        VARY_KEYS,
+        key="sweep_key",
+        format_func=KEY_LABELS.get,
+        help="the one key the members differ in; the rest comes from the sidebar",
+    )
+    text = c[1].text_input(
+        "Values (comma-separated)",
+        DEFAULT_VALUES[key],
+        key=f"sweep_values_{key}",
+        help="at most 12 values, each within the key's limits",
+    )
     c[2].markdown("<div style='height: 1.8em'></div>", unsafe_allow_html=True)
     c[3].markdown("<div style='height: 1.8em'></div>", unsafe_allow_html=True)
     go = c[2].button("Run sweep", type="primary", width="stretch", key="sweep_go")
@@ -77,9 +98,13 @@ def panel(reg: Registry, state, cfg: Config, data: Dataset) -> None:
             except FlowvizError as e:
                 st.error(str(e))
                 return
-            reg.job(jk, lambda progress, cancel: run_sweep(cfg, k, values, data=data, progress=progress,
-                                                           cancel=cancel, pool=reg.executor),
-                    holds_worker=False)
+            reg.job(
+                jk,
+                lambda progress, cancel: run_sweep(
+                    cfg, k, values, data=data, progress=progress, cancel=cancel, pool=reg.executor
+                ),
+                holds_worker=False,
+            )
             reg.claim(session_id(), {jk})  # a sweep replaces the session's run (one training job each)
             state.watch_sweep(jk)
             st.rerun()  # the page refreshes while the sweep runs
@@ -111,8 +136,10 @@ def _status(job: Job) -> None:
     elif job.status == "cancelled":
         st.warning("The sweep was stopped.")
     else:
-        st.success(f"Sweep finished in {job.result.wall_s:.1f} s" +
-                   (" (one batched computation)." if job.result.batched else "."))
+        st.success(
+            f"Sweep finished in {job.result.wall_s:.1f} s"
+            + (" (one batched computation)." if job.result.batched else ".")
+        )
 
 
 def _chart(job: Job, fn, *args) -> None:
@@ -132,8 +159,7 @@ def _side_by_side(reg: Registry, state, job: Job, s) -> None:
     labels = [f"{s.key} = {m.value}" for m in s.members]
     c = st.columns(2)
     a = c[0].selectbox("Left", range(len(labels)), index=0, format_func=labels.__getitem__, key="sbs_a")
-    b = c[1].selectbox("Right", range(len(labels)), index=len(labels) - 1, format_func=labels.__getitem__,
-                       key="sbs_b")
+    b = c[1].selectbox("Right", range(len(labels)), index=len(labels) - 1, format_func=labels.__getitem__, key="sbs_b")
     if not _member_views(reg, state, job, s, (a, b)):
         return
     views = job.cache["views"]
@@ -154,9 +180,11 @@ def _member_views(reg: Registry, state, job: Job, s, picked) -> bool:
         model = s.members[i].model
         vj = reg.get_job(vk)
         if vj is None or vj.status == "cancelled":  # (one that failed stays failed: no retry on every refresh)
-            vj = reg.job(vk, lambda progress, cancel, m=model: reg.executor.measure("views", s.data, models=[m],
-                                                                                     cancel=cancel),
-                         holds_worker=False)
+            vj = reg.job(
+                vk,
+                lambda progress, cancel, m=model: reg.executor.measure("views", s.data, models=[m], cancel=cancel),
+                holds_worker=False,
+            )
         pending.add(vk)
         if vj.finished and vj.result is not None:
             views[i] = vj.result
@@ -174,11 +202,13 @@ def _member_views(reg: Registry, state, job: Job, s, picked) -> bool:
 
 def _coarse_to_fine(reg: Registry, state, cfg: Config, data: Dataset) -> None:
     with st.expander("Coarse to fine: train at L, double the partition, go on", expanded=bool(state.c2f_job)):
-        st.caption("Haber and Ruthotto's multilevel idea: per-step weights are carried to the finer partition "
-                   "piecewise constant in t (the same field, smaller steps; a geometric partition with ratio r is "
-                   "split in the ratio √r, so that every old t_k stays a point of the new one); tied and continuous "
-                   "weights are re-discretised as they are. Compared with training at the finest L from scratch "
-                   "for the same number of optimiser steps.")
+        st.caption(
+            "Haber and Ruthotto's multilevel idea: per-step weights are carried to the finer partition "
+            "piecewise constant in t (the same field, smaller steps; a geometric partition with ratio r is "
+            "split in the ratio √r, so that every old t_k stays a point of the new one); tied and continuous "
+            "weights are re-discretised as they are. Compared with training at the finest L from scratch "
+            "for the same number of optimiser steps."
+        )
         c = st.columns([1, 1, 1])
         lo = c[0].number_input("from L", 1, 128, 4, key="c2f_lo")
         hi = c[1].number_input("to L", 1, 256, 32, key="c2f_hi")
@@ -189,9 +219,13 @@ def _coarse_to_fine(reg: Registry, state, cfg: Config, data: Dataset) -> None:
             else:
                 jk = job_key("c2f", cfg, data, lo, hi)
                 reg.claim(session_id(), {jk})
-                reg.job(jk, lambda progress, cancel: reg.executor.measure(  # trained by a worker, a long task
-                    "coarse_to_fine", data, config=cfg, L_start=int(lo), L_end=int(hi), cancel=cancel, long=True),
-                        holds_worker=False)
+                reg.job(
+                    jk,
+                    lambda progress, cancel: reg.executor.measure(  # trained by a worker, a long task
+                        "coarse_to_fine", data, config=cfg, L_start=int(lo), L_end=int(hi), cancel=cancel, long=True
+                    ),
+                    holds_worker=False,
+                )
                 state.watch_c2f(jk)
                 st.rerun()
         job = reg.get_job(state.c2f_job) if state.c2f_job else None
