@@ -55,13 +55,13 @@ def test_probe_from_the_link_and_a_click():
     at = _settle(_app(dict(SMALL, probe="0.5,0.25")).run())
     _instruments(at, "Probe")
     figs = _figures(at)
-    assert len(figs) == 2 and figs[1]["layout"]["title"]["text"].startswith("Probe at x_0 = (0.5, 0.25)")
+    assert len(figs) == 2 and figs[1]["layout"]["title"]["text"].startswith("Probe at x₀ = (0.5, 0.25)")
     assert at.query_params["probe"] == ["0.5,0.25"] or at.query_params["probe"] == "0.5,0.25"
     _select(at, "probe_plane", [(0.1, -0.2)])
     at.run()
     assert at.session_state["page"].probe == (0.1, -0.2)
     assert "0.1,-0.2" in str(at.query_params["probe"])
-    assert _figures(at)[1]["layout"]["title"]["text"].startswith("Probe at x_0 = (0.1, -0.2)")
+    assert _figures(at)[1]["layout"]["title"]["text"].startswith("Probe at x₀ = (0.1, -0.2)")
 
 
 def test_drawn_points_by_clicks_and_a_box_go_to_the_link_and_train():
@@ -105,13 +105,18 @@ def test_bad_probe_and_points_in_the_link_give_notices():
     assert any("Ignored points" in shown(w.value) and "too long" in shown(w.value) for w in at.warning)
 
 
+def _plain(text: str) -> str:
+    """A title as typed, from the figure style's typeset form (x<sub>k</sub> -> x_k, ρ₀ -> ρ_0)."""
+    return text.replace("<sub>", "_").replace("</sub>", "").replace("₀", "_0")
+
+
 @pytest.mark.slow
 def test_the_volume_instruments_density_switch_draws_the_exact_push_forward():
     at = _settle(_app(SMALL).run())
     _instruments(at, "Volume and density")
-    panels = [a["text"] for f in _figures(at) for a in f["layout"].get("annotations", [])]
+    panels = [_plain(a["text"]) for f in _figures(at) for a in f["layout"].get("annotations", [])]
     assert any("KDE of x_k" in t for t in panels)
     at.radio(key="volume_density").set_value("exact").run()
     assert not at.exception and not at.error
-    panels = [a["text"] for f in _figures(at) for a in f["layout"].get("annotations", [])]
+    panels = [_plain(a["text"]) for f in _figures(at) for a in f["layout"].get("annotations", [])]
     assert any("exact push-forward ρ_0 / |det DΦ|" in t for t in panels)

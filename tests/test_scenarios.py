@@ -43,6 +43,7 @@ def test_every_preset_file_loads_with_a_title_a_text_and_a_view():
     for p in PRESET_DIR.glob("*.json"):
         raw = json.loads(p.read_text())
         assert set(raw) <= {
+            "lead_figure",
             "title",
             "description",
             "config",

@@ -50,15 +50,15 @@ def test_a_view_worker_that_dies_mid_call_is_a_plain_error_and_the_next_call_is_
 
     def slow():
         try:
-            box["got"] = reg.compute(run, "adjoint_live")
+            box["got"] = reg.compute(run, "adjoint", extent=[-3.0, 3.0, -3.0, 3.0])  # with its continuous solve
         except FlowvizError as e:
             box["error"] = str(e)
 
     for _ in range(20):  # kill it while it computes (the adjoint of every training point takes a moment)
         t = threading.Thread(target=slow)
         t.start()
-        assert wait_for(lambda: reg._side.busy_pids(), 10)
-        os.kill(reg._side.busy_pids()[0], signal.SIGKILL)
+        if wait_for(lambda: reg._side.busy_pids() or not t.is_alive(), 10) and reg._side.busy_pids():
+            os.kill(reg._side.busy_pids()[0], signal.SIGKILL)  # (a call that ended first is tried again)
         t.join(30)
         if "error" in box:
             break
