@@ -309,7 +309,7 @@ def _trained(cfg: Config, *, fresh: bool = False):
 
     hit = None if fresh else cache.load(cfg)
     if hit is not None:
-        model, history, metrics = hit
+        model, history, metrics = hit[:3]  # (kept checkpoints and the resume state follow)
         return model.train(False), make_dataset(cfg), history, metrics, None
     print(f"training {cfg.key()} ({cfg.train_steps} steps)", file=sys.stderr)
     r = train(cfg, cuda_graphs=_cuda_graphs())

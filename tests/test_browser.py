@@ -68,7 +68,7 @@ def test_train_and_screenshot_every_view(server, browser, root):
     page = browser.new_page(viewport={"width": SIZES[0][0], "height": SIZES[0][1]})
     page.goto(f"{server}/?{q}")
     _wait_final(page)
-    page.get_by_role("button", name="Train").click()  # a second click shares the finished run
+    page.get_by_role("button", name="Train", exact=True).click()  # a second click shares the finished run
     _wait_final(page)
     time.sleep(1.0)
     assert page.locator("[data-testid='stException']").count() == 0

@@ -163,7 +163,7 @@ def test_a_video_of_moons_is_the_figures_frames(tmp_path):
     from flowviz.serve import cache
     from flowviz.training.analysis import analyse
 
-    model, history, _ = cache.load(cfg)
+    model, history = cache.load(cfg)[:2]
     fig = presentation(characteristics(analyse(model, make_dataset(cfg), history=history)))
     assert len(fig.frames) == L + 1
     video._browser()
