@@ -14,7 +14,7 @@ from flowviz.core.solvers import Cancelled, TooStiff, solve_limits
 from flowviz.serve.worker_main import reestimate
 from flowviz.training.analysis import analyse
 from flowviz.training.instruments import adjoint_data
-from flowviz.training.prepared import PREPARED, applies
+from flowviz.training.prepared import each
 
 # the stiff links (T = 100, large steps, no weight decay, wide), their training shortened to seconds:
 # the stiffness that escaped the budget comes within the first hundred steps (lr 1 and 10)
@@ -54,11 +54,9 @@ def _pictures_and_instruments(cfg, result):
     (c, stiff, cap), probe_s = _cpu(lambda: reestimate(m, ds, BUDGET_S, memo))
     with solve_limits(max_evals=cap, needs=stiff.evals, memo=memo):
         views, pictures_s = _cpu(lambda: analyse(m, ds))
-        inst, inst_s = {}, 0.0
-        for name in PREPARED:
-            if applies(name, cfg):
-                inst[name], s = _cpu(lambda: PREPARED[name](m, ds, views.extent))
-                inst_s += s
+        # as the worker makes them: an instrument that does not fit the run (a flow past the data's box) is a message
+        made, inst_s = _cpu(lambda: list(each(m, ds, views.extent)))
+        inst = {name: obj for name, obj, _ in made}
     return c, stiff, cap, views, inst, probe_s + pictures_s, inst_s
 
 

@@ -170,5 +170,5 @@ def test_two_replicas_on_the_cluster_share_one_cache_volume(cluster, tmp_path):
             page.close()
         browser.close()
         log1, log2 = one.log.read_text(), two.log.read_text()
-    assert re.search(r"run \w+ started \(runs started: 1\)", log1), log1[-2000:]  # trained on the cluster
+    assert re.search(r"run \w+ started (for \S+ )?\(runs started: 1\)", log1), log1[-2000:]  # trained on the cluster
     assert "from the disk cache" in log2 and " started (runs started" not in log2, log2[-2000:]  # not trained again
