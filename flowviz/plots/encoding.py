@@ -13,6 +13,8 @@ tests/test_figure_weight.py:
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 __all__ = ["PROB_TOP", "FULL_HD", "prob_bytes", "half_pixel", "simplify", "segments"]
@@ -30,7 +32,8 @@ def half_pixel(xrange: float, yrange: float, margins: tuple[int, int] = (80, 150
     """Half a pixel in data units for equal axes spanning xrange x yrange on a FULL_HD plot area
     (``margins``: horizontal and vertical pixels the layout keeps for titles and axes)."""
     w, h = FULL_HD[0] - margins[0], FULL_HD[1] - margins[1]
-    return 0.5 / min(w / xrange, h / yrange)
+    scales = [px / span for px, span in ((w, xrange), (h, yrange)) if math.isfinite(span) and span > 0]
+    return 0.5 / min(scales) if scales else 0.0  # no extent (points on one spot, or not finite): keep every vertex
 
 
 def simplify(paths: np.ndarray, tol: float) -> np.ndarray:
