@@ -82,7 +82,7 @@ K = {
     "fast_elem": 1.46e-09,  # s per point x hidden unit x block of the chain (training)
     "adam": 8.75e-09,  # s per parameter per optimiser step (Adam, gradient zeroing, the backup copy)
     "analysis": 2.65,  # the final pictures over the flows they run (numpy conversions, grids, Jacobians);
-    # x1.4 once analyse ran on one torch thread (core/threads.py): measured 1.43-2.14x over
+    # (refitted once analyse ran on one torch thread, core/threads.py)
     "spill": 0.611,  # element ops cost 1 + spill * log2(hidden MB / spill_mb) times more beyond the caches
     "spill_mb": 2.58,
     "ref_evals": 12.0,  # field evaluations of dopri5 per step of the partition (reference solution)
@@ -455,14 +455,13 @@ def _memory(c: Config, f: FieldCounts, bs: int, n: int) -> float:
         act = 4 * bs * (L + 1) * (d + 1) + (4 * 2 * L * bs * (c.width + d) if keep else 4 * 3 * bs * c.width)
         act += 2 * 4 * L * (c.width + 1) * (d + 1)  # folded weights and their gradients
     else:  # the stage weights (P @ theta for every stage evaluation) and, in the backward, their gradients, per
-        # recorded flow: the kinetic term records a second flow that mixes its own (issue 17's case 8: 14.3 GB)
+        # recorded flow: the kinetic term records a second flow that mixes its own (a large recorded flow)
         flows = 2 if c.kinetic > 0 else 1
         mixed = (K["mix_copies"] + (K["kinetic_copies"] if c.kinetic > 0 else 0.0)) * 4 * L * S * f["slot"]
         act = _train_bytes(c, f, bs)
         if act > GENERIC_BUDGET:  # checkpointed: the inputs of every step, one step's stages at a time, and
-            # about two width-vectors per stage evaluation of every step, held through the backward: issue 17's
-            # case 8 at batch 2000 peaked at 4.25, 7.74 and 13.5 GB for L = 64, 128 and 256, linear in L (the
-            # model had 2.2, 3.5 and 6.1 GB); which tensors they are was not identified
+            # about two width-vectors per stage evaluation of every step, held through the backward: measured
+            # peaks grow linearly in L (bench/memory.py); which tensors they are was not identified
             act = 4 * bs * (L + 1) * d * 2 + act / L + 4 * bs * L * S * c.width * K["ckpt_width"]
         act *= flows
     if c.smoothness > 0 and c.time_mode != "tied" and L > 1:  # theta_k of every block, their differences and

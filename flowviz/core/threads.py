@@ -1,8 +1,8 @@
 """The torch threads that pay for a piece of CPU work, and a context that uses them while inside.
 
 Small work on two threads is not only no faster: on a busy machine each small op waits for the other thread
-(measured here: a convergence measurement of 1,800 points took 35 s on two threads and 3.7 s on one, and a
-float64 reference solution 13 s against 1.5 s). Training, analysis and the reference solutions pick threads here.
+(several times slower; figures in bench/README.md). Training, analysis and the reference solutions pick threads
+here.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The probe's characteristic x_0 .. x_L marked in the views (issue 15, section 1), in one style everywhere.
+"""The probe's characteristic x_0 .. x_L marked in the views, in one style everywhere.
 
 A figure of :mod:`flowviz.plots` that shows the plane (or the lifted space) takes ``probe_path=`` (L+1, d): the
 path of one start point through the blocks, e.g. ``flowviz.training.instruments.flow_paths(model, [x0])[:, 0]``.

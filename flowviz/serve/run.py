@@ -89,7 +89,7 @@ class Run:
         self._views_time = 0.0
         self._final = False
         self.from_cache = restored is not None
-        # nobody watches it (the registry sets this): its final pictures and instruments are not made (issue 17)
+        # nobody watches it (the registry sets this): its final pictures and instruments are not made
         self.idle = threading.Event()
         self._instruments: dict = {}  # name -> the instrument's data of the final state, made by a worker
         self._instrument_errors: dict = {}  # name -> why that instrument does not fit this run

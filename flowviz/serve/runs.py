@@ -62,8 +62,8 @@ class Registry:
         self._prestart = self.executor.prestart(1) if prestart else None
         if self.mode != "thread":
             # the cores belong to the training processes (and, on one machine, the browsers): the server's own
-            # torch work (views of a run) uses one thread. With two, its threads spun against busy cores:
-            # the full views of the reference run took 2.4 s instead of 0.4 s (FLOWVIZ_SERVER_THREADS).
+            # torch work (views of a run) uses one thread: with two, its threads spin against busy cores
+            # (FLOWVIZ_SERVER_THREADS; figures in bench/README.md).
             import torch
 
             torch.set_num_threads(max(1, self.settings.server_threads))
