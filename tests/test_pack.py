@@ -139,9 +139,11 @@ VIEWS_2D = [
     "instrument-grid-solver",
     "instrument-adjoint",
 ]
-WANT = {
-    "moons": VIEWS_2D,
-    "rings_lift": ["characteristics", "lifted-space"] + [v for v in VIEWS_2D[1:] if v != "instrument-grid-solver"],
+WANT = {  # the runs are trained by the pack, so they keep checkpoints: the training section closes each page
+    "moons": VIEWS_2D + ["training-checkpoints"],
+    "rings_lift": ["characteristics", "lifted-space"]
+    + [v for v in VIEWS_2D[1:] if v != "instrument-grid-solver"]
+    + ["training-checkpoints"],
 }
 
 
