@@ -10,7 +10,7 @@ import torch
 import flowviz
 from flowviz import Config, TrainingDiverged
 from flowviz.core.errors import CheckpointError, DataError
-from flowviz.serve.runio import model_from_bytes, weights_bytes
+from flowviz.runfiles.files import model_from_bytes, weights_bytes
 from flowviz.ui.links import config_from_query, parse_link
 from flowviz.ui.state import PageState
 

@@ -16,7 +16,7 @@ from ..core.model import build_model
 from ..training.analysis import FlowViews, analyse
 from ..training.prepared import PREPARED, applies
 from ..training.train import Snapshot
-from . import cache
+from ..runfiles import cache
 from .executor import Executor, NoFreeWorker
 from .fair import current_client
 from .protocol import TaskFailed, WorkerDied

@@ -21,7 +21,8 @@ from collections import OrderedDict
 from ..core.config import Config
 from ..core.data import Dataset, make_dataset
 from ..core.errors import FlowvizError
-from . import budget, cache
+from ..runfiles import cache
+from . import budget
 from .executor import make_executor
 from .fair import Admission, current_client
 from .jobs import Job

@@ -10,8 +10,8 @@ import streamlit as st
 
 from .. import plots
 from ..core.presets import preset_info, preset_names
-from ..serve import export
-from ..serve.runio import weights_bytes
+from ..runfiles import export
+from ..runfiles.files import weights_bytes
 from .state import NO_SCENARIO
 
 
