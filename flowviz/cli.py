@@ -201,12 +201,12 @@ def cmd_sweep(args) -> int:
         raise FlowvizError(f"--workers must be at least 1, not {args.workers}")
     pool = None
     if args.executor == "ray":  # the cluster at RAY_ADDRESS, or a local one of --workers CPUs
-        from .serve.ray_executor import RayExecutor, ray_started
+        from .serve.work.ray_executor import RayExecutor, ray_started
 
         ray_started(num_cpus=args.workers if args.workers > 1 else None)
         pool = RayExecutor()
     elif args.workers > 1 and not args.sequential:
-        from .serve.pool import ProcessPool
+        from .serve.work.pool import ProcessPool
 
         pool = ProcessPool(args.workers)
     if pool is not None:
@@ -518,7 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from .serve.process import tune_malloc
+    from .serve.work.process import tune_malloc
 
     tune_malloc()
     with warnings.catch_warnings():

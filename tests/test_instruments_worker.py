@@ -14,9 +14,9 @@ from test_executor import ALL_EXECUTORS
 from tiny import SMALL, TINY, executor, wait_for
 
 import flowviz
-from flowviz.serve.executor import make_executor
-from flowviz.serve.runs import Registry, RunStatus
+from flowviz.serve.runs.registry import Registry, RunStatus
 from flowviz.serve.settings import Settings
+from flowviz.serve.work.executor import make_executor
 from flowviz.training import prepared
 from flowviz.training.analysis import analyse
 
@@ -86,7 +86,7 @@ def test_a_finished_run_shown_by_a_page_has_its_instruments_without_computing_th
     from test_app import _app, _figures, _settle
     from test_instruments_app import _instruments
 
-    from flowviz.serve.runs import Registry
+    from flowviz.serve.runs.registry import Registry
     from flowviz.ui.server import registry
 
     monkeypatch.setattr(Registry, "compute", _raise)  # nor in the view worker: only the instruments task

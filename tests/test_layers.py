@@ -58,7 +58,7 @@ print(json.dumps({"same": before == after, "mods": sorted(sys.modules)}))
     res = json.loads(out.stdout.strip().splitlines()[-1])
     assert res["same"]
     assert not [m for m in res["mods"] if m.startswith(("streamlit", "plotly", "flowviz.serve", "flowviz.ui"))]
-    # the malloc tuning lives in flowviz.serve.process, called by workers, the server and the CLI only
+    # the malloc tuning lives in flowviz.serve.work.process, called by workers, the server and the CLI only
     src = "\n".join(p.read_text() for p in (ROOT / "flowviz").rglob("*.py") if p.name != "process.py")
     assert "mallopt" not in src
 

@@ -184,7 +184,7 @@ def test_a_snapshot_carries_its_checkpoints_and_resume_state_across_the_wire():
 def test_a_served_run_paused_stepped_and_resumed_ends_with_the_weights_of_one_without_a_pause():
     from tiny import wait_for
 
-    from flowviz.serve.runs import Registry
+    from flowviz.serve.runs.registry import Registry
 
     cfg = SMALL.replace(batch_size=32, train_steps=300, seed=5, device="cpu")
     reg = Registry(max_workers=1, mode="thread", prestart=False)

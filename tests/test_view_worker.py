@@ -12,7 +12,7 @@ import pytest
 from tiny import SMALL, wait_for
 
 from flowviz.core.errors import FlowvizError
-from flowviz.serve.runs import Registry
+from flowviz.serve.runs.registry import Registry
 from flowviz.serve.settings import Settings
 from flowviz.training import instruments as ins
 

@@ -88,9 +88,7 @@ def store(
         return None
 
 
-def load(
-    config: Config, *, settings: CacheSettings
-) -> tuple[FlowModel, list[dict], dict, dict, object] | None:
+def load(config: Config, *, settings: CacheSettings) -> tuple[FlowModel, list[dict], dict, dict, object] | None:
     """(model, history, metrics, checkpoints (step -> weights), resume state or None) of a cached run of exactly
     this config, or None."""
     from .files import checkpoints_from_bytes, model_from_bytes

@@ -108,7 +108,7 @@ def probe_path(state, run) -> np.ndarray | None:
     model, step = _model(run)
     if model is None:
         return None
-    try:  # in the view worker (flowviz.serve.runs.Registry.compute): a crash there cannot end the server
+    try:  # in the view worker (flowviz.serve.runs.registry.Registry.compute): a crash there cannot end the server
         return _cached(
             (run.key, step, "probe", probe),
             lambda: _registry().compute(run, "probe_path", probe=[float(a) for a in probe]),

@@ -1,6 +1,6 @@
 """The page: sidebar controls, Train / Stop / Reset, live progress and the views.
 
-Training runs in a worker (flowviz.serve.runs); the page polls the run's latest snapshot from fragments, so
+Training runs in a worker (flowviz.serve.runs.registry); the page polls the run's latest snapshot from fragments, so
 sliders and tabs never interrupt it. What the page remembers is one ``PageState`` (flowviz.ui.state) under
 ``STATE_KEY``, built once from the link; each ``*_ui`` function draws one part and returns plain values.
 """
@@ -18,7 +18,7 @@ from ..core.config import Config
 from ..core.data import Dataset, make_dataset, split
 from ..core.errors import FlowvizError
 from ..core.presets import preset_info
-from ..serve.runs import Run
+from ..serve.runs.registry import Run
 from . import figcache, hands, instruments_tab, lecture, links, packs, room_ui, sweep_tab
 from .controls import block_formula, make_config, sidebar
 from .dictionary import dictionary

@@ -52,9 +52,9 @@ def registry():
     with _lock:
         if _registry is None:
             from ..core.presets import preset_configs, preset_names
-            from ..serve.process import tune_malloc
-            from ..serve.runs import Registry
+            from ..serve.runs.registry import Registry
             from ..serve.settings import Settings
+            from ..serve.work.process import tune_malloc
 
             settings = Settings.from_env()  # the one reading of FLOWVIZ_* in this server
             tune_malloc(enabled=settings.malloc_tuning)  # the server trains too in thread mode, and analyses runs
@@ -125,7 +125,7 @@ def start_up() -> None:
     import what the page needs, so that the first visitor waits for neither."""
     import importlib
 
-    importlib.import_module("flowviz.serve.runs")
+    importlib.import_module("flowviz.serve.runs.registry")
     reg = registry()
     # st.cache_data checks its settings at import, and warns that no session runtime exists yet: expected here
     quiet = logging.getLogger("streamlit.runtime.caching.cache_data_api")

@@ -17,7 +17,7 @@ from ..core.config import Config
 from ..core.data import Dataset
 from ..core.errors import FlowvizError
 from ..plots import sweep as sweep_plots
-from ..serve.runs import Job, Registry, data_key
+from ..serve.runs.registry import Job, Registry, data_key
 from ..training.sweep import VARY_KEYS, parse_vary, run_sweep
 from .notices import notice
 from .plaintext import literal

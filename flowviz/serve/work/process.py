@@ -20,7 +20,7 @@ def tune_malloc(threshold: int = 4 * 2**20, enabled: bool | None = None) -> None
     FLOWVIZ_MALLOPT=0 leaves malloc alone (``enabled``: that setting, read from the environment if not given).
     """
     if enabled is None:
-        from .settings import Settings
+        from ..settings import Settings
 
         enabled = Settings.from_env().malloc_tuning
     if not sys.platform.startswith("linux") or not enabled:

@@ -10,7 +10,7 @@ from .executor import Executor, Lease
 
 __all__ = ["SlotExecutor"]
 
-log = logging.getLogger("flowviz.serve.executor")
+log = logging.getLogger("flowviz.serve.work.executor")
 
 
 class SlotExecutor(Executor):

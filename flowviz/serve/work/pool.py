@@ -3,7 +3,7 @@
 Training in a thread of the server process shares one interpreter lock with everything the server does
 (building views and figures, answering browsers): measured, a watched run trained at a quarter of its
 speed. Each worker here is a separate process with one torch thread, started once and reused, talking over
-a pipe in the bytes of ``flowviz.serve.protocol``. A worker that dies mid-task is noticed (end of file on
+a pipe in the bytes of ``flowviz.serve.work.protocol``. A worker that dies mid-task is noticed (end of file on
 its pipe) and replaced; the task's caller gets WorkerDied and keeps its last state.
 """
 
@@ -19,7 +19,7 @@ from .protocol import CANCEL, WorkerDied
 
 __all__ = ["ProcessPool"]
 
-log = logging.getLogger("flowviz.serve.pool")
+log = logging.getLogger("flowviz.serve.work.pool")
 _open: set[int] = set()  # the pools of this process not shut down yet
 _open_lock = threading.Lock()
 
@@ -28,7 +28,7 @@ class _Worker(Lease):
     """One worker process and its pipe; lent as a Lease."""
 
     def __init__(self, ctx, threads: int, limit_mb: float):
-        from .worker_main import main
+        from .worker import main
 
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=main, args=(child, threads, limit_mb), daemon=True, name="flowviz-worker")
@@ -84,8 +84,8 @@ class ProcessPool(Executor):
             # torch._dynamo: torch.optim imports it on the first optimiser (1.4 s here); once, in the server
             self._ctx.set_forkserver_preload(
                 [
-                    "flowviz.serve.forkserver_init",
-                    "flowviz.serve.worker_main",
+                    "flowviz.serve.work.forkserver_init",
+                    "flowviz.serve.work.worker",
                     "flowviz.training.train",
                     "torch._dynamo",
                 ]

@@ -3,7 +3,7 @@ the depth-transfer matrix, the order on one field, the decision grids), coarse-t
 one sweep member for the side-by-side.
 
 ``MEASURES`` names them; each is a generator ``(runs, data, header, cancel)`` that yields (fraction, text) as it
-goes and returns its result. The worker task ``measure`` (``flowviz.serve.worker_main.TASKS``) runs one and
+goes and returns its result. The worker task ``measure`` (``flowviz.serve.work.worker.TASKS``) runs one and
 streams ``progress`` replies; ``Executor.measure`` asks a worker for one. The models go out as their configs and
 weights, the result comes back as JSON and arrays (``protocol.pack`` / ``unpack``, whitelisted types only), a
 trained run inside it as its config, history and weights: nothing is pickled either way.
@@ -14,17 +14,17 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Generator, Iterator
 
-from ..core.config import Config
-from ..core.data import Dataset
-from ..core.model import FlowModel, build_model
-from ..training.train import TrainResult
+from ...core.config import Config
+from ...core.data import Dataset
+from ...core.model import FlowModel, build_model
+from ...training.train import TrainResult
 from .protocol import dataset_from, encode, pack, request, unpack
 
 __all__ = ["MEASURES", "measure_task", "measure_request", "measure_result", "measured"]
 
 
 def _sweep(runs: list[TrainResult], data: Dataset, header: dict, cancel) -> Generator:
-    from ..training.sweep import measure_members
+    from ...training.sweep import measure_members
 
     return (
         yield from measure_members(
@@ -38,7 +38,7 @@ def _sweep(runs: list[TrainResult], data: Dataset, header: dict, cancel) -> Gene
 
 
 def _coarse_to_fine(runs: list[TrainResult], data: Dataset, header: dict, cancel) -> Generator:
-    from ..training.refine import coarse_to_fine
+    from ...training.refine import coarse_to_fine
 
     yield 0.0, "training coarse to fine"
     return coarse_to_fine(
@@ -51,7 +51,7 @@ def _coarse_to_fine(runs: list[TrainResult], data: Dataset, header: dict, cancel
 
 
 def _views(runs: list[TrainResult], data: Dataset, header: dict, cancel) -> Generator:
-    from ..training.analysis import analyse
+    from ...training.analysis import analyse
 
     yield 0.0, "drawing the member's pictures"
     return analyse(runs[0].model, data, with_reference=False)
@@ -92,7 +92,7 @@ def measure_request(what: str, data: Dataset, models=(), **params) -> bytes:
 def measure_task(header: dict, arrays: dict, cancel) -> Iterator[bytes]:
     """A worker's ``measure`` task: ``progress`` replies, then the ``result`` (``value``: the packed result, its
     trained runs under ``runs``). A cancelled measurement ends with a ``fatal`` reply (nothing to keep)."""
-    from ..training.sweep import stepwise
+    from ...training.sweep import stepwise
 
     what = MEASURES.get(header.get("what"))
     if what is None:

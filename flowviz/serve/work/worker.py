@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from ..core.config import Config
-from ..training.train import train_iter
+from ...core.config import Config
+from ...training.train import train_iter
 from .measure import measure_task
 from .protocol import CANCEL, dataset_from, decode, encode, fatal_message, snapshot_message, train_state_from
 
@@ -27,7 +27,7 @@ def run_task(header: dict, arrays: dict, cancel) -> Iterator[bytes]:
     if start is not None:
         import torch
 
-        from ..core.model import build_model
+        from ...core.model import build_model
 
         model = build_model(cfg, ds.n_classes)
         model.load_state_dict({k[2:]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("w/")})
@@ -51,7 +51,7 @@ def batch_task(header: dict, arrays: dict, cancel) -> Iterator[bytes]:
     import queue
     import threading
 
-    from ..training.batch import train_batched
+    from ...training.batch import train_batched
 
     cfgs = [Config.from_dict(d) for d in header["configs"]]
     out: queue.SimpleQueue = queue.SimpleQueue()  # progress is called inside train_batched: relay it in order
@@ -93,7 +93,7 @@ def _model_of(header: dict, arrays: dict):
     """(the trained model, weights ``w/<name>``; the data set) that a request carries."""
     import torch
 
-    from ..core.model import build_model
+    from ...core.model import build_model
 
     ds = dataset_from(header, arrays)
     model = build_model(Config.from_dict(header["config"]), ds.n_classes)
@@ -106,8 +106,8 @@ def reestimate(model, ds, budget_s: float | None, memo: dict | None = None):
     reference solved once on the final pictures' points within the evaluations that ``budget_s`` seconds
     allow each adaptive solve (None: the solvers' own budget), kept in ``memo`` for the pictures.
     Returns (Cost, Stiffness or None, that budget of evaluations or None)."""
-    from ..core.cost import estimate, measure_stiffness, prior_eval_s, solve_budget
-    from ..training.analysis import reference_points
+    from ...core.cost import estimate, measure_stiffness, prior_eval_s, solve_budget
+    from ...training.analysis import reference_points
 
     c, n = model.config, len(ds.x_train)
     if c.scheme == "plain" or c.viscosity > 0:  # no adaptive solve in its pictures or instruments
@@ -119,7 +119,7 @@ def reestimate(model, ds, budget_s: float | None, memo: dict | None = None):
 
 def _limits(header: dict, cancel, memo: dict | None = None):
     """The adaptive solves' limits of a task: its cancel flag, and the budget the request carries."""
-    from ..core.solvers import solve_limits
+    from ...core.solvers import solve_limits
 
     need = header.get("stiffness")
     return solve_limits(max_evals=header.get("max_evals"), cancel=cancel, needs=need[0] if need else None, memo=memo)
@@ -130,8 +130,8 @@ def analyse_task(header: dict, arrays: dict, cancel) -> Iterator[bytes]:
     the data (an imported run): the heavy pictures of a run, made here and not in the server."""
     import torch
 
-    from ..training.analysis import analyse
-    from ..training.train import evaluate, run_metrics
+    from ...training.analysis import analyse
+    from ...training.train import evaluate, run_metrics
     from .protocol import pack
 
     model, ds = _model_of(header, arrays)
@@ -170,7 +170,7 @@ def instruments_task(header: dict, arrays: dict, cancel) -> Iterator[bytes]:
     between them; then the ``result``."""
     import numpy as np
 
-    from ..training.prepared import each
+    from ...training.prepared import each
     from .protocol import pack
 
     model, ds = _model_of(header, arrays)
@@ -198,9 +198,9 @@ def _views():
     instruments of a snapshot), made here so that a crash in native code ends this worker, not the server."""
     import numpy as np
 
-    from ..training.instruments import adjoint_data, flow_paths, probe_data
-    from ..training.prepared import PREPARED
-    from ..training.volume import volume_data
+    from ...training.instruments import adjoint_data, flow_paths, probe_data
+    from ...training.prepared import PREPARED
+    from ...training.volume import volume_data
 
     table = {
         "probe_path": lambda m, d, a: flow_paths(m, np.asarray([a["probe"]], np.float32))[:, 0].cpu().numpy(),

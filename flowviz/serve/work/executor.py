@@ -1,7 +1,7 @@
 """Where training runs: the ``Executor`` interface, the in-process implementation, and the table of them.
 
 An executor lends workers. A :class:`Lease` is one worker held for one task: ``send`` a request (bytes of
-``flowviz.serve.protocol``), ``receive`` its replies as they come, ``cancel`` it, and give it back with
+``flowviz.serve.work.protocol``), ``receive`` its replies as they come, ``cancel`` it, and give it back with
 ``release``. A worker that is lost mid-task raises ``WorkerDied`` from ``receive``: the caller keeps the last
 state it had. Only bytes cross a lease (JSON + safetensors), so a worker may live in a thread, a process or on
 another machine; nothing assumes shared memory.
@@ -11,7 +11,7 @@ On top of that one primitive, every executor offers the same two things the serv
 free workers). The executor's size is the server's one concurrency limit: a run, a job or a lane group
 waits for a lease.
 
-``EXECUTORS`` names the implementations: ``process`` (the local pool, ``flowviz.serve.pool``) and ``thread``
+``EXECUTORS`` names the implementations: ``process`` (the local pool, ``flowviz.serve.work.pool``) and ``thread``
 (tasks in threads of this process). A distributed one is one more entry.
 """
 
@@ -24,17 +24,17 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 
-from ..core.config import Config
-from ..core.data import Dataset
-from ..training.train import Snapshot
-from .fair import FairQueue, current_client
+from ...core.config import Config
+from ...core.data import Dataset
+from ...training.train import Snapshot
+from ..fair import FairQueue, current_client
+from ..settings import Settings
 from .measure import measured
 from .protocol import TaskFailed, WorkerDied, decode, request, result_from, resume_arrays, snapshot_from, with_weights
-from .settings import Settings
 
 __all__ = ["Lease", "Executor", "EXECUTORS", "make_executor", "WorkerDied", "NoFreeWorker"]
 
-log = logging.getLogger("flowviz.serve.executor")
+log = logging.getLogger("flowviz.serve.work.executor")
 
 # seconds a task that checks its cancel flag only between stages (an analysis) has to stop by itself before its
 # worker is cut short (given back unhealthy: a process is ended and replaced)
@@ -76,7 +76,7 @@ class Executor(ABC):
     """
 
     size: int
-    measure = measured  # a measurement made by a worker (flowviz.serve.measure: a sweep's, coarse to fine, views)
+    measure = measured  # a measurement made by a worker (flowviz.serve.work.measure: a sweep's, coarse to fine, views)
     cuda_graphs: bool = False  # runs replay their steps from CUDA graphs (make_executor: Settings.cuda_graphs)
 
     def __init__(self, size: int):
@@ -414,13 +414,13 @@ class Executor(ABC):
         The same numbers as one batch in one process (members are independent); ``progress(step)`` reports
         the slowest group's step. Raises WorkerDied if a worker is lost mid-run.
         """
-        from ..core.model import build_model
-        from ..training.batch import lane_groups
-        from ..training.train import TrainResult
+        from ...core.model import build_model
+        from ...training.batch import lane_groups
+        from ...training.train import TrainResult
 
         leases = self.acquire_upto(len(lane_groups(configs, self.size)), cancel)
         if not leases:  # cancelled while waiting: every member ends cancelled at step 0, as in one process
-            from ..training.batch import train_batched
+            from ...training.batch import train_batched
 
             return train_batched(configs, data=data, log_every=log_every, cancel=cancel)
         groups = lane_groups(configs, len(leases))
@@ -512,9 +512,9 @@ def _merged(streams: list) -> Iterator[tuple[int, dict, dict]]:
 # name -> "module:class", imported only when chosen (a distributed executor's library costs nothing unused);
 # each class is made as cls(size, threads=..., limit_mb=...)
 EXECUTORS: dict[str, str] = {
-    "process": "flowviz.serve.pool:ProcessPool",
-    "thread": "flowviz.serve.threads:ThreadExecutor",
-    "ray": "flowviz.serve.ray_executor:RayExecutor",  # a Ray cluster (RAY_ADDRESS); the ray extra
+    "process": "flowviz.serve.work.pool:ProcessPool",
+    "thread": "flowviz.serve.work.inprocess:ThreadExecutor",
+    "ray": "flowviz.serve.work.ray_executor:RayExecutor",  # a Ray cluster (RAY_ADDRESS); the ray extra
 }
 
 

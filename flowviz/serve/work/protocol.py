@@ -4,7 +4,7 @@ A message is a JSON header (length-prefixed) and, where needed, a safetensors pa
 the points of the data set going in, the weights of each snapshot coming out. Nothing is ever pickled, so a
 worker on another machine (or a message replayed by an attacker) can at worst send wrong numbers.
 
-Requests carry ``task`` (a name in ``flowviz.serve.worker_main.TASKS``); replies are one of
+Requests carry ``task`` (a name in ``flowviz.serve.work.worker.TASKS``); replies are one of
 ``snapshot`` (a run's progress, weights attached), ``progress`` (a step count), ``result`` (a task's answer)
 or ``fatal`` (the task failed; the worker keeps serving).
 """
@@ -15,9 +15,9 @@ import json
 
 import numpy as np
 
-from ..core.config import Config
-from ..core.data import Dataset
-from ..training.train import Snapshot
+from ...core.config import Config
+from ...core.data import Dataset
+from ...training.train import Snapshot
 
 __all__ = [
     "WorkerDied",
@@ -128,7 +128,7 @@ def resume_arrays(train_state, weights: dict) -> tuple[dict, dict]:
 
 def train_state_from(head: dict, arrays: dict):
     """The TrainState a message carries (header ``resume``, arrays ``resume/<name>``), or None."""
-    from ..training.train import TrainState
+    from ...training.train import TrainState
 
     if not isinstance(head.get("resume"), dict):
         return None
@@ -160,8 +160,8 @@ def fatal_message(e: BaseException) -> bytes:
 
 def result_from(config: Config, data: Dataset, snaps: list[Snapshot]):
     """The ``TrainResult`` of a run streamed from a worker: its history, its last weights, its metrics."""
-    from ..core.model import build_model
-    from ..training.train import TrainResult
+    from ...core.model import build_model
+    from ...training.train import TrainResult
 
     last = snaps[-1]
     model = build_model(config, data.n_classes)

@@ -9,23 +9,23 @@ import time
 
 import numpy as np
 
-from ..core.config import Config
-from ..core.data import Dataset
-from ..core.errors import FlowvizError
-from ..core.model import build_model
-from ..training.analysis import FlowViews, analyse
-from ..training.prepared import PREPARED, applies
-from ..training.train import Snapshot
-from ..runfiles import cache
-from .executor import Executor, NoFreeWorker
-from .fair import current_client
-from .protocol import TaskFailed, WorkerDied
-from .settings import Settings
+from ...core.config import Config
+from ...core.data import Dataset
+from ...core.errors import FlowvizError
+from ...core.model import build_model
+from ...runfiles import cache
+from ...training.analysis import FlowViews, analyse
+from ...training.prepared import PREPARED, applies
+from ...training.train import Snapshot
+from ..fair import current_client
+from ..settings import Settings
+from ..work.executor import Executor, NoFreeWorker
+from ..work.protocol import TaskFailed, WorkerDied
 from .status import RunStatus
 
 __all__ = ["Run", "RunAt", "data_key", "LIVE_EVERY_S", "FIRST_LIVE_ETA_S"]
 
-log = logging.getLogger("flowviz.serve.runs")
+log = logging.getLogger("flowviz.serve.runs.run")
 LIVE_EVERY_S = 1.0  # live views are rebuilt at most this often while training
 FIRST_LIVE_ETA_S = 1.0  # no first live view for a run this close to its end (its full views come next)
 PICTURES_MIN_S = 30.0  # the final pictures and instruments of any admitted run may take this long at least
@@ -235,7 +235,7 @@ class Run:
 
     def _keep(self, new: dict) -> None:
         """Add checkpoints (step -> weights); over the budget (core.cost.checkpoint_count) the densest go."""
-        from ..core.cost import checkpoint_count, thin_steps
+        from ...core.cost import checkpoint_count, thin_steps
 
         kept = {**self.kept, **new}
         one = sum(v.numel() * v.element_size() for v in next(iter(new.values())).values())
@@ -345,7 +345,7 @@ class Run:
     def _reestimated(self, info: dict, views: FlowViews) -> None:
         """What the worker measured before the final pictures: the cost re-estimated with the flow's stiffness,
         and the budget of its adaptive solves (the instruments task gets the same)."""
-        from ..core.cost import Cost
+        from ...core.cost import Cost
 
         if "reestimate" in info:
             r = info["reestimate"]

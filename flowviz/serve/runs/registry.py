@@ -3,7 +3,7 @@
 Settings come from one :class:`~flowviz.serve.settings.Settings` object, read once when the registry is made.
 Finished runs are kept in memory, least recently used first out, up to ``keep`` (32).
 
-A :class:`Run` trains on a worker of the registry's executor (``flowviz.serve.executor``: the local process
+A :class:`Run` trains on a worker of the registry's executor (``flowviz.serve.work.executor``: the local process
 pool by default) and publishes its latest snapshot; the page polls it, so moving a slider or switching a tab
 never touches training. The :class:`Registry` keys runs by their config (and the CSV data, if any): two
 sessions asking for the same config share one run; the executor's size is the one bound on what trains at
@@ -18,21 +18,21 @@ import threading
 import time
 from collections import OrderedDict
 
-from ..core.config import Config
-from ..core.data import Dataset, make_dataset
-from ..core.errors import FlowvizError
-from ..runfiles import cache
-from . import budget
-from .executor import make_executor
-from .fair import Admission, current_client
+from ...core.config import Config
+from ...core.data import Dataset, make_dataset
+from ...core.errors import FlowvizError
+from ...runfiles import cache
+from .. import budget
+from ..fair import Admission, current_client
+from ..settings import Settings
+from ..work.executor import make_executor
 from .jobs import Job
 from .run import Run, data_key
-from .settings import Settings
 from .status import RunStatus
 
 __all__ = ["Run", "Job", "Registry", "RunStatus", "data_key"]
 
-log = logging.getLogger("flowviz.serve.runs")
+log = logging.getLogger("flowviz.serve.runs.registry")
 
 
 class Registry:
@@ -133,7 +133,7 @@ class Registry:
         weights, made by the view worker: a process of its own beside the training ones (they may all be
         busy), so a crash in native code ends that process, never the server; the next call starts another.
         Raises FlowvizError with a plain message where it failed or its worker died."""
-        from .protocol import TaskFailed, WorkerDied
+        from ..work.protocol import TaskFailed, WorkerDied
 
         snap = run.latest
         if snap is None or snap.state is None:
