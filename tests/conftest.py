@@ -32,7 +32,7 @@ def _one_forkserver_per_test_process():
     tracker ends by itself once the last worker has (a pool a test left open holds it until then)."""
     import signal
 
-    from flowviz.serve import pool
+    from flowviz.serve.work import pool
 
     stop = pool.stop_helper_processes
     pool.stop_helper_processes = lambda: None

@@ -12,7 +12,7 @@ from tiny import TINY, executor, wait_for
 
 import flowviz
 from flowviz.core.data import load_csv, make_dataset
-from flowviz.serve import protocol
+from flowviz.serve.work import protocol
 from flowviz.serve.runs.registry import Registry, RunStatus
 from flowviz.serve.settings import Settings
 from flowviz.serve.work.executor import EXECUTORS, make_executor

@@ -169,7 +169,7 @@ def test_a_checkpoint_that_does_not_fit_is_refused(tmp_path):
 
 
 def test_a_snapshot_carries_its_checkpoints_and_resume_state_across_the_wire():
-    from flowviz.serve import protocol
+    from flowviz.serve.work import protocol
 
     snaps = list(train_iter(SMALL.replace(batch_size=16, train_steps=12, device="cpu"), log_every=5, keep_state=True))
     for s in snaps:
