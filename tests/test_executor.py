@@ -12,9 +12,9 @@ from tiny import TINY, executor, wait_for
 
 import flowviz
 from flowviz.core.data import load_csv, make_dataset
-from flowviz.serve.work import protocol
 from flowviz.serve.runs.registry import Registry, RunStatus
 from flowviz.serve.settings import Settings
+from flowviz.serve.work import protocol
 from flowviz.serve.work.executor import EXECUTORS, make_executor
 from flowviz.serve.work.inprocess import ThreadExecutor
 from flowviz.serve.work.worker import handle
@@ -77,18 +77,18 @@ def test_a_worker_process_ignores_ctrl_c_from_its_start_and_a_pool_shut_down_sta
 
     pool = ProcessPool(1)
     try:
-        w = pool.acquire()
+        w = pool.lend()
         with open(f"/proc/{w.pid()}/status") as fh:  # read at once: the worker may not have run a line yet
             ignored = int(next(line for line in fh if line.startswith("SigIgn:")).split()[1], 16)
         assert ignored & (1 << (signal.SIGINT - 1)), hex(ignored)
         os.kill(w.pid(), signal.SIGINT)
         time.sleep(0.3)
         assert w.alive()
-        pool.release(w, healthy=True)
+        pool.reclaim(w, healthy=True)
     finally:
         pool.shutdown()
     with pytest.raises(WorkerDied, match="shut down"):
-        pool.acquire()
+        pool.lend()
     assert pool.pids() == [] and pool.busy() == 0
 
 

@@ -149,7 +149,7 @@ def test_the_instruments_task_of_a_run_nobody_holds_ends(monkeypatch):
         reg.get(run.key)  # the page shows it: its instruments task starts
         assert entered.wait(30) and run.preparing()
         reg.claim("a", set())  # the session moved on and nobody else holds it
-        assert run.idle.is_set()
+        assert run.unwatched.is_set()
         time.sleep(0.3)  # the executor passes the cancel on to the task within 0.05 s
         release.set()
         assert wait_for(lambda: not run._prep.is_alive(), 30) and reg.executor.busy() == 0
@@ -227,10 +227,10 @@ def test_the_final_pictures_of_a_run_nobody_watches_are_not_made_until_it_is_sho
         run = reg.start(TINY.replace(seed=61, train_steps=20000, n_samples=1000))
         assert wait_for(lambda: run.finished, 30) and run.status == RunStatus.CANCELLED
         run.join(30)
-        assert run.idle.is_set() and run.notice is None  # the final analyse task was not run for nobody
+        assert run.unwatched.is_set() and run.notice is None  # the final analyse task was not run for nobody
         assert run._views is None or run._views.live
         reg.unwatched_s = 3600.0  # from now on the test watches it
-        assert reg.get(run.key) is run and not run.idle.is_set()  # shown: watched again
+        assert reg.get(run.key) is run and not run.unwatched.is_set()  # shown: watched again
         v = run.views()
         assert v is not None and not v.live
     finally:

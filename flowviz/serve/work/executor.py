@@ -1,18 +1,20 @@
-"""Where training runs: the ``Executor`` interface, the in-process implementation, and the table of them.
+"""Where the work is done: the ``Executor`` interface and the table of its implementations.
 
 An executor lends workers. A :class:`Lease` is one worker held for one task: ``send`` a request (bytes of
-``flowviz.serve.work.protocol``), ``receive`` its replies as they come, ``cancel`` it, and give it back with
-``release``. A worker that is lost mid-task raises ``WorkerDied`` from ``receive``: the caller keeps the last
-state it had. Only bytes cross a lease (JSON + safetensors), so a worker may live in a thread, a process or on
-another machine; nothing assumes shared memory.
+``flowviz.serve.work.protocol``), ``receive`` its replies as they come, ``cancel`` it. A task :meth:`~Executor.take`s
+a lease (in its lane, in its client's turn) and :meth:`~Executor.give`s it back; each implementation says how
+it lends a worker and takes one back (:meth:`~Executor.lend`, :meth:`~Executor.reclaim`). A worker that is lost
+mid-task raises ``WorkerDied`` from ``receive``: the caller keeps the last state it had. Only bytes cross a
+lease (JSON + safetensors), so a worker may live in a thread, a process or on another machine; nothing assumes
+shared memory.
 
-On top of that one primitive, every executor offers the same two things the server needs: :meth:`train`
-(a run's snapshots as they come) and :meth:`train_batched` (a batched sweep, its lane groups spread over the
-free workers). The executor's size is the server's one concurrency limit: a run, a job or a lane group
-waits for a lease.
+On that one primitive the tasks are built, one module each with its server half and its worker half
+(``work.train``, ``work.views``, ``work.instruments``, ``work.train_batched``, ``work.measure``); the executor's
+methods of the same names call them. The executor's size is the server's one concurrency limit: a run, a job
+or a lane group waits for a lease.
 
-``EXECUTORS`` names the implementations: ``process`` (the local pool, ``flowviz.serve.work.pool``) and ``thread``
-(tasks in threads of this process). A distributed one is one more entry.
+``EXECUTORS`` names the implementations: ``process`` (the local pool, ``work.pool``), ``thread`` (tasks in
+threads of this process, ``work.inprocess``) and ``ray`` (a Ray cluster, ``work.ray_executor``).
 """
 
 from __future__ import annotations
@@ -23,14 +25,14 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from ...core.config import Config
 from ...core.data import Dataset
 from ...training.train import Snapshot
 from ..fair import FairQueue, current_client
 from ..settings import Settings
-from .measure import measured
-from .protocol import TaskFailed, WorkerDied, decode, request, result_from, resume_arrays, snapshot_from, with_weights
+from .protocol import TaskFailed, WorkerDied, decode
 
 __all__ = ["Lease", "Executor", "EXECUTORS", "make_executor", "WorkerDied", "NoFreeWorker"]
 
@@ -76,7 +78,6 @@ class Executor(ABC):
     """
 
     size: int
-    measure = measured  # a measurement made by a worker (flowviz.serve.work.measure: a sweep's, coarse to fine, views)
     cuda_graphs: bool = False  # runs replay their steps from CUDA graphs (make_executor: Settings.cuda_graphs)
 
     def __init__(self, size: int):
@@ -87,13 +88,13 @@ class Executor(ABC):
         self._fair = FairQueue()
 
     @abstractmethod
-    def acquire(self, cancel=None, *, wait: bool = True) -> Lease | None:
-        """A free worker; waits for one (or, without ``wait``, None when none is free). None if ``cancel`` is
-        set while waiting."""
+    def lend(self, cancel=None, *, wait: bool = True) -> Lease | None:
+        """A free worker (the implementation's own: no lanes, no turns); waits for one (or, without ``wait``,
+        None when none is free). None if ``cancel`` is set while waiting."""
 
     @abstractmethod
-    def release(self, lease: Lease, healthy: bool) -> None:
-        """Give a worker back; one that is not ``healthy`` (lost, or a task left unfinished) is replaced."""
+    def reclaim(self, lease: Lease, healthy: bool) -> None:
+        """Take a lent worker back; one that is not ``healthy`` (lost, or a task left unfinished) is replaced."""
 
     def busy(self) -> int:
         """Workers lent out now."""
@@ -113,7 +114,7 @@ class Executor(ABC):
 
     # ------------------------------------------------------------------ shared by every executor
     def take(self, cancel=None, *, long: bool = False, wait: bool = True, client: str | None = None) -> Lease | None:
-        """:meth:`acquire` in the lane of a ``long`` or a short task; give it back with :meth:`give`. Waiting
+        """A worker (:meth:`lend`) in the lane of a ``long`` or a short task; give it back with :meth:`give`. Waiting
         tasks are served round robin by ``client`` (default: the client of this thread's page), oldest first
         within a client (flowviz.serve.fair.FairQueue): one client's many tasks delay only each other."""
         if not wait:
@@ -139,7 +140,7 @@ class Executor(ABC):
                 if not wait or (cancel is not None and cancel.is_set()):
                     return None
         try:
-            lease = self.acquire(cancel, wait=wait)
+            lease = self.lend(cancel, wait=wait)
         except BaseException:
             if long:
                 self._long_slots.release()
@@ -157,15 +158,15 @@ class Executor(ABC):
         with self._lanes_lock:
             long = id(lease) in self._long_leases
             self._long_leases.discard(id(lease))
-        self.release(lease, healthy)
+        self.reclaim(lease, healthy)
         if long:
             self._long_slots.release()
         self._fair.poke()  # the next waiting task in turn takes it
 
-    def stream(self, lease: Lease, raw: bytes, cancel=None, *, idle: bool = False) -> Iterator:
-        """Send ``raw`` on ``lease`` and yield its decoded replies (header, arrays) up to a ``result`` or a
-        ``done`` snapshot; ``cancel`` (``is_set()``) is passed on once. A ``fatal`` reply raises RuntimeError.
-        With ``idle``, None is yielded whenever no reply came for a moment (to poll several streams)."""
+    def stream(self, lease: Lease, raw: bytes, cancel=None, *, idle: bool = False, through: bool = False) -> Iterator:
+        """Send ``raw`` on ``lease`` and yield its decoded replies (header, arrays) up to a ``result`` or (unless
+        ``through``) a ``done`` snapshot; ``cancel`` (``is_set()``) is passed on once. A ``fatal`` reply raises
+        TaskFailed. With ``idle``, None is yielded whenever no reply came for a moment (to poll several streams)."""
         lease.send(raw)
         sent_cancel = False
         while True:
@@ -181,70 +182,8 @@ class Executor(ABC):
             if head.get("kind") == "fatal":
                 raise TaskFailed(head["fatal"])
             yield head, arrays
-            if head.get("kind") == "result" or head.get("done"):
+            if head.get("kind") == "result" or (head.get("done") and not through):
                 return
-
-    def train(
-        self,
-        config: Config,
-        data: Dataset,
-        *,
-        log_every: int,
-        cancel=None,
-        started: Callable[[], None] | None = None,
-        long: bool = False,
-        start=None,
-        weights=None,
-        until: int | None = None,
-        client: str | None = None,
-    ) -> Iterator[Snapshot]:
-        """Snapshots of ``config`` trained by a worker (in the lane of ``long`` runs if set); ``started()`` is
-        called once a worker has the run. ``start`` (a TrainState) with ``weights``: go on from a paused run;
-        ``until``: pause after that step; ``client``: whose run it is (the queue's round robin).
-
-        Raises WorkerDied if the worker is lost mid-run, RuntimeError with the worker's message if the run
-        failed there.
-        """
-        lease = self.take(cancel, long=long, client=client)
-        if lease is None:
-            nan = float("nan")  # cancelled before a worker took it: nothing trained, nothing measured
-            yield Snapshot(
-                step=0,
-                total_steps=config.train_steps,
-                loss=nan,
-                train_accuracy=nan,
-                test_accuracy=nan,
-                test_loss=nan,
-                elapsed=0.0,
-                steps_per_second=0.0,
-                done=True,
-                cancelled=True,
-            )
-            return
-        healthy = False
-        try:
-            if started is not None:
-                started()
-            head0, extra = resume_arrays(start, weights) if start is not None else ({}, {})
-            raw = request(
-                "run",
-                data,
-                config=config,
-                log_every=log_every,
-                cuda_graphs=self.cuda_graphs,
-                until=until,
-                extra=extra,
-                **head0,
-            )
-            for head, arrays in self.stream(lease, raw, cancel):
-                snap = snapshot_from(head, arrays)
-                healthy = snap.done
-                yield snap
-        except TaskFailed:
-            healthy = True  # the task failed, the worker is fine
-            raise
-        finally:
-            self.give(lease, healthy)
 
     def call(
         self,
@@ -292,96 +231,7 @@ class Executor(ABC):
         finally:
             self.give(lease, healthy)
 
-    def analyse(
-        self,
-        model,
-        data: Dataset,
-        *,
-        history=None,
-        live: bool = False,
-        metrics: bool = False,
-        cancel=None,
-        budget_s: float | None = None,
-        info: dict | None = None,
-    ) -> tuple:
-        """(FlowViews, metrics or None) of ``model`` on ``data``, made by a worker; TaskFailed once ``cancel`` is
-        set (the worker stops between the analysis' stages, or is cut short after CANCEL_GRACE_S).
-
-        ``budget_s``: the seconds the final pictures and instruments may take; the worker re-estimates them with
-        the flow's stiffness measured first and budgets its adaptive solves (``info`` gets ``reestimate``,
-        ``stiffness`` and ``max_evals``, to pass on to :meth:`instruments`)."""
-        from .protocol import unpack
-
-        extra = {} if budget_s is None else {"budget_s": float(budget_s)}
-        raw = request(
-            "analyse", data, config=model.config, history=list(history or []), live=live, metrics=metrics, **extra
-        )
-        head, arrays = self.call(with_weights(raw, model), cancel)
-        if head.get("cancelled"):
-            raise TaskFailed("cancelled")
-        if info is not None:
-            info.update({k: head[k] for k in ("reestimate", "stiffness", "max_evals") if k in head})
-        return unpack(head["views"], arrays), head.get("metrics")
-
-    def instruments(
-        self,
-        model,
-        data: Dataset,
-        *,
-        extent,
-        names=None,
-        cancel=None,
-        started: Callable[[], None] | None = None,
-        made: Callable[[str, object, str | None], None] | None = None,
-        wait: bool = True,
-        limits: dict | None = None,
-    ) -> tuple[dict, dict]:
-        """(objects by name, messages by name) of the instruments of ``model`` on ``data`` over the box
-        ``extent`` (flowviz.training.prepared), made by a worker; ``started()`` once a worker has the task,
-        ``made(name, object, message)`` as each arrives. A task cancelled on its way returns those made before;
-        without ``wait``, NoFreeWorker unless a worker is free now. ``limits``: ``budget_s``, ``stiffness`` and
-        ``max_evals`` of the adaptive solves (what :meth:`analyse` measured), passed to the worker."""
-        from .protocol import unpack
-
-        got, errors = {}, {}
-
-        def one(head, arrays):
-            obj = unpack(head["data"], arrays)
-            (got if head["error"] is None else errors)[head["name"]] = obj if head["error"] is None else head["error"]
-            if made is not None:
-                made(head["name"], obj, head["error"])
-
-        raw = request(
-            "instruments",
-            data,
-            config=model.config,
-            extent=[float(a) for a in extent],
-            names=None if names is None else list(names),
-            **{k: v for k, v in (limits or {}).items() if v is not None},
-        )
-        self.call(with_weights(raw, model), cancel, started=started, on_reply=one, stops=True, wait=wait)
-        return got, errors
-
-    def compute(
-        self, model, data: Dataset, what: str, *, args: dict | None = None, cancel=None, limits: dict | None = None
-    ):
-        """``what`` (a key of ``worker_main._views``: a click's probe, a snapshot's instrument) on ``model``'s
-        weights, made by a worker; TaskFailed with the worker's message where it failed, WorkerDied where the
-        worker was lost (its process crashed)."""
-        from .protocol import unpack
-
-        raw = request(
-            "compute",
-            data,
-            config=model.config,
-            what=what,
-            args=dict(args or {}),
-            **{k: v for k, v in (limits or {}).items() if v is not None},
-        )
-        head, arrays = self.call(with_weights(raw, model), cancel, stops=True)
-        return unpack(head["data"], arrays)
-
-    def acquire_upto(self, k: int, cancel=None) -> list[Lease]:
+    def take_upto(self, k: int, cancel=None) -> list[Lease]:
         """At least one worker (waiting for it) and up to ``k`` (those free now), in the short lane (a long
         sweep spreads over the free workers and each group is short): a caller never waits while holding
         workers, so two sweeps cannot deadlock each other."""
@@ -400,113 +250,49 @@ class Executor(ABC):
             got.append(lease)
         return got
 
-    def train_batched(
-        self,
-        configs: list[Config],
-        data: Dataset,
-        *,
-        log_every: int = 25,
-        cancel=None,
-        progress: Callable[[int], None] | None = None,
-    ) -> list:
-        """``batch.train_batched`` with the members' lanes spread over the free workers (one group each).
+    # ------------------------------------------------------------------ the tasks, one module each
+    def train(self, config: Config, data: Dataset, **kw: Any) -> Iterator[Snapshot]:
+        """A run's snapshots, trained by a worker (then its final views and instruments): ``work.train``."""
+        from .train import train
 
-        The same numbers as one batch in one process (members are independent); ``progress(step)`` reports
-        the slowest group's step. Raises WorkerDied if a worker is lost mid-run.
-        """
-        from ...core.model import build_model
-        from ...training.batch import lane_groups
-        from ...training.train import TrainResult
+        return train(self, config, data, **kw)
 
-        leases = self.acquire_upto(len(lane_groups(configs, self.size)), cancel)
-        if not leases:  # cancelled while waiting: every member ends cancelled at step 0, as in one process
-            from ...training.batch import train_batched
+    def analyse(self, model, data: Dataset, **kw: Any) -> tuple:
+        """(FlowViews, metrics or None) of ``model``, made by a worker: ``work.views.analyse``."""
+        from .views import analyse
 
-            return train_batched(configs, data=data, log_every=log_every, cancel=cancel)
-        groups = lane_groups(configs, len(leases))
-        for lease in leases[len(groups) :]:
-            self.give(lease, True)
-        leases = leases[: len(groups)]
-        streams = [
-            self.stream(
-                lease, request("batch", data, configs=[configs[i] for i in g], log_every=log_every), cancel, idle=True
-            )
-            for lease, g in zip(leases, groups)
-        ]
-        steps, done, out = [0] * len(leases), [False] * len(leases), {}
-        try:
-            for i, head, arrays in _merged(streams):
-                if head["kind"] == "progress":
-                    steps[i] = int(head["progress"])
-                    if progress is not None:
-                        progress(min(steps))
-                    continue
-                done[i] = True
-                for j, (m, res) in enumerate(zip(groups[i], head["results"])):
-                    out[m] = ({k.split("/", 1)[1]: v for k, v in arrays.items() if k.split("/", 1)[0] == str(j)}, res)
-        except TaskFailed:
-            done = [True] * len(leases)  # the task failed in the worker; the workers are fine
-            raise
-        finally:
-            for lease, ok in zip(leases, done):
-                self.give(lease, ok)
-        import torch
+        return analyse(self, model, data, **kw)
 
-        results = []
-        for i, cfg in enumerate(configs):
-            state, res = out[i]
-            model = build_model(cfg, data.n_classes)
-            model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
-            model.train(False)
-            results.append(TrainResult(cfg, model, data, res["history"], res["metrics"], res["error"]))
-        return results
+    def compute(self, model, data: Dataset, what: str, **kw: Any):
+        """One computation of a page on ``model``'s weights, made by a worker: ``work.views.compute``."""
+        from .views import compute
 
-    def train_members(
-        self,
-        configs: list[Config],
-        data: Dataset,
-        *,
-        log_every: int = 25,
-        cancel=None,
-        progress: Callable[[int, int], None] | None = None,
-    ) -> list:
-        """Each config trained to the end by a worker of its own, as many at once as the executor lends (the
-        members of a sweep that cannot be batched): the same numbers as ``flowviz.train`` one by one.
+        return compute(self, model, data, what, **kw)
 
-        ``progress(finished, total)`` as members finish. A member that diverged keeps its last finite state
-        and says so in its ``error``, as the one-by-one sweep keeps it. Raises WorkerDied if a worker is lost.
-        """
-        from concurrent.futures import ThreadPoolExecutor
+    def instruments(self, model, data: Dataset, **kw: Any) -> tuple[dict, dict]:
+        """The instruments' data of ``model``, made by a worker: ``work.instruments``."""
+        from .instruments import instruments
 
-        finished = [0]
-        lock = threading.Lock()
+        return instruments(self, model, data, **kw)
 
-        def one(cfg: Config):
-            snaps = list(self.train(cfg, data, log_every=log_every, cancel=cancel))
-            with lock:
-                finished[0] += 1
-                if progress is not None:
-                    progress(finished[0], len(configs))
-            return result_from(cfg, data, snaps)
+    def train_batched(self, configs: list[Config], data: Dataset, **kw: Any) -> list:
+        """A batched sweep, its lane groups spread over the free workers: ``work.train_batched``."""
+        from .train_batched import train_batched
 
-        with ThreadPoolExecutor(
-            max_workers=max(1, min(self.size, len(configs))), thread_name_prefix="flowviz-member"
-        ) as threads:
-            return list(threads.map(one, configs))
+        return train_batched(self, configs, data, **kw)
 
+    def train_members(self, configs: list[Config], data: Dataset, **kw: Any) -> list:
+        """Each config trained to its end by a worker of its own: ``work.train_batched.train_members``."""
+        from .train_batched import train_members
 
-def _merged(streams: list) -> Iterator[tuple[int, dict, dict]]:
-    """(index, header, arrays) of several lease streams, interleaved as their replies come."""
-    live = dict(enumerate(streams))
-    while live:
-        for i, s in list(live.items()):
-            try:
-                got = next(s)
-            except StopIteration:
-                del live[i]
-                continue
-            if got is not None:
-                yield i, *got
+        return train_members(self, configs, data, **kw)
+
+    def measure(self, what: str, data: Dataset, **kw: Any):
+        """A measurement of trained models (a sweep's, coarse to fine, a member's views), made by a worker:
+        ``work.measure``."""
+        from .measure import measure
+
+        return measure(self, what, data, **kw)
 
 
 # name -> "module:class", imported only when chosen (a distributed executor's library costs nothing unused);

@@ -104,7 +104,7 @@ class ProcessPool(Executor):
     def _new(self) -> _Worker:
         return _Worker(self._ctx, self.threads, self.limit_mb)
 
-    def acquire(self, cancel=None, *, wait: bool = True) -> _Worker | None:
+    def lend(self, cancel=None, *, wait: bool = True) -> _Worker | None:
         with self._cond:
             while True:
                 if self._closed:
@@ -133,7 +133,7 @@ class ProcessPool(Executor):
             log.info("workers busy: %d of %d", len(self._busy), self.size)
         return w
 
-    def release(self, lease: Lease, healthy: bool) -> None:
+    def reclaim(self, lease: Lease, healthy: bool) -> None:
         assert isinstance(lease, _Worker)
         with self._cond:
             self._busy.discard(lease)
