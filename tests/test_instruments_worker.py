@@ -87,7 +87,7 @@ def test_a_finished_run_shown_by_a_page_has_its_instruments_without_computing_th
     from test_instruments_app import _instruments
 
     from flowviz.serve.runs.registry import Registry
-    from flowviz.ui.server import registry
+    from flowviz.ui.shared import registry
 
     monkeypatch.setattr(Registry, "compute", _raise)  # nor in the view worker: only the instruments task
     at = _settle(_app(dict(LINK, seed="77")).run())

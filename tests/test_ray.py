@@ -111,7 +111,7 @@ def test_members_that_cannot_be_batched_spread_over_the_cluster(executor):
 
 def test_import_flowviz_and_the_app_start_up_import_no_ray():
     code = (
-        "import sys, flowviz, flowviz.cli, flowviz.serve.runs.registry, flowviz.ui.server; print('ray' in sys.modules)"
+        "import sys, flowviz, flowviz.cli, flowviz.serve.runs.registry, flowviz.ui.shared; print('ray' in sys.modules)"
     )
     out = subprocess.run(
         [sys.executable, "-c", code],

@@ -187,11 +187,11 @@ def _wait_text(log, text: str, timeout: float = 10.0) -> str:
 _SIGNALLED = r"""
 import signal, sys, threading, time
 from flowviz import Config
-from flowviz.ui import server
+from flowviz.ui import shared
 
 stop = threading.Event()
 signal.signal(signal.SIGTERM, lambda *a: stop.set())
-reg = server.registry()
+reg = shared.registry()
 if sys.argv[3] != "at-once":
     reg.ready(60)
 run = reg.start(Config(n_samples=2000, n_steps=32, width=64, train_steps=int(sys.argv[1]), seed=int(sys.argv[2])))
@@ -203,7 +203,7 @@ while not stop.is_set():
         print("status", *now, flush=True)
         seen = now
     time.sleep(0.01)
-server.shut_down()
+shared.shut_down()
 print("stopped", run.status, flush=True)
 """
 

@@ -9,14 +9,11 @@ built once per views object and handed to every session. Figures are never chang
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-
+from ..core.lru import LRU
 from . import lecture
 
 KEEP = 32  # figures kept (least recently used out): a few runs x a few views x two presentation modes
-_CACHE: OrderedDict = OrderedDict()
-_LOCK = threading.Lock()
+_CACHE: LRU = LRU(KEEP)
 OBSERVERS: list = []  # called with each figure handed to a page (in that page's script thread): rooms follow it
 
 
@@ -34,21 +31,14 @@ def figure(fn, views, present: bool, **kw):
 
 def _figure(fn, views, present: bool, **kw):
     key = (id(views), getattr(fn, "__qualname__", repr(fn)), bool(present), tuple(sorted(kw.items())))
-    with _LOCK:
-        hit = _CACHE.get(key)
-        if hit is not None and hit[0] is views:
-            _CACHE.move_to_end(key)
-            return hit[1]
-    fig = lecture.style(fn(views, **kw), present)  # outside the lock: two pages may build it once each at worst
-    with _LOCK:
-        _CACHE[key] = (views, fig)
-        _CACHE.move_to_end(key)
-        while len(_CACHE) > KEEP:
-            _CACHE.popitem(last=False)
+    hit = _CACHE.get(key)
+    if hit is not None and hit[0] is views:
+        return hit[1]
+    fig = lecture.style(fn(views, **kw), present)  # (two pages may build it once each at worst)
+    _CACHE.put(key, (views, fig))
     return fig
 
 
 def clear() -> None:
     """Forget every figure (tests)."""
-    with _LOCK:
-        _CACHE.clear()
+    _CACHE.clear()

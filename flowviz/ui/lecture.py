@@ -68,12 +68,7 @@ def export_panel(run, views) -> None:
         return
 
     def model():
-        from ..core.model import build_model
-
-        m = build_model(cfg, run.data.n_classes)
-        m.load_state_dict(model_state)
-        m.train(False)
-        return m
+        return run.model()
 
     metrics = run.latest.metrics()
     files = [

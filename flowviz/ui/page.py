@@ -23,7 +23,8 @@ from . import figcache, hands, instruments_tab, lecture, links, packs, room_ui, 
 from .controls import block_formula, make_config, sidebar
 from .dictionary import dictionary
 from .notices import notice
-from .server import admit, registry, session_id, waiting_text
+from .session import admit, session_id
+from .shared import registry
 from .state import PageState
 
 log = logging.getLogger("flowviz.ui")
@@ -50,6 +51,18 @@ VIEW_FIGURES = {
     "Diagnostics": [plots.folding, plots.diagnostics, plots.learning_curves, plots.weights],  # the fold first
     LIFTED: [plots.lifted],
 }
+
+
+def waiting_text(reg, run) -> str:
+    """What a page waiting for a worker says: its place in the queue, the estimated wait and its own cost."""
+    from ..serve.budget import duration
+
+    place, wait = reg.queue_place(run)
+    text = f"Waiting for a free worker: place {place} in the queue"
+    text += f", about {duration(wait)} to wait." if wait is not None else "."
+    if run.cost is not None:
+        text += f" This run will take {run.cost.describe()}."
+    return text
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

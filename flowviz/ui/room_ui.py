@@ -26,7 +26,7 @@ from ..core.presets import preset_info
 from ..serve.rooms import CODE_RE, RoomError, RoomStore, store_for
 from . import figcache, links
 from .notices import notice
-from .server import registry
+from .shared import registry
 
 log = logging.getLogger("flowviz.ui")
 

@@ -21,7 +21,7 @@ from ..serve.runs.registry import Job, Registry, data_key
 from ..training.sweep import VARY_KEYS, parse_vary, run_sweep
 from .notices import notice
 from .plaintext import literal
-from .server import session_id
+from .session import session_id
 
 log = logging.getLogger("flowviz.ui")
 
