@@ -162,7 +162,7 @@ def _csv(seed):
 
 
 def test_two_sessions_with_same_length_csvs_never_share_a_sweep_or_coarse_to_fine_job():
-    from flowviz.ui.sweep_tab import job_key
+    from flowviz.ui.views.sweep import job_key
 
     cfg = flowviz.Config(dataset="csv", n_steps=4, width=8, train_steps=20)
     a, b = (make_dataset(cfg, load_csv(_csv(s))) for s in (1, 2))

@@ -10,7 +10,7 @@ built once per views object and handed to every session. Figures are never chang
 from __future__ import annotations
 
 from ..core.lru import LRU
-from . import lecture
+from .views import lecture
 
 KEEP = 32  # figures kept (least recently used out): a few runs x a few views x two presentation modes
 _CACHE: LRU = LRU(KEEP)

@@ -19,13 +19,14 @@ from ..core.data import Dataset, make_dataset, split
 from ..core.errors import FlowvizError
 from ..core.presets import preset_info
 from ..serve.runs.registry import Run
-from . import figcache, hands, instruments_tab, lecture, links, packs, room_ui, sweep_tab
+from . import figcache, hands, links, packs, room_ui
 from .controls import block_formula, make_config, sidebar
-from .dictionary import dictionary
 from .notices import notice
 from .session import admit, session_id
 from .shared import registry
 from .state import PageState
+from .views import instruments, lecture, sweep
+from .views.dictionary import dictionary
 
 log = logging.getLogger("flowviz.ui")
 
@@ -160,7 +161,7 @@ def main():
     live = any(r is not None and not r.finished for r in (run, cmp_run))
     with status:
         progress(live)
-    if state.sweep_live and not sweep_tab.running(registry(), state):
+    if state.sweep_live and not sweep.running(registry(), state):
         state.sweep_settled()
     views(live or state.sweep_live)
 
@@ -339,7 +340,7 @@ def _views_body():
     state = page_state()
     hands.keep_choices()  # the sub-view stays where it was while a new run has no picture yet
     if state.sweep_live:  # a sweep this page watches stays watched (not cancelled) whichever view is shown
-        sweep_tab.running(registry(), state)
+        sweep.running(registry(), state)
     run = _run(state.run_key)
     if run is None:
         return
@@ -379,21 +380,21 @@ def _views_body():
         st.markdown(dictionary(run.config))
         return
     if choice == "Instruments":
-        instruments_tab.panel(state, run, v)
+        instruments.panel(state, run, v)
         return
     if choice == "Depth sweep":
         try:
-            sweep_tab.panel(registry(), state, state.config, data_for(state.config, state))
+            sweep.panel(registry(), state, state.config, data_for(state.config, state))
         except FlowvizError as e:
             notice(str(e), "error")
-        if state.sweep_live and not sweep_tab.running(registry(), state):
+        if state.sweep_live and not sweep.running(registry(), state):
             state.sweep_settled()
             st.rerun()  # the sweep has finished: turn the refresh off
         return
     if choice == SIDE_BY_SIDE:
         _side_by_side(state, run, cmp_run, v)
     else:
-        path = instruments_tab.probe_path(state, run)  # once per (run, step, probe): every view marks it
+        path = instruments.probe_path(state, run)  # once per (run, step, probe): every view marks it
         extra = {}
         if choice == "Characteristics" and v.frame_surfaces is not None:
             extra = {
@@ -470,7 +471,7 @@ def _side_by_side(state: PageState, run, cmp_run, v):
     changes = links.compare_changes(state.scenario)
     right = ", ".join(f"{k} = {val}" for k, val in changes.items())
     left = ", ".join(f"{k} = {getattr(run.config, k)}" for k in changes)
-    paths = (instruments_tab.probe_path(state, run), instruments_tab.probe_path(state, cmp_run))  # each run's own
+    paths = (instruments.probe_path(state, run), instruments.probe_path(state, cmp_run))  # each run's own
     lead = preset_info(state.scenario).get("lead_figure") if state.scenario else None
     if lead == "residual_ratios":  # the scenario's point first: one figure of both runs
         from ..plots.sweep import residual_ratios

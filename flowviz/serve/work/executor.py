@@ -78,6 +78,7 @@ class Executor(ABC):
     """
 
     size: int
+    stop_grace_s = STOP_GRACE_S  # (read by the tasks, which do not import this module)
     cuda_graphs: bool = False  # runs replay their steps from CUDA graphs (make_executor: Settings.cuda_graphs)
 
     def __init__(self, size: int):

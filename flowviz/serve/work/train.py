@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator
 from ...core.config import Config
 from ...core.data import Dataset
 from ...training.train import Snapshot, train_iter
-from .executor import STOP_GRACE_S
 from .instruments import instrument_from, instrument_replies
 from .protocol import (
     TaskFailed,
@@ -99,10 +98,10 @@ def train(
             **head0,
         )
         for reply in executor.stream(lease, raw, cancel, idle=finish is not None, through=finish is not None):
-            if reply is None:  # (only after the last snapshot matters: a cancelled finish has STOP_GRACE_S)
+            if reply is None:  # (after the last snapshot, a cancelled finish has the executor's stop_grace_s)
                 if done and cancel is not None and cancel.is_set():
                     asked = asked or time.monotonic()
-                    if time.monotonic() - asked > STOP_GRACE_S:
+                    if time.monotonic() - asked > executor.stop_grace_s:
                         raise TaskFailed("cancelled")
                 continue
             head, arrays = reply

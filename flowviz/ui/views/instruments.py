@@ -14,13 +14,14 @@ from functools import partial
 import numpy as np
 import streamlit as st
 
-from .. import plots
-from ..core.errors import FlowvizError
-from ..core.lru import LRU
-from ..core.points import MAX_POINTS, RANGE, parse_selection
-from ..plots.clickplane import click_plane
-from . import figcache, guards, lecture, links
-from .notices import notice
+from ... import plots
+from ...core.errors import FlowvizError
+from ...core.lru import LRU
+from ...core.points import MAX_POINTS, RANGE, parse_selection
+from ...plots.clickplane import click_plane
+from .. import figcache, guards, links
+from ..notices import notice
+from . import lecture
 
 log = logging.getLogger("flowviz.ui")
 
@@ -101,7 +102,7 @@ def probe_path(state, run) -> np.ndarray | None:
 
 
 def _registry():
-    from .shared import registry
+    from ..shared import registry
 
     return registry()
 
@@ -225,7 +226,7 @@ def _show(fn, obj, state, key, **kw):
 
 def _volume(run, model, step, views, state):
     """The volume instrument with its density panel as a KDE of x_k (prepared) or the exact push-forward."""
-    from ..training.volume import DENSITIES
+    from ...training.volume import DENSITIES
 
     kinds = list(DENSITIES) if model.dim == 2 else ["kde"]
     kind = st.radio("Density", kinds, horizontal=True, key="volume_density", format_func=DENSITIES.get)

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from .. import plots
-from ..core.presets import preset_info, preset_names
-from ..runfiles import export
-from ..runfiles.files import weights_bytes
-from .state import NO_SCENARIO
+from ... import plots
+from ...core.presets import preset_info, preset_names
+from ...runfiles import export
+from ...runfiles.files import weights_bytes
+from ..state import NO_SCENARIO
 
 
 def scenario_picker(state) -> None:
