@@ -12,7 +12,7 @@ from tiny import ROOT
 sys.path.insert(0, str(ROOT / "scripts"))
 from import_graph import imports_of  # noqa: E402  (the same reading the note's import graph uses)
 
-# what each layer may import of flowviz (besides itself): the one direction of DESIGN.md section 3
+# what each layer may import of flowviz (besides itself): the one direction of the README's Layout
 ALLOWED = {
     "core": set(),
     "training": {"core"},
@@ -87,6 +87,50 @@ def test_every_layer_imports_only_the_layers_below_it():
             assert used <= allowed, f"{path.relative_to(ROOT)} imports {sorted(used - allowed)}"
 
 
+def _module_graph() -> dict[str, set[str]]:
+    """flowviz module -> the flowviz modules it imports, at its top or inside a function alike."""
+    import ast
+
+    def name(p):
+        parts = list(p.relative_to(ROOT).with_suffix("").parts)
+        return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+    files = {name(p): p for p in (ROOT / "flowviz").rglob("*.py")}
+    graph = {}
+    for mod, path in files.items():
+        pkg = mod.split(".") if path.name == "__init__.py" else mod.split(".")[:-1]
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = (pkg[: len(pkg) - node.level + 1] if node.level else []) + (node.module or "").split(".")
+                base = [b for b in base if b]
+                subs = [".".join([*base, a.name]) for a in node.names if ".".join([*base, a.name]) in files]
+                found |= set(subs) or {".".join(base)}
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+        graph[mod] = {m for m in found if m in files and m != mod}
+    return graph
+
+
+def test_no_module_of_flowviz_imports_back_a_module_that_imports_it():
+    """No circle in the import graph of the modules (imports inside functions count: an import there is still
+    a dependency, only a later one)."""
+    graph = _module_graph()
+    seen: dict[str, int] = {}  # 1: on the path, 2: done
+
+    def visit(m, path):
+        seen[m] = 1
+        for n in sorted(graph[m]):
+            assert seen.get(n) != 1, " -> ".join([*path[path.index(n) :], n])
+            if n not in seen:
+                visit(n, [*path, n])
+        seen[m] = 2
+
+    for m in sorted(graph):
+        if m not in seen:
+            visit(m, [m])
+
+
 def test_the_readme_layout_names_every_module():
     readme = (ROOT / "README.md").read_text()
     layout = readme[readme.index("## Layout") :]
@@ -97,5 +141,5 @@ def test_the_readme_layout_names_every_module():
         if p.name not in ("__init__.py", "__main__.py") and p.name not in layout
     ]
     assert not missing, f"README's Layout section does not name: {missing}"
-    for pkg in ("core", "training", "serve", "plots", "ui"):
+    for pkg in ("core", "training", "runfiles", "serve", "plots", "ui"):
         assert f"flowviz/{pkg}/" in layout
