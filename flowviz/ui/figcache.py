@@ -1,7 +1,7 @@
 """Built figures shared by every page that shows the same views.
 
 A figure is a pure function of a run's views (and presentation mode), and building one is the largest part of a
-page's script run (Characteristics of the reference config: about 0.5 s of plotly's validation). A lecture hall
+page's script run (most of it plotly's validation; figures in bench/README.md). A lecture hall
 opens one link a hundred times and each open page refreshes its live view once a second, so the figure is
 built once per views object and handed to every session. Figures are never changed after they are built here
 (``st.plotly_chart`` only reads them).

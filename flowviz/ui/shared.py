@@ -23,7 +23,7 @@ def _server_logging():
 
 
 # .streamlit/config.toml turns off Streamlit's gc.collect(2) after every script run (three a second per watching
-# page: 45 % of the server's CPU); a full collection once a minute keeps closed sessions' cycles from piling up
+# page: most of the server's CPU); a full collection once a minute keeps closed sessions' cycles from piling up
 GC_EVERY_S = 60.0
 
 

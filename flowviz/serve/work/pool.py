@@ -1,10 +1,10 @@
 """The local executor: a bounded pool of worker processes on this machine.
 
 Training in a thread of the server process shares one interpreter lock with everything the server does
-(building views and figures, answering browsers): measured, a watched run trained at a quarter of its
-speed. Each worker here is a separate process with one torch thread, started once and reused, talking over
-a pipe in the bytes of ``flowviz.serve.work.protocol``. A worker that dies mid-task is noticed (end of file on
-its pipe) and replaced; the task's caller gets WorkerDied and keeps its last state.
+(building views and figures, answering browsers): a watched run trained several times slower there
+(bench/streaming.py). Each worker here is a separate process with one torch thread, started once and reused,
+talking over a pipe in the bytes of ``flowviz.serve.work.protocol``. A worker that dies mid-task is noticed (end
+of file on its pipe) and replaced; the task's caller gets WorkerDied and keeps its last state.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ class ProcessPool(Executor):
         method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
         self._ctx = mp.get_context(method)
         if method == "forkserver":
-            # torch._dynamo: torch.optim imports it on the first optimiser (1.4 s here); once, in the server
+            # torch._dynamo: torch.optim imports it on the first optimiser (seconds); once, in the server
             self._ctx.set_forkserver_preload(
                 [
                     "flowviz.serve.work.forkserver_init",
