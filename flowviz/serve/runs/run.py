@@ -196,6 +196,7 @@ class Run:
                     history=list(self.history),
                     views_made=self._final_views,
                     instrument_made=self._made,
+                    finish_failed=self._instruments_failed,
                 ):
                     if snap.state is None and snap.cancelled:  # cancelled before a worker took it
                         self.status = RunStatus.PAUSED if self._pausing else RunStatus.CANCELLED
@@ -261,6 +262,12 @@ class Run:
                 self._final = True
         finally:
             self._finishing.clear()
+
+    def _instruments_failed(self, message: str) -> None:
+        """The run's training worker could not make its instruments: the page computes what is missing itself,
+        no instruments task is tried again."""
+        log.error("run %s: the instruments' data could not be made: %s", self.key, message)
+        self._prep_failed = True
 
     def _store(self):
         """Keep the finished run on disk (generated data only: uploaded points are not in the config)."""

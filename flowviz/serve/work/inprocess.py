@@ -17,7 +17,7 @@ __all__ = ["ThreadExecutor"]
 
 
 class _ThreadLease(Lease):
-    """A task run by ``worker_main.handle`` in a thread of this process; replies through a queue."""
+    """A task run by ``worker.handle`` in a thread of this process; replies through a queue."""
 
     def __init__(self):
         self._replies: queue.SimpleQueue = queue.SimpleQueue()

@@ -49,6 +49,7 @@ def train(
     history: list | None = None,
     views_made: Callable[[object, dict], None] | None = None,
     instrument_made: Callable[[str, object, str | None], None] | None = None,
+    finish_failed: Callable[[str], None] | None = None,
 ) -> Iterator[Snapshot]:
     """Snapshots of ``config`` trained by a worker of ``executor`` (in the lane of ``long`` runs if set);
     ``started()`` is called once a worker has the run. ``start`` (a TrainState) with ``weights``: go on from a
@@ -62,7 +63,8 @@ def train(
     two of them.
 
     Raises WorkerDied if the worker is lost mid-run, TaskFailed with the worker's message if the run failed
-    there (a failure after its last snapshot is given to ``views_made`` as an ``error``).
+    there; a failure after its last snapshot is given to ``views_made`` as an ``error`` before the views came,
+    to ``finish_failed(message)`` after.
     """
     lease = executor.take(cancel, long=long, client=client)
     if lease is None:
@@ -124,8 +126,12 @@ def train(
         healthy = not stopped  # the task failed, the worker is fine (one cut short is replaced)
         if not done:
             raise
-        if not views and not stopped and views_made is not None:
+        if stopped:
+            pass
+        elif not views and views_made is not None:
             views_made(None, {"error": str(e)})
+        elif views and finish_failed is not None:
+            finish_failed(str(e))
     finally:
         executor.give(lease, healthy)
 
