@@ -7,13 +7,14 @@ this one, and e.g. a worktree of main) is measured in turn, in fresh processes, 
 repetitions; the last lines give the medians, their ratio, and whether the seeded numbers (the final weights,
 views and instruments) are bit-identical across the trees.
 
-    python bench/final_pictures.py [--reps 5] [--preset moons] [--steps 200] TREE [TREE ...]
+    python bench/final_pictures.py [--reps 5] [--preset moons] [--steps 200] [--set KEY=VALUE ...] TREE [TREE ...]
+
+e.g. against main: ``git worktree add /tmp/main main; python bench/final_pictures.py /tmp/main .``
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import statistics
@@ -50,8 +51,8 @@ def digest(obj, h):
     elif isinstance(obj, (int, str, bool)) or obj is None:
         h.update(repr(obj).encode())
 
-preset, steps = sys.argv[1], int(sys.argv[2])
-cfg = flowviz.preset(preset).replace(train_steps=steps)
+preset, steps, sets = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
+cfg = flowviz.preset(preset).replace(train_steps=steps).with_sets(sets)
 reg = Registry(max_workers=1, mode="process")
 reg.ready(120)
 run = reg.start(cfg)
@@ -86,6 +87,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--preset", default="moons")
     ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--set", action="append", default=[], help="KEY=VALUE overrides of the preset's config")
     a = ap.parse_args()
     env = dict(os.environ, FLOWVIZ_CACHE_DIR="off", FLOWVIZ_WARM="0", FLOWVIZ_VIEW_WORKERS="1")
     times: dict[str, list[float]] = {t: [] for t in a.trees}
@@ -93,7 +95,7 @@ def main() -> None:
     for rep in range(a.reps):
         for tree in a.trees if rep % 2 == 0 else reversed(a.trees):
             out = subprocess.run(
-                [sys.executable, "-c", ONE, a.preset, str(a.steps)],
+                [sys.executable, "-c", ONE, a.preset, str(a.steps), json.dumps(a.set)],
                 cwd=tree,
                 env=dict(env, PYTHONPATH=str(Path(tree).resolve())),
                 capture_output=True,
@@ -113,7 +115,6 @@ def main() -> None:
     first, *rest = a.trees
     for t in rest:
         print(f"ratio {t} / {first}: {med[t] / med[first]:.2f}")
-    _ = hashlib  # (the digests are made in the measured processes)
 
 
 if __name__ == "__main__":

@@ -214,13 +214,15 @@ class Run:
         except FlowvizError as e:
             self.error, self.status = str(e), RunStatus.ERROR
         except Exception as e:  # never let a worker die silently; the page shows the message
-            if self.status == RunStatus.DONE:  # trained: only its final pictures or instruments were lost
+            done = self.status == RunStatus.DONE  # trained: only its final pictures or instruments were lost
+            if self.cancel.is_set() or (done and self.unwatched.is_set()):  # cancelled (the server stopping ends
+                log.info("run %s cancelled: %s", self.key, e)  # its workers): whatever the timing, expected
+                if not done:
+                    self.status = RunStatus.CANCELLED
+                return
+            if done:
                 log.error("run %s: its final pictures could not be made: %s", self.key, e)
                 self.notice = f"The final pictures could not be made ({e}); the last live ones stay."
-                return
-            if self.cancel.is_set():  # cancelled (the server stopping ends its workers): whatever the timing, the
-                log.info("run %s cancelled: %s", self.key, e)  # worker's end is expected then, no error
-                self.status = RunStatus.CANCELLED
                 return
             if isinstance(e, WorkerDied):
                 log.error("run %s: %s", self.key, e)
