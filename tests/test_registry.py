@@ -110,7 +110,7 @@ def test_a_run_nobody_watches_is_cancelled():
 
 
 def test_a_gpu_out_of_memory_error_retries_on_the_cpu(monkeypatch):
-    import flowviz.serve.work.worker as worker_mod
+    import flowviz.serve.work.train as worker_mod
 
     real = worker_mod.train_iter
     calls = []
