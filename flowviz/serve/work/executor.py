@@ -101,6 +101,10 @@ class Executor(ABC):
         """Workers lent out now."""
         return 0
 
+    def waiting(self) -> int:
+        """Tasks waiting for a worker now."""
+        return self._fair.waiting()
+
     def busy_pids(self) -> list[int]:
         """Process ids of the workers lent out now, where they have their own."""
         return []

@@ -59,8 +59,8 @@ def train(
     pictures' least, ``names``: the instruments): a run that trains to its end goes on in the same worker to
     its final views, ``views_made(views or None, info)`` (``info``: ``reestimate``, ``stiffness``,
     ``max_evals``, or ``error``), and instruments, ``instrument_made(name, data, message)``, after the last
-    snapshot; ``history``: the rows before ``start``. Cancelled then (``cancel``), the worker stops between
-    two of them.
+    snapshot; ``history``: the rows before ``start``. Cancelled then (``cancel``), or once another task waits for
+    a worker (trainings go first), the worker stops between two instruments.
 
     Raises WorkerDied if the worker is lost mid-run, TaskFailed with the worker's message if the run failed
     there; a failure after its last snapshot is given to ``views_made`` as an ``error`` before the views came,
@@ -82,7 +82,7 @@ def train(
             cancelled=True,
         )
         return
-    healthy, done, asked, views = False, False, None, False
+    healthy, done, asked, views, yielded = False, False, None, False, False
     try:
         if started is not None:
             started()
@@ -100,8 +100,11 @@ def train(
             **head0,
         )
         for reply in executor.stream(lease, raw, cancel, idle=finish is not None, through=finish is not None):
-            if reply is None:  # (after the last snapshot, a cancelled finish has the executor's stop_grace_s)
-                if done and cancel is not None and cancel.is_set():
+            if views and not yielded and executor.waiting():  # trainings go first: the instruments stop after the
+                lease.cancel()  # one in hand (those missing are made on a free worker when the run is shown)
+                yielded = True
+            if reply is None:  # (after the last snapshot, a finish asked to stop has the executor's stop_grace_s)
+                if done and (yielded or (cancel is not None and cancel.is_set())):
                     asked = asked or time.monotonic()
                     if time.monotonic() - asked > executor.stop_grace_s:
                         raise TaskFailed("cancelled")
@@ -122,7 +125,7 @@ def train(
             elif kind == "result":
                 healthy = True
     except TaskFailed as e:
-        stopped = cancel is not None and cancel.is_set()
+        stopped = yielded or (cancel is not None and cancel.is_set())
         healthy = not stopped  # the task failed, the worker is fine (one cut short is replaced)
         if not done:
             raise
