@@ -1,8 +1,9 @@
-"""Issue 15: a finished run's instruments are made by a worker (the ``instruments`` task), not in the server.
+"""A finished run's instruments are made by a worker, not in the server: the worker that trained it, right after
+its final views, or (a run restored from the disk cache or imported) the ``instruments`` task.
 
 The objects a worker returns equal those computed here; a finished run shown by a page has them without any
-computation in the server; a run restored from the disk cache or imported gets them when first shown; a task
-whose run nobody holds any more ends (issue 17), and so does the final ``analyse`` task."""
+computation in the server; a run restored or imported gets them when first shown; the instruments of a run
+nobody holds any more stop, and so does the final ``analyse`` task."""
 
 import dataclasses
 import threading
@@ -233,5 +234,32 @@ def test_the_final_pictures_of_a_run_nobody_watches_are_not_made_until_it_is_sho
         assert reg.get(run.key) is run and not run.unwatched.is_set()  # shown: watched again
         v = run.views()
         assert v is not None and not v.live
+    finally:
+        reg.shutdown()
+
+
+def test_a_trained_run_gets_its_final_views_and_instruments_from_the_worker_that_trained_it(monkeypatch):
+    """One trip: the weights never go back to a worker for the final views or the instruments, and they are
+    the numbers made here from the run's weights."""
+    from flowviz.serve.work.executor import Executor
+
+    def refuse(*args, **kw):
+        raise AssertionError("the run's weights went back to a worker")
+
+    monkeypatch.setattr(Executor, "analyse", refuse)
+    monkeypatch.setattr(Executor, "instruments", refuse)
+    reg = Registry(max_workers=1, mode="thread")
+    try:
+        run = reg.start(TINY.replace(seed=33))
+        run.join(60)
+        v = run.views()
+        assert run.status == RunStatus.DONE and run.notice is None and run._prep is None
+        assert v is not None and not v.live and run.instruments_made()
+        model = run.model()
+        assert model is run.model()  # rebuilt once per state
+        here = analyse(model, run.data, history=run.history)
+        np.testing.assert_array_equal(v.output_points, here.output_points)
+        np.testing.assert_array_equal(v.predicted, here.predicted)
+        assert_same(prepared.PREPARED["stability"](model, run.data, v.extent), run.instrument("stability"))
     finally:
         reg.shutdown()
