@@ -13,7 +13,7 @@ PIP := $(BIN)/python -m pip install -q --disable-pip-version-check --no-compile
 # every process would compile its imports again; __pycache__ folders are ignored by git).
 export PYTHONDONTWRITEBYTECODE :=
 WARM := import logging; logging.disable(logging.WARNING); import torch, torch._dynamo, torchdiffeq, tqdm, streamlit, \
-        plotly.io, flowviz.ui.page, flowviz.serve.worker_main, flowviz.serve.runio, flowviz.training.analysis, \
+        plotly.io, flowviz.ui.page, flowviz.serve.work.worker, flowviz.runfiles.files, flowviz.training.analysis, \
         flowviz.plots, flowviz.cli
 
 .PHONY: run test install dev browser bench lint clean

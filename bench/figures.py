@@ -82,8 +82,8 @@ def instruments(r, v, reps: int, base: float):
     browser receives (medians, ms). Target: the figure within 300 ms of the click."""
     import torch
 
-    from flowviz.serve.executor import make_executor
     from flowviz.serve.settings import Settings
+    from flowviz.serve.work.executor import make_executor
     from flowviz.training import instruments as ins
     from flowviz.training.prepared import PREPARED
 

@@ -227,7 +227,8 @@ def prebuilt(a):
 
     import flowviz
     from flowviz.core.presets import preset_configs, preset_info
-    from flowviz.serve import cache
+    from flowviz.runfiles import cache
+    from flowviz.serve.settings import Settings
     from flowviz.training.train import train
 
     name = a.preset if a.preset != "reference" else "moons"
@@ -238,7 +239,7 @@ def prebuilt(a):
         for cfg in preset_configs(name):
             cfg = cfg.with_sets(a.set)
             r = train(cfg)
-            cache.store(cfg, r.model, r.history, r.metrics)
+            cache.store(cfg, r.model, r.history, r.metrics, settings=Settings.from_env())
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
         q = "&".join(f"{k}={v}" for k, v in flowviz.Config(train_steps=30, n_samples=200).to_query().items())
         for rep in range(a.reps):

@@ -42,7 +42,7 @@ import json, os, statistics, sys, time, warnings
 sys.path.insert(0, {root!r})
 import torch
 torch.set_num_threads(1)
-from flowviz.serve.process import limit_memory, tune_malloc
+from flowviz.serve.work.process import limit_memory, tune_malloc
 tune_malloc()
 from flowviz.core.config import Config
 from flowviz.core.data import make_dataset

@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import flowviz  # noqa: E402
 from flowviz.core.data import make_dataset  # noqa: E402
-from flowviz.serve.pool import ProcessPool  # noqa: E402
+from flowviz.serve.work.pool import ProcessPool  # noqa: E402
 from flowviz.training.batch import train_batched  # noqa: E402
 
 

@@ -147,7 +147,7 @@ def main(argv=None):
     registry = None
     if not a.no_page and dev.type == "cpu":
         os.environ["FLOWVIZ_CACHE_DIR"] = "off"  # train every time, never restore from disk
-        from flowviz.serve.runs import Registry
+        from flowviz.serve.runs.registry import Registry
 
         registry = Registry(max_workers=1, mode="process")
         registry.ready(120)

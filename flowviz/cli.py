@@ -68,7 +68,7 @@ def cmd_train(args) -> int:
     from tqdm import tqdm
 
     from .core.data import load_csv
-    from .serve.runio import save_run
+    from .runfiles.files import save_run
     from .training.train import train
 
     data = load_csv(args.csv) if args.csv else None
@@ -102,7 +102,7 @@ def cmd_eval(args) -> int:
         raise CheckpointError(f"no run directory at {args.run}")
     import numpy as np
 
-    from .serve.runio import load_run
+    from .runfiles.files import load_run
     from .training.analysis import diagnostics
 
     model, ds = load_run(args.run)
@@ -201,12 +201,12 @@ def cmd_sweep(args) -> int:
         raise FlowvizError(f"--workers must be at least 1, not {args.workers}")
     pool = None
     if args.executor == "ray":  # the cluster at RAY_ADDRESS, or a local one of --workers CPUs
-        from .serve.ray_executor import RayExecutor, ray_started
+        from .serve.work.ray_executor import RayExecutor, ray_started
 
         ray_started(num_cpus=args.workers if args.workers > 1 else None)
         pool = RayExecutor()
     elif args.workers > 1 and not args.sequential:
-        from .serve.pool import ProcessPool
+        from .serve.work.pool import ProcessPool
 
         pool = ProcessPool(args.workers)
     if pool is not None:
@@ -265,15 +265,17 @@ def cmd_prebuild(args) -> int:
     import time
 
     from .core.presets import preset_configs, preset_names
-    from .serve import cache
+    from .runfiles import cache
+    from .serve.settings import Settings
     from .training.train import train
 
-    if cache.cache_dir() is None:
+    settings = Settings.from_env()
+    if cache.cache_dir(settings) is None:
         raise FlowvizError("the disk cache is off (FLOWVIZ_CACHE_DIR=off): nothing to prebuild into")
     names = args.only.split(",") if args.only else preset_names()
     for name in names:
         for cfg in preset_configs(name.strip()):
-            if not args.force and cache.load(cfg) is not None:
+            if not args.force and cache.load(cfg, settings=settings) is not None:
                 print(f"{name:16s} {cfg.key()} cached already", file=sys.stderr)
                 continue
             t = time.perf_counter()
@@ -282,13 +284,13 @@ def cmd_prebuild(args) -> int:
             except TrainingDiverged as e:
                 print(f"{name:16s} {cfg.key()} diverged: {e}", file=sys.stderr)
                 continue
-            cache.store(cfg, r.model, r.history, r.metrics, kept=r.kept, train_state=r.train_state)
+            cache.store(cfg, r.model, r.history, r.metrics, settings=settings, kept=r.kept, train_state=r.train_state)
             print(
                 f"{name:16s} {cfg.key()} trained in {time.perf_counter() - t:5.1f} s, "
                 f"test accuracy {r.metrics['test_accuracy']:.3f}",
                 file=sys.stderr,
             )
-    print(f"cache: {cache.cache_dir()} ({len(cache.entries())} runs)")
+    print(f"cache: {cache.cache_dir(settings)} ({len(cache.entries(settings))} runs)")
     return 0
 
 
@@ -304,16 +306,18 @@ def _trained(cfg: Config, *, fresh: bool = False):
     """(model, data, history, metrics, result) of ``cfg``: from the disk cache (result None), else trained here
     and cached (``fresh``: trained here in any case, so the result keeps its checkpoints)."""
     from .core.data import make_dataset
-    from .serve import cache
+    from .runfiles import cache
+    from .serve.settings import Settings
     from .training.train import train
 
-    hit = None if fresh else cache.load(cfg)
+    settings = Settings.from_env()
+    hit = None if fresh else cache.load(cfg, settings=settings)
     if hit is not None:
         model, history, metrics = hit[:3]  # (kept checkpoints and the resume state follow)
         return model.train(False), make_dataset(cfg), history, metrics, None
     print(f"training {cfg.key()} ({cfg.train_steps} steps)", file=sys.stderr)
     r = train(cfg, cuda_graphs=_cuda_graphs())
-    cache.store(cfg, r.model, r.history, r.metrics)
+    cache.store(cfg, r.model, r.history, r.metrics, settings=settings)
     return r.model, r.data, r.history, r.metrics, r
 
 
@@ -514,7 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from .serve.process import tune_malloc
+    from .serve.work.process import tune_malloc
 
     tune_malloc()
     with warnings.catch_warnings():

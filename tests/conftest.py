@@ -26,13 +26,13 @@ def root():
 @pytest.fixture(scope="session", autouse=True)
 def _one_forkserver_per_test_process():
     """Keep multiprocessing's forkserver (torch and flowviz preloaded: about 3 s of CPU to start) between the
-    many process pools a test process makes; a server stops it with its last pool (flowviz.serve.pool), which
+    many process pools a test process makes; a server stops it with its last pool (flowviz.serve.work.pool), which
     here would restart it for every test that trains in a worker. At the end, the forkservers this process
-    started are killed (as flowviz.serve.pool does: their own exit could wait on torch's threads); the resource
+    started are killed (as flowviz.serve.work.pool does: their own exit could wait on torch's threads); the resource
     tracker ends by itself once the last worker has (a pool a test left open holds it until then)."""
     import signal
 
-    from flowviz.serve import pool
+    from flowviz.serve.work import pool
 
     stop = pool.stop_helper_processes
     pool.stop_helper_processes = lambda: None

@@ -220,7 +220,7 @@ def test_import_of_a_run_and_of_garbage():
     import pickle
 
     from flowviz import train
-    from flowviz.serve.runio import weights_bytes
+    from flowviz.runfiles.files import weights_bytes
     from flowviz.ui.page import STATE_KEY, data_for, registry
 
     at = _settle(_app(SMALL).run())

@@ -10,7 +10,7 @@ import torch
 import flowviz
 from flowviz import Config, TrainingDiverged
 from flowviz.core.errors import CheckpointError, DataError
-from flowviz.serve.runio import model_from_bytes, weights_bytes
+from flowviz.runfiles.files import model_from_bytes, weights_bytes
 from flowviz.ui.links import config_from_query, parse_link
 from flowviz.ui.state import PageState
 
@@ -180,7 +180,7 @@ def test_a_diverging_learning_rate_keeps_the_last_finite_state():
 
 @pytest.mark.slow
 def test_a_step_size_that_overflows_is_reported_in_a_run():
-    from flowviz.serve.runs import Registry
+    from flowviz.serve.runs.registry import Registry
 
     reg = Registry(max_workers=1, mode="thread")
     try:

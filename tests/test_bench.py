@@ -17,6 +17,7 @@ TINY = tiny.cli_sets(tiny.TINY)
         ("bench/train_scaling.py", ["--ns", "100,400", "--Ls", "2,4", "--reps", "1", "--budget", "0.05"]),
         ("bench/figures.py", ["--reps", "1", *TINY]),
         ("bench/memory.py", ["--small", "--steps", "1"]),
+        ("bench/final_pictures.py", ["--reps", "1", "--steps", "30", *TINY, ".", "."]),
         (
             "bench/depth_transfer.py",
             ["--steps", "5", "--depths", "2,4", "--to", "8", "--datasets", "moons", "--n", "100"],

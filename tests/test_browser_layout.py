@@ -83,7 +83,7 @@ def server(tmp_path_factory):
     from flowviz.core.data import make_dataset
     from flowviz.core.model import build_model
     from flowviz.core.presets import preset_configs, preset_names
-    from flowviz.serve import cache
+    from flowviz.runfiles import cache
     from flowviz.serve.settings import Settings
     from flowviz.training.train import run_metrics
 

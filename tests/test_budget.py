@@ -11,7 +11,7 @@ import flowviz
 from flowviz import Config
 from flowviz.core import cost
 from flowviz.core.solvers import Cancelled, TooStiff, solve_limits
-from flowviz.serve.worker_main import reestimate
+from flowviz.serve.work.views import reestimate
 from flowviz.training.analysis import analyse
 from flowviz.training.instruments import adjoint_data
 from flowviz.training.prepared import each
@@ -47,7 +47,7 @@ def trained():
 
 
 def _pictures_and_instruments(cfg, result):
-    """What a worker does after training (flowviz.serve.worker_main): re-estimate with the measured stiffness,
+    """What a worker does after training (flowviz.serve.work.views): re-estimate with the measured stiffness,
     then the final pictures and every instrument under the adaptive solves' budget; CPU seconds of each."""
     m, ds = result.model, result.data
     memo = {}

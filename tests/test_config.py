@@ -214,7 +214,7 @@ def test_a_link_beyond_a_limit_gets_the_notice_and_keeps_the_default():
 
 def test_the_server_refuses_a_run_beyond_the_limits_that_python_accepts():
     from flowviz import FlowvizWarning
-    from flowviz.serve.runs import Registry
+    from flowviz.serve.runs.registry import Registry
 
     with pytest.warns(FlowvizWarning):
         cfg = Config(n_steps=300, n_samples=60, train_steps=1)

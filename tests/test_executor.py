@@ -12,12 +12,12 @@ from tiny import TINY, executor, wait_for
 
 import flowviz
 from flowviz.core.data import load_csv, make_dataset
-from flowviz.serve import protocol
-from flowviz.serve.executor import EXECUTORS, make_executor
-from flowviz.serve.runs import Registry, RunStatus
+from flowviz.serve.runs.registry import Registry, RunStatus
 from flowviz.serve.settings import Settings
-from flowviz.serve.threads import ThreadExecutor
-from flowviz.serve.worker_main import handle
+from flowviz.serve.work import protocol
+from flowviz.serve.work.executor import EXECUTORS, make_executor
+from flowviz.serve.work.inprocess import ThreadExecutor
+from flowviz.serve.work.worker import handle
 from flowviz.training.train import train_iter
 
 # the Ray executor starts a cluster: with the other cluster tests, after the parallel part (pyproject: ray)
@@ -50,7 +50,7 @@ def test_a_worker_whose_pool_closed_its_end_ends_quietly():
     not a BrokenPipeError traceback in the server's log."""
     import multiprocessing as mp
 
-    from flowviz.serve.worker_main import main
+    from flowviz.serve.work.worker import main
 
     def worker(here, there):  # the forked child holds a copy of both ends: it keeps only its own
         here.close()
@@ -72,23 +72,23 @@ def test_a_worker_process_ignores_ctrl_c_from_its_start_and_a_pool_shut_down_sta
     """Ctrl-C reaches the workers with the server (one process group); the server ends them itself. A worker
     ignores SIGINT from its first instruction on (the forkserver starts it so), and is still there after one.
     After shutdown, asking for a worker is a WorkerDied naming the reason, not a new process."""
-    from flowviz.serve.pool import ProcessPool
-    from flowviz.serve.protocol import WorkerDied
+    from flowviz.serve.work.pool import ProcessPool
+    from flowviz.serve.work.protocol import WorkerDied
 
     pool = ProcessPool(1)
     try:
-        w = pool.acquire()
+        w = pool.lend()
         with open(f"/proc/{w.pid()}/status") as fh:  # read at once: the worker may not have run a line yet
             ignored = int(next(line for line in fh if line.startswith("SigIgn:")).split()[1], 16)
         assert ignored & (1 << (signal.SIGINT - 1)), hex(ignored)
         os.kill(w.pid(), signal.SIGINT)
         time.sleep(0.3)
         assert w.alive()
-        pool.release(w, healthy=True)
+        pool.reclaim(w, healthy=True)
     finally:
         pool.shutdown()
     with pytest.raises(WorkerDied, match="shut down"):
-        pool.acquire()
+        pool.lend()
     assert pool.pids() == [] and pool.busy() == 0
 
 
@@ -162,7 +162,7 @@ def _csv(seed):
 
 
 def test_two_sessions_with_same_length_csvs_never_share_a_sweep_or_coarse_to_fine_job():
-    from flowviz.ui.sweep_tab import job_key
+    from flowviz.ui.views.sweep import job_key
 
     cfg = flowviz.Config(dataset="csv", n_steps=4, width=8, train_steps=20)
     a, b = (make_dataset(cfg, load_csv(_csv(s))) for s in (1, 2))
@@ -212,7 +212,7 @@ def test_a_ray_lease_given_back_after_its_process_left_the_cluster_calls_no_ray(
     gave its lease back late once did, in the test process, which exited a minute later with that cluster."""
     from types import SimpleNamespace
 
-    from flowviz.serve.ray_executor import _RayLease
+    from flowviz.serve.work.ray_executor import _RayLease
 
     called = []
 
@@ -240,8 +240,8 @@ def test_a_ray_lease_waiting_when_its_process_leaves_the_cluster_reports_a_lost_
     worker the executor reports for any ended connection, not an exception that kills the thread."""
     from types import SimpleNamespace
 
-    from flowviz.serve.protocol import WorkerDied
-    from flowviz.serve.ray_executor import _RayLease
+    from flowviz.serve.work.protocol import WorkerDied
+    from flowviz.serve.work.ray_executor import _RayLease
 
     def cut(*args, **kw):
         raise SystemExit(0)  # what ray._raylet raises in the waiting thread
@@ -281,8 +281,8 @@ def test_an_analysis_stops_between_its_stages_once_cancelled():
 def test_final_pictures_nobody_waits_for_end_within_a_stage_or_are_cut_short(name):
     """A worker's final pictures of a run left unwatched: the analysis stops at its next stage (threads) or its
     process is ended and replaced after CANCEL_GRACE_S; the executor then serves the next task."""
-    from flowviz.serve.executor import CANCEL_GRACE_S
-    from flowviz.serve.protocol import TaskFailed
+    from flowviz.serve.work.executor import CANCEL_GRACE_S
+    from flowviz.serve.work.protocol import TaskFailed
     from flowviz.training.train import train
 
     # its full analysis takes 4-6 s on this 2-core machine, quiet (L = 64 with rk4: the reference, 33 frames)

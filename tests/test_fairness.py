@@ -8,7 +8,7 @@ from tiny import TINY, wait_for
 
 from flowviz.core.errors import FlowvizError
 from flowviz.serve.fair import Admission, FairQueue, current_client
-from flowviz.serve.runs import Registry
+from flowviz.serve.runs.registry import Registry
 from flowviz.serve.settings import Settings
 
 

@@ -106,8 +106,8 @@ def graph_flags(monkeypatch):
 
 
 def test_the_server_setting_reaches_each_runs_training(graph_flags, monkeypatch):
-    from flowviz.serve.executor import make_executor
     from flowviz.serve.settings import Settings
+    from flowviz.serve.work.executor import make_executor
 
     monkeypatch.setenv("FLOWVIZ_CUDA_GRAPHS", "1")
     train_mod.train(TINY)  # the library: off unless asked for, whatever the environment says

@@ -12,7 +12,7 @@ from tiny import ROOT, link
 
 from flowviz import Config, train
 from flowviz.ui.page import STATE_KEY
-from flowviz.ui.server import registry
+from flowviz.ui.shared import registry
 
 pytestmark = pytest.mark.slow
 

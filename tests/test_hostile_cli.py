@@ -38,7 +38,7 @@ def test_an_import_whose_head_does_not_fit_its_data_says_how_many_classes():
     from flowviz.core.data import split
     from flowviz.core.errors import CheckpointError
     from flowviz.core.model import FlowModel
-    from flowviz.serve.runio import model_from_bytes, weights_bytes
+    from flowviz.runfiles.files import model_from_bytes, weights_bytes
     from flowviz.ui.state import PageState
 
     two = FlowModel(Config(dataset="blobs", n_classes=5, n_steps=4, width=8), 2)  # a 2-class head, 5-class data
@@ -77,7 +77,7 @@ def test_train_refuses_a_dataset_too_large_before_generating_it(tmp_path, capsys
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    from flowviz.serve.runio import save_run
+    from flowviz.runfiles.files import save_run
     from flowviz.training.train import train
 
     return save_run(train(TINY), tmp_path_factory.mktemp("run") / "run")

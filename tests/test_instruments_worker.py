@@ -1,8 +1,9 @@
-"""Issue 15: a finished run's instruments are made by a worker (the ``instruments`` task), not in the server.
+"""A finished run's instruments are made by a worker, not in the server: the worker that trained it, right after
+its final views, or (a run restored from the disk cache or imported) the ``instruments`` task.
 
 The objects a worker returns equal those computed here; a finished run shown by a page has them without any
-computation in the server; a run restored from the disk cache or imported gets them when first shown; a task
-whose run nobody holds any more ends (issue 17), and so does the final ``analyse`` task."""
+computation in the server; a run restored or imported gets them when first shown; the instruments of a run
+nobody holds any more stop, and so does the final ``analyse`` task."""
 
 import dataclasses
 import threading
@@ -14,9 +15,9 @@ from test_executor import ALL_EXECUTORS
 from tiny import SMALL, TINY, executor, wait_for
 
 import flowviz
-from flowviz.serve.executor import make_executor
-from flowviz.serve.runs import Registry, RunStatus
+from flowviz.serve.runs.registry import Registry, RunStatus
 from flowviz.serve.settings import Settings
+from flowviz.serve.work.executor import make_executor
 from flowviz.training import prepared
 from flowviz.training.analysis import analyse
 
@@ -86,8 +87,8 @@ def test_a_finished_run_shown_by_a_page_has_its_instruments_without_computing_th
     from test_app import _app, _figures, _settle
     from test_instruments_app import _instruments
 
-    from flowviz.serve.runs import Registry
-    from flowviz.ui.server import registry
+    from flowviz.serve.runs.registry import Registry
+    from flowviz.ui.shared import registry
 
     monkeypatch.setattr(Registry, "compute", _raise)  # nor in the view worker: only the instruments task
     at = _settle(_app(dict(LINK, seed="77")).run())
@@ -111,7 +112,7 @@ def test_restored_and_imported_runs_get_their_instruments_when_first_shown(tmp_p
     first = Registry(max_workers=1, mode="thread")
     run = first.start(cfg)
     run.join(60)
-    assert not run.instruments_made() and run._prep is None  # nobody showed it: no instruments task
+    assert run.instruments_made() and run._prep is None  # made by the worker that trained it: no task of their own
     first.shutdown()
     reg = Registry(max_workers=1, mode="thread")
     try:
@@ -129,9 +130,10 @@ def test_restored_and_imported_runs_get_their_instruments_when_first_shown(tmp_p
         reg.shutdown()
 
 
-def test_the_instruments_task_of_a_run_nobody_holds_ends(monkeypatch):
-    """In thread mode the task runs in this process: its first instrument waits here until the session that
-    held the run has moved on; the task then ends without making the others, and its worker is free."""
+def test_the_instruments_of_a_run_nobody_holds_stop_and_are_made_when_it_is_shown_again(monkeypatch):
+    """In thread mode the worker runs in this process: the run's first instrument (made by the worker that
+    trained it) waits here until the session that held the run has moved on; the worker then stops without
+    making the others, and is free; shown again, an instruments task makes the rest."""
     entered, release = threading.Event(), threading.Event()
     real = prepared.PREPARED["stability"]
 
@@ -145,14 +147,12 @@ def test_the_instruments_task_of_a_run_nobody_holds_ends(monkeypatch):
     try:
         run = reg.start(TINY.replace(seed=51))
         reg.claim("a", {run.key})
-        run.join(60)
-        reg.get(run.key)  # the page shows it: its instruments task starts
-        assert entered.wait(30) and run.preparing()
+        assert entered.wait(60) and run.preparing() and run.status == RunStatus.DONE
         reg.claim("a", set())  # the session moved on and nobody else holds it
-        assert run.idle.is_set()
+        assert run.unwatched.is_set()
         time.sleep(0.3)  # the executor passes the cancel on to the task within 0.05 s
         release.set()
-        assert wait_for(lambda: not run._prep.is_alive(), 30) and reg.executor.busy() == 0
+        assert wait_for(lambda: not run._thread.is_alive(), 30) and reg.executor.busy() == 0
         assert run.instrument("stability") is not None and run.instrument("volume") is None  # ended after one
         assert run.status == RunStatus.DONE and not run.instruments_made()
         reg.get(run.key)  # shown again: the rest is made
@@ -170,9 +170,7 @@ def test_each_instrument_reaches_the_run_as_soon_as_the_worker_has_made_it(monke
     reg = Registry(max_workers=1, mode="thread")
     try:
         run = reg.start(TINY.replace(seed=71))
-        run.join(60)
-        reg.get(run.key)
-        assert wait_for(lambda: run.instrument("grid") is not None, 30)
+        assert wait_for(lambda: run.instrument("grid") is not None, 60)
         assert run.preparing() and run.instrument("stability") is not None and run.instrument("volume") is not None
         assert run.instrument("adjoint") is None and not run.instruments_made()
         release.set()
@@ -191,22 +189,25 @@ def test_a_failed_instruments_task_keeps_what_it_made_and_is_not_started_again(m
     try:
         run = reg.start(TINY.replace(seed=81))
         run.join(60)
-        reg.get(run.key)
-        first = run._prep
-        assert wait_for(lambda: not first.is_alive(), 30)
+        assert run.status == RunStatus.DONE and run.error is None  # the run stays trained
         assert run.instrument("stability") is not None and run.instrument("volume") is None
-        reg.get(run.key)  # shown again: no second task (the page computes what is missing itself)
-        assert run._prep is first and not run.preparing()
+        reg.get(run.key)  # shown: no task tries again (the page computes what is missing itself)
+        assert run._prep is None and not run.preparing()
     finally:
         reg.shutdown()
 
 
-def test_instruments_never_make_a_training_wait_they_take_a_free_worker_only():
+def test_instruments_never_make_a_training_wait_they_take_a_free_worker_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("FLOWVIZ_CACHE_DIR", str(tmp_path))
+    cfg = TINY.replace(seed=91)
+    first = Registry(max_workers=1, mode="thread")
+    first.start(cfg).join(60)
+    first.shutdown()
     reg = Registry(max_workers=1, mode="thread")
     release = threading.Event()
     try:
-        run = reg.start(TINY.replace(seed=91))
-        run.join(60)
+        run = reg.start(cfg)  # restored from the disk cache: its instruments need a task of their own
+        assert run.from_cache and not run.views(final=True).live
         job = reg.job("holds-the-worker", lambda progress, cancel: release.wait(30) and "ok")
         assert wait_for(lambda: job.status == RunStatus.TRAINING, 10)
         reg.get(run.key)  # shown while the one worker is busy: no task waits in the queue for it
@@ -227,11 +228,38 @@ def test_the_final_pictures_of_a_run_nobody_watches_are_not_made_until_it_is_sho
         run = reg.start(TINY.replace(seed=61, train_steps=20000, n_samples=1000))
         assert wait_for(lambda: run.finished, 30) and run.status == RunStatus.CANCELLED
         run.join(30)
-        assert run.idle.is_set() and run.notice is None  # the final analyse task was not run for nobody
+        assert run.unwatched.is_set() and run.notice is None  # the final analyse task was not run for nobody
         assert run._views is None or run._views.live
         reg.unwatched_s = 3600.0  # from now on the test watches it
-        assert reg.get(run.key) is run and not run.idle.is_set()  # shown: watched again
+        assert reg.get(run.key) is run and not run.unwatched.is_set()  # shown: watched again
         v = run.views()
         assert v is not None and not v.live
+    finally:
+        reg.shutdown()
+
+
+def test_a_trained_run_gets_its_final_views_and_instruments_from_the_worker_that_trained_it(monkeypatch):
+    """One trip: the weights never go back to a worker for the final views or the instruments, and they are
+    the numbers made here from the run's weights."""
+    from flowviz.serve.work.executor import Executor
+
+    def refuse(*args, **kw):
+        raise AssertionError("the run's weights went back to a worker")
+
+    monkeypatch.setattr(Executor, "analyse", refuse)
+    monkeypatch.setattr(Executor, "instruments", refuse)
+    reg = Registry(max_workers=1, mode="thread")
+    try:
+        run = reg.start(TINY.replace(seed=33))
+        run.join(60)
+        v = run.views()
+        assert run.status == RunStatus.DONE and run.notice is None and run._prep is None
+        assert v is not None and not v.live and run.instruments_made()
+        model = run.model()
+        assert model is run.model()  # rebuilt once per state
+        here = analyse(model, run.data, history=run.history)
+        np.testing.assert_array_equal(v.output_points, here.output_points)
+        np.testing.assert_array_equal(v.predicted, here.predicted)
+        assert_same(prepared.PREPARED["stability"](model, run.data, v.extent), run.instrument("stability"))
     finally:
         reg.shutdown()

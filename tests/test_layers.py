@@ -12,13 +12,14 @@ from tiny import ROOT
 sys.path.insert(0, str(ROOT / "scripts"))
 from import_graph import imports_of  # noqa: E402  (the same reading the note's import graph uses)
 
-# what each layer may import of flowviz (besides itself): the one direction of DESIGN.md section 3
+# what each layer may import of flowviz (besides itself): the one direction of the README's Layout
 ALLOWED = {
     "core": set(),
     "training": {"core"},
-    "serve": {"core", "training"},
+    "runfiles": {"core", "training"},
+    "serve": {"core", "training", "runfiles"},
     "plots": {"core", "training"},
-    "ui": {"core", "training", "serve", "plots"},
+    "ui": {"core", "training", "runfiles", "serve", "plots"},
 }
 
 
@@ -57,7 +58,7 @@ print(json.dumps({"same": before == after, "mods": sorted(sys.modules)}))
     res = json.loads(out.stdout.strip().splitlines()[-1])
     assert res["same"]
     assert not [m for m in res["mods"] if m.startswith(("streamlit", "plotly", "flowviz.serve", "flowviz.ui"))]
-    # the malloc tuning lives in flowviz.serve.process, called by workers, the server and the CLI only
+    # the malloc tuning lives in flowviz.serve.work.process, called by workers, the server and the CLI only
     src = "\n".join(p.read_text() for p in (ROOT / "flowviz").rglob("*.py") if p.name != "process.py")
     assert "mallopt" not in src
 
@@ -86,6 +87,57 @@ def test_every_layer_imports_only_the_layers_below_it():
             assert used <= allowed, f"{path.relative_to(ROOT)} imports {sorted(used - allowed)}"
 
 
+def _module_graph() -> dict[str, set[str]]:
+    """flowviz module -> the flowviz modules it imports, at its top or inside a function alike."""
+    import ast
+
+    def name(p):
+        parts = list(p.relative_to(ROOT).with_suffix("").parts)
+        return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+    files = {name(p): p for p in (ROOT / "flowviz").rglob("*.py")}
+    graph = {}
+    for mod, path in files.items():
+        pkg = mod.split(".") if path.name == "__init__.py" else mod.split(".")[:-1]
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = (pkg[: len(pkg) - node.level + 1] if node.level else []) + (node.module or "").split(".")
+                base = [b for b in base if b]
+                subs = [".".join([*base, a.name]) for a in node.names if ".".join([*base, a.name]) in files]
+                found |= set(subs) or {".".join(base)}
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+            elif (  # importlib.import_module("flowviz...."): an import all the same
+                isinstance(node, ast.Call)
+                and getattr(node.func, "attr", getattr(node.func, "id", None)) == "import_module"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+            ):
+                found.add(str(node.args[0].value))
+        graph[mod] = {m for m in found if m in files and m != mod}
+    return graph
+
+
+def test_no_module_of_flowviz_imports_back_a_module_that_imports_it():
+    """No circle in the import graph of the modules (imports inside functions and through importlib count: an
+    import there is still a dependency, only a later one)."""
+    graph = _module_graph()
+    seen: dict[str, int] = {}  # 1: on the path, 2: done
+
+    def visit(m, path):
+        seen[m] = 1
+        for n in sorted(graph[m]):
+            assert seen.get(n) != 1, " -> ".join([*path[path.index(n) :], n])
+            if n not in seen:
+                visit(n, [*path, n])
+        seen[m] = 2
+
+    for m in sorted(graph):
+        if m not in seen:
+            visit(m, [m])
+
+
 def test_the_readme_layout_names_every_module():
     readme = (ROOT / "README.md").read_text()
     layout = readme[readme.index("## Layout") :]
@@ -96,5 +148,5 @@ def test_the_readme_layout_names_every_module():
         if p.name not in ("__init__.py", "__main__.py") and p.name not in layout
     ]
     assert not missing, f"README's Layout section does not name: {missing}"
-    for pkg in ("core", "training", "serve", "plots", "ui"):
+    for pkg in ("core", "training", "runfiles", "serve", "plots", "ui"):
         assert f"flowviz/{pkg}/" in layout

@@ -263,7 +263,7 @@ def test_the_pages_button_zips_one_page_and_its_index():
     import io
     import zipfile
 
-    from flowviz.serve.run import Run
+    from flowviz.serve.runs.run import Run
     from flowviz.ui.packs import pack_bytes
 
     r = _tiny_run()

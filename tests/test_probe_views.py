@@ -152,7 +152,7 @@ def test_a_link_with_probe_marks_it_in_the_default_view():
     from test_app import SMALL as LINK
     from test_app import _app, _settle
 
-    from flowviz.ui.server import registry
+    from flowviz.ui.shared import registry
 
     at = _settle(_app(dict(LINK, probe="0.5,0.25")).run())
     assert at.radio(key="view").value == "Characteristics"

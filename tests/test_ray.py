@@ -21,7 +21,7 @@ pytestmark = pytest.mark.ray  # one Ray cluster at a time: `make test` runs thes
 
 @pytest.fixture(scope="module")
 def executor():
-    from flowviz.serve.ray_executor import RayExecutor, ray_started
+    from flowviz.serve.work.ray_executor import RayExecutor, ray_started
 
     if ray.is_initialized() and ray.cluster_resources().get("CPU") != 2:  # ours has two CPUs
         ray.shutdown()
@@ -62,7 +62,7 @@ def test_cancel_ends_a_run_within_a_second_and_keeps_its_last_state(executor):
 
 
 def test_a_killed_ray_worker_becomes_an_error_with_the_last_state_kept(executor):
-    from flowviz.serve.protocol import WorkerDied
+    from flowviz.serve.work.protocol import WorkerDied
 
     cfg = SMALL.replace(train_steps=20_000, seed=7)
     ds = make_dataset(cfg)
@@ -110,7 +110,9 @@ def test_members_that_cannot_be_batched_spread_over_the_cluster(executor):
 
 
 def test_import_flowviz_and_the_app_start_up_import_no_ray():
-    code = "import sys, flowviz, flowviz.cli, flowviz.serve.runs, flowviz.ui.server; print('ray' in sys.modules)"
+    code = (
+        "import sys, flowviz, flowviz.cli, flowviz.serve.runs.registry, flowviz.ui.shared; print('ray' in sys.modules)"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
@@ -148,7 +150,7 @@ def test_a_sweep_of_200_members_completes_on_two_cpus_with_the_local_structure(e
 
 
 def test_the_server_trains_on_the_cluster_with_flowviz_executor_ray(executor, monkeypatch):
-    from flowviz.serve.runs import Registry
+    from flowviz.serve.runs.registry import Registry
     from flowviz.serve.settings import Settings
 
     monkeypatch.setenv("FLOWVIZ_EXECUTOR", "ray")

@@ -9,7 +9,7 @@ import torch
 from tiny import TINY, wait_for
 
 from flowviz.core.errors import FlowvizError
-from flowviz.serve.runs import Registry
+from flowviz.serve.runs.registry import Registry
 
 
 @pytest.fixture
@@ -110,7 +110,7 @@ def test_a_run_nobody_watches_is_cancelled():
 
 
 def test_a_gpu_out_of_memory_error_retries_on_the_cpu(monkeypatch):
-    import flowviz.serve.worker_main as worker_mod
+    import flowviz.serve.work.train as worker_mod
 
     real = worker_mod.train_iter
     calls = []
@@ -136,14 +136,14 @@ def test_a_killed_worker_process_is_an_error_and_the_pool_recovers():
     reg = Registry(max_workers=1, mode="process")
     try:
         run = reg.start(TINY.replace(seed=600, train_steps=20000, n_samples=1000))
-        assert wait_for(lambda: run.latest is not None and reg.pool.busy_pids(), timeout=60)
-        os.kill(reg.pool.busy_pids()[0], signal.SIGKILL)
+        assert wait_for(lambda: run.latest is not None and reg.executor.busy_pids(), timeout=60)
+        os.kill(reg.executor.busy_pids()[0], signal.SIGKILL)
         assert wait_for(lambda: run.finished, timeout=30)
         assert run.status == "error" and "stopped unexpectedly" in run.error and "Train" in run.error
         assert run.latest is not None  # the last state stays on screen
         retry = reg.start(TINY.replace(seed=600, train_steps=60, n_samples=1000))
         retry.join(120)
-        assert retry.status == "done" and reg.pool.replaced == 1
+        assert retry.status == "done" and reg.executor.replaced == 1
     finally:
         reg.shutdown()
 

@@ -128,7 +128,8 @@ def test_train_state_round_trips_through_its_flat_form():
 
 # ---------------------------------------------------------------- the checkpoints kept on disk and on the wire
 def test_model_safetensors_and_the_disk_cache_round_trip_the_checkpoints(tmp_path):
-    from flowviz.serve import cache, runio
+    from flowviz.runfiles import cache
+    from flowviz.runfiles import files as runio
     from flowviz.serve.settings import Settings
 
     cfg = SMALL.replace(batch_size=24, train_steps=25, device="cpu")
@@ -152,7 +153,7 @@ def test_a_checkpoint_that_does_not_fit_is_refused(tmp_path):
     from safetensors.torch import load, save
 
     from flowviz.core.errors import CheckpointError
-    from flowviz.serve import runio
+    from flowviz.runfiles import files as runio
 
     r = train(SMALL.replace(train_steps=5, device="cpu"))
     raw = runio.weights_bytes(r.model, r.kept)
@@ -168,7 +169,7 @@ def test_a_checkpoint_that_does_not_fit_is_refused(tmp_path):
 
 
 def test_a_snapshot_carries_its_checkpoints_and_resume_state_across_the_wire():
-    from flowviz.serve import protocol
+    from flowviz.serve.work import protocol
 
     snaps = list(train_iter(SMALL.replace(batch_size=16, train_steps=12, device="cpu"), log_every=5, keep_state=True))
     for s in snaps:
@@ -183,7 +184,7 @@ def test_a_snapshot_carries_its_checkpoints_and_resume_state_across_the_wire():
 def test_a_served_run_paused_stepped_and_resumed_ends_with_the_weights_of_one_without_a_pause():
     from tiny import wait_for
 
-    from flowviz.serve.runs import Registry
+    from flowviz.serve.runs.registry import Registry
 
     cfg = SMALL.replace(batch_size=32, train_steps=300, seed=5, device="cpu")
     reg = Registry(max_workers=1, mode="thread", prestart=False)

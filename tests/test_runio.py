@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from flowviz import CheckpointError, Config, train
-from flowviz.serve.runio import model_from_bytes, weights_bytes
+from flowviz.runfiles.files import model_from_bytes, weights_bytes
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,10 @@ import flowviz
 from flowviz.core.data import RING_ANNULUS, load_csv
 from flowviz.core.presets import PRESET_DIR, preset_configs, preset_info, preset_names
 from flowviz.plots import FIGURES
-from flowviz.serve import cache
-from flowviz.serve.export import data_csv, history_csv, metrics_json, trajectories_npz
-from flowviz.serve.runs import Registry
+from flowviz.runfiles import cache
+from flowviz.runfiles.export import data_csv, history_csv, metrics_json, trajectories_npz
+from flowviz.serve.runs.registry import Registry
+from flowviz.serve.settings import Settings
 from flowviz.training.analysis import channel_fraction, fold_points, min_jacobian_det, plane_grid
 from flowviz.training.sweep import member_diagnostics
 
@@ -184,7 +185,9 @@ def test_prebuild_fills_the_disk_cache_and_a_fresh_registry_serves_it(tmp_path, 
         fresh = flowviz.train(flowviz.preset("folding"))
         np.testing.assert_allclose(v.output_points, fresh.model.trajectory(fresh.data.x)[-1], rtol=1e-5, atol=1e-5)
         (tmp_path / f"{flowviz.preset('moons').key()}.safetensors").write_bytes(b"\x80\x04garbage")
-        assert cache.load(flowviz.preset("moons")) is None  # an unreadable entry is a miss, and is dropped
+        assert (
+            cache.load(flowviz.preset("moons"), settings=Settings.from_env()) is None
+        )  # an unreadable entry is a miss, and is dropped
         assert not (tmp_path / f"{flowviz.preset('moons').key()}.safetensors").exists()
     finally:
         if old is None:

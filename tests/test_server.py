@@ -29,12 +29,12 @@ def test_streamlit_finds_the_app_in_app_py():
 
 
 def test_the_lifespan_loads_the_page_and_starts_a_training_process():
-    from flowviz.ui import server
+    from flowviz.ui import server, shared
     from flowviz.ui.page import registry
 
     async def serve():
         async with server.lifespan(None):
-            reg = server.registry()
+            reg = shared.registry()
             assert "flowviz.ui.page" in sys.modules
             assert registry() is reg  # the page uses the registry the start-up made
             if reg.mode == "process":  # a worker process is already waiting for the first run

@@ -15,9 +15,9 @@ import flowviz
 from flowviz.core.data import make_dataset
 from flowviz.serve import budget
 from flowviz.serve.budget import OverBudget
-from flowviz.serve.runs import Registry, RunStatus
+from flowviz.serve.runs.registry import Registry, RunStatus
 from flowviz.serve.settings import Settings
-from flowviz.serve.threads import ThreadExecutor
+from flowviz.serve.work.inprocess import ThreadExecutor
 
 HEAVY = flowviz.Config(n_samples=20000, n_steps=256, width=256, train_steps=20000)  # case 7's hard-limit link
 
@@ -200,7 +200,7 @@ def test_case_7_two_long_runs_leave_a_worker_for_a_third_visitors_light_run(cost
 
 def test_case_6_imports_and_final_pictures_are_analysed_in_a_worker_process(monkeypatch):
     """The server process computes no full pictures: here its analyse refuses, and the views still come."""
-    import flowviz.serve.run as run_mod
+    import flowviz.serve.runs.run as run_mod
     from flowviz.training.train import train
 
     def not_here(*a, **kw):

@@ -131,7 +131,7 @@ def _prebuilt(cache_dir) -> int:
     from flowviz.core.data import make_dataset
     from flowviz.core.model import build_model
     from flowviz.core.presets import preset_configs, preset_names
-    from flowviz.serve import cache
+    from flowviz.runfiles import cache
     from flowviz.serve.settings import Settings
     from flowviz.training.train import run_metrics
 
@@ -187,11 +187,11 @@ def _wait_text(log, text: str, timeout: float = 10.0) -> str:
 _SIGNALLED = r"""
 import signal, sys, threading, time
 from flowviz import Config
-from flowviz.ui import server
+from flowviz.ui import shared
 
 stop = threading.Event()
 signal.signal(signal.SIGTERM, lambda *a: stop.set())
-reg = server.registry()
+reg = shared.registry()
 if sys.argv[3] != "at-once":
     reg.ready(60)
 run = reg.start(Config(n_samples=2000, n_steps=32, width=64, train_steps=int(sys.argv[1]), seed=int(sys.argv[2])))
@@ -203,7 +203,7 @@ while not stop.is_set():
         print("status", *now, flush=True)
         seen = now
     time.sleep(0.01)
-server.shut_down()
+shared.shut_down()
 print("stopped", run.status, flush=True)
 """
 

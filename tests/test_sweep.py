@@ -69,7 +69,7 @@ def test_batched_members_match_runs_one_by_one(key, values, extra):
 
 @pytest.fixture(scope="module")
 def pool():
-    from flowviz.serve.pool import ProcessPool
+    from flowviz.serve.work.pool import ProcessPool
 
     p = ProcessPool(2)
     yield p

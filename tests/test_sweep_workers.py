@@ -16,8 +16,8 @@ from tiny import SWEEP, wait_for
 import flowviz.training.refine as refine_mod
 import flowviz.training.sweep as sweep_mod
 from flowviz.core.data import make_dataset
-from flowviz.serve.runs import Registry, RunStatus
-from flowviz.serve.threads import ThreadExecutor
+from flowviz.serve.runs.registry import Registry, RunStatus
+from flowviz.serve.work.inprocess import ThreadExecutor
 from flowviz.training.batch import train_batched
 from flowviz.training.sweep import Measures, measure_members, run_sweep, stepwise
 
@@ -27,7 +27,7 @@ LS = [2, 4, 8]
 
 @pytest.fixture(scope="module")
 def pool():
-    from flowviz.serve.pool import ProcessPool
+    from flowviz.serve.work.pool import ProcessPool
 
     p = ProcessPool(2)
     yield p

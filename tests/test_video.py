@@ -167,10 +167,11 @@ def test_a_video_of_moons_is_the_figures_frames(tmp_path):
 
     from flowviz.core.data import make_dataset
     from flowviz.plots import characteristics, presentation
-    from flowviz.serve import cache
+    from flowviz.runfiles import cache
+    from flowviz.serve.settings import Settings
     from flowviz.training.analysis import analyse
 
-    model, history = cache.load(cfg)[:2]
+    model, history = cache.load(cfg, settings=Settings.from_env())[:2]
     fig = presentation(characteristics(analyse(model, make_dataset(cfg), history=history)))
     assert len(fig.frames) == L + 1
     video._browser()

@@ -12,7 +12,7 @@ import pytest
 from tiny import SMALL, wait_for
 
 from flowviz.core.errors import FlowvizError
-from flowviz.serve.runs import Registry
+from flowviz.serve.runs.registry import Registry
 from flowviz.serve.settings import Settings
 from flowviz.training import instruments as ins
 
@@ -32,7 +32,7 @@ def served():
 
 def test_a_probe_click_is_computed_by_the_view_worker_with_the_library_s_numbers(served):
     reg, run = served
-    model = run._model(run.latest)
+    model = run.model()
     got = reg.compute(run, "probe_data", probe=[0.5, 0.25])
     here = ins.probe_data(model, (0.5, 0.25))
     for name in ("xs", "u", "f", "ratio", "det"):

@@ -84,6 +84,6 @@ def test_the_trained_loss_is_said_and_bounds_the_reported_one(eps):
     assert float(mean_ce) >= float(ce_mean) - 1e-7
     text = m.trained_loss()
     assert ("upper bound" in text) == (eps > 0)
-    from flowviz.ui.dictionary import dictionary
+    from flowviz.ui.views.dictionary import dictionary
 
     assert f"Training minimises {text}" in dictionary(m.config) or eps == 0  # the page says it

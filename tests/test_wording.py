@@ -15,7 +15,7 @@ from flowviz.core.config import CHOICES
 from flowviz.core.presets import PRESET_DIR, preset_info
 from flowviz.training.analysis import analyse, fold_points, folding, min_jacobian_det
 from flowviz.ui.controls import ACTIVATION_TEX, FIELD_HELP, block_formula
-from flowviz.ui.dictionary import dictionary
+from flowviz.ui.views.dictionary import dictionary
 
 TINY = dict(n_samples=200, n_steps=6, width=8, train_steps=40)
 

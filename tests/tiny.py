@@ -109,11 +109,11 @@ class LiveServer:
 def executor(name: str, size: int = 1):
     """``make_executor`` for a test; the Ray one on the test process's one local cluster of 2 CPUs (started on
     first use and kept for the next Ray test: a cluster's start-up and its workers' imports cost seconds)."""
-    from flowviz.serve.executor import make_executor
     from flowviz.serve.settings import Settings
+    from flowviz.serve.work.executor import make_executor
 
     if name == "ray":
-        from flowviz.serve.ray_executor import ray_started
+        from flowviz.serve.work.ray_executor import ray_started
 
         ray_started(num_cpus=2)
     return make_executor(Settings(), size=size, name=name)

@@ -209,7 +209,7 @@ def estimate(
     instruments.
 
     ``n_train``: training points, when the data decides (dataset=csv); otherwise from n_samples and
-    test_fraction. ``log_every``: steps between snapshots; default the server's cadence (flowviz.serve.runs).
+    test_fraction. ``log_every``: steps between snapshots; default the server's cadence (flowviz.serve.runs.registry).
     ``stiffness``: measured on the trained flow (:func:`measure_stiffness`); without it the adaptive solves
     (the reference, odeint_adjoint) are priced from the partition and the horizon T.
     """

@@ -71,7 +71,7 @@ _BASE: dict[str, tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]] 
     "softplus": (_softplus_, lambda A: -torch.expm1(-A)),  # sigmoid(z) = 1 - exp(-softplus(z))
 }
 # g * a'(z) from a = a(z) in one kernel, where torch has one (the kernel autograd itself runs): the backward then
-# needs no a'(z) of every block beforehand (about 6 % of a training step here). The overload's C++ entry point
+# needs no a'(z) of every block beforehand (figures in bench/README.md). The overload's C++ entry point
 # where torch exposes it (a microsecond less per call than the OpOverload), else the OpOverload.
 _TIMES_DERIVATIVE: dict[str, Callable[..., Tensor]] = {
     name: getattr(op, "_op", op)
@@ -138,10 +138,10 @@ ACTIVATION_BUDGET = 8 * 2**20
 class _Buffers:
     """The chain's preallocated tensors of one shape and their views per block (dim 0).
 
-    Making a view costs about a microsecond, and a step of L = 32 blocks used about 350 of them with 0.2 ms of
-    buffers: at flowviz's sizes some 10 % of a training step. Buffers of small shapes are kept by the thread
-    that made them and used again by its next call of that shape (:func:`_buffers`); ``busy`` while a forward's
-    buffers are saved for a backward that may still come.
+    Making a view costs about a microsecond, and a step of L = 32 blocks used hundreds of them: at flowviz's
+    sizes a noticeable part of a training step (figures in bench/README.md). Buffers of small shapes are kept by
+    the thread that made them and used again by its next call of that shape (:func:`_buffers`); ``busy`` while a
+    forward's buffers are saved for a backward that may still come.
     """
 
     def __init__(self, tensors: dict[str, Tensor]) -> None:

@@ -1,3 +1,4 @@
-"""Serving runs to many pages: the run registry, the training processes, the disk cache, run files and
-exports. Builds on flowviz.training and flowviz.core; knows nothing of streamlit or plotly.
+"""Serving runs to many pages, in two wings: the registry and its runs (``runs``), and where the work is done
+(``work``: the executors and the worker tasks); beside them the budget, fairness across clients, settings and
+rooms. Builds on flowviz.runfiles, flowviz.training and flowviz.core; knows nothing of streamlit or plotly.
 """

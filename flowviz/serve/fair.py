@@ -1,7 +1,7 @@
 """Fairness across clients: the tasks waiting for a worker are served round robin by client address, and each
 client's sessions, waiting runs and script reruns are bounded (flowviz.serve.settings).
 
-A client is the address a session connects from (the page finds it: ``flowviz.ui.server.client_address``);
+A client is the address a session connects from (the page finds it: ``flowviz.ui.session.client_address``);
 one classroom behind one NAT is one client, so the bounds are set for a hall of 200 (README, "Settings").
 """
 

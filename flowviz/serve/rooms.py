@@ -252,7 +252,7 @@ _stores_lock = threading.Lock()
 def store_for(settings: Settings) -> RoomStore:
     """The rooms of a server: under its disk cache (shared by replicas), or a private folder of this process
     when the disk cache is off (one server only)."""
-    from .cache import cache_dir
+    from ..runfiles.cache import cache_dir
 
     d = cache_dir(settings)
     with _stores_lock:

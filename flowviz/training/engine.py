@@ -34,7 +34,7 @@ def make_optimizer(config: Config, params: list[torch.Tensor], **options: Any) -
     """The config's optimiser over ``params`` (None when there are none); ``options`` go to its constructor.
 
     On a CPU torch's fused update: one kernel for all tensors instead of the multi-tensor update's dozen calls
-    (5 to 10 % of a training step of the reference config, measured); the weights of torch's default loop up to
+    (figures in bench/README.md); the weights of torch's default loop up to
     rounding, the same bits on every run (tests/test_engine.py), and a batched sweep's members still match their
     runs alone (tests/test_sweep.py). Elsewhere, or where a caller chooses ``foreach`` or asks for a
     ``capturable`` optimiser (CUDA graphs), the multi-tensor update."""

@@ -1,7 +1,7 @@
 """Each instrument's data of one trained model, by name: what a worker prepares once a run has finished.
 
-The page (flowviz.ui.instruments_tab) draws an instrument from these objects; a server hands the whole set to a
-worker when a finished run is first shown (``flowviz.serve.worker_main``'s ``instruments`` task), so a click on
+The page (flowviz.ui.views.instruments) draws an instrument from these objects; a server hands the whole set to a
+worker when a finished run is first shown (``flowviz.serve.work.worker``'s ``instruments`` task), so a click on
 an instrument only builds the figure. The probe is not here: it depends on the point clicked, and one
 characteristic costs milliseconds.
 """

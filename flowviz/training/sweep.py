@@ -12,7 +12,7 @@ Also here: the depth-transfer matrix (train at L, evaluate at L'); coarse-to-fin
 the partition, go on) is in ``flowviz.training.refine`` and re-exported here.
 
 The measurements are one generator, :func:`measure_members`, that yields its progress and returns a
-:class:`Measures`: a server runs it in a worker (``flowviz.serve.measure``), the library in its own process;
+:class:`Measures`: a server runs it in a worker (``flowviz.serve.work.measure``), the library in its own process;
 both give the same numbers.
 """
 

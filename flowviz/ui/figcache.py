@@ -1,7 +1,7 @@
 """Built figures shared by every page that shows the same views.
 
 A figure is a pure function of a run's views (and presentation mode), and building one is the largest part of a
-page's script run (Characteristics of the reference config: about 0.5 s of plotly's validation). A lecture hall
+page's script run (most of it plotly's validation; figures in bench/README.md). A lecture hall
 opens one link a hundred times and each open page refreshes its live view once a second, so the figure is
 built once per views object and handed to every session. Figures are never changed after they are built here
 (``st.plotly_chart`` only reads them).
@@ -9,14 +9,11 @@ built once per views object and handed to every session. Figures are never chang
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-
-from . import lecture
+from ..core.lru import LRU
+from .views import lecture
 
 KEEP = 32  # figures kept (least recently used out): a few runs x a few views x two presentation modes
-_CACHE: OrderedDict = OrderedDict()
-_LOCK = threading.Lock()
+_CACHE: LRU = LRU(KEEP)
 OBSERVERS: list = []  # called with each figure handed to a page (in that page's script thread): rooms follow it
 
 
@@ -34,21 +31,14 @@ def figure(fn, views, present: bool, **kw):
 
 def _figure(fn, views, present: bool, **kw):
     key = (id(views), getattr(fn, "__qualname__", repr(fn)), bool(present), tuple(sorted(kw.items())))
-    with _LOCK:
-        hit = _CACHE.get(key)
-        if hit is not None and hit[0] is views:
-            _CACHE.move_to_end(key)
-            return hit[1]
-    fig = lecture.style(fn(views, **kw), present)  # outside the lock: two pages may build it once each at worst
-    with _LOCK:
-        _CACHE[key] = (views, fig)
-        _CACHE.move_to_end(key)
-        while len(_CACHE) > KEEP:
-            _CACHE.popitem(last=False)
+    hit = _CACHE.get(key)
+    if hit is not None and hit[0] is views:
+        return hit[1]
+    fig = lecture.style(fn(views, **kw), present)  # (two pages may build it once each at worst)
+    _CACHE.put(key, (views, fig))
     return fig
 
 
 def clear() -> None:
     """Forget every figure (tests)."""
-    with _LOCK:
-        _CACHE.clear()
+    _CACHE.clear()

@@ -2,7 +2,7 @@
 frame (link flags ``step=``, ``k=``, ``speed=``); what Stop and Pause did in this window, or why not.
 
 A run trains in a worker; Pause cancels it keeping its state (weights, optimiser, mini-batch generator) and
-Resume or Step has a worker go on from there (``flowviz.serve.run.Run.pause`` / ``go``), so a paused run ends
+Resume or Step has a worker go on from there (``flowviz.serve.runs.run.Run.pause`` / ``go``), so a paused run ends
 with the weights of one that never paused. A run shared by several windows is stopped or paused only from the
 window that started it, or where no other window watches it; elsewhere the window is told so and offered its
 own copy. The page's state changes only through ``PageState``'s methods.

@@ -10,7 +10,6 @@ import streamlit as st
 
 from .. import plots
 from ..core.errors import FlowvizError
-from ..core.model import build_model
 from ..core.presets import preset_info
 from ..plots import pack, video
 from ..training.packdata import pack_data
@@ -28,12 +27,6 @@ def _link_base() -> str:
         return pack.DEFAULT_LINK_BASE
 
 
-def _model(run):
-    m = build_model(run.config, run.data.n_classes)
-    m.load_state_dict(run.latest.state)
-    return m.train(False)
-
-
 def _meta(run, scenario, base):
     return pack.run_meta(run.config, scenario, run.latest.metrics(), base)
 
@@ -49,7 +42,7 @@ def pack_bytes(run, views, scenario: str | None, probe=None, base: str = pack.DE
             pass
     info = preset_info(scenario) if scenario else None
     pd = pack_data(
-        _model(run),
+        run.model(),
         run.data,
         history=run.history,
         views=views,

@@ -1,6 +1,6 @@
 """The page: sidebar controls, Train / Stop / Reset, live progress and the views.
 
-Training runs in a worker (flowviz.serve.runs); the page polls the run's latest snapshot from fragments, so
+Training runs in a worker (flowviz.serve.runs.registry); the page polls the run's latest snapshot from fragments, so
 sliders and tabs never interrupt it. What the page remembers is one ``PageState`` (flowviz.ui.state) under
 ``STATE_KEY``, built once from the link; each ``*_ui`` function draws one part and returns plain values.
 """
@@ -18,13 +18,15 @@ from ..core.config import Config
 from ..core.data import Dataset, make_dataset, split
 from ..core.errors import FlowvizError
 from ..core.presets import preset_info
-from ..serve.runs import Run
-from . import figcache, hands, instruments_tab, lecture, links, packs, room_ui, sweep_tab
+from ..serve.runs.registry import Run
+from . import figcache, hands, links, packs, room_ui
 from .controls import block_formula, make_config, sidebar
-from .dictionary import dictionary
 from .notices import notice
-from .server import admit, registry, session_id, waiting_text
+from .session import admit, session_id
+from .shared import registry
 from .state import PageState
+from .views import instruments, lecture, sweep
+from .views.dictionary import dictionary
 
 log = logging.getLogger("flowviz.ui")
 
@@ -50,6 +52,18 @@ VIEW_FIGURES = {
     "Diagnostics": [plots.folding, plots.diagnostics, plots.learning_curves, plots.weights],  # the fold first
     LIFTED: [plots.lifted],
 }
+
+
+def waiting_text(reg, run) -> str:
+    """What a page waiting for a worker says: its place in the queue, the estimated wait and its own cost."""
+    from ..serve.budget import duration
+
+    place, wait = reg.queue_place(run)
+    text = f"Waiting for a free worker: place {place} in the queue"
+    text += f", about {duration(wait)} to wait." if wait is not None else "."
+    if run.cost is not None:
+        text += f" This run will take {run.cost.describe()}."
+    return text
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -147,7 +161,7 @@ def main():
     live = any(r is not None and not r.finished for r in (run, cmp_run))
     with status:
         progress(live)
-    if state.sweep_live and not sweep_tab.running(registry(), state):
+    if state.sweep_live and not sweep.running(registry(), state):
         state.sweep_settled()
     views(live or state.sweep_live)
 
@@ -326,7 +340,7 @@ def _views_body():
     state = page_state()
     hands.keep_choices()  # the sub-view stays where it was while a new run has no picture yet
     if state.sweep_live:  # a sweep this page watches stays watched (not cancelled) whichever view is shown
-        sweep_tab.running(registry(), state)
+        sweep.running(registry(), state)
     run = _run(state.run_key)
     if run is None:
         return
@@ -366,21 +380,21 @@ def _views_body():
         st.markdown(dictionary(run.config))
         return
     if choice == "Instruments":
-        instruments_tab.panel(state, run, v)
+        instruments.panel(state, run, v)
         return
     if choice == "Depth sweep":
         try:
-            sweep_tab.panel(registry(), state, state.config, data_for(state.config, state))
+            sweep.panel(registry(), state, state.config, data_for(state.config, state))
         except FlowvizError as e:
             notice(str(e), "error")
-        if state.sweep_live and not sweep_tab.running(registry(), state):
+        if state.sweep_live and not sweep.running(registry(), state):
             state.sweep_settled()
             st.rerun()  # the sweep has finished: turn the refresh off
         return
     if choice == SIDE_BY_SIDE:
         _side_by_side(state, run, cmp_run, v)
     else:
-        path = instruments_tab.probe_path(state, run)  # once per (run, step, probe): every view marks it
+        path = instruments.probe_path(state, run)  # once per (run, step, probe): every view marks it
         extra = {}
         if choice == "Characteristics" and v.frame_surfaces is not None:
             extra = {
@@ -457,7 +471,7 @@ def _side_by_side(state: PageState, run, cmp_run, v):
     changes = links.compare_changes(state.scenario)
     right = ", ".join(f"{k} = {val}" for k, val in changes.items())
     left = ", ".join(f"{k} = {getattr(run.config, k)}" for k in changes)
-    paths = (instruments_tab.probe_path(state, run), instruments_tab.probe_path(state, cmp_run))  # each run's own
+    paths = (instruments.probe_path(state, run), instruments.probe_path(state, cmp_run))  # each run's own
     lead = preset_info(state.scenario).get("lead_figure") if state.scenario else None
     if lead == "residual_ratios":  # the scenario's point first: one figure of both runs
         from ..plots.sweep import residual_ratios

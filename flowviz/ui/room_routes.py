@@ -22,13 +22,13 @@ import gzip
 import html
 import json
 import logging
-from collections import OrderedDict
 from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from ..core.lru import LRU
 from ..serve.rooms import CODE_RE, HASH_RE, RoomError, RoomStore
 
 log = logging.getLogger("flowviz.ui")
@@ -139,13 +139,10 @@ class RoomHub:
     def __init__(self, store):
         self.store = store
         self.watches: dict[str, _Watch] = {}
-        self.figs: OrderedDict[str, bytes] = OrderedDict()  # gzipped figures served lately, by hash
+        self.figs: LRU[str, bytes] = LRU(KEEP_FIGS)  # gzipped figures served lately, by hash
 
     def keep(self, h: str, gz: bytes) -> None:
-        self.figs[h] = gz
-        self.figs.move_to_end(h)
-        while len(self.figs) > KEEP_FIGS:
-            self.figs.popitem(last=False)
+        self.figs.put(h, gz)
 
     def followers(self, code: str) -> int:
         w = self.watches.get(code)
@@ -239,7 +236,7 @@ def routes(store_of) -> list[Route]:
         w = hub.watches.get(code)
         store = store_of()
         if w is not None and w.rec is not None and not w.ended and h in w.rec.get("figs", ()) and h in hub.figs:
-            gz = hub.figs[h]  # a hall fetching a new figure at once: no file read per follower
+            gz = hub.figs.get(h)  # a hall fetching a new figure at once: no file read per follower
         else:
             store, rec = await asyncio.to_thread(room_or_none, code)
             gz = await asyncio.to_thread(store.figure, code, h, rec) if rec is not None else None
@@ -313,7 +310,7 @@ def app_routes() -> list[Route]:
     @functools.cache
     def store():
         from ..serve.rooms import store_for
-        from .server import registry
+        from .shared import registry
 
         return store_for(registry().settings)
 

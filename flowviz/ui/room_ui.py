@@ -26,7 +26,7 @@ from ..core.presets import preset_info
 from ..serve.rooms import CODE_RE, RoomError, RoomStore, store_for
 from . import figcache, links
 from .notices import notice
-from .server import registry
+from .shared import registry
 
 log = logging.getLogger("flowviz.ui")
 
@@ -104,7 +104,7 @@ class _Publisher:
     def _side(self, side):
         """The side-by-side figure of (views, compared views, labels, probe paths, present), built once."""
         from ..plots.sweep import side_by_side
-        from .lecture import style
+        from .views.lecture import style
 
         v, w, labels, paths, present = side
         key = (id(v), id(w), labels, present, None if paths is None else tuple(id(p) for p in paths))
@@ -230,7 +230,7 @@ def publish(state, run, views, view: str, compared=None) -> None:
 
 
 def _side_args(state, run, cmp_run, v, w):
-    from .instruments_tab import probe_path
+    from .views.instruments import probe_path
 
     changes = links.compare_changes(state.scenario)
     right = ", ".join(f"{k} = {val}" for k, val in changes.items())

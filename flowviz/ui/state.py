@@ -20,7 +20,7 @@ from ..core.data import load_csv
 from ..core.errors import FlowvizError, echo
 from ..core.points import check_points
 from ..core.presets import preset_info
-from ..serve.runio import classes_mismatch, config_from_bytes, model_from_bytes
+from ..runfiles.files import classes_mismatch, config_from_bytes, model_from_bytes
 from . import links
 
 __all__ = ["PageState"]

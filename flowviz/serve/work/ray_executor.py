@@ -1,12 +1,12 @@
-"""Training on a Ray cluster: the :class:`~flowviz.serve.executor.Executor` whose workers are Ray tasks.
+"""Training on a Ray cluster: the :class:`~flowviz.serve.work.executor.Executor` whose workers are Ray tasks.
 
 Chosen with ``FLOWVIZ_EXECUTOR=ray`` (the server) or ``--executor ray`` (the command line); Ray's own
 ``RAY_ADDRESS`` names the cluster (unset: a local one is started). Nothing here is imported, and Ray is not
 started, unless it is chosen.
 
-A lease is one Ray task that runs :func:`flowviz.serve.worker_main.handle`, the same handler a local worker
+A lease is one Ray task that runs :func:`flowviz.serve.work.worker.handle`, the same handler a local worker
 process runs, and streams its replies back as a Ray generator. What crosses the cluster is flowviz's own
-messages, bytes of a JSON header and a safetensors payload (:mod:`flowviz.serve.protocol`): nothing a user
+messages, bytes of a JSON header and a safetensors payload (:mod:`flowviz.serve.work.protocol`): nothing a user
 sent is ever unpickled, and Ray pickles only those bytes. A task asks for one CPU, and one GPU when its config
 trains on CUDA, so a mixed cluster places it right. Cancelling sets a flag in a small Ray actor that the task
 reads between steps (at most every 0.2 s), so a cancelled run ends as a local one does: its last snapshot
@@ -28,7 +28,7 @@ from .slots import SlotExecutor
 
 __all__ = ["RayExecutor", "ray_started"]
 
-log = logging.getLogger("flowviz.serve.ray")
+log = logging.getLogger("flowviz.serve.work.ray_executor")
 
 _init_lock = threading.Lock()
 
@@ -42,7 +42,7 @@ def ray_started(num_cpus: int | None = None):
     try:
         import ray
     except ImportError:
-        from ..core.errors import FlowvizError
+        from ...core.errors import FlowvizError
 
         raise FlowvizError(
             "the Ray executor needs the ray extra: pip install -r requirements-ray.txt (or pip install 'flowviz[ray]')"
@@ -101,7 +101,7 @@ def _task(raw: bytes, key: str, flags) -> Iterator[bytes]:
     import torch
 
     from .process import tune_malloc
-    from .worker_main import handle
+    from .worker import handle
 
     tune_malloc()
     torch.set_num_threads(1)

@@ -1,10 +1,10 @@
 """The local executor: a bounded pool of worker processes on this machine.
 
 Training in a thread of the server process shares one interpreter lock with everything the server does
-(building views and figures, answering browsers): measured, a watched run trained at a quarter of its
-speed. Each worker here is a separate process with one torch thread, started once and reused, talking over
-a pipe in the bytes of ``flowviz.serve.protocol``. A worker that dies mid-task is noticed (end of file on
-its pipe) and replaced; the task's caller gets WorkerDied and keeps its last state.
+(building views and figures, answering browsers): a watched run trained several times slower there
+(bench/streaming.py). Each worker here is a separate process with one torch thread, started once and reused,
+talking over a pipe in the bytes of ``flowviz.serve.work.protocol``. A worker that dies mid-task is noticed (end
+of file on its pipe) and replaced; the task's caller gets WorkerDied and keeps its last state.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from .protocol import CANCEL, WorkerDied
 
 __all__ = ["ProcessPool"]
 
-log = logging.getLogger("flowviz.serve.pool")
+log = logging.getLogger("flowviz.serve.work.pool")
 _open: set[int] = set()  # the pools of this process not shut down yet
 _open_lock = threading.Lock()
 
@@ -28,7 +28,7 @@ class _Worker(Lease):
     """One worker process and its pipe; lent as a Lease."""
 
     def __init__(self, ctx, threads: int, limit_mb: float):
-        from .worker_main import main
+        from .worker import main
 
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=main, args=(child, threads, limit_mb), daemon=True, name="flowviz-worker")
@@ -81,11 +81,11 @@ class ProcessPool(Executor):
         method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
         self._ctx = mp.get_context(method)
         if method == "forkserver":
-            # torch._dynamo: torch.optim imports it on the first optimiser (1.4 s here); once, in the server
+            # torch._dynamo: torch.optim imports it on the first optimiser (seconds); once, in the server
             self._ctx.set_forkserver_preload(
                 [
-                    "flowviz.serve.forkserver_init",
-                    "flowviz.serve.worker_main",
+                    "flowviz.serve.work.forkserver_init",
+                    "flowviz.serve.work.worker",
                     "flowviz.training.train",
                     "torch._dynamo",
                 ]
@@ -104,7 +104,7 @@ class ProcessPool(Executor):
     def _new(self) -> _Worker:
         return _Worker(self._ctx, self.threads, self.limit_mb)
 
-    def acquire(self, cancel=None, *, wait: bool = True) -> _Worker | None:
+    def lend(self, cancel=None, *, wait: bool = True) -> _Worker | None:
         with self._cond:
             while True:
                 if self._closed:
@@ -133,7 +133,7 @@ class ProcessPool(Executor):
             log.info("workers busy: %d of %d", len(self._busy), self.size)
         return w
 
-    def release(self, lease: Lease, healthy: bool) -> None:
+    def reclaim(self, lease: Lease, healthy: bool) -> None:
         assert isinstance(lease, _Worker)
         with self._cond:
             self._busy.discard(lease)

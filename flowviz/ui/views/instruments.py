@@ -8,29 +8,26 @@ the drawn points live in the page's ``PageState``.
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections import OrderedDict
 from functools import partial
 
 import numpy as np
 import streamlit as st
 
-from .. import plots
-from ..core.errors import FlowvizError
-from ..core.model import build_model
-from ..core.points import MAX_POINTS, RANGE, parse_selection
-from ..plots.clickplane import click_plane
-from . import figcache, guards, lecture, links
-from .notices import notice
+from ... import plots
+from ...core.errors import FlowvizError
+from ...core.lru import LRU
+from ...core.points import MAX_POINTS, RANGE, parse_selection
+from ...plots.clickplane import click_plane
+from .. import figcache, guards, links
+from ..notices import notice
+from . import lecture
 
 log = logging.getLogger("flowviz.ui")
 
 SUBVIEWS = ["Probe", "Stability region", "Volume and density", "Grid solver", "Adjoint", "Draw points"]
 CLUSTER = 25  # points a box or lasso adds at most (a seeded sample of the grid points inside, jittered)
-_CACHE: OrderedDict = OrderedDict()
-_LOCK = threading.Lock()
-_KEEP = 24
+_CACHE: LRU = LRU(24)  # per-run results (instrument data, probe paths), shared by sessions like the runs
 WAIT_S = 60.0  # the longest wait for a worker preparing the instruments before the page says it still waits
 NOTICE_KEY = "plane_notice"  # a selection that was ignored, named on the next draw of the view
 
@@ -38,17 +35,8 @@ guards.install()  # Streamlit's readers of a selection and a link, made safe for
 
 
 def _cached(key, fn):
-    """Per-run results (models, instrument data), least recently used out; shared by sessions like the runs."""
-    with _LOCK:
-        if key in _CACHE:
-            _CACHE.move_to_end(key)
-            return _CACHE[key]
-    out = fn()
-    with _LOCK:
-        _CACHE[key] = out
-        while len(_CACHE) > _KEEP:
-            _CACHE.popitem(last=False)
-    return out
+    """``fn()``, made once per key while it is among the last ones used."""
+    return _CACHE.get_or_make(key, fn)
 
 
 # ---------------------------------------------------------------------------------------------- selection
@@ -87,16 +75,11 @@ def drawn_points(xy: np.ndarray, label: int, spacing: float, have: int) -> tuple
 
 # ------------------------------------------------------------------------------------------------- panel
 def _model(run):
+    """(the run's model in its latest state, that step), or (None, None) before it has weights."""
     snap = run.latest
     if snap is None or snap.state is None:
         return None, None
-
-    def build():
-        m = build_model(run.config, run.data.n_classes)
-        m.load_state_dict(snap.state)
-        return m.train(False)
-
-    return _cached((run.key, snap.step, "model"), build), snap.step
+    return run.model(), snap.step
 
 
 def probe_path(state, run) -> np.ndarray | None:
@@ -108,7 +91,7 @@ def probe_path(state, run) -> np.ndarray | None:
     model, step = _model(run)
     if model is None:
         return None
-    try:  # in the view worker (flowviz.serve.runs.Registry.compute): a crash there cannot end the server
+    try:  # in the view worker (flowviz.serve.runs.registry.Registry.compute): a crash there cannot end the server
         return _cached(
             (run.key, step, "probe", probe),
             lambda: _registry().compute(run, "probe_path", probe=[float(a) for a in probe]),
@@ -119,7 +102,7 @@ def probe_path(state, run) -> np.ndarray | None:
 
 
 def _registry():
-    from .server import registry
+    from ..shared import registry
 
     return registry()
 
@@ -243,7 +226,7 @@ def _show(fn, obj, state, key, **kw):
 
 def _volume(run, model, step, views, state):
     """The volume instrument with its density panel as a KDE of x_k (prepared) or the exact push-forward."""
-    from ..training.volume import DENSITIES
+    from ...training.volume import DENSITIES
 
     kinds = list(DENSITIES) if model.dim == 2 else ["kde"]
     kind = st.radio("Density", kinds, horizontal=True, key="volume_density", format_func=DENSITIES.get)

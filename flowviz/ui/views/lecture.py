@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from .. import plots
-from ..core.presets import preset_info, preset_names
-from ..serve import export
-from ..serve.runio import weights_bytes
-from .state import NO_SCENARIO
+from ... import plots
+from ...core.presets import preset_info, preset_names
+from ...runfiles import export
+from ...runfiles.files import weights_bytes
+from ..state import NO_SCENARIO
 
 
 def scenario_picker(state) -> None:
@@ -68,12 +68,7 @@ def export_panel(run, views) -> None:
         return
 
     def model():
-        from ..core.model import build_model
-
-        m = build_model(cfg, run.data.n_classes)
-        m.load_state_dict(model_state)
-        m.train(False)
-        return m
+        return run.model()
 
     metrics = run.latest.metrics()
     files = [

@@ -13,15 +13,15 @@ import logging
 
 import streamlit as st
 
-from ..core.config import Config
-from ..core.data import Dataset
-from ..core.errors import FlowvizError
-from ..plots import sweep as sweep_plots
-from ..serve.runs import Job, Registry, data_key
-from ..training.sweep import VARY_KEYS, parse_vary, run_sweep
-from .notices import notice
-from .plaintext import literal
-from .server import session_id
+from ...core.config import Config
+from ...core.data import Dataset
+from ...core.errors import FlowvizError
+from ...plots import sweep as sweep_plots
+from ...serve.runs.registry import Job, Registry, data_key
+from ...training.sweep import VARY_KEYS, parse_vary, run_sweep
+from ..notices import notice
+from ..plaintext import literal
+from ..session import session_id
 
 log = logging.getLogger("flowviz.ui")
 

@@ -1,6 +1,6 @@
 """The in-process executor: each task in a thread of the server (debugging; FLOWVIZ_WORKER_MODE=thread).
 
-It runs the same task handlers as a worker process (``flowviz.serve.worker_main``) and passes the same bytes,
+It runs the same task handlers as a worker process (``flowviz.serve.work.worker``) and passes the same bytes,
 so what works here works across a pipe or a cluster.
 """
 
@@ -17,7 +17,7 @@ __all__ = ["ThreadExecutor"]
 
 
 class _ThreadLease(Lease):
-    """A task run by ``worker_main.handle`` in a thread of this process; replies through a queue."""
+    """A task run by ``worker.handle`` in a thread of this process; replies through a queue."""
 
     def __init__(self):
         self._replies: queue.SimpleQueue = queue.SimpleQueue()
@@ -25,7 +25,7 @@ class _ThreadLease(Lease):
         self._thread: threading.Thread | None = None
 
     def send(self, raw: bytes) -> None:
-        from .worker_main import handle
+        from .worker import handle
 
         self._cancel.clear()
 

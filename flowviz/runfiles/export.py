@@ -1,6 +1,6 @@
 """What a user can take away from a run, as bytes: data and trajectories, metrics, history, weights, config.
 
-Used by the page's download buttons and by ``runio.save_run``; no streamlit here.
+Used by the page's download buttons and by ``files.save_run``; no streamlit here.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Settings come from one :class:`~flowviz.serve.settings.Settings` object, read once when the registry is made.
 Finished runs are kept in memory, least recently used first out, up to ``keep`` (32).
 
-A :class:`Run` trains on a worker of the registry's executor (``flowviz.serve.executor``: the local process
+A :class:`Run` trains on a worker of the registry's executor (``flowviz.serve.work.executor``: the local process
 pool by default) and publishes its latest snapshot; the page polls it, so moving a slider or switching a tab
 never touches training. The :class:`Registry` keys runs by their config (and the CSV data, if any): two
 sessions asking for the same config share one run; the executor's size is the one bound on what trains at
@@ -18,20 +18,21 @@ import threading
 import time
 from collections import OrderedDict
 
-from ..core.config import Config
-from ..core.data import Dataset, make_dataset
-from ..core.errors import FlowvizError
-from . import budget, cache
-from .executor import make_executor
-from .fair import Admission, current_client
+from ...core.config import Config
+from ...core.data import Dataset, make_dataset
+from ...core.errors import FlowvizError
+from ...runfiles import cache
+from .. import budget
+from ..fair import Admission, current_client
+from ..settings import Settings
+from ..work.executor import make_executor
 from .jobs import Job
 from .run import Run, data_key
-from .settings import Settings
 from .status import RunStatus
 
 __all__ = ["Run", "Job", "Registry", "RunStatus", "data_key"]
 
-log = logging.getLogger("flowviz.serve.runs")
+log = logging.getLogger("flowviz.serve.runs.registry")
 
 
 class Registry:
@@ -54,7 +55,6 @@ class Registry:
         self.mode = mode or self.settings.executor or self.settings.worker_mode
         self.executor = make_executor(self.settings, size=max_workers, name=self.mode)
         self.max_workers = self.executor.size
-        self.pool = self.executor  # the name the sweep and the tests use
         # a run that no page has asked about for this long is cancelled (a closed tab must not hold a worker)
         self.unwatched_s = float(unwatched_s if unwatched_s is not None else self.settings.unwatched_s)
         self.cancelled_unwatched = 0
@@ -90,14 +90,16 @@ class Registry:
         while not self._stop.wait(min(5.0, max(0.1, self.unwatched_s / 4))):
             now = time.time()
             with self._lock:
-                idle = [r for r in self._runs.values() if not r.idle.is_set() and now - r.last_seen > self.unwatched_s]
+                left = [
+                    r for r in self._runs.values() if not r.unwatched.is_set() and now - r.last_seen > self.unwatched_s
+                ]
                 jobs = [
                     j
                     for j in self._jobs.values()  # a sweep nobody asks about: its tasks on the workers stop too
                     if not j.finished and not j.cancel.is_set() and now - j.last_seen > self.unwatched_s
                 ]
-            for r in idle:
-                r.idle.set()  # its final pictures and instruments tasks stop: they are made again when it is shown
+            for r in left:
+                r.unwatched.set()  # its final pictures and instruments tasks stop: they are made again when it is shown
                 if not r.finished and not r.cancel.is_set():
                     log.info("cancelling run %s: nobody has watched it for %.0f s", r.key, now - r.last_seen)
                     r.cancel.set()
@@ -128,11 +130,11 @@ class Registry:
             r.join(max(0.0, deadline - time.monotonic()))
 
     def compute(self, run: Run, what: str, **args):
-        """``what`` (a click's probe, an instrument of a snapshot: ``worker_main._views``) on ``run``'s latest
+        """``what`` (a click's probe, an instrument of a snapshot: ``work.views.compute``) on ``run``'s latest
         weights, made by the view worker: a process of its own beside the training ones (they may all be
         busy), so a crash in native code ends that process, never the server; the next call starts another.
         Raises FlowvizError with a plain message where it failed or its worker died."""
-        from .protocol import TaskFailed, WorkerDied
+        from ..work.protocol import TaskFailed, WorkerDied
 
         snap = run.latest
         if snap is None or snap.state is None:
@@ -148,7 +150,7 @@ class Registry:
                 )
             side = self._side
         try:
-            return side.compute(run._model(snap), run.data, what, args=args, limits=run.limits())
+            return side.compute(run.model(), run.data, what, args=args, limits=run.limits())
         except WorkerDied:
             log.warning("run %s: the worker computing %s for a page died", run.key, what)
             raise FlowvizError(
@@ -303,7 +305,7 @@ class Registry:
     def _evict(self):
         finished = [k for k, r in self._runs.items() if r.finished]
         while len(self._runs) > self.keep and finished:
-            self._runs.pop(finished.pop(0)).idle.set()  # dropped: its instruments task stops
+            self._runs.pop(finished.pop(0)).unwatched.set()  # dropped: its instruments task stops
 
     def check_budget(self, configs: list[Config], data: Dataset, *, what: str = "This run") -> None:
         """OverBudget if ``configs`` trained one after the other are over the server's budget."""
@@ -325,7 +327,7 @@ class Registry:
             ]
             for k in dropped - held:  # nobody holds these runs now: their final pictures and instruments stop
                 if k in self._runs:
-                    self._runs[k].idle.set()
+                    self._runs[k].unwatched.set()
         for w in gone:
             log.info("cancelling %s: its session started something else", w.key)
             w.cancel.set()

@@ -9,23 +9,24 @@ import time
 
 import numpy as np
 
-from ..core.config import Config
-from ..core.data import Dataset
-from ..core.errors import FlowvizError
-from ..core.model import build_model
-from ..training.analysis import FlowViews, analyse
-from ..training.prepared import PREPARED, applies
-from ..training.train import Snapshot
-from . import cache
-from .executor import Executor, NoFreeWorker
-from .fair import current_client
-from .protocol import TaskFailed, WorkerDied
-from .settings import Settings
+from ...core.config import Config
+from ...core.data import Dataset
+from ...core.errors import FlowvizError
+from ...core.lru import LRU
+from ...runfiles import cache
+from ...training.analysis import FlowViews, analyse
+from ...training.prepared import PREPARED, applies
+from ...training.train import Snapshot
+from ..fair import current_client
+from ..settings import Settings
+from ..work.executor import Executor, NoFreeWorker
+from ..work.protocol import TaskFailed, WorkerDied
+from ..work.weights import state_model
 from .status import RunStatus
 
 __all__ = ["Run", "RunAt", "data_key", "LIVE_EVERY_S", "FIRST_LIVE_ETA_S"]
 
-log = logging.getLogger("flowviz.serve.runs")
+log = logging.getLogger("flowviz.serve.runs.run")
 LIVE_EVERY_S = 1.0  # live views are rebuilt at most this often while training
 FIRST_LIVE_ETA_S = 1.0  # no first live view for a run this close to its end (its full views come next)
 PICTURES_MIN_S = 30.0  # the final pictures and instruments of any admitted run may take this long at least
@@ -48,7 +49,7 @@ def data_key(data: Dataset | None) -> str:
     return h.hexdigest()[:12]
 
 
-def _out_of_memory(e: BaseException) -> bool:
+def _cuda_out_of_memory(e: BaseException) -> bool:
     """A CUDA out-of-memory error, raised here or reported by a worker process."""
     import torch
 
@@ -90,7 +91,9 @@ class Run:
         self._final = False
         self.from_cache = restored is not None
         # nobody watches it (the registry sets this): its final pictures and instruments are not made
-        self.idle = threading.Event()
+        self.unwatched = threading.Event()
+        self._finishing = threading.Event()  # its training worker makes its final views and instruments now
+        self._models: LRU = LRU(4)  # id(state) -> (state, the model in that state): see model()
         self._instruments: dict = {}  # name -> the instrument's data of the final state, made by a worker
         self._instrument_errors: dict = {}  # name -> why that instrument does not fit this run
         self._prep: threading.Thread | None = None  # the thread waiting for the instruments task
@@ -171,52 +174,102 @@ class Run:
         try:
             every = max(1, min(25, config.train_steps // 40 or 1))  # the same whether paused or not
             weights = self.latest.state if start is not None and self.latest is not None else None
-            for snap in self._executor.train(
-                config,
-                self.data,
-                log_every=every,
-                cancel=self.cancel,
-                started=self._started,
-                long=self.long,
-                start=start,
-                weights=weights,
-                until=until,
-                client=self.client,
-            ):
-                if snap.state is None and snap.cancelled:  # cancelled before a worker took it
-                    self.status = RunStatus.PAUSED if self._pausing else RunStatus.CANCELLED
-                    return
-                self.history.append(snap.record())
-                if snap.kept:
-                    self._keep(snap.kept)
-                self.latest = snap
-            if self.latest is not None and self.latest.train_state is not None:
-                self.train_state = self.latest.train_state
-            if self.latest is not None and self.latest.error:
-                self.error, self.status = self.latest.error, RunStatus.ERROR
-            elif self.latest is not None and self.latest.cancelled:
-                paused = self._pausing or (until is not None and not self.cancel.is_set())
-                self.status = RunStatus.PAUSED if paused else RunStatus.CANCELLED
-            else:
-                self.status = RunStatus.DONE
-                self._store()
-            self.views(final=True)  # the full picture, once, in the worker
+            finish = {
+                "budget_s": self._settings.max_run_seconds,
+                "min_s": PICTURES_MIN_S,
+                "names": [n for n in PREPARED if applies(n, self.config)],
+            }
+            self._finishing.set()  # (cleared when its final views come, or the task ends without them)
+            try:
+                for snap in self._executor.train(
+                    config,
+                    self.data,
+                    log_every=every,
+                    cancel=_Either(self.cancel, self.unwatched),
+                    started=self._started,
+                    long=self.long,
+                    start=start,
+                    weights=weights,
+                    until=until,
+                    client=self.client,
+                    finish=finish,
+                    history=list(self.history),
+                    views_made=self._final_views,
+                    instrument_made=self._made,
+                    finish_failed=self._instruments_failed,
+                ):
+                    if snap.state is None and snap.cancelled:  # cancelled before a worker took it
+                        self.status = RunStatus.PAUSED if self._pausing else RunStatus.CANCELLED
+                        return
+                    self.history.append(snap.record())
+                    if snap.kept:
+                        self._keep(snap.kept)
+                    self.latest = snap
+                    if snap.done:  # its final views and instruments follow from the same worker
+                        self._ended(snap, until)
+            finally:
+                self._finishing.clear()
+            if not self._final and not self.unwatched.is_set():
+                self.views(final=True)  # a run that did not train to its end: the full picture of its last state
         except FlowvizError as e:
             self.error, self.status = str(e), RunStatus.ERROR
         except Exception as e:  # never let a worker die silently; the page shows the message
-            if self.cancel.is_set():  # cancelled (the server stopping ends its workers): whatever the timing, the
-                log.info("run %s cancelled: %s", self.key, e)  # worker's end is expected then, no error
-                self.status = RunStatus.CANCELLED
+            done = self.status == RunStatus.DONE  # trained: only its final pictures or instruments were lost
+            if self.cancel.is_set() or (done and self.unwatched.is_set()):  # cancelled (the server stopping ends
+                log.info("run %s cancelled: %s", self.key, e)  # its workers): whatever the timing, expected
+                if not done:
+                    self.status = RunStatus.CANCELLED
+                return
+            if done:
+                log.error("run %s: its final pictures could not be made: %s", self.key, e)
+                self.notice = f"The final pictures could not be made ({e}); the last live ones stay."
                 return
             if isinstance(e, WorkerDied):
                 log.error("run %s: %s", self.key, e)
                 self.error, self.status = f"{e}; the last state is kept. Press Train to try again.", RunStatus.ERROR
                 return
-            if _out_of_memory(e):
+            if _cuda_out_of_memory(e):
                 raise  # _work retries on the CPU
             log.exception("run %s failed", self.key)
             said = str(e) if isinstance(e, TaskFailed) else f"{type(e).__name__}: {e}"  # the worker names it
             self.error, self.status = f"training failed: {said}", RunStatus.ERROR
+
+    def _ended(self, last: Snapshot, until: int | None) -> None:
+        """The run's last snapshot came: its status, its state to go on from, its entry in the disk cache."""
+        if last.train_state is not None:
+            self.train_state = last.train_state
+        if last.error:
+            self.error, self.status = last.error, RunStatus.ERROR
+        elif last.cancelled:
+            paused = self._pausing or (until is not None and not self.cancel.is_set())
+            self.status = RunStatus.PAUSED if paused else RunStatus.CANCELLED
+        else:
+            self.status = RunStatus.DONE
+            self._store()
+        if self.status != RunStatus.DONE:
+            self._finishing.clear()  # the worker makes final pictures only of a run trained to its end
+
+    def _final_views(self, views: FlowViews | None, info: dict) -> None:
+        """The final views that the run's training worker made (or why it could not)."""
+        try:
+            if views is None:
+                log.error("run %s: final views failed: %s", self.key, info.get("error"))
+                self.notice = f"The final pictures could not be made ({info.get('error')}); the last live ones stay."
+                with self._lock:
+                    self._final = True
+                return
+            self._reestimated(info, views)
+            with self._lock:
+                self._views, self._views_step, self._views_time = views, self.latest.step, time.time()
+                self._final = True
+        finally:
+            self._finishing.clear()
+
+    def _instruments_failed(self, message: str) -> None:
+        """The run's training worker could not make its instruments: the page computes what is missing itself,
+        no instruments task is tried again."""
+        log.error("run %s: the instruments' data could not be made: %s", self.key, message)
+        self._prep_failed = True
 
     def _store(self):
         """Keep the finished run on disk (generated data only: uploaded points are not in the config)."""
@@ -225,7 +278,7 @@ class Run:
         s = self.latest
         cache.store(
             self.config,
-            self._model(s),
+            self.model(),
             self.history,
             s.metrics(),
             settings=self._settings,
@@ -235,7 +288,7 @@ class Run:
 
     def _keep(self, new: dict) -> None:
         """Add checkpoints (step -> weights); over the budget (core.cost.checkpoint_count) the densest go."""
-        from ..core.cost import checkpoint_count, thin_steps
+        from ...core.cost import checkpoint_count, thin_steps
 
         kept = {**self.kept, **new}
         one = sum(v.numel() * v.element_size() for v in next(iter(new.values())).values())
@@ -281,11 +334,17 @@ class Run:
     def paused(self) -> bool:
         return self.status == RunStatus.PAUSED
 
-    def _model(self, snap: Snapshot):
-        """The model in the state of ``snap``."""
-        model = build_model(self.config, self.data.n_classes)
-        model.load_state_dict(snap.state)
-        return model.train(False)
+    def model(self, step: int | None = None):
+        """The model in the run's latest state, or in its kept ``step``; None before it has weights. The one place
+        a model is rebuilt from a run's state: once per state, kept for the pages, the workers' requests and
+        the exports alike (read it, never train it)."""
+        state = self.kept.get(step) if step is not None else (self.latest.state if self.latest is not None else None)
+        if state is None:
+            return None
+        hit = self._models.get(id(state))
+        if hit is not None and hit[0] is state:
+            return hit[1]
+        return self._models.put(id(state), (state, state_model(self.config, self.data.n_classes, state)))[1]
 
     # --------------------------------------------------------------- views
     @property
@@ -298,6 +357,9 @@ class Run:
         if snap is None or snap.state is None:
             return None
         final = final or self.finished  # a finished run (or one restored from the cache) shows the full picture
+        if final and snap.done:  # its training worker makes them now: wait for those rather than ask another
+            while self._finishing.is_set() and not self.unwatched.is_set():
+                time.sleep(0.05)
         with self._lock:
             if self._final or (self._views_step == snap.step and self._views is not None and not final):
                 return self._views
@@ -305,7 +367,7 @@ class Run:
                 return self._views
             if not final and (snap.done or (self._views is None and _eta(snap) < FIRST_LIVE_ETA_S)):
                 return self._views  # the full picture is about to come: a live one now would only delay it
-            model = self._model(snap)
+            model = self.model()
             if final and self._executor is not None:  # the full pictures are heavy: a worker makes them
                 try:  # not for nobody: the task stops when the run is left unwatched (made when next shown)
                     info: dict = {}
@@ -313,13 +375,13 @@ class Run:
                         model,
                         self.data,
                         history=list(self.history),
-                        cancel=self.idle,
+                        cancel=self.unwatched,
                         budget_s=self.budget_left(),
                         info=info,
                     )
                     self._reestimated(info, v)
                 except (TaskFailed, WorkerDied) as e:
-                    if self.idle.is_set():
+                    if self.unwatched.is_set():
                         return self._views
                     log.error("run %s: final views failed: %s", self.key, e)
                     self.notice = f"The final pictures could not be made ({e}); the last live ones stay."
@@ -345,7 +407,7 @@ class Run:
     def _reestimated(self, info: dict, views: FlowViews) -> None:
         """What the worker measured before the final pictures: the cost re-estimated with the flow's stiffness,
         and the budget of its adaptive solves (the instruments task gets the same)."""
-        from ..core.cost import Cost
+        from ...core.cost import Cost
 
         if "reestimate" in info:
             r = info["reestimate"]
@@ -378,6 +440,7 @@ class Run:
                 or self.latest is None
                 or self.latest.state is None
                 or self._prep_failed
+                or self._streaming()
                 or self.instruments_made()
                 or (self._prep is not None and self._prep.is_alive())
             ):
@@ -386,6 +449,10 @@ class Run:
             self._prep = threading.Thread(target=self._prepare, name=f"flowviz-instruments-{self.key[:8]}", daemon=True)
             self._prep.start()
 
+    def _streaming(self) -> bool:
+        """The run's training worker is still on its final views and instruments."""
+        return self._thread is not None and self._thread.is_alive() and RunStatus(self.status) == RunStatus.DONE
+
     def _missing(self) -> list[str]:
         done = self._instruments.keys() | self._instrument_errors.keys()
         return [n for n in PREPARED if applies(n, self.config) and n not in done]
@@ -393,14 +460,14 @@ class Run:
     def _prepare(self):
         try:
             v = self.views(final=True)  # the first picture never waits for the instruments
-            if v is None or v.live or self.idle.is_set():
+            if v is None or v.live or self.unwatched.is_set():
                 return
             self._executor.instruments(
-                self._model(self.latest),
+                self.model(),
                 self.data,
                 extent=v.extent,
                 names=self._missing(),
-                cancel=self.idle,
+                cancel=self.unwatched,
                 started=lambda: setattr(self, "_prep_queued", False),
                 made=self._made,
                 wait=False,
@@ -409,11 +476,11 @@ class Run:
         except NoFreeWorker:  # every worker trains (or prepares): trainings go first; tried again when shown
             log.info("run %s: no free worker for its instruments now", self.key)
         except (TaskFailed, WorkerDied) as e:
-            if not self.idle.is_set():
+            if not self.unwatched.is_set():
                 log.error("run %s: the instruments' data could not be made: %s", self.key, e)
                 self._prep_failed = True
         except Exception:  # the page says so
-            if not (self.idle.is_set() or self.cancel.is_set()):
+            if not (self.unwatched.is_set() or self.cancel.is_set()):
                 log.exception("run %s: the instruments' data could not be made", self.key)
                 self._prep_failed = True
         finally:
@@ -433,7 +500,7 @@ class Run:
     def preparing(self) -> bool:
         """The instruments task is on its way: its thread lives and it does not wait for a worker (the page
         waits for it then, instead of computing the same numbers in the server)."""
-        return self._prep is not None and self._prep.is_alive() and not self._prep_queued
+        return self._streaming() or (self._prep is not None and self._prep.is_alive() and not self._prep_queued)
 
     def instrument(self, name: str):
         """The data of instrument ``name`` (a key of flowviz.training.prepared.PREPARED) for the final state,
@@ -446,7 +513,7 @@ class Run:
     def watched(self) -> None:
         """A page shows this run now: it is watched again, and once finished its instruments are prepared."""
         self.last_seen = time.time()
-        self.idle.clear()
+        self.unwatched.clear()
         if self.finished:
             self.prepare()
 
@@ -488,14 +555,12 @@ class Run:
             hit = self._at_views.get(step)
         if hit is not None and (hit.live is False or not self.finished):
             return hit
-        model = build_model(self.config, self.data.n_classes)
-        model.load_state_dict(self.kept[step])
-        model.train(False)
+        model = self.model(step)
         history = [r for r in self.history if r["step"] <= step]
         v = None
         if self.finished and self._executor is not None:
             try:
-                v, _ = self._executor.analyse(model, self.data, history=history, cancel=self.idle)
+                v, _ = self._executor.analyse(model, self.data, history=history, cancel=self.unwatched)
             except (TaskFailed, WorkerDied) as e:
                 log.info("run %s: the views of step %d: %s", self.key, step, e)
         if v is None:
@@ -510,7 +575,7 @@ class Run:
         """The server stops: this run is cancelled (and nobody watches it) before its worker is ended, so that
         the worker's end reads as the cancel it is."""
         self.cancel.set()
-        self.idle.set()
+        self.unwatched.set()
         if not self.finished:
             self.status = RunStatus.CANCELLED
 
@@ -555,8 +620,21 @@ class RunAt:
     def views(self, *, final: bool = False) -> FlowViews | None:
         return self.run.views_at(self.step)
 
+    def model(self):
+        return self.run.model(self.step)
+
     def instrument(self, name: str):
         return None
 
     def preparing(self) -> bool:
         return False
+
+
+class _Either:
+    """``is_set()`` of either of two flags (a run's task stops when it is cancelled or nobody watches it)."""
+
+    def __init__(self, a: threading.Event, b: threading.Event):
+        self.a, self.b = a, b
+
+    def is_set(self) -> bool:
+        return self.a.is_set() or self.b.is_set()

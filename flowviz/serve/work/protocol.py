@@ -4,9 +4,10 @@ A message is a JSON header (length-prefixed) and, where needed, a safetensors pa
 the points of the data set going in, the weights of each snapshot coming out. Nothing is ever pickled, so a
 worker on another machine (or a message replayed by an attacker) can at worst send wrong numbers.
 
-Requests carry ``task`` (a name in ``flowviz.serve.worker_main.TASKS``); replies are one of
-``snapshot`` (a run's progress, weights attached), ``progress`` (a step count), ``result`` (a task's answer)
-or ``fatal`` (the task failed; the worker keeps serving).
+Requests carry ``task`` (a name in ``flowviz.serve.work.worker.TASKS``); replies are one of
+``snapshot`` (a run's progress, weights attached), ``progress`` (a step count), ``views`` and ``instrument``
+(a trained run's final views, each instrument's data), ``result`` (a task's answer) or ``fatal`` (the task
+failed; the worker keeps serving). A model's weights travel as arrays ``w/<tag>/<name>`` (``work.weights``).
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ import json
 
 import numpy as np
 
-from ..core.config import Config
-from ..core.data import Dataset
-from ..training.train import Snapshot
+from ...core.config import Config
+from ...core.data import Dataset
+from ...training.train import Snapshot
 
 __all__ = [
     "WorkerDied",
@@ -26,7 +27,6 @@ __all__ = [
     "encode",
     "decode",
     "request",
-    "with_weights",
     "dataset_from",
     "snapshot_message",
     "snapshot_from",
@@ -94,12 +94,6 @@ def request(task: str, data: Dataset, *, extra: dict | None = None, **header) ->
     return encode(dict(header, task=task, n_classes=data.n_classes), arrays | (extra or {}))
 
 
-def with_weights(raw: bytes, model) -> bytes:
-    """A request with the weights of ``model`` added as arrays ``w/<name>``."""
-    head, arrays = decode(raw)
-    return encode(head, {**arrays, **{f"w/{k}": v.detach().cpu().numpy() for k, v in model.state_dict().items()}})
-
-
 def dataset_from(header: dict, arrays: dict) -> Dataset:
     """The data set a request carries."""
     return Dataset(arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"], int(header["n_classes"]))
@@ -120,15 +114,17 @@ def snapshot_message(s: Snapshot) -> bytes:
 
 def resume_arrays(train_state, weights: dict) -> tuple[dict, dict]:
     """(header entries, arrays) of a request that goes on from ``train_state`` with ``weights`` (name -> tensor)."""
+    from .weights import state_arrays
+
     head, tensors = train_state.flat()
-    arrays = {f"w/{k}": v.detach().cpu().numpy() for k, v in weights.items()}
+    arrays = state_arrays(weights)
     arrays.update({f"resume/{k}": v.numpy() for k, v in tensors.items()})
     return {"resume": head}, arrays
 
 
 def train_state_from(head: dict, arrays: dict):
     """The TrainState a message carries (header ``resume``, arrays ``resume/<name>``), or None."""
-    from ..training.train import TrainState
+    from ...training.train import TrainState
 
     if not isinstance(head.get("resume"), dict):
         return None
@@ -160,13 +156,16 @@ def fatal_message(e: BaseException) -> bytes:
 
 def result_from(config: Config, data: Dataset, snaps: list[Snapshot]):
     """The ``TrainResult`` of a run streamed from a worker: its history, its last weights, its metrics."""
-    from ..core.model import build_model
-    from ..training.train import TrainResult
+    from ...core.model import build_model
+    from ...training.train import TrainResult
+    from .weights import state_model
 
     last = snaps[-1]
-    model = build_model(config, data.n_classes)
-    if last.state is not None:
-        model.load_state_dict(last.state)
+    model = (
+        state_model(config, data.n_classes, last.state)
+        if last.state is not None
+        else build_model(config, data.n_classes)
+    )
     model.train(False)
     return TrainResult(config, model, data, [s.record() for s in snaps], last.metrics(), last.error)
 

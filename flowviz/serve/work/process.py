@@ -16,11 +16,12 @@ def tune_malloc(threshold: int = 4 * 2**20, enabled: bool | None = None) -> None
 
     glibc raises its mmap threshold after every large free (up to 32 MB); from then on big tensors come from
     the heap, whose fragments are not returned, and a long run's resident memory grows by about one
-    activation per step (measured: the largest rk4 run peaked at 22.9 GB, 0.5 GB with a fixed threshold).
+    activation per step (the largest rk4 run: tens of GB against under one with a fixed threshold;
+    bench/memory.py).
     FLOWVIZ_MALLOPT=0 leaves malloc alone (``enabled``: that setting, read from the environment if not given).
     """
     if enabled is None:
-        from .settings import Settings
+        from ..settings import Settings
 
         enabled = Settings.from_env().malloc_tuning
     if not sys.platform.startswith("linux") or not enabled:

@@ -6,14 +6,14 @@ import logging
 import threading
 import time
 
-from ..core.errors import FlowvizError
-from .executor import Executor
-from .fair import current_client
+from ...core.errors import FlowvizError
+from ..fair import current_client
+from ..work.executor import Executor
 from .status import RunStatus
 
 __all__ = ["Job"]
 
-log = logging.getLogger("flowviz.serve.jobs")
+log = logging.getLogger("flowviz.serve.runs.jobs")
 
 
 class Job:

@@ -13,10 +13,10 @@ from __future__ import annotations
 from fractions import Fraction
 from functools import cache
 
-from ..core.assets import ASSETS
-from ..core.config import Config
-from ..core.model import trained_loss
-from ..core.solvers import STEPPERS
+from ...core.assets import ASSETS
+from ...core.config import Config
+from ...core.model import trained_loss
+from ...core.solvers import STEPPERS
 
 __all__ = ["DICTIONARY_FILE", "dictionary", "fills"]
 

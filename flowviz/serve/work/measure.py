@@ -3,10 +3,11 @@ the depth-transfer matrix, the order on one field, the decision grids), coarse-t
 one sweep member for the side-by-side.
 
 ``MEASURES`` names them; each is a generator ``(runs, data, header, cancel)`` that yields (fraction, text) as it
-goes and returns its result. The worker task ``measure`` (``flowviz.serve.worker_main.TASKS``) runs one and
-streams ``progress`` replies; ``Executor.measure`` asks a worker for one. The models go out as their configs and
-weights, the result comes back as JSON and arrays (``protocol.pack`` / ``unpack``, whitelisted types only), a
-trained run inside it as its config, history and weights: nothing is pickled either way.
+goes and returns its result. The server half, :func:`measure`, asks a worker for one; the worker half,
+:func:`measure_task`, runs it and streams ``progress`` replies. The models go out as their configs and weights
+(tags ``0 .. n-1``, ``work.weights``), the result comes back as JSON and arrays (``protocol.pack`` / ``unpack``,
+whitelisted types only), a trained run inside it as its config, history and weights (tagged with its field's
+name): nothing is pickled either way.
 """
 
 from __future__ import annotations
@@ -14,17 +15,17 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Generator, Iterator
 
-from ..core.config import Config
-from ..core.data import Dataset
-from ..core.model import FlowModel, build_model
-from ..training.train import TrainResult
-from .protocol import dataset_from, encode, pack, request, unpack
+from ...core.config import Config
+from ...core.data import Dataset
+from ...training.train import TrainResult
+from .protocol import TaskFailed, dataset_from, encode, pack, request, unpack
+from .weights import model_arrays, model_from
 
-__all__ = ["MEASURES", "measure_task", "measure_request", "measure_result", "measured"]
+__all__ = ["MEASURES", "measure", "measure_task", "measure_request", "measure_result"]
 
 
 def _sweep(runs: list[TrainResult], data: Dataset, header: dict, cancel) -> Generator:
-    from ..training.sweep import measure_members
+    from ...training.sweep import measure_members
 
     return (
         yield from measure_members(
@@ -38,7 +39,7 @@ def _sweep(runs: list[TrainResult], data: Dataset, header: dict, cancel) -> Gene
 
 
 def _coarse_to_fine(runs: list[TrainResult], data: Dataset, header: dict, cancel) -> Generator:
-    from ..training.refine import coarse_to_fine
+    from ...training.refine import coarse_to_fine
 
     yield 0.0, "training coarse to fine"
     return coarse_to_fine(
@@ -51,7 +52,7 @@ def _coarse_to_fine(runs: list[TrainResult], data: Dataset, header: dict, cancel
 
 
 def _views(runs: list[TrainResult], data: Dataset, header: dict, cancel) -> Generator:
-    from ..training.analysis import analyse
+    from ...training.analysis import analyse
 
     yield 0.0, "drawing the member's pictures"
     return analyse(runs[0].model, data, with_reference=False)
@@ -61,38 +62,19 @@ def _views(runs: list[TrainResult], data: Dataset, header: dict, cancel) -> Gene
 MEASURES: dict[str, Callable[..., Generator]] = {"sweep": _sweep, "coarse_to_fine": _coarse_to_fine, "views": _views}
 
 
-def _weights(model: FlowModel, prefix: str) -> dict:
-    return {f"{prefix}/{k}": v.detach().cpu().numpy() for k, v in model.state_dict().items()}
-
-
-def _model(config: Config, n_classes: int, arrays: dict, prefix: str) -> FlowModel:
-    import torch
-
-    model = build_model(config, n_classes)
-    model.load_state_dict(
-        {k.split("/", 1)[1]: torch.from_numpy(v) for k, v in arrays.items() if k.split("/", 1)[0] == prefix}
-    )
-    model.train(False)
-    return model
-
-
 def measure_request(what: str, data: Dataset, models=(), **params) -> bytes:
-    """The ``measure`` task ``what`` of ``models`` (their configs and weights ``m<i>/<name>``) on ``data``;
-    ``params``: what that measurement reads (JSON values, or Configs)."""
+    """The ``measure`` task ``what`` of ``models`` (their configs, and their weights tagged ``0 .. n-1``) on
+    ``data``; ``params``: what that measurement reads (JSON values, or Configs)."""
     if what not in MEASURES:
         raise ValueError(f"unknown measurement {what!r}; valid: {', '.join(MEASURES)}")
-    from .protocol import decode
-
-    head, arrays = decode(request("measure", data, what=what, runs=[m.config for m in models], **params))
-    for i, m in enumerate(models):
-        arrays.update(_weights(m, f"m{i}"))
-    return encode(head, arrays)
+    weights = {k: v for i, m in enumerate(models) for k, v in model_arrays(m, i).items()}
+    return request("measure", data, what=what, runs=[m.config for m in models], extra=weights, **params)
 
 
 def measure_task(header: dict, arrays: dict, cancel) -> Iterator[bytes]:
     """A worker's ``measure`` task: ``progress`` replies, then the ``result`` (``value``: the packed result, its
     trained runs under ``runs``). A cancelled measurement ends with a ``fatal`` reply (nothing to keep)."""
-    from ..training.sweep import stepwise
+    from ...training.sweep import stepwise
 
     what = MEASURES.get(header.get("what"))
     if what is None:
@@ -101,7 +83,7 @@ def measure_task(header: dict, arrays: dict, cancel) -> Iterator[bytes]:
     runs = []
     for i, d in enumerate(header.get("runs") or []):
         cfg = Config.from_dict(d)
-        runs.append(TrainResult(cfg, _model(cfg, ds.n_classes, arrays, f"m{i}"), ds))
+        runs.append(TrainResult(cfg, model_from(cfg, ds.n_classes, arrays, i), ds))
     out: dict = {}
     for frac, text in stepwise(what(runs, ds, header, cancel), cancel, out):
         yield encode({"kind": "progress", "progress": float(frac), "text": text})
@@ -117,7 +99,7 @@ def measure_task(header: dict, arrays: dict, cancel) -> Iterator[bytes]:
             "metrics": r.metrics,
             "error": r.error,
         }
-        back.update(_weights(r.model, f"run.{name}"))
+        back.update(model_arrays(r.model, name))
     yield encode(head, back)
 
 
@@ -140,12 +122,12 @@ def measure_result(head: dict, arrays: dict, data: Dataset):
     for name, r in (head.get("runs") or {}).items():
         cfg = Config.from_dict(r["config"])
         runs[name] = TrainResult(
-            cfg, _model(cfg, data.n_classes, arrays, f"run.{name}"), data, r["history"], r["metrics"], r["error"]
+            cfg, model_from(cfg, data.n_classes, arrays, name), data, r["history"], r["metrics"], r["error"]
         )
     return dataclasses.replace(value, **runs) if runs else value
 
 
-def measured(
+def measure(
     executor,
     what: str,
     data: Dataset,
@@ -156,10 +138,9 @@ def measured(
     long: bool = False,
     **params,
 ):
-    """``Executor.measure``: the measurement ``what`` (MEASURES) of ``models`` on ``data`` with ``params``, made by
-    a worker of ``executor`` (in the lane of ``long`` tasks if set): its result object, or None when ``cancel`` was
+    """The measurement ``what`` (MEASURES) of ``models`` on ``data`` with ``params``, made by a worker of
+    ``executor`` (in the lane of ``long`` tasks if set): its result object, or None when ``cancel`` was
     set first (the worker's task is stopped too). ``progress(fraction, text)`` as it goes."""
-    from .protocol import TaskFailed
 
     def said(head: dict, arrays: dict) -> None:
         if progress is not None and head.get("kind") == "progress":

@@ -7,10 +7,9 @@ as a miss. The cache keeps at most ``FLOWVIZ_CACHE_ENTRIES`` files (default
 256), dropping the least recently used. Runs on uploaded CSV points are not
 cached (their data are not in the config).
 
-Settings: ``FLOWVIZ_CACHE_DIR`` (default ``~/.cache/flowviz``), ``FLOWVIZ_CACHE_ENTRIES``;
-``FLOWVIZ_CACHE_DIR=off`` turns the cache off. Every function takes the server's
-:class:`~flowviz.serve.settings.Settings`; without them (the CLI, a notebook) they are read from the
-environment.
+Where it lives and how many files it keeps come from ``settings`` (:class:`CacheSettings`: the server's
+:class:`~flowviz.serve.settings.Settings` is one, read from ``FLOWVIZ_CACHE_DIR``, default ``~/.cache/flowviz``,
+``off`` turns the cache off, and ``FLOWVIZ_CACHE_ENTRIES``); this module reads no environment.
 """
 
 from __future__ import annotations
@@ -20,26 +19,36 @@ import logging
 import os
 import tempfile
 from pathlib import Path
+from typing import Protocol
 
 from ..core.config import Config
 from ..core.errors import FlowvizError
 from ..core.model import FlowModel
-from .settings import Settings
 
-__all__ = ["cache_dir", "cache_path", "store", "load", "entries"]
+__all__ = ["CacheSettings", "cache_dir", "cache_path", "store", "load", "entries"]
 
-log = logging.getLogger("flowviz.serve.cache")
+log = logging.getLogger("flowviz.runfiles.cache")
 
 
-def cache_dir(settings: Settings | None = None) -> Path | None:
+class CacheSettings(Protocol):
+    """Where the cache is (``""``: ``~/.cache/flowviz``; ``"off"``: no cache) and how many runs it keeps."""
+
+    @property
+    def cache_dir(self) -> str: ...
+
+    @property
+    def cache_entries(self) -> int: ...
+
+
+def cache_dir(settings: CacheSettings) -> Path | None:
     """The cache directory, or None when the cache is off."""
-    d = (settings or Settings.from_env()).cache_dir
+    d = settings.cache_dir
     if d.lower() == "off":
         return None
     return Path(d) if d else Path.home() / ".cache" / "flowviz"
 
 
-def cache_path(config: Config, settings: Settings | None = None) -> Path | None:
+def cache_path(config: Config, settings: CacheSettings) -> Path | None:
     d = cache_dir(settings)
     return None if d is None or config.dataset == "csv" else d / f"{config.key()}.safetensors"
 
@@ -50,17 +59,16 @@ def store(
     history: list[dict],
     metrics: dict,
     *,
-    settings: Settings | None = None,
+    settings: CacheSettings,
     kept: dict | None = None,
     train_state=None,
 ) -> Path | None:
-    """Write a finished run (with its checkpoints ``kept`` and resume state, see runio.run_tensors); never
+    """Write a finished run (with its checkpoints ``kept`` and resume state, see files.run_tensors); never
     raises (a full disk must not break training)."""
     from safetensors.torch import save
 
-    from .runio import run_tensors
+    from .files import run_tensors
 
-    settings = settings or Settings.from_env()
     path = cache_path(config, settings)
     if path is None:
         return None
@@ -80,12 +88,10 @@ def store(
         return None
 
 
-def load(
-    config: Config, *, settings: Settings | None = None
-) -> tuple[FlowModel, list[dict], dict, dict, object] | None:
+def load(config: Config, *, settings: CacheSettings) -> tuple[FlowModel, list[dict], dict, dict, object] | None:
     """(model, history, metrics, checkpoints (step -> weights), resume state or None) of a cached run of exactly
     this config, or None."""
-    from .runio import checkpoints_from_bytes, model_from_bytes
+    from .files import checkpoints_from_bytes, model_from_bytes
 
     path = cache_path(config, settings)
     if path is None or not path.is_file():
@@ -106,7 +112,7 @@ def load(
         return None
 
 
-def entries(settings: Settings | None = None) -> list[Path]:
+def entries(settings: CacheSettings) -> list[Path]:
     d = cache_dir(settings)
     return sorted(d.glob("*.safetensors")) if d is not None and d.is_dir() else []
 

@@ -10,7 +10,7 @@ from .executor import Executor, Lease
 
 __all__ = ["SlotExecutor"]
 
-log = logging.getLogger("flowviz.serve.executor")
+log = logging.getLogger("flowviz.serve.work.executor")
 
 
 class SlotExecutor(Executor):
@@ -32,7 +32,7 @@ class SlotExecutor(Executor):
     def returned(self, lease: Lease, healthy: bool) -> None:
         """What giving ``lease`` back does to its task (by default: nothing)."""
 
-    def acquire(self, cancel=None, *, wait: bool = True) -> Lease | None:
+    def lend(self, cancel=None, *, wait: bool = True) -> Lease | None:
         while True:
             if cancel is not None and cancel.is_set():
                 return None
@@ -46,7 +46,7 @@ class SlotExecutor(Executor):
             log.info("workers busy: %d of %d", len(self._busy), self.size)  # the line bench/load.py reads
         return lease
 
-    def release(self, lease: Lease, healthy: bool) -> None:
+    def reclaim(self, lease: Lease, healthy: bool) -> None:
         self.returned(lease, healthy)
         with self._lock:
             self._busy.discard(lease)

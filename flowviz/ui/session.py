@@ -1,0 +1,49 @@
+"""The session running this script: its id and its client's address, and its admission (the client's bounds)."""
+
+from __future__ import annotations
+
+from .shared import registry
+
+__all__ = ["session_id", "client_address", "admit"]
+
+
+def session_id() -> str:
+    """The id of the browser session running this script (the key of its one training job)."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    return ctx.session_id if ctx is not None else "no-session"
+
+
+def client_address() -> str:
+    """The address this session's page connects from (Streamlit's ``st.context.ip_address``). A local
+    connection (None there) is keyed by the first address of its X-Forwarded-For header (a reverse proxy on this
+    machine says whom it forwards), else "local"; a session without a browser (a test's) is "local" too."""
+    import streamlit as st
+
+    try:
+        ip = st.context.ip_address
+        if ip:
+            return ip
+        forwarded = (st.context.headers or {}).get("X-Forwarded-For") or ""
+    except Exception:  # no session context: nobody's address
+        return "local"
+    return forwarded.split(",")[0].strip()[:64] or "local"
+
+
+def admit() -> bool:
+    """The page's first act: count this script run against its client's bounds (flowviz.serve.fair.Admission:
+    its pages, its reruns a second) and mark the thread with its client, whose runs the queue then serves in
+    turn. False (a plain message shown) when the client has too many pages open; a page over its reruns waits
+    for its turn first."""
+    import time
+
+    import streamlit as st
+
+    why, delay = registry().admission.enter(session_id(), client_address())
+    if why:
+        st.error(why)
+        return False
+    if delay > 0:
+        time.sleep(delay)
+    return True
