@@ -30,9 +30,10 @@ test: $(VENV)/.dev browser lint
 	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not alone and not ray"
 	$(BIN)/python -m pytest -m "alone or ray"
 
-# the unit tier alone (no process started, no server, no browser): the loop for a change to the numbers
+# the unit tier (no process started, no server, no browser) without its slow tests, in two processes: the loop
+# for a change to the numbers (`make test` runs the slow ones too)
 test-fast: $(VENV)/.dev
-	$(BIN)/python -m pytest tests/unit
+	$(BIN)/python -m pytest tests/unit -n 2 -m "not slow"
 
 install: $(VENV)/.installed
 

@@ -116,6 +116,7 @@ def test_depth_sweep_shows_members_and_the_one_field_order():
     assert "no field between the blocks" in sweep_html(per_step)
 
 
+@pytest.mark.slow
 def test_a_tied_relu_field_is_not_called_smooth_and_keeps_midpoints_order():
     r = flowviz.train(BASE.replace(time_mode="tied", activation="relu"))
     c = convergence(r, scheme="midpoint", max_points=100, res=20)
