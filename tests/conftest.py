@@ -36,14 +36,14 @@ def root():
 def _one_forkserver_per_test_process():
     """Keep multiprocessing's forkserver (torch and flowviz preloaded: about 3 s of CPU to start) between the
     many process pools a test process makes: a pool stops it with the last open pool of its process, and this
-    one, held open for the session, starts no worker. At the end it is shut down, and the forkserver and the
-    resource tracker with it (also where a test left a pool open)."""
-    from flowviz.serve.pool import ProcessPool, stop_helper_processes
+    one, held open for the session, starts no worker. Shut down at the end, it stops the forkserver and the
+    resource tracker if it is the last (the page's registry, which AppTest tests leave to the end of the
+    process, stops them at exit as a server does)."""
+    from flowviz.serve.pool import ProcessPool
 
     held = ProcessPool(1)
     yield
     held.shutdown()
-    stop_helper_processes()
 
 
 @pytest.fixture
