@@ -1,7 +1,7 @@
 """The training step engine (flowviz.training.engine): one step is one optimiser step on the drawn batch, a
 non-finite loss restores exactly the backed-up weights and stops that member only, and snapshots are marked
 every log_every steps, at a divergence, on cancelling and at the end. The CUDA-graph engine's bookkeeping is
-run on the CPU with the capture replaced by an eager call (as in tests/test_graphs.py)."""
+run on the CPU with the capture replaced by an eager call (as in tests/unit/test_graphs.py)."""
 
 import contextlib
 import math

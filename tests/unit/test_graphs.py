@@ -1,6 +1,6 @@
 """The CUDA-graph training loop (flowviz.training.graphs). Its bookkeeping (warm-up, the buffers a divergence restores,
 mini-batches copied into fixed inputs, cancelling, snapshots) runs here on the CPU with the capture replaced by
-an eager call; the capture itself is checked against eager training on a GPU (tests/test_gpu.py)."""
+an eager call; the capture itself is checked against eager training on a GPU (tests/unit/test_gpu.py)."""
 
 import contextlib
 import importlib

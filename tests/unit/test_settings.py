@@ -41,5 +41,5 @@ def test_settings_is_the_only_reader_of_the_environment_in_serve_and_ui_and_core
         src = p.read_text()
         if re.search(r"environ(\.get)?\s*[\[(]\s*[\"']FLOWVIZ_", src):
             readers.append(p.relative_to(ROOT / "flowviz").as_posix())
-    # training is told (FLOWVIZ_CUDA_GRAPHS reaches it as train(..., cuda_graphs=...): tests/test_graphs.py)
+    # training is told (FLOWVIZ_CUDA_GRAPHS reaches it as train(..., cuda_graphs=...): tests/unit/test_graphs.py)
     assert readers == []
