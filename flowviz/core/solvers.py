@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, ClassVar, Optional, Protocol
+from typing import Any, Optional, Protocol
 
 import numpy as np
 import torch
@@ -254,16 +254,18 @@ def adaptive(solve: Callable[[ODEFunc, dict[str, Any]], Tensor], func: ODEFunc, 
         return func(t, x)
 
     if isinstance(func, torch.nn.Module):  # odeint_adjoint needs a module: wrap it as one
-        inner = func
 
         class Counted(torch.nn.Module):
-            inner: ClassVar[torch.nn.Module]
+            """The field as a module, its parameters still registered (odeint_adjoint finds them)."""
+
+            def __init__(self, inner: torch.nn.Module) -> None:
+                super().__init__()
+                self.inner = inner
 
             def forward(self, t: Tensor, x: Tensor) -> Tensor:
                 return counted(t, x)
 
-        Counted.inner = inner
-        wrapped: ODEFunc = Counted()
+        wrapped: ODEFunc = Counted(func)
     else:
         wrapped = counted
     opts = dict(options, max_num_steps=budget // 6 + 1)

@@ -232,9 +232,10 @@ def continuous_adjoint(
             return vf[k](float(t.detach()), x)
 
     jumps: np.ndarray | list[float] = m.times[1:-1] if m.config.time_mode == "per_step" else []
-    opts = {"jump_t": torch.as_tensor(np.asarray(jumps, np.float64))} if len(jumps) else {}
-    z0 = m.lift(torch.as_tensor(check_points(x0, limit=DATA_LIMIT, what="point"))).requires_grad_(True)
-    t = torch.as_tensor([0.0, float(m.times[-1])], dtype=torch.float64)
+    dev = m.device
+    opts = {"jump_t": torch.as_tensor(np.asarray(jumps, np.float64), device=dev)} if len(jumps) else {}
+    z0 = m.lift(torch.as_tensor(check_points(x0, limit=DATA_LIMIT, what="point"), device=dev)).requires_grad_(True)
+    t = torch.as_tensor([0.0, float(m.times[-1])], dtype=torch.float64, device=dev)
     with torch.enable_grad():
         zT = adaptive(
             lambda f, o: odeint_adjoint(
@@ -243,8 +244,8 @@ def continuous_adjoint(
             Field(),
             opts,
         )[-1]
-        loss = F.cross_entropy(m.head(zT), torch.as_tensor(np.asarray(y), dtype=torch.long))
-        return torch.autograd.grad(loss, z0)[0].numpy()
+        loss = F.cross_entropy(m.head(zT), torch.as_tensor(np.asarray(y), dtype=torch.long, device=dev))
+        return torch.autograd.grad(loss, z0)[0].cpu().numpy()
 
 
 def adjoint_data(

@@ -52,7 +52,9 @@ def _divergence(m: FlowModel, t: float, z: torch.Tensor) -> tuple[torch.Tensor, 
     """v(t, z) and div v(t, z) at points z (m, d). The paper's field (eq. 2) in closed form:
     div [W2 a(W1 z + b1) + b2] = sum_j a'(h_j) (W1)_j . (W2)^j; any other field by autograd (d passes)."""
     if m.config.field == "two_layer":
-        row = torch.as_tensor(slot_of_time(m.config.time_mode, t, m.times, m.config.knots), dtype=z.dtype)
+        row = torch.as_tensor(
+            slot_of_time(m.config.time_mode, t, m.times, m.config.knots), dtype=z.dtype, device=z.device
+        )
         W1, b1, W2, b2 = (torch.tensordot(row, p, dims=1) for p in m.field.slot_params())
         h = torch.addmm(b1, z, W1.T)
         a = m.field.act.fn(h)
@@ -82,23 +84,23 @@ def divergence_integral(model: FlowModel, x: np.ndarray, *, per_unit: int = 64, 
         np.linspace(a, b, max(min_sub, int(np.ceil(per_unit * (b - a) / T))) + 1)[:-1]
         for a, b in zip(m.times[:-1], m.times[1:])
     ]
-    grid = torch.as_tensor(np.concatenate(sub + [m.times[-1:]]))
+    grid = torch.as_tensor(np.concatenate(sub + [m.times[-1:]]), device=m.device)
 
     def rhs(t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         v, div = _divergence(m, float(t), s[:, :d])
         return torch.cat([v, div[:, None]], 1)
 
-    z0 = m.lift(torch.as_tensor(check_points(x, limit=DATA_LIMIT, what="point")))
+    z0 = m.lift(torch.as_tensor(check_points(x, limit=DATA_LIMIT, what="point"), device=m.device))
     s0 = torch.cat([z0, z0.new_zeros(len(z0), 1)], 1)
     with torch.no_grad():
         out = odeint(
             rhs,
             s0,
-            torch.as_tensor(m.times),
+            torch.as_tensor(m.times, device=m.device),
             method="rk4",
             options=dict(grid_constructor=lambda f, y0, t: grid, perturb=True),
         )
-    integral: np.ndarray = out[..., -1].numpy()
+    integral: np.ndarray = out[..., -1].cpu().numpy()
     return integral
 
 
