@@ -16,19 +16,24 @@ WARM := import logging; logging.disable(logging.WARNING); import torch, torch._d
         plotly.io, flowviz.ui.page, flowviz.serve.work.worker, flowviz.runfiles.files, flowviz.training.analysis, \
         flowviz.plots, flowviz.cli
 
-.PHONY: run test install dev browser bench lint clean
+.PHONY: run test test-fast install dev browser bench lint clean
 
 run: $(VENV)/.installed
 	$(BIN)/streamlit run app.py --server.port $(PORT)
 
-# two test processes (pytest-xdist, a file each), then in one process the CPU-timing tests and the Ray tests (one
-# cluster at a time: two at once aborted a process). The Ray tests were tried beside the two test processes: the
-# machine's two cores are busy throughout (Ray's daemons too): 598 s for both together, about 605 s in turn.
-# (--dist loadgroup would spread files more finely, but with pytest 9.2 it silently ignores its groups:
-# pytest-xdist issue 1386.)
+# The tests are in folders by what they start (tests/conftest.py): two test processes (pytest-xdist) take them a
+# file at a time in folder order, browser first (the longest files; each process shares one live server and one
+# Chromium among them), unit last (the shortest fill in); then, in one process, the CPU-timing tests and the Ray
+# tests (one cluster at a time: two at once aborted a process; beside the two test processes they would only
+# compete for the same two cores).
 test: $(VENV)/.dev browser lint
 	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not alone and not ray"
 	$(BIN)/python -m pytest -m "alone or ray"
+
+# the unit tier (no process started, no server, no browser) without its slow tests, in two processes: the loop
+# for a change to the numbers (`make test` runs the slow ones too)
+test-fast: $(VENV)/.dev
+	$(BIN)/python -m pytest tests/unit -n 2 -m "not slow"
 
 install: $(VENV)/.installed
 

@@ -29,7 +29,7 @@ import flowviz
 try:
     from flowviz.serve.runs.registry import Registry
 except ImportError:
-    from flowviz.serve.runs import Registry
+    from flowviz.serve.runs.registry import Registry
 
 def digest(obj, h):
     import dataclasses

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Make sure Debian's chromium (driven by Playwright in tests/test_browser.py) is present.
+# Make sure Debian's chromium (driven by Playwright in tests/browser/) is present.
 if [ -x /usr/bin/chromium ]; then exit 0; fi
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "installing Debian's chromium for the browser tests..."

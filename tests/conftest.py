@@ -1,3 +1,12 @@
+"""What every tier shares: the repository root, one disk cache and one forkserver per test process, and the
+fixtures that make (and always end) a registry or an executor of a given kind.
+
+The tiers are folders, by what their tests start: unit (nothing but this process), cli (command lines and
+scripts as child processes), serve (registries, executors and their worker processes), page (the page in
+Streamlit's AppTest), browser (a real Chromium against live servers), ray (Ray clusters). `make test` runs them
+with two test processes, a file at a time, in that folder order (the browser tier first: its files are the
+longest); `make test-fast` runs the unit tier alone."""
+
 import os
 import shutil
 import sys
@@ -26,38 +35,48 @@ def root():
 @pytest.fixture(scope="session", autouse=True)
 def _one_forkserver_per_test_process():
     """Keep multiprocessing's forkserver (torch and flowviz preloaded: about 3 s of CPU to start) between the
-    many process pools a test process makes; a server stops it with its last pool (flowviz.serve.work.pool), which
-    here would restart it for every test that trains in a worker. At the end, the forkservers this process
-    started are killed (as flowviz.serve.work.pool does: their own exit could wait on torch's threads); the resource
-    tracker ends by itself once the last worker has (a pool a test left open holds it until then)."""
-    import signal
+    many process pools a test process makes: a pool stops it with the last open pool of its process, and this
+    one, held open for the session, starts no worker. Shut down at the end, it stops the forkserver and the
+    resource tracker if it is the last (the page's registry, which AppTest tests leave to the end of the
+    process, stops them at exit as a server does)."""
+    from flowviz.serve.work.pool import ProcessPool
 
-    from flowviz.serve.work import pool
-
-    stop = pool.stop_helper_processes
-    pool.stop_helper_processes = lambda: None
+    held = ProcessPool(1)
     yield
-    pool.stop_helper_processes = stop
-    for pid in os.listdir("/proc") if os.path.isdir("/proc") else []:
-        try:
-            if not pid.isdigit() or b"multiprocessing.forkserver" not in Path(f"/proc/{pid}/cmdline").read_bytes():
-                continue
-            if int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) == os.getpid():
-                os.kill(int(pid), signal.SIGKILL)
-        except (OSError, ValueError, IndexError):
-            pass
+    held.shutdown()
 
 
-def pytest_collection_modifyitems(config, items):
-    """Files with browser tests first, then those with slow ones (most such tests first), then the rest (most
-    tests first): pytest-xdist hands whole files to its two processes in this order (`make test` passes
-    --no-loadscope-reorder), so the long files start early and the short ones fill in at the end. xdist's own
-    order (most tests first) left the single-test browser files to the end: one process ran 72 s alone."""
-    files: dict[str, list[int]] = {}
-    for item in items:
-        counts = files.setdefault(item.nodeid.split("::")[0], [0, 0, 0])
-        counts[0] += item.get_closest_marker("browser") is not None
-        counts[1] += item.get_closest_marker("slow") is not None
-        counts[2] += 1
-    rank = {f: (not c[0], not c[1], -c[0], -c[1], -c[2]) for f, c in files.items()}
-    items.sort(key=lambda item: rank[item.nodeid.split("::")[0]])  # stable: each file's tests stay in order
+@pytest.fixture
+def registry():
+    """``registry(mode, size, **kw)``: a run registry on the executor named ``mode`` ("thread", "process";
+    the settings' choice where None) with ``size`` workers (the settings' count where None), other arguments
+    as ``Registry`` takes them; each one made is shut down after the test, whatever it still runs."""
+    from flowviz.serve.runs.registry import Registry
+
+    made = []
+
+    def make(mode: str | None = None, size: int | None = None, **kw):
+        made.append(Registry(max_workers=size, mode=mode, **kw))
+        return made[-1]
+
+    yield make
+    for reg in reversed(made):
+        reg.shutdown()
+
+
+@pytest.fixture
+def executor():
+    """``executor(name, size=1)``: the executor of that name (``flowviz.serve.work.executor.EXECUTORS``), shut down
+    after the test. The Ray one runs on the test process's one local cluster of 2 CPUs (started on first use and
+    kept for the next Ray test: a cluster's start-up and its workers' imports cost seconds)."""
+    import tiny
+
+    made = []
+
+    def make(name: str, size: int = 1):
+        made.append(tiny.executor(name, size))
+        return made[-1]
+
+    yield make
+    for ex in reversed(made):
+        ex.shutdown()

@@ -47,7 +47,7 @@ class LiveServer:
     """A `streamlit run app.py` on a free loopback port (``with LiveServer(env=...) as url``), its output in
     ``self.log``; started once its health check answers (within ``wait_s``), ended on leaving."""
 
-    def __init__(self, env: dict | None = None, wait_s: float = 60.0):
+    def __init__(self, env: dict | None = None, wait_s: float = 120.0):
         import tempfile
 
         self.env, self.wait_s = env or {}, wait_s

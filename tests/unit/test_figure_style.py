@@ -1,0 +1,109 @@
+"""flowviz.plots.style: the frame's rules on built figures (no browser), and honest class colours."""
+
+import numpy as np
+import pytest
+
+import flowviz
+from flowviz import plots
+from flowviz.plots.figures import PALETTE, categorical_scale
+from flowviz.plots.style import FRAMES, apply, int_ticks, math_text, round_for_reading, text_width, wrap
+from flowviz.training.analysis import analyse
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    r = flowviz.train(flowviz.Config(dataset="blobs", n_classes=5, n_samples=300, n_steps=4, width=8, train_steps=30))
+    return analyse(r.model, r.data, with_reference=False)
+
+
+def _colour_of(scale, zmin, zmax, z):
+    """The colour plotly gives value z on a piecewise scale whose bands are flat (both ends of a band equal)."""
+    p = (z - zmin) / (zmax - zmin)
+    for (a, ca), (b, cb) in zip(scale[:-1], scale[1:]):
+        if a <= p <= b and ca == cb:
+            return ca
+    return None
+
+
+def test_blobs_class_surface_is_categorical_no_cell_between_two_classes_wears_a_third(blobs):
+    fig = plots.decision(blobs)
+    heat = [tr for tr in fig.data if tr.type == "heatmap"][0]
+    z = np.asarray(heat.z)
+    C = 5
+    assert heat.zsmooth is False  # no interpolation across cells (which painted a third class between two)
+    scale = [list(s) for s in heat.colorscale]
+    assert scale == [list(s) for s in categorical_scale(C)]
+    colours = np.vectorize(lambda v: _colour_of(scale, heat.zmin, heat.zmax, float(v)), otypes=[object])(z)
+    want = np.array([PALETTE[int(v)] for v in z.ravel()], dtype=object).reshape(z.shape)
+    assert (colours == want).all()  # every cell wears its own likeliest class's colour, and only that
+    # at every boundary between two classes, both sides keep their own colours: no third colour in between
+    edge = z[:, 1:] != z[:, :-1]
+    assert edge.any()
+    left, right = colours[:, :-1][edge], colours[:, 1:][edge]
+    assert all(
+        a == PALETTE[int(u)] and b == PALETTE[int(w)]
+        for a, b, u, w in zip(left, right, z[:, :-1][edge], z[:, 1:][edge])
+    )
+
+
+def test_notation_is_typeset_and_numbers_are_rounded_for_reading():
+    assert math_text("u(t_10 = 1, ·) on R^3") == "u(t₁₀ = 1, ·) on ℝ³"
+    assert math_text("x_(k−1) and x_k") == "x<sub>k−1</sub> and x<sub>k</sub>"
+    assert math_text("n_steps = 64, semi_lagrangian") == "n_steps = 64, semi_lagrangian"  # names stay names
+    assert round_for_reading(0.0824) == "0.082" and round_for_reading(1234.5) == "1234"
+    assert round_for_reading(3.2e-7) == "3.2×10⁻⁷"
+    t = int_ticks(64)
+    assert t["dtick"] == 10 and t["tickformat"] == "d" and int_ticks(3)["dtick"] == 1
+
+
+def test_titles_wrap_to_the_frame_and_every_text_keeps_the_minimum(blobs):
+    long = "word " * 80
+    lines = wrap(long.strip(), 20, 600).split("<br>")
+    assert len(lines) > 1 and all(text_width(ln, 20) <= 600 for ln in lines)
+    for fn in (plots.characteristics, plots.diagnostics, plots.velocity):
+        fig = apply(fn(blobs), "present")
+        f = FRAMES["present"]
+        assert fig.layout.font.size >= f.min_text and fig.layout.title.font.size >= f.min_text
+        assert all(a.font.size >= f.min_text for a in fig.layout.annotations or ())
+        for k in fig.layout:
+            if k.startswith(("xaxis", "yaxis")):
+                assert fig.layout[k].tickfont.size >= f.min_text
+        assert fig.layout.height == f.height
+
+
+@pytest.mark.slow
+def test_spirals_frames_follow_their_points_and_one_window_is_a_switch():
+    r = flowviz.train(flowviz.preset("spirals").replace(train_steps=40, n_samples=400))
+    v = analyse(r.model, r.data, with_reference=False)
+    xs, ks, w = v.characteristics.x, v.surfaces.ks, v.windows
+    assert w.shape == (len(ks), 4) and v.frame_surfaces.u.shape[:1] == (len(ks),)
+    for i, k in enumerate(ks):  # every point of every frame inside its window; each window square
+        p = xs[int(k), :, :2]
+        assert (p[:, 0] >= w[i, 0]).all() and (p[:, 0] <= w[i, 1]).all()
+        assert (p[:, 1] >= w[i, 2]).all() and (p[:, 1] <= w[i, 3]).all()
+        assert np.isclose(w[i, 1] - w[i, 0], w[i, 3] - w[i, 2])
+    p0 = xs[0, :, :2]  # at k = 0 the points fill at least half of the window in each direction
+    assert ((p0.max(0) - p0.min(0)) >= 0.5 * np.array([w[0, 1] - w[0, 0], w[0, 3] - w[0, 2]])).all()
+    fig = plots.characteristics(v)
+    for i, fr in enumerate(fig.frames):  # the surface of frame k is computed over frame k's window
+        assert list(fr.layout.xaxis.range) == pytest.approx(w[i, :2]) and list(fr.layout.yaxis.range) == pytest.approx(
+            w[i, 2:]
+        )
+        heat = fr.data[0]
+        assert heat.x[0] == pytest.approx(w[i, 0], abs=1e-5) and heat.x[-1] == pytest.approx(w[i, 1], abs=1e-5)
+    fixed = plots.characteristics(v, fixed_window=True)
+    assert all(fr.layout.xaxis.range is None for fr in fixed.frames)
+    assert list(fixed.layout.xaxis.range) == pytest.approx(v.extent[:2])
+
+
+def test_level_segments_trace_a_level_set_to_within_the_grid():
+    from flowviz.plots.lifted import level_segments
+
+    x = np.linspace(-2, 2, 41)
+    X, Y = np.meshgrid(x, x)
+    sx, sy = level_segments(X**2 + Y**2, x, x, 1.0)  # the unit circle
+    r, ang = np.hypot(sx, sy), np.arctan2(sy, sx)
+    ok = np.isfinite(r)
+    assert np.abs(r[ok] - 1).max() < 0.01  # linear along the cell edges: within the grid's error
+    assert np.histogram(ang[ok], bins=36, range=(-np.pi, np.pi))[0].min() > 0  # all the way round
+    assert np.isnan(sx[2::3]).all()  # segments of two points, NaN between
