@@ -28,8 +28,8 @@ import numpy as np
 import flowviz
 try:
     from flowviz.serve.runs.registry import Registry
-except ImportError:
-    from flowviz.serve.runs.registry import Registry
+except ImportError:  # the tree before serve's two wings
+    from flowviz.serve.runs import Registry
 
 def digest(obj, h):
     import dataclasses
