@@ -90,8 +90,11 @@ K = {
     "ref_eval": 3.8e-4,  # s per field evaluation of an adaptive float64 solve (weights mixed, dopri5's own ops)
     "ref_unit": 1.4e-9,  # s per point x (multiply-adds + element ops) of one such evaluation
     "adjoint": 1.5,  # odeint_adjoint (forward, then backward with vector-Jacobian products) / the reference
-    "instruments": 50.0,  # stability, volume and grid solver: eval passes of 4096 points over the L steps
-    "inst_setup": 0.25,  # s: the instruments' fixed part (volume's and the grid solver's grids, small solves)
+    "stability": 3.0,  # the stability region / the Jacobians of 200 points at every step (both kinds)
+    "volume": 55.0,  # the volume instrument / an eval pass of 4096 points over the L steps
+    "grid": 45.0,  # the grid solver (three resolutions, the plane only) / the same pass
+    "inst_part": 0.05,  # s: the fixed part of the volume instrument and of the grid solver (grids, small solves)
+    "inst_setup": 0.02,  # s: the instruments' common part (the data, the box, the first Jacobians)
     "setup": 0.3,  # s: data, model, first snapshot's warm-up
     "base_mb": 290.0,  # resident memory of a worker with torch and flowviz loaded
     "act_mb": 0.794,  # allocator and temporaries over the activations autograd keeps
@@ -112,6 +115,7 @@ FAST_BUDGET = 8 * 2**20  # flowviz.core.fastpath.ACTIVATION_BUDGET: above it the
 MAX_FRAMES, SURFACE_RES = 65, 100  # flowviz.training.analysis: frames and grid of the final pictures
 REFERENCE_POINTS = 200  # points of the final pictures' dopri5 reference (flowviz.training.analysis.diagnostics)
 ADJOINT_POINTS = 150  # points of the adjoint instrument's odeint_adjoint (flowviz.training.instruments)
+INSTRUMENTS = ("stability", "volume", "grid", "adjoint")  # flowviz.training.prepared.PREPARED: a part each
 DRIVER_KEYS = (
     "n_samples",
     "train_steps",
@@ -148,7 +152,8 @@ class Cost:
 
     def part(self, name: str) -> float:
         """Seconds of one phase: "setup", "step" (one optimiser step), "training", "snapshots", "analysis" (the
-        final pictures, their "reference" included), "instruments" (their "adjoint" included)."""
+        final pictures, their "reference" included), "instruments" (all of them, with their first call's
+        setup), and each instrument apart: "stability", "volume", "grid", "adjoint" (0 where it does not apply)."""
         return dict(self.parts)[name]
 
 
@@ -399,10 +404,20 @@ def _reference(c: Config, f: FieldCounts, stiffness: Stiffness | None, n: int = 
     return evals * per_eval
 
 
-def _instruments(c: Config, f: FieldCounts, stiffness: Stiffness | None) -> tuple[float, float]:
-    """(seconds of every instrument, of which the adjoint's odeint_adjoint) after the final pictures."""
-    adjoint = K["adjoint"] * _reference(c, f, stiffness, ADJOINT_POINTS) if c.scheme != "plain" else 0.0
-    return K["inst_setup"] + K["instruments"] * _eval_pass(c, f, 4096, c.n_steps, noisy=False) + adjoint, adjoint
+def _instruments(c: Config, f: FieldCounts, stiffness: Stiffness | None) -> dict[str, float]:
+    """Seconds of each instrument made after the final pictures (flowviz.training.prepared.PREPARED's names)
+    and of their common first call ("setup"). An instrument that does not apply costs nothing: no stability
+    region for the plain net, no grid solver for a lifted run."""
+    plain = c.scheme == "plain"
+    ev = _eval_pass(c, f, 4096, c.n_steps, noisy=False)
+    jac = _eval_pass(c, f, 200, 1, noisy=False) + c.dim * K["train"] * _eval_pass(c, f, 200, 1, noisy=False, mix=False)
+    return {
+        "setup": K["inst_setup"],
+        "stability": 0.0 if plain else K["stability"] * c.n_steps * jac,
+        "volume": K["inst_part"] + K["volume"] * ev,
+        "grid": K["inst_part"] + K["grid"] * ev if c.dim == 2 else 0.0,
+        "adjoint": 0.0 if plain else K["adjoint"] * _reference(c, f, stiffness, ADJOINT_POINTS),
+    }
 
 
 def _analysis(c: Config, f: FieldCounts, n: int) -> float:
@@ -486,7 +501,8 @@ def _cost(
     n_snaps = c.train_steps // every + 1
     body = _analysis(c, f, n_tr + n_te)
     reference = _reference(c, f, stiffness)
-    instruments, adjoint = _instruments(c, f, stiffness)
+    each = _instruments(c, f, stiffness)
+    instruments = sum(each.values())
     parts = {
         "setup": K["setup"],
         "step": step,
@@ -496,7 +512,7 @@ def _cost(
         "analysis": body + reference,
         "reference": reference,
         "instruments": instruments,
-        "adjoint": adjoint,
+        **{name: each[name] for name in INSTRUMENTS},
     }
     seconds = parts["setup"] + parts["training"] + parts["snapshots"] + parts["analysis"] + instruments
     return seconds, _memory(c, f, bs, n_tr + n_te), tuple(parts.items())
