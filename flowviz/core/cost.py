@@ -77,6 +77,7 @@ K = {
     "dispatch": 4.65e-06,  # s per torch op (eval, no autograd)
     "mac": 1.41e-11,  # s per multiply-add (eval)
     "elem": 1.26e-09,  # s per element operation (eval)
+    "mix_elem": 3.5e-09,  # s per stage weight written by the mixing (fresh pages each call: 3.6 to 4.6 ns measured)
     "train": 3.51,  # a training pass (forward + backward through autograd) / an eval pass
     "fast_block": 0.000124,  # s per block of the hand-written Euler chain (training, forward + backward)
     "fast_elem": 1.46e-09,  # s per point x hidden unit x block of the chain (training)
@@ -105,6 +106,10 @@ K = {
     "ckpt_width": 2.0,  # width-vectors per stage evaluation a checkpointed backward holds (measured: see _memory)
     "smooth_copies": 2.0,  # copies of every block's weights (L of them) for the smoothness penalty (measured 1.9)
 }
+# s per element of each activation, one torch thread (torch 2.13, AVX-512; bench/README.md): the element constants
+# above were fitted while every activation cost about what the sigmoid does, so a field pays the difference (never
+# less) on each hidden unit it evaluates; tanh, the default, is the dearest
+ACTIVATION_S = {"tanh": 2.6e-09, "softplus": 1.65e-09, "sigmoid": 4.5e-10, "relu": 1.0e-10, "leaky_relu": 1.0e-10}
 
 # The weights a run keeps for rewinding (TrainResult.checkpoints): about CHECKPOINTS of them, fewer where
 # CHECKPOINTS copies of the weights would pass CHECKPOINT_MB (a large config keeps fewer, at least its first and last).
@@ -306,7 +311,7 @@ def _field(c: Config) -> FieldCounts:
     """Per point and stage evaluation: multiply-adds, element ops, torch ops; parameters per slot."""
     d, w, h = c.dim, c.width, c.mlp_depth
     if c.field == "two_layer":
-        return {"mac": 2 * d * w, "elem": w + 2 * d, "ops": 3, "slot": 2 * d * w + w + d, "store": 3 * w}
+        return {"mac": 2 * d * w, "elem": w + 2 * d, "ops": 3, "slot": 2 * d * w + w + d, "store": 3 * w, "act": w}
     if c.field == "mlp":
         slot = d * w + w + (h - 1) * (w * w + w) + w * d + d + (w if c.time_input else 0)
         return {
@@ -315,8 +320,9 @@ def _field(c: Config) -> FieldCounts:
             "ops": 2 * h + 2,
             "slot": slot,
             "store": 3 * w * h,
+            "act": h * w,
         }
-    return {"mac": d * d, "elem": 3 * d, "ops": 5, "slot": d * d + d, "store": 4 * d, "small": True}
+    return {"mac": d * d, "elem": 3 * d, "ops": 5, "slot": d * d + d, "store": 4 * d, "small": True, "act": d}
 
 
 def _slots(c: Config) -> int:
@@ -327,8 +333,16 @@ def _stages(c: Config) -> int:
     return {"euler": 1, "plain": 1, "midpoint": 2, "rk4": 4}[c.scheme]
 
 
-def _eval_pass(c: Config, f: FieldCounts, n: int, steps: int, *, noisy: bool, mix: bool = True) -> float:
-    """Seconds of one no-grad flow over ``steps`` steps of n points (generic path), weights mixed first."""
+def _act(c: Config, f: FieldCounts, n: int, evals: int) -> float:
+    """Seconds the field's activation adds over the element constants on ``evals`` evaluations of n points."""
+    return max(0.0, ACTIVATION_S[c.activation] - ACTIVATION_S["sigmoid"]) * n * evals * f["act"]
+
+
+def _eval_pass(
+    c: Config, f: FieldCounts, n: int, steps: int, *, noisy: bool, mix: bool = True, act: bool = True
+) -> float:
+    """Seconds of one no-grad flow over ``steps`` steps of n points (generic path), weights mixed first;
+    without ``act``, the activations' own cost apart (a training pass runs them once, the backward is cheap)."""
     S = _stages(c)
     E = steps * S
     # hidden layers beyond the caches stream through memory: element ops cost more (measured: 2.9x at 6.5 MB)
@@ -337,11 +351,12 @@ def _eval_pass(c: Config, f: FieldCounts, n: int, steps: int, *, noisy: bool, mi
     # a field whose ops all act on (n, d) tensors (no hidden layer) costs its dispatches or its elements, whichever
     # is more: at these sizes each op is its dispatch (antisymmetric, lift 8: 7 ms a step on 500 and 2,000 points)
     t = K["dispatch"] * steps + K["mac"] * n * E * f["mac"] + (max(ops, elem) if f.get("small") else ops + elem)
+    t += _act(c, f, n, E) if act else 0.0
     if noisy:
         t += K["dispatch"] * 3 * steps + K["elem"] * 8 * n * steps * c.dim  # sqrt(2 eps s) xi after each step
     if mix:  # field.weights(P): (L S, K) @ (K, slot), written out (memory-bound when large), unbound into L S
         LS = c.n_steps * S
-        t += K["mac"] * LS * _slots(c) * f["slot"] + K["elem"] * LS * f["slot"] + K["dispatch"] * LS * 2
+        t += K["mac"] * LS * _slots(c) * f["slot"] + K["mix_elem"] * LS * f["slot"] + K["dispatch"] * LS * 2
     return t
 
 
@@ -357,7 +372,7 @@ def _predict(c: Config, f: FieldCounts, n: int) -> float:
     if c.viscosity > 0:
         return c.mc_samples * _eval_pass(c, f, n, c.n_steps, noisy=True)
     if _fast(c, training=False):
-        return _chain(c, n) / K["train"]
+        return _chain(c, n) / K["train"] + _act(c, f, n, c.n_steps)
     return _eval_pass(c, f, n, c.n_steps, noisy=False)
 
 
@@ -368,18 +383,21 @@ def _chain(c: Config, n: int) -> float:
 
 def _step(c: Config, f: FieldCounts, bs: int, n_params: int) -> float:
     """Seconds of one optimiser step on a batch of bs points."""
-    if _fast(c, training=True):
-        t = _chain(c, bs)
+    E = c.n_steps * _stages(c)
+    if _fast(c, training=True):  # above its budget the chain's backward recomputes every block's activations
+        keep = c.n_steps * (c.width + 1) * bs * 4 <= FAST_BUDGET
+        t = _chain(c, bs) + _act(c, f, bs, E) * (1 if keep else 2)
     else:
-        t = K["train"] * _eval_pass(c, f, bs, c.n_steps, noisy=c.viscosity > 0)
+        t = K["train"] * _eval_pass(c, f, bs, c.n_steps, noisy=c.viscosity > 0, act=False) + _act(c, f, bs, E)
         if _train_bytes(c, f, bs) > GENERIC_BUDGET:  # checkpointed: each step's stages run twice
             t += _eval_pass(c, f, bs, c.n_steps, noisy=False, mix=False)
         if c.kinetic > 0:  # a second, recorded flow (with its stage weights) and its differences
             t += K["train"] * (
-                _eval_pass(c, f, bs, c.n_steps, noisy=c.viscosity > 0)
+                _eval_pass(c, f, bs, c.n_steps, noisy=c.viscosity > 0, act=False)
                 + K["dispatch"] * 8
                 + K["elem"] * 4 * bs * (c.n_steps + 1) * c.dim
             )
+            t += _act(c, f, bs, E)
     if c.smoothness > 0 and c.time_mode != "tied":  # sum_k |theta_k - theta_(k-1)|^2 / s_k over theta_k =
         L, slot = c.n_steps, f["slot"]  # P_blocks @ slots at every block: L x slots x slot multiply-adds, L x slot
         t += K["train"] * (
