@@ -23,7 +23,7 @@ from . import figcache, hands, instruments_tab, lecture, links, packs, room_ui, 
 from .controls import block_formula, make_config, sidebar
 from .dictionary import dictionary
 from .notices import notice
-from .server import admit, registry, session_id, waiting_text
+from .server import admit, pace, registry, session_id, waiting_text
 from .state import PageState
 
 log = logging.getLogger("flowviz.ui")
@@ -266,6 +266,7 @@ def start(state: PageState, cfg: Config, *, restart=False) -> None:
 
 
 def _progress_body():
+    pace()  # a refresh of its own counts against its client's reruns
     state = page_state()
     run = _run(state.run_key)
     if run is None:
@@ -323,6 +324,7 @@ def progress(live: bool):
 
 
 def _views_body():
+    pace()  # a refresh of its own counts against its client's reruns
     state = page_state()
     hands.keep_choices()  # the sub-view stays where it was while a new run has no picture yet
     if state.sweep_live:  # a sweep this page watches stays watched (not cancelled) whichever view is shown
