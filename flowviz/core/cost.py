@@ -77,6 +77,7 @@ K = {
     "dispatch": 4.65e-06,  # s per torch op (eval, no autograd)
     "mac": 1.41e-11,  # s per multiply-add (eval)
     "elem": 1.26e-09,  # s per element operation (eval)
+    "mix_elem": 3.5e-09,  # s per stage weight written by the mixing (fresh pages each call: 3.6 to 4.6 ns measured)
     "train": 3.51,  # a training pass (forward + backward through autograd) / an eval pass
     "fast_block": 0.000124,  # s per block of the hand-written Euler chain (training, forward + backward)
     "fast_elem": 1.46e-09,  # s per point x hidden unit x block of the chain (training)
@@ -90,8 +91,11 @@ K = {
     "ref_eval": 3.8e-4,  # s per field evaluation of an adaptive float64 solve (weights mixed, dopri5's own ops)
     "ref_unit": 1.4e-9,  # s per point x (multiply-adds + element ops) of one such evaluation
     "adjoint": 1.5,  # odeint_adjoint (forward, then backward with vector-Jacobian products) / the reference
-    "instruments": 50.0,  # stability, volume and grid solver: eval passes of 4096 points over the L steps
-    "inst_setup": 0.25,  # s: the instruments' fixed part (volume's and the grid solver's grids, small solves)
+    "stability": 3.0,  # the stability region / the Jacobians of 200 points at every step (both kinds)
+    "volume": 55.0,  # the volume instrument / an eval pass of 4096 points over the L steps
+    "grid": 45.0,  # the grid solver (three resolutions, the plane only) / the same pass
+    "inst_part": 0.05,  # s: the fixed part of the volume instrument and of the grid solver (grids, small solves)
+    "inst_setup": 0.02,  # s: the instruments' common part (the data, the box, the first Jacobians)
     "setup": 0.3,  # s: data, model, first snapshot's warm-up
     "base_mb": 290.0,  # resident memory of a worker with torch and flowviz loaded
     "act_mb": 0.794,  # allocator and temporaries over the activations autograd keeps
@@ -102,6 +106,10 @@ K = {
     "ckpt_width": 2.0,  # width-vectors per stage evaluation a checkpointed backward holds (measured: see _memory)
     "smooth_copies": 2.0,  # copies of every block's weights (L of them) for the smoothness penalty (measured 1.9)
 }
+# s per element of each activation, one torch thread (torch 2.13, AVX-512; bench/README.md): the element constants
+# above were fitted while every activation cost about what the sigmoid does, so a field pays the difference (never
+# less) on each hidden unit it evaluates; tanh, the default, is the dearest
+ACTIVATION_S = {"tanh": 2.6e-09, "softplus": 1.65e-09, "sigmoid": 4.5e-10, "relu": 1.0e-10, "leaky_relu": 1.0e-10}
 
 # The weights a run keeps for rewinding (TrainResult.checkpoints): about CHECKPOINTS of them, fewer where
 # CHECKPOINTS copies of the weights would pass CHECKPOINT_MB (a large config keeps fewer, at least its first and last).
@@ -112,6 +120,7 @@ FAST_BUDGET = 8 * 2**20  # flowviz.core.fastpath.ACTIVATION_BUDGET: above it the
 MAX_FRAMES, SURFACE_RES = 65, 100  # flowviz.training.analysis: frames and grid of the final pictures
 REFERENCE_POINTS = 200  # points of the final pictures' dopri5 reference (flowviz.training.analysis.diagnostics)
 ADJOINT_POINTS = 150  # points of the adjoint instrument's odeint_adjoint (flowviz.training.instruments)
+INSTRUMENTS = ("stability", "volume", "grid", "adjoint")  # flowviz.training.prepared.PREPARED: a part each
 DRIVER_KEYS = (
     "n_samples",
     "train_steps",
@@ -148,7 +157,8 @@ class Cost:
 
     def part(self, name: str) -> float:
         """Seconds of one phase: "setup", "step" (one optimiser step), "training", "snapshots", "analysis" (the
-        final pictures, their "reference" included), "instruments" (their "adjoint" included)."""
+        final pictures, their "reference" included), "instruments" (all of them, with their first call's
+        setup), and each instrument apart: "stability", "volume", "grid", "adjoint" (0 where it does not apply)."""
         return dict(self.parts)[name]
 
 
@@ -301,7 +311,7 @@ def _field(c: Config) -> FieldCounts:
     """Per point and stage evaluation: multiply-adds, element ops, torch ops; parameters per slot."""
     d, w, h = c.dim, c.width, c.mlp_depth
     if c.field == "two_layer":
-        return {"mac": 2 * d * w, "elem": w + 2 * d, "ops": 3, "slot": 2 * d * w + w + d, "store": 3 * w}
+        return {"mac": 2 * d * w, "elem": w + 2 * d, "ops": 3, "slot": 2 * d * w + w + d, "store": 3 * w, "act": w}
     if c.field == "mlp":
         slot = d * w + w + (h - 1) * (w * w + w) + w * d + d + (w if c.time_input else 0)
         return {
@@ -310,8 +320,9 @@ def _field(c: Config) -> FieldCounts:
             "ops": 2 * h + 2,
             "slot": slot,
             "store": 3 * w * h,
+            "act": h * w,
         }
-    return {"mac": d * d, "elem": 3 * d, "ops": 5, "slot": d * d + d, "store": 4 * d, "small": True}
+    return {"mac": d * d, "elem": 3 * d, "ops": 5, "slot": d * d + d, "store": 4 * d, "small": True, "act": d}
 
 
 def _slots(c: Config) -> int:
@@ -322,8 +333,16 @@ def _stages(c: Config) -> int:
     return {"euler": 1, "plain": 1, "midpoint": 2, "rk4": 4}[c.scheme]
 
 
-def _eval_pass(c: Config, f: FieldCounts, n: int, steps: int, *, noisy: bool, mix: bool = True) -> float:
-    """Seconds of one no-grad flow over ``steps`` steps of n points (generic path), weights mixed first."""
+def _act(c: Config, f: FieldCounts, n: int, evals: int) -> float:
+    """Seconds the field's activation adds over the element constants on ``evals`` evaluations of n points."""
+    return max(0.0, ACTIVATION_S[c.activation] - ACTIVATION_S["sigmoid"]) * n * evals * f["act"]
+
+
+def _eval_pass(
+    c: Config, f: FieldCounts, n: int, steps: int, *, noisy: bool, mix: bool = True, act: bool = True
+) -> float:
+    """Seconds of one no-grad flow over ``steps`` steps of n points (generic path), weights mixed first;
+    without ``act``, the activations' own cost apart (a training pass runs them once, the backward is cheap)."""
     S = _stages(c)
     E = steps * S
     # hidden layers beyond the caches stream through memory: element ops cost more (measured: 2.9x at 6.5 MB)
@@ -332,11 +351,12 @@ def _eval_pass(c: Config, f: FieldCounts, n: int, steps: int, *, noisy: bool, mi
     # a field whose ops all act on (n, d) tensors (no hidden layer) costs its dispatches or its elements, whichever
     # is more: at these sizes each op is its dispatch (antisymmetric, lift 8: 7 ms a step on 500 and 2,000 points)
     t = K["dispatch"] * steps + K["mac"] * n * E * f["mac"] + (max(ops, elem) if f.get("small") else ops + elem)
+    t += _act(c, f, n, E) if act else 0.0
     if noisy:
         t += K["dispatch"] * 3 * steps + K["elem"] * 8 * n * steps * c.dim  # sqrt(2 eps s) xi after each step
     if mix:  # field.weights(P): (L S, K) @ (K, slot), written out (memory-bound when large), unbound into L S
         LS = c.n_steps * S
-        t += K["mac"] * LS * _slots(c) * f["slot"] + K["elem"] * LS * f["slot"] + K["dispatch"] * LS * 2
+        t += K["mac"] * LS * _slots(c) * f["slot"] + K["mix_elem"] * LS * f["slot"] + K["dispatch"] * LS * 2
     return t
 
 
@@ -352,7 +372,7 @@ def _predict(c: Config, f: FieldCounts, n: int) -> float:
     if c.viscosity > 0:
         return c.mc_samples * _eval_pass(c, f, n, c.n_steps, noisy=True)
     if _fast(c, training=False):
-        return _chain(c, n) / K["train"]
+        return _chain(c, n) / K["train"] + _act(c, f, n, c.n_steps)
     return _eval_pass(c, f, n, c.n_steps, noisy=False)
 
 
@@ -363,18 +383,21 @@ def _chain(c: Config, n: int) -> float:
 
 def _step(c: Config, f: FieldCounts, bs: int, n_params: int) -> float:
     """Seconds of one optimiser step on a batch of bs points."""
-    if _fast(c, training=True):
-        t = _chain(c, bs)
+    E = c.n_steps * _stages(c)
+    if _fast(c, training=True):  # above its budget the chain's backward recomputes every block's activations
+        keep = c.n_steps * (c.width + 1) * bs * 4 <= FAST_BUDGET
+        t = _chain(c, bs) + _act(c, f, bs, E) * (1 if keep else 2)
     else:
-        t = K["train"] * _eval_pass(c, f, bs, c.n_steps, noisy=c.viscosity > 0)
+        t = K["train"] * _eval_pass(c, f, bs, c.n_steps, noisy=c.viscosity > 0, act=False) + _act(c, f, bs, E)
         if _train_bytes(c, f, bs) > GENERIC_BUDGET:  # checkpointed: each step's stages run twice
             t += _eval_pass(c, f, bs, c.n_steps, noisy=False, mix=False)
         if c.kinetic > 0:  # a second, recorded flow (with its stage weights) and its differences
             t += K["train"] * (
-                _eval_pass(c, f, bs, c.n_steps, noisy=c.viscosity > 0)
+                _eval_pass(c, f, bs, c.n_steps, noisy=c.viscosity > 0, act=False)
                 + K["dispatch"] * 8
                 + K["elem"] * 4 * bs * (c.n_steps + 1) * c.dim
             )
+            t += _act(c, f, bs, E)
     if c.smoothness > 0 and c.time_mode != "tied":  # sum_k |theta_k - theta_(k-1)|^2 / s_k over theta_k =
         L, slot = c.n_steps, f["slot"]  # P_blocks @ slots at every block: L x slots x slot multiply-adds, L x slot
         t += K["train"] * (
@@ -399,10 +422,20 @@ def _reference(c: Config, f: FieldCounts, stiffness: Stiffness | None, n: int = 
     return evals * per_eval
 
 
-def _instruments(c: Config, f: FieldCounts, stiffness: Stiffness | None) -> tuple[float, float]:
-    """(seconds of every instrument, of which the adjoint's odeint_adjoint) after the final pictures."""
-    adjoint = K["adjoint"] * _reference(c, f, stiffness, ADJOINT_POINTS) if c.scheme != "plain" else 0.0
-    return K["inst_setup"] + K["instruments"] * _eval_pass(c, f, 4096, c.n_steps, noisy=False) + adjoint, adjoint
+def _instruments(c: Config, f: FieldCounts, stiffness: Stiffness | None) -> dict[str, float]:
+    """Seconds of each instrument made after the final pictures (flowviz.training.prepared.PREPARED's names)
+    and of their common first call ("setup"). An instrument that does not apply costs nothing: no stability
+    region for the plain net, no grid solver for a lifted run."""
+    plain = c.scheme == "plain"
+    ev = _eval_pass(c, f, 4096, c.n_steps, noisy=False)
+    jac = _eval_pass(c, f, 200, 1, noisy=False) + c.dim * K["train"] * _eval_pass(c, f, 200, 1, noisy=False, mix=False)
+    return {
+        "setup": K["inst_setup"],
+        "stability": 0.0 if plain else K["stability"] * c.n_steps * jac,
+        "volume": K["inst_part"] + K["volume"] * ev,
+        "grid": K["inst_part"] + K["grid"] * ev if c.dim == 2 else 0.0,
+        "adjoint": 0.0 if plain else K["adjoint"] * _reference(c, f, stiffness, ADJOINT_POINTS),
+    }
 
 
 def _analysis(c: Config, f: FieldCounts, n: int) -> float:
@@ -486,7 +519,8 @@ def _cost(
     n_snaps = c.train_steps // every + 1
     body = _analysis(c, f, n_tr + n_te)
     reference = _reference(c, f, stiffness)
-    instruments, adjoint = _instruments(c, f, stiffness)
+    each = _instruments(c, f, stiffness)
+    instruments = sum(each.values())
     parts = {
         "setup": K["setup"],
         "step": step,
@@ -496,7 +530,7 @@ def _cost(
         "analysis": body + reference,
         "reference": reference,
         "instruments": instruments,
-        "adjoint": adjoint,
+        **{name: each[name] for name in INSTRUMENTS},
     }
     seconds = parts["setup"] + parts["training"] + parts["snapshots"] + parts["analysis"] + instruments
     return seconds, _memory(c, f, bs, n_tr + n_te), tuple(parts.items())

@@ -22,7 +22,7 @@ from ..serve.runs.registry import Run
 from . import figcache, hands, links, packs, room_ui
 from .controls import block_formula, make_config, sidebar
 from .notices import notice
-from .session import admit, session_id
+from .session import admit, pace, session_id
 from .shared import registry
 from .state import PageState
 from .views import instruments, lecture, sweep
@@ -280,6 +280,7 @@ def start(state: PageState, cfg: Config, *, restart=False) -> None:
 
 
 def _progress_body():
+    pace()  # a refresh of its own counts against its client's reruns
     state = page_state()
     run = _run(state.run_key)
     if run is None:
@@ -337,6 +338,7 @@ def progress(live: bool):
 
 
 def _views_body():
+    pace()  # a refresh of its own counts against its client's reruns
     state = page_state()
     hands.keep_choices()  # the sub-view stays where it was while a new run has no picture yet
     if state.sweep_live:  # a sweep this page watches stays watched (not cancelled) whichever view is shown

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .shared import registry
 
-__all__ = ["session_id", "client_address", "admit"]
+__all__ = ["session_id", "client_address", "admit", "pace"]
 
 
 def session_id() -> str:
@@ -47,3 +47,19 @@ def admit() -> bool:
     if delay > 0:
         time.sleep(delay)
     return True
+
+
+def pace() -> None:
+    """A fragment's own rerun (its refresh every fraction of a second, without the page around it) counts
+    against its client's reruns a second like a page's (:func:`admit`): a client's many pages refreshing at
+    once wait their turn instead of taking the server's time from other clients' pages."""
+    import time
+
+    from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    if ctx is None or not ctx.fragment_ids_this_run:  # a whole page's run: admit() counted it
+        return
+    _, delay = registry().admission.enter(session_id(), client_address())
+    if delay > 0:
+        time.sleep(delay)

@@ -90,3 +90,31 @@ def test_a_thread_that_no_page_admitted_has_the_unknown_client():
     t.start()
     t.join()
     assert box["c"] == "unknown"
+
+
+@pytest.mark.slow  # (streamlit's import)
+def test_a_fragment_s_own_refresh_counts_against_its_client_s_reruns(monkeypatch):
+    """The pages' fragments refresh every 0.5 and 1 s while a run is live, without the page's script (and so
+    without admit()): each such run is counted too, so one client's 40 refreshing pages wait their turn; a whole
+    page's run, counted by admit(), is not counted twice."""
+    from types import SimpleNamespace
+
+    from streamlit.runtime.scriptrunner_utils import script_run_context as src
+
+    from flowviz.ui import session as server
+
+    adm, slept = Admission(sessions=0, reruns=10.0), []
+    monkeypatch.setattr(server, "registry", lambda: SimpleNamespace(admission=adm))
+    monkeypatch.setattr(server, "client_address", lambda: "10.0.0.1")
+    monkeypatch.setattr(server, "session_id", lambda: "s")
+    monkeypatch.setattr("time.sleep", slept.append)
+    ctx = SimpleNamespace(fragment_ids_this_run=None)
+    monkeypatch.setattr(src, "get_script_run_ctx", lambda: ctx)
+    for _ in range(40):
+        server.pace()
+    assert slept == []  # whole-page runs: admit() counts them
+    ctx.fragment_ids_this_run = ["views"]
+    for _ in range(40):
+        server.pace()
+    assert len(slept) == 40 - 20 and 0 < slept[0] <= slept[-1] <= 2.0  # a burst of 20, then 10 a second
+    assert adm.enter("t", "10.0.0.2")[1] == 0.0  # another address is not slowed

@@ -78,3 +78,17 @@ def test_a_probe_far_outside_the_plane_never_ends_the_server(served):
     except FlowvizError as e:
         assert "Traceback" not in str(e)
     assert reg.compute(run, "probe_path", probe=[0.5, 0.25]).shape == (run.config.n_steps + 1, 2)
+
+
+def test_an_instrument_at_a_kept_training_step_is_computed_by_the_view_worker(served):
+    """The page's training-step slider shows the run as it was (Run.at): its instruments are the view worker's
+    too, on the kept weights of that step, with the library's numbers."""
+    reg, run = served
+    step = [s for s in run.checkpoints if 0 < s < run.latest.step][0]
+    at = run.at(step)
+    assert at is not None and at.latest.step == step
+    got = reg.compute(at, "stability", extent=[-3.0, 3.0, -3.0, 3.0])
+    model = at._model(at.latest)
+    here = ins.stability_data(model, run.data.x, run.data.y)
+    np.testing.assert_array_equal(got.max_abs, here.max_abs)
+    assert not np.array_equal(here.max_abs, ins.stability_data(run._model(run.latest), run.data.x).max_abs)

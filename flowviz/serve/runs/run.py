@@ -629,6 +629,10 @@ class RunAt:
     def preparing(self) -> bool:
         return False
 
+    def limits(self) -> dict:
+        """The run's limits (the view worker computes a kept step's instruments under them)."""
+        return self.run.limits()
+
 
 class _Either:
     """``is_set()`` of either of two flags (a run's task stops when it is cancelled or nobody watches it)."""
