@@ -21,7 +21,7 @@ from ..core.errors import FlowvizError
 from ..core.model import build_model
 from ..core.points import MAX_POINTS, RANGE, parse_selection
 from ..plots.clickplane import click_plane
-from . import figcache, guards, lecture, links
+from . import figcache, guards, lecture, links, room_ui
 from .notices import notice
 
 log = logging.getLogger("flowviz.ui")
@@ -270,8 +270,10 @@ def _probe(state, run, model, step, views):
         height=470,
         title="Click any point of the plane to probe it",
     )
+    fig = lecture.style(fig, state.present)
+    room_ui.follow(fig)  # a room's followers see the plane with its probe too
     st.plotly_chart(
-        lecture.style(fig, state.present),
+        fig,
         width="stretch",
         theme=None,
         key="probe_plane",

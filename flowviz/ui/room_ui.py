@@ -149,6 +149,11 @@ def _seen(fig) -> None:
 figcache.OBSERVERS.append(_seen)
 
 
+def follow(fig) -> None:
+    """A figure the page draws without the figure cache (the probe's plane): its room's followers see it."""
+    _seen(fig)
+
+
 def _state(room: Room) -> dict:
     """The room's state now: the base of the views run with the instrument and k as the page has them."""
     base = dict(room.base)
@@ -297,7 +302,9 @@ def _qr_dialog(code: str, url: str) -> None:
         "width:min(100%, 58vh);image-rendering:pixelated'>"
     )
     st.markdown(
-        f"<div style='text-align:center;font-size:1.4em;word-break:break-all'>{url}</div>", unsafe_allow_html=True
+        f"<div style='text-align:center;font-size:1.4em;overflow-wrap:anywhere'>"
+        f"{url.replace('/room/', '<wbr>/room/')}</div>",  # a narrow screen breaks before the code, not inside it
+        unsafe_allow_html=True,
     )
 
 
