@@ -22,6 +22,7 @@ import gzip
 import html
 import json
 import logging
+import threading
 from collections import OrderedDict
 from pathlib import Path
 
@@ -108,6 +109,11 @@ class _Watch:
             return True
         if old is not None and old.get("seq") == rec.get("seq"):
             return False
+        for h in rec["state"].get("figures", ()):  # in memory before any follower hears of them: no disk per fetch
+            if h not in self.hub.figs:
+                gz = store.figure(self.code, h, rec)
+                if gz is not None:
+                    self.hub.keep(h, gz)
         self.message = (
             f"id: {rec['seq']}\nevent: state\ndata: ".encode()
             + json.dumps(store.public(rec), separators=(",", ":")).encode()
@@ -140,12 +146,14 @@ class RoomHub:
         self.store = store
         self.watches: dict[str, _Watch] = {}
         self.figs: OrderedDict[str, bytes] = OrderedDict()  # gzipped figures served lately, by hash
+        self._lock = threading.Lock()  # keep() runs in the pollers' threads
 
     def keep(self, h: str, gz: bytes) -> None:
-        self.figs[h] = gz
-        self.figs.move_to_end(h)
-        while len(self.figs) > KEEP_FIGS:
-            self.figs.popitem(last=False)
+        with self._lock:
+            self.figs[h] = gz
+            self.figs.move_to_end(h)
+            while len(self.figs) > KEEP_FIGS:
+                self.figs.popitem(last=False)
 
     def followers(self, code: str) -> int:
         w = self.watches.get(code)
@@ -237,10 +245,10 @@ def routes(store_of) -> list[Route]:
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers={"ETag": etag})
         w = hub.watches.get(code)
-        store = store_of()
-        if w is not None and w.rec is not None and not w.ended and h in w.rec.get("figs", ()) and h in hub.figs:
-            gz = hub.figs[h]  # a hall fetching a new figure at once: no file read per follower
-        else:
+        gz = None
+        if w is not None and w.rec is not None and not w.ended and h in w.rec.get("figs", ()):
+            gz = hub.figs.get(h)  # a hall fetching a new figure at once: no file read per follower
+        if gz is None:
             store, rec = await asyncio.to_thread(room_or_none, code)
             gz = await asyncio.to_thread(store.figure, code, h, rec) if rec is not None else None
             if gz is not None:
