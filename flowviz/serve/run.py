@@ -560,3 +560,10 @@ class RunAt:
 
     def preparing(self) -> bool:
         return False
+
+    def _model(self, snap: Snapshot):
+        """The model in the state of ``snap`` (what the view worker computes a probe or an instrument on)."""
+        return self.run._model(snap)
+
+    def limits(self) -> dict:
+        return self.run.limits()

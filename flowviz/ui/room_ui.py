@@ -302,9 +302,7 @@ def _qr_dialog(code: str, url: str) -> None:
         "width:min(100%, 58vh);image-rendering:pixelated'>"
     )
     st.markdown(
-        f"<div style='text-align:center;font-size:1.4em;overflow-wrap:anywhere'>"
-        f"{url.replace('/room/', '<wbr>/room/')}</div>",  # a narrow screen breaks before the code, not inside it
-        unsafe_allow_html=True,
+        f"<div style='text-align:center;font-size:1.4em;word-break:break-all'>{url}</div>", unsafe_allow_html=True
     )
 
 
