@@ -26,10 +26,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking"]
 VIEWS = ("Decision surface", "Characteristics")
+TITLES = {"Decision surface": "Decision", "Characteristics": " over u(t"}  # a part of each view's figure title
 
 
 # ------------------------------------------------------------------------------ headless followers (child)
@@ -147,12 +148,12 @@ def click_to_picture(page, reps: int) -> list[float]:
     """Seconds from a click on a view to its figure drawn (its title in the chart), alternating two views."""
 
     def show(view):
-        title = "Decision" if view == "Decision surface" else "Characteristics x_k"
+        title = TITLES[view]
         t0 = time.perf_counter()
         radio(page, view)
         page.wait_for_function(
             f"() => [...document.querySelectorAll('.js-plotly-plot .gtitle')].some("
-            f"e => e.textContent.startsWith({json.dumps(title)}))",
+            f"e => e.textContent.includes({json.dumps(title)}))",
             timeout=60_000,
         )
         dt = time.perf_counter() - t0
@@ -163,6 +164,34 @@ def click_to_picture(page, reps: int) -> list[float]:
     return [show(VIEWS[i % 2]) for i in range(reps)]
 
 
+FOLLOWER_DRAWN = "() => document.body.dataset.seq !== '-1' && document.querySelector('.js-plotly-plot') !== null"
+
+
+def first_pictures(browser, lect, url: str, code: str, cfg, reps: int) -> tuple[list[float], list[float]]:
+    """A follower's first picture (a first visit: fresh browser context, plotly.js and the figure fetched) and
+    first_picture.py's floor (a Streamlit page with the same characteristics figure alone), interleaved."""
+    if reps <= 0:
+        return [], []
+    from first_picture import _floor_pages, _open
+
+    radio(lect, "Characteristics")  # the lecturer shows the figure the floor page shows
+    time.sleep(2.0)
+    with tempfile.TemporaryDirectory() as tmp:
+        pages = _floor_pages(cfg, Path(tmp), browser)
+        try:
+            (_, _, bare), (alone_url, alone_done, _) = pages
+            bare.terminate()
+            first, floor = [], []
+            for _ in range(reps):
+                first.append(_open(browser, f"{url}/room/{code}", FOLLOWER_DRAWN))
+                floor.append(_open(browser, alone_url, alone_done))
+        finally:
+            for _, _, server in pages:
+                server.terminate()
+                server.wait(10)
+    return first, floor
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--followers", type=int, default=200)
@@ -171,6 +200,7 @@ def main():
     ap.add_argument("--clicks", type=int, default=6, help="lecturer's clicks per phase")
     ap.add_argument("--rounds", type=int, default=3, help="rounds of phases without and with followers")
     ap.add_argument("--gap", type=float, default=3.0, help="seconds between changes")
+    ap.add_argument("--first", type=int, default=3, help="a follower's first picture against the floor: reps")
     ap.add_argument("--child", nargs=4, metavar=("URL", "CODE", "OUT", "READY"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
@@ -191,7 +221,7 @@ def main():
         "FLOWVIZ_WARM": "0",
         "FLOWVIZ_ROOM_FOLLOWERS": str(a.followers + a.browsers + 10),
     }
-    server = LiveServer(env=env)
+    server = LiveServer(env=env, wait_s=180)
     with server as url, sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         lect = b.new_page(viewport={"width": 1280, "height": 720})
@@ -203,6 +233,7 @@ def main():
         time.sleep(1.0)
         click_to_picture(lect, 2)  # untimed: both figures built once
         pid = server.proc.pid
+        first_pics, floor_pics = first_pictures(b, lect, url, code, cfg, a.first)
         work = Path(tempfile.mkdtemp())
 
         def start_followers(tag: str):
@@ -256,10 +287,10 @@ new MutationObserver(() => window.__seen.push({seq: document.body.dataset.seq, v
         def pick(view):
             t0 = time.time()
             radio(lect, view)
-            title = "Decision" if view == "Decision surface" else "Characteristics x_k"
+            title = TITLES[view]
             lect.wait_for_function(
                 f"() => [...document.querySelectorAll('.js-plotly-plot .gtitle')].some("
-                f"e => e.textContent.startsWith({json.dumps(title)}))",
+                f"e => e.textContent.includes({json.dumps(title)}))",
                 timeout=60_000,
             )
             changes.append({"kind": "view", "view": view, "t0": t0, "shown": time.time()})
@@ -309,15 +340,20 @@ new MutationObserver(() => window.__seen.push({seq: document.body.dataset.seq, v
             return e
         return None
 
+    nan = float("nan")
     print(f"room {code}: {a.followers} headless followers ({len(refused)} refused), {a.browsers} Chromium followers")
-    all_click, all_pub, all_shown = [], [], []
+    all_click, all_pub, all_shown, all_chrome, all_headless, all_publish = [], [], [], [], [], []
     for ch in changes:
-        lat, pub = [], []
+        lat, pub, published = [], [], []
         for entries in by_i.values():
             e = first(entries, ch, "t")
             lat.append(e["t"] - ch["t0"] if e else float("inf"))
             if e and e.get("published"):
                 pub.append(e["t"] - e["published"])
+                published.append(e["published"] - ch["t0"])
+        all_headless += lat
+        all_publish += published
+        n_headless = len(lat)
         for seen in seen_pages:
             hit = next(
                 (
@@ -330,16 +366,23 @@ new MutationObserver(() => window.__seen.push({seq: document.body.dataset.seq, v
                 None,
             )
             lat.append(hit["t"] - ch["t0"] if hit else float("inf"))
+        all_chrome += lat[n_headless:]
         all_click += lat
         all_pub += pub
         all_shown += [x - (ch["shown"] - ch["t0"]) for x in lat]
         within = sum(x <= 1.0 for x in lat) / max(1, len(lat))
         what = ch["view"] if ch["kind"] == "view" else f"k = {ch['k']}"
-        nan = float("nan")
         print(
             f"  {ch['kind']:5s} {what:18s} followers {len(lat)}: within 1 s {100 * within:5.1f} %, median "
             f"{statistics.median(lat):.3f} s, slowest {max(lat):.3f} s from the click; from publication: "
             f"median {statistics.median(pub) if pub else nan:.3f} s, slowest {max(pub, default=nan):.3f} s"
+        )
+        print(
+            f"        published {statistics.median(published) if published else nan:.3f} s after the click"
+            + (f", lecturer's own picture {ch['shown'] - ch['t0']:.3f} s" if ch["kind"] == "view" else "")
+            + f"; slowest headless {max(lat[:n_headless], default=nan):.3f} s, Chromium followers "
+            + ", ".join(f"{x:.3f}" for x in lat[n_headless:])
+            + " s"
         )
     n = len(all_click)
     srt = sorted(all_click)
@@ -355,6 +398,18 @@ new MutationObserver(() => window.__seen.push({seq: document.body.dataset.seq, v
         f"{100 * sum(x <= 3 for x in after) / n:.1f} % within 3 s, 95th percentile "
         f"{after[min(n - 1, int(0.95 * n))]:.3f} s, slowest {after[-1]:.3f} s"
     )
+    print(
+        f"slowest from the click: headless {max(all_headless):.3f} s, Chromium {max(all_chrome, default=nan):.3f} s;"
+        f" publication after the click: median {statistics.median(all_publish):.3f} s, slowest "
+        f"{max(all_publish):.3f} s"
+    )
+    if first_pics:
+        fp, fl = statistics.median(first_pics), statistics.median(floor_pics)
+        print(
+            f"a follower's first picture (fresh context, plotly.js and figure fetched): median {fp:.2f} s "
+            f"({', '.join(f'{x:.2f}' for x in first_pics)}); first_picture.py's floor, the same figure alone on a "
+            f"Streamlit page: {fl:.2f} s ({', '.join(f'{x:.2f}' for x in floor_pics)}); ratio {fp / fl:.2f}"
+        )
     print(
         f"server memory: {rss0 / 1024:.0f} MiB before, {rss1 / 1024:.0f} MiB with {a.followers} headless "
         f"followers: {(rss1 - rss0) / a.followers:.1f} KiB per follower"

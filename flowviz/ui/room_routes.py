@@ -108,6 +108,11 @@ class _Watch:
             return True
         if old is not None and old.get("seq") == rec.get("seq"):
             return False
+        for h in rec["state"].get("figures", ()):  # in memory before any follower hears of them: no disk per fetch
+            if h not in self.hub.figs:
+                gz = store.figure(self.code, h, rec)
+                if gz is not None:
+                    self.hub.keep(h, gz)
         self.message = (
             f"id: {rec['seq']}\nevent: state\ndata: ".encode()
             + json.dumps(store.public(rec), separators=(",", ":")).encode()
@@ -234,10 +239,10 @@ def routes(store_of) -> list[Route]:
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers={"ETag": etag})
         w = hub.watches.get(code)
-        store = store_of()
-        if w is not None and w.rec is not None and not w.ended and h in w.rec.get("figs", ()) and h in hub.figs:
+        gz = None
+        if w is not None and w.rec is not None and not w.ended and h in w.rec.get("figs", ()):
             gz = hub.figs.get(h)  # a hall fetching a new figure at once: no file read per follower
-        else:
+        if gz is None:
             store, rec = await asyncio.to_thread(room_or_none, code)
             gz = await asyncio.to_thread(store.figure, code, h, rec) if rec is not None else None
             if gz is not None:

@@ -19,7 +19,7 @@ from ...core.errors import FlowvizError
 from ...core.lru import LRU
 from ...core.points import MAX_POINTS, RANGE, parse_selection
 from ...plots.clickplane import click_plane
-from .. import figcache, guards, links
+from .. import figcache, guards, links, room_ui
 from ..notices import notice
 from . import lecture
 
@@ -253,8 +253,10 @@ def _probe(state, run, model, step, views):
         height=470,
         title="Click any point of the plane to probe it",
     )
+    fig = lecture.style(fig, state.present)
+    room_ui.follow(fig)  # a room's followers see the plane with its probe too
     st.plotly_chart(
-        lecture.style(fig, state.present),
+        fig,
         width="stretch",
         theme=None,
         key="probe_plane",
