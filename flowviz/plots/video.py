@@ -14,6 +14,7 @@ import json
 import os
 import tempfile
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -114,14 +115,16 @@ def render_frames(fig: go.Figure, size: tuple[int, int], *, frames=None) -> list
     w, h = size
     with _LOCK:
         started = not kaleido._global_server.is_running()
-        if started:
-            kaleido.start_sync_server(silence_warnings=True)
+        if started:  # MathJax off: kaleido's page would fetch it from a CDN (no figure here typesets TeX)
+            kaleido.start_sync_server(silence_warnings=True, mathjax=False)
         try:
             out = []
-            for i in which:
-                f = fig if i is None else frame_figure(fig, i)
-                png = pio.to_image(f, format="png", width=w, height=h, scale=1)
-                out.append(np.asarray(iio.imread(io.BytesIO(png)))[..., :3])
+            with warnings.catch_warnings():  # plotly hands its page options over again; the server has its own
+                warnings.filterwarnings("ignore", message="The kopts argument is ignored")
+                for i in which:
+                    f = fig if i is None else frame_figure(fig, i)
+                    png = pio.to_image(f, format="png", width=w, height=h, scale=1)
+                    out.append(np.asarray(iio.imread(io.BytesIO(png)))[..., :3])
             return out
         finally:
             if started:
