@@ -191,6 +191,9 @@ def test_a_video_of_moons_is_the_figures_frames(tmp_path, plotly_page):
     L = preset("moons").n_steps
     assert frames.shape == (L + 1, 720, 1280, 3)
     assert f"{L + 1} frames at 1280x720" in r.stderr
+    # the size the page states before it makes this file (bench/video.py measures the constants)
+    stated = video.estimate(L + 1, (1280, 720), 5, ".mp4").bytes
+    assert 0.5 < stated / out.stat().st_size < 2, (stated, out.stat().st_size)
     first, last = frames[0], frames[-1]
     assert np.abs(first.astype(int) - last.astype(int)).mean() > 3  # the points moved
     # the run's link and config travel in the file's metadata
@@ -259,3 +262,76 @@ def test_the_command_lines_checks_use_the_video_modules_tables():
     assert set(cli.VIDEO_VIEWS) == set(video.VIEWS) and cli.VIDEO_SIZES == video.SIZES
     assert set(cli.VIDEO_FORMATS) == set(video.FORMATS) and cli.VIDEO_EXTRAS == video.EXTRAS
     assert cli.VIDEO_INSTALL == video.INSTALL
+
+
+def _video_page():
+    """The page's video controls under two animated figures and a still one, for a tiny finished run."""
+    from types import SimpleNamespace
+
+    import streamlit as st
+    from tiny import TINY
+
+    import flowviz
+    from flowviz import plots
+    from flowviz.serve.run import Run
+    from flowviz.ui import packs
+
+    @st.cache_resource
+    def finished():
+        r = flowviz.train(TINY.replace(seed=5))
+        run = Run(r.config, r.data, None, restored=(r.model, r.history, r.metrics))
+        return run, run.views()
+
+    run, views = finished()
+    packs.video_buttons(
+        run, views, [plots.characteristics, plots.decision, plots.velocity], SimpleNamespace(scenario=None)
+    )
+
+
+@pytest.mark.slow
+def test_the_pages_video_buttons_say_what_the_file_will_be_before_it_is_made(monkeypatch):
+    from streamlit.testing.v1 import AppTest
+    from tiny import TINY
+
+    import flowviz
+    from flowviz import plots
+    from flowviz.serve.run import Run
+
+    r = flowviz.train(TINY.replace(seed=5))
+    views = Run(r.config, r.data, None, restored=(r.model, r.history, r.metrics)).views()
+    n = {"characteristics": len(plots.characteristics(views).frames), "velocity": len(plots.velocity(views).frames)}
+    assert n["characteristics"] == TINY.n_steps + 1
+
+    at = AppTest.from_function(_video_page, default_timeout=120).run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="video_size").options == ["1280x720", "1920x1080"]
+    assert at.selectbox(key="video_size").value == "1280x720" and at.select_slider(key="video_fps").value == 4
+
+    def shown(size, fps):
+        labels = [b.label for b in at.download_button]
+        assert labels == [f"Video of this animation (mp4, {size}, {fps} fps)"] * 2  # the still figure has none
+        lines = [c.value for c in at.caption]
+        w, h = video.SIZES[size]
+        assert lines == [video.estimate(n[v], (w, h), fps, ".mp4").line() for v in ("characteristics", "velocity")]
+        return lines
+
+    small = shown("1280x720", 4)
+    assert small[0].startswith(f"{n['characteristics']} frames, {n['characteristics'] / 4:.1f} s at 4 fps: about ")
+    at.selectbox(key="video_size").set_value("1920x1080")
+    at.select_slider(key="video_fps").set_value(8)
+    at.run()
+    assert not at.exception
+    large = shown("1920x1080", 8)
+    assert large != small
+    # the stated file size follows the pixels: 1920 x 1080 is 2.25 times 1280 x 720
+    e_small = video.estimate(n["characteristics"], (1280, 720), 4)
+    e_large = video.estimate(n["characteristics"], (1920, 1080), 8)
+    assert abs(e_large.bytes / e_small.bytes - 2.25) < 1e-3 and e_large.duration == e_small.duration / 2
+    assert e_large.seconds > e_small.seconds
+
+    # without an extra: one line that names what to install, and no controls
+    monkeypatch.setitem(sys.modules, "kaleido", None)
+    at = AppTest.from_function(_video_page, default_timeout=120).run()
+    assert not at.exception
+    assert [c.value for c in at.caption] == [video.INSTALL] and "requirements-video.txt" in video.INSTALL
+    assert not at.download_button and not at.selectbox
