@@ -335,3 +335,19 @@ def test_the_pages_video_buttons_say_what_the_file_will_be_before_it_is_made(mon
     assert not at.exception
     assert [c.value for c in at.caption] == [video.INSTALL] and "requirements-video.txt" in video.INSTALL
     assert not at.download_button and not at.selectbox
+
+
+def test_the_video_image_brings_kaleidos_browser_and_the_figures_font():
+    """The Docker recipe (read, not built): EXTRAS=video installs chromium where flowviz hands it to kaleido, the
+    figures' Arial (Liberation Sans), and the pinned extras; the first as root, before the image's user."""
+    text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text())
+    ins = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    apt = next(i for i in ins if "apt-get install" in i)
+    assert apt.startswith('RUN if [ "${EXTRAS}" = "video" ]') and re.search(r"\bchromium fonts-liberation\b", apt)
+    pip = next(i for i in ins if i.startswith("RUN pip install --no-deps"))
+    assert 'if [ "${EXTRAS}" = "video" ]; then pip install -r requirements-video.txt' in pip
+    assert ins.index(apt) < [i.split()[0] for i in ins].index("USER")
+    assert "requirements-video.txt" in next(i for i in ins if i.startswith("COPY requirements"))
+    assert video.DEBIAN_CHROMIUM == "/usr/bin/chromium"  # where Debian's package puts it
+    pins = [ln for ln in (ROOT / "requirements-video.txt").read_text().splitlines() if ln and ln[0] != "#"]
+    assert sorted(p.split("==")[0] for p in pins) == ["imageio", "imageio-ffmpeg", "kaleido"]
