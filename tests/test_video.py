@@ -309,7 +309,7 @@ def test_the_pages_video_buttons_say_what_the_file_will_be_before_it_is_made(mon
 
     def shown(size, fps):
         labels = [b.label for b in at.download_button]
-        assert labels == [f"Video of this animation (mp4, {size}, {fps} fps)"] * 2  # the still figure has none
+        assert labels == [f"Video of this animation (mp4, {size})"] * 2  # the still figure has none
         lines = [c.value for c in at.caption]
         w, h = video.SIZES[size]
         assert lines == [video.estimate(n[v], (w, h), fps, ".mp4").line() for v in ("characteristics", "velocity")]

@@ -138,7 +138,7 @@ def video_buttons(run, views, figures, state) -> None:
             return video.video_bytes(fig, VIDEO_FORMAT, size, fps, meta=_meta(run, state.scenario, base))
 
         st.download_button(
-            f"Video of this animation ({VIDEO_FORMAT[1:]}, {size_name}, {fps:g} fps)",
+            f"Video of this animation ({VIDEO_FORMAT[1:]}, {size_name})",
             data=make,
             file_name=f"flowviz-{fn.__name__}-{size_name}-{fps:g}fps{VIDEO_FORMAT}",
             mime=video.FORMATS[VIDEO_FORMAT],
