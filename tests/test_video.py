@@ -80,6 +80,7 @@ def test_without_the_extra_one_line_names_it(tmp_path, monkeypatch):
     assert video.missing() == video.INSTALL and "requirements-video.txt" in video.INSTALL
 
 
+@pytest.mark.slow  # VP9 at 1280 x 720
 def test_gif_and_webm_keep_every_frame_and_the_size(tmp_path):
     rng = np.random.default_rng(0)
     images = [
