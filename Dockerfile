@@ -14,7 +14,8 @@
 #   docker run --rm -p 8501:8501 -e FLOWVIZ_EXECUTOR=ray -e RAY_ADDRESS=head-node:6379 flowviz:ray
 #
 # With video for slides (the page's video buttons, `python -m flowviz video`): kaleido renders each frame in a
-# headless Chromium, so this extra also installs Debian's chromium (/usr/bin/chromium, found by flowviz):
+# headless Chromium, so this extra also installs Debian's chromium (/usr/bin/chromium, found by flowviz) and
+# fonts-liberation (Liberation Sans: the figures' Arial, metric for metric):
 #   docker build -t flowviz:video --build-arg EXTRAS=video .
 
 FROM python:3.11-slim
@@ -22,7 +23,7 @@ FROM python:3.11-slim
 # CPU wheels by default; pass the CUDA wheel index for a GPU image.
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 # Optional extras: EXTRAS=ray installs requirements-ray.txt (the Ray executor); EXTRAS=video installs
-# requirements-video.txt and Debian's chromium (kaleido's browser).
+# requirements-video.txt, Debian's chromium (kaleido's browser) and fonts-liberation.
 ARG EXTRAS=
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -35,7 +36,7 @@ RUN useradd --create-home --uid 10001 flowviz && mkdir -p /data && chown flowviz
 WORKDIR /app
 
 COPY requirements.txt requirements-ray.txt requirements-video.txt ./
-RUN if [ "${EXTRAS}" = "video" ]; then apt-get update && apt-get install -y --no-install-recommends chromium \
+RUN if [ "${EXTRAS}" = "video" ]; then apt-get update && apt-get install -y --no-install-recommends chromium fonts-liberation \
     && rm -rf /var/lib/apt/lists/*; fi
 RUN pip install --no-deps --index-url "${TORCH_INDEX}" "$(grep -E '^torch==' requirements.txt)" \
  && pip install -r requirements.txt \

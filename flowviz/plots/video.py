@@ -14,6 +14,9 @@ import json
 import os
 import tempfile
 import threading
+import time
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +39,8 @@ __all__ = [
     "render_frames",
     "write_video",
     "video_bytes",
+    "Estimate",
+    "estimate",
 ]
 
 # the animated views by name: (what the builder takes: the run's views or an instrument's data, the builder)
@@ -53,6 +58,44 @@ FORMATS = {".mp4": "video/mp4", ".webm": "video/webm", ".gif": "image/gif"}
 SIZES = {"1280x720": (1280, 720), "1920x1080": (1920, 1080)}
 DEBIAN_CHROMIUM = "/usr/bin/chromium"
 _LOCK = threading.Lock()  # kaleido's sync server is one per process: one video at a time
+# what a video costs, measured by bench/video.py on the characteristics of moons on the 2-core box under load
+# (bench/README.md): the browser's start, seconds per frame by size, seconds to encode a megapixel of frames and
+# file bytes per pixel of a frame, by format. Once this process has made a video, its own pace replaces FRAME_S
+# and scales the encoding alike (the machine's speed now).
+START_S = 9.0
+FRAME_S = {(1280, 720): 2.8, (1920, 1080): 4.1}
+ENCODE_S_PER_MPX = {".mp4": 0.4, ".webm": 1.7, ".gif": 1.2}
+BYTES_PER_PIXEL = {".mp4": 0.055, ".webm": 0.025, ".gif": 0.18}
+_PACE: dict[tuple[int, int], float] = {}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What a video will be before it is made: its frames, length in seconds at its frame rate, file size in
+    bytes and seconds to make it (both approximate)."""
+
+    frames: int
+    duration: float
+    bytes: int
+    seconds: float
+
+    def line(self) -> str:
+        """One line for the page: '11 frames, 2.8 s at 4 fps: about 0.6 MB, made in about 15 s'."""
+        mb = self.bytes / 1e6
+        size = f"{mb:.1f} MB" if mb >= 0.1 else f"{self.bytes / 1e3:.0f} kB"
+        return (
+            f"{self.frames} frames, {self.duration:.1f} s at {self.frames / self.duration:g} fps: about {size}, "
+            f"made in about {max(1, round(self.seconds))} s"
+        )
+
+
+def estimate(frames: int, size: tuple[int, int], fps: float, fmt: str = ".mp4") -> Estimate:
+    """The :class:`Estimate` of a video of ``frames`` frames at ``size`` (w, h) and ``fps`` in format ``fmt``."""
+    w, h = size
+    base = FRAME_S.get(size, FRAME_S[(1280, 720)] * w * h / (1280 * 720))
+    per = _PACE.get(size, base)
+    encode = frames * w * h / 1e6 * ENCODE_S_PER_MPX[fmt] * per / base
+    return Estimate(frames, frames / fps, int(frames * w * h * BYTES_PER_PIXEL[fmt]), START_S + frames * per + encode)
 
 
 def missing() -> str | None:
@@ -114,14 +157,20 @@ def render_frames(fig: go.Figure, size: tuple[int, int], *, frames=None) -> list
     w, h = size
     with _LOCK:
         started = not kaleido._global_server.is_running()
-        if started:
-            kaleido.start_sync_server(silence_warnings=True)
+        if started:  # MathJax off: kaleido's page would fetch it from a CDN (no figure here typesets TeX)
+            kaleido.start_sync_server(silence_warnings=True, mathjax=False)
         try:
             out = []
-            for i in which:
-                f = fig if i is None else frame_figure(fig, i)
-                png = pio.to_image(f, format="png", width=w, height=h, scale=1)
-                out.append(np.asarray(iio.imread(io.BytesIO(png)))[..., :3])
+            with warnings.catch_warnings():  # plotly hands its page options over again; the server has its own
+                warnings.filterwarnings("ignore", message="The kopts argument is ignored")
+                for n, i in enumerate(which):
+                    if n == 1:  # the browser is up: the frames after the first give the pace
+                        t = time.perf_counter()
+                    f = fig if i is None else frame_figure(fig, i)
+                    png = pio.to_image(f, format="png", width=w, height=h, scale=1)
+                    out.append(np.asarray(iio.imread(io.BytesIO(png)))[..., :3])
+            if len(which) > 2:
+                _PACE[(w, h)] = (time.perf_counter() - t) / (len(which) - 1)
             return out
         finally:
             if started:

@@ -6,6 +6,9 @@ says "Failed to generate file for download", never a traceback).
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+
 import streamlit as st
 
 from .. import plots
@@ -17,7 +20,8 @@ from ..training.prepared import PREPARED
 
 VIDEO_FORMAT = ".mp4"
 VIDEO_SIZE = "1280x720"
-VIDEO_FPS = 4.0
+VIDEO_FPS = 4
+VIDEO_RATES = (1, 2, 3, 4, 6, 8, 12, 24, 30)
 
 
 def _link_base() -> str:
@@ -76,9 +80,34 @@ def pack_button(run, views, state, container=None) -> None:
     )
 
 
+_COUNTS: OrderedDict = OrderedDict()  # (id(views), view, options) -> (views, frames): the last few, newest last
+_COUNTS_LOCK = threading.Lock()
+
+
+def _frames(fn, views, opts: dict) -> int:
+    """The frames of ``fn(views, **opts)``, counted once per views object (the figure is built for that)."""
+    key = (id(views), fn.__name__, tuple(sorted(opts.items())))
+    with _COUNTS_LOCK:
+        hit = _COUNTS.get(key)
+        if hit is not None and hit[0] is views:
+            return hit[1]
+    n = video.frame_count(fn(views, **opts))
+    with _COUNTS_LOCK:
+        _COUNTS[key] = (views, n)
+        while len(_COUNTS) > 16:
+            _COUNTS.popitem(last=False)
+    return n
+
+
+def _video_options(fn) -> dict:
+    """The options the page drew ``fn``'s figure with that a video keeps (the characteristics' one window)."""
+    return {"fixed_window": True} if fn.__name__ == "characteristics" and st.session_state.get("fixed_window") else {}
+
+
 def video_buttons(run, views, figures, state) -> None:
-    """A video button under each animated figure of the view (``figures``: its builders); without the extras,
-    one line saying what to install."""
+    """Under the animated figures of the view (``figures``: their builders): the video's size and frame rate,
+    then a button per figure with what the file will be (frames, length, size, time to make it) said before it
+    is made. Without the extras, one line saying what to install."""
     animated = [fn for fn in figures if video.VIEWS.get(fn.__name__, ("",))[0] == "views"]
     if not animated or views is None or views.live or run.latest is None:
         return
@@ -86,20 +115,28 @@ def video_buttons(run, views, figures, state) -> None:
     if why:
         st.caption(why)
         return
-    base, size = _link_base(), video.SIZES[VIDEO_SIZE]
+    left, right = st.columns(2)
+    size_name = left.selectbox(
+        "Video size", list(video.SIZES), index=list(video.SIZES).index(VIDEO_SIZE), key="video_size"
+    )
+    fps = right.select_slider("Video frame rate (fps)", options=VIDEO_RATES, value=VIDEO_FPS, key="video_fps")
+    base, size = _link_base(), video.SIZES[size_name]
     for fn in animated:
+        opts = _video_options(fn)
+        n = _frames(fn, views, opts)
+        est = video.estimate(n, size, fps, VIDEO_FORMAT)
 
-        def make(fn=fn):
-            return video.video_bytes(
-                plots.presentation(fn(views)), VIDEO_FORMAT, size, VIDEO_FPS, meta=_meta(run, state.scenario, base)
-            )
+        def make(fn=fn, opts=opts, size=size, fps=fps):
+            fig = plots.presentation(fn(views, **opts))
+            return video.video_bytes(fig, VIDEO_FORMAT, size, fps, meta=_meta(run, state.scenario, base))
 
         st.download_button(
-            f"Video of this animation ({VIDEO_FORMAT[1:]}, {VIDEO_SIZE})",
+            f"Video of this animation ({VIDEO_FORMAT[1:]}, {size_name})",
             data=make,
-            file_name=f"flowviz-{fn.__name__}{VIDEO_FORMAT}",
+            file_name=f"flowviz-{fn.__name__}-{size_name}-{fps:g}fps{VIDEO_FORMAT}",
             mime=video.FORMATS[VIDEO_FORMAT],
             help="each frame rendered by plotly's exporter (kaleido), for slides",
             on_click="ignore",
             key=f"dl_video_{fn.__name__}",
         )
+        st.caption(est.line())

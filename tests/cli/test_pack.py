@@ -25,7 +25,7 @@ SCENARIOS = ["moons", "rings_lift"]
 # most of the pack on its adjoint instrument's re-discretised continuous comparison)
 CHANGES = ["train_steps=60", "n_samples=300", "n_steps=8"]
 SETS = [arg for kv in CHANGES for arg in ("--set", kv)]
-SHOTS = Path("/work/shots/f-pack")
+SHOTS = Path("/tmp/pack-shots")  # looked at by hand, outside the repository
 MAX_BYTES = 8_000_000
 
 
@@ -181,6 +181,10 @@ def test_the_pack_draws_offline_in_chromium(packdir):
 
 def _check_page(page, name):
     want = WANT[name]
+    # the page unpacks its figures' code (DecompressionStream) before their divs exist
+    page.wait_for_function(
+        "n => document.querySelectorAll('.js-plotly-plot').length >= n", arg=len(want), timeout=60_000
+    )
     ids = page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot')].map(d => d.id)")
     assert ids == [f"fig-{v}" for v in want], ids
     page.wait_for_function(
@@ -215,6 +219,27 @@ def _check_page(page, name):
     page.wait_for_function(f"() => !({title})().includes('k = 0,')", timeout=30_000)
     if name == "moons":
         page.screenshot(path=str(SHOTS / f"{name}_page.png"), full_page=False)
+    # every other animated figure of the page: its slider's last step and first step, then ▶ moves it on
+    animated = page.evaluate(
+        "() => [...document.querySelectorAll('.js-plotly-plot')]"
+        ".filter(d => (d._transitionData._frames || []).length > 1).map(d => d.id)"
+    )
+    assert main in animated and "fig-training-checkpoints" in animated, animated
+    active = "id => document.getElementById(id).layout.sliders[0].active"
+    for fig_id in animated:
+        if fig_id == main:
+            continue
+        fig = page.locator(f"#{fig_id}")
+        fig.scroll_into_view_if_needed()
+        n = page.evaluate(f"() => document.getElementById('{fig_id}')._transitionData._frames.length")
+        rail = fig.locator(".slider-rail-rect").bounding_box()
+        page.mouse.click(rail["x"] + rail["width"] - 2, rail["y"] + rail["height"] / 2)
+        page.wait_for_function(f"({active})('{fig_id}') === {n - 1}", timeout=30_000)
+        page.mouse.click(rail["x"] + 2, rail["y"] + rail["height"] / 2)  # and its first
+        page.wait_for_function(f"({active})('{fig_id}') === 0", timeout=30_000)
+        fig.locator(".updatemenu-button").first.click()  # ▶
+        page.wait_for_function(f"({active})('{fig_id}') > 0", timeout=30_000)
+    print(f"{name}: slider and play of {len(animated)} animated figures: {', '.join(animated)}")
 
 
 def _tiny_run():
