@@ -69,7 +69,7 @@ def test_a_lecturer_s_probe_at_a_kept_training_step_is_computed_on_that_step_s_w
     """A page showing a kept step (a room's lecturer scrubbing training) probes that step's model."""
     import numpy as np
 
-    from flowviz.serve.runs import Registry
+    from flowviz.serve.runs.registry import Registry
     from flowviz.serve.settings import Settings
     from flowviz.training import instruments as ins
 

@@ -275,7 +275,7 @@ def _video_page():
 
     import flowviz
     from flowviz import plots
-    from flowviz.serve.run import Run
+    from flowviz.serve.runs.run import Run
     from flowviz.ui import packs
 
     @st.cache_resource
@@ -297,7 +297,7 @@ def test_the_pages_video_buttons_say_what_the_file_will_be_before_it_is_made(mon
 
     import flowviz
     from flowviz import plots
-    from flowviz.serve.run import Run
+    from flowviz.serve.runs.run import Run
 
     r = flowviz.train(TINY.replace(seed=5))
     views = Run(r.config, r.data, None, restored=(r.model, r.history, r.metrics)).views()

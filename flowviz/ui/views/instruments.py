@@ -21,7 +21,7 @@ from ...core.points import MAX_POINTS, RANGE, parse_selection
 from ...plots.clickplane import click_plane
 from .. import figcache, guards, links, room_ui
 from ..notices import notice
-from . import lecture
+from .views import lecture
 
 log = logging.getLogger("flowviz.ui")
 
