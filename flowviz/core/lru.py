@@ -48,6 +48,11 @@ class LRU(Generic[K, V]):
         with self._lock:
             return self._items.pop(key, None)
 
+    def keys(self) -> list[K]:
+        """The keys, least recent first (a copy)."""
+        with self._lock:
+            return list(self._items)
+
     def clear(self) -> None:
         with self._lock:
             self._items.clear()

@@ -48,14 +48,14 @@ def test_an_old_id_never_returns_a_figure_of_freed_views(views, monkeypatch):
     figcache.clear()
     fig = figcache.figure(plots.decision, views, False)
     impostor = analyse(flowviz.train(TINY.replace(seed=8)).model, views.data)
-    key = next(iter(figcache._CACHE))
-    figcache._CACHE[(id(impostor),) + key[1:]] = figcache._CACHE.pop(key)  # as if views' id were reused
+    (key,) = figcache._CACHE.keys()
+    figcache._CACHE.put((id(impostor),) + key[1:], figcache._CACHE.pop(key))  # as if views' id were reused
     assert figcache.figure(plots.decision, impostor, False) is not fig
 
 
 def test_the_cache_keeps_at_most_keep_figures(views, monkeypatch):
     figcache.clear()
-    monkeypatch.setattr(figcache, "KEEP", 2)
+    monkeypatch.setattr(figcache._CACHE, "size", 2)
     for fn in (plots.decision, plots.velocity, plots.transport):
         figcache.figure(fn, views, False)
     assert len(figcache._CACHE) == 2
