@@ -145,6 +145,8 @@ def main():
             "Press **Train** to train the new ones."
         )
     live = any(r is not None and not r.finished for r in (run, cmp_run))
+    if run is not None and not live:  # this run of the script draws the full views: no second run for them
+        state.finished_shown((run.key, run.status, state.compare_key))
     with status:
         progress(live)
     if state.sweep_live and not sweep_tab.running(registry(), state):
