@@ -29,6 +29,7 @@ from .state import PageState
 log = logging.getLogger("flowviz.ui")
 
 STATE_KEY = "page"  # the one session-state key of the page's own state (widgets keep theirs: w_*, view, ...)
+EXPORT_KEY = "export_open"  # the export box's state (True while open)
 
 TABS = [
     "Characteristics",
@@ -406,9 +407,11 @@ def _views_body():
         if not state.present:
             packs.video_buttons(run, v, VIEW_FIGURES[choice], state)
     if not v.live and not state.present:
-        with st.expander("Export this run"):
-            lecture.export_panel(run, v)
-            packs.pack_button(run, v, state)
+        box = st.expander("Export this run", key=EXPORT_KEY, on_change="rerun")  # its buttons drawn once opened
+        if box.open:
+            with box:
+                lecture.export_panel(run, v)
+                packs.pack_button(run, v, state)
 
 
 def view_ui(state: PageState, tabs: list[str]):
