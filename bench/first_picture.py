@@ -15,8 +15,9 @@ The four pages of a repetition are opened in a rotating order (interleaved); the
 warm and cold pages against the figure alone (targets 1.15 and 1.3), with the load average.
 
 With ``--why``: each page load also prints where its time went, from the browser's own records: when the
-page's kinds of element first appeared (a MutationObserver from the navigation), its long tasks, the
-plotly chunk's fetch, and the websocket's messages (count and bytes).
+page's kinds of element first appeared (a MutationObserver from the navigation), its long tasks, the CPU time
+of the renderer's main thread (a Chrome trace: the work the picture waits for, and a measure that a loaded
+machine distorts far less than wall-clock time), the plotly chunk's fetch, and the websocket's messages.
 
 With ``--prebuilt``: the scenario is first trained into a disk cache (as `python -m flowviz prebuild`
 does); each repetition starts a fresh server on that cache, opens the page, then picks the scenario in
@@ -126,25 +127,44 @@ WHY_READ = """() => ({marks: window.__marks, long: window.__long,
   elements: document.querySelectorAll('[data-testid=stElementContainer]').length})"""
 
 
+CPU: dict[str, list[float]] = {}  # --why: each page's renderer main-thread CPU seconds, load after load
+
+
+def _main_thread_cpu(trace: bytes) -> float:
+    """CPU seconds of the page's renderer main thread (its tasks' thread time) in a Chrome trace: the work the
+    page's first picture waited for, much less sensitive to the machine's load than the wall-clock time."""
+    import json
+
+    events = json.loads(trace)["traceEvents"]
+    main = {
+        (e["pid"], e["tid"]) for e in events if e.get("name") == "thread_name" and e["args"]["name"] == "CrRendererMain"
+    }
+    tasks = (e for e in events if (e.get("pid"), e.get("tid")) in main and e.get("ph") == "X")
+    return sum(e.get("tdur", 0) for e in tasks if e["name"] in ("RunTask", "ThreadControllerImpl::RunTask")) / 1e6
+
+
 def _open(browser, url, done: str = DONE, why: str | None = None) -> float:
     page = browser.new_page(viewport={"width": 1920, "height": 1080})
     frames: list[int] = []
     if why:
         page.add_init_script(WHY_INIT)
         page.on("websocket", lambda ws: ws.on("framereceived", lambda m: frames.append(len(m))))
+        browser.start_tracing(page=page, categories=["devtools.timeline", "disabled-by-default-devtools.timeline"])
     t = time.perf_counter()
     page.goto(url)
     page.wait_for_function(done, timeout=120_000)
     dt = time.perf_counter() - t
     if why:
+        cpu = _main_thread_cpu(browser.stop_tracing())
         w = page.evaluate(WHY_READ)
         marks = ", ".join(f"{k} {v / 1000:.2f}" for k, v in sorted(w["marks"].items(), key=lambda kv: kv[1]))
         fetch = "not fetched" if w["plotly"] is None else "{:.2f}-{:.2f} s".format(*(x / 1000 for x in w["plotly"]))
         print(
             f"  {why}: {dt:.2f} s; {w['elements']} elements, first seen (s): {marks}; plotly chunk {fetch}; "
-            f"long tasks {len(w['long'])}, {sum(w['long']) / 1000:.2f} s; websocket {len(frames)} messages, "
-            f"{sum(frames) / 1e3:.0f} kB"
+            f"long tasks {len(w['long'])}, {sum(w['long']) / 1000:.2f} s; renderer main thread CPU {cpu:.2f} s; "
+            f"websocket {len(frames)} messages, {sum(frames) / 1e3:.0f} kB"
         )
+        CPU.setdefault(why, []).append(cpu)
     page.close()
     return dt
 
@@ -246,6 +266,12 @@ def main(argv=None):
             "(target 1.3); medians of each repetition's ratios: warm "
             f"{statistics.median(w / f for w, f in zip(warm, floors['the figure alone'])):.2f}, cold "
             f"{statistics.median(c / f for c, f in zip(cold, floors['the figure alone'])):.2f}"
+        )
+    if CPU.get("the figure alone"):
+        base = statistics.median(CPU["the figure alone"])
+        print(
+            "renderer main-thread CPU until the picture (medians): "
+            + ", ".join(f"{n} {statistics.median(v):.2f} s ({statistics.median(v) / base:.2f})" for n, v in CPU.items())
         )
 
 
