@@ -58,7 +58,7 @@ def _port():
         return s.getsockname()[1]
 
 
-def _serve(port, cache_dir, *, env=None, log=None, wait_s: float = 60.0, script="app.py", args=()):
+def _serve(port, cache_dir, *, env=None, log=None, wait_s: float = 240.0, script="app.py", args=()):
     """A fresh `streamlit run app.py` (or ``script`` with ``args``) on loopback, returned once its health
     endpoint answers (within wait_s)."""
     env = dict(os.environ, **(env or {}), FLOWVIZ_CACHE_DIR=str(cache_dir))
