@@ -86,13 +86,19 @@ def _pick(container, label, key, cfg, names=None, fmt=None):
 
 
 def sidebar(
-    cfg: Config, *, has_csv: bool, hidden: frozenset = frozenset(), csv_label: str | None = None, gen: int = 0
+    cfg: Config,
+    *,
+    has_csv: bool,
+    hidden: frozenset = frozenset(),
+    csv_label: str | None = None,
+    gen: int = 0,
+    fold: bool = True,
 ) -> dict:
     """Draw the grouped controls, seeded from ``cfg``; return the chosen values (not yet validated).
 
     Groups named in ``hidden`` (see ``links.GROUPS``) are not drawn; their keys keep the values of ``cfg``. So
-    are the widgets of a group folded by default while it is closed (``group_key``: it reruns the page when
-    opened), so that a page's first picture does not wait for widgets nobody sees.
+    are the widgets of a group folded by default while it is closed, with ``fold`` (``group_key``: it reruns the
+    page when opened), so that a page's first picture does not wait for widgets nobody sees.
     ``csv_label``: how the dataset list names the csv data (drawn points: "drawn (14)"); ``gen``: the widgets'
     generation (their keys: ``widget_key``).
     """
@@ -102,7 +108,7 @@ def sidebar(
         for name, label, expanded, draw in _GROUP_TABLE:
             if name in hidden:
                 continue
-            lazy = {} if expanded else {"key": group_key(name), "on_change": "rerun"}
+            lazy = {"key": group_key(name), "on_change": "rerun"} if fold and not expanded else {}
             box = st.sidebar.expander(label, expanded=expanded, **lazy)
             if box.open is not False:
                 with box:

@@ -111,6 +111,7 @@ def main():
         hidden=state.hidden,
         csv_label=f"drawn ({len(state.csv[0])})" if state.drawn_data else None,
         gen=state.widget_gen,
+        fold=not state.present,  # presentation mode draws every group (folded ones there moved a figure down)
     )
     if "upload" not in state.hidden:
         upload_ui(state)
