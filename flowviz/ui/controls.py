@@ -42,6 +42,11 @@ def widget_key(key: str, gen: int = 0) -> str:
     return f"w_{key}" + (f"~{gen}" if gen else "")
 
 
+def group_key(name: str) -> str:
+    """The session-state key of a folded sidebar group's expander (True while it is open)."""
+    return f"g_{name}"
+
+
 def _meta(key):
     return Config.__dataclass_fields__[key].metadata
 
@@ -81,11 +86,19 @@ def _pick(container, label, key, cfg, names=None, fmt=None):
 
 
 def sidebar(
-    cfg: Config, *, has_csv: bool, hidden: frozenset = frozenset(), csv_label: str | None = None, gen: int = 0
+    cfg: Config,
+    *,
+    has_csv: bool,
+    hidden: frozenset = frozenset(),
+    csv_label: str | None = None,
+    gen: int = 0,
+    fold: bool = True,
 ) -> dict:
     """Draw the grouped controls, seeded from ``cfg``; return the chosen values (not yet validated).
 
-    Groups named in ``hidden`` (see ``links.GROUPS``) are not drawn; their keys keep the values of ``cfg``.
+    Groups named in ``hidden`` (see ``links.GROUPS``) are not drawn; their keys keep the values of ``cfg``. So
+    are the widgets of a group folded by default while it is closed, with ``fold`` (``group_key``: it reruns the
+    page when opened), so that a page's first picture does not wait for widgets nobody sees.
     ``csv_label``: how the dataset list names the csv data (drawn points: "drawn (14)"); ``gen``: the widgets'
     generation (their keys: ``widget_key``).
     """
@@ -93,8 +106,12 @@ def sidebar(
     token = _SUFFIX.set(widget_key("", gen)[2:])
     try:
         for name, label, expanded, draw in _GROUP_TABLE:
-            if name not in hidden:
-                with st.sidebar.expander(label, expanded=expanded):
+            if name in hidden:
+                continue
+            lazy = {"key": group_key(name), "on_change": "rerun"} if fold and not expanded else {}
+            box = st.sidebar.expander(label, expanded=expanded, **lazy)
+            if box.open is not False:
+                with box:
                     draw(cfg, v, has_csv) if name != "data" else draw(cfg, v, has_csv, csv_label)
     finally:
         _SUFFIX.reset(token)

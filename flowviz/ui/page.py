@@ -31,6 +31,7 @@ from .views.dictionary import dictionary
 log = logging.getLogger("flowviz.ui")
 
 STATE_KEY = "page"  # the one session-state key of the page's own state (widgets keep theirs: w_*, view, ...)
+EXPORT_KEY = "export_open"  # the export box's state (True while open)
 
 TABS = [
     "Characteristics",
@@ -124,6 +125,7 @@ def main():
         hidden=state.hidden,
         csv_label=f"drawn ({len(state.csv[0])})" if state.drawn_data else None,
         gen=state.widget_gen,
+        fold=not state.present,  # presentation mode draws every group (folded ones there moved a figure down)
     )
     if "upload" not in state.hidden:
         upload_ui(state)
@@ -159,6 +161,8 @@ def main():
             "Press **Train** to train the new ones."
         )
     live = any(r is not None and not r.finished for r in (run, cmp_run))
+    if run is not None and not live:  # this run of the script draws the full views: no second run for them
+        state.finished_shown((run.key, run.status, state.compare_key))
     with status:
         progress(live)
     if state.sweep_live and not sweep.running(registry(), state):
@@ -420,9 +424,11 @@ def _views_body():
         if not state.present:
             packs.video_buttons(run, v, VIEW_FIGURES[choice], state)
     if not v.live and not state.present:
-        with st.expander("Export this run"):
-            lecture.export_panel(run, v)
-            packs.pack_button(run, v, state)
+        box = st.expander("Export this run", key=EXPORT_KEY, on_change="rerun")  # its buttons drawn once opened
+        if box.open:
+            with box:
+                lecture.export_panel(run, v)
+                packs.pack_button(run, v, state)
 
 
 def view_ui(state: PageState, tabs: list[str]):

@@ -6,6 +6,7 @@ import pytest
 from helpers.page import SMALL, app, config_of, figures, link_of, settle
 
 from flowviz import Config
+from flowviz.ui.controls import group_key
 from flowviz.ui.plaintext import shown
 
 
@@ -107,9 +108,25 @@ def test_stop_takes_effect_and_keeps_the_picture():
 
 def test_bad_widget_value_is_refused_and_the_last_good_config_kept():
     at = settle(app(SMALL).run())
+    at.session_state[group_key("training")] = True  # the folded Training group, opened
+    at.run()
     at.number_input(key="w_batch_size").set_value(500).run()  # more than the 200 samples
     assert any("batch_size=500" in shown(e.value) for e in at.sidebar.error)
     assert config_of(at).batch_size == 0  # the link keeps the last good config
+    assert not at.exception
+
+
+def test_a_folded_group_draws_its_widgets_only_when_opened_and_keeps_the_links_values():
+    at = app(SMALL).run()
+    keys = lambda: {w.key for w in at.sidebar.number_input}  # noqa: E731
+    assert "w_train_steps" not in keys() and "w_n_samples" in keys()  # Training is folded, Data open
+    assert config_of(at).train_steps == int(SMALL["train_steps"])  # the link's value, not a widget's default
+    at.session_state[group_key("training")] = True
+    at.run()
+    assert at.number_input(key="w_train_steps").value == int(SMALL["train_steps"])
+    at.session_state[group_key("training")] = False
+    at.run()
+    assert "w_train_steps" not in keys() and config_of(at).train_steps == int(SMALL["train_steps"])
     assert not at.exception
 
 
@@ -204,9 +221,13 @@ def test_export_buttons_and_the_offline_characteristics_file():
     import re
 
     from flowviz import plots
-    from flowviz.ui.page import registry
+    from flowviz.ui.page import EXPORT_KEY, registry
 
     at = settle(app(SMALL).run())
+    closed = {str(e.proto.label) for e in at.get("download_button")}
+    assert not closed & {"model.safetensors", "Download the lecture pack"}  # the box is closed: not drawn
+    at.session_state[EXPORT_KEY] = True
+    at.run()
     labels = [str(e.proto.label) for e in at.get("download_button")]
     from flowviz.plots import video
 

@@ -16,6 +16,7 @@ from flowviz import Config
 from flowviz.core.config import value_range
 from flowviz.core.presets import preset_info, preset_names
 from flowviz.ui import links
+from flowviz.ui.controls import group_key
 from flowviz.ui.plaintext import is_inert, shown
 from flowviz.ui.state import PageState
 
@@ -29,10 +30,14 @@ def no_autostart(monkeypatch):
     monkeypatch.setattr(PageState, "take_autostart", lambda self: False)
 
 
-def _page(query: dict) -> AppTest:
+def _page(query: dict, *, unfold: bool = False) -> AppTest:
+    """The page opened by a link (``unfold``: with every sidebar group open, so that all its widgets are drawn)."""
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     for k, v in query.items():
         at.query_params[k] = v
+    if unfold:
+        for g in links.GROUPS:
+            at.session_state[group_key(g)] = True
     return at.run()
 
 
@@ -77,7 +82,7 @@ BOUND_LINKS = {
 @pytest.mark.parametrize("name", BOUND_LINKS)
 def test_every_key_at_its_bounds_renders_through_a_link(name):
     q = BOUND_LINKS[name]
-    at = _page(q)
+    at = _page(q, unfold=True)
     _renders(at)
     notices = " ".join(shown(a) for a in _alerts(at))
     cfg = Config.from_query({k: v for k, v in at.query_params.items() if k in Config.keys()})
