@@ -71,6 +71,7 @@ def test_titles_wrap_to_the_frame_and_every_text_keeps_the_minimum(blobs):
         assert fig.layout.height == f.height
 
 
+@pytest.mark.slow
 def test_spirals_frames_follow_their_points_and_one_window_is_a_switch():
     r = flowviz.train(flowviz.preset("spirals").replace(train_steps=40, n_samples=400))
     v = analyse(r.model, r.data, with_reference=False)

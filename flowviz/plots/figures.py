@@ -284,9 +284,8 @@ def _char_title(v: FlowViews, k) -> str:
     shown = len(v.characteristics.y)
     if v.config.dim > 2:  # the background is a slice the points leave: say so, and what colours the points
         return (
-            f"Characteristics x_k at k = {int(k)}, t_k = {v.t[int(k)]:.3g} ({shown} of "
-            f"{v.characteristics.n_total} points, first two of {v.config.dim} coordinates)<br>background: "
-            f"u(t_k, ·) on the slice {slice_name(v.config.dim)}; points coloured by their own u(t_k, x_k)"
+            f"x_k at k = {int(k)}, t_k = {round_for_reading(v.t[int(k)])}, first two of {v.config.dim} coordinates"
+            f" · u(t_k, ·) on the slice {slice_name(v.config.dim)}; points by their own u(t_k, x_k)"
         )
     return (
         f"x_k over u(t_k, ·) at k = {int(k)}, t_k = {v.t[int(k)]:.3g} · "
@@ -513,7 +512,7 @@ def spacetime(obj, *, probe_path=None) -> go.Figure:
             zaxis=dict(nticks=6),
             aspectmode="manual",
             aspectratio=dict(zip("xyz", aspect.tolist())),
-            camera=dict(eye=dict(x=1.5, y=-1.5, z=0.9)),
+            camera=dict(eye=dict(x=1.2, y=-1.2, z=0.72)),  # close: the scene fills its frame
             domain=dict(x=[0, 1], y=[0, 1]),
         )
     )

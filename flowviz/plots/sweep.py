@@ -323,7 +323,7 @@ def side_by_side(
     paths = tuple(probe_paths) if probe_paths is not None else (None, None)
     titles = titles or tuple(f"L = {v.config.n_steps}, {v.config.scheme}, T = {v.config.horizon:g}" for v in views)
     titles = tuple(
-        t + (f"<br>u on the slice {slice_name(v.config.dim)}; points by their own u(t, x)" if v.config.dim > 2 else "")
+        t + (f" · u on the slice {slice_name(v.config.dim)}; points by their own u(t, x)" if v.config.dim > 2 else "")
         for t, v in zip(titles, views)
     )
     if any(mc_note(v) for v in views):  # a viscous panel says how its surface was estimated, and how well
@@ -497,7 +497,6 @@ def side_by_side(
     return fig
 
 
-@styled
 @styled
 def residual_ratios(a: FlowViews, b: FlowViews, titles: tuple[str, str] | None = None) -> go.Figure:
     """The residual ratio |s_k V_k| / |x| of each block of two runs against the block's time t_k, on one log axis:
