@@ -304,6 +304,12 @@ def sweep_transfer(s: SweepResult) -> go.Figure:
     return _layout(fig, f"Depth transfer ({', '.join(modes)} weights): {sub}", height=120 + 50 * len(t.trained))
 
 
+def _mc_short(v: FlowViews) -> str:
+    """A panel title's note for eps > 0 (one line): the Monte-Carlo paths and the largest standard error."""
+    se = float(np.max(v.surfaces.mc_stderr))
+    return f"u from M = {v.config.mc_samples} noise paths, s.e. ≤ {se:.3f}"
+
+
 def _sbs_title(t: float) -> str:
     return f"Side by side at the same time t = {t:.3g} (each panel shows its step nearest t)"
 
@@ -327,7 +333,7 @@ def side_by_side(
         for t, v in zip(titles, views)
     )
     if any(mc_note(v) for v in views):  # a viscous panel says how its surface was estimated, and how well
-        titles = tuple(t + (f"<br><sup>{mc_note(v)[3:]}</sup>" if mc_note(v) else "") for t, v in zip(titles, views))
+        titles = tuple(t + (f" · {_mc_short(v)}" if mc_note(v) else "") for t, v in zip(titles, views))
     T = max(float(v.t[-1]) for v in views)
     finer = max(views, key=lambda v: len(v.surfaces.ks))
     ts = np.unique(np.concatenate([finer.surfaces.t, [0.0, T]]))
