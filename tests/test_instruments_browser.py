@@ -11,7 +11,7 @@ from flowviz.core.points import decode_points
 
 pytestmark = pytest.mark.browser
 SUBS = {
-    "Probe": "Probe at",
+    "Probe": "Probe at x₀",
     "Stability region": "Stability, block",
     "Volume and density": "Volume at",
     "Grid solver": "The transport equation on a grid",
@@ -42,7 +42,10 @@ SIZES = [(1280, 720), (1920, 1080)]  # a laptop and a projector
 
 @pytest.mark.xfail(
     strict=False,
-    reason=("the restyled Instruments view: the test's clicks and waits time out after the merge (open in issue 25)"),
+    reason=(
+        "the probe's title is typeset now (x₀, the wait fixed), but the click on the plane does not yet bring the "
+        "probe's figure within 60 s: cause not found (open in issue 25)"
+    ),
 )
 def test_probe_and_draw_by_clicks_and_screenshot_each_instrument(server, browser, root):  # noqa: F811
     """A probe clicked at laptop size, each instrument screenshotted at both sizes (one page, resized), then
@@ -58,7 +61,7 @@ def test_probe_and_draw_by_clicks_and_screenshot_each_instrument(server, browser
     page.wait_for_selector("text=Click any point of the plane", timeout=60_000)
     time.sleep(1.0)
     _click_plot(page, 0.3, 0.6)
-    page.wait_for_selector("text=Probe at x_0", timeout=60_000)
+    page.wait_for_selector("text=Probe at x₀", timeout=60_000)
     time.sleep(1.5)
     assert "probe" in _query(page)
     assert page.locator("[data-testid='stException']").count() == 0
