@@ -22,14 +22,7 @@ pytestmark = pytest.mark.browser
         pytest.param(
             "bench/instrument_click.py",
             ["--reps", "1", *TINY],
-            marks=[
-                pytest.mark.browser,
-                pytest.mark.xfail(
-                    strict=False,
-                    reason="its probe title is typeset now (x₀, fixed); not yet seen passing: on a loaded machine its "
-                    "server did not start in time (issue 25)",
-                ),
-            ],
+            marks=pytest.mark.browser,
         ),
         # phase 4 with the default budget (both hard-limit links refused at once): with it lifted, two hard-limit runs
         # took both cores for two minutes beside the rest of the suite; bench/README.md quotes the lifted phase
