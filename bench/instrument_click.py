@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from first_picture import ARGS, DONE, _port, _serve  # noqa: E402
 
 SUBS = {
-    "Probe": "Probe at x_0",
+    "Probe": "Probe at x₀",
     "Stability region": "Stability, block",
     "Volume and density": "Volume at",
     "Grid solver": "The transport equation on a grid",

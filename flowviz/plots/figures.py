@@ -186,6 +186,7 @@ def characteristics(obj, *, probe_path=None, fixed_window: bool = False) -> go.F
     v = _views(obj)
     ch, s, ks = v.characteristics, v.surfaces, v.surfaces.ks
     fs = None if fixed_window else v.frame_surfaces
+    windows = None if fs is None else frame_windows_with(v.windows, probe_path)
     C = s.u.shape[-1]
     e = v.extent
     tol = half_pixel(e[1] - e[0], e[3] - e[2])  # lines drawn to within half a pixel at 1920 x 1080
@@ -249,26 +250,42 @@ def characteristics(obj, *, probe_path=None, fixed_window: bool = False) -> go.F
             data.append(probe_point(probe_path, int(k), full=False))
         lay = dict(title_text=_char_title(v, k))
         if fs is not None:  # the frame's own window
-            w = v.windows[i]
+            w = windows[i]
             lay.update({"xaxis.range": [float(w[0]), float(w[1])], "yaxis.range": [float(w[2]), float(w[3])]})
         frames.append(go.Frame(name=str(int(k)), data=data, traces=moving, layout=lay))
     fig = go.Figure(data=traces, frames=frames)
     sliders, menus = _frame_slider(ks, v.t)
     if fs is not None:
-        e = tuple(float(a) for a in v.windows[0])
+        e = tuple(float(a) for a in windows[0])
     fig.update_xaxes(range=[e[0], e[1]])
     fig.update_yaxes(range=[e[2], e[3]])
     _equal_axes(fig)
     return _layout(fig, _char_title(v, ks[0]), height=650, sliders=sliders, updatemenus=menus)
 
 
+def frame_windows_with(windows: np.ndarray, path=None) -> np.ndarray:
+    """The frames' windows (n, 4) grown, each about its centre and square, so that the whole probe path
+    (L+1, d) lies inside every one (the path is drawn in every frame); ``windows`` itself without a path."""
+    if path is None:
+        return windows
+    p = np.asarray(path, np.float64)[:, :2]
+    p = p[np.isfinite(p).all(1)]
+    if not len(p):
+        return windows
+    out = np.array(windows, np.float64)
+    c = np.c_[out[:, 0] + out[:, 1], out[:, 2] + out[:, 3]] / 2
+    half = (out[:, 1] - out[:, 0]) / 2
+    reach = np.abs(p[None, :, :] - c[:, None, :]).max(axis=(1, 2)) * 1.05
+    half = np.maximum(half, reach)
+    return np.c_[c[:, 0] - half, c[:, 0] + half, c[:, 1] - half, c[:, 1] + half]
+
+
 def _char_title(v: FlowViews, k) -> str:
     shown = len(v.characteristics.y)
     if v.config.dim > 2:  # the background is a slice the points leave: say so, and what colours the points
         return (
-            f"Characteristics x_k at k = {int(k)}, t_k = {v.t[int(k)]:.3g} ({shown} of "
-            f"{v.characteristics.n_total} points, first two of {v.config.dim} coordinates)<br>background: "
-            f"u(t_k, ·) on the slice {slice_name(v.config.dim)}; points coloured by their own u(t_k, x_k)"
+            f"x_k at k = {int(k)}, t_k = {round_for_reading(v.t[int(k)])}, first two of {v.config.dim} coordinates"
+            f" · u(t_k, ·) on the slice {slice_name(v.config.dim)}; points by their own u(t_k, x_k)"
         )
     return (
         f"x_k over u(t_k, ·) at k = {int(k)}, t_k = {v.t[int(k)]:.3g} · "
@@ -344,8 +361,9 @@ def decision(obj, *, probe_path=None) -> go.Figure:
                         symbol=sym,
                         line=dict(color="white", width=0.5),
                     ),
-                    name=f"{name}, class {c}",
+                    name=f"class {c}",
                     legendgroup=f"{c}",
+                    showlegend=name == "train",  # one entry a class; the test points' shape has its own
                 ),
                 1,
                 1,
@@ -364,6 +382,18 @@ def decision(obj, *, probe_path=None) -> go.Figure:
                 1,
                 2,
             )
+    if len(ds.x) > n_tr:  # the test points' shape, once for every class
+        fig.add_trace(
+            go.Scatter(
+                x=[None],
+                y=[None],
+                mode="markers",
+                name="test points",
+                marker=dict(color="#777777", size=9, symbol="diamond"),
+            ),
+            1,
+            1,
+        )
     wrong = pred != ds.y
     if wrong.any():
         fig.add_trace(
@@ -402,30 +432,33 @@ def transport(obj, panels: int = 6, *, probe_path=None) -> go.Figure:
     u(t_k, x_k) is one colour)."""
     v = _views(obj)
     s = v.surfaces
+    fs = v.frame_surfaces  # each frame's own window (the points x_k of that frame), where the run has them
     idx = np.unique(np.round(np.linspace(len(s.ks) - 1, 0, min(panels, len(s.ks)))).astype(int))[::-1]
     cols = min(3, len(idx))
     rows = int(np.ceil(len(idx) / cols))
+    shared = "all" if fs is None else False
     fig = make_subplots(
         rows=rows,
         cols=cols,
-        horizontal_spacing=0.04,
+        horizontal_spacing=0.04 if fs is None else 0.07,
         vertical_spacing=0.12,
-        shared_xaxes="all",
-        shared_yaxes="all",
-        subplot_titles=[f"u(t_{int(s.ks[i])} = {s.t[i]:.3g}, ·)" for i in idx],
+        shared_xaxes=shared,
+        shared_yaxes=shared,
+        subplot_titles=[f"u(t_{int(s.ks[i])} = {round_for_reading(s.t[i])}, ·)" for i in idx],
     )
     for j, i in enumerate(idx):
         r, c = j // cols + 1, j % cols + 1
-        fig.add_trace(_surface_trace(v, s.u[i], s.x1, s.x2, showscale=j == 0), r, c)
+        x1, x2, u = (s.x1, s.x2, s.u[i]) if fs is None else (fs.x1[i], fs.x2[i], fs.u[i])
+        fig.add_trace(_surface_trace(v, u, x1, x2, showscale=j == 0), r, c)
         if probe_path is not None:  # within the surface's box (the path may leave it)
             for tr in probe_traces(probe_path, int(s.ks[i]), legend=j == 0):
                 fig.add_trace(tr, r, c)
-            fig.update_xaxes(range=[float(s.x1[0]), float(s.x1[-1])], row=r, col=c)
-            fig.update_yaxes(range=[float(s.x2[0]), float(s.x2[-1])], row=r, col=c)
+        if probe_path is not None or fs is not None:
+            fig.update_xaxes(range=[float(x1[0]), float(x1[-1])], row=r, col=c)
+            fig.update_yaxes(range=[float(x2[0]), float(x2[-1])], row=r, col=c)
         fig.update_xaxes(title_text="x<sub>1</sub>" if r == rows else None, row=r, col=c)
-        fig.update_yaxes(
-            title_text="x<sub>2</sub>" if c == 1 else None, scaleanchor="x" if j == 0 else None, row=r, col=c
-        )
+        anchor = "x" if j == 0 else (None if fs is None else f"x{j + 1}")
+        fig.update_yaxes(title_text="x<sub>2</sub>" if c == 1 else None, scaleanchor=anchor, row=r, col=c)
     return _layout(
         fig, "Transport: u(T, ·) = f carried back to u(0, ·) = F" + _dims_note(v, "u(t_k, ·)"), height=340 * rows + 40
     )
@@ -479,7 +512,7 @@ def spacetime(obj, *, probe_path=None) -> go.Figure:
             zaxis=dict(nticks=6),
             aspectmode="manual",
             aspectratio=dict(zip("xyz", aspect.tolist())),
-            camera=dict(eye=dict(x=1.5, y=-1.5, z=0.9)),
+            camera=dict(eye=dict(x=1.2, y=-1.2, z=0.72)),  # close: the scene fills its frame
             domain=dict(x=[0, 1], y=[0, 1]),
         )
     )

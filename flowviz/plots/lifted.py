@@ -178,7 +178,7 @@ def lifted(obj, *, probe_path=None) -> go.Figure:
             yaxis=dict(title="x₂", range=rng[1], **ax),
             zaxis=dict(title="x₃", range=rng[2], **ax),
             aspectmode="data",
-            camera=dict(eye=dict(x=1.45, y=-1.45, z=0.85)),
+            camera=dict(eye=dict(x=1.3, y=-1.3, z=0.7), center=dict(x=0, y=0, z=-0.16)),  # near: fills its frame
             domain=dict(x=[0, 1], y=[0, 1]),
         ),
         uirevision="lifted",

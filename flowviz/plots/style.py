@@ -148,13 +148,11 @@ def _legend_rows(fig: go.Figure, f: Frame) -> int:
     names = [tr.name or "trace" for tr in fig.data if _in_legend(tr)]
     if fig.layout.showlegend is False or not names or (fig.layout.showlegend is None and len(names) < 2):
         return 0
-    rows, used = 1, 0.0
-    for n in names:
-        w = text_width(n, f.text) + 42  # the symbol and the gap
-        if used and used + w > f.width - 200:  # plotly wraps it at the plot area's width
-            rows, used = rows + 1, 0.0
-        used += w
-    return rows
+    widths = [text_width(n, f.text) + 42 for n in names]  # the symbol and the gap
+    room = f.width - 200  # plotly wraps it at the plot area's width
+    if sum(widths) <= room:
+        return 1
+    return math.ceil(len(widths) / max(1, int(room // max(widths))))  # wrapped: columns of the widest entry
 
 
 def _legend_width(fig: go.Figure, f: Frame) -> float:
@@ -227,7 +225,7 @@ def apply(fig: go.Figure, frame: Frame | str | None = "page", *, height: int | N
         and lw < f.width / 2 - 20
         and (lw + max((text_width(ln, f.title) for ln in title.split("<br>")), default=0) + 60 < f.width)
     )
-    legend_h = 0 if beside else rows * f.text * 1.55 + (8 if rows else 0)
+    legend_h = 0 if beside else rows * f.text * 1.45 + (4 if rows else 0)
     lay.legend = dict(
         orientation="h",
         yref="container",
@@ -240,6 +238,7 @@ def apply(fig: go.Figure, frame: Frame | str | None = "page", *, height: int | N
         bgcolor="rgba(0,0,0,0)",
         itemsizing="constant",
         tracegroupgap=4,
+        traceorder="normal",  # one flow of entries: grouped entries would stack in columns and take more rows
     )
     # subplot titles (annotations of plotly's make_subplots) and notes: at least the frame's text size
     sub_h = 0
@@ -303,7 +302,7 @@ def apply(fig: go.Figure, frame: Frame | str | None = "page", *, height: int | N
         sl.y, sl.yanchor = 0, "top"
         sl.ticklen = 4
         _slider_labels(sl, f, f.width)
-        slider_h = f.tick * 1.3 + 34
+        slider_h = f.tick * 1.3 + 26
     for um in lay.updatemenus or ():
         um.font = dict(size=f.tick)
         um.pad = dict(t=8, r=6)
@@ -311,21 +310,23 @@ def apply(fig: go.Figure, frame: Frame | str | None = "page", *, height: int | N
     h = _height(fig, f, height)
     lay.height = h
     x_title = f.text * 1.4 if any(ax.title.text for ax in _axes(lay) if ax.plotly_name.startswith("xaxis")) else 0
-    top = title_h + legend_h + sub_h + 16
-    bottom = f.tick * 1.5 + x_title + 8
+    top = title_h + legend_h + sub_h + 10
+    bottom = f.tick * 1.5 + x_title + 4
     lay.margin = dict(t=int(top), l=int(f.tick * 4), r=int(20 + cb_w), b=int(bottom), autoexpand=True, pad=2)
     if slider_h:
         # the slider hangs below the plot area: push it clear of the x axis title with its pad
         for sl in lay.sliders:
-            sl.pad = dict(t=int(x_title + f.tick * 1.5), b=0)
+            sl.pad = dict(t=int(x_title + f.tick * 1.2), b=0)
         for um in lay.updatemenus or ():
-            um.pad = dict(t=int(x_title + f.tick * 1.5 - 6), r=6)
+            um.pad = dict(t=int(x_title + f.tick * 1.2 - 6), r=6)
         lay.margin.b = int(bottom + slider_h)
     # the legend just above the plot area (paper coordinates): it follows the reserved margin exactly
     # pixel-exact whatever height the page stretches the figure to: the legend hangs from the figure's top, the
     # title stands on the plot area's top, above the subplot titles (its pad in px)
     if title_lines:
-        lay.title.update(yref="paper", y=1, yanchor="bottom", pad=dict(b=int(sub_h + 14), t=0))
+        # (plotly sets a title's later lines below its first whatever the anchor: lift it by them)
+        extra = (title_lines - 1) * f.title * 1.3
+        lay.title.update(yref="paper", y=1, yanchor="bottom", pad=dict(b=int(sub_h + 10 + extra), t=0))
     if own:
         lay.legend = kept
         lay.legend.font = dict(size=f.text)

@@ -304,6 +304,12 @@ def sweep_transfer(s: SweepResult) -> go.Figure:
     return _layout(fig, f"Depth transfer ({', '.join(modes)} weights): {sub}", height=120 + 50 * len(t.trained))
 
 
+def _mc_short(v: FlowViews) -> str:
+    """A panel title's note for eps > 0 (one line): the Monte-Carlo paths and the largest standard error."""
+    se = float(np.max(v.surfaces.mc_stderr))
+    return f"u from M = {v.config.mc_samples} noise paths, s.e. ≤ {se:.3f}"
+
+
 def _sbs_title(t: float) -> str:
     return f"Side by side at the same time t = {t:.3g} (each panel shows its step nearest t)"
 
@@ -323,11 +329,11 @@ def side_by_side(
     paths = tuple(probe_paths) if probe_paths is not None else (None, None)
     titles = titles or tuple(f"L = {v.config.n_steps}, {v.config.scheme}, T = {v.config.horizon:g}" for v in views)
     titles = tuple(
-        t + (f"<br>u on the slice {slice_name(v.config.dim)}; points by their own u(t, x)" if v.config.dim > 2 else "")
+        t + (f" · u on the slice {slice_name(v.config.dim)}; points by their own u(t, x)" if v.config.dim > 2 else "")
         for t, v in zip(titles, views)
     )
     if any(mc_note(v) for v in views):  # a viscous panel says how its surface was estimated, and how well
-        titles = tuple(t + (f"<br><sup>{mc_note(v)[3:]}</sup>" if mc_note(v) else "") for t, v in zip(titles, views))
+        titles = tuple(t + (f" · {_mc_short(v)}" if mc_note(v) else "") for t, v in zip(titles, views))
     T = max(float(v.t[-1]) for v in views)
     finer = max(views, key=lambda v: len(v.surfaces.ks))
     ts = np.unique(np.concatenate([finer.surfaces.t, [0.0, T]]))
@@ -341,11 +347,27 @@ def side_by_side(
     static = []
     per_panel = []  # trace indices that move, per panel
 
+    own = all(v.frame_surfaces is not None and v.windows is not None for v in views)  # per-frame windows
+
+    def surface(v, i):
+        s, fs = v.surfaces, v.frame_surfaces
+        if own:
+            return _surface_trace(v, fs.u[i], fs.x1[i], fs.x2[i], showscale=False)
+        return _surface_trace(v, s.u[i], s.x1, s.x2, showscale=False)
+
+    def window(t):
+        """The one window both panels show at time t: the union of the two runs' windows of that frame."""
+        ws = [v.windows[_nearest_frame(v.surfaces.t, min(t, float(v.t[-1])))] for v in views]
+        lo = np.min([[w[0], w[2]] for w in ws], 0)
+        hi = np.max([[w[1], w[3]] for w in ws], 0)
+        c, half = (lo + hi) / 2, float((hi - lo).max()) / 2
+        return [float(c[0] - half), float(c[0] + half)], [float(c[1] - half), float(c[1] + half)]
+
     def panel_data(v, i, pp):
         ch, s = v.characteristics, v.surfaces
         k = int(s.ks[i])
         C = s.u.shape[-1]
-        data = [_surface_trace(v, s.u[i], s.x1, s.x2, showscale=False)]
+        data = [surface(v, i)]
         groups = point_groups(v, i)[0]
         data += [go.Scatter(x=_f32(ch.x[k, groups[c], 0]), y=_f32(ch.x[k, groups[c], 1])) for c in range(C)]
         return data + ([probe_point(pp, k, full=False)] if pp is not None else [])
@@ -354,7 +376,7 @@ def side_by_side(
         ch, s = v.characteristics, v.surfaces
         C = s.u.shape[-1]
         start = len(fig.data)
-        fig.add_trace(_surface_trace(v, s.u[0], s.x1, s.x2, showscale=False), 1, col)
+        fig.add_trace(surface(v, 0), 1, col)
         groups = point_groups(v, 0)[0]
         for c in range(C):
             fig.add_trace(
@@ -396,11 +418,19 @@ def side_by_side(
         fig.update_xaxes(range=[shared[0], shared[1]], row=1, col=col)
         fig.update_yaxes(range=[shared[2], shared[3]], row=1, col=col)
         ref = "" if col == 1 else str(col)
+        if own:  # each frame's window, the same for both panels (the frames' layouts set it)
+            xr, yr = window(0.0)
+            fig.update_xaxes(range=xr, row=1, col=col)
+            fig.update_yaxes(range=yr, row=1, col=col)
         for x0, x1, y0, y1 in (
-            (shared[0], e[0], shared[2], shared[3]),
-            (e[1], shared[1], shared[2], shared[3]),
-            (e[0], e[1], shared[2], e[2]),
-            (e[0], e[1], e[3], shared[3]),
+            ()
+            if own
+            else (
+                (shared[0], e[0], shared[2], shared[3]),
+                (e[1], shared[1], shared[2], shared[3]),
+                (e[0], e[1], shared[2], e[2]),
+                (e[0], e[1], e[3], shared[3]),
+            )
         ):
             if x1 > x0 and y1 > y0:  # where this run's surface was not computed: grey, not the scale's white
                 fig.add_shape(
@@ -424,7 +454,11 @@ def side_by_side(
             i = _nearest_frame(v.surfaces.t, min(t, float(v.t[-1])))
             data += panel_data(v, i, pp)
             traces += idx
-        frames.append(go.Frame(name=f"{t:.4g}", data=data, traces=traces, layout=dict(title_text=_sbs_title(t))))
+        lay = dict(title_text=_sbs_title(t))
+        if own:
+            xr, yr = window(t)
+            lay.update(xaxis=dict(range=xr), yaxis=dict(range=yr), xaxis2=dict(range=xr), yaxis2=dict(range=yr))
+        frames.append(go.Frame(name=f"{t:.4g}", data=data, traces=traces, layout=lay))
     fig.frames = frames
     steps = [
         dict(
@@ -469,7 +503,6 @@ def side_by_side(
     return fig
 
 
-@styled
 @styled
 def residual_ratios(a: FlowViews, b: FlowViews, titles: tuple[str, str] | None = None) -> go.Figure:
     """The residual ratio |s_k V_k| / |x| of each block of two runs against the block's time t_k, on one log axis:

@@ -488,7 +488,8 @@ def _analyse(
     fold = None if live else folding(model, fold_points(model, data.x_train, data.extent(), seed=model.config.seed))
     stage(fold)
     windows = frame_windows(ch.x, ks)
-    fsurf = None if live else stage(window_surfaces(model, windows, ks, res=res))
+    # each frame's window is narrower than the whole flow's: two thirds of the nodes across keep its cells as fine
+    fsurf = None if live else stage(window_surfaces(model, windows, ks, res=max(32, res * 2 // 3)))
     return FlowViews(
         model.config,
         model.times.astype(np.float32),

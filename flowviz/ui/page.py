@@ -444,7 +444,7 @@ def view_ui(state: PageState, tabs: list[str]):
         state.pick_view(ss.view, ss.get("instrument"))
         st.query_params.from_dict(state.url())
 
-    left, right = st.columns([8.5, 1.5], vertical_alignment="center")
+    left, right = st.columns([8, 2], vertical_alignment="center")  # room for "One window" beside its switch
     with left:
         return st.radio(
             "View", tabs, horizontal=True, key="view", label_visibility="collapsed", on_change=picked

@@ -22,13 +22,7 @@ pytestmark = pytest.mark.browser
         pytest.param(
             "bench/instrument_click.py",
             ["--reps", "1", *TINY],
-            marks=[
-                pytest.mark.browser,
-                pytest.mark.xfail(
-                    strict=False,
-                    reason="its clicks wait for the old Instruments layout; the restyled view times out (issue 25)",
-                ),
-            ],
+            marks=pytest.mark.browser,
         ),
         # phase 4 with the default budget (both hard-limit links refused at once): with it lifted, two hard-limit runs
         # took both cores for two minutes beside the rest of the suite; bench/README.md quotes the lifted phase

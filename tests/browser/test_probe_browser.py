@@ -12,10 +12,6 @@ from flowviz import Config
 pytestmark = pytest.mark.browser
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="after the merge the restyled page's figures are not found in time by this test (open in issue 25)",
-)
 def test_a_probe_in_the_link_is_marked_in_two_views(server, browser, root):  # noqa: F811
     out = root / "test-artifacts"
     out.mkdir(exist_ok=True)

@@ -94,6 +94,30 @@ def test_spirals_frames_follow_their_points_and_one_window_is_a_switch():
     fixed = plots.characteristics(v, fixed_window=True)
     assert all(fr.layout.xaxis.range is None for fr in fixed.frames)
     assert list(fixed.layout.xaxis.range) == pytest.approx(v.extent[:2])
+    # a probe's whole path is drawn in every frame: every frame's window holds it (the k = 0 one too)
+    from flowviz.training.instruments import flow_paths
+
+    path = np.asarray(flow_paths(r.model, np.array([[2.5, -2.5]], np.float32))[:, 0])
+    probed = plots.characteristics(v, probe_path=path)
+    for fr in probed.frames:
+        (x0, x1), (y0, y1) = fr.layout.xaxis.range, fr.layout.yaxis.range
+        assert (path[:, 0] >= x0).all() and (path[:, 0] <= x1).all() and (path[:, 1] >= y0).all()
+        assert (path[:, 1] <= y1).all() and np.isclose(x1 - x0, y1 - y0)
+    # the transport's panels: each on its own frame's window, its surface computed there
+    tr = plots.transport(v)
+    heats = [d for d in tr.data if d.type == "heatmap"]
+    for h in heats:
+        i = int(np.argmin([abs(float(h.x[0]) - w[0]) + abs(float(h.x[-1]) - w[1]) for w in v.windows]))
+        assert float(h.x[0]) == pytest.approx(v.windows[i, 0], abs=1e-5)
+        assert float(h.y[-1]) == pytest.approx(v.windows[i, 3], abs=1e-5)
+    assert len({round(float(h.x[-1] - h.x[0]), 4) for h in heats}) > 1  # the windows differ between frames
+    # two runs side by side: one window per frame, the same on both panels, holding both runs' points
+    from flowviz.plots.sweep import side_by_side
+
+    sbs = side_by_side(v, v)
+    for fr in sbs.frames:
+        assert list(fr.layout.xaxis.range) == list(fr.layout.xaxis2.range)
+        assert list(fr.layout.yaxis.range) == list(fr.layout.yaxis2.range)
 
 
 def test_level_segments_trace_a_level_set_to_within_the_grid():

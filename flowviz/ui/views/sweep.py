@@ -16,6 +16,7 @@ import streamlit as st
 from ...core.config import Config
 from ...core.data import Dataset
 from ...core.errors import FlowvizError
+from ...plots import presentation
 from ...plots import sweep as sweep_plots
 from ...serve.runs.registry import Job, Registry, data_key
 from ...training.sweep import VARY_KEYS, parse_vary, run_sweep
@@ -123,7 +124,7 @@ def panel(reg: Registry, state, cfg: Config, data: Dataset) -> None:
     for fn in sweep_plots.SWEEP_FIGURES.values():
         if fn in (sweep_plots.sweep_transfer, sweep_plots.sweep_convergence) and s.key != "n_steps":
             continue  # both belong to the Depth sweep (a sweep over L)
-        _chart(job, fn, s)
+        _chart(job, fn, s, present=state.present)
     _side_by_side(reg, state, job, s)
     _coarse_to_fine(reg, state, cfg, data)
 
@@ -142,12 +143,13 @@ def _status(job: Job) -> None:
         )
 
 
-def _chart(job: Job, fn, *args) -> None:
+def _chart(job: Job, fn, *args, present: bool = False) -> None:
     name = fn.__name__
     try:
-        fig = job.cache.get(name)
+        key = name + (" present" if present else "")  # presentation mode's frame: its own copy
+        fig = job.cache.get(key)
         if fig is None:
-            fig = job.cache[name] = fn(*args)
+            fig = job.cache[key] = presentation(fn(*args)) if present else fn(*args)
         st.plotly_chart(fig, width="stretch", theme=None, key=f"sweep_{name}")
     except Exception:  # a figure must never take the page down
         log.exception("sweep figure %s failed", name)
@@ -163,9 +165,10 @@ def _side_by_side(reg: Registry, state, job: Job, s) -> None:
     if not _member_views(reg, state, job, s, (a, b)):
         return
     views = job.cache["views"]
-    ck = f"sbs_{a}_{b}"
+    ck = f"sbs_{a}_{b}" + (" present" if state.present else "")
     if ck not in job.cache:
-        job.cache[ck] = sweep_plots.side_by_side(views[a], views[b], (labels[a], labels[b]))
+        fig = sweep_plots.side_by_side(views[a], views[b], (labels[a], labels[b]))
+        job.cache[ck] = presentation(fig) if state.present else fig
     st.plotly_chart(job.cache[ck], width="stretch", theme=None, key="sweep_side_by_side")
 
 
@@ -236,4 +239,4 @@ def _coarse_to_fine(reg: Registry, state, cfg: Config, data: Dataset) -> None:
         elif not job.finished:
             st.progress(0.5, text="training coarse to fine…")
         elif job.result is not None:
-            _chart(job, sweep_plots.coarse_to_fine_curve, job.result)
+            _chart(job, sweep_plots.coarse_to_fine_curve, job.result, present=state.present)
