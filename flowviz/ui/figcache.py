@@ -23,7 +23,11 @@ def figure(fn, views, present: bool, **kw):
     The key holds the views object itself (not only its id, which Python reuses once an object is freed), so a
     run's new views never meet an old figure.
     """
-    fig = _figure(fn, views, present, **kw)
+    return handed(_figure(fn, views, present, **kw))
+
+
+def handed(fig):
+    """``fig``, told to the OBSERVERS as handed to this page (a figure drawn without the cache, too)."""
     for observe in OBSERVERS:
         observe(fig)
     return fig

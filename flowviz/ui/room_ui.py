@@ -149,11 +149,6 @@ def _seen(fig) -> None:
 figcache.OBSERVERS.append(_seen)
 
 
-def follow(fig) -> None:
-    """A figure the page draws without the figure cache (the probe's plane): its room's followers see it."""
-    _seen(fig)
-
-
 def _state(room: Room) -> dict:
     """The room's state now: the base of the views run with the instrument and k as the page has them."""
     base = dict(room.base)

@@ -19,7 +19,7 @@ from ...core.errors import FlowvizError
 from ...core.lru import LRU
 from ...core.points import MAX_POINTS, RANGE, parse_selection
 from ...plots.clickplane import click_plane
-from .. import figcache, guards, links, room_ui
+from .. import figcache, guards, links
 from ..notices import notice
 from .views import lecture
 
@@ -254,7 +254,7 @@ def _probe(state, run, model, step, views):
         title="Click any point of the plane to probe it",
     )
     fig = lecture.style(fig, state.present)
-    room_ui.follow(fig)  # a room's followers see the plane with its probe too
+    figcache.handed(fig)  # a room's followers see the plane with its probe too
     st.plotly_chart(
         fig,
         width="stretch",
