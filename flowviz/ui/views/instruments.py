@@ -21,7 +21,7 @@ from ...core.points import MAX_POINTS, RANGE, parse_selection
 from ...plots.clickplane import click_plane
 from .. import figcache, guards, links
 from ..notices import notice
-from .views import lecture
+from . import lecture
 
 log = logging.getLogger("flowviz.ui")
 
