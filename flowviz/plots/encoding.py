@@ -2,7 +2,7 @@
 
 st.plotly_chart sends ``plotly.io.to_json(fig)``: numpy arrays as base64 typed arrays, and every "/" of that
 text escaped as six bytes. Two encodings here, each checked against the float32 figure at 1920 x 1080 in
-tests/test_figure_weight.py:
+tests/unit/test_figure_weight.py:
 
 - probabilities as even bytes 0..250 (:func:`prob_bytes`): base64 writes "/" for a 6-bit group of ones, which a
   byte >= 252 or an odd byte can make; even bytes below 252 never do. Saturated surfaces (byte 255 before)

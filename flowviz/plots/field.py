@@ -106,7 +106,7 @@ def _arrows(x, y, u, w, head: float = 0.3, angle: float = np.pi / 9):
     """The polyline plotly.figure_factory.create_quiver draws (scale 1, its default arrow_scale and angle):
     all shafts [x, x + u, NaN], then all heads [p1, tip, p2, NaN]. Computed with numpy: create_quiver's own
     loops are quadratic in the arrow count (120 ms for 441 arrows here), and this figure has a frame per k.
-    tests/test_app.py checks it point for point against create_quiver."""
+    tests/page/test_app.py checks it point for point against create_quiver."""
     ex, ey = x + u, y + w
     ang = np.arctan2(w, u)
     length = np.hypot(u, w) * head

@@ -3,7 +3,7 @@
 :meth:`Settings.from_env` is the only reader of these variables in flowviz.serve and flowviz.ui; the server
 reads them once (its :class:`~flowviz.serve.runs.registry.Registry` holds the object) and passes values down.
 flowviz.core reads none. Each field names its variable, its default and what it does: the README's table
-of settings is tested against these fields (tests/test_settings.py).
+of settings is tested against these fields (tests/unit/test_settings.py).
 """
 
 from __future__ import annotations

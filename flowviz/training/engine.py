@@ -35,8 +35,8 @@ def make_optimizer(config: Config, params: list[torch.Tensor], **options: Any) -
 
     On a CPU torch's fused update: one kernel for all tensors instead of the multi-tensor update's dozen calls
     (figures in bench/README.md); the weights of torch's default loop up to
-    rounding, the same bits on every run (tests/test_engine.py), and a batched sweep's members still match their
-    runs alone (tests/test_sweep.py). Elsewhere, or where a caller chooses ``foreach`` or asks for a
+    rounding, the same bits on every run (tests/unit/test_engine.py), and a batched sweep's members still match their
+    runs alone (tests/unit/test_sweep.py). Elsewhere, or where a caller chooses ``foreach`` or asks for a
     ``capturable`` optimiser (CUDA graphs), the multi-tensor update."""
     if not params:
         return None

@@ -1,5 +1,5 @@
 """The benchmarks that drive a real browser, each on a tiny size: they run and print their ratio line (their own
-file, beside tests/test_bench.py, so that pytest-xdist can give the long ones to the other test process)."""
+file, beside tests/cli/test_bench.py, so that pytest-xdist can give the long ones to the other test process)."""
 
 import os
 

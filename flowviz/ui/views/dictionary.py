@@ -1,7 +1,7 @@
 """The Dictionary view: the paper's Table 1 (assets/dictionary.md), with the sentences that depend on the run
 filled in for the current config, so each one is true of what is on the screen.
 
-Which sentence holds where (each backed by a test in tests/test_wording.py):
+Which sentence holds where (each backed by a test in tests/unit/test_wording.py):
 - the block is eq. 10's forward-Euler step only for scheme = euler; midpoint and rk4 get their tableau's step;
 - u constant along a characteristic, "the colour under a point never changes": only with eps = 0 and p = 0;
 - with p > 0 it holds in R^(2+p), not on the slice x_3 = 0 that a planar picture shows;
