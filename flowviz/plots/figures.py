@@ -189,7 +189,8 @@ def characteristics(obj, *, probe_path=None, fixed_window: bool = False) -> go.F
     windows = None if fs is None else frame_windows_with(v.windows, probe_path)
     C = s.u.shape[-1]
     e = v.extent
-    tol = half_pixel(e[1] - e[0], e[3] - e[2])  # lines drawn to within half a pixel at 1920 x 1080
+    spans = [(e[1] - e[0], e[3] - e[2])] + ([] if windows is None else [(w[1] - w[0], w[3] - w[2]) for w in windows])
+    tol = min(half_pixel(*sp) for sp in spans)  # within half a pixel at 1920 x 1080 in the most zoomed-in frame
     gx = [_segments(v.grid[i][..., :2], tol) for i in range(len(ks))]
     first = _surface_trace(v, s.u[0], s.x1, s.x2) if fs is None else _surface_trace(v, fs.u[0], fs.x1[0], fs.x2[0])
     traces = [

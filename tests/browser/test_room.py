@@ -81,7 +81,7 @@ def test_a_lecturer_s_probe_at_a_kept_training_step_is_computed_on_that_step_s_w
         at = run.at(step)
         assert at is not None and at.latest.step == step < run.latest.step
         got = reg.compute(at, "probe_path", probe=[0.5, 0.25])
-        want = ins.flow_paths(run._model(at.latest), np.asarray([[0.5, 0.25]], np.float32))[:, 0].numpy()
+        want = ins.flow_paths(run.model(step), np.asarray([[0.5, 0.25]], np.float32))[:, 0].numpy()
         np.testing.assert_array_equal(got, want)
         assert not np.array_equal(got, reg.compute(run, "probe_path", probe=[0.5, 0.25]))  # not the last weights
     finally:

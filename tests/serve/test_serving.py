@@ -63,7 +63,7 @@ def test_a_run_over_the_budget_is_refused_before_it_starts_naming_its_keys(regis
 
 
 def test_a_worker_over_its_memory_cap_ends_the_run_as_an_error_and_the_pool_goes_on(registry):
-    reg = registry("process", 1, settings=Settings(worker_mb=150))
+    reg = registry("process", 1, settings=Settings(worker_mb=150, max_run_seconds=3600))  # (its cost is not the point)
     big = flowviz.Config(
         n_samples=4000, n_steps=64, width=256, train_steps=5, batch_size=0, field="mlp", mlp_depth=4, seed=5
     )

@@ -88,7 +88,7 @@ def test_an_instrument_at_a_kept_training_step_is_computed_by_the_view_worker(se
     at = run.at(step)
     assert at is not None and at.latest.step == step
     got = reg.compute(at, "stability", extent=[-3.0, 3.0, -3.0, 3.0])
-    model = at._model(at.latest)
+    model = at.model()
     here = ins.stability_data(model, run.data.x, run.data.y)
     np.testing.assert_array_equal(got.max_abs, here.max_abs)
     assert not np.array_equal(here.max_abs, ins.stability_data(run.model(), run.data.x).max_abs)
