@@ -132,8 +132,8 @@ def folding(obj) -> go.Figure:
     fig = go.Figure()
     k = np.arange(1, len(f.max_norm) + 1)
     eig = np.where(np.isfinite(f.min_eig), f.min_eig, np.nan)
-    fig.add_trace(go.Bar(x=k, y=_f32(f.max_norm), name="max |A_k|₂ over the points", marker_color=PALETTE[0]))
-    fig.add_trace(go.Bar(x=k, y=_f32(eig), name="most negative real eigenvalue of A_k", marker_color=PALETTE[5]))
+    fig.add_trace(go.Bar(x=k, y=_f32(f.max_norm), name="max |Aₖ|₂ over the points", marker_color=PALETTE[0]))
+    fig.add_trace(go.Bar(x=k, y=_f32(eig), name="most negative real eigenvalue of Aₖ", marker_color=PALETTE[5]))
     fig.add_hline(
         y=f.THRESHOLD,
         line=dict(color="#444444", width=2, dash="dot"),
