@@ -178,9 +178,9 @@ def step_row(state, run) -> None:
     value = latest if want is None else (run.kept_step(want) if run.kept_step(want) is not None else latest)
     c1, c2, c3, c4, c5 = st.columns([5.6, 0.6, 1.8, 0.6, 1.6], vertical_alignment="bottom")
     if len(options) > 1:
-        # one widget per latest step: a slider whose options grew under it read the browser's old position
-        # against the new options (it jumped to step 0 while training)
-        ss, key = st.session_state, f"train_step~{latest}"
+        # one widget per set of options: a slider whose options changed under it read the browser's old position
+        # against the new options and reported step 0 (while training, and when the last checkpoint was added)
+        ss, key = st.session_state, f"train_step~{latest}~{len(options)}"
         if ss.get(key) != value:
             ss[key] = value
 
@@ -192,6 +192,7 @@ def step_row(state, run) -> None:
         c1.select_slider(
             "Training step (kept checkpoints)",
             options=options,
+            value=value,  # (and its default: a slider mounted anew reported its default, step 0, as a move)
             key=key,
             on_change=moved,
             label_visibility="collapsed" if state.present else "visible",  # (the projector's height)

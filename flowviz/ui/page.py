@@ -245,7 +245,7 @@ def buttons_ui(state: PageState):
     or None, and the container of the run's status (presentation mode: title, buttons and status share one line)."""
     if state.present:
         t, c1, c2, c3, c5, c6, c7, c4, status = st.columns(
-            [2.4, 0.7, 0.7, 0.7, 0.7, 0.7, 0.8, 1.2, 2.6], vertical_alignment="center"
+            [2.6, 0.62, 0.62, 0.68, 0.75, 0.62, 0.95, 1.45, 2.0], vertical_alignment="center"
         )
         with t:
             lecture.header(state)
@@ -446,8 +446,16 @@ def view_ui(state: PageState, tabs: list[str]):
 
     left, right = st.columns([8, 2], vertical_alignment="center")  # room for "One window" beside its switch
     with left:
+        # the default is the chosen view too: a widget the browser mounts anew (a fragment's rerun beside a whole
+        # page's) reported its default, the first view, as a change
         return st.radio(
-            "View", tabs, horizontal=True, key="view", label_visibility="collapsed", on_change=picked
+            "View",
+            tabs,
+            index=tabs.index(ss.view),
+            horizontal=True,
+            key="view",
+            label_visibility="collapsed",
+            on_change=picked,
         ), right
 
 

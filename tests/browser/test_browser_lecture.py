@@ -20,6 +20,12 @@ def test_a_scenario_link_in_presentation_mode(server, browser, root, scenario, v
     from flowviz.core.presets import preset_info
 
     assert preset_info(scenario)["title"] in body
+    # a cold link ends on the scenario's own view at the run's last step (its step slider once reported step 0
+    # when the last checkpoint was added, and the page fell back to that step's views)
+    checked = page.locator("[data-testid='stRadio'] [role='radiogroup'] label:has(input:checked)").first
+    assert checked.inner_text().strip() == preset_info(scenario)["view"]
+    assert "step 120 ·" in body, body[:400]
+    page.locator(".js-plotly-plot").first.wait_for(state="visible")
     box = page.locator(".js-plotly-plot").first.bounding_box()
     assert box["y"] + box["height"] <= 730, box  # the figure, slider included, fits the projector frame
     page.screenshot(path=str(out / f"present_{scenario}_1280x720.png"))

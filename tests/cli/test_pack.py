@@ -237,8 +237,12 @@ def _check_page(page, name):
         page.wait_for_function(f"({active})('{fig_id}') === {n - 1}", timeout=30_000)
         page.mouse.click(rail["x"] + 2, rail["y"] + rail["height"] / 2)  # and its first
         page.wait_for_function(f"({active})('{fig_id}') === 0", timeout=30_000)
+        page.wait_for_timeout(300)  # (the click on the first step's transition ends first)
         fig.locator(".updatemenu-button").first.click()  # ▶
-        page.wait_for_function(f"({active})('{fig_id}') > 0", timeout=30_000)
+        try:
+            page.wait_for_function(f"({active})('{fig_id}') > 0", timeout=60_000)
+        except Exception as e:
+            raise AssertionError(f"{name}: ▶ of {fig_id} did not move its slider") from e
     print(f"{name}: slider and play of {len(animated)} animated figures: {', '.join(animated)}")
 
 
