@@ -1,16 +1,13 @@
-"""The picture the back row sees: every scenario, view and instrument in a real Chromium, measured from the rendered
-SVG of each plotly figure (one page.evaluate per page): no two text elements overlap, no text below the frame's
-minimum, integer axes ticked at integers; in presentation mode the figure (slider included) ends inside the
-viewport without scrolling and the largest plane or 3-D scene takes at least 60 % of its height.
+"""The picture the back row sees, measured in a real Chromium from the rendered SVG of each plotly figure (one
+page.evaluate per page): no two text elements overlap, no text below the frame's minimum, integer axes ticked at
+integers; in presentation mode the figure (slider included) ends inside the viewport without scrolling and the
+largest plane or 3-D scene takes at least 60 % of its height. The browser tier's test_layout_* files visit the
+scenarios with it, each on a live server of its own over a prebuilt disk cache (untrained weights: only the pictures
+matter); views are visited through the pickers, scenarios through the link."""
 
-One live server on a prebuilt disk cache (every scenario's runs, untrained weights: only the pictures matter), one
-browser; views are visited through the link's ``view=`` flag, not by clicks.
-"""
+from contextlib import contextmanager
 
-import pytest
 from tiny import LiveServer
-
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 PLANE_VIEWS = {"characteristics", "lifted", "velocity", "decision", "side_by_side", "stability", "adjoint"}
 
@@ -59,30 +56,6 @@ MEASURE = """() => {
   return {figs: out, scroll: document.scrollingElement.scrollTop, vh: innerHeight,
           errors: document.querySelectorAll("[data-testid='stException']").length};
 }"""
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, chromium):
-    from flowviz.core.data import make_dataset
-    from flowviz.core.model import build_model
-    from flowviz.core.presets import preset_configs, preset_names
-    from flowviz.runfiles import cache
-    from flowviz.serve.settings import Settings
-    from flowviz.training.train import run_metrics
-
-    d = tmp_path_factory.mktemp("prebuilt")
-    metrics = run_metrics(train=(0.7, 0.5), test=(0.7, 0.5), steps=1)
-    history = [
-        dict(step=s, loss=0.7 / s, test_loss=0.75 / s, train_accuracy=1 - 0.5 / s, test_accuracy=1 - 0.55 / s)
-        for s in (1, 2, 4)
-    ]  # a few rows: the learning curves have something to draw
-    for name in preset_names():
-        for c in preset_configs(name):
-            cache.store(
-                c, build_model(c, make_dataset(c).n_classes), history, metrics, settings=Settings(cache_dir=str(d))
-            )
-    with LiveServer({"FLOWVIZ_CACHE_DIR": str(d)}, wait_s=180) as url:  # it warms 16 prebuilt runs
-        yield url
 
 
 # every view of a run and every instrument, by the labels of the page's two pickers (the lifted space and the
@@ -209,12 +182,34 @@ def _measured(page, where, w, h, present, kind):
     return [f"{where}: {p}" for p in problems]
 
 
-def test_every_scenario_view_and_instrument_is_legible_in_its_frame(server, browser):
-    from flowviz.core.presets import preset_names
+@contextmanager
+def prebuilt_server(directory, scenarios):
+    """A live server whose disk cache holds every run of ``scenarios`` (untrained, a few rows of history)."""
+    from flowviz.core.data import make_dataset
+    from flowviz.core.model import build_model
+    from flowviz.core.presets import preset_configs
+    from flowviz.runfiles import cache
+    from flowviz.serve.settings import Settings
+    from flowviz.training.train import run_metrics
 
+    metrics = run_metrics(train=(0.7, 0.5), test=(0.7, 0.5), steps=1)
+    history = [
+        dict(step=s, loss=0.7 / s, test_loss=0.75 / s, train_accuracy=1 - 0.5 / s, test_accuracy=1 - 0.55 / s)
+        for s in (1, 2, 4)
+    ]  # a few rows: the learning curves have something to draw
+    for name in scenarios:
+        for c in preset_configs(name):
+            model = build_model(c, make_dataset(c).n_classes)
+            cache.store(c, model, history, metrics, settings=Settings(cache_dir=str(directory)))
+    with LiveServer({"FLOWVIZ_CACHE_DIR": str(directory)}, wait_s=180) as url:  # it warms the prebuilt runs
+        yield url
+
+
+def check(browser, url, scenarios) -> None:
+    """Every check of ``scenarios`` on one page; every problem found is named in the one assertion."""
     page = browser.new_page(viewport={"width": 1280, "height": 720})
     problems = []
-    for scenario in preset_names():
-        problems += _scenario(page, server, scenario)
+    for scenario in scenarios:
+        problems += _scenario(page, url, scenario)
     page.close()
     assert not problems, "\n".join(problems)
