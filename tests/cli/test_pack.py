@@ -238,11 +238,15 @@ def _check_page(page, name):
         page.mouse.click(rail["x"] + 2, rail["y"] + rail["height"] / 2)  # and its first
         page.wait_for_function(f"({active})('{fig_id}') === 0", timeout=30_000)
         page.wait_for_timeout(300)  # (the click on the first step's transition ends first)
-        fig.locator(".updatemenu-button").first.click()  # ▶
-        try:
-            page.wait_for_function(f"({active})('{fig_id}') > 0", timeout=60_000)
-        except Exception as e:
-            raise AssertionError(f"{name}: ▶ of {fig_id} did not move its slider") from e
+        for press in (1, 2):  # under load a press during that transition can be lost: a lecturer presses again
+            fig.locator(".updatemenu-button").first.click()  # ▶
+            try:
+                page.wait_for_function(f"({active})('{fig_id}') > 0", timeout=20_000 * press)
+                break
+            except Exception as e:
+                if press == 2:
+                    raise AssertionError(f"{name}: ▶ of {fig_id} did not move its slider, pressed twice") from e
+                print(f"{name}: ▶ of {fig_id} pressed a second time")
     print(f"{name}: slider and play of {len(animated)} animated figures: {', '.join(animated)}")
 
 

@@ -1,9 +1,9 @@
 """The picture the back row sees, measured in a real Chromium from the rendered SVG of each plotly figure (one
 page.evaluate per page): no two text elements overlap, no text below the frame's minimum, integer axes ticked at
 integers; in presentation mode the figure (slider included) ends inside the viewport without scrolling and the
-largest plane or 3-D scene takes at least 60 % of its height. The browser tier's test_layout_* files visit the
-scenarios with it, each on a live server of its own over a prebuilt disk cache (untrained weights: only the pictures
-matter); views are visited through the pickers, scenarios through the link."""
+largest plane or 3-D scene takes at least 60 % of its height. tests/browser/test_browser_layout.py visits the
+scenarios with it, on a live server over a prebuilt disk cache (untrained weights: only the pictures matter); views
+are visited through the pickers, scenarios through the link."""
 
 from contextlib import contextmanager
 
