@@ -3,6 +3,7 @@ fits the projector's frame, and the lifted scenario opens on its 3-D view."""
 
 import pytest
 from helpers.browser import wait_final as _wait_final
+from helpers.layout import SETTLED
 
 pytestmark = pytest.mark.browser
 
@@ -15,6 +16,7 @@ def test_a_scenario_link_in_presentation_mode(server, browser, root, scenario, v
     page.goto(f"{server}/?scenario={scenario}&present=1&hide=training&train_steps=120")
     _wait_final(page)
     page.wait_for_timeout(1500)
+    page.wait_for_function(SETTLED, timeout=120_000)  # no element of an earlier script run left (stale) above it
     assert page.locator("[data-testid='stException']").count() == 0
     body = page.inner_text("body")
     from flowviz.core.presets import preset_info
@@ -26,9 +28,15 @@ def test_a_scenario_link_in_presentation_mode(server, browser, root, scenario, v
     assert checked.inner_text().strip() == preset_info(scenario)["view"]
     assert "step 120 ·" in body, body[:400]
     page.locator(".js-plotly-plot").first.wait_for(state="visible")
-    box = page.locator(".js-plotly-plot").first.bounding_box()
-    assert box["y"] + box["height"] <= 730, box  # the figure, slider included, fits the projector frame
     page.screenshot(path=str(out / f"present_{scenario}_1280x720.png"))
+    box = page.locator(".js-plotly-plot").first.bounding_box()
+    above = page.evaluate(
+        "y => [...document.querySelectorAll('[data-testid=stMain] .stElementContainer')]"
+        ".filter(e => e.getBoundingClientRect().bottom <= y + 1 && e.innerText.trim())"
+        ".map(e => e.innerText.trim().slice(0, 80))",
+        box["y"],
+    )
+    assert box["y"] + box["height"] <= 730, (box, above)  # the figure, slider included, fits the projector frame
     page.close()
 
 
