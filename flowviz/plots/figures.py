@@ -164,7 +164,15 @@ def _frame_slider(ks, t, prefix="k"):
             dict(
                 label="▶",
                 method="animate",
-                args=[None, dict(frame=dict(duration=250, redraw=True), fromcurrent=True, transition=dict(duration=0))],
+                args=[
+                    None,
+                    dict(
+                        mode="immediate",  # (a press during a transition starts at once: queued, it could wait forever)
+                        frame=dict(duration=250, redraw=True),
+                        fromcurrent=True,
+                        transition=dict(duration=0),
+                    ),
+                ],
             ),
             dict(
                 label="❚❚",

@@ -493,7 +493,15 @@ def side_by_side(
             dict(
                 label="▶",
                 method="animate",
-                args=[None, dict(frame=dict(duration=200, redraw=True), fromcurrent=True, transition=dict(duration=0))],
+                args=[
+                    None,
+                    dict(
+                        mode="immediate",
+                        frame=dict(duration=200, redraw=True),
+                        fromcurrent=True,
+                        transition=dict(duration=0),
+                    ),
+                ],
             )
         ],
     )
