@@ -167,7 +167,7 @@ def _frame_slider(ks, t, prefix="k"):
                 args=[
                     None,
                     dict(
-                        mode="immediate",  # (a press during a transition starts at once: queued, it could wait forever)
+                        mode="immediate",  # (a press during a transition starts at once instead of waiting behind it)
                         frame=dict(duration=250, redraw=True),
                         fromcurrent=True,
                         transition=dict(duration=0),
