@@ -8,6 +8,7 @@ Each child resets its peak (``/proc/self/clear_refs``), then measures:
   step), timed between the loop's cancel checks;
 - snapshot_s: one snapshot's evaluation (train and test points; mc_samples paths each when viscosity > 0);
 - analysis_s: the final pictures (flowviz.training.analysis.analyse);
+- live_s: one live view (the same, ``live=True``: what a training worker makes every second or so);
 - peak_mb: the child's peak resident set (VmHWM) over all of it: what a whole run of the config peaks at,
   since training reaches its steady state in the first steps.
 
@@ -89,6 +90,10 @@ def child(spec):
         t, w = time.process_time(), time.perf_counter()
         analyse(model, ds)
         out["analysis_s"], out["analysis_wall_s"] = time.process_time() - t, time.perf_counter() - w
+    if spec.get("live", False):
+        t, w = time.process_time(), time.perf_counter()
+        analyse(model, ds, live=True)
+        out["live_s"], out["live_wall_s"] = time.process_time() - t, time.perf_counter() - w
     out["peak_mb"] = kb("VmHWM") / 1024
     return out
 
@@ -129,9 +134,10 @@ def measure_many(
     specs = "".join(
         json.dumps(
             {
-                "config": {k: v for k, v in c.items() if k != "analysis"},
+                "config": {k: v for k, v in c.items() if k not in ("analysis", "live")},
                 "steps": steps,
                 "analysis": analysis and c.get("analysis", True),
+                "live": c.get("live", analysis and c.get("analysis", True)),
                 "limit_mb": limit_mb,
             }
         )
@@ -165,7 +171,7 @@ def measured_vs_estimated(configs: list[dict], results: list[dict]) -> list[dict
     for c, r in zip(configs, results):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            e = estimate(Config.from_dict({k: v for k, v in c.items() if k != "analysis"}))
+            e = estimate(Config.from_dict({k: v for k, v in c.items() if k not in ("analysis", "live")}))
         rows.append(
             {
                 "config": c,
@@ -173,6 +179,7 @@ def measured_vs_estimated(configs: list[dict], results: list[dict]) -> list[dict
                 "est_step_s": e.part("step"),
                 "est_snapshot_s": e.part("snapshot"),
                 "est_analysis_s": e.part("analysis"),
+                "est_live_s": e.part("live view"),
                 "est_peak_mb": e.peak_mb,
             }
         )
@@ -252,9 +259,11 @@ TABLE = {
 }
 
 
-TIME_KEYS = ["dispatch", "mac", "elem", "train", "fast_block", "fast_elem", "adam", "analysis", "spill", "spill_mb"]
+TIME_KEYS = ["dispatch", "mac", "elem", "train", "fast_block", "fast_elem", "adam", "analysis", "live"]
+TIME_KEYS += ["spill", "spill_mb"]
 MEMORY_KEYS = ["base_mb", "act_mb", "eval_mb", "mix_copies", "kinetic_copies", "smooth_copies", "ckpt_width"]
-PHASES = {"step_s": "step", "snapshot_s": "snapshot", "analysis_s": "analysis"}
+PLAN_KEYS = ("analysis", "live")  # what a row measures, beside the config's keys
+PHASES = {"step_s": "step", "snapshot_s": "snapshot", "analysis_s": "analysis", "live_s": "live view"}
 
 
 def fit(rows: list[dict], *, min_s: float = 0.002) -> dict:
@@ -271,7 +280,7 @@ def fit(rows: list[dict], *, min_s: float = 0.002) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cfgs = [
-            cost._values(Config.from_dict({k: v for k, v in r["config"].items() if k != "analysis"}).to_dict())
+            cost._values(Config.from_dict({k: v for k, v in r["config"].items() if k not in PLAN_KEYS}).to_dict())
             for r in rows
         ]
     pairs = [(c, PHASES[k], r[k]) for c, r in zip(cfgs, rows) for k in PHASES if r.get(k, 0) > min_s]
@@ -287,7 +296,7 @@ def fit(rows: list[dict], *, min_s: float = 0.002) -> dict:
             err += [math.log(parts[p] / m) for cc, p, m in pairs if cc is c and p in phases]
         return float(np.sum(np.square(err)))
 
-    for names, phases in ((TIME_KEYS, ("step", "snapshot", "analysis")), (MEMORY_KEYS, ("peak",))):
+    for names, phases in ((TIME_KEYS, ("step", "snapshot", "analysis", "live view")), (MEMORY_KEYS, ("peak",))):
         res = minimize(
             loss,
             np.log([cost.K[k] for k in names]),

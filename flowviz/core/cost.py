@@ -59,6 +59,10 @@ __all__ = [
     "prior_eval_s",
     "CHECKPOINTS",
     "CHECKPOINT_MB",
+    "LIVE_EVERY_S",
+    "LIVE_SHARE",
+    "FIRST_LIVE_ETA_S",
+    "live_period",
     "checkpoint_count",
     "checkpoint_steps",
     "thin_steps",
@@ -84,6 +88,7 @@ K = {
     "adam": 8.75e-09,  # s per parameter per optimiser step (Adam, gradient zeroing, the backup copy)
     "analysis": 2.65,  # the final pictures over the flows they run (numpy conversions, grids, Jacobians);
     # (refitted once analyse ran on one torch thread, core/threads.py)
+    "live": 1.1,  # the same for the light views made while training (fewer frames, coarser grids, no reference)
     "spill": 0.611,  # element ops cost 1 + spill * log2(hidden MB / spill_mb) times more beyond the caches
     "spill_mb": 2.58,
     "ref_evals": 12.0,  # field evaluations of dopri5 per step of the partition (reference solution)
@@ -118,6 +123,11 @@ CHECKPOINT_MB = 32.0
 GENERIC_BUDGET = 256 * 2**20  # flowviz.core.model.GENERIC_BUDGET: above it each step is checkpointed
 FAST_BUDGET = 8 * 2**20  # flowviz.core.fastpath.ACTIVATION_BUDGET: above it the chain recomputes
 MAX_FRAMES, SURFACE_RES = 65, 100  # flowviz.training.analysis: frames and grid of the final pictures
+LIVE_FRAMES, LIVE_RES = 9, 60  # ... and of the live views made while training
+# A run that a page watches has its training worker make light views while it trains: one at most every
+# LIVE_EVERY_S of its time, and never more than LIVE_SHARE of that time (a slow view is made less often); none
+# for a run whose training ends within FIRST_LIVE_ETA_S (its full views come next). The estimate counts them.
+LIVE_EVERY_S, LIVE_SHARE, FIRST_LIVE_ETA_S = 1.0, 0.2, 1.0
 REFERENCE_POINTS = 200  # points of the final pictures' dopri5 reference (flowviz.training.analysis.diagnostics)
 ADJOINT_POINTS = 150  # points of the adjoint instrument's odeint_adjoint (flowviz.training.instruments)
 INSTRUMENTS = ("stability", "volume", "grid", "adjoint")  # flowviz.training.prepared.PREPARED: a part each
@@ -156,7 +166,8 @@ class Cost:
         return text + (f", driven by {', '.join(self.drivers)}" if self.drivers else "")
 
     def part(self, name: str) -> float:
-        """Seconds of one phase: "setup", "step" (one optimiser step), "training", "snapshots", "analysis" (the
+        """Seconds of one phase: "setup", "step" (one optimiser step), "training", "snapshots", "live view" (one
+        light view made while training), "live" (all of them; 0 unless estimated ``live``), "analysis" (the
         final pictures, their "reference" included), "instruments" (all of them, with their first call's
         setup), and each instrument apart: "stability", "volume", "grid", "adjoint" (0 where it does not apply)."""
         return dict(self.parts)[name]
@@ -213,7 +224,12 @@ def solve_budget(cost: Cost, eval_s: float, budget_s: float | None) -> int | Non
 
 
 def estimate(
-    config: Config, n_train: int | None = None, *, log_every: int | None = None, stiffness: Stiffness | None = None
+    config: Config,
+    n_train: int | None = None,
+    *,
+    log_every: int | None = None,
+    stiffness: Stiffness | None = None,
+    live: bool = False,
 ) -> Cost:
     """Seconds and peak memory of training ``config``, analysing the result (the final pictures) and making its
     instruments.
@@ -221,17 +237,18 @@ def estimate(
     ``n_train``: training points, when the data decides (dataset=csv); otherwise from n_samples and
     test_fraction. ``log_every``: steps between snapshots; default the server's cadence (flowviz.serve.runs.registry).
     ``stiffness``: measured on the trained flow (:func:`measure_stiffness`); without it the adaptive solves
-    (the reference, odeint_adjoint) are priced from the partition and the horizon T.
+    (the reference, odeint_adjoint) are priced from the partition and the horizon T. ``live``: a page watches
+    it, so its training worker makes live views as it trains (part ``live``; ``live view`` is one of them).
     """
     config = _values(config.to_dict())
-    seconds, peak, parts = _cost(config, n_train, log_every, stiffness)
+    seconds, peak, parts = _cost(config, n_train, log_every, stiffness, live)
     drivers: list[tuple[float, str]] = []
     base = Config()
     for key in DRIVER_KEYS:
         if getattr(config, key) == getattr(base, key):
             continue
         alt = _without(config, key, base)
-        s2, p2, _ = _cost(alt, None if n_train is None else _scaled_n(n_train, config, alt), log_every, stiffness)
+        s2, p2, _ = _cost(alt, None if n_train is None else _scaled_n(n_train, config, alt), log_every, stiffness, live)
         factor = max(seconds / s2, (peak - K["base_mb"]) / max(p2 - K["base_mb"], 1.0))
         if factor >= 1.25:
             drivers.append((factor, key))
@@ -438,29 +455,44 @@ def _instruments(c: Config, f: FieldCounts, stiffness: Stiffness | None) -> dict
     }
 
 
-def _analysis(c: Config, f: FieldCounts, n: int) -> float:
-    """Seconds of flowviz.training.analysis.analyse (the final pictures, full resolution), its reference
-    solution apart."""
+def _analysis(c: Config, f: FieldCounts, n: int, *, live: bool = False) -> float:
+    """Seconds of flowviz.training.analysis.analyse (the final pictures, full resolution; ``live``: the light
+    views made while training), its reference solution apart."""
     L = c.n_steps
     noisy = c.viscosity > 0
-    frames = _frame_steps(L)
+    frames = _frame_steps(L, LIVE_FRAMES if live else MAX_FRAMES)
+    res = LIVE_RES if live else SURFACE_RES
     mc = c.mc_samples if noisy else 1
     t = 0.0
-    for k in frames:  # transported surfaces u(t_k, .) on a 100 x 100 grid of the step-k plane
-        t += mc * _eval_pass(c, f, SURFACE_RES**2, max(L - k, 0), noisy=noisy)
+    for k in frames:  # transported surfaces u(t_k, .) on a res x res grid of the step-k plane
+        t += mc * _eval_pass(c, f, res**2, max(L - k, 0), noisy=noisy)
     for m in (min(n, 300), 880, min(n, 200), 625, n):  # characteristics, grid, diagnostics x2, all points
         t += _eval_pass(c, f, m, L, noisy=noisy)
     t += len(frames) * (_eval_pass(c, f, 225, 1, noisy=False, mix=False) + K["mac"] * _slots(c) * f["slot"])
     # smallest Jacobian determinant: per step, a one-step flow (weights mixed again) and d backward passes
     jac = _eval_pass(c, f, 625, 1, noisy=False) + c.dim * K["train"] * _eval_pass(c, f, 625, 1, noisy=False, mix=False)
     t += L * jac
-    return K["analysis"] * t + _predict(c, f, n)
+    return K["live" if live else "analysis"] * t + _predict(c, f, n)
 
 
-def _frame_steps(L: int) -> list[int]:
-    if L + 1 <= MAX_FRAMES:
+def live_period(view_s: float, every_s: float = LIVE_EVERY_S) -> float:
+    """Seconds between two live views that take ``view_s`` each: every ``every_s``, and never more than
+    LIVE_SHARE of the training worker's time."""
+    return max(every_s, view_s / LIVE_SHARE)
+
+
+def _live(training_s: float, view_s: float) -> float:
+    """Seconds of the live views over a training of ``training_s`` seconds (which they lengthen)."""
+    if training_s <= FIRST_LIVE_ETA_S:
+        return 0.0
+    share = view_s / live_period(view_s)
+    return training_s * share / (1 - share)
+
+
+def _frame_steps(L: int, max_frames: int = MAX_FRAMES) -> list[int]:
+    if L + 1 <= max_frames:
         return list(range(L + 1))
-    return sorted({round(i * L / (MAX_FRAMES - 1)) for i in range(MAX_FRAMES)})
+    return sorted({round(i * L / (max_frames - 1)) for i in range(max_frames)})
 
 
 def _train_bytes(c: Config, f: FieldCounts, bs: int) -> float:
@@ -507,7 +539,7 @@ def _memory(c: Config, f: FieldCounts, bs: int, n: int) -> float:
 
 
 def _cost(
-    c: Config, n_train: int | None, log_every: int | None, stiffness: Stiffness | None = None
+    c: Config, n_train: int | None, log_every: int | None, stiffness: Stiffness | None = None, live: bool = False
 ) -> tuple[float, float, tuple[tuple[str, float], ...]]:
     f = _field(c)
     n_tr, n_te = _split(c, n_train)
@@ -521,18 +553,22 @@ def _cost(
     reference = _reference(c, f, stiffness)
     each = _instruments(c, f, stiffness)
     instruments = sum(each.values())
+    view = _analysis(c, f, n_tr + n_te, live=True)
+    training = c.train_steps * step + n_snaps * snap
     parts = {
         "setup": K["setup"],
         "step": step,
         "training": c.train_steps * step,
         "snapshot": snap,
         "snapshots": n_snaps * snap,
+        "live view": view,
+        "live": _live(training, view) if live else 0.0,
         "analysis": body + reference,
         "reference": reference,
         "instruments": instruments,
         **{name: each[name] for name in INSTRUMENTS},
     }
-    seconds = parts["setup"] + parts["training"] + parts["snapshots"] + parts["analysis"] + instruments
+    seconds = parts["setup"] + training + parts["live"] + parts["analysis"] + instruments
     return seconds, _memory(c, f, bs, n_tr + n_te), tuple(parts.items())
 
 

@@ -33,11 +33,13 @@ def check(
     *,
     what: str = "This run",
     analysis_only: bool = False,
+    live: bool = False,
 ):
     """The estimated costs of ``configs`` (a run, a scenario's pair or a sweep's members, trained one after the
     other); OverBudget if their total time or memory is over ``settings``' budget (flowviz.core.cost's estimate).
-    ``analysis_only``: count only the final pictures' time (an imported run is not trained again)."""
-    costs = [estimate(c, n_train) for c in configs]
+    ``analysis_only``: count only the final pictures' time (an imported run is not trained again); ``live``: the
+    runs' training workers make live views as they train (a page watches them)."""
+    costs = [estimate(c, n_train, live=live) for c in configs]
     mb = sum(c.peak_mb for c in costs)
     seconds = sum(c.part("analysis") if analysis_only else c.seconds for c in costs)
     over = []

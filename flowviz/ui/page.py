@@ -365,11 +365,14 @@ def _views_body():
             )
         except Exception:
             log.exception("samples figure failed")
-        st.caption(
-            "No picture of the flow: the run stopped before its first snapshot."
-            if run.finished
-            else "Training… the flow's first picture appears in a moment."
-        )
+        if run is not full:  # a kept training step whose picture no worker could make
+            st.caption(run.notice or "The picture of this training step is not ready; choose it again.")
+        else:
+            st.caption(
+                "No picture of the flow: the run stopped before its first snapshot."
+                if run.finished
+                else "Training… the flow's first picture appears in a moment."
+            )
         return
     if v.live:
         st.caption("Live view (coarser, refreshed about once a second); the full picture follows when training ends.")

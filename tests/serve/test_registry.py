@@ -144,26 +144,20 @@ def test_a_process_mode_server_keeps_one_torch_thread_for_itself(registry):
         torch.set_num_threads(saved)
 
 
-def test_no_first_live_view_for_a_run_about_to_finish_and_none_after_its_last_step(registry):
-    """A live picture that would arrive after the full one only delays it (in the browser, too)."""
+def test_a_training_run_shows_the_live_views_it_was_given_and_computes_none_itself(registry, monkeypatch):
+    """While training a run's views are those its training worker made last (None before the first); the server
+    makes none (tests/serve/test_live_views.py: the worker's side)."""
     from flowviz.core.data import make_dataset
     from flowviz.training.train import Snapshot, train
 
     r = train(TINY)
     reg = registry("thread", 1)
     run = reg.adopt(r.model, make_dataset(TINY), key_suffix="live-test")
+    full = run.views()
     state = {k: v.clone() for k, v in r.model.state_dict().items()}
     run.status, run._final, run._views = "training", False, None  # as if still training
-
-    def snap(step, sps, done=False):
-        return Snapshot(step, 300, 0.5, 0.5, 0.5, 0.5, step / sps, sps, state, done=done)
-
-    run.latest = snap(290, 300.0)  # 10 steps left at 300 steps/s: the full views are 1/30 s away
-    assert run.views() is None
-    run.latest = snap(30, 100.0)  # 2.7 s left: a live view now
-    v = run.views()
-    assert v is not None and v.live
-    run.latest, run._views_time = snap(300, 300.0, done=True), 0.0  # trained; full views being made
-    assert run.views() is v  # the last live view stays, no new one is computed
-    run.status = "done"
-    assert not run.views().live  # the finished run shows the full picture
+    monkeypatch.setattr("flowviz.serve.runs.run.analyse", lambda *a, **k: pytest.fail("analysed in the server"))
+    run.latest = Snapshot(30, 300, 0.5, 0.5, 0.5, 0.5, 0.3, 100.0, state)
+    assert run.views() is None  # no live view came yet, none is made here
+    run._live_views(30, full)
+    assert run.views() is full and run._views_step == 30

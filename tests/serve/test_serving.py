@@ -32,7 +32,7 @@ class _Cost:
         return f"about {self.seconds:.0f} s and {self.peak_mb:.0f} MB, driven by {', '.join(self.drivers)}"
 
 
-def _estimate(config, n_train=None):
+def _estimate(config, n_train=None, live=False):
     """Stand-in: hard-limit keys cost hours and gigabytes; train_steps scale the rest."""
     heavy = config.n_steps >= 256 and config.width >= 256
     return _Cost(

@@ -129,6 +129,19 @@ class Registry:
         for r in runs:
             r.join(max(0.0, deadline - time.monotonic()))
 
+    def side(self):
+        """The view worker(s), started on first use: the executor of a page's computations on a run's weights."""
+        with self._lock:
+            if self._stop.is_set():
+                raise FlowvizError("The server is stopping.")
+            if self._side is None:
+                self._side = make_executor(
+                    self.settings,
+                    size=max(1, self.settings.view_workers),
+                    name="thread" if self.mode == "thread" else "process",
+                )
+            return self._side
+
     def compute(self, run: Run, what: str, **args):
         """``what`` (a click's probe, an instrument of a snapshot: ``work.views.compute``) on ``run``'s latest
         weights, made by the view worker: a process of its own beside the training ones (they may all be
@@ -139,16 +152,7 @@ class Registry:
         snap = run.latest
         if snap is None or snap.state is None:
             raise FlowvizError("This run has no weights yet.")
-        with self._lock:
-            if self._stop.is_set():
-                raise FlowvizError("The server is stopping.")
-            if self._side is None:
-                self._side = make_executor(
-                    self.settings,
-                    size=max(1, self.settings.view_workers),
-                    name="thread" if self.mode == "thread" else "process",
-                )
-            side = self._side
+        side = self.side()
         try:
             return side.compute(run.model(), run.data, what, args=args, limits=run.limits())
         except WorkerDied:
@@ -187,7 +191,7 @@ class Registry:
             if self._stop.is_set():  # (under the lock: shutdown() marks every run it finds here unwatched)
                 raise FlowvizError("The server is stopping: no new run is started.")
             cached = None if restart or config.dataset == "csv" else cache.load(config, settings=self.settings)
-            costs = None if cached else budget.check([config], len(ds.x_train), self.settings)
+            costs = None if cached else budget.check([config], len(ds.x_train), self.settings, live=True)
             client = current_client()
             if (
                 cached is None
@@ -208,6 +212,7 @@ class Registry:
                 config,
                 ds,
                 self.executor,
+                side=self.side,
                 restored=cached,
                 settings=self.settings,
                 cost=costs[0] if costs else None,
@@ -256,7 +261,9 @@ class Registry:
         model.config.check_server_limits()
         budget.check([model.config], len(data.x_train), self.settings, what="Analysing this run", analysis_only=True)
         views, metrics = self.executor.analyse(model, data, metrics=True)
-        run = Run(model.config, data, self.executor, restored=(model, [], metrics), settings=self.settings)
+        run = Run(
+            model.config, data, self.executor, side=self.side, restored=(model, [], metrics), settings=self.settings
+        )
         run.set_views(views)
         run.key = f"{run.key}-import-{key_suffix}"
         with self._lock:
@@ -270,8 +277,15 @@ class Registry:
         with self._lock:
             if self._stop.is_set():
                 raise FlowvizError("The server is stopping: no new run is started.")
-            costs = budget.check([run.config], len(run.data.x_train), self.settings)
-            copy = Run(run.config, run.data, self.executor, settings=self.settings, cost=costs[0] if costs else None)
+            costs = budget.check([run.config], len(run.data.x_train), self.settings, live=True)
+            copy = Run(
+                run.config,
+                run.data,
+                self.executor,
+                side=self.side,
+                settings=self.settings,
+                cost=costs[0] if costs else None,
+            )
             copy.key = f"{run.key.split('~')[0]}~{session[:8]}"
             copy.owners.add(session)
             self.started += 1

@@ -24,11 +24,9 @@ from ..work.protocol import TaskFailed, WorkerDied
 from ..work.weights import state_model
 from .status import RunStatus
 
-__all__ = ["Run", "RunAt", "data_key", "LIVE_EVERY_S", "FIRST_LIVE_ETA_S"]
+__all__ = ["Run", "RunAt", "data_key"]
 
 log = logging.getLogger("flowviz.serve.runs.run")
-LIVE_EVERY_S = 1.0  # live views are rebuilt at most this often while training
-FIRST_LIVE_ETA_S = 1.0  # no first live view for a run this close to its end (its full views come next)
 PICTURES_MIN_S = 30.0  # the final pictures and instruments of any admitted run may take this long at least
 
 
@@ -66,6 +64,7 @@ class Run:
         data: Dataset,
         executor: Executor | None,
         *,
+        side=None,
         restored=None,
         settings: Settings | None = None,
         cost=None,
@@ -74,6 +73,7 @@ class Run:
         self.config, self.data = config, data
         self.client = client or current_client()  # the address of the page that started it (flowviz.serve.fair)
         self._executor, self._settings = executor, settings or Settings()
+        self._side = side  # () -> the view worker's executor: a kept step's views while the run trains
         self.cost = cost  # the estimate (flowviz.core.cost.Cost) it was admitted with, or None
         self.key = config.key() + data_key(data if config.dataset == "csv" else None)
         self.status = RunStatus.QUEUED
@@ -106,6 +106,7 @@ class Run:
         self._go_lock = threading.Lock()
         self._pausing = False  # pause() asked: the cancelled run keeps its state and can go on
         self._at_views: dict[int, FlowViews] = {}  # the views of kept steps shown (views_at), a few
+        self.at_notice: dict[int, str] = {}  # kept step -> why its views could not be made
         self.owners: set[str] = set()  # the sessions that started it (the page adds itself)
         self.viewers: dict[str, float] = {}  # session -> when its page last showed this run
         if restored is not None:  # (model, history, metrics[, kept, train state]) of a finished run: no worker
@@ -197,6 +198,7 @@ class Run:
                     views_made=self._final_views,
                     instrument_made=self._made,
                     finish_failed=self._instruments_failed,
+                    live_made=self._live_views,
                 ):
                     if snap.state is None and snap.cancelled:  # cancelled before a worker took it
                         self.status = RunStatus.PAUSED if self._pausing else RunStatus.CANCELLED
@@ -264,6 +266,12 @@ class Run:
                 self._final = True
         finally:
             self._finishing.clear()
+
+    def _live_views(self, step: int, views: FlowViews) -> None:
+        """Light views of a step, made by the run's training worker as it trains."""
+        with self._lock:
+            if not self._final:
+                self._views, self._views_step, self._views_time = views, step, time.time()
 
     def _instruments_failed(self, message: str) -> None:
         """The run's training worker could not make its instruments: the page computes what is missing itself,
@@ -352,23 +360,24 @@ class Run:
         return RunStatus(self.status).finished
 
     def views(self, *, final: bool = False) -> FlowViews | None:
-        """The views of the latest state: live (light) while training, full once finished. Shared and cached."""
+        """The views of the latest state: while training the live (light) ones its training worker made last
+        (None before the first), once finished the full ones. Shared and cached."""
         snap = self.latest
         if snap is None or snap.state is None:
             return None
         final = final or self.finished  # a finished run (or one restored from the cache) shows the full picture
-        if final and snap.done:  # its training worker makes them now: wait for those rather than ask another
+        if not final:
+            return self._views
+        if snap.done:  # its training worker makes them now: wait for those rather than ask another
             while self._finishing.is_set() and not self.unwatched.is_set():
                 time.sleep(0.05)
         with self._lock:
-            if self._final or (self._views_step == snap.step and self._views is not None and not final):
+            if self._final:
                 return self._views
-            if not final and self._views is not None and time.time() - self._views_time < LIVE_EVERY_S:
-                return self._views
-            if not final and (snap.done or (self._views is None and _eta(snap) < FIRST_LIVE_ETA_S)):
-                return self._views  # the full picture is about to come: a live one now would only delay it
             model = self.model()
-            if final and self._executor is not None:  # the full pictures are heavy: a worker makes them
+            if self._executor is None:  # a run restored without workers (the library's own use)
+                v = analyse(model, self.data, history=list(self.history))
+            else:  # the full pictures are heavy: a worker makes them
                 try:  # not for nobody: the task stops when the run is left unwatched (made when next shown)
                     info: dict = {}
                     v, _ = self._executor.analyse(
@@ -387,11 +396,9 @@ class Run:
                     self.notice = f"The final pictures could not be made ({e}); the last live ones stay."
                     self._final = True
                     return self._views
-            else:  # live views while training are light (subsampled, no reference solution)
-                v = analyse(model, self.data, history=list(self.history), live=not final)
             # (a run resumed meanwhile has a newer snapshot: these views are not its last)
             self._views, self._views_step, self._views_time = v, snap.step, time.time()
-            self._final = final and self.latest is snap
+            self._final = self.latest is snap
             return v
 
     def limits(self) -> dict:
@@ -549,22 +556,27 @@ class Run:
         return RunAt(self, s)
 
     def views_at(self, step: int) -> FlowViews | None:
-        """The views of kept step ``step``: while it trains light ones made here (as its live views), else the
-        full ones, made by a worker; a few are kept."""
+        """The views of kept step ``step``, made by a worker: light ones while the run trains, else the full
+        ones; a few are kept. None (and ``at_notice[step]`` says why) where no worker could make them."""
         with self._lock:
             hit = self._at_views.get(step)
         if hit is not None and (hit.live is False or not self.finished):
             return hit
         model = self.model(step)
         history = [r for r in self.history if r["step"] <= step]
-        v = None
-        if self.finished and self._executor is not None:
+        if self._executor is None:  # a run restored without workers (the library's own use)
+            v = analyse(model, self.data, history=history)
+        else:  # while the run trains its workers may all be busy: the view worker makes them
             try:
-                v, _ = self._executor.analyse(model, self.data, history=history, cancel=self.unwatched)
-            except (TaskFailed, WorkerDied) as e:
+                ex = self._executor if self.finished or self._side is None else self._side()
+                v, _ = ex.analyse(model, self.data, history=history, live=not self.finished, cancel=self.unwatched)
+            except (TaskFailed, WorkerDied, FlowvizError) as e:
                 log.info("run %s: the views of step %d: %s", self.key, step, e)
+                self.at_notice[step] = f"The picture of training step {step} could not be made ({e})."
+                return hit
         if v is None:
-            v = analyse(model, self.data, history=history, live=True)
+            return hit
+        self.at_notice.pop(step, None)
         with self._lock:
             self._at_views[step] = v
             while len(self._at_views) > 8:
@@ -595,7 +607,6 @@ class RunAt:
     status = RunStatus.DONE
     finished = True
     error = None
-    notice = None
 
     def __init__(self, run: Run, step: int):
         self.run, self.step = run, step
@@ -619,6 +630,11 @@ class RunAt:
 
     def views(self, *, final: bool = False) -> FlowViews | None:
         return self.run.views_at(self.step)
+
+    @property
+    def notice(self) -> str | None:
+        """Why this step's views could not be made, if they could not."""
+        return self.run.at_notice.get(self.step)
 
     def model(self):
         return self.run.model(self.step)

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from ...core.config import Config
+from ...core.cost import FIRST_LIVE_ETA_S, LIVE_EVERY_S, live_period
 from ...core.data import Dataset
 from ...training.train import Snapshot, train_iter
 from .instruments import instrument_from, instrument_replies
@@ -19,11 +20,13 @@ from .protocol import (
     TaskFailed,
     dataset_from,
     encode,
+    pack,
     request,
     resume_arrays,
     snapshot_from,
     snapshot_message,
     train_state_from,
+    unpack,
 )
 from .views import views_from, views_reply
 from .weights import model_from, state_model
@@ -50,6 +53,7 @@ def train(
     views_made: Callable[[object, dict], None] | None = None,
     instrument_made: Callable[[str, object, str | None], None] | None = None,
     finish_failed: Callable[[str], None] | None = None,
+    live_made: Callable[[int, object], None] | None = None,
 ) -> Iterator[Snapshot]:
     """Snapshots of ``config`` trained by a worker of ``executor`` (in the lane of ``long`` runs if set);
     ``started()`` is called once a worker has the run. ``start`` (a TrainState) with ``weights``: go on from a
@@ -59,8 +63,10 @@ def train(
     pictures' least, ``names``: the instruments): a run that trains to its end goes on in the same worker to
     its final views, ``views_made(views or None, info)`` (``info``: ``reestimate``, ``stiffness``,
     ``max_evals``, or ``error``), and instruments, ``instrument_made(name, data, message)``, after the last
-    snapshot; ``history``: the rows before ``start``. Cancelled then (``cancel``), or once another task waits for
-    a worker (trainings go first), the worker stops between two instruments.
+    snapshot; ``history``: the rows before ``start``. With ``live_made``, the worker makes light views as it
+    trains (:func:`flowviz.core.cost.live_period`), each given to ``live_made(step, views)``. Cancelled
+    then (``cancel``), or once another task waits for a worker (trainings go first), the worker stops between
+    two instruments.
 
     Raises WorkerDied if the worker is lost mid-run, TaskFailed with the worker's message if the run failed
     there; a failure after its last snapshot is given to ``views_made`` as an ``error`` before the views came,
@@ -89,6 +95,8 @@ def train(
         head0, extra = resume_arrays(start, weights) if start is not None else ({}, {})
         if finish is not None:
             head0.update(finish=dict(finish), history=list(history or []))
+        if live_made is not None:
+            head0.update(live_every_s=LIVE_EVERY_S, history=list(history or []))
         raw = request(
             "run",
             data,
@@ -116,6 +124,8 @@ def train(
                 done = snap.done
                 healthy = done and finish is None
                 yield snap
+            elif kind == "live" and live_made is not None:
+                live_made(int(head["step"]), unpack(head["views"], arrays))
             elif kind == "views":
                 views = True
                 if views_made is not None:
@@ -149,6 +159,7 @@ def run_task(header: dict, arrays: dict, cancel) -> Iterator[bytes]:
     model = model_from(cfg, ds.n_classes, arrays).train(True) if start is not None else None
     until = header.get("until")
     history, last = list(header.get("history") or []), None
+    live = _Live(cfg, ds, header.get("live_every_s"), cancel)
     for s in train_iter(
         cfg,
         data=ds,
@@ -163,6 +174,7 @@ def run_task(header: dict, arrays: dict, cancel) -> Iterator[bytes]:
         history.append(s.record())
         last = s
         yield snapshot_message(s)
+        yield from live.after(s, history)
     finish = header.get("finish")
     if finish is None:
         return
@@ -187,3 +199,31 @@ def _finish(cfg: Config, ds: Dataset, last: Snapshot, history: list, finish: dic
     yield from instrument_replies(
         model, ds, dict(limits, budget_s=header["budget_s"], extent=views.extent, names=finish.get("names")), cancel
     )
+
+
+class _Live:
+    """The light views of a run as it trains, made by its training worker from a snapshot's weights: at most
+    every ``every_s`` seconds and LIVE_SHARE of the time (:func:`flowviz.core.cost.live_period`); none for a
+    snapshot that ends the run, nor a first one for a run about to end (its full views come next)."""
+
+    def __init__(self, cfg: Config, ds: Dataset, every_s: float | None, cancel):
+        self.cfg, self.ds, self.every_s, self.cancel = cfg, ds, every_s, cancel
+        self.next, self.made = 0.0, False
+
+    def after(self, s: Snapshot, history: list) -> Iterator[bytes]:
+        from ...training.analysis import analyse
+
+        if not self.every_s or s.done or s.state is None or time.monotonic() < self.next:
+            return
+        left = (s.total_steps - s.step) / s.steps_per_second if s.steps_per_second > 0 else float("inf")
+        if not self.made and left < FIRST_LIVE_ETA_S:
+            return
+        t = time.monotonic()
+        model = state_model(self.cfg, self.ds.n_classes, s.state)
+        views = analyse(model, self.ds, history=history, live=True, cancel=self.cancel)
+        self.next = t + live_period(time.monotonic() - t, float(self.every_s))
+        if views is None:
+            return
+        self.made = True
+        out: dict = {}
+        yield encode({"kind": "live", "step": s.step, "views": pack(views, out)}, out)
