@@ -14,10 +14,13 @@ Starts the real server (an empty run cache) and runs three phases, each bounded 
    (``--heavy-budget``), the two links are refused at once instead, which the phase reports; it then runs on
    the server of phases 1 to 3, after them (nothing of it needs a server of its own).
 
-5. (its own server) a swarm: ``--swarm`` pages (40) from one client address open links one ``seed=`` apart
-   (runs of about 7 s each), and once the workers are busy, a page from another address opens a light run:
-   seconds to its first picture (target within 60 s: the queue is served round robin by client). The two
-   addresses are the pages' X-Forwarded-For header, which the server trusts from loopback only.
+5. (its own server) a swarm: ``--swarm`` sessions (40) from one client address open links one ``seed=`` apart
+   (runs of about 7 s each) and ask for a rerun every 4 s, and once the workers are busy, a Chromium page from
+   another address opens a light run: seconds to its first picture (target within 60 s: the queue is served
+   round robin by client). The swarm's sessions are headless websocket clients that speak Streamlit's own
+   protocol and draw nothing, as a script would (``--swarm-kind chromium``: real pages, whose own drawing on
+   the same cores is then measured too). The two addresses are the X-Forwarded-For header, which the server
+   trusts from loopback only.
 
 The server's peak resident memory is printed; the last line gives the phase-1 p95 and the ratio of
 runs started to runs needed.
@@ -79,6 +82,12 @@ def main(argv=None):
     ap.add_argument("--phases", default="1,2,3,4,5", help="which phases to run (phase 3 needs phase 1's link)")
     ap.add_argument("--swarm", type=int, default=40, help="pages of the one client of phase 5")
     ap.add_argument("--swarm-steps", type=int, default=1500, help="training steps of each of the swarm's runs")
+    ap.add_argument(
+        "--swarm-kind",
+        choices=("headless", "chromium"),
+        default="headless",
+        help="the swarm's sessions: websocket clients that draw nothing, or Chromium pages",
+    )
     ap.add_argument("--heavy-budget", action="store_true", help="phase 4 with the server's default run budget")
     ap.add_argument(
         "--executor",
@@ -285,24 +294,28 @@ def swarm_phase(a) -> float:
     try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
-            swarm = browser.new_context(
-                viewport={"width": 1024, "height": 700}, extra_http_headers={"X-Forwarded-For": "10.0.0.1"}
-            )
             other = browser.new_context(
                 viewport={"width": 1024, "height": 700}, extra_http_headers={"X-Forwarded-For": "10.0.0.2"}
             )
-            pages = []
-            for i in range(a.swarm):
-                p = swarm.new_page()
-                p.goto(
-                    q(flowviz.Config(n_samples=300, n_steps=8, train_steps=a.swarm_steps, seed=5000 + i)),
-                    wait_until="commit",
+            links = [
+                q(flowviz.Config(n_samples=300, n_steps=8, train_steps=a.swarm_steps, seed=5000 + i))
+                for i in range(a.swarm)
+            ]
+            if a.swarm_kind == "chromium":
+                swarm = browser.new_context(
+                    viewport={"width": 1024, "height": 700}, extra_http_headers={"X-Forwarded-For": "10.0.0.1"}
                 )
-                pages.append(p)
-            t0 = time.perf_counter()
-            while time.perf_counter() - t0 < a.timeout:  # the swarm's runs are all started (most wait)
-                started = len(re.findall(r"started for 10\.0\.0\.1", log_path.read_text()))
-                if started >= a.swarm:
+                for link in links:
+                    swarm.new_page().goto(link, wait_until="commit")
+            else:
+                stop = threading.Event()
+                clients = threading.Thread(target=_headless, args=(port, links, "10.0.0.1", stop), daemon=True)
+                clients.start()
+            t0 = last = time.perf_counter()
+            while time.perf_counter() - t0 < a.timeout:  # the swarm's runs are all started (most wait), or the
+                now = len(re.findall(r"started for 10\.0\.0\.1", log_path.read_text()))  # rest refused
+                last, started = (time.perf_counter(), now) if now > started else (last, started)
+                if started >= a.swarm or (started and time.perf_counter() - last > 30):
                     break
                 time.sleep(0.5)
             light = other.new_page()
@@ -319,15 +332,58 @@ def swarm_phase(a) -> float:
                 pass
             ours = len(re.findall(r"started for 10\.0\.0\.2", log_path.read_text()))
             done = log_path.read_text().count("started for 10.0.0.1")
+            if a.swarm_kind != "chromium":
+                stop.set()
+                clients.join(30)
             browser.close()
     finally:
         server.terminate()
         server.wait(10)
     print(
-        f"phase 5: {a.swarm} pages of one client started {started} runs ({done} by the end); another client's "
+        f"phase 5: {a.swarm} {a.swarm_kind} sessions of one client started {started} runs ({done} by the end); "
+        f"another client's "
         f"light run ({ours} started for it) had its first picture in {light_s:.1f} s (target within 60 s)"
     )
     return light_s
+
+
+def _headless(port: int, links: list[str], address: str, stop: threading.Event, every_s: float = 4.0) -> None:
+    """Sessions that speak Streamlit's websocket protocol and draw nothing: each opens its link (the
+    X-Forwarded-For header says ``address``), reads every message the server sends, and asks for a rerun of its
+    page every ``every_s`` seconds until ``stop`` is set."""
+    import asyncio
+    from urllib.parse import urlsplit
+
+    import websockets
+    from streamlit.proto.BackMsg_pb2 import BackMsg
+
+    def rerun(link: str) -> bytes:
+        m = BackMsg()
+        m.rerun_script.query_string = urlsplit(link).query
+        m.rerun_script.page_script_hash = ""
+        return m.SerializeToString()
+
+    async def session(link: str) -> None:
+        async with websockets.connect(
+            f"ws://127.0.0.1:{port}/_stcore/stream",
+            subprotocols=["streamlit"],
+            additional_headers={"X-Forwarded-For": address},
+            max_size=None,
+        ) as ws:
+            ask, last = rerun(link), 0.0
+            while not stop.is_set():
+                if time.monotonic() - last >= every_s:
+                    await ws.send(ask)
+                    last = time.monotonic()
+                try:
+                    await asyncio.wait_for(ws.recv(), 0.5)
+                except TimeoutError:
+                    pass
+
+    async def all_of_them() -> None:
+        await asyncio.gather(*(session(link) for link in links), return_exceptions=True)
+
+    asyncio.run(all_of_them())
 
 
 if __name__ == "__main__":

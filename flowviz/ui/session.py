@@ -15,15 +15,29 @@ def session_id() -> str:
     return ctx.session_id if ctx is not None else "no-session"
 
 
+def _loopback(ip: str) -> bool:
+    """A connection from this machine: 127.0.0.0/8, ::1, or 127.x as an IPv4-mapped IPv6 address (a server
+    listening on both families sees a local IPv4 client so)."""
+    import ipaddress
+
+    try:
+        a = ipaddress.ip_address(ip.split("%")[0])
+    except ValueError:
+        return False
+    mapped = getattr(a, "ipv4_mapped", None)
+    return a.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
 def client_address() -> str:
     """The address this session's page connects from (Streamlit's ``st.context.ip_address``). A local
-    connection (None there) is keyed by the first address of its X-Forwarded-For header (a reverse proxy on this
-    machine says whom it forwards), else "local"; a session without a browser (a test's) is "local" too."""
+    connection (None or a loopback address there) is keyed by the first address of its X-Forwarded-For header
+    (a reverse proxy on this machine says whom it forwards), else "local"; a session without a browser (a
+    test's) is "local" too."""
     import streamlit as st
 
     try:
         ip = st.context.ip_address
-        if ip:
+        if ip and not _loopback(ip):
             return ip
         forwarded = (st.context.headers or {}).get("X-Forwarded-For") or ""
     except Exception:  # no session context: nobody's address

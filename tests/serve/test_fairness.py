@@ -118,3 +118,23 @@ def test_a_fragment_s_own_refresh_counts_against_its_client_s_reruns(monkeypatch
         server.pace()
     assert len(slept) == 40 - 20 and 0 < slept[0] <= slept[-1] <= 2.0  # a burst of 20, then 10 a second
     assert adm.enter("t", "10.0.0.2")[1] == 0.0  # another address is not slowed
+
+
+@pytest.mark.parametrize(
+    "ip, local",
+    [
+        ("127.0.0.1", True),
+        ("127.3.2.1", True),
+        ("::1", True),
+        ("::ffff:127.0.0.1", True),  # a server listening on both families sees a local IPv4 client so
+        ("10.0.0.1", False),
+        ("::ffff:10.0.0.1", False),
+        ("2001:db8::1", False),
+        ("fe80::1%eth0", False),
+        ("not an address", False),
+    ],
+)
+def test_a_loopback_connection_is_keyed_by_its_forwarded_address(ip, local):
+    from flowviz.ui.session import _loopback
+
+    assert _loopback(ip) is local
