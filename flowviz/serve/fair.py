@@ -71,13 +71,33 @@ class FairQueue:
 
 class Admission:
     """Per client address: at most ``sessions`` live sessions, ``reruns`` script runs a second (a burst of
-    twice that; over it a page waits for its turn, at most ``max_delay`` s), counted where the page starts."""
+    twice that; over it a page waits for its turn, at most ``max_delay`` s), counted where the page starts;
+    and a fair share of the server's page-script time: ``seconds`` of it a second (the wall-clock seconds of
+    script runs, so on average that many runs at once) shared equally among the clients that ran a script in the
+    last ``active_s``. A client alone may use all of it; one that has used more than its share (a burst of one
+    second's worth allowed) waits until it is paid back, at most ``max_wait`` s, so a swarm from one address
+    slows itself, not the others. Wall-clock, not CPU, time: a server starved of CPU by its own workers or
+    its neighbours gives its script threads less than their CPU time says, and a swarm's many runs at once
+    then take one another's turns, which their wall-clock time counts."""
 
-    def __init__(self, sessions: int, reruns: float, *, session_ttl: float = 120.0, max_delay: float = 2.0):
+    def __init__(
+        self,
+        sessions: int,
+        reruns: float,
+        *,
+        seconds: float = 4.0,
+        session_ttl: float = 120.0,
+        max_delay: float = 2.0,
+        max_wait: float = 10.0,
+        active_s: float = 10.0,
+    ):
         self.sessions, self.reruns, self.ttl, self.max_delay = sessions, reruns, session_ttl, max_delay
+        self.seconds, self.max_wait, self.active_s = seconds, max_wait, active_s
         self._lock = threading.Lock()
         self._seen: dict[str, tuple[str, float]] = {}  # session -> (client, last seen)
         self._tokens: dict[str, tuple[float, float]] = {}  # client -> (tokens, time)
+        self._owed: dict[str, tuple[float, float]] = {}  # client -> (script seconds over its share, time)
+        self._active: dict[str, float] = {}  # client -> when it last began a script run
         self.refused = 0
 
     def enter(self, session: str, client: str | None) -> tuple[str | None, float]:
@@ -100,12 +120,37 @@ class Admission:
                     "(FLOWVIZ_CLIENT_SESSIONS): close one and reload this page."
                 ), 0.0
             self._seen[session] = (client, now)
-            if self.reruns <= 0:
-                return None, 0.0
-            tokens, t = self._tokens.get(client, (2 * self.reruns, now))
-            tokens = min(2 * self.reruns, tokens + (now - t) * self.reruns) - 1
-            self._tokens[client] = (tokens, now)
-            return None, min(self.max_delay, max(0.0, -tokens / self.reruns))
+            delay = 0.0
+            if self.reruns > 0:
+                tokens, t = self._tokens.get(client, (2 * self.reruns, now))
+                tokens = min(2 * self.reruns, tokens + (now - t) * self.reruns) - 1
+                self._tokens[client] = (tokens, now)
+                delay = min(self.max_delay, max(0.0, -tokens / self.reruns))
+            if self.seconds > 0:
+                self._active[client] = now
+                for c in [c for c, t in self._active.items() if now - t > self.active_s]:
+                    del self._active[c]
+                rate = self.seconds / len(self._active)  # this client's share a second now
+                owed = self._paid(client, now, rate)
+                delay = max(delay, min(self.max_wait, max(0.0, owed - self.seconds) / rate))
+            return None, delay
+
+    def charge(self, client: str | None, seconds: float) -> None:
+        """A script run of ``client`` took ``seconds`` of the server's script time."""
+        client = client or UNKNOWN
+        with self._lock:
+            owed, t = self._owed.get(client, (0.0, time.monotonic()))
+            self._owed[client] = (owed + max(0.0, seconds), t)
+            if len(self._owed) > 4096:  # forget those that owe nothing
+                for c in [c for c, (o, _) in self._owed.items() if o <= 0][:1024]:
+                    del self._owed[c]
+
+    def _paid(self, client: str, now: float, rate: float) -> float:
+        """What ``client`` still owes once paid back at ``rate`` since it was last counted."""
+        owed, t = self._owed.get(client, (0.0, now))
+        owed = max(0.0, owed - (now - t) * rate)
+        self._owed[client] = (owed, now)
+        return owed
 
     def leave(self, session: str) -> None:
         with self._lock:

@@ -67,6 +67,12 @@ class Settings:
         "address (a burst of twice that); past it a page waits its turn, at most 2 s "
         "(0: no bound)",
     )
+    script_seconds: float = _setting(
+        "FLOWVIZ_SCRIPT_SECONDS",
+        4.0,
+        "seconds of page-script run time a second (wall clock: about that many runs at once) shared equally among "
+        "the client addresses using it; past its share a client's page waits its turn, at most 10 s (0: no bound)",
+    )
     view_workers: int = _setting(
         "FLOWVIZ_VIEW_WORKERS",
         1,

@@ -22,7 +22,7 @@ from ..serve.runs.registry import Run
 from . import figcache, hands, links, packs, room_ui
 from .controls import block_formula, make_config, sidebar
 from .notices import notice
-from .session import admit, pace, session_id
+from .session import admit, pace, session_id, settle
 from .shared import registry
 from .state import PageState
 from .views import instruments, lecture, sweep
@@ -110,8 +110,30 @@ def main():
         layout="wide",
         initial_sidebar_state="collapsed" if state.present else "expanded",
     )
-    if not admit():  # one client's bounds (its pages, its reruns); its runs queue in its own turn
-        return
+    if not admit():  # one client's bounds (its pages, its reruns, its share of script time); its runs queue
+        return  # in its own turn
+    try:
+        _page(state)
+    finally:
+        settle()
+
+
+def _charged(body):
+    """A fragment's body, its own reruns admitted and charged to its client like a page's run."""
+
+    @functools.wraps(body)
+    def run():
+        pace()
+        try:
+            return body()
+        finally:
+            settle(fragment=True)
+
+    return run
+
+
+def _page(state: PageState) -> None:
+    """The page, once admitted: title, sidebar, buttons, status and views."""
     if state.take_widget_reset():  # the config changed under the sidebar: new widgets show the new one
         hands.sync_widgets(state)
     title_ui(state.present)
@@ -283,8 +305,8 @@ def start(state: PageState, cfg: Config, *, restart=False) -> None:
         notice(str(e), "error")
 
 
+@_charged  # a refresh of its own counts against its client's bounds
 def _progress_body():
-    pace()  # a refresh of its own counts against its client's reruns
     state = page_state()
     run = _run(state.run_key)
     if run is None:
@@ -341,8 +363,8 @@ def progress(live: bool):
     st.fragment(run_every=0.5 if live else None)(_progress_body)()
 
 
+@_charged
 def _views_body():
-    pace()  # a refresh of its own counts against its client's reruns
     state = page_state()
     hands.keep_choices()  # the sub-view stays where it was while a new run has no picture yet
     if state.sweep_live:  # a sweep this page watches stays watched (not cancelled) whichever view is shown

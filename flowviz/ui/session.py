@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+
 from .shared import registry
 
-__all__ = ["session_id", "client_address", "admit", "pace"]
+__all__ = ["session_id", "client_address", "admit", "pace", "settle"]
+
+_began = threading.local()  # .t: when the admitted script run of this thread began
 
 
 def session_id() -> str:
@@ -60,6 +64,7 @@ def admit() -> bool:
         return False
     if delay > 0:
         time.sleep(delay)
+    _began.t = time.monotonic()
     return True
 
 
@@ -77,3 +82,23 @@ def pace() -> None:
     _, delay = registry().admission.enter(session_id(), client_address())
     if delay > 0:
         time.sleep(delay)
+    _began.t = time.monotonic()
+
+
+def settle(*, fragment: bool = False) -> None:
+    """The script run admitted on this thread ends (with ``fragment``: a fragment's body ends, which ends the
+    run only when the fragment reran alone): its time is charged to its client (its share of the server's
+    script time: flowviz.serve.fair.Admission)."""
+    import time
+
+    from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
+
+    from ..serve.fair import current_client
+
+    if fragment:
+        ctx = get_script_run_ctx()
+        if ctx is None or not ctx.fragment_ids_this_run:  # inside a whole page's run: that run is charged
+            return
+    began, _began.t = getattr(_began, "t", None), None
+    if began is not None:
+        registry().admission.charge(current_client(), time.monotonic() - began)

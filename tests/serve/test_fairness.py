@@ -138,3 +138,63 @@ def test_a_loopback_connection_is_keyed_by_its_forwarded_address(ip, local):
     from flowviz.ui.session import _loopback
 
     assert _loopback(ip) is local
+
+
+def test_script_time_is_shared_among_the_clients_using_it_and_a_swarm_waits_for_its_own_debt(monkeypatch):
+    """Two clients share one second of script time a second: the one that used 5 s waits while the other is active, at
+    its half share; alone it pays back at the whole rate; the other never waits for the first one's debt."""
+    import flowviz.serve.fair as fair
+
+    now = [1000.0]
+    monkeypatch.setattr(fair.time, "monotonic", lambda: now[0])
+    adm = Admission(sessions=0, reruns=0, seconds=1.0)
+    assert adm.enter("a1", "swarm") == (None, 0.0)  # nothing used yet
+    adm.charge("swarm", 5.0)  # its 40 pages' script runs took 5 CPU seconds
+    assert adm.enter("a2", "swarm")[1] == pytest.approx(4.0)  # alone: owes 5, a burst of 1 s, paid at 1 s/s
+    assert adm.enter("b1", "light") == (None, 0.0)  # another address: no wait for the swarm's debt
+    assert adm.enter("a3", "swarm")[1] == pytest.approx(8.0)  # two active now: paid at half a second a second
+    adm.charge("light", 0.2)
+    assert adm.enter("b2", "light") == (None, 0.0)  # within its own burst
+    now[0] += 4.0  # paid back 2 s at its half share
+    assert adm.enter("a4", "swarm")[1] == pytest.approx(4.0)
+    adm.charge("swarm", 100.0)
+    assert adm.enter("a5", "swarm")[1] == 10.0  # at most max_wait
+    now[0] += 11.0  # the light client was last seen 15 s ago: the swarm is alone again, at the whole rate
+    assert adm.enter("a6", "swarm")[1] == 10.0 and adm._paid("swarm", now[0], 1.0) == pytest.approx(103.0 - 11.0)
+    assert Admission(sessions=0, reruns=0, seconds=0).enter("x", "swarm") == (None, 0.0)  # 0: no bound
+
+
+def test_a_page_and_a_fragment_run_are_charged_their_script_run_s_time(monkeypatch):
+    from types import SimpleNamespace
+
+    from streamlit.runtime.scriptrunner_utils import script_run_context as src
+
+    from flowviz.ui import session as server
+
+    adm = Admission(sessions=0, reruns=0, seconds=1.0)
+    charged = []
+    monkeypatch.setattr(adm, "charge", lambda c, s: charged.append((c, round(s, 6))))
+    monkeypatch.setattr(server, "registry", lambda: SimpleNamespace(admission=adm))
+    monkeypatch.setattr(server, "client_address", lambda: "10.0.0.1")
+    monkeypatch.setattr(server, "session_id", lambda: "s")
+    clock = [10.0]
+    monkeypatch.setattr("time.monotonic", lambda: clock[0])
+    ctx = SimpleNamespace(fragment_ids_this_run=None)
+    monkeypatch.setattr(src, "get_script_run_ctx", lambda: ctx)
+    import streamlit as st
+
+    monkeypatch.setattr(st, "error", lambda *a: None)
+    assert server.admit()
+    clock[0] += 0.25
+    server.pace()  # a fragment inside the whole page's run: counted with it
+    server.settle(fragment=True)
+    assert charged == []
+    server.settle()
+    assert charged == [("10.0.0.1", 0.25)]
+    ctx.fragment_ids_this_run = ["views"]  # a fragment's own rerun
+    server.pace()
+    clock[0] += 0.125
+    server.settle(fragment=True)
+    assert charged[-1] == ("10.0.0.1", 0.125)
+    server.settle()  # nothing admitted on this thread since: nothing charged twice
+    assert len(charged) == 2

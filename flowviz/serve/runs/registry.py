@@ -73,7 +73,9 @@ class Registry:
         self._lock = threading.Lock()
         self._claims: dict[str, set[str]] = {}  # session -> the keys of the one job it holds
         self._side = None  # the view worker(s): a page's computations on a run's weights (made on first use)
-        self.admission = Admission(self.settings.client_sessions, self.settings.client_reruns)
+        self.admission = Admission(
+            self.settings.client_sessions, self.settings.client_reruns, seconds=self.settings.script_seconds
+        )
         self.replaced = 0  # runs and jobs cancelled because their session started another
         self.started = 0  # runs actually started (for tests and the load benchmark)
         threading.Thread(target=self._reap, name="flowviz-reaper", daemon=True).start()  # (all fields set)
