@@ -10,8 +10,9 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from contextlib import contextmanager
 
-__all__ = ["FairQueue", "Admission", "current_client", "UNKNOWN"]
+__all__ = ["FairQueue", "Admission", "current_client", "waiting", "waited", "UNKNOWN"]
 
 UNKNOWN = "unknown"  # the client of a task whose address nobody knows (the CLI, a test, a notebook)
 _local = threading.local()
@@ -20,6 +21,25 @@ _local = threading.local()
 def current_client() -> str:
     """The client of this thread's page (set by :meth:`Admission.enter`), else UNKNOWN."""
     return getattr(_local, "client", None) or UNKNOWN
+
+
+@contextmanager
+def waiting():
+    """This thread waits for a worker's answer (a page's run waiting for its pictures): not the server's script
+    time, so not charged to its client (:meth:`Admission.charge`; :func:`waited`)."""
+    t = time.monotonic()
+    try:
+        yield
+    finally:
+        _local.waited = getattr(_local, "waited", 0.0) + time.monotonic() - t
+
+
+def waited(reset: bool = False) -> float:
+    """Seconds this thread spent :func:`waiting` since the last reset."""
+    w = getattr(_local, "waited", 0.0)
+    if reset:
+        _local.waited = 0.0
+    return w
 
 
 class FairQueue:

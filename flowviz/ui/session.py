@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+from ..serve.fair import waited
 from .shared import registry
 
 __all__ = ["session_id", "client_address", "admit", "pace", "settle"]
@@ -65,6 +66,7 @@ def admit() -> bool:
     if delay > 0:
         time.sleep(delay)
     _began.t = time.monotonic()
+    waited(reset=True)
     return True
 
 
@@ -83,12 +85,13 @@ def pace() -> None:
     if delay > 0:
         time.sleep(delay)
     _began.t = time.monotonic()
+    waited(reset=True)
 
 
 def settle(*, fragment: bool = False) -> None:
     """The script run admitted on this thread ends (with ``fragment``: a fragment's body ends, which ends the
-    run only when the fragment reran alone): its time is charged to its client (its share of the server's
-    script time: flowviz.serve.fair.Admission)."""
+    run only when the fragment reran alone): its time, less what it spent waiting for a worker, is charged to
+    its client (its share of the server's script time: flowviz.serve.fair.Admission)."""
     import time
 
     from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
@@ -101,4 +104,4 @@ def settle(*, fragment: bool = False) -> None:
             return
     began, _began.t = getattr(_began, "t", None), None
     if began is not None:
-        registry().admission.charge(current_client(), time.monotonic() - began)
+        registry().admission.charge(current_client(), time.monotonic() - began - waited(reset=True))

@@ -198,3 +198,48 @@ def test_a_page_and_a_fragment_run_are_charged_their_script_run_s_time(monkeypat
     assert charged[-1] == ("10.0.0.1", 0.125)
     server.settle()  # nothing admitted on this thread since: nothing charged twice
     assert len(charged) == 2
+
+
+def test_time_a_page_waits_for_a_worker_is_not_charged_to_its_client(monkeypatch):
+    """A page's run that waits for its run's pictures (an executor call, a run's final views coming) is
+    charged only its own time."""
+    from types import SimpleNamespace
+
+    from streamlit.runtime.scriptrunner_utils import script_run_context as src
+
+    import flowviz.serve.fair as fair
+    from flowviz.ui import session as server
+
+    adm = Admission(sessions=0, reruns=0, seconds=1.0)
+    charged = []
+    monkeypatch.setattr(adm, "charge", lambda c, s: charged.append(round(s, 6)))
+    monkeypatch.setattr(server, "registry", lambda: SimpleNamespace(admission=adm))
+    monkeypatch.setattr(server, "client_address", lambda: "10.0.0.1")
+    monkeypatch.setattr(server, "session_id", lambda: "s")
+    monkeypatch.setattr(src, "get_script_run_ctx", lambda: SimpleNamespace(fragment_ids_this_run=None))
+    clock = [50.0]
+    monkeypatch.setattr("time.monotonic", lambda: clock[0])
+    with fair.waiting():  # before the run: not its wait
+        clock[0] += 7.0
+    assert server.admit()
+    clock[0] += 0.5
+    with fair.waiting():
+        clock[0] += 30.0  # the worker makes the final pictures
+    clock[0] += 0.25
+    server.settle()
+    assert charged == [0.75]
+
+
+def test_an_executor_call_is_a_wait_of_the_calling_thread(executor):
+    import time
+
+    import flowviz.serve.fair as fair
+    from flowviz.core.data import make_dataset
+    from flowviz.training.train import train
+
+    ex = executor("thread")
+    r = train(TINY)
+    fair.waited(reset=True)
+    t = time.monotonic()
+    ex.analyse(r.model, make_dataset(TINY))
+    assert 0 < fair.waited() <= time.monotonic() - t

@@ -17,7 +17,7 @@ from ...runfiles import cache
 from ...training.analysis import FlowViews, analyse
 from ...training.prepared import PREPARED, applies
 from ...training.train import Snapshot
-from ..fair import current_client
+from ..fair import current_client, waiting
 from ..settings import Settings
 from ..work.executor import Executor, NoFreeWorker
 from ..work.protocol import TaskFailed, WorkerDied
@@ -369,8 +369,9 @@ class Run:
         if not final:
             return self._views
         if snap.done:  # its training worker makes them now: wait for those rather than ask another
-            while self._finishing.is_set() and not self.unwatched.is_set():
-                time.sleep(0.05)
+            with waiting():
+                while self._finishing.is_set() and not self.unwatched.is_set():
+                    time.sleep(0.05)
         with self._lock:
             if self._final:
                 return self._views

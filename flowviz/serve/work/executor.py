@@ -30,7 +30,7 @@ from typing import Any
 from ...core.config import Config
 from ...core.data import Dataset
 from ...training.train import Snapshot
-from ..fair import FairQueue, current_client
+from ..fair import FairQueue, current_client, waiting
 from ..settings import Settings
 from .protocol import TaskFailed, WorkerDied, decode
 
@@ -205,7 +205,12 @@ class Executor(ABC):
         arrays)`` for each reply before the result. A task that cannot stop between steps is cut short when
         ``cancel`` is set: its worker is given back as unhealthy (a process is ended and replaced); one that
         ``stops`` by itself between its steps is waited for, and its worker kept. Without ``wait`` it only takes a
-        worker that is free now (NoFreeWorker otherwise). ``long``: in the lane of long tasks."""
+        worker that is free now (NoFreeWorker otherwise). ``long``: in the lane of long tasks. The caller's
+        thread is :func:`~flowviz.serve.fair.waiting` meanwhile."""
+        with waiting():
+            return self._call(raw, cancel, started=started, on_reply=on_reply, stops=stops, wait=wait, long=long)
+
+    def _call(self, raw, cancel, *, started, on_reply, stops, wait, long) -> tuple[dict, dict]:
         lease = self.take(cancel, wait=wait, long=long)
         if lease is None:
             if not wait and not (cancel is not None and cancel.is_set()):
