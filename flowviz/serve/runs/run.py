@@ -100,6 +100,7 @@ class Run:
         self._prep_lock = threading.Lock()
         self._prep_queued = False  # the instruments task waits for a worker
         self._prep_failed = False  # it failed (not cancelled): the page says so, no retries
+        self._told_busy = False  # the log said that no worker was free for its instruments
         self._limits: dict | None = None  # budget_s, stiffness, max_evals of its adaptive solves (after analyse)
         self.kept: dict[int, dict] = {}  # step -> CPU weights of the run's checkpoints (core.cost.checkpoint_steps)
         self.train_state = None  # what a paused (or finished) run goes on from (flowviz.training.train.TrainState)
@@ -482,7 +483,8 @@ class Run:
                 limits=self.limits(),
             )
         except NoFreeWorker:  # every worker trains (or prepares): trainings go first; tried again when shown
-            log.info("run %s: no free worker for its instruments now", self.key)
+            (log.debug if self._told_busy else log.info)("run %s: no free worker for its instruments now", self.key)
+            self._told_busy = True  # (said once a run: every page's refresh tries again)
         except (TaskFailed, WorkerDied) as e:
             if not self.unwatched.is_set():
                 log.error("run %s: the instruments' data could not be made: %s", self.key, e)
