@@ -296,9 +296,17 @@ def _qr_dialog(code: str, url: str) -> None:
         f"<img alt='QR code of {url}' src='data:image/png;base64,{png}' style='display:block;margin:0 auto;"
         "width:min(100%, 58vh);image-rendering:pixelated'>"
     )
-    st.markdown(
-        f"<div style='text-align:center;font-size:1.4em;word-break:break-all'>{url}</div>", unsafe_allow_html=True
-    )
+    st.markdown(link_html(url), unsafe_allow_html=True)
+
+
+def link_html(url: str) -> str:
+    """The room's link, large, breaking only after a "/" where the screen is narrow (a phone): the code and the
+    address each stay whole."""
+    import html
+
+    parts = url.split("/")
+    spans = "/<wbr>".join(f"<span style='white-space:nowrap'>{html.escape(p)}</span>" for p in parts)
+    return f"<div style='text-align:center;font-size:min(1.4em, 5vw);overflow-wrap:normal'>{spans}</div>"
 
 
 def panel(state) -> None:
