@@ -135,7 +135,7 @@ def _has_colorbar(tr) -> bool:
     return bool(m is not None and getattr(m, "showscale", None))
 
 
-_NO_LEGEND_BY_DEFAULT = ("heatmap", "contour", "isosurface", "surface", "histogram2d")
+_NO_LEGEND_BY_DEFAULT = ("heatmap", "contour", "isosurface", "mesh3d", "surface", "histogram2d")
 
 
 def _in_legend(tr) -> bool:
