@@ -44,10 +44,8 @@ def _note(text: str, title: str, height: int = 300, size: int = 16) -> go.Figure
 
 
 def _equal_axes(fig, row=None, col=None, x="x<sub>1</sub>", y="x<sub>2</sub>"):
-    """Titles, and equal aspect by shrinking the plane (never by widening its range: a range plotly widened for one
-    size stays widened when the page redraws the figure at another)."""
     fig.update_xaxes(title_text=x, row=row, col=col, constrain="domain")
-    fig.update_yaxes(title_text=y, row=row, col=col, scaleanchor="x" if row is None else None, constrain="domain")
+    fig.update_yaxes(title_text=y, row=row, col=col, scaleanchor="x" if row is None else None)
     return fig
 
 
@@ -424,7 +422,9 @@ def decision(obj, *, probe_path=None) -> go.Figure:
             for tr in probe_traces(probe_path, k, label=label, legend=col == 1, star_legend=True):
                 fig.add_trace(tr, 1, col)
     e = ds.extent()
-    # equal aspect by shrinking the plane (as _equal_axes)
+    # equal aspect by narrowing the plane, never by widening its range (in either direction: a panel may be too wide
+    # or too tall for its box): plotly keeps a range it widened at a figure's first drawing, so a widened range would
+    # depend on the sizes the page drew the figure at before
     fig.update_xaxes(range=[e[0], e[1]], title_text="x<sub>1</sub>", constrain="domain", row=1, col=1)
     fig.update_yaxes(range=[e[2], e[3]], title_text="x<sub>2</sub>", scaleanchor="x", constrain="domain", row=1, col=1)
     fig.update_xaxes(
@@ -477,7 +477,7 @@ def transport(obj, panels: int = 6, *, probe_path=None) -> go.Figure:
             fig.update_yaxes(range=[float(x2[0]), float(x2[-1])], row=r, col=c)
         fig.update_xaxes(title_text="x<sub>1</sub>" if r == rows else None, constrain="domain", row=r, col=c)
         anchor = "x" if j == 0 else (None if fs is None else f"x{j + 1}")
-        fig.update_yaxes(
+        fig.update_yaxes(  # (as the decision surface's planes)
             title_text="x<sub>2</sub>" if c == 1 else None, scaleanchor=anchor, constrain="domain", row=r, col=c
         )
     return _layout(

@@ -55,7 +55,7 @@ def _subplots(**kw) -> go.Figure:
 
 
 def _square(fig, row, col, anchor):
-    fig.update_yaxes(scaleanchor=anchor, scaleratio=1, constrain="domain", row=row, col=col)
+    fig.update_yaxes(scaleanchor=anchor, scaleratio=1, row=row, col=col)
     fig.update_xaxes(constrain="domain", row=row, col=col)
 
 

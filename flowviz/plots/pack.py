@@ -167,9 +167,7 @@ def training_figure(tf: TrainingFrames, data=None) -> go.Figure:
     )
     sliders, menus = _frame_slider(tf.steps, tf.steps, prefix="step")
     fig.update_xaxes(range=[float(tf.x1[0]), float(tf.x1[-1])], title_text="x<sub>1</sub>", constrain="domain")
-    fig.update_yaxes(
-        range=[float(tf.x2[0]), float(tf.x2[-1])], title_text="x<sub>2</sub>", scaleanchor="x", constrain="domain"
-    )
+    fig.update_yaxes(range=[float(tf.x2[0]), float(tf.x2[-1])], title_text="x<sub>2</sub>", scaleanchor="x")
     return _layout(fig, title(0), height=650, sliders=sliders, updatemenus=menus)
 
 

@@ -147,12 +147,11 @@ def sweep_surfaces(s: SweepResult, res: int = 60) -> go.Figure:
                 r,
                 c,
             )
-        fig.update_xaxes(range=[float(x1[0]), float(x1[-1])], showticklabels=False, constrain="domain", row=r, col=c)
+        fig.update_xaxes(range=[float(x1[0]), float(x1[-1])], showticklabels=False, row=r, col=c)
         fig.update_yaxes(
             range=[float(x2[0]), float(x2[-1])],
             showticklabels=False,
             scaleanchor=f"x{i + 1 if i else ''}",
-            constrain="domain",
             row=r,
             col=c,
         )
