@@ -10,8 +10,10 @@ less the header (--fv-top, 80 px) and the frame row (36 px): 604 px. helpers/lay
 live page wherever it measures a view there.
 
 The page draws a figure at its box's size, or first at the height the style gave it and then stretched to the box
-(whether its element has its height yet); the two are the same picture because every equal-aspect plane keeps its
-range and shrinks its domain instead (plotly keeps a range it widened at the first drawing), which the check asserts.
+(whether its element has its height yet). The two are the same picture as long as plotly keeps the range of every
+equal-aspect plane (it narrows the plane's domain instead): a range it widens at one drawing stays widened at the
+next, so its ticks would depend on the page's history. The check asserts that it keeps them.
+
 WebGL is off in the page: a 3-D scene's own text is drawn by WebGL, which MEASURE does not read (on the live page
 neither), and its title, legend, slider and domain are the same without it.
 """
@@ -34,7 +36,8 @@ MAIN_WIDTH = VIEWPORT[0] - (3.6 + 1) * REM  # .block-container's side paddings
 COLUMN_WIDTH = (MAIN_WIDTH - REM) / 2  # st.columns(2): a 1rem gap
 VIEW_HEIGHT = VIEWPORT[1] - 80 - 36  # --fv-top and the frame row above a view's figure
 SIZES = {(MAIN_WIDTH, VIEW_HEIGHT), (COLUMN_WIDTH, VIEW_HEIGHT)}
-# the history a prebuilt run keeps (a few rows: the learning curves have something to draw)
+# the history a prebuilt run keeps (helpers/layout.py's prebuilt server): a few rows, so that the learning curves
+# have something to draw
 HISTORY = [
     dict(step=s, loss=0.7 / s, test_loss=0.75 / s, train_accuracy=1 - 0.5 / s, test_accuracy=1 - 0.55 / s)
     for s in (1, 2, 4)
@@ -115,10 +118,10 @@ def scenario_figures(name: str):
 
 
 # draw the figures (JSON, width, height), each in a box of its size; wait for plotly's automargin pass; measure them
-# all with MEASURE, then purge them
+# all with MEASURE, and name for each the axes of an equal-aspect pair whose given range plotly changed; purge them
 DRAW = """async ([figs, measure]) => {
   document.body.innerHTML = '';
-  const divs = [];
+  const divs = [], given = [];
   for (const [text, w, h] of figs) {
     const d = document.createElement('div');
     d.style.cssText = `width: ${w}px; height: ${h}px; overflow: hidden`;
@@ -126,12 +129,24 @@ DRAW = """async ([figs, measure]) => {
     const f = JSON.parse(text);
     f.layout.width = w;
     f.layout.height = h;
+    const ranges = {};
+    for (const k of Object.keys(f.layout)) {
+      if (/^[xy]axis[0-9]*$/.test(k) && Array.isArray(f.layout[k].range)) ranges[k] = f.layout[k].range.slice();
+    }
     await Plotly.newPlot(d, f.data, f.layout, {displaylogo: false});
     divs.push(d);
+    given.push(ranges);
   }
   await new Promise(r => setTimeout(r, 300));
   await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
   const m = eval(measure)();
+  m.figs.forEach((fig, i) => {
+    const fl = divs[i]._fullLayout, axes = Object.keys(fl).filter(k => /^[xy]axis[0-9]*$/.test(k));
+    const anchored = new Set(axes.filter(k => fl[k].scaleanchor).flatMap(k => [fl[k]._id, fl[k].scaleanchor]));
+    const moved = (k, r) => { const now = divs[i].layout[k].range;
+      return Math.abs(now[0] - r[0]) + Math.abs(now[1] - r[1]) > 1e-6 * Math.abs(r[1] - r[0]); };
+    fig.widened = Object.entries(given[i]).filter(([k, r]) => anchored.has(fl[k]._id) && moved(k, r)).map(([k]) => k);
+  });
   for (const d of divs) Plotly.purge(d);
   return m.figs;
 }"""
@@ -163,27 +178,17 @@ def measure(page, figures, cache: dict | None = None) -> list[dict]:
     return [cache[k] for k in keys]
 
 
-def widened_planes(fig) -> list[str]:
-    """The axes of ``fig``'s equal-aspect planes that plotly may widen instead of shrinking the plane (not
-    constrain="domain"): such a plane's range, and its ticks, would depend on the sizes the page drew it at before."""
-    lay = fig.layout
-    axes = {k: lay[k] for k in lay if k.startswith(("xaxis", "yaxis"))}
-    name = {f"{k[0]}{k[5:]}": k for k in axes}  # "x2" -> "xaxis2"
-    pairs = [(k, name.get(a.scaleanchor)) for k, a in axes.items() if a.scaleanchor]
-    return sorted({k for pair in pairs for k in pair if k and axes[k].constrain != "domain"})
-
-
 def problems(figures, measured, scenario: str) -> list[str]:
-    """Each failed check as a line: an equal-aspect plane that may widen its range, text overlaps, text below 16 px,
+    """Each failed check as a line: an equal-aspect plane whose range plotly changed, text overlaps, text below 16 px,
     integer axes ticked off integers, and for a view of a plane (or 3-D scene) a first figure whose largest plane is
     under 60 % of the viewport's height."""
     from helpers.layout import PLANE_VIEWS, VIEW_LABELS
 
     out, first = [], set()
-    for (view, name, fig, w, h), f in zip(figures, measured):
+    for (view, name, _, w, h), f in zip(figures, measured):
         where = f"{scenario} {view!r} {name} ({w:.1f} x {h})"
-        if widened_planes(fig):
-            out.append(f"{where}: equal-aspect axes {widened_planes(fig)} may widen their range, not shrink the plane")
+        if f["widened"]:
+            out.append(f"{where}: plotly changed the given range of equal-aspect axes {f['widened']}")
         if f["overlaps"]:
             out.append(f"{where}: text overlaps {f['overlaps']}")
         if f["n"] and f["min"] < 16 - 0.5:
