@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["level_segments", "smooth_field", "level_surface", "BYTE_LEVEL"]
-
-BYTE_LEVEL = 127.5  # the level 1/2 of a probability stored as round(255 p)
+__all__ = ["level_segments", "smooth_field", "level_surface"]
 
 
 def level_segments(F: np.ndarray, x: np.ndarray, y: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
