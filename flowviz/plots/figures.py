@@ -422,11 +422,21 @@ def decision(obj, *, probe_path=None) -> go.Figure:
             for tr in probe_traces(probe_path, k, label=label, legend=col == 1, star_legend=True):
                 fig.add_trace(tr, 1, col)
     e = ds.extent()
-    fig.update_xaxes(range=[e[0], e[1]], title_text="x<sub>1</sub>", row=1, col=1)
-    fig.update_yaxes(range=[e[2], e[3]], title_text="x<sub>2</sub>", scaleanchor="x", row=1, col=1)
-    fig.update_xaxes(range=[float(o.x1[0]), float(o.x1[-1])], title_text="x<sub>L,1</sub>", row=1, col=2)
+    # equal aspect by narrowing the plane, never by widening its range (in either direction: a panel may be too wide
+    # or too tall for its box): plotly keeps a range it widened at a figure's first drawing, so a widened range would
+    # depend on the sizes the page drew the figure at before
+    fig.update_xaxes(range=[e[0], e[1]], title_text="x<sub>1</sub>", constrain="domain", row=1, col=1)
+    fig.update_yaxes(range=[e[2], e[3]], title_text="x<sub>2</sub>", scaleanchor="x", constrain="domain", row=1, col=1)
+    fig.update_xaxes(
+        range=[float(o.x1[0]), float(o.x1[-1])], title_text="x<sub>L,1</sub>", constrain="domain", row=1, col=2
+    )
     fig.update_yaxes(
-        range=[float(o.x2[0]), float(o.x2[-1])], title_text="x<sub>L,2</sub>", scaleanchor="x2", row=1, col=2
+        range=[float(o.x2[0]), float(o.x2[-1])],
+        title_text="x<sub>L,2</sub>",
+        scaleanchor="x2",
+        constrain="domain",
+        row=1,
+        col=2,
     )
     title = "Decision: F = f ∘ Φ" + _dims_note(v, "f")
     if mc_note(v):
@@ -465,9 +475,11 @@ def transport(obj, panels: int = 6, *, probe_path=None) -> go.Figure:
         if probe_path is not None or fs is not None:
             fig.update_xaxes(range=[float(x1[0]), float(x1[-1])], row=r, col=c)
             fig.update_yaxes(range=[float(x2[0]), float(x2[-1])], row=r, col=c)
-        fig.update_xaxes(title_text="x<sub>1</sub>" if r == rows else None, row=r, col=c)
+        fig.update_xaxes(title_text="x<sub>1</sub>" if r == rows else None, constrain="domain", row=r, col=c)
         anchor = "x" if j == 0 else (None if fs is None else f"x{j + 1}")
-        fig.update_yaxes(title_text="x<sub>2</sub>" if c == 1 else None, scaleanchor=anchor, row=r, col=c)
+        fig.update_yaxes(  # (as the decision surface's planes)
+            title_text="x<sub>2</sub>" if c == 1 else None, scaleanchor=anchor, constrain="domain", row=r, col=c
+        )
     return _layout(
         fig, "Transport: u(T, ·) = f carried back to u(0, ·) = F" + _dims_note(v, "u(t_k, ·)"), height=340 * rows + 40
     )

@@ -2,7 +2,9 @@
 
 With lift p >= 1 the flow acts in R^(2+p) (the augmented neural ODE of Dupont, Doucet & Teh 2019): the
 inner disk of the rings can rise above the annulus, and at k = L a plane (the level set of the linear f)
-separates the classes. This figure only draws what :mod:`flowviz.training.lifted` computed.
+separates the classes. This figure only draws what :mod:`flowviz.training.lifted` computed: the boundary as the
+level set of its fields smoothed by about one grid cell (:mod:`.levelset`; a trained boundary is sharper than the
+grid, and its level set taken as it is would be a staircase of the grid's cells).
 """
 
 from __future__ import annotations
@@ -12,13 +14,13 @@ import plotly.graph_objects as go
 
 from ..training.lifted import LiftedSpace, slice_name
 from .figures import PALETTE, _f32, _frame_slider, _layout, _note, _views
+from .levelset import level_segments, level_surface, smooth_field
 from .probepath import probe_point_3d, probe_traces_3d
 from .style import styled
 
 __all__ = ["lifted", "lifted_title"]
 
 BOUNDARY_COLOR = "#6a3d9a"  # a purple apart from the class colours
-LEVEL = 127.5  # the boundary g = 1/2, on the byte scale the fields are stored in
 
 
 def lifted_title(ls: LiftedSpace, i: int) -> str:
@@ -32,25 +34,23 @@ def lifted_title(ls: LiftedSpace, i: int) -> str:
     return f"R^{ls.dim}: points x_k and the boundary {{u(t_k, ·) = 1/2}}, k = {k}, t_k = {float(ls.t[i]):.3g}{where}"
 
 
-def _surfaces(ls: LiftedSpace, i: int, *, first: bool) -> list[go.Isosurface]:
+def _smoothed(ls: LiftedSpace, i: int) -> list[tuple[np.ndarray, tuple[np.ndarray, ...]]]:
+    """Frame i's boundary fields as :func:`.levelset.smooth_field` makes them (level 0: the boundary)."""
+    return [smooth_field(ls.fields[i, b], ls.axes) for b in range(ls.fields.shape[1])]
+
+
+def _surfaces(ls: LiftedSpace, smooth, *, first: bool) -> list[go.Mesh3d]:
+    """The boundaries of one frame as meshes (vertex indices as 16-bit integers where they fit)."""
     out = []
-    for b in range(ls.fields.shape[1]):
-        tr = go.Isosurface(value=ls.fields[i, b].ravel())  # indexed [z, y, x]: x varies fastest
+    for b, (F, axes) in enumerate(smooth):
+        verts, faces = level_surface(F, axes)
+        ids = faces.astype(np.uint16 if len(verts) < 2**16 else np.int32)
+        tr = go.Mesh3d(x=verts[:, 0], y=verts[:, 1], z=verts[:, 2], i=ids[:, 0], j=ids[:, 1], k=ids[:, 2])
         if first:
-            gx, gy, gz = ls.axes
-            Z, Y, X = np.meshgrid(gz, gy, gx, indexing="ij")
             tr.update(
-                x=_f32(X.ravel()),
-                y=_f32(Y.ravel()),
-                z=_f32(Z.ravel()),
-                isomin=LEVEL,
-                isomax=LEVEL,
-                surface_count=1,
-                caps=dict(x_show=False, y_show=False, z_show=False),
-                colorscale=[[0, BOUNDARY_COLOR], [1, BOUNDARY_COLOR]],
-                showscale=False,
+                color=BOUNDARY_COLOR,
                 opacity=0.35,
-                name="boundary u = 1/2" if ls.fields.shape[1] == 1 else "boundary (top two classes tie)",
+                name="boundary u = 1/2" if len(smooth) == 1 else "boundary (top two classes tie)",
                 showlegend=b == 0,
                 legendgroup="boundary",
                 hoverinfo="skip",
@@ -60,50 +60,12 @@ def _surfaces(ls: LiftedSpace, i: int, *, first: bool) -> list[go.Isosurface]:
     return out
 
 
-def level_segments(F: np.ndarray, x: np.ndarray, y: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
-    """The level set {F = level} of a field F (ny, nx) on the grid (x (nx,), y (ny,)) as line segments (marching
-    squares, linear along each cell edge): x, y with NaN between segments."""
-    F = np.asarray(F, np.float64) - level
-    a, b, c, d = F[:-1, :-1], F[:-1, 1:], F[1:, 1:], F[1:, :-1]  # corners (i, j), (i, j+1), (i+1, j+1), (i+1, j)
-    X0, X1 = np.meshgrid(x[:-1], y[:-1])[0], np.meshgrid(x[1:], y[:-1])[0]
-    Y0, Y1 = np.meshgrid(x[:-1], y[:-1])[1], np.meshgrid(x[:-1], y[1:])[1]
-
-    def cross(p, q):
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return (p * q < 0) | ((p == 0) & (q != 0)), np.where(p != q, p / (p - q), 0.5)
-
-    edges = []  # (hit, x, y) on the bottom, right, top and left edges of every cell
-    h, f = cross(a, b)
-    edges.append((h, X0 + f * (X1 - X0), Y0))
-    h, f = cross(b, c)
-    edges.append((h, X1, Y0 + f * (Y1 - Y0)))
-    h, f = cross(d, c)
-    edges.append((h, X0 + f * (X1 - X0), Y1))
-    h, f = cross(a, d)
-    edges.append((h, X0, Y0 + f * (Y1 - Y0)))
-    hits = np.stack([e[0] for e in edges])  # (4, ny-1, nx-1)
-    ex, ey = np.stack([e[1] for e in edges]), np.stack([e[2] for e in edges])
-    count = hits.sum(0)
-    xs, ys = [], []
-    pairs = [((p, q), count == 2) for p in range(4) for q in range(p + 1, 4)]
-    pairs += [((0, 3), count == 4), ((1, 2), count == 4)]  # a saddle cell: two segments
-    for (p, q), only in pairs:
-        m = hits[p] & hits[q] & only
-        n = int(m.sum())
-        if n:
-            xs.append(np.stack([ex[p][m], ex[q][m], np.full(n, np.nan)], 1).ravel())
-            ys.append(np.stack([ey[p][m], ey[q][m], np.full(n, np.nan)], 1).ravel())
-    if not xs:
-        return np.zeros(0, np.float32), np.zeros(0, np.float32)
-    return np.concatenate(xs).astype(np.float32), np.concatenate(ys).astype(np.float32)
-
-
-def _input_boundary(ls: LiftedSpace, i: int, *, first: bool) -> go.Scatter3d:
+def _input_boundary(ls: LiftedSpace, i: int, smooth, *, first: bool) -> go.Scatter3d:
     """At k = 0: where the boundary {u(0, .) = 1/2} meets the input plane x_3 = 0, a line (empty in later frames)."""
-    gx, gy, gz = ls.axes
+    F, (gx, gy, gz) = smooth[0]
     iz = int(np.argmin(np.abs(gz)))
     xs, ys = (
-        level_segments(ls.fields[i, 0, iz], gx, gy, LEVEL)
+        level_segments(F[iz], gx, gy, 0.0)
         if int(ls.ks[i]) == 0 and abs(gz[iz]) < 1e-6
         else (np.zeros(0, np.float32), np.zeros(0, np.float32))
     )
@@ -144,10 +106,11 @@ def lifted(obj, *, probe_path=None) -> go.Figure:
             "no lift (p = 0): the flow acts in the plane; set lift ≥ 1 to see R^(2+p)", "Lifted space", size=18
         )
     classes = [c for c in range(int(ls.y.max()) + 1) if (ls.y == c).any()]
+    smooth = [_smoothed(ls, i) for i in range(len(ls.ks))]
     traces = (
-        _surfaces(ls, 0, first=True)
+        _surfaces(ls, smooth[0], first=True)
         + [_points(ls, 0, c, first=True) for c in classes]
-        + [_input_boundary(ls, 0, first=True)]
+        + [_input_boundary(ls, 0, smooth[0], first=True)]
     )
     moving = list(range(len(traces)))
     pp = None if probe_path is None else np.asarray(probe_path)[:, :3]
@@ -157,9 +120,9 @@ def lifted(obj, *, probe_path=None) -> go.Figure:
     frames = [
         go.Frame(
             name=str(int(k)),
-            data=_surfaces(ls, i, first=False)
+            data=_surfaces(ls, smooth[i], first=False)
             + [_points(ls, i, c, first=False) for c in classes]
-            + [_input_boundary(ls, i, first=False)]
+            + [_input_boundary(ls, i, smooth[i], first=False)]
             + ([probe_point_3d(pp, int(k), full=False)] if pp is not None else []),
             traces=moving,
             layout=dict(title_text=lifted_title(ls, i)),

@@ -16,6 +16,7 @@ Placement rules (the same in every frame):
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass, replace
@@ -134,7 +135,7 @@ def _has_colorbar(tr) -> bool:
     return bool(m is not None and getattr(m, "showscale", None))
 
 
-_NO_LEGEND_BY_DEFAULT = ("heatmap", "contour", "isosurface", "surface", "histogram2d")
+_NO_LEGEND_BY_DEFAULT = ("heatmap", "contour", "isosurface", "mesh3d", "surface", "histogram2d")
 
 
 def _in_legend(tr) -> bool:
@@ -182,7 +183,8 @@ def apply(fig: go.Figure, frame: Frame | str | None = "page", *, height: int | N
     """
     f = frame_of(frame)
     lay = fig.layout
-    lay.template = "plotly_white"
+    if lay.template.to_plotly_json() != _white():  # (setting it copies the whole template: a figure styled twice)
+        lay.template = "plotly_white"
     lay.font = dict(size=f.text, family="Arial, Helvetica, sans-serif", color="#222222")
     # the title: wrapped to the frame, its lines counted in every animation frame
     _typeset(fig)
@@ -339,6 +341,13 @@ def apply(fig: go.Figure, frame: Frame | str | None = "page", *, height: int | N
     return fig
 
 
+@functools.cache
+def _white() -> dict:
+    import plotly.io as pio
+
+    return pio.templates["plotly_white"].to_plotly_json()
+
+
 def _typeset(fig: go.Figure) -> None:
     """Every title, name and note of the figure in typeset notation (:func:`math_text`)."""
     lay = fig.layout
@@ -375,7 +384,6 @@ def with_frame(frame: Frame | str, **changes) -> Frame:
 
 def styled(fn):
     """A figure builder whose figure is styled for the page frame (notebooks and the app alike)."""
-    import functools
 
     @functools.wraps(fn)
     def build(*args, **kw):

@@ -57,7 +57,7 @@ def test_rings_lift_opens_on_the_3d_view_of_the_lifted_space(server, browser, ro
         _wait_final(page, timeout_ms=300_000)
         page.wait_for_function(
             "() => { const gd = document.querySelector('.js-plotly-plot'); "
-            "return gd && gd.data && gd.data.some(t => t.type === 'isosurface'); }",
+            "return gd && gd.data && gd.data.some(t => t.type === 'mesh3d'); }",
             timeout=120_000,
         )
         page.wait_for_selector(".js-plotly-plot canvas", timeout=60_000)
@@ -68,7 +68,7 @@ def test_rings_lift_opens_on_the_3d_view_of_the_lifted_space(server, browser, ro
         n = page.evaluate("() => document.querySelector('.js-plotly-plot')._transitionData._frames.length")
         assert n == 33  # k = 0..L, L = 32
         types = page.evaluate("() => document.querySelector('.js-plotly-plot').data.map(t => t.type)")
-        assert types.count("isosurface") == 1 and types.count("scatter3d") == 3  # two classes, the k = 0 boundary line
+        assert types.count("mesh3d") == 1 and types.count("scatter3d") == 3  # two classes, the k = 0 boundary line
         box = page.locator(".js-plotly-plot").first.bounding_box()
         if present == "1":
             assert box["y"] + box["height"] <= size[1] + 10, box

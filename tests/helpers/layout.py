@@ -9,10 +9,13 @@ from contextlib import contextmanager
 
 from tiny import LiveServer
 
+from helpers.figures_layout import HISTORY, SIZES, VIEWPORT
+
 PLANE_VIEWS = {"characteristics", "lifted", "velocity", "decision", "side_by_side", "stability", "adjoint"}
 
 # every plotly figure of the page: its text boxes, the smallest font, integer axes' ticks, its box and its largest
-# plane (the plot area of an equal-aspect axis pair) or 3-D scene
+# plane (the plot area of an equal-aspect axis pair) or 3-D scene (helpers/figures_layout.py measures figures drawn
+# outside the page with it too)
 MEASURE = """() => {
   const out = [];
   for (const gd of document.querySelectorAll('.js-plotly-plot')) {
@@ -51,7 +54,7 @@ MEASURE = """() => {
     out.push({title: (fl.title && fl.title.text) || '', n: texts.length, overlaps: overlaps.slice(0, 5),
               min: Math.min(...texts.map(t => t.size)),
               small: texts.filter(t => t.size < 11.5).map(t => t.s).slice(0, 3),
-              ints, plane, top: box.top, bottom: box.bottom});
+              ints, plane, top: box.top, bottom: box.bottom, width: box.width, height: box.height});
   }
   return {figs: out, scroll: document.scrollingElement.scrollTop, vh: innerHeight,
           errors: document.querySelectorAll("[data-testid='stException']").length};
@@ -80,9 +83,12 @@ INSTRUMENT_LABELS = {
     "Adjoint": "adjoint",
     "Draw points": "draw",
 }
-# the scenarios whose every view is visited (two classes; a lift: the 3-D views; five classes), and those whose
-# instruments too (the instruments' figures do not change with the scenario's data; the suite's time)
-EVERY_VIEW = ("moons", "rings_lift", "blobs")
+# the scenarios whose every view is visited: one with a lift (Lifted space) and one with a compared run (Side by side,
+# figures in two columns); test_browser_figures.py measures every figure of every view of every scenario in the boxes
+# the page gives them, so these visits add the page around a view (the rows above its figure, the figure's box) and
+# the views without a figure. The scenarios whose instruments are visited (their figures do not change with the
+# scenario's data; the suite's time)
+EVERY_VIEW = ("rings_lift", "slow_weights")
 EVERY_INSTRUMENT = ("moons",)
 SETTLED = """() => !document.querySelector("[data-stale='true'], [data-testid='stStatusWidgetRunningIcon'], " +
   "[data-testid='stStatusWidgetRunningManIcon']") &&
@@ -113,8 +119,9 @@ def _pick(page, key, label):
 
 def _scenario(page, url, scenario):
     """Every check of one scenario on one page: its landing view at 1280 x 720 and 1920 x 1080 in presentation
-    mode, then (for EVERY_VIEW) each view and instrument at 1280 x 720; then its landing view at 1920 x 1080
-    without presentation mode. Problems as lines; an exception is one problem, and the next scenario goes on."""
+    mode, then each view (EVERY_VIEW) and instrument (EVERY_INSTRUMENT) at 1280 x 720; then its landing view at
+    1920 x 1080 without presentation mode. Problems as lines; an exception is one problem, and the next scenario
+    goes on."""
     out, kind = [], _landing(scenario)
     where = f"{scenario} landing"
     try:
@@ -127,9 +134,11 @@ def _scenario(page, url, scenario):
         _settle(page)
         out += _measured(page, where, 1920, 1080, True, kind)
         page.set_viewport_size({"width": 1280, "height": 720})
-        if scenario in EVERY_VIEW:
+        if scenario in EVERY_VIEW or scenario in EVERY_INSTRUMENT:
             labels = page.locator(".st-key-view [role='radiogroup'] label").all_inner_texts()
             for label in [lb.strip() for lb in labels]:
+                if scenario not in EVERY_VIEW and label != "Instruments":
+                    continue
                 where = f"{scenario} view {label!r}"
                 if label == "Instruments" and scenario in EVERY_INSTRUMENT:
                     _pick(page, "view", label)
@@ -179,6 +188,10 @@ def _measured(page, where, w, h, present, kind):
         shown = [f for f in m["figs"] if f["top"] < m["vh"]]
         if kind in PLANE_VIEWS and max(f["plane"] for f in shown) < 0.6 * m["vh"] and first["plane"]:
             problems.append(f"the largest plane is {max(f['plane'] for f in shown):.0f} px < 60 % of {m['vh']}")
+    if present and (w, h) == VIEWPORT and kind in VIEW_LABELS.values():  # the boxes test_browser_figures.py draws in
+        for i, f in enumerate(m["figs"]):
+            if not any(abs(f["width"] - bw) < 0.5 and abs(f["height"] - bh) < 0.5 for bw, bh in SIZES):
+                problems.append(f"figure {i} is {f['width']:.1f} x {f['height']:.1f} px, not one of {sorted(SIZES)}")
     return [f"{where}: {p}" for p in problems]
 
 
@@ -193,14 +206,10 @@ def prebuilt_server(directory, scenarios):
     from flowviz.training.train import run_metrics
 
     metrics = run_metrics(train=(0.7, 0.5), test=(0.7, 0.5), steps=1)
-    history = [
-        dict(step=s, loss=0.7 / s, test_loss=0.75 / s, train_accuracy=1 - 0.5 / s, test_accuracy=1 - 0.55 / s)
-        for s in (1, 2, 4)
-    ]  # a few rows: the learning curves have something to draw
     for name in scenarios:
         for c in preset_configs(name):
             model = build_model(c, make_dataset(c).n_classes)
-            cache.store(c, model, history, metrics, settings=Settings(cache_dir=str(directory)))
+            cache.store(c, model, HISTORY, metrics, settings=Settings(cache_dir=str(directory)))
     with LiveServer({"FLOWVIZ_CACHE_DIR": str(directory)}, wait_s=180) as url:  # it warms the prebuilt runs
         yield url
 

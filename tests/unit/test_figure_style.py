@@ -121,7 +121,7 @@ def test_spirals_frames_follow_their_points_and_one_window_is_a_switch():
 
 
 def test_level_segments_trace_a_level_set_to_within_the_grid():
-    from flowviz.plots.lifted import level_segments
+    from flowviz.plots.levelset import level_segments
 
     x = np.linspace(-2, 2, 41)
     X, Y = np.meshgrid(x, x)
@@ -131,3 +131,53 @@ def test_level_segments_trace_a_level_set_to_within_the_grid():
     assert np.abs(r[ok] - 1).max() < 0.01  # linear along the cell edges: within the grid's error
     assert np.histogram(ang[ok], bins=36, range=(-np.pi, np.pi))[0].min() > 0  # all the way round
     assert np.isnan(sx[2::3]).all()  # segments of two points, NaN between
+
+
+def _mesh_checks(verts, faces):
+    """(every edge shared by exactly two triangles, and each the opposite way round in them: a closed surface wound
+    consistently; the triangles' unit normals)."""
+    directed = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    _, once = np.unique(directed, axis=0, return_counts=True)
+    _, twice = np.unique(np.sort(directed, 1), axis=0, return_counts=True)
+    p = verts[faces].astype(np.float64)
+    n = np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0])
+    return bool((once == 1).all() and (twice == 2).all()), n / np.linalg.norm(n, axis=1, keepdims=True)
+
+
+def test_level_surface_of_a_sphere_is_closed_on_it_and_faces_outward():
+    from flowviz.plots.levelset import level_surface
+
+    x, y, z = np.linspace(-2, 2, 21), np.linspace(-1.8, 2.2, 19), np.linspace(-2, 2, 23)  # uneven, and not cubic
+    Z, Y, X = np.meshgrid(z, y, x, indexing="ij")
+    verts, faces = level_surface(X**2 + Y**2 + Z**2, (x, y, z), 1.0)  # the unit sphere; outside is F > 1
+    closed, n = _mesh_checks(verts, faces)
+    assert closed and len(faces) > 500
+    assert np.abs(np.linalg.norm(verts, axis=1) - 1).max() < 0.05  # within a quarter of a cell of it
+    centre = verts[faces].mean(1)
+    assert ((n * centre).sum(1) > 0).all()  # every normal points to where F > level
+
+
+def test_a_boundary_stored_as_saturated_bytes_is_drawn_as_its_plane_not_as_a_staircase():
+    """A sharp boundary (a probability that jumps from 0 to 1 between two nodes, as a trained one does) on the lifted
+    view's kind of grid (fine in a middle box, coarse beyond): its level set taken as it is stands on the grid's
+    cells, a staircase; smoothed, the surface lies within half a cell of the true plane and faces as it does."""
+    from flowviz.plots.levelset import level_surface, smooth_field
+
+    fine = np.linspace(-2, 2, 17)
+    axes = tuple(np.r_[-5.0, -3.5, fine, 3.5, 5.0] for _ in range(3))
+    Z, Y, X = np.meshgrid(axes[2], axes[1], axes[0], indexing="ij")
+    normal = np.array([1.0, 0.6, 0.3]) / np.linalg.norm([1.0, 0.6, 0.3])
+    q = np.where(normal[0] * X + normal[1] * Y + normal[2] * Z > 0.1, 255, 0).astype(np.uint8)
+    F, grid = smooth_field(q, axes)
+    cell = float(grid[0][1] - grid[0][0])
+    verts, faces = level_surface(F, grid)
+    inside = (np.abs(verts) < 2).all(1)  # where the stored grid is fine
+    assert inside.sum() > 100 and np.abs(verts[inside] @ normal - 0.1).max() < cell / 2
+
+    def tilt(verts, faces):  # mean angle between the plane's normal and the triangles' there, degrees
+        _, n = _mesh_checks(verts, faces)
+        there = (np.abs(verts[faces]) < 2).all((1, 2))
+        return np.degrees(np.arccos(np.clip(n[there] @ normal, -1, 1))).mean()
+
+    assert tilt(verts, faces) < 5
+    assert tilt(*level_surface(q.astype(float), axes, 127.5)) > 10  # the staircase's faces

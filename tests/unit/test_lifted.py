@@ -68,13 +68,10 @@ def test_the_3d_view_has_a_frame_and_a_boundary_surface_for_every_step(rings_lif
     assert len(fig.frames) == L + 1 and [f.name for f in fig.frames] == [str(k) for k in range(L + 1)]
     assert len(fig.layout.sliders[0].steps) == L + 1 and fig.layout.updatemenus[0].buttons[0].label == "▶"
     for f in fig.frames:
-        iso = [tr for tr in f.data if tr.type == "isosurface"]
-        assert len(iso) == 1
-        val = np.asarray(iso[0].value, float)
-        assert val.min() < LEVEL < val.max()  # the level set u = 1/2 crosses the box: a surface is drawn
+        mesh = [tr for tr in f.data if tr.type == "mesh3d"]
+        assert len(mesh) == 1 and len(mesh[0].i) > 100  # the level set u = 1/2 crosses the box: a surface is drawn
         assert "ℝ³" in f.layout.title.text and "{u(t<sub>k</sub>, ·) = 1/2}" in f.layout.title.text
-    surf = fig.data[0]
-    assert (surf.isomin, surf.isomax, surf.surface.count) == (LEVEL, LEVEL, 1)
+    assert fig.data[0].type == "mesh3d" and fig.data[0].name == "boundary u = 1/2"
     pts = [tr for tr in fig.data if tr.type == "scatter3d" and tr.mode == "markers"]
     assert sum(len(tr.x) for tr in pts) == len(v.characteristics.y)
     # at k = 0 the boundary's trace on the input plane x_3 = 0 is a line there; later frames carry none
@@ -110,6 +107,51 @@ def test_at_k_L_the_surface_is_the_plane_of_f_and_at_k_0_a_closed_curve_around_t
         "lifts the disk" in preset_info("rings_lift")["description"]
         and preset_info("rings_lift")["view"] == "Lifted space"
     )
+
+
+def _unit_normals(verts, faces):
+    p = verts[faces].astype(np.float64)
+    n = np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0])
+    return n / np.linalg.norm(n, axis=1, keepdims=True)
+
+
+def _bend(verts, faces):
+    """Mean angle between the normals of two triangles that share an edge, degrees."""
+    n = _unit_normals(verts, faces)
+    edges = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), 1)
+    tri = np.tile(np.arange(len(faces)), 3)
+    order = np.lexsort(edges.T[::-1])
+    edges, tri = edges[order], tri[order]
+    pair = (edges[1:] == edges[:-1]).all(1)
+    return np.degrees(np.arccos(np.clip((n[tri[:-1][pair]] * n[tri[1:][pair]]).sum(1), -1, 1))).mean()
+
+
+def test_the_3d_boundary_is_smooth_and_within_a_cell_of_where_the_model_ties(rings_lift):
+    """The drawn surface at k = 0 (the sharpest boundary: the trained probability goes from 0 to 1 within a cell of
+    the stored grid) and at k = L/2: every vertex within one cell of the model's own boundary {u(t_k, .) = 1/2}
+    (sampled along the vertex's normal), and neighbouring triangles bent by a few degrees on average, where the
+    level set of the stored bytes as they are (the surface drawn before) bends by more than twice as much."""
+    from flowviz.plots.levelset import level_surface, smooth_field
+
+    r, v = rings_lift
+    ls, fig = v.lifted, plots.lifted(v)
+    for i in (0, len(ls.ks) // 2):
+        mesh = fig.data[0] if i == 0 else [tr for tr in fig.frames[i].data if tr.type == "mesh3d"][0]
+        verts = np.stack([np.asarray(mesh.x), np.asarray(mesh.y), np.asarray(mesh.z)], 1).astype(np.float64)
+        faces = np.stack([np.asarray(mesh.i), np.asarray(mesh.j), np.asarray(mesh.k)], 1).astype(np.int64)
+        grid = smooth_field(ls.fields[i, 0], ls.axes)[1]
+        cell = float(grid[0][1] - grid[0][0])
+        normal = np.zeros_like(verts)
+        for c in range(3):
+            np.add.at(normal, faces[:, c], _unit_normals(verts, faces))
+        normal /= np.linalg.norm(normal, axis=1, keepdims=True)
+        offsets = np.linspace(-cell, cell, 11)
+        probe = (verts[:, None] + offsets[None, :, None] * normal[:, None]).reshape(-1, 3).astype(np.float32)
+        above = r.model.transported(probe, int(ls.ks[i]))[:, 1].reshape(len(verts), -1) > 0.5
+        assert (above.any(1) & ~above.all(1)).all(), f"k = {ls.ks[i]}: a vertex farther than a cell from u = 1/2"
+        bend = _bend(verts, faces)
+        stored = _bend(*level_surface(ls.fields[i, 0].astype(float), ls.axes, LEVEL))
+        assert bend < 5 and stored > 2 * bend, (bend, stored)
 
 
 def test_planar_views_of_a_lifted_run_never_contradict_themselves_without_naming_the_slice(rings_lift):
@@ -167,7 +209,7 @@ def test_with_more_than_one_extra_coordinate_the_view_says_which_three_it_shows(
     fig = plots.lifted(v)
     assert len(fig.frames) == 4
     assert "first three of d = 4 coordinates" in fig.layout.title.text and "x₄ = 0" in fig.layout.title.text
-    assert len([tr for tr in fig.data if tr.type == "isosurface"]) == 2  # C - 1 boundaries
+    assert len([tr for tr in fig.data if tr.type == "mesh3d"]) == 2  # C - 1 boundaries
     assert (
         "no lift"
         in plots.lifted(
