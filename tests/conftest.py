@@ -13,7 +13,15 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
+
+# One thread a process for OpenMP (torch) and OpenBLAS (numpy, scipy), here and in every process a test starts
+# (each library reads it when it loads: before torch is imported). The suite runs two test processes on two
+# cores, each with its servers, workers and command lines beside it: a second thread of a library only spins
+# waiting for a core (scipy's griddata, in the exact density, spun most). Code that sets its threads still does.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
