@@ -7,26 +7,29 @@ import torch
 
 import flowviz
 from flowviz.core.presets import preset_info
-from flowviz.training.analysis import residual_ratio, roughness, transported_surfaces
+from flowviz.training.analysis import plane_grid, residual_ratio, roughness, transported_surfaces
 
 X = np.random.default_rng(0).normal(size=(60, 2)).astype(np.float32)
 
 
+@pytest.fixture(scope="module")
+def scenario():
+    """The viscosity scenario's two runs, as its preset trains them: (eps = 0, eps = 0.05)."""
+    info = preset_info("viscosity")
+    sharp_cfg, smooth_cfg = info["config"], info["compare"]
+    assert sharp_cfg.viscosity == 0 and smooth_cfg.viscosity == 0.05 and smooth_cfg.mc_samples == 64
+    return flowviz.train(sharp_cfg), flowviz.train(smooth_cfg)
+
+
 @pytest.mark.slow
-def test_viscosity_smooths_the_surface_roughness():
+def test_viscosity_smooths_the_surface_roughness(scenario):
     """On the viscosity scenario itself, the mean |discrete Laplacian| of u(0, .) on the 100 x 100 grid is no
     greater at eps = 0.05 than at eps = 0: common random numbers make the Monte-Carlo mean a smooth function of x
     (with independent noise per grid point it is several times rougher); the README quotes these numbers."""
     from tiny import ROOT
 
-    from flowviz.training.analysis import plane_grid
-
-    info = preset_info("viscosity")
-    sharp_cfg, smooth_cfg = info["config"], info["compare"]
-    assert sharp_cfg.viscosity == 0 and smooth_cfg.viscosity == 0.05 and smooth_cfg.mc_samples == 64
     rough = []
-    for cfg in (sharp_cfg, smooth_cfg):
-        r = flowviz.train(cfg)
+    for r in scenario:
         s = transported_surfaces(r.model, r.data.extent(), res=100, ks=[0])
         rough.append(roughness(s.u[0]))
     assert rough[1] <= rough[0], rough
@@ -44,6 +47,27 @@ def test_viscosity_smooths_the_surface_roughness():
         f"mean |discrete Laplacian| of u(0, ·) {rough[1]:.2g} at ε = 0.05, {rough[0]:.2g} at ε = 0, "
         f"{indep:.2g} with independent noise per point"
     ) in readme, (rough, indep)
+
+
+def _steepest(model, ds):
+    x1, x2, pts = plane_grid(ds.extent(), 80)
+    u = model.predict_proba(pts)[:, 1].reshape(80, 80)
+    gy, gx = np.gradient(u, x2, x1)
+    return float(np.percentile(np.hypot(gx, gy), 99))
+
+
+@pytest.mark.slow
+def test_viscosity_smooths_the_surface(scenario):
+    """What the scenario's text says: the steepest slope of u(0, .) drops, and few points are misclassified."""
+    sharp, smooth = scenario
+    assert sharp.config.viscosity == 0 and smooth.config.viscosity == 0.05 and sharp.config.noise == 0.15
+    s0, s1 = _steepest(sharp.model, sharp.data), _steepest(smooth.model, smooth.data)
+    assert s1 < 0.85 * s0
+    wrong = [int((r.model.predict_proba(r.data.x).argmax(1) != r.data.y).sum()) for r in (sharp, smooth)]
+    assert max(wrong) <= 0.02 * len(sharp.data.x)  # few red rings: the surface stays visible
+    text = preset_info("viscosity")["description"]
+    assert f"drops from {s0:.1f} to {s1:.1f}" in text and "noise 0.15" in text, (s0, s1)
+    assert f"({wrong[0]} and {wrong[1]} of {len(sharp.data.x)}, ringed in red)" in text, wrong
 
 
 def test_monte_carlo_paths_are_common_to_all_points():
