@@ -98,7 +98,8 @@ def test_a_signal_to_a_server_with_a_busy_worker_ends_every_flowviz_process_with
     with _server(
         root, log, {"FLOWVIZ_WORKERS": "1", "FLOWVIZ_WARM": "0", "FLOWVIZ_CACHE_DIR": str(tmp_path / "cache")}
     ) as (proc, url):
-        long_run = Config(n_samples=2000, n_steps=32, width=64, train_steps=20000, seed=77).to_query()
+        # minutes of training, within the server's run budget (a run it refuses never makes its worker busy)
+        long_run = Config(n_samples=2000, n_steps=32, width=64, train_steps=5000, seed=77).to_query()
         page = browser.new_page()
         page.goto(url + "/?" + "&".join(f"{k}={v}" for k, v in long_run.items()))
         deadline = time.time() + 120
