@@ -17,7 +17,8 @@ import pytest
 # One thread a process for OpenMP (torch) and OpenBLAS (numpy, scipy), here and in every process a test starts
 # (each library reads it when it loads: before torch is imported). The suite runs two test processes on two
 # cores, each with its servers, workers and command lines beside it: a second thread of a library only spins
-# waiting for a core (scipy's griddata, in the exact density, spun most). Code that sets its threads still does.
+# waiting for a core (torch's in the command lines, OpenBLAS's in scipy's griddata). Code that sets its threads
+# still does.
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
