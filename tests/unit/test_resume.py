@@ -185,7 +185,7 @@ def test_a_served_run_paused_stepped_and_resumed_ends_with_the_weights_of_one_wi
     from tiny import wait_for
 
     cfg = SMALL.replace(batch_size=32, train_steps=300, seed=5, device="cpu")
-    reg = registry("thread", 1, prestart=False)
+    reg = registry("thread", 2, prestart=False)
     run = reg.start(cfg)
     assert wait_for(lambda: run.latest is not None and run.latest.step >= 20)
     assert run.pause()
@@ -200,7 +200,7 @@ def test_a_served_run_paused_stepped_and_resumed_ends_with_the_weights_of_one_wi
     whole = train(cfg)
     assert all(torch.equal(run.latest.state[k], v) for k, v in whole.model.state_dict().items())
     assert len(run.checkpoints) <= CHECKPOINTS and run.checkpoints[0] == 0 and run.checkpoints[-1] == 300
-    run2 = reg.start(cfg.replace(seed=6))
+    run2 = reg.start(cfg.replace(seed=6))  # (the second worker: the first run's goes on to its pictures)
     assert wait_for(lambda: run2.latest is not None) and run2.pause() and wait_for(lambda: run2.paused)
     run2.stop()
     assert run2.status == "cancelled" and not run2.go(1)  # stopped: it cannot go on
