@@ -158,9 +158,10 @@ class Admission:
     def charge(self, client: str | None, seconds: float) -> None:
         """A script run of ``client`` took ``seconds`` of the server's script time."""
         client = client or UNKNOWN
+        now = time.monotonic()
         with self._lock:
-            owed, t = self._owed.get(client, (0.0, time.monotonic()))
-            self._owed[client] = (owed + max(0.0, seconds), t)
+            rate = self.seconds / max(1, len(self._active))  # paid back up to now first, at its share now
+            self._owed[client] = (self._paid(client, now, rate) + max(0.0, seconds), now)
             if len(self._owed) > 4096:  # forget those that owe nothing
                 for c in [c for c, (o, _) in self._owed.items() if o <= 0][:1024]:
                     del self._owed[c]
