@@ -397,7 +397,8 @@ def _views_body():
             )
         return
     if v.live:
-        st.caption("Live view (coarser, refreshed about once a second); the full picture follows when training ends.")
+        step = v.history[-1]["step"] if v.history else run.latest.step
+        st.caption(f"Live view of step {step} (coarser, redrawn at most once a second); the full picture follows.")
     hands.step_row(state, full)
     tabs = (
         TABS[:1]
