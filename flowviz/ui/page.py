@@ -396,7 +396,7 @@ def _views_body():
                 else "Training… the flow's first picture appears in a moment."
             )
         return
-    if v.live:
+    if v.live and not state.present:  # presentation: the status line says it trains; the frame keeps its room
         step = v.history[-1]["step"] if v.history else run.latest.step
         st.caption(f"Live view of step {step} (coarser, redrawn at most once a second); the full picture follows.")
     hands.step_row(state, full)
