@@ -86,8 +86,6 @@ class Run:
         self.last_seen = time.time()
         self._lock = threading.Lock()
         self._views: FlowViews | None = None
-        self._views_step = -1
-        self._views_time = 0.0
         self._final = False
         self.from_cache = restored is not None
         # nobody watches it (the registry sets this): its final pictures and instruments are not made
@@ -263,7 +261,7 @@ class Run:
                 return
             self._reestimated(info, views)
             with self._lock:
-                self._views, self._views_step, self._views_time = views, self.latest.step, time.time()
+                self._views = views
                 self._final = True
         finally:
             self._finishing.clear()
@@ -272,7 +270,7 @@ class Run:
         """Light views of a step, made by the run's training worker as it trains."""
         with self._lock:
             if not self._final:
-                self._views, self._views_step, self._views_time = views, step, time.time()
+                self._views = views
 
     def _instruments_failed(self, message: str) -> None:
         """The run's training worker could not make its instruments: the page computes what is missing itself,
@@ -399,7 +397,7 @@ class Run:
                     self._final = True
                     return self._views
             # (a run resumed meanwhile has a newer snapshot: these views are not its last)
-            self._views, self._views_step, self._views_time = v, snap.step, time.time()
+            self._views = v
             self._final = self.latest is snap
             return v
 
@@ -433,7 +431,6 @@ class Run:
         """Full views made elsewhere (an imported run's, by a worker)."""
         with self._lock:
             self._views, self._final = views, True
-            self._views_step = self.latest.step if self.latest is not None else -1
 
     # --------------------------------------------------------- instruments
     def prepare(self) -> None:
