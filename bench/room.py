@@ -8,6 +8,11 @@ the server's CPU per click in each), then with the Chromium followers too; and t
 follower (resident set growth from no follower to all connected, divided by their number). The last line is
 the ratio that matters.
 
+The Chromium followers stand for students' own laptops and phones: they run in a browser of their own at the
+idle CPU priority (SCHED_IDLE; ``--followers-priority``), so that on this one machine their drawing takes only the
+CPU the lecturer's browser and the server leave, as other devices would; ``--followers-priority equal`` puts
+them on an equal footing with the lecturer.
+
     .venv/bin/python bench/room.py                       # 200 followers + 3 Chromium followers
     .venv/bin/python bench/room.py --followers 20 --browsers 1 --changes 4 --clicks 2   # a quick run
 """
@@ -192,6 +197,20 @@ def first_pictures(browser, lect, url: str, code: str, cfg, reps: int) -> tuple[
     return first, floor
 
 
+# how the followers' browser is started: a prefix of its command line
+PRIORITY = {"idle": "chrt --idle 0", "low": "nice -n 19", "equal": ""}
+
+
+def _launcher(exe: str, priority: str, folder: Path) -> str:
+    """``exe`` itself, or a launcher in ``folder`` that runs it at CPU ``priority`` (a PRIORITY key)."""
+    if not PRIORITY[priority]:
+        return exe
+    launcher = folder / "chromium-followers"
+    launcher.write_text(f'#!/bin/sh\nexec {PRIORITY[priority]} {exe} "$@"\n')
+    launcher.chmod(0o755)
+    return str(launcher)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--followers", type=int, default=200)
@@ -201,6 +220,12 @@ def main():
     ap.add_argument("--rounds", type=int, default=3, help="rounds of phases without and with followers")
     ap.add_argument("--gap", type=float, default=3.0, help="seconds between changes")
     ap.add_argument("--first", type=int, default=3, help="a follower's first picture against the floor: reps")
+    ap.add_argument(
+        "--followers-priority",
+        choices=sorted(PRIORITY),
+        default="idle",
+        help="the Chromium followers' browser's CPU priority: idle (SCHED_IDLE), low (nice 19) or equal",
+    )
     ap.add_argument("--child", nargs=4, metavar=("URL", "CODE", "OUT", "READY"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
@@ -265,9 +290,12 @@ def main():
         child, out = start_followers("main")
         time.sleep(1.0)
         rss1 = rss_kb(pid)
+        # the Chromium followers stand for the students' own devices: a browser of their own, at low CPU priority
+        # (--followers-priority), so that on this one machine they draw with the cores the lecturer's browser leaves
+        fb = p.chromium.launch(executable_path=_launcher(CHROMIUM, a.followers_priority, work), args=ARGS)
         pages = []
         for _ in range(a.browsers):
-            pg = b.new_page(viewport={"width": 1280, "height": 720})
+            pg = fb.new_page(viewport={"width": 1280, "height": 720})
             pg.add_init_script("""window.__seen = [];
 new MutationObserver(() => window.__seen.push({seq: document.body.dataset.seq, view: document.body.dataset.view,
   k: document.body.dataset.k, t: Date.now() / 1000})).observe(document,
@@ -313,8 +341,23 @@ new MutationObserver(() => window.__seen.push({seq: document.body.dataset.seq, v
             changes.append({"kind": "frame", "k": k, "view": "Characteristics", "t0": t0, "shown": t0})
             lect.evaluate("() => window.scrollTo(0, 0)")
             time.sleep(a.gap)
-        on = click_to_picture(lect, a.clicks)
         seen_pages = [pg.evaluate("() => window.__seen") for pg in pages]
+        # the lecturer's click -> picture with the headless followers, phases interleaved: without, then with the
+        # Chromium followers (their pages away from the room, then back on it)
+        off_b, on, cpu_all = [], [], []
+        for _ in range(a.rounds):
+            for pg in pages:
+                pg.goto("about:blank")
+            time.sleep(1.0)
+            off_b += phase(lect, a.clicks, pid)[0]
+            for pg in pages:
+                pg.goto(f"{url}/room/{code}")
+            for pg in pages:
+                pg.wait_for_function(FOLLOWER_DRAWN, timeout=120_000)
+            time.sleep(1.0)
+            t, c = phase(lect, a.clicks, pid)
+            on += t
+            cpu_all.append(c)
         if os.environ.get("ROOM_BENCH_DEBUG"):
             print(seen_pages, changes)
         lect.get_by_role("button", name="Close room").click()
@@ -322,6 +365,7 @@ new MutationObserver(() => window.__seen.push({seq: document.body.dataset.seq, v
         log = json.loads(out.read_text())
         for pg in pages:
             pg.close()
+        fb.close()
         b.close()
 
     # latencies: per change and follower, the first state showing it (with its figures fetched)
@@ -414,23 +458,31 @@ new MutationObserver(() => window.__seen.push({seq: document.body.dataset.seq, v
         f"server memory: {rss0 / 1024:.0f} MiB before, {rss1 / 1024:.0f} MiB with {a.followers} headless "
         f"followers: {(rss1 - rss0) / a.followers:.1f} KiB per follower"
     )
-    base = statistics.median(off)
+    base, base_b = statistics.median(off), statistics.median(off_b)
     with_h, with_all = statistics.median(on_headless), statistics.median(on)
     print(
         f"lecturer click -> picture ({a.rounds} rounds of {a.clicks} clicks without, then with, the "
-        f"{a.followers} headless followers): medians {base:.3f} s without, {with_h:.3f} s with them; with the "
-        f"{a.browsers} Chromium followers too (their rendering on the same cores) {with_all:.3f} s"
+        f"{a.followers} headless followers): medians {base:.3f} s without, {with_h:.3f} s with them"
     )
     print("  without: " + ", ".join(f"{x:.2f}" for x in off))
     print("  with:    " + ", ".join(f"{x:.2f}" for x in on_headless))
     print(
+        f"then with the headless followers, {a.rounds} rounds without, then with, the {a.browsers} Chromium "
+        f"followers (their browser at priority {a.followers_priority}): medians {base_b:.3f} s without, "
+        f"{with_all:.3f} s with them"
+    )
+    print("  without: " + ", ".join(f"{x:.2f}" for x in off_b))
+    print("  with:    " + ", ".join(f"{x:.2f}" for x in on))
+    print(
         f"server CPU per lecturer click, per round: without followers "
         f"{', '.join(f'{1000 * c:.0f}' for c in cpu_off)} ms; with the {a.followers} headless followers "
-        f"{', '.join(f'{1000 * c:.0f}' for c in cpu_on)} ms"
+        f"{', '.join(f'{1000 * c:.0f}' for c in cpu_on)} ms; with the Chromium followers too "
+        f"{', '.join(f'{1000 * c:.0f}' for c in cpu_all)} ms"
     )
     print(
-        f"ratio lecturer with/without followers {with_h / base:.2f} (headless), {with_all / base:.2f} (with "
-        f"Chromium followers on this machine); p95 follower latency {p95:.2f} s"
+        f"ratio lecturer with/without followers {with_h / base:.2f} (headless), {with_all / base_b:.2f} (the "
+        f"Chromium followers on top, at priority {a.followers_priority}), {with_h / base * with_all / base_b:.2f} "
+        f"(all against none); p95 follower latency {p95:.2f} s"
     )
 
 
