@@ -3,6 +3,7 @@ first use and released when the server stops."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 
@@ -62,10 +63,14 @@ def registry():
 
 def shut_down() -> None:
     """The server is stopping (SIGTERM, SIGINT): cancel every run, end the workers, the forkserver and the
-    resource tracker, within a few seconds whatever trains."""
+    resource tracker, within a few seconds whatever trains. The process is expected to end next."""
     global _registry
     with _lock:
         reg, _registry = _registry, None
     if reg is not None:
         log.info("flowviz is stopping: cancelling runs and ending the training processes")
         reg.shutdown()
+    # the process ends next, and its interpreter's last garbage collections would walk every object it holds
+    # (torch's, plotly's and Streamlit's modules): on a busy machine that held the exit for seconds; frozen
+    # objects are left to their reference counts
+    gc.freeze()
