@@ -55,8 +55,26 @@ def _subplots(**kw) -> go.Figure:
 
 
 def _square(fig, row, col, anchor):
-    fig.update_yaxes(scaleanchor=anchor, scaleratio=1, row=row, col=col)
+    """An equal-aspect plane that keeps its ranges: plotly narrows the plane's domain (either axis) to fit its box,
+    so the ticks do not depend on the box it was first drawn in."""
+    fig.update_yaxes(scaleanchor=anchor, scaleratio=1, constrain="domain", row=row, col=col)
     fig.update_xaxes(constrain="domain", row=row, col=col)
+
+
+def _nice_step(raw: float) -> float:
+    """The smallest of 1, 2, 2.5, 5 times a power of ten at least ``raw`` (> 0)."""
+    mag = 10.0 ** np.floor(np.log10(raw))
+    return float(next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw))
+
+
+def _log_ticks(values, keep) -> list[int]:
+    """Tick values of a log axis from ``values`` with ``keep`` (the run's own L) among them, leaving out any
+    within a factor 1.6 of a kept one: labels that close touch on a narrow panel."""
+    out = [int(keep)]
+    for v in sorted(int(x) for x in values):
+        if all(max(v, w) / min(v, w) >= 1.6 for w in out):
+            out.append(v)
+    return sorted(out)
 
 
 # ------------------------------------------------------------------------------------------------- probe
@@ -76,7 +94,7 @@ def probe(obj, x0=None, *, data_points=None) -> go.Figure:
         rows=2,
         cols=3,
         horizontal_spacing=0.08,
-        vertical_spacing=0.16,
+        vertical_spacing=0.22,  # the top row's axis title k, and the bottom row's titles
         subplot_titles=(
             "path x_k",
             "u(t_k, x_k) ─ and f(x_k) ┄",
@@ -184,6 +202,11 @@ def probe(obj, x0=None, *, data_points=None) -> go.Figure:
         )
     _square(fig, 1, 1, "x")
     _square(fig, 2, 1, "x4")
+    xy = pr.xs[:, :2][np.isfinite(pr.xs[:, :2]).all(1)]
+    if len(xy):  # the path's plane: a square around the path, neither axis squeezed to a sliver of crowded ticks
+        mid, half = (xy.min(0) + xy.max(0)) / 2, max(float(np.ptp(xy, 0).max()) * 0.6, 0.05)
+        fig.update_xaxes(range=[float(mid[0] - half), float(mid[0] + half)], row=1, col=1)
+        fig.update_yaxes(range=[float(mid[1] - half), float(mid[1] + half)], row=1, col=1)
     for r, c in ((1, 2), (1, 3), (2, 2)):
         fig.update_xaxes(title_text="k", row=r, col=c, **int_ticks(L, 6))
     fig.update_yaxes(range=[-0.02, 1.02], row=1, col=2)
@@ -341,6 +364,10 @@ def _against_L(what: str, Ls, vals) -> str:
     return f"{what} = {float(vals[0]):.3g}<br>at the run's own L = {int(Ls[0])} only"
 
 
+# the density's name in its panel's title (a quarter of the figure's width; the page's choice names it in full)
+_DENSITY_NAMES = {"kde": "KDE of x_k", "exact": "exact: ρ_0 / |det DΦ|"}
+
+
 @styled
 def volume(obj) -> go.Figure:
     """log |det DΦ_(0→k)| over the input plane (sum of log |det D(block j)|) beside ∫ div v dt along the
@@ -359,7 +386,7 @@ def volume(obj) -> go.Figure:
         subplot_titles=(
             "Σ<sub>j≤k</sub> log |det D(block j)|",
             "∫<sub>0</sub><sup>t<sub>k</sub></sup> div v dt (Jacobi)",
-            f"densities at step k ({DENSITIES[vd.density_kind]})",
+            f"densities at step k<br>({_DENSITY_NAMES.get(vd.density_kind, DENSITIES[vd.density_kind])})",
             _against_L("|sum − integral| at T", vd.Ls, vd.diff),
         ),
     )
@@ -419,7 +446,7 @@ def volume(obj) -> go.Figure:
             1,
             4,
         )
-    fig.update_xaxes(type="log", title_text="L", row=1, col=4, tickvals=[int(x) for x in vd.Ls])
+    fig.update_xaxes(type="log", title_text="L", row=1, col=4, tickvals=_log_ticks(vd.Ls, vd.ks[-1]))
     fig.update_yaxes(type="log", exponentformat="power", row=1, col=4)
     for r, c, a in ((1, 1, "x"), (1, 2, "x2"), (1, 3, "x3")):
         _square(fig, r, c, a)
@@ -610,8 +637,17 @@ def adjoint(obj) -> go.Figure:
             title_text=f"|p_0 − p_0(ODE)| = {float(err[0]):.3g}" if one else "|p_0 − p_0(ODE)|",
         )
     pad = 0.1 * span
+    # at least as tall as wide, about the shape of the plane's panel: a wide cloud still fills the panel's height
+    # (plotly keeps both ranges and narrows the plane's width instead)
+    grow = max(0.0, float(hi[0] - lo[0]) - float(hi[1] - lo[1])) / 2
     fig.update_xaxes(range=[float(lo[0] - pad), float(hi[0] + pad)], title_text="x<sub>1</sub>", row=1, col=1)
-    fig.update_yaxes(range=[float(lo[1] - pad), float(hi[1] + pad)], title_text="x<sub>2</sub>", row=1, col=1)
+    y0, y1 = float(lo[1] - pad - grow), float(hi[1] + pad + grow)
+    ticks = {}
+    if np.isfinite(y1 - y0) and y1 > y0:  # (a path that left the floats has no range to tick)
+        step = _nice_step((y1 - y0) / 6)
+        y1 = max(y1, float(np.floor(y1 / step) * step + 0.25 * step))  # the top tick's label clear of the title
+        ticks = dict(tick0=0, dtick=step)
+    fig.update_yaxes(range=[y0, y1], title_text="x<sub>2</sub>", row=1, col=1, **ticks)
     _square(fig, 1, 1, "x")
     growth = float(ad.norm[0] / ad.norm[-1]) if ad.norm[-1] > 0 else float("nan")
 

@@ -238,7 +238,7 @@ def test_exact_density_is_the_kde_pushed_by_a_linear_flow():
     data = make_dataset(Config(n_samples=120))
     vd = volume_data(build_model(Config(n_samples=120, n_steps=4), 2), data, res=12, density="exact")
     assert vd.density_kind == "exact"
-    assert "exact push-forward ρ_0 / |det DΦ|" in plots.volume(vd).layout.annotations[2].text
+    assert "exact: ρ_0 / |det DΦ|" in plots.volume(vd).layout.annotations[2].text  # the panel names its density
     assert (
         "KDE of x<sub>k</sub>"  # the figure style typesets x_k
         in plots.volume(volume_data(build_model(Config(n_samples=120, n_steps=4), 2), data, res=12))
