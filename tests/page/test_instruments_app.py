@@ -115,7 +115,7 @@ def test_the_volume_instruments_density_switch_draws_the_exact_push_forward():
     at.radio(key="volume_density").set_value("exact").run()
     assert not at.exception and not at.error
     panels = [_plain(a["text"]) for f in figures(at) for a in f["layout"].get("annotations", [])]
-    assert any("exact push-forward ρ_0 / |det DΦ|" in t for t in panels)
+    assert any("exact: ρ_0 / |det DΦ|" in t for t in panels)
 
 
 # ------------------------------------------------------------------------------------------------ the probe's path
