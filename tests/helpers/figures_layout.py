@@ -1,13 +1,14 @@
-"""The picture the back row sees, figure by figure: every figure of every view of every scenario built in Python as
-the page builds it in presentation mode (untrained weights, as helpers/layout.py's prebuilt server has them), drawn
-in one plain Chromium page, each in a box of exactly the size the page gives it at 1280 x 720, and measured with
-helpers/layout.py's MEASURE. No server and no Streamlit session: a figure costs a Plotly.newPlot, not a page's
-script run.
+"""The picture the back row sees, figure by figure: every figure of every view and every instrument of every scenario
+built in Python as the page builds it in presentation mode (untrained weights, as helpers/layout.py's prebuilt
+server has them), drawn in one plain Chromium page, each in a box of exactly the size the page gives it at
+1280 x 720, and measured with helpers/layout.py's MEASURE. No server and no Streamlit session: a figure costs a
+Plotly.newPlot, not a page's script run.
 
 The sizes are the page's own (assets/present.css): the main column is the viewport less its side paddings of 3.6rem
 and 1rem (1206.4 px at 1280), two columns share it with a 1rem gap, and a view's figure is the viewport's height
 less the header (--fv-top, 80 px) and the frame row (36 px): 604 px. helpers/layout.py checks these sizes on the
-live page wherever it measures a view there.
+live page wherever it measures a view there. The Instruments view has a line of choices more above its figures
+(INSTRUMENT_BOXES), checked there on the instruments it visits.
 
 The page draws a figure at its box's size, or first at the height the style gave it and then stretched to the box
 (whether its element has its height yet). The two are the same picture as long as plotly keeps the range of every
@@ -21,14 +22,19 @@ neither), and its title, legend, slider and domain are the same without it.
 from __future__ import annotations
 
 import functools
+import inspect
 import os
+from dataclasses import fields, replace
 
+import numpy as np
 import plotly
 
 from flowviz.core.data import make_dataset
 from flowviz.core.model import build_model
 from flowviz.core.presets import preset_info
 from flowviz.training.analysis import analyse
+from flowviz.training.instruments import transport_comparison
+from flowviz.training.volume import volume_data
 
 VIEWPORT = (1280, 720)
 REM = 16
@@ -36,6 +42,19 @@ MAIN_WIDTH = VIEWPORT[0] - (3.6 + 1) * REM  # .block-container's side paddings
 COLUMN_WIDTH = (MAIN_WIDTH - REM) / 2  # st.columns(2): a 1rem gap
 VIEW_HEIGHT = VIEWPORT[1] - 80 - 36  # --fv-top and the frame row above a view's figure
 SIZES = {(MAIN_WIDTH, VIEW_HEIGHT), (COLUMN_WIDTH, VIEW_HEIGHT)}
+# an instrument's figures (helpers/layout.py's INSTRUMENT_LABELS), the width of the main column and the view's height
+# less the Instruments view's line of choices (30 px), the volume's line of density kinds (50 px more) and the
+# drawing plane's line of class and buttons (74 px more): present.css's rules for .st-key-instrument,
+# .st-key-volume_density and .st-key-draw_class
+INSTRUMENT_HEIGHT = VIEW_HEIGHT - 30
+INSTRUMENT_BOXES = {
+    "probe": INSTRUMENT_HEIGHT,
+    "stability": INSTRUMENT_HEIGHT,
+    "volume": INSTRUMENT_HEIGHT - 50,
+    "grid_solver": INSTRUMENT_HEIGHT,
+    "adjoint": INSTRUMENT_HEIGHT,
+    "draw": INSTRUMENT_HEIGHT - 74,
+}
 # the history a prebuilt run keeps (helpers/layout.py's prebuilt server): a few rows, so that the learning curves
 # have something to draw
 HISTORY = [
@@ -117,6 +136,106 @@ def scenario_figures(name: str):
     return out
 
 
+# the instruments' data at coarse resolutions: a resolution sets how fine a grid or how many points are drawn, not
+# the figure's text, which is placed by the figure's layout. The grid solver runs at GRID_RES points a side and its
+# figure is labelled with the page's resolutions (its title and ticks name them); the exact push-forward density is
+# drawn with the KDE's contours (its figure differs from the KDE's in the panel's title only)
+GRID_RES = (8, 12, 16)
+PAGE_GRID_RES = inspect.signature(transport_comparison).parameters["resolutions"].default
+
+
+def _continuous(ad) -> dict:
+    return dict(continuous=ad.continuous, stiff=ad.stiff)
+
+
+@functools.cache
+def _instruments(key: str) -> dict:
+    """Each instrument's data of ``key``'s run with untrained weights as a worker makes it for the page
+    (flowviz.training.prepared, the box of the run's views), coarse; the probe at the run's first point."""
+    from flowviz.core.config import Config
+    from flowviz.training.instruments import adjoint_data, flow_paths, probe_data, stability_data
+
+    config, views = Config.from_json(key), _views(key)
+    data, box = views.data, tuple(views.extent)
+    model = build_model(config, data.n_classes)
+    x0 = tuple(float(f"{a:.4g}") for a in data.x[0])  # as a link's probe= gives it
+    out = {
+        "stability": stability_data(model, data.x, data.y),
+        "volume": volume_data(model, data, extent=box, res=8, max_points=60),
+        "adjoint": replace(  # its points as the page's; the continuous comparison on a few of them
+            adjoint_data(model, data.x_train, data.y_train),
+            **_continuous(adjoint_data(model, data.x_train, data.y_train, max_points=12, with_continuous=True)),
+        ),
+        "probe_path": flow_paths(model, np.asarray([x0], np.float32))[:, 0].cpu().numpy(),
+        "probe": probe_data(model, x0),
+    }
+    if model.dim == 2:  # the grid solver and the exact density work on the plane only
+        out["grid"] = replace(transport_comparison(model, box, resolutions=GRID_RES), res=np.asarray(PAGE_GRID_RES))
+        out["volume_exact"] = replace(out["volume"], density_kind="exact")
+    return out
+
+
+def _instrument_figures(key: str) -> tuple:
+    from flowviz import plots
+    from flowviz.plots.clickplane import click_plane
+    from helpers.layout import INSTRUMENT_LABELS
+
+    views, got = _views(key), _instruments(key)
+    s = views.surfaces
+    figs = [
+        (
+            "probe",
+            "probe plane",
+            click_plane(
+                views.extent,
+                data=views.data,
+                surface=(s.x1, s.x2, s.u[0]),
+                probe_path=got["probe_path"],
+                height=470,
+                title="Click any point of the plane to probe it",
+            ),
+        ),
+        ("probe", "probe", plots.probe(got["probe"], data_points=None)),
+        ("stability", "stability", plots.stability(got["stability"])),
+        ("volume", "volume (KDE)", plots.volume(got["volume"])),
+    ]
+    if "grid" in got:
+        figs.append(("volume", "volume (exact)", plots.volume(got["volume_exact"])))
+        figs.append(("grid_solver", "transport_grid", plots.transport_grid(got["grid"])))
+    figs.append(("adjoint", "adjoint", plots.adjoint(got["adjoint"])))
+    figs.append(
+        (
+            "draw",
+            "draw plane",
+            click_plane(
+                views.extent, res=41, height=520, title="Draw your own data (click; box or lasso from the toolbar)"
+            ),
+        )
+    )
+    label = {v: k for k, v in INSTRUMENT_LABELS.items()}
+    return tuple((label[ins], name, _page_figure(fig), MAIN_WIDTH, INSTRUMENT_BOXES[ins]) for ins, name, fig in figs)
+
+
+# a config's training settings (flowviz.core.config's "training" fields): an untrained run does not depend on them
+TRAINING = ("optimizer", "lr", "train_steps", "batch_size", "weight_decay", "smoothness", "kinetic")
+_INSTRUMENT_FIGURES: dict[str, tuple] = {}
+
+
+def scenario_instruments(name: str):
+    """(instrument, figure name, figure, width, height) of every figure of the Instruments view of scenario
+    ``name`` as the page shows it in presentation mode at 1280 x 720 (flowviz.ui.views.instruments: the probe's
+    plane and figure, the stability region, the volume with each of its densities, the grid solver where the run
+    is planar, the adjoint, the drawing plane), each in its box. Scenarios whose runs differ only in their
+    training settings share them (untrained, they are one run)."""
+    from flowviz.core.config import Config
+
+    config = preset_info(name)["config"]
+    untrained = replace(config, **{f.name: f.default for f in fields(Config) if f.name in TRAINING}).to_json()
+    if untrained not in _INSTRUMENT_FIGURES:
+        _INSTRUMENT_FIGURES[untrained] = _instrument_figures(config.to_json())
+    return list(_INSTRUMENT_FIGURES[untrained])
+
+
 # draw the figures (JSON, width, height), each in a box of its size; wait for plotly's automargin pass; measure them
 # all with MEASURE, and name for each the axes of an equal-aspect pair whose given range plotly changed; purge them
 DRAW = """async ([figs, measure]) => {
@@ -182,7 +301,7 @@ def problems(figures, measured, scenario: str) -> list[str]:
     """Each failed check as a line: an equal-aspect plane whose range plotly changed, text overlaps, text below 16 px,
     integer axes ticked off integers, and for a view of a plane (or 3-D scene) a first figure whose largest plane is
     under 60 % of the viewport's height."""
-    from helpers.layout import PLANE_VIEWS, VIEW_LABELS
+    from helpers.layout import INSTRUMENT_LABELS, PLANE_VIEWS, VIEW_LABELS
 
     out, first = [], set()
     for (view, name, _, w, h), f in zip(figures, measured):
@@ -197,6 +316,10 @@ def problems(figures, measured, scenario: str) -> list[str]:
             out.append(f"{where}: integer axes with ticks {f['ints'][:3]}")
         if view not in first:  # the view's first figure fills the frame; the others lie below it
             first.add(view)
-            if VIEW_LABELS[view] in PLANE_VIEWS and f["plane"] and f["plane"] < 0.6 * VIEWPORT[1]:
+            if (
+                {**VIEW_LABELS, **INSTRUMENT_LABELS}[view] in PLANE_VIEWS
+                and f["plane"]
+                and f["plane"] < 0.6 * VIEWPORT[1]
+            ):
                 out.append(f"{where}: the largest plane is {f['plane']:.0f} px < 60 % of {VIEWPORT[1]}")
     return out

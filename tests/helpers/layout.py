@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 from tiny import LiveServer
 
-from helpers.figures_layout import HISTORY, SIZES, VIEWPORT
+from helpers.figures_layout import HISTORY, INSTRUMENT_BOXES, MAIN_WIDTH, SIZES, VIEWPORT
 
 PLANE_VIEWS = {"characteristics", "lifted", "velocity", "decision", "side_by_side", "stability", "adjoint"}
 
@@ -86,8 +86,8 @@ INSTRUMENT_LABELS = {
 # the scenarios whose every view is visited: one with a lift (Lifted space) and one with a compared run (Side by side,
 # figures in two columns); test_browser_figures.py measures every figure of every view of every scenario in the boxes
 # the page gives them, so these visits add the page around a view (the rows above its figure, the figure's box) and
-# the views without a figure. The scenarios whose instruments are visited (their figures do not change with the
-# scenario's data; the suite's time)
+# the views without a figure. The scenarios whose instruments are visited: test_browser_figures.py measures every
+# instrument's figures of every scenario in the boxes the page gives them, so this visit adds the page around them
 EVERY_VIEW = ("rings_lift", "slow_weights")
 EVERY_INSTRUMENT = ("moons",)
 SETTLED = """() => !document.querySelector("[data-stale='true'], [data-testid='stStatusWidgetRunningIcon'], " +
@@ -192,6 +192,12 @@ def _measured(page, where, w, h, present, kind):
         for i, f in enumerate(m["figs"]):
             if not any(abs(f["width"] - bw) < 0.5 and abs(f["height"] - bh) < 0.5 for bw, bh in SIZES):
                 problems.append(f"figure {i} is {f['width']:.1f} x {f['height']:.1f} px, not one of {sorted(SIZES)}")
+    if present and (w, h) == VIEWPORT and kind in INSTRUMENT_BOXES:  # and the instruments' boxes
+        for i, f in enumerate(m["figs"]):
+            if abs(f["width"] - MAIN_WIDTH) >= 0.5 or abs(f["height"] - INSTRUMENT_BOXES[kind]) >= 0.5:
+                problems.append(
+                    f"figure {i} is {f['width']:.1f} x {f['height']:.1f} px, not {INSTRUMENT_BOXES[kind]} high"
+                )
     return [f"{where}: {p}" for p in problems]
 
 
