@@ -28,6 +28,7 @@ from dataclasses import fields, replace
 
 import numpy as np
 import plotly
+import plotly.graph_objects as go
 
 from flowviz.core.data import make_dataset
 from flowviz.core.model import build_model
@@ -138,8 +139,8 @@ def scenario_figures(name: str):
 
 # the instruments' data at coarse resolutions: a resolution sets how fine a grid or how many points are drawn, not
 # the figure's text, which is placed by the figure's layout. The grid solver runs at GRID_RES points a side and its
-# figure is labelled with the page's resolutions (its title and ticks name them); the exact push-forward density is
-# drawn with the KDE's contours (its figure differs from the KDE's in the panel's title only)
+# figure is labelled with the page's resolutions (its title and ticks name them); the exact push-forward density's
+# figure is the KDE's with its density panel's title (contours carry no text)
 GRID_RES = (8, 12, 16)
 PAGE_GRID_RES = inspect.signature(transport_comparison).parameters["resolutions"].default
 
@@ -153,7 +154,7 @@ def _instruments(key: str) -> dict:
     """Each instrument's data of ``key``'s run with untrained weights as a worker makes it for the page
     (flowviz.training.prepared, the box of the run's views), coarse; the probe at the run's first point."""
     from flowviz.core.config import Config
-    from flowviz.training.instruments import adjoint_data, flow_paths, probe_data, stability_data
+    from flowviz.training.instruments import adjoint_data, probe_data, stability_data
 
     config, views = Config.from_json(key), _views(key)
     data, box = views.data, tuple(views.extent)
@@ -166,13 +167,26 @@ def _instruments(key: str) -> dict:
             adjoint_data(model, data.x_train, data.y_train),
             **_continuous(adjoint_data(model, data.x_train, data.y_train, max_points=12, with_continuous=True)),
         ),
-        "probe_path": flow_paths(model, np.asarray([x0], np.float32))[:, 0].cpu().numpy(),
-        "probe": probe_data(model, x0),
+        "probe": probe_data(model, x0),  # its xs: the probe's path the plane draws
     }
-    if model.dim == 2:  # the grid solver and the exact density work on the plane only
+    if model.dim == 2:  # the grid solver works on the plane only
         out["grid"] = replace(transport_comparison(model, box, resolutions=GRID_RES), res=np.asarray(PAGE_GRID_RES))
-        out["volume_exact"] = replace(out["volume"], density_kind="exact")
     return out
+
+
+_EXACT_TITLE: list[str] = []  # the exact density's panel title: the same in every run, made once
+
+
+def _exact_volume(vd, kde):
+    """The volume figure of the exact push-forward density, as built from ``vd``: ``kde`` (the KDE's, not yet
+    presented) with that density's panel title."""
+    from flowviz import plots
+
+    if not _EXACT_TITLE:
+        _EXACT_TITLE.append(plots.volume(replace(vd, density_kind="exact")).layout.annotations[2].text)
+    fig = go.Figure(kde)
+    fig.layout.annotations[2].text = _EXACT_TITLE[0]
+    return fig
 
 
 def _instrument_figures(key: str) -> tuple:
@@ -190,7 +204,7 @@ def _instrument_figures(key: str) -> tuple:
                 views.extent,
                 data=views.data,
                 surface=(s.x1, s.x2, s.u[0]),
-                probe_path=got["probe_path"],
+                probe_path=got["probe"].xs,
                 height=470,
                 title="Click any point of the plane to probe it",
             ),
@@ -199,8 +213,8 @@ def _instrument_figures(key: str) -> tuple:
         ("stability", "stability", plots.stability(got["stability"])),
         ("volume", "volume (KDE)", plots.volume(got["volume"])),
     ]
-    if "grid" in got:
-        figs.append(("volume", "volume (exact)", plots.volume(got["volume_exact"])))
+    if "grid" in got:  # (the exact density and the grid solver work on the plane only)
+        figs.append(("volume", "volume (exact)", _exact_volume(got["volume"], figs[-1][2])))
         figs.append(("grid_solver", "transport_grid", plots.transport_grid(got["grid"])))
     figs.append(("adjoint", "adjoint", plots.adjoint(got["adjoint"])))
     figs.append(
