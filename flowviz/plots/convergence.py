@@ -11,7 +11,7 @@ from plotly.subplots import make_subplots
 
 from ..training.convergence import Convergence
 from .figures import PALETTE, _f32, _layout
-from .style import styled
+from .style import round_for_reading, styled
 
 __all__ = ["convergence", "slope_guides", "GUIDE_ORDERS"]
 
@@ -33,6 +33,24 @@ def slope_guides(fig, h: np.ndarray, e: np.ndarray, row: int, col: int) -> None:
             ),
             row,
             col,
+        )
+
+
+def _floor(fig, y: float, text: str, col: int) -> None:
+    """A red dashed line at ``y`` across the log-y panel ``col`` of one row, named just above its right end (placed
+    by hand: plotly puts an hline's own label at ``y`` itself on a log axis, not at log10(y))."""
+    fig.add_hline(y=y, line=dict(color="#d00000", width=2, dash="dash"), row=1, col=col)
+    if y > 0 and math.isfinite(y):
+        n = "" if col == 1 else str(col)
+        fig.add_annotation(
+            text=text,
+            showarrow=False,
+            x=1,
+            xref=f"x{n} domain",
+            xanchor="right",
+            y=math.log10(y),
+            yref=f"y{n}",
+            yanchor="bottom",
         )
 
 
@@ -68,14 +86,7 @@ def convergence(conv: Convergence) -> go.Figure:
         1,
     )
     slope_guides(fig, c.step_size, c.errors, 1, 1)
-    fig.add_hline(
-        y=c.floor,
-        line=dict(color="#d00000", width=2, dash="dash"),
-        row=1,
-        col=1,
-        annotation_text=f"reference floor {c.floor:.1e}",
-        annotation_position="bottom right",
-    )
+    _floor(fig, c.floor, f"reference floor {round_for_reading(c.floor)}", 1)
     share = [f"{v:.1%}" for v in c.decision_mismatch]
     fig.add_trace(
         go.Scatter(
@@ -84,21 +95,14 @@ def convergence(conv: Convergence) -> go.Figure:
             mode="lines+markers+text",
             text=share,
             textposition="top center",
-            name="max |F_L − F| (labels: share of the grid where argmax F_L ≠ argmax F)",
+            name="max |F<sub>L</sub> − F| (labels: share of the grid where argmax F<sub>L</sub> ≠ argmax F)",
             line=dict(color=PALETTE[2], width=3),
             marker=dict(size=9),
         ),
         1,
         2,
     )
-    fig.add_hline(
-        y=c.decision_floor,
-        line=dict(color="#d00000", width=2, dash="dash"),
-        row=1,
-        col=2,
-        annotation_text=f"floor of F {c.decision_floor:.0e}",
-        annotation_position="bottom right",
-    )
+    _floor(fig, c.decision_floor, f"floor of F {round_for_reading(c.decision_floor)}", 2)
     fig.update_xaxes(type="log", title_text="step size h = max s_k", row=1, col=1)
     fig.update_yaxes(type="log", exponentformat="power", title_text="error", row=1, col=1)
     fig.update_xaxes(type="log", title_text="steps L", row=1, col=2)

@@ -149,7 +149,7 @@ def _legend_rows(fig: go.Figure, f: Frame) -> int:
     names = [tr.name or "trace" for tr in fig.data if _in_legend(tr)]
     if fig.layout.showlegend is False or not names or (fig.layout.showlegend is None and len(names) < 2):
         return 0
-    widths = [text_width(n, f.text) + 42 for n in names]  # the symbol and the gap
+    widths = [_entry_width(n, f) for n in names]
     room = f.width - 200  # plotly wraps it at the plot area's width
     if sum(widths) <= room:
         return 1
@@ -157,7 +157,17 @@ def _legend_rows(fig: go.Figure, f: Frame) -> int:
 
 
 def _legend_width(fig: go.Figure, f: Frame) -> float:
-    return sum(text_width(tr.name or "trace", f.text) + 42 for tr in fig.data if _in_legend(tr))
+    return sum(_entry_width(tr.name or "trace", f) for tr in fig.data if _in_legend(tr))
+
+
+def _entry_width(name: str, f: Frame) -> float:
+    """A legend entry's width: its widest line, the symbol and the gap."""
+    return max(text_width(line, f.text) for line in name.split("<br>")) + 42
+
+
+def _legend_lines(fig: go.Figure) -> int:
+    """Lines of the legend's tallest entry (a long entry is wrapped on two in presentation)."""
+    return max((_lines(tr.name) for tr in fig.data if _in_legend(tr)), default=1)
 
 
 def _slider_labels(sl, f: Frame, width: float) -> None:
@@ -221,13 +231,15 @@ def apply(fig: go.Figure, frame: Frame | str | None = "page", *, height: int | N
     # one row that fits right of a one-line title shares the title's line (plotly wraps a legend inside the plot
     # area wider than half the figure: only a narrower one)
     lw = _legend_width(fig, f)
+    lines = _legend_lines(fig)
     beside = (
         rows == 1
+        and lines == 1
         and title_lines <= 1
         and lw < f.width / 2 - 20
         and (lw + max((text_width(ln, f.title) for ln in title.split("<br>")), default=0) + 60 < f.width)
     )
-    legend_h = 0 if beside else rows * f.text * 1.45 + (4 if rows else 0)
+    legend_h = 0 if beside else rows * (f.text * 1.45 + (lines - 1) * f.text * 1.2) + (4 if rows else 0)
     lay.legend = dict(
         orientation="h",
         yref="container",

@@ -94,12 +94,17 @@ def test_a_hostile_link_is_shown_as_plain_text(server, browser, root):
 
 
 def test_a_small_sweep_in_the_sweep_tab(server, browser, root):
+    """A depth sweep run from the page in presentation mode at 1280 x 720: every sweep figure (the depth transfer
+    and the order on one field included: a continuous-weight sweep over L) drawn, legible as the layout test
+    measures views (no text overlaps, none under 16 px, integer axes at integers), and screenshot."""
+    from helpers.layout import _measured
+
     out = root / "test-artifacts"
     out.mkdir(exist_ok=True)
     cfg = Config(n_samples=300, train_steps=60, n_steps=8, time_mode="continuous")
     q = "&".join(f"{k}={v}" for k, v in cfg.to_query().items())
     page = browser.new_page(viewport={"width": 1280, "height": 720})
-    page.goto(f"{server}/?{q}")
+    page.goto(f"{server}/?{q}&present=1")
     wait_final(page)
     page.locator("[data-testid='stRadio'] [role='radiogroup'] label").filter(has_text="Depth sweep").click()
     page.wait_for_timeout(1500)
@@ -114,6 +119,8 @@ def test_a_small_sweep_in_the_sweep_tab(server, browser, root):
     assert page.locator("[data-testid='stException']").count() == 0
     body = page.inner_text("body")
     assert "Depth transfer" in body and "Side by side" in body
+    problems = _measured(page, "depth sweep", 1280, 720, True, "sweep")
+    assert not problems, "\n".join(problems)
     page.screenshot(path=str(out / "sweep_1280x720.png"))
     plots = page.locator(".js-plotly-plot")
     for i in range(plots.count()):  # the page scrolls inside its own container: one picture per figure
