@@ -316,7 +316,7 @@ def _progress_body():
     run.seen_by(session_id())  # (a window that did not start it may stop it only if no other window watches)
     snap = run.latest
     if run.status == "queued":
-        st.info(waiting_text(registry(), run))
+        notice(waiting_text(registry(), run), "info")  # (shown literally, as every alert but the page's own few)
     if run.notice:
         notice(run.notice, "info")
     if state.present:  # one line, so the figure keeps the projector frame
