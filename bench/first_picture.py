@@ -17,7 +17,8 @@ warm and cold pages against the figure alone (targets 1.15 and 1.3), with the lo
 With ``--why``: each page load also prints where its time went, from the browser's own records: when the
 page's kinds of element first appeared (a MutationObserver from the navigation), its long tasks, the CPU time
 of the renderer's main thread (a Chrome trace: the work the picture waits for, and a measure that a loaded
-machine distorts far less than wall-clock time), the plotly chunk's fetch, and the websocket's messages.
+machine distorts far less than wall-clock time), the plotly chunk's fetch, the websocket's messages, and when
+the code of each kind of element was fetched (Streamlit loads each element's code when one is first drawn).
 
 With ``--prebuilt``: the scenario is first trained into a disk cache (as `python -m flowviz prebuild`
 does); each repetition starts a fresh server on that cache, opens the page, then picks the scenario in
@@ -121,10 +122,16 @@ WHY_INIT = r"""
   document.addEventListener('DOMContentLoaded', () => seen.observe(document.body, {childList: true, subtree: true}));
 })();
 """
-WHY_READ = """() => ({marks: window.__marks, long: window.__long,
-  plotly: performance.getEntriesByType('resource').filter(e => e.name.includes('PlotlyChart'))
+WHY_READ = """() => {
+  const res = performance.getEntriesByType('resource'), up = res.find(e => e.name.endsWith('/_stcore/health'));
+  return {marks: window.__marks, long: window.__long,
+  plotly: res.filter(e => e.name.includes('PlotlyChart'))
     .map(e => [Math.round(e.startTime), Math.round(e.responseEnd)])[0] || null,
-  elements: document.querySelectorAll('[data-testid=stElementContainer]').length})"""
+  chunks: res.filter(e => up && e.startTime > up.startTime
+      && /\\/js\\/([A-Z][A-Za-z]+|rehype-katex)\\.[^./]+\\.js$/.test(e.name))
+    .map(e => [e.name.split('/').pop().split('.')[0], Math.round(e.startTime)]),
+  elements: document.querySelectorAll('[data-testid=stElementContainer]').length};
+}"""
 
 
 CPU: dict[str, list[float]] = {}  # --why: each page's renderer main-thread CPU seconds, load after load
@@ -159,10 +166,11 @@ def _open(browser, url, done: str = DONE, why: str | None = None) -> float:
         w = page.evaluate(WHY_READ)
         marks = ", ".join(f"{k} {v / 1000:.2f}" for k, v in sorted(w["marks"].items(), key=lambda kv: kv[1]))
         fetch = "not fetched" if w["plotly"] is None else "{:.2f}-{:.2f} s".format(*(x / 1000 for x in w["plotly"]))
+        chunks = ", ".join(f"{n} {t / 1000:.2f}" for n, t in w["chunks"])
         print(
             f"  {why}: {dt:.2f} s; {w['elements']} elements, first seen (s): {marks}; plotly chunk {fetch}; "
             f"long tasks {len(w['long'])}, {sum(w['long']) / 1000:.2f} s; renderer main thread CPU {cpu:.2f} s; "
-            f"websocket {len(frames)} messages, {sum(frames) / 1e3:.0f} kB"
+            f"websocket {len(frames)} messages, {sum(frames) / 1e3:.0f} kB; elements' code fetched (s): {chunks}"
         )
         CPU.setdefault(why, []).append(cpu)
     page.close()
