@@ -83,12 +83,13 @@ INSTRUMENT_LABELS = {
     "Adjoint": "adjoint",
     "Draw points": "draw",
 }
-# the scenarios whose every view is visited: one with a lift (Lifted space) and one with a compared run (Side by side,
-# figures in two columns); test_browser_figures.py measures every figure of every view of every scenario in the boxes
-# the page gives them, so these visits add the page around a view (the rows above its figure, the figure's box) and
-# the views without a figure. The scenarios whose instruments are visited: test_browser_figures.py measures every
-# instrument's figures of every scenario in the boxes the page gives them, so this visit adds the page around them
-EVERY_VIEW = ("rings_lift", "slow_weights")
+# the scenarios whose every view is visited: one with a lift (Lifted space; a compared run's Side by side, figures in
+# two columns, is the landing view of four scenarios); test_browser_figures.py measures every figure of every view of
+# every scenario in the boxes the page gives them, so these visits add the page around a view (the rows above its
+# figure, the figure's box) and the views without a figure. The scenarios whose instruments are visited:
+# test_browser_figures.py measures every instrument's figures of every scenario in the boxes the page gives them, so
+# this visit adds the page around them
+EVERY_VIEW = ("rings_lift",)
 EVERY_INSTRUMENT = ("moons",)
 SETTLED = """() => !document.querySelector("[data-stale='true'], [data-testid='stStatusWidgetRunningIcon'], " +
   "[data-testid='stStatusWidgetRunningManIcon']") &&
@@ -109,8 +110,26 @@ def _settle(page, figure=True):
     page.wait_for_function(SETTLED, timeout=120_000)
     if figure:
         page.wait_for_selector(".js-plotly-plot .main-svg", timeout=120_000)
-    page.wait_for_timeout(700)  # plotly's automargin pass, or its relayout after a resize
+    _still(page)  # plotly's automargin pass, or its relayout after a resize
     page.wait_for_function(SETTLED, timeout=120_000)
+
+
+# every figure's box and plot area: equal in two looks 200 ms apart once plotly has done its passes
+BOXES = """() => JSON.stringify([...document.querySelectorAll('.js-plotly-plot')].map(gd => {
+  const b = gd.getBoundingClientRect(), s = (gd._fullLayout || {})._size || {};
+  return [b.left, b.top, b.width, b.height, s.l, s.t, s.w, s.h];
+}))"""
+
+
+def _still(page, timeout_s: float = 5.0):
+    """Wait until no figure on the page moves or resizes between two looks 200 ms apart (at most ``timeout_s``)."""
+    last = None
+    for _ in range(int(timeout_s / 0.2)):
+        page.wait_for_timeout(200)
+        now = page.evaluate(BOXES)
+        if now == last:
+            return
+        last = now
 
 
 def _pick(page, key, label):

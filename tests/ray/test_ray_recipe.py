@@ -22,7 +22,9 @@ import pytest
 from tiny import TINY, LiveServer, cli_sets, free_port, link, wait_for
 
 ray = pytest.importorskip("ray", reason="the ray extra (requirements-ray.txt) is not installed")
-pytestmark = [pytest.mark.ray, pytest.mark.slow]  # with the other Ray tests, after the parallel part
+# not marked ray: its cluster is `ray start` processes in a directory of their own, which no in-process ray.init()
+# finds, so it runs in the parallel part (where no other cluster runs: the ray-marked tests come after it)
+pytestmark = pytest.mark.slow
 
 RAY = str(Path(sys.executable).parent / "ray")
 CHROMIUM = "/usr/bin/chromium"
