@@ -143,7 +143,7 @@ def _off(c: dict, r: dict) -> bool:
     return any(not _within(m, est) for _, m, est in _pairs(c, r))
 
 
-@pytest.mark.alone  # CPU times: measured after the parallel part, only the Ray tests beside it (see the Makefile)
+@pytest.mark.alone  # CPU times: measured with no other test process beside it (see the Makefile)
 def test_estimate_is_within_a_factor_2_of_measured_time_and_peak_memory(measured):
     """Each config is trained for a few steps in a forked child (one torch thread); its CPU seconds per step
     (median of 3), per snapshot and for the final pictures, and its peak resident memory (VmHWM), are set
