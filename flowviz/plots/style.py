@@ -167,7 +167,7 @@ def _entry_width(name: str, f: Frame) -> float:
 
 def _legend_lines(fig: go.Figure) -> int:
     """Lines of the legend's tallest entry (a long entry is wrapped on two in presentation)."""
-    return max((_lines(tr.name) for tr in fig.data if _in_legend(tr)), default=1)
+    return max((_lines(tr.name) for tr in fig.data if _in_legend(tr)), default=1) or 1  # an unnamed entry: one
 
 
 def _slider_labels(sl, f: Frame, width: float) -> None:
