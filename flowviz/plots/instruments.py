@@ -194,7 +194,7 @@ def probe(obj, x0=None, *, data_points=None) -> go.Figure:
                 x=k,
                 y=_f32(pr.xs[:, i]),
                 mode="lines",
-                name=f"x_k,{i + 1}" + (" (lift)" if i >= 2 else ""),
+                name=f"x_(k,{i + 1})" + (" (lift)" if i >= 2 else ""),
                 line=dict(color=PALETTE[(i + 4) % len(PALETTE)], width=2, dash="dash" if i >= 2 else None),
             ),
             2,

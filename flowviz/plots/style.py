@@ -367,6 +367,9 @@ def _typeset(fig: go.Figure) -> None:
     for fr in fig.frames or ():
         if fr.layout and fr.layout.title and fr.layout.title.text:
             fr.layout.title.text = math_text(fr.layout.title.text)
+        for tr in fr.data or ():  # a frame's traces replace the figure's, names included
+            if isinstance(tr.name, str):
+                tr.name = math_text(tr.name)
     for a in lay.annotations or ():
         a.text = math_text(a.text)
     for ax in _axes(lay):
@@ -374,7 +377,9 @@ def _typeset(fig: go.Figure) -> None:
     for sc in _scenes(lay):
         for ax in (sc.xaxis, sc.yaxis, sc.zaxis):
             ax.title.text = math_text(ax.title.text)
-    for tr in fig.data:  # trace names stay as built (they name traces); colour-bar titles are typeset
+    for tr in fig.data:  # legend entries (names) and colour-bar titles
+        if isinstance(tr.name, str):
+            tr.name = math_text(tr.name)
         if _has_colorbar(tr):
             cb = tr.marker.colorbar if tr.type in ("scatter", "scatter3d") else tr.colorbar
             cb.title.text = math_text(cb.title.text)

@@ -156,7 +156,7 @@ def test_a_link_with_probe_marks_it_in_the_default_view():
     assert len(traces) == 1
     got = np.stack([_arr(traces[0]["x"]), _arr(traces[0]["y"])], -1)
     np.testing.assert_allclose(got, path[:, :2].astype(np.float32), rtol=1e-5, atol=1e-6)
-    star = [i for i, t in enumerate(spec["data"]) if t.get("name") == "probe x_k"]
+    star = [i for i, t in enumerate(spec["data"]) if t.get("name") == "probe x<sub>k</sub>"]
     assert len(star) == 1 and all(star[0] in f["traces"] for f in spec["frames"])
     at = settle(app(SMALL).run())
     (spec,) = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]

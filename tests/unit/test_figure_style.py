@@ -181,3 +181,31 @@ def test_a_boundary_stored_as_saturated_bytes_is_drawn_as_its_plane_not_as_a_sta
 
     assert tilt(verts, faces) < 5
     assert tilt(*level_surface(q.astype(float), axes, 127.5)) > 10  # the staircase's faces
+
+
+def _texts(fig) -> list[str]:
+    """Every text a figure shows: titles (its frames' too), notes, axis and colour-bar titles, legend entries."""
+    lay = fig.layout
+    out = [lay.title.text] + [fr.layout.title.text for fr in fig.frames or () if fr.layout and fr.layout.title]
+    out += [a.text for a in lay.annotations or ()]
+    out += [lay[k].title.text for k in lay if k.startswith(("xaxis", "yaxis"))]
+    out += [lay[k][a].title.text for k in lay if k.startswith("scene") for a in ("xaxis", "yaxis", "zaxis")]
+    for tr in list(fig.data) + [t for fr in fig.frames or () for t in fr.data or ()]:
+        out.append(tr.name)
+        cb = getattr(tr, "colorbar", None) or getattr(getattr(tr, "marker", None), "colorbar", None)
+        out.append(cb.title.text if cb else None)
+    return [t for t in out if isinstance(t, str) and t]
+
+
+def test_every_view_and_instrument_writes_its_notation_typeset_legend_entries_included():
+    """No text of any figure is left in ASCII notation (x_k, t_10, R^3): typesetting it again changes nothing."""
+    r = flowviz.train(flowviz.Config(dataset="moons", n_samples=200, n_steps=4, width=8, train_steps=20))
+    v = analyse(r.model, r.data, history=r.history, with_reference=False)
+    figs = {name: fn(v) for name, fn in plots.FIGURES.items()}
+    figs |= {n: fn(r, **({"x0": (0.5, 0.2)} if n == "probe" else {})) for n, fn in plots.INSTRUMENTS.items()}
+    names = set()
+    for name, fig in figs.items():
+        for t in _texts(fig):
+            assert math_text(t) == t, (name, t)
+        names |= {tr.name for tr in fig.data if tr.name}
+    assert "x<sub>k</sub>" in names and any("<sub>k,1</sub>" in n for n in names)  # probe's legend: typeset

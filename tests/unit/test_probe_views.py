@@ -92,10 +92,11 @@ def test_decision_stars_x0_on_the_input_plane_and_xL_on_the_output_space(case):
     v, path = case
     fig = plots.decision(v, probe_path=path)
     stars = {fig.data[i].name: fig.data[i] for i in _stars(fig)}
-    assert set(stars) == {"probe x_0", "probe x_L"}
-    _close(_xy(stars["probe x_0"])[0], path[0, :2])
-    _close(_xy(stars["probe x_L"])[0], path[-1, :2])
-    assert stars["probe x_0"].xaxis in (None, "x") and stars["probe x_L"].xaxis == "x2"
+    x0, xL = "probe x₀", "probe x<sub>L</sub>"  # the legend's entries, typeset
+    assert set(stars) == {x0, xL}
+    _close(_xy(stars[x0])[0], path[0, :2])
+    _close(_xy(stars[xL])[0], path[-1, :2])
+    assert stars[x0].xaxis in (None, "x") and stars[xL].xaxis == "x2"
 
 
 def test_each_transport_panel_stars_the_x_k_of_its_own_time(case):
