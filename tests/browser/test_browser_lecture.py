@@ -3,7 +3,7 @@ fits the projector's frame, and the lifted scenario opens on its 3-D view."""
 
 import pytest
 from helpers.browser import wait_final as _wait_final
-from helpers.layout import SETTLED
+from helpers.layout import SETTLED, still
 
 pytestmark = pytest.mark.browser
 
@@ -15,8 +15,9 @@ def test_a_scenario_link_in_presentation_mode(server, browser, root, scenario, v
     page = browser.new_page(viewport={"width": 1280, "height": 720})
     page.goto(f"{server}/?scenario={scenario}&present=1&hide=training&train_steps=120")
     _wait_final(page)
-    page.wait_for_timeout(1500)
     page.wait_for_function(SETTLED, timeout=120_000)  # no element of an earlier script run left (stale) above it
+    still(page)
+    page.wait_for_function(SETTLED, timeout=120_000)
     assert page.locator("[data-testid='stException']").count() == 0
     body = page.inner_text("body")
     from flowviz.core.presets import preset_info
@@ -61,7 +62,7 @@ def test_rings_lift_opens_on_the_3d_view_of_the_lifted_space(server, browser, ro
             timeout=120_000,
         )
         page.wait_for_selector(".js-plotly-plot canvas", timeout=60_000)
-        page.wait_for_timeout(2500)
+        still(page)
         assert page.locator("[data-testid='stException']").count() == 0
         checked = page.locator("[data-testid='stRadio'] [role='radiogroup'] label:has(input:checked)")
         assert checked.inner_text().strip() == "Lifted space"
@@ -78,6 +79,6 @@ def test_rings_lift_opens_on_the_3d_view_of_the_lifted_space(server, browser, ro
             "() => { const gd = document.querySelector('.js-plotly-plot'); return Plotly.animate(gd, "
             "['32'], {mode: 'immediate', frame: {duration: 0, redraw: true}, transition: {duration: 0}}); }"
         )
-        page.wait_for_timeout(1500)
+        page.wait_for_timeout(300)  # (the animation's promise has resolved: the scene's next draw)
         page.screenshot(path=str(out / f"lifted_k32_{name}.png"))
     page.close()

@@ -7,6 +7,7 @@ are visited through the pickers, scenarios through the link."""
 
 from contextlib import contextmanager
 
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from tiny import LiveServer
 
 from helpers.figures_layout import HISTORY, INSTRUMENT_BOXES, MAIN_WIDTH, SIZES, VIEWPORT
@@ -104,13 +105,20 @@ def _landing(scenario):
     return view_of(v, ins) if v != "Instruments" or ins else "instruments"
 
 
+RUNNING = """() => !!document.querySelector("[data-stale='true'], [data-testid='stStatusWidgetRunningIcon'], " +
+  "[data-testid='stStatusWidgetRunningManIcon']")"""
+
+
 def _settle(page, figure=True):
     """Wait for the page (or the views' fragment) to finish its rerun and plotly its second layout pass."""
-    page.wait_for_timeout(250)
+    try:  # its rerun seen to begin, or 250 ms (a resize starts none; a short rerun may end unseen)
+        page.wait_for_function(RUNNING, timeout=250)
+    except PlaywrightTimeout:
+        pass
     page.wait_for_function(SETTLED, timeout=120_000)
     if figure:
         page.wait_for_selector(".js-plotly-plot .main-svg", timeout=120_000)
-    _still(page)  # plotly's automargin pass, or its relayout after a resize
+    still(page)  # plotly's automargin pass, or its relayout after a resize
     page.wait_for_function(SETTLED, timeout=120_000)
 
 
@@ -121,9 +129,9 @@ BOXES = """() => JSON.stringify([...document.querySelectorAll('.js-plotly-plot')
 }))"""
 
 
-def _still(page, timeout_s: float = 5.0):
+def still(page, timeout_s: float = 5.0):
     """Wait until no figure on the page moves or resizes between two looks 200 ms apart (at most ``timeout_s``)."""
-    last = None
+    last = page.evaluate(BOXES)
     for _ in range(int(timeout_s / 0.2)):
         page.wait_for_timeout(200)
         now = page.evaluate(BOXES)
