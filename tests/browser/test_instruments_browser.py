@@ -5,6 +5,7 @@ import time
 
 import pytest
 from helpers.browser import wait_final as _wait_final
+from helpers.layout import settle, still
 
 from flowviz import Config
 from flowviz.core.points import decode_points
@@ -65,13 +66,13 @@ def test_probe_and_draw_by_clicks_and_screenshot_each_instrument(server, browser
         for sub, title in SUBS.items():
             _radio(page, sub)
             page.wait_for_selector(f".js-plotly-plot >> text={title}", timeout=120_000)
-            time.sleep(2.0)
+            settle(page)
             name = f"instrument_{sub.split()[0].lower()}"
             page.screenshot(path=str(out / f"{name}_{size[0]}x{size[1]}.png"))
             plots = page.locator(".js-plotly-plot")
             for i in range(plots.count()):  # the page scrolls inside its own container: one picture per figure
                 plots.nth(i).scroll_into_view_if_needed()
-                page.wait_for_timeout(300)
+                still(page)
                 plots.nth(i).screenshot(path=str(out / f"{name}_figure{i}_{size[0]}x{size[1]}.png"))
             assert page.locator("[data-testid='stException']").count() == 0
     size = SIZES[-1]

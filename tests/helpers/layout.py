@@ -109,7 +109,7 @@ RUNNING = """() => !!document.querySelector("[data-stale='true'], [data-testid='
   "[data-testid='stStatusWidgetRunningManIcon']")"""
 
 
-def _settle(page, figure=True):
+def settle(page, figure=True):
     """Wait for the page (or the views' fragment) to finish its rerun and plotly its second layout pass."""
     try:  # its rerun seen to begin, or 250 ms (a resize starts none; a short rerun may end unseen)
         page.wait_for_function(RUNNING, timeout=250)
@@ -155,10 +155,10 @@ def _scenario(page, url, scenario):
         page.set_viewport_size({"width": 1280, "height": 720})
         page.goto(f"{url}/?scenario={scenario}&present=1")
         page.wait_for_function("() => document.body.innerText.includes('done')", timeout=120_000)
-        _settle(page)
+        settle(page)
         out += _measured(page, where, 1280, 720, True, kind)
         page.set_viewport_size({"width": 1920, "height": 1080})
-        _settle(page)
+        settle(page)
         out += _measured(page, where, 1920, 1080, True, kind)
         page.set_viewport_size({"width": 1280, "height": 720})
         if scenario in EVERY_VIEW or scenario in EVERY_INSTRUMENT:
@@ -169,24 +169,24 @@ def _scenario(page, url, scenario):
                 where = f"{scenario} view {label!r}"
                 if label == "Instruments" and scenario in EVERY_INSTRUMENT:
                     _pick(page, "view", label)
-                    _settle(page, figure=False)
+                    settle(page, figure=False)
                     for sub, ins in INSTRUMENT_LABELS.items():
                         where = f"{scenario} instrument {sub!r}"
                         _pick(page, "instrument", sub)
-                        _settle(page, figure=False)  # (the grid solver of a lifted run is a sentence)
+                        settle(page, figure=False)  # (the grid solver of a lifted run is a sentence)
                         out += _measured(page, where, 1280, 720, True, ins)
                     continue
                 if label == "Instruments":
                     continue
                 v = VIEW_LABELS[label]
                 _pick(page, "view", label)
-                _settle(page, figure=v not in ("sweep", "dictionary"))
+                settle(page, figure=v not in ("sweep", "dictionary"))
                 out += _measured(page, where, 1280, 720, True, v)
         where = f"{scenario} landing"
         page.set_viewport_size({"width": 1920, "height": 1080})
         page.goto(f"{url}/?scenario={scenario}&present=0")
         page.wait_for_function("() => document.body.innerText.includes('done')", timeout=120_000)
-        _settle(page)
+        settle(page)
         out += _measured(page, where, 1920, 1080, False, kind)
     except Exception as e:  # one scenario's failure is named; the others are still checked
         out.append(f"{where}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
