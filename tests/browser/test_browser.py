@@ -4,6 +4,7 @@ import time
 
 import pytest
 from helpers.browser import wait_final
+from helpers.layout import settle
 
 from flowviz import Config
 
@@ -36,15 +37,11 @@ def test_train_and_screenshot_every_view(server, browser, root):
         page.set_viewport_size({"width": size[0], "height": size[1]})
         for i, name in enumerate(VIEWS):
             options.nth(i).click()
-            page.wait_for_timeout(400)
-            if name not in ("dictionary", "sweep"):
-                page.wait_for_selector(".js-plotly-plot", timeout=90_000)
-            time.sleep(1.0)
+            settle(page, figure=name not in ("dictionary", "sweep"))
             page.screenshot(path=str(out / f"{name}_{size[0]}x{size[1]}.png"))
         assert page.locator("[data-testid='stException']").count() == 0
         options.nth(0).click()
-        page.wait_for_selector(".js-plotly-plot", timeout=90_000)
-        time.sleep(1.0)
+        settle(page)
         # scrubbing is in the browser: the characteristics figure carries its frames
         n_frames = page.evaluate("() => document.querySelector('.js-plotly-plot')._transitionData._frames.length")
         assert n_frames == 13
