@@ -361,7 +361,7 @@ def _against_L(what: str, Ls, vals) -> str:
     between the blocks to re-discretise) it says so and gives the one value."""
     if len(Ls) > 1:
         return f"{what} against L"
-    return f"{what} = {float(vals[0]):.3g}<br>at the run's own L = {int(Ls[0])} only"
+    return f"{what} = {float(vals[0]):.3g}<br>(own L = {int(Ls[0])} only)"
 
 
 # the density's name in its panel's title (a quarter of the figure's width; the page's choice names it in full)
@@ -386,8 +386,8 @@ def volume(obj) -> go.Figure:
         subplot_titles=(
             "Σ<sub>j≤k</sub> log |det D(block j)|",
             "∫<sub>0</sub><sup>t<sub>k</sub></sup> div v dt (Jacobi)",
-            f"densities at step k<br>({_DENSITY_NAMES.get(vd.density_kind, DENSITIES[vd.density_kind])})",
-            _against_L("|sum − integral| at T", vd.Ls, vd.diff),
+            f"density at k<br>({_DENSITY_NAMES.get(vd.density_kind, DENSITIES[vd.density_kind])})",
+            _against_L("|sum − integral|<br>at T", vd.Ls, vd.diff),
         ),
     )
 

@@ -15,13 +15,19 @@ ARGS = [
 
 def wait_final(page, timeout_ms=90_000):
     """Until the page shows a figure and its run is done (no live view, no first-picture notice)."""
-    page.wait_for_selector(".js-plotly-plot", timeout=timeout_ms)
-    page.wait_for_function(
-        "() => document.body.innerText.includes('done') && "
-        "!document.body.innerText.includes('Live view') && "
-        "!document.body.innerText.includes('first picture appears')",
-        timeout=timeout_ms,
-    )
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_selector(".js-plotly-plot", timeout=timeout_ms)
+        page.wait_for_function(
+            "() => document.body.innerText.includes('done') && "
+            "!document.body.innerText.includes('Live view') && "
+            "!document.body.innerText.includes('first picture appears')",
+            timeout=timeout_ms,
+        )
+    except PlaywrightTimeout:  # what the page showed instead, for the report
+        text = " | ".join(page.inner_text("body").split("\n"))
+        raise AssertionError(f"no finished picture in {timeout_ms / 1000:.0f} s at {page.url}: {text[:1500]}") from None
 
 
 def radio(page, label):

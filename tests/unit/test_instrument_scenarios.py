@@ -129,7 +129,7 @@ def test_moons_panels_against_L_say_that_they_hold_the_runs_own_L_only():
     vt = [a.text for a in plots.volume(vd).layout.annotations]
     fa = plots.adjoint(ad).layout  # its panels are named by their axes
     at = [a.text for a in fa.annotations] + [fa.xaxis3.title.text, fa.yaxis3.title.text]
-    assert f"|sum − integral| at T = {vd.diff[0]:.3g}<br>at the run's own L = 10 only" in vt[3]
+    assert f"|sum − integral|<br>at T = {vd.diff[0]:.3g}<br>(own L = 10 only)" in vt[3]
     assert fa.xaxis3.title.text == "the run's own L = 10 only"
     assert fa.yaxis3.title.text == f"|p₀ − p₀(ODE)| = {ad.continuous[1][0]:.3g}"  # typeset by the figure style
     assert not any("against L" in (t or "") for t in vt + at)
