@@ -200,7 +200,7 @@ def title_ui(present: bool) -> None:
     st.html(css("compact.css"))
     st.markdown("#### flowviz — a residual network is a flow")
     st.caption(
-        "x_k = x_(k−1) + s_k V_k(x_(k−1)) is one Euler step of x' = v(t, x) (Li & Shi 2017). "
+        "xₖ = xₖ₋₁ + sₖ Vₖ(xₖ₋₁) is one Euler step of x' = v(t, x) (Li & Shi 2017). "
         "Choose data, a field and a partition; train; watch the characteristics carry the classes apart."
     )
 

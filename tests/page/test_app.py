@@ -45,6 +45,7 @@ def test_page_loads_trains_the_default_and_shows_every_view():
     vel = figures(at)[0]
     assert len(vel["frames"]) == 6  # V_k for k = 1..L
     assert "x_k = x_{k-1} + s_k" in at.latex[0].value and "T/L = 0.1667" in at.latex[0].value
+    assert at.caption[0].value.startswith("xₖ = xₖ₋₁ + sₖ Vₖ(xₖ₋₁) is one Euler step")  # typeset, as in the figures
 
 
 @pytest.mark.parametrize(
