@@ -3,7 +3,7 @@ fits the projector's frame, and the lifted scenario opens on its 3-D view."""
 
 import pytest
 from helpers.browser import wait_final as _wait_final
-from helpers.layout import SETTLED, still
+from helpers.layout import settle, still
 
 pytestmark = pytest.mark.browser
 
@@ -15,9 +15,7 @@ def test_a_scenario_link_in_presentation_mode(server, browser, root, scenario, v
     page = browser.new_page(viewport={"width": 1280, "height": 720})
     page.goto(f"{server}/?scenario={scenario}&present=1&hide=training&train_steps=120")
     _wait_final(page)
-    page.wait_for_function(SETTLED, timeout=120_000)  # no element of an earlier script run left (stale) above it
-    still(page)
-    page.wait_for_function(SETTLED, timeout=120_000)
+    settle(page)  # no element of an earlier script run left (stale) above it, the figure laid out
     assert page.locator("[data-testid='stException']").count() == 0
     body = page.inner_text("body")
     from flowviz.core.presets import preset_info

@@ -92,8 +92,12 @@ INSTRUMENT_LABELS = {
 # this visit adds the page around them
 EVERY_VIEW = ("rings_lift",)
 EVERY_INSTRUMENT = ("moons",)
-SETTLED = """() => !document.querySelector("[data-stale='true'], [data-testid='stStatusWidgetRunningIcon'], " +
-  "[data-testid='stStatusWidgetRunningManIcon']") &&
+# a script run under way: an element of the previous run still shown (stale), or Streamlit's running mark
+RUNNING_MARK = (
+    "[data-stale='true'], [data-testid='stStatusWidgetRunningIcon'], [data-testid='stStatusWidgetRunningManIcon']"
+)
+RUNNING = f"() => !!document.querySelector({RUNNING_MARK!r})"
+SETTLED = f"""() => !document.querySelector({RUNNING_MARK!r}) &&
   [...document.querySelectorAll('.js-plotly-plot')].every(gd => gd._fullLayout && gd.querySelector('.main-svg'))"""
 
 
@@ -103,10 +107,6 @@ def _landing(scenario):
 
     v, ins = preset_info(scenario)["view"], preset_info(scenario)["instrument"]
     return view_of(v, ins) if v != "Instruments" or ins else "instruments"
-
-
-RUNNING = """() => !!document.querySelector("[data-stale='true'], [data-testid='stStatusWidgetRunningIcon'], " +
-  "[data-testid='stStatusWidgetRunningManIcon']")"""
 
 
 def settle(page, figure=True):
