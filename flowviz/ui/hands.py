@@ -185,7 +185,9 @@ def step_row(state, run) -> None:
             ss[key] = value
 
         def moved():
-            s = ss[key]
+            s = ss.get(key)  # a slider of an older set of options whose key the page has since dropped: None
+            if s is None:
+                return
             state.set_step(None if s == latest else s)
             _set_flag("step", state.flags["step"])
 
@@ -194,7 +196,7 @@ def step_row(state, run) -> None:
             options=options,
             value=value,  # (and its default: a slider mounted anew reported its default, step 0, as a move)
             key=key,
-            on_change=moved,
+            on_change=state.callback(moved),
             label_visibility="collapsed" if state.present else "visible",  # (the projector's height)
             help="the run as it was at this optimiser step: every view, instrument and the probe "
             "follow; the link keeps it (step=)",
@@ -208,12 +210,26 @@ def step_row(state, run) -> None:
         state.set_frame(ks[min(len(ks) - 1, max(0, i))])
         _set_flag("k", state.flags["k"])
 
-    c2.button("◀", key="frame_back", on_click=frame, args=(-1,), disabled=k == ks[0], help="one layer frame back")
+    c2.button(
+        "◀",
+        key="frame_back",
+        on_click=state.callback(frame),
+        args=(-1,),
+        disabled=k == ks[0],
+        help="one layer frame back",
+    )
     c3.markdown(f"step **{value}** · layer k = **{k}**" if state.present else f"layer k = **{k}**")
-    c4.button("▶", key="frame_next", on_click=frame, args=(1,), disabled=k == ks[-1], help="one layer frame forward")
+    c4.button(
+        "▶",
+        key="frame_next",
+        on_click=state.callback(frame),
+        args=(1,),
+        disabled=k == ks[-1],
+        help="one layer frame forward",
+    )
 
     def speed():
-        state.set_speed(st.session_state["frame_ms"])
+        state.set_speed(st.session_state.get("frame_ms"))
         _set_flag("speed", state.flags["speed"])
 
     cur = state.flags["speed"] or DEFAULT_SPEED
@@ -222,7 +238,7 @@ def step_row(state, run) -> None:
         options=sorted(set(SPEEDS) | {cur}),
         value=cur,
         key="frame_ms",
-        on_change=speed,
+        on_change=state.callback(speed),
         help="the layer animation's speed; the link keeps it (speed=)",
         format_func=lambda ms: f"{ms} ms",
         label_visibility="collapsed" if state.present else "visible",

@@ -8,6 +8,7 @@ the sidebar shows the new values.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -55,6 +56,7 @@ class PageState:
     draw_message: tuple[str, str] | None = None  # (kind, text) about the drawing, shown once
     hand_notice: str | None = None  # what a Stop, Pause or Step pressed here did, or why not (shown until the next)
     offer_copy: bool = False  # that notice offers this window its own copy of a shared run
+    retired: bool = False  # Reset replaced this state: its widgets' callbacks do nothing (``callback``)
 
     # ------------------------------------------------------------ built from a link
     @classmethod
@@ -209,7 +211,19 @@ class PageState:
         """The state Reset leads to: the default page, in presentation mode if this one is."""
         fresh = PageState.from_link({"present": "1"} if self.present else {})
         fresh.widget_reset, fresh.widget_gen = True, self.widget_gen  # (new widgets: see take_widget_reset)
+        self.retired = True
         return fresh
+
+    def callback(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """``fn`` as a widget's callback on this state: it does nothing once Reset has replaced the state (the
+        rerun after a Reset calls the callbacks of the old page's widgets, whose keys Reset has cleared)."""
+
+        @functools.wraps(fn)
+        def run(*args, **kwargs):
+            if not self.retired:
+                return fn(*args, **kwargs)
+
+        return run
 
     # ------------------------------------------------------------ the training step and the layer frame
     def set_step(self, step: int | None) -> None:

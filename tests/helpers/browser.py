@@ -25,9 +25,29 @@ def wait_final(page, timeout_ms=90_000):
             "!document.body.innerText.includes('first picture appears')",
             timeout=timeout_ms,
         )
-    except PlaywrightTimeout:  # what the page showed instead, for the report
-        text = " | ".join(page.inner_text("body").split("\n"))
-        raise AssertionError(f"no finished picture in {timeout_ms / 1000:.0f} s at {page.url}: {text[:1500]}") from None
+    except PlaywrightTimeout:  # what the page showed instead, for the report (and a screenshot of it)
+        raise AssertionError(f"no finished picture in {timeout_ms / 1000:.0f} s: {describe(page)}") from None
+
+
+def describe(page) -> str:
+    """What a page shows, for a failure's report: its address, its state, its text, and where a screenshot of it
+    and its HTML were saved."""
+    import tempfile
+    import time
+    from pathlib import Path
+
+    stem = Path(tempfile.gettempdir()) / f"flowviz-page-{time.strftime('%H%M%S')}-{id(page) % 10_000}"
+    try:
+        page.screenshot(path=f"{stem}.png", full_page=True)
+        Path(f"{stem}.html").write_text(page.content(), encoding="utf-8")
+        state = page.evaluate(
+            "() => [document.readyState, document.querySelectorAll('[data-testid=stApp]').length, "
+            "document.querySelectorAll('[data-testid=stStatusWidget]').length, document.body.innerHTML.length]"
+        )
+    except Exception as e:  # a crashed page: say so
+        return f"{page.url}: the page cannot be read ({e})"
+    text = " | ".join(page.inner_text("body").split("\n"))
+    return f"{page.url} (readyState, stApp, status widget, HTML length: {state}; screenshot {stem}.png): {text[:1500]}"
 
 
 def radio(page, label):

@@ -7,6 +7,7 @@ import time
 import pytest
 import tiny
 import torch
+from helpers.page import settle
 from streamlit.testing.v1 import AppTest
 from tiny import ROOT, link
 
@@ -198,3 +199,19 @@ def test_step_k_and_speed_are_link_flags_validated_like_the_others():
     text = " ".join(bad.notices)
     assert "step='-3'" in text and "k=9" in text and "8 layers" in text and "speed='1'" in text
     assert links.parse_link({"step": "60", "train_steps": "50"}).flags["step"] is None  # beyond the run
+
+
+def test_reset_after_moving_the_sliders_runs_no_old_callback():
+    """Reset clears every widget key and reruns; that rerun calls the callbacks of the old page's widgets (the
+    browser still reports their values), which must act on nothing: no exception, the default page."""
+    at = settle(_app(dict(link(tiny.SMALL.replace(train_steps=40)), present="1")))  # presentation mode's one line
+    _step_slider(at).set_value(10).run()
+    at.select_slider(key="frame_ms").set_value(100).run()
+    old = at.session_state[STATE_KEY]
+    assert old.flags["step"] == 10 and old.flags["speed"] == 100
+    at.button(key="reset").click().run()
+    assert not at.exception, at.exception
+    at = settle(at)
+    state = at.session_state[STATE_KEY]
+    assert state is not old and old.retired and state.config == Config() and state.present
+    assert state.flags["step"] is None and state.flags["speed"] is None and "step" not in _link(at)

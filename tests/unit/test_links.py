@@ -104,6 +104,20 @@ def test_page_state_changes_through_its_methods():
     assert ok and state.csv[0].shape == (4, 2) and is_inert(literal(msg)) and "evil" in shown(literal(msg))
 
 
+def test_after_reset_the_old_pages_widget_callbacks_do_nothing():
+    """Reset replaces the page state; the rerun after it calls the old page's widget callbacks (the browser still
+    reports their values): made with ``state.callback``, they change nothing, neither state."""
+    state = PageState.from_link({"present": "1", "step": "10"})
+    calls = []
+    moved = state.callback(lambda k: (calls.append(k), state.set_frame(k)))
+    moved(3)
+    assert calls == [3] and state.flags["k"] == 3
+    fresh = state.reset()
+    moved(5)
+    assert calls == [3] and state.flags["k"] == 3 and fresh.flags["k"] is None and fresh.present
+    assert not fresh.retired and fresh.callback(lambda: 1)() == 1
+
+
 def test_the_view_flag_opens_a_view_or_an_instrument_and_the_link_keeps_it():
     from flowviz.ui.state import PageState
 
