@@ -23,6 +23,8 @@ from dataclasses import dataclass, replace
 
 import plotly.graph_objects as go
 
+from .notation import math_text
+
 __all__ = ["Frame", "FRAMES", "frame_of", "apply", "styled", "wrap", "text_width", "int_ticks", "round_for_reading"]
 
 
@@ -407,29 +409,3 @@ def styled(fn):
         return apply(fn(*args, **kw), "page")
 
     return build
-
-
-_SUB = str.maketrans("0123456789+−-=()", "₀₁₂₃₄₅₆₇₈₉₊₋₋₌₍₎")
-_SUP = str.maketrans("0123456789+−-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻⁻")
-_SUB_RE = re.compile(r"(?<![A-CE-Za-z_])([A-Za-zθλμΦ])_(\([^()<>]*\)|[0-9]+|[A-Za-z](?![A-Za-z_]))")
-_REAL_RE = re.compile(r"\bR\^(\([^()]*\)|[0-9]+)")
-
-
-def math_text(text):
-    """ASCII notation as typeset text: x_k -> x<sub>k</sub>, t_10 -> t₁₀, x_(k−1) -> x<sub>k−1</sub>, R^3 -> ℝ³."""
-    if not text or not isinstance(text, str):
-        return text
-
-    def sub(m):
-        base, s = m.group(1), m.group(2)
-        s = s[1:-1] if s.startswith("(") else s
-        if all(c in "0123456789" for c in s):
-            return base + s.translate(_SUB)
-        return f"{base}<sub>{s}</sub>"
-
-    def real(m):
-        s = m.group(1)
-        s = s[1:-1] if s.startswith("(") else s
-        return "ℝ" + (s.translate(_SUP) if all(c in "0123456789+−-" for c in s) else f"<sup>{s}</sup>")
-
-    return _SUB_RE.sub(sub, _REAL_RE.sub(real, text))

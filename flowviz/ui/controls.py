@@ -8,6 +8,7 @@ import streamlit as st
 
 from ..core.config import CHOICES, Config, value_range
 from ..core.errors import FlowvizError
+from ..plots.notation import typeset
 
 DATASET_HELP = {
     "moons": "two interleaving half circles",
@@ -57,7 +58,7 @@ def _num(container, label, key, cfg, *, step=None, fmt=None):
     v = getattr(cfg, key)
     if isinstance(v, int):
         return container.number_input(
-            label, lo, hi, v, step=step or 1, help=_meta(key)["help"], key=f"w_{key}{_SUFFIX.get()}"
+            label, lo, hi, v, step=step or 1, help=typeset(_meta(key)["help"]), key=f"w_{key}{_SUFFIX.get()}"
         )
     # %g shows 1e-09 and 5e-324 as such (a fixed number of decimals showed them as 0)
     return container.number_input(
@@ -67,7 +68,7 @@ def _num(container, label, key, cfg, *, step=None, fmt=None):
         float(v),
         step=step or 0.01,
         format=fmt or "%.4g",
-        help=_meta(key)["help"],
+        help=typeset(_meta(key)["help"]),
         key=f"w_{key}{_SUFFIX.get()}",
     )
 
@@ -79,7 +80,7 @@ def _pick(container, label, key, cfg, names=None, fmt=None):
         label,
         options,
         index=options.index(cur),
-        help=_meta(key)["help"],
+        help=typeset(_meta(key)["help"]),
         format_func=(lambda o: (names or {}).get(o, o)) if names else (fmt or str),
         key=f"w_{key}{_SUFFIX.get()}",
     )
@@ -158,12 +159,12 @@ def _disc_group(cfg, v, has_csv):
             "euler": "euler — the paper's rule, eq. 10",
             "midpoint": "midpoint (order 2)",
             "rk4": "rk4 (order 4)",
-            "plain": "plain net — no shortcut: each block a map x ↦ V_k(x), not a small step",
+            "plain": "plain net — no shortcut: each block a map x ↦ Vₖ(x), not a small step",
         }[o],
     )
     v["partition"] = _pick(st, "Partition", "partition", cfg)
     if v["partition"] == "geometric":
-        v["partition_ratio"] = _num(st, "Ratio s_(k+1) / s_k", "partition_ratio", cfg, step=0.05)
+        v["partition_ratio"] = _num(st, "Ratio sₖ₊₁ / sₖ", "partition_ratio", cfg, step=0.05)
 
 
 def _head_group(cfg, v, has_csv):

@@ -18,6 +18,7 @@ from ..core.config import Config
 from ..core.data import Dataset, make_dataset, split
 from ..core.errors import FlowvizError
 from ..core.presets import preset_info
+from ..plots.notation import typeset
 from ..serve.runs.registry import Run
 from . import figcache, hands, links, packs, room_ui
 from .controls import block_formula, make_config, sidebar
@@ -409,7 +410,7 @@ def _views_body():
     choice, side = view_ui(state, tabs)
     room_ui.publish(state, run, v, choice, cmp_run)
     if choice == "Dictionary":
-        st.markdown(dictionary(run.config))
+        st.markdown(typeset(dictionary(run.config)))
         return
     if choice == "Instruments":
         instruments.panel(state, run, v)
@@ -481,7 +482,7 @@ def view_ui(state: PageState, tabs: list[str]):
             horizontal=True,
             key="view",
             label_visibility="collapsed",
-            on_change=picked,
+            on_change=state.callback(picked),
         ), right
 
 

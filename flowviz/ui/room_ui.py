@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import streamlit as st
 
 from ..core.presets import preset_info
+from ..plots.notation import typeset
 from ..serve.rooms import CODE_RE, RoomError, RoomStore, store_for
 from . import figcache, links
 from .notices import notice
@@ -168,7 +169,8 @@ def _text(state) -> tuple[str | None, str]:
     if not state.scenario:
         return None, ""
     info = preset_info(state.scenario)
-    return info["title"], info["description"].replace("**", "").replace("`", "")  # shown as plain text
+    text = typeset(info["description"], latex=False).replace("**", "").replace("`", "")  # shown as plain text
+    return typeset(info["title"], latex=False), text
 
 
 def publish(state, run, views, view: str, compared=None) -> None:

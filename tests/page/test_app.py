@@ -40,7 +40,7 @@ def test_page_loads_trains_the_default_and_shows_every_view():
         "Depth sweep": 0,
         "Dictionary": 0,
     }
-    assert any("layer k" in m.value and "time t_k" in m.value for m in at.markdown)
+    assert any("layer k" in m.value and "time tₖ" in m.value for m in at.markdown)  # typeset
     at.radio(key="view").set_value("Velocity field").run()
     vel = figures(at)[0]
     assert len(vel["frames"]) == 6  # V_k for k = 1..L

@@ -15,6 +15,7 @@ from tiny import ROOT
 from flowviz import Config
 from flowviz.core.config import value_range
 from flowviz.core.presets import preset_info, preset_names
+from flowviz.plots.notation import typeset
 from flowviz.ui import links
 from flowviz.ui.controls import group_key
 from flowviz.ui.plaintext import is_inert, shown
@@ -150,8 +151,10 @@ VALUES = st.one_of(
 )
 LINKS = st.dictionaries(KEYS, st.one_of(VALUES, st.lists(VALUES, min_size=2, max_size=3)), max_size=5)
 FIXED_MARKDOWN = {"#### flowviz — a residual network is a flow"} | {
-    t for n in preset_names() for t in (f"##### {preset_info(n)['title']}", preset_info(n)["description"])
-}
+    t
+    for n in preset_names()
+    for t in (f"##### {typeset(preset_info(n)['title'])}", typeset(preset_info(n)["description"]))
+}  # typeset as the page shows them
 
 
 # the page's own alerts that use markdown (no user text in them)

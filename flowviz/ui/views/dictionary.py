@@ -136,5 +136,5 @@ def _template() -> str:
 
 
 def dictionary(cfg: Config) -> str:
-    """The Dictionary view's Markdown for this run's config."""
+    """The Dictionary view's Markdown for this run's config, in ASCII notation (the page typesets it)."""
     return _template().format_map(fills(cfg))

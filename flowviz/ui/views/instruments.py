@@ -19,6 +19,7 @@ from ...core.errors import FlowvizError
 from ...core.lru import LRU
 from ...core.points import MAX_POINTS, RANGE, parse_selection
 from ...plots.clickplane import click_plane
+from ...plots.notation import typeset
 from .. import figcache, guards, links
 from ..notices import notice
 from . import lecture
@@ -145,7 +146,9 @@ def panel(state, run, views) -> None:
         horizontal=True,
         key="instrument",
         label_visibility="collapsed",
-        on_change=lambda: (state.pick_view("Instruments", st.session_state.instrument), _write_link(state)),
+        on_change=state.callback(
+            lambda: (state.pick_view("Instruments", st.session_state.instrument), _write_link(state))
+        ),
     )
     if st.session_state.get(NOTICE_KEY):
         notice(str(st.session_state.pop(NOTICE_KEY)), "warning")
@@ -165,14 +168,14 @@ def panel(state, run, views) -> None:
             _show(plots.stability, obj, state, "fig_stability")
             k = int(np.argmax(obj.max_abs))
             st.caption(
-                f"Largest |s_k λ| = {obj.max_abs[k]:.3g} at block {k + 1}; {100 * obj.outside.max():.0f}% of "
+                f"Largest |sₖ λ| = {obj.max_abs[k]:.3g} at block {k + 1}; {100 * obj.outside.max():.0f}% of "
                 f"the eigenvalues of the worst block lie outside the {obj.scheme} region; "
                 f"{int((obj.det < 0).sum())} point-blocks fold: det D(step k) < 0, the Jacobian of the "
                 f"{obj.scheme} step itself"
                 + (
-                    ", each with a real eigenvalue of s_k DV_k below −1."
+                    ", each with a real eigenvalue of sₖ DVₖ below −1."
                     if obj.scheme == "euler"
-                    else " (for midpoint and rk4 it is not I + s_k DV_k: a fold is read "
+                    else " (for midpoint and rk4 it is not I + sₖ DVₖ: a fold is read "
                     "from the step's Jacobian, not from where the eigenvalues lie)."
                 )
             )
@@ -182,7 +185,7 @@ def panel(state, run, views) -> None:
             if model.dim != 2:
                 st.info(
                     "The grid solver works on the plane: this run is lifted (p > 0), so its transport "
-                    "equation lives in R^(2+p)."
+                    "equation lives in ℝ²⁺ᵖ."
                 )
                 return
             obj = _data(run, model, step, views, "grid")
@@ -199,10 +202,10 @@ def panel(state, run, views) -> None:
                 return
             _show(plots.adjoint, obj, state, "fig_adjoint")
             if obj.stiff:
-                st.caption(obj.stiff[0].upper() + obj.stiff[1:])
+                st.caption(typeset(obj.stiff[0].upper() + obj.stiff[1:]))
             if live:
                 st.caption(
-                    f"Training: p_k of the snapshot at step {step}; the comparison with the continuous "
+                    f"Training: pₖ of the snapshot at step {step}; the comparison with the continuous "
                     "adjoint follows when training ends."
                 )
     except FlowvizError as e:
@@ -229,7 +232,9 @@ def _volume(run, model, step, views, state):
     from ...training.volume import DENSITIES
 
     kinds = list(DENSITIES) if model.dim == 2 else ["kde"]
-    kind = st.radio("Density", kinds, horizontal=True, key="volume_density", format_func=DENSITIES.get)
+    kind = st.radio(
+        "Density", kinds, horizontal=True, key="volume_density", format_func=lambda k: typeset(DENSITIES[k])
+    )
     if kind == "exact":  # made by the view worker, as every computation on a run's weights
         obj = _cached(
             (run.key, step, "volume_exact"), lambda: _registry().compute(run, "volume_exact", extent=list(views.extent))
@@ -282,7 +287,7 @@ def _draw(state, views):
         width="stretch",
         disabled=not state.drawn,
         key="draw_undo",
-        on_click=_changed,
+        on_click=state.callback(_changed),
         args=(state, state.undo_drawn),
     )
     c3.button(
@@ -290,11 +295,16 @@ def _draw(state, views):
         width="stretch",
         disabled=not state.drawn,
         key="draw_clear",
-        on_click=_changed,
+        on_click=state.callback(_changed),
         args=(state, state.clear_drawn),
     )
     c4.button(
-        "Train on these points", type="primary", width="stretch", key="draw_train", on_click=_train_drawn, args=(state,)
+        "Train on these points",
+        type="primary",
+        width="stretch",
+        key="draw_train",
+        on_click=state.callback(_train_drawn),
+        args=(state,),
     )
     c5.caption(f"{len(state.drawn)} drawn points (≤ {MAX_POINTS}); a click adds one, a box or lasso a cluster.")
     res = 41

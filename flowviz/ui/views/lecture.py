@@ -10,6 +10,7 @@ import streamlit as st
 
 from ... import plots
 from ...core.presets import preset_info, preset_names
+from ...plots.notation import typeset
 from ...runfiles import export
 from ...runfiles.files import weights_bytes
 from ..state import NO_SCENARIO
@@ -28,7 +29,7 @@ def scenario_picker(state) -> None:
         names,
         index=names.index(cur),
         key="w_scenario_pick",
-        on_change=changed,
+        on_change=state.callback(changed),
         format_func=lambda n: "— your own settings —" if n == NO_SCENARIO else preset_info(n)["title"],
         help="curated lecture scenarios; each opens with the view that shows its point",
     )
@@ -38,16 +39,18 @@ def header(state) -> None:
     """Title and description of the open scenario (in presentation mode the text waits in a popover)."""
     if state.scenario:
         info = preset_info(state.scenario)
-        st.markdown(f"##### {info['title']}", help=info["title"] if state.present else None)  # shortened there
+        st.markdown(
+            f"##### {typeset(info['title'])}", help=typeset(info["title"]) if state.present else None
+        )  # shortened there
         if not state.present:
-            st.markdown(info["description"])
+            st.markdown(typeset(info["description"]))
 
 
 def about(state, container) -> None:
     """Presentation mode: the scenario's text behind a button, so the figure keeps the screen."""
     if state.scenario and state.present:
         with container.popover("What to look at", width="stretch"):
-            st.markdown(preset_info(state.scenario)["description"])
+            st.markdown(typeset(preset_info(state.scenario)["description"]))
 
 
 def chart_height(present: bool):

@@ -208,7 +208,7 @@ def _coarse_to_fine(reg: Registry, state, cfg: Config, data: Dataset) -> None:
         st.caption(
             "Haber and Ruthotto's multilevel idea: per-step weights are carried to the finer partition "
             "piecewise constant in t (the same field, smaller steps; a geometric partition with ratio r is "
-            "split in the ratio √r, so that every old t_k stays a point of the new one); tied and continuous "
+            "split in the ratio √r, so that every old tₖ stays a point of the new one); tied and continuous "
             "weights are re-discretised as they are. Compared with training at the finest L from scratch "
             "for the same number of optimiser steps."
         )
