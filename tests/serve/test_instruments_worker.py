@@ -225,3 +225,34 @@ def test_a_trained_run_gets_its_final_views_and_instruments_from_the_worker_that
         assert_same(prepared.PREPARED["stability"](model, run.data, v.extent), run.instrument("stability"))
     finally:
         reg.shutdown()
+
+
+@pytest.mark.parametrize("how", ["between stages", "by a limit"])
+def test_final_views_stopped_at_the_end_of_training_are_made_again_not_reported_failed(monkeypatch, caplog, how):
+    """A cancel that reaches the worker while it makes a run's final views (a Stop at the last step, a page
+    left) is not a failure: no error logged, no "could not be made" notice; the views are made again."""
+    import flowviz.training.analysis as analysis
+    from flowviz.core.solvers import Cancelled
+
+    real, calls = analysis.analyse, []
+
+    def once_cancelled(*args, **kw):
+        if not kw.get("live"):
+            calls.append(1)
+            if len(calls) == 1:
+                if how == "by a limit":
+                    raise Cancelled("cancelled")
+                return None  # analyse's own answer when its cancel is seen between two stages
+        return real(*args, **kw)
+
+    monkeypatch.setattr(analysis, "analyse", once_cancelled)
+    reg = Registry(max_workers=1, mode="thread")
+    try:
+        run = reg.start(TINY.replace(seed=34 if how == "between stages" else 35))
+        run.join(60)
+        v = run.views()
+        assert run.status == RunStatus.DONE and v is not None and not v.live
+        assert len(calls) == 2 and run.notice is None
+        assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
+    finally:
+        reg.shutdown()

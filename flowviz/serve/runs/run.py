@@ -47,6 +47,11 @@ def data_key(data: Dataset | None) -> str:
     return h.hexdigest()[:12]
 
 
+def _cancelled(e: BaseException) -> bool:
+    """A worker task that was stopped (its cancel seen by the worker or the executor), not one that failed."""
+    return isinstance(e, TaskFailed) and str(e).startswith(("Cancelled", "cancelled"))
+
+
 def _cuda_out_of_memory(e: BaseException) -> bool:
     """A CUDA out-of-memory error, raised here or reported by a worker process."""
     import torch
@@ -253,6 +258,9 @@ class Run:
     def _final_views(self, views: FlowViews | None, info: dict) -> None:
         """The final views that the run's training worker made (or why it could not)."""
         try:
+            if views is None and info.get("cancelled"):  # stopped before them: made when the run is next shown
+                log.info("run %s: final views cancelled", self.key)
+                return
             if views is None:
                 log.error("run %s: final views failed: %s", self.key, info.get("error"))
                 self.notice = f"The final pictures could not be made ({info.get('error')}); the last live ones stay."
@@ -390,7 +398,8 @@ class Run:
                     )
                     self._reestimated(info, v)
                 except (TaskFailed, WorkerDied) as e:
-                    if self.unwatched.is_set():
+                    if self.unwatched.is_set() or _cancelled(e):  # not failed: made when next shown
+                        log.info("run %s: final views not made: %s", self.key, e)
                         return self._views
                     log.error("run %s: final views failed: %s", self.key, e)
                     self.notice = f"The final pictures could not be made ({e}); the last live ones stay."

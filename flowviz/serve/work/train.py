@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from ...core.config import Config
 from ...core.cost import FIRST_LIVE_ETA_S, LIVE_EVERY_S, live_period
 from ...core.data import Dataset
+from ...core.solvers import Cancelled
 from ...training.train import Snapshot, train_iter
 from .instruments import instrument_from, instrument_replies
 from .protocol import (
@@ -190,6 +191,9 @@ def _finish(cfg: Config, ds: Dataset, last: Snapshot, history: list, finish: dic
     header: dict = {"budget_s": max(float(finish["budget_s"]) - last.elapsed, float(finish["min_s"]))}
     try:
         views, header = yield from views_reply(model, ds, header, history, cancel, {"kind": "views"})
+    except Cancelled:  # stopped (a limit's check saw the cancel): not a failure, made when the run is next shown
+        yield encode({"kind": "views", "cancelled": True})
+        return
     except Exception as e:  # the run stays trained: the page says why its final pictures are missing
         yield encode({"kind": "views", "error": f"{type(e).__name__}: {e}"})
         return

@@ -61,8 +61,9 @@ def analyse(
 
 def views_from(head: dict, arrays: dict) -> tuple:
     """(FlowViews or None, info) of a reply carrying views: ``info`` holds ``reestimate``, ``stiffness`` and
-    ``max_evals`` where the worker measured them, ``error`` where the views could not be made."""
-    info = {k: head[k] for k in ("reestimate", "stiffness", "max_evals", "error") if k in head}
+    ``max_evals`` where the worker measured them, ``error`` where the views could not be made, ``cancelled``
+    where the task was stopped before them."""
+    info = {k: head[k] for k in ("reestimate", "stiffness", "max_evals", "error", "cancelled") if k in head}
     return (unpack(head["views"], arrays) if "views" in head else None), info
 
 
