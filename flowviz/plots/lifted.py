@@ -133,6 +133,15 @@ def lifted(obj, *, probe_path=None) -> go.Figure:
     sliders, menus = _frame_slider(ls.ks, v.t)
     gx, gy, gz = ls.axes
     rng = [[float(a[0]), float(a[-1])] for a in (gx, gy, gz)]
+    span = [r[1] - r[0] for r in rng]
+    plane = max(span[0], span[1])
+    # true proportions, unless the lift's coordinate spans more than the plane (a flow part-trained pushes
+    # points far along x₃): then x₃ is drawn as tall as the plane is wide, so the scene keeps its frame
+    aspect = (
+        dict(aspectmode="data")
+        if span[2] <= plane
+        else dict(aspectmode="manual", aspectratio=dict(x=span[0] / plane, y=span[1] / plane, z=1.0))
+    )
     # fonts of the scene set here, so presentation mode's larger page type does not pile up the 3-D tick labels
     ax = dict(nticks=6)
     fig.update_layout(
@@ -140,7 +149,7 @@ def lifted(obj, *, probe_path=None) -> go.Figure:
             xaxis=dict(title="x₁", range=rng[0], **ax),
             yaxis=dict(title="x₂", range=rng[1], **ax),
             zaxis=dict(title="x₃", range=rng[2], **ax),
-            aspectmode="data",
+            **aspect,
             camera=dict(eye=dict(x=1.3, y=-1.3, z=0.7), center=dict(x=0, y=0, z=-0.16)),  # near: fills its frame
             domain=dict(x=[0, 1], y=[0, 1]),
         ),

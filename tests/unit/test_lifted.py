@@ -238,3 +238,19 @@ def test_the_lifted_models_far_field_is_what_the_text_says(rings_lift):
     gx, gy, gz = ls.axes
     inner = ls.fields[0, 0, int(np.flatnonzero(gz == 0)[0])] < LEVEL
     assert inner[np.hypot(*np.meshgrid(gx, gy)) > 3.5].any()
+
+
+@pytest.mark.slow
+def test_a_lift_coordinate_spanning_more_than_the_plane_is_drawn_no_taller_than_the_plane_is_wide(rings_lift):
+    import dataclasses
+
+    _, v = rings_lift
+    ls = v.lifted
+    scene = plots.lifted(v).layout.scene
+    spans = [float(a[-1] - a[0]) for a in ls.axes]
+    assert spans[2] <= max(spans[:2]) and scene.aspectmode == "data"  # true proportions where x₃ fits
+    tall = dataclasses.replace(ls, axes=(ls.axes[0], ls.axes[1], 5 * ls.axes[2]), x=ls.x * np.array([1, 1, 5]))
+    scene = plots.lifted(dataclasses.replace(v, lifted=tall)).layout.scene
+    assert scene.aspectmode == "manual" and scene.aspectratio.z == 1.0
+    assert max(scene.aspectratio.x, scene.aspectratio.y) == 1.0
+    assert list(scene.zaxis.range) == [float(5 * ls.axes[2][0]), float(5 * ls.axes[2][-1])]  # the ticks stay true
