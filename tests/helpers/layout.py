@@ -57,8 +57,16 @@ MEASURE = """() => {
               small: texts.filter(t => t.size < 11.5).map(t => t.s).slice(0, 3),
               ints, plane, top: box.top, bottom: box.bottom, width: box.width, height: box.height});
   }
+  // the header's status line against Streamlit's menu at the header's right end
+  const under = (a, b) => a && b && a.width && b.width && a.left < b.right && b.left < a.right &&
+                          a.top < b.bottom && b.top < a.bottom;
+  const menu = document.querySelector("[data-testid='stMainMenu']");
+  const status = [...document.querySelectorAll('.st-key-fv_status p')].map(p => {
+    const r = document.createRange(); r.selectNodeContents(p); return r.getBoundingClientRect(); });
+  const menuBox = menu && menu.getBoundingClientRect();
   return {figs: out, scroll: document.scrollingElement.scrollTop, vh: innerHeight,
-          errors: document.querySelectorAll("[data-testid='stException']").length};
+          errors: document.querySelectorAll("[data-testid='stException']").length,
+          menu: status.some(s => under(s, menuBox))};
 }"""
 
 
@@ -199,6 +207,8 @@ def _measured(page, where, w, h, present, kind):
     problems = []
     if m["errors"]:
         problems.append("an exception on the page")
+    if m["menu"]:
+        problems.append("the status line runs under Streamlit's menu")
     minimum = 16 if present else 12
     for i, f in enumerate(m["figs"]):
         name = f"figure {i} ({f['title'][:50]!r})"
