@@ -144,7 +144,7 @@ def _field_group(cfg, v, has_csv):
     v["time_mode"] = _pick(st, "Time dependence", "time_mode", cfg, fmt=lambda o: TIME_HELP[o])
     if v["time_mode"] == "continuous":
         v["knots"] = _num(st, "Knots K", "knots", cfg)
-    v["lift"] = _num(st, "Extra dimensions p (lift to R^(2+p))", "lift", cfg)
+    v["lift"] = _num(st, "Extra dimensions p (lift to ℝ²⁺ᵖ)", "lift", cfg)
 
 
 def _disc_group(cfg, v, has_csv):
