@@ -1,7 +1,7 @@
 """ASCII notation typeset: ``x_k``, ``t_(k-1)``, ``R^3`` as subscripts and superscripts.
 
 :func:`math_text` is for figures (Plotly's ``<sub>`` where Unicode has no subscript); :func:`typeset` is for the
-page's Markdown, which takes no HTML: Unicode only, and notation Unicode cannot write stays as it is.
+page's Markdown, which takes no HTML: Unicode, and inline math ($x_{L}$) where Unicode has no subscript.
 """
 
 from __future__ import annotations
