@@ -43,6 +43,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+SERVER_LOGS: dict[str, Path] = {}  # each live server's log by its address (a failing page wait quotes it)
+
+
 class LiveServer:
     """A `streamlit run app.py` on a free loopback port (``with LiveServer(env=...) as url``), its output in
     ``self.log``; started once its health check answers (within ``wait_s``), ended on leaving."""
@@ -83,6 +86,7 @@ class LiveServer:
             stderr=subprocess.STDOUT,
         )
         self.url = f"http://127.0.0.1:{port}"
+        SERVER_LOGS[self.url] = self.log
 
         def healthy():
             try:

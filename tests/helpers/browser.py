@@ -30,8 +30,8 @@ def wait_final(page, timeout_ms=90_000):
 
 
 def describe(page) -> str:
-    """What a page shows, for a failure's report: its address, its state, its text, and where a screenshot of it
-    and its HTML were saved."""
+    """What a page shows, for a failure's report: its address, its state, its text, where a screenshot of it and
+    its HTML were saved, and the last lines of its server's log."""
     import tempfile
     import time
     from pathlib import Path
@@ -47,7 +47,14 @@ def describe(page) -> str:
     except Exception as e:  # a crashed page: say so
         return f"{page.url}: the page cannot be read ({e})"
     text = " | ".join(page.inner_text("body").split("\n"))
-    return f"{page.url} (readyState, stApp, status widget, HTML length: {state}; screenshot {stem}.png): {text[:1500]}"
+    from tiny import SERVER_LOGS
+
+    log = SERVER_LOGS.get("/".join(page.url.split("/")[:3]))  # the server the page is on, if a test started it
+    tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:]) if log and log.exists() else "(not known)"
+    return (
+        f"{page.url} (readyState, stApp, status widget, HTML length: {state}; screenshot {stem}.png): {text[:1500]}"
+        f"\nthe server's log, its last lines:\n{tail}"
+    )
 
 
 def radio(page, label):
