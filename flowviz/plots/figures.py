@@ -591,7 +591,7 @@ def diagnostics(obj) -> go.Figure:
         subplot_titles=(
             "residual ratio |s_k V_k| / |x|",
             "weight drift |θ_k − θ_(k−1)|",
-            f"min det D(step k): {d.det_grid}×{d.det_grid} grid (bars), data points (◆)",
+            f"min det D(step k): {d.det_grid}×{d.det_grid} grid (bars),<br>data points (◆)",
             "error |x_k − x(t_k)|",
         ),
     )

@@ -43,6 +43,7 @@ class Frame:
     path_width: float  # a characteristic's line width, px
     path_opacity: float
     grid: str  # grid line colour
+    narrowest: int = 0  # the narrowest width it is drawn at, px (the page beside its sidebar); 0: ``width``
 
     @property
     def char(self) -> float:
@@ -52,7 +53,7 @@ class Frame:
 
 FRAMES = {
     "notebook": Frame("notebook", 900, 620, 14, 13, 18, 12, 1.0, 1.2, 0.35, "#e4e4e4"),
-    "page": Frame("page", 1100, 640, 15, 14, 19, 12, 1.0, 1.4, 0.4, "#dddddd"),
+    "page": Frame("page", 1100, 640, 15, 14, 19, 12, 1.0, 1.4, 0.4, "#dddddd", narrowest=820),
     "present": Frame("present", 1240, 640, 18, 16, 20, 16, 1.5, 2.5, 0.6, "#c8c8c8"),
     "present_1080": Frame("present_1080", 1880, 980, 22, 20, 26, 16, 2.0, 3.0, 0.6, "#c8c8c8"),
 }
@@ -152,7 +153,7 @@ def _legend_rows(fig: go.Figure, f: Frame) -> int:
     if fig.layout.showlegend is False or not names or (fig.layout.showlegend is None and len(names) < 2):
         return 0
     widths = [_entry_width(n, f) for n in names]
-    room = f.width - 200  # plotly wraps it at the plot area's width
+    room = (f.narrowest or f.width) - 200  # plotly wraps it at the plot area's width
     if sum(widths) <= room:
         return 1
     return math.ceil(len(widths) / max(1, int(room // max(widths))))  # wrapped: columns of the widest entry
@@ -238,8 +239,10 @@ def apply(fig: go.Figure, frame: Frame | str | None = "page", *, height: int | N
         rows == 1
         and lines == 1
         and title_lines <= 1
-        and lw < f.width / 2 - 20
-        and (lw + max((text_width(ln, f.title) for ln in title.split("<br>")), default=0) + 60 < f.width)
+        and lw < (f.narrowest or f.width) / 2 - 20
+        and (
+            lw + max((text_width(ln, f.title) for ln in title.split("<br>")), default=0) + 60 < (f.narrowest or f.width)
+        )
     )
     legend_h = 0 if beside else rows * (f.text * 1.45 + (lines - 1) * f.text * 1.2) + (4 if rows else 0)
     lay.legend = dict(

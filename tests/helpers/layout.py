@@ -196,6 +196,9 @@ def _scenario(page, url, scenario):
         page.wait_for_function("() => document.body.innerText.includes('done')", timeout=120_000)
         settle(page)
         out += _measured(page, where, 1920, 1080, False, kind)
+        page.set_viewport_size({"width": 1280, "height": 720})  # a laptop: the figures beside the open sidebar
+        settle(page)
+        out += _measured(page, where, 1280, 720, False, kind)
     except Exception as e:  # one scenario's failure is named; the others are still checked
         out.append(f"{where}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
     return out
