@@ -1,7 +1,7 @@
-"""The picture the back row sees: every scenario's landing view at 1280 x 720 and 1920 x 1080 in presentation mode
-and at 1920 x 1080 without, and every view and instrument of the representative scenarios (helpers/layout.py:
-EVERY_VIEW, one with a lift; EVERY_INSTRUMENT) at 1280 x 720 in presentation mode,
-legible in its frame (helpers/layout.py says what is measured), each view's and instrument's figures in the boxes
+"""The picture the back row sees: every scenario's landing view at 1280 x 720 and 1920 x 1080 in presentation mode and
+at 1920 x 1080 and 1280 x 720 without, and every view and instrument of the representative scenarios
+(helpers/layout.py: EVERY_VIEW, one with a lift; EVERY_INSTRUMENT) at 1280 x 720 in presentation mode, legible in
+its frame (helpers/layout.py says what is measured), each view's and instrument's figures in the boxes
 test_browser_figures.py draws them in. One live server on a prebuilt disk cache, one page. Every figure of every
 view and instrument of every scenario is measured by test_browser_figures.py, drawn outside the page in the same
 boxes (a page state here costs a Streamlit script run, a figure there a Plotly.newPlot): what a visit here adds is

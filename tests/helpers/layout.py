@@ -155,8 +155,8 @@ def _pick(page, key, label):
 def _scenario(page, url, scenario):
     """Every check of one scenario on one page: its landing view at 1280 x 720 and 1920 x 1080 in presentation
     mode, then each view (EVERY_VIEW) and instrument (EVERY_INSTRUMENT) at 1280 x 720; then its landing view at
-    1920 x 1080 without presentation mode. Problems as lines; an exception is one problem, and the next scenario
-    goes on."""
+    1920 x 1080 without presentation mode, and at 1280 x 720 (the figures beside the open sidebar). Problems as
+    lines; an exception is one problem, and the next scenario goes on."""
     out, kind = [], _landing(scenario)
     where = f"{scenario} landing"
     try:
